@@ -1,0 +1,33 @@
+"""One error hierarchy. Every error carries a message a user can act on.
+
+The CLI turns an :class:`RlbudgetError` into one red line and exit code 2;
+anything else is a bug and shows a traceback.
+"""
+
+from __future__ import annotations
+
+
+class RlbudgetError(Exception):
+    """Bad input: a message that names the file, key or value and how to fix it."""
+
+    exit_code = 2
+
+
+class UnitError(RlbudgetError, ValueError):
+    """A quantity that does not follow the number + unit grammar."""
+
+
+class BudgetError(RlbudgetError):
+    """A budget file that cannot be loaded or is impossible."""
+
+
+class DeviceError(RlbudgetError):
+    """An unknown device id or an invalid device description."""
+
+
+class EnvError(RlbudgetError):
+    """An environment that cannot be made or whose spaces are unsupported."""
+
+
+class PlanError(RlbudgetError):
+    """A plan that cannot be made or read."""

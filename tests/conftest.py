@@ -1,0 +1,23 @@
+"""Shared fixtures: paths to the repo's example budgets and a writer for budget text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGETS = ROOT / "budgets"
+
+
+@pytest.fixture
+def write_budget(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write budget text to tmp_path/NAME and return its path."""
+
+    def write(text: str, name: str = "budget.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
