@@ -202,39 +202,42 @@ def _format(value: float, steps: list[tuple[str, float]], digits: int) -> str:
     for u, s in steps:
         if abs(value) >= s:
             unit, scale = u, s
-    text = f"{value / scale:.{digits}g}"
-    if "e" in text:  # keep the grammar: no exponent next to a unit
-        text = f"{value / scale:.{digits}f}".rstrip("0").rstrip(".")
+    # Round to `digits` significant digits, then print without an exponent (the grammar
+    # has none next to a unit): 144.06 with 2 digits → "140".
+    rounded = float(f"{value / scale:.{digits}g}")
+    text = f"{rounded:.15g}"
+    if "e" in text:
+        text = f"{rounded:.{digits}f}".rstrip("0").rstrip(".")
     return f"{text} {unit}".rstrip()
 
 
-def format_bytes(n: float, digits: int = 4) -> str:
+def format_bytes(n: float, digits: int = 3) -> str:
     """Binary units, as a device engineer reads a map file: 327680 → ``"320 KiB"``."""
     return _format(n, [("B", 1), ("KiB", 1024), ("MiB", 1024**2), ("GiB", 1024**3)], digits)
 
 
-def format_time(seconds: float, digits: int = 4) -> str:
+def format_time(seconds: float, digits: int = 3) -> str:
     """0.0021 → ``"2.1 ms"``; 900 → ``"15 min"``."""
     steps = [("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("min", 60.0), ("h", 3600.0)]
     return _format(seconds, steps, digits)
 
 
-def format_energy(joules: float, digits: int = 4) -> str:
+def format_energy(joules: float, digits: int = 3) -> str:
     """0.0005 → ``"500 µJ"``; 72000 → ``"20 Wh"``."""
     steps = [("µJ", 1e-6), ("mJ", 1e-3), ("J", 1.0), ("Wh", 3600.0), ("kWh", 3.6e6)]
     return _format(joules, steps, digits)
 
 
-def format_power(watts: float, digits: int = 4) -> str:
+def format_power(watts: float, digits: int = 3) -> str:
     """0.24 → ``"240 mW"``."""
     return _format(watts, [("µW", 1e-6), ("mW", 1e-3), ("W", 1.0)], digits)
 
 
-def format_frequency(hz: float, digits: int = 4) -> str:
+def format_frequency(hz: float, digits: int = 3) -> str:
     """2.4e8 → ``"240 MHz"``."""
     return _format(hz, [("Hz", 1.0), ("kHz", 1e3), ("MHz", 1e6), ("GHz", 1e9)], digits)
 
 
-def format_count(n: float, digits: int = 4) -> str:
+def format_count(n: float, digits: int = 3) -> str:
     """200000 → ``"200k"``."""
     return _format(n, [("", 1), ("k", 1e3), ("M", 1e6), ("G", 1e9)], digits).replace(" ", "")

@@ -135,10 +135,10 @@ def test_format_examples() -> None:
 
 @given(st.integers(min_value=1, max_value=2**40))
 def test_bytes_round_trip(n: int) -> None:
-    # 4 significant digits: the formatted value is within 0.05 % of the original.
+    # 3 significant digits: the formatted value is within 0.5 % of the original.
     fractional_bytes = units.Kind("bytes", "B", units.BYTES.units)  # no whole-number check
     back = units.parse_quantity(units.format_bytes(n), fractional_bytes)
-    assert math.isclose(back, n, rel_tol=5e-4)
+    assert math.isclose(back, n, rel_tol=5e-3)
 
 
 @given(st.integers(min_value=0, max_value=30), st.sampled_from([1, 1024, 1024**2, 1024**3]))
@@ -149,12 +149,12 @@ def test_bytes_round_trip_exact_for_round_values(k: int, scale: int) -> None:
 
 @given(st.floats(min_value=1e-7, max_value=1e6, allow_nan=False, allow_infinity=False))
 def test_time_round_trip(seconds: float) -> None:
-    assert math.isclose(units.parse_time(units.format_time(seconds)), seconds, rel_tol=5e-4)
+    assert math.isclose(units.parse_time(units.format_time(seconds)), seconds, rel_tol=5e-3)
 
 
 @given(st.floats(min_value=1e-7, max_value=1e8, allow_nan=False, allow_infinity=False))
 def test_energy_round_trip(joules: float) -> None:
-    assert math.isclose(units.parse_energy(units.format_energy(joules)), joules, rel_tol=5e-4)
+    assert math.isclose(units.parse_energy(units.format_energy(joules)), joules, rel_tol=5e-3)
 
 
 @given(st.integers(min_value=1, max_value=10**12))

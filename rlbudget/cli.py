@@ -1,0 +1,203 @@
+"""The ``rlbudget`` command: parse options, call one library function, render.
+
+Exit codes: 0 success, 1 the budget is not met (nothing fits), 2 bad input.
+torch and stable_baselines3 are never imported here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rlbudget import __version__, units
+from rlbudget.errors import RlbudgetError
+
+app = typer.Typer(
+    name="rlbudget",
+    help=(
+        "Reinforcement learning under a hardware budget.\n\n"
+        "Describe a device and a task in a budget YAML file; rlbudget plans what to train, "
+        "and (in later releases) trains, compresses and profiles it against the budget.\n\n"
+        "Examples:\n\n"
+        "  rlbudget plan                          # the bundled default budget\n\n"
+        "  rlbudget plan budgets/esp32-cartpole.yaml --json\n\n"
+        "  rlbudget check budgets/rp2040-frozenlake.yaml\n\n"
+        "  rlbudget devices"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+out = Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)
+err = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _handles_errors(fn: F) -> F:
+    """Turn an RlbudgetError into one red line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RlbudgetError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"rlbudget {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Reinforcement learning under a hardware budget."""
+
+
+def default_budget_path() -> Path:
+    """The bundled default budget (an MCU-class device and CartPole-v1)."""
+    return Path(str(resources.files("rlbudget") / "data" / "budgets" / "default.yaml"))
+
+
+BudgetArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Budget YAML file (see budgets/). Without it, the bundled default budget.",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+
+
+@app.command()
+@_handles_errors
+def check(budget: BudgetArg = None, json_out: JsonOpt = False) -> None:
+    """Validate a budget file and print it normalized (SI units).
+
+    Example: rlbudget check budgets/esp32-cartpole.yaml --json
+    """
+    from rlbudget.budget import load_budget
+
+    b = load_budget(budget or default_budget_path())
+    if json_out:
+        _print_json(b.to_dict())
+        return
+    from rlbudget.render import render_budget
+
+    render_budget(out, b)
+    for w in b.warnings:
+        err.print(f"[yellow]warning:[/yellow] {w}", markup=True)
+
+
+@app.command()
+@_handles_errors
+def plan(
+    budget: BudgetArg = None,
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Gymnasium id (or module:EnvId); overrides task.env."),
+    ] = None,
+    gym_package: Annotated[
+        list[str] | None,
+        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    ] = None,
+    json_out: JsonOpt = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the plan as YAML (for train).")
+    ] = None,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Show the reasons of every option, not only the first.")
+    ] = False,
+) -> None:
+    """Recommend what to train for a budget: ranked options, estimates and the rules that fired.
+
+    Exit code 1 when no option fits the budget with the margin (the binding limit is named).
+
+    Example: rlbudget plan budgets/raspberry-pi-4-pendulum.yaml --env Pendulum-v1 -o plan.yaml
+    """
+    from rlbudget.budget import load_budget
+    from rlbudget.envs import env_spec
+    from rlbudget.plan import make_plan, save_plan
+
+    b = load_budget(budget or default_budget_path())
+    env_id = env or b.task.env_id
+    spec = env_spec(env_id, gym_packages=gym_package or ()) if env_id else None
+    p = make_plan(b, spec)
+    if output is not None:
+        save_plan(p, output)
+    if json_out:
+        _print_json(p.to_dict())
+    else:
+        from rlbudget.render import render_plan
+
+        render_plan(out, p, show_all=show_all)
+        for w in b.warnings:
+            err.print(f"[yellow]warning:[/yellow] {w}", markup=True)
+        if output is not None:
+            out.print(f"plan written to {output}")
+    if not p.fits:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_handles_errors
+def devices(json_out: JsonOpt = False) -> None:
+    """List the named devices a budget can use (device: ID).
+
+    Example: rlbudget devices --json
+    """
+    from rlbudget.devices import list_devices
+
+    devs = list_devices()
+    if json_out:
+        _print_json([d.to_dict() for d in devs])
+        return
+    t = Table(title="Named devices (use 'device: ID' in a budget)")
+    for col in ("id", "class", "core", "clock", "SRAM/RAM", "flash", "FPU", "int8 MAC/cyc", "power"):
+        t.add_column(col)
+    for d in devs:
+        t.add_row(
+            d.id,
+            d.device_class,
+            d.core,
+            units.format_frequency(d.clock_hz),
+            units.format_bytes(d.sram_bytes),
+            units.format_bytes(d.flash_bytes),
+            "yes" if d.fpu else "no",
+            f"{d.int8_macs_per_cycle:g}",
+            units.format_power(d.active_power_w),
+        )
+    out.print(t)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Human rendering of budgets and plans (rich). Data comes in finished; nothing is computed here."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from rlbudget import units
+from rlbudget.budget import Budget
+from rlbudget.plan import Check, Option, Plan
+
+
+def _or_dash(value: float | None, fmt: object) -> str:
+    return "—" if value is None else fmt(value)  # type: ignore[operator]
+
+
+def render_budget(console: Console, b: Budget) -> None:
+    """The normalized budget as one table: every limit in SI and in human units."""
+    t = Table(title=f"Budget '{b.name}' ({b.source})")
+    t.add_column("key")
+    t.add_column("value")
+    t.add_column("SI")
+    d = b.device
+    t.add_row("device", f"{d.id} ({d.device_class}, {d.core})", "")
+    t.add_row("device.clock", units.format_frequency(d.clock_hz), f"{d.clock_hz:g} Hz")
+    t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
+    t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
+    t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
+    rows: list[tuple[str, float | None, object, str]] = [
+        ("inference.ram", b.inference.ram_bytes, units.format_bytes, "B"),
+        ("inference.flash", b.inference.flash_bytes, units.format_bytes, "B"),
+        ("inference.latency", b.inference.latency_s, units.format_time, "s"),
+        ("inference.energy", b.inference.energy_j, units.format_energy, "J"),
+        ("training.time", b.training.time_s, units.format_time, "s"),
+        ("training.env_steps", b.training.env_steps, units.format_count, "steps"),
+        ("training.ram", b.training.ram_bytes, units.format_bytes, "B"),
+        ("training.energy", b.training.energy_j, units.format_energy, "J"),
+        ("training.cores", b.training.cores, str, ""),
+        ("task.env_step_cost", b.task.env_step_cost_s, units.format_time, "s"),
+    ]
+    for key, value, fmt, si in rows:
+        shown = _or_dash(value, fmt) if value is not None else "not checked"
+        t.add_row(key, shown, "" if value is None else f"{value:g} {si}".strip())
+    t.add_row("task.env", b.task.env_id or "—", "")
+    t.add_row("task.min_return", _or_dash(b.task.min_return, lambda v: f"{v:g}"), "")
+    t.add_row("margin", f"{b.margin:.0%}", f"{b.margin:g}")
+    console.print(t)
+
+
+def _fmt_check(c: Check) -> str:
+    fmt = {"bytes": units.format_bytes, "s": units.format_time, "J": units.format_energy}.get(
+        c.unit, units.format_count
+    )
+    mark = {"PASS": "", "FAIL": " ✗", "NOT CHECKED": ""}[c.status]
+    return f"{fmt(c.estimate, 3)}{mark}"
+
+
+def _check(o: Option, name: str) -> Check:
+    return next(c for c in o.checks if c.limit == name)
+
+
+def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
+    """Ranked options, the reasons of the first (or all), what was excluded, and the verdict."""
+    b, env, ctx = p.budget, p.env, p.context
+    target = "—" if ctx.target_return is None else f"{ctx.target_return:g}"
+    console.print(
+        f"[bold]Plan[/bold] for '{b.name}': {b.device.id} ({b.device.device_class}) × {env.env_id} "
+        f"(obs {env.observation.kind}{list(env.observation.shape) or ''}, "
+        f"actions {env.action.kind}), target return {target}, margin {b.margin:.0%}",
+        markup=True,
+    )
+    t = Table(title="Options (estimated; ✗ = over the limit with the margin)")
+    for col in ("#", "option", "paradigm", "fits", "flash", "RAM", "latency (typ, range)",
+                "energy/decision", "env steps", "train time"):  # fmt: skip
+        t.add_column(col, overflow="fold")
+    for o in p.options:
+        e = o.estimates
+        lat = e.latency_s
+        fits = "yes" if o.fits else "no"
+        if not o.trainable:
+            fits += " (not yet supported)"
+        t.add_row(
+            str(o.rank),
+            o.label,
+            o.paradigm,
+            fits,
+            _fmt_check(_check(o, "inference.flash")),
+            _fmt_check(_check(o, "inference.ram")),
+            f"{_fmt_check(_check(o, 'inference.latency'))} "
+            f"({units.format_time(lat.low, 2)}–{units.format_time(lat.high, 2)})",
+            _fmt_check(_check(o, "inference.energy")),
+            _fmt_check(_check(o, "training.env_steps")),
+            _fmt_check(_check(o, "training.time")),
+        )
+    console.print(t)
+    shown = p.options if show_all else p.options[:1]
+    for o in shown:
+        console.print(f"[bold]#{o.rank} {o.label}[/bold] — why:", markup=True)
+        for r in o.reasons:
+            console.print(f"  • {r}", markup=False)
+        hp = ", ".join(f"{k}={v}" for k, v in o.hyperparams.items())
+        console.print(f"  hyperparameters ({o.hyperparams_source}): {hp}", markup=False)
+    if p.excluded:
+        console.print("[bold]Not considered:[/bold]", markup=True)
+        for algo, why in p.excluded:
+            console.print(f"  {algo}: {why}", markup=False)
+    binding = p.binding()
+    if p.best is not None:
+        console.print(f"[green]Recommended:[/green] {p.best.label}", markup=True)
+    elif binding is not None:
+        console.print(f"[red]{binding['message']}[/red]", markup=True)
+    else:
+        console.print("[red]nothing fits and no option can be trained yet[/red]", markup=True)
