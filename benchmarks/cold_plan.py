@@ -20,7 +20,10 @@ COMMANDS = {
     "rlbudget --help": ["--help"],
     "rlbudget check (default budget)": ["check"],
     "rlbudget plan (default budget)": ["plan"],
-    "rlbudget plan budgets/raspberry-pi-4-pendulum.yaml": ["plan", "budgets/raspberry-pi-4-pendulum.yaml"],
+    "rlbudget plan budgets/raspberry-pi-4-pendulum.yaml": [
+        "plan",
+        "budgets/raspberry-pi-4-pendulum.yaml",
+    ],
 }
 
 
@@ -43,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
     repeat = parser.parse_args().repeat
-    print(f"| command | median (s) | min (s) | max (s) | runs |")
+    print("| command | median (s) | min (s) | max (s) | runs |")
     print("|---|---|---|---|---|")
     for name, args in COMMANDS.items():
         runs = time_command(args, repeat)

@@ -376,14 +376,14 @@ def load_budget(path: str | os.PathLike[str]) -> Budget:
     try:
         raw = p.read_bytes()
     except OSError as exc:
-        raise BudgetError(f"{source}: cannot be read ({exc.strerror}); check its permissions") from None
+        raise BudgetError(
+            f"{source}: cannot be read ({exc.strerror}); check its permissions"
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise BudgetError(
-            f"{source}:{line}: not UTF-8 text; save the budget as UTF-8"
-        ) from None
+        raise BudgetError(f"{source}:{line}: not UTF-8 text; save the budget as UTF-8") from None
     return parse_budget(text, source)
 
 

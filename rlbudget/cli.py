@@ -40,7 +40,7 @@ app = typer.Typer(
 )
 
 out = Console(highlight=False, soft_wrap=False, width=200 if not sys.stdout.isatty() else None)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -177,7 +177,17 @@ def devices(json_out: JsonOpt = False) -> None:
         _print_json([d.to_dict() for d in devs])
         return
     t = Table(title="Named devices (use 'device: ID' in a budget)")
-    for col in ("id", "class", "core", "clock", "SRAM/RAM", "flash", "FPU", "int8 MAC/cyc", "power"):
+    for col in (
+        "id",
+        "class",
+        "core",
+        "clock",
+        "SRAM/RAM",
+        "flash",
+        "FPU",
+        "int8 MAC/cyc",
+        "power",
+    ):
         t.add_column(col)
     for d in devs:
         t.add_row(

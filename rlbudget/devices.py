@@ -158,8 +158,8 @@ def list_devices() -> list[Device]:
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
-    """"; did you mean 'x'?" for a close match, else "." (ends the sentence either way)."""
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    """ "; did you mean 'x'?" for a close match, else "." (ends the sentence either way)."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f"; did you mean '{close[0]}'?" if close else "."
 
 

@@ -127,9 +127,7 @@ def get_hyperparams(algorithm: str, env_id: str) -> Hyperparams:
     entry_id: str | None = env_id if env_id in table else None
     if entry_id is None:
         base = _unversioned(env_id)
-        entry_id = next(
-            (k for k in table if k != "default" and _unversioned(k) == base), None
-        )
+        entry_id = next((k for k in table if k != "default" and _unversioned(k) == base), None)
     tuned = entry_id is not None
     entry = dict(table[entry_id if entry_id is not None else "default"])
     source = str(entry.pop("source"))

@@ -38,6 +38,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from rlbudget import units
@@ -424,7 +425,7 @@ def _mlp_body(
     outputs = act.n if act.kind == "discrete" and act.n is not None else act.dim
     inputs = obs.n if obs.kind == "discrete" and obs.n is not None else obs.dim  # one-hot
     widths = [inputs, *hidden, outputs]
-    weights = sum(a * b for a, b in zip(widths, widths[1:]))
+    weights = sum(a * b for a, b in pairwise(widths))
     biases = sum(widths[1:])
     macs = weights
     if dtype == "int8":
@@ -433,7 +434,7 @@ def _mlp_body(
     else:
         weight_bytes = 4 * (weights + biases)
         act_bytes = 4
-    live_pair = max(a + b for a, b in zip(widths, widths[1:]))
+    live_pair = max(a + b for a, b in pairwise(widths))
     activation_bytes = live_pair * act_bytes + 4 * max(widths[1:])  # + int32 accumulators
     n_tanh = sum(hidden) if activation == "tanh" else 0
     key = "int8" if dtype == "int8" else ("fp32" if fpu else "fp32-soft")
@@ -470,7 +471,9 @@ def _limit_check(
     with_margin = estimate * (1 + margin)
     if limit is None:
         return Check(name, unit, estimate, with_margin, None, "NOT CHECKED")
-    return Check(name, unit, estimate, with_margin, limit, "PASS" if with_margin <= limit else "FAIL")
+    return Check(
+        name, unit, estimate, with_margin, limit, "PASS" if with_margin <= limit else "FAIL"
+    )
 
 
 def _estimate(
@@ -501,7 +504,9 @@ def _estimate(
 
     replay_capacity = replay_bytes = per_transition = None
     base_ram = BASE_TRAIN_RAM.get(cand.info.library, BASE_TRAIN_RAM["none"])
-    train_ram = base_ram + (body.parameters * 4 * 4 if body.kind != "table" else body.parameters * 4)
+    train_ram = base_ram + (
+        body.parameters * 4 * 4 if body.kind != "table" else body.parameters * 4
+    )
     if cand.info.replay_buffer:
         act_bytes = 8 if env.action.kind == "discrete" else 4 * env.action.dim
         per_transition = 2 * obs_bytes + act_bytes + 4 + 4  # obs, next_obs, action, reward, done
@@ -536,9 +541,10 @@ def _estimate(
         feasible = int(t.time_s / (1 + budget.margin) / per_step)
         if feasible < steps:
             notes.append(
-                f"[feasible-steps] {units.format_time(t.time_s)} of training at ≈"
-                f"{units.format_count(1 / per_step)} steps/s allows ≈{units.format_count(feasible)} "
-                f"env steps with the margin; this option typically needs "
+                f"[feasible-steps] {units.format_time(t.time_s)} of training at "
+                f"≈{units.format_count(1 / per_step)} steps/s allows "
+                f"≈{units.format_count(feasible)} env steps with the margin; this option "
+                f"typically needs "
                 f"{units.format_count(steps)}"
             )
     m = budget.margin
@@ -585,9 +591,9 @@ def _context(budget: Budget, env: EnvSpec, compatible: Sequence[AlgorithmInfo]) 
     tight = (inf.ram_bytes is not None and inf.ram_bytes <= 64 * 1024) or (
         inf.flash_bytes is not None and inf.flash_bytes <= 256 * 1024
     )
-    if budget.task.env_step_cost_s is not None:
-        step_cost, step_source = budget.task.env_step_cost_s, "task.env_step_cost"
-    else:
+    step_cost: float | None = budget.task.env_step_cost_s
+    step_source = "task.env_step_cost"
+    if step_cost is None:
         step_cost, step_source = env.step_cost_s, "measured on this host"
     why = ""
     if budget.task.env_step_cost_s is not None and budget.task.env_step_cost_s >= EXPENSIVE_STEP_S:
@@ -695,27 +701,30 @@ def _score(info: AlgorithmInfo, env: EnvSpec, ctx: Context, body: _Body) -> tupl
             score += 1.5
         else:
             score -= 1
-        reasons.append(_rule("expensive-env", f"Expensive env ({ctx.expensive_why}): "
-                             + RULES["expensive-env"].text[len("Expensive environment: "):]))
+        reasons.append(
+            _rule(
+                "expensive-env",
+                f"Expensive env ({ctx.expensive_why}): "
+                + RULES["expensive-env"].text[len("Expensive environment: ") :],
+            )
+        )
     if not info.trainable:
         reasons.append(_rule("not-yet"))
     return score, reasons
 
 
-def _mlp_dtype(device: Device, ctx: Context, budget: Budget) -> str:
-    inf = budget.inference
-    if ctx.mcu or ctx.tight_memory or inf.latency_s is not None or inf.energy_j is not None:
-        return "int8"
-    return "fp32"
-
-
-def _candidates(budget: Budget, env: EnvSpec, ctx: Context, info: AlgorithmInfo) -> list[_Candidate]:
+def _candidates(
+    budget: Budget, env: EnvSpec, ctx: Context, info: AlgorithmInfo
+) -> list[_Candidate]:
     hp = get_hyperparams(info.id, env.env_id)
     params = dict(hp.params)
     device = budget.device
     obs, act = env.observation, env.action
     n_actions = act.n if act.kind == "discrete" and act.n is not None else 0
-    base_reasons: list[str] = []
+    base_reasons = [
+        _rule("spaces", f"{info.id} handles {obs.kind} observations and {act.kind} actions "
+              f"({info.description})")
+    ]  # fmt: skip
     if info.library == "sb3" and not info.off_policy and ctx.cores > 1:
         n_envs = int(params.get("n_envs", 1))
         base_reasons.append(
@@ -748,25 +757,32 @@ def _candidates(budget: Budget, env: EnvSpec, ctx: Context, info: AlgorithmInfo)
         if ctx.eight_bit:
             return []
         hidden = [int(w) for w in params.get("net_arch", [64, 64])]
-        activation = str(params.get("activation_fn", "tanh" if info.id in ("ppo", "a2c") else "relu"))
-        dtype = _mlp_dtype(device, ctx, budget)
-        fmt = "c" if ctx.mcu else ("onnx" if device.device_class in ("gpu",) else "numpy")
-        extra: list[str] = []
-        if dtype == "int8":
-            extra.append(_rule("int8"))
-        tuned = _mlp_body(obs, act, hidden, activation, dtype, device.fpu)
+        default_act = "tanh" if info.id in ("ppo", "a2c") else "relu"
+        activation = str(params.get("activation_fn", default_act))
+        fmt = "c" if ctx.mcu else ("onnx" if device.device_class == "gpu" else "numpy")
+        # Preference order; the planner keeps the first that fits (see make_plan).
+        # MCUs deploy int8 only; elsewhere fp32 first, int8 when fp32 does not fit.
+        dtypes = ("int8",) if ctx.mcu else ("fp32", "int8")
         shape = "-".join(map(str, hidden))
-        bodies.append((tuned, dtype, fmt, f"{info.id} mlp {shape} {dtype}", extra))
-        for width in NARROW_WIDTHS:
-            if width >= max(hidden):
-                continue
-            narrow = [width] * len(hidden)
-            body = _mlp_body(obs, act, narrow, activation, dtype, device.fpu)
-            bodies.append(
-                (body, dtype, fmt, f"{info.id} mlp {'-'.join(map(str, narrow))} {dtype}",
-                 [*extra, _rule("narrow", f"The tuned {shape} network does not fit: "
-                                f"{'-'.join(map(str, narrow))} is the widest that does.")])
-            )  # fmt: skip
+        shapes = [hidden] + [[w] * len(hidden) for w in NARROW_WIDTHS if w < max(hidden)]
+        for widths in shapes:
+            for dtype in dtypes:
+                reasons: list[str] = []
+                if dtype == "int8":
+                    reasons.append(
+                        _rule("int8", "MCU: deploy int8 (4× smaller than fp32, integer kernels).")
+                        if ctx.mcu
+                        else _rule("int8", "fp32 does not fit the limits: deploy int8.")
+                    )
+                if widths is not hidden:
+                    name = "-".join(map(str, widths))
+                    reasons.append(
+                        _rule("narrow", f"The tuned {shape} network does not fit: "
+                              f"{name} is the widest that does.")
+                    )  # fmt: skip
+                body = _mlp_body(obs, act, widths, activation, dtype, device.fpu)
+                label = f"{info.id} mlp {'-'.join(map(str, widths))} {dtype}"
+                bodies.append((body, dtype, fmt, label, reasons))
 
     out: list[_Candidate] = []
     for body, dtype, fmt, label, extra in bodies:
@@ -828,16 +844,11 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
         for cand in cands:
             est, checks, notes = _estimate(cand, budget, env, ctx)
             evaluated.append((cand, est, checks, notes))
-        # MLPs: keep the tuned shape, and the widest narrower one only if the tuned one fails.
-        if cands[0].body.kind == "mlp":
-            tuned = evaluated[0]
-            keep = [tuned]
-            if any(c.status == "FAIL" for c in tuned[2]):
-                for e in evaluated[1:]:
-                    if all(c.status != "FAIL" for c in e[2]):
-                        keep.append(e)
-                        break
-            evaluated = keep
+        # MLPs: candidates come in preference order (tuned shape first, fp32 before int8
+        # off-MCU, then narrower). Keep the first that fits; if none does, the first.
+        if len(evaluated) > 1:
+            fitting = [e for e in evaluated if all(c.status != "FAIL" for c in e[2])]
+            evaluated = fitting[:1] or evaluated[:1]
         for cand, est, checks, notes in evaluated:
             options.append(
                 Option(

@@ -88,6 +88,14 @@ def _accepted(kind: Kind) -> str:
     return ", ".join(names)
 
 
+def _no_unit(number: str, kind: Kind) -> UnitError:
+    unit = _example(kind).lstrip("0123456789.")
+    return UnitError(
+        f"'{number}' has no unit; write it with one of: {_accepted(kind)} "
+        f"(for example '{number}{unit}')"
+    )
+
+
 def _example(kind: Kind) -> str:
     return {
         "bytes": "320KiB",
@@ -113,10 +121,7 @@ def parse_quantity(value: object, kind: Kind | str, *, allow_zero: bool = False)
         raise UnitError(f"expected a {k.name} such as '{_example(k)}', got the boolean {value}")
     if isinstance(value, (int, float)):
         if k.needs_unit:
-            raise UnitError(
-                f"'{value}' has no unit; write it with one of: {_accepted(k)} "
-                f"(for example '{value}{next(iter(k.units))}' or '{_example(k)}')"
-            )
+            raise _no_unit(str(value), k)
         number, scale, text = float(value), 1.0, str(value)
     elif isinstance(value, str):
         text = value
@@ -130,10 +135,7 @@ def parse_quantity(value: object, kind: Kind | str, *, allow_zero: bool = False)
         unit = m.group("unit") or ""
         if unit not in k.units:
             if unit == "" and k.needs_unit:
-                raise UnitError(
-                    f"'{value}' has no unit; write it with one of: {_accepted(k)} "
-                    f"(for example '{_example(k)}')"
-                )
+                raise _no_unit(value.strip(), k)
             hint = ""
             for u in k.units:
                 if u and u.lower() == unit.lower():

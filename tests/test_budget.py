@@ -88,7 +88,7 @@ BAD = {
     "bare-number": (
         "device: esp32\ninference:\n  ram: 320\n",
         "3: inference.ram: '320' has no unit; write it with one of: B, kB, KB, MB, GB, KiB, MiB, "
-        "GiB (for example '320B' or '320KiB')",
+        "GiB (for example '320KiB')",
     ),
     "wrong-unit": (
         "device: esp32\ninference:\n  latency: 2MB\n",

@@ -51,14 +51,45 @@ def test_expensive_env_ranks_model_based_or_off_policy_above_on_policy() -> None
     assert p.context.expensive_env
     ranks = {o.algorithm: o.rank for o in p.options}
     best_sample_efficient = min(
-        o.rank for o in p.options if o.trainable and (o.paradigm == "model-based" or o.algorithm == "dqn")
+        o.rank
+        for o in p.options
+        if o.trainable and (o.paradigm == "model-based" or o.algorithm == "dqn")
     )
     for on_policy in ("ppo", "a2c"):
         if on_policy in ranks:
             assert best_sample_efficient < ranks[on_policy]
-    # deep model-based methods are listed but never first
+
+
+def test_expensive_continuous_env_lists_deep_model_based_never_first() -> None:
+    p = plan_for(
+        "device: raspberry-pi-4\ntraining: {time: 10h}\n"
+        "task: {env: Pendulum-v1, env_step_cost: 20ms}\n"
+    )
+    assert p.context.expensive_env
     not_yet = [o for o in p.options if not o.trainable]
-    assert not_yet and all(o.rank > 1 for o in not_yet)
+    assert {o.algorithm for o in not_yet} == {"pets", "mbpo"}
+    assert all(o.rank > 1 for o in not_yet)
+    assert all(any(r.startswith("[not-yet]") for r in o.reasons) for o in not_yet)
+    assert p.best is not None and p.best.algorithm in ("sac", "td3")
+    # the same env, cheap: deep model-based methods are not listed at all
+    cheap = plan_for("device: raspberry-pi-4\ntask: {env: Pendulum-v1}\n")
+    assert all(o.trainable for o in cheap.options)
+    assert dict(cheap.excluded)["pets"].startswith("[not-yet]")
+
+
+def test_mlp_dtype_follows_fit() -> None:
+    roomy = plan_for("device: raspberry-pi-4\ntask: {env: Pendulum-v1}\n")
+    sac = next(o for o in roomy.options if o.algorithm == "sac")
+    assert sac.deploy_dtype == "fp32" and sac.network["hidden"] == [256, 256]
+    tight = plan_for(
+        "device: raspberry-pi-4\ninference: {flash: 100KiB}\ntask: {env: Pendulum-v1}\n"
+    )
+    sac = next(o for o in tight.options if o.algorithm == "sac")
+    # 256-256 fp32 is ≈270 KB; int8 (≈67 KB + code) fits 100 KiB with the margin
+    assert sac.deploy_dtype == "int8" and sac.network["hidden"] == [256, 256]
+    assert any(r.startswith("[int8]") for r in sac.reasons)
+    mcu = plan_for("device: teensy-4\ntask: {env: Pendulum-v1}\n")
+    assert all(o.deploy_dtype == "int8" for o in mcu.options if o.paradigm == "mlp")
 
 
 def test_impossible_budget_names_binding_limit() -> None:
@@ -113,9 +144,7 @@ def test_margin_is_applied_exactly(write_budget: Callable[[str, str], Path]) -> 
 
 
 def test_replay_buffer_sized_from_training_ram() -> None:
-    text = (
-        "device: raspberry-pi-4\ntraining: {ram: 600MiB}\ntask: {env: Pendulum-v1}\n"
-    )
+    text = "device: raspberry-pi-4\ntraining: {ram: 600MiB}\ntask: {env: Pendulum-v1}\n"
     p = plan_for(text)
     sac = next(o for o in p.options if o.algorithm == "sac")
     e = sac.estimates
