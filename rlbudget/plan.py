@@ -26,7 +26,7 @@ Estimates and their assumptions (all labelled ``estimated`` in the output):
   (what RL Zoo or the source budgets to reach the threshold); host time from the
   algorithm's measured throughput on this machine class plus any env step cost
   above CartPole's; RAM = process baseline + replay buffer; energy = time ×
-  busy cores × :data:`HOST_WATTS_PER_CORE`.
+  busy cores × the ``host`` device's active power per core.
 
 A figure passes when ``estimate × (1 + margin) ≤ limit``; ``fits`` means every
 checked figure passes (inference, device capacity and training).
@@ -43,7 +43,7 @@ from typing import Any
 
 from rlbudget import units
 from rlbudget.budget import Budget
-from rlbudget.devices import Device, Range, estimate_energy, estimate_latency
+from rlbudget.devices import Device, Range, estimate_energy, estimate_latency, get_device
 from rlbudget.envs import EnvSpec, SpaceSpec
 from rlbudget.errors import PlanError
 from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
@@ -57,8 +57,6 @@ CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
 # Host process baselines (REFERENCE.md: an SB3 process ≈311 MiB RSS, a numpy policy ≈27 MiB;
 # training adds gymnasium, optimiser state and rollout buffers — estimate).
 BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
-# Estimate: a desktop/laptop CPU package of ≈65 W over 6–8 cores, ≈10 W per busy core.
-HOST_WATTS_PER_CORE = 10.0
 # REFERENCE.md: raw CartPole-v1 step ≈52k steps/s; measured algorithm throughputs include it.
 REFERENCE_STEP_S = 1 / 52_000
 # Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
@@ -533,7 +531,7 @@ def _estimate(
                 + (f" (SB3's default {units.format_count(wanted)} would be larger than needed)"
                    if wanted > capacity else "")
             )  # fmt: skip
-    train_energy = train_time * busy_cores * HOST_WATTS_PER_CORE
+    train_energy = train_time * busy_cores * get_device("host").active_power_w
 
     t = budget.training
     feasible = None
@@ -836,9 +834,11 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             continue
         cands = _candidates(budget, env, ctx, info)
         if not cands:
-            why = "8-bit core" if ctx.eight_bit and info.family == "mlp" else "table too large"
-            rule = "8-bit" if ctx.eight_bit and info.family == "mlp" else "spaces"
-            excluded.append((info.id, f"[{rule}] {why}: {RULES[rule].text}"))
+            if ctx.eight_bit and not _is_tabular(info):
+                why = f"[8-bit] {RULES['8-bit'].text}"
+            else:
+                why = f"[spaces] a table here would have over {MAX_TABLE_STATES:,} states"
+            excluded.append((info.id, why))
             continue
         evaluated = []
         for cand in cands:
