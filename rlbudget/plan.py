@@ -25,7 +25,10 @@ Estimates and their assumptions (all labelled ``estimated`` in the output):
 - **Training.** Env steps from the tuned hyperparameters' ``n_timesteps``
   (what RL Zoo or the source budgets to reach the threshold); host time from the
   algorithm's measured throughput on this machine class plus any env step cost
-  above CartPole's; RAM = process baseline + replay buffer; energy = time ×
+  above CartPole's (spread over on-policy env workers when the cost is measured,
+  not when ``task.env_step_cost`` declares a real env); RAM = process baseline
+  + 16 B per trained parameter (weights, gradients, Adam moments) + replay
+  buffer (at most the run's env steps, capped by ``training.ram``); energy = time ×
   busy cores × the ``host`` device's active power per core.
 
 A figure passes when ``estimate × (1 + margin) ≤ limit``; ``fits`` means every
@@ -489,16 +492,17 @@ def _estimate(
 
     notes: list[str] = []
     steps = int(cand.hp.n_timesteps / max(cand.info.sample_efficiency, 1.0))
-    env_cost = ctx.step_cost_s or 0.0
-    per_step = 1.0 / cand.info.host_steps_per_s + max(0.0, env_cost - REFERENCE_STEP_S)
-    cores = ctx.cores
+    # Env time beyond what the measured throughput already includes (a CartPole step).
+    excess = max(0.0, (ctx.step_cost_s or 0.0) - REFERENCE_STEP_S)
     parallel = 1
     if cand.info.library == "sb3" and not cand.info.off_policy:
-        parallel = max(1, min(cores, int(cand.params.get("n_envs", 1))))
-        if parallel > 1 and env_cost > REFERENCE_STEP_S:
-            per_step = 1.0 / cand.info.host_steps_per_s + (env_cost - REFERENCE_STEP_S) / parallel
+        parallel = max(1, min(ctx.cores, int(cand.params.get("n_envs", 1))))
+    # A simulated env's cost spreads over worker processes; a declared real step (a robot)
+    # does not.
+    env_workers = parallel if ctx.step_cost_source.startswith("measured") else 1
+    per_step = 1.0 / cand.info.host_steps_per_s + excess / env_workers
     train_time = steps * per_step
-    busy_cores = parallel if cand.info.library == "sb3" else 1
+    busy_cores = parallel
 
     replay_capacity = replay_bytes = per_transition = None
     base_ram = BASE_TRAIN_RAM.get(cand.info.library, BASE_TRAIN_RAM["none"])
@@ -508,9 +512,16 @@ def _estimate(
     if cand.info.replay_buffer:
         act_bytes = 8 if env.action.kind == "discrete" else 4 * env.action.dim
         per_transition = 2 * obs_bytes + act_bytes + 4 + 4  # obs, next_obs, action, reward, done
+        # No more than the run's env steps: SB3's 1M default would mostly sit empty.
         wanted = int(cand.params.get("buffer_size", 1_000_000))
         capacity = min(wanted, max(steps, 1))
-        if budget.training.ram_bytes is not None:
+        if budget.training.ram_bytes is None:
+            notes.append(
+                f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × "
+                f"{per_transition} B = {units.format_bytes(capacity * per_transition)}; "
+                "set training.ram to bound it"
+            )
+        else:
             room = int((budget.training.ram_bytes / (1 + budget.margin) - train_ram) * 0.9)
             by_ram = max(room // per_transition, 0)
             if by_ram < capacity:
@@ -521,16 +532,14 @@ def _estimate(
                     f"{units.format_bytes(capacity * per_transition)} to fit training.ram "
                     f"({units.format_bytes(budget.training.ram_bytes)}) with the margin"
                 )
+            else:
+                notes.append(
+                    f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × "
+                    f"{per_transition} B = {units.format_bytes(capacity * per_transition)}"
+                )
         replay_capacity = capacity
         replay_bytes = capacity * per_transition
         train_ram += replay_bytes
-        if not notes:
-            notes.append(
-                f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × "
-                f"{per_transition} B = {units.format_bytes(replay_bytes)}"
-                + (f" (SB3's default {units.format_count(wanted)} would be larger than needed)"
-                   if wanted > capacity else "")
-            )  # fmt: skip
     train_energy = train_time * busy_cores * get_device("host").active_power_w
 
     t = budget.training

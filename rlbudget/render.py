@@ -63,10 +63,12 @@ def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
     """Ranked options, the reasons of the first (or all), what was excluded, and the verdict."""
     b, env, ctx = p.budget, p.env, p.context
     target = "—" if ctx.target_return is None else f"{ctx.target_return:g}"
+    step = "—" if ctx.step_cost_s is None else units.format_time(ctx.step_cost_s)
     console.print(
         f"[bold]Plan[/bold] for '{b.name}': {b.device.id} ({b.device.device_class}) × {env.env_id} "
         f"(obs {env.observation.kind}{list(env.observation.shape) or ''}, "
-        f"actions {env.action.kind}), target return {target}, margin {b.margin:.0%}",
+        f"actions {env.action.kind}), target return {target}, margin {b.margin:.0%}, "
+        f"env step {step} ({ctx.step_cost_source})",
         markup=True,
     )
     t = Table(title="Options (estimated; ✗ = over the limit with the margin)")
