@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -152,15 +152,7 @@ class Check:
         return self.with_margin / self.limit_value
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "limit": self.limit,
-            "unit": self.unit,
-            "estimate": self.estimate,
-            "with_margin": self.with_margin,
-            "limit_value": self.limit_value,
-            "status": self.status,
-            "source": self.source,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -184,23 +176,7 @@ class Estimates:
     bytes_per_transition: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "parameters": self.parameters,
-            "weight_bytes": self.weight_bytes,
-            "activation_bytes": self.activation_bytes,
-            "ram_bytes": self.ram_bytes,
-            "flash_bytes": self.flash_bytes,
-            "macs": self.macs,
-            "latency_s": self.latency_s.to_dict(),
-            "energy_j": self.energy_j.to_dict(),
-            "env_steps": self.env_steps,
-            "train_time_s": self.train_time_s,
-            "train_ram_bytes": self.train_ram_bytes,
-            "train_energy_j": self.train_energy_j,
-            "replay_capacity": self.replay_capacity,
-            "replay_bytes": self.replay_bytes,
-            "bytes_per_transition": self.bytes_per_transition,
-        }
+        return asdict(self)  # ranges become {low, typical, high}
 
 
 @dataclass(frozen=True)
@@ -273,7 +249,7 @@ class Context:
     target_return: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -896,14 +872,8 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
         reasons = o.reasons
         if o.fits:
             reasons = (*reasons, _rule("fits"))
-        final.append(_replace(o, rank=i, reasons=reasons))
+        final.append(replace(o, rank=i, reasons=reasons))
     return Plan(budget, env, ctx, tuple(final), tuple(excluded))
-
-
-def _replace(o: Option, **changes: Any) -> Option:
-    from dataclasses import replace
-
-    return replace(o, **changes)
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
