@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from rlbudget.cli import app
 
 from .conftest import BUDGETS, ROOT
+from .test_budget import BAD
 
 runner = CliRunner()
 
@@ -148,3 +149,27 @@ def test_console_script_installed() -> None:
     exe = Path(sys.executable).parent / "rlbudget"
     r = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and r.stdout.strip() == "rlbudget 0.1.0"
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_every_bad_budget_exit_2_one_exact_line(
+    case: str, write_budget: Callable[[str, str], Path]
+) -> None:
+    text, expected = BAD[case]
+    path = write_budget(text, f"{case}.yaml")
+    for command in ("check", "plan"):
+        r = runner.invoke(app, [command, str(path)])
+        assert r.exit_code == 2, (command, r.output)
+        assert r.stdout == ""
+        assert r.stderr == f"error: {path}:{expected}\n"
+        assert r.exception is None or isinstance(r.exception, SystemExit)
+
+
+def test_unsupported_space_exit_2() -> None:
+    r = runner.invoke(
+        app, ["plan", str(BUDGETS / "esp32-cartpole.yaml"), "--env", "tests.fake_envs:DictObs-v0"]
+    )
+    assert r.exit_code == 2
+    assert r.stderr.startswith(
+        "error: environment 'tests.fake_envs:DictObs-v0' has a Dict observation space;"
+    )
