@@ -167,7 +167,10 @@ class _Reader:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or "invalid YAML"
-        return self.fail(line, None, f"not valid YAML: {problem}; check the indentation and colons")
+        fix = "check the indentation and colons"
+        if "'\\t'" in problem:
+            fix = "YAML indents with spaces, not tabs: replace the tabs with spaces"
+        return self.fail(line, None, f"not valid YAML: {problem}; {fix}")
 
     def compose(self) -> _Node | None:
         try:
@@ -281,12 +284,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         )
     top = r.mapping(root, TOP_KEYS)
     if "device" not in top:
-        raise r.fail(
-            root.line,
-            "device",
-            "missing; name a device (see 'rlbudget devices') or describe one inline, "
-            "e.g. device: {class: mcu, clock: 240MHz, sram: 520KiB, flash: 4MiB}",
-        )
+        raise r.fail(root.line, "device", f"missing; {_DEVICE_FIX}")
     warnings: list[str] = []
     device = _device(r, top["device"])
     name = r.string(top["name"]) if "name" in top else Path(source).stem
@@ -391,12 +389,22 @@ def _opt(r: _Reader, section: dict[str, _Node], key: str, parse: Callable[[objec
     return r.quantity(section[key], parse) if key in section else None
 
 
+_DEVICE_FIX = (
+    "name a device (see 'rlbudget devices') or describe one inline, "
+    "e.g. device: {class: mcu, clock: 240MHz, sram: 520KiB, flash: 4MiB}"
+)
+
+
 def _device(r: _Reader, n: _Node) -> Device:
     if isinstance(n.node, yaml.ScalarNode):
+        if not str(n.node.value).strip():
+            raise r.fail(n.line, "device", f"is empty; {_DEVICE_FIX}")
         try:
             return get_device(r.string(n))
         except DeviceError as exc:
             raise r.fail(n.line, "device", str(exc)) from None
+    if not isinstance(n.node, yaml.MappingNode):
+        raise r.fail(n.line, "device", f"expected one device; {_DEVICE_FIX}")
     d = r.mapping(n, INLINE_DEVICE_KEYS)
     if "class" not in d:
         raise r.fail(

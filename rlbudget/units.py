@@ -161,7 +161,8 @@ def parse_quantity(value: object, kind: Kind | str, *, allow_zero: bool = False)
     if k.integer:
         rounded = round(result)
         if abs(result - rounded) > 1e-9 * max(1.0, abs(result)):
-            raise UnitError(f"'{text}' is not a whole number of {k.name}")
+            of = " of bytes" if k is BYTES else ""
+            raise UnitError(f"'{text}' is not a whole number{of}")
         return float(rounded)
     return result
 

@@ -182,7 +182,22 @@ BAD = {
     ),
     "count-fraction": (
         "device: esp32\ntraining:\n  env_steps: 1.5\n",
-        "3: training.env_steps: '1.5' is not a whole number of count",
+        "3: training.env_steps: '1.5' is not a whole number",
+    ),
+    "tabs": (
+        "device: esp32\ninference:\n\tram: 64KiB\n",
+        "3: not valid YAML: found character '\\t' that cannot start any token; YAML indents "
+        "with spaces, not tabs: replace the tabs with spaces",
+    ),
+    "device-list": (
+        "device: [esp32]\n",
+        "1: device: expected one device; name a device (see 'rlbudget devices') or describe one "
+        "inline, e.g. device: {class: mcu, clock: 240MHz, sram: 520KiB, flash: 4MiB}",
+    ),
+    "device-empty": (
+        "device:\n",
+        "1: device: is empty; name a device (see 'rlbudget devices') or describe one "
+        "inline, e.g. device: {class: mcu, clock: 240MHz, sram: 520KiB, flash: 4MiB}",
     ),
 }
 

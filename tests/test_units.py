@@ -116,8 +116,10 @@ def test_negative_zero_nan() -> None:
         units.parse_count(float("nan"))
     with pytest.raises(UnitError, match="boolean"):
         units.parse_count(True)
-    with pytest.raises(UnitError, match="whole number"):
+    with pytest.raises(UnitError, match=r"^'1.5B' is not a whole number of bytes$"):
         units.parse_bytes("1.5B")
+    with pytest.raises(UnitError, match=r"^'2.5' is not a whole number$"):
+        units.parse_count("2.5")
 
 
 def test_format_examples() -> None:
