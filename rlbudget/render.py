@@ -99,13 +99,15 @@ def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
     for o in shown:
         console.print(f"[bold]#{o.rank} {o.label}[/bold] — why:", markup=True)
         for r in o.reasons:
-            console.print(f"  • {r}", markup=False)
+            console.print(f"  • {r}", markup=False, soft_wrap=True)
         hp = ", ".join(f"{k}={v}" for k, v in o.hyperparams.items())
-        console.print(f"  hyperparameters ({o.hyperparams_source}): {hp}", markup=False)
+        console.print(
+            f"  hyperparameters ({o.hyperparams_source}): {hp}", markup=False, soft_wrap=True
+        )
     if p.excluded:
         console.print("[bold]Not considered:[/bold]", markup=True)
         for algo, why in p.excluded:
-            console.print(f"  {algo}: {why}", markup=False)
+            console.print(f"  {algo}: {why}", markup=False, soft_wrap=True)
     binding = p.binding()
     if p.best is not None:
         console.print(f"[green]Recommended:[/green] {p.best.label}", markup=True)
