@@ -13,7 +13,7 @@ estimate is a :class:`Range`: ``low = typical / SPREAD``, ``high = typical × SP
 with ``SPREAD = 1.75`` (high/low ≈ 3×). Energy per decision = active power × latency.
 
 Where the model is weak: REFERENCE.md quotes ≈1 ms for a 33×20×10×4 int8 MLP (900
-MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.07 ms (typical) and ≈0.12 ms
+MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms
 (high) with REFERENCE's own per-layer and MACs/cycle figures. The published figure
 probably includes an interpreter, I/O or unoptimized kernels; for a stack like that,
 treat the estimate as a lower bound and let ``rlbudget profile`` measure.
