@@ -165,6 +165,44 @@ def plan(
 
 @app.command()
 @_handles_errors
+def show(
+    policy: Annotated[
+        Path, typer.Argument(help="A policy folder (policy.json + policy.safetensors).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a policy: structure, sizes by dtype, MACs per decision, provenance.
+
+    Example: rlbudget show runs/cartpole/policy --json
+    """
+    from rlbudget.policy import load_policy
+
+    info = load_policy(policy).summary()
+    if json_out:
+        _print_json(info)
+        return
+    t = Table(title=f"Policy {policy}")
+    t.add_column("")
+    t.add_column("")
+    pipeline = " → ".join([*info["preprocess"], info["body"], info["head"]])
+    t.add_row("pipeline", pipeline)
+    obs, act = info["observation_space"], info["action_space"]
+    t.add_row("observation", f"{obs['kind']} {obs['shape'] or obs['n']}")
+    t.add_row("action", f"{act['kind']} {act['shape'] or act['n']}")
+    for name, shape in info["arrays"].items():
+        t.add_row(name, "×".join(map(str, shape)) or "scalar")
+    t.add_row("parameters", f"{info['parameters']:,}")
+    sizes = ", ".join(f"{units.format_bytes(n)} {d}" for d, n in info["bytes_by_dtype"].items())
+    t.add_row("bytes", f"{units.format_bytes(info['bytes'])} ({sizes})")
+    t.add_row("MACs/decision", f"{info['macs']:,}")
+    t.add_row("working buffers", units.format_bytes(info["buffer_bytes"]))
+    for key, value in info["provenance"].items():
+        t.add_row(f"provenance.{key}", str(value))
+    out.print(t)
+
+
+@app.command()
+@_handles_errors
 def devices(json_out: JsonOpt = False) -> None:
     """List the named devices a budget can use (device: ID).
 

@@ -31,3 +31,7 @@ class EnvError(RlbudgetError):
 
 class PlanError(RlbudgetError):
     """A plan that cannot be made or read."""
+
+
+class PolicyError(RlbudgetError):
+    """A policy folder that cannot be loaded: missing, corrupt, inconsistent or too new."""

@@ -1,0 +1,357 @@
+"""A policy on disk: ``policy.json`` (structure) + ``policy.safetensors`` (arrays).
+
+Loading never unpickles or executes anything (safetensors is a JSON header and raw
+bytes) and validates everything before a :class:`Policy` is built: every problem is
+one :class:`~rlbudget.errors.PolicyError` naming the file and what to do. Saving is
+atomic: a temporary folder beside the target, each file fsynced, then renamed into
+place, so an interrupted save never leaves a half-written policy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbudget import __version__
+from rlbudget.envs import SpaceSpec
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import (
+    ACTIVATIONS,
+    HEADS,
+    MLP,
+    Array,
+    Body,
+    Dense,
+    Discretize,
+    Head,
+    Linear,
+    Normalize,
+    OneHot,
+    Policy,
+    Preprocess,
+    Table,
+    TileCode,
+)
+
+SCHEMA_VERSION = 1
+JSON_NAME = "policy.json"
+ARRAYS_NAME = "policy.safetensors"
+FLOAT_DTYPES = ("float32", "float16")
+ALLOWED_DTYPES = ("float32", "float16", "int8", "int16", "int32", "uint8")
+
+
+def _space_to_json(s: SpaceSpec) -> dict[str, Any]:
+    return s.to_dict()
+
+
+def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
+    try:
+
+        def bound(v: Any) -> float:
+            return float(v)  # "inf"/"-inf" strings parse
+
+        return SpaceSpec(
+            kind=str(d["kind"]),
+            shape=tuple(int(v) for v in d["shape"]),
+            n=None if d.get("n") is None else int(d["n"]),
+            low=None if d.get("low") is None else tuple(bound(v) for v in d["low"]),
+            high=None if d.get("high") is None else tuple(bound(v) for v in d["high"]),
+            dtype=str(d["dtype"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PolicyError(f"{where}: the space description is invalid ({exc!r})") from None
+
+
+def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
+    """The JSON structure and the arrays (by name) that describe ``policy``."""
+    arrays: dict[str, Array] = {}
+
+    def put(name: str, a: Array) -> str:
+        arrays[name] = np.ascontiguousarray(a)
+        return name
+
+    pre: list[dict[str, Any]] = []
+    for i, p in enumerate(policy.preprocess):
+        named: dict[str, Array] = {}
+        if isinstance(p, Normalize):
+            params: dict[str, Any] = {"clip": p.clip, "eps": p.eps}
+            named = {"mean": p.mean, "var": p.var}
+        elif isinstance(p, Discretize):
+            params, named = {"bins": list(p.bins)}, {"low": p.low, "high": p.high}
+        elif isinstance(p, TileCode):
+            params = {"tilings": p.tilings, "tiles_per_dim": p.tiles_per_dim,
+                      "hash_size": p.hash_size}  # fmt: skip
+            named = {"low": p.low, "high": p.high}
+        else:
+            params = {"n": p.n}
+        refs = {k: put(f"preprocess.{i}.{k}", v) for k, v in named.items()}
+        pre.append({"kind": p.kind, **params, **refs})
+    body = policy.body
+    if isinstance(body, MLP):
+        layers = [
+            {"activation": la.activation, "W": put(f"body.{i}.W", la.W),
+             "b": put(f"body.{i}.b", la.b)}
+            for i, la in enumerate(body.layers)
+        ]  # fmt: skip
+        body_doc: dict[str, Any] = {"kind": body.kind, "layers": layers}
+    elif isinstance(body, Table):
+        body_doc = {"kind": body.kind, "values": put("body.values", body.values)}
+    else:
+        body_doc = {"kind": body.kind, "W": put("body.W", body.W), "b": put("body.b", body.b)}
+    head_doc: dict[str, Any] = {"kind": policy.head.kind}
+    if policy.head.low is not None and policy.head.high is not None:
+        head_doc["low"] = put("head.low", policy.head.low)
+        head_doc["high"] = put("head.high", policy.head.high)
+    doc = {
+        "format": "rlbudget.policy",
+        "schema_version": SCHEMA_VERSION,
+        "rlbudget_version": __version__,
+        "observation_space": _space_to_json(policy.observation_space),
+        "action_space": _space_to_json(policy.action_space),
+        "preprocess": pre,
+        "body": body_doc,
+        "head": head_doc,
+        "provenance": dict(policy.provenance),
+    }
+    return doc, arrays
+
+
+class _Loader:
+    """Builds a Policy from a document and arrays, checking each as it goes."""
+
+    def __init__(self, arrays: Mapping[str, Array], where: str) -> None:
+        self.arrays = arrays
+        self.where = where
+        self.used: set[str] = set()
+
+    def fail(self, message: str) -> PolicyError:
+        return PolicyError(f"{self.where}: {message}")
+
+    def array(self, name: Any, *, ndim: int, what: str, floats: bool = True) -> Array:
+        if not isinstance(name, str) or name not in self.arrays:
+            raise self.fail(
+                f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy is "
+                "incomplete, save it again"
+            )
+        a = self.arrays[name]
+        self.used.add(name)
+        if str(a.dtype) not in ALLOWED_DTYPES or (floats and str(a.dtype) not in FLOAT_DTYPES):
+            allowed = ", ".join(FLOAT_DTYPES if floats else ALLOWED_DTYPES)
+            raise self.fail(f"{what}: array '{name}' has dtype {a.dtype}; expected {allowed}")
+        if a.ndim != ndim:
+            raise self.fail(
+                f"{what}: array '{name}' has shape {list(a.shape)}; expected {ndim} dimension(s)"
+            )
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise self.fail(f"{what}: array '{name}' contains NaN or inf; retrain or re-export")
+        return a
+
+    def shape(self, a: Array, expected: tuple[int, ...], what: str, name: str) -> None:
+        if tuple(a.shape) != expected:
+            raise self.fail(
+                f"{what}: array '{name}' has shape {list(a.shape)}; expected {list(expected)}"
+            )
+
+    def preprocess(self, d: Mapping[str, Any], i: int, width: int) -> tuple[Preprocess, int]:
+        """One step and the width (or state count) it hands on."""
+        kind = d.get("kind")
+        what = f"preprocess[{i}] ({kind})"
+        if kind == "normalize":
+            mean = self.array(d.get("mean"), ndim=1, what=what)
+            var = self.array(d.get("var"), ndim=1, what=what)
+            self.shape(mean, (width,), what, str(d["mean"]))
+            self.shape(var, (width,), what, str(d["var"]))
+            if np.any(var < 0):
+                raise self.fail(f"{what}: variance must be ≥ 0")
+            return Normalize(
+                mean, var, float(d.get("clip", 10.0)), float(d.get("eps", 1e-8))
+            ), width
+        if kind in ("discretize", "tile_code"):
+            low = self.array(d.get("low"), ndim=1, what=what)
+            high = self.array(d.get("high"), ndim=1, what=what)
+            self.shape(low, (width,), what, str(d["low"]))
+            self.shape(high, (width,), what, str(d["high"]))
+            if np.any(high <= low):
+                raise self.fail(f"{what}: every high must be above its low")
+            if kind == "discretize":
+                bins = tuple(int(b) for b in d.get("bins", ()))
+                if len(bins) != width or min(bins, default=0) < 1:
+                    raise self.fail(f"{what}: bins must list {width} positive counts")
+                step = Discretize(low, high, bins)
+                return step, step.states
+            tc = TileCode(low, high, int(d["tilings"]), int(d["tiles_per_dim"]),
+                          None if d.get("hash_size") is None else int(d["hash_size"]))  # fmt: skip
+            return tc, tc.features
+        if kind == "one_hot":
+            return OneHot(int(d["n"])), int(d["n"])
+        raise self.fail(
+            f"unknown preprocess kind {kind!r}; this rlbudget knows normalize, discretize, "
+            "tile_code, one_hot (a newer rlbudget may have written it)"
+        )
+
+    def body(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
+        kind = d.get("kind")
+        what = f"body ({kind})"
+        if kind == "mlp":
+            layers = []
+            for i, la in enumerate(d.get("layers", [])):
+                w = self.array(la.get("W"), ndim=2, what=f"{what} layer {i}")
+                b = self.array(la.get("b"), ndim=1, what=f"{what} layer {i}")
+                if w.shape[0] != width:
+                    raise self.fail(
+                        f"{what} layer {i}: W has {w.shape[0]} inputs but receives {width}"
+                    )
+                self.shape(b, (w.shape[1],), f"{what} layer {i}", str(la["b"]))
+                if la.get("activation") not in ACTIVATIONS:
+                    raise self.fail(
+                        f"{what} layer {i}: unknown activation {la.get('activation')!r}; "
+                        f"known: {', '.join(ACTIVATIONS)}"
+                    )
+                layers.append(Dense(w, b, str(la["activation"])))
+                width = int(w.shape[1])
+            if not layers:
+                raise self.fail(f"{what}: no layers")
+            return MLP(tuple(layers)), width
+        if kind == "table":
+            values = self.array(d.get("values"), ndim=2, what=what)
+            if values.shape[0] != width:
+                raise self.fail(
+                    f"{what}: the table has {values.shape[0]} states but the preprocess "
+                    f"produces {width}"
+                )
+            return Table(values), int(values.shape[1])
+        if kind == "linear":
+            w = self.array(d.get("W"), ndim=2, what=what)
+            b = self.array(d.get("b"), ndim=1, what=what)
+            if w.shape[0] != width:
+                src = "features" if indices else "inputs"
+                raise self.fail(f"{what}: W has {w.shape[0]} rows but there are {width} {src}")
+            self.shape(b, (w.shape[1],), what, str(d["b"]))
+            return Linear(w, b), int(w.shape[1])
+        raise self.fail(
+            f"unknown body kind {kind!r}; this rlbudget knows mlp, table, linear "
+            "(a newer rlbudget may have written it)"
+        )
+
+    def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec) -> Head:
+        kind = d.get("kind")
+        if kind not in HEADS:
+            raise self.fail(f"unknown head kind {kind!r}; known: {', '.join(HEADS)}")
+        expected = action.n if action.kind == "discrete" else action.dim
+        if width != expected:
+            raise self.fail(
+                f"head ({kind}): the body outputs {width} values but the action space needs "
+                f"{expected}"
+            )
+        if kind in ("clip", "tanh_rescale"):
+            low = self.array(d.get("low"), ndim=1, what=f"head ({kind})")
+            high = self.array(d.get("high"), ndim=1, what=f"head ({kind})")
+            return Head(str(kind), low, high)
+        return Head(str(kind))
+
+
+def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> Policy:
+    """Validate ``doc`` against ``arrays`` and build the Policy.
+
+    :raises PolicyError: the first problem found, naming ``where``.
+    """
+    if doc.get("format") != "rlbudget.policy":
+        raise PolicyError(f"{where}: not an rlbudget policy ('format' is {doc.get('format')!r})")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise PolicyError(
+            f"{where}: schema version {version!r} is newer than this rlbudget reads "
+            f"({SCHEMA_VERSION}); upgrade rlbudget (pip install -U rlbudget)"
+        )
+    L = _Loader(arrays, where)
+    obs = _space_from_json(doc.get("observation_space", {}), where)
+    act = _space_from_json(doc.get("action_space", {}), where)
+    width = obs.n if obs.kind == "discrete" and obs.n is not None else obs.dim
+    steps: list[Preprocess] = []
+    for i, p in enumerate(doc.get("preprocess", [])):
+        step, width = L.preprocess(p, i, width)
+        steps.append(step)
+    indices = bool(steps) and isinstance(steps[-1], TileCode)
+    body, width = L.body(doc.get("body", {}), width, indices)
+    head = L.head(doc.get("head", {}), width, act)
+    extra = set(arrays) - L.used
+    if extra:
+        raise PolicyError(f"{where}: {ARRAYS_NAME} has arrays the structure does not use: "
+                          f"{', '.join(sorted(extra))}")  # fmt: skip
+    return Policy(obs, act, tuple(steps), body, head, dict(doc.get("provenance", {})))
+
+
+def _fsync_write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
+    """Write ``policy`` as a folder atomically (replacing an existing policy folder)."""
+    from safetensors.numpy import save
+
+    target = Path(path)
+    doc, arrays = to_document(policy)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise PolicyError(f"{target}: the folder {parent} does not exist; create it first")
+    if target.exists() and not (target / JSON_NAME).exists():
+        raise PolicyError(
+            f"{target}: exists and is not a policy folder; choose another path (nothing written)"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    try:
+        _fsync_write(tmp / ARRAYS_NAME, save(arrays))
+        _fsync_write(tmp / JSON_NAME, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
+        old = None
+        if target.exists():
+            old = parent / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Read and validate a policy folder. Nothing in it is executed.
+
+    :raises PolicyError: missing or corrupt files, inconsistent shapes, bad values, newer schema.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise PolicyError(
+            f"{folder}: no such policy folder; give the folder that holds {JSON_NAME}"
+        )
+    json_path, arrays_path = folder / JSON_NAME, folder / ARRAYS_NAME
+    for p in (json_path, arrays_path):
+        if not p.is_file():
+            raise PolicyError(f"{p}: missing; a policy folder holds {JSON_NAME} and {ARRAYS_NAME}")
+    try:
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{json_path}: not valid JSON ({exc}); the file is corrupt") from None
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{json_path}: expected a JSON object")
+    try:
+        arrays = load(arrays_path.read_bytes())
+    except (SafetensorError, ValueError, TypeError) as exc:
+        raise PolicyError(
+            f"{arrays_path}: not a readable safetensors file ({exc}); it is truncated or corrupt"
+        ) from None
+    return from_document(doc, arrays, str(folder))
