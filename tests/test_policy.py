@@ -318,7 +318,8 @@ def test_policy_runtime_does_not_import_torch(saved: Path) -> None:
         "import sys\n"
         "from rlbudget.policy import load_policy\n"
         f"print(load_policy({str(saved)!r}).act([0.1, 0.0, 0.0, 0.0]))\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'stable_baselines3')))\n"
+        "heavy = ('torch', 'stable_baselines3')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
