@@ -203,6 +203,42 @@ def show(
 
 @app.command()
 @_handles_errors
+def evaluate(
+    policy: Annotated[Path, typer.Argument(help="A policy folder.")],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Gymnasium id; default: the env in the policy's provenance."),
+    ] = None,
+    episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the first reset.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run a policy with the numpy runtime (no torch) and report its episode returns.
+
+    Example: rlbudget evaluate runs/frozenlake/policy --episodes 100 --json
+    """
+    from rlbudget.errors import EnvError
+    from rlbudget.policy import load_policy
+    from rlbudget.profile.evaluate import evaluate as run_evaluation
+
+    p = load_policy(policy)
+    env_id = env or p.provenance.get("env")
+    if not env_id:
+        raise EnvError(f"{policy}: the policy does not say which env it is for; pass --env ID")
+    result = run_evaluation(p, str(env_id), episodes=episodes, seed=seed)
+    if json_out:
+        _print_json(result.to_dict())
+        return
+    out.print(
+        f"{result.env_id}: return {result.return_mean:.3f} ± {result.return_std:.3f} "
+        f"(min {result.return_min:g}, max {result.return_max:g}) over {result.episodes} "
+        f"episodes, mean length {result.length_mean:.1f}"
+        + ("" if result.success_rate is None else f", success {result.success_rate:.0%}")
+    )
+
+
+@app.command()
+@_handles_errors
 def devices(json_out: JsonOpt = False) -> None:
     """List the named devices a budget can use (device: ID).
 

@@ -1,0 +1,1 @@
+"""Built-in numpy agents (tabular, linear) and, later, Stable-Baselines3 training."""

@@ -1,0 +1,235 @@
+"""Tabular control, numpy only: Q-learning, SARSA, Expected SARSA and Dyna-Q.
+
+One file, top to bottom: the config, the observation → state mapping, the loop.
+Sutton & Barto (2018): Q-learning §6.5, SARSA §6.4, Expected SARSA §6.6, Dyna-Q §8.2.
+
+Box observations go through a uniform discretizer (``bins`` per dimension). Where the
+space's bounds are infinite (CartPole's velocities), the ranges are measured from
+``range_steps`` random-action steps and widened by 20 %; values outside are clipped
+to the edge bins. The result is a :class:`~rlbudget.policy.Policy` with a ``table``
+body (the Q values, float32) and an ``argmax`` head.
+
+Dyna-Q remembers the last ``MODEL_SAMPLES`` outcomes of each (state, action) and
+plans from a uniform draw among them (a sample model that also works on stochastic
+envs; Sutton & Barto's version keeps one outcome and assumes determinism).
+
+Exploration is ε-greedy with ε decaying linearly from ``epsilon_start`` to
+``epsilon_end`` over the first ``epsilon_decay_fraction`` of the steps. With
+``ucb_c > 0`` the greedy choice adds a count-based bonus ``c·sqrt(ln t / (1 + N(s,a)))``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rlbudget import __version__
+from rlbudget.envs import make_env, space_spec
+from rlbudget.errors import EnvError
+from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
+
+ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
+MODEL_SAMPLES = 8  # Dyna-Q: outcomes remembered per (state, action)
+
+
+@dataclass(frozen=True)
+class TabularConfig:
+    algorithm: str = "q-learning"
+    n_timesteps: int = 50_000
+    alpha: float = 0.1
+    gamma: float = 0.99
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.05
+    epsilon_decay_fraction: float = 0.5
+    ucb_c: float = 0.0
+    planning_steps: int = 10  # Dyna-Q only
+    bins: int = 8  # Box observations only
+    range_steps: int = 5_000  # random steps to measure infinite ranges
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One finished training episode, as written to metrics.csv."""
+
+    step: int
+    episode: int
+    ret: float
+    length: int
+    wall_s: float
+    epsilon: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    policy: Policy
+    episodes: tuple[Episode, ...]
+    steps: int
+    wall_s: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s if self.wall_s > 0 else math.inf
+
+
+def _discretizer(env: Any, bins: int, steps: int, seed: int) -> Discretize:
+    """Uniform bins over the space's bounds, measured where they are infinite."""
+    low = np.asarray(env.observation_space.low, dtype=np.float64).ravel()
+    high = np.asarray(env.observation_space.high, dtype=np.float64).ravel()
+    unbounded = ~np.isfinite(low) | ~np.isfinite(high) | (np.abs(low) > 1e6) | (high > 1e6)
+    if unbounded.any():
+        seen = []
+        env.action_space.seed(seed)
+        obs, _ = env.reset(seed=seed)
+        for _ in range(steps):
+            seen.append(np.asarray(obs, dtype=np.float64).ravel())
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                obs, _ = env.reset()
+        seen_arr = np.asarray(seen)
+        lo, hi = seen_arr.min(axis=0), seen_arr.max(axis=0)
+        pad = 0.2 * np.maximum(hi - lo, 1e-3)
+        low = np.where(unbounded, lo - pad, low)
+        high = np.where(unbounded, hi + pad, high)
+    return Discretize(low, high, (bins,) * len(low))
+
+
+def train_tabular(
+    env_id: str,
+    cfg: TabularConfig,
+    *,
+    gym_packages: Sequence[str] = (),
+    on_episode: Callable[[Episode], bool] | None = None,
+) -> TrainResult:
+    """Train a tabular agent; ``on_episode`` may return True to stop early.
+
+    :raises EnvError: the env's actions are not Discrete or its observations are neither
+        Discrete nor Box.
+    """
+    if cfg.algorithm not in ALGORITHMS:
+        raise EnvError(f"unknown tabular algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
+    env = make_env(env_id, gym_packages=gym_packages)
+    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    if act_spec.kind != "discrete" or act_spec.n is None:
+        raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
+    n_actions = act_spec.n
+
+    preprocess: tuple[Preprocess, ...] = ()
+    if obs_spec.kind == "box":
+        disc = _discretizer(env, cfg.bins, cfg.range_steps, cfg.seed)
+        preprocess = (disc,)
+        n_states = disc.states
+
+        def state_of(o: Any) -> int:
+            return int(disc.apply(np.asarray(o, dtype=np.float32).reshape(1, -1))[0])
+    else:
+        assert obs_spec.n is not None
+        n_states = obs_spec.n
+
+        def state_of(o: Any) -> int:
+            return int(o)
+
+    rng = np.random.default_rng(cfg.seed)
+    q = np.zeros((n_states, n_actions), dtype=np.float64)
+    counts = np.zeros((n_states, n_actions), dtype=np.int64)
+    # Dyna-Q's model: the last MODEL_SAMPLES outcomes (reward, next state, terminal) per
+    # (s, a), sampled uniformly when planning. S&B's one-outcome model assumes a
+    # deterministic env; on slippery FrozenLake one unlucky slip would erase a good action.
+    k_max = MODEL_SAMPLES if cfg.algorithm == "dyna-q" else 1
+    model_r = np.zeros((n_states, n_actions, k_max))
+    model_s2 = np.zeros((n_states, n_actions, k_max), dtype=np.int64)
+    model_done = np.zeros((n_states, n_actions, k_max), dtype=bool)
+    visited: list[int] = []  # flat indices s * n_actions + a, in order of first visit
+    decay_steps = max(1, int(cfg.epsilon_decay_fraction * cfg.n_timesteps))
+    uniform = rng.random(cfg.n_timesteps)  # pre-drawn: no per-step Generator call
+    random_actions = rng.integers(0, n_actions, size=cfg.n_timesteps)
+
+    def epsilon_at(t: int) -> float:
+        frac = min(1.0, t / decay_steps)
+        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+    def choose(s: int, t: int) -> int:
+        if uniform[t] < epsilon_at(t):
+            return int(random_actions[t])
+        if cfg.ucb_c > 0:
+            bonus = cfg.ucb_c * np.sqrt(math.log(t + 2) / (1.0 + counts[s]))
+            return int(np.argmax(q[s] + bonus))
+        return int(np.argmax(q[s]))
+
+    def target(r: float, s2: int, done: bool, a2: int, eps: float) -> float:
+        if done:
+            return r
+        if cfg.algorithm == "sarsa":
+            return r + cfg.gamma * float(q[s2, a2])
+        if cfg.algorithm == "expected-sarsa":
+            row = q[s2]
+            return r + cfg.gamma * float((1 - eps) * row.max() + eps * row.mean())
+        return r + cfg.gamma * float(q[s2].max())
+
+    env.action_space.seed(cfg.seed)
+    obs, _ = env.reset(seed=cfg.seed)
+    s = state_of(obs)
+    a = choose(s, 0)
+    episodes: list[Episode] = []
+    ep_return, ep_len = 0.0, 0
+    start = time.perf_counter()
+    steps = 0
+    for t in range(cfg.n_timesteps):
+        obs, reward, terminated, truncated, _ = env.step(a)
+        r = float(reward)
+        if not math.isfinite(r):
+            raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        s2 = state_of(obs)
+        t_next = min(t + 1, cfg.n_timesteps - 1)
+        a2 = choose(s2, t_next)
+        eps = epsilon_at(t)
+        q[s, a] += cfg.alpha * (target(r, s2, terminated, a2, eps) - q[s, a])
+        counts[s, a] += 1
+        if cfg.algorithm == "dyna-q":
+            if counts[s, a] == 1:
+                visited.append(s * n_actions + a)
+            slot = (counts[s, a] - 1) % k_max  # a ring of the latest outcomes
+            model_r[s, a, slot], model_s2[s, a, slot], model_done[s, a, slot] = r, s2, terminated
+            picks = rng.integers(0, len(visited), size=cfg.planning_steps)
+            draws = rng.random(cfg.planning_steps)
+            for k, u in zip(picks, draws, strict=True):
+                ps, pa = divmod(visited[k], n_actions)
+                j = int(u * min(counts[ps, pa], k_max))
+                pr, ps2 = model_r[ps, pa, j], model_s2[ps, pa, j]
+                pt = pr if model_done[ps, pa, j] else pr + cfg.gamma * q[ps2].max()
+                q[ps, pa] += cfg.alpha * (pt - q[ps, pa])
+        ep_return += r
+        ep_len += 1
+        steps = t + 1
+        if terminated or truncated:
+            ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start, eps)
+            episodes.append(ep)
+            ep_return, ep_len = 0.0, 0
+            obs, _ = env.reset()
+            s2 = state_of(obs)
+            a2 = choose(s2, t_next)
+            if on_episode is not None and on_episode(ep):
+                break
+        s, a = s2, a2
+    wall = time.perf_counter() - start
+    env.close()
+    provenance = {
+        "source": "rlbudget.agents.tabular",
+        "algorithm": cfg.algorithm,
+        "env": env_id,
+        "seed": cfg.seed,
+        "steps": steps,
+        "hyperparameters": asdict(cfg),
+        "rlbudget_version": __version__,
+        "transforms": [],
+    }
+    policy = Policy(
+        obs_spec, act_spec, preprocess, Table(q.astype(np.float32)), Head("argmax"), provenance
+    )
+    return TrainResult(policy, tuple(episodes), steps, wall)

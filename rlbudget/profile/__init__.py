@@ -1,0 +1,1 @@
+"""Measuring a policy: returns (evaluate); memory, latency and the verdict come later."""

@@ -1,0 +1,100 @@
+"""Episode returns of a numpy policy in its env (no torch anywhere on this path).
+
+Seeding follows SB3's evaluation convention: the env is reset with ``seed`` once, then
+episodes run back to back (``reset()`` without a seed), so a seed gives one fixed,
+reproducible sequence of episodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rlbudget.envs import make_env, space_spec
+from rlbudget.errors import EnvError
+from rlbudget.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Returns over ``episodes`` episodes. ``success_rate`` only where the env reports one."""
+
+    env_id: str
+    episodes: int
+    seed: int
+    return_mean: float
+    return_std: float
+    return_min: float
+    return_max: float
+    length_mean: float
+    success_rate: float | None
+    returns: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    *,
+    episodes: int = 10,
+    seed: int = 0,
+    gym_packages: Sequence[str] = (),
+) -> EvalResult:
+    """Run ``episodes`` greedy episodes of ``policy`` and summarize the raw env reward.
+
+    Success is counted from ``info["is_success"]`` at the end of an episode (the key
+    SB3's Monitor and goal envs use); envs that do not set it get ``success_rate=None``.
+
+    :raises EnvError: the env's spaces differ from the policy's.
+    """
+    env = make_env(env_id, gym_packages=gym_packages)
+    try:
+        spaces = (
+            ("observation", space_spec(env.observation_space, env_id=env_id),
+             policy.observation_space),
+            ("action", space_spec(env.action_space, what="action", env_id=env_id),
+             policy.action_space),
+        )  # fmt: skip
+        for what, got, want in spaces:
+            if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
+                raise EnvError(
+                    f"environment '{env_id}' has a {got.kind} {what} space of shape "
+                    f"{list(got.shape) or got.n}, but the policy expects {want.kind} "
+                    f"{list(want.shape) or want.n}; evaluate it on the env it was trained for"
+                )
+        returns, lengths, successes = [], [], []
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        for _ in range(episodes):
+            total, steps, done = 0.0, 0, False
+            info: dict[str, Any] = {}
+            while not done:
+                obs, reward, terminated, truncated, info = env.step(policy.act(obs))
+                total += float(reward)
+                steps += 1
+                done = bool(terminated or truncated)
+            returns.append(total)
+            lengths.append(steps)
+            if "is_success" in info:
+                successes.append(float(bool(info["is_success"])))
+            obs, _ = env.reset()
+    finally:
+        env.close()
+    r = np.asarray(returns, dtype=np.float64)
+    return EvalResult(
+        env_id=env_id,
+        episodes=episodes,
+        seed=seed,
+        return_mean=float(r.mean()),
+        return_std=float(r.std()),
+        return_min=float(r.min()),
+        return_max=float(r.max()),
+        length_mean=float(np.mean(lengths)),
+        success_rate=float(np.mean(successes)) if len(successes) == episodes else None,
+        returns=tuple(returns),
+    )
