@@ -1,0 +1,238 @@
+"""Linear control, numpy only: Sarsa(λ) with tile coding, and ARS with a linear policy.
+
+One file, top to bottom: configs, then each algorithm's loop.
+
+- **Sarsa(λ)** (Sutton & Barto 2018, §12.7, MountainCar §10.1): Box observations,
+  Discrete actions. Features are the active tiles of a :class:`TileCode`; one weight per
+  (feature, action); replacing traces; ε-greedy. The policy is ``tile_code → linear →
+  argmax``.
+- **ARS** (Mania, Guy & Recht 2018, V2-t): Box observations, Box or Discrete actions.
+  Each iteration perturbs the weight matrix in ``n_delta`` random directions (±), runs one
+  episode per perturbation, and steps along the ``n_top`` best directions scaled by the
+  returns' standard deviation. Observations are normalized by running statistics
+  (frozen into a ``normalize`` preprocess step). The policy is ``normalize → linear →
+  clip`` (Box) or ``→ argmax`` (Discrete).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from rlbudget import __version__
+from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.envs import make_env, space_spec
+from rlbudget.errors import EnvError
+from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
+
+
+@dataclass(frozen=True)
+class SarsaLambdaConfig:
+    n_timesteps: int = 50_000
+    tilings: int = 8
+    tiles_per_dim: int = 8
+    hash_size: int | None = 4096  # used only when tilings × (tiles+1)^dims is larger
+    alpha: float = 0.5 / 8
+    lam: float = 0.9
+    gamma: float = 1.0
+    epsilon: float = 0.0
+    range_steps: int = 5_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ARSConfig:
+    n_timesteps: int = 1_000_000
+    learning_rate: float = 0.02
+    n_delta: int = 8
+    n_top: int = 8
+    delta_std: float = 0.03
+    seed: int = 0
+
+
+def _box_ranges(env: Any, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The observation bounds, measured from random steps where they are infinite."""
+    from rlbudget.agents.tabular import _discretizer
+
+    d = _discretizer(env, 1, steps, seed)
+    return d.low, d.high
+
+
+def _provenance(algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
+    return {
+        "source": "rlbudget.agents.linear",
+        "algorithm": algorithm,
+        "env": env_id,
+        "seed": cfg.seed,
+        "steps": steps,
+        "hyperparameters": asdict(cfg),
+        "rlbudget_version": __version__,
+        "transforms": [],
+    }
+
+
+def train_sarsa_lambda(
+    env_id: str,
+    cfg: SarsaLambdaConfig,
+    *,
+    gym_packages: Sequence[str] = (),
+    on_episode: Callable[[Episode], bool] | None = None,
+) -> TrainResult:
+    """Sarsa(λ) with tile coding and replacing traces; ``on_episode`` may stop early."""
+    env = make_env(env_id, gym_packages=gym_packages)
+    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    if obs_spec.kind != "box" or act_spec.kind != "discrete" or act_spec.n is None:
+        raise EnvError(
+            f"environment '{env_id}': Sarsa(lambda) needs Box observations and Discrete actions"
+        )
+    n_actions = act_spec.n
+    low, high = _box_ranges(env, cfg.range_steps, cfg.seed)
+    full = cfg.tilings * (cfg.tiles_per_dim + 1) ** len(low)
+    hash_size = cfg.hash_size if cfg.hash_size is not None and full > cfg.hash_size else None
+    tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
+    w = np.zeros((tiles.features, n_actions))
+    z = np.zeros_like(w)
+    rng = np.random.default_rng(cfg.seed)
+    uniform = rng.random(cfg.n_timesteps + 1)
+    random_actions = rng.integers(0, n_actions, size=cfg.n_timesteps + 1)
+
+    def features(o: Any) -> np.ndarray:
+        active: np.ndarray = tiles.apply(np.asarray(o, dtype=np.float32).reshape(1, -1))[0]
+        return active
+
+    def choose(f: np.ndarray, t: int) -> int:
+        if uniform[t] < cfg.epsilon:
+            return int(random_actions[t])
+        return int(np.argmax(w[f].sum(axis=0)))
+
+    env.action_space.seed(cfg.seed)
+    obs, _ = env.reset(seed=cfg.seed)
+    f = features(obs)
+    a = choose(f, 0)
+    episodes: list[Episode] = []
+    ep_return, ep_len, steps = 0.0, 0, 0
+    start = time.perf_counter()
+    for t in range(cfg.n_timesteps):
+        obs, reward, terminated, truncated, _ = env.step(a)
+        r = float(reward)
+        if not math.isfinite(r):
+            raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        delta = r - w[f, a].sum()
+        z[f, a] = 1.0  # replacing traces
+        steps, ep_return, ep_len = t + 1, ep_return + r, ep_len + 1
+        if terminated:
+            w += cfg.alpha * delta * z
+        else:
+            f2 = features(obs)
+            a2 = choose(f2, t + 1)
+            delta += cfg.gamma * w[f2, a2].sum()
+            w += cfg.alpha * delta * z
+            z *= cfg.gamma * cfg.lam
+        if terminated or truncated:
+            ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start,
+                         cfg.epsilon)  # fmt: skip
+            episodes.append(ep)
+            ep_return, ep_len = 0.0, 0
+            z[:] = 0.0
+            obs, _ = env.reset()
+            f2 = features(obs)
+            a2 = choose(f2, t + 1)
+            if on_episode is not None and on_episode(ep):
+                break
+        f, a = f2, a2
+    wall = time.perf_counter() - start
+    env.close()
+    body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
+    policy = Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"),
+                    _provenance("sarsa-lambda", env_id, cfg, steps))  # fmt: skip
+    return TrainResult(policy, tuple(episodes), steps, wall)
+
+
+def train_ars(
+    env_id: str,
+    cfg: ARSConfig,
+    *,
+    gym_packages: Sequence[str] = (),
+    on_episode: Callable[[Episode], bool] | None = None,
+) -> TrainResult:
+    """ARS V2-t with a linear policy; ``on_episode`` sees each evaluation rollout."""
+    env = make_env(env_id, gym_packages=gym_packages)
+    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    if obs_spec.kind != "box":
+        raise EnvError(f"environment '{env_id}': ARS needs Box observations")
+    discrete = act_spec.kind == "discrete"
+    n_out = act_spec.n if discrete and act_spec.n is not None else act_spec.dim
+    dim = obs_spec.dim
+    low = None if discrete else np.asarray(act_spec.low, dtype=np.float32)
+    high = None if discrete else np.asarray(act_spec.high, dtype=np.float32)
+    rng = np.random.default_rng(cfg.seed)
+    theta = np.zeros((dim, n_out))
+    # Running observation statistics (Welford), frozen into the policy at the end.
+    count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
+    episodes: list[Episode] = []
+    steps = 0
+    start = time.perf_counter()
+    env.action_space.seed(cfg.seed)
+    env.reset(seed=cfg.seed)
+
+    def rollout(weights: np.ndarray, std: np.ndarray) -> tuple[float, int]:
+        nonlocal count, mean, m2
+        obs, _ = env.reset()
+        total, n, done = 0.0, 0, False
+        while not done:
+            x = np.asarray(obs, dtype=np.float64).ravel()
+            count += 1
+            d = x - mean
+            mean += d / count
+            m2 += d * (x - mean)
+            y = ((x - frozen_mean) / std) @ weights
+            action: Any = (
+                int(np.argmax(y)) if discrete else np.clip(y, low, high).astype(np.float32)
+            )
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            n += 1
+            done = bool(terminated or truncated)
+        return total, n
+
+    frozen_mean = np.zeros(dim)
+    stop = False
+    while steps < cfg.n_timesteps and not stop:
+        frozen_mean = mean.copy()
+        std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
+        std = np.where(std < 1e-8, 1.0, std)
+        deltas = rng.standard_normal((cfg.n_delta, dim, n_out))
+        plus, minus = np.zeros(cfg.n_delta), np.zeros(cfg.n_delta)
+        for k in range(cfg.n_delta):
+            for sign, store in ((1.0, plus), (-1.0, minus)):
+                ret, n = rollout(theta + sign * cfg.delta_std * deltas[k], std)
+                store[k] = ret
+                steps += n
+                ep = Episode(
+                    steps, len(episodes), ret, n, time.perf_counter() - start, cfg.delta_std
+                )
+                episodes.append(ep)
+                if on_episode is not None and on_episode(ep):
+                    stop = True
+        top = np.argsort(-np.maximum(plus, minus))[: cfg.n_top]
+        sigma = np.concatenate([plus[top], minus[top]]).std() or 1.0
+        step = ((plus[top] - minus[top])[:, None, None] * deltas[top]).sum(axis=0)
+        theta += cfg.learning_rate / (cfg.n_top * sigma) * step
+    wall = time.perf_counter() - start
+    env.close()
+    std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
+    var = np.where(std < 1e-8, 1.0, std) ** 2
+    # Normalize computes (x - mean) / sqrt(var + eps); eps 0 keeps it equal to training's.
+    norm = Normalize(mean.astype(np.float32), var.astype(np.float32), clip=1e6, eps=0.0)
+    body = Linear(theta.astype(np.float32), np.zeros(n_out, dtype=np.float32))
+    head = Head("argmax") if discrete else Head("clip", low, high)
+    policy = Policy(obs_spec, act_spec, (norm,), body, head,
+                    _provenance("ars", env_id, cfg, steps))  # fmt: skip
+    return TrainResult(policy, tuple(episodes), steps, wall)
