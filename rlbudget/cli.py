@@ -165,6 +165,134 @@ def plan(
 
 @app.command()
 @_handles_errors
+def train(
+    plan_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A plan written by 'rlbudget plan -o plan.yaml' (or use --algo).",
+            show_default=False,
+        ),
+    ] = None,
+    option: Annotated[int, typer.Option("--option", min=1, help="Which plan option.")] = 1,
+    algo: Annotated[str | None, typer.Option("--algo", help="Algorithm id (see plan).")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Gymnasium id.")] = None,
+    budget: Annotated[
+        Path | None, typer.Option("--budget", help="Budget whose training limits apply.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for the agent and the env.")] = 0,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Run folder (default runs/ALGO-ENV-sSEED)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a built-in agent (tabular, Sarsa(lambda), ARS) within the budget's training limits.
+
+    Stops at training.env_steps (else the tuned step count), at training.time, or when the
+    greedy policy reaches the target return on a separate evaluation env.
+
+    Examples:
+
+      rlbudget train --algo q-learning --env FrozenLake-v1 -o runs/frozenlake
+
+      rlbudget plan budgets/rp2040-frozenlake.yaml -o plan.yaml && rlbudget train plan.yaml
+    """
+    from rlbudget.envs import env_spec
+    from rlbudget.errors import PlanError
+    from rlbudget.train import prepare_run_dir, resolve
+
+    env_steps = time_s = min_return = None
+    overrides: dict[str, object] = {}
+    if plan_file is not None:
+        algo, env, overrides, limits = _read_plan(plan_file, option, env)
+        env_steps, time_s, min_return = limits
+    if budget is not None:
+        from rlbudget.budget import load_budget
+
+        b = load_budget(budget)
+        env = env or b.task.env_id
+        env_steps, time_s, min_return = b.training.env_steps, b.training.time_s, b.task.min_return
+    if algo is None or env is None:
+        raise PlanError(
+            "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
+            "(rlbudget train --algo q-learning --env FrozenLake-v1)"
+        )
+    spec = env_spec(env, measure_steps=0)
+    settings = resolve(
+        algo, env, env_steps=env_steps, time_s=time_s, min_return=min_return,
+        reward_threshold=spec.reward_threshold, seed=seed, overrides=overrides,
+    )  # fmt: skip
+    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}")
+    if not quiet and not json_out:
+        err.print(
+            f"training {settings.algorithm} on {env} for up to "
+            f"{units.format_count(settings.n_timesteps)} steps ({settings.n_timesteps_from}); "
+            f"target {settings.target_return} ({settings.target_from})"
+        )
+    result = _train_with_progress(settings, run_dir, show=not quiet and not json_out)
+    if json_out:
+        _print_json(result.to_dict())
+        return
+    out.print(
+        f"stopped by {result.stopped_by} after {units.format_count(result.steps)} steps "
+        f"({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run folder: {run_dir}"
+    )
+
+
+def _read_plan(
+    path: Path, option: int, env: str | None
+) -> tuple[str, str, dict[str, object], tuple[int | None, float | None, float | None]]:
+    """Algorithm, env, hyperparameters and training limits from a plan file."""
+    import yaml
+
+    from rlbudget.errors import PlanError
+
+    if not path.is_file():
+        raise PlanError(f"{path}: no such plan file; write one with rlbudget plan BUDGET -o {path}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        options = doc["options"]
+        chosen = options[option - 1]
+        training, task = doc["budget"]["training"], doc["budget"]["task"]
+        limits = (training.get("env_steps"), training.get("time_s"), task.get("min_return"))
+        return (str(chosen["algorithm"]), env or str(doc["env"]["env_id"]),
+                dict(chosen["hyperparams"]["params"]), limits)  # fmt: skip
+    except IndexError:
+        raise PlanError(f"{path}: --option {option}: the plan has {len(options)} options") from None
+    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise PlanError(
+            f"{path}: not a plan written by 'rlbudget plan -o' ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _train_with_progress(settings: Any, run_dir: Path, *, show: bool) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rlbudget.train import train_run
+
+    if not show:
+        return train_run(settings, run_dir)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"), TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[ret]}"), TimeElapsedColumn(), console=err, transient=False,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("steps", total=settings.n_timesteps, rate="", ret="")
+        recent: list[float] = []
+
+        def progress(ep: Any) -> None:
+            recent.append(ep.ret)
+            del recent[:-20]
+            rate = ep.step / ep.wall_s if ep.wall_s > 0 else 0.0
+            bar.update(task, completed=ep.step, rate=f"{rate:,.0f} steps/s",
+                       ret=f"return(20) {sum(recent) / len(recent):.3g}")  # fmt: skip
+
+        return train_run(settings, run_dir, on_progress=progress)
+
+
+@app.command()
+@_handles_errors
 def show(
     policy: Annotated[
         Path, typer.Argument(help="A policy folder (policy.json + policy.safetensors).")

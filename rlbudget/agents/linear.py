@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rlbudget import __version__
-from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.agents.tabular import Draws, Episode, OnEpisode, TrainResult, provenance
 from rlbudget.envs import make_env, space_spec
 from rlbudget.errors import EnvError
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
@@ -63,27 +62,14 @@ def _box_ranges(env: Any, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray
     return d.low, d.high
 
 
-def _provenance(algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
-    return {
-        "source": "rlbudget.agents.linear",
-        "algorithm": algorithm,
-        "env": env_id,
-        "seed": cfg.seed,
-        "steps": steps,
-        "hyperparameters": asdict(cfg),
-        "rlbudget_version": __version__,
-        "transforms": [],
-    }
-
-
 def train_sarsa_lambda(
     env_id: str,
     cfg: SarsaLambdaConfig,
     *,
     gym_packages: Sequence[str] = (),
-    on_episode: Callable[[Episode], bool] | None = None,
+    on_episode: OnEpisode | None = None,
 ) -> TrainResult:
-    """Sarsa(λ) with tile coding and replacing traces; ``on_episode`` may stop early."""
+    """Sarsa(λ) with tile coding and replacing traces; ``on_episode`` as for tabular."""
     env = make_env(env_id, gym_packages=gym_packages)
     obs_spec = space_spec(env.observation_space, env_id=env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
@@ -98,25 +84,31 @@ def train_sarsa_lambda(
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
     w = np.zeros((tiles.features, n_actions))
     z = np.zeros_like(w)
-    rng = np.random.default_rng(cfg.seed)
-    uniform = rng.random(cfg.n_timesteps + 1)
-    random_actions = rng.integers(0, n_actions, size=cfg.n_timesteps + 1)
+    draws = Draws(cfg.seed, n_actions)
 
     def features(o: Any) -> np.ndarray:
         active: np.ndarray = tiles.apply(np.asarray(o, dtype=np.float32).reshape(1, -1))[0]
         return active
 
-    def choose(f: np.ndarray, t: int) -> int:
-        if uniform[t] < cfg.epsilon:
-            return int(random_actions[t])
+    def choose(f: np.ndarray) -> int:
+        u, random_action = draws.next()
+        if u < cfg.epsilon:
+            return random_action
         return int(np.argmax(w[f].sum(axis=0)))
+
+    steps = 0
+
+    def current() -> Policy:
+        body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
+        prov = provenance("rlbudget.agents.linear", "sarsa-lambda", env_id, cfg, steps)
+        return Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"), prov)
 
     env.action_space.seed(cfg.seed)
     obs, _ = env.reset(seed=cfg.seed)
     f = features(obs)
-    a = choose(f, 0)
+    a = choose(f)
     episodes: list[Episode] = []
-    ep_return, ep_len, steps = 0.0, 0, 0
+    ep_return, ep_len = 0.0, 0
     start = time.perf_counter()
     for t in range(cfg.n_timesteps):
         obs, reward, terminated, truncated, _ = env.step(a)
@@ -130,7 +122,7 @@ def train_sarsa_lambda(
             w += cfg.alpha * delta * z
         else:
             f2 = features(obs)
-            a2 = choose(f2, t + 1)
+            a2 = choose(f2)
             delta += cfg.gamma * w[f2, a2].sum()
             w += cfg.alpha * delta * z
             z *= cfg.gamma * cfg.lam
@@ -142,16 +134,13 @@ def train_sarsa_lambda(
             z[:] = 0.0
             obs, _ = env.reset()
             f2 = features(obs)
-            a2 = choose(f2, t + 1)
-            if on_episode is not None and on_episode(ep):
+            a2 = choose(f2)
+            if on_episode is not None and on_episode(ep, current):
                 break
         f, a = f2, a2
     wall = time.perf_counter() - start
     env.close()
-    body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
-    policy = Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"),
-                    _provenance("sarsa-lambda", env_id, cfg, steps))  # fmt: skip
-    return TrainResult(policy, tuple(episodes), steps, wall)
+    return TrainResult(current(), tuple(episodes), steps, wall)
 
 
 def train_ars(
@@ -159,9 +148,9 @@ def train_ars(
     cfg: ARSConfig,
     *,
     gym_packages: Sequence[str] = (),
-    on_episode: Callable[[Episode], bool] | None = None,
+    on_episode: OnEpisode | None = None,
 ) -> TrainResult:
-    """ARS V2-t with a linear policy; ``on_episode`` sees each evaluation rollout."""
+    """ARS V2-t with a linear policy; ``on_episode`` sees each perturbed rollout."""
     env = make_env(env_id, gym_packages=gym_packages)
     obs_spec = space_spec(env.observation_space, env_id=env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
@@ -202,6 +191,17 @@ def train_ars(
             done = bool(terminated or truncated)
         return total, n
 
+    def current() -> Policy:
+        """theta with the running statistics frozen into a normalize step."""
+        std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
+        var = np.where(std < 1e-8, 1.0, std) ** 2
+        # Normalize computes (x - mean) / sqrt(var + eps); eps 0 matches training's scaling.
+        norm = Normalize(mean.astype(np.float32), var.astype(np.float32), clip=1e6, eps=0.0)
+        body = Linear(theta.astype(np.float32), np.zeros(n_out, dtype=np.float32))
+        head = Head("argmax") if discrete else Head("clip", low, high)
+        prov = provenance("rlbudget.agents.linear", "ars", env_id, cfg, steps)
+        return Policy(obs_spec, act_spec, (norm,), body, head, prov)
+
     frozen_mean = np.zeros(dim)
     stop = False
     while steps < cfg.n_timesteps and not stop:
@@ -219,7 +219,7 @@ def train_ars(
                     steps, len(episodes), ret, n, time.perf_counter() - start, cfg.delta_std
                 )
                 episodes.append(ep)
-                if on_episode is not None and on_episode(ep):
+                if on_episode is not None and on_episode(ep, current):
                     stop = True
         top = np.argsort(-np.maximum(plus, minus))[: cfg.n_top]
         sigma = np.concatenate([plus[top], minus[top]]).std() or 1.0
@@ -227,12 +227,4 @@ def train_ars(
         theta += cfg.learning_rate / (cfg.n_top * sigma) * step
     wall = time.perf_counter() - start
     env.close()
-    std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
-    var = np.where(std < 1e-8, 1.0, std) ** 2
-    # Normalize computes (x - mean) / sqrt(var + eps); eps 0 keeps it equal to training's.
-    norm = Normalize(mean.astype(np.float32), var.astype(np.float32), clip=1e6, eps=0.0)
-    body = Linear(theta.astype(np.float32), np.zeros(n_out, dtype=np.float32))
-    head = Head("argmax") if discrete else Head("clip", low, high)
-    policy = Policy(obs_spec, act_spec, (norm,), body, head,
-                    _provenance("ars", env_id, cfg, steps))  # fmt: skip
-    return TrainResult(policy, tuple(episodes), steps, wall)
+    return TrainResult(current(), tuple(episodes), steps, wall)

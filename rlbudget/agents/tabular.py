@@ -65,6 +65,48 @@ class Episode:
     epsilon: float
 
 
+OnEpisode = Callable[[Episode, Callable[[], Policy]], bool]
+
+
+class Draws:
+    """ε-greedy's random numbers, drawn in chunks from their own stream.
+
+    One Generator call per ``chunk`` steps instead of one per step, and memory that does
+    not grow with the step budget. Each call to :meth:`next` gives a uniform number in
+    [0, 1) and a uniformly random action.
+    """
+
+    def __init__(self, seed: int, n_actions: int, chunk: int = 1 << 16) -> None:
+        self.rng = np.random.default_rng([seed, 1])  # independent of the agent's stream
+        self.n_actions, self.chunk = n_actions, chunk
+        self.i = chunk
+        self.u: list[float] = []
+        self.a: list[int] = []
+
+    def next(self) -> tuple[float, int]:
+        if self.i == self.chunk:
+            self.u = self.rng.random(self.chunk).tolist()
+            self.a = self.rng.integers(0, self.n_actions, size=self.chunk).tolist()
+            self.i = 0
+        i = self.i
+        self.i += 1
+        return self.u[i], self.a[i]
+
+
+def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
+    """Where a trained policy came from: algorithm, env, seed, steps, every hyperparameter."""
+    return {
+        "source": source,
+        "algorithm": algorithm,
+        "env": env_id,
+        "seed": cfg.seed,
+        "steps": steps,
+        "hyperparameters": asdict(cfg),
+        "rlbudget_version": __version__,
+        "transforms": [],
+    }
+
+
 @dataclass(frozen=True)
 class TrainResult:
     policy: Policy
@@ -104,9 +146,12 @@ def train_tabular(
     cfg: TabularConfig,
     *,
     gym_packages: Sequence[str] = (),
-    on_episode: Callable[[Episode], bool] | None = None,
+    on_episode: OnEpisode | None = None,
 ) -> TrainResult:
-    """Train a tabular agent; ``on_episode`` may return True to stop early.
+    """Train a tabular agent.
+
+    :param on_episode: called after every episode with the episode and a function that
+        builds the current greedy policy; returning True stops training.
 
     :raises EnvError: the env's actions are not Discrete or its observations are neither
         Discrete nor Box.
@@ -136,6 +181,7 @@ def train_tabular(
             return int(o)
 
     rng = np.random.default_rng(cfg.seed)
+    steps = 0
     q = np.zeros((n_states, n_actions), dtype=np.float64)
     counts = np.zeros((n_states, n_actions), dtype=np.int64)
     # Dyna-Q's model: the last MODEL_SAMPLES outcomes (reward, next state, terminal) per
@@ -147,16 +193,16 @@ def train_tabular(
     model_done = np.zeros((n_states, n_actions, k_max), dtype=bool)
     visited: list[int] = []  # flat indices s * n_actions + a, in order of first visit
     decay_steps = max(1, int(cfg.epsilon_decay_fraction * cfg.n_timesteps))
-    uniform = rng.random(cfg.n_timesteps)  # pre-drawn: no per-step Generator call
-    random_actions = rng.integers(0, n_actions, size=cfg.n_timesteps)
+    draws = Draws(cfg.seed, n_actions)
 
     def epsilon_at(t: int) -> float:
         frac = min(1.0, t / decay_steps)
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
 
     def choose(s: int, t: int) -> int:
-        if uniform[t] < epsilon_at(t):
-            return int(random_actions[t])
+        u, random_action = draws.next()
+        if u < epsilon_at(t):
+            return random_action
         if cfg.ucb_c > 0:
             bonus = cfg.ucb_c * np.sqrt(math.log(t + 2) / (1.0 + counts[s]))
             return int(np.argmax(q[s] + bonus))
@@ -172,6 +218,11 @@ def train_tabular(
             return r + cfg.gamma * float((1 - eps) * row.max() + eps * row.mean())
         return r + cfg.gamma * float(q[s2].max())
 
+    def current() -> Policy:
+        prov = provenance("rlbudget.agents.tabular", cfg.algorithm, env_id, cfg, steps)
+        return Policy(obs_spec, act_spec, preprocess, Table(q.astype(np.float32)),
+                      Head("argmax"), prov)  # fmt: skip
+
     env.action_space.seed(cfg.seed)
     obs, _ = env.reset(seed=cfg.seed)
     s = state_of(obs)
@@ -179,7 +230,6 @@ def train_tabular(
     episodes: list[Episode] = []
     ep_return, ep_len = 0.0, 0
     start = time.perf_counter()
-    steps = 0
     for t in range(cfg.n_timesteps):
         obs, reward, terminated, truncated, _ = env.step(a)
         r = float(reward)
@@ -197,8 +247,8 @@ def train_tabular(
             slot = (counts[s, a] - 1) % k_max  # a ring of the latest outcomes
             model_r[s, a, slot], model_s2[s, a, slot], model_done[s, a, slot] = r, s2, terminated
             picks = rng.integers(0, len(visited), size=cfg.planning_steps)
-            draws = rng.random(cfg.planning_steps)
-            for k, u in zip(picks, draws, strict=True):
+            coins = rng.random(cfg.planning_steps)
+            for k, u in zip(picks, coins, strict=True):
                 ps, pa = divmod(visited[k], n_actions)
                 j = int(u * min(counts[ps, pa], k_max))
                 pr, ps2 = model_r[ps, pa, j], model_s2[ps, pa, j]
@@ -214,22 +264,9 @@ def train_tabular(
             obs, _ = env.reset()
             s2 = state_of(obs)
             a2 = choose(s2, t_next)
-            if on_episode is not None and on_episode(ep):
+            if on_episode is not None and on_episode(ep, current):
                 break
         s, a = s2, a2
     wall = time.perf_counter() - start
     env.close()
-    provenance = {
-        "source": "rlbudget.agents.tabular",
-        "algorithm": cfg.algorithm,
-        "env": env_id,
-        "seed": cfg.seed,
-        "steps": steps,
-        "hyperparameters": asdict(cfg),
-        "rlbudget_version": __version__,
-        "transforms": [],
-    }
-    policy = Policy(
-        obs_spec, act_spec, preprocess, Table(q.astype(np.float32)), Head("argmax"), provenance
-    )
-    return TrainResult(policy, tuple(episodes), steps, wall)
+    return TrainResult(current(), tuple(episodes), steps, wall)

@@ -1,0 +1,312 @@
+"""Training runs for the built-in agents: limits, early stop, and the run folder.
+
+``train_run`` resolves what to train (algorithm, env, hyperparameters, step budget),
+runs the agent, stops at the first of
+
+- the step budget: ``training.env_steps`` from the budget, else the hyperparameter
+  file's ``n_timesteps`` for this env (tuned, or the generic default — said which);
+- ``training.time`` (checked at the end of each episode);
+- the target return (``task.min_return``, else the env's ``reward_threshold``) reached
+  by the greedy policy on a separate evaluation env, every ``eval_every`` steps,
+
+and writes the run folder::
+
+    RUN_DIR/policy/        the trained policy (policy.json + policy.safetensors)
+    RUN_DIR/config.yaml    everything resolved: algorithm, env, seed, hyperparameters
+                           (with their source), limits, versions
+    RUN_DIR/metrics.csv    step, episode, return, length, wall_s, exploration
+    RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, last evaluation
+    RUN_DIR/curve.png      the learning curve
+
+Every file is written atomically. Not yet: checkpoints during training, resume,
+SIGTERM handling, and Stable-Baselines3 algorithms (issues 4 and 5).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from rlbudget import __version__
+from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.errors import PlanError, RlbudgetError
+from rlbudget.fileio import atomic_write_text
+from rlbudget.hyperparams import algorithm_info, get_hyperparams
+from rlbudget.policy.model import Policy
+
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
+# Hyperparameter-file keys that are names for a config field, or that the agents ignore.
+RENAMED = {"lambda": "lam"}
+IGNORED = {"normalize"}  # ARS always normalizes observations
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs, resolved: written to config.yaml."""
+
+    algorithm: str
+    env_id: str
+    seed: int
+    n_timesteps: int
+    n_timesteps_from: str
+    hyperparameters: dict[str, Any]
+    hyperparameters_source: str
+    time_limit_s: float | None
+    target_return: float | None
+    target_from: str
+    eval_every: int
+    eval_episodes: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    settings: RunSettings
+    run_dir: Path
+    stopped_by: str
+    steps: int
+    wall_s: float
+    episodes: int
+    last_eval: float | None
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "algorithm": self.settings.algorithm,
+            "env": self.settings.env_id,
+            "seed": self.settings.seed,
+            "stopped_by": self.stopped_by,
+            "steps": self.steps,
+            "episodes": self.episodes,
+            "wall_s": self.wall_s,
+            "steps_per_s": self.steps_per_s,
+            "target_return": self.settings.target_return,
+            "last_eval_return": self.last_eval,
+        }
+
+
+def _agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
+    from rlbudget.agents import linear, tabular
+
+    if algorithm in tabular.ALGORITHMS:
+        return tabular.TabularConfig, tabular.train_tabular
+    if algorithm == "sarsa-lambda":
+        return linear.SarsaLambdaConfig, linear.train_sarsa_lambda
+    return linear.ARSConfig, linear.train_ars
+
+
+def resolve(
+    algorithm: str,
+    env_id: str,
+    *,
+    env_steps: int | None = None,
+    time_s: float | None = None,
+    min_return: float | None = None,
+    reward_threshold: float | None = None,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> RunSettings:
+    """Resolve hyperparameters, the step budget and the target for one run.
+
+    :param env_steps: ``training.env_steps`` (None: the hyperparameter file's n_timesteps).
+    :param time_s: ``training.time`` (None: no time limit).
+    :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
+    :param overrides: hyperparameters that replace the file's (e.g. a plan's).
+
+    :raises PlanError: an unknown algorithm, or one rlbudget cannot train yet.
+    """
+    info = algorithm_info(algorithm)
+    if info.id not in BUILTIN:
+        why = (
+            "Stable-Baselines3 training is not implemented yet"
+            if info.library == "sb3"
+            else "rlbudget cannot train it yet"
+        )
+        raise PlanError(f"algorithm '{info.id}': {why}; built-in algorithms: {', '.join(BUILTIN)}")
+    hp = get_hyperparams(info.id, env_id)
+    config_cls, _ = _agent(info.id)
+    names = {f.name for f in fields(config_cls)}
+    params: dict[str, Any] = {}
+    for key, value in {**hp.params, **(overrides or {})}.items():
+        key = RENAMED.get(key, key)
+        if key in names:
+            params[key] = value
+        elif key not in IGNORED:
+            raise PlanError(
+                f"hyperparameter '{key}' is not one {info.id} takes; it takes "
+                f"{', '.join(sorted(names - {'seed', 'n_timesteps'}))}"
+            )
+    if "alpha" in params and isinstance(params["alpha"], str):
+        params["alpha"] = float(params["alpha"])
+    tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
+    if env_steps is not None:
+        n_timesteps, n_from = env_steps, "training.env_steps in the budget"
+    else:
+        n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
+    target, target_from = None, "none (no task.min_return and no env reward_threshold)"
+    if min_return is not None:
+        target, target_from = min_return, "task.min_return in the budget"
+    elif reward_threshold is not None:
+        target, target_from = reward_threshold, "the env's reward_threshold"
+    return RunSettings(
+        algorithm=info.id,
+        env_id=env_id,
+        seed=seed,
+        n_timesteps=n_timesteps,
+        n_timesteps_from=n_from,
+        hyperparameters=params,
+        hyperparameters_source=hp.source,
+        time_limit_s=time_s,
+        target_return=target,
+        target_from=target_from,
+        eval_every=max(1_000, n_timesteps // 20),
+        eval_episodes=50,
+    )
+
+
+def _versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    return {
+        "rlbudget": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
+
+
+def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Create RUN_DIR (and its parents); refuse one that already holds files."""
+    path = Path(run_dir)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RlbudgetError(
+            f"{path}: exists and is not an empty folder; choose a new -o RUN_DIR "
+            "(nothing was overwritten)"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RlbudgetError(f"{path}: cannot create the run folder ({exc.strerror})") from None
+    return path
+
+
+def _metrics_csv(episodes: tuple[Episode, ...]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["step", "episode", "return", "length", "wall_s", "exploration"])
+    for e in episodes:
+        w.writerow([e.step, e.episode, f"{e.ret:.6g}", e.length, f"{e.wall_s:.4f}",
+                    f"{e.epsilon:.4g}"])  # fmt: skip
+    return buf.getvalue()
+
+
+def _curve(
+    episodes: tuple[Episode, ...],
+    evals: list[tuple[int, float]],
+    s: RunSettings,
+    path: Path,
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if episodes:
+        steps = np.array([e.step for e in episodes])
+        rets = np.array([e.ret for e in episodes])
+        window = max(1, len(rets) // 50)
+        smooth = np.convolve(rets, np.ones(window) / window, mode="valid")
+        ax.plot(steps, rets, ".", alpha=0.2, markersize=2, label="training episode return")
+        ax.plot(steps[window - 1 :], smooth, label=f"training, mean of {window} (with exploration)")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), "o-", color="tab:green",
+                label=f"greedy policy, {s.eval_episodes} evaluation episodes")  # fmt: skip
+    if s.target_return is not None:
+        ax.axhline(s.target_return, color="tab:red", linestyle="--", label="target")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("return")
+    ax.set_title(f"{s.algorithm} on {s.env_id} (seed {s.seed})")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def train_run(
+    settings: RunSettings,
+    run_dir: str | os.PathLike[str],
+    *,
+    on_progress: Callable[[Episode], None] | None = None,
+) -> RunResult:
+    """Train with ``settings`` and write the run folder (see the module docstring).
+
+    :raises RlbudgetError: RUN_DIR is not empty, or the env does not suit the algorithm.
+    """
+    from rlbudget.policy.io import save_policy
+    from rlbudget.profile.evaluate import evaluate
+
+    out = prepare_run_dir(run_dir)
+    config_cls, train_fn = _agent(settings.algorithm)
+    cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
+                     seed=settings.seed)  # fmt: skip
+    config = {**asdict(settings), "versions": _versions()}
+    atomic_write_text(out / "config.yaml", _yaml(config))
+
+    stopped_by = "steps"
+    last_eval: float | None = None
+    evals: list[tuple[int, float]] = []
+    next_eval = settings.eval_every
+    start = time.perf_counter()
+
+    def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
+        nonlocal stopped_by, last_eval, next_eval
+        if on_progress is not None:
+            on_progress(ep)
+        if (
+            settings.time_limit_s is not None
+            and time.perf_counter() - start >= settings.time_limit_s
+        ):
+            stopped_by = "time"
+            return True
+        if settings.target_return is not None and ep.step >= next_eval:
+            next_eval = ep.step + settings.eval_every
+            result = evaluate(current(), settings.env_id, episodes=settings.eval_episodes,
+                              seed=settings.seed + 10_000)  # fmt: skip
+            last_eval = result.return_mean
+            evals.append((ep.step, last_eval))
+            if last_eval >= settings.target_return:
+                stopped_by = "target"
+                return True
+        return False
+
+    result = train_fn(settings.env_id, cfg, on_episode=on_episode)
+    wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    save_policy(result.policy, out / "policy")
+    atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
+    _curve(result.episodes, evals, settings, out / "curve.png")
+    run = RunResult(settings, out, stopped_by, result.steps, wall,
+                    len(result.episodes), last_eval)  # fmt: skip
+    atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
+    return run
+
+
+def _yaml(data: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,114 @@
+"""rlbudget train: the run folder, limits from budgets and plans, early stop, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from rlbudget.cli import app
+from rlbudget.policy import load_policy
+from rlbudget.profile.evaluate import evaluate
+
+from .conftest import BUDGETS
+
+runner = CliRunner()
+
+
+def train(*args: str) -> dict:  # type: ignore[type-arg]
+    r = runner.invoke(app, ["train", *args, "--json"])
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def test_run_folder(tmp_path: Path) -> None:
+    run = tmp_path / "runs" / "fl"  # parents are created
+    s = train("--algo", "q-learning", "--env", "FrozenLake-v1", "--seed", "3", "-o", str(run))
+    assert sorted(p.name for p in run.iterdir()) == [
+        "config.yaml", "curve.png", "metrics.csv", "policy", "summary.json",
+    ]  # fmt: skip
+    assert s == json.loads((run / "summary.json").read_text())
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["algorithm"] == "q-learning" and config["seed"] == 3
+    assert config["hyperparameters"]["alpha"] == 0.1 and "REFERENCE" in config[
+        "hyperparameters_source"]  # fmt: skip
+    assert config["versions"]["rlbudget"] == "0.1.0"
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert list(rows[0]) == ["step", "episode", "return", "length", "wall_s", "exploration"]
+    assert len(rows) == s["episodes"] and int(rows[-1]["step"]) == s["steps"]
+    assert sum(int(r["length"]) for r in rows) == s["steps"]
+    policy = load_policy(run / "policy")
+    assert policy.provenance["seed"] == 3 and policy.provenance["steps"] == s["steps"]
+    assert (run / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stops_at_target_with_a_policy_that_meets_it(tmp_path: Path) -> None:
+    s = train("--algo", "q-learning", "--env", "FrozenLake-v1", "-o", str(tmp_path / "r"))
+    assert s["stopped_by"] == "target" and s["last_eval_return"] >= 0.7
+    assert s["steps"] < 50_000
+
+
+def test_budget_step_limit(tmp_path: Path, write_budget: Callable[[str, str], Path]) -> None:
+    budget = write_budget(
+        "device: rp2040\ntraining: {env_steps: 3000}\ntask: {env: FrozenLake-v1, min_return: 2}\n"
+    )
+    s = train("--algo", "sarsa", "--budget", str(budget), "-o", str(tmp_path / "r"))
+    assert (s["stopped_by"], s["steps"], s["env"]) == ("steps", 3000, "FrozenLake-v1")
+    assert s["target_return"] == 2.0
+
+
+def test_budget_time_limit(tmp_path: Path, write_budget: Callable[[str, str], Path]) -> None:
+    budget = write_budget(
+        "device: rp2040\ntraining: {time: 300ms, env_steps: 10M}\n"
+        "task: {env: FrozenLake-v1, min_return: 2}\n"
+    )
+    s = train("--algo", "q-learning", "--budget", str(budget), "-o", str(tmp_path / "r"))
+    assert s["stopped_by"] == "time"
+    assert 0.3 <= s["wall_s"] < 5 and s["steps"] < 10_000_000
+
+
+def test_train_from_plan(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    r = runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    assert r.exit_code == 0
+    s = train(str(plan), "--option", "2", "-o", str(tmp_path / "r"))
+    assert s["algorithm"] == "sarsa" and s["env"] == "FrozenLake-v1"
+    e = evaluate(load_policy(tmp_path / "r" / "policy"), "FrozenLake-v1", episodes=5)
+    assert e.episodes == 5
+
+
+def test_sb3_algorithm_not_yet(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--algo", "ppo", "--env", "CartPole-v1", "-o", str(tmp_path)])
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "error: algorithm 'ppo': Stable-Baselines3 training is not implemented yet; built-in "
+        "algorithms: q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars\n"
+    )
+
+
+def test_non_empty_run_dir_refused(tmp_path: Path) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    r = runner.invoke(
+        app, ["train", "--algo", "sarsa", "--env", "FrozenLake-v1", "-o", str(tmp_path)]
+    )
+    assert r.exit_code == 2
+    assert "exists and is not an empty folder; choose a new -o RUN_DIR" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_nothing_to_train() -> None:
+    r = runner.invoke(app, ["train"])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("error: say what to train: a plan file")
+
+
+def test_bad_plan_option(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    r = runner.invoke(app, ["train", str(plan), "--option", "99", "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"error: {plan}: --option 99: the plan has ")
