@@ -101,3 +101,14 @@ def test_evaluate_cli_json_without_torch(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_ucb_bonus_explores_without_epsilon() -> None:
+    # With ε = 0 and all-zero Q, argmax always picks LEFT and never finds the goal; the
+    # count-based bonus makes untried actions look better, so the agent reaches it.
+    greedy = TabularConfig(n_timesteps=20_000, epsilon_start=0.0, epsilon_end=0.0)
+    body = train_tabular("FrozenLake-v1", greedy).policy.body
+    assert isinstance(body, Table) and not body.values.any()
+    ucb = TabularConfig(n_timesteps=20_000, epsilon_start=0.0, epsilon_end=0.0, ucb_c=1.0)
+    body = train_tabular("FrozenLake-v1", ucb).policy.body
+    assert isinstance(body, Table) and body.values.max() > 0
