@@ -31,3 +31,46 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_dir(
+    target: str | os.PathLike[str], files: dict[str, bytes], *, marker: str
+) -> Path:
+    """Write a folder of files atomically: a temp folder beside ``target``, each file
+    fsynced, then renamed into place (an existing folder is swapped out, then removed).
+
+    A kill at any moment leaves either the old folder or the new one, never a mix.
+
+    :param marker: a file name that identifies a folder this function may replace; an
+        existing ``target`` without it is refused (nothing is written).
+    :raises RlbudgetError: the parent folder is missing, or ``target`` is another folder.
+    """
+    import shutil
+
+    path = Path(target)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise RlbudgetError(f"{path}: the folder {parent} does not exist; create it first")
+    if path.exists() and not (path / marker).exists():
+        raise RlbudgetError(
+            f"{path}: exists and is not a folder rlbudget wrote; choose another path "
+            "(nothing written)"
+        )
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+    try:
+        for name, data in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        old = None
+        if path.exists():
+            old = parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path

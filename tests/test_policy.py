@@ -270,7 +270,7 @@ def test_save_refuses_a_non_policy_folder(tmp_path: Path) -> None:
     other = tmp_path / "notes"
     other.mkdir()
     (other / "keep.txt").write_text("mine")
-    with pytest.raises(PolicyError, match="exists and is not a policy folder"):
+    with pytest.raises(PolicyError, match="exists and is not a folder rlbudget wrote"):
         save_policy(cartpole_mlp(), other)
     assert (other / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]  # no temp folder left

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -288,41 +286,25 @@ def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: st
     return Policy(obs, act, tuple(steps), body, head, dict(doc.get("provenance", {})))
 
 
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
-    """Write ``policy`` as a folder atomically (replacing an existing policy folder)."""
+    """Write ``policy`` as a folder atomically (replacing an existing policy folder).
+
+    :raises PolicyError: the parent folder is missing, or ``path`` is another folder.
+    """
     from safetensors.numpy import save
 
-    target = Path(path)
+    from rlbudget.errors import RlbudgetError
+    from rlbudget.fileio import atomic_write_dir
+
     doc, arrays = to_document(policy)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise PolicyError(f"{target}: the folder {parent} does not exist; create it first")
-    if target.exists() and not (target / JSON_NAME).exists():
-        raise PolicyError(
-            f"{target}: exists and is not a policy folder; choose another path (nothing written)"
-        )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    files = {
+        ARRAYS_NAME: save(arrays),
+        JSON_NAME: (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(),
+    }
     try:
-        _fsync_write(tmp / ARRAYS_NAME, save(arrays))
-        _fsync_write(tmp / JSON_NAME, (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode())
-        old = None
-        if target.exists():
-            old = parent / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        return atomic_write_dir(path, files, marker=JSON_NAME)
+    except RlbudgetError as exc:
+        raise PolicyError(str(exc)) from None
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
