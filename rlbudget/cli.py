@@ -184,6 +184,10 @@ def train(
         Path | None,
         typer.Option("-o", "--output", help="Run folder (default runs/ALGO-ENV-sSEED)."),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue a stopped run exactly (tabular agents)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -200,8 +204,12 @@ def train(
     """
     from rlbudget.envs import env_spec
     from rlbudget.errors import PlanError
-    from rlbudget.train import prepare_run_dir, resolve
+    from rlbudget.train import load_settings, prepare_run_dir, resolve
 
+    if resume is not None:
+        settings = load_settings(resume)
+        _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True)
+        return
     env_steps = time_s = min_return = None
     overrides: dict[str, object] = {}
     if plan_file is not None:
@@ -230,14 +238,28 @@ def train(
             f"{units.format_count(settings.n_timesteps)} steps ({settings.n_timesteps_from}); "
             f"target {settings.target_return} ({settings.target_from})"
         )
-    result = _train_with_progress(settings, run_dir, show=not quiet and not json_out)
+    _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False)
+
+
+def _finish_training(
+    settings: Any, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool
+) -> None:
+    """Run the training with a progress bar, print the outcome, exit 130/143 on a signal."""
+    show = not quiet and not json_out
+    result = _train_with_progress(settings, run_dir, show=show, resume=resume)
     if json_out:
         _print_json(result.to_dict())
-        return
-    out.print(
-        f"stopped by {result.stopped_by} after {units.format_count(result.steps)} steps "
-        f"({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run folder: {run_dir}"
-    )
+    else:
+        out.print(
+            f"stopped by {result.stopped_by} after {units.format_count(result.steps)} steps "
+            f"({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run folder: {run_dir}"
+        )
+    if result.stopped_by in ("SIGINT", "SIGTERM"):
+        err.print(
+            f"interrupted: policy and checkpoint saved in {run_dir}; "
+            f"continue with: rlbudget train --resume {run_dir}"
+        )
+        raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
 
 
 def _read_plan(
@@ -266,13 +288,13 @@ def _read_plan(
         ) from None
 
 
-def _train_with_progress(settings: Any, run_dir: Path, *, show: bool) -> Any:
+def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool) -> Any:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from rlbudget.train import train_run
 
     if not show:
-        return train_run(settings, run_dir)
+        return train_run(settings, run_dir, resume=resume)
     with Progress(
         TextColumn("{task.description}"), BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"), TextColumn("{task.fields[rate]}"),
@@ -288,7 +310,7 @@ def _train_with_progress(settings: Any, run_dir: Path, *, show: bool) -> Any:
             bar.update(task, completed=ep.step, rate=f"{rate:,.0f} steps/s",
                        ret=f"return(20) {sum(recent) / len(recent):.3g}")  # fmt: skip
 
-        return train_run(settings, run_dir, on_progress=progress)
+        return train_run(settings, run_dir, on_progress=progress, resume=resume)
 
 
 @app.command()

@@ -18,8 +18,10 @@ and writes the run folder::
     RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, last evaluation
     RUN_DIR/curve.png      the learning curve
 
-Every file is written atomically. Not yet: checkpoints during training, resume,
-SIGTERM handling, and Stable-Baselines3 algorithms (issues 4 and 5).
+Every file is written atomically. Tabular runs also keep ``RUN_DIR/checkpoint/``
+(every ``checkpoint_every`` steps and at the stop) and continue exactly with
+``resume=True``; Ctrl-C/SIGTERM stop any run cleanly with everything saved. Not yet:
+checkpoints for Sarsa(λ) and ARS, and Stable-Baselines3 algorithms (issue 5).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class RunSettings:
     target_from: str
     eval_every: int
     eval_episodes: int
+    checkpoint_every: int
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,26 @@ def resolve(
         target_from=target_from,
         eval_every=max(1_000, n_timesteps // 20),
         eval_episodes=50,
+        checkpoint_every=max(1_000, n_timesteps // 10),
     )
+
+
+def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:
+    """The settings a run was started with, from its config.yaml (for --resume).
+
+    :raises RlbudgetError: no run there, or a config.yaml this version cannot read.
+    """
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RlbudgetError(f"{run_dir}: not a run folder (no config.yaml); check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data.pop("versions", None)
+        return RunSettings(**data)
+    except (yaml.YAMLError, TypeError, AttributeError) as exc:
+        raise RlbudgetError(f"{path}: cannot be read as a run configuration ({exc})") from None
 
 
 def _versions() -> dict[str, str]:
@@ -253,31 +275,67 @@ def train_run(
     run_dir: str | os.PathLike[str],
     *,
     on_progress: Callable[[Episode], None] | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Train with ``settings`` and write the run folder (see the module docstring).
 
-    :raises RlbudgetError: RUN_DIR is not empty, or the env does not suit the algorithm.
+    SIGINT and SIGTERM stop training cleanly: the policy, metrics and (tabular agents) a
+    checkpoint are saved, and ``stopped_by`` names the signal. Tabular runs also write
+    ``RUN_DIR/checkpoint/`` every ``checkpoint_every`` steps, atomically.
+
+    :param resume: continue from ``RUN_DIR/checkpoint`` exactly (tabular agents only).
+    :param should_stop: extra stop condition, checked before every step by tabular agents
+        and between episodes by the others (tests, embedding).
+    :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume).
     """
+    import signal
+
+    from rlbudget.agents.tabular import ALGORITHMS as TABULAR
+    from rlbudget.agents.tabular import Checkpoint
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
-    out = prepare_run_dir(run_dir)
+    tabular = settings.algorithm in TABULAR
+    out = Path(run_dir)
+    checkpoint = None
+    if resume:
+        if not tabular:
+            raise RlbudgetError(
+                f"{out}: --resume works for tabular agents only so far, not {settings.algorithm}"
+            )
+        checkpoint = Checkpoint.load(out / "checkpoint")
+    else:
+        prepare_run_dir(out)
+        config = {**asdict(settings), "versions": _versions()}
+        atomic_write_text(out / "config.yaml", _yaml(config))
     config_cls, train_fn = _agent(settings.algorithm)
     cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
                      seed=settings.seed)  # fmt: skip
-    config = {**asdict(settings), "versions": _versions()}
-    atomic_write_text(out / "config.yaml", _yaml(config))
 
     stopped_by = "steps"
     last_eval: float | None = None
     evals: list[tuple[int, float]] = []
-    next_eval = settings.eval_every
-    start = time.perf_counter()
+    done_steps = int(checkpoint.state["steps"]) if checkpoint else 0
+    # Evaluations fall on a fixed grid of steps, so a resumed run evaluates where a
+    # straight run would have.
+    next_eval = (done_steps // settings.eval_every + 1) * settings.eval_every
+    start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
+    caught: list[str] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        caught.append(signal.Signals(signum).name)
+
+    def stop_now() -> bool:
+        return bool(caught) or (should_stop is not None and should_stop())
 
     def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
         nonlocal stopped_by, last_eval, next_eval
         if on_progress is not None:
             on_progress(ep)
+        # Tabular loops check stop_now before every step; the others stop between episodes.
+        if caught or (not tabular and stop_now()):
+            return True
         if (
             settings.time_limit_s is not None
             and time.perf_counter() - start >= settings.time_limit_s
@@ -285,7 +343,7 @@ def train_run(
             stopped_by = "time"
             return True
         if settings.target_return is not None and ep.step >= next_eval:
-            next_eval = ep.step + settings.eval_every
+            next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
             result = evaluate(current(), settings.env_id, episodes=settings.eval_episodes,
                               seed=settings.seed + 10_000)  # fmt: skip
             last_eval = result.return_mean
@@ -295,8 +353,27 @@ def train_run(
                 return True
         return False
 
-    result = train_fn(settings.env_id, cfg, on_episode=on_episode)
+    kwargs: dict[str, Any] = {"on_episode": on_episode}
+    if tabular:
+        kwargs.update(
+            should_stop=stop_now,
+            resume=checkpoint,
+            on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+            checkpoint_every=settings.checkpoint_every,
+        )
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = train_fn(settings.env_id, cfg, **kwargs)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+    if caught:
+        stopped_by = caught[0]
+    elif stopped_by == "steps" and result.steps < settings.n_timesteps:
+        stopped_by = "requested"  # by should_stop
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    if result.checkpoint is not None:
+        result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
     atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
     _curve(result.episodes, evals, settings, out / "curve.png")

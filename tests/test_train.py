@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import yaml
 from typer.testing import CliRunner
 
@@ -29,7 +34,7 @@ def test_run_folder(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "fl"  # parents are created
     s = train("--algo", "q-learning", "--env", "FrozenLake-v1", "--seed", "3", "-o", str(run))
     assert sorted(p.name for p in run.iterdir()) == [
-        "config.yaml", "curve.png", "metrics.csv", "policy", "summary.json",
+        "checkpoint", "config.yaml", "curve.png", "metrics.csv", "policy", "summary.json",
     ]  # fmt: skip
     assert s == json.loads((run / "summary.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
@@ -112,3 +117,98 @@ def test_bad_plan_option(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", str(plan), "--option", "99", "-o", str(tmp_path / "r")])
     assert r.exit_code == 2
     assert r.stderr.startswith(f"error: {plan}: --option 99: the plan has ")
+
+
+# --- checkpoints, resume, signals ------------------------------------------------------------
+
+# An unreachable target (success rate 2), so runs go to their step limit.
+LONG = (
+    "device: rp2040\ntraining: {{env_steps: {steps}}}\n"
+    "task: {{env: FrozenLake-v1, min_return: 2}}\n"
+)
+
+
+def _metrics_without_wall(run: Path) -> list[tuple[str, ...]]:
+    rows = list(csv.reader((run / "metrics.csv").open()))
+    return [tuple(r[:4] + r[5:]) for r in rows]  # drop wall_s
+
+
+def test_resume_equals_straight_run(
+    tmp_path: Path, write_budget: Callable[[str, str], Path]
+) -> None:
+    from rlbudget.train import load_settings, train_run
+
+    budget = write_budget(LONG.format(steps=20_000))
+    straight = tmp_path / "straight"
+    train("--algo", "dyna-q", "--budget", str(budget), "--seed", "4", "-o", str(straight))
+    # The same run, stopped after 10,000 steps (mid-episode), then resumed from the CLI.
+    halves = tmp_path / "halves"
+    settings = load_settings(straight)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 10_000
+
+    first = train_run(settings, halves, should_stop=stop)
+    assert first.stopped_by == "requested" and first.steps == 10_000
+    r = runner.invoke(app, ["train", "--resume", str(halves), "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 20_000
+    a, b = load_policy(straight / "policy").body, load_policy(halves / "policy").body
+    assert np.array_equal(a.values, b.values)  # type: ignore[union-attr]
+    assert _metrics_without_wall(straight) == _metrics_without_wall(halves)
+
+
+def test_resume_needs_a_run(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--resume", str(tmp_path)])
+    assert r.exit_code == 2
+    assert r.stderr == f"error: {tmp_path}: not a run folder (no config.yaml); check the path\n"
+
+
+def _start(run: Path, budget: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rlbudget", "train", "--algo", "q-learning", "--budget",
+         str(budget), "-o", str(run), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_sigterm_saves_and_exits_143(
+    tmp_path: Path, write_budget: Callable[[str, str], Path]
+) -> None:
+    from rlbudget.agents.tabular import Checkpoint
+
+    run = tmp_path / "run"
+    proc = _start(run, write_budget(LONG.format(steps="10M")))
+    time.sleep(2.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert f"continue with: rlbudget train --resume {run}" in stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["stopped_by"] == "SIGTERM" and 0 < summary["steps"] < 10_000_000
+    ck = Checkpoint.load(run / "checkpoint")
+    assert ck.state["steps"] == summary["steps"]
+    assert load_policy(run / "policy").provenance["steps"] == summary["steps"]
+
+
+def test_kill_9_leaves_a_loadable_checkpoint(
+    tmp_path: Path, write_budget: Callable[[str, str], Path]
+) -> None:
+    from rlbudget.agents.tabular import Checkpoint
+
+    run = tmp_path / "run"
+    # 200k steps: a checkpoint every 20k steps, i.e. several per second.
+    proc = _start(run, write_budget(LONG.format(steps="200k")))
+    deadline = time.time() + 30
+    while not (run / "checkpoint").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.kill()
+    proc.wait(timeout=30)
+    ck = Checkpoint.load(run / "checkpoint")
+    assert ck.state["steps"] % 20_000 == 0 and ck.state["steps"] > 0
+    r = runner.invoke(app, ["train", "--resume", str(run), "--json"])  # and it is usable
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == 200_000

@@ -20,17 +20,20 @@ Exploration is ε-greedy with ε decaying linearly from ``epsilon_start`` to
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rlbudget import __version__
 from rlbudget.envs import make_env, space_spec
-from rlbudget.errors import EnvError
+from rlbudget.errors import EnvError, RlbudgetError
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
 
 ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
@@ -80,17 +83,33 @@ class Draws:
         self.rng = np.random.default_rng([seed, 1])  # independent of the agent's stream
         self.n_actions, self.chunk = n_actions, chunk
         self.i = chunk
+        self.before: dict[str, Any] | None = None  # the stream's state before this chunk
         self.u: list[float] = []
         self.a: list[int] = []
 
+    def _refill(self) -> None:
+        self.before = dict(self.rng.bit_generator.state)
+        self.u = self.rng.random(self.chunk).tolist()
+        self.a = self.rng.integers(0, self.n_actions, size=self.chunk).tolist()
+        self.i = 0
+
     def next(self) -> tuple[float, int]:
         if self.i == self.chunk:
-            self.u = self.rng.random(self.chunk).tolist()
-            self.a = self.rng.integers(0, self.n_actions, size=self.chunk).tolist()
-            self.i = 0
+            self._refill()
         i = self.i
         self.i += 1
         return self.u[i], self.a[i]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"before": self.before, "i": self.i, "now": self.rng.bit_generator.state}
+
+    def restore(self, snap: Mapping[str, Any]) -> None:
+        if snap["before"] is None:  # nothing drawn yet
+            self.rng.bit_generator.state = snap["now"]
+            return
+        self.rng.bit_generator.state = snap["before"]
+        self._refill()
+        self.i = int(snap["i"])
 
 
 def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
@@ -113,10 +132,67 @@ class TrainResult:
     episodes: tuple[Episode, ...]
     steps: int
     wall_s: float
+    checkpoint: Checkpoint | None = None
 
     @property
     def steps_per_s(self) -> float:
         return self.steps / self.wall_s if self.wall_s > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything a training loop needs to continue exactly where it stopped.
+
+    ``state`` holds JSON data (step, loop variables, RNG bit-generator states, the env's
+    RNG state before the current episode's reset and the actions taken since, so the env
+    is restored by replaying them); ``arrays`` the learned arrays.
+    """
+
+    state: Mapping[str, Any]
+    arrays: Mapping[str, Any]
+
+    STATE = "state.json"
+    ARRAYS = "arrays.safetensors"
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically: a kill at any moment leaves the previous checkpoint intact."""
+        from safetensors.numpy import save
+
+        from rlbudget.fileio import atomic_write_dir
+
+        files = {
+            self.ARRAYS: save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}),
+            self.STATE: json.dumps(self.state, indent=1).encode(),
+        }
+        return atomic_write_dir(path, files, marker=self.STATE)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Checkpoint:
+        """Read a checkpoint folder (JSON and safetensors only; nothing is executed).
+
+        :raises RlbudgetError: missing or unreadable files.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load
+
+        folder = Path(path)
+        try:
+            state = json.loads((folder / cls.STATE).read_text(encoding="utf-8"))
+            arrays = load((folder / cls.ARRAYS).read_bytes())
+        except FileNotFoundError as exc:
+            raise RlbudgetError(
+                f"{folder}: no checkpoint there ({exc.filename} is missing)"
+            ) from None
+        except (json.JSONDecodeError, SafetensorError, ValueError) as exc:
+            raise RlbudgetError(f"{folder}: the checkpoint is corrupt ({exc})") from None
+        return cls(state, arrays)
+
+
+def _generator(state: Mapping[str, Any]) -> np.random.Generator:
+    """A numpy Generator in exactly the given bit-generator state."""
+    bit_generator = getattr(np.random, str(state["bit_generator"]))()
+    bit_generator.state = dict(state)
+    return np.random.Generator(bit_generator)
 
 
 def _discretizer(env: Any, bins: int, steps: int, seed: int) -> Discretize:
@@ -147,12 +223,20 @@ def train_tabular(
     *,
     gym_packages: Sequence[str] = (),
     on_episode: OnEpisode | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
-    """Train a tabular agent.
+    """Train a tabular agent, or continue one from ``resume``.
 
     :param on_episode: called after every episode with the episode and a function that
         builds the current greedy policy; returning True stops training.
-
+    :param should_stop: checked before every step (signal handlers set it); True stops.
+    :param resume: a checkpoint from an earlier call with the same ``cfg``: training
+        continues exactly as if it had never stopped.
+    :param on_checkpoint: called with a checkpoint every ``checkpoint_every`` steps.
+    :return: the policy, the episodes, and a checkpoint of the state at the stop.
     :raises EnvError: the env's actions are not Discrete or its observations are neither
         Discrete nor Box.
     """
@@ -164,10 +248,15 @@ def train_tabular(
     if act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
     n_actions = act_spec.n
+    ck = resume.state if resume is not None else None
 
     preprocess: tuple[Preprocess, ...] = ()
     if obs_spec.kind == "box":
-        disc = _discretizer(env, cfg.bins, cfg.range_steps, cfg.seed)
+        if resume is not None:
+            disc = Discretize(resume.arrays["disc_low"], resume.arrays["disc_high"],
+                              (cfg.bins,) * obs_spec.dim)  # fmt: skip
+        else:
+            disc = _discretizer(env, cfg.bins, cfg.range_steps, cfg.seed)
         preprocess = (disc,)
         n_states = disc.states
 
@@ -181,7 +270,6 @@ def train_tabular(
             return int(o)
 
     rng = np.random.default_rng(cfg.seed)
-    steps = 0
     q = np.zeros((n_states, n_actions), dtype=np.float64)
     counts = np.zeros((n_states, n_actions), dtype=np.int64)
     # Dyna-Q's model: the last MODEL_SAMPLES outcomes (reward, next state, terminal) per
@@ -194,6 +282,12 @@ def train_tabular(
     visited: list[int] = []  # flat indices s * n_actions + a, in order of first visit
     decay_steps = max(1, int(cfg.epsilon_decay_fraction * cfg.n_timesteps))
     draws = Draws(cfg.seed, n_actions)
+    episodes: list[Episode] = []
+    ep_return, ep_len, steps, wall0 = 0.0, 0, 0, 0.0
+    # To restore the env on resume: its RNG state before this episode's reset (None: the
+    # first, seeded reset) and the actions taken since.
+    episode_start: dict[str, Any] | None = None
+    episode_actions: list[int] = []
 
     def epsilon_at(t: int) -> float:
         frac = min(1.0, t / decay_steps)
@@ -223,15 +317,63 @@ def train_tabular(
         return Policy(obs_spec, act_spec, preprocess, Table(q.astype(np.float32)),
                       Head("argmax"), prov)  # fmt: skip
 
+    def snapshot() -> Checkpoint:
+        arrays: dict[str, Any] = {"q": q, "counts": counts, "model_r": model_r,
+                                  "model_s2": model_s2, "model_done": model_done}  # fmt: skip
+        if obs_spec.kind == "box":
+            arrays.update(disc_low=disc.low, disc_high=disc.high)
+        state = {
+            "algorithm": cfg.algorithm,
+            "steps": steps,
+            "s": s,
+            "a": a,
+            "ep_return": ep_return,
+            "ep_len": ep_len,
+            "wall_s": time.perf_counter() - start,
+            "visited": visited,
+            "agent_rng": rng.bit_generator.state,
+            "draws": draws.snapshot(),
+            "episode_start": episode_start,
+            "episode_actions": episode_actions,
+            "episodes": [asdict(e) for e in episodes],
+        }
+        return Checkpoint(state, {k: v.copy() for k, v in arrays.items()})
+
     env.action_space.seed(cfg.seed)
-    obs, _ = env.reset(seed=cfg.seed)
-    s = state_of(obs)
-    a = choose(s, 0)
-    episodes: list[Episode] = []
-    ep_return, ep_len = 0.0, 0
-    start = time.perf_counter()
-    for t in range(cfg.n_timesteps):
+    if ck is None or resume is None:
+        obs, _ = env.reset(seed=cfg.seed)
+        s = state_of(obs)
+        a = choose(s, 0)
+    else:
+        for name, array in (("q", q), ("counts", counts), ("model_r", model_r),
+                            ("model_s2", model_s2), ("model_done", model_done)):  # fmt: skip
+            array[...] = resume.arrays[name]
+        visited = [int(v) for v in ck["visited"]]
+        rng.bit_generator.state = ck["agent_rng"]
+        draws.restore(ck["draws"])
+        episodes = [Episode(**e) for e in ck["episodes"]]
+        ep_return, ep_len, steps, wall0 = ck["ep_return"], ck["ep_len"], ck["steps"], ck["wall_s"]
+        episode_start, episode_actions = ck["episode_start"], list(ck["episode_actions"])
+        obs, _ = env.reset(seed=cfg.seed)
+        if episode_start is not None:
+            env.unwrapped.np_random = _generator(episode_start)
+            obs, _ = env.reset()
+        for past in episode_actions:
+            obs, *_ = env.step(past)
+        s, a = int(ck["s"]), int(ck["a"])
+        if state_of(obs) != s:
+            raise RlbudgetError(
+                f"environment '{env_id}' could not be restored exactly from the checkpoint "
+                "(its randomness is not all in env.np_random); start a new run instead"
+            )
+    start = time.perf_counter() - wall0
+    for t in range(steps, cfg.n_timesteps):
+        if should_stop is not None and should_stop():
+            break
+        if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
+            on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
+        episode_actions.append(a)
         r = float(reward)
         if not math.isfinite(r):
             raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
@@ -261,12 +403,13 @@ def train_tabular(
             ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start, eps)
             episodes.append(ep)
             ep_return, ep_len = 0.0, 0
+            episode_start, episode_actions = env.unwrapped.np_random.bit_generator.state, []
             obs, _ = env.reset()
             s2 = state_of(obs)
             a2 = choose(s2, t_next)
             if on_episode is not None and on_episode(ep, current):
+                s, a = s2, a2
                 break
         s, a = s2, a2
-    wall = time.perf_counter() - start
     env.close()
-    return TrainResult(current(), tuple(episodes), steps, wall)
+    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, snapshot())
