@@ -18,10 +18,10 @@ and writes the run folder::
     RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, last evaluation
     RUN_DIR/curve.png      the learning curve
 
-Every file is written atomically. Tabular runs also keep ``RUN_DIR/checkpoint/``
+Every file is written atomically. Tabular and Sarsa(λ) runs also keep ``RUN_DIR/checkpoint/``
 (every ``checkpoint_every`` steps and at the stop) and continue exactly with
 ``resume=True``; Ctrl-C/SIGTERM stop any run cleanly with everything saved. Not yet:
-checkpoints for Sarsa(λ) and ARS, and Stable-Baselines3 algorithms (issue 5).
+checkpoints for ARS, and Stable-Baselines3 algorithms (issue 5).
 """
 
 from __future__ import annotations
@@ -296,13 +296,15 @@ def train_run(
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
-    tabular = settings.algorithm in TABULAR
+    # Agents whose loops take should_stop/resume/on_checkpoint (ARS stops between episodes).
+    tabular = settings.algorithm in (*TABULAR, "sarsa-lambda")
     out = Path(run_dir)
     checkpoint = None
     if resume:
         if not tabular:
             raise RlbudgetError(
-                f"{out}: --resume works for tabular agents only so far, not {settings.algorithm}"
+                f"{out}: --resume works for tabular agents and sarsa-lambda so far, "
+                f"not {settings.algorithm}"
             )
         checkpoint = Checkpoint.load(out / "checkpoint")
     else:

@@ -62,3 +62,23 @@ def test_wrong_spaces(train: object, message: str) -> None:
     with pytest.raises(EnvError) as e:
         train()  # type: ignore[operator]
     assert str(e.value) == message
+
+
+def test_sarsa_lambda_resume_is_exact(tmp_path: Path) -> None:
+    from rlbudget.agents.tabular import Checkpoint
+
+    cfg = SarsaLambdaConfig(n_timesteps=8_000, seed=2, epsilon=0.05)
+    straight = train_sarsa_lambda("MountainCar-v0", cfg)
+    calls = {"n": 0}
+
+    def stop() -> bool:  # before step 3,333: mid-episode
+        calls["n"] += 1
+        return calls["n"] > 3_333
+
+    half = train_sarsa_lambda("MountainCar-v0", cfg, should_stop=stop)
+    assert half.steps == 3_333 and half.checkpoint is not None
+    half.checkpoint.save(tmp_path / "ck")
+    rest = train_sarsa_lambda("MountainCar-v0", cfg, resume=Checkpoint.load(tmp_path / "ck"))
+    assert isinstance(rest.policy.body, Linear) and isinstance(straight.policy.body, Linear)
+    assert np.array_equal(rest.policy.body.W, straight.policy.body.W)
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]

@@ -112,3 +112,24 @@ def test_ucb_bonus_explores_without_epsilon() -> None:
     ucb = TabularConfig(n_timesteps=20_000, epsilon_start=0.0, epsilon_end=0.0, ucb_c=1.0)
     body = train_tabular("FrozenLake-v1", ucb).policy.body
     assert isinstance(body, Table) and body.values.max() > 0
+
+
+@pytest.mark.parametrize(("algo", "env"), [("expected-sarsa", "CartPole-v1"), ("sarsa", "Taxi-v4")])
+def test_resume_is_exact(algo: str, env: str, tmp_path: Path) -> None:
+    from rlbudget.agents.tabular import Checkpoint
+
+    cfg = TabularConfig(algorithm=algo, n_timesteps=6_000, seed=5, range_steps=300)
+    straight = train_tabular(env, cfg)
+    calls = {"n": 0}
+
+    def stop() -> bool:  # before step 2,999: mid-episode in both envs
+        calls["n"] += 1
+        return calls["n"] > 2_999
+
+    half = train_tabular(env, cfg, should_stop=stop)
+    assert half.steps == 2_999 and half.checkpoint is not None
+    half.checkpoint.save(tmp_path / "ck")
+    rest = train_tabular(env, cfg, resume=Checkpoint.load(tmp_path / "ck"))
+    assert isinstance(rest.policy.body, Table) and isinstance(straight.policy.body, Table)
+    assert np.array_equal(rest.policy.body.values, straight.policy.body.values)
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]

@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from rlbudget.agents.tabular import Draws, Episode, OnEpisode, TrainResult, provenance
+from rlbudget.agents.tabular import (
+    Checkpoint,
+    Draws,
+    Episode,
+    OnEpisode,
+    TrainResult,
+    env_rng_state,
+    provenance,
+    restore_env,
+)
 from rlbudget.envs import make_env, space_spec
 from rlbudget.errors import EnvError
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
@@ -68,8 +77,13 @@ def train_sarsa_lambda(
     *,
     gym_packages: Sequence[str] = (),
     on_episode: OnEpisode | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
-    """Sarsa(λ) with tile coding and replacing traces; ``on_episode`` as for tabular."""
+    """Sarsa(λ) with tile coding and replacing traces; the keyword arguments work as for
+    :func:`rlbudget.agents.tabular.train_tabular` (stop, checkpoint, exact resume)."""
     env = make_env(env_id, gym_packages=gym_packages)
     obs_spec = space_spec(env.observation_space, env_id=env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
@@ -78,13 +92,21 @@ def train_sarsa_lambda(
             f"environment '{env_id}': Sarsa(lambda) needs Box observations and Discrete actions"
         )
     n_actions = act_spec.n
-    low, high = _box_ranges(env, cfg.range_steps, cfg.seed)
+    if resume is not None:
+        low, high = resume.arrays["tiles_low"], resume.arrays["tiles_high"]
+    else:
+        low, high = _box_ranges(env, cfg.range_steps, cfg.seed)
     full = cfg.tilings * (cfg.tiles_per_dim + 1) ** len(low)
     hash_size = cfg.hash_size if cfg.hash_size is not None and full > cfg.hash_size else None
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
     w = np.zeros((tiles.features, n_actions))
     z = np.zeros_like(w)
     draws = Draws(cfg.seed, n_actions)
+    episodes: list[Episode] = []
+    ep_return, ep_len, steps, wall0 = 0.0, 0, 0, 0.0
+    episode_start: dict[str, Any] | None = None  # see tabular.restore_env
+    episode_actions: list[int] = []
+    a, start = 0, 0.0  # the pending action and the clock's origin, set below
 
     def features(o: Any) -> np.ndarray:
         active: np.ndarray = tiles.apply(np.asarray(o, dtype=np.float32).reshape(1, -1))[0]
@@ -96,22 +118,49 @@ def train_sarsa_lambda(
             return random_action
         return int(np.argmax(w[f].sum(axis=0)))
 
-    steps = 0
-
     def current() -> Policy:
         body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
         prov = provenance("rlbudget.agents.linear", "sarsa-lambda", env_id, cfg, steps)
         return Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"), prov)
 
+    def snapshot() -> Checkpoint:
+        state = {
+            "algorithm": "sarsa-lambda",
+            "steps": steps,
+            "a": a,
+            "ep_return": ep_return,
+            "ep_len": ep_len,
+            "wall_s": time.perf_counter() - start,
+            "draws": draws.snapshot(),
+            "episode_start": episode_start,
+            "episode_actions": episode_actions,
+            "episodes": [asdict(e) for e in episodes],
+        }
+        arrays = {"w": w.copy(), "z": z.copy(), "tiles_low": tiles.low, "tiles_high": tiles.high}
+        return Checkpoint(state, arrays)
+
     env.action_space.seed(cfg.seed)
-    obs, _ = env.reset(seed=cfg.seed)
-    f = features(obs)
-    a = choose(f)
-    episodes: list[Episode] = []
-    ep_return, ep_len = 0.0, 0
-    start = time.perf_counter()
-    for t in range(cfg.n_timesteps):
+    if resume is None:
+        obs, _ = env.reset(seed=cfg.seed)
+        f = features(obs)
+        a = choose(f)
+    else:
+        ck = resume.state
+        w[...], z[...] = resume.arrays["w"], resume.arrays["z"]
+        draws.restore(ck["draws"])
+        episodes = [Episode(**e) for e in ck["episodes"]]
+        ep_return, ep_len, steps, wall0 = ck["ep_return"], ck["ep_len"], ck["steps"], ck["wall_s"]
+        episode_start, episode_actions = ck["episode_start"], list(ck["episode_actions"])
+        f = features(restore_env(env, cfg.seed, episode_start, episode_actions))
+        a = int(ck["a"])
+    start = time.perf_counter() - wall0
+    for t in range(steps, cfg.n_timesteps):
+        if should_stop is not None and should_stop():
+            break
+        if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
+            on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
+        episode_actions.append(a)
         r = float(reward)
         if not math.isfinite(r):
             raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
@@ -132,15 +181,16 @@ def train_sarsa_lambda(
             episodes.append(ep)
             ep_return, ep_len = 0.0, 0
             z[:] = 0.0
+            episode_start, episode_actions = env_rng_state(env), []
             obs, _ = env.reset()
             f2 = features(obs)
             a2 = choose(f2)
             if on_episode is not None and on_episode(ep, current):
+                f, a = f2, a2
                 break
         f, a = f2, a2
-    wall = time.perf_counter() - start
     env.close()
-    return TrainResult(current(), tuple(episodes), steps, wall)
+    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, snapshot())
 
 
 def train_ars(

@@ -195,6 +195,28 @@ def _generator(state: Mapping[str, Any]) -> np.random.Generator:
     return np.random.Generator(bit_generator)
 
 
+def restore_env(
+    env: Any, seed: int, episode_start: Mapping[str, Any] | None, actions: Sequence[Any]
+) -> Any:
+    """Put ``env`` back where a checkpoint left it and return the current observation.
+
+    The env is reset as the episode began (seeded, for the first episode; else from its
+    RNG state just before that reset) and the episode's actions are replayed.
+    """
+    obs, _ = env.reset(seed=seed)
+    if episode_start is not None:
+        env.unwrapped.np_random = _generator(episode_start)
+        obs, _ = env.reset()
+    for action in actions:
+        obs, *_ = env.step(action)
+    return obs
+
+
+def env_rng_state(env: Any) -> dict[str, Any]:
+    """The env's RNG state, to be saved just before a reset (see :func:`restore_env`)."""
+    return dict(env.unwrapped.np_random.bit_generator.state)
+
+
 def _discretizer(env: Any, bins: int, steps: int, seed: int) -> Discretize:
     """Uniform bins over the space's bounds, measured where they are infinite."""
     low = np.asarray(env.observation_space.low, dtype=np.float64).ravel()
@@ -354,12 +376,7 @@ def train_tabular(
         episodes = [Episode(**e) for e in ck["episodes"]]
         ep_return, ep_len, steps, wall0 = ck["ep_return"], ck["ep_len"], ck["steps"], ck["wall_s"]
         episode_start, episode_actions = ck["episode_start"], list(ck["episode_actions"])
-        obs, _ = env.reset(seed=cfg.seed)
-        if episode_start is not None:
-            env.unwrapped.np_random = _generator(episode_start)
-            obs, _ = env.reset()
-        for past in episode_actions:
-            obs, *_ = env.step(past)
+        obs = restore_env(env, cfg.seed, episode_start, episode_actions)
         s, a = int(ck["s"]), int(ck["a"])
         if state_of(obs) != s:
             raise RlbudgetError(
@@ -403,7 +420,7 @@ def train_tabular(
             ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start, eps)
             episodes.append(ep)
             ep_return, ep_len = 0.0, 0
-            episode_start, episode_actions = env.unwrapped.np_random.bit_generator.state, []
+            episode_start, episode_actions = env_rng_state(env), []
             obs, _ = env.reset()
             s2 = state_of(obs)
             a2 = choose(s2, t_next)
