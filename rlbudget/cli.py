@@ -207,6 +207,11 @@ def train(
     from rlbudget.train import load_settings, prepare_run_dir, resolve
 
     if resume is not None:
+        if any(v is not None for v in (plan_file, algo, env, budget, output)):
+            raise PlanError(
+                "--resume continues a run with the settings in its config.yaml; "
+                "give only the run folder (rlbudget train --resume RUN_DIR)"
+            )
         settings = load_settings(resume)
         _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True)
         return

@@ -212,3 +212,12 @@ def test_kill_9_leaves_a_loadable_checkpoint(
     r = runner.invoke(app, ["train", "--resume", str(run), "--json"])  # and it is usable
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["steps"] == 200_000
+
+
+def test_resume_takes_only_the_run_folder(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--resume", str(tmp_path), "--algo", "sarsa"])
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "error: --resume continues a run with the settings in its config.yaml; give only the "
+        "run folder (rlbudget train --resume RUN_DIR)\n"
+    )
