@@ -1,7 +1,7 @@
 """Training runs for the built-in agents: limits, early stop, and the run folder.
 
-``train_run`` resolves what to train (algorithm, env, hyperparameters, step budget),
-runs the agent, stops at the first of
+``resolve`` decides what to train (algorithm, env, hyperparameters with their source,
+step budget, target); ``train_run`` runs the agent and stops at the first of
 
 - the step budget: ``training.env_steps`` from the budget, else the hyperparameter
   file's ``n_timesteps`` for this env (tuned, or the generic default — said which);
@@ -152,8 +152,6 @@ def resolve(
                 f"hyperparameter '{key}' is not one {info.id} takes; it takes "
                 f"{', '.join(sorted(names - {'seed', 'n_timesteps'}))}"
             )
-    if "alpha" in params and isinstance(params["alpha"], str):
-        params["alpha"] = float(params["alpha"])
     tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
     if env_steps is not None:
         n_timesteps, n_from = env_steps, "training.env_steps in the budget"
