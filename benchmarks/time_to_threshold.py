@@ -87,8 +87,11 @@ def run_builtin(task: Task, cap_s: float, seed: int) -> Outcome:
         if ep.step >= state["next"]:
             state["next"] = (ep.step // task.check + 1) * task.check
             result = clock.exclude(
-                lambda: evaluate(current(), task.env_id, episodes=EVAL_EPISODES, seed=seed + 1)
-                .return_mean
+                lambda: (
+                    evaluate(
+                        current(), task.env_id, episodes=EVAL_EPISODES, seed=seed + 1
+                    ).return_mean
+                )
             )
             state["ret"] = result
             if result >= task.threshold:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,11 +28,10 @@ from rlbudget.agents.tabular import (
     Checkpoint,
     Draws,
     Episode,
+    EpisodeLog,
     OnEpisode,
     TrainResult,
-    env_rng_state,
     provenance,
-    restore_env,
 )
 from rlbudget.envs import make_env, space_spec
 from rlbudget.errors import EnvError
@@ -102,10 +101,7 @@ def train_sarsa_lambda(
     w = np.zeros((tiles.features, n_actions))
     z = np.zeros_like(w)
     draws = Draws(cfg.seed, n_actions)
-    episodes: list[Episode] = []
-    ep_return, ep_len, steps, wall0 = 0.0, 0, 0, 0.0
-    episode_start: dict[str, Any] | None = None  # see tabular.restore_env
-    episode_actions: list[int] = []
+    log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
     a, start = 0, 0.0  # the pending action and the clock's origin, set below
 
     def features(o: Any) -> np.ndarray:
@@ -120,21 +116,15 @@ def train_sarsa_lambda(
 
     def current() -> Policy:
         body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
-        prov = provenance("rlbudget.agents.linear", "sarsa-lambda", env_id, cfg, steps)
+        prov = provenance("rlbudget.agents.linear", "sarsa-lambda", env_id, cfg, log.steps)
         return Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"), prov)
 
     def snapshot() -> Checkpoint:
         state = {
+            **log.state(time.perf_counter() - start),
             "algorithm": "sarsa-lambda",
-            "steps": steps,
             "a": a,
-            "ep_return": ep_return,
-            "ep_len": ep_len,
-            "wall_s": time.perf_counter() - start,
             "draws": draws.snapshot(),
-            "episode_start": episode_start,
-            "episode_actions": episode_actions,
-            "episodes": [asdict(e) for e in episodes],
         }
         arrays = {"w": w.copy(), "z": z.copy(), "tiles_low": tiles.low, "tiles_high": tiles.high}
         return Checkpoint(state, arrays)
@@ -148,25 +138,21 @@ def train_sarsa_lambda(
         ck = resume.state
         w[...], z[...] = resume.arrays["w"], resume.arrays["z"]
         draws.restore(ck["draws"])
-        episodes = [Episode(**e) for e in ck["episodes"]]
-        ep_return, ep_len, steps, wall0 = ck["ep_return"], ck["ep_len"], ck["steps"], ck["wall_s"]
-        episode_start, episode_actions = ck["episode_start"], list(ck["episode_actions"])
-        f = features(restore_env(env, cfg.seed, episode_start, episode_actions))
+        f = features(log.restore_env(env, cfg.seed))
         a = int(ck["a"])
-    start = time.perf_counter() - wall0
-    for t in range(steps, cfg.n_timesteps):
+    start = time.perf_counter() - log.wall0
+    for t in range(log.steps, cfg.n_timesteps):
         if should_stop is not None and should_stop():
             break
         if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
             on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
-        episode_actions.append(a)
         r = float(reward)
         if not math.isfinite(r):
             raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        log.record(a, r)
         delta = r - w[f, a].sum()
         z[f, a] = 1.0  # replacing traces
-        steps, ep_return, ep_len = t + 1, ep_return + r, ep_len + 1
         if terminated:
             w += cfg.alpha * delta * z
         else:
@@ -176,12 +162,8 @@ def train_sarsa_lambda(
             w += cfg.alpha * delta * z
             z *= cfg.gamma * cfg.lam
         if terminated or truncated:
-            ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start,
-                         cfg.epsilon)  # fmt: skip
-            episodes.append(ep)
-            ep_return, ep_len = 0.0, 0
+            ep = log.end_episode(env, time.perf_counter() - start, cfg.epsilon)
             z[:] = 0.0
-            episode_start, episode_actions = env_rng_state(env), []
             obs, _ = env.reset()
             f2 = features(obs)
             a2 = choose(f2)
@@ -190,7 +172,8 @@ def train_sarsa_lambda(
                 break
         f, a = f2, a2
     env.close()
-    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, snapshot())
+    wall = time.perf_counter() - start
+    return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
 
 
 def train_ars(

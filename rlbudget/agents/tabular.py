@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +217,61 @@ def env_rng_state(env: Any) -> dict[str, Any]:
     return dict(env.unwrapped.np_random.bit_generator.state)
 
 
+@dataclass
+class EpisodeLog:
+    """A training loop's bookkeeping, shared by the agents.
+
+    Finished episodes, the running one, and what restores the env on resume: its RNG
+    state just before the current episode's reset (None for the first, seeded reset) and
+    the actions taken since.
+    """
+
+    episodes: list[Episode] = field(default_factory=list)
+    steps: int = 0
+    ep_return: float = 0.0
+    ep_len: int = 0
+    episode_start: dict[str, Any] | None = None
+    episode_actions: list[Any] = field(default_factory=list)
+    wall0: float = 0.0  # seconds trained before a resume
+
+    def record(self, action: Any, reward: float) -> None:
+        """One env step taken."""
+        self.episode_actions.append(action)
+        self.steps += 1
+        self.ep_return += reward
+        self.ep_len += 1
+
+    def end_episode(self, env: Any, wall_s: float, exploration: float) -> Episode:
+        """Close the running episode; call just before ``env.reset()``."""
+        ep = Episode(self.steps, len(self.episodes), self.ep_return, self.ep_len, wall_s,
+                     exploration)  # fmt: skip
+        self.episodes.append(ep)
+        self.ep_return, self.ep_len = 0.0, 0
+        self.episode_start, self.episode_actions = env_rng_state(env), []
+        return ep
+
+    def state(self, wall_s: float) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "ep_return": self.ep_return,
+            "ep_len": self.ep_len,
+            "wall_s": wall_s,
+            "episode_start": self.episode_start,
+            "episode_actions": self.episode_actions,
+            "episodes": [asdict(e) for e in self.episodes],
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> EpisodeLog:
+        return cls([Episode(**e) for e in state["episodes"]], int(state["steps"]),
+                   float(state["ep_return"]), int(state["ep_len"]), state["episode_start"],
+                   list(state["episode_actions"]), float(state["wall_s"]))  # fmt: skip
+
+    def restore_env(self, env: Any, seed: int) -> Any:
+        """Put ``env`` where this log left it; return the current observation."""
+        return restore_env(env, seed, self.episode_start, self.episode_actions)
+
+
 def _discretizer(env: Any, bins: int, steps: int, seed: int) -> Discretize:
     """Uniform bins over the space's bounds, measured where they are infinite."""
     low = np.asarray(env.observation_space.low, dtype=np.float64).ravel()
@@ -304,12 +359,7 @@ def train_tabular(
     visited: list[int] = []  # flat indices s * n_actions + a, in order of first visit
     decay_steps = max(1, int(cfg.epsilon_decay_fraction * cfg.n_timesteps))
     draws = Draws(cfg.seed, n_actions)
-    episodes: list[Episode] = []
-    ep_return, ep_len, steps, wall0 = 0.0, 0, 0, 0.0
-    # To restore the env on resume: its RNG state before this episode's reset (None: the
-    # first, seeded reset) and the actions taken since.
-    episode_start: dict[str, Any] | None = None
-    episode_actions: list[int] = []
+    log = EpisodeLog.from_state(ck) if ck is not None else EpisodeLog()
 
     def epsilon_at(t: int) -> float:
         frac = min(1.0, t / decay_steps)
@@ -335,7 +385,7 @@ def train_tabular(
         return r + cfg.gamma * float(q[s2].max())
 
     def current() -> Policy:
-        prov = provenance("rlbudget.agents.tabular", cfg.algorithm, env_id, cfg, steps)
+        prov = provenance("rlbudget.agents.tabular", cfg.algorithm, env_id, cfg, log.steps)
         return Policy(obs_spec, act_spec, preprocess, Table(q.astype(np.float32)),
                       Head("argmax"), prov)  # fmt: skip
 
@@ -345,19 +395,13 @@ def train_tabular(
         if obs_spec.kind == "box":
             arrays.update(disc_low=disc.low, disc_high=disc.high)
         state = {
+            **log.state(time.perf_counter() - start),
             "algorithm": cfg.algorithm,
-            "steps": steps,
             "s": s,
             "a": a,
-            "ep_return": ep_return,
-            "ep_len": ep_len,
-            "wall_s": time.perf_counter() - start,
             "visited": visited,
             "agent_rng": rng.bit_generator.state,
             "draws": draws.snapshot(),
-            "episode_start": episode_start,
-            "episode_actions": episode_actions,
-            "episodes": [asdict(e) for e in episodes],
         }
         return Checkpoint(state, {k: v.copy() for k, v in arrays.items()})
 
@@ -373,27 +417,24 @@ def train_tabular(
         visited = [int(v) for v in ck["visited"]]
         rng.bit_generator.state = ck["agent_rng"]
         draws.restore(ck["draws"])
-        episodes = [Episode(**e) for e in ck["episodes"]]
-        ep_return, ep_len, steps, wall0 = ck["ep_return"], ck["ep_len"], ck["steps"], ck["wall_s"]
-        episode_start, episode_actions = ck["episode_start"], list(ck["episode_actions"])
-        obs = restore_env(env, cfg.seed, episode_start, episode_actions)
+        obs = log.restore_env(env, cfg.seed)
         s, a = int(ck["s"]), int(ck["a"])
         if state_of(obs) != s:
             raise RlbudgetError(
                 f"environment '{env_id}' could not be restored exactly from the checkpoint "
                 "(its randomness is not all in env.np_random); start a new run instead"
             )
-    start = time.perf_counter() - wall0
-    for t in range(steps, cfg.n_timesteps):
+    start = time.perf_counter() - log.wall0
+    for t in range(log.steps, cfg.n_timesteps):
         if should_stop is not None and should_stop():
             break
         if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
             on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
-        episode_actions.append(a)
         r = float(reward)
         if not math.isfinite(r):
             raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        log.record(a, r)
         s2 = state_of(obs)
         t_next = min(t + 1, cfg.n_timesteps - 1)
         a2 = choose(s2, t_next)
@@ -413,14 +454,8 @@ def train_tabular(
                 pr, ps2 = model_r[ps, pa, j], model_s2[ps, pa, j]
                 pt = pr if model_done[ps, pa, j] else pr + cfg.gamma * q[ps2].max()
                 q[ps, pa] += cfg.alpha * (pt - q[ps, pa])
-        ep_return += r
-        ep_len += 1
-        steps = t + 1
         if terminated or truncated:
-            ep = Episode(steps, len(episodes), ep_return, ep_len, time.perf_counter() - start, eps)
-            episodes.append(ep)
-            ep_return, ep_len = 0.0, 0
-            episode_start, episode_actions = env_rng_state(env), []
+            ep = log.end_episode(env, time.perf_counter() - start, eps)
             obs, _ = env.reset()
             s2 = state_of(obs)
             a2 = choose(s2, t_next)
@@ -429,4 +464,5 @@ def train_tabular(
                 break
         s, a = s2, a2
     env.close()
-    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, snapshot())
+    wall = time.perf_counter() - start
+    return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
