@@ -186,7 +186,9 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue a stopped run exactly (tabular agents)."),
+        typer.Option(
+            "--resume", help="Continue a stopped run exactly (tabular agents, sarsa-lambda)."
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
@@ -204,7 +206,7 @@ def train(
     """
     from rlbudget.envs import env_spec
     from rlbudget.errors import PlanError
-    from rlbudget.train import load_settings, prepare_run_dir, resolve
+    from rlbudget.train import load_settings, prepare_run_dir, read_plan, resolve
 
     if resume is not None:
         if any(v is not None for v in (plan_file, algo, env, budget, output)):
@@ -218,7 +220,8 @@ def train(
     env_steps = time_s = min_return = None
     overrides: dict[str, object] = {}
     if plan_file is not None:
-        algo, env, overrides, limits = _read_plan(plan_file, option, env)
+        algo, plan_env, overrides, limits = read_plan(plan_file, option)
+        env = env or plan_env
         env_steps, time_s, min_return = limits
     if budget is not None:
         from rlbudget.budget import load_budget
@@ -260,37 +263,14 @@ def _finish_training(
             f"({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run folder: {run_dir}"
         )
     if result.stopped_by in ("SIGINT", "SIGTERM"):
-        err.print(
-            f"interrupted: policy and checkpoint saved in {run_dir}; "
-            f"continue with: rlbudget train --resume {run_dir}"
-        )
+        if (run_dir / "checkpoint").exists():
+            err.print(
+                f"interrupted: policy and checkpoint saved in {run_dir}; "
+                f"continue with: rlbudget train --resume {run_dir}"
+            )
+        else:
+            err.print(f"interrupted: policy saved in {run_dir} (no checkpoint for this agent)")
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
-
-
-def _read_plan(
-    path: Path, option: int, env: str | None
-) -> tuple[str, str, dict[str, object], tuple[int | None, float | None, float | None]]:
-    """Algorithm, env, hyperparameters and training limits from a plan file."""
-    import yaml
-
-    from rlbudget.errors import PlanError
-
-    if not path.is_file():
-        raise PlanError(f"{path}: no such plan file; write one with rlbudget plan BUDGET -o {path}")
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        options = doc["options"]
-        chosen = options[option - 1]
-        training, task = doc["budget"]["training"], doc["budget"]["task"]
-        limits = (training.get("env_steps"), training.get("time_s"), task.get("min_return"))
-        return (str(chosen["algorithm"]), env or str(doc["env"]["env_id"]),
-                dict(chosen["hyperparams"]["params"]), limits)  # fmt: skip
-    except IndexError:
-        raise PlanError(f"{path}: --option {option}: the plan has {len(options)} options") from None
-    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise PlanError(
-            f"{path}: not a plan written by 'rlbudget plan -o' ({type(exc).__name__}: {exc})"
-        ) from None
 
 
 def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool) -> Any:

@@ -179,6 +179,34 @@ def resolve(
     )
 
 
+def read_plan(
+    path: Path, option: int = 1
+) -> tuple[str, str, dict[str, Any], tuple[int | None, float | None, float | None]]:
+    """Algorithm, env, hyperparameters and training limits (env_steps, time_s,
+    min_return) of one option of a plan written by ``rlbudget plan -o``.
+
+    :raises PlanError: a missing or malformed plan file, or no such option.
+    """
+    import yaml
+
+    if not path.is_file():
+        raise PlanError(f"{path}: no such plan file; write one with rlbudget plan BUDGET -o {path}")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        options = doc["options"]
+        chosen = options[option - 1]
+        training, task = doc["budget"]["training"], doc["budget"]["task"]
+        limits = (training.get("env_steps"), training.get("time_s"), task.get("min_return"))
+        return (str(chosen["algorithm"]), str(doc["env"]["env_id"]),
+                dict(chosen["hyperparams"]["params"]), limits)  # fmt: skip
+    except IndexError:
+        raise PlanError(f"{path}: --option {option}: the plan has {len(options)} options") from None
+    except (yaml.YAMLError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise PlanError(
+            f"{path}: not a plan written by 'rlbudget plan -o' ({type(exc).__name__}: {exc})"
+        ) from None
+
+
 def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:
     """The settings a run was started with, from its config.yaml (for --resume).
 
