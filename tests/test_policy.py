@@ -324,3 +324,35 @@ def test_policy_runtime_does_not_import_torch(saved: Path) -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "[]"
+
+
+CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+    "missing-arrays": lambda f: (f / "policy.safetensors").unlink(),
+    "missing-json": lambda f: (f / "policy.json").unlink(),
+    "truncated": lambda f: (f / "policy.safetensors").write_bytes(
+        (f / "policy.safetensors").read_bytes()[:100]
+    ),
+    "wrong-shape": lambda f: rewrite_arrays(
+        f, lambda a: a.update({"body.1.b": np.zeros(3, np.float32)})
+    ),
+    "wrong-dtype": lambda f: rewrite_arrays(
+        f, lambda a: a.update({"body.0.b": a["body.0.b"].astype(np.int32)})
+    ),
+    "inf": lambda f: rewrite_arrays(f, lambda a: a.update({"body.0.b": a["body.0.b"] * np.inf})),
+    "unknown-kind": lambda f: rewrite_json(f, lambda d: d["head"].update({"kind": "softmax"})),
+    "newer-schema": lambda f: rewrite_json(f, lambda d: d.update({"schema_version": 2})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPTIONS))
+def test_every_corrupt_policy_is_one_line_exit_2(case: str, saved: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    CORRUPTIONS[case](saved)
+    expected = load_error(saved)
+    for command in (["show", str(saved)], ["evaluate", str(saved), "--env", "CartPole-v1"]):
+        r = CliRunner().invoke(app, command)
+        assert r.exit_code == 2, (case, command, r.output)
+        assert r.stdout == "" and r.stderr == f"error: {expected}\n"
