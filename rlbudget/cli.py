@@ -186,9 +186,7 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(
-            "--resume", help="Continue a stopped run exactly (tabular agents, sarsa-lambda)."
-        ),
+        typer.Option("--resume", help="Continue a stopped run exactly, from RUN_DIR/checkpoint."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
@@ -263,13 +261,10 @@ def _finish_training(
             f"({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run folder: {run_dir}"
         )
     if result.stopped_by in ("SIGINT", "SIGTERM"):
-        if (run_dir / "checkpoint").exists():
-            err.print(
-                f"interrupted: policy and checkpoint saved in {run_dir}; "
-                f"continue with: rlbudget train --resume {run_dir}"
-            )
-        else:
-            err.print(f"interrupted: policy saved in {run_dir} (no checkpoint for this agent)")
+        err.print(
+            f"interrupted: policy and checkpoint saved in {run_dir}; "
+            f"continue with: rlbudget train --resume {run_dir}"
+        )
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
 
 

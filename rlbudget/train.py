@@ -19,10 +19,10 @@ and writes the run folder::
     RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, last evaluation
     RUN_DIR/curve.png      the learning curve
 
-Every file is written atomically. Tabular and Sarsa(λ) runs also keep ``RUN_DIR/checkpoint/``
-(every ``checkpoint_every`` steps and at the stop) and continue exactly with
-``resume=True``; Ctrl-C/SIGTERM stop any run cleanly with everything saved. Not yet:
-checkpoints for ARS, and Stable-Baselines3 algorithms (issue 5).
+Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
+``checkpoint_every`` steps and at the stop; ARS at iteration boundaries) so that
+``resume=True`` continues exactly; Ctrl-C/SIGTERM stop a run cleanly with everything
+saved. Not yet: Stable-Baselines3 algorithms (issue 5).
 """
 
 from __future__ import annotations
@@ -312,28 +312,20 @@ def train_run(
     checkpoint are saved, and ``stopped_by`` names the signal. Tabular runs also write
     ``RUN_DIR/checkpoint/`` every ``checkpoint_every`` steps, atomically.
 
-    :param resume: continue from ``RUN_DIR/checkpoint`` exactly (tabular agents only).
-    :param should_stop: extra stop condition, checked before every step by tabular agents
-        and between episodes by the others (tests, embedding).
+    :param resume: continue from ``RUN_DIR/checkpoint`` exactly.
+    :param should_stop: extra stop condition, checked before every step (ARS: before every
+        iteration) — for tests and embedding.
     :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume).
     """
     import signal
 
-    from rlbudget.agents.tabular import ALGORITHMS as TABULAR
     from rlbudget.agents.tabular import Checkpoint
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
-    # Agents whose loops take should_stop/resume/on_checkpoint (ARS stops between episodes).
-    tabular = settings.algorithm in (*TABULAR, "sarsa-lambda")
     out = Path(run_dir)
     checkpoint = None
     if resume:
-        if not tabular:
-            raise RlbudgetError(
-                f"{out}: --resume works for tabular agents and sarsa-lambda so far, "
-                f"not {settings.algorithm}"
-            )
         checkpoint = Checkpoint.load(out / "checkpoint")
     else:
         prepare_run_dir(out)
@@ -363,8 +355,7 @@ def train_run(
         nonlocal stopped_by, last_eval, next_eval
         if on_progress is not None:
             on_progress(ep)
-        # Tabular loops check stop_now before every step; the others stop between episodes.
-        if caught or (not tabular and stop_now()):
+        if caught:  # the agents check stop_now themselves, before each step or iteration
             return True
         if (
             settings.time_limit_s is not None
@@ -385,17 +376,13 @@ def train_run(
                 return True
         return False
 
-    kwargs: dict[str, Any] = {"on_episode": on_episode}
-    if tabular:
-        kwargs.update(
-            should_stop=stop_now,
-            resume=checkpoint,
-            on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
-            checkpoint_every=settings.checkpoint_every,
-        )
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = train_fn(settings.env_id, cfg, **kwargs)
+        result = train_fn(
+            settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now, resume=checkpoint,
+            on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+            checkpoint_every=settings.checkpoint_every,
+        )  # fmt: skip
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

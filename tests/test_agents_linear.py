@@ -82,3 +82,35 @@ def test_sarsa_lambda_resume_is_exact(tmp_path: Path) -> None:
     assert isinstance(rest.policy.body, Linear) and isinstance(straight.policy.body, Linear)
     assert np.array_equal(rest.policy.body.W, straight.policy.body.W)
     assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
+
+
+def test_ars_resume_is_exact(tmp_path: Path) -> None:
+    from rlbudget.agents.tabular import Checkpoint
+
+    cfg = ARSConfig(n_timesteps=12_000, seed=3)
+    straight = train_ars("CartPole-v1", cfg)
+    calls = {"n": 0}
+
+    def stop() -> bool:  # checked before each iteration: stop before the 4th
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    half = train_ars("CartPole-v1", cfg, should_stop=stop)
+    assert 0 < half.steps < straight.steps and half.checkpoint is not None
+    half.checkpoint.save(tmp_path / "ck")
+    rest = train_ars("CartPole-v1", cfg, resume=Checkpoint.load(tmp_path / "ck"))
+    assert isinstance(rest.policy.body, Linear) and isinstance(straight.policy.body, Linear)
+    assert np.array_equal(rest.policy.body.W, straight.policy.body.W)
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
+
+
+def test_ars_stop_mid_iteration_keeps_the_evaluated_policy() -> None:
+    seen: list[np.ndarray] = []
+
+    def on_episode(ep: object, current: object) -> bool:
+        seen.append(current().body.W.copy())  # type: ignore[operator]
+        return len(seen) == 5  # in the middle of the first iteration (16 rollouts)
+
+    r = train_ars("CartPole-v1", ARSConfig(n_timesteps=50_000, seed=1), on_episode=on_episode)
+    assert isinstance(r.policy.body, Linear) and np.array_equal(r.policy.body.W, seen[-1])
+    assert r.checkpoint is not None and r.checkpoint.state["steps"] == 0  # the iteration's start

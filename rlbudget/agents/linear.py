@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,9 @@ from rlbudget.agents.tabular import (
     EpisodeLog,
     OnEpisode,
     TrainResult,
+    env_rng_state,
     provenance,
+    rng_from_state,
 )
 from rlbudget.envs import make_env, space_spec
 from rlbudget.errors import EnvError
@@ -182,8 +184,18 @@ def train_ars(
     *,
     gym_packages: Sequence[str] = (),
     on_episode: OnEpisode | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
 ) -> TrainResult:
-    """ARS V2-t with a linear policy; ``on_episode`` sees each perturbed rollout."""
+    """ARS V2-t with a linear policy; ``on_episode`` sees each perturbed rollout.
+
+    Checkpoints fall on iteration boundaries: ``should_stop`` is checked before each
+    iteration, and a stop requested by ``on_episode`` mid-iteration returns the policy as
+    it was evaluated with a checkpoint of the iteration's start (a resumed run redoes
+    that iteration, exactly as a straight run would have done it).
+    """
     env = make_env(env_id, gym_packages=gym_packages)
     obs_spec = space_spec(env.observation_space, env_id=env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
@@ -199,10 +211,18 @@ def train_ars(
     # Running observation statistics (Welford), frozen into the policy at the end.
     count, mean, m2 = 0, np.zeros(dim), np.zeros(dim)
     episodes: list[Episode] = []
-    steps = 0
-    start = time.perf_counter()
+    steps, wall0 = 0, 0.0
     env.action_space.seed(cfg.seed)
     env.reset(seed=cfg.seed)
+    if resume is not None:
+        ck = resume.state
+        theta[...] = resume.arrays["theta"]
+        mean, m2 = resume.arrays["mean"].copy(), resume.arrays["m2"].copy()
+        count, steps, wall0 = int(ck["count"]), int(ck["steps"]), float(ck["wall_s"])
+        episodes = [Episode(**e) for e in ck["episodes"]]
+        rng.bit_generator.state = ck["agent_rng"]
+        env.unwrapped.np_random = rng_from_state(ck["env_rng"])
+    start = time.perf_counter() - wall0
 
     def rollout(weights: np.ndarray, std: np.ndarray) -> tuple[float, int]:
         nonlocal count, mean, m2
@@ -235,29 +255,53 @@ def train_ars(
         prov = provenance("rlbudget.agents.linear", "ars", env_id, cfg, steps)
         return Policy(obs_spec, act_spec, (norm,), body, head, prov)
 
+    def snapshot() -> Checkpoint:
+        """The state at an iteration boundary (the env is between episodes)."""
+        state = {
+            "algorithm": "ars",
+            "steps": steps,
+            "count": count,
+            "wall_s": time.perf_counter() - start,
+            "agent_rng": rng.bit_generator.state,
+            "env_rng": env_rng_state(env),
+            "episodes": [asdict(e) for e in episodes],
+        }
+        return Checkpoint(state, {"theta": theta.copy(), "mean": mean.copy(), "m2": m2.copy()})
+
     frozen_mean = np.zeros(dim)
-    stop = False
-    while steps < cfg.n_timesteps and not stop:
+    next_checkpoint = (steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+    at_start: Checkpoint | None = None
+    stopped = False
+    while steps < cfg.n_timesteps and not stopped:
+        if should_stop is not None and should_stop():
+            break
+        at_start = snapshot()
+        if on_checkpoint is not None and checkpoint_every and steps >= next_checkpoint:
+            on_checkpoint(at_start)
+            next_checkpoint = (steps // checkpoint_every + 1) * checkpoint_every
         frozen_mean = mean.copy()
         std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
         std = np.where(std < 1e-8, 1.0, std)
         deltas = rng.standard_normal((cfg.n_delta, dim, n_out))
         plus, minus = np.zeros(cfg.n_delta), np.zeros(cfg.n_delta)
-        for k in range(cfg.n_delta):
-            for sign, store in ((1.0, plus), (-1.0, minus)):
-                ret, n = rollout(theta + sign * cfg.delta_std * deltas[k], std)
-                store[k] = ret
-                steps += n
-                ep = Episode(
-                    steps, len(episodes), ret, n, time.perf_counter() - start, cfg.delta_std
-                )
-                episodes.append(ep)
-                if on_episode is not None and on_episode(ep, current):
-                    stop = True
+        for k in range(cfg.n_delta * 2):
+            sign = 1.0 if k % 2 == 0 else -1.0
+            ret, n = rollout(theta + sign * cfg.delta_std * deltas[k // 2], std)
+            (plus if sign > 0 else minus)[k // 2] = ret
+            steps += n
+            ep = Episode(steps, len(episodes), ret, n, time.perf_counter() - start, cfg.delta_std)
+            episodes.append(ep)
+            if on_episode is not None and on_episode(ep, current):
+                stopped = True
+                break
+        if stopped:
+            break
         top = np.argsort(-np.maximum(plus, minus))[: cfg.n_top]
         sigma = np.concatenate([plus[top], minus[top]]).std() or 1.0
         step = ((plus[top] - minus[top])[:, None, None] * deltas[top]).sum(axis=0)
         theta += cfg.learning_rate / (cfg.n_top * sigma) * step
+    policy = current()
+    checkpoint = at_start if stopped and at_start is not None else snapshot()
     wall = time.perf_counter() - start
     env.close()
-    return TrainResult(current(), tuple(episodes), steps, wall)
+    return TrainResult(policy, tuple(episodes), steps, wall, checkpoint)

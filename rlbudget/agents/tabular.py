@@ -188,7 +188,7 @@ class Checkpoint:
         return cls(state, arrays)
 
 
-def _generator(state: Mapping[str, Any]) -> np.random.Generator:
+def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
     """A numpy Generator in exactly the given bit-generator state."""
     bit_generator = getattr(np.random, str(state["bit_generator"]))()
     bit_generator.state = dict(state)
@@ -205,7 +205,7 @@ def restore_env(
     """
     obs, _ = env.reset(seed=seed)
     if episode_start is not None:
-        env.unwrapped.np_random = _generator(episode_start)
+        env.unwrapped.np_random = rng_from_state(episode_start)
         obs, _ = env.reset()
     for action in actions:
         obs, *_ = env.step(action)
