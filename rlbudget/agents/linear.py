@@ -16,7 +16,6 @@ One file, top to bottom: configs, then each algorithm's loop.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,8 +29,10 @@ from rlbudget.agents.tabular import (
     Episode,
     EpisodeLog,
     OnEpisode,
+    StepHooks,
     TrainResult,
     env_rng_state,
+    finite_reward,
     provenance,
     rng_from_state,
 )
@@ -143,15 +144,12 @@ def train_sarsa_lambda(
         f = features(log.restore_env(env, cfg.seed))
         a = int(ck["a"])
     start = time.perf_counter() - log.wall0
+    hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
     for t in range(log.steps, cfg.n_timesteps):
-        if should_stop is not None and should_stop():
+        if hooks.stop(t, snapshot):
             break
-        if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
-            on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
-        r = float(reward)
-        if not math.isfinite(r):
-            raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        r = finite_reward(reward, env_id, t)
         log.record(a, r)
         delta = r - w[f, a].sum()
         z[f, a] = 1.0  # replacing traces
@@ -239,7 +237,7 @@ def train_ars(
                 int(np.argmax(y)) if discrete else np.clip(y, low, high).astype(np.float32)
             )
             obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
+            total += finite_reward(reward, env_id, steps + n)
             n += 1
             done = bool(terminated or truncated)
         return total, n
@@ -269,16 +267,13 @@ def train_ars(
         return Checkpoint(state, {"theta": theta.copy(), "mean": mean.copy(), "m2": m2.copy()})
 
     frozen_mean = np.zeros(dim)
-    next_checkpoint = (steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+    hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, steps)
     at_start: Checkpoint | None = None
     stopped = False
     while steps < cfg.n_timesteps and not stopped:
-        if should_stop is not None and should_stop():
+        if hooks.stop(steps, snapshot):
             break
-        at_start = snapshot()
-        if on_checkpoint is not None and checkpoint_every and steps >= next_checkpoint:
-            on_checkpoint(at_start)
-            next_checkpoint = (steps // checkpoint_every + 1) * checkpoint_every
+        at_start = snapshot()  # a stop in the middle of this iteration returns it
         frozen_mean = mean.copy()
         std = np.sqrt(m2 / max(count - 1, 1)) if count > 1 else np.ones(dim)
         std = np.where(std < 1e-8, 1.0, std)

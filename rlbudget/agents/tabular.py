@@ -112,6 +112,37 @@ class Draws:
         self.i = int(snap["i"])
 
 
+class StepHooks:
+    """What a training loop asks before each step (ARS: each iteration): stop now?
+    And saves a checkpoint each time another ``every`` steps have passed."""
+
+    def __init__(
+        self,
+        should_stop: Callable[[], bool] | None,
+        on_checkpoint: Callable[[Checkpoint], None] | None,
+        every: int,
+        steps_done: int,
+    ) -> None:
+        self.should_stop, self.on_checkpoint, self.every = should_stop, on_checkpoint, every
+        self.next = (steps_done // every + 1) * every if every else 0
+
+    def stop(self, steps: int, snapshot: Callable[[], Checkpoint]) -> bool:
+        if self.should_stop is not None and self.should_stop():
+            return True
+        if self.on_checkpoint is not None and self.every and steps >= self.next:
+            self.on_checkpoint(snapshot())
+            self.next = (steps // self.every + 1) * self.every
+        return False
+
+
+def finite_reward(reward: Any, env_id: str, step: int) -> float:
+    """The reward as a float; NaN or inf stops training with the step named."""
+    r = float(reward)
+    if not math.isfinite(r):
+        raise EnvError(f"environment '{env_id}' returned reward {r} at step {step}")
+    return r
+
+
 def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
     """Where a trained policy came from: algorithm, env, seed, steps, every hyperparameter."""
     return {
@@ -425,15 +456,12 @@ def train_tabular(
                 "(its randomness is not all in env.np_random); start a new run instead"
             )
     start = time.perf_counter() - log.wall0
+    hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
     for t in range(log.steps, cfg.n_timesteps):
-        if should_stop is not None and should_stop():
+        if hooks.stop(t, snapshot):
             break
-        if on_checkpoint is not None and checkpoint_every and t > 0 and t % checkpoint_every == 0:
-            on_checkpoint(snapshot())
         obs, reward, terminated, truncated, _ = env.step(a)
-        r = float(reward)
-        if not math.isfinite(r):
-            raise EnvError(f"environment '{env_id}' returned reward {r} at step {t}")
+        r = finite_reward(reward, env_id, t)
         log.record(a, r)
         s2 = state_of(obs)
         t_next = min(t + 1, cfg.n_timesteps - 1)
