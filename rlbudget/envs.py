@@ -6,17 +6,24 @@ Custom envs, as in RL Zoo: ``module:EnvId`` (gymnasium imports ``module``, which
 registers ``EnvId``), or ``gym_packages=["my_pkg"]`` (``--gym-package``) to import
 modules that register envs before the id is looked up.
 
-Supported spaces: ``Discrete`` (any ``start``; the spec records ``n`` only, and
-the policy's preprocess maps observations to ``0..n-1``) and ``Box``. Everything
-else gets an :class:`~rlbudget.errors.EnvError` that says how to flatten it.
+Supported spaces: ``Box`` and ``Discrete`` that starts at 0. A ``Discrete`` with
+another ``start`` is rejected, because the policy's one-hot and argmax use
+``0..n-1`` as they are; the error says how to shift it. Every other space gets an
+:class:`~rlbudget.errors.EnvError` that says which wrapper makes it Discrete or Box.
+
+``module:EnvId`` is gymnasium's own syntax and ``gymnasium.make`` does the lookup;
+:func:`make_env` imports ``module`` itself first only so that a module that cannot
+be imported gets one exact error line (gymnasium re-raises only
+``ModuleNotFoundError``, with its own text), and validates the id with gymnasium's
+``parse_env_id``.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,23 +98,47 @@ class EnvSpec:
         }
 
 
-_FLATTEN_HINT = {
-    "Dict": "flatten it with gymnasium.wrappers.FlattenObservation",
-    "Tuple": "flatten it with gymnasium.wrappers.FlattenObservation",
-    "MultiBinary": "flatten it to a Box with gymnasium.wrappers.FlattenObservation",
-    "MultiDiscrete": "encode it as one Discrete (the product of the sizes) or a Box",
+# How to make a space Discrete or Box, by (what, space class); FlattenObservation turns
+# MultiDiscrete into one-hot and Dict/Tuple/MultiBinary into one flat Box.
+_FLATTEN = "flatten it to a Box with gymnasium.wrappers.FlattenObservation"
+_HINTS: dict[tuple[str, str], str] = {
+    ("observation", "Dict"): _FLATTEN,
+    ("observation", "Tuple"): _FLATTEN,
+    ("observation", "MultiBinary"): _FLATTEN,
+    ("observation", "MultiDiscrete"): _FLATTEN,
+    ("observation", "Discrete"): "shift it to 0 with gymnasium.wrappers.TransformObservation",
+    ("action", "Discrete"): "shift it to 0 with gymnasium.wrappers.TransformAction",
 }
+_ACTION_HINT = "give it a Discrete or Box action space with gymnasium.wrappers.TransformAction"
+_OTHER_HINT = "map it to a Box with gymnasium.wrappers.TransformObservation"
+
+
+def _hint(what: str, kind: str) -> str:
+    return _HINTS.get((what, kind), _ACTION_HINT if what == "action" else _OTHER_HINT)
 
 
 def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> SpaceSpec:
-    """Read a gymnasium Discrete or Box space.
+    """Read a gymnasium ``Discrete`` (starting at 0) or ``Box`` space.
 
-    :raises EnvError: any other space, with how to wrap it.
+    :param space: the gymnasium space.
+    :param what: ``"observation"`` or ``"action"``; used in the error message and its hint.
+    :param env_id: the env's id, for the error message.
+    :raises EnvError: any other space (or a Discrete with ``start != 0``), with the wrapper
+        that fixes it.
     """
     from gymnasium import spaces
 
+    kind = type(space).__name__
     if isinstance(space, spaces.Discrete):
-        return SpaceSpec("discrete", (), int(space.n), None, None, str(space.dtype))
+        start = int(space.start)
+        if start == 0:
+            return SpaceSpec("discrete", (), int(space.n), None, None, str(space.dtype))
+        hint = _hint(what, "Discrete")
+        raise EnvError(
+            f"environment '{env_id}' has a Discrete {what} space that starts at {start}; "
+            f"rlbudget supports Discrete spaces that start at 0, and Box spaces. Wrap the env "
+            f"({hint}) and register the wrapped env."
+        )
     if isinstance(space, spaces.Box):
         return SpaceSpec(
             "box",
@@ -117,58 +148,113 @@ def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> Sp
             tuple(float(v) for v in space.high.ravel()),
             str(space.dtype),
         )
-    kind = type(space).__name__
-    hint = _FLATTEN_HINT.get(kind, "wrap it so that it is Discrete or Box")
+    hint = _hint(what, kind)
     raise EnvError(
         f"environment '{env_id}' has a {kind} {what} space; rlbudget supports Discrete and Box "
         f"spaces. Wrap the env ({hint}) and register the wrapped env."
     )
 
 
-def _import_packages(gym_packages: Sequence[str]) -> None:
-    for name in gym_packages:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise EnvError(
-                f"--gym-package {name}: cannot import it ({exc}); install it or check the name"
-            ) from None
+def _import(module: str, what: str) -> None:
+    """Import ``module``; an ImportError becomes an EnvError that starts with ``what``."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise EnvError(
+            f"{what}: cannot import module '{module}' ({exc}); "
+            "check that it is installed and on PYTHONPATH"
+        ) from None
+
+
+_ID_FORM = (
+    "gymnasium ids look like [namespace/]Name-vN (e.g. CartPole-v1), "
+    "or module:Name-vN for a custom env"
+)
+
+
+def _split_id(env_id: str) -> tuple[str, str]:
+    """``"module:Name-vN"`` → (module, name); a plain id → ("", id). Checks the id's form."""
+    from gymnasium import error as gym_error
+    from gymnasium.envs.registration import parse_env_id
+
+    parts = env_id.split(":")
+    module, name = ("", parts[0]) if len(parts) == 1 else (parts[0], parts[-1])
+    malformed = EnvError(f"environment id '{env_id}' is malformed; {_ID_FORM}")
+    if len(parts) > 2 or not name.strip() or (len(parts) == 2 and not module.strip()):
+        raise malformed
+    try:
+        parse_env_id(name)
+    except gym_error.Error:
+        raise malformed from None
+    return module, name
+
+
+def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvError:
+    """The message for an id that gymnasium's registry does not have."""
+    import difflib
+
+    from gymnasium import error as gym_error
+    from gymnasium.envs.registration import find_highest_version, get_env_id, parse_env_id, registry
+
+    ns, base, _ = parse_env_id(name)
+    tail = (
+        "Use a registered gymnasium id, module:EnvId for a custom env, "
+        "or --gym-package to import the module that registers it"
+    )
+    if isinstance(exc, gym_error.NamespaceNotFound):
+        return EnvError(
+            f"unknown environment '{env_id}': no environment is registered in namespace "
+            f"'{ns}'. Install the package that registers it and import it with --gym-package"
+        )
+    if isinstance(exc, gym_error.DeprecatedEnv):
+        latest = find_highest_version(ns, base)
+        unversioned = get_env_id(ns, base, None)
+        newer = get_env_id(ns, base, latest) if latest is not None else unversioned
+        if newer in registry and newer != name:
+            import gymnasium
+
+            return EnvError(
+                f"environment '{env_id}' is deprecated in gymnasium {gymnasium.__version__}; "
+                f"use '{newer}'"
+            )
+    close = difflib.get_close_matches(name, list(registry), n=1, cutoff=0.6)
+    imported = f" (module '{module}' was imported but registers no '{name}')" if module else ""
+    hint = f"; did you mean '{close[0]}'?" if close else "."
+    return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
 def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) -> Any:
-    """``gymnasium.make`` with clear errors.
+    """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
 
-    :param env_id: a registered id, or ``module:EnvId``.
-    :param gym_packages: modules to import first (they register envs).
-    :raises EnvError: unknown id (with did-you-mean), a module that cannot be imported.
+    :param env_id: a registered id, or ``module:EnvId`` (gymnasium imports ``module``, which
+        registers ``EnvId``).
+    :param gym_packages: modules to import first (they register envs), like RL Zoo's
+        ``--gym-packages``.
+    :param kwargs: passed to ``gymnasium.make``.
+    :raises EnvError: a malformed or unknown id (with did-you-mean), a deprecated version
+        (with the current one), a module that cannot be imported, a missing extra dependency.
     """
     import gymnasium as gym
     from gymnasium import error as gym_error
 
-    _import_packages(gym_packages)
-    module, _, name = env_id.rpartition(":")
+    for package in gym_packages:
+        _import(package, f"--gym-package {package}")
+    module, name = _split_id(env_id)
     if module:
+        _import(module, f"environment '{env_id}'")
+    # gymnasium warns (in colour) before it raises for an outdated id; hold its warnings
+    # back so a failure is one line, and show them only when the env was made.
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
         try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise EnvError(
-                f"environment '{env_id}': cannot import module '{module}' ({exc}); "
-                "check that it is installed and on PYTHONPATH"
-            ) from None
-    try:
-        return gym.make(env_id, **kwargs)
-    except (gym_error.NameNotFound, gym_error.VersionNotFound, gym_error.NamespaceNotFound,
-            gym_error.DeprecatedEnv, gym_error.UnregisteredEnv):  # fmt: skip
-        ids = list(gym.registry.keys())
-        close = difflib.get_close_matches(name or env_id, ids, n=1, cutoff=0.6)
-        hint = f"; did you mean '{close[0]}'?" if close else "."
-        raise EnvError(
-            f"unknown environment '{env_id}'{hint} Use a registered gymnasium id, "
-            "module:EnvId for a custom env, or --gym-package to import the module that "
-            "registers it"
-        ) from None
-    except gym_error.DependencyNotInstalled as exc:
-        raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
+            env = gym.make(env_id, **kwargs)
+        except (gym_error.UnregisteredEnv, gym_error.DeprecatedEnv) as exc:
+            raise _unknown_env(env_id, module, name, exc) from None
+        except gym_error.DependencyNotInstalled as exc:
+            raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
+    for w in held:
+        warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return env
 
 
 def env_spec(
@@ -176,7 +262,12 @@ def env_spec(
 ) -> EnvSpec:
     """Make the env, read its spaces and limits, and time ``measure_steps`` random steps.
 
-    :param measure_steps: random-action steps to time (0: don't measure, step_cost_s None).
+    :param env_id: as for :func:`make_env`; kept as given in the spec (so ``module:EnvId``
+        can be made again later).
+    :param gym_packages: as for :func:`make_env`.
+    :param measure_steps: random-action steps to time (0 or less: not measured,
+        ``step_cost_s`` is None).
+    :param seed: seeds the env's reset and the action sampler.
     :raises EnvError: the env cannot be made or has unsupported spaces.
     """
     env = make_env(env_id, gym_packages=gym_packages)
@@ -200,12 +291,17 @@ def env_spec(
 
 
 def _time_steps(env: Any, steps: int, seed: int) -> float:
+    """Mean wall time of ``env.step`` over ``steps`` random actions; resets are not timed."""
     env.action_space.seed(seed)
-    env.reset(seed=seed)
     actions = [env.action_space.sample() for _ in range(steps)]
+    env.reset(seed=seed)
+    total = 0.0
     start = time.perf_counter()
     for a in actions:
         _, _, terminated, truncated, _ = env.step(a)
         if terminated or truncated:
+            total += time.perf_counter() - start
             env.reset()
-    return (time.perf_counter() - start) / steps
+            start = time.perf_counter()
+    total += time.perf_counter() - start
+    return total / steps

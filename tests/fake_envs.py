@@ -1,7 +1,12 @@
-"""Test-only environments, importable as ``tests.fake_envs:...``."""
+"""Test-only environments, importable as ``tests.fake_envs:...`` (tests/ is a package).
+
+Importing this module registers ``TinyBox-v0``, ``DictObs-v0``, ``SlowReset-v0`` and
+``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as ``Taxi-v3`` is in gymnasium 1.4).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -9,38 +14,60 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import register
 
+Obs = Any
 
-class DictObsEnv(gym.Env[Any, int]):
+
+class DictObsEnv(gym.Env[Obs, Any]):
     """A Dict observation space: unsupported."""
 
-    observation_space = spaces.Dict({"a": spaces.Discrete(2)})
-    action_space = spaces.Discrete(2)
+    def __init__(self) -> None:
+        self.observation_space = spaces.Dict({"a": spaces.Discrete(2)})
+        self.action_space = spaces.Discrete(2)
 
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Any, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
         return {"a": 0}, {}
 
-    def step(self, action: int) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         return {"a": 0}, 0.0, True, False, {}
 
 
-class TinyBoxEnv(gym.Env[np.ndarray, int]):
-    """Box(2) observations in [-1, 1], 3 actions, 10 steps."""
+class TinyBoxEnv(gym.Env[Obs, Any]):
+    """Box(2) observations in [-1, 1], 3 actions; truncated after 10 steps."""
 
-    observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-    action_space = spaces.Discrete(3)
+    def __init__(self) -> None:
+        self.observation_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = spaces.Discrete(3)
+        self.t = 0
 
-    def reset(
-        self, *, seed: int | None = None, options: Any = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
         self.t = 0
         return np.zeros(2, dtype=np.float32), {}
 
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
         self.t += 1
         return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 10, {}
 
 
-register(id="TinyBox-v0", entry_point=TinyBoxEnv, max_episode_steps=10, reward_threshold=9.0)
-register(id="DictObs-v0", entry_point=DictObsEnv)
+# String entry points: gymnasium imports them, and mypy accepts them (a class is not an
+# EnvCreator to it).
+register(
+    id="TinyBox-v0",
+    entry_point="tests.fake_envs:TinyBoxEnv",
+    max_episode_steps=10,
+    reward_threshold=9.0,
+)
+register(id="DictObs-v0", entry_point="tests.fake_envs:DictObsEnv")
+register(id="Retired-v1", entry_point="tests.fake_envs:TinyBoxEnv")
+
+
+class SlowResetEnv(TinyBoxEnv):
+    """TinyBox whose reset takes 5 ms: step timing must leave resets out."""
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
+        time.sleep(0.005)
+        return super().reset(seed=seed, options=options)
+
+
+register(id="SlowReset-v0", entry_point="tests.fake_envs:SlowResetEnv", max_episode_steps=5)

@@ -173,3 +173,10 @@ def test_unsupported_space_exit_2() -> None:
     assert r.stderr.startswith(
         "error: environment 'tests.fake_envs:DictObs-v0' has a Dict observation space;"
     )
+
+
+def test_deprecated_env_id_is_one_line() -> None:
+    r = runner.invoke(app, ["plan", str(BUDGETS / "esp32-cartpole.yaml"), "--env", "Taxi-v3"])
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: environment 'Taxi-v3' is deprecated")
