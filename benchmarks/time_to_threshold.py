@@ -11,7 +11,11 @@ rlbudget runs with its defaults from rlbudget/data/hyperparams/.
 
 Prints a Markdown table: wall time and env steps to threshold, steps/s, and the
 size of the trained policy (rlbudget: the policy's arrays; SB3: the float32
-parameters of ``model.policy``, actor and critic, as saved in its zip).
+parameters of ``model.policy``, actor and critic, as saved in its zip). rlbudget's
+row also gives the deployed form and its size: a table packed to its greedy actions
+(``pack_table``: lossless, the same action in every state) or tile-coding weights in
+int16 (``quantize_linear``), with the deployed policy's return over the same 100
+evaluation episodes; "smaller" compares that deployed size with SB3's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from rlbudget.agents.linear import SarsaLambdaConfig, train_sarsa_lambda
 from rlbudget.agents.tabular import TabularConfig, TrainResult, train_tabular
+from rlbudget.compress.tabular import pack_table, policy_bytes, quantize_linear
 from rlbudget.envs import make_env
 from rlbudget.hyperparams import get_hyperparams
 from rlbudget.profile.evaluate import evaluate
@@ -56,6 +61,9 @@ class Outcome:
     train_s: float
     policy_bytes: int
     final_return: float
+    deployed: str = ""  # rlbudget only: how the policy is deployed
+    deployed_bytes: int = 0
+    deployed_return: float = float("nan")
 
 
 class Clock:
@@ -111,8 +119,16 @@ def run_builtin(task: Task, cap_s: float, seed: int) -> Outcome:
         cfg_t = TabularConfig(algorithm=task.builtin, n_timesteps=hp.n_timesteps, seed=seed,
                               **{k: v for k, v in params.items() if k in keys})  # fmt: skip
         result = train_tabular(task.env_id, cfg_t, on_episode=on_episode)
-    size = sum(result.policy.bytes_by_dtype().values())
-    return Outcome(state["reached"], result.steps, clock.train_s, size, state["ret"])
+    trained = result.policy
+    if task.builtin == "sarsa-lambda":
+        deployed, how = quantize_linear(trained, "int16"), "int16 weights"
+    else:
+        deployed = pack_table(trained)
+        how = f"packed {deployed.provenance['transforms'][-1]['bits']}-bit actions"
+    # The same evaluation episodes as the last check (seed + 1).
+    ret = evaluate(deployed, task.env_id, episodes=EVAL_EPISODES, seed=seed + 1).return_mean
+    return Outcome(state["reached"], result.steps, clock.train_s, policy_bytes(trained),
+                   state["ret"], how, policy_bytes(deployed), ret)  # fmt: skip
 
 
 def sb3_kwargs(algo: str, env_id: str) -> tuple[dict[str, Any], int]:
@@ -187,9 +203,9 @@ def main() -> None:
     args = parser.parse_args()
     print(
         "| env | threshold | side | algorithm | reached | env steps | train s | steps/s "
-        "| policy bytes | speed-up | smaller |"
+        "| policy bytes | deployed as | deployed bytes | deployed return | speed-up | smaller |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task in TASKS:
         ours = run_builtin(task, args.cap_s, args.seed)
         theirs = run_sb3(task, args.cap_s, args.seed)
@@ -197,12 +213,19 @@ def main() -> None:
             # If SB3 did not reach the threshold, its time is only the cap: a lower bound.
             at_least = "" if theirs.reached else "≥ "
             speed = f"{at_least}{theirs.train_s / ours.train_s:.0f}×" if side == "rlbudget" else ""
-            small = f"{theirs.policy_bytes / ours.policy_bytes:.0f}×" if side == "rlbudget" else ""
+            small = (
+                f"{theirs.policy_bytes / ours.deployed_bytes:.0f}×" if side == "rlbudget" else ""
+            )
+            deployed = (
+                f"{o.deployed} | {o.deployed_bytes:,} | {o.deployed_return:.3g}"
+                if o.deployed
+                else "float32 | | "
+            )
             print(
                 f"| {task.env_id} | {task.threshold:g} | {side} | {algo} | "
                 f"{'yes' if o.reached else f'no ({o.final_return:.3g})'} | {o.steps:,} | "
                 f"{o.train_s:.2f} | {o.steps / max(o.train_s, 1e-9):,.0f} | {o.policy_bytes:,} "
-                f"| {speed} | {small} |",
+                f"| {deployed} | {speed} | {small} |",
                 flush=True,
             )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlbudget.compress.tabular import pack_table, quantize_linear
 from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.errors import PolicyError
 from rlbudget.policy import (
@@ -78,6 +79,11 @@ def pendulum_mlp_tanh() -> Policy:
     return Policy(s.observation, s.action, (), body, head, {"algorithm": "sac", "seed": 3})
 
 
+def taxi_packed() -> Policy:
+    s = env_spec("Taxi-v4", measure_steps=0)
+    return pack_table(Policy(s.observation, s.action, (), Table(f32(500, 6)), Head("argmax")))
+
+
 BUILDERS: dict[str, Callable[[], Policy]] = {
     "cartpole-mlp": cartpole_mlp,
     "cartpole-table": cartpole_table,
@@ -87,6 +93,10 @@ BUILDERS: dict[str, Callable[[], Policy]] = {
     "mountaincar-tiles-hashed": lambda: mountaincar_tiles(512),
     "pendulum-linear-clip": pendulum_linear_clip,
     "pendulum-mlp-tanh": pendulum_mlp_tanh,
+    "taxi-packed": taxi_packed,
+    "cartpole-packed": lambda: pack_table(cartpole_table()),
+    "mountaincar-tiles-int16": lambda: quantize_linear(mountaincar_tiles()),
+    "pendulum-linear-int8": lambda: quantize_linear(pendulum_linear_clip(), "int8"),
 }
 
 
@@ -248,8 +258,8 @@ def test_nan_weights(saved: Path) -> None:
 def test_unknown_body_kind(saved: Path) -> None:
     rewrite_json(saved, lambda d: d["body"].update({"kind": "transformer"}))
     assert load_error(saved) == (
-        f"{saved}: unknown body kind 'transformer'; this rlbudget knows mlp, table, linear "
-        "(a newer rlbudget may have written it)"
+        f"{saved}: unknown body kind 'transformer'; this rlbudget knows mlp, table, "
+        "packed_table, linear (a newer rlbudget may have written it)"
     )
 
 

@@ -32,6 +32,7 @@ from rlbudget.policy.model import (
     Linear,
     Normalize,
     OneHot,
+    PackedTable,
     Policy,
     Preprocess,
     Table,
@@ -101,8 +102,13 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
         body_doc: dict[str, Any] = {"kind": body.kind, "layers": layers}
     elif isinstance(body, Table):
         body_doc = {"kind": body.kind, "values": put("body.values", body.values)}
+    elif isinstance(body, PackedTable):
+        body_doc = {"kind": body.kind, "bits": body.bits, "states": body.states,
+                    "packed": put("body.packed", body.packed)}  # fmt: skip
     else:
         body_doc = {"kind": body.kind, "W": put("body.W", body.W), "b": put("body.b", body.b)}
+        if body.scale is not None:
+            body_doc["scale"] = put("body.scale", body.scale)
     head_doc: dict[str, Any] = {"kind": policy.head.kind}
     if policy.head.low is not None and policy.head.high is not None:
         head_doc["low"] = put("head.low", policy.head.low)
@@ -132,7 +138,9 @@ class _Loader:
     def fail(self, message: str) -> PolicyError:
         return PolicyError(f"{self.where}: {message}")
 
-    def array(self, name: Any, *, ndim: int, what: str, floats: bool = True) -> Array:
+    def array(
+        self, name: Any, *, ndim: int, what: str, floats: bool = True, dtypes: tuple[str, ...] = ()
+    ) -> Array:
         if not isinstance(name, str) or name not in self.arrays:
             raise self.fail(
                 f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy is "
@@ -140,8 +148,9 @@ class _Loader:
             )
         a = self.arrays[name]
         self.used.add(name)
-        if str(a.dtype) not in ALLOWED_DTYPES or (floats and str(a.dtype) not in FLOAT_DTYPES):
-            allowed = ", ".join(FLOAT_DTYPES if floats else ALLOWED_DTYPES)
+        allowed_here = dtypes or (FLOAT_DTYPES if floats else ALLOWED_DTYPES)
+        if str(a.dtype) not in allowed_here:
+            allowed = ", ".join(allowed_here)
             raise self.fail(f"{what}: array '{name}' has dtype {a.dtype}; expected {allowed}")
         if a.ndim != ndim:
             raise self.fail(
@@ -225,23 +234,53 @@ class _Loader:
                     f"produces {width}"
                 )
             return Table(values), int(values.shape[1])
+        if kind == "packed_table":
+            packed = self.array(d.get("packed"), ndim=1, what=what, dtypes=("uint8",))
+            bits, states = d.get("bits"), d.get("states")
+            if not isinstance(bits, int) or not 1 <= bits <= 8:
+                raise self.fail(f"{what}: bits must be an integer from 1 to 8, not {bits!r}")
+            if states != width:
+                raise self.fail(
+                    f"{what}: the table has {states!r} states but the preprocess produces {width}"
+                )
+            self.shape(packed, (-(-width * bits // 8),), what, str(d["packed"]))
+            return PackedTable(packed, bits, width), 1  # one output: the action index
         if kind == "linear":
-            w = self.array(d.get("W"), ndim=2, what=what)
-            b = self.array(d.get("b"), ndim=1, what=what)
+            quantized = "scale" in d
+            w = self.array(d.get("W"), ndim=2, what=what,
+                           dtypes=("int8", "int16") if quantized else ())  # fmt: skip
+            b = self.array(d.get("b"), ndim=1, what=what, dtypes=("int32",) if quantized else ())
             if w.shape[0] != width:
                 src = "features" if indices else "inputs"
                 raise self.fail(f"{what}: W has {w.shape[0]} rows but there are {width} {src}")
             self.shape(b, (w.shape[1],), what, str(d["b"]))
-            return Linear(w, b), int(w.shape[1])
+            scale = None
+            if quantized:
+                scale = self.array(d.get("scale"), ndim=1, what=what)
+                self.shape(scale, (w.shape[1],), what, str(d["scale"]))
+            return Linear(w, b, scale), int(w.shape[1])
         raise self.fail(
-            f"unknown body kind {kind!r}; this rlbudget knows mlp, table, linear "
+            f"unknown body kind {kind!r}; this rlbudget knows mlp, table, packed_table, linear "
             "(a newer rlbudget may have written it)"
         )
 
-    def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec) -> Head:
+    def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")
         if kind not in HEADS:
             raise self.fail(f"unknown head kind {kind!r}; known: {', '.join(HEADS)}")
+        if isinstance(body, PackedTable):
+            if kind != "identity" or action.kind != "discrete" or action.n is None:
+                raise self.fail(
+                    "a packed_table gives action indices: it needs head 'identity' and a "
+                    f"discrete action space (got head {kind!r}, {action.kind} actions)"
+                )
+            top = int(body.actions().max(initial=0))
+            if top >= action.n:
+                raise self.fail(
+                    f"body (packed_table): holds action {top} but the action space has "
+                    f"{action.n} actions"
+                )
+            return Head("identity")
         expected = action.n if action.kind == "discrete" else action.dim
         if width != expected:
             raise self.fail(
@@ -278,7 +317,7 @@ def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: st
         steps.append(step)
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
-    head = L.head(doc.get("head", {}), width, act)
+    head = L.head(doc.get("head", {}), width, act, body)
     extra = set(arrays) - L.used
     if extra:
         raise PolicyError(f"{where}: {ARRAYS_NAME} has arrays the structure does not use: "

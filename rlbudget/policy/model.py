@@ -14,10 +14,13 @@ Components (``kind`` is the name used in ``policy.json``):
   features → one active feature index per tiling), ``one_hot`` (Discrete → float
   vector).
 - body: ``mlp`` (dense layers ``x @ W + b`` then activation), ``table`` (values
-  indexed by state: ``[states, actions]``), ``linear`` (``x @ W + b`` on float
-  features, or the sum of the rows of ``W`` at active tile indices, plus ``b``).
+  indexed by state: ``[states, actions]``), ``packed_table`` (a table's greedy actions,
+  ``bits`` bits per state, see :class:`PackedTable`), ``linear`` (``x @ W + b`` on float
+  features, or the sum of the rows of ``W`` at active tile indices, plus ``b``; ``W`` may
+  be int8/int16 with an int32 ``b`` and a float ``scale`` per output).
 - head: ``argmax`` (discrete), ``clip`` (to the action bounds), ``tanh_rescale``
-  (squashed output rescaled to the bounds), ``identity``.
+  (squashed output rescaled to the bounds), ``identity`` (a ``packed_table`` already
+  gives the action index).
 """
 
 from __future__ import annotations
@@ -201,21 +204,66 @@ class Table:
 
 
 @dataclass(frozen=True, eq=False)
+class PackedTable:
+    """A table's greedy actions, ``bits`` bits per state, packed LSB first.
+
+    The action of state ``s`` is bits ``s*bits … s*bits + bits - 1`` of the byte stream
+    ``packed`` read as one little-endian bit string: ``packed[s*bits // 8]`` holds its
+    lowest bit at position ``s*bits % 8``. ``bits ≤ 8``, so one action spans at most two
+    bytes. The body outputs the action index itself (head ``identity``).
+    """
+
+    packed: Array
+    bits: int
+    states: int
+    kind: str = field(default="packed_table", init=False)
+
+    def actions(self) -> Array:
+        """Every state's action (unpacked), as int64."""
+        bits = np.unpackbits(self.packed, bitorder="little")[: self.states * self.bits]
+        weights = 1 << np.arange(self.bits, dtype=np.int64)
+        out: Array = bits.reshape(self.states, self.bits).astype(np.int64) @ weights
+        return out
+
+    def apply(self, x: Array) -> Array:
+        off = x.astype(np.int64) * self.bits
+        padded = np.append(self.packed, np.uint8(0)).astype(np.int64)
+        word = padded[off >> 3] | (padded[(off >> 3) + 1] << 8)
+        out: Array = (word >> (off & 7)) & ((1 << self.bits) - 1)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
 class Linear:
-    """``x @ W + b`` on float features, or ``W[active].sum() + b`` on tile indices."""
+    """``x @ W + b`` on float features, or ``W[active].sum() + b`` on tile indices.
+
+    Quantized: ``W`` int8/int16 and ``b`` int32 in units of ``scale`` (one float per
+    output); tile sums are then exact integers, multiplied by ``scale`` at the end.
+    """
 
     W: Array
     b: Array
+    scale: Array | None = None
     kind: str = field(default="linear", init=False)
 
+    def __post_init__(self) -> None:
+        _f32(self, "scale")
+
     def apply(self, x: Array) -> Array:
+        if self.scale is not None:
+            if np.issubdtype(x.dtype, np.integer):
+                acc = self.W[x].sum(axis=1, dtype=np.int32) + self.b  # exact: C does the same
+                scaled: Array = acc.astype(np.float32) * self.scale
+                return scaled
+            return _dense(x, self.W.astype(np.float32) * self.scale,
+                          self.b.astype(np.float32) * self.scale)  # fmt: skip
         if np.issubdtype(x.dtype, np.integer):
             summed: Array = self.W[x].sum(axis=1) + self.b
             return summed
         return _dense(x, self.W, self.b)
 
 
-Body = MLP | Table | Linear
+Body = MLP | Table | PackedTable | Linear
 
 # --- heads --------------------------------------------------------------------------------
 
@@ -235,6 +283,8 @@ class Head:
         if self.kind == "argmax":
             best: Array = np.argmax(y, axis=-1).astype(np.int64)
             return best
+        if np.issubdtype(y.dtype, np.integer):  # action indices from a packed table
+            return y.astype(np.int64)
         if self.kind == "identity" or self.low is None or self.high is None:
             return y.astype(np.float32)
         if self.kind == "clip":
@@ -274,7 +324,7 @@ class Policy:
         actions = self.head.apply(self.body.apply(x))
         if not single:
             return actions
-        return int(actions[0]) if self.head.kind == "argmax" else actions[0]
+        return int(actions[0]) if self.action_space.kind == "discrete" else actions[0]
 
     # Counting feeds plan and profile.
 
@@ -286,8 +336,13 @@ class Policy:
 
     @property
     def parameters(self) -> int:
-        """Learned numbers in the body (weights, biases, table entries)."""
-        return sum(v.size for k, v in self.arrays().items() if k.startswith("body."))
+        """Learned numbers in the body (weights, biases, table entries; a packed table: one
+        action per state; quantization scales are not counted)."""
+        if isinstance(self.body, PackedTable):
+            return self.body.states
+        return sum(
+            v.size for k, v in self.arrays().items() if k.startswith("body.") and k != "body.scale"
+        )
 
     def bytes_by_dtype(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -319,6 +374,8 @@ class Policy:
             tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
             feats = 8 * tiles.tilings if tiles else 0
             return obs + feats + 4 * int(body.W.shape[1])
+        if isinstance(body, PackedTable):
+            return obs + 8
         return obs + 8 + 4 * int(body.values.shape[-1])
 
     def summary(self) -> dict[str, Any]:

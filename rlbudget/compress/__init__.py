@@ -1,0 +1,2 @@
+"""Compression: each method takes a Policy and returns a smaller Policy, recording itself
+in the provenance's ``transforms``."""
