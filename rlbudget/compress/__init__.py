@@ -1,2 +1,26 @@
 """Compression: each method takes a Policy and returns a smaller Policy, recording itself
-in the provenance's ``transforms``."""
+in the provenance's ``transforms`` (:func:`with_transform`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlbudget.policy.model import Policy
+
+
+def policy_bytes(policy: Policy) -> int:
+    """Bytes of every array the policy stores (weights, tables, preprocess constants)."""
+    return sum(policy.bytes_by_dtype().values())
+
+
+def with_transform(parent: Policy, child: Policy, method: str, **params: Any) -> Policy:
+    """``child`` with ``parent``'s provenance plus one transform entry: ``method``, its
+    parameters, and the bytes before and after."""
+    prov = dict(parent.provenance)
+    transforms = [*prov.get("transforms", []), {
+        "method": method, **params,
+        "bytes_before": policy_bytes(parent), "bytes_after": policy_bytes(child),
+    }]  # fmt: skip
+    prov["transforms"] = transforms
+    return Policy(child.observation_space, child.action_space, child.preprocess, child.body,
+                  child.head, prov)  # fmt: skip

@@ -15,30 +15,15 @@ with its parameters and the bytes before and after.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
+from rlbudget.compress import policy_bytes, with_transform
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Head, Linear, PackedTable, Policy, Table
 
 INT_RANGES = {"int8": 127, "int16": 32767}
-
-
-def policy_bytes(policy: Policy) -> int:
-    """Bytes of every array the policy stores (weights, tables, preprocess constants)."""
-    return sum(policy.bytes_by_dtype().values())
-
-
-def _with_transform(parent: Policy, child: Policy, method: str, **params: Any) -> Policy:
-    prov = dict(parent.provenance)
-    transforms = [*prov.get("transforms", []), {
-        "method": method, **params,
-        "bytes_before": policy_bytes(parent), "bytes_after": policy_bytes(child),
-    }]  # fmt: skip
-    prov["transforms"] = transforms
-    return Policy(child.observation_space, child.action_space, child.preprocess, child.body,
-                  child.head, prov)  # fmt: skip
+__all__ = ["pack_table", "policy_bytes", "quantize_linear"]
 
 
 def pack_table(policy: Policy) -> Policy:
@@ -58,7 +43,7 @@ def pack_table(policy: Policy) -> Policy:
     packed = np.packbits(planes.astype(np.uint8).ravel(), bitorder="little")
     child = Policy(policy.observation_space, policy.action_space, policy.preprocess,
                    PackedTable(packed, bits, len(actions)), Head("identity"))  # fmt: skip
-    return _with_transform(policy, child, "pack_table", bits=bits)
+    return with_transform(policy, child, "pack_table", bits=bits)
 
 
 def quantize_linear(policy: Policy, dtype: str = "int16") -> Policy:
@@ -85,4 +70,4 @@ def quantize_linear(policy: Policy, dtype: str = "int16") -> Policy:
     scales = np.full(body.W.shape[1], scale, dtype=np.float32)
     child = Policy(policy.observation_space, policy.action_space, policy.preprocess,
                    Linear(w, b, scales), policy.head)  # fmt: skip
-    return _with_transform(policy, child, "quantize_linear", dtype=dtype, scale=float(scale))
+    return with_transform(policy, child, "quantize_linear", dtype=dtype, scale=float(scale))

@@ -10,6 +10,8 @@ from rlbudget.policy.model import (
     Normalize,
     OneHot,
     Policy,
+    QDense,
+    QuantizedMLP,
     Table,
     TileCode,
 )
@@ -23,6 +25,8 @@ __all__ = [
     "Normalize",
     "OneHot",
     "Policy",
+    "QDense",
+    "QuantizedMLP",
     "Table",
     "TileCode",
     "load_policy",

@@ -23,6 +23,7 @@ from rlbudget.errors import PolicyError
 from rlbudget.policy.model import (
     ACTIVATIONS,
     HEADS,
+    INT32_MAX,
     MLP,
     Array,
     Body,
@@ -35,6 +36,8 @@ from rlbudget.policy.model import (
     PackedTable,
     Policy,
     Preprocess,
+    QDense,
+    QuantizedMLP,
     Table,
     TileCode,
 )
@@ -100,6 +103,17 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
             for i, la in enumerate(body.layers)
         ]  # fmt: skip
         body_doc: dict[str, Any] = {"kind": body.kind, "layers": layers}
+    elif isinstance(body, QuantizedMLP):
+        qlayers = []
+        for i, q in enumerate(body.layers):
+            names = ["W", "b", "w_scale", "multiplier", "shift"] + ["lut"] * (q.lut is not None)
+            qlayers.append({
+                "activation": q.activation,
+                "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
+                "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
+                **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
+            })  # fmt: skip
+        body_doc = {"kind": body.kind, "layers": qlayers}
     elif isinstance(body, Table):
         body_doc = {"kind": body.kind, "values": put("body.values", body.values)}
     elif isinstance(body, PackedTable):
@@ -226,6 +240,21 @@ class _Loader:
             if not layers:
                 raise self.fail(f"{what}: no layers")
             return MLP(tuple(layers)), width
+        if kind == "mlp_int8":
+            qlayers: list[QDense] = []
+            for i, la in enumerate(d.get("layers", [])):
+                q = self.qdense(la, f"{what} layer {i}", width)
+                if qlayers and (q.input_scale, q.input_zero_point) != qlayers[-1].out_quant:
+                    raise self.fail(
+                        f"{what} layer {i}: input scale/zero point ({q.input_scale!r}, "
+                        f"{q.input_zero_point}) differ from layer {i - 1}'s output "
+                        f"{qlayers[-1].out_quant!r}; quantize the policy again"
+                    )
+                qlayers.append(q)
+                width = int(q.W.shape[1])
+            if not qlayers:
+                raise self.fail(f"{what}: no layers")
+            return QuantizedMLP(tuple(qlayers)), width
         if kind == "table":
             values = self.array(d.get("values"), ndim=2, what=what)
             if values.shape[0] != width:
@@ -260,9 +289,60 @@ class _Loader:
                 self.shape(scale, (w.shape[1],), what, str(d["scale"]))
             return Linear(w, b, scale), int(w.shape[1])
         raise self.fail(
-            f"unknown body kind {kind!r}; this rlbudget knows mlp, table, packed_table, linear "
+            f"unknown body kind {kind!r}; this rlbudget knows mlp, mlp_int8, table, packed_table, "
+            "linear "
             "(a newer rlbudget may have written it)"
         )
+
+    def qdense(self, la: Mapping[str, Any], what: str, width: int) -> QDense:
+        """One int8 layer: dtypes, shapes, and ranges that keep the int32 arithmetic defined."""
+        w = self.array(la.get("W"), ndim=2, what=what, dtypes=("int8",))
+        if w.shape[0] != width:
+            raise self.fail(f"{what}: W has {w.shape[0]} inputs but receives {width}")
+        out = (int(w.shape[1]),)
+        vectors = {"b": "int32", "w_scale": "float32", "multiplier": "int32", "shift": "int32"}
+        got: dict[str, Array] = {}
+        for name, dtype in vectors.items():
+            got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=(dtype,))
+            self.shape(got[name], out, what, str(la[name]))
+        if np.any(got["w_scale"] <= 0):
+            raise self.fail(f"{what}: every w_scale must be > 0")
+        if np.any(got["multiplier"] < 0):
+            raise self.fail(f"{what}: every multiplier must be ≥ 0 (a Q0.31 fixed-point number)")
+        if np.any((got["shift"] < -31) | (got["shift"] > 30)):
+            raise self.fail(f"{what}: every shift must lie in [-31, 30]")
+        headroom = INT32_MAX - 255 * 128 * width  # |(x - zp) * w| ≤ 255 × 128 per input
+        if np.any(np.abs(got["b"].astype(np.int64)) > headroom):
+            raise self.fail(
+                f"{what}: a bias exceeds ±{headroom}, so the int32 accumulator could overflow; "
+                "quantize the policy again"
+            )
+        scalars: dict[str, float] = {}
+        for name in ("input_scale", "output_scale"):
+            v = la.get(name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < np.inf:
+                raise self.fail(f"{what}: {name} must be a positive finite number, not {v!r}")
+            scalars[name] = float(v)
+        zps: dict[str, int] = {}
+        for name in ("input_zero_point", "output_zero_point"):
+            v = la.get(name)
+            if isinstance(v, bool) or not isinstance(v, int) or not -128 <= v <= 127:
+                raise self.fail(f"{what}: {name} must be an integer from -128 to 127, not {v!r}")
+            zps[name] = v
+        activation = la.get("activation")
+        if activation not in ACTIVATIONS:
+            raise self.fail(
+                f"{what}: unknown activation {activation!r}; known: {', '.join(ACTIVATIONS)}"
+            )
+        lut = None
+        if activation in ("tanh", "sigmoid"):
+            lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
+            self.shape(lut, (256,), what, str(la["lut"]))
+        elif "lut" in la:
+            raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
+        return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
+                      scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
+                      zps["output_zero_point"], str(activation), lut)  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")

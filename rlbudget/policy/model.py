@@ -13,8 +13,10 @@ Components (``kind`` is the name used in ``policy.json``):
   ``tiles_per_dim`` over ``[low, high]``, optionally hashed into ``hash_size``
   features → one active feature index per tiling), ``one_hot`` (Discrete → float
   vector).
-- body: ``mlp`` (dense layers ``x @ W + b`` then activation), ``table`` (values
-  indexed by state: ``[states, actions]``), ``packed_table`` (a table's greedy actions,
+- body: ``mlp`` (dense layers ``x @ W + b`` then activation), ``mlp_int8`` (the same with
+  int8 weights and activations, integer-only as TFLite Micro: :class:`QuantizedMLP`),
+  ``table`` (values indexed by state: ``[states, actions]``), ``packed_table`` (a table's
+  greedy actions,
   ``bits`` bits per state, see :class:`PackedTable`), ``linear`` (``x @ W + b`` on float
   features, or the sum of the rows of ``W`` at active tile indices, plus ``b``; ``W`` may
   be int8/int16 with an int32 ``b`` and a float ``scale`` per output).
@@ -36,6 +38,8 @@ from numpy.typing import NDArray
 from rlbudget.envs import SpaceSpec
 
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
+QUANTIZATION_ARRAYS = ("scale", "w_scale", "multiplier", "shift", "lut")
+"""Array names (last part) that hold quantization constants, not learned parameters."""
 Array = NDArray[Any]
 
 
@@ -263,7 +267,147 @@ class Linear:
         return _dense(x, self.W, self.b)
 
 
-Body = MLP | Table | PackedTable | Linear
+# --- int8 dense layers (integer-only, as TFLite Micro / gemmlowp) -----------------------
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+LUT_OUTPUT = {"tanh": (1.0 / 128, 0), "sigmoid": (1.0 / 256, -128)}
+"""Output (scale, zero point) of an int8 tanh / sigmoid lookup table, as TFLite fixes them."""
+
+
+def saturating_rounding_doubling_high_mul(a: Array, b: Array) -> Array:
+    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
+
+    ``(a * b + nudge) / 2**31`` with C's truncating division; the nudge is ``2**30`` for a
+    non-negative product and ``1 - 2**30`` for a negative one.
+    """
+    ab = a.astype(np.int64) * b.astype(np.int64)
+    t = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # truncates toward zero, as C's '/'
+    out: Array = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
+    return out
+
+
+def rounding_divide_by_pot(x: Array, exponent: Array) -> Array:
+    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    out: Array = (x >> exponent) + (remainder > threshold)
+    return out
+
+
+def multiply_by_quantized_multiplier(x: Array, multiplier: Array, shift: Array) -> Array:
+    """TFLite's ``MultiplyByQuantizedMultiplier``: ``x * multiplier * 2**(shift - 31)``, rounded.
+
+    A left shift (``shift > 0``) saturates to int32 here and in the C export (TFLite leaves
+    the overflow undefined).
+    """
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = np.clip(x.astype(np.int64) << left, INT32_MIN, INT32_MAX)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def quantize_input(x: Array, scale: float, zero_point: int) -> Array:
+    """Float32 values → int8: ``clamp(round(x / scale) + zero_point, -128, 127)``.
+
+    ``x / scale`` is one float32 division; it is clamped to ±512 (NaN → -512) before the
+    rounding, half away from zero (C's ``lroundf``). The C export does exactly this.
+    """
+    v = x.astype(np.float32) / np.float32(scale)
+    v = np.minimum(np.where(v >= -512, v, np.float32(-512)), np.float32(512)).astype(np.float64)
+    rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    out: Array = np.clip(rounded + zero_point, -128, 127).astype(np.int8)
+    return out
+
+
+def dequantize(q: Array, scale: float, zero_point: int) -> Array:
+    """int8 → float32: ``(q - zero_point) * scale`` in float32 (strictly increasing in q)."""
+    out: Array = (q.astype(np.int32) - zero_point).astype(np.float32) * np.float32(scale)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class QDense:
+    """One int8 dense layer, computed as TFLite Micro's per-channel fully connected op.
+
+    ``acc[j] = sum_i (x[i] - input_zero_point) * W[i, j] + b[j]`` (int32), then
+    ``y = clamp(multiply_by_quantized_multiplier(acc, multiplier[j], shift[j])
+    + output_zero_point, lo, 127)`` with ``lo = output_zero_point`` for relu (folded into the
+    clamp) and -128 otherwise; tanh / sigmoid then map ``y`` through ``lut[y + 128]``.
+
+    ``W`` holds symmetric per-output-channel weights (``W_float ≈ W * w_scale[j]``), ``b`` the
+    bias in units of ``input_scale * w_scale[j]``; ``multiplier``/``shift`` encode
+    ``input_scale * w_scale[j] / output_scale``. ``output_scale``/``output_zero_point``
+    describe the dense output (before a lookup table); :attr:`out_quant` is what the next
+    layer receives.
+    """
+
+    W: Array
+    b: Array
+    w_scale: Array
+    multiplier: Array
+    shift: Array
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    activation: str = "identity"
+    lut: Array | None = None
+
+    def __post_init__(self) -> None:
+        _f32(self, "w_scale")
+        object.__setattr__(self, "input_scale", float(np.float32(self.input_scale)))
+        object.__setattr__(self, "output_scale", float(np.float32(self.output_scale)))
+
+    @property
+    def out_quant(self) -> tuple[float, int]:
+        """(scale, zero point) of the layer's int8 output, after any lookup table."""
+        if self.activation in LUT_OUTPUT:
+            scale, zp = LUT_OUTPUT[self.activation]
+            return float(np.float32(scale)), zp
+        return self.output_scale, self.output_zero_point
+
+    @property
+    def clamp_low(self) -> int:
+        return max(-128, self.output_zero_point) if self.activation == "relu" else -128
+
+    def apply(self, x: Array) -> Array:
+        """int8 [batch, in] → int8 [batch, out]; int64 arithmetic emulates C's int32 exactly."""
+        acc = (x.astype(np.int64) - self.input_zero_point) @ self.W.astype(np.int64)
+        acc = acc + self.b.astype(np.int64)
+        y = multiply_by_quantized_multiplier(acc, self.multiplier.astype(np.int64),
+                                             self.shift.astype(np.int64))  # fmt: skip
+        y = np.clip(y + self.output_zero_point, self.clamp_low, 127)
+        out: Array = y.astype(np.int8) if self.lut is None else self.lut[y + 128]
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedMLP:
+    """An int8 MLP: float input quantized with the first layer's input scale, int8 layers,
+    the last layer's int8 output dequantized to float32 for the head.
+
+    ``argmax`` of the dequantized output equals ``argmax`` of the int8 output (dequantizing
+    is strictly increasing), which is what the C export computes.
+    """
+
+    layers: tuple[QDense, ...]
+    kind: str = field(default="mlp_int8", init=False)
+
+    def apply_int(self, x: Array) -> Array:
+        """Float32 body input → the last layer's int8 output."""
+        first = self.layers[0]
+        q = quantize_input(x, first.input_scale, first.input_zero_point)
+        for layer in self.layers:
+            q = layer.apply(q)
+        return q
+
+    def apply(self, x: Array) -> Array:
+        return dequantize(self.apply_int(x), *self.layers[-1].out_quant)
+
+
+Body = MLP | QuantizedMLP | Table | PackedTable | Linear
 
 # --- heads --------------------------------------------------------------------------------
 
@@ -341,7 +485,9 @@ class Policy:
         if isinstance(self.body, PackedTable):
             return self.body.states
         return sum(
-            v.size for k, v in self.arrays().items() if k.startswith("body.") and k != "body.scale"
+            v.size
+            for k, v in self.arrays().items()
+            if k.startswith("body.") and k.rsplit(".", 1)[1] not in QUANTIZATION_ARRAYS
         )
 
     def bytes_by_dtype(self) -> dict[str, int]:
@@ -354,7 +500,7 @@ class Policy:
     def macs(self) -> int:
         """Multiply-accumulates per decision (a table lookup: 0; tile-coded linear: adds)."""
         body = self.body
-        if isinstance(body, MLP):
+        if isinstance(body, MLP | QuantizedMLP):
             return sum(int(layer.W.size) for layer in body.layers)
         if isinstance(body, Linear):
             tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
@@ -364,11 +510,13 @@ class Policy:
 
     @property
     def buffer_bytes(self) -> int:
-        """Working buffers for one decision in fp32: the largest pair of live activations."""
+        """Working buffers for one decision: the largest pair of live activations (fp32: 4 B
+        each, int8: 1 B)."""
         body = self.body
-        if isinstance(body, MLP):
+        if isinstance(body, MLP | QuantizedMLP):
             widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
-            return 4 * max(a + b for a, b in pairwise(widths))
+            width_bytes = 1 if isinstance(body, QuantizedMLP) else 4
+            return width_bytes * max(a + b for a, b in pairwise(widths))
         obs = 4 * self.observation_space.dim
         if isinstance(body, Linear):
             tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)

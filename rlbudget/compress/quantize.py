@@ -1,0 +1,175 @@
+"""int8 post-training quantization of MLP policies, the way TFLite Micro runs them.
+
+:func:`quantize_int8` turns an ``mlp`` body into an ``mlp_int8`` body
+(:class:`~rlbudget.policy.model.QuantizedMLP`):
+
+- **weights**: int8, symmetric per output channel (zero point 0):
+  ``w_scale[j] = max |W[:, j]| / 127``, ``W_q = round(W / w_scale)`` in [-127, 127];
+- **bias**: int32 in units of ``input_scale × w_scale[j]``;
+- **activations**: int8 with a scale and zero point per tensor, calibrated from the
+  min/max of each layer's float activations on the calibration observations (after the
+  float preprocess), widened to include 0: ``scale = (max - min) / 255``,
+  ``zero_point = round(-128 - min / scale)``. The body input is calibrated the same way;
+- **requantization**: ``input_scale × w_scale[j] / output_scale`` as an int32 multiplier
+  and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
+  ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
+- **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
+  through a 256-entry int8 table whose output scale and zero point are fixed at (1/128, 0)
+  and (1/256, -128), as in TFLite. Their input range is calibrated on the pre-activation
+  values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the table's output is already
+  saturated at its resolution, so the wider range would only cost precision.
+
+The numpy int8 path (:meth:`QuantizedMLP.apply`) is integer-only from the input
+quantization to the output dequantization, and is the reference the C export matches bit
+for bit. Heads: ``argmax`` works on the int8 output; ``clip``/``tanh_rescale`` get the
+dequantized float32 output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rlbudget.compress import with_transform
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import (
+    INT32_MAX,
+    LUT_OUTPUT,
+    MLP,
+    Array,
+    Policy,
+    QDense,
+    QuantizedMLP,
+    _activate,
+    _dense,
+)
+
+SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
+"""Pre-activation magnitude beyond which the int8 table's output no longer changes."""
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's ``QuantizeMultiplier``: ``real ≈ multiplier × 2**(shift - 31)``.
+
+    ``multiplier`` is in [2**30, 2**31) (Q0.31), or 0 when ``real`` is 0 or below 2**-32;
+    a shift above 30 (``real`` ≥ 2**30, a degenerate layer) saturates.
+
+    >>> quantize_multiplier(0.5)
+    (1073741824, 0)
+    >>> quantize_multiplier(0.75)
+    (1610612736, 0)
+    >>> quantize_multiplier(3.0)
+    (1610612736, 2)
+    """
+    if real <= 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)  # real = q × 2**shift, q in [0.5, 1)
+    q_fixed = math.floor(q * (1 << 31) + 0.5)  # std::round: half away from zero (q > 0)
+    if q_fixed == 1 << 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return INT32_MAX, 30
+    return q_fixed, shift
+
+
+def activation_params(low: float, high: float) -> tuple[float, int]:
+    """int8 (scale, zero point) covering [low, high] widened to include 0.
+
+    >>> activation_params(0.0, 2.55)
+    (0.009999999776482582, -128)
+    >>> activation_params(-1.0, 1.0)
+    (0.007843137718737125, 0)
+    """
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = float(np.float32(max((high - low) / 255.0, 1e-8)))
+    zero_point = math.floor(-128.0 - low / scale + 0.5)
+    return scale, int(np.clip(zero_point, -128, 127))
+
+
+def _lut(activation: str, scale: float, zero_point: int) -> Array:
+    """int8 → int8 table of ``activation`` for inputs (scale, zero_point)."""
+    x = scale * (np.arange(-128, 128, dtype=np.float64) - zero_point)
+    y = np.tanh(x) if activation == "tanh" else 1.0 / (1.0 + np.exp(-x))
+    out_scale, out_zp = LUT_OUTPUT[activation]
+    v = y / out_scale
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5) + out_zp
+    out: Array = np.clip(q, -128, 127).astype(np.int8)
+    return out
+
+
+def _range(values: Array, activation: str) -> tuple[float, float]:
+    limit = SATURATION.get(activation, np.inf)
+    return float(max(values.min(), -limit)), float(min(values.max(), limit))
+
+
+def _quantize_layer(
+    W: Array,
+    b: Array,
+    activation: str,
+    input_quant: tuple[float, int],
+    out_range: tuple[float, float],
+) -> QDense:
+    """One float dense layer → :class:`QDense`, given its input and output quantization."""
+    in_scale, in_zp = input_quant
+    top = np.abs(W.astype(np.float64)).max(axis=0)
+    w_scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
+    w_q = np.clip(np.rint(W / w_scale), -127, 127).astype(np.int8)
+    bias_scale = in_scale * w_scale.astype(np.float64)
+    headroom = INT32_MAX - 255 * 128 * W.shape[0]  # the io loader's accumulator bound
+    b_q = np.clip(np.rint(b.astype(np.float64) / bias_scale), -headroom, headroom)
+    out_scale, out_zp = activation_params(*out_range)
+    pairs = [quantize_multiplier(float(s) / out_scale) for s in bias_scale]
+    multiplier = np.array([m for m, _ in pairs], dtype=np.int32)
+    shift = np.array([s for _, s in pairs], dtype=np.int32)
+    lut = _lut(activation, out_scale, out_zp) if activation in LUT_OUTPUT else None
+    return QDense(w_q, b_q.astype(np.int32), w_scale, multiplier, shift, in_scale, in_zp,
+                  out_scale, out_zp, activation, lut)  # fmt: skip
+
+
+def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
+    """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
+
+    :param policy: a policy with an ``mlp`` body (any preprocess and head).
+    :param calibration_obs: a batch of observations, ideally visited by the policy in its
+        env; they set each activation's range.
+    :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
+        (method ``int8``, ``calibration_observations``, bytes before and after).
+    :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
+    """
+    body = policy.body
+    if not isinstance(body, MLP):
+        raise PolicyError(
+            f"int8 quantization applies to an mlp body; this policy has a {body.kind} body"
+            + (" (use quantize_linear for a linear body)" if body.kind == "linear" else "")
+        )
+    obs = np.asarray(calibration_obs)
+    obs_ndim = len(policy.observation_space.shape)
+    if obs.ndim != obs_ndim + 1 or len(obs) == 0:
+        raise PolicyError(
+            f"int8 calibration: expected a non-empty batch of observations of shape "
+            f"[N, {', '.join(map(str, policy.observation_space.shape))}], got shape "
+            f"{list(obs.shape)}"
+        )
+    if np.issubdtype(obs.dtype, np.floating) and not np.all(np.isfinite(obs)):
+        raise PolicyError("int8 calibration: the observations contain NaN or inf; drop them")
+    x = obs
+    for step in policy.preprocess:
+        x = step.apply(x)
+    x = np.asarray(x, dtype=np.float32)
+    quant = activation_params(float(x.min()), float(x.max()))
+    layers: list[QDense] = []
+    for dense in body.layers:
+        z = _dense(x, dense.W, dense.b)
+        a = _activate(z, dense.activation)
+        seen = a if dense.activation == "relu" else z  # relu folds into the output clamp
+        layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
+                                _range(seen, dense.activation))  # fmt: skip
+        layers.append(layer)
+        quant, x = layer.out_quant, a
+    child = Policy(policy.observation_space, policy.action_space, policy.preprocess,
+                   QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
+    return with_transform(policy, child, "int8", calibration_observations=len(obs))

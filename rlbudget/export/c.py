@@ -1,0 +1,756 @@
+"""A Policy as dependency-free C99: ``policy.h``, ``policy.c`` and a host harness ``main.c``.
+
+The firmware calls one function, preprocess and head included::
+
+    float obs[RLB_OBS_DIM] = {...};
+    int a = rlb_policy_act(obs, NULL);          /* discrete actions: the action index */
+    float u[RLB_ACTION_DIM];
+    rlb_policy_act(obs, u);                     /* Box actions: RLB_ACTION_DIM floats */
+
+Weights and tables are ``static const`` arrays (flash); working memory is static buffers
+sized exactly (no malloc, no recursion). What the C computes, and how it matches numpy:
+
+- ``mlp_int8``: integer-only, **bit-exact** with :class:`~rlbudget.policy.model.QuantizedMLP`
+  (the same float32 division and rounding for the input, the same gemmlowp fixed-point
+  requantization, the same lookup tables). A ``tanh_rescale`` head reads a table of the
+  256 possible actions per dimension computed by numpy, so the int8 path needs no libm.
+- ``table``, ``packed_table``, tile-coded ``linear`` (float or int8/int16): exact. Tile
+  coding and discretizing compute in double, as numpy does, with every constant printed
+  so that it reads back to the same number (``%.17g``; floats ``%.9g``).
+- ``mlp`` and ``linear`` on float features: float32, within ~1e-6 of numpy (the sums run
+  in another order; ``tanhf``/``expf`` come from libm: link with ``-lm``).
+
+A Discrete observation is passed as ``obs[0]`` = the state index (clamped to the space).
+Right shifts of negative int32 values are assumed arithmetic (GCC, Clang, Arm, IAR).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbudget import __version__
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import (
+    MLP,
+    Array,
+    Discretize,
+    Linear,
+    Normalize,
+    OneHot,
+    PackedTable,
+    Policy,
+    QuantizedMLP,
+    Table,
+    TileCode,
+    dequantize,
+    quantize_input,
+)
+
+HEADER, SOURCE, HARNESS = "policy.h", "policy.c", "main.c"
+CTYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t",
+          "int32": "int32_t", "uint8": "uint8_t"}  # fmt: skip
+ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_c` wrote and what it costs on the device.
+
+    ``flash_bytes`` counts the ``const`` arrays (weights, tables, constants), not the code;
+    ``ram_bytes`` the static working buffers (the stack holds a few scalars on top).
+    """
+
+    files: tuple[Path, ...]
+    ram_bytes: int
+    flash_bytes: int
+    needs_libm: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": [str(f) for f in self.files], "ram_bytes": self.ram_bytes,
+                "flash_bytes": self.flash_bytes, "needs_libm": self.needs_libm}  # fmt: skip
+
+
+def c_float(v: float) -> str:
+    """A float32 constant that reads back bit for bit: ``%.9g`` plus ``f``."""
+    s = f"{float(np.float32(v)):.9g}"
+    return (s if any(c in s for c in ".e") else s + ".0") + "f"
+
+
+def c_double(v: float) -> str:
+    """A double constant that reads back bit for bit (``%.17g``)."""
+    s = f"{float(v):.17g}"
+    return s if any(c in s for c in ".e") else s + ".0"
+
+
+def c_int(v: int) -> str:
+    """An integer constant (INT32_MIN spelled so that no constant overflows)."""
+    return str(v) if v != -(2**31) else "(-2147483647 - 1)"
+
+
+def _c_intv(v: Any) -> str:
+    return c_int(int(v))
+
+
+class _Writer:
+    """Collects the pieces of ``policy.c``: constants, buffers, helpers, the entry point."""
+
+    def __init__(self) -> None:
+        self.consts: list[str] = []
+        self.buffers: list[str] = []
+        self.helpers: dict[str, str] = {}
+        self.code: list[str] = []
+        self.flash = 0
+        self.ram = 0
+        self.libm = False
+
+    def const(self, name: str, values: Iterable[Any], ctype: str, comment: str = "") -> str:
+        items = list(values)
+        fmt: Callable[[Any], str] = {"float": c_float, "double": c_double}.get(ctype, _c_intv)
+        per_line = 6 if ctype in ("float", "double") else 12
+        rows = [", ".join(fmt(v) for v in items[i : i + per_line])
+                for i in range(0, len(items), per_line)]  # fmt: skip
+        note = f"/* {comment} */\n" if comment else ""
+        body = ",\n    ".join(rows)
+        self.consts.append(f"{note}static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};")
+        self.flash += len(items) * _sizeof(ctype)
+        return name
+
+    def array(self, name: str, a: Array, comment: str = "", ctype: str | None = None) -> str:
+        return self.const(name, np.asarray(a).ravel().tolist(), ctype or CTYPES[str(a.dtype)],
+                          comment)  # fmt: skip
+
+    def buffer(self, name: str, ctype: str, n: int, comment: str) -> str:
+        self.buffers.append(f"static {ctype} {name}[{n}]; /* {comment} */")
+        self.ram += n * _sizeof(ctype)
+        return name
+
+    def helper(self, name: str, text: str) -> None:
+        self.helpers.setdefault(name, text.strip("\n"))
+
+    def line(self, text: str) -> None:
+        self.code.append(text)
+
+
+def _sizeof(ctype: str) -> int:
+    return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
+
+
+def _fail(message: str) -> PolicyError:
+    return PolicyError(f"export_c: {message}")
+
+
+def _loop(var: str, n: int, statement: str) -> str:
+    """``for (var = 0; var < n; ++var) { statement }`` at the entry point's indentation."""
+    return f"    for ({var} = 0; {var} < {n}; ++{var}) {{\n        {statement}\n    }}"
+
+
+# --- helpers (C text), emitted only when used ----------------------------------------------
+
+QUANTIZE = """
+/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm) */
+static int8_t rlb_quantize(float v, float scale, int32_t zero_point)
+{
+    float s = v / scale;
+    int32_t r;
+    float frac;
+    if (!(s >= -512.0f)) {
+        s = -512.0f; /* NaN too */
+    }
+    if (s > 512.0f) {
+        s = 512.0f;
+    }
+    r = (int32_t)s; /* truncates */
+    frac = s - (float)r;
+    if (frac >= 0.5f) {
+        r += 1;
+    } else if (frac <= -0.5f) {
+        r -= 1;
+    }
+    r += zero_point;
+    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+}
+"""
+
+FIXED_POINT = """
+/* gemmlowp SaturatingRoundingDoublingHighMul; b (a multiplier >= 0) is never INT32_MIN */
+static int32_t rlb_srdhm(int32_t a, int32_t b)
+{
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates */
+}
+
+/* gemmlowp RoundingDivideByPOT: x / 2^exponent, rounded half away from zero */
+static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
+{
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite MultiplyByQuantizedMultiplier; the left shift saturates (as rlbudget's numpy) */
+static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    if (shift > 0) {
+        int64_t s = (int64_t)x * ((int64_t)1 << shift);
+        if (s > INT32_MAX) {
+            s = INT32_MAX;
+        }
+        if (s < INT32_MIN) {
+            s = INT32_MIN;
+        }
+        x = (int32_t)s;
+    }
+    return rlb_rdbpot(rlb_srdhm(x, multiplier), shift > 0 ? 0 : -shift);
+}
+
+/* one int8 fully connected layer (TFLite Micro, per-channel); w is [n_out][n_in] */
+static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *b,
+                           const int32_t *multiplier, const int8_t *shift, int32_t n_in,
+                           int32_t n_out, int32_t in_zp, int32_t out_zp, int32_t lo,
+                           const int8_t *lut)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        acc = rlb_mbqm(acc, multiplier[j], shift[j]);
+        acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
+        acc += out_zp;
+        acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
+        y[j] = lut ? lut[acc + 128] : (int8_t)acc;
+    }
+}
+"""
+
+
+def _argmax(ctype: str) -> str:
+    """C for ``rlb_argmax[_int8](y, n)``: the index of the first largest value (numpy's)."""
+    suffix = "_int8" if ctype == "int8_t" else ""
+    return f"""
+/* index of the first largest value (numpy's argmax) */
+static int rlb_argmax{suffix}(const {ctype} *y, int32_t n)
+{{
+    int32_t i, best = 0;
+    for (i = 1; i < n; ++i) {{
+        if (y[i] > y[best]) {{
+            best = i;
+        }}
+    }}
+    return (int)best;
+}}
+"""
+
+
+def _dense_f32(activations: set[str]) -> str:
+    cases = {
+        "relu": "acc = acc < 0.0f ? 0.0f : acc;",
+        "tanh": "acc = tanhf(acc);",
+        "sigmoid": "acc = 1.0f / (1.0f + expf(-acc));",
+    }
+    branches = "\n".join(
+        f"        if (act == {ACTIVATION_CODES[a]}) {{\n            {cases[a]}\n        }}"
+        for a in sorted(activations) if a in cases
+    )  # fmt: skip
+    unused = "" if branches else "    (void)act;\n"
+    return f"""
+/* one float32 dense layer: y = act(W x + b); w is [n_out][n_in]; act: 0 identity,
+   1 relu, 2 tanh, 3 sigmoid */
+static void rlb_dense_f32(const float *x, float *y, const float *w, const float *b,
+                          int32_t n_in, int32_t n_out, int act)
+{{
+    int32_t i, j;
+    float acc;
+{unused}    for (j = 0; j < n_out; ++j) {{
+        const float *row = w + j * n_in;
+        acc = 0.0f;
+        for (i = 0; i < n_in; ++i) {{
+            acc += x[i] * row[i];
+        }}
+        acc += b[j];
+{branches}
+        y[j] = acc;
+    }}
+}}
+"""
+
+
+# --- the generator ---------------------------------------------------------------------------
+
+
+def _check_arrays(policy: Policy) -> None:
+    for name, a in policy.arrays().items():
+        if str(a.dtype) == "float16":
+            raise _fail(f"array '{name}' is float16, which C99 has no type for; export the "
+                        "float32 policy (or quantize it to int8)")  # fmt: skip
+        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise _fail(f"array '{name}' contains NaN or inf; C constants must be finite")
+
+
+def _split_preprocess(
+    policy: Policy,
+) -> tuple[Normalize | None, Discretize | TileCode | OneHot | None]:
+    steps = list(policy.preprocess)
+    norm = steps[0] if steps and isinstance(steps[0], Normalize) else None
+    rest = steps[1:] if norm else steps
+    last = rest[0] if len(rest) == 1 and not isinstance(rest[0], Normalize) else None
+    if len(rest) != (last is not None) or (isinstance(last, OneHot) and norm is not None):
+        kinds = " → ".join(p.kind for p in policy.preprocess)
+        raise _fail(
+            f"the preprocess {kinds} is not supported; the C export handles an optional "
+            "normalize followed by at most one of discretize, tile_code (or one_hot alone)"
+        )
+    return norm, last
+
+
+def _input_function(w: _Writer, norm: Normalize | None) -> None:
+    """``rlb_input(obs, i)``: observation element i after the float preprocess."""
+    if norm is None:
+        w.helper(
+            "rlb_input",
+            """
+static float rlb_input(const float *obs, int32_t i)
+{
+    return obs[i];
+}
+""",
+        )
+        return
+    std = np.sqrt(norm.var + np.float32(norm.eps))  # exactly numpy's float32 divisor
+    w.array("rlb_norm_mean", norm.mean, "normalize: mean")
+    w.array("rlb_norm_std", std, "normalize: sqrt(var + eps), computed in float32")
+    clip = c_float(norm.clip)
+    w.helper(
+        "rlb_input",
+        f"""
+/* normalize: clip((x - mean) / sqrt(var + eps), +-{norm.clip:g}) */
+static float rlb_input(const float *obs, int32_t i)
+{{
+    float z = (obs[i] - rlb_norm_mean[i]) / rlb_norm_std[i];
+    if (z < -{clip}) {{
+        z = -{clip};
+    }}
+    if (z > {clip}) {{
+        z = {clip};
+    }}
+    return z;
+}}
+""",
+    )
+
+
+def _bin(top: str) -> str:
+    """C for ``clip(floor(s), 0, top)`` without libm (NaN → 0)."""
+    return f"!(s >= 0.0) ? 0 : (s >= (double){top} ? (int32_t){top} : (int32_t)s)"
+
+
+def _state_function(w: _Writer, policy: Policy, last: Discretize | None) -> None:
+    """``rlb_state(obs)``: the table row, from a Discrete observation or a discretizer."""
+    if last is None:
+        n = policy.observation_space.n
+        if policy.observation_space.kind != "discrete" or n is None:
+            raise _fail(f"a {policy.body.kind} body needs a Discrete observation or a "
+                        "discretize preprocess")  # fmt: skip
+        w.helper(
+            "rlb_state",
+            f"""
+/* a Discrete observation: obs[0] is the state, clamped to 0..{n - 1} */
+static int32_t rlb_state(const float *obs)
+{{
+    const float v = obs[0];
+    if (!(v >= 0.0f)) {{
+        return 0;
+    }}
+    return v > {c_float(n - 1)} ? {n - 1} : (int32_t)v;
+}}
+""",
+        )
+        return
+    bins = np.asarray(last.bins)
+    w.array("rlb_disc_low", last.low.astype(np.float64), "discretize: low (float64)")
+    w.array("rlb_disc_range", (last.high - last.low).astype(np.float64),
+            "discretize: high - low, computed in float32 as numpy does")  # fmt: skip
+    w.const("rlb_disc_bins", bins.tolist(), "int32_t", "discretize: bins per dimension")
+    w.helper(
+        "rlb_state",
+        f"""
+/* discretize: row-major index of clip(floor((x - low) / (high - low) * bins), 0, bins - 1) */
+static int32_t rlb_state(const float *obs)
+{{
+    int32_t d, k, state = 0;
+    double s;
+    for (d = 0; d < {len(bins)}; ++d) {{
+        s = ((double)rlb_input(obs, d) - rlb_disc_low[d]) / rlb_disc_range[d]
+            * (double)rlb_disc_bins[d];
+        k = {_bin("(rlb_disc_bins[d] - 1)")};
+        state = state * rlb_disc_bins[d] + k;
+    }}
+    return state;
+}}
+""",
+    )
+
+
+def _vector(w: _Writer, policy: Policy, last: OneHot | None, target: str, width: int,
+            q: tuple[float, int] | None = None) -> None:  # fmt: skip
+    """Fill ``target[0..width)`` with the body input (int8 when ``q`` gives scale, zero point)."""
+    if isinstance(last, OneHot):
+        _state_function(w, policy, None)
+        if q is None:
+            w.line(_loop("i", width, f"{target}[i] = 0.0f;"))
+            w.line(f"    {target}[rlb_state(obs)] = 1.0f; /* one_hot */")
+            return
+        zero, one = quantize_input(np.array([0.0, 1.0], dtype=np.float32), *q).tolist()
+        w.line(_loop("i", width, f"{target}[i] = {zero};"))
+        w.line(f"    {target}[rlb_state(obs)] = {one}; /* one_hot, quantized */")
+        return
+    if q is None:
+        w.line(_loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
+        return
+    w.helper("rlb_quantize", QUANTIZE)
+    quantize = f"rlb_quantize(rlb_input(obs, i), {c_float(q[0])}, {q[1]})"
+    w.line(_loop("i", width, f"{target}[i] = {quantize};"))
+
+
+def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
+    widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
+    size = max(a + b for a, b in pairwise(widths))
+    w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
+    _vector(w, policy, last, "rlb_arena", widths[0])
+    activations = {la.activation for la in body.layers}
+    w.helper("rlb_dense_f32", _dense_f32(activations))
+    w.libm |= bool(activations & {"tanh", "sigmoid"})
+    x = "rlb_arena"
+    for i, la in enumerate(body.layers):
+        n_in, n_out = la.W.shape
+        y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
+        w.array(f"rlb_w{i}", la.W.T.astype(np.float32), f"layer {i}: W [{n_out}][{n_in}]")
+        w.array(f"rlb_b{i}", la.b.astype(np.float32), f"layer {i}: b")
+        w.line(f"    rlb_dense_f32({x}, {y}, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
+               f"{ACTIVATION_CODES[la.activation]}); /* {la.activation} */")  # fmt: skip
+        x = y
+    return x
+
+
+def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
+    widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
+    size = max(a + b for a, b in pairwise(widths))
+    w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
+    first = body.layers[0]
+    _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
+    w.helper("fixed_point", FIXED_POINT)
+    x = "rlb_arena"
+    for i, la in enumerate(body.layers):
+        n_in, n_out = la.W.shape
+        y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
+        w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
+        w.array(f"rlb_b{i}", la.b, f"layer {i}: int32 bias")
+        w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
+        w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
+        lut = "0"
+        if la.lut is not None:
+            lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
+        w.line(f"    rlb_dense_int8({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {n_in}, "
+               f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "
+               f"{lut}); /* {la.activation} */")  # fmt: skip
+        x = y
+    return x
+
+
+def _linear(w: _Writer, policy: Policy, body: Linear, last: TileCode | OneHot | None) -> str:
+    n_in, n_out = body.W.shape
+    w.buffer("rlb_out", "float", n_out, "body outputs")
+    quantized = body.scale is not None
+    if quantized:
+        assert body.scale is not None
+        w.array("rlb_scale", body.scale, "one scale per output")
+    if isinstance(last, TileCode):
+        return _tiles(w, body, last)
+    w.buffer("rlb_x", "float", n_in, "body inputs")
+    _vector(w, policy, last, "rlb_x", n_in)
+    w.array("rlb_w", body.W.T, f"W [{n_out}][{n_in}]")
+    w.array("rlb_b", body.b, "b")
+    weight = "(float)rlb_w[j * {n}] * rlb_scale[j]" if quantized else "rlb_w[j * {n}]"
+    bias = "(float)rlb_b[j] * rlb_scale[j]" if quantized else "rlb_b[j]"
+    w.line(f"""    for (j = 0; j < {n_out}; ++j) {{
+        float acc = 0.0f;
+        for (i = 0; i < {n_in}; ++i) {{
+            acc += rlb_x[i] * ({weight.format(n=f"{n_in} + i")});
+        }}
+        rlb_out[j] = acc + {bias};
+    }}""")
+    return "rlb_out"
+
+
+def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
+    n_features, n_out = body.W.shape
+    width = (tc.high - tc.low) / tc.tiles_per_dim  # float32, as TileCode.apply
+    w.array("rlb_tile_low", tc.low.astype(np.float64), "tile coding: low (float64)")
+    w.array("rlb_tile_width", width.astype(np.float64),
+            "tile coding: tile width, computed in float32 as numpy does")  # fmt: skip
+    w.array("rlb_w", body.W, f"W [{n_features}][{n_out}], one row per feature")
+    w.array("rlb_b", body.b, "b")
+    quantized = body.scale is not None
+    if quantized:
+        w.buffer("rlb_acc", "int32_t", n_out, "integer tile sums")
+    acc = "rlb_acc" if quantized else "rlb_out"
+    tpd, dims = tc.tiles_per_dim, len(tc.low)
+    hashed = (f"\n        f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
+              f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
+    w.line(_loop("j", n_out, f"{acc}[j] = 0;"))
+    w.line(f"""    for (t = 0; t < {tc.tilings}; ++t) {{ /* one active feature per tiling */
+        int32_t d, k, f = 0;
+        double s;
+        for (d = 0; d < {dims}; ++d) {{
+            s = ((double)rlb_input(obs, d) - rlb_tile_low[d]) / rlb_tile_width[d]
+                + (double)t / {c_double(tc.tilings)};
+            k = {_bin(str(tpd))};
+            f = f * {tpd + 1} + k;
+        }}
+        f += t * {tc.per_tiling};{hashed}
+        for (j = 0; j < {n_out}; ++j) {{
+            {acc}[j] += rlb_w[f * {n_out} + j];
+        }}
+    }}""")
+    if quantized:
+        w.line(_loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))
+    else:
+        w.line(_loop("j", n_out, "rlb_out[j] += rlb_b[j];"))
+    return "rlb_out"
+
+
+def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None) -> None:
+    head = policy.head
+    if policy.action_space.kind == "discrete":
+        if head.kind != "argmax":
+            raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
+        w.helper("argmax", _argmax("int8_t" if int8 else "float"))
+        w.line(f"    (void)action;\n    return rlb_argmax{'_int8' if int8 else ''}({y}, {n});")
+        return
+    if head.kind == "argmax":
+        raise _fail("an argmax head needs discrete actions")
+    bounded = (
+        head.kind in ("clip", "tanh_rescale") and head.low is not None and head.high is not None
+    )
+    if int8 is not None:
+        scale, zp = int8.layers[-1].out_quant
+        if bounded and head.kind == "tanh_rescale":
+            table = head.apply(
+                np.repeat(dequantize(np.arange(-128, 128), scale, zp)[:, None], n, 1)
+            )
+            w.array("rlb_head_table", table.T, "tanh_rescale of each int8 output, per dimension")
+            w.line(_loop("j", n, f"action[j] = rlb_head_table[j * 256 + {y}[j] + 128];"))
+            w.line("    return 0;")
+            return
+        value = f"(float)((int32_t){y}[j] - {zp}) * {c_float(scale)}"
+    else:
+        value = f"{y}[j]"
+    if not bounded:
+        w.line(_loop("j", n, f"action[j] = {value};") + "\n    return 0;")
+        return
+    assert head.low is not None and head.high is not None
+    w.array("rlb_low", head.low, "action bounds: low")
+    if head.kind == "clip":
+        w.array("rlb_high", head.high, "action bounds: high")
+        w.line(f"""    for (j = 0; j < {n}; ++j) {{
+        float v = {value};
+        if (v < rlb_low[j]) {{
+            v = rlb_low[j];
+        }}
+        if (v > rlb_high[j]) {{
+            v = rlb_high[j];
+        }}
+        action[j] = v;
+    }}
+    return 0;""")
+        return
+    w.libm = True
+    w.array("rlb_span", head.high - head.low, "high - low")
+    w.line(f"""    for (j = 0; j < {n}; ++j) {{ /* tanh_rescale */
+        action[j] = rlb_low[j] + (tanhf({value}) + 1.0f) * 0.5f * rlb_span[j];
+    }}
+    return 0;""")
+
+
+def _generate(policy: Policy) -> _Writer:
+    """The writer filled with everything ``policy.c`` holds for ``policy``."""
+    _check_arrays(policy)
+    w = _Writer()
+    norm, last = _split_preprocess(policy)
+    if policy.observation_space.kind == "box":
+        _input_function(w, norm)
+    body = policy.body
+    if isinstance(body, MLP | QuantizedMLP | Linear) and isinstance(last, Discretize):
+        raise _fail(f"a {body.kind} body after discretize is not supported")
+    if isinstance(body, MLP | QuantizedMLP):
+        if isinstance(last, TileCode):
+            raise _fail(f"a {body.kind} body after tile_code is not supported")
+        gen = _mlp if isinstance(body, MLP) else _mlp_int8
+        y = gen(w, policy, body, last)  # type: ignore[arg-type]
+        n = int(body.layers[-1].W.shape[1])
+        _head(w, policy, y, n, body if isinstance(body, QuantizedMLP) else None)
+    elif isinstance(body, Linear):
+        y = _linear(w, policy, body, last)  # type: ignore[arg-type]
+        _head(w, policy, y, int(body.W.shape[1]), None)
+    elif isinstance(body, Table | PackedTable):
+        if isinstance(last, TileCode | OneHot):
+            raise _fail(f"a {body.kind} body after {last.kind} is not supported")
+        _state_function(w, policy, last)
+        if isinstance(body, Table):
+            n = int(body.values.shape[1])
+            w.array("rlb_values", body.values, f"table [{body.values.shape[0]}][{n}]")
+            w.line(f"    {{\n        const float *y = rlb_values + rlb_state(obs) * {n};")
+            _head(w, policy, "y", n, None)
+            w.line("    }")
+        else:
+            padded = np.append(body.packed, np.uint8(0))  # one spare byte: reads stay inside
+            w.array("rlb_packed", padded, f"greedy actions, {body.bits} bits each, LSB first")
+            w.line(f"""    {{
+        const int32_t bit = rlb_state(obs) * {body.bits};
+        const uint32_t word = (uint32_t)rlb_packed[bit >> 3]
+                              | ((uint32_t)rlb_packed[(bit >> 3) + 1] << 8);
+        (void)action;
+        return (int)((word >> (bit & 7)) & {(1 << body.bits) - 1}u);
+    }}""")
+    else:
+        raise _fail(f"body kind {body.kind!r} is not supported; the C export handles mlp, "
+                    "mlp_int8, table, packed_table, linear")  # fmt: skip
+    return w
+
+
+def _source(policy: Policy, w: _Writer) -> str:
+    code = "\n".join(w.code)
+    loops = [v for v in ("i", "j", "t") if f"({v} = 0;" in code]
+    declare = f"    int32_t {', '.join(loops)};\n" if loops else ""
+    includes = "#include <stdint.h>" + ("\n#include <math.h>" if w.libm else "")
+    sections = [
+        f"/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit. */",
+        f'#include "{HEADER}"\n\n{includes}',
+        "/* --- constants (flash) --- */",
+        *w.consts,
+        "/* --- working buffers (RAM) --- */" if w.buffers else "",
+        *w.buffers,
+        *w.helpers.values(),
+        f"int rlb_policy_act(const float *obs, float *action)\n{{\n{declare}{code}\n}}",
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _origin(policy: Policy) -> str:
+    prov = policy.provenance
+    parts = [str(prov[k]) for k in ("algorithm", "env") if prov.get(k)]
+    parts += [t.get("method", "?") for t in prov.get("transforms", []) if isinstance(t, dict)]
+    pipeline = " -> ".join([*(p.kind for p in policy.preprocess), policy.body.kind,
+                            policy.head.kind])  # fmt: skip
+    return pipeline + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _header(policy: Policy, w: _Writer) -> str:
+    obs, act = policy.observation_space, policy.action_space
+    discrete = act.kind == "discrete"
+    n_actions = f"#define RLB_N_ACTIONS {act.n}\n" if discrete else ""
+    obs_note = ("obs[0] holds the state index (a Discrete observation)" if obs.kind == "discrete"
+                else f"obs holds the {obs.dim} observation values, in the env's order")  # fmt: skip
+    returns = (f"the action index, 0..{(act.n or 1) - 1}; action is not used (may be NULL)"
+               if discrete else f"0, after writing {act.dim} floats to action")  # fmt: skip
+    libm = " -lm" if w.libm else ""
+    no_libm = "" if w.libm else ", no libm"
+    return f"""/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit.
+ *
+ * int rlb_policy_act(const float *obs, float *action);
+ *   {obs_note}.
+ *   Returns {returns}.
+ *   Not reentrant: it uses static buffers (RLB_RAM_BYTES). No malloc{no_libm}.
+ *
+ * Host test: cc -std=c99 -O2 policy.c main.c -o policy{libm} && ./policy < observations.txt
+ */
+#ifndef RLB_POLICY_H
+#define RLB_POLICY_H
+
+#define RLB_OBS_DIM {obs.dim}
+#define RLB_ACTION_DIM {1 if discrete else act.dim}
+#define RLB_DISCRETE_ACTIONS {int(discrete)}
+{n_actions}#define RLB_RAM_BYTES {w.ram}
+#define RLB_FLASH_BYTES {w.flash}
+
+#ifdef __cplusplus
+extern "C" {{
+#endif
+
+int rlb_policy_act(const float *obs, float *action);
+
+#ifdef __cplusplus
+}}
+#endif
+
+#endif /* RLB_POLICY_H */
+"""
+
+
+HARNESS_TEXT = """/* Host harness generated by rlbudget: reads observations from stdin (RLB_OBS_DIM
+ * whitespace-separated floats each, one observation per line) and prints one action per
+ * line (an integer, or RLB_ACTION_DIM floats printed with %.9g). Exit 2 on bad input. */
+#include <stdio.h>
+
+#include "policy.h"
+
+int main(void)
+{
+    float obs[RLB_OBS_DIM];
+    float action[RLB_ACTION_DIM];
+    int i, got;
+    for (;;) {
+        for (i = 0; i < RLB_OBS_DIM; ++i) {
+            got = scanf("%f", &obs[i]);
+            if (got != 1) {
+                if (i == 0 && got == EOF) {
+                    return 0;
+                }
+                fprintf(stderr, "observation value %d: expected a number\\n", i);
+                return 2;
+            }
+        }
+#if RLB_DISCRETE_ACTIONS
+        printf("%d\\n", rlb_policy_act(obs, action));
+#else
+        rlb_policy_act(obs, action);
+        for (i = 0; i < RLB_ACTION_DIM; ++i) {
+            printf(i ? " %.9g" : "%.9g", (double)action[i]);
+        }
+        printf("\\n");
+#endif
+    }
+}
+"""
+
+
+def export_c(policy: Policy, out_dir: str | os.PathLike[str]) -> ExportResult:
+    """Write ``policy.h``, ``policy.c`` and ``main.c`` (a stdin/stdout harness) to ``out_dir``.
+
+    The folder is written atomically; an existing folder is replaced only if rlbudget
+    wrote it (it holds ``policy.h``).
+
+    :param policy: any policy whose parts the C export supports (see the module docstring).
+    :param out_dir: the folder to create or replace.
+    :returns: the files, RAM bytes of the static buffers, flash bytes of the const arrays,
+        and whether ``policy.c`` needs libm (float tanh/sigmoid only).
+    :raises PolicyError: a part the C export does not support, or non-finite constants.
+    :raises RlbudgetError: the parent folder is missing, or ``out_dir`` is another folder.
+    """
+    from rlbudget.fileio import atomic_write_dir
+
+    w = _generate(policy)
+    files = {HEADER: _header(policy, w), SOURCE: _source(policy, w), HARNESS: HARNESS_TEXT}
+    folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER)
+    return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, w.libm)

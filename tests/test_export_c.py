@@ -1,0 +1,365 @@
+"""C export: every generated program compiled with -Wall -Wextra -Werror -pedantic, run on
+10,000 observations and compared with numpy (int8, tables, tile-coded linear: exact)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlbudget.compress.quantize import quantize_int8
+from rlbudget.compress.tabular import pack_table, quantize_linear
+from rlbudget.envs import SpaceSpec, env_spec
+from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.export import ExportResult, export_c
+from rlbudget.policy import (
+    MLP,
+    Dense,
+    Discretize,
+    Head,
+    Linear,
+    Normalize,
+    OneHot,
+    Policy,
+    Table,
+    TileCode,
+)
+
+GCC = shutil.which("gcc")
+ARM_GCC = shutil.which("arm-none-eabi-gcc")
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
+N_OBS = 10_000
+
+
+def f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
+    return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+
+def mlp(rng: np.random.Generator, widths: list[int], activation: str) -> MLP:
+    layers = [Dense(f32(rng, n_in, n_out, scale=n_in**-0.5), f32(rng, n_out, scale=0.1),
+                    activation if i < len(widths) - 2 else "identity")
+              for i, (n_in, n_out) in enumerate(pairwise(widths))]  # fmt: skip
+    return MLP(tuple(layers))
+
+
+@cache
+def spec(env_id: str) -> tuple[SpaceSpec, SpaceSpec]:
+    s = env_spec(env_id, measure_steps=0)
+    return s.observation, s.action
+
+
+@cache
+def rollouts(env_id: str, n: int = N_OBS // 2) -> np.ndarray:
+    """Observations visited by a random policy (seeded)."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.action_space.seed(0)
+    obs, _ = env.reset(seed=0)
+    out = []
+    for _ in range(n):
+        out.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    return np.asarray(out, dtype=np.float32)
+
+
+def observations(env_id: str) -> np.ndarray:
+    """Half uniform over the (widened) bounds, half from random rollouts: float32."""
+    obs_space, _ = spec(env_id)
+    rng = np.random.default_rng(1)
+    if obs_space.kind == "discrete":
+        assert obs_space.n is not None
+        return rng.integers(0, obs_space.n, N_OBS)
+    low = np.clip(np.nan_to_num(np.asarray(obs_space.low), neginf=-5.0), -5, 5)
+    high = np.clip(np.nan_to_num(np.asarray(obs_space.high), posinf=5.0), -5, 5)
+    uniform = rng.uniform(low * 1.2, high * 1.2, (N_OBS // 2, obs_space.dim)).astype(np.float32)
+    return np.concatenate([uniform, rollouts(env_id)])
+
+
+def policy(env_id: str, preprocess: tuple, body, head: Head) -> Policy:  # type: ignore[no-untyped-def,type-arg]
+    obs_space, act_space = spec(env_id)
+    return Policy(obs_space, act_space, preprocess, body, head, {"env": env_id})
+
+
+def cartpole_mlp(activation: str = "tanh") -> Policy:
+    rng = np.random.default_rng(0)
+    norm = Normalize(np.zeros(4), np.array([1.0, 3.0, 0.02, 3.0]), clip=5.3)
+    return policy("CartPole-v1", (norm,), mlp(rng, [4, 64, 64, 2], activation), Head("argmax"))
+
+
+def pendulum_mlp(activation: str, head: str) -> Policy:
+    rng = np.random.default_rng(1)
+    bounds = np.array([-2.0]), np.array([2.0])
+    return policy("Pendulum-v1", (), mlp(rng, [3, 64, 64, 1], activation), Head(head, *bounds))
+
+
+def frozenlake_mlp() -> Policy:
+    rng = np.random.default_rng(2)
+    return policy("FrozenLake-v1", (OneHot(16),), mlp(rng, [16, 16, 4], "relu"), Head("argmax"))
+
+
+def frozenlake_table() -> Policy:
+    rng = np.random.default_rng(3)
+    return policy("FrozenLake-v1", (), Table(f32(rng, 16, 4)), Head("argmax"))
+
+
+def cartpole_table() -> Policy:
+    rng = np.random.default_rng(4)
+    disc = Discretize(np.array([-2.4, -3, -0.21, -3]), np.array([2.4, 3, 0.21, 3]), (3, 5, 6, 7))
+    return policy("CartPole-v1", (disc,), Table(f32(rng, 3 * 5 * 6 * 7, 2)), Head("argmax"))
+
+
+def taxi_packed() -> Policy:
+    rng = np.random.default_rng(5)
+    return pack_table(policy("Taxi-v4", (), Table(f32(rng, 500, 6)), Head("argmax")))
+
+
+def mountaincar_tiles(hash_size: int | None = None) -> Policy:
+    rng = np.random.default_rng(6)
+    tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 8, 8, hash_size)
+    return policy("MountainCar-v0", (tc,), Linear(f32(rng, tc.features, 3), f32(rng, 3)),
+                  Head("argmax"))  # fmt: skip
+
+
+def pendulum_linear() -> Policy:
+    rng = np.random.default_rng(7)
+    norm = Normalize(np.zeros(3), np.array([0.5, 0.5, 16.0]))
+    body = Linear(f32(rng, 3, 1), f32(rng, 1))
+    return policy("Pendulum-v1", (norm,), body, Head("clip", np.array([-2.0]), np.array([2.0])))
+
+
+def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
+    return lambda: quantize_int8(make(), observations(env_id)[::5])
+
+
+@dataclass(frozen=True)
+class Case:
+    make: Callable[[], Policy]
+    env_id: str
+    exact: bool  # bit-exact, or fp32 within 1e-5
+
+
+CASES: dict[str, Case] = {
+    "cartpole-mlp-tanh": Case(cartpole_mlp, "CartPole-v1", False),
+    "cartpole-mlp-tanh-int8": Case(int8(cartpole_mlp, "CartPole-v1"), "CartPole-v1", True),
+    "cartpole-mlp-sigmoid-int8": Case(
+        int8(lambda: cartpole_mlp("sigmoid"), "CartPole-v1"), "CartPole-v1", True
+    ),
+    "pendulum-mlp-relu-clip": Case(lambda: pendulum_mlp("relu", "clip"), "Pendulum-v1", False),
+    "pendulum-mlp-relu-clip-int8": Case(
+        int8(lambda: pendulum_mlp("relu", "clip"), "Pendulum-v1"), "Pendulum-v1", True
+    ),
+    "pendulum-mlp-tanh-squash": Case(
+        lambda: pendulum_mlp("tanh", "tanh_rescale"), "Pendulum-v1", False
+    ),
+    "pendulum-mlp-tanh-squash-int8": Case(
+        int8(lambda: pendulum_mlp("tanh", "tanh_rescale"), "Pendulum-v1"), "Pendulum-v1", True
+    ),
+    "pendulum-mlp-identity-int8": Case(
+        int8(lambda: pendulum_mlp("relu", "identity"), "Pendulum-v1"), "Pendulum-v1", True
+    ),
+    "frozenlake-onehot-mlp": Case(frozenlake_mlp, "FrozenLake-v1", False),
+    "frozenlake-onehot-mlp-int8": Case(
+        int8(frozenlake_mlp, "FrozenLake-v1"), "FrozenLake-v1", True
+    ),
+    "frozenlake-table": Case(frozenlake_table, "FrozenLake-v1", True),
+    "cartpole-discretize-table": Case(cartpole_table, "CartPole-v1", True),
+    "cartpole-packed": Case(lambda: pack_table(cartpole_table()), "CartPole-v1", True),
+    "taxi-packed": Case(taxi_packed, "Taxi-v4", True),
+    "mountaincar-tiles": Case(mountaincar_tiles, "MountainCar-v0", True),
+    "mountaincar-tiles-hashed": Case(lambda: mountaincar_tiles(512), "MountainCar-v0", True),
+    "mountaincar-tiles-int16": Case(
+        lambda: quantize_linear(mountaincar_tiles()), "MountainCar-v0", True
+    ),
+    "mountaincar-tiles-int8": Case(
+        lambda: quantize_linear(mountaincar_tiles(), "int8"), "MountainCar-v0", True
+    ),
+    "pendulum-linear": Case(pendulum_linear, "Pendulum-v1", False),
+    "pendulum-linear-int8": Case(
+        lambda: quantize_linear(pendulum_linear(), "int8"), "Pendulum-v1", False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    policy: Policy
+    result: ExportResult
+    program: Path
+
+
+def compile_program(folder: Path, result: ExportResult, flags: list[str]) -> Path:
+    program = folder / "policy_host"
+    cmd = ["gcc", *flags, str(folder / "policy.c"), str(folder / "main.c"), "-o", str(program)]
+    run = subprocess.run([*cmd, *(["-lm"] if result.needs_libm else [])],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, f"{' '.join(cmd)}\n{run.stderr}"
+    return program
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Built]:
+    """Every case exported and compiled once (two compilers at a time)."""
+    if GCC is None:
+        pytest.skip("gcc is not installed: the C export is not compiled")
+    root = tmp_path_factory.mktemp("c")
+    policies = {name: case.make() for name, case in CASES.items()}
+    results = {name: export_c(p, root / name) for name, p in policies.items()}
+    with ThreadPoolExecutor(2) as pool:
+        compiled = pool.map(lambda n: compile_program(root / n, results[n], CFLAGS), results)
+        programs = dict(zip(results, compiled, strict=True))
+    return {n: Built(policies[n], results[n], programs[n]) for n in CASES}
+
+
+def run_program(program: Path, obs: np.ndarray) -> list[str]:
+    rows = obs.reshape(len(obs), -1)
+    text = "\n".join(" ".join(repr(float(v)) for v in row) for row in rows) + "\n"
+    run = subprocess.run([str(program)], input=text, capture_output=True, text=True, check=True)
+    return run.stdout.splitlines()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_c_matches_numpy(name: str, built: dict[str, Built]) -> None:
+    case, b = CASES[name], built[name]
+    obs = observations(case.env_id)
+    lines = run_program(b.program, obs)
+    assert len(lines) == N_OBS
+    expected = b.policy.act(obs)
+    if b.policy.action_space.kind == "discrete":
+        got = np.array([int(v) for v in lines])
+        if case.exact:
+            assert np.array_equal(got, expected)
+            return
+        # fp32: identical except where the two best values are within 1e-5 (a near-tie).
+        x = obs
+        for step in b.policy.preprocess:
+            x = step.apply(x)
+        top2 = np.sort(b.policy.body.apply(x), axis=1)[:, -2:]
+        differ = got != expected
+        assert np.all(top2[differ, 1] - top2[differ, 0] <= 1e-5), int(differ.sum())
+        return
+    got_f = np.array([[np.float32(v) for v in line.split()] for line in lines])
+    assert got_f.dtype == np.float32 and got_f.shape == expected.shape
+    if case.exact:
+        assert np.array_equal(got_f, expected)  # bit for bit
+    else:
+        assert np.abs(got_f - expected).max() <= 1e-5
+
+
+def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
+    b = built["cartpole-mlp-tanh-int8"]
+    source = (b.program.parent / "policy.c").read_text()
+    assert not b.result.needs_libm and "math.h" not in source and "float " in source
+    # RAM: one int8 arena holding the largest pair of live layers (64 + 64).
+    assert b.result.ram_bytes == 128 == b.policy.buffer_bytes
+    widths = [(4, 64), (64, 64), (64, 2)]
+    flash = 4 * 4 * 2  # normalize mean and 1/std
+    flash += sum(i * o + 4 * o + 4 * o + o for i, o in widths)  # W, bias, multiplier, shift
+    flash += 2 * 256  # two tanh tables
+    assert b.result.flash_bytes == flash
+    header = (b.program.parent / "policy.h").read_text()
+    assert f"#define RLB_RAM_BYTES {b.result.ram_bytes}\n" in header
+    assert f"#define RLB_FLASH_BYTES {flash}\n" in header
+    assert "#define RLB_N_ACTIONS 2\n" in header
+    assert built["cartpole-mlp-tanh"].result.needs_libm  # tanhf in the fp32 path
+    assert built["pendulum-mlp-relu-clip"].result.ram_bytes == 4 * 128
+
+
+def test_harness_rejects_bad_input(built: dict[str, Built]) -> None:
+    program = built["cartpole-packed"].program
+    run = subprocess.run([str(program)], input="0.1 0.2 zero 0.4\n", capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert run.returncode == 2 and run.stderr == "observation value 2: expected a number\n"
+    empty = subprocess.run([str(program)], input="", capture_output=True, text=True, check=False)
+    assert empty.returncode == 0 and empty.stdout == ""
+
+
+def test_discrete_observation_out_of_range_is_clamped(built: dict[str, Built]) -> None:
+    lines = run_program(built["frozenlake-table"].program, np.array([-3.0, 99.0, np.nan]))
+    p = built["frozenlake-table"].policy
+    assert [int(v) for v in lines] == [p.act(0), p.act(15), p.act(0)]
+
+
+def test_unsupported_parts_are_refused(tmp_path: Path) -> None:
+    def error(p: Policy) -> str:
+        with pytest.raises(PolicyError) as e:
+            export_c(p, tmp_path / "out")
+        return str(e.value)
+
+    rng = np.random.default_rng(0)
+    tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 2, 2)
+    on_tiles = policy("MountainCar-v0", (tc,), mlp(rng, [2, 3], "relu"), Head("argmax"))
+    assert error(on_tiles) == "export_c: a mlp body after tile_code is not supported"
+    half = policy("FrozenLake-v1", (), Table(np.zeros((16, 4), np.float16)), Head("argmax"))
+    assert error(half) == ("export_c: array 'body.values' is float16, which C99 has no type for; "
+                           "export the float32 policy (or quantize it to int8)")  # fmt: skip
+    disc = Discretize(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), (2, 2))
+    norm = Normalize(np.zeros(2), np.ones(2))
+    odd = policy("MountainCar-v0", (disc, norm), Table(np.zeros((4, 3), np.float32)),
+                 Head("argmax"))  # fmt: skip
+    assert error(odd) == (
+        "export_c: the preprocess discretize → normalize is not supported; the C export "
+        "handles an optional normalize followed by at most one of discretize, tile_code (or "
+        "one_hot alone)"
+    )
+    no_state = policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
+    assert error(no_state) == (
+        "export_c: a table body needs a Discrete observation or a discretize preprocess"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "main.c").write_text("mine")
+    with pytest.raises(RlbudgetError, match="exists and is not a folder rlbudget wrote"):
+        export_c(frozenlake_table(), tmp_path / "firmware")
+    assert (tmp_path / "firmware" / "main.c").read_text() == "mine"
+    first = export_c(frozenlake_table(), tmp_path / "pol")
+    again = export_c(taxi_packed(), tmp_path / "pol")  # an export folder is replaced
+    assert [f.name for f in again.files] == ["policy.h", "policy.c", "main.c"] == [
+        f.name for f in first.files]  # fmt: skip
+    # ⌈500 states × 3 bits / 8⌉ = 188 bytes, plus one spare byte so reads stay inside.
+    assert "static const uint8_t rlb_packed[189]" in (tmp_path / "pol" / "policy.c").read_text()
+    assert again.flash_bytes == 189 and again.ram_bytes == 0
+
+
+ARM_TARGETS = {
+    "cortex-m0plus": ["-mcpu=cortex-m0plus", "-mthumb"],
+    "cortex-m4f": ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+}
+
+
+@pytest.mark.skipif(ARM_GCC is None, reason="arm-none-eabi-gcc is not installed "
+                    "(Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
+@pytest.mark.parametrize("target", sorted(ARM_TARGETS))
+def test_builds_for_cortex_m(target: str, built: dict[str, Built]) -> None:
+    """No libc on the target: only the libm-free programs (int8, tables, relu fp32)."""
+    sizes = {}
+    for name in ("cartpole-mlp-tanh-int8", "pendulum-mlp-relu-clip", "taxi-packed",
+                 "mountaincar-tiles-int16"):  # fmt: skip
+        b = built[name]
+        assert not b.result.needs_libm
+        obj = b.program.parent / f"{target}.o"
+        cmd = ["arm-none-eabi-gcc", *ARM_TARGETS[target], "-std=c99", "-Wall", "-Wextra",
+               "-Werror", "-pedantic", "-Os", "-ffunction-sections", "-fdata-sections", "-c",
+               str(b.program.parent / "policy.c"), "-o", str(obj)]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr
+        out = subprocess.run(["arm-none-eabi-size", str(obj)], capture_output=True, text=True,
+                             check=True).stdout.splitlines()[1].split()  # fmt: skip
+        text, data, bss = (int(v) for v in out[:3])
+        assert text >= b.result.flash_bytes and data == 0 and bss == b.result.ram_bytes
+        sizes[name] = (text, data, bss)
+    print(target, sizes)

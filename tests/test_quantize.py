@@ -1,0 +1,415 @@
+"""int8 post-training quantization: fixed-point arithmetic, calibration, save/load, counting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlbudget.compress import policy_bytes
+from rlbudget.compress.quantize import activation_params, quantize_int8, quantize_multiplier
+from rlbudget.envs import env_spec
+from rlbudget.errors import PolicyError
+from rlbudget.policy import (
+    MLP,
+    Dense,
+    Head,
+    Normalize,
+    OneHot,
+    Policy,
+    Table,
+    load_policy,
+    save_policy,
+)
+from rlbudget.policy.model import (
+    QDense,
+    QuantizedMLP,
+    dequantize,
+    multiply_by_quantized_multiplier,
+    quantize_input,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
+
+RNG = np.random.default_rng(11)
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+
+
+def mlp(widths: list[int], activation: str, rng: np.random.Generator) -> MLP:
+    """Random layers with He-like scales (the last layer: identity)."""
+    layers = []
+    for i, (n_in, n_out) in enumerate(pairwise(widths)):
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        b = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
+        layers.append(Dense(w, b, activation if i < len(widths) - 2 else "identity"))
+    return MLP(tuple(layers))
+
+
+def cartpole_tanh(seed: int = 0, widths: tuple[int, ...] = (4, 64, 64, 2)) -> Policy:
+    rng = np.random.default_rng(seed)
+    s = env_spec("CartPole-v1", measure_steps=0)
+    norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
+    return Policy(s.observation, s.action, (norm,), mlp(list(widths), "tanh", rng),
+                  Head("argmax"), {"algorithm": "ppo", "transforms": []})  # fmt: skip
+
+
+def pendulum_relu(seed: int = 0, head: str = "clip") -> Policy:
+    rng = np.random.default_rng(seed)
+    s = env_spec("Pendulum-v1", measure_steps=0)
+    return Policy(s.observation, s.action, (), mlp([3, 64, 64, 1], "relu", rng),
+                  Head(head, np.array([-2.0]), np.array([2.0])), {"algorithm": "td3"})  # fmt: skip
+
+
+def cartpole_obs(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 4)) * [1.0, 1.5, 0.1, 1.5]).astype(np.float32)
+
+
+def pendulum_obs(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-np.pi, np.pi, n)
+    return np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, n)], 1).astype(np.float32)
+
+
+# --- fixed-point primitives against a line-by-line transcription of gemmlowp ---------------
+
+
+def srdhm_ref(a: int, b: int) -> int:
+    if a == b == I32_MIN:
+        return I32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    t = ab + nudge
+    return -((-t) // (1 << 31)) if t < 0 else t // (1 << 31)  # C's '/' truncates
+
+
+def rdbpot_ref(x: int, exponent: int) -> int:
+    mask = (1 << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def test_rounding_divide_by_pot_by_hand() -> None:
+    # Ties go away from zero, for negative values too; other values to the nearest.
+    x = np.array([5, -5, 4, -4, 6, -6, 7, -7, 2, -2, 0])
+    assert rounding_divide_by_pot(x, np.int64(1)).tolist() == [3, -3, 2, -2, 3, -3, 4, -4,
+                                                               1, -1, 0]  # fmt: skip
+    assert rounding_divide_by_pot(np.array([-6, 6, -5, 5]), np.int64(2)).tolist() == [
+        -2, 2, -1, 1]  # fmt: skip
+
+
+def test_srdhm_by_hand() -> None:
+    half = 1 << 30  # 0.5 in Q0.31
+    a = np.array([3, -3, 1, -1, 5, -5, I32_MIN, I32_MAX])
+    # x × 0.5: ties round up (toward +inf) here: 1.5 → 2, -1.5 → -1, 0.5 → 1, -0.5 → 0.
+    got = saturating_rounding_doubling_high_mul(a, np.full(8, half))
+    assert got.tolist() == [2, -1, 1, 0, 3, -2, -(2**30), 2**30]
+    both_min = saturating_rounding_doubling_high_mul(np.array([I32_MIN]), np.array([I32_MIN]))
+    assert both_min.tolist() == [I32_MAX]  # the one overflow case saturates
+
+
+def test_fixed_point_matches_reference_on_random_values() -> None:
+    edge = [0, 1, -1, 2, -2, I32_MIN, I32_MAX, I32_MIN + 1, 255, -255]
+    a = np.concatenate([edge, RNG.integers(I32_MIN, I32_MAX, 3000, endpoint=True)])
+    b = np.concatenate([edge, RNG.integers(0, I32_MAX, 3000, endpoint=True)])
+    got = saturating_rounding_doubling_high_mul(a, b)
+    assert got.tolist() == [srdhm_ref(int(x), int(y)) for x, y in zip(a, b, strict=True)]
+    e = RNG.integers(0, 32, len(a))
+    got = rounding_divide_by_pot(a, e)
+    assert got.tolist() == [rdbpot_ref(int(x), int(k)) for x, k in zip(a, e, strict=True)]
+
+
+@pytest.mark.parametrize("real", [0.5, 0.75, 3.0, 1e-3, 0.0123, 0.999999999, 1.0, 2.0**-33])
+def test_quantize_multiplier(real: float) -> None:
+    m, shift = quantize_multiplier(real)
+    if real < 2.0**-32:
+        assert (m, shift) == (0, 0)
+        return
+    assert 2**30 <= m < 2**31 and -31 <= shift <= 30
+    assert abs(m * 2.0 ** (shift - 31) - real) <= real * 2.0**-30
+
+
+def test_multiply_by_quantized_multiplier_rounds_like_float() -> None:
+    acc = RNG.integers(-(2**20), 2**20, 5000)
+    for real in (0.0123, 0.3, 1.7, 40.0):
+        m, shift = quantize_multiplier(real)
+        got = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(shift))
+        # Two roundings (high mul, then shift): within one step of the exact product.
+        assert np.abs(got - acc * real).max() <= 1.0 + np.abs(acc).max() * real * 2.0**-30
+    # A left shift that overflows int32 saturates (to ±2**31 × 0.5) instead of wrapping.
+    m, shift = quantize_multiplier(8.0)
+    assert (m, shift) == (2**30, 4)
+    got = multiply_by_quantized_multiplier(np.array([2**30, -(2**30)]), np.int64(m),
+                                           np.int64(shift))  # fmt: skip
+    assert got.tolist() == [2**30, -(2**30)]
+
+
+def test_quantize_input_rounds_half_away_and_saturates() -> None:
+    x = np.array([0.5, -0.5, 1.5, -1.5, 2.4999, 126.6, -200.0, 1e30, np.nan, -0.0], np.float32)
+    assert quantize_input(x, 1.0, 0).tolist() == [1, -1, 2, -2, 2, 127, -128, 127, -128, 0]
+    assert quantize_input(np.array([0.0, 0.1]), 0.1, -128).tolist() == [-128, -127]
+    q = np.arange(-128, 128)
+    deq = dequantize(q, 0.0123, 5)
+    assert deq.dtype == np.float32 and np.all(np.diff(deq) > 0)  # argmax-preserving
+
+
+def test_activation_params() -> None:
+    assert activation_params(0.0, 2.55) == (np.float32(0.01), -128)
+    scale, zp = activation_params(-1.0, 3.0)
+    assert np.isclose(scale, 4 / 255) and zp == -64
+    assert activation_params(2.0, 3.0)[1] == -128  # the range always holds 0
+    assert activation_params(-3.0, -2.0)[1] == 127
+
+
+# --- one layer against a scalar transcription of TFLite Micro's fully connected op ----------
+
+
+def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
+    out = []
+    for j in range(layer.W.shape[1]):
+        acc = sum((int(v) - layer.input_zero_point) * int(w)
+                  for v, w in zip(x, layer.W[:, j], strict=True))  # fmt: skip
+        acc += int(layer.b[j])
+        m, s = int(layer.multiplier[j]), int(layer.shift[j])
+        left, right = max(s, 0), max(-s, 0)
+        acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
+        acc = max(layer.clamp_low, min(127, acc + layer.output_zero_point))
+        out.append(int(layer.lut[acc + 128]) if layer.lut is not None else acc)
+    return out
+
+
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "sigmoid"])
+def test_layer_matches_scalar_reference(activation: str) -> None:
+    rng = np.random.default_rng(3)
+    s = env_spec("CartPole-v1", measure_steps=0)
+    w0, b0 = rng.standard_normal((4, 16)), rng.standard_normal(16)
+    w1 = rng.standard_normal((16, 2))
+    body = MLP((Dense(w0.astype(np.float32), b0.astype(np.float32), activation),
+                Dense(w1.astype(np.float32), np.zeros(2, np.float32))))  # fmt: skip
+    p = Policy(s.observation, s.action, (), body, Head("argmax"))
+    q = quantize_int8(p, cartpole_obs(500))
+    assert isinstance(q.body, QuantizedMLP)
+    first = q.body.layers[0]
+    x = quantize_input(cartpole_obs(40, seed=1), first.input_scale, first.input_zero_point)
+    got = first.apply(x)
+    assert got.dtype == np.int8
+    for row, out in zip(x, got, strict=True):
+        assert out.tolist() == reference_layer(first, row)
+    if activation == "relu":  # relu is the clamp: nothing below the output zero point
+        assert got.min() >= first.output_zero_point
+
+
+def test_tanh_and_sigmoid_tables() -> None:
+    rng = np.random.default_rng(4)
+    for activation, (scale, zp) in {"tanh": (1 / 128, 0), "sigmoid": (1 / 256, -128)}.items():
+        s = env_spec("CartPole-v1", measure_steps=0)
+        w0 = rng.standard_normal((4, 8)).astype(np.float32)
+        body = MLP((Dense(w0, np.zeros(8, np.float32), activation),
+                    Dense(np.ones((8, 2), np.float32), np.zeros(2, np.float32))))  # fmt: skip
+        q = quantize_int8(Policy(s.observation, s.action, (), body, Head("argmax")),
+                          cartpole_obs(500))  # fmt: skip
+        layer = q.body.layers[0]  # type: ignore[union-attr]
+        assert layer.lut is not None and layer.lut.dtype == np.int8 and layer.lut.shape == (256,)
+        assert np.all(np.diff(layer.lut.astype(int)) >= 0)  # monotone
+        assert np.isclose(layer.out_quant[0], scale) and layer.out_quant[1] == zp
+        x = layer.output_scale * (np.arange(-128, 128) - layer.output_zero_point)
+        f = np.tanh(x) if activation == "tanh" else 1 / (1 + np.exp(-x))
+        representable = np.clip(f, (-128 - zp) * scale, (127 - zp) * scale)  # tanh(+∞) → 127
+        assert np.abs((layer.lut.astype(int) - zp) * scale - representable).max() <= scale / 2
+        assert q.body.layers[1].input_scale == np.float32(scale)  # type: ignore[union-attr]
+
+
+# --- whole policies ----------------------------------------------------------------------------
+
+
+def test_integer_path_and_argmax_on_int8() -> None:
+    p = cartpole_tanh()
+    q = quantize_int8(p, cartpole_obs(2000))
+    assert isinstance(q.body, QuantizedMLP)
+    obs = cartpole_obs(3000, seed=5)
+    x = q.preprocess[0].apply(obs)
+    ints = q.body.apply_int(x)
+    assert ints.dtype == np.int8 and ints.shape == (3000, 2)
+    assert np.array_equal(np.argmax(ints, axis=1), q.act(obs))  # argmax on the int8 output
+    assert [q.act(o) for o in obs[:20]] == q.act(obs[:20]).tolist()  # batch = single
+
+
+def agreement_tanh() -> float:
+    p = cartpole_tanh()
+    q = quantize_int8(p, cartpole_obs(2000))
+    obs = cartpole_obs(10_000, seed=9)
+    return float(np.mean(p.act(obs) == q.act(obs)))
+
+
+def test_agreement_tanh_4_64_64_2() -> None:
+    assert agreement_tanh() >= 0.97
+
+
+def test_relu_3_64_64_1_close_to_fp32() -> None:
+    p = pendulum_relu()
+    q = quantize_int8(p, pendulum_obs(2000))
+    obs = pendulum_obs(10_000, seed=9)
+    a, b = p.act(obs), q.act(obs)
+    assert b.dtype == np.float32 and b.shape == (10_000, 1)
+    # The per-tensor input scale is set by the velocity (±8): cos/sin get 1/16 of the int8
+    # grid, which dominates the error. Measured: mean 0.014, 99th percentile 0.046 (bounds ±2).
+    error = np.abs(a - b)
+    assert error.mean() < 0.02 and np.percentile(error, 99) < 0.06
+
+
+def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
+    p = cartpole_tanh(widths=(4, 8, 2))
+    q = quantize_int8(p, cartpole_obs(300))
+    assert q.provenance["algorithm"] == "ppo"
+    (t,) = q.provenance["transforms"]
+    assert t == {"method": "int8", "calibration_observations": 300,
+                 "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
+                 "bytes_after": policy_bytes(q)}  # fmt: skip
+    # W int8 (48) + tanh table (256); b, multiplier, shift int32; w_scale + normalize float32.
+    assert q.bytes_by_dtype() == {"float32": 4 * (10 + 8), "int8": 48 + 256, "int32": 3 * 4 * 10}
+    assert q.parameters == 48 + 10 and q.macs == 48
+    assert (q.buffer_bytes, p.buffer_bytes) == (4 + 8, 4 * (4 + 8))  # 1 B per int8 activation
+    save_policy(q, tmp_path / "q")
+    r = load_policy(tmp_path / "q")
+    a, b = q.arrays(), r.arrays()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+    obs = cartpole_obs(2000, seed=2)
+    assert np.array_equal(q.act(obs), r.act(obs))
+    assert dict(r.provenance) == dict(q.provenance)
+    doc = json.loads((tmp_path / "q" / "policy.json").read_text())
+    layer0 = doc["body"]["layers"][0]
+    assert doc["body"]["kind"] == "mlp_int8" and layer0["lut"] == "body.0.lut"
+    assert layer0["input_scale"] == q.body.layers[0].input_scale  # type: ignore[union-attr]
+
+
+def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
+    q = quantize_int8(pendulum_relu(head="tanh_rescale"), pendulum_obs(500))
+    save_policy(q, tmp_path / "p")
+    obs = pendulum_obs(500, seed=3)
+    assert np.array_equal(load_policy(tmp_path / "p").act(obs), q.act(obs))
+    s = env_spec("FrozenLake-v1", measure_steps=0)
+    rng = np.random.default_rng(0)
+    p = Policy(s.observation, s.action, (OneHot(16),), mlp([16, 8, 4], "relu", rng), Head("argmax"))
+    q = quantize_int8(p, np.arange(16))
+    assert np.array_equal(q.act(np.arange(16)), p.act(np.arange(16)))
+
+
+def test_refuses_other_bodies_and_bad_calibration() -> None:
+    s = env_spec("FrozenLake-v1", measure_steps=0)
+    table = Policy(s.observation, s.action, (), Table(np.zeros((16, 4), np.float32)),
+                   Head("argmax"))  # fmt: skip
+    with pytest.raises(PolicyError) as e:
+        quantize_int8(table, np.arange(16))
+    assert str(e.value) == "int8 quantization applies to an mlp body; this policy has a table body"
+    p = cartpole_tanh()
+    with pytest.raises(PolicyError) as e:
+        quantize_int8(p, np.zeros(4, np.float32))
+    assert str(e.value) == ("int8 calibration: expected a non-empty batch of observations of "
+                            "shape [N, 4], got shape [4]")  # fmt: skip
+    with pytest.raises(PolicyError, match="contain NaN or inf; drop them"):
+        quantize_int8(p, np.full((3, 4), np.nan, np.float32))
+    q = quantize_int8(p, cartpole_obs(10))
+    with pytest.raises(PolicyError, match="this policy has a mlp_int8 body"):
+        quantize_int8(q, cartpole_obs(10))
+
+
+# --- corrupt int8 files: one exact message each ---------------------------------------------
+
+
+@pytest.fixture
+def saved_int8(tmp_path: Path) -> Path:
+    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300))
+    return save_policy(q, tmp_path / "q")
+
+
+def edit_arrays(folder: Path, edit: Callable[[dict[str, np.ndarray]], None]) -> None:
+    from safetensors.numpy import load, save
+
+    arrays = dict(load((folder / "policy.safetensors").read_bytes()))
+    edit(arrays)
+    (folder / "policy.safetensors").write_bytes(save(arrays))
+
+
+def edit_json(folder: Path, edit: Callable[[dict], None]) -> None:  # type: ignore[type-arg]
+    doc = json.loads((folder / "policy.json").read_text())
+    edit(doc)
+    (folder / "policy.json").write_text(json.dumps(doc))
+
+
+def layer0(doc: dict) -> dict:  # type: ignore[type-arg]
+    return doc["body"]["layers"][0]  # type: ignore[no-any-return]
+
+
+CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
+    "float-weights": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.0.W": a["body.0.W"].astype(np.float32)})
+        ),
+        "body (mlp_int8) layer 0: array 'body.0.W' has dtype float32; expected int8",
+    ),
+    "bias-dtype": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.1.b": a["body.1.b"].astype(np.int16)})),
+        "body (mlp_int8) layer 1: array 'body.1.b' has dtype int16; expected int32",
+    ),
+    "multiplier-shape": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.multiplier": np.ones(3, np.int32)})),
+        "body (mlp_int8) layer 0: array 'body.0.multiplier' has shape [3]; expected [8]",
+    ),
+    "shift-range": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.shift": np.full(8, 31, np.int32)})),
+        "body (mlp_int8) layer 0: every shift must lie in [-31, 30]",
+    ),
+    "negative-multiplier": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.0.multiplier": -a["body.0.multiplier"]})
+        ),
+        "body (mlp_int8) layer 0: every multiplier must be ≥ 0 (a Q0.31 fixed-point number)",
+    ),
+    "huge-bias": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.b": np.full(8, 2**31 - 1, np.int32)})),
+        f"body (mlp_int8) layer 0: a bias exceeds ±{2**31 - 1 - 255 * 128 * 4}, so the int32 "
+        "accumulator could overflow; quantize the policy again",
+    ),
+    "lut-missing": (
+        lambda f: edit_arrays(f, lambda a: a.pop("body.0.lut")),
+        "body (mlp_int8) layer 0: array 'body.0.lut' is missing from policy.safetensors; the "
+        "policy is incomplete, save it again",
+    ),
+    "lut-shape": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.lut": np.zeros(255, np.int8)})),
+        "body (mlp_int8) layer 0: array 'body.0.lut' has shape [255]; expected [256]",
+    ),
+    "zero-point": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"output_zero_point": 200})),
+        "body (mlp_int8) layer 0: output_zero_point must be an integer from -128 to 127, not 200",
+    ),
+    "scale": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"input_scale": 0})),
+        "body (mlp_int8) layer 0: input_scale must be a positive finite number, not 0",
+    ),
+    "chain": (
+        lambda f: edit_json(f, lambda d: d["body"]["layers"][1].update({"input_zero_point": 3})),
+        "body (mlp_int8) layer 1: input scale/zero point (0.0078125, 3) differ from layer 0's "
+        "output (0.0078125, 0); quantize the policy again",
+    ),
+    "lut-on-relu": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"activation": "relu"})),
+        "body (mlp_int8) layer 0: a lookup table is only used with tanh or sigmoid",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT))
+def test_corrupt_int8_policy(case: str, saved_int8: Path) -> None:
+    corrupt, message = CORRUPT[case]
+    corrupt(saved_int8)
+    with pytest.raises(PolicyError) as e:
+        load_policy(saved_int8)
+    assert str(e.value) == f"{saved_int8}: {message}"
