@@ -560,8 +560,8 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
         w.line(_loop("j", n, f"action[j] = {value};") + "\n    return 0;")
         return
     assert head.low is not None and head.high is not None
-    w.array("rlb_low", head.low, "action bounds: low")
     if head.kind == "clip":
+        w.array("rlb_low", head.low, "action bounds: low")
         w.array("rlb_high", head.high, "action bounds: high")
         w.line(f"""    for (j = 0; j < {n}; ++j) {{
         float v = {value};
@@ -576,9 +576,10 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     return 0;""")
         return
     w.libm = True
-    w.array("rlb_span", head.high - head.low, "high - low")
-    w.line(f"""    for (j = 0; j < {n}; ++j) {{ /* tanh_rescale */
-        action[j] = rlb_low[j] + (tanhf({value}) + 1.0f) * 0.5f * rlb_span[j];
+    w.array("rlb_half_span", head.half_span, "(high - low) / 2")
+    w.array("rlb_mid", head.mid, "low + (high - low) / 2")
+    w.line(f"""    for (j = 0; j < {n}; ++j) {{ /* tanh_rescale, as numpy: tanh · half_span + mid */
+        action[j] = tanhf({value}) * rlb_half_span[j] + rlb_mid[j];
     }}
     return 0;""")
 

@@ -44,12 +44,14 @@ Array = NDArray[Any]
 
 
 def _dense(x: Array, W: Array, b: Array) -> Array:
-    """``x @ W + b`` with each row summed in the same order whatever the batch size.
+    """``x @ W + b`` for a batch ``x`` of shape [batch, inputs], one row at a time.
 
-    BLAS picks different kernels for one row and for many, so ``act(obs)`` and
-    ``act(batch)[i]`` would differ in the last bit; einsum's own loop does not.
+    Every row goes through BLAS's vector-matrix product, whatever the batch size, so
+    ``act(obs)`` (see :meth:`MLP.apply`) and ``act(batch)[i]`` agree to the last bit; a
+    plain ``x @ W`` takes the matrix-matrix kernel for a batch, which sums in another
+    order. A test pins this on every body kind.
     """
-    out: Array = np.einsum("bi,ij->bj", x.astype(np.float32), W) + b
+    out: Array = np.matmul(x.astype(np.float32, copy=False)[:, None, :], W)[:, 0, :] + b
     return out
 
 
@@ -61,6 +63,16 @@ def _activate(x: Array, name: str) -> Array:
     if name == "sigmoid":
         return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype)
     return x
+
+
+def _activate_in_place(x: Array, name: str) -> None:
+    """:func:`_activate` writing into ``x`` (the same values; no new arrays)."""
+    if name == "relu":
+        np.maximum(x, 0, out=x)
+    elif name == "tanh":
+        np.tanh(x, out=x)
+    elif name == "sigmoid":
+        x[...] = _activate(x, name)
 
 
 def _f32(obj: object, *names: str) -> None:
@@ -191,6 +203,16 @@ class MLP:
     kind: str = field(default="mlp", init=False)
 
     def apply(self, x: Array) -> Array:
+        if x.shape[0] == 1:
+            # One observation: the same vector-matrix products as _dense's batch path,
+            # without its reshaping (a decision on the host is a few microseconds).
+            y = x[0].astype(np.float32, copy=False)
+            for layer in self.layers:
+                y = np.dot(y, layer.W)
+                y += layer.b
+                _activate_in_place(y, layer.activation)
+            out: Array = y[None]
+            return out
         for layer in self.layers:
             x = _activate(_dense(x, layer.W, layer.b), layer.activation)
         return x
@@ -419,23 +441,36 @@ class Head:
     kind: str
     low: Array | None = None
     high: Array | None = None
+    half_span: Array = field(init=False, repr=False)
+    mid: Array = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _f32(self, "low", "high")
+        if self.low is not None and self.high is not None:
+            # tanh_rescale as tanh(y) · half_span + mid, in float32 (the C export's order).
+            half_span = (self.high - self.low) * np.float32(0.5)
+            object.__setattr__(self, "half_span", half_span)
+            object.__setattr__(self, "mid", self.low + half_span)
 
     def apply(self, y: Array) -> Array:
+        # Written for speed on one observation (ufuncs in place; np.clip and
+        # np.issubdtype cost microseconds on tiny arrays), with the same float32
+        # operations, in the same order, as the C export.
         if self.kind == "argmax":
-            best: Array = np.argmax(y, axis=-1).astype(np.int64)
+            best: Array = y.argmax(axis=-1).astype(np.int64, copy=False)
             return best
-        if np.issubdtype(y.dtype, np.integer):  # action indices from a packed table
-            return y.astype(np.int64)
-        if self.kind == "identity" or self.low is None or self.high is None:
-            return y.astype(np.float32)
+        if y.dtype.kind in "iu":  # action indices from a packed table
+            return y.astype(np.int64, copy=False)
+        low, high = self.low, self.high
+        if self.kind == "identity" or low is None or high is None:
+            return y.astype(np.float32, copy=False)
         if self.kind == "clip":
-            return np.clip(y, self.low, self.high).astype(np.float32)
-        squashed = (np.tanh(y) + 1.0) * 0.5  # tanh_rescale: [-1, 1] → [low, high]
-        scaled: Array = (self.low + squashed * (self.high - self.low)).astype(np.float32)
-        return scaled
+            clipped: Array = np.minimum(np.maximum(y, low), high, dtype=np.float32)
+            return clipped
+        squashed: Array = np.tanh(y, dtype=np.float32)  # tanh_rescale: [-1, 1] → [low, high]
+        squashed *= self.half_span
+        squashed += self.mid
+        return squashed
 
 
 HEADS = ("argmax", "clip", "tanh_rescale", "identity")
