@@ -367,6 +367,77 @@ def evaluate(
     )
 
 
+@app.command("import")
+@_handles_errors
+def import_(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="An SB3 / sb3-contrib model .zip, or an RL Zoo folder (zip, config.yml, "
+            "vecnormalize.pkl).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Policy folder to write.", show_default=False)
+    ],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Gymnasium id; checked against the model's spaces, recorded."),
+    ] = None,
+    vecnormalize: Annotated[
+        Path | None,
+        typer.Option("--vecnormalize", help="VecNormalize statistics (VecNormalize.save file)."),
+    ] = None,
+    algo: Annotated[
+        str | None,
+        typer.Option("--algo", help="Algorithm, when the zip cannot tell (ppo, a2c, trpo)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a Stable-Baselines3 model as a numpy policy, without unpickling anything.
+
+    Reads the zip's JSON and weights only (torch weights-only loader); VecNormalize
+    statistics are read with an allow-list unpickler. The model's own code never runs.
+
+    Examples:
+
+      rlbudget import ppo-CartPole-v1/ -o policies/cartpole
+
+      rlbudget import model.zip --env Pendulum-v1 --vecnormalize vecnormalize.pkl -o pol
+    """
+    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.policy import save_policy
+
+    result = import_model(model, env_id=env, vecnormalize=vecnormalize, algorithm=algo)
+    save_policy(result.policy, output)
+    info = result.to_dict()
+    if json_out:
+        _print_json({**info, "output": str(output)})
+        return
+    _render_import(info, output)
+
+
+def _render_import(info: dict[str, Any], output: Path) -> None:
+    t = Table(title=f"Imported {info['source']}")
+    t.add_column("")
+    t.add_column("")
+    t.add_row("algorithm", f"{info['algorithm']} (from the {info['algorithm_from']})")
+    t.add_row("env", str(info["env"] or "unknown (pass --env to evaluate)"))
+    for what in ("observation_space", "action_space"):
+        s = info[what]
+        t.add_row(what.replace("_", " "), f"{s['kind']} {s['shape'] or s['n']}")
+    layers = " → ".join(f"{i}×{o} {a}" for i, o, a in info["layers"])
+    t.add_row("pipeline", " → ".join([*info["preprocess"], f"mlp [{layers}]", info["head"]]))
+    t.add_row("parameters", f"{info['parameters']:,} ({units.format_bytes(info['bytes'])})")
+    t.add_row("sha256", info["sha256"])
+    t.add_row("SB3 version", str(info["sb3_version"] or "not recorded"))
+    out.print(t)
+    for w in info["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {w}", markup=True)
+    out.print(f"policy written to {output}")
+
+
 @app.command()
 @_handles_errors
 def devices(json_out: JsonOpt = False) -> None:
