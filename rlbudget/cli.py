@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rlbudget import __version__, units
@@ -53,7 +54,8 @@ def _handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RlbudgetError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
+            # escape: a message may hold brackets (rlbudget[contrib]) that are not markup
+            err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
@@ -191,20 +193,27 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a built-in agent (tabular, Sarsa(lambda), ARS) within the budget's training limits.
+    """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
+    ARS) or Stable-Baselines3 (ppo, a2c, dqn, sac, td3; qrdqn, tqc, trpo with
+    pip install 'rlbudget[contrib]').
 
     Stops at training.env_steps (else the tuned step count), at training.time, or when the
-    greedy policy reaches the target return on a separate evaluation env.
+    greedy policy reaches the target return on a separate evaluation env. SB3 runs take
+    their torch threads from training.cores and size the replay buffer from training.ram.
+    The run folder holds policy/ (numpy, no torch needed), config.yaml, metrics.csv,
+    summary.json, curve.png and checkpoint/.
 
     Examples:
 
       rlbudget train --algo q-learning --env FrozenLake-v1 -o runs/frozenlake
 
+      rlbudget train --algo ppo --env CartPole-v1 --budget budgets/esp32-cartpole.yaml
+
       rlbudget plan budgets/rp2040-frozenlake.yaml -o plan.yaml && rlbudget train plan.yaml
     """
     from rlbudget.envs import env_spec
     from rlbudget.errors import PlanError
-    from rlbudget.train import load_settings, prepare_run_dir, read_plan, resolve
+    from rlbudget.train import Limits, load_settings, prepare_run_dir, read_plan, resolve
 
     if resume is not None:
         if any(v is not None for v in (plan_file, algo, env, budget, output)):
@@ -215,18 +224,17 @@ def train(
         settings = load_settings(resume)
         _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True)
         return
-    env_steps = time_s = min_return = None
+    limits = Limits()
     overrides: dict[str, object] = {}
     if plan_file is not None:
         algo, plan_env, overrides, limits = read_plan(plan_file, option)
         env = env or plan_env
-        env_steps, time_s, min_return = limits
     if budget is not None:
         from rlbudget.budget import load_budget
 
         b = load_budget(budget)
         env = env or b.task.env_id
-        env_steps, time_s, min_return = b.training.env_steps, b.training.time_s, b.task.min_return
+        limits = Limits.from_budget(b)
     if algo is None or env is None:
         raise PlanError(
             "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
@@ -234,8 +242,10 @@ def train(
         )
     spec = env_spec(env, measure_steps=0)
     settings = resolve(
-        algo, env, env_steps=env_steps, time_s=time_s, min_return=min_return,
-        reward_threshold=spec.reward_threshold, seed=seed, overrides=overrides,
+        algo, env, env_steps=limits.env_steps, time_s=limits.time_s,
+        min_return=limits.min_return, reward_threshold=spec.reward_threshold, seed=seed,
+        overrides=overrides, ram_bytes=limits.ram_bytes, cores=limits.cores,
+        margin=limits.margin,
     )  # fmt: skip
     run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}")
     if not quiet and not json_out:
@@ -244,6 +254,13 @@ def train(
             f"{units.format_count(settings.n_timesteps)} steps ({settings.n_timesteps_from}); "
             f"target {settings.target_return} ({settings.target_from})"
         )
+        if settings.library == "sb3":
+            err.print(
+                f"{settings.n_envs} env(s) in one process, {settings.torch_threads} torch "
+                "thread(s) (training.cores)"
+            )
+        if settings.replay_from is not None:
+            err.print(settings.replay_from, markup=False)
     _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False)
 
 

@@ -35,3 +35,7 @@ class PlanError(RlbudgetError):
 
 class PolicyError(RlbudgetError):
     """A policy folder that cannot be loaded: missing, corrupt, inconsistent or too new."""
+
+
+class TrainingError(RlbudgetError):
+    """Training that cannot go on: diverged (NaN/inf weights) or a missing optional extra."""

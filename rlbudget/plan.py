@@ -442,6 +442,92 @@ class _Candidate:
     params: dict[str, Any]
 
 
+def training_ram_bytes(library: str, parameters: int, *, table: bool = False) -> int:
+    """Host RAM of a training process before any replay buffer: the library's process
+    baseline plus 16 B per trained parameter (weights, gradients, two Adam moments; a
+    table: 4 B per value)."""
+    base = BASE_TRAIN_RAM.get(library, BASE_TRAIN_RAM["none"])
+    return base + parameters * (4 if table else 16)
+
+
+def mlp_parameters(obs: SpaceSpec, act: SpaceSpec, hidden: Sequence[int]) -> int:
+    """Parameters of the deployed MLP (weights and biases; Discrete observations one-hot)."""
+    return _mlp_body(obs, act, hidden, "relu", "fp32", True).parameters
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A replay buffer's size, and the [replay-ram] sentence that explains it."""
+
+    capacity: int
+    bytes_per_transition: int
+    note: str
+
+    @property
+    def bytes(self) -> int:
+        return self.capacity * self.bytes_per_transition
+
+
+def bytes_per_transition(
+    obs: SpaceSpec, act: SpaceSpec, *, optimize_memory_usage: bool = False
+) -> int:
+    """Bytes one transition takes in Stable-Baselines3's ``ReplayBuffer``.
+
+    Its arrays: observations and next_observations in the observation space's dtype
+    (Discrete: one int64), actions (Discrete: one int64; Box: float32 per element, SB3
+    casts float64 down), and float32 rewards, dones and timeouts.
+    ``optimize_memory_usage`` drops next_observations (the next row holds them).
+
+    >>> from rlbudget.envs import SpaceSpec
+    >>> pendulum = SpaceSpec("box", (3,), None, None, None, "float32")
+    >>> torque = SpaceSpec("box", (1,), None, None, None, "float32")
+    >>> bytes_per_transition(pendulum, torque)  # 2 × 3 × 4 + 4 + 3 × 4
+    40
+    """
+    import numpy as np
+
+    obs_bytes = obs.dim * np.dtype(obs.dtype).itemsize if obs.kind == "box" else 8
+    act_bytes = 4 * act.dim if act.kind == "box" else 8
+    return (1 if optimize_memory_usage else 2) * obs_bytes + act_bytes + 3 * 4
+
+
+def replay_buffer(
+    wanted: int,
+    steps: int,
+    obs: SpaceSpec,
+    act: SpaceSpec,
+    *,
+    other_ram_bytes: int,
+    ram_bytes: int | None,
+    margin: float,
+    optimize_memory_usage: bool = False,
+) -> Replay:
+    """The replay capacity for a run of ``steps`` env steps: the tuned ``buffer_size``
+    (``wanted``), at most ``steps`` (SB3's 1M default would mostly sit empty), and at most
+    what fits in 90 % of ``training.ram / (1 + margin)`` after ``other_ram_bytes`` (the
+    process, weights and optimizer state). The planner and ``rlbudget train`` both use it.
+    """
+    per = bytes_per_transition(obs, act, optimize_memory_usage=optimize_memory_usage)
+    capacity = min(wanted, max(steps, 1))
+    if ram_bytes is None:
+        return Replay(capacity, per, (
+            f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B "
+            f"= {units.format_bytes(capacity * per)}; set training.ram to bound it"
+        ))  # fmt: skip
+    room = int((ram_bytes / (1 + margin) - other_ram_bytes) * 0.9)
+    by_ram = max(room // per, 0)
+    if by_ram < capacity:
+        return Replay(by_ram, per, (
+            f"[replay-ram] replay buffer capped at {units.format_count(by_ram)} transitions × "
+            f"{per} B = {units.format_bytes(by_ram * per)} to fit training.ram "
+            f"({units.format_bytes(ram_bytes)}) with the margin"
+        ))  # fmt: skip
+    return Replay(capacity, per, (
+        f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B = "
+        f"{units.format_bytes(capacity * per)}"
+    ))  # fmt: skip
+
+
 def _limit_check(
     name: str, unit: str, estimate: float, limit: float | None, margin: float
 ) -> Check:
@@ -481,40 +567,15 @@ def _estimate(
     busy_cores = parallel
 
     replay_capacity = replay_bytes = per_transition = None
-    base_ram = BASE_TRAIN_RAM.get(cand.info.library, BASE_TRAIN_RAM["none"])
-    train_ram = base_ram + (
-        body.parameters * 4 * 4 if body.kind != "table" else body.parameters * 4
-    )
+    train_ram = training_ram_bytes(cand.info.library, body.parameters, table=body.kind == "table")
     if cand.info.replay_buffer:
-        act_bytes = 8 if env.action.kind == "discrete" else 4 * env.action.dim
-        per_transition = 2 * obs_bytes + act_bytes + 4 + 4  # obs, next_obs, action, reward, done
-        # No more than the run's env steps: SB3's 1M default would mostly sit empty.
-        wanted = int(cand.params.get("buffer_size", 1_000_000))
-        capacity = min(wanted, max(steps, 1))
-        if budget.training.ram_bytes is None:
-            notes.append(
-                f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × "
-                f"{per_transition} B = {units.format_bytes(capacity * per_transition)}; "
-                "set training.ram to bound it"
-            )
-        else:
-            room = int((budget.training.ram_bytes / (1 + budget.margin) - train_ram) * 0.9)
-            by_ram = max(room // per_transition, 0)
-            if by_ram < capacity:
-                capacity = by_ram
-                notes.append(
-                    f"[replay-ram] replay buffer capped at {units.format_count(capacity)} "
-                    f"transitions × {per_transition} B = "
-                    f"{units.format_bytes(capacity * per_transition)} to fit training.ram "
-                    f"({units.format_bytes(budget.training.ram_bytes)}) with the margin"
-                )
-            else:
-                notes.append(
-                    f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × "
-                    f"{per_transition} B = {units.format_bytes(capacity * per_transition)}"
-                )
-        replay_capacity = capacity
-        replay_bytes = capacity * per_transition
+        replay = replay_buffer(
+            int(cand.params.get("buffer_size", 1_000_000)), steps, env.observation, env.action,
+            other_ram_bytes=train_ram, ram_bytes=budget.training.ram_bytes, margin=budget.margin,
+        )  # fmt: skip
+        notes.append(replay.note)
+        replay_capacity, per_transition = replay.capacity, replay.bytes_per_transition
+        replay_bytes = replay.bytes
         train_ram += replay_bytes
     train_energy = train_time * busy_cores * get_device("host").active_power_w
 

@@ -20,13 +20,22 @@ and writes the run folder::
     RUN_DIR/curve.png      the learning curve
 
 Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
-``checkpoint_every`` steps and at the stop; ARS at iteration boundaries) so that
-``resume=True`` continues exactly; Ctrl-C/SIGTERM stop a run cleanly with everything
-saved. Not yet: Stable-Baselines3 algorithms (issue 5).
+``checkpoint_every`` steps and at the stop; ARS at iteration boundaries, SB3 at rollout
+boundaries) so that ``resume=True`` continues (exactly for the built-in agents; for
+Stable-Baselines3 see :mod:`rlbudget.agents.sb3` for what a resume reproduces);
+Ctrl-C/SIGTERM stop a run cleanly with everything saved. summary.json also holds the
+run's ``peak_rss_bytes`` (psutil, sampled every 0.2 s), ``wall_s`` and ``cpu_s`` (process
+CPU time), accumulated over resumes.
+
+Stable-Baselines3 algorithms (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
+``rlbudget[contrib]``) run through the same ``train_run``: :func:`resolve` also fixes
+their ``n_envs``, torch threads (``training.cores``, default 1) and replay capacity
+(:func:`rlbudget.plan.replay_buffer`, from ``training.ram``), all written to config.yaml.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -40,12 +49,14 @@ from typing import Any
 
 from rlbudget import __version__
 from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.budget import DEFAULT_MARGIN, Budget
 from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.fileio import atomic_write_text
-from rlbudget.hyperparams import algorithm_info, get_hyperparams
+from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
 from rlbudget.policy.model import Policy
 
 TARGET_PATIENCE = 2  # consecutive evaluations at or above the target to stop early
+RSS_SAMPLE_S = 0.2  # how often the peak-RSS sampler looks
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
@@ -69,6 +80,32 @@ class RunSettings:
     eval_every: int
     eval_episodes: int
     checkpoint_every: int
+    # Stable-Baselines3 runs only (defaults keep older config.yaml files readable).
+    library: str = "builtin"
+    n_envs: int = 1
+    torch_threads: int | None = None
+    replay_capacity: int | None = None
+    replay_bytes_per_transition: int | None = None
+    replay_from: str | None = None
+    exploration: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The training limits a run obeys: from a budget, a plan's budget, or none."""
+
+    env_steps: int | None = None
+    time_s: float | None = None
+    min_return: float | None = None
+    ram_bytes: int | None = None
+    cores: int | None = None
+    margin: float = DEFAULT_MARGIN
+
+    @classmethod
+    def from_budget(cls, budget: Budget) -> Limits:
+        t = budget.training
+        return cls(t.env_steps, t.time_s, budget.task.min_return, t.ram_bytes, t.cores,
+                   budget.margin)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,6 +117,8 @@ class RunResult:
     wall_s: float
     episodes: int
     last_eval: float | None
+    cpu_s: float = 0.0
+    peak_rss_bytes: int = 0
 
     @property
     def steps_per_s(self) -> float:
@@ -95,6 +134,8 @@ class RunResult:
             "steps": self.steps,
             "episodes": self.episodes,
             "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
+            "peak_rss_bytes": self.peak_rss_bytes,
             "steps_per_s": self.steps_per_s,
             "target_return": self.settings.target_return,
             "last_eval_return": self.last_eval,
@@ -102,8 +143,10 @@ class RunResult:
 
 
 def _agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
-    from rlbudget.agents import linear, tabular
+    from rlbudget.agents import linear, sb3, tabular
 
+    if algorithm in sb3.ALGORITHMS:
+        return sb3.SB3Config, sb3.train_sb3
     if algorithm in tabular.ALGORITHMS:
         return tabular.TabularConfig, tabular.train_tabular
     if algorithm == "sarsa-lambda":
@@ -121,6 +164,9 @@ def resolve(
     reward_threshold: float | None = None,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
+    ram_bytes: int | None = None,
+    cores: int | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
@@ -128,35 +174,32 @@ def resolve(
     :param time_s: ``training.time`` (None: no time limit).
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
+    :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
+    :param cores: ``training.cores``: SB3's torch threads (None: 1).
 
-    :raises PlanError: an unknown algorithm, or one rlbudget cannot train yet.
+    :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
+        hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
     """
     info = algorithm_info(algorithm)
-    if info.id not in BUILTIN:
-        why = (
-            "Stable-Baselines3 training is not implemented yet"
-            if info.library == "sb3"
-            else "rlbudget cannot train it yet"
+    sb3_ids = _sb3_ids()
+    if info.id not in BUILTIN and info.id not in sb3_ids:
+        raise PlanError(
+            f"algorithm '{info.id}': rlbudget cannot train it yet; trainable algorithms: "
+            f"{', '.join((*BUILTIN, *sb3_ids))}"
         )
-        raise PlanError(f"algorithm '{info.id}': {why}; built-in algorithms: {', '.join(BUILTIN)}")
     hp = get_hyperparams(info.id, env_id)
-    config_cls, _ = _agent(info.id)
-    names = {f.name for f in fields(config_cls)}
-    params: dict[str, Any] = {}
-    for key, value in {**hp.params, **(overrides or {})}.items():
-        key = RENAMED.get(key, key)
-        if key in names:
-            params[key] = value
-        elif key not in IGNORED:
-            raise PlanError(
-                f"hyperparameter '{key}' is not one {info.id} takes; it takes "
-                f"{', '.join(sorted(names - {'seed', 'n_timesteps'}))}"
-            )
+    merged = {**hp.params, **(overrides or {})}
     tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
     if env_steps is not None:
         n_timesteps, n_from = env_steps, "training.env_steps in the budget"
     else:
         n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
+    extra: dict[str, Any] = {}
+    if info.id in sb3_ids:
+        extra = _resolve_sb3(info, env_id, merged, n_timesteps, ram_bytes, cores, margin)
+        params = merged
+    else:
+        params = _builtin_params(info.id, merged)
     target, target_from = None, "none (no task.min_return and no env reward_threshold)"
     if min_return is not None:
         target, target_from = min_return, "task.min_return in the budget"
@@ -176,14 +219,79 @@ def resolve(
         eval_every=max(1_000, n_timesteps // 20),
         eval_episodes=100,
         checkpoint_every=max(1_000, n_timesteps // 10),
+        **extra,
     )
 
 
-def read_plan(
-    path: Path, option: int = 1
-) -> tuple[str, str, dict[str, Any], tuple[int | None, float | None, float | None]]:
-    """Algorithm, env, hyperparameters and training limits (env_steps, time_s,
-    min_return) of one option of a plan written by ``rlbudget plan -o``.
+def _sb3_ids() -> tuple[str, ...]:
+    from rlbudget.agents.sb3 import ALGORITHMS
+
+    return tuple(ALGORITHMS)
+
+
+def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
+    config_cls, _ = _agent(algorithm)
+    names = {f.name for f in fields(config_cls)}
+    params: dict[str, Any] = {}
+    for key, value in merged.items():
+        key = RENAMED.get(key, key)
+        if key in names:
+            params[key] = value
+        elif key not in IGNORED:
+            raise PlanError(
+                f"hyperparameter '{key}' is not one {algorithm} takes; it takes "
+                f"{', '.join(sorted(names - {'seed', 'n_timesteps'}))}"
+            )
+    return params
+
+
+def _resolve_sb3(
+    info: AlgorithmInfo,
+    env_id: str,
+    params: dict[str, Any],
+    n_timesteps: int,
+    ram_bytes: int | None,
+    cores: int | None,
+    margin: float,
+) -> dict[str, Any]:
+    """n_envs, torch threads and the replay capacity of an SB3 run (RunSettings fields)."""
+    from rlbudget.agents.sb3 import EXPLORATION, check_hyperparameters
+
+    check_hyperparameters(info.id, params)
+    out: dict[str, Any] = {
+        "library": "sb3",
+        "n_envs": int(params.get("n_envs", 1)),
+        "torch_threads": int(cores or 1),
+        "exploration": EXPLORATION,
+    }
+    if info.replay_buffer:
+        from rlbudget.envs import env_spec
+        from rlbudget.plan import mlp_parameters, replay_buffer, training_ram_bytes
+
+        spec = env_spec(env_id, measure_steps=0)
+        hidden = [int(w) for w in params.get("net_arch", [64, 64])]
+        other = training_ram_bytes("sb3", mlp_parameters(spec.observation, spec.action, hidden))
+        replay = replay_buffer(
+            int(params.get("buffer_size", 1_000_000)), n_timesteps, spec.observation,
+            spec.action, other_ram_bytes=other, ram_bytes=ram_bytes, margin=margin,
+            optimize_memory_usage=bool(params.get("optimize_memory_usage", False)),
+        )  # fmt: skip
+        batch = int(params.get("batch_size", 256))
+        if replay.capacity < batch:
+            raise PlanError(
+                f"training.ram leaves room for {replay.capacity} replay transitions, fewer than "
+                f"one batch ({batch}) of {info.id}; raise training.ram or choose an on-policy "
+                "algorithm (ppo, a2c)"
+            )
+        out.update(replay_capacity=replay.capacity,
+                   replay_bytes_per_transition=replay.bytes_per_transition,
+                   replay_from=replay.note)  # fmt: skip
+    return out
+
+
+def read_plan(path: Path, option: int = 1) -> tuple[str, str, dict[str, Any], Limits]:
+    """Algorithm, env, hyperparameters and the budget's training limits of one option of
+    a plan written by ``rlbudget plan -o``.
 
     :raises PlanError: a missing or malformed plan file, or no such option.
     """
@@ -196,7 +304,9 @@ def read_plan(
         options = doc["options"]
         chosen = options[option - 1]
         training, task = doc["budget"]["training"], doc["budget"]["task"]
-        limits = (training.get("env_steps"), training.get("time_s"), task.get("min_return"))
+        limits = Limits(training.get("env_steps"), training.get("time_s"),
+                        task.get("min_return"), training.get("ram_bytes"), training.get("cores"),
+                        float(doc["budget"].get("margin", DEFAULT_MARGIN)))  # fmt: skip
         return (str(chosen["algorithm"]), str(doc["env"]["env_id"]),
                 dict(chosen["hyperparams"]["params"]), limits)  # fmt: skip
     except IndexError:
@@ -225,16 +335,56 @@ def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:
         raise RlbudgetError(f"{path}: cannot be read as a run configuration ({exc})") from None
 
 
-def _versions() -> dict[str, str]:
+def _versions(library: str = "builtin") -> dict[str, str]:
+    from importlib import metadata
+
     import gymnasium
     import numpy
 
-    return {
+    versions = {
         "rlbudget": __version__,
         "python": platform.python_version(),
         "numpy": numpy.__version__,
         "gymnasium": gymnasium.__version__,
     }
+    if library == "sb3":
+        for dist in ("torch", "stable-baselines3", "sb3-contrib"):
+            with contextlib.suppress(metadata.PackageNotFoundError):  # sb3-contrib: optional
+                versions[dist] = metadata.version(dist)
+    return versions
+
+
+class PeakRSS:
+    """The process's peak resident memory, sampled by a daemon thread (psutil): torch
+    allocations are invisible to tracemalloc."""
+
+    def __init__(self, every_s: float = RSS_SAMPLE_S) -> None:
+        import threading
+
+        import psutil
+
+        self.process = psutil.Process()
+        self.peak = self.process.memory_info().rss
+        self.every_s = every_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="rlbudget-rss", daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> int:
+        self.peak = max(self.peak, self.process.memory_info().rss)
+        return self.peak
+
+    def __enter__(self) -> PeakRSS:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.sample()
 
 
 def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
@@ -308,14 +458,15 @@ def train_run(
 ) -> RunResult:
     """Train with ``settings`` and write the run folder (see the module docstring).
 
-    SIGINT and SIGTERM stop training cleanly: the policy, metrics and (tabular agents) a
-    checkpoint are saved, and ``stopped_by`` names the signal. Tabular runs also write
-    ``RUN_DIR/checkpoint/`` every ``checkpoint_every`` steps, atomically.
+    SIGINT and SIGTERM stop training cleanly: the policy, metrics and a checkpoint are
+    saved, and ``stopped_by`` names the signal. ``RUN_DIR/checkpoint/`` is also written
+    every ``checkpoint_every`` steps, atomically.
 
-    :param resume: continue from ``RUN_DIR/checkpoint`` exactly.
+    :param resume: continue from ``RUN_DIR/checkpoint``.
     :param should_stop: extra stop condition, checked before every step (ARS: before every
-        iteration) — for tests and embedding.
-    :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume).
+        iteration; SB3: after every vectorized step) — for tests and embedding.
+    :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume);
+        NaN/inf in the env or the weights (the last good checkpoint is kept).
     """
     import signal
 
@@ -325,15 +476,24 @@ def train_run(
 
     out = Path(run_dir)
     checkpoint = None
+    before = {"cpu_s": 0.0, "peak_rss_bytes": 0}
     if resume:
         checkpoint = Checkpoint.load(out / "checkpoint")
+        if (out / "summary.json").is_file():
+            previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+            before = {k: previous.get(k, v) for k, v in before.items()}
     else:
         prepare_run_dir(out)
-        config = {**asdict(settings), "versions": _versions()}
+        config = {**asdict(settings), "versions": _versions(settings.library)}
         atomic_write_text(out / "config.yaml", _yaml(config))
     config_cls, train_fn = _agent(settings.algorithm)
-    cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
-                     seed=settings.seed)  # fmt: skip
+    if settings.library == "sb3":
+        cfg = config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
+                         dict(settings.hyperparameters), settings.n_envs,
+                         settings.torch_threads or 1, settings.replay_capacity)  # fmt: skip
+    else:
+        cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
+                         seed=settings.seed)  # fmt: skip
 
     stopped_by = "steps"
     last_eval: float | None = None
@@ -343,25 +503,34 @@ def train_run(
     # straight run would have.
     next_eval = (done_steps // settings.eval_every + 1) * settings.eval_every
     start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
+    cpu0 = time.process_time()
     caught: list[str] = []
 
     def handler(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
 
+    def out_of_time() -> bool:
+        nonlocal stopped_by
+        limit = settings.time_limit_s
+        if limit is not None and time.perf_counter() - start >= limit:
+            stopped_by = "time"
+            return True
+        return False
+
     def stop_now() -> bool:
-        return bool(caught) or (should_stop is not None and should_stop())
+        nonlocal stopped_by
+        if caught or out_of_time():
+            return True
+        if should_stop is not None and should_stop():
+            stopped_by = "requested"
+            return True
+        return False
 
     def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
         nonlocal stopped_by, last_eval, next_eval
         if on_progress is not None:
             on_progress(ep)
-        if caught:  # the agents check stop_now themselves, before each step or iteration
-            return True
-        if (
-            settings.time_limit_s is not None
-            and time.perf_counter() - start >= settings.time_limit_s
-        ):
-            stopped_by = "time"
+        if caught or out_of_time():
             return True
         if settings.target_return is not None and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
@@ -376,28 +545,30 @@ def train_run(
                 return True
         return False
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_handlers = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
-        result = train_fn(
-            settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now, resume=checkpoint,
-            on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
-            checkpoint_every=settings.checkpoint_every,
-        )  # fmt: skip
+        with PeakRSS() as rss:
+            result = train_fn(
+                settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
+                resume=checkpoint, on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+                checkpoint_every=settings.checkpoint_every,
+            )  # fmt: skip
     finally:
-        for sig, old in previous.items():
+        for sig, old in previous_handlers.items():
             signal.signal(sig, old)
     if caught:
         stopped_by = caught[0]
-    elif stopped_by == "steps" and result.steps < settings.n_timesteps:
-        stopped_by = "requested"  # by should_stop
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
     if result.checkpoint is not None:
         result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
     atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
     _curve(result.episodes, evals, settings, out / "curve.png")
-    run = RunResult(settings, out, stopped_by, result.steps, wall,
-                    len(result.episodes), last_eval)  # fmt: skip
+    run = RunResult(settings, out, stopped_by, result.steps, wall, len(result.episodes),
+                    last_eval, float(before["cpu_s"]) + time.process_time() - cpu0,
+                    max(int(before["peak_rss_bytes"]), rss.peak))  # fmt: skip
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run
 

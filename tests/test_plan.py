@@ -148,8 +148,9 @@ def test_replay_buffer_sized_from_training_ram() -> None:
     p = plan_for(text)
     sac = next(o for o in p.options if o.algorithm == "sac")
     e = sac.estimates
-    assert e.bytes_per_transition == 2 * 3 * 4 + 4 + 4 + 4  # obs, next_obs, action, reward, done
-    assert e.replay_capacity is not None and e.replay_bytes == e.replay_capacity * 36
+    # SB3's ReplayBuffer: float32 obs and next_obs, action, reward, done, timeout
+    assert e.bytes_per_transition == 2 * 3 * 4 + 4 + 4 + 4 + 4
+    assert e.replay_capacity is not None and e.replay_bytes == e.replay_capacity * 40
     assert e.train_ram_bytes * 1.25 <= 600 * 2**20 * 1.0001
     assert any(r.startswith("[replay-ram]") for r in sac.reasons)
 

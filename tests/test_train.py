@@ -86,12 +86,13 @@ def test_train_from_plan(tmp_path: Path) -> None:
     assert e.episodes == 5
 
 
-def test_sb3_algorithm_not_yet(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["train", "--algo", "ppo", "--env", "CartPole-v1", "-o", str(tmp_path)])
+def test_untrainable_algorithm(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--algo", "pets", "--env", "Pendulum-v1", "-o", str(tmp_path)])
     assert r.exit_code == 2
     assert r.stderr == (
-        "error: algorithm 'ppo': Stable-Baselines3 training is not implemented yet; built-in "
-        "algorithms: q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars\n"
+        "error: algorithm 'pets': rlbudget cannot train it yet; trainable algorithms: "
+        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, ppo, a2c, dqn, sac, td3, "
+        "qrdqn, tqc, trpo\n"
     )
 
 

@@ -1,0 +1,521 @@
+"""Training with Stable-Baselines3 (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
+``pip install rlbudget[contrib]``), behind the same loop contract as the built-in agents.
+
+:func:`train_sb3` takes what :func:`~rlbudget.agents.tabular.train_tabular` takes
+(``on_episode``, ``should_stop``, ``resume``, ``on_checkpoint``) and returns a
+:class:`~rlbudget.agents.tabular.TrainResult` whose policy is the framework-free numpy
+policy (``rlbudget.agents.sb3_convert.from_model``), so ``rlbudget.train.train_run`` runs
+it with the same limits, evaluation, signals and run folder. torch and SB3 are imported
+inside the functions only.
+
+**Hyperparameters** are the RL Zoo files' (``rlbudget/data/hyperparams/``): ``lin_X`` is
+a linear schedule from X to 0 over the run; ``net_arch``, ``activation_fn``,
+``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``normalize: true`` wraps the
+envs in ``VecNormalize`` (observation and reward, as the Zoo does; the observation
+statistics become the policy's normalize step, so the policy acts on raw observations);
+``noise_type``/``noise_std`` make TD3's action noise. ``n_envs`` envs run in one process
+(``DummyVecEnv``): the tuned rollout shape is kept, and for cheap simulated envs stepping
+in-process beats the IPC of worker processes; ``training.cores`` sets the torch threads
+(``torch.set_num_threads``, default 1). The replay capacity comes from
+:func:`rlbudget.plan.replay_buffer` (the planner's formula), never SB3's 1M default.
+
+**Stops.** The run never exceeds its step budget: it stops before the vectorized step
+that would (so with ``n_envs`` envs it ends on a multiple of ``n_envs``). On-policy
+algorithms stopped mid-rollout drop that partial rollout (it is counted in the steps but
+not trained on); SB3 would otherwise overshoot to the next full rollout.
+
+**Exploration column** of metrics.csv: DQN/QR-DQN ε (``exploration_rate``); SAC/TQC the
+entropy coefficient α; TD3 the action-noise standard deviation (mean over dimensions);
+PPO/A2C/TRPO with Box actions the policy's standard deviation ``exp(log_std)`` (mean),
+with Discrete actions the policy's entropy in nats (mean over the current observations
+of all envs).
+
+**NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward
+before SB3 (or the running statistics) sees them and stops with the env step named
+(:class:`~rlbudget.errors.EnvError`); after every update (at each rollout start, before
+a checkpoint is written) and at the end, every weight is checked
+(:class:`~rlbudget.errors.TrainingError`). Either way no checkpoint or policy is written
+with bad numbers: the last good checkpoint stays.
+
+**Checkpoints** never need unpickling: the state dicts SB3 itself saves
+(``_get_torch_save_params``: policy with target networks, optimizers, SAC/TQC's
+``log_ent_coef`` and its optimizer) are flattened into safetensors arrays with a JSON
+skeleton, with the replay buffer, the VecNormalize statistics and the RNG states (torch as
+its uint8 state tensor, numpy's MT19937 key), in the same atomic folder format as the
+built-in agents (:class:`~rlbudget.agents.tabular.Checkpoint`). They are written at
+rollout boundaries (the start of a rollout, i.e. just after an update) every
+``checkpoint_every`` steps, and at the stop.
+
+**Resume** rebuilds the model with the same settings and loads that state. Identical to
+the stopped run: weights, target networks, optimizer moments and step counts, the entropy
+coefficient, the replay buffer (contents, position, full flag), VecNormalize's running
+means/variances/counts, ``num_timesteps``, ``_n_updates``, ``_n_calls`` (DQN's target
+update clock), hence every schedule (learning rate, clip range, ε), the global python,
+numpy and torch RNG states and the action space's RNG, and the episode log. Not
+identical: the envs cannot be saved mid-episode, so they are reset, seeded with
+``seed + num_timesteps`` (deterministic): the episodes in progress at the stop are cut
+(not logged) and the first actions after a resume differ from a straight run's; an
+on-policy stop mid-rollout loses that partial rollout (see Stops); TD3's
+Ornstein-Uhlenbeck noise and VecNormalize's per-env discounted return restart at zero;
+gSDE's noise matrix is redrawn. A resumed run is therefore a faithful continuation, not
+a bit-for-bit replay of a straight run, but it is reproducible: resuming the same
+checkpoint twice gives the same result.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlbudget.agents.tabular import (
+    Checkpoint,
+    Episode,
+    OnEpisode,
+    StepHooks,
+    TrainResult,
+    finite_reward,
+    provenance,
+)
+from rlbudget.errors import EnvError, PlanError, TrainingError
+from rlbudget.policy.model import Policy
+
+# id → (module, class, needs sb3-contrib)
+ALGORITHMS: dict[str, tuple[str, str, bool]] = {
+    "ppo": ("stable_baselines3", "PPO", False),
+    "a2c": ("stable_baselines3", "A2C", False),
+    "dqn": ("stable_baselines3", "DQN", False),
+    "sac": ("stable_baselines3", "SAC", False),
+    "td3": ("stable_baselines3", "TD3", False),
+    "qrdqn": ("sb3_contrib", "QRDQN", True),
+    "tqc": ("sb3_contrib", "TQC", True),
+    "trpo": ("sb3_contrib", "TRPO", True),
+}
+# Hyperparameter-file keys that are not constructor arguments: rlbudget turns them into
+# policy_kwargs, env wrappers or action noise.
+POLICY_KWARGS = (
+    "net_arch",
+    "activation_fn",
+    "log_std_init",
+    "ortho_init",
+    "n_quantiles",
+    "n_critics",
+)
+WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std")
+# Constructor arguments rlbudget sets itself.
+RESERVED = ("policy", "env", "seed", "verbose", "device", "_init_setup_model", "tensorboard_log")
+ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
+
+
+@dataclass(frozen=True)
+class SB3Config:
+    """One SB3 run, resolved: the hyperparameters as in the file (with rlbudget's keys)."""
+
+    algorithm: str = "ppo"
+    n_timesteps: int = 100_000
+    seed: int = 0
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    n_envs: int = 1
+    torch_threads: int = 1
+    replay_capacity: int | None = None
+
+
+def algorithm_class(algorithm: str) -> Any:
+    """The SB3 (or sb3-contrib) class of ``algorithm``.
+
+    :raises TrainingError: sb3-contrib is needed and not installed.
+    """
+    module, name, contrib = ALGORITHMS[algorithm]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError:
+        if not contrib:
+            raise
+        raise TrainingError(
+            f"algorithm '{algorithm}' comes from sb3-contrib, which is not installed; "
+            "install rlbudget[contrib] (pip install 'rlbudget[contrib]')"
+        ) from None
+
+
+def check_hyperparameters(algorithm: str, params: Mapping[str, Any]) -> None:
+    """Refuse a key the algorithm does not take, naming those it does.
+
+    :raises PlanError: an unknown key.
+    """
+    cls = algorithm_class(algorithm)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", *RESERVED}
+    accepted |= {*POLICY_KWARGS, *WRAPPER_KEYS}
+    for key in params:
+        if key not in accepted:
+            raise PlanError(
+                f"hyperparameter '{key}' is not one {algorithm} takes; it takes "
+                f"{', '.join(sorted(accepted))}"
+            )
+
+
+class LinearSchedule:
+    """RL Zoo's ``lin_X``: X × progress remaining (X at the start, 0 at the end)."""
+
+    def __init__(self, initial: float) -> None:
+        self.initial = initial
+
+    def __call__(self, progress_remaining: float) -> float:
+        return progress_remaining * self.initial
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, str) and v.startswith("lin_"):
+        return LinearSchedule(float(v[4:]))
+    return v
+
+
+def _model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
+    """SB3 constructor arguments from the hyperparameter file's keys."""
+    import torch
+
+    hp = dict(cfg.hyperparameters)
+    kwargs = {k: _value(v) for k, v in hp.items() if k not in (*POLICY_KWARGS, *WRAPPER_KEYS)}
+    policy_kwargs = {k: hp[k] for k in POLICY_KWARGS if k in hp}
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = getattr(
+            torch.nn, ACTIVATIONS[str(policy_kwargs["activation_fn"])]
+        )
+    if "net_arch" in policy_kwargs:
+        policy_kwargs["net_arch"] = [int(w) for w in policy_kwargs["net_arch"]]
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    if cfg.replay_capacity is not None:
+        kwargs["buffer_size"] = cfg.replay_capacity
+    if "noise_type" in hp and n_actions is not None:
+        from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
+
+        sigma = float(hp.get("noise_std", 0.1)) * np.ones(n_actions)
+        noise = {"normal": NormalActionNoise, "ornstein-uhlenbeck": OrnsteinUhlenbeckActionNoise}
+        kwargs["action_noise"] = noise[str(hp["noise_type"])](np.zeros(n_actions), sigma)
+    return kwargs
+
+
+@functools.cache
+def _finite_wrapper() -> type:
+    """A VecEnv wrapper that stops at the first NaN/inf observation or reward (built on
+    first use: SB3 is imported lazily)."""
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    class FiniteCheck(VecEnvWrapper):
+        def __init__(self, venv: Any, env_id: str, steps: int) -> None:
+            super().__init__(venv)
+            self.env_id, self.steps = env_id, steps
+
+        def _check_obs(self, obs: Any, step: int) -> None:
+            arr = np.asarray(obs)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                i = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0][0])
+                raise EnvError(
+                    f"environment '{self.env_id}' returned a non-finite observation "
+                    f"({arr[i].tolist()}) at step {step + i}"
+                )
+
+        def reset(self) -> Any:
+            obs = self.venv.reset()
+            self._check_obs(obs, self.steps)
+            return obs
+
+        def step_wait(self) -> Any:
+            obs, rewards, dones, infos = self.venv.step_wait()
+            for i, r in enumerate(rewards):
+                finite_reward(r, self.env_id, self.steps + i)
+            self._check_obs(obs, self.steps)
+            self.steps += self.num_envs
+            return obs, rewards, dones, infos
+
+    return FiniteCheck
+
+
+def check_finite(model: Any, step: int) -> None:
+    """Every weight of ``model`` finite, else stop: training diverged at ``step``.
+
+    :raises TrainingError: the first tensor with NaN/inf, named.
+    """
+    state_dicts, variables = model._get_torch_save_params()
+    for name in state_dicts:
+        obj = _getattr(model, name)
+        tensors = obj.state_dict().items() if name == "policy" else []
+        for key, tensor in tensors:
+            if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+                raise TrainingError(
+                    f"training diverged at step {step}: {name}.{key} holds NaN/inf after an "
+                    "update; nothing was saved over the last good checkpoint (lower the "
+                    "learning rate, or normalize observations and rewards)"
+                )
+    for name in variables:
+        if not bool(_getattr(model, name).isfinite().all()):
+            raise TrainingError(f"training diverged at step {step}: {name} holds NaN/inf")
+
+
+def _getattr(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+# --- state dicts ⇄ safetensors arrays + a JSON skeleton ----------------------------------
+
+
+def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        arrays[path] = obj.detach().cpu().numpy().copy()
+        return {"tensor": path}
+    if isinstance(obj, Mapping):
+        return {"dict": [[k, _encode(v, f"{path}/{k}", arrays)] for k, v in obj.items()]}
+    if isinstance(obj, list | tuple):
+        items = [_encode(v, f"{path}/{i}", arrays) for i, v in enumerate(obj)]
+        return {"tuple" if isinstance(obj, tuple) else "list": items}
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return {"value": obj}
+    raise TypeError(f"cannot checkpoint {path}: {type(obj).__name__}")
+
+
+def _decode(node: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
+    import torch
+
+    if "tensor" in node:
+        return torch.from_numpy(np.array(arrays[node["tensor"]]))
+    if "dict" in node:
+        return {k: _decode(v, arrays) for k, v in node["dict"]}
+    if "list" in node:
+        return [_decode(v, arrays) for v in node["list"]]
+    if "tuple" in node:
+        return tuple(_decode(v, arrays) for v in node["tuple"])
+    return node["value"]
+
+
+REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+COUNTERS = ("num_timesteps", "_n_updates", "_n_calls", "_episode_num")
+
+
+def _snapshot(
+    model: Any, vecnorm: Any, episodes: list[Episode], wall_s: float, algorithm: str
+) -> Checkpoint:
+    """Everything resume needs (see the module docstring), as a Checkpoint."""
+    import torch
+
+    arrays: dict[str, np.ndarray] = {}
+    state_dicts, variables = model._get_torch_save_params()
+    torch_state = {name: _encode(_getattr(model, name).state_dict(), f"sd/{name}", arrays)
+                   for name in state_dicts}  # fmt: skip
+    torch_vars = {name: _encode(_getattr(model, name), f"var/{name}", arrays) for name in variables}
+    state: dict[str, Any] = {
+        "algorithm": algorithm,
+        "steps": int(model.num_timesteps),
+        "wall_s": wall_s,
+        "episodes": [asdict(e) for e in episodes],
+        "counters": {k: int(getattr(model, k)) for k in COUNTERS if hasattr(model, k)},
+        "state_dicts": torch_state,
+        "variables": torch_vars,
+    }
+    buffer = getattr(model, "replay_buffer", None)
+    if buffer is not None:
+        filled = buffer.buffer_size if buffer.full else buffer.pos
+        for name in REPLAY_ARRAYS:
+            if hasattr(buffer, name):
+                arrays[f"replay/{name}"] = getattr(buffer, name)[:filled].copy()
+        state["replay"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
+    if vecnorm is not None:
+        for name in ("obs_rms", "ret_rms"):
+            rms = getattr(vecnorm, name)
+            arrays[f"vecnorm/{name}/mean"] = np.asarray(rms.mean, dtype=np.float64)
+            arrays[f"vecnorm/{name}/var"] = np.asarray(rms.var, dtype=np.float64)
+            state[f"vecnorm_{name}_count"] = float(rms.count)
+    legacy: Any = np.random.get_state()
+    arrays["rng/numpy_key"] = np.asarray(legacy[1])
+    arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
+    py_state = random.getstate()
+    state["rng"] = {
+        "numpy": [legacy[0], int(legacy[2]), int(legacy[3]), float(legacy[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+        "action_space": dict(model.action_space.np_random.bit_generator.state),
+    }
+    return Checkpoint(state, arrays)
+
+
+def _restore(model: Any, vecnorm: Any, ck: Checkpoint) -> None:
+    """Load a :func:`_snapshot` into a freshly built model with the same settings."""
+    import torch
+
+    state, arrays = ck.state, ck.arrays
+    for name, node in state["state_dicts"].items():
+        _getattr(model, name).load_state_dict(_decode(node, arrays))
+    for name, node in state["variables"].items():
+        _getattr(model, name).data.copy_(_decode(node, arrays))
+    for key, value in state["counters"].items():
+        setattr(model, key, int(value))
+    if "replay" in state:
+        buffer = model.replay_buffer
+        for name in REPLAY_ARRAYS:
+            if f"replay/{name}" in arrays:
+                saved = arrays[f"replay/{name}"]
+                getattr(buffer, name)[: len(saved)] = saved
+        buffer.pos, buffer.full = int(state["replay"]["pos"]), bool(state["replay"]["full"])
+    if vecnorm is not None:
+        for name in ("obs_rms", "ret_rms"):
+            rms = getattr(vecnorm, name)
+            rms.mean = np.array(arrays[f"vecnorm/{name}/mean"])
+            rms.var = np.array(arrays[f"vecnorm/{name}/var"])
+            rms.count = float(state[f"vecnorm_{name}_count"])
+    rng = state["rng"]
+    kind, pos, has_gauss, gauss = rng["numpy"]
+    np.random.set_state((kind, np.array(arrays["rng/numpy_key"]), pos, has_gauss, gauss))
+    torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"])))
+    version, internal, py_gauss = rng["python"]
+    random.setstate((version, tuple(internal), py_gauss))
+    model.action_space.np_random.bit_generator.state = rng["action_space"]
+
+
+EXPLORATION = (
+    "DQN/QR-DQN: epsilon; SAC/TQC: entropy coefficient alpha; TD3: action-noise std; "
+    "PPO/A2C/TRPO: policy std exp(log_std) (Box actions) or policy entropy in nats "
+    "(Discrete actions)"
+)
+
+
+def _exploration(model: Any, algorithm: str, obs: Any) -> float:
+    """The metrics.csv exploration value (see the module docstring)."""
+    import torch
+
+    if hasattr(model, "exploration_rate"):
+        return float(model.exploration_rate)
+    if hasattr(model, "log_ent_coef") and model.log_ent_coef is not None:
+        return float(torch.exp(model.log_ent_coef.detach()).mean())
+    if hasattr(model, "ent_coef_tensor") and getattr(model, "ent_coef_tensor", None) is not None:
+        return float(model.ent_coef_tensor.mean())
+    if algorithm == "td3":
+        noise = model.action_noise
+        sigma = getattr(noise, "_sigma", None)
+        return float(np.mean(sigma)) if sigma is not None else 0.0
+    log_std = getattr(model.policy, "log_std", None)
+    if log_std is not None:
+        return float(torch.exp(log_std.detach()).mean())
+    with torch.no_grad():
+        tensor, _ = model.policy.obs_to_tensor(obs)
+        return float(model.policy.get_distribution(tensor).entropy().mean())
+
+
+def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int) -> Any:
+    """``n_envs`` Monitor-wrapped envs in a DummyVecEnv, the NaN/inf check, then
+    VecNormalize when ``normalize``. Returns (venv, vecnormalize or None)."""
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rlbudget.envs import make_env
+
+    def one() -> Any:
+        return Monitor(make_env(env_id))
+
+    venv = _finite_wrapper()(DummyVecEnv([one] * n_envs), env_id, steps)
+    if not normalize:
+        return venv, None
+    vecnorm = VecNormalize(venv, gamma=gamma)
+    return vecnorm, vecnorm
+
+
+def train_sb3(
+    env_id: str,
+    cfg: SB3Config,
+    *,
+    on_episode: OnEpisode | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
+) -> TrainResult:
+    """Train ``cfg.algorithm`` with SB3 on ``env_id``, or continue from ``resume``.
+
+    :param on_episode: called after every finished episode (of any of the envs) with the
+        episode and a function that converts the current model to a numpy Policy;
+        returning True stops training.
+    :param should_stop: checked after every vectorized env step; True stops.
+    :param resume: a checkpoint of an earlier call with the same ``cfg``.
+    :param on_checkpoint: called with a checkpoint at the first rollout boundary after
+        every ``checkpoint_every`` steps.
+    :return: the numpy policy, the episodes, and a checkpoint of the state at the stop.
+    :raises EnvError: an observation or reward is NaN/inf (the step is named).
+    :raises TrainingError: the weights became NaN/inf, or sb3-contrib is missing.
+    """
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from rlbudget.agents.sb3_convert import from_model
+
+    torch.set_num_threads(cfg.torch_threads)
+    cls = algorithm_class(cfg.algorithm)
+    done_steps = int(resume.state["steps"]) if resume is not None else 0
+    gamma = float(cfg.hyperparameters.get("gamma", 0.99))
+    env, vecnorm = _vec_env(env_id, cfg.n_envs, bool(cfg.hyperparameters.get("normalize")),
+                                gamma, done_steps)  # fmt: skip
+    shape = env.action_space.shape
+    n_actions = int(np.prod(shape)) if shape else None
+    model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
+                **_model_kwargs(cfg, n_actions))  # fmt: skip
+    episodes: list[Episode] = []
+    wall0 = 0.0
+    if resume is not None:
+        _restore(model, vecnorm, resume)
+        episodes = [Episode(**e) for e in resume.state["episodes"]]
+        wall0 = float(resume.state["wall_s"])
+        # Envs cannot be restored mid-episode: reset them, seeded from the step count.
+        env.seed(cfg.seed + done_steps)
+    start = time.perf_counter() - wall0
+
+    def current() -> Policy:
+        prov = provenance(f"rlbudget.agents.sb3 (Stable-Baselines3 {cls.__name__})",
+                          cfg.algorithm, env_id, cfg, int(model.num_timesteps))  # fmt: skip
+        policy: Policy = from_model(model, vecnorm, provenance=prov)
+        return policy
+
+    def snapshot() -> Checkpoint:
+        return _snapshot(model, vecnorm, episodes, time.perf_counter() - start, cfg.algorithm)
+
+    hooks = StepHooks(None, on_checkpoint, checkpoint_every, done_steps)
+    n_envs = cfg.n_envs
+
+    class Loop(BaseCallback):
+        """Episodes → on_episode, stop checks, weight checks and checkpoints."""
+
+        def _on_rollout_start(self) -> None:
+            check_finite(model, int(model.num_timesteps))
+            hooks.stop(int(model.num_timesteps), snapshot)
+
+        def _on_step(self) -> bool:
+            steps = int(model.num_timesteps)
+            for i, info in enumerate(self.locals["infos"]):
+                ep_info = info.get("episode")
+                if ep_info is None:
+                    continue
+                obs = self.locals["new_obs"]
+                ep = Episode(steps - n_envs + i + 1, len(episodes), float(ep_info["r"]),
+                             int(ep_info["l"]), time.perf_counter() - start,
+                             _exploration(model, cfg.algorithm, obs))  # fmt: skip
+                episodes.append(ep)
+                if on_episode is not None and on_episode(ep, current):
+                    return False
+            if should_stop is not None and should_stop():
+                return False
+            return steps + n_envs <= cfg.n_timesteps
+
+    if done_steps + n_envs <= cfg.n_timesteps:
+        model.learn(cfg.n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
+                    progress_bar=False)  # fmt: skip
+    steps = int(model.num_timesteps)
+    check_finite(model, steps)
+    env.close()
+    ck = snapshot()
+    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, ck)
