@@ -26,12 +26,15 @@ app = typer.Typer(
     name="rlbudget",
     help=(
         "Reinforcement learning under a hardware budget.\n\n"
-        "Describe a device and a task in a budget YAML file; rlbudget plans what to train, "
-        "and (in later releases) trains, compresses and profiles it against the budget.\n\n"
+        "Describe a device and a task in a budget YAML file; rlbudget plans what to train "
+        "and trains it (built-in numpy agents or Stable-Baselines3), imports SB3 models "
+        "safely, and (in later releases) compresses and profiles it against the budget.\n\n"
         "Examples:\n\n"
         "  rlbudget plan                          # the bundled default budget\n\n"
         "  rlbudget plan budgets/esp32-cartpole.yaml --json\n\n"
         "  rlbudget check budgets/rp2040-frozenlake.yaml\n\n"
+        "  rlbudget train --algo ppo --env CartPole-v1 -o runs/ppo\n\n"
+        "  rlbudget import rl-zoo/ppo-CartPole-v1/ -o policies/cartpole\n\n"
         "  rlbudget devices"
     ),
     no_args_is_help=True,
@@ -427,7 +430,7 @@ def import_(
     from rlbudget.policy import save_policy
 
     result = import_model(model, env_id=env, vecnormalize=vecnormalize, algorithm=algo)
-    save_policy(result.policy, output)
+    save_policy(result.policy, output, parents=True)
     info = result.to_dict()
     if json_out:
         _print_json({**info, "output": str(output)})

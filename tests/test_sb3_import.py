@@ -312,6 +312,21 @@ def test_cli_import_writes_a_loadable_policy(ppo_zip: Path, tmp_path: Path) -> N
     assert r.exit_code == 0 and "policy written to" in r.stdout
 
 
+def test_cli_import_creates_missing_parent_folders(ppo_zip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "policies" / "cartpole"
+    r = runner.invoke(app, ["import", str(ppo_zip), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert load_policy(out).observation_space.shape == (4,)
+
+
+def test_cli_import_under_a_file_exit_2(ppo_zip: Path, tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    out = tmp_path / "afile" / "pol"
+    r = runner.invoke(app, ["import", str(ppo_zip), "-o", str(out)])
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"error: {out}: cannot create its folder (File exists)"
+
+
 def test_import_help_does_not_import_torch() -> None:
     import subprocess
     import sys

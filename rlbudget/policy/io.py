@@ -405,10 +405,12 @@ def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: st
     return Policy(obs, act, tuple(steps), body, head, dict(doc.get("provenance", {})))
 
 
-def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
+def save_policy(policy: Policy, path: str | os.PathLike[str], *, parents: bool = False) -> Path:
     """Write ``policy`` as a folder atomically (replacing an existing policy folder).
 
-    :raises PolicyError: the parent folder is missing, or ``path`` is another folder.
+    :param parents: create missing parent folders first (as ``mkdir -p``).
+    :raises PolicyError: the parent folder is missing (or cannot be created), or ``path``
+        is another folder.
     """
     from safetensors.numpy import save
 
@@ -416,6 +418,11 @@ def save_policy(policy: Policy, path: str | os.PathLike[str]) -> Path:
     from rlbudget.fileio import atomic_write_dir
 
     doc, arrays = to_document(policy)
+    if parents:
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PolicyError(f"{path}: cannot create its folder ({exc.strerror})") from None
     files = {
         ARRAYS_NAME: save(arrays),
         JSON_NAME: (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(),
