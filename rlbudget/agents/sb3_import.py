@@ -54,6 +54,19 @@ from rlbudget.policy.model import MLP, Array, Normalize, Policy
 MAX_MEMBER_BYTES = 512 * 2**20  # a zip member bigger than this is refused (zip bombs)
 MAX_PICKLE_OPS = 1_000_000
 
+
+def _read(path: str | Path) -> tuple[str, bytes]:
+    """The file's name (for messages) and its bytes.
+
+    :raises PolicyError: the file cannot be read.
+    """
+    where = str(path)
+    try:
+        return where, Path(path).read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{where}: cannot read it ({exc.strerror}); check the path") from None
+
+
 # --- inert pickle inspection --------------------------------------------------------------
 
 
@@ -332,12 +345,7 @@ def read_vecnormalize(path: str | Path) -> tuple[Normalize | None, list[str]]:
         warnings.
     :raises PolicyError: unreadable file, a class outside the allow-list, missing fields.
     """
-    p = Path(path)
-    where = str(p)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{where}: cannot read it ({exc.strerror}); check the path") from None
+    where, raw = _read(path)
     try:
         obj = _VecNormalizeUnpickler(io.BytesIO(raw), where).load()
     except PolicyError:
@@ -502,12 +510,7 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, Array], Zi
 
     :raises PolicyError: not a zip, missing members, corrupt JSON or weights.
     """
-    p = Path(path)
-    where = str(p)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{where}: cannot read it ({exc.strerror}); check the path") from None
+    where, raw = _read(path)
     if not zipfile.is_zipfile(io.BytesIO(raw)):
         raise PolicyError(f"{where}: not a zip file; give a model saved with model.save(path)")
     try:
