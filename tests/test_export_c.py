@@ -261,11 +261,13 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     b = built["cartpole-mlp-tanh-int8"]
     source = (b.program.parent / "policy.c").read_text()
     assert not b.result.needs_libm and "math.h" not in source and "float " in source
-    # RAM: one int8 arena holding the largest pair of live layers (64 + 64).
-    assert b.result.ram_bytes == 128 == b.policy.buffer_bytes
-    widths = [(4, 64), (64, 64), (64, 2)]
+    # RAM: one int8 arena holding the largest pair of live layers (64 + 64), and the last
+    # layer's dequantized float32 output (2 × 4 B).
+    assert b.result.ram_bytes == 128 + 8 == b.policy.buffer_bytes
+    widths = [(4, 64), (64, 64)]
     flash = 4 * 4 * 2  # normalize mean and 1/std
     flash += sum(i * o + 4 * o + 4 * o + o for i, o in widths)  # W, bias, multiplier, shift
+    flash += 64 * 2 + 4 * 2 + 4 * 2  # last layer: W, bias, dequantization scale
     flash += 2 * 256  # two tanh tables
     assert b.result.flash_bytes == flash
     header = (b.program.parent / "policy.h").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -233,10 +234,62 @@ def test_integer_path_and_argmax_on_int8() -> None:
     assert isinstance(q.body, QuantizedMLP)
     obs = cartpole_obs(3000, seed=5)
     x = q.preprocess[0].apply(obs)
-    ints = q.body.apply_int(x)
-    assert ints.dtype == np.int8 and ints.shape == (3000, 2)
-    assert np.array_equal(np.argmax(ints, axis=1), q.act(obs))  # argmax on the int8 output
+    *hidden, last = q.body.layers
+    assert [la.float_output for la in q.body.layers] == [False, False, True]
+    h = quantize_input(x, hidden[0].input_scale, hidden[0].input_zero_point)
+    for la in hidden:
+        h = la.apply(h)
+        assert h.dtype == np.int8
+    # The last layer by hand: int32 accumulator (integers only) → float32 × per-channel scale.
+    acc = (h.astype(np.int64) - last.input_zero_point) @ last.W.astype(np.int64) + last.b
+    assert np.abs(acc).max() < 2**31
+    expected = acc.astype(np.float32) * (np.float32(last.input_scale) * last.w_scale)
+    out = q.body.apply_int(x)
+    assert out.dtype == np.float32 and np.array_equal(out, expected)
+    assert np.array_equal(np.argmax(expected, axis=1), q.act(obs))
     assert [q.act(o) for o in obs[:20]] == q.act(obs[:20]).tolist()  # batch = single
+
+
+def test_float_last_layer_keeps_near_equal_action_values_apart() -> None:
+    # Q-values with a large common offset and small gaps (a DQN on CartPole: ~105 ± 0.2). An
+    # int8 output spends its 256 levels on the whole range; the int32 accumulator keeps every
+    # step, so argmax follows the float policy far more often.
+    p = cartpole_tanh(seed=3)
+    *hidden, last = p.body.layers  # type: ignore[union-attr]
+    body = MLP((*hidden, Dense(last.W * np.float32(0.01), last.b + np.float32(100), "identity")))
+    dqn_like = Policy(p.observation_space, p.action_space, p.preprocess, body, p.head)
+    q = quantize_int8(dqn_like, cartpole_obs(2000))
+    assert isinstance(q.body, QuantizedMLP) and q.body.layers[-1].float_output
+    int8_out = QuantizedMLP((*q.body.layers[:-1], replace(q.body.layers[-1], float_output=False)))
+    obs = cartpole_obs(5000, seed=4)
+    x = q.preprocess[0].apply(obs)
+    want = dqn_like.act(obs)
+    agree_float = float(np.mean(q.body.apply(x).argmax(axis=1) == want))
+    agree_int8 = float(np.mean(int8_out.apply(x).argmax(axis=1) == want))
+    assert agree_float >= 0.97 and agree_float - agree_int8 >= 0.2, (agree_float, agree_int8)
+
+
+def test_tanh_rescale_head_keeps_int8_output_and_table() -> None:
+    q = quantize_int8(pendulum_relu(head="tanh_rescale"), pendulum_obs(500))
+    assert not q.body.layers[-1].float_output  # type: ignore[union-attr]
+    assert q.provenance["transforms"][-1]["float_output"] is False
+
+
+def test_input_range_folded_into_first_layer() -> None:
+    # A raw Box observation (no preprocess): a normalize step maps each feature's calibrated
+    # range to [-1, 1] and the first layer absorbs its inverse, so the float function is
+    # unchanged and every feature uses the whole int8 input grid.
+    p = pendulum_relu()
+    assert p.preprocess == ()
+    calib = pendulum_obs(2000)
+    q = quantize_int8(p, calib)
+    (norm,) = q.preprocess
+    assert isinstance(norm, Normalize) and norm.eps == 0.0
+    z = norm.apply(calib)
+    assert np.allclose(z.min(axis=0), -1, atol=1e-6) and np.allclose(z.max(axis=0), 1, atol=1e-6)
+    assert q.provenance["transforms"][-1]["input_normalization"] is True
+    first = q.body.layers[0]  # type: ignore[union-attr]
+    assert (first.input_scale, first.input_zero_point) == activation_params(-1.0, 1.0)
 
 
 def agreement_tanh() -> float:
@@ -268,12 +321,16 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     assert q.provenance["algorithm"] == "ppo"
     (t,) = q.provenance["transforms"]
     assert t == {"method": "int8", "calibration_observations": 300,
+                 "input_normalization": False, "float_output": True,  # VecNormalize in front
                  "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # W int8 (48) + tanh table (256); b, multiplier, shift int32; w_scale + normalize float32.
-    assert q.bytes_by_dtype() == {"float32": 4 * (10 + 8), "int8": 48 + 256, "int32": 3 * 4 * 10}
+    # int8: W (48), tanh table (256), shift (10); int32: b, multiplier; float32: w_scale and
+    # the normalize step's mean and var.
+    by_dtype = {"float32": 4 * (10 + 8), "int8": 48 + 256 + 10, "int32": 2 * 4 * 10}
+    assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
-    assert (q.buffer_bytes, p.buffer_bytes) == (4 + 8, 4 * (4 + 8))  # 1 B per int8 activation
+    # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)
+    assert (q.buffer_bytes, p.buffer_bytes) == (4 + 8 + 8, 4 * (4 + 8))
     save_policy(q, tmp_path / "q")
     r = load_policy(tmp_path / "q")
     a, b = q.arrays(), r.arrays()

@@ -19,6 +19,23 @@
   values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the table's output is already
   saturated at its resolution, so the wider range would only cost precision.
 
+Two choices go beyond TFLite's converter, both because a policy's action is decided by
+small differences:
+
+- **per-feature input range**: one int8 scale for the whole observation gives a feature
+  with a small range (CartPole's pole angle, ±0.2, next to velocities of ±3) a handful of
+  levels. When the body reads the raw Box observation, a float ``normalize`` step is put in
+  front of it (``(x - center) / half_range`` per feature, from the calibration min/max; its
+  ``clip`` at 4 half-ranges) and folded exactly into the first layer's float weights
+  (``W' = half_range[:, None] * W``, ``b' = b + center @ W``) before they are quantized, so
+  every feature spans the int8 input range. A body behind VecNormalize already sees
+  standardized features and is left as it is.
+- **float last layer** (argmax, clip and identity heads): the last layer's int32
+  accumulators are dequantized per channel (``float_output``) instead of requantized to 256
+  levels, which would tie or swap Q-values and logits that differ by much less than their
+  range. A ``tanh_rescale`` head keeps the int8 output and its exact 256-entry table (no
+  libm on the device).
+
 The numpy int8 path (:meth:`QuantizedMLP.apply`) is integer-only from the input
 quantization to the output dequantization, and is the reference the C export matches bit
 for bit. Heads: ``argmax`` works on the int8 output; ``clip``/``tanh_rescale`` get the
@@ -38,12 +55,17 @@ from rlbudget.policy.model import (
     LUT_OUTPUT,
     MLP,
     Array,
+    Dense,
+    Normalize,
     Policy,
+    Preprocess,
     QDense,
     QuantizedMLP,
     _activate,
     _dense,
 )
+
+NORMALIZE_CLIP = 4.0  # clip of the folded input normalization, in calibrated half-ranges
 
 SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
@@ -112,6 +134,7 @@ def _quantize_layer(
     activation: str,
     input_quant: tuple[float, int],
     out_range: tuple[float, float],
+    float_output: bool = False,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization."""
     in_scale, in_zp = input_quant
@@ -124,10 +147,10 @@ def _quantize_layer(
     out_scale, out_zp = activation_params(*out_range)
     pairs = [quantize_multiplier(float(s) / out_scale) for s in bias_scale]
     multiplier = np.array([m for m, _ in pairs], dtype=np.int32)
-    shift = np.array([s for _, s in pairs], dtype=np.int32)
+    shift = np.array([s for _, s in pairs], dtype=np.int8)  # in [-31, 30]
     lut = _lut(activation, out_scale, out_zp) if activation in LUT_OUTPUT else None
     return QDense(w_q, b_q.astype(np.int32), w_scale, multiplier, shift, in_scale, in_zp,
-                  out_scale, out_zp, activation, lut)  # fmt: skip
+                  out_scale, out_zp, activation, lut, float_output)  # fmt: skip
 
 
 def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
@@ -156,20 +179,46 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         )
     if np.issubdtype(obs.dtype, np.floating) and not np.all(np.isfinite(obs)):
         raise PolicyError("int8 calibration: the observations contain NaN or inf; drop them")
+    preprocess, dense_layers = policy.preprocess, body.layers
     x = obs
-    for step in policy.preprocess:
+    for step in preprocess:
         x = step.apply(x)
     x = np.asarray(x, dtype=np.float32)
+    folded = not preprocess and policy.observation_space.kind == "box"
+    if folded:
+        norm, dense_layers = _fold_input_range(x, dense_layers)
+        preprocess, x = (norm,), norm.apply(x)
     quant = activation_params(float(x.min()), float(x.max()))
+    float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
     layers: list[QDense] = []
-    for dense in body.layers:
+    for i, dense in enumerate(dense_layers):
         z = _dense(x, dense.W, dense.b)
         a = _activate(z, dense.activation)
         seen = a if dense.activation == "relu" else z  # relu folds into the output clamp
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
-                                _range(seen, dense.activation))  # fmt: skip
+                                _range(seen, dense.activation),
+                                float_last and i == len(dense_layers) - 1)  # fmt: skip
         layers.append(layer)
         quant, x = layer.out_quant, a
-    child = Policy(policy.observation_space, policy.action_space, policy.preprocess,
+    child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
-    return with_transform(policy, child, "int8", calibration_observations=len(obs))
+    return with_transform(policy, child, "int8", calibration_observations=len(obs),
+                          input_normalization=folded, float_output=float_last)  # fmt: skip
+
+
+def _fold_input_range(x: Array, layers: tuple[Dense, ...]) -> tuple[Preprocess, tuple[Dense, ...]]:
+    """A ``normalize`` step mapping each feature's calibrated [min, max] to [-1, 1], and the
+    layers with its inverse folded into the first one: the float function is unchanged (up
+    to float32 rounding) for inputs within ±NORMALIZE_CLIP half-ranges of the center."""
+    low, high = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    center = (low + high) / 2
+    half = np.where(high > low, (high - low) / 2, 1.0)
+    norm = Normalize(center.astype(np.float32), (half**2).astype(np.float32),
+                     clip=NORMALIZE_CLIP, eps=0.0)  # fmt: skip
+    std = np.sqrt(norm.var).astype(np.float64)  # what Normalize divides by (float32 sqrt)
+    first = layers[0]
+    W = first.W.astype(np.float64)
+    folded = Dense((std[:, None] * W).astype(np.float32),
+                   (first.b + norm.mean.astype(np.float64) @ W).astype(np.float32),
+                   first.activation)  # fmt: skip
+    return norm, (folded, *layers[1:])

@@ -234,6 +234,23 @@ static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const in
 }
 """
 
+DENSE_INT8_FLOAT = """
+/* the last int8 layer: int32 accumulators dequantized per channel, no requantization */
+static void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const int32_t *b,
+                                 const float *scale, int32_t n_in, int32_t n_out, int32_t in_zp)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        y[j] = (float)acc * scale[j];
+    }
+}
+"""
+
 
 def _argmax(ctype: str) -> str:
     """C for ``rlb_argmax[_int8](y, n)``: the index of the first largest value (numpy's)."""
@@ -456,6 +473,13 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
         w.array(f"rlb_b{i}", la.b, f"layer {i}: int32 bias")
+        if la.float_output:
+            w.helper("dense_int8_float", DENSE_INT8_FLOAT)
+            w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
+            w.array(f"rlb_scale{i}", la.dequant_scale, f"layer {i}: input_scale * w_scale")
+            w.line(f"    rlb_dense_int8_float({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, "
+                   f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
+            return "rlb_out"
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
         lut = "0"
@@ -600,7 +624,8 @@ def _generate(policy: Policy) -> _Writer:
         gen = _mlp if isinstance(body, MLP) else _mlp_int8
         y = gen(w, policy, body, last)  # type: ignore[arg-type]
         n = int(body.layers[-1].W.shape[1])
-        _head(w, policy, y, n, body if isinstance(body, QuantizedMLP) else None)
+        int8 = isinstance(body, QuantizedMLP) and not body.layers[-1].float_output
+        _head(w, policy, y, n, body if int8 else None)  # type: ignore[arg-type]
     elif isinstance(body, Linear):
         y = _linear(w, policy, body, last)  # type: ignore[arg-type]
         _head(w, policy, y, int(body.W.shape[1]), None)

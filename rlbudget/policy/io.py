@@ -112,6 +112,7 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
                 "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
                 **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
+                **({"output": "float32"} if q.float_output else {}),
             })  # fmt: skip
         body_doc = {"kind": body.kind, "layers": qlayers}
     elif isinstance(body, Table):
@@ -254,6 +255,8 @@ class _Loader:
                 width = int(q.W.shape[1])
             if not qlayers:
                 raise self.fail(f"{what}: no layers")
+            if any(q.float_output for q in qlayers[:-1]):
+                raise self.fail(f"{what}: only the last layer may have a float32 output")
             return QuantizedMLP(tuple(qlayers)), width
         if kind == "table":
             values = self.array(d.get("values"), ndim=2, what=what)
@@ -300,10 +303,11 @@ class _Loader:
         if w.shape[0] != width:
             raise self.fail(f"{what}: W has {w.shape[0]} inputs but receives {width}")
         out = (int(w.shape[1]),)
-        vectors = {"b": "int32", "w_scale": "float32", "multiplier": "int32", "shift": "int32"}
+        vectors = {"b": ("int32",), "w_scale": ("float32",), "multiplier": ("int32",),
+                   "shift": ("int8", "int32")}  # fmt: skip
         got: dict[str, Array] = {}
-        for name, dtype in vectors.items():
-            got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=(dtype,))
+        for name, dtypes in vectors.items():
+            got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=dtypes)
             self.shape(got[name], out, what, str(la[name]))
         if np.any(got["w_scale"] <= 0):
             raise self.fail(f"{what}: every w_scale must be > 0")
@@ -340,9 +344,15 @@ class _Loader:
             self.shape(lut, (256,), what, str(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
+        output = la.get("output", "int8")
+        if output not in ("int8", "float32"):
+            raise self.fail(f"{what}: output must be 'int8' or 'float32', not {output!r}")
+        if output == "float32" and activation != "identity":
+            raise self.fail(f"{what}: a float32 output needs the identity activation")
         return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
                       scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
-                      zps["output_zero_point"], str(activation), lut)  # fmt: skip
+                      zps["output_zero_point"], str(activation), lut,
+                      output == "float32")  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")

@@ -363,6 +363,13 @@ class QDense:
     ``input_scale * w_scale[j] / output_scale``. ``output_scale``/``output_zero_point``
     describe the dense output (before a lookup table); :attr:`out_quant` is what the next
     layer receives.
+
+    ``float_output`` (the last layer of a policy whose head reads floats: argmax, clip,
+    identity): no requantization to int8; the int32 accumulator is dequantized per channel,
+    ``float32(acc[j]) * dequant_scale[j]`` with ``dequant_scale = float32(input_scale) *
+    w_scale`` (float32), so the head sees every step of the accumulator, not 256 levels.
+    ``multiplier``/``shift``/``output_*`` are then unused. An 8-bit output can flip an
+    argmax between near-equal action values (Q-values differ by far less than their range).
     """
 
     W: Array
@@ -376,11 +383,18 @@ class QDense:
     output_zero_point: int
     activation: str = "identity"
     lut: Array | None = None
+    float_output: bool = False
 
     def __post_init__(self) -> None:
         _f32(self, "w_scale")
         object.__setattr__(self, "input_scale", float(np.float32(self.input_scale)))
         object.__setattr__(self, "output_scale", float(np.float32(self.output_scale)))
+
+    @property
+    def dequant_scale(self) -> Array:
+        """Per-channel float32 scale of the int32 accumulator (``float_output``)."""
+        out: Array = np.float32(self.input_scale) * self.w_scale
+        return out
 
     @property
     def out_quant(self) -> tuple[float, int]:
@@ -395,9 +409,13 @@ class QDense:
         return max(-128, self.output_zero_point) if self.activation == "relu" else -128
 
     def apply(self, x: Array) -> Array:
-        """int8 [batch, in] → int8 [batch, out]; int64 arithmetic emulates C's int32 exactly."""
+        """int8 [batch, in] → int8 [batch, out] (float32 with ``float_output``); int64
+        arithmetic emulates C's int32 exactly."""
         acc = (x.astype(np.int64) - self.input_zero_point) @ self.W.astype(np.int64)
         acc = acc + self.b.astype(np.int64)
+        if self.float_output:
+            dequantized: Array = acc.astype(np.float32) * self.dequant_scale
+            return dequantized
         y = multiply_by_quantized_multiplier(acc, self.multiplier.astype(np.int64),
                                              self.shift.astype(np.int64))  # fmt: skip
         y = np.clip(y + self.output_zero_point, self.clamp_low, 127)
@@ -410,15 +428,17 @@ class QuantizedMLP:
     """An int8 MLP: float input quantized with the first layer's input scale, int8 layers,
     the last layer's int8 output dequantized to float32 for the head.
 
-    ``argmax`` of the dequantized output equals ``argmax`` of the int8 output (dequantizing
-    is strictly increasing), which is what the C export computes.
+    With an int8 last layer, ``argmax`` of the dequantized output equals ``argmax`` of the
+    int8 output (dequantizing is strictly increasing); a ``float_output`` last layer hands
+    the head float32 values, as the C export does.
     """
 
     layers: tuple[QDense, ...]
     kind: str = field(default="mlp_int8", init=False)
 
     def apply_int(self, x: Array) -> Array:
-        """Float32 body input → the last layer's int8 output."""
+        """Float32 body input → the last layer's output: int8, or float32 with
+        ``float_output`` (dequantized int32 accumulators)."""
         first = self.layers[0]
         q = quantize_input(x, first.input_scale, first.input_zero_point)
         for layer in self.layers:
@@ -426,7 +446,10 @@ class QuantizedMLP:
         return q
 
     def apply(self, x: Array) -> Array:
-        return dequantize(self.apply_int(x), *self.layers[-1].out_quant)
+        y = self.apply_int(x)
+        if self.layers[-1].float_output:
+            return y
+        return dequantize(y, *self.layers[-1].out_quant)
 
 
 Body = MLP | QuantizedMLP | Table | PackedTable | Linear
@@ -551,7 +574,10 @@ class Policy:
         if isinstance(body, MLP | QuantizedMLP):
             widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
             width_bytes = 1 if isinstance(body, QuantizedMLP) else 4
-            return width_bytes * max(a + b for a, b in pairwise(widths))
+            arena = width_bytes * max(a + b for a, b in pairwise(widths))
+            if isinstance(body, QuantizedMLP) and body.layers[-1].float_output:
+                arena += 4 * widths[-1]  # the dequantized float32 output
+            return arena
         obs = 4 * self.observation_space.dim
         if isinstance(body, Linear):
             tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
