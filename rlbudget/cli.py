@@ -10,6 +10,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -28,13 +29,16 @@ app = typer.Typer(
         "Reinforcement learning under a hardware budget.\n\n"
         "Describe a device and a task in a budget YAML file; rlbudget plans what to train "
         "and trains it (built-in numpy agents or Stable-Baselines3), imports SB3 models "
-        "safely, and (in later releases) compresses and profiles it against the budget.\n\n"
+        "safely, compresses it (int8, fp16, pruning, distillation, packed tables), each step "
+        "judged by the episode return it keeps, and exports it as C99 or ONNX.\n\n"
         "Examples:\n\n"
         "  rlbudget plan                          # the bundled default budget\n\n"
         "  rlbudget plan budgets/esp32-cartpole.yaml --json\n\n"
         "  rlbudget check budgets/rp2040-frozenlake.yaml\n\n"
         "  rlbudget train --algo ppo --env CartPole-v1 -o runs/ppo\n\n"
         "  rlbudget import rl-zoo/ppo-CartPole-v1/ -o policies/cartpole\n\n"
+        "  rlbudget compress policies/cartpole -m prune-neurons,int8 -o policies/small\n\n"
+        "  rlbudget export policies/small --format c -o firmware/policy\n\n"
         "  rlbudget devices"
     ),
     no_args_is_help=True,
@@ -497,6 +501,262 @@ def devices(json_out: JsonOpt = False) -> None:
             units.format_power(d.active_power_w),
         )
     out.print(t)
+
+
+def _ints(text: str | None, what: str) -> tuple[int, ...] | None:
+    """``"16,16"`` → (16, 16); None stays None."""
+    from rlbudget.errors import PolicyError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise PolicyError(
+            f"{what} '{text}': give whole numbers separated by commas, e.g. 16,16"
+        ) from None
+
+
+def _load_observations(path: Path) -> Any:
+    """A ``.npy`` array of observations (no pickles)."""
+    import numpy as np
+
+    from rlbudget.errors import PolicyError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise PolicyError(f"--calibration {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise PolicyError(
+            f"--calibration {path}: not a numpy .npy array of observations ({exc})"
+        ) from None
+
+
+@app.command()
+@_handles_errors
+def compress(
+    policy: Annotated[Path, typer.Argument(help="A policy folder.", show_default=False)],
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            show_default=False,
+            help="Methods, applied in order: int8, int16, fp16, prune, prune-neurons, distill, "
+            "pack, drop-unvisited (e.g. prune-neurons,int8).",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Policy folder to write.", show_default=False)
+    ],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Gymnasium id; default: the env in the policy's provenance."),
+    ] = None,
+    max_return_drop: Annotated[
+        str,
+        typer.Option("--max-return-drop", help="Largest acceptable return drop: 5% or 0.05."),
+    ] = "5%",
+    episodes: Annotated[
+        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
+    ] = 10,
+    states: Annotated[
+        int, typer.Option("--states", min=1, help="Visited states per step (agreement, int8).")
+    ] = 5000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of episodes and distillation.")] = 0,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="int8: observations (.npy) instead of visited ones."),
+    ] = None,
+    sparsity: Annotated[
+        float | None,
+        typer.Option("--sparsity", help="prune: fraction of weights set to zero [0.5]."),
+    ] = None,
+    keep: Annotated[
+        float | None,
+        typer.Option("--keep", help="prune-neurons: fraction of hidden neurons kept [0.5]."),
+    ] = None,
+    neurons: Annotated[
+        str | None,
+        typer.Option("--neurons", help="prune-neurons: neurons kept per hidden layer (16,16)."),
+    ] = None,
+    widths: Annotated[
+        str | None, typer.Option("--widths", help="distill: student hidden widths (8,8).")
+    ] = None,
+    budget: Annotated[
+        Path | None,
+        typer.Option("--budget", help="distill: choose the student's widths to fit this budget."),
+    ] = None,
+    default_action: Annotated[
+        int | None,
+        typer.Option("--default-action", help="drop-unvisited: action of unvisited states."),
+    ] = None,
+    recover: Annotated[
+        bool,
+        typer.Option(
+            "--recover",
+            help="Fine-tune after prune/prune-neurons from the unpruned parent (distillation).",
+        ),
+    ] = False,
+    gym_package: Annotated[
+        list[str] | None,
+        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compress a policy and judge every step by the return it keeps.
+
+    Each step reports bytes and MACs before and after, action agreement with its parent
+    on states the parent visits, and the return before and after over the same seeded
+    episodes. The result is written even when it loses more than --max-return-drop of
+    the input's return; the command then exits 1.
+
+    Examples:
+
+      rlbudget compress runs/ppo/policy -m int8 -o runs/ppo/int8
+
+      rlbudget compress ppo -m prune-neurons,int8 --keep 0.25 --recover -o small
+
+      rlbudget compress ppo -m distill --widths 8,8 -o student --json
+
+      rlbudget compress frozenlake -m pack,drop-unvisited -o packed
+    """
+    from rlbudget.compress.pipeline import MethodOptions, parse_fraction
+    from rlbudget.compress.pipeline import compress as run_compress
+    from rlbudget.errors import EnvError, PolicyError
+    from rlbudget.policy import load_policy, save_policy
+
+    drop = parse_fraction(max_return_drop)
+    if output.exists() and not (output / "policy.json").is_file():
+        # save_policy refuses it too, but only after the compression ran
+        raise PolicyError(
+            f"{output}: exists and is not a policy folder; choose another -o (nothing written)"
+        )
+    p = load_policy(policy)
+    env_id = env or p.provenance.get("env")
+    if not env_id:
+        raise EnvError(f"{policy}: the policy does not say which env it is for; pass --env ID")
+    loaded_budget = None
+    if budget is not None:
+        from rlbudget.budget import load_budget
+
+        loaded_budget = load_budget(budget)
+    options = MethodOptions(
+        calibration_obs=None if calibration is None else _load_observations(calibration),
+        sparsity=sparsity, keep=keep, neurons=_ints(neurons, "--neurons"),
+        widths=_ints(widths, "--widths"), budget=loaded_budget,
+        default_action=default_action, recover=recover,
+    )  # fmt: skip
+    report = run_compress(p, method, str(env_id), episodes=episodes, states=states, seed=seed,
+                          max_return_drop=drop, options=options,
+                          gym_packages=gym_package or ())  # fmt: skip
+    save_policy(report.policy, output, parents=True)
+    if json_out:
+        _print_json({**report.to_dict(), "output": str(output)})
+    else:
+        _render_compress(report, output)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _render_compress(report: Any, output: Path) -> None:
+    t = Table(title=f"Compression on {report.env_id} ({report.episodes} episodes, seed "
+                    f"{report.seed}; agreement on {report.states} visited states)")  # fmt: skip
+    for col in ("method", "bytes", "×", "MACs", "agreement", "return before", "return after",
+                "retention", "total", ""):  # fmt: skip
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for s in report.steps:
+        agreement = f"{s.agreement.rate:.1%}"
+        if s.agreement.max_abs_diff is not None:
+            agreement += f" (max |Δ| {s.agreement.max_abs_diff:.3g})"
+        t.add_row(
+            s.method,
+            f"{units.format_bytes(s.bytes_before)} → {units.format_bytes(s.bytes_after)}",
+            f"{s.ratio:.2f}",
+            f"{s.macs_before:,} → {s.macs_after:,}",
+            agreement,
+            f"{s.return_before.mean:.1f} ± {s.return_before.std:.1f}",
+            f"{s.return_after.mean:.1f} ± {s.return_after.std:.1f}",
+            f"{s.retention:.1%}",
+            f"{s.total_retention:.1%}",
+            "PASS" if s.passed else "FAIL",
+        )
+    out.print(t)
+    verdict = "PASS" if report.passed else "FAIL"
+    out.print(
+        f"{verdict}: {units.format_bytes(report.bytes_before)} → "
+        f"{units.format_bytes(report.bytes_after)} "
+        f"({report.bytes_before / report.bytes_after:.2f}× smaller), return retention "
+        f"{report.retention:.1%} (limit: a drop of at most {report.max_return_drop:.1%}); "
+        f"policy written to {output}"
+    )
+
+
+class ExportFormat(str, Enum):
+    """``rlbudget export --format``."""
+
+    c = "c"
+    onnx = "onnx"
+
+
+@app.command()
+@_handles_errors
+def export(
+    policy: Annotated[Path, typer.Argument(help="A policy folder.", show_default=False)],
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="c: C99 source (policy.h, policy.c, main.c); "
+            "onnx: policy.onnx (pip install 'rlbudget[onnx]').",
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder to write.", show_default=False)
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a policy (preprocess, body and head) as C99 or ONNX.
+
+    C: weights as const arrays (flash), static buffers (RAM), no malloc; the report gives
+    both sizes and whether libm is needed. main.c is a harness: observations on stdin,
+    actions on stdout.
+
+    Examples:
+
+      rlbudget export runs/ppo/int8 --format c -o firmware/policy
+
+      rlbudget export runs/ppo/policy --format onnx -o onnx/ --json
+    """
+    from rlbudget.policy import load_policy
+
+    p = load_policy(policy)
+    result: Any
+    if fmt is ExportFormat.c:
+        from rlbudget.export.c import export_c
+
+        result = export_c(p, output)
+    else:
+        from rlbudget.export.onnx import export_onnx
+
+        result = export_onnx(p, output)
+    info = result.to_dict()
+    if json_out:
+        _print_json({"format": fmt.value, **info})
+        return
+    for f in info["files"]:
+        out.print(f"wrote {f}")
+    if fmt is ExportFormat.c:
+        out.print(
+            f"RAM {units.format_bytes(info['ram_bytes'])} (static buffers), flash "
+            f"{units.format_bytes(info['flash_bytes'])} (const arrays), libm "
+            + ("needed" if info["needs_libm"] else "not needed")
+        )
+    else:
+        out.print(f"{info['nodes']} nodes, opset {info['opset']}, "
+                  f"{units.format_bytes(info['file_bytes'])}")  # fmt: skip
 
 
 def main() -> None:

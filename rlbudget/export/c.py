@@ -14,11 +14,21 @@ sized exactly (no malloc, no recursion). What the C computes, and how it matches
   (the same float32 division and rounding for the input, the same gemmlowp fixed-point
   requantization, the same lookup tables). A ``tanh_rescale`` head reads a table of the
   256 possible actions per dimension computed by numpy, so the int8 path needs no libm.
-- ``table``, ``packed_table``, tile-coded ``linear`` (float or int8/int16): exact. Tile
-  coding and discretizing compute in double, as numpy does, with every constant printed
-  so that it reads back to the same number (``%.17g``; floats ``%.9g``).
+- ``table``, ``packed_table`` (dense, or sparse: a bitmap and ranks, looked up in constant
+  time with a byte popcount, no builtins), tile-coded ``linear`` (float or int8/int16):
+  exact. Tile coding and discretizing compute in double, as numpy does, with every
+  constant printed so that it reads back to the same number (``%.17g``; floats ``%.9g``).
 - ``mlp`` and ``linear`` on float features: float32, within ~1e-6 of numpy (the sums run
   in another order; ``tanhf``/``expf`` come from libm: link with ``-lm``).
+- float16 ``mlp`` (``compress.fp16``): C99 has no half type, so weights and biases are
+  ``uint16_t`` bit patterns (half the flash), converted exactly by ``rlb_h2f`` (no libm);
+  sums run in float32 and the input and hidden activations are rounded to half by
+  ``rlb_f2h`` (round to nearest even, numpy's cast), as numpy does. Activations stay
+  ``float`` in RAM. Within ~1e-3 of numpy: a sum that lands on a tie between two halves
+  may round the other way when summed in another order.
+- A float layer that ``policy.safetensors`` stores as CSR (mostly zeros, see
+  :func:`~rlbudget.policy.io.sparse_weights`) is stored and run as CSR here too (only the
+  kept weights in flash, one multiply each). ``mlp_int8`` layers stay dense in C.
 
 A Discrete observation is passed as ``obs[0]`` = the state index (clamped to the space).
 Right shifts of negative int32 values are assumed arithmetic (GCC, Clang, Arm, IAR).
@@ -37,6 +47,7 @@ import numpy as np
 
 from rlbudget import __version__
 from rlbudget.errors import PolicyError
+from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -55,7 +66,8 @@ from rlbudget.policy.model import (
 
 HEADER, SOURCE, HARNESS = "policy.h", "policy.c", "main.c"
 CTYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t",
-          "int32": "int32_t", "uint8": "uint8_t"}  # fmt: skip
+          "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t",
+          "uint32": "uint32_t"}  # fmt: skip
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 
 
@@ -139,7 +151,8 @@ class _Writer:
 
 
 def _sizeof(ctype: str) -> int:
-    return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4}[ctype]
+    return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4,
+            "uint16_t": 2, "uint32_t": 4}[ctype]  # fmt: skip
 
 
 def _fail(message: str) -> PolicyError:
@@ -270,7 +283,92 @@ static int rlb_argmax{suffix}(const {ctype} *y, int32_t n)
 """
 
 
-def _dense_f32(activations: set[str]) -> str:
+HALF = """
+/* IEEE 754 half (bit pattern) -> float, exact (every half is a float) */
+static float rlb_h2f(uint16_t h)
+{
+    union {
+        uint32_t u;
+        float f;
+    } v;
+    uint32_t exponent = ((uint32_t)h >> 10) & 0x1fu;
+    uint32_t mantissa = (uint32_t)h & 0x3ffu;
+    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
+    if (exponent == 0x1fu) {
+        v.u = sign | 0x7f800000u | (mantissa << 13); /* inf, NaN */
+    } else if (exponent != 0u) {
+        v.u = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    } else if (mantissa == 0u) {
+        v.u = sign;
+    } else { /* subnormal: shift the leading 1 up to the implicit bit */
+        exponent = 113u;
+        while (!(mantissa & 0x400u)) {
+            mantissa <<= 1;
+            --exponent;
+        }
+        v.u = sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13);
+    }
+    return v.f;
+}
+
+/* float -> IEEE 754 half (bit pattern), round to nearest even (numpy's cast) */
+static uint16_t rlb_f2h(float f)
+{
+    union {
+        float f;
+        uint32_t u;
+    } v;
+    uint32_t sign, exponent, mantissa, shift, half, rest, halfway;
+    v.f = f;
+    sign = (v.u >> 16) & 0x8000u;
+    exponent = (v.u >> 23) & 0xffu;
+    mantissa = v.u & 0x7fffffu;
+    if (exponent == 0xffu) {
+        return (uint16_t)(sign | 0x7c00u | (mantissa ? 0x200u : 0u)); /* inf, NaN */
+    }
+    if (exponent > 142u) {
+        return (uint16_t)(sign | 0x7c00u); /* |f| >= 2^16: inf */
+    }
+    if (exponent >= 113u) { /* a normal half; a carry out of the mantissa is right too */
+        half = ((exponent - 112u) << 10) | (mantissa >> 13);
+        rest = mantissa & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) {
+            ++half;
+        }
+        return (uint16_t)(sign | half);
+    }
+    if (exponent < 102u) {
+        return (uint16_t)sign; /* below half the smallest subnormal: zero */
+    }
+    mantissa |= 0x800000u; /* a subnormal half: units of 2^-24 */
+    shift = 126u - exponent;
+    half = mantissa >> shift;
+    rest = mantissa & ((1u << shift) - 1u);
+    halfway = 1u << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (half & 1u))) {
+        ++half;
+    }
+    return (uint16_t)(sign | half);
+}
+
+/* f rounded to the nearest half, as a float (numpy: float32(float16(f))) */
+static float rlb_round_half(float f)
+{
+    return rlb_h2f(rlb_f2h(f));
+}
+"""
+
+
+def _dense_kernel(
+    activations: set[str], *, half: bool, index: str | None = None, pointer: str | None = None
+) -> tuple[str, str]:
+    """(name, C text) of a dense layer kernel for float32 or float16 weights, dense or CSR.
+
+    Dense: ``w`` is [n_out][n_in]. CSR (``index``/``pointer`` give the C types): output
+    ``j`` sums ``x[col[k]] * w[k]`` for ``k`` from ``start[j]`` to ``start[j + 1]``, in
+    increasing input order (the skipped zeros add nothing). float16: weights and bias are
+    half bit patterns, converted exactly; with ``to_half`` the output is rounded to half.
+    """
     cases = {
         "relu": "acc = acc < 0.0f ? 0.0f : acc;",
         "tanh": "acc = tanhf(acc);",
@@ -281,34 +379,58 @@ def _dense_f32(activations: set[str]) -> str:
         for a in sorted(activations) if a in cases
     )  # fmt: skip
     unused = "" if branches else "    (void)act;\n"
-    return f"""
-/* one float32 dense layer: y = act(W x + b); w is [n_out][n_in]; act: 0 identity,
-   1 relu, 2 tanh, 3 sigmoid */
-static void rlb_dense_f32(const float *x, float *y, const float *w, const float *b,
-                          int32_t n_in, int32_t n_out, int act)
-{{
-    int32_t i, j;
-    float acc;
-{unused}    for (j = 0; j < n_out; ++j) {{
-        const float *row = w + j * n_in;
+    wtype, value = ("uint16_t", "rlb_h2f({})") if half else ("float", "{}")
+    precision = "float16" if half else "float32"
+    name = f"rlb_{'sparse' if index else 'dense'}_{'f16' if half else 'f32'}"
+    if index is not None and pointer is not None:
+        name += f"_{index[:-2]}_{pointer[:-2]}"
+        params = (f"const float *x, float *y, const {wtype} *w, const {index} *col,\n    "
+                  f"const {pointer} *start, const {wtype} *b, int32_t n_out, int act")  # fmt: skip
+        declare = "    int32_t j;\n    uint32_t k;\n"
+        loop = f"""        for (k = start[j]; k < start[j + 1]; ++k) {{
+            acc += x[col[k]] * {value.format("w[k]")};
+        }}"""
+        what = f"one {precision} CSR layer: y = act(W x + b); row j of W lists output j's weights"
+    else:
+        params = (f"const float *x, float *y, const {wtype} *w, const {wtype} *b,\n"
+                  "    int32_t n_in, int32_t n_out, int act")  # fmt: skip
+        declare = "    int32_t i, j;\n"
+        loop = f"""        const {wtype} *row = w + j * n_in;
         acc = 0.0f;
         for (i = 0; i < n_in; ++i) {{
-            acc += x[i] * row[i];
-        }}
-        acc += b[j];
+            acc += x[i] * {value.format("row[i]")};
+        }}"""
+        what = f"one {precision} dense layer: y = act(W x + b); w is [n_out][n_in]"
+    if index is not None:
+        loop = "        acc = 0.0f;\n" + loop
+    store = "y[j] = to_half ? rlb_round_half(acc) : acc;" if half else "y[j] = acc;"
+    params += ", int to_half" if half else ""
+    return (
+        name,
+        f"""
+/* {what}; act: 0 identity,
+   1 relu, 2 tanh, 3 sigmoid{"; to_half: round y to float16" if half else ""} */
+static void {name}({params})
+{{
+{declare}    float acc;
+{unused}    for (j = 0; j < n_out; ++j) {{
+{loop}
+        acc += {value.format("b[j]")};
 {branches}
-        y[j] = acc;
+        {store}
     }}
 }}
-"""
+""",
+    )
 
 
 # --- the generator ---------------------------------------------------------------------------
 
 
 def _check_arrays(policy: Policy) -> None:
+    half_mlp = isinstance(policy.body, MLP) and policy.body.half
     for name, a in policy.arrays().items():
-        if str(a.dtype) == "float16":
+        if str(a.dtype) == "float16" and not (half_mlp and name.startswith("body.")):
             raise _fail(f"array '{name}' is float16, which C99 has no type for; export the "
                         "float32 policy (or quantize it to int8)")  # fmt: skip
         if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
@@ -445,17 +567,40 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     size = max(a + b for a, b in pairwise(widths))
     w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
     _vector(w, policy, last, "rlb_arena", widths[0])
+    half = body.half
+    if half:  # float16 weights: halves in flash, float32 sums, activations rounded to half
+        w.helper("half", HALF)
+        w.line(_loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
     activations = {la.activation for la in body.layers}
-    w.helper("rlb_dense_f32", _dense_f32(activations))
     w.libm |= bool(activations & {"tanh", "sigmoid"})
     x = "rlb_arena"
     for i, la in enumerate(body.layers):
         n_in, n_out = la.W.shape
         y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
-        w.array(f"rlb_w{i}", la.W.T.astype(np.float32), f"layer {i}: W [{n_out}][{n_in}]")
-        w.array(f"rlb_b{i}", la.b.astype(np.float32), f"layer {i}: b")
-        w.line(f"    rlb_dense_f32({x}, {y}, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
-               f"{ACTIVATION_CODES[la.activation]}); /* {la.activation} */")  # fmt: skip
+        dtype = "float16 bit patterns" if half else "float32"
+
+        def values(a: Array) -> Array:
+            return a.view(np.uint16) if half else a.astype(np.float32)
+
+        b = w.array(f"rlb_b{i}", values(la.b), f"layer {i}: b, {dtype}")
+        csr = sparse_weights(la.W)
+        if csr is None:
+            name, text = _dense_kernel(activations, half=half)
+            w.array(f"rlb_w{i}", values(la.W.T), f"layer {i}: W [{n_out}][{n_in}], {dtype}")
+            args = f"rlb_w{i}, {b}, {n_in}, {n_out}"
+        else:
+            index, pointer = CTYPES[str(csr["indices"].dtype)], CTYPES[str(csr["indptr"].dtype)]
+            name, text = _dense_kernel(activations, half=half, index=index, pointer=pointer)
+            nnz = len(csr["values"])
+            note = f"layer {i}: W [{n_out}][{n_in}] as CSR, {nnz} stored weights, {dtype}"
+            w.array(f"rlb_w{i}", values(csr["values"]), note)
+            w.array(f"rlb_col{i}", csr["indices"], f"layer {i}: input index of each weight")
+            w.array(f"rlb_start{i}", csr["indptr"], f"layer {i}: first weight of each output")
+            args = f"rlb_w{i}, rlb_col{i}, rlb_start{i}, {b}, {n_out}"
+        w.helper(name, text)
+        to_half = f", {int(i < len(body.layers) - 1)}" if half else ""
+        w.line(f"    {name}({x}, {y}, {args}, {ACTIVATION_CODES[la.activation]}{to_half});"
+               f" /* {la.activation} */")  # fmt: skip
         x = y
     return x
 
@@ -608,6 +753,58 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     return 0;""")
 
 
+POPCOUNT8 = """
+/* set bits of one byte (SWAR, no builtins) */
+static int32_t rlb_popcount8(uint32_t v)
+{
+    v = v - ((v >> 1) & 0x55u);
+    v = (v & 0x33u) + ((v >> 2) & 0x33u);
+    return (int32_t)((v + (v >> 4)) & 0x0fu);
+}
+"""
+
+
+def _packed_table(w: _Writer, body: PackedTable) -> None:
+    """A packed table's lookup, dense or sparse (bitmap + rank), as :class:`PackedTable`."""
+    padded = np.append(body.packed, np.uint8(0))  # one spare byte: reads stay inside
+    w.array("rlb_packed", padded, f"actions, {body.bits} bits each, LSB first")
+    w.helper("rlb_packed_entry", f"""
+/* entry i of rlb_packed: bits i*{body.bits} .. i*{body.bits}+{body.bits - 1}, LSB first */
+static int rlb_packed_entry(int32_t i)
+{{
+    const int32_t bit = i * {body.bits};
+    const uint32_t word = (uint32_t)rlb_packed[bit >> 3]
+                          | ((uint32_t)rlb_packed[(bit >> 3) + 1] << 8);
+    return (int)((word >> (bit & 7)) & {(1 << body.bits) - 1}u);
+}}
+""")  # fmt: skip
+    lookup = "rlb_packed_entry"
+    if body.stored is not None and body.rank is not None:
+        w.array("rlb_stored", body.stored, "1 bit per state, LSB first: the state has an entry")
+        w.array("rlb_rank", body.rank, "rank[k]: entries before state 64 * k")
+        w.helper("rlb_popcount8", POPCOUNT8)
+        w.helper("rlb_sparse_action", f"""
+/* a stored state's entry is its rank: rlb_rank[s / 64] plus the set bits before it in its
+   block (at most 8 bitmap bytes); any other state acts the default */
+static int rlb_sparse_action(int32_t s)
+{{
+    const uint32_t byte = rlb_stored[s >> 3];
+    int32_t k, r;
+    if (!((byte >> (s & 7)) & 1u)) {{
+        return {body.default};
+    }}
+    r = (int32_t)rlb_rank[s >> 6];
+    for (k = (s >> 6) << 3; k < (s >> 3); ++k) {{
+        r += rlb_popcount8(rlb_stored[k]);
+    }}
+    r += rlb_popcount8(byte & ((1u << (s & 7)) - 1u));
+    return rlb_packed_entry(r);
+}}
+""")  # fmt: skip
+        lookup = "rlb_sparse_action"
+    w.line(f"    (void)action;\n    return {lookup}(rlb_state(obs));")
+
+
 def _generate(policy: Policy) -> _Writer:
     """The writer filled with everything ``policy.c`` holds for ``policy``."""
     _check_arrays(policy)
@@ -640,15 +837,7 @@ def _generate(policy: Policy) -> _Writer:
             _head(w, policy, "y", n, None)
             w.line("    }")
         else:
-            padded = np.append(body.packed, np.uint8(0))  # one spare byte: reads stay inside
-            w.array("rlb_packed", padded, f"greedy actions, {body.bits} bits each, LSB first")
-            w.line(f"""    {{
-        const int32_t bit = rlb_state(obs) * {body.bits};
-        const uint32_t word = (uint32_t)rlb_packed[bit >> 3]
-                              | ((uint32_t)rlb_packed[(bit >> 3) + 1] << 8);
-        (void)action;
-        return (int)((word >> (bit & 7)) & {(1 << body.bits) - 1}u);
-    }}""")
+            _packed_table(w, body)
     else:
         raise _fail(f"body kind {body.kind!r} is not supported; the C export handles mlp, "
                     "mlp_int8, table, packed_table, linear")  # fmt: skip

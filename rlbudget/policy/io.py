@@ -71,13 +71,49 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
         raise PolicyError(f"{where}: the space description is invalid ({exc!r})") from None
 
 
+def sparse_weights(W: Array) -> dict[str, Array] | None:
+    """``W`` [inputs, outputs] as CSR arrays when they take fewer bytes than ``W``, else None.
+
+    The CSR rows are the outputs (the rows of ``W.T``, the layout the C export uses) and
+    the column indices the inputs: ``values`` (``W``'s dtype), ``indices`` (uint8 for up
+    to 256 inputs, else uint16, else uint32) and ``indptr`` (``outputs + 1`` row starts;
+    uint16 for up to 65,535 stored weights, else uint32). An entry is stored when its bit
+    pattern is not zero, so ``-0.0`` survives and the round trip is bit-exact. Bytes:
+    ``nnz * (itemsize + index bytes) + (outputs + 1) * pointer bytes``.
+    """
+    n_in, n_out = (int(v) for v in W.shape)
+    rows = np.ascontiguousarray(W.T)
+    stored = rows.view(f"u{W.itemsize}") != 0
+    nnz = int(stored.sum())
+    index = np.uint8 if n_in <= 2**8 else np.uint16 if n_in <= 2**16 else np.uint32
+    pointer = np.uint16 if nnz < 2**16 else np.uint32
+    size = nnz * (W.itemsize + np.dtype(index).itemsize) + (n_out + 1) * np.dtype(pointer).itemsize
+    if size >= W.nbytes:
+        return None
+    indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))]).astype(pointer)
+    return {"values": rows[stored], "indices": np.nonzero(stored)[1].astype(index),
+            "indptr": indptr}  # fmt: skip
+
+
 def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
-    """The JSON structure and the arrays (by name) that describe ``policy``."""
+    """The JSON structure and the arrays (by name) that describe ``policy``.
+
+    A layer's ``W`` is an array name, or (mostly zeros, see :func:`sparse_weights`)
+    ``{"format": "csr", "shape": [inputs, outputs], "values": …, "indices": …,
+    "indptr": …}`` naming three arrays ``<W>.values``, ``<W>.indices``, ``<W>.indptr``.
+    """
     arrays: dict[str, Array] = {}
 
     def put(name: str, a: Array) -> str:
         arrays[name] = np.ascontiguousarray(a)
         return name
+
+    def put_weights(name: str, W: Array) -> str | dict[str, Any]:
+        csr = sparse_weights(W)
+        if csr is None:
+            return put(name, W)
+        refs = {k: put(f"{name}.{k}", v) for k, v in csr.items()}
+        return {"format": "csr", "shape": list(W.shape), **refs}
 
     pre: list[dict[str, Any]] = []
     for i, p in enumerate(policy.preprocess):
@@ -98,7 +134,7 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
     body = policy.body
     if isinstance(body, MLP):
         layers = [
-            {"activation": la.activation, "W": put(f"body.{i}.W", la.W),
+            {"activation": la.activation, "W": put_weights(f"body.{i}.W", la.W),
              "b": put(f"body.{i}.b", la.b)}
             for i, la in enumerate(body.layers)
         ]  # fmt: skip
@@ -106,11 +142,12 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
     elif isinstance(body, QuantizedMLP):
         qlayers = []
         for i, q in enumerate(body.layers):
-            names = ["W", "b", "w_scale", "multiplier", "shift"] + ["lut"] * (q.lut is not None)
+            names = ["b", "w_scale", "multiplier", "shift"] + ["lut"] * (q.lut is not None)
             qlayers.append({
                 "activation": q.activation,
                 "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
+                "W": put_weights(f"body.{i}.W", q.W),
                 **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
                 **({"output": "float32"} if q.float_output else {}),
             })  # fmt: skip
@@ -120,6 +157,9 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
     elif isinstance(body, PackedTable):
         body_doc = {"kind": body.kind, "bits": body.bits, "states": body.states,
                     "packed": put("body.packed", body.packed)}  # fmt: skip
+        if body.stored is not None and body.rank is not None:
+            body_doc.update(stored=put("body.stored", body.stored),
+                            rank=put("body.rank", body.rank), default=body.default)  # fmt: skip
     else:
         body_doc = {"kind": body.kind, "W": put("body.W", body.W), "b": put("body.b", body.b)}
         if body.scale is not None:
@@ -175,6 +215,42 @@ class _Loader:
             raise self.fail(f"{what}: array '{name}' contains NaN or inf; retrain or re-export")
         return a
 
+    def weights(self, ref: Any, *, what: str, dtypes: tuple[str, ...] = FLOAT_DTYPES) -> Array:
+        """A layer's dense ``W`` [inputs, outputs], from an array name or a CSR description
+        (:func:`sparse_weights`): shape, dtypes, row pointers and indices checked."""
+        if not isinstance(ref, Mapping):
+            return self.array(ref, ndim=2, what=what, dtypes=dtypes)
+        if ref.get("format") != "csr":
+            raise self.fail(f"{what}: W has format {ref.get('format')!r}; this rlbudget knows "
+                            "'csr' (a newer rlbudget may have written it)")  # fmt: skip
+        shape = ref.get("shape")
+        if (not isinstance(shape, list) or len(shape) != 2
+                or not all(type(v) is int and v >= 1 for v in shape)):  # fmt: skip
+            raise self.fail(f"{what}: W's shape must be two positive integers, not {shape!r}")
+        n_in, n_out = shape
+        values = self.array(ref.get("values"), ndim=1, what=what, dtypes=dtypes)
+        indices = self.array(ref.get("indices"), ndim=1, what=what,
+                             dtypes=("uint8", "uint16", "uint32"))  # fmt: skip
+        indptr = self.array(ref.get("indptr"), ndim=1, what=what, dtypes=("uint16", "uint32"))
+        self.shape(indices, values.shape, what, str(ref["indices"]))
+        self.shape(indptr, (n_out + 1,), what, str(ref["indptr"]))
+        starts, cols = indptr.astype(np.int64), indices.astype(np.int64)
+        if starts[0] != 0 or starts[-1] != len(values) or np.any(np.diff(starts) < 0):
+            raise self.fail(
+                f"{what}: array '{ref['indptr']}' must rise from 0 to {len(values)} (the stored "
+                "weights) without decreasing; the file is corrupt, save the policy again"
+            )
+        rows = np.repeat(np.arange(n_out), np.diff(starts))
+        same_row = rows[1:] == rows[:-1]
+        if np.any(cols >= n_in) or np.any(cols[1:][same_row] <= cols[:-1][same_row]):
+            raise self.fail(
+                f"{what}: array '{ref['indices']}' must list each row's input indices below "
+                f"{n_in}, increasing; the file is corrupt, save the policy again"
+            )
+        dense = np.zeros((n_out, n_in), dtype=values.dtype)
+        dense[rows, cols] = values
+        return np.ascontiguousarray(dense.T)
+
     def shape(self, a: Array, expected: tuple[int, ...], what: str, name: str) -> None:
         if tuple(a.shape) != expected:
             raise self.fail(
@@ -222,10 +298,16 @@ class _Loader:
         kind = d.get("kind")
         what = f"body ({kind})"
         if kind == "mlp":
-            layers = []
+            layers: list[Dense] = []
             for i, la in enumerate(d.get("layers", [])):
-                w = self.array(la.get("W"), ndim=2, what=f"{what} layer {i}")
+                w = self.weights(la.get("W"), what=f"{what} layer {i}")
                 b = self.array(la.get("b"), ndim=1, what=f"{what} layer {i}")
+                dtype = layers[0].W.dtype if layers else w.dtype
+                if w.dtype != dtype or b.dtype != dtype:
+                    raise self.fail(
+                        f"{what} layer {i}: W and b are {w.dtype} and {b.dtype} but layer 0 is "
+                        f"{dtype}; every layer of an mlp has one dtype (float32, or float16)"
+                    )
                 if w.shape[0] != width:
                     raise self.fail(
                         f"{what} layer {i}: W has {w.shape[0]} inputs but receives {width}"
@@ -267,16 +349,7 @@ class _Loader:
                 )
             return Table(values), int(values.shape[1])
         if kind == "packed_table":
-            packed = self.array(d.get("packed"), ndim=1, what=what, dtypes=("uint8",))
-            bits, states = d.get("bits"), d.get("states")
-            if not isinstance(bits, int) or not 1 <= bits <= 8:
-                raise self.fail(f"{what}: bits must be an integer from 1 to 8, not {bits!r}")
-            if states != width:
-                raise self.fail(
-                    f"{what}: the table has {states!r} states but the preprocess produces {width}"
-                )
-            self.shape(packed, (-(-width * bits // 8),), what, str(d["packed"]))
-            return PackedTable(packed, bits, width), 1  # one output: the action index
+            return self.packed_table(d, what, width), 1  # one output: the action index
         if kind == "linear":
             quantized = "scale" in d
             w = self.array(d.get("W"), ndim=2, what=what,
@@ -297,9 +370,45 @@ class _Loader:
             "(a newer rlbudget may have written it)"
         )
 
+    def packed_table(self, d: Mapping[str, Any], what: str, width: int) -> PackedTable:
+        """A packed table: bits, state count, array sizes; sparse (``stored`` present): the
+        bitmap's padding bits clear and ``rank`` equal to its prefix counts (actions and the
+        default are checked against the action space in :meth:`head`)."""
+        packed = self.array(d.get("packed"), ndim=1, what=what, dtypes=("uint8",))
+        bits, states = d.get("bits"), d.get("states")
+        if not isinstance(bits, int) or not 1 <= bits <= 8:
+            raise self.fail(f"{what}: bits must be an integer from 1 to 8, not {bits!r}")
+        if states != width:
+            raise self.fail(
+                f"{what}: the table has {states!r} states but the preprocess produces {width}"
+            )
+        if "stored" not in d:
+            self.shape(packed, (-(-width * bits // 8),), what, str(d["packed"]))
+            return PackedTable(packed, bits, width)
+        stored = self.array(d.get("stored"), ndim=1, what=what, dtypes=("uint8",))
+        rank = self.array(d.get("rank"), ndim=1, what=what, dtypes=("uint16", "uint32"))
+        default = d.get("default")
+        if type(default) is not int or default < 0:
+            raise self.fail(f"{what}: default must be an action index ≥ 0, not {default!r}")
+        self.shape(stored, (-(-width // 8),), what, str(d["stored"]))
+        self.shape(rank, (-(-width // PackedTable.RANK_BLOCK),), what, str(d["rank"]))
+        bitmap = np.unpackbits(stored, bitorder="little")
+        if bitmap[width:].any():
+            raise self.fail(f"{what}: array '{d['stored']}' has bits set past state {width - 1}; "
+                            "the file is corrupt, save the policy again")  # fmt: skip
+        before = np.concatenate([[0], np.cumsum(bitmap)])[:: PackedTable.RANK_BLOCK][: len(rank)]
+        if not np.array_equal(rank, before):
+            raise self.fail(
+                f"{what}: array '{d['rank']}' does not count the set bits of '{d['stored']}'; "
+                "the file is corrupt, save the policy again"
+            )
+        entries = int(bitmap.sum())
+        self.shape(packed, (-(-entries * bits // 8),), what, str(d["packed"]))
+        return PackedTable(packed, bits, width, stored, rank, default)
+
     def qdense(self, la: Mapping[str, Any], what: str, width: int) -> QDense:
         """One int8 layer: dtypes, shapes, and ranges that keep the int32 arithmetic defined."""
-        w = self.array(la.get("W"), ndim=2, what=what, dtypes=("int8",))
+        w = self.weights(la.get("W"), what=what, dtypes=("int8",))
         if w.shape[0] != width:
             raise self.fail(f"{what}: W has {w.shape[0]} inputs but receives {width}")
         out = (int(w.shape[1]),)
@@ -363,6 +472,11 @@ class _Loader:
                 raise self.fail(
                     "a packed_table gives action indices: it needs head 'identity' and a "
                     f"discrete action space (got head {kind!r}, {action.kind} actions)"
+                )
+            if body.default >= action.n:
+                raise self.fail(
+                    f"body (packed_table): default action {body.default} but the action space "
+                    f"has {action.n} actions"
                 )
             top = int(body.actions().max(initial=0))
             if top >= action.n:

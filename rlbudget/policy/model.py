@@ -17,7 +17,8 @@ Components (``kind`` is the name used in ``policy.json``):
   int8 weights and activations, integer-only as TFLite Micro: :class:`QuantizedMLP`),
   ``table`` (values indexed by state: ``[states, actions]``), ``packed_table`` (a table's
   greedy actions,
-  ``bits`` bits per state, see :class:`PackedTable`), ``linear`` (``x @ W + b`` on float
+  ``bits`` bits per state, or only some states' with a default for the rest, see
+  :class:`PackedTable`), ``linear`` (``x @ W + b`` on float
   features, or the sum of the rows of ``W`` at active tile indices, plus ``b``; ``W`` may
   be int8/int16 with an int32 ``b`` and a float ``scale`` per output).
 - head: ``argmax`` (discrete), ``clip`` (to the action bounds), ``tanh_rescale``
@@ -40,6 +41,8 @@ from rlbudget.envs import SpaceSpec
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
 QUANTIZATION_ARRAYS = ("scale", "w_scale", "multiplier", "shift", "lut")
 """Array names (last part) that hold quantization constants, not learned parameters."""
+SPARSE_INDEX_ARRAYS = ("indices", "indptr")
+"""Array names (last part) of a sparse W's positions (``policy.safetensors``), not parameters."""
 Array = NDArray[Any]
 
 
@@ -190,7 +193,12 @@ Preprocess = Normalize | Discretize | TileCode | OneHot
 
 @dataclass(frozen=True, eq=False)
 class Dense:
-    """One dense layer: ``activation(x @ W + b)``, W of shape [inputs, outputs]."""
+    """One dense layer: ``activation(x @ W + b)``, W of shape [inputs, outputs].
+
+    ``W`` and ``b`` are float32, or float16 (see :class:`MLP`). ``W`` is always held
+    dense in memory, zeros included; ``policy.safetensors`` stores a mostly-zero ``W`` in
+    CSR form when that takes fewer bytes (:mod:`rlbudget.policy.io`).
+    """
 
     W: Array
     b: Array
@@ -199,10 +207,26 @@ class Dense:
 
 @dataclass(frozen=True, eq=False)
 class MLP:
+    """Dense layers in order. Every ``W`` and ``b`` of one MLP has the same dtype.
+
+    float16 (``rlbudget.compress.fp16``) stores halves and computes in float32: the body
+    input is rounded to float16; each layer computes ``float32(x) @ float32(W) +
+    float32(b)`` and its activation in float32 and rounds the result to float16, as a
+    device holding activations in half precision would; the last layer's float32 result
+    goes to the head unrounded. The C export does the same roundings.
+    """
+
     layers: tuple[Dense, ...]
     kind: str = field(default="mlp", init=False)
 
+    @property
+    def half(self) -> bool:
+        """Whether the weights are float16."""
+        return bool(self.layers[0].W.dtype == np.float16)
+
     def apply(self, x: Array) -> Array:
+        if self.half:
+            return self._apply_half(x)
         if x.shape[0] == 1:
             # One observation: the same vector-matrix products as _dense's batch path,
             # without its reshaping (a decision on the host is a few microseconds).
@@ -216,6 +240,17 @@ class MLP:
         for layer in self.layers:
             x = _activate(_dense(x, layer.W, layer.b), layer.activation)
         return x
+
+    def _apply_half(self, x: Array) -> Array:
+        """float16 weights (see the class docstring); one path for any batch size."""
+        y = x.astype(np.float16).astype(np.float32)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            z = _dense(y, layer.W.astype(np.float32), layer.b.astype(np.float32))
+            y = _activate(z, layer.activation)
+            if i < last:
+                y = y.astype(np.float16).astype(np.float32)
+        return y
 
 
 @dataclass(frozen=True, eq=False)
@@ -233,30 +268,82 @@ class Table:
 class PackedTable:
     """A table's greedy actions, ``bits`` bits per state, packed LSB first.
 
-    The action of state ``s`` is bits ``s*bits … s*bits + bits - 1`` of the byte stream
-    ``packed`` read as one little-endian bit string: ``packed[s*bits // 8]`` holds its
-    lowest bit at position ``s*bits % 8``. ``bits ≤ 8``, so one action spans at most two
-    bytes. The body outputs the action index itself (head ``identity``).
+    Entry ``i`` of ``packed`` is bits ``i*bits … i*bits + bits - 1`` of the byte stream
+    read as one little-endian bit string: ``packed[i*bits // 8]`` holds its lowest bit at
+    position ``i*bits % 8``. ``bits ≤ 8``, so one entry spans at most two bytes. The body
+    outputs the action index itself (head ``identity``).
+
+    Dense (``stored`` is None): entry ``s`` is the action of state ``s``.
+
+    Sparse (``rlbudget.compress.tabular.drop_unvisited``): only some states keep their
+    own action; every other state acts ``default``. ``stored`` is a bitmap, one bit per
+    state, LSB first (bit ``s % 8`` of byte ``s // 8``); ``packed`` holds the actions of
+    the states whose bit is set, in state order, so state ``s``'s entry is its *rank*,
+    the number of set bits before it. ``rank[k]`` counts the set bits before state
+    ``64 k`` (uint16, or uint32 from 65,536 stored states), so a lookup reads one rank
+    and popcounts at most eight bitmap bytes: constant time, as the C export does.
     """
 
     packed: Array
     bits: int
     states: int
+    stored: Array | None = None
+    rank: Array | None = None
+    default: int = 0
     kind: str = field(default="packed_table", init=False)
 
-    def actions(self) -> Array:
-        """Every state's action (unpacked), as int64."""
-        bits = np.unpackbits(self.packed, bitorder="little")[: self.states * self.bits]
-        weights = 1 << np.arange(self.bits, dtype=np.int64)
-        out: Array = bits.reshape(self.states, self.bits).astype(np.int64) @ weights
-        return out
+    RANK_BLOCK = 64
+    """States per ``rank`` entry (eight bitmap bytes)."""
 
-    def apply(self, x: Array) -> Array:
-        off = x.astype(np.int64) * self.bits
-        padded = np.append(self.packed, np.uint8(0)).astype(np.int64)
+    @property
+    def entries(self) -> int:
+        """Actions held in ``packed``: every state's, or (sparse) the stored states'."""
+        if self.stored is None:
+            return self.states
+        return int(np.unpackbits(self.stored, bitorder="little")[: self.states].sum())
+
+    def _entry(self, i: Array) -> Array:
+        """Entries ``i`` of ``packed`` (int64 indices) as int64 actions."""
+        off = i * self.bits
+        padded = np.append(self.packed, np.zeros(2, np.uint8)).astype(np.int64)  # may be empty
         word = padded[off >> 3] | (padded[(off >> 3) + 1] << 8)
         out: Array = (word >> (off & 7)) & ((1 << self.bits) - 1)
         return out
+
+    def actions(self) -> Array:
+        """Every state's action (unpacked; the default filled in where none is stored),
+        as int64."""
+        entries = self.entries
+        bits = np.unpackbits(self.packed, bitorder="little")[: entries * self.bits]
+        weights = 1 << np.arange(self.bits, dtype=np.int64)
+        own: Array = bits.reshape(entries, self.bits).astype(np.int64) @ weights
+        if self.stored is None:
+            return own
+        mask = np.unpackbits(self.stored, bitorder="little")[: self.states].astype(bool)
+        out = np.full(self.states, self.default, dtype=np.int64)
+        out[mask] = own
+        return out
+
+    def apply(self, x: Array) -> Array:
+        s = x.astype(np.int64)
+        if self.stored is None or self.rank is None:
+            return self._entry(s)
+        stored = self.stored.astype(np.int64)
+        byte = stored[s >> 3]
+        own = ((byte >> (s & 7)) & 1).astype(bool)
+        # rank(s) = rank[s // 64] + set bits of the whole bytes of its block before s's
+        # byte + set bits of s's byte below s: what the C export computes.
+        r = self.rank.astype(np.int64)[s >> 6] + _POPCOUNT8[byte & ((1 << (s & 7)) - 1)]
+        first = (s >> 6) << 3
+        for k in range(self.RANK_BLOCK // 8 - 1):
+            i = first + k
+            r += np.where(i < s >> 3, _POPCOUNT8[stored[np.minimum(i, len(stored) - 1)]], 0)
+        out: Array = np.where(own, self._entry(np.where(own, r, 0)), self.default)
+        return out
+
+
+_POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
+"""Set bits of each byte value."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -539,13 +626,16 @@ class Policy:
     @property
     def parameters(self) -> int:
         """Learned numbers in the body (weights, biases, table entries; a packed table: one
-        action per state; quantization scales are not counted)."""
+        action per state, or, sparse, its stored actions plus the default; quantization
+        scales are not counted; a W stored as CSR: its stored weights, not their
+        positions)."""
         if isinstance(self.body, PackedTable):
-            return self.body.states
+            return self.body.entries + (self.body.stored is not None)
         return sum(
             v.size
             for k, v in self.arrays().items()
-            if k.startswith("body.") and k.rsplit(".", 1)[1] not in QUANTIZATION_ARRAYS
+            if k.startswith("body.")
+            and k.rsplit(".", 1)[1] not in (*QUANTIZATION_ARRAYS, *SPARSE_INDEX_ARRAYS)
         )
 
     def bytes_by_dtype(self) -> dict[str, int]:

@@ -1,0 +1,563 @@
+"""Compression as a pipeline of named methods, each judged by the return it keeps.
+
+:func:`compress` runs methods in order, each ``Policy → Policy``, and measures every step
+against its parent: bytes (:func:`~rlbudget.compress.policy_bytes`) and MACs before and
+after, action agreement on states the parent visits, and episode return before and after.
+The command ``rlbudget compress`` is a thin wrapper around it.
+
+Methods (:data:`METHODS`, by name; each lists the body kinds it applies to):
+
+- ``int8``: an ``mlp`` body → ``mlp_int8`` (:func:`~rlbudget.compress.quantize.quantize_int8`,
+  calibrated on the states the parent visits, or on ``calibration_obs``); a float
+  ``linear`` body → int8 weights (:func:`~rlbudget.compress.tabular.quantize_linear`).
+- ``int16``: a float ``linear`` body → int16 weights.
+- ``fp16``: an ``mlp`` body → float16 weights (:func:`~rlbudget.compress.fp16.to_fp16`).
+- ``prune``: unstructured magnitude pruning of an ``mlp`` / ``mlp_int8`` body
+  (:func:`~rlbudget.compress.prune.prune_magnitude`, global threshold). Default sparsity
+  0.5: half the weights is a cut small policies usually take without losing return, and
+  it already pays off on disk (a float32 layer in CSR form with uint8 indices: 5 bytes per
+  kept weight, 2.5 instead of 4 per weight); go further with ``recover``.
+- ``prune-neurons``: structured pruning of an ``mlp``
+  (:func:`~rlbudget.compress.prune.prune_neurons`), by ``keep`` (default 0.5 of every
+  hidden layer) or explicit ``neurons`` per hidden layer, importance measured on the
+  visited states.
+- ``distill``: DAgger distillation into a fresh student ``mlp``
+  (:func:`~rlbudget.compress.distill.distill`), with ``widths`` given or chosen from a
+  budget (:func:`~rlbudget.compress.distill.widths_for_budget`, counting 1 byte per weight
+  when an ``int8`` step follows, 2 when ``fp16`` follows, else 4).
+- ``pack``: a value ``table`` → its greedy actions, ⌈log2 |A|⌉ bits each.
+- ``drop-unvisited``: a ``table`` / ``packed_table`` whose states the parent never visits
+  act ``default_action`` (:func:`~rlbudget.compress.tabular.drop_unvisited`).
+
+``recover=True`` follows every ``prune`` / ``prune-neurons`` step with recovery
+distillation from the unpruned parent (:func:`~rlbudget.compress.distill.recover`); the
+step reports the recovered policy against the unpruned one.
+
+Measures (every step, against its parent):
+
+- **visited states**: the parent's own greedy trajectories in the env, reset with
+  ``seed`` once and run episode after episode until ``states`` observations are collected
+  (collected once per parent; they calibrate int8, rank neurons and choose the kept table
+  states as well).
+- **action agreement** on those states: discrete actions agree when identical;
+  continuous ones when ``|Δ| ≤ 5 %`` of the action span (``high - low``; an unbounded
+  dimension: the span of the parent's actions on the states) in every dimension, with the
+  largest and the mean ``|Δ|`` over all dimensions reported beside.
+- **return** over ``episodes`` episodes with the same ``seed`` for parent and child
+  (:func:`~rlbudget.profile.evaluate.evaluate`), so the episodes are paired: the same
+  start states, only the policy differs. A step's "after" is the next step's "before"
+  (each policy is evaluated once).
+- **retention**: ``drop = (before - after) / |before|`` and ``retention = 1 - drop``, so a
+  negative return (Pendulum's) that falls further is a drop too; a gain gives a negative
+  drop (retention above 1). When ``before`` is 0 the relative drop is undefined and the
+  absolute one, ``before - after``, stands in.
+
+The gate compares the final policy with the input policy: a total drop above
+``max_return_drop`` marks the report failing (``passed`` False). Every row's ``passed``
+says the same of the policy after that step (its drop from the *input*), so the first
+failing row shows where the return was lost.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rlbudget.compress import policy_bytes
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import Array, Policy
+
+if TYPE_CHECKING:
+    from rlbudget.budget import Budget
+
+SCHEMA = "rlbudget.compress/1"
+AGREEMENT_TOLERANCE = 0.05
+"""Continuous actions agree when every dimension differs by at most this part of its span."""
+DEFAULT_SPARSITY = 0.5
+DEFAULT_KEEP = 0.5
+PRUNE_METHODS = ("prune", "prune-neurons")
+OPTION_USERS = {
+    "calibration_obs": ("--calibration", ("int8",)),
+    "sparsity": ("--sparsity", ("prune",)),
+    "keep": ("--keep", ("prune-neurons",)),
+    "neurons": ("--neurons", ("prune-neurons",)),
+    "widths": ("--widths", ("distill",)),
+    "budget": ("--budget", ("distill",)),
+    "default_action": ("--default-action", ("drop-unvisited",)),
+}
+"""Each option of :class:`MethodOptions`: its flag and the methods that read it."""
+
+
+@dataclass(frozen=True)
+class MethodOptions:
+    """Options of the methods (each method reads only its own; see the module docstring).
+
+    :param calibration_obs: int8 calibration observations ``[n, *obs_shape]`` instead of
+        the states the parent visits.
+    :param sparsity: ``prune``: the fraction of weights set to zero (None: 0.5).
+    :param keep: ``prune-neurons``: the fraction of each hidden layer's neurons kept (with
+        neither keep nor neurons: 0.5).
+    :param neurons: ``prune-neurons``: the neurons each hidden layer keeps (instead of keep).
+    :param widths: ``distill``: the student's hidden widths.
+    :param budget: ``distill``: a :class:`~rlbudget.budget.Budget` to choose the widths from.
+    :param default_action: ``drop-unvisited``: the action of the unvisited states.
+    :param recover: follow every prune step with recovery distillation from its parent.
+    """
+
+    calibration_obs: Array | None = None
+    sparsity: float | None = None
+    keep: float | None = None
+    neurons: tuple[int, ...] | None = None
+    widths: tuple[int, ...] | None = None
+    budget: Budget | None = None
+    default_action: int | None = None
+    recover: bool = False
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What a method sees: the parent, its visited states, the env and the plan."""
+
+    parent: Policy
+    visited: Array
+    env_id: str
+    seed: int
+    options: MethodOptions
+    following: tuple[str, ...]  # the methods after this one
+    gym_packages: tuple[str, ...]
+
+
+MethodFn = Callable[[_Context], tuple[Policy, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named compression method: the body kinds it takes (→ the kind it leaves) and the
+    function that runs it, returning the child and the parameters it used."""
+
+    name: str
+    bodies: Mapping[str, str]
+    run: MethodFn
+
+
+# --- the methods (their modules are imported when they run) ------------------------------
+
+
+def _int8(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    if ctx.parent.body.kind == "linear":
+        from rlbudget.compress.tabular import quantize_linear
+
+        return quantize_linear(ctx.parent, "int8"), {"dtype": "int8"}
+    from rlbudget.compress.quantize import quantize_int8
+
+    given = ctx.options.calibration_obs
+    obs = ctx.visited if given is None else given
+    params = {"calibration": "visited states" if given is None else "given",
+              "calibration_observations": len(obs)}  # fmt: skip
+    return quantize_int8(ctx.parent, obs), params
+
+
+def _int16(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.tabular import quantize_linear
+
+    return quantize_linear(ctx.parent, "int16"), {"dtype": "int16"}
+
+
+def _fp16(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.fp16 import to_fp16
+
+    return to_fp16(ctx.parent), {}
+
+
+def _prune(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.prune import prune_magnitude
+
+    sparsity = DEFAULT_SPARSITY if ctx.options.sparsity is None else ctx.options.sparsity
+    return _recovered(ctx, prune_magnitude(ctx.parent, sparsity), {"sparsity": sparsity})
+
+
+def _prune_neurons(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.prune import prune_neurons
+
+    neurons, keep = ctx.options.neurons, ctx.options.keep
+    if neurons is None and keep is None:
+        keep = DEFAULT_KEEP
+    child = prune_neurons(ctx.parent, ctx.visited, keep=keep, widths=neurons)
+    widths = [int(layer.W.shape[1]) for layer in getattr(child.body, "layers", ())[:-1]]
+    return _recovered(ctx, child, {"keep": keep, "neurons": widths})
+
+
+def _recovered(
+    ctx: _Context, pruned: Policy, params: dict[str, Any]
+) -> tuple[Policy, dict[str, Any]]:
+    if not ctx.options.recover:
+        return pruned, {**params, "recover": False}
+    from rlbudget.compress.distill import recover
+
+    child = recover(pruned, ctx.parent, ctx.env_id, seed=ctx.seed, gym_packages=ctx.gym_packages)
+    return child, {**params, "recover": True}
+
+
+def _bytes_per_weight(following: Sequence[str]) -> int:
+    """Bytes a student weight will take after the methods that follow distillation."""
+    if "int8" in following:
+        return 1
+    return 2 if "fp16" in following else 4
+
+
+def _distill(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.distill import distill, widths_for_budget
+
+    widths, source, budget = ctx.options.widths, "given", ctx.options.budget
+    if widths is None:
+        assert budget is not None  # check_plan: distill has widths or a budget
+        per_weight = _bytes_per_weight(ctx.following)
+        widths = widths_for_budget(ctx.parent, budget, bytes_per_weight=per_weight)
+        source = f"budget ({per_weight} byte(s) per weight)"
+    child = distill(ctx.parent, ctx.env_id, widths=widths, seed=ctx.seed,
+                    gym_packages=ctx.gym_packages)  # fmt: skip
+    return child, {"widths": list(widths), "widths_from": source}
+
+
+def _pack(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.tabular import pack_table
+
+    return pack_table(ctx.parent), {}
+
+
+def _drop_unvisited(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.tabular import drop_unvisited
+
+    child = drop_unvisited(ctx.parent, ctx.visited, default_action=ctx.options.default_action)
+    default = child.provenance["transforms"][-1].get("default_action")
+    return child, {"default_action": default, "visited_observations": len(ctx.visited)}
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("int8", {"mlp": "mlp_int8", "linear": "linear"}, _int8),
+    Method("int16", {"linear": "linear"}, _int16),
+    Method("fp16", {"mlp": "mlp"}, _fp16),
+    Method("prune", {"mlp": "mlp", "mlp_int8": "mlp_int8"}, _prune),
+    Method("prune-neurons", {"mlp": "mlp"}, _prune_neurons),
+    Method("distill", {"mlp": "mlp", "mlp_int8": "mlp", "linear": "mlp"}, _distill),
+    Method("pack", {"table": "packed_table"}, _pack),
+    Method("drop-unvisited", {"table": "packed_table", "packed_table": "packed_table"},
+           _drop_unvisited),
+)}  # fmt: skip
+"""The methods by the name ``--method`` takes."""
+
+
+def parse_methods(methods: str | Sequence[str]) -> tuple[str, ...]:
+    """``"prune,int8"`` (or a sequence of names) → the method names, checked.
+
+    :raises PolicyError: an empty list, or an unknown name (with the closest known one).
+    """
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    names = tuple(m.strip() for m in items if m.strip())
+    if not names:
+        raise PolicyError(f"no compression method given; choose from {', '.join(METHODS)}")
+    for name in names:
+        if name not in METHODS:
+            close = difflib.get_close_matches(name, METHODS, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise PolicyError(f"unknown method '{name}'{hint} (methods: {', '.join(METHODS)})")
+    return names
+
+
+def check_plan(policy: Policy, names: Sequence[str], options: MethodOptions) -> None:
+    """Check, before anything runs, that each method applies to the body it will get and
+    that the options it needs are there.
+
+    :raises PolicyError: a method that does not apply (naming the body kind and the
+        methods that do), ``recover`` without a prune step or after int8, ``distill``
+        without widths or a budget, an option that no method given reads (a likely slip:
+        ``--sparsity`` with ``prune-neurons``).
+    """
+    for attr, (flag, users) in OPTION_USERS.items():
+        if getattr(options, attr) is not None and not any(n in users for n in names):
+            raise PolicyError(
+                f"{flag} is an option of {' and '.join(users)}, which is not among the "
+                f"methods given ({', '.join(names)})"
+            )
+    kind, made_by = policy.body.kind, ""
+    for name in names:
+        method = METHODS[name]
+        if kind not in method.bodies:
+            whose = f"this policy's {kind} body"
+            if made_by:
+                whose = f"the {kind} body left by '{made_by}'"
+            fits = [m.name for m in METHODS.values() if kind in m.bodies]
+            raise PolicyError(
+                f"method '{name}' does not apply to {whose}; methods for {kind} bodies: "
+                f"{', '.join(fits) or 'none'}"
+            )
+        if name in PRUNE_METHODS and options.recover and kind != "mlp":
+            raise PolicyError(
+                f"--recover fine-tunes a float mlp, but '{name}' gets {kind} body here; "
+                "prune before int8 (--method prune,int8 --recover)"
+            )
+        if name == "distill" and options.widths is None and options.budget is None:
+            raise PolicyError("distill needs the student's hidden widths: --widths 8,8 or "
+                              "--budget FILE (widths chosen to fit it)")  # fmt: skip
+        kind, made_by = method.bodies[kind], name
+    if options.recover and not any(n in PRUNE_METHODS for n in names):
+        raise PolicyError(
+            "--recover applies to prune and prune-neurons; the methods given are "
+            + ", ".join(names)
+        )
+
+
+def parse_fraction(text: str, what: str = "--max-return-drop") -> float:
+    """``"5%"`` or ``"0.05"`` → 0.05 (not negative, finite).
+
+    >>> parse_fraction("5%"), parse_fraction("0.1")
+    (0.05, 0.1)
+
+    :raises PolicyError: anything else, naming ``what`` and the two accepted forms.
+    """
+    raw = text.strip()
+    number, scale = (raw[:-1], 0.01) if raw.endswith("%") else (raw, 1.0)
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise PolicyError(f"{what} '{text}': give a fraction (0.05) or a percentage (5%), "
+                          "0 or more")  # fmt: skip
+    return round(value, 12)  # 7% is 0.07, not 0.07000000000000001
+
+
+# --- measures ------------------------------------------------------------------------------
+
+
+def visited_observations(
+    policy: Policy, env_id: str, *, states: int, seed: int = 0, gym_packages: Sequence[str] = ()
+) -> Array:
+    """``states`` observations the policy visits acting greedily: the env is reset with
+    ``seed`` once, then episodes run back to back (as :func:`~rlbudget.profile.evaluate.
+    evaluate` seeds them) until enough observations are collected.
+
+    :returns: an array ``[states, *observation_shape]``.
+    """
+    from rlbudget.envs import make_env
+
+    env = make_env(env_id, gym_packages=gym_packages)
+    rows: list[Array] = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        while len(rows) < states:
+            rows.append(np.asarray(obs))
+            obs, _, terminated, truncated, _ = env.step(policy.act(obs))
+            if terminated or truncated:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(rows)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often a child acts as its parent on ``states`` states the parent visits.
+
+    ``rate``: the fraction of states where the actions agree (discrete: identical;
+    continuous: within ``tolerance`` in every dimension). ``max_abs_diff`` /
+    ``mean_abs_diff``: continuous only, over all states and dimensions.
+    """
+
+    states: int
+    rate: float
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    tolerance: tuple[float, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"states": self.states, "rate": self.rate, "max_abs_diff": self.max_abs_diff,
+                "mean_abs_diff": self.mean_abs_diff,
+                "tolerance": None if self.tolerance is None else list(self.tolerance)}  # fmt: skip
+
+
+def action_agreement(parent: Policy, child: Policy, obs: Array) -> Agreement:
+    """Agreement of ``child`` with ``parent`` on the observations ``obs`` (see
+    :class:`Agreement`; the tolerance is :data:`AGREEMENT_TOLERANCE` of the action span)."""
+    a, b = np.asarray(parent.act(obs)), np.asarray(child.act(obs))
+    if parent.action_space.kind == "discrete":
+        return Agreement(len(obs), float(np.mean(a == b)))
+    a64 = a.astype(np.float64).reshape(len(obs), -1)
+    b64 = b.astype(np.float64).reshape(len(obs), -1)
+    space = parent.action_space
+    low = np.asarray(space.low if space.low is not None else [-np.inf] * a64.shape[1], np.float64)
+    high = np.asarray(space.high if space.high is not None else [np.inf] * a64.shape[1], np.float64)
+    span = np.where(np.isfinite(high - low), high - low, np.ptp(a64, axis=0))
+    tolerance = AGREEMENT_TOLERANCE * span
+    diff = np.abs(a64 - b64)
+    ok = np.all(diff <= tolerance, axis=1)
+    return Agreement(len(obs), float(np.mean(ok)), float(diff.max()), float(diff.mean()),
+                     tuple(float(t) for t in tolerance))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Returns:
+    """Episode returns of one policy: mean, (population) std and each episode's."""
+
+    mean: float
+    std: float
+    returns: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "returns": list(self.returns)}
+
+
+def return_drop(before: float, after: float) -> float:
+    """``(before - after) / |before|``; ``before - after`` when ``before`` is 0.
+
+    >>> return_drop(200.0, 190.0), return_drop(-150.0, -165.0), return_drop(0.0, -1.0)
+    (0.05, 0.1, 1.0)
+    """
+    return (before - after) / abs(before) if before != 0 else before - after
+
+
+@dataclass(frozen=True)
+class StepReport:
+    """One method applied to its parent, and what it cost and saved."""
+
+    method: str
+    params: dict[str, Any]
+    bytes_before: int
+    bytes_after: int
+    macs_before: int
+    macs_after: int
+    agreement: Agreement
+    return_before: Returns
+    return_after: Returns
+    retention: float  # vs the parent
+    total_retention: float  # vs the input policy
+    passed: bool  # the total drop is within max_return_drop
+
+    @property
+    def ratio(self) -> float:
+        """``bytes_before / bytes_after``."""
+        return self.bytes_before / self.bytes_after if self.bytes_after else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method, "params": self.params,
+            "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+            "ratio": self.ratio if self.bytes_after else None,
+            "macs_before": self.macs_before, "macs_after": self.macs_after,
+            "agreement": self.agreement.to_dict(),
+            "return_before": self.return_before.to_dict(),
+            "return_after": self.return_after.to_dict(),
+            "retention": self.retention, "total_retention": self.total_retention,
+            "passed": self.passed,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CompressReport:
+    """Every step, the final policy, and the gate: the final policy's return drop from the
+    input policy's is at most ``max_return_drop``."""
+
+    env_id: str
+    seed: int
+    episodes: int
+    states: int
+    max_return_drop: float
+    steps: tuple[StepReport, ...]
+    policy: Policy = field(repr=False)
+
+    @property
+    def bytes_before(self) -> int:
+        return self.steps[0].bytes_before
+
+    @property
+    def bytes_after(self) -> int:
+        return self.steps[-1].bytes_after
+
+    @property
+    def retention(self) -> float:
+        """The final policy's return as a part of the input's (see :func:`return_drop`)."""
+        return self.steps[-1].total_retention
+
+    @property
+    def passed(self) -> bool:
+        return self.steps[-1].passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (the policy itself is not included: it is the written folder)."""
+        return {
+            "schema": SCHEMA, "env": self.env_id, "seed": self.seed,
+            "episodes": self.episodes, "states": self.states,
+            "max_return_drop": self.max_return_drop,
+            "bytes_before": self.bytes_before, "bytes_after": self.bytes_after,
+            "ratio": self.bytes_before / self.bytes_after if self.bytes_after else None,
+            "return_before": self.steps[0].return_before.to_dict(),
+            "return_after": self.steps[-1].return_after.to_dict(),
+            "retention": self.retention, "passed": self.passed,
+            "steps": [s.to_dict() for s in self.steps],
+        }  # fmt: skip
+
+
+def compress(
+    policy: Policy,
+    methods: str | Sequence[str],
+    env_id: str,
+    *,
+    episodes: int = 10,
+    states: int = 5000,
+    seed: int = 0,
+    max_return_drop: float = 0.05,
+    options: MethodOptions | None = None,
+    gym_packages: Sequence[str] = (),
+) -> CompressReport:
+    """Apply ``methods`` in order and measure each step (see the module docstring).
+
+    :param policy: the input policy.
+    :param methods: method names (:data:`METHODS`), a sequence or ``"prune,int8"``.
+    :param env_id: the env the policy acts in (returns, visited states, distillation).
+    :param episodes: episodes per return measurement (the same seeds for every policy).
+    :param states: visited states per parent (agreement, calibration).
+    :param seed: seeds the episodes, the state collection and distillation.
+    :param max_return_drop: the largest acceptable drop of the final return from the
+        input's, as a fraction (0.05: 5 %).
+    :param options: the methods' options.
+    :returns: the report; ``report.policy`` is the final policy (written even when the gate
+        fails, so it can be inspected).
+    :raises PolicyError: an unknown method, a method that does not apply, bad options.
+    :raises EnvError: the env cannot be made or does not match the policy's spaces.
+    """
+    from rlbudget.profile.evaluate import evaluate
+
+    opts = options or MethodOptions()
+    names = parse_methods(methods)
+    check_plan(policy, names, opts)
+    if episodes < 1 or states < 1:
+        raise PolicyError(f"compress: episodes ({episodes}) and states ({states}) must be ≥ 1")
+    packages = tuple(gym_packages)
+
+    def returns(p: Policy) -> Returns:
+        r = evaluate(p, env_id, episodes=episodes, seed=seed, gym_packages=packages)
+        return Returns(r.return_mean, r.return_std, r.returns)
+
+    first = before = returns(policy)
+    parent, steps = policy, []
+    for i, name in enumerate(names):
+        visited = visited_observations(parent, env_id, states=states, seed=seed,
+                                       gym_packages=packages)  # fmt: skip
+        ctx = _Context(parent, visited, env_id, seed, opts, names[i + 1 :], packages)
+        child, params = METHODS[name].run(ctx)
+        after = returns(child)
+        total_drop = return_drop(first.mean, after.mean)
+        steps.append(StepReport(
+            name, params, policy_bytes(parent), policy_bytes(child), parent.macs, child.macs,
+            action_agreement(parent, child, visited), before, after,
+            1 - return_drop(before.mean, after.mean), 1 - total_drop,
+            total_drop <= max_return_drop,
+        ))  # fmt: skip
+        parent, before = child, after
+    return CompressReport(env_id, seed, episodes, states, max_return_drop, tuple(steps), parent)
