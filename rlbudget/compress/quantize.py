@@ -28,8 +28,17 @@ small differences:
   front of it (``(x - center) / half_range`` per feature, from the calibration min/max; its
   ``clip`` at 4 half-ranges) and folded exactly into the first layer's float weights
   (``W' = half_range[:, None] * W``, ``b' = b + center @ W``) before they are quantized, so
-  every feature spans the int8 input range. A body behind VecNormalize already sees
-  standardized features and is left as it is.
+  every feature spans the int8 input range. The range is the central 99 % of the
+  calibration values (percentiles 0.5 and 99.5, :data:`INPUT_PERCENTILE`); the rarer ones
+  saturate. On the Zoo's PPO CartPole this raised agreement from 96.6 % to 97.2 %. A body
+  behind VecNormalize already sees standardized features and is left as it is.
+- **bias correction**: after each layer is quantized, the int8 path is run on the
+  calibration observations and the mean error of that layer's accumulator against the
+  float pre-activation is folded into its int32 bias (empirical bias correction, Nagel et
+  al. 2019, "Data-Free Quantization"). It removes the systematic part of the error the
+  layers before have added. The Zoo's DQN CartPole (Q-values ≈ 100 that differ by ≈ 0.1)
+  went from 51 % agreement and a return of 12 to 78 % and ≈ 300 with it: still a failing
+  int8 policy (distill it first), but no longer a random one.
 - **float last layer** (argmax, clip and identity heads): the last layer's int32
   accumulators are dequantized per channel (``float_output``) instead of requantized to 256
   levels, which would tie or swap Q-values and logits that differ by much less than their
@@ -44,6 +53,7 @@ dequantized float32 output.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -63,9 +73,13 @@ from rlbudget.policy.model import (
     QuantizedMLP,
     _activate,
     _dense,
+    quantize_input,
 )
 
 NORMALIZE_CLIP = 4.0  # clip of the folded input normalization, in calibrated half-ranges
+INPUT_PERCENTILE = 0.5
+"""The folded input range of each feature: its calibration values from this percentile to
+``100 -`` it (the rarer values beyond saturate at the int8 range's ends)."""
 
 SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
@@ -188,9 +202,12 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
     if folded:
         norm, dense_layers = _fold_input_range(x, dense_layers)
         preprocess, x = (norm,), norm.apply(x)
-    quant = activation_params(float(x.min()), float(x.max()))
+    # folded: every feature's calibrated range is [-1, 1]; rarer values saturate
+    low, high = (-1.0, 1.0) if folded else (float(x.min()), float(x.max()))
+    quant = activation_params(low, high)
     float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
     layers: list[QDense] = []
+    xq = quantize_input(x, *quant)  # what the int8 path sees, to correct its bias against
     for i, dense in enumerate(dense_layers):
         z = _dense(x, dense.W, dense.b)
         a = _activate(z, dense.activation)
@@ -198,19 +215,35 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
                                 _range(seen, dense.activation),
                                 float_last and i == len(dense_layers) - 1)  # fmt: skip
+        layer = _correct_bias(layer, xq, z)
         layers.append(layer)
-        quant, x = layer.out_quant, a
+        quant, x, xq = layer.out_quant, a, layer.apply(xq)
     child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
     return with_transform(policy, child, "int8", calibration_observations=len(obs),
                           input_normalization=folded, float_output=float_last)  # fmt: skip
 
 
+def _correct_bias(layer: QDense, xq: Array, z: Array) -> QDense:
+    """``layer`` with its int32 bias shifted by the mean error of its accumulator (the
+    dequantized pre-activation of the int8 path, fed the int8 path's own input ``xq``)
+    against the float pre-activation ``z``: empirical bias correction (Nagel et al., 2019),
+    which removes the systematic part of the error this and the earlier layers add."""
+    acc = (xq.astype(np.int64) - layer.input_zero_point) @ layer.W.astype(np.int64)
+    acc = acc + layer.b.astype(np.int64)
+    bias_scale = np.float64(layer.input_scale) * layer.w_scale.astype(np.float64)
+    error = (z.astype(np.float64) - acc * bias_scale).mean(axis=0)
+    headroom = INT32_MAX - 255 * 128 * layer.W.shape[0]
+    b = np.clip(layer.b.astype(np.int64) + np.rint(error / bias_scale), -headroom, headroom)
+    return dataclasses.replace(layer, b=b.astype(np.int32))
+
+
 def _fold_input_range(x: Array, layers: tuple[Dense, ...]) -> tuple[Preprocess, tuple[Dense, ...]]:
     """A ``normalize`` step mapping each feature's calibrated [min, max] to [-1, 1], and the
     layers with its inverse folded into the first one: the float function is unchanged (up
     to float32 rounding) for inputs within ±NORMALIZE_CLIP half-ranges of the center."""
-    low, high = x.min(axis=0).astype(np.float64), x.max(axis=0).astype(np.float64)
+    low = np.percentile(x, INPUT_PERCENTILE, axis=0).astype(np.float64)
+    high = np.percentile(x, 100 - INPUT_PERCENTILE, axis=0).astype(np.float64)
     center = (low + high) / 2
     half = np.where(high > low, (high - low) / 2, 1.0)
     norm = Normalize(center.astype(np.float32), (half**2).astype(np.float32),
