@@ -721,8 +721,9 @@ def export(
     """Export a policy (preprocess, body and head) as C99 or ONNX.
 
     C: weights as const arrays (flash), static buffers (RAM), no malloc; the report gives
-    both sizes and whether libm is needed. main.c is a harness: observations on stdin,
-    actions on stdout.
+    both sizes and whether libm is needed, and, when arm-none-eabi-gcc is installed, the
+    .text/.data/.bss of policy.c compiled for Cortex-M0+ and M4F. main.c is a harness:
+    observations on stdin, actions on stdout.
 
     Examples:
 
@@ -735,14 +736,18 @@ def export(
     p = load_policy(policy)
     result: Any
     if fmt is ExportFormat.c:
+        from rlbudget.export.arm import cortex_m_sizes, sizes_to_dict
         from rlbudget.export.c import export_c
 
         result = export_c(p, output)
+        cortex_m = sizes_to_dict(cortex_m_sizes(output))
     else:
         from rlbudget.export.onnx import export_onnx
 
         result = export_onnx(p, output)
     info = result.to_dict()
+    if fmt is ExportFormat.c:
+        info["cortex_m"] = cortex_m
     if json_out:
         _print_json({"format": fmt.value, **info})
         return
@@ -754,6 +759,11 @@ def export(
             f"{units.format_bytes(info['flash_bytes'])} (const arrays), libm "
             + ("needed" if info["needs_libm"] else "not needed")
         )
+        if not cortex_m["available"]:
+            out.print(f"Cortex-M sizes: skipped, {cortex_m['note']}")
+        for target, s in (cortex_m["targets"] or {}).items():
+            out.print(f"{target} (arm-none-eabi-gcc -Os): .text {s['text']:,} B, "
+                      f".data {s['data']:,} B, .bss {s['bss']:,} B")  # fmt: skip
     else:
         out.print(f"{info['nodes']} nodes, opset {info['opset']}, "
                   f"{units.format_bytes(info['file_bytes'])}")  # fmt: skip

@@ -1,0 +1,101 @@
+"""Section sizes of an exported ``policy.c`` on Cortex-M, from the real cross compiler.
+
+When ``arm-none-eabi-gcc`` and ``arm-none-eabi-size`` are on PATH (Debian:
+``apt-get install gcc-arm-none-eabi``), :func:`cortex_m_sizes` compiles ``policy.c`` as
+one object per target (``-Os -ffunction-sections -fdata-sections``, C99, warnings as
+errors) and reads ``.text`` (code plus the ``const`` arrays, which live in flash),
+``.data`` and ``.bss`` (the static buffers) with ``arm-none-eabi-size``. Without the
+toolchain it returns None and says why; nothing else needs it.
+
+What the object does not hold: the caller's stack (a few scalars), the C library, and
+for a float policy that uses ``tanhf``/``expf`` (``needs_libm``), those functions:
+newlib's single-precision ``tanhf`` adds roughly 1–2 KiB of flash when linked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlbudget.errors import RlbudgetError
+
+TARGETS: dict[str, tuple[str, ...]] = {
+    "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb"),
+    "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+}
+"""The two targets issue 6 names: the smallest Cortex-M (no FPU) and the common M4F."""
+CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os",
+          "-ffunction-sections", "-fdata-sections")  # fmt: skip
+TOOLCHAIN_HINT = "arm-none-eabi-gcc is not installed (Debian: apt-get install gcc-arm-none-eabi)"
+
+
+@dataclass(frozen=True)
+class SectionSizes:
+    """Bytes of one compiled object, as ``arm-none-eabi-size`` prints them (Berkeley)."""
+
+    text: int
+    data: int
+    bss: int
+
+    @property
+    def flash_bytes(self) -> int:
+        """What the object puts in flash: code and constants, plus ``.data``'s initial values."""
+        return self.text + self.data
+
+    @property
+    def ram_bytes(self) -> int:
+        """Static RAM: ``.data`` and ``.bss``."""
+        return self.data + self.bss
+
+    def to_dict(self) -> dict[str, int]:
+        return {"text": self.text, "data": self.data, "bss": self.bss,
+                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}  # fmt: skip
+
+
+def toolchain() -> tuple[str, str] | None:
+    """Paths of ``arm-none-eabi-gcc`` and ``arm-none-eabi-size``, or None."""
+    gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+    return (gcc, size) if gcc and size else None
+
+
+def cortex_m_sizes(export_dir: str | Path) -> dict[str, SectionSizes] | None:
+    """Compile ``export_dir/policy.c`` for every target in :data:`TARGETS` and size it.
+
+    :returns: sizes by target name, or None when the toolchain is not installed.
+    :raises RlbudgetError: ``policy.c`` is missing, or the compiler rejects it (a bug in the
+        export: the message carries the compiler's first error line).
+    """
+    tools = toolchain()
+    if tools is None:
+        return None
+    gcc, size = tools
+    source = Path(export_dir) / "policy.c"
+    if not source.is_file():
+        raise RlbudgetError(f"{source}: no such file; export the policy with --format c first")
+    out: dict[str, SectionSizes] = {}
+    with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
+        for target, flags in TARGETS.items():
+            obj = Path(tmp) / f"{target}.o"
+            cmd = [gcc, *flags, *CFLAGS, "-c", str(source), "-o", str(obj)]
+            run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                first = next((ln for ln in run.stderr.splitlines() if "error" in ln), run.stderr)
+                raise RlbudgetError(f"{source}: arm-none-eabi-gcc ({target}) failed: {first}")
+            lines = subprocess.run([size, str(obj)], capture_output=True, text=True,
+                                   check=True).stdout.splitlines()  # fmt: skip
+            text, data, bss = (int(v) for v in lines[1].split()[:3])
+            out[target] = SectionSizes(text, data, bss)
+    return out
+
+
+def sizes_to_dict(sizes: dict[str, SectionSizes] | None) -> dict[str, Any]:
+    """JSON form: ``{"available": bool, "targets": {name: sizes} | None, "note": str}``."""
+    if sizes is None:
+        return {"available": False, "targets": None, "note": TOOLCHAIN_HINT}
+    flags = {t: " ".join((*f, *CFLAGS)) for t, f in TARGETS.items()}
+    return {"available": True, "targets": {t: s.to_dict() for t, s in sizes.items()},
+            "note": f"object sizes of policy.c, compiled with {flags}"}  # fmt: skip
