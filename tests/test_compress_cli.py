@@ -4,6 +4,7 @@ numbers against the written policy, the retention gate, exact error lines."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from rlbudget.compress import policy_bytes
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.envs import env_spec
 from rlbudget.errors import PolicyError
+from rlbudget.export.arm import TOOLCHAIN_HINT
 from rlbudget.policy import load_policy, save_policy
 from rlbudget.policy.model import MLP, Dense, Head, Linear, Policy, Table
 from rlbudget.profile.evaluate import evaluate
@@ -242,7 +244,7 @@ def test_output_replaced_only_when_complete(cartpole: Path, tmp_path: Path) -> N
         ("cartpole", ["-m", "int8", "--recover"],
          "--recover applies to prune and prune-neurons; the methods given are int8"),
         ("cartpole", ["-m", "int8,prune", "--recover"],
-         "--recover fine-tunes a float mlp, but 'prune' gets mlp_int8 body here; prune "
+         "--recover fine-tunes a float mlp, but 'prune' gets an mlp_int8 body here; prune "
          "before int8 (--method prune,int8 --recover)"),
         ("cartpole", ["-m", "distill"],
          "distill needs the student's hidden widths: --widths 8,8 or --budget FILE (widths "
@@ -347,9 +349,22 @@ def test_export_c(cartpole: Path, tmp_path: Path) -> None:
     assert data["needs_libm"] is False  # relu and argmax
     # the const arrays hold at least the float32 weights and biases
     assert data["flash_bytes"] >= policy_bytes(balancing_mlp())
+    cortex_m = data["cortex_m"]
+    if shutil.which("arm-none-eabi-gcc") is None:
+        assert cortex_m == {"available": False, "targets": None, "note": TOOLCHAIN_HINT}
+    else:
+        assert sorted(cortex_m["targets"]) == ["cortex-m0plus", "cortex-m4f"]
+        for sizes in cortex_m["targets"].values():
+            assert sizes["bss"] == data["ram_bytes"] and sizes["text"] >= data["flash_bytes"]
     r = invoke("export", cartpole, "--format", "c", "-o", out)
     assert r.exit_code == 0
-    assert r.stdout.splitlines()[-1].endswith("libm not needed")
+    lines = r.stdout.splitlines()
+    assert lines[3].endswith("libm not needed")
+    assert lines[4:] == (
+        [f"Cortex-M sizes: skipped, {TOOLCHAIN_HINT}"] if cortex_m["targets"] is None else [
+            f"{t} (arm-none-eabi-gcc -Os): .text {s['text']:,} B, .data 0 B, .bss {s['bss']:,} B"
+            for t, s in cortex_m["targets"].items()]
+    )  # fmt: skip
 
 
 def test_export_onnx(cartpole: Path, tmp_path: Path) -> None:

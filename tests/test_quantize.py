@@ -208,18 +208,26 @@ def test_layer_matches_scalar_reference(activation: str) -> None:
 
 
 def test_tanh_and_sigmoid_tables() -> None:
+    # The table's output range is calibrated on the activations seen (widened to hold 0),
+    # not TFLite's fixed (1/128, 0) / (1/256, -128).
     rng = np.random.default_rng(4)
-    for activation, (scale, zp) in {"tanh": (1 / 128, 0), "sigmoid": (1 / 256, -128)}.items():
+    for activation in ("tanh", "sigmoid"):
         s = env_spec("CartPole-v1", measure_steps=0)
-        w0 = rng.standard_normal((4, 8)).astype(np.float32)
+        w0 = (0.1 * rng.standard_normal((4, 8))).astype(np.float32)  # |z| < 1: tanh within ±0.8
         body = MLP((Dense(w0, np.zeros(8, np.float32), activation),
                     Dense(np.ones((8, 2), np.float32), np.zeros(2, np.float32))))  # fmt: skip
-        q = quantize_int8(Policy(s.observation, s.action, (), body, Head("argmax")),
-                          cartpole_obs(500))  # fmt: skip
+        calib = cartpole_obs(500)
+        q = quantize_int8(Policy(s.observation, s.action, (), body, Head("argmax")), calib)
         layer = q.body.layers[0]  # type: ignore[union-attr]
         assert layer.lut is not None and layer.lut.dtype == np.int8 and layer.lut.shape == (256,)
         assert np.all(np.diff(layer.lut.astype(int)) >= 0)  # monotone
-        assert np.isclose(layer.out_quant[0], scale) and layer.out_quant[1] == zp
+        seen = body.layers[0].W.T @ calib.T.astype(np.float64)
+        seen = np.tanh(seen) if activation == "tanh" else 1 / (1 + np.exp(-seen))
+        scale, zp = activation_params(float(seen.min()), float(seen.max()))
+        assert layer.lut_output is not None and layer.out_quant[1] == zp
+        assert np.isclose(layer.out_quant[0], scale, rtol=1e-4)
+        assert scale < {"tanh": 1 / 128, "sigmoid": 1 / 256}[activation]  # finer than TFLite
+        scale = layer.out_quant[0]
         x = layer.output_scale * (np.arange(-128, 128) - layer.output_zero_point)
         f = np.tanh(x) if activation == "tanh" else 1 / (1 + np.exp(-x))
         representable = np.clip(f, (-128 - zp) * scale, (127 - zp) * scale)  # tanh(+∞) → 127
@@ -298,6 +306,28 @@ def test_tanh_rescale_head_keeps_int8_output_and_table() -> None:
     q = quantize_int8(pendulum_relu(head="tanh_rescale"), pendulum_obs(500))
     assert not q.body.layers[-1].float_output  # type: ignore[union-attr]
     assert q.provenance["transforms"][-1]["float_output"] is False
+
+
+def test_policy_without_lut_output_reads_tflite_fixed_range(tmp_path: Path) -> None:
+    # A file written before lut_output existed: the table's output is TFLite's (1/128, 0).
+    q = quantize_int8(cartpole_tanh(), cartpole_obs(500))
+    path = save_policy(q, tmp_path / "q")
+    assert load_policy(path).body.layers[0].lut_output == q.body.layers[0].lut_output  # type: ignore[union-attr]
+    doc = json.loads((path / "policy.json").read_text())
+    for layer in doc["body"]["layers"]:
+        layer.pop("lut_output_scale", None)
+        layer.pop("lut_output_zero_point", None)
+    layer0 = doc["body"]["layers"][0]
+    for later in doc["body"]["layers"][1:]:  # each reads the tanh before it
+        later["input_scale"] = float(np.float32(1 / 128))
+        later["input_zero_point"] = 0
+    (path / "policy.json").write_text(json.dumps(doc))
+    old = load_policy(path).body.layers[0]  # type: ignore[union-attr]
+    assert old.lut_output is None and old.out_quant == (float(np.float32(1 / 128)), 0)
+    layer0["lut_output_zero_point"] = 200
+    (path / "policy.json").write_text(json.dumps(doc))
+    with pytest.raises(PolicyError, match="lut_output_scale must be a positive finite number"):
+        load_policy(path)
 
 
 def test_input_range_folded_into_first_layer() -> None:
@@ -480,8 +510,14 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda f: edit_json(f, lambda d: layer0(d).update({"input_scale": 0})),
         "body (mlp_int8) layer 0: input_scale must be a positive finite number, not 0",
     ),
-    "chain": (
-        lambda f: edit_json(f, lambda d: d["body"]["layers"][1].update({"input_zero_point": 3})),
+    "chain": (  # layer 0's table says (1/128, 0); layer 1 reads (1/128, 3)
+        lambda f: edit_json(
+            f,
+            lambda d: (
+                layer0(d).update({"lut_output_scale": 0.0078125, "lut_output_zero_point": 0}),
+                d["body"]["layers"][1].update({"input_scale": 0.0078125, "input_zero_point": 3}),
+            ),
+        ),
         "body (mlp_int8) layer 1: input scale/zero point (0.0078125, 3) differ from layer 0's "
         "output (0.0078125, 0); quantize the policy again",
     ),

@@ -298,7 +298,7 @@ def check_plan(policy: Policy, names: Sequence[str], options: MethodOptions) -> 
             )
         if name in PRUNE_METHODS and options.recover and kind != "mlp":
             raise PolicyError(
-                f"--recover fine-tunes a float mlp, but '{name}' gets {kind} body here; "
+                f"--recover fine-tunes a float mlp, but '{name}' gets an {kind} body here; "
                 "prune before int8 (--method prune,int8 --recover)"
             )
         if name == "distill" and options.widths is None and options.budget is None:

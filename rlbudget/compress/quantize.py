@@ -14,10 +14,12 @@
   and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
   ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
-  through a 256-entry int8 table whose output scale and zero point are fixed at (1/128, 0)
-  and (1/256, -128), as in TFLite. Their input range is calibrated on the pre-activation
-  values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the table's output is already
-  saturated at its resolution, so the wider range would only cost precision.
+  through a 256-entry int8 table. Its input range is calibrated on the pre-activation
+  values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the output is saturated at
+  int8 resolution, so the wider range would only cost precision. Its output range is
+  calibrated on the activations seen (``lut_output``), where TFLite fixes it at (1/128, 0)
+  and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
+  TFLite's fixed scale would give them ≈ 100 of the 256 levels.
 
 Two choices go beyond TFLite's converter, both because a policy's action is decided by
 small differences:
@@ -126,11 +128,15 @@ def activation_params(low: float, high: float) -> tuple[float, int]:
     return scale, int(np.clip(zero_point, -128, 127))
 
 
-def _lut(activation: str, scale: float, zero_point: int) -> Array:
-    """int8 → int8 table of ``activation`` for inputs (scale, zero_point)."""
+def _lut(
+    activation: str, scale: float, zero_point: int, output: tuple[float, int] | None = None
+) -> Array:
+    """int8 → int8 table of ``activation`` for inputs (scale, zero_point) and outputs
+    ``output`` (scale, zero point; None: TFLite's fixed :data:`LUT_OUTPUT`)."""
     x = scale * (np.arange(-128, 128, dtype=np.float64) - zero_point)
     y = np.tanh(x) if activation == "tanh" else 1.0 / (1.0 + np.exp(-x))
-    out_scale, out_zp = LUT_OUTPUT[activation]
+    out_scale, out_zp = output or LUT_OUTPUT[activation]
+    out_scale = float(np.float32(out_scale))  # the scale the next layer reads
     v = y / out_scale
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + out_zp
     out: Array = np.clip(q, -128, 127).astype(np.int8)
@@ -149,8 +155,10 @@ def _quantize_layer(
     input_quant: tuple[float, int],
     out_range: tuple[float, float],
     float_output: bool = False,
+    lut_range: tuple[float, float] | None = None,
 ) -> QDense:
-    """One float dense layer → :class:`QDense`, given its input and output quantization."""
+    """One float dense layer → :class:`QDense`, given its input and output quantization
+    (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
     w_scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
@@ -162,9 +170,12 @@ def _quantize_layer(
     pairs = [quantize_multiplier(float(s) / out_scale) for s in bias_scale]
     multiplier = np.array([m for m, _ in pairs], dtype=np.int32)
     shift = np.array([s for _, s in pairs], dtype=np.int8)  # in [-31, 30]
-    lut = _lut(activation, out_scale, out_zp) if activation in LUT_OUTPUT else None
+    lut, lut_output = None, None
+    if activation in LUT_OUTPUT:
+        lut_output = activation_params(*lut_range) if lut_range else None
+        lut = _lut(activation, out_scale, out_zp, lut_output)
     return QDense(w_q, b_q.astype(np.int32), w_scale, multiplier, shift, in_scale, in_zp,
-                  out_scale, out_zp, activation, lut, float_output)  # fmt: skip
+                  out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
 
 def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
@@ -214,7 +225,8 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         seen = a if dense.activation == "relu" else z  # relu folds into the output clamp
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
                                 _range(seen, dense.activation),
-                                float_last and i == len(dense_layers) - 1)  # fmt: skip
+                                float_last and i == len(dense_layers) - 1,
+                                (float(a.min()), float(a.max())))  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)

@@ -7,9 +7,11 @@ errors) and reads ``.text`` (code plus the ``const`` arrays, which live in flash
 ``.data`` and ``.bss`` (the static buffers) with ``arm-none-eabi-size``. Without the
 toolchain it returns None and says why; nothing else needs it.
 
-What the object does not hold: the caller's stack (a few scalars), the C library, and
-for a float policy that uses ``tanhf``/``expf`` (``needs_libm``), those functions:
-newlib's single-precision ``tanhf`` adds roughly 1–2 KiB of flash when linked.
+What the object does not hold: the caller's stack (a few scalars), the C library, and,
+for a float policy that uses ``tanhf``/``expf`` (``needs_libm``), those functions. Linked
+with newlib-nano (``--specs=nano.specs --gc-sections``), a program calling ``tanhf`` was
+4,044 B larger on Cortex-M0+ (software float) and 964 B larger on M4F than the same
+program without it (measured with the Debian toolchain, GCC 12.2).
 """
 
 from __future__ import annotations

@@ -150,6 +150,8 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
                 "W": put_weights(f"body.{i}.W", q.W),
                 **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
                 **({"output": "float32"} if q.float_output else {}),
+                **({"lut_output_scale": q.lut_output[0],
+                    "lut_output_zero_point": q.lut_output[1]} if q.lut_output else {}),
             })  # fmt: skip
         body_doc = {"kind": body.kind, "layers": qlayers}
     elif isinstance(body, Table):
@@ -453,6 +455,22 @@ class _Loader:
             self.shape(lut, (256,), what, str(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
+        lut_output = None
+        if "lut_output_scale" in la or "lut_output_zero_point" in la:
+            if lut is None:
+                raise self.fail(f"{what}: lut_output_* belong to a tanh or sigmoid layer")
+            scale, zp = la.get("lut_output_scale"), la.get("lut_output_zero_point")
+            if (
+                isinstance(scale, bool)
+                or not isinstance(scale, int | float)
+                or not 0 < scale < np.inf
+            ):
+                raise self.fail(f"{what}: lut_output_scale must be a positive finite number, "
+                                f"not {scale!r}")  # fmt: skip
+            if isinstance(zp, bool) or not isinstance(zp, int) or not -128 <= zp <= 127:
+                raise self.fail(f"{what}: lut_output_zero_point must be an integer from -128 "
+                                f"to 127, not {zp!r}")  # fmt: skip
+            lut_output = (float(scale), zp)
         output = la.get("output", "int8")
         if output not in ("int8", "float32"):
             raise self.fail(f"{what}: output must be 'int8' or 'float32', not {output!r}")
@@ -461,7 +479,7 @@ class _Loader:
         return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
                       scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
                       zps["output_zero_point"], str(activation), lut,
-                      output == "float32")  # fmt: skip
+                      output == "float32", lut_output)  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")

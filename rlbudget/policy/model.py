@@ -449,7 +449,9 @@ class QDense:
     bias in units of ``input_scale * w_scale[j]``; ``multiplier``/``shift`` encode
     ``input_scale * w_scale[j] / output_scale``. ``output_scale``/``output_zero_point``
     describe the dense output (before a lookup table); :attr:`out_quant` is what the next
-    layer receives.
+    layer receives: for tanh / sigmoid, the table's output ``lut_output`` (scale, zero
+    point), calibrated on the activations seen; a policy written before that field
+    existed has TFLite's fixed ones (:data:`LUT_OUTPUT`).
 
     ``float_output`` (the last layer of a policy whose head reads floats: argmax, clip,
     identity): no requantization to int8; the int32 accumulator is dequantized per channel,
@@ -471,11 +473,15 @@ class QDense:
     activation: str = "identity"
     lut: Array | None = None
     float_output: bool = False
+    lut_output: tuple[float, int] | None = None
 
     def __post_init__(self) -> None:
         _f32(self, "w_scale")
         object.__setattr__(self, "input_scale", float(np.float32(self.input_scale)))
         object.__setattr__(self, "output_scale", float(np.float32(self.output_scale)))
+        if self.lut_output is not None:
+            scale, zp = self.lut_output
+            object.__setattr__(self, "lut_output", (float(np.float32(scale)), int(zp)))
 
     @property
     def dequant_scale(self) -> Array:
@@ -487,7 +493,7 @@ class QDense:
     def out_quant(self) -> tuple[float, int]:
         """(scale, zero point) of the layer's int8 output, after any lookup table."""
         if self.activation in LUT_OUTPUT:
-            scale, zp = LUT_OUTPUT[self.activation]
+            scale, zp = self.lut_output or LUT_OUTPUT[self.activation]
             return float(np.float32(scale)), zp
         return self.output_scale, self.output_zero_point
 
