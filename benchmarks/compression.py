@@ -24,8 +24,8 @@ bytes with ≥ 95 % retention on PPO CartPole; distillation of PPO CartPole 64-6
 hidden units with ≥ 95 % retention.
 
 rlbudget's own policies are trained first with ``rlbudget train`` (PPO CartPole-v1 with
-rlbudget's defaults, Q-learning FrozenLake-v1, Sarsa(λ) MountainCar-v0; seed 0; about a
-minute in all); ``--no-train`` skips them. The Zoo rows need ``../shared/zoo`` beside the
+rlbudget's defaults, Q-learning FrozenLake-v1 and Taxi-v4, Sarsa(λ) MountainCar-v0; seed 0;
+about a minute in all); ``--no-train`` skips them. The Zoo rows need ``../shared/zoo`` beside the
 repository (skipped with a note otherwise).
 """
 
@@ -82,7 +82,8 @@ CASES = [
     Case("rlbudget", "ppo-CartPole-v1", "CartPole-v1", "prune-neurons,int8",
          MethodOptions(keep=0.25, recover=True), PRUNE),
     Case("rlbudget", "q-learning-FrozenLake-v1", "FrozenLake-v1", "pack"),
-    Case("rlbudget", "q-learning-FrozenLake-v1", "FrozenLake-v1", "pack,drop-unvisited"),
+    Case("rlbudget", "q-learning-Taxi-v4", "Taxi-v4", "pack"),
+    Case("rlbudget", "q-learning-Taxi-v4", "Taxi-v4", "pack,drop-unvisited"),
     Case("rlbudget", "sarsa-lambda-MountainCar-v0", "MountainCar-v0", "int16"),
     Case("rlbudget", "sarsa-lambda-MountainCar-v0", "MountainCar-v0", "int8"),
 ]
@@ -90,6 +91,7 @@ CASES = [
 TRAIN = {  # run name → rlbudget train arguments
     "ppo-CartPole-v1": ["--algo", "ppo", "--env", "CartPole-v1"],
     "q-learning-FrozenLake-v1": ["--algo", "q-learning", "--env", "FrozenLake-v1"],
+    "q-learning-Taxi-v4": ["--algo", "q-learning", "--env", "Taxi-v4"],
     "sarsa-lambda-MountainCar-v0": ["--algo", "sarsa-lambda", "--env", "MountainCar-v0"],
 }
 
@@ -167,22 +169,25 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """One horizontal bar per row: how many times smaller (total bytes), coloured by the
+    gate, with the return retention written beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for r in rows:
-        b0, b1 = r["total_bytes"]
-        ax.scatter(b0 / b1, 100 * r["retention"], color="tab:green" if r["passed"] else "tab:red")
-        ax.annotate(f"{r['model'].split(': ')[1]} {r['methods']}", (b0 / b1, 100 * r["retention"]),
-                    fontsize=6, xytext=(3, 3), textcoords="offset points")  # fmt: skip
-    ax.axhline(95, color="grey", linestyle="--", linewidth=0.8)
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
+    labels = [f"{r['model']} · {r['methods']}" for r in rows]
+    ratios = [r["total_bytes"][0] / r["total_bytes"][1] for r in rows]
+    colors = ["tab:green" if r["passed"] else "tab:red" for r in rows]
+    y = list(range(len(rows)))[::-1]
+    ax.barh(y, ratios, color=colors)
+    for yi, ratio, r in zip(y, ratios, rows, strict=True):
+        ax.text(ratio * 1.05, yi, f"{r['retention']:.0%} return", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=7)
     ax.set_xscale("log")
-    ax.set_xlabel("total bytes, input / compressed (log)")
-    ax.set_ylabel("return retention (%)")
-    ax.set_title("Compression judged by return (green: within the 5 % gate)")
+    ax.set_xlabel("total bytes: input / compressed (log scale)")
+    ax.set_title("Compression judged by return (green: within the 5 % gate, red: not)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

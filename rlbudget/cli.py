@@ -188,7 +188,7 @@ def train(
     budget: Annotated[
         Path | None, typer.Option("--budget", help="Budget whose training limits apply.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for the agent and the env.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for the agent and the env.")] = 0,
     output: Annotated[
         Path | None,
         typer.Option("-o", "--output", help="Run folder (default runs/ALGO-ENV-sSEED)."),
@@ -364,7 +364,11 @@ def evaluate(
         typer.Option("--env", help="Gymnasium id; default: the env in the policy's provenance."),
     ] = None,
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the first reset.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first reset.")] = 0,
+    gym_package: Annotated[
+        list[str] | None,
+        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns.
@@ -379,7 +383,8 @@ def evaluate(
     env_id = env or p.provenance.get("env")
     if not env_id:
         raise EnvError(f"{policy}: the policy does not say which env it is for; pass --env ID")
-    result = run_evaluation(p, str(env_id), episodes=episodes, seed=seed)
+    result = run_evaluation(p, str(env_id), episodes=episodes, seed=seed,
+                            gym_packages=gym_package or ())  # fmt: skip
     if json_out:
         _print_json(result.to_dict())
         return
@@ -524,6 +529,11 @@ def _load_observations(path: Path) -> Any:
     from rlbudget.errors import PolicyError
 
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise PolicyError(f"--calibration {path}: not a .npy file; save the observations "
+                              "with numpy.save(path, array)")  # fmt: skip
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise PolicyError(f"--calibration {path}: no such file") from None
@@ -543,8 +553,8 @@ def compress(
             "--method",
             "-m",
             show_default=False,
-            help="Methods, applied in order: int8, int16, fp16, prune, prune-neurons, distill, "
-            "pack, drop-unvisited (e.g. prune-neurons,int8).",
+            help="Methods, applied in order (e.g. prune-neurons,int8): MLPs: int8, fp16, prune, "
+            "prune-neurons, distill; tables: pack, drop-unvisited; linear: int8, int16, distill.",
         ),
     ],
     output: Annotated[
@@ -564,7 +574,9 @@ def compress(
     states: Annotated[
         int, typer.Option("--states", min=1, help="Visited states per step (agreement, int8).")
     ] = 5000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of episodes and distillation.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed of episodes and distillation.")
+    ] = 0,
     calibration: Annotated[
         Path | None,
         typer.Option("--calibration", help="int8: observations (.npy) instead of visited ones."),
@@ -628,6 +640,9 @@ def compress(
     from rlbudget.policy import load_policy, save_policy
 
     drop = parse_fraction(max_return_drop)
+    if output.resolve() == policy.resolve():
+        raise PolicyError(f"-o {output} is the input policy; write the result to another "
+                          "folder (nothing written)")  # fmt: skip
     if output.exists() and not (output / "policy.json").is_file():
         # save_policy refuses it too, but only after the compression ran
         raise PolicyError(
@@ -683,6 +698,16 @@ def _render_compress(report: Any, output: Path) -> None:
             "PASS" if s.passed else "FAIL",
         )
     out.print(t)
+    for s in report.steps:
+        if s.bytes_after > s.bytes_before:
+            out.print(f"note: '{s.method}' made the policy larger ({s.bytes_before:,} → "
+                      f"{s.bytes_after:,} B): its constants outweigh what it saved on so few "
+                      "weights")  # fmt: skip
+    if not report.passed:  # the advice first: the verdict stays the last line
+        out.print(
+            "The first FAIL row lost the return: try a gentler setting (--sparsity, --keep, "
+            "--widths), --recover after pruning, or distill,int8 where action values are close."
+        )
     verdict = "PASS" if report.passed else "FAIL"
     out.print(
         f"{verdict}: {units.format_bytes(report.bytes_before)} → "
@@ -734,12 +759,20 @@ def export(
     from rlbudget.policy import load_policy
 
     p = load_policy(policy)
+    gate = p.provenance.get("compress_gate")
+    if isinstance(gate, dict) and gate.get("passed") is False:
+        err.print(
+            f"warning: {policy} failed its compression gate (return retention "
+            f"{gate.get('retention', float('nan')):.1%}, limit: a drop of at most "
+            f"{gate.get('max_return_drop', float('nan')):.1%}); exporting it anyway",
+            markup=False,
+        )
     result: Any
     if fmt is ExportFormat.c:
         from rlbudget.export.arm import cortex_m_sizes, sizes_to_dict
         from rlbudget.export.c import export_c
 
-        result = export_c(p, output)
+        result = export_c(p, output, parents=True)
         cortex_m = sizes_to_dict(cortex_m_sizes(output))
     else:
         from rlbudget.export.onnx import export_onnx

@@ -34,7 +34,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_dir(
-    target: str | os.PathLike[str], files: dict[str, bytes], *, marker: str
+    target: str | os.PathLike[str], files: dict[str, bytes], *, marker: str, parents: bool = False
 ) -> Path:
     """Write a folder of files atomically: a temp folder beside ``target``, each file
     fsynced, then renamed into place (an existing folder is swapped out, then removed).
@@ -42,16 +42,24 @@ def atomic_write_dir(
     A kill at any moment leaves either the old folder or the new one, never a mix.
 
     :param marker: a file name that identifies a folder this function may replace; an
-        existing ``target`` without it is refused (nothing is written).
-    :raises RlbudgetError: the parent folder is missing, or ``target`` is another folder.
+        existing ``target`` without it is refused (nothing is written), unless it is empty.
+    :param parents: create missing parent folders first (as ``mkdir -p``).
+    :raises RlbudgetError: the parent folder is missing (or cannot be created), or
+        ``target`` is another folder.
     """
     import shutil
 
     path = Path(target)
     parent = path.parent if str(path.parent) else Path(".")
+    if parents:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RlbudgetError(f"{path}: cannot create its folder ({exc.strerror})") from None
     if not parent.is_dir():
         raise RlbudgetError(f"{path}: the folder {parent} does not exist; create it first")
-    if path.exists() and not (path / marker).exists():
+    empty = path.is_dir() and not any(path.iterdir())
+    if path.exists() and not empty and not (path / marker).exists():
         raise RlbudgetError(
             f"{path}: exists and is not a folder rlbudget wrote; choose another path "
             "(nothing written)"

@@ -351,7 +351,31 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "inf": lambda f: rewrite_arrays(f, lambda a: a.update({"body.0.b": a["body.0.b"] * np.inf})),
     "unknown-kind": lambda f: rewrite_json(f, lambda d: d["head"].update({"kind": "softmax"})),
     "newer-schema": lambda f: rewrite_json(f, lambda d: d.update({"schema_version": 2})),
+    # a structure of the wrong JSON type where an object or list belongs (hand-edited files)
+    "body-string": lambda f: rewrite_json(f, lambda d: d.update({"body": "mlp"})),
+    "body-missing": lambda f: rewrite_json(f, lambda d: d.pop("body")),
+    "head-string": lambda f: rewrite_json(f, lambda d: d.update({"head": "argmax"})),
+    "preprocess-string": lambda f: rewrite_json(f, lambda d: d.update({"preprocess": "x"})),
+    "layers-null": lambda f: rewrite_json(f, lambda d: d["body"].update({"layers": None})),
+    "layer-string": lambda f: rewrite_json(f, lambda d: d["body"].update({"layers": ["x"]})),
 }
+
+STRUCTURE_ERRORS = {
+    "body-string": "'body' must be a JSON object, not \"mlp\"; the file is corrupt",
+    "body-missing": "'body' must be a JSON object, not null; the file is corrupt",
+    "head-string": "'head' must be a JSON object, not \"argmax\"; the file is corrupt",
+    "preprocess-string": "'preprocess' must be a JSON list, not \"x\"; the file is corrupt",
+    "layers-null": "every preprocess step and body layer must be a JSON object; the file is "
+    "corrupt",
+    "layer-string": "every preprocess step and body layer must be a JSON object; the file is "
+    "corrupt",
+}
+
+
+@pytest.mark.parametrize("case", sorted(STRUCTURE_ERRORS))
+def test_wrong_json_types_name_the_key(case: str, saved: Path) -> None:
+    CORRUPTIONS[case](saved)
+    assert load_error(saved) == f"{saved}: {STRUCTURE_ERRORS[case]}"
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPTIONS))

@@ -60,6 +60,9 @@ from rlbudget.policy.model import (
 
 __all__ = ["DISTILL", "RECOVER", "WIDTHS", "Dagger", "distill", "recover", "widths_for_budget"]
 
+MAX_WIDTH = 4096
+"""The widest student layer :func:`distill` builds (a student is meant to be small)."""
+
 
 @dataclass(frozen=True)
 class Dagger:
@@ -311,10 +314,10 @@ def distill(
     """
     _check_teacher(teacher, "distill")
     hidden = [int(w) for w in widths]
-    if not hidden or any(w < 1 for w in hidden):
+    if not hidden or any(w < 1 for w in hidden) or any(w > MAX_WIDTH for w in hidden):
         raise PolicyError(
-            f"distill: widths {list(widths)} must be one or more positive hidden layer "
-            "widths, e.g. 8,8"
+            f"distill: widths {list(widths)} must be one or more hidden layer widths from 1 to "
+            f"{MAX_WIDTH}, e.g. 8,8"
         )
     preprocess = _student_preprocess(teacher)
     inputs = int(_features(preprocess, _sample_obs(teacher)).shape[1])

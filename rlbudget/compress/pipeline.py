@@ -35,11 +35,14 @@ step reports the recovered policy against the unpruned one.
 
 Measures (every step, against its parent):
 
-- **visited states**: the parent's own greedy trajectories in the env, reset with
-  ``seed`` once and run episode after episode until ``states`` observations are collected
-  (collected once per parent; they calibrate int8, rank neurons and choose the kept table
-  states as well).
-- **action agreement** on those states: discrete actions agree when identical;
+- **visited states**: the parent's own greedy trajectories in the env, reset once and run
+  episode after episode until ``states`` observations are collected. Two sets per parent,
+  from seeds that the return measurement does not use: the *fitting* set (seed ``seed +
+  10000``) calibrates int8, ranks neurons, chooses the kept table states and seeds DAgger's
+  rollouts; the *held-out* set (seed ``seed + 20000``) measures agreement. A method is
+  never judged on the states it was fitted to (``drop-unvisited`` would otherwise agree
+  100 % by construction).
+- **action agreement** on the held-out states: discrete actions agree when identical;
   continuous ones when ``|Δ| ≤ 5 %`` of the action span (``high - low``; an unbounded
   dimension: the span of the parent's actions on the states) in every dimension, with the
   largest and the mean ``|Δ|`` over all dimensions reported beside.
@@ -53,9 +56,11 @@ Measures (every step, against its parent):
   absolute one, ``before - after``, stands in.
 
 The gate compares the final policy with the input policy: a total drop above
-``max_return_drop`` marks the report failing (``passed`` False). Every row's ``passed``
-says the same of the policy after that step (its drop from the *input*), so the first
-failing row shows where the return was lost.
+``max_return_drop`` marks the report failing (``passed`` False), and the final policy's
+provenance records it (``compress_gate``: passed, retention, the limit, env, episodes,
+seed, methods), so ``rlbudget export`` can warn before a failing policy is shipped. Every
+row's ``passed`` says the same of the policy after that step (its drop from the *input*), so
+the first failing row shows where the return was lost.
 """
 
 from __future__ import annotations
@@ -76,6 +81,11 @@ if TYPE_CHECKING:
     from rlbudget.budget import Budget
 
 SCHEMA = "rlbudget.compress/1"
+FIT_SEED_OFFSET = 10_000
+"""Seed offset of the states a method is fitted to (int8 calibration, neuron ranking, the
+table states kept, DAgger's rollouts); returns are measured on ``seed`` itself."""
+CHECK_SEED_OFFSET = 20_000
+"""Seed offset of the held-out states that action agreement is measured on."""
 AGREEMENT_TOLERANCE = 0.05
 """Continuous actions agree when every dimension differs by at most this part of its span."""
 DEFAULT_SPARSITY = 0.5
@@ -301,6 +311,9 @@ def check_plan(policy: Policy, names: Sequence[str], options: MethodOptions) -> 
                 f"--recover fine-tunes a float mlp, but '{name}' gets an {kind} body here; "
                 "prune before int8 (--method prune,int8 --recover)"
             )
+        if name == "distill" and options.widths is not None and options.budget is not None:
+            raise PolicyError("distill takes --widths or --budget (widths chosen to fit it), "
+                              "not both")  # fmt: skip
         if name == "distill" and options.widths is None and options.budget is None:
             raise PolicyError("distill needs the student's hidden widths: --widths 8,8 or "
                               "--budget FILE (widths chosen to fit it)")  # fmt: skip
@@ -329,6 +342,12 @@ def parse_fraction(text: str, what: str = "--max-return-drop") -> float:
     if not math.isfinite(value) or value < 0:
         raise PolicyError(f"{what} '{text}': give a fraction (0.05) or a percentage (5%), "
                           "0 or more")  # fmt: skip
+    if scale == 1.0 and value > 1:
+        # "5" is far more likely 5 % than a 500 % drop, which turns the gate off
+        raise PolicyError(
+            f"{what} '{text}' is a fraction of {value:.0%}; did you mean '{raw}%'? (a "
+            "fraction above 1 is written with %, e.g. 150%)"
+        )
     return round(value, 12)  # 7% is 0.07, not 0.07000000000000001
 
 
@@ -522,7 +541,8 @@ def compress(
     :param env_id: the env the policy acts in (returns, visited states, distillation).
     :param episodes: episodes per return measurement (the same seeds for every policy).
     :param states: visited states per parent (agreement, calibration).
-    :param seed: seeds the episodes, the state collection and distillation.
+    :param seed: seeds the return episodes; ``seed + 10000`` the fitting states and
+        distillation, ``seed + 20000`` the held-out agreement states.
     :param max_return_drop: the largest acceptable drop of the final return from the
         input's, as a fraction (0.05: 5 %).
     :param options: the methods' options.
@@ -547,17 +567,25 @@ def compress(
     first = before = returns(policy)
     parent, steps = policy, []
     for i, name in enumerate(names):
-        visited = visited_observations(parent, env_id, states=states, seed=seed,
-                                       gym_packages=packages)  # fmt: skip
-        ctx = _Context(parent, visited, env_id, seed, opts, names[i + 1 :], packages)
+        fit, held_out = (visited_observations(parent, env_id, states=states, seed=seed + offset,
+                                              gym_packages=packages)
+                         for offset in (FIT_SEED_OFFSET, CHECK_SEED_OFFSET))  # fmt: skip
+        ctx = _Context(parent, fit, env_id, seed + FIT_SEED_OFFSET, opts, names[i + 1 :],
+                       packages)  # fmt: skip
         child, params = METHODS[name].run(ctx)
         after = returns(child)
         total_drop = return_drop(first.mean, after.mean)
         steps.append(StepReport(
             name, params, policy_bytes(parent), policy_bytes(child), parent.macs, child.macs,
-            action_agreement(parent, child, visited), before, after,
+            action_agreement(parent, child, held_out), before, after,
             1 - return_drop(before.mean, after.mean), 1 - total_drop,
             total_drop <= max_return_drop,
         ))  # fmt: skip
         parent, before = child, after
-    return CompressReport(env_id, seed, episodes, states, max_return_drop, tuple(steps), parent)
+    gate = {"passed": steps[-1].passed, "retention": steps[-1].total_retention,
+            "max_return_drop": max_return_drop, "env": env_id, "episodes": episodes,
+            "seed": seed, "methods": list(names)}  # fmt: skip
+    provenance = {**parent.provenance, "compress_gate": gate}
+    final = Policy(parent.observation_space, parent.action_space, parent.preprocess,
+                   parent.body, parent.head, provenance)  # fmt: skip
+    return CompressReport(env_id, seed, episodes, states, max_return_drop, tuple(steps), final)

@@ -196,7 +196,8 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         )
     obs = np.asarray(calibration_obs)
     obs_ndim = len(policy.observation_space.shape)
-    if obs.ndim != obs_ndim + 1 or len(obs) == 0:
+    if (obs.ndim != obs_ndim + 1 or len(obs) == 0
+            or tuple(obs.shape[1:]) != tuple(policy.observation_space.shape)):  # fmt: skip
         raise PolicyError(
             f"int8 calibration: expected a non-empty batch of observations of shape "
             f"[N, {', '.join(map(str, policy.observation_space.shape))}], got shape "

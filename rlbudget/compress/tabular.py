@@ -171,9 +171,13 @@ def quantize_linear(policy: Policy, dtype: str = "int16") -> Policy:
         raise PolicyError(f"quantize_linear: dtype {dtype!r}; use {' or '.join(INT_RANGES)}")
     qmax = INT_RANGES[dtype]
     top = float(np.abs(body.W).max())
-    scale = np.float32(top / qmax if top > 0 else 1.0)
+    # The int32 sum of every weight row plus the bias must not overflow: a bias far larger
+    # than the weights widens the scale (the weights then use fewer levels) instead.
+    headroom = (2**31 - 1) - qmax * int(body.W.shape[0])
+    bias_top = float(np.abs(body.b.astype(np.float64)).max(initial=0.0))
+    scale = np.float32(max(top / qmax, bias_top / headroom) if top > 0 or bias_top > 0 else 1.0)
     w = np.clip(np.round(body.W / scale), -qmax, qmax).astype(dtype)
-    b = np.round(body.b / scale).astype(np.int32)
+    b = np.clip(np.round(body.b / scale), -headroom, headroom).astype(np.int32)
     scales = np.full(body.W.shape[1], scale, dtype=np.float32)
     child = Policy(policy.observation_space, policy.action_space, policy.preprocess,
                    Linear(w, b, scales), policy.head)  # fmt: skip

@@ -94,6 +94,56 @@ def cortex_m_sizes(export_dir: str | Path) -> dict[str, SectionSizes] | None:
     return out
 
 
+LINK_FLAGS = ("-Os", "--specs=nano.specs", "--specs=nosys.specs", "-ffunction-sections",
+              "-fdata-sections", "-Wl,--gc-sections")  # fmt: skip
+FIRMWARE_MAIN = """#include "policy.h"
+volatile float rlb_in[RLB_OBS_DIM];
+static float rlb_out[RLB_ACTION_DIM];
+int main(void) { return rlb_policy_act((const float *)rlb_in, rlb_out); }
+"""
+EMPTY_MAIN = "int main(void) { return 0; }\n"
+
+
+def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
+    """What the policy adds to a linked firmware image on ``target``: a program whose
+    ``main`` calls ``rlb_policy_act`` on static input/output buffers, minus an empty
+    ``main``, both linked with newlib-nano and ``--gc-sections`` (``-lm``).
+
+    Unlike :func:`cortex_m_sizes` (the object alone), this counts the library routines the
+    policy pulls in (software float on a core without an FPU, ``tanhf``, 64-bit multiply)
+    and the caller's observation and action buffers in ``.bss``.
+
+    :returns: the difference of the two images' sections, or None without the toolchain.
+    :raises RlbudgetError: ``policy.c`` is missing, ``target`` is unknown, or linking fails.
+    """
+    tools = toolchain()
+    if tools is None:
+        return None
+    if target not in TARGETS:
+        raise RlbudgetError(f"unknown Cortex-M target '{target}'; known: {', '.join(TARGETS)}")
+    gcc, size = tools
+    folder = Path(export_dir)
+    if not (folder / "policy.c").is_file():
+        raise RlbudgetError(f"{folder / 'policy.c'}: no such file; export the policy first")
+    images = []
+    with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
+        for name, main, sources in (("policy", FIRMWARE_MAIN, [str(folder / "policy.c")]),
+                                    ("empty", EMPTY_MAIN, [])):  # fmt: skip
+            main_c, elf = Path(tmp) / f"{name}_main.c", Path(tmp) / f"{name}.elf"
+            main_c.write_text(main)
+            cmd = [gcc, *TARGETS[target], *LINK_FLAGS, f"-I{folder}", str(main_c), *sources,
+                   "-lm", "-o", str(elf)]  # fmt: skip
+            run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                first = next((ln for ln in run.stderr.splitlines() if "rror" in ln), run.stderr)
+                raise RlbudgetError(f"{folder}: linking for {target} failed: {first}")
+            lines = subprocess.run([size, str(elf)], capture_output=True, text=True,
+                                   check=True).stdout.splitlines()  # fmt: skip
+            images.append([int(v) for v in lines[1].split()[:3]])
+    (text, data, bss), (text0, data0, bss0) = images
+    return SectionSizes(text - text0, data - data0, bss - bss0)
+
+
 def sizes_to_dict(sizes: dict[str, SectionSizes] | None) -> dict[str, Any]:
     """JSON form: ``{"available": bool, "targets": {name: sizes} | None, "note": str}``."""
     if sizes is None:

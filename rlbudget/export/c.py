@@ -950,11 +950,14 @@ int main(void)
 """
 
 
-def export_c(policy: Policy, out_dir: str | os.PathLike[str]) -> ExportResult:
+def export_c(
+    policy: Policy, out_dir: str | os.PathLike[str], *, parents: bool = False
+) -> ExportResult:
     """Write ``policy.h``, ``policy.c`` and ``main.c`` (a stdin/stdout harness) to ``out_dir``.
 
     The folder is written atomically; an existing folder is replaced only if rlbudget
-    wrote it (it holds ``policy.h``).
+    wrote it (it holds ``policy.h``) or it is empty. ``parents``: create missing parent
+    folders first.
 
     :param policy: any policy whose parts the C export supports (see the module docstring).
     :param out_dir: the folder to create or replace.
@@ -967,5 +970,6 @@ def export_c(policy: Policy, out_dir: str | os.PathLike[str]) -> ExportResult:
 
     w = _generate(policy)
     files = {HEADER: _header(policy, w), SOURCE: _source(policy, w), HARNESS: HARNESS_TEXT}
-    folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER)
+    folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER,
+                              parents=parents)  # fmt: skip
     return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, w.libm)

@@ -501,6 +501,10 @@ def export_onnx(policy: Policy, out_dir: str | os.PathLike[str]) -> OnnxExportRe
     model = build_model(policy)
     data = model.SerializeToString()
     folder = Path(out_dir)
+    for other, what in (("policy.h", "a C export"), ("policy.json", "a policy")):
+        if (folder / other).exists():
+            raise RlbudgetError(f"{folder}: holds {what} ({other}); write policy.onnx to "
+                                "another folder (nothing written)")  # fmt: skip
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _write_atomic(folder / FILENAME, data)

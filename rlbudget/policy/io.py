@@ -529,6 +529,32 @@ def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: st
             f"{where}: schema version {version!r} is newer than this rlbudget reads "
             f"({SCHEMA_VERSION}); upgrade rlbudget (pip install -U rlbudget)"
         )
+    expected = {"observation_space": dict, "action_space": dict, "preprocess": list,
+                "body": dict, "head": dict, "provenance": dict}  # fmt: skip
+    for key, kind in expected.items():
+        if key not in doc and key in ("preprocess", "provenance"):
+            continue
+        if not isinstance(doc.get(key), kind):
+            raise PolicyError(f"{where}: '{key}' must be a JSON "
+                              f"{'object' if kind is dict else 'list'}, not "
+                              f"{json.dumps(doc.get(key))[:40]}; the file is corrupt")  # fmt: skip
+    layers = doc["body"].get("layers", [])
+    if not isinstance(layers, list) or not all(
+        isinstance(x, dict) for x in (*doc.get("preprocess", []), *layers)
+    ):
+        raise PolicyError(f"{where}: every preprocess step and body layer must be a JSON object; "
+                          "the file is corrupt")  # fmt: skip
+    try:
+        return _build(doc, arrays, where)
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # a structure the checks above do not foresee: still one line, never a traceback
+        raise PolicyError(
+            f"{where}: policy.json has an unexpected structure "
+            f"({type(exc).__name__}: {exc}); the file is corrupt"
+        ) from None
+
+
+def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> Policy:
     L = _Loader(arrays, where)
     obs = _space_from_json(doc.get("observation_space", {}), where)
     act = _space_from_json(doc.get("action_space", {}), where)
@@ -560,17 +586,12 @@ def save_policy(policy: Policy, path: str | os.PathLike[str], *, parents: bool =
     from rlbudget.fileio import atomic_write_dir
 
     doc, arrays = to_document(policy)
-    if parents:
-        try:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PolicyError(f"{path}: cannot create its folder ({exc.strerror})") from None
     files = {
         ARRAYS_NAME: save(arrays),
         JSON_NAME: (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(),
     }
     try:
-        return atomic_write_dir(path, files, marker=JSON_NAME)
+        return atomic_write_dir(path, files, marker=JSON_NAME, parents=parents)
     except RlbudgetError as exc:
         raise PolicyError(str(exc)) from None
 

@@ -652,10 +652,20 @@ class Policy:
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates per decision (a table lookup: 0; tile-coded linear: adds)."""
+        """Multiply-accumulates per decision as the C export runs it (a table lookup: 0;
+        tile-coded linear: adds; a float layer stored sparse, see
+        :func:`~rlbudget.policy.io.sparse_weights`: its stored weights only)."""
+        from rlbudget.policy.io import sparse_weights
+
         body = self.body
-        if isinstance(body, MLP | QuantizedMLP):
+        if isinstance(body, QuantizedMLP):
             return sum(int(layer.W.size) for layer in body.layers)
+        if isinstance(body, MLP):
+            total = 0
+            for layer in body.layers:
+                csr = sparse_weights(layer.W)
+                total += int(layer.W.size) if csr is None else len(csr["values"])
+            return total
         if isinstance(body, Linear):
             tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
             outputs = int(body.W.shape[1])
