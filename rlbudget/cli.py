@@ -802,6 +802,149 @@ def export(
                   f"{units.format_bytes(info['file_bytes'])}")  # fmt: skip
 
 
+class ProfileFormat(str, Enum):
+    """``rlbudget profile --format``."""
+
+    numpy = "numpy"
+    c = "c"
+    onnx = "onnx"
+
+
+@app.command()
+@_handles_errors
+def profile(
+    target: Annotated[
+        Path,
+        typer.Argument(
+            help="A policy folder, or a run folder (rlbudget train -o RUN) to check the "
+            "training limits too.",
+            show_default=False,
+        ),
+    ],
+    budget: Annotated[
+        Path, typer.Option("--budget", "-b", help="The budget file.", show_default=False)
+    ],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", help="Gymnasium id; default: the budget's task, then provenance."),
+    ] = None,
+    episodes: Annotated[
+        int, typer.Option("--episodes", "-n", min=1, help="Episodes for the return.")
+    ] = 10,
+    fmt: Annotated[
+        ProfileFormat | None,
+        typer.Option("--format", "-f", help="Deployed format; default: c on an MCU, else numpy."),
+    ] = None,
+    calls: Annotated[
+        int, typer.Option("--calls", min=1000, help="Timed decisions on this host.")
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the episodes.")] = 0,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write a Markdown report here (and a PNG chart beside it)."),
+    ] = None,
+    gym_package: Annotated[
+        list[str] | None,
+        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check a deployable policy against a budget, with its safety margin: PASS or FAIL.
+
+    Memory (flash, RAM) of the deployed format on the target, decision latency (estimated
+    on the target, measured here: p50/p90/p99), energy per decision, and the return with
+    the deployed runtime; every figure says whether it was measured or estimated, and
+    how. A run folder adds the training limits (time, env steps, peak RAM, energy).
+    Exit 0 when every limit passes, 1 when one fails (the binding limit is named), 2 for
+    bad input.
+
+    Examples:
+
+      rlbudget profile runs/ppo/policy --budget budgets/esp32-cartpole.yaml
+
+      rlbudget profile runs/ppo --budget budgets/esp32-cartpole.yaml --report report.md
+
+      rlbudget profile small --budget b.yaml --format onnx --json
+    """
+    from rlbudget.budget import load_budget
+    from rlbudget.policy import load_policy
+    from rlbudget.profile.verdict import profile as run_profile
+    from rlbudget.profile.verdict import read_run
+
+    loaded = load_budget(budget)
+    run = (target / "summary.json").is_file() and (target / "policy").is_dir()
+    policy_dir = target / "policy" if run else target
+    p = load_policy(policy_dir)
+    result = run_profile(
+        p, loaded, fmt=None if fmt is None else fmt.value, env_id=env, episodes=episodes,
+        seed=seed, calls=calls, run_summary=read_run(target) if run else None,
+        policy_name=str(policy_dir), gym_packages=tuple(gym_package or ()),
+    )  # fmt: skip
+    if report is not None:
+        _write_profile_report(result, report)
+    if json_out:
+        _print_json(result.to_dict())
+    else:
+        _render_profile(result, report)
+    if result.verdict != "PASS":
+        raise typer.Exit(1)
+
+
+def _write_profile_report(result: Any, path: Path) -> None:
+    from rlbudget.errors import RlbudgetError
+    from rlbudget.fileio import atomic_write_text
+    from rlbudget.profile.report import markdown, usage_chart
+
+    if not path.parent.is_dir():
+        raise RlbudgetError(f"--report {path}: the folder {path.parent} does not exist")
+    chart = path.with_suffix(".png")
+    tmp = chart.with_name(f".tmp-{chart.name}")  # same suffix: matplotlib reads the format from it
+    usage_chart(result, tmp)
+    tmp.replace(chart)
+    atomic_write_text(path, markdown(result, chart.name))
+
+
+def _render_profile(result: Any, report: Path | None) -> None:
+    from rlbudget.profile.report import figure_text, headroom_text
+
+    t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
+                    f"{result.margin:.0%}")  # fmt: skip
+    for col in ("limit", "figure", "source", "with margin", "limit value", "status", "headroom"):
+        t.add_column(col, justify="left" if col in ("limit", "source") else "right")
+    for c in result.checks:
+        style = {"PASS": "green", "FAIL": "red"}.get(c.status, "dim")
+        t.add_row(c.limit, figure_text(c.figure, c.unit), c.source,
+                  figure_text(c.with_margin, c.unit), figure_text(c.limit_value, c.unit),
+                  f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
+    out.print(t)
+    host = result.host_latency
+    lat = result.target_latency
+    out.print(f"target latency (estimated): {figure_text(lat.low, 's')} – "
+              f"{figure_text(lat.high, 's')}, typical {figure_text(lat.typical, 's')}")  # fmt: skip
+    if host is not None:
+        out.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "
+                  f"{figure_text(host.p50_s, 's')}, p90 {figure_text(host.p90_s, 's')}, p99 "
+                  f"{figure_text(host.p99_s, 's')}")  # fmt: skip
+    r = result.returns
+    if r is not None:
+        target = "none" if r.target is None else f"{r.target:g} ({r.target_from})"
+        out.print(f"return: {r.mean:.2f} ± {r.std:.2f} over {r.episodes} episodes, target "
+                  f"{target}")  # fmt: skip
+    for note in result.notes:
+        out.print(f"note: {note}")
+    if report is not None:
+        out.print(f"report written to {report} (chart {report.with_suffix('.png')})")
+    binding = result.binding
+    if binding is None:
+        out.print("PASS: every checked limit holds with the margin")
+    else:
+        over = figure_text(binding.with_margin, binding.unit)
+        limit = figure_text(binding.limit_value, binding.unit)
+        what = "is below" if binding.unit == "return" else "exceeds"
+        out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) {what} "
+                  f"{limit}")  # fmt: skip
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -144,6 +144,27 @@ def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
     return SectionSizes(text - text0, data - data0, bss - bss0)
 
 
+def stack_usage(export_dir: str | Path, target: str) -> int | None:
+    """Bytes of stack that ``policy.c``'s functions use on ``target``, from GCC's
+    ``-fstack-usage``: the sum of every function's frame (an upper bound on the deepest
+    call chain, as there is no recursion). Library routines (``tanhf``, software float) are
+    not counted. None without the toolchain.
+    """
+    tools = toolchain()
+    if tools is None:
+        return None
+    source = Path(export_dir) / "policy.c"
+    with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
+        obj = Path(tmp) / "policy.o"
+        cmd = [tools[0], *TARGETS[target], *CFLAGS, "-fstack-usage", "-c", str(source),
+               "-o", str(obj)]  # fmt: skip
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if run.returncode != 0:
+            raise RlbudgetError(f"{source}: arm-none-eabi-gcc ({target}) failed: {run.stderr}")
+        lines = obj.with_suffix(".su").read_text().splitlines()
+    return sum(int(line.split("\t")[1]) for line in lines if line.count("\t") >= 2)
+
+
 def sizes_to_dict(sizes: dict[str, SectionSizes] | None) -> dict[str, Any]:
     """JSON form: ``{"available": bool, "targets": {name: sizes} | None, "note": str}``."""
     if sizes is None:

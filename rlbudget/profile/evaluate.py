@@ -7,7 +7,7 @@ reproducible sequence of episodes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -44,14 +44,18 @@ def evaluate(
     episodes: int = 10,
     seed: int = 0,
     gym_packages: Sequence[str] = (),
+    act: Callable[[Any], Any] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` greedy episodes of ``policy`` and summarize the raw env reward.
 
     Success is counted from ``info["is_success"]`` at the end of an episode (the key
     SB3's Monitor and goal envs use); envs that do not set it get ``success_rate=None``.
 
+    :param act: what chooses the action (default ``policy.act``): e.g. the deployed C or
+        ONNX runtime of the same policy (:func:`rlbudget.profile.latency.deployed_actor`).
     :raises EnvError: the env's spaces differ from the policy's.
     """
+    choose = policy.act if act is None else act
     env = make_env(env_id, gym_packages=gym_packages)
     try:
         spaces = (
@@ -74,7 +78,7 @@ def evaluate(
             total, steps, done = 0.0, 0, False
             info: dict[str, Any] = {}
             while not done:
-                obs, reward, terminated, truncated, info = env.step(policy.act(obs))
+                obs, reward, terminated, truncated, info = env.step(choose(obs))
                 total += float(reward)
                 steps += 1
                 done = bool(terminated or truncated)

@@ -1,0 +1,225 @@
+"""Memory of a deployed policy on its target: flash (weights + code/runtime) and RAM.
+
+:func:`footprint` answers for one deployed format:
+
+- ``c`` (microcontrollers): the export's ``const`` arrays and static buffers are exact
+  (:func:`~rlbudget.export.c.export_c` counts them). Code: with ``arm-none-eabi-gcc``
+  installed, **measured** by linking the policy into a minimal firmware
+  (:func:`~rlbudget.export.arm.firmware_cost`: flash = linked ``.text + .data``, RAM =
+  ``.data + .bss`` including the caller's observation/action buffers) plus the stack from
+  ``gcc -fstack-usage``; without it, **estimated** from per-body constants measured the
+  same way (``rlbudget/data/c_code_sizes.yaml``). The Cortex-M target follows the device:
+  M4F for a core with an FPU, M0+ without.
+- ``numpy`` / ``onnx`` (Linux-class devices): flash = the policy files on disk plus the
+  runtime installed on this host (numpy, or onnxruntime's package), RAM = the resident set
+  of a fresh process that loads the policy and takes one decision, **measured on this
+  host** (the target runs the same Python stack; its allocator may differ).
+
+Working RAM of the body alone (:attr:`Footprint.buffer_bytes`) is the largest pair of
+live activation buffers plus the input and output, as TFLite Micro's arena is sized.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import resources
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlbudget.devices import Device
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import MLP, Linear, PackedTable, Policy, QuantizedMLP, TileCode
+
+FORMATS = ("numpy", "c", "onnx")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes of one policy deployed in one format; ``*_source`` says measured or estimated
+    and ``*_how`` how."""
+
+    format: str
+    target: str  # "cortex-m4f", "cortex-m0plus", or "host"
+    weight_bytes_by_dtype: dict[str, int]
+    weight_bytes: int  # every array the policy stores
+    buffer_bytes: int  # working buffers of the body (activations, input, output)
+    code_bytes: int  # code and runtime
+    flash_bytes: int
+    ram_bytes: int
+    flash_source: str
+    flash_how: str
+    ram_source: str
+    ram_how: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@functools.cache
+def code_sizes() -> dict[str, Any]:
+    """``rlbudget/data/c_code_sizes.yaml``."""
+    text = (resources.files("rlbudget") / "data" / "c_code_sizes.yaml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def cortex_target(device: Device) -> str:
+    """The Cortex-M proxy of ``device``: ``cortex-m4f`` with an FPU, else ``cortex-m0plus``."""
+    return "cortex-m4f" if device.fpu else "cortex-m0plus"
+
+
+def body_variant(policy: Policy) -> str:
+    """The key of :func:`code_sizes` ``code`` for this policy's C export."""
+    body = policy.body
+    if isinstance(body, QuantizedMLP):
+        return "mlp_int8" if body.layers[-1].float_output else "mlp_int8-int8-output"
+    if isinstance(body, MLP):
+        return "mlp-fp16" if body.half else "mlp"
+    if isinstance(body, PackedTable):
+        return "packed_table" if body.stored is None else "packed_table-sparse"
+    if isinstance(body, Linear):
+        tiles = any(isinstance(p, TileCode) for p in policy.preprocess)
+        return "linear-tiles" if tiles else "linear"
+    return "table"
+
+
+def buffer_bytes(policy: Policy) -> int:
+    """Largest pair of live activation buffers of the body, plus the input and the output
+    (float32 observation in, float32 actions out; int8 activations for ``mlp_int8``)."""
+    io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
+    body = policy.body
+    if isinstance(body, MLP | QuantizedMLP):
+        widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
+        per = 1 if isinstance(body, QuantizedMLP) else 4
+        return io + per * max(a + b for a, b in pairwise(widths))
+    if isinstance(body, Linear):
+        return io + 4 * int(body.W.shape[1])
+    return io
+
+
+def _proxy(device: Device, target: str) -> str:
+    """Words saying that a Cortex-M build stands in for another core, or nothing."""
+    if "cortex-m" in device.core.lower():
+        return ""
+    return f"; {target} stands in for {device.id}'s {device.core}"
+
+
+def _c_footprint(policy: Policy, device: Device) -> Footprint:
+    from rlbudget.export.arm import firmware_cost, stack_usage
+    from rlbudget.export.c import export_c
+
+    target = cortex_target(device)
+    weights = policy.bytes_by_dtype()
+    io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
+    with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
+        exported = export_c(policy, Path(tmp) / "c")
+        measured = firmware_cost(exported.files[0].parent, target)
+        stack = stack_usage(exported.files[0].parent, target) if measured else None
+    sizes = code_sizes()
+    if measured is not None and stack is not None:
+        flash = measured.text + measured.data
+        ram = measured.data + measured.bss + stack
+        return Footprint(
+            "c", target, weights, sum(weights.values()), buffer_bytes(policy),
+            flash - exported.flash_bytes, flash, ram,
+            "measured", f"arm-none-eabi-gcc -Os, linked for {target} (.text + .data)"
+            + _proxy(device, target),
+            "measured", f"linked .data + .bss {measured.data + measured.bss} B (static "
+            f"buffers and the caller's input/output) + stack {stack} B (gcc -fstack-usage)",
+        )  # fmt: skip
+    variant = body_variant(policy)
+    code = int(sizes["code"][variant][target])
+    libm = int(sizes["libm"][target]) if exported.needs_libm else 0
+    stack = int(sizes["stack"])
+    return Footprint(
+        "c", target, weights, sum(weights.values()), buffer_bytes(policy),
+        code + libm, exported.flash_bytes + code + libm, exported.ram_bytes + io + stack,
+        "estimated", f"const arrays {exported.flash_bytes} B (exact) + code {code} B for "
+        f"'{variant}' on {target}" + (f" + libm {libm} B" if libm else "")
+        + " (rlbudget/data/c_code_sizes.yaml; arm-none-eabi-gcc not installed)"
+        + _proxy(device, target),
+        "estimated", f"static buffers {exported.ram_bytes} B (exact) + input/output {io} B + "
+        f"stack ≈{stack} B",
+    )  # fmt: skip
+
+
+RSS_PROBE = """
+import json, sys, psutil
+from rlbudget.policy import load_policy
+import numpy as np
+p = load_policy(sys.argv[1])
+obs = np.zeros(p.observation_space.shape or (), dtype=np.float32)
+if sys.argv[2] == "onnx":
+    import onnxruntime as ort
+    o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
+    s = ort.InferenceSession(sys.argv[3], o, providers=["CPUExecutionProvider"])
+    dtype = np.int64 if p.observation_space.kind == "discrete" else np.float32
+    s.run(None, {"obs": np.zeros((1, *(p.observation_space.shape or ())), dtype=dtype)})
+else:
+    p.act(obs)
+print(json.dumps({"rss": psutil.Process().memory_info().rss}))
+"""
+
+
+def _package_bytes(module: str) -> int:
+    """Bytes of an installed package's folder (0 when it is not installed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return 0
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+
+
+def _process_footprint(policy: Policy, fmt: str) -> Footprint:
+    from rlbudget.policy import save_policy
+
+    weights = policy.bytes_by_dtype()
+    with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
+        folder = save_policy(policy, Path(tmp) / "policy")
+        files = [f for f in folder.iterdir() if f.is_file()]
+        model = ""
+        if fmt == "onnx":
+            from rlbudget.export.onnx import export_onnx
+
+            model = str(export_onnx(policy, Path(tmp) / "onnx").files[0])
+            files = [Path(model)]
+        stored = sum(f.stat().st_size for f in files)
+        run = subprocess.run([sys.executable, "-c", RSS_PROBE, str(folder), fmt, model],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if run.returncode != 0:
+        raise PolicyError(f"measuring the {fmt} runtime's memory failed: "
+                          f"{run.stderr.strip().splitlines()[-1:]}")  # fmt: skip
+    rss = int(json.loads(run.stdout)["rss"])
+    runtime_pkg = "onnxruntime" if fmt == "onnx" else "numpy"
+    runtime = _package_bytes(runtime_pkg)
+    what = "policy.onnx" if fmt == "onnx" else "policy.json + policy.safetensors"
+    return Footprint(
+        fmt, "host", weights, sum(weights.values()), buffer_bytes(policy), runtime,
+        stored + runtime, rss,
+        "estimated", f"{what} {stored} B (on disk) + the {runtime_pkg} package installed here "
+        f"{runtime} B (Python itself not counted)",
+        "measured", "resident set of a fresh Python process that loaded the policy and took "
+        "one decision, on this host",
+    )  # fmt: skip
+
+
+def footprint(policy: Policy, fmt: str, device: Device) -> Footprint:
+    """Flash and RAM of ``policy`` deployed as ``fmt`` on ``device`` (module docstring).
+
+    :raises PolicyError: an unknown format, or a policy the format cannot express.
+    """
+    if fmt not in FORMATS:
+        raise PolicyError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if fmt == "c":
+        return _c_footprint(policy, device)
+    return _process_footprint(policy, fmt)

@@ -1,0 +1,148 @@
+"""Decision latency: measured on this host in the deployed format, estimated on the target.
+
+- :func:`deployed_actor`: the policy as the device runs it: ``numpy``
+  (:meth:`Policy.act`), ``c`` (the C export compiled for this host with ``-O3`` and called
+  through ctypes, :class:`~rlbudget.export.host.HostPolicy`) or ``onnx`` (onnxruntime, CPU,
+  one thread). Each takes one observation and returns one action.
+- :func:`measure_host` times one decision at a time after a warm-up, on observations
+  the policy itself visits, with torch/BLAS threads left alone (numpy's BLAS and
+  onnxruntime run single-threaded for a batch of 1). Reports p50/p90/p99 and the mean.
+  ctypes' own call overhead (≈ 0.5–1 µs here) is included in the C figure.
+- :func:`estimate_target` applies the device model of :mod:`rlbudget.devices` to the
+  policy's MACs, layers, arithmetic and nonlinearities: a low/typical/high range.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbudget.devices import Device, Range, estimate_latency
+from rlbudget.errors import PolicyError
+from rlbudget.plan import TANH_CYCLES
+from rlbudget.policy.model import MLP, Array, Linear, Policy, QuantizedMLP
+
+Actor = Callable[[Any], Any]
+
+
+@contextmanager
+def deployed_actor(policy: Policy, fmt: str) -> Iterator[Actor]:
+    """``act(obs) -> action`` running ``policy`` as deployed in ``fmt`` (module docstring).
+
+    :raises PolicyError: an unknown format, no C compiler (``c``), or the onnx extra
+        missing (``onnx``).
+    """
+    if fmt == "numpy":
+        yield policy.act
+        return
+    with tempfile.TemporaryDirectory(prefix="rlbudget-actor-") as tmp:
+        if fmt == "c":
+            from rlbudget.export.host import HostPolicy
+
+            yield HostPolicy(policy, Path(tmp) / "c").act
+        elif fmt == "onnx":
+            yield _onnx_actor(policy, Path(tmp))
+        else:
+            raise PolicyError(f"unknown format '{fmt}'; use numpy, c or onnx")
+
+
+def _onnx_actor(policy: Policy, folder: Path) -> Actor:
+    from rlbudget.export.onnx import MISSING_EXTRA, export_onnx
+
+    try:
+        import onnxruntime  # type: ignore[import-untyped]
+    except ImportError:
+        raise PolicyError(MISSING_EXTRA) from None
+    path = export_onnx(policy, folder / "onnx").files[0]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])  # fmt: skip
+    feed = session.get_inputs()[0]
+    dtype = np.int64 if feed.type == "tensor(int64)" else np.float32
+    discrete = policy.action_space.kind == "discrete"
+
+    def act(obs: Any) -> Any:
+        out = session.run(["action"], {feed.name: np.asarray(obs, dtype=dtype)[None]})[0][0]
+        return int(out) if discrete else out
+
+    return act
+
+
+@dataclass(frozen=True)
+class HostLatency:
+    """Seconds per decision on this host, one decision at a time."""
+
+    format: str
+    calls: int
+    warmup: int
+    p50_s: float
+    p90_s: float
+    p99_s: float
+    mean_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_host(actor: Actor, observations: Array, fmt: str, *, calls: int = 2000,
+                 warmup: int = 200) -> HostLatency:  # fmt: skip
+    """Time ``calls`` single decisions (after ``warmup`` untimed ones), cycling through
+    ``observations``; each call is timed on its own with ``perf_counter_ns``."""
+    if calls < 1000:
+        raise PolicyError(f"host latency needs at least 1000 timed calls, not {calls}")
+    n = len(observations)
+    for i in range(warmup):
+        actor(observations[i % n])
+    times = np.empty(calls, dtype=np.float64)
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        obs = observations[i % n]
+        start = clock()
+        actor(obs)
+        times[i] = clock() - start
+    p50, p90, p99 = np.percentile(times, [50, 90, 99]) * 1e-9
+    return HostLatency(fmt, calls, warmup, float(p50), float(p90), float(p99),
+                       float(times.mean() * 1e-9))  # fmt: skip
+
+
+def arithmetic(policy: Policy) -> str:
+    """The dtype the body computes in on the device: int8, int16, fp16 or fp32."""
+    body = policy.body
+    if isinstance(body, QuantizedMLP):
+        return "int8"
+    if isinstance(body, MLP):
+        return "fp16" if body.half else "fp32"
+    if isinstance(body, Linear) and body.scale is not None:
+        return "int16" if body.W.dtype == np.int16 else "int8"
+    return "fp32"
+
+
+def estimate_target(policy: Policy, device: Device) -> tuple[Range, str]:
+    """Latency range of one decision on ``device`` and the assumptions, in words."""
+    body = policy.body
+    dtype = arithmetic(policy)
+    layers = len(body.layers) if isinstance(body, MLP | QuantizedMLP) else (
+        1 if isinstance(body, Linear) else 0)  # fmt: skip
+    nonlinear = 0
+    if isinstance(body, MLP | QuantizedMLP):
+        nonlinear = sum(int(la.W.shape[1]) for la in body.layers
+                        if la.activation in ("tanh", "sigmoid"))  # fmt: skip
+    if policy.head.kind == "tanh_rescale":
+        nonlinear += policy.action_space.dim
+    key = "int8" if dtype == "int8" else ("fp32" if device.fpu else "fp32-soft")
+    extra = nonlinear * TANH_CYCLES[key] + 20.0 * policy.observation_space.dim
+    latency = estimate_latency(device, macs=policy.macs, layers=layers, dtype=dtype,
+                               extra_cycles=extra)  # fmt: skip
+    how = (f"device model: {policy.macs:,} MACs in {dtype} at "
+           f"{device.macs_per_second(dtype) / 1e6:,.0f} M MAC/s, {layers} layer(s) × "
+           f"{device.layer_overhead_s * 1e6:g} µs, {nonlinear} tanh/sigmoid, invoke "
+           f"{device.invoke_overhead_s * 1e6:g} µs; range ±1.75×")  # fmt: skip
+    return latency, how

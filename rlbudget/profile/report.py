@@ -1,0 +1,125 @@
+"""A profile as people read it: the figures in their units, a Markdown report, a chart.
+
+:func:`figure_text` formats one figure in its unit (``7.03 KiB``, ``82.3 µs``,
+``19.8 µJ``); :func:`markdown` writes the whole report, and :func:`usage_chart` the PNG
+bar chart of each checked resource's use (with the margin) as a share of its limit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rlbudget import units
+from rlbudget.profile.verdict import NOT_CHECKED, Check, ProfileReport
+
+
+def figure_text(value: float | None, unit: str) -> str:
+    """One figure in its unit, for people."""
+    if value is None:
+        return "—"
+    if unit == "B":
+        return units.format_bytes(round(value))
+    if unit == "s":
+        return _si(value, "s")
+    if unit == "J":
+        return _si(value, "J")
+    if unit == "steps":
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def _si(value: float, unit: str) -> str:
+    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+        if abs(value) >= scale or scale == 1e-9:
+            return f"{value / scale:.3g} {prefix}{unit}"
+    return f"{value:g} {unit}"  # pragma: no cover
+
+
+def headroom_text(c: Check) -> str:
+    return "—" if c.headroom is None else f"{c.headroom:+.1%}"
+
+
+def markdown(report: ProfileReport, chart: str | None = None) -> str:
+    """The report as Markdown: the verdict, the checks table, memory, latency, return."""
+    binding = report.binding
+    lines = [
+        f"# Profile: {report.policy} on {report.device} ({report.format})",
+        "",
+        f"**Verdict: {report.verdict}**"
+        + (f" — binding limit `{binding.limit}`" if binding else "")
+        + f" (budget `{report.budget}`, margin {report.margin:.0%}: each cost × "
+        f"{1 + report.margin:g} must stay within its limit).",
+        "",
+        "| limit | figure | source | with margin | limit value | status | headroom |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report.checks:
+        lines.append(
+            f"| `{c.limit}` | {figure_text(c.figure, c.unit)} | {c.source} "
+            f"| {figure_text(c.with_margin, c.unit)} | {figure_text(c.limit_value, c.unit)} "
+            f"| {c.status} | {headroom_text(c)} |"
+        )
+    lines += ["", "How each figure was obtained:", ""]
+    lines += [f"- `{c.limit}`: {c.how}" for c in report.checks]
+    fp = report.footprint
+    by_dtype = ", ".join(f"{k} {units.format_bytes(v)}"
+                         for k, v in sorted(fp.weight_bytes_by_dtype.items()))  # fmt: skip
+    lines += [
+        "",
+        "## Memory",
+        "",
+        f"Weights by dtype: {by_dtype}; "
+        f"working buffers of the body {units.format_bytes(fp.buffer_bytes)}; code/runtime "
+        f"{units.format_bytes(fp.code_bytes)} ({fp.target}).",
+        "",
+        "## Latency",
+        "",
+        f"On the target ({report.device}, estimated): {figure_text(report.target_latency.low, 's')}"
+        f" – {figure_text(report.target_latency.high, 's')}, typical "
+        f"{figure_text(report.target_latency.typical, 's')}; {report.target_latency_how}.",
+    ]  # fmt: skip
+    host = report.host_latency
+    if host is not None:
+        lines.append(
+            f"On this host ({host.format}, measured, {host.calls} calls after {host.warmup} "
+            f"warm-up): p50 {figure_text(host.p50_s, 's')}, p90 {figure_text(host.p90_s, 's')}, "
+            f"p99 {figure_text(host.p99_s, 's')}."
+        )
+    lines += ["", "## Return", ""]
+    r = report.returns
+    if r is None:
+        lines.append("Not measured (no env).")
+    else:
+        target = "none" if r.target is None else f"{r.target:g} ({r.target_from})"
+        lines.append(f"{r.env}: {r.mean:.2f} ± {r.std:.2f} over {r.episodes} episodes (seed "
+                     f"{r.seed}, {r.runtime} runtime); target {target}.")  # fmt: skip
+    if report.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in report.notes]
+    if chart:
+        lines += ["", f"![usage against each limit]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def usage_chart(report: ProfileReport, path: Path) -> None:
+    """A PNG: for each checked cost, figure × (1 + margin) as a percentage of its limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in report.checks
+            if c.status != NOT_CHECKED and c.unit != "return" and c.limit_value]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 1) + 1.2))
+    names = [c.limit for c in rows][::-1]
+    shares = [100 * (c.with_margin or 0.0) / (c.limit_value or 1.0) for c in rows][::-1]
+    colors = ["tab:red" if c.status == "FAIL" else "tab:green" for c in rows][::-1]
+    ax.barh(names, shares, color=colors)
+    ax.axvline(100, color="black", linewidth=1)
+    for y, share in enumerate(shares):
+        ax.text(share, y, f" {share:.1f} %", va="center", fontsize=8)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(f"use with the {report.margin:.0%} margin, % of the limit (100 % = the limit)")
+    ax.set_title(f"{report.policy} on {report.device}: {report.verdict}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

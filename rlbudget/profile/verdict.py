@@ -1,0 +1,316 @@
+"""A deployable policy (or a training run) against its budget, with the safety margin.
+
+:func:`profile` gathers every figure the budget limits and checks each one:
+
+====================  ===========================================================  =========
+limit                 figure                                                        source
+====================  ===========================================================  =========
+``inference.flash``   flash of the deployed format (:mod:`~rlbudget.profile.       measured
+                      footprint`: linked size, or const arrays + code model)        /estimated
+``inference.ram``     RAM of the deployed format (static buffers, I/O, stack; or   measured
+                      a process's resident set for numpy/onnx)                      /estimated
+``inference.latency`` target device: the device model's typical value; a          estimated
+                      ``host``-class budget: p99 measured here                      /measured
+``inference.energy``  device active power × that latency                           estimated
+``device.flash``      the same flash figure against the device's own flash         as above
+``device.ram``        the same RAM figure against the device's own SRAM            as above
+``task.min_return``   mean return over ``episodes`` with the deployed runtime      measured
+``training.*``        a run folder's records: wall time, env steps, peak RSS       measured
+                      (sampled while training), CPU time × the host's power per    /estimated
+                      busy core
+====================  ===========================================================  =========
+
+A check passes when ``figure × (1 + margin) ≤ limit``: a figure exactly at the limit fails
+once any margin applies. The return is a floor, not a cost: it passes when the mean return
+reaches the target, with no margin (the spread is shown beside it). A limit the budget
+leaves out is NOT CHECKED (the figure is still reported). The verdict is PASS when nothing
+fails; the *binding* limit is the failing check furthest over its limit.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbudget.budget import Budget
+from rlbudget.devices import Range, get_device
+from rlbudget.errors import PolicyError
+from rlbudget.policy.model import Policy
+from rlbudget.profile.footprint import FORMATS, Footprint, footprint
+from rlbudget.profile.latency import HostLatency, deployed_actor, estimate_target, measure_host
+
+SCHEMA = "rlbudget.profile/1"
+PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "NOT CHECKED"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One figure against one limit. ``headroom``: ``1 - with_margin / limit`` (negative
+    when over; for the return, ``(mean - target) / |target|``); None when not checked."""
+
+    limit: str
+    unit: str
+    figure: float | None
+    source: str  # "measured" or "estimated"
+    how: str
+    with_margin: float | None
+    limit_value: float | None
+    status: str
+    headroom: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_cost(limit: str, unit: str, figure: float, source: str, how: str,
+               limit_value: float | None, margin: float) -> Check:  # fmt: skip
+    """A cost against a ceiling: PASS when ``figure × (1 + margin) ≤ limit_value``."""
+    with_margin = figure * (1 + margin)
+    if limit_value is None:
+        return Check(limit, unit, figure, source, how, with_margin, None, NOT_CHECKED, None)
+    status = PASS if with_margin <= limit_value else FAIL
+    if limit_value > 0:
+        headroom = 1 - with_margin / limit_value
+    else:  # a zero limit: any use is over it
+        headroom = -1.0 if with_margin > 0 else 0.0
+    return Check(limit, unit, figure, source, how, with_margin, limit_value, status, headroom)
+
+
+def check_return(mean: float | None, target: float | None, how: str) -> Check:
+    """The return as a floor (no margin): PASS when ``mean ≥ target``."""
+    if mean is None or target is None:
+        return Check("task.min_return", "return", mean, "measured", how, mean, target,
+                     NOT_CHECKED, None)  # fmt: skip
+    status = PASS if mean >= target else FAIL
+    headroom = (mean - target) / abs(target) if target else mean - target
+    return Check("task.min_return", "return", mean, "measured", how, mean, target, status,
+                 headroom)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReturnFigure:
+    """Episode returns with the deployed runtime, beside the target they are checked against."""
+
+    env: str
+    episodes: int
+    seed: int
+    mean: float
+    std: float
+    target: float | None
+    target_from: str
+    runtime: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    """Everything :func:`profile` measured and estimated, and the verdict."""
+
+    policy: str
+    budget: str
+    device: str
+    device_class: str
+    format: str
+    margin: float
+    footprint: Footprint
+    host_latency: HostLatency | None
+    target_latency: Range
+    target_latency_how: str
+    energy: Range
+    returns: ReturnFigure | None
+    training: dict[str, Any] | None
+    checks: tuple[Check, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def verdict(self) -> str:
+        return FAIL if any(c.status == FAIL for c in self.checks) else PASS
+
+    @property
+    def binding(self) -> Check | None:
+        """The failing check furthest over its limit (None when everything passes)."""
+        failing = [c for c in self.checks if c.status == FAIL and c.headroom is not None]
+        return min(failing, key=lambda c: c.headroom or 0.0) if failing else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (schema ``rlbudget.profile/1``, documented in the README)."""
+        binding = self.binding
+        return {
+            "schema": SCHEMA, "verdict": self.verdict,
+            "binding": None if binding is None else binding.limit,
+            "policy": self.policy, "budget": self.budget, "device": self.device,
+            "device_class": self.device_class, "format": self.format, "margin": self.margin,
+            "checks": [c.to_dict() for c in self.checks],
+            "return": None if self.returns is None else self.returns.to_dict(),
+            "memory": self.footprint.to_dict(),
+            "latency": {
+                "target": {**self.target_latency.to_dict(), "how": self.target_latency_how},
+                "host": None if self.host_latency is None else self.host_latency.to_dict(),
+            },
+            "energy": {**self.energy.to_dict(), "how": "device active power × target latency"},
+            "training": self.training,
+            "notes": list(self.notes),
+        }  # fmt: skip
+
+
+def default_format(budget: Budget) -> str:
+    """``c`` for microcontrollers (``mcu``, ``mcu-accel``), ``numpy`` otherwise."""
+    return "c" if budget.device.device_class in ("mcu", "mcu-accel") else "numpy"
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A training run's records (``summary.json``), checked for the fields profile reads."""
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PolicyError(f"{path}: not a readable run summary ({exc}); is {run_dir} a run "
+                          "folder written by rlbudget train?") from None  # fmt: skip
+    needed = ("wall_s", "steps")
+    if not isinstance(summary, dict) or any(
+            not isinstance(summary.get(k), int | float) for k in needed):  # fmt: skip
+        raise PolicyError(f"{path}: needs numbers for {', '.join(needed)}; the file is corrupt")
+    return summary
+
+
+def _training_checks(summary: dict[str, Any], budget: Budget) -> list[Check]:
+    t, m = budget.training, budget.margin
+    checks = [
+        check_cost("training.time", "s", float(summary["wall_s"]), "measured",
+                   "wall time of the run (summary.json wall_s)", t.time_s, m),
+        check_cost("training.env_steps", "steps", float(summary["steps"]), "measured",
+                   "env steps taken (summary.json steps)", t.env_steps, m),
+    ]  # fmt: skip
+    rss = summary.get("peak_rss_bytes")
+    if isinstance(rss, int | float):
+        how = "peak resident set, sampled while training"
+        checks.append(check_cost("training.ram", "B", float(rss), "measured", how, t.ram_bytes, m))
+    cpu = summary.get("cpu_s")
+    if isinstance(cpu, int | float):
+        power = get_device("host").active_power_w
+        checks.append(check_cost(
+            "training.energy", "J", float(cpu) * power, "estimated",
+            f"CPU time {cpu:.1f} s × {power:g} W per busy core (the host device's active "
+            "power); no RAPL counters were recorded", t.energy_j, m))  # fmt: skip
+    return checks
+
+
+def profile(
+    policy: Policy,
+    budget: Budget,
+    *,
+    fmt: str | None = None,
+    env_id: str | None = None,
+    episodes: int = 10,
+    seed: int = 0,
+    calls: int = 2000,
+    run_summary: dict[str, Any] | None = None,
+    policy_name: str = "policy",
+    gym_packages: tuple[str, ...] = (),
+) -> ProfileReport:
+    """Measure and estimate ``policy`` deployed as ``fmt`` against ``budget``.
+
+    :param fmt: ``numpy``, ``c`` or ``onnx``; default :func:`default_format`.
+    :param env_id: the env for returns and visited states; default the budget's task, then
+        the policy's provenance. Without one, the return is NOT CHECKED and host latency
+        uses observations drawn from the observation space.
+    :param episodes: return episodes (seeded with ``seed``, as ``evaluate``).
+    :param calls: timed host decisions (≥ 1000).
+    :param run_summary: a training run's ``summary.json``: adds the training checks.
+    :raises PolicyError: an unknown format, or a format that cannot express the policy.
+    :raises EnvError: the env does not match the policy.
+    """
+    from rlbudget.compress.pipeline import visited_observations
+    from rlbudget.envs import env_spec
+    from rlbudget.profile.evaluate import evaluate
+
+    fmt = fmt or default_format(budget)
+    if fmt not in FORMATS:
+        raise PolicyError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if episodes < 1:
+        raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
+    device, m, lim = budget.device, budget.margin, budget.inference
+    env = env_id or budget.task.env_id or policy.provenance.get("env")
+    notes: list[str] = []
+    memory = footprint(policy, fmt, device)
+
+    returns: ReturnFigure | None = None
+    with deployed_actor(policy, fmt) as actor:
+        if env:
+            obs = visited_observations(policy, str(env), states=500, seed=seed,
+                                       gym_packages=gym_packages)  # fmt: skip
+            r = evaluate(policy, str(env), episodes=episodes, seed=seed,
+                         gym_packages=gym_packages, act=actor)  # fmt: skip
+            target, target_from = budget.task.min_return, "task.min_return"
+            if target is None:
+                spec = env_spec(str(env), gym_packages=gym_packages, measure_steps=0)
+                target, target_from = spec.reward_threshold, f"{env}'s reward_threshold"
+            if target is None:
+                target_from = "none"
+            returns = ReturnFigure(str(env), episodes, seed, r.return_mean, r.return_std,
+                                   target, target_from, fmt)  # fmt: skip
+        else:
+            obs = _space_samples(policy, seed)
+            notes.append(
+                "no env (budget task.env, --env or the policy's provenance): the "
+                "return is not checked; host latency used random observations"
+            )
+        host = measure_host(actor, obs, fmt, calls=calls)
+
+    target_latency, how = estimate_target(policy, device)
+    energy = target_latency * device.active_power_w
+    if device.device_class == "host":
+        latency_check = check_cost("inference.latency", "s", host.p99_s, "measured",
+                                   f"p99 of {calls} single decisions on this host ({fmt})",
+                                   lim.latency_s, m)  # fmt: skip
+        energy_figure = host.p99_s * device.active_power_w
+        energy_how = f"host p99 × {device.active_power_w:g} W"
+    else:
+        latency_check = check_cost("inference.latency", "s", target_latency.typical,
+                                   "estimated", how, lim.latency_s, m)  # fmt: skip
+        energy_figure = energy.typical
+        energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
+                      "latency")  # fmt: skip
+    checks = [
+        check_cost("inference.flash", "B", memory.flash_bytes, memory.flash_source,
+                   memory.flash_how, lim.flash_bytes, m),
+        check_cost("inference.ram", "B", memory.ram_bytes, memory.ram_source, memory.ram_how,
+                   lim.ram_bytes, m),
+        latency_check,
+        check_cost("inference.energy", "J", energy_figure, "estimated", energy_how,
+                   lim.energy_j, m),
+        check_cost("device.flash", "B", memory.flash_bytes, memory.flash_source,
+                   f"the inference.flash figure against {device.id}'s flash",
+                   device.flash_bytes, m),
+        check_cost("device.ram", "B", memory.ram_bytes, memory.ram_source,
+                   f"the inference.ram figure against {device.id}'s SRAM/RAM",
+                   device.sram_bytes, m),
+        check_return(None if returns is None else returns.mean,
+                     None if returns is None else returns.target,
+                     "no env" if returns is None else
+                     f"mean of {episodes} episodes, deployed {fmt} runtime, seed {seed} "
+                     f"(target: {returns.target_from})"),
+    ]  # fmt: skip
+    if run_summary is not None:
+        checks += _training_checks(run_summary, budget)
+    return ProfileReport(
+        policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,
+        target_latency, how, energy, returns, run_summary, tuple(checks), tuple(notes),
+    )  # fmt: skip
+
+
+def _space_samples(policy: Policy, seed: int, n: int = 500) -> Any:
+    """Observations drawn uniformly from the observation space (bounds clipped to ±5)."""
+    rng = np.random.default_rng(seed)
+    space = policy.observation_space
+    if space.kind == "discrete":
+        return rng.integers(0, space.n or 1, size=n)
+    low = np.maximum(np.asarray(space.low, np.float64), -5.0)
+    high = np.minimum(np.asarray(space.high, np.float64), 5.0)
+    return rng.uniform(low, high, size=(n, *space.shape)).astype(np.float32)
