@@ -363,9 +363,9 @@ def visited_observations(
 
     :returns: an array ``[states, *observation_shape]``.
     """
-    from rlbudget.envs import make_env
+    from rlbudget.profile.evaluate import matching_env
 
-    env = make_env(env_id, gym_packages=gym_packages)
+    env = matching_env(policy, env_id, gym_packages)
     rows: list[Array] = []
     try:
         obs, _ = env.reset(seed=seed)

@@ -37,6 +37,29 @@ class EvalResult:
         return asdict(self)
 
 
+def matching_env(policy: Policy, env_id: str, gym_packages: Sequence[str] = ()) -> Any:
+    """Make ``env_id`` and check that its spaces are the policy's.
+
+    :raises EnvError: the env's observation or action space differs from the policy's.
+    """
+    env = make_env(env_id, gym_packages=gym_packages)
+    spaces = (
+        ("observation", space_spec(env.observation_space, env_id=env_id),
+         policy.observation_space),
+        ("action", space_spec(env.action_space, what="action", env_id=env_id),
+         policy.action_space),
+    )  # fmt: skip
+    for what, got, want in spaces:
+        if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
+            env.close()
+            raise EnvError(
+                f"environment '{env_id}' has a {got.kind} {what} space of shape "
+                f"{list(got.shape) or got.n}, but the policy expects {want.kind} "
+                f"{list(want.shape) or want.n}; evaluate it on the env it was trained for"
+            )
+    return env
+
+
 def evaluate(
     policy: Policy,
     env_id: str,
@@ -56,21 +79,8 @@ def evaluate(
     :raises EnvError: the env's spaces differ from the policy's.
     """
     choose = policy.act if act is None else act
-    env = make_env(env_id, gym_packages=gym_packages)
+    env = matching_env(policy, env_id, gym_packages)
     try:
-        spaces = (
-            ("observation", space_spec(env.observation_space, env_id=env_id),
-             policy.observation_space),
-            ("action", space_spec(env.action_space, what="action", env_id=env_id),
-             policy.action_space),
-        )  # fmt: skip
-        for what, got, want in spaces:
-            if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
-                raise EnvError(
-                    f"environment '{env_id}' has a {got.kind} {what} space of shape "
-                    f"{list(got.shape) or got.n}, but the policy expects {want.kind} "
-                    f"{list(want.shape) or want.n}; evaluate it on the env it was trained for"
-                )
         returns, lengths, successes = [], [], []
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
