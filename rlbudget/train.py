@@ -24,7 +24,8 @@ Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
 boundaries) so that ``resume=True`` continues (exactly for the built-in agents; for
 Stable-Baselines3 see :mod:`rlbudget.agents.sb3` for what a resume reproduces);
 Ctrl-C/SIGTERM stop a run cleanly with everything saved. summary.json also holds the
-run's ``peak_rss_bytes`` (psutil, sampled every 0.2 s), ``wall_s`` and ``cpu_s`` (process
+run's ``peak_rss_bytes`` (psutil, sampled every 0.2 s), ``rapl_energy_j`` (the CPU
+package's RAPL counter where the host has one, else null), ``wall_s`` and ``cpu_s`` (process
 CPU time), accumulated over resumes.
 
 Stable-Baselines3 algorithms (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
@@ -119,6 +120,7 @@ class RunResult:
     last_eval: float | None
     cpu_s: float = 0.0
     peak_rss_bytes: int = 0
+    rapl_energy_j: float | None = None
 
     @property
     def steps_per_s(self) -> float:
@@ -136,6 +138,7 @@ class RunResult:
             "wall_s": self.wall_s,
             "cpu_s": self.cpu_s,
             "peak_rss_bytes": self.peak_rss_bytes,
+            "rapl_energy_j": self.rapl_energy_j,
             "steps_per_s": self.steps_per_s,
             "target_return": self.settings.target_return,
             "last_eval_return": self.last_eval,
@@ -387,6 +390,41 @@ class PeakRSS:
         self.sample()
 
 
+RAPL_PACKAGE = Path("/sys/class/powercap/intel-rapl:0")
+
+
+class RaplEnergy:
+    """Joules of CPU package 0 over a span, from Linux's RAPL counter
+    (``/sys/class/powercap/intel-rapl:0/energy_uj``), wrap-around included. The counter
+    is the whole package's (every process on it), so it is an upper bound for the run.
+    ``joules`` is None where the host has no readable counter (VMs, non-Intel/AMD CPUs,
+    no permission)."""
+
+    def __init__(self, root: Path = RAPL_PACKAGE) -> None:
+        self.root = root
+        self.joules: float | None = None
+        self._start: int | None = None
+
+    def _read(self, name: str) -> int | None:
+        try:
+            return int((self.root / name).read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def __enter__(self) -> RaplEnergy:
+        self._start = self._read("energy_uj")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._read("energy_uj")
+        if self._start is None or end is None:
+            return
+        delta = end - self._start
+        if delta < 0:  # the counter wrapped once
+            delta += self._read("max_energy_range_uj") or 0
+        self.joules = delta / 1e6 if delta >= 0 else None
+
+
 def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     """Create RUN_DIR (and its parents); refuse one that already holds files."""
     path = Path(run_dir)
@@ -476,7 +514,7 @@ def train_run(
 
     out = Path(run_dir)
     checkpoint = None
-    before = {"cpu_s": 0.0, "peak_rss_bytes": 0}
+    before: dict[str, Any] = {"cpu_s": 0.0, "peak_rss_bytes": 0, "rapl_energy_j": 0.0}
     if resume:
         checkpoint = Checkpoint.load(out / "checkpoint")
         if (out / "summary.json").is_file():
@@ -549,7 +587,7 @@ def train_run(
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with PeakRSS() as rss:
+        with PeakRSS() as rss, RaplEnergy() as rapl:
             result = train_fn(
                 settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
                 resume=checkpoint, on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
@@ -568,7 +606,9 @@ def train_run(
     _curve(result.episodes, evals, settings, out / "curve.png")
     run = RunResult(settings, out, stopped_by, result.steps, wall, len(result.episodes),
                     last_eval, float(before["cpu_s"]) + time.process_time() - cpu0,
-                    max(int(before["peak_rss_bytes"]), rss.peak))  # fmt: skip
+                    max(int(before["peak_rss_bytes"]), rss.peak),
+                    None if rapl.joules is None or before["rapl_energy_j"] is None
+                    else float(before["rapl_energy_j"]) + rapl.joules)  # fmt: skip
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run
 

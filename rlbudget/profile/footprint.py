@@ -138,7 +138,7 @@ def _c_footprint(policy: Policy, device: Device) -> Footprint:
     variant = body_variant(policy)
     code = int(sizes["code"][variant][target])
     libm = int(sizes["libm"][target]) if exported.needs_libm else 0
-    stack = int(sizes["stack"])
+    stack = int(sizes["stack"][variant][target])
     return Footprint(
         "c", target, weights, sum(weights.values()), buffer_bytes(policy),
         code + libm, exported.flash_bytes + code + libm, exported.ram_bytes + io + stack,
@@ -147,7 +147,7 @@ def _c_footprint(policy: Policy, device: Device) -> Footprint:
         + " (rlbudget/data/c_code_sizes.yaml; arm-none-eabi-gcc not installed)"
         + _proxy(device, target),
         "estimated", f"static buffers {exported.ram_bytes} B (exact) + input/output {io} B + "
-        f"stack ≈{stack} B",
+        f"stack ≈{stack} B (gcc -fstack-usage on similar exports)",
     )  # fmt: skip
 
 

@@ -191,8 +191,13 @@ def _training_checks(summary: dict[str, Any], budget: Budget) -> list[Check]:
     if isinstance(rss, int | float):
         how = "peak resident set, sampled while training"
         checks.append(check_cost("training.ram", "B", float(rss), "measured", how, t.ram_bytes, m))
-    cpu = summary.get("cpu_s")
-    if isinstance(cpu, int | float):
+    cpu, rapl = summary.get("cpu_s"), summary.get("rapl_energy_j")
+    if isinstance(rapl, int | float):
+        checks.append(check_cost(
+            "training.energy", "J", float(rapl), "measured",
+            "RAPL counter of CPU package 0 over the run (the whole package: an upper bound)",
+            t.energy_j, m))  # fmt: skip
+    elif isinstance(cpu, int | float):
         power = get_device("host").active_power_w
         checks.append(check_cost(
             "training.energy", "J", float(cpu) * power, "estimated",
