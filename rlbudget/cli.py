@@ -826,7 +826,7 @@ def profile(
     ],
     env: Annotated[
         str | None,
-        typer.Option("--env", help="Gymnasium id; default: the budget's task, then provenance."),
+        typer.Option("--env", help="Gymnasium id; default: the policy's env, then the budget's."),
     ] = None,
     episodes: Annotated[
         int, typer.Option("--episodes", "-n", min=1, help="Episodes for the return.")

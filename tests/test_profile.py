@@ -312,3 +312,13 @@ def test_training_energy_measured_when_the_run_recorded_rapl(tmp_path: Path) -> 
     (energy,) = [c for c in _training_checks(summary, budget) if c.limit == "training.energy"]
     assert energy.source == "estimated"
     assert energy.figure == pytest.approx(9.0 * get_device("host").active_power_w)
+
+
+def test_budget_target_for_another_env_does_not_apply(tmp_path: Path) -> None:
+    budget = load_budget(write(tmp_path, "p.yaml", "name: p\ndevice: esp32\n"
+                               "task: {env: Pendulum-v1, min_return: -200}\n"))  # fmt: skip
+    report = profile(balancing_mlp(), budget, episodes=2, calls=1000)  # a CartPole policy
+    assert report.returns is not None and report.returns.env == "CartPole-v1"
+    assert report.returns.target == 475.0 and report.verdict == "PASS"
+    assert report.notes == ("the budget's task is Pendulum-v1 but the policy acts in "
+                            "CartPole-v1: its min_return does not apply",)  # fmt: skip

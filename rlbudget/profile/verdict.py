@@ -222,9 +222,10 @@ def profile(
     """Measure and estimate ``policy`` deployed as ``fmt`` against ``budget``.
 
     :param fmt: ``numpy``, ``c`` or ``onnx``; default :func:`default_format`.
-    :param env_id: the env for returns and visited states; default the budget's task, then
-        the policy's provenance. Without one, the return is NOT CHECKED and host latency
-        uses observations drawn from the observation space.
+    :param env_id: the env for returns and visited states; default the policy's provenance,
+        then the budget's task (whose ``min_return`` applies only to its own env). Without
+        one, the return is NOT CHECKED and host latency uses observations drawn from the
+        observation space.
     :param episodes: return episodes (seeded with ``seed``, as ``evaluate``).
     :param calls: timed host decisions (≥ 1000).
     :param run_summary: a training run's ``summary.json``: adds the training checks.
@@ -241,7 +242,7 @@ def profile(
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
     device, m, lim = budget.device, budget.margin, budget.inference
-    env = env_id or budget.task.env_id or policy.provenance.get("env")
+    env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
     memory = footprint(policy, fmt, device)
 
@@ -253,6 +254,10 @@ def profile(
             r = evaluate(policy, str(env), episodes=episodes, seed=seed,
                          gym_packages=gym_packages, act=actor)  # fmt: skip
             target, target_from = budget.task.min_return, "task.min_return"
+            if budget.task.env_id not in (None, str(env)):
+                target = None  # the budget's target is for another env
+                notes.append(f"the budget's task is {budget.task.env_id} but the policy acts "
+                             f"in {env}: its min_return does not apply")  # fmt: skip
             if target is None:
                 spec = env_spec(str(env), gym_packages=gym_packages, measure_steps=0)
                 target, target_from = spec.reward_threshold, f"{env}'s reward_threshold"
