@@ -360,3 +360,16 @@ def test_cortex_m_sizes_without_toolchain(
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     assert cortex_m_sizes(built["taxi-packed"].program.parent) is None
     assert sizes_to_dict(None) == {"available": False, "targets": None, "note": TOOLCHAIN_HINT}
+
+
+@pytest.mark.skipif(ARM_GCC is None, reason=TOOLCHAIN_HINT)
+def test_cortex_m_errors_name_the_file(tmp_path: Path) -> None:
+    from rlbudget.export.arm import firmware_cost
+
+    with pytest.raises(RlbudgetError, match=r"policy\.c: no such file; export the policy"):
+        cortex_m_sizes(tmp_path)
+    with pytest.raises(RlbudgetError, match=r"unknown Cortex-M target 'cortex-m3'"):
+        firmware_cost(tmp_path, "cortex-m3")
+    (tmp_path / "policy.c").write_text("int broken(void) { return }\n")
+    with pytest.raises(RlbudgetError, match=r"arm-none-eabi-gcc \(cortex-m0plus\) failed: .*error"):
+        cortex_m_sizes(tmp_path)

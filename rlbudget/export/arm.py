@@ -58,6 +58,23 @@ class SectionSizes:
                 "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}  # fmt: skip
 
 
+def _run(cmd: list[str], failure: str) -> str:
+    """Run a toolchain command; its stdout, or :class:`RlbudgetError` with ``failure`` and
+    the compiler's first error line."""
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        first = next((ln for ln in run.stderr.splitlines() if "rror" in ln), run.stderr)
+        raise RlbudgetError(f"{failure}: {first.strip()}")
+    return run.stdout
+
+
+def _sections(size: str, path: Path) -> SectionSizes:
+    """``.text``, ``.data``, ``.bss`` of an object or image, from ``arm-none-eabi-size``."""
+    text, data, bss = (int(v) for v in _run([size, str(path)], str(path)).splitlines()[1]
+                       .split()[:3])  # fmt: skip
+    return SectionSizes(text, data, bss)
+
+
 def toolchain() -> tuple[str, str] | None:
     """Paths of ``arm-none-eabi-gcc`` and ``arm-none-eabi-size``, or None."""
     gcc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
@@ -82,15 +99,9 @@ def cortex_m_sizes(export_dir: str | Path) -> dict[str, SectionSizes] | None:
     with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
         for target, flags in TARGETS.items():
             obj = Path(tmp) / f"{target}.o"
-            cmd = [gcc, *flags, *CFLAGS, "-c", str(source), "-o", str(obj)]
-            run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if run.returncode != 0:
-                first = next((ln for ln in run.stderr.splitlines() if "error" in ln), run.stderr)
-                raise RlbudgetError(f"{source}: arm-none-eabi-gcc ({target}) failed: {first}")
-            lines = subprocess.run([size, str(obj)], capture_output=True, text=True,
-                                   check=True).stdout.splitlines()  # fmt: skip
-            text, data, bss = (int(v) for v in lines[1].split()[:3])
-            out[target] = SectionSizes(text, data, bss)
+            _run([gcc, *flags, *CFLAGS, "-c", str(source), "-o", str(obj)],
+                 f"{source}: arm-none-eabi-gcc ({target}) failed")  # fmt: skip
+            out[target] = _sections(size, obj)
     return out
 
 
@@ -131,17 +142,11 @@ def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
                                     ("empty", EMPTY_MAIN, [])):  # fmt: skip
             main_c, elf = Path(tmp) / f"{name}_main.c", Path(tmp) / f"{name}.elf"
             main_c.write_text(main)
-            cmd = [gcc, *TARGETS[target], *LINK_FLAGS, f"-I{folder}", str(main_c), *sources,
-                   "-lm", "-o", str(elf)]  # fmt: skip
-            run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if run.returncode != 0:
-                first = next((ln for ln in run.stderr.splitlines() if "rror" in ln), run.stderr)
-                raise RlbudgetError(f"{folder}: linking for {target} failed: {first}")
-            lines = subprocess.run([size, str(elf)], capture_output=True, text=True,
-                                   check=True).stdout.splitlines()  # fmt: skip
-            images.append([int(v) for v in lines[1].split()[:3]])
-    (text, data, bss), (text0, data0, bss0) = images
-    return SectionSizes(text - text0, data - data0, bss - bss0)
+            _run([gcc, *TARGETS[target], *LINK_FLAGS, f"-I{folder}", str(main_c), *sources,
+                  "-lm", "-o", str(elf)], f"{folder}: linking for {target} failed")  # fmt: skip
+            images.append(_sections(size, elf))
+    full, empty = images
+    return SectionSizes(full.text - empty.text, full.data - empty.data, full.bss - empty.bss)
 
 
 def stack_usage(export_dir: str | Path, target: str) -> int | None:
@@ -156,11 +161,8 @@ def stack_usage(export_dir: str | Path, target: str) -> int | None:
     source = Path(export_dir) / "policy.c"
     with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
         obj = Path(tmp) / "policy.o"
-        cmd = [tools[0], *TARGETS[target], *CFLAGS, "-fstack-usage", "-c", str(source),
-               "-o", str(obj)]  # fmt: skip
-        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if run.returncode != 0:
-            raise RlbudgetError(f"{source}: arm-none-eabi-gcc ({target}) failed: {run.stderr}")
+        _run([tools[0], *TARGETS[target], *CFLAGS, "-fstack-usage", "-c", str(source), "-o",
+              str(obj)], f"{source}: arm-none-eabi-gcc ({target}) failed")  # fmt: skip
         lines = obj.with_suffix(".su").read_text().splitlines()
     return sum(int(line.split("\t")[1]) for line in lines if line.count("\t") >= 2)
 

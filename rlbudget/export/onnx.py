@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +52,7 @@ import numpy as np
 
 from rlbudget import __version__
 from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.fileio import atomic_write_bytes
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -471,20 +471,6 @@ def build_model(policy: Policy) -> Any:
     return model
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` via a temporary file beside it (fsynced), then a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(policy: Policy, out_dir: str | os.PathLike[str]) -> OnnxExportResult:
     """Write ``policy.onnx`` (preprocess, body and head in one graph) to ``out_dir``.
 
@@ -507,7 +493,7 @@ def export_onnx(policy: Policy, out_dir: str | os.PathLike[str]) -> OnnxExportRe
                                 "another folder (nothing written)")  # fmt: skip
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / FILENAME, data)
+        atomic_write_bytes(folder / FILENAME, data)
     except OSError as exc:
         raise RlbudgetError(f"{folder}: cannot write {FILENAME} there ({exc.strerror})") from None
     return OnnxExportResult((folder / FILENAME,), len(data), OPSET, len(model.graph.node))
