@@ -867,11 +867,15 @@ def profile(
       rlbudget profile small --budget b.yaml --format onnx --json
     """
     from rlbudget.budget import load_budget
+    from rlbudget.errors import RlbudgetError
     from rlbudget.policy import load_policy
     from rlbudget.profile.verdict import profile as run_profile
     from rlbudget.profile.verdict import read_run
 
     loaded = load_budget(budget)
+    if report is not None and not report.parent.is_dir():
+        raise RlbudgetError(f"--report {report}: the folder {report.parent} does not exist; "
+                            "create it first")  # fmt: skip
     run = (target / "summary.json").is_file() and (target / "policy").is_dir()
     policy_dir = target / "policy" if run else target
     p = load_policy(policy_dir)
@@ -891,12 +895,9 @@ def profile(
 
 
 def _write_profile_report(result: Any, path: Path) -> None:
-    from rlbudget.errors import RlbudgetError
     from rlbudget.fileio import atomic_write_text
     from rlbudget.profile.report import markdown, usage_chart
 
-    if not path.parent.is_dir():
-        raise RlbudgetError(f"--report {path}: the folder {path.parent} does not exist")
     chart = path.with_suffix(".png")
     tmp = chart.with_name(f".tmp-{chart.name}")  # same suffix: matplotlib reads the format from it
     usage_chart(result, tmp)

@@ -322,3 +322,18 @@ def test_budget_target_for_another_env_does_not_apply(tmp_path: Path) -> None:
     assert report.returns.target == 475.0 and report.verdict == "PASS"
     assert report.notes == ("the budget's task is Pendulum-v1 but the policy acts in "
                             "CartPole-v1: its min_return does not apply",)  # fmt: skip
+
+
+def test_cli_report_folder_missing(cartpole: Path, tmp_path: Path) -> None:
+    r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--report",
+               tmp_path / "nope" / "r.md", *FAST)  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"error: --report {tmp_path / 'nope' / 'r.md'}: the folder "
+                                f"{tmp_path / 'nope'} does not exist; create it first")  # fmt: skip
+
+
+def test_cli_unknown_format_is_a_usage_error(cartpole: Path, tmp_path: Path) -> None:
+    r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--format",
+               "tflite")  # fmt: skip
+    assert r.exit_code == 2 and "Invalid value for '--format'" in r.stderr
+    assert "'tflite' is not one of 'numpy', 'c', 'onnx'" in r.stderr
