@@ -5,8 +5,9 @@
   through ctypes, :class:`~rlbudget.export.host.HostPolicy`) or ``onnx`` (onnxruntime, CPU,
   one thread). Each takes one observation and returns one action.
 - :func:`measure_host` times one decision at a time after a warm-up, on observations
-  the policy itself visits, with torch/BLAS threads left alone (numpy's BLAS and
-  onnxruntime run single-threaded for a batch of 1). Reports p50/p90/p99 and the mean.
+  the policy itself visits, on one thread (numpy's BLAS pool held to one thread with
+  threadpoolctl; onnxruntime's session is built with one thread). Reports p50/p90/p99
+  and the mean.
   ctypes' own call overhead (≈ 0.5–1 µs here) is included in the C figure.
 - :func:`estimate_target` applies the device model of :mod:`rlbudget.devices` to the
   policy's MACs, layers, arithmetic and nonlinearities: a low/typical/high range.
@@ -96,18 +97,21 @@ def measure_host(actor: Actor, observations: Array, fmt: str, *, calls: int = 20
                  warmup: int = 200) -> HostLatency:  # fmt: skip
     """Time ``calls`` single decisions (after ``warmup`` untimed ones), cycling through
     ``observations``; each call is timed on its own with ``perf_counter_ns``."""
+    from threadpoolctl import threadpool_limits
+
     if calls < 1000:
         raise PolicyError(f"host latency needs at least 1000 timed calls, not {calls}")
     n = len(observations)
-    for i in range(warmup):
-        actor(observations[i % n])
     times = np.empty(calls, dtype=np.float64)
     clock = time.perf_counter_ns
-    for i in range(calls):
-        obs = observations[i % n]
-        start = clock()
-        actor(obs)
-        times[i] = clock() - start
+    with threadpool_limits(limits=1):  # one thread, as on a device (BLAS, OpenMP pools)
+        for i in range(warmup):
+            actor(observations[i % n])
+        for i in range(calls):
+            obs = observations[i % n]
+            start = clock()
+            actor(obs)
+            times[i] = clock() - start
     p50, p90, p99 = np.percentile(times, [50, 90, 99]) * 1e-9
     return HostLatency(fmt, calls, warmup, float(p50), float(p90), float(p99),
                        float(times.mean() * 1e-9))  # fmt: skip
