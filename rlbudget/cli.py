@@ -873,10 +873,23 @@ def profile(
     from rlbudget.profile.verdict import read_run
 
     loaded = load_budget(budget)
-    if report is not None and not report.parent.is_dir():
-        raise RlbudgetError(f"--report {report}: the folder {report.parent} does not exist; "
-                            "create it first")  # fmt: skip
-    run = (target / "summary.json").is_file() and (target / "policy").is_dir()
+    if report is not None:
+        problem = (f"the folder {report.parent} does not exist; create it first"
+                   if not report.parent.is_dir() else
+                   "is a folder; give a file name such as report.md" if report.is_dir() else
+                   "must not end in .png (the chart is written beside the report as .png)"
+                   if report.suffix.lower() == ".png" else None)  # fmt: skip
+        if problem:
+            raise RlbudgetError(f"--report {report}: {problem}")
+    run = not (target / "policy.json").exists() and (
+        (target / "summary.json").exists() or (target / "policy").is_dir()
+    )
+    if run:
+        for needed in ("summary.json", "policy"):
+            if not (target / needed).exists():
+                raise RlbudgetError(f"{target}: a run folder needs {needed} (rlbudget train -o "
+                                    "writes both); give the policy folder itself to profile "
+                                    "the policy alone")  # fmt: skip
     policy_dir = target / "policy" if run else target
     p = load_policy(policy_dir)
     result = run_profile(
@@ -895,14 +908,20 @@ def profile(
 
 
 def _write_profile_report(result: Any, path: Path) -> None:
+    from rlbudget.errors import RlbudgetError
     from rlbudget.fileio import atomic_write_text
     from rlbudget.profile.report import markdown, usage_chart
 
     chart = path.with_suffix(".png")
     tmp = chart.with_name(f".tmp-{chart.name}")  # same suffix: matplotlib reads the format from it
-    usage_chart(result, tmp)
-    tmp.replace(chart)
-    atomic_write_text(path, markdown(result, chart.name))
+    try:
+        usage_chart(result, tmp)
+        atomic_write_text(path, markdown(result, chart.name))
+        tmp.replace(chart)
+    except OSError as exc:
+        raise RlbudgetError(f"--report {path}: cannot write it ({exc.strerror})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
@@ -941,9 +960,91 @@ def _render_profile(result: Any, report: Path | None) -> None:
     else:
         over = figure_text(binding.with_margin, binding.unit)
         limit = figure_text(binding.limit_value, binding.unit)
-        what = "is below" if binding.unit == "return" else "exceeds"
-        out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) {what} "
-                  f"{limit}")  # fmt: skip
+        if binding.unit == "return":
+            out.print(f"FAIL: binding limit {binding.limit}: mean return {over} is below "
+                      f"{limit}")  # fmt: skip
+        else:
+            out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) exceeds "
+                      f"{limit}")  # fmt: skip
+
+
+@app.command("run")
+@_handles_errors
+def run_command(
+    budget: BudgetArg = None,
+    env: Annotated[
+        str | None, typer.Option("--env", help="Gymnasium id (overrides task.env).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Run folder (default runs/run-BUDGET-NAME).", show_default=False
+        ),
+    ] = None,
+    option: Annotated[
+        int | None, typer.Option("--option", min=1, help="Plan option to train (default: first).")
+    ] = None,
+    episodes: Annotated[
+        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
+    ] = 10,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The whole job: plan, train, compress until the policy fits, export, profile.
+
+    Trains the plan's best option within the budget's training limits, then tries
+    compressions in order of expected cost (none, int8, structured pruning, distillation
+    to narrower students) until one passes every limit with the margin and keeps the
+    return target; exports it (C for a microcontroller, else ONNX or numpy) and writes
+    report.md, report.json and charts to the run folder. Exit 0 when a policy fits, 1
+    when none does (the binding limit and what would fit are named), 2 for bad input.
+    Run it again with the same arguments to resume a killed run from its last stage.
+
+    Examples:
+
+      rlbudget run                                  # the bundled ESP32 + CartPole budget
+
+      rlbudget run budgets/rp2040-frozenlake.yaml -o runs/pico
+
+      rlbudget run budgets/esp32-cartpole.yaml --option 4 --json
+    """
+    from rlbudget.budget import load_budget
+    from rlbudget.run import run_job
+
+    b = load_budget(budget or default_budget_path())
+    out_dir = output or Path("runs") / f"run-{b.name}"
+    say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
+    report = run_job(b, out_dir, env_id=env, option=option, seed=seed, episodes=episodes,
+                     progress=say)  # fmt: skip
+    if json_out:
+        _print_json(report.to_dict())
+    else:
+        _render_run(report)
+    if not report.fits:
+        raise typer.Exit(1)
+
+
+def _render_run(report: Any) -> None:
+    t = Table(title=f"Candidates ({report.out})")
+    for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
+        t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
+    for c in report.candidates:
+        if "error" in c:
+            t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
+            continue
+        t.add_row(str(c["index"]), c["name"], c["verdict"], c["binding"] or "—",
+                  units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
+                  f"{c['latency_s'] * 1e6:.3g} µs",
+                  "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip
+    out.print(t)
+    if report.export:
+        out.print(f"exported ({report.export['format']}): {', '.join(report.export['files'])}")
+    out.print(f"report: {report.out / 'report.md'} (report.json, profile.png, candidates.png, "
+              "train/curve.png)")  # fmt: skip
+    verdict = "FITS" if report.fits else "DOES NOT FIT"
+    chosen = f": {report.chosen['name']}" if report.chosen else ""
+    out.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")
 
 
 def main() -> None:

@@ -337,3 +337,76 @@ def test_cli_unknown_format_is_a_usage_error(cartpole: Path, tmp_path: Path) -> 
                "tflite")  # fmt: skip
     assert r.exit_code == 2 and "Invalid value for '--format'" in r.stderr
     assert "'tflite' is not one of 'numpy', 'c', 'onnx'" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("folder", "is a folder; give a file name such as report.md"),
+     ("r.png", "must not end in .png (the chart is written beside the report as .png)")],
+)  # fmt: skip
+def test_cli_report_path_checked_first(cartpole: Path, tmp_path: Path, name: str,
+                                       problem: str) -> None:  # fmt: skip
+    report = tmp_path / name
+    if name == "folder":
+        report.mkdir()
+    r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--report",
+               report, *FAST)  # fmt: skip
+    assert r.exit_code == 2 and r.stderr.strip() == f"error: --report {report}: {problem}"
+    assert not list(tmp_path.glob("*.md")) and not list(tmp_path.glob("*.png"))  # nothing written
+
+
+def test_report_files_are_readable_by_others(cartpole: Path, tmp_path: Path) -> None:
+    report = tmp_path / "report.md"
+    invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--report",
+           report, *FAST)  # fmt: skip
+    assert report.stat().st_mode & 0o044 == 0o044  # not mkstemp's 0600 (umask 022 here)
+    assert (cartpole / "policy.json").stat().st_mode & 0o044 == 0o044
+
+
+@pytest.mark.parametrize(
+    ("summary", "line"),
+    [({"wall_s": float("nan"), "steps": 10}, "'wall_s' must be a finite number ≥ 0, not NaN"),
+     ({"wall_s": 1.0, "steps": 10, "peak_rss_bytes": -1},
+      "'peak_rss_bytes' must be a finite number ≥ 0, not -1"),
+     ({"wall_s": 1.0, "steps": True}, "'steps' must be a finite number ≥ 0, not true")],
+    ids=["nan", "negative", "bool"],
+)  # fmt: skip
+def test_cli_corrupt_run_summary(cartpole: Path, tmp_path: Path, summary: dict[str, Any],
+                                 line: str) -> None:  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(cartpole, run / "policy")
+    (run / "summary.json").write_text(json.dumps(summary))
+    r = invoke("profile", run, "--budget", write(tmp_path, "g.yaml", GENEROUS), *FAST)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"error: {run / 'summary.json'}: {line}; the file is corrupt"
+
+
+def test_cli_run_folder_without_summary(cartpole: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(cartpole, run / "policy")
+    r = invoke("profile", run, "--budget", write(tmp_path, "g.yaml", GENEROUS), *FAST)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == (f"error: {run}: a run folder needs summary.json (rlbudget "
+                                "train -o writes both); give the policy folder itself to "
+                                "profile the policy alone")  # fmt: skip
+
+
+def test_a_failing_cost_binds_before_a_failing_return(tmp_path: Path) -> None:
+    from rlbudget.profile.verdict import binding_check
+
+    flash = check_cost("inference.flash", "B", 2000, "measured", "", 1000, 0.25)  # 2.5× over
+    ret = check_return(-900.0, 0.0, "")  # a zero target: no ratio
+    assert ret.status == "FAIL" and ret.headroom is None
+    assert binding_check([ret, flash]) is flash
+    assert binding_check([ret]) is ret
+
+
+@pytest.mark.skipif(not ARM, reason="arm-none-eabi-gcc is not installed "
+                    "(Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
+def test_a_proxy_build_is_an_estimate() -> None:
+    policy = frozenlake_table()
+    own = fp.footprint(policy, "c", get_device("rp2040"))  # a Cortex-M0+: its own core
+    proxy = fp.footprint(policy, "c", get_device("esp32"))  # Xtensa: the M4F build stands in
+    assert own.flash_source == "measured" and "stands in" not in own.flash_how
+    assert proxy.flash_source == proxy.ram_source == "estimated"
+    assert proxy.flash_how.endswith("cortex-m4f stands in for esp32's Xtensa LX6")

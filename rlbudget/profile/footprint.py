@@ -4,7 +4,8 @@
 
 - ``c`` (microcontrollers): the export's ``const`` arrays and static buffers are exact
   (:func:`~rlbudget.export.c.export_c` counts them). Code: with ``arm-none-eabi-gcc``
-  installed, **measured** by linking the policy into a minimal firmware
+  installed, **measured** (for a Cortex-M0+ or M4F device; for another core the same
+  build is a labelled *estimate*, a proxy) by linking the policy into a minimal firmware
   (:func:`~rlbudget.export.arm.firmware_cost`: flash = linked ``.text + .data``, RAM =
   ``.data + .bss`` including the caller's observation/action buffers) plus the stack from
   ``gcc -fstack-usage``; without it, **estimated** from per-body constants measured the
@@ -105,9 +106,18 @@ def buffer_bytes(policy: Policy) -> int:
     return io
 
 
+TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F"}
+
+
+def own_core(device: Device, target: str) -> bool:
+    """Whether ``target`` is ``device``'s own core (a named Cortex-M0+ / M4F device), so a
+    build for it measures the device; any other core is a proxy."""
+    return not device.inline and device.core.split(" ")[0] == TARGET_CORES[target]
+
+
 def _proxy(device: Device, target: str) -> str:
     """Words saying that a Cortex-M build stands in for another core, or nothing."""
-    if "cortex-m" in device.core.lower():
+    if own_core(device, target):
         return ""
     return f"; {target} stands in for {device.id}'s {device.core}"
 
@@ -127,13 +137,16 @@ def _c_footprint(policy: Policy, device: Device) -> Footprint:
     if measured is not None and stack is not None:
         flash = measured.text + measured.data
         ram = measured.data + measured.bss + stack
+        # a build for the device's own core is a measurement; for another core, a proxy
+        source = "measured" if own_core(device, target) else "estimated"
         return Footprint(
             "c", target, weights, sum(weights.values()), buffer_bytes(policy),
             flash - exported.flash_bytes, flash, ram,
-            "measured", f"arm-none-eabi-gcc -Os, linked for {target} (.text + .data)"
+            source, f"arm-none-eabi-gcc -Os, linked for {target} (.text + .data)"
             + _proxy(device, target),
-            "measured", f"linked .data + .bss {measured.data + measured.bss} B (static "
-            f"buffers and the caller's input/output) + stack {stack} B (gcc -fstack-usage)",
+            source, f"linked .data + .bss {measured.data + measured.bss} B (static "
+            f"buffers and the caller's input/output) + stack {stack} B (gcc -fstack-usage)"
+            + _proxy(device, target),
         )  # fmt: skip
     variant = body_variant(policy)
     code = int(sizes["code"][variant][target])

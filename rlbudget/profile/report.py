@@ -68,7 +68,7 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         "",
         "## Memory",
         "",
-        f"Weights by dtype: {by_dtype}; "
+        f"Policy arrays by dtype (as stored in policy.safetensors): {by_dtype}; "
         f"working buffers of the body {units.format_bytes(fp.buffer_bytes)}; code/runtime "
         f"{units.format_bytes(fp.code_bytes)} ({fp.target}).",
         "",

@@ -30,6 +30,7 @@ fails; the *binding* limit is the failing check furthest over its limit.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,22 @@ def check_cost(limit: str, unit: str, figure: float, source: str, how: str,
     return Check(limit, unit, figure, source, how, with_margin, limit_value, status, headroom)
 
 
+def binding_check(checks: tuple[Check, ...] | list[Check]) -> Check | None:
+    """See :attr:`ProfileReport.binding`. Cost headrooms are ratios to the limit; the
+    return's is not comparable with them, so it binds only when no cost fails."""
+    costs = [c for c in checks if c.status == FAIL and c.unit != "return"]
+    if costs:
+        return min(costs, key=lambda c: c.headroom if c.headroom is not None else 0.0)
+    return next((c for c in checks if c.status == FAIL), None)
+
+
 def check_return(mean: float | None, target: float | None, how: str) -> Check:
     """The return as a floor (no margin): PASS when ``mean ≥ target``."""
     if mean is None or target is None:
         return Check("task.min_return", "return", mean, "measured", how, mean, target,
                      NOT_CHECKED, None)  # fmt: skip
     status = PASS if mean >= target else FAIL
-    headroom = (mean - target) / abs(target) if target else mean - target
+    headroom = (mean - target) / abs(target) if target else None  # no ratio to a 0 target
     return Check("task.min_return", "return", mean, "measured", how, mean, target, status,
                  headroom)  # fmt: skip
 
@@ -123,6 +133,7 @@ class ProfileReport:
     target_latency: Range
     target_latency_how: str
     energy: Range
+    energy_how: str
     returns: ReturnFigure | None
     training: dict[str, Any] | None
     checks: tuple[Check, ...]
@@ -134,9 +145,9 @@ class ProfileReport:
 
     @property
     def binding(self) -> Check | None:
-        """The failing check furthest over its limit (None when everything passes)."""
-        failing = [c for c in self.checks if c.status == FAIL and c.headroom is not None]
-        return min(failing, key=lambda c: c.headroom or 0.0) if failing else None
+        """The failing cost check furthest over its limit (the lowest headroom, a ratio);
+        the return when it is the only failing check; None when everything passes."""
+        return binding_check(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (schema ``rlbudget.profile/1``, documented in the README)."""
@@ -153,7 +164,7 @@ class ProfileReport:
                 "target": {**self.target_latency.to_dict(), "how": self.target_latency_how},
                 "host": None if self.host_latency is None else self.host_latency.to_dict(),
             },
-            "energy": {**self.energy.to_dict(), "how": "device active power × target latency"},
+            "energy": {**self.energy.to_dict(), "how": self.energy_how},
             "training": self.training,
             "notes": list(self.notes),
         }  # fmt: skip
@@ -172,10 +183,16 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as exc:
         raise PolicyError(f"{path}: not a readable run summary ({exc}); is {run_dir} a run "
                           "folder written by rlbudget train?") from None  # fmt: skip
-    needed = ("wall_s", "steps")
-    if not isinstance(summary, dict) or any(
-            not isinstance(summary.get(k), int | float) for k in needed):  # fmt: skip
-        raise PolicyError(f"{path}: needs numbers for {', '.join(needed)}; the file is corrupt")
+    if not isinstance(summary, dict):
+        raise PolicyError(f"{path}: expected a JSON object; the file is corrupt")
+    for key in ("wall_s", "steps", "cpu_s", "peak_rss_bytes", "rapl_energy_j"):
+        value = summary.get(key)
+        if value is None and key not in ("wall_s", "steps"):
+            continue  # optional: older runs, or no RAPL counter
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or value < 0):  # fmt: skip
+            raise PolicyError(f"{path}: '{key}' must be a finite number ≥ 0, not "
+                              f"{json.dumps(value)}; the file is corrupt")  # fmt: skip
     return summary
 
 
@@ -188,16 +205,16 @@ def _training_checks(summary: dict[str, Any], budget: Budget) -> list[Check]:
                    "env steps taken (summary.json steps)", t.env_steps, m),
     ]  # fmt: skip
     rss = summary.get("peak_rss_bytes")
-    if isinstance(rss, int | float):
+    if rss is not None:
         how = "peak resident set, sampled while training"
         checks.append(check_cost("training.ram", "B", float(rss), "measured", how, t.ram_bytes, m))
     cpu, rapl = summary.get("cpu_s"), summary.get("rapl_energy_j")
-    if isinstance(rapl, int | float):
+    if rapl is not None:
         checks.append(check_cost(
             "training.energy", "J", float(rapl), "measured",
             "RAPL counter of CPU package 0 over the run (the whole package: an upper bound)",
             t.energy_j, m))  # fmt: skip
-    elif isinstance(cpu, int | float):
+    elif cpu is not None:
         power = get_device("host").active_power_w
         checks.append(check_cost(
             "training.energy", "J", float(cpu) * power, "estimated",
@@ -274,6 +291,9 @@ def profile(
         host = measure_host(actor, obs, fmt, calls=calls)
 
     target_latency, how = estimate_target(policy, device)
+    if fmt != "c":
+        how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
+                "host measurement")  # fmt: skip
     energy = target_latency * device.active_power_w
     if device.device_class == "host":
         latency_check = check_cost("inference.latency", "s", host.p99_s, "measured",
@@ -281,6 +301,8 @@ def profile(
                                    lim.latency_s, m)  # fmt: skip
         energy_figure = host.p99_s * device.active_power_w
         energy_how = f"host p99 × {device.active_power_w:g} W"
+        # the energy block follows the latency that was checked: p50 .. p99 on this host
+        energy = Range(host.p50_s, host.p99_s, host.p99_s) * device.active_power_w
     else:
         latency_check = check_cost("inference.latency", "s", target_latency.typical,
                                    "estimated", how, lim.latency_s, m)  # fmt: skip
@@ -311,7 +333,8 @@ def profile(
         checks += _training_checks(run_summary, budget)
     return ProfileReport(
         policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,
-        target_latency, how, energy, returns, run_summary, tuple(checks), tuple(notes),
+        target_latency, how, energy, energy_how, returns, run_summary, tuple(checks),
+        tuple(notes),
     )  # fmt: skip
 
 
