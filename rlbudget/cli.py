@@ -986,7 +986,7 @@ def run_command(
     ] = None,
     episodes: Annotated[
         int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
-    ] = 10,
+    ] = 100,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     json_out: JsonOpt = False,

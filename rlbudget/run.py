@@ -1,0 +1,494 @@
+"""``rlbudget run``: a budget in, a policy that fits out (or the limit that binds).
+
+Five stages, each recorded in ``OUT/state.json`` as it completes, so a killed run resumes
+from its last completed stage (and a killed training from its checkpoint):
+
+1. **plan** — :func:`rlbudget.plan.make_plan`; the first trainable option (or
+   ``option``); ``OUT/plan.json``.
+2. **train** — :func:`rlbudget.train.train_run` into ``OUT/train`` with the budget's
+   training limits (resumed from ``OUT/train/checkpoint`` after a kill).
+3. **compress** — candidates in order of expected cost, each compressed
+   (:func:`rlbudget.compress.pipeline.compress`) and profiled against the budget
+   (:func:`rlbudget.profile.verdict.profile`) until one passes every check with the margin,
+   the return target included:
+
+   - an MLP: as trained, ``int8``, ``prune-neurons`` keeping 50 % then 25 % with recovery
+     + ``int8``, then ``distill`` into students of ¼ and ⅛ of the widest hidden layer
+     (at least 4 units) + ``int8``;
+   - a table: as trained, ``pack``, ``pack,drop-unvisited``;
+   - a linear (tile-coded) policy: as trained, ``int16``, ``int8``.
+
+   Each candidate is written to ``OUT/candidates/N-NAME/`` with its profile; a candidate
+   that fails to build (a method error) is recorded with its error and skipped.
+4. **export** — the chosen candidate as C (``OUT/export``) for a microcontroller
+   (``mcu``/``mcu-accel``), else as ONNX when the onnx extra is installed, else the numpy
+   policy folder.
+5. **profile** — ``OUT/report.md`` (verdict, every check, candidates), ``OUT/report.json``
+   (schema ``rlbudget.run/1``), ``OUT/profile.png`` (usage against each limit),
+   ``OUT/candidates.png`` (return against flash and against latency for every candidate,
+   the budget's limits drawn) and ``OUT/train/curve.png`` (the learning curve).
+
+Without a fitting candidate the result names the binding limit of the closest one and
+what would fit (``needs 18 KiB more RAM, or a device with ≥ 82 KiB``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlbudget import units
+from rlbudget.budget import Budget
+from rlbudget.compress.pipeline import MethodOptions
+from rlbudget.errors import PlanError, RlbudgetError
+from rlbudget.fileio import atomic_write_text
+from rlbudget.policy.model import MLP, Policy
+
+SCHEMA = "rlbudget.run/1"
+STAGES = ("plan", "train", "compress", "export", "profile")
+STATE = "state.json"
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One compression to try: a name, the methods (None: the policy as trained) and options."""
+
+    name: str
+    methods: str | None
+    options: MethodOptions = field(default_factory=MethodOptions)
+
+
+def candidate_specs(policy: Policy) -> list[CandidateSpec]:
+    """The candidates for ``policy``'s body, cheapest first (see the module docstring)."""
+    kind = policy.body.kind
+    if isinstance(policy.body, MLP):
+        widest = max(int(layer.W.shape[1]) for layer in policy.body.layers[:-1]) if len(
+            policy.body.layers) > 1 else 8  # fmt: skip
+        depth = max(len(policy.body.layers) - 1, 1)
+        specs = [CandidateSpec("as trained", None), CandidateSpec("int8", "int8")]
+        for keep in (0.5, 0.25):
+            options = MethodOptions(keep=keep, recover=True)
+            specs.append(CandidateSpec(f"prune-neurons {keep:.0%} + recover + int8",
+                                       "prune-neurons,int8", options))  # fmt: skip
+        for part in (4, 8):
+            width = max(4, widest // part)
+            widths = (width,) * depth
+            specs.append(CandidateSpec(f"distill {'-'.join(map(str, widths))} + int8",
+                                       "distill,int8", MethodOptions(widths=widths)))  # fmt: skip
+        return specs
+    if kind == "table":
+        return [CandidateSpec("as trained", None), CandidateSpec("pack", "pack"),
+                CandidateSpec("pack + drop-unvisited", "pack,drop-unvisited")]  # fmt: skip
+    if kind == "linear":
+        return [CandidateSpec("as trained", None), CandidateSpec("int16", "int16"),
+                CandidateSpec("int8", "int8")]  # fmt: skip
+    return [CandidateSpec("as trained", None)]
+
+
+@dataclass
+class RunState:
+    """What ``OUT/state.json`` holds: the run's identity and each completed stage."""
+
+    key: str  # hash of the budget and env: a folder holds one job
+    budget: str
+    env: str | None
+    stages: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out: Path) -> None:
+        atomic_write_text(out / STATE, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def job_key(budget: Budget, env_id: str | None, option: int | None, seed: int) -> str:
+    data = json.dumps({"budget": budget.to_dict(), "env": env_id, "option": option,
+                       "seed": seed}, sort_keys=True, default=str)  # fmt: skip
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _open_state(out: Path, key: str, budget: Budget, env_id: str | None) -> RunState:
+    path = out / STATE
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            state = RunState(**data)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise RlbudgetError(f"{path}: not a run state rlbudget wrote ({exc}); choose "
+                                "another -o") from None  # fmt: skip
+        if state.key != key:
+            raise RlbudgetError(
+                f"{out}: holds a run of another budget, env, option or seed; resume it with "
+                "the same arguments, or choose another -o"
+            )
+        return state
+    if out.exists() and any(out.iterdir()):
+        raise RlbudgetError(f"{out}: exists and is not a run folder; choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    state = RunState(key, budget.name, env_id)
+    state.save(out)
+    return state
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """The outcome of :func:`run_job`."""
+
+    out: Path
+    fits: bool
+    resumed: tuple[str, ...]  # stages found complete at the start
+    plan: dict[str, Any]
+    train: dict[str, Any]
+    candidates: tuple[dict[str, Any], ...]
+    chosen: dict[str, Any] | None
+    export: dict[str, Any] | None
+    profile: dict[str, Any]
+    advice: str
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "fits": self.fits, "out": str(self.out),
+                "resumed": list(self.resumed), "plan": self.plan, "train": self.train,
+                "candidates": list(self.candidates), "chosen": self.chosen,
+                "export": self.export, "profile": self.profile, "advice": self.advice,
+                "wall_s": self.wall_s}  # fmt: skip
+
+
+Progress = Callable[[str], None]
+
+
+def run_job(
+    budget: Budget,
+    out_dir: str | Path,
+    *,
+    env_id: str | None = None,
+    option: int | None = None,
+    seed: int = 0,
+    episodes: int = 100,
+    progress: Progress | None = None,
+) -> RunReport:
+    """Plan, train, search compressions, export and profile (the module docstring).
+
+    :param out_dir: the run folder; an existing one of the same job is resumed.
+    :param option: the plan option to train (1-based; default: the first trainable).
+    :param episodes: episodes per return measurement (candidates and the final profile);
+        100 by default, as training's own evaluation: 10 episodes of a stochastic env
+        (FrozenLake's success rate) swing by ±0.15.
+    :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    say = progress or (lambda _msg: None)
+    state = _open_state(out, job_key(budget, env_id, option, seed), budget, env_id)
+    resumed = tuple(s for s in STAGES if s in state.stages)
+    if resumed:
+        say(f"resuming {out}: done before: {', '.join(resumed)}")
+
+    if "plan" not in state.stages:
+        state.stages["plan"] = _plan_stage(budget, env_id, option, out)
+        state.save(out)
+    plan = state.stages["plan"]
+    say(f"plan: {plan['label']} (option {plan['option']})")
+
+    if "train" not in state.stages:
+        state.stages["train"] = _train_stage(budget, plan, seed, out, say)
+        state.save(out)
+    train = state.stages["train"]
+
+    if "compress" not in state.stages:
+        state.stages["compress"] = _compress_stage(budget, plan, out, state, episodes, seed, say)
+        state.save(out)
+    compress = state.stages["compress"]
+    chosen = compress["chosen"]
+
+    if "export" not in state.stages:
+        state.stages["export"] = _export_stage(budget, compress, out)
+        state.save(out)
+    export = state.stages["export"]
+
+    if "profile" not in state.stages:
+        state.stages["profile"] = _report_stage(budget, state, out, episodes, seed)
+        state.save(out)
+    final = state.stages["profile"]
+    return RunReport(out, chosen is not None, resumed, plan, train,
+                     tuple(compress["candidates"]), chosen, export, final["profile"],
+                     final["advice"], time.perf_counter() - start)  # fmt: skip
+
+
+# --- stages --------------------------------------------------------------------------------
+
+
+def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Path) -> Any:
+    from rlbudget.plan import make_plan
+
+    plan = make_plan(budget, env_id)
+    atomic_write_text(out / "plan.json", json.dumps(plan.to_dict(), indent=2, default=str))
+    options = list(plan.options)
+    if option is not None:
+        if not 1 <= option <= len(options):
+            raise PlanError(f"--option {option}: the plan has {len(options)} options")
+        index = option - 1
+        if not options[index].trainable:
+            raise PlanError(f"--option {option} ({options[index].label}) cannot be trained by "
+                            "rlbudget; choose a trainable option (rlbudget plan)")  # fmt: skip
+    else:
+        trainable = [i for i, o in enumerate(options) if o.trainable]
+        if not trainable:
+            raise PlanError("no option of the plan can be trained by rlbudget; see rlbudget plan")
+        index = trainable[0]
+    chosen = options[index]
+    return {"option": index + 1, "label": chosen.label, "algorithm": chosen.algorithm,
+            "env": plan.env.env_id, "params": dict(chosen.hyperparams),
+            "fits_estimate": chosen.fits,
+            "reward_threshold": plan.env.reward_threshold}  # fmt: skip
+
+
+def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
+                 say: Progress) -> Any:  # fmt: skip
+    from rlbudget.train import Limits, load_settings, resolve, train_run
+
+    run_dir = out / "train"
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        if summary.get("stopped_by") not in ("SIGINT", "SIGTERM"):
+            say("train: finished before the kill; not run again")
+            return summary  # killed after training, before the stage was recorded
+    if (run_dir / "checkpoint").is_dir():
+        say("train: resuming from the checkpoint of the killed run")
+        result = train_run(load_settings(run_dir), run_dir, resume=True)
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)  # a run killed before its first checkpoint
+        limits = Limits.from_budget(budget)
+        settings = resolve(
+            plan["algorithm"], plan["env"], env_steps=limits.env_steps, time_s=limits.time_s,
+            min_return=limits.min_return, reward_threshold=plan["reward_threshold"], seed=seed,
+            overrides=plan["params"], ram_bytes=limits.ram_bytes, cores=limits.cores,
+            margin=limits.margin,
+        )  # fmt: skip
+        say(f"train: {settings.algorithm} on {settings.env_id}, up to "
+            f"{units.format_count(settings.n_timesteps)} steps, target "
+            f"{settings.target_return}")  # fmt: skip
+        result = train_run(settings, run_dir)
+    summary = result.to_dict()
+    say(f"train: stopped by {summary['stopped_by']} after {summary['steps']:,} steps, "
+        f"{summary['wall_s']:.1f} s; last evaluation {summary['last_eval_return']}")  # fmt: skip
+    return summary
+
+
+def _candidate_dir(out: Path, i: int, spec: CandidateSpec) -> Path:
+    slug = "".join(c if c.isalnum() else "-" for c in spec.name).strip("-")
+    return out / "candidates" / f"{i}-{slug}"
+
+
+def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunState,
+                    episodes: int, seed: int, say: Progress) -> Any:  # fmt: skip
+    from rlbudget.compress.pipeline import compress
+    from rlbudget.policy import load_policy, save_policy
+    from rlbudget.profile.verdict import default_format, profile
+
+    trained = load_policy(out / "train" / "policy")
+    fmt = default_format(budget)
+    partial = state.stages.setdefault("compress-partial", {"candidates": []})
+    done = {c["index"]: c for c in partial["candidates"]}
+    chosen = next((c for c in done.values() if c.get("fits")), None)
+    for i, spec in enumerate(candidate_specs(trained)):
+        if chosen is not None:
+            break
+        if i in done:
+            continue
+        folder = _candidate_dir(out, i, spec)
+        record: dict[str, Any] = {"index": i, "name": spec.name, "methods": spec.methods,
+                                  "policy": str(folder / "policy")}  # fmt: skip
+        try:
+            policy = trained
+            if spec.methods is not None:
+                report = compress(trained, spec.methods, plan["env"], episodes=episodes,
+                                  seed=seed, max_return_drop=1e9, options=spec.options)  # fmt: skip
+                policy = report.policy
+                record["retention"] = report.retention
+            save_policy(policy, folder / "policy", parents=True)
+            prof = profile(policy, budget, fmt=fmt, env_id=plan["env"], episodes=episodes,
+                           seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
+        except RlbudgetError as exc:
+            record.update(fits=False, error=str(exc))
+            say(f"candidate {i} ({spec.name}): error: {exc}")
+        else:
+            data = prof.to_dict()
+            atomic_write_text(folder / "profile.json", json.dumps(data, indent=2) + "\n")
+            checks = {c["limit"]: c for c in data["checks"]}
+            record.update(
+                fits=prof.verdict == "PASS", binding=data["binding"],
+                flash_bytes=prof.footprint.flash_bytes, ram_bytes=prof.footprint.ram_bytes,
+                latency_s=checks["inference.latency"]["figure"],
+                return_mean=None if prof.returns is None else prof.returns.mean,
+                verdict=prof.verdict,
+            )  # fmt: skip
+            say(f"candidate {i} ({spec.name}): {prof.verdict}"
+                + (f", binding {data['binding']}" if data["binding"] else "")
+                + f"; flash {units.format_bytes(prof.footprint.flash_bytes)}, return "
+                f"{record['return_mean']}")  # fmt: skip
+        partial["candidates"].append(record)
+        state.save(out)  # a kill from here on resumes after this candidate
+        if record["fits"]:
+            chosen = record
+    candidates = partial["candidates"]
+    state.stages.pop("compress-partial", None)
+    return {"format": fmt, "candidates": candidates, "chosen": chosen}
+
+
+def _export_stage(budget: Budget, compress: dict[str, Any], out: Path) -> Any:
+    from rlbudget.policy import load_policy
+
+    chosen = compress["chosen"]
+    if chosen is None:
+        return None
+    policy = load_policy(chosen["policy"])
+    target = out / "export"
+    if target.exists():
+        shutil.rmtree(target)  # a half-finished export of a killed run
+    fmt = compress["format"]
+    if fmt == "c":
+        from rlbudget.export.c import export_c
+
+        result = export_c(policy, target)
+        return {"format": "c", **result.to_dict()}
+    try:
+        from rlbudget.export.onnx import export_onnx
+
+        return {"format": "onnx", **export_onnx(policy, target).to_dict()}
+    except RlbudgetError:  # the onnx extra is not installed: ship the numpy policy folder
+        shutil.copytree(chosen["policy"], target)
+        return {"format": "numpy", "files": [str(p) for p in sorted(target.iterdir())]}
+
+
+def _report_stage(budget: Budget, state: RunState, out: Path, episodes: int, seed: int) -> Any:
+    from rlbudget.policy import load_policy
+    from rlbudget.profile.report import markdown, usage_chart
+    from rlbudget.profile.verdict import profile
+
+    compress = state.stages["compress"]
+    chosen = compress["chosen"]
+    closest = chosen or _closest(compress["candidates"])
+    if closest is None:
+        raise RlbudgetError("no candidate could be built; see the errors in "
+                            f"{out / STATE}")  # fmt: skip
+    # The final (or closest) candidate profiled once more, for its report and chart: the
+    # same seeded episodes and deterministic sizes; only host timings are new.
+    prof = profile(load_policy(closest["policy"]), budget, fmt=compress["format"],
+                   env_id=state.stages["plan"]["env"], episodes=episodes, seed=seed,
+                   policy_name=closest["policy"])  # fmt: skip
+    data = prof.to_dict()
+    advice = "fits: every limit holds with the margin" if chosen else _advice(budget, data)
+    usage_chart(prof, out / "profile.png")
+    _candidates_chart(budget, compress["candidates"], out / "candidates.png")
+    text = markdown(prof, "profile.png").replace(
+        "# Profile:", "# rlbudget run: profile of", 1)  # fmt: skip
+    text += _candidates_markdown(compress["candidates"], chosen, advice)
+    atomic_write_text(out / "report.md", text)
+    report = {"schema": SCHEMA, "fits": chosen is not None, "advice": advice,
+              "profile": data, "candidates": compress["candidates"], "chosen": chosen,
+              "plan": state.stages["plan"], "train": state.stages["train"],
+              "export": state.stages.get("export")}  # fmt: skip
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    return {"profile": data, "advice": advice}
+
+
+def _closest(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The built candidate whose binding check is least over its limit."""
+    built = [c for c in candidates if "error" not in c]
+    if not built:
+        return None
+
+    def closeness(c: dict[str, Any]) -> tuple[float, float]:
+        # the worst cost overshoot first (a ratio); then the return (only a return failing)
+        data = json.loads((Path(c["policy"]).parent / "profile.json").read_text("utf-8"))
+        fails = [k for k in data["checks"] if k["status"] == "FAIL"]
+        costs = [k["headroom"] for k in fails if k["unit"] != "return"]
+        returns = [k["figure"] for k in data["checks"]
+                   if k["unit"] == "return" and k["figure"] is not None]  # fmt: skip
+        return (min(costs) if costs else 0.0, returns[0] if returns else -math.inf)
+
+    return max(built, key=closeness)
+
+
+def _advice(budget: Budget, data: dict[str, Any]) -> str:
+    """What would fit, in words, from the closest candidate's binding check."""
+    binding = next(c for c in data["checks"] if c["limit"] == data["binding"])
+    limit, need, have = binding["limit"], binding["with_margin"], binding["limit_value"]
+    if binding["unit"] == "B":
+        what = "RAM" if limit.endswith("ram") else "flash"
+        return (f"binding limit {limit}: needs {units.format_bytes(round(need - have))} more "
+                f"{what} ({units.format_bytes(round(need))} with the {budget.margin:.0%} "
+                f"margin, limit {units.format_bytes(round(have))}), or a device with ≥ "
+                f"{units.format_bytes(round(need))} of {what}")  # fmt: skip
+    if binding["unit"] == "s":
+        return (f"binding limit {limit}: the decision takes {need * 1e6:.3g} µs with the "
+                f"margin, limit {have * 1e6:.3g} µs: a device ≥ {need / have:.2g}× faster, "
+                "or a smaller network")  # fmt: skip
+    if binding["unit"] == "J":
+        return (f"binding limit {limit}: {need * 1e6:.3g} µJ per decision with the margin, "
+                f"limit {have * 1e6:.3g} µJ: a device ≥ {need / have:.2g}× more "
+                "efficient")  # fmt: skip
+    if binding["unit"] == "return":
+        return (f"binding limit {limit}: the best candidate returns {need:.4g}, target "
+                f"{have:.4g}: train longer (training.env_steps / training.time) or try "
+                "another plan option (--option N)")  # fmt: skip
+    return f"binding limit {limit}: {need:.4g} with the margin, limit {have:.4g}"
+
+
+def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any] | None,
+                         advice: str) -> str:  # fmt: skip
+    lines = ["", "## Candidates tried", "",
+             "| # | candidate | verdict | binding | flash | RAM | latency (target) | return |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for c in candidates:
+        if "error" in c:
+            lines.append(f"| {c['index']} | {c['name']} | error | {c['error']} | | | | |")
+            continue
+        lines.append(
+            f"| {c['index']} | {c['name']} | {c['verdict']} | {c['binding'] or '—'} "
+            f"| {units.format_bytes(c['flash_bytes'])} | {units.format_bytes(c['ram_bytes'])} "
+            f"| {c['latency_s'] * 1e6:.3g} µs | "
+            + ("—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")
+            + " |"
+        )
+    lines += ["", f"**Result:** {'candidate ' + chosen['name'] if chosen else 'nothing fits'}"
+              f" — {advice}.", "",
+              "![return against flash and latency](candidates.png)", ""]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _candidates_chart(budget: Budget, candidates: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    built = [c for c in candidates if "error" not in c and c["return_mean"] is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, limit, label in (
+        (axes[0], "flash_bytes", budget.inference.flash_bytes, "flash (bytes)"),
+        (axes[1], "latency_s", budget.inference.latency_s, "decision latency on the target (s)"),
+    ):
+        for c in built:
+            color = "tab:green" if c["fits"] else "tab:red"
+            ax.scatter(c[key], c["return_mean"], color=color)
+            ax.annotate(c["name"], (c[key], c["return_mean"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        if limit is not None:
+            ax.axvline(limit / (1 + budget.margin), color="black", linestyle="--",
+                       linewidth=1, label="limit ÷ (1 + margin)")  # fmt: skip
+            ax.legend(fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("mean return")
+    fig.suptitle("Candidates tried (green: fits the budget, red: does not)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
