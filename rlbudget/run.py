@@ -176,8 +176,8 @@ def run_job(
     :param out_dir: the run folder; an existing one of the same job is resumed.
     :param option: the plan option to train (1-based; default: the first trainable).
     :param episodes: episodes per return measurement (candidates and the final profile);
-        100 by default, as training's own evaluation: 10 episodes of a stochastic env
-        (FrozenLake's success rate) swing by ±0.15.
+        100 by default, as training's own evaluation (a stochastic env's mean still varies
+        by about ±0.1 between seeds at that count: FrozenLake's success rate).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
     start = time.perf_counter()
