@@ -1,6 +1,6 @@
 """How far can profile's figures be trusted? Estimated vs linked size, and host latency twice.
 
-Run: python benchmarks/profile_fidelity.py [--calls 2000] [--no-train]
+Run: python benchmarks/profile_fidelity.py [--calls 2000] [--no-train] [--png fidelity.png]
 
 1. **Memory**: for each policy (the five ../shared/zoo models and rlbudget-trained PPO,
    Q-learning and Sarsa(λ) ones; raw and compressed), ``profile``'s *estimated* flash and
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 from rlbudget.compress.pipeline import MethodOptions, compress
@@ -75,24 +76,58 @@ def variants(policies: dict[str, tuple[Policy, str]]) -> list[tuple[str, Policy,
     return out
 
 
-def memory_table(rows: list[tuple[str, Policy, str]]) -> str:
-    lines = ["| policy | target | flash est. / linked (B) | ratio | RAM est. / linked (B) "
-             "| ratio |", "|---|---|---|---|---|---|"]  # fmt: skip
-    worst_flash = worst_ram = 0.0
-    worst_ram_bytes = 0
+def memory_pairs(rows: list[tuple[str, Policy, str]]) -> list[tuple[str, str, Any, Any]]:
+    """(policy, target, estimated footprint, linked footprint) for every row and target."""
+    pairs = []
     for name, policy, _env in rows:
         for target, device_id in DEVICES.items():
             device = get_device(device_id)
             measured = footprint(policy, "c", device)
             with mock.patch.object(shutil, "which", lambda _name: None):
                 estimated = footprint(policy, "c", device)
-            flash = estimated.flash_bytes / measured.flash_bytes
-            ram = estimated.ram_bytes / measured.ram_bytes
-            worst_flash, worst_ram = max(worst_flash, abs(flash - 1)), max(worst_ram, abs(ram - 1))
-            worst_ram_bytes = max(worst_ram_bytes, abs(estimated.ram_bytes - measured.ram_bytes))
-            lines.append(f"| {name} | {target} | {estimated.flash_bytes:,} / "
-                         f"{measured.flash_bytes:,} | {flash:.3f} | {estimated.ram_bytes:,} / "
-                         f"{measured.ram_bytes:,} | {ram:.3f} |")  # fmt: skip
+            pairs.append((name, target, estimated, measured))
+    return pairs
+
+
+def plot(pairs: list[tuple[str, str, Any, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, key, label in ((axes[0], "flash_bytes", "flash"), (axes[1], "ram_bytes", "RAM")):
+        linked = [getattr(m, key) for _n, _t, _e, m in pairs]
+        est = [getattr(e, key) for _n, _t, e, _m in pairs]
+        ax.scatter(linked, est, s=12)
+        low, high = min(linked + est), max(linked + est)
+        ax.plot([low, high], [low, high], color="black", linewidth=0.8, label="estimate = linked")
+        ax.plot([low, high], [1.1 * low, 1.1 * high], ":", color="grey", label="±10 %")
+        ax.plot([low, high], [0.9 * low, 0.9 * high], ":", color="grey")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"{label}, linked (bytes)")
+        ax.set_ylabel(f"{label}, estimated (bytes)")
+        ax.legend(fontsize=7)
+    fig.suptitle("profile's estimate vs arm-none-eabi-gcc, Cortex-M0+ and M4F")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def memory_table(pairs: list[tuple[str, str, Any, Any]]) -> str:
+    lines = ["| policy | target | flash est. / linked (B) | ratio | RAM est. / linked (B) "
+             "| ratio |", "|---|---|---|---|---|---|"]  # fmt: skip
+    worst_flash = worst_ram = 0.0
+    worst_ram_bytes = 0
+    for name, target, estimated, measured in pairs:
+        flash = estimated.flash_bytes / measured.flash_bytes
+        ram = estimated.ram_bytes / measured.ram_bytes
+        worst_flash, worst_ram = max(worst_flash, abs(flash - 1)), max(worst_ram, abs(ram - 1))
+        worst_ram_bytes = max(worst_ram_bytes, abs(estimated.ram_bytes - measured.ram_bytes))
+        lines.append(f"| {name} | {target} | {estimated.flash_bytes:,} / "
+                     f"{measured.flash_bytes:,} | {flash:.3f} | {estimated.ram_bytes:,} / "
+                     f"{measured.ram_bytes:,} | {ram:.3f} |")  # fmt: skip
     lines.append(
         f"\nlargest deviation: flash {worst_flash:.1%}; RAM {worst_ram:.1%} "
         f"(at most {worst_ram_bytes} B)"
@@ -122,13 +157,17 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--png", type=Path, default=None, help="estimate vs linked, a scatter")
     args = parser.parse_args()
     if shutil.which("arm-none-eabi-gcc") is None:
         sys.exit("arm-none-eabi-gcc is not installed (Debian: apt-get install gcc-arm-none-eabi)")
     with tempfile.TemporaryDirectory() as tmp:
         rows = variants(inputs(Path(tmp), not args.no_train))
     print("Estimated vs linked memory (C export, -Os):\n")
-    print(memory_table(rows))
+    pairs = memory_pairs(rows)
+    print(memory_table(pairs))
+    if args.png:
+        plot(pairs, args.png)
     print("\nHost latency, two runs in one process:\n")
     latency_rows = [r for r in rows if r[0].endswith(("v1", "v0", "v4", "int8"))]
     print(latency_table(latency_rows, args.calls))

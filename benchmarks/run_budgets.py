@@ -61,14 +61,37 @@ def main() -> None:
     )
     parser.add_argument("--budgets", nargs="*", type=Path,
                         default=sorted((ROOT / "budgets").glob("*.yaml")))  # fmt: skip
+    parser.add_argument("--png", type=Path, default=None, help="wall time per budget")
     args = parser.parse_args()
     print("| budget | exit | plan option → result | flash | RAM | latency (target) "
           "| return / target | wall time |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         for budget in args.budgets:
             code, data, wall, err = run(budget, Path(tmp) / budget.stem)
             print(row(budget, code, data, wall, err), flush=True)
+            results.append((budget.stem, code, wall))
+    if args.png:
+        plot(results, args.png)
+
+
+def plot(results: list[tuple[str, int, float]], path: Path) -> None:
+    """Wall time per budget, green when a policy fits (exit 0), red when not."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(results) + 1.2))
+    names = [r[0] for r in results][::-1]
+    colors = {0: "tab:green", 1: "tab:red"}
+    ax.barh(names, [r[2] for r in results][::-1],
+            color=[colors.get(r[1], "tab:grey") for r in results][::-1])  # fmt: skip
+    ax.set_xlabel("wall time of rlbudget run (s); green: fits, red: binding limit named")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
