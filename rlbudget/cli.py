@@ -996,7 +996,7 @@ def run_command(
     Trains the plan's best option within the budget's training limits, then tries
     compressions in order of expected cost (none, int8, structured pruning, distillation
     to narrower students) until one passes every limit with the margin and keeps the
-    return target; exports it (C for a microcontroller, else ONNX or numpy) and writes
+    return target; exports it (C for a microcontroller, else numpy) and writes
     report.md, report.json and charts to the run folder. Exit 0 when a policy fits, 1
     when none does (the binding limit and what would fit are named), 2 for bad input.
     Run it again with the same arguments to resume a killed run from its last stage.

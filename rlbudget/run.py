@@ -21,8 +21,7 @@ from its last completed stage (and a killed training from its checkpoint):
    Each candidate is written to ``OUT/candidates/N-NAME/`` with its profile; a candidate
    that fails to build (a method error) is recorded with its error and skipped.
 4. **export** — the chosen candidate as C (``OUT/export``) for a microcontroller
-   (``mcu``/``mcu-accel``), else as ONNX when the onnx extra is installed, else the numpy
-   policy folder.
+   (``mcu``/``mcu-accel``), else the numpy policy folder: the format the search profiled.
 5. **profile** — ``OUT/report.md`` (verdict, every check, candidates), ``OUT/report.json``
    (schema ``rlbudget.run/1``), ``OUT/profile.png`` (usage against each limit),
    ``OUT/candidates.png`` (return against flash and against latency for every candidate,
@@ -352,19 +351,14 @@ def _export_stage(budget: Budget, compress: dict[str, Any], out: Path) -> Any:
     target = out / "export"
     if target.exists():
         shutil.rmtree(target)  # a half-finished export of a killed run
-    fmt = compress["format"]
-    if fmt == "c":
+    if compress["format"] == "c":
         from rlbudget.export.c import export_c
 
-        result = export_c(policy, target)
-        return {"format": "c", **result.to_dict()}
-    try:
-        from rlbudget.export.onnx import export_onnx
-
-        return {"format": "onnx", **export_onnx(policy, target).to_dict()}
-    except RlbudgetError:  # the onnx extra is not installed: ship the numpy policy folder
-        shutil.copytree(chosen["policy"], target)
-        return {"format": "numpy", "files": [str(p) for p in sorted(target.iterdir())]}
+        return {"format": "c", **export_c(policy, target).to_dict()}
+    # elsewhere the numpy policy is what was profiled (its runtime is smaller than
+    # onnxruntime's); `rlbudget export --format onnx` writes the ONNX graph of it
+    shutil.copytree(chosen["policy"], target)
+    return {"format": "numpy", "files": [str(p) for p in sorted(target.iterdir())]}
 
 
 def _report_stage(budget: Budget, state: RunState, out: Path, episodes: int, seed: int) -> Any:
