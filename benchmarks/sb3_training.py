@@ -1,7 +1,7 @@
 """Time to CartPole-v1 500: rlbudget's PPO defaults (RL Zoo hyperparameters) vs plain
 ``PPO("MlpPolicy", env)``, in one run.
 
-Run: python benchmarks/sb3_training.py [--cap-s 240] [--seed 0]
+Run: python benchmarks/sb3_training.py [--cap-s 240] [--seed 0] [--png sb3.png]
 
 Both sides use the same stop rule as ``rlbudget train``: the greedy numpy policy
 (``from_model``) over 100 episodes on a separate env, evaluated every 5,000 env steps,
@@ -71,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cap-s", type=float, default=240.0, help="time cap per side, seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--png", type=Path, default=None, help="bar chart of the wall times")
     args = parser.parse_args()
     rows = [
         ("rlbudget PPO defaults (RL Zoo: 8 envs, n_steps 32, lin_1e-3)",
@@ -83,6 +84,19 @@ def main() -> None:
     print("|---|---:|---:|---|")
     for name, (steps, wall, reached) in rows:
         print(f"| {name} | {steps:,} | {wall:.1f} | {'yes' if reached else 'no'} |")
+    if args.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 2.2))
+        ax.barh([name.split(" (")[0] for name, _ in rows][::-1],
+                [r[1] for _, r in rows][::-1], color="tab:blue")  # fmt: skip
+        ax.set_xlabel(f"wall time to CartPole-v1 {TARGET:g} (s)")
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=110)
+        plt.close(fig)
 
 
 if __name__ == "__main__":
