@@ -1007,7 +1007,7 @@ def run_command(
 
       rlbudget run budgets/rp2040-frozenlake.yaml -o runs/pico
 
-      rlbudget run budgets/esp32-cartpole.yaml --option 4 --json
+      rlbudget run budgets/esp32-cartpole.yaml --option 5 --json
     """
     from rlbudget.budget import load_budget
     from rlbudget.run import run_job
