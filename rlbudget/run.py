@@ -19,7 +19,9 @@ from its last completed stage (and a killed training from its checkpoint):
    - a linear (tile-coded) policy: as trained, ``int16``, ``int8``.
 
    Each candidate is written to ``OUT/candidates/N-NAME/`` with its profile; a candidate
-   that fails to build (a method error) is recorded with its error and skipped.
+   that fails to build (a method error) is recorded with its error and skipped. When the
+   policy as trained already misses the return target, the search stops there:
+   compression does not raise a return.
 4. **export** — the chosen candidate as C (``OUT/export``) for a microcontroller
    (``mcu``/``mcu-accel``), else the numpy policy folder: the format the search profiled.
 5. **profile** — ``OUT/report.md`` (verdict, every check, candidates), ``OUT/report.json``
@@ -336,9 +338,18 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
         state.save(out)  # a kill from here on resumes after this candidate
         if record["fits"]:
             chosen = record
+        elif spec.methods is None and _misses_return(folder):
+            # compression never raises the return: more of it cannot fix this policy
+            say("the trained policy misses the return target; no compression can fix that")
+            break
     candidates = partial["candidates"]
     state.stages.pop("compress-partial", None)
     return {"format": fmt, "candidates": candidates, "chosen": chosen}
+
+
+def _misses_return(folder: Path) -> bool:
+    data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+    return any(c["limit"] == "task.min_return" and c["status"] == "FAIL" for c in data["checks"])
 
 
 def _export_stage(budget: Budget, compress: dict[str, Any], out: Path) -> Any:

@@ -160,3 +160,15 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> 
     summary = json.loads((out / "train" / "summary.json").read_text())
     # steps count across the kill: at least the first checkpoint's 10 % were kept
     assert summary["steps"] >= 40_000 and summary["stopped_by"] == "target"
+
+
+def test_a_missed_return_stops_the_search_at_the_trained_policy(tmp_path: Path) -> None:
+    path = tmp_path / "hard.yaml"  # FrozenLake's best success rate is ≈ 0.8: 0.99 is out of reach
+    path.write_text(LAKE.format(flash="16KiB").replace("min_return: 0.5", "min_return: 0.99"))
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["run", str(path), "-o", str(out), "--json"])
+    assert r.exit_code == 1, r.output
+    data = json.loads(r.stdout)
+    assert [c["name"] for c in data["candidates"]] == ["as trained"]
+    assert data["candidates"][0]["binding"] == "task.min_return"
+    assert data["advice"].startswith("binding limit task.min_return: the best candidate returns ")
