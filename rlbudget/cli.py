@@ -985,8 +985,14 @@ def run_command(
         int | None, typer.Option("--option", min=1, help="Plan option to train (default: first).")
     ] = None,
     episodes: Annotated[
-        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
-    ] = 100,
+        int | None,
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            help="Episodes per return measurement [default: ≈ 50k env steps' worth, 100 to 1,000].",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     json_out: JsonOpt = False,
