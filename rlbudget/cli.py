@@ -1053,6 +1053,75 @@ def _render_run(report: Any) -> None:
     out.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")
 
 
+@app.command()
+@_handles_errors
+def sweep(
+    sweep_file: Annotated[
+        Path, typer.Argument(help="A sweep file (see README 'Sweeps').", show_default=False)
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Sweep folder (default sweeps/NAME).", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            min=1,
+            help="Local processes [default: cores ÷ the largest training.cores].",
+        ),
+    ] = None,
+    ray: Annotated[
+        bool,
+        typer.Option("--ray", help="Run the trials as Ray tasks (pip install 'rlbudget[ray]')."),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster (implies --ray); default: start a local Ray.",
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run many budgets × devices × envs × seeds (× settings) and compare them.
+
+    Every combination is a trial: rlbudget run (or only plan, or plan and train) in its
+    own folder. Trials run in a local process pool, or on Ray with --ray. A failed trial
+    is recorded with its error and never stops the sweep; running the same sweep again
+    skips finished trials. The table (one row per budget × env, across seeds: how many
+    fit, return mean ± 95 % CI, sizes, latency, training time) is printed and written
+    as results.md, results.csv, results.json and results.png. Exit 0 when every trial
+    ran, 1 when some trial failed, 2 for bad input.
+
+    Examples:
+
+      rlbudget sweep sweeps/boards.yaml
+
+      rlbudget sweep sweeps/boards.yaml --workers 2 -o out/boards
+
+      rlbudget sweep sweeps/seeds.yaml --ray
+    """
+    from rlbudget.sweep import load_sweep, markdown, run_sweep
+
+    spec = load_sweep(sweep_file)
+    out_dir = output or Path("sweeps") / spec.name
+    say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
+    report = run_sweep(spec, out_dir, workers=workers, ray=ray or ray_address is not None,
+                       ray_address=ray_address, progress=say)  # fmt: skip
+    if json_out:
+        _print_json(report.to_dict())
+    else:
+        out.print(markdown(report), markup=False)
+        out.print(f"results: {out_dir / 'results.md'} (.csv, .json, .png)")
+    if any(r["status"] == "error" for r in report.results):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -106,9 +106,11 @@ class RunState:
         atomic_write_text(out / STATE, json.dumps(asdict(self), indent=2) + "\n")
 
 
-def job_key(budget: Budget, env_id: str | None, option: int | None, seed: int) -> str:
+def job_key(budget: Budget, env_id: str | None, option: int | None, seed: int,
+            overrides: dict[str, Any] | None = None) -> str:  # fmt: skip
     data = json.dumps({"budget": budget.to_dict(), "env": env_id, "option": option,
-                       "seed": seed}, sort_keys=True, default=str)  # fmt: skip
+                       "seed": seed, "overrides": overrides or {}}, sort_keys=True,
+                      default=str)  # fmt: skip
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -186,6 +188,8 @@ def run_job(
     seed: int = 0,
     episodes: int | None = None,
     progress: Progress | None = None,
+    overrides: dict[str, Any] | None = None,
+    train_only: bool = False,
 ) -> RunReport:
     """Plan, train, search compressions, export and profile (the module docstring).
 
@@ -193,12 +197,15 @@ def run_job(
     :param option: the plan option to train (1-based; default: the first trainable).
     :param episodes: episodes per return measurement (candidates and the final profile);
         default :func:`default_episodes` of the env.
+    :param overrides: hyperparameters that replace the plan option's (``rlbudget sweep``).
+    :param train_only: stop after training (the report then has no candidates).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
     start = time.perf_counter()
     out = Path(out_dir)
     say = progress or (lambda _msg: None)
-    state = _open_state(out, job_key(budget, env_id, option, seed), budget, env_id)
+    key = job_key(budget, env_id, option, seed, overrides or {})
+    state = _open_state(out, key, budget, env_id)
     resumed = tuple(s for s in STAGES if s in state.stages)
     if resumed:
         say(f"resuming {out}: done before: {', '.join(resumed)}")
@@ -212,9 +219,14 @@ def run_job(
         episodes = default_episodes(plan.get("max_episode_steps"))
 
     if "train" not in state.stages:
-        state.stages["train"] = _train_stage(budget, plan, seed, out, say)
+        params = {**plan["params"], **(overrides or {})}
+        state.stages["train"] = _train_stage(budget, {**plan, "params": params}, seed, out, say)
         state.save(out)
     train = state.stages["train"]
+    if train_only:
+        return RunReport(out, False, resumed, plan, train, (), None, None, {},
+                         "trained only (no compression, export or profile)",
+                         time.perf_counter() - start)  # fmt: skip
 
     if "compress" not in state.stages:
         state.stages["compress"] = _compress_stage(budget, plan, out, state, episodes, seed, say)
