@@ -1109,7 +1109,7 @@ def sweep(
     from rlbudget.sweep import load_sweep, markdown, run_sweep
 
     spec = load_sweep(sweep_file)
-    out_dir = output or Path("sweeps") / spec.name
+    out_dir = output or Path("runs") / f"sweep-{spec.name}"
     say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
     report = run_sweep(spec, out_dir, workers=workers, ray=ray or ray_address is not None,
                        ray_address=ray_address, progress=say)  # fmt: skip
