@@ -117,6 +117,21 @@ def _hint(what: str, kind: str) -> str:
     return _HINTS.get((what, kind), _ACTION_HINT if what == "action" else _OTHER_HINT)
 
 
+def space_mismatch(env: Any, env_id: str, observation: SpaceSpec, action: SpaceSpec,
+                   whose: str) -> str | None:  # fmt: skip
+    """How ``env``'s spaces differ from ``observation`` / ``action`` (``whose``: "the
+    policy's", "the teacher's" …), as the start of an error line; None when they match.
+    """
+    for what, want in (("observation", observation), ("action", action)):
+        space = env.observation_space if what == "observation" else env.action_space
+        got = space_spec(space, what=what, env_id=env_id)
+        if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
+            return (f"environment '{env_id}' has a {got.kind} {what} space "
+                    f"{list(got.shape) or got.n}, but {whose} is {want.kind} "
+                    f"{list(want.shape) or want.n}")  # fmt: skip
+    return None
+
+
 def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> SpaceSpec:
     """Read a gymnasium ``Discrete`` (starting at 0) or ``Box`` space.
 

@@ -78,8 +78,8 @@ def test_evaluate_space_mismatch() -> None:
     with pytest.raises(EnvError) as e:
         evaluate(tiny_policy(), "CartPole-v1", episodes=1)
     assert str(e.value) == (
-        "environment 'CartPole-v1' has a box observation space of shape [4], but the policy "
-        "expects box [2]; evaluate it on the env it was trained for"
+        "environment 'CartPole-v1' has a box observation space [4], but the policy's is box "
+        "[2]; evaluate it on the env it was trained for"
     )
 
 

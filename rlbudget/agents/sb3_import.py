@@ -883,7 +883,7 @@ class ImportResult:
 def _check_env(policy: Policy, env_id: str, *, required: bool, notes: list[str]) -> None:
     """The env's spaces must be the policy's; an env that cannot be made is an error only
     when the user named it."""
-    from rlbudget.envs import make_env, space_spec
+    from rlbudget.envs import make_env, space_mismatch
 
     try:
         env = make_env(env_id)
@@ -893,16 +893,10 @@ def _check_env(policy: Policy, env_id: str, *, required: bool, notes: list[str])
         notes.append(f"env '{env_id}' (from the file names) could not be made: {exc}")
         return
     try:
-        for what, want in (("observation", policy.observation_space),
-                           ("action", policy.action_space)):  # fmt: skip
-            space = env.observation_space if what == "observation" else env.action_space
-            got = space_spec(space, what=what, env_id=env_id)
-            if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
-                raise PolicyError(
-                    f"environment '{env_id}' has a {got.kind} {what} space "
-                    f"{list(got.shape) or got.n}, but the model's is {want.kind} "
-                    f"{list(want.shape) or want.n}; pass the env the model was trained on"
-                )
+        problem = space_mismatch(env, env_id, policy.observation_space, policy.action_space,
+                                 "the model's")  # fmt: skip
+        if problem:
+            raise PolicyError(f"{problem}; pass the env the model was trained on")
     finally:
         env.close()
 

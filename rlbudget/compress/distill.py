@@ -41,7 +41,7 @@ import numpy as np
 
 from rlbudget.budget import Budget
 from rlbudget.compress import with_transform
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import PolicyError
 from rlbudget.plan import _limit_check, _mlp_body
 from rlbudget.policy.model import (
@@ -173,16 +173,10 @@ def _collect(
 
 
 def _check_spaces(env: Any, env_id: str, teacher: Policy) -> None:
-    for what, want in (("observation", teacher.observation_space),
-                       ("action", teacher.action_space)):  # fmt: skip
-        space = env.observation_space if what == "observation" else env.action_space
-        got = space_spec(space, what=what, env_id=env_id)
-        if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
-            raise PolicyError(
-                f"environment '{env_id}' has a {got.kind} {what} space "
-                f"{list(got.shape) or got.n}, but the teacher's is {want.kind} "
-                f"{list(want.shape) or want.n}; distill on the env the teacher was trained on"
-            )
+    problem = space_mismatch(env, env_id, teacher.observation_space, teacher.action_space,
+                             "the teacher's")  # fmt: skip
+    if problem:
+        raise PolicyError(f"{problem}; distill on the env the teacher was trained on")
 
 
 def _dagger(

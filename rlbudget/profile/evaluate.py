@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import EnvError
 from rlbudget.policy.model import Policy
 
@@ -43,20 +43,11 @@ def matching_env(policy: Policy, env_id: str, gym_packages: Sequence[str] = ()) 
     :raises EnvError: the env's observation or action space differs from the policy's.
     """
     env = make_env(env_id, gym_packages=gym_packages)
-    spaces = (
-        ("observation", space_spec(env.observation_space, env_id=env_id),
-         policy.observation_space),
-        ("action", space_spec(env.action_space, what="action", env_id=env_id),
-         policy.action_space),
-    )  # fmt: skip
-    for what, got, want in spaces:
-        if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
-            env.close()
-            raise EnvError(
-                f"environment '{env_id}' has a {got.kind} {what} space of shape "
-                f"{list(got.shape) or got.n}, but the policy expects {want.kind} "
-                f"{list(want.shape) or want.n}; evaluate it on the env it was trained for"
-            )
+    problem = space_mismatch(env, env_id, policy.observation_space, policy.action_space,
+                             "the policy's")  # fmt: skip
+    if problem:
+        env.close()
+        raise EnvError(f"{problem}; evaluate it on the env it was trained for")
     return env
 
 
