@@ -326,8 +326,13 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
     partial = state.stages.setdefault("compress-partial", {"candidates": []})
     done = {c["index"]: c for c in partial["candidates"]}
     chosen = next((c for c in done.values() if c.get("fits")), None)
-    for i, spec in enumerate(candidate_specs(trained)):
+    specs = candidate_specs(trained)
+    first = _candidate_dir(out, 0, specs[0])
+    for i, spec in enumerate(specs):
         if chosen is not None:
+            break
+        if i > 0 and _hopeless(done.get(0), first):
+            say("the trained policy misses the return target; no compression can fix that")
             break
         if i in done:
             continue
@@ -363,19 +368,20 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
                 + f"; flash {units.format_bytes(prof.footprint.flash_bytes)}, return "
                 f"{record['return_mean']}")  # fmt: skip
         partial["candidates"].append(record)
+        done[i] = record
         state.save(out)  # a kill from here on resumes after this candidate
         if record["fits"]:
             chosen = record
-        elif spec.methods is None and _misses_return(folder):
-            # compression never raises the return: more of it cannot fix this policy
-            say("the trained policy misses the return target; no compression can fix that")
-            break
     candidates = partial["candidates"]
     state.stages.pop("compress-partial", None)
     return {"format": fmt, "candidates": candidates, "chosen": chosen}
 
 
-def _misses_return(folder: Path) -> bool:
+def _hopeless(first: dict[str, Any] | None, folder: Path) -> bool:
+    """Whether the policy as trained (the first candidate, profiled in ``folder``) misses
+    the return target: compression never raises a return, so the search ends there."""
+    if first is None or "error" in first or first.get("fits"):
+        return False
     data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
     return any(c["limit"] == "task.min_return" and c["status"] == "FAIL" for c in data["checks"])
 
