@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -499,9 +500,9 @@ def export_onnx(policy: Policy, out_dir: str | os.PathLike[str]) -> OnnxExportRe
     return OnnxExportResult((folder / FILENAME,), len(data), OPSET, len(model.graph.node))
 
 
-def run_onnx(path: str | os.PathLike[str], obs: Any) -> Array:
-    """Actions for a batch of observations from ``policy.onnx``, run by onnxruntime (CPU,
-    one thread): what :meth:`Policy.act` returns for the same batch.
+def onnx_runner(path: str | os.PathLike[str]) -> Callable[[Any], Array]:
+    """One onnxruntime session of ``policy.onnx`` (CPU, one thread), as a function from a
+    batch of observations to the actions :meth:`Policy.act` returns for it.
 
     :raises PolicyError: onnxruntime is missing (the onnx extra).
     """
@@ -514,6 +515,19 @@ def run_onnx(path: str | os.PathLike[str], obs: Any) -> Array:
     session = onnxruntime.InferenceSession(str(path), options,
                                            providers=["CPUExecutionProvider"])  # fmt: skip
     feed = session.get_inputs()[0]
-    x = np.asarray(obs, dtype=np.int64 if feed.type == "tensor(int64)" else np.float32)
-    out: Array = session.run(["action"], {feed.name: x})[0]
+    dtype = np.int64 if feed.type == "tensor(int64)" else np.float32
+
+    def run(obs: Any) -> Array:
+        out: Array = session.run(["action"], {feed.name: np.asarray(obs, dtype=dtype)})[0]
+        return out
+
+    return run
+
+
+def run_onnx(path: str | os.PathLike[str], obs: Any) -> Array:
+    """Actions for a batch of observations from ``policy.onnx`` (:func:`onnx_runner`).
+
+    :raises PolicyError: onnxruntime is missing (the onnx extra).
+    """
+    out: Array = onnx_runner(path)(obs)
     return out

@@ -16,8 +16,9 @@
   of a fresh process that loads the policy and takes one decision, **measured on this
   host** (the target runs the same Python stack; its allocator may differ).
 
-Working RAM of the body alone (:attr:`Footprint.buffer_bytes`) is the largest pair of
-live activation buffers plus the input and output, as TFLite Micro's arena is sized.
+Working RAM of the body alone (:attr:`Footprint.buffer_bytes`) is
+:attr:`Policy.buffer_bytes <rlbudget.policy.model.Policy.buffer_bytes>`: the largest pair
+of live activation buffers, as TFLite Micro's arena is sized.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from importlib import resources
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -92,20 +92,6 @@ def body_variant(policy: Policy) -> str:
     return "table"
 
 
-def buffer_bytes(policy: Policy) -> int:
-    """Largest pair of live activation buffers of the body, plus the input and the output
-    (float32 observation in, float32 actions out; int8 activations for ``mlp_int8``)."""
-    io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
-    body = policy.body
-    if isinstance(body, MLP | QuantizedMLP):
-        widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
-        per = 1 if isinstance(body, QuantizedMLP) else 4
-        return io + per * max(a + b for a, b in pairwise(widths))
-    if isinstance(body, Linear):
-        return io + 4 * int(body.W.shape[1])
-    return io
-
-
 TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F"}
 
 
@@ -140,7 +126,7 @@ def _c_footprint(policy: Policy, device: Device) -> Footprint:
         # a build for the device's own core is a measurement; for another core, a proxy
         source = "measured" if own_core(device, target) else "estimated"
         return Footprint(
-            "c", target, weights, sum(weights.values()), buffer_bytes(policy),
+            "c", target, weights, sum(weights.values()), policy.buffer_bytes,
             flash - exported.flash_bytes, flash, ram,
             source, f"arm-none-eabi-gcc -Os, linked for {target} (.text + .data)"
             + _proxy(device, target),
@@ -153,7 +139,7 @@ def _c_footprint(policy: Policy, device: Device) -> Footprint:
     libm = int(sizes["libm"][target]) if exported.needs_libm else 0
     stack = int(sizes["stack"][variant][target])
     return Footprint(
-        "c", target, weights, sum(weights.values()), buffer_bytes(policy),
+        "c", target, weights, sum(weights.values()), policy.buffer_bytes,
         code + libm, exported.flash_bytes + code + libm, exported.ram_bytes + io + stack,
         "estimated", f"const arrays {exported.flash_bytes} B (exact) + code {code} B for "
         f"'{variant}' on {target}" + (f" + libm {libm} B" if libm else "")
@@ -171,11 +157,8 @@ import numpy as np
 p = load_policy(sys.argv[1])
 obs = np.zeros(p.observation_space.shape or (), dtype=np.float32)
 if sys.argv[2] == "onnx":
-    import onnxruntime as ort
-    o = ort.SessionOptions(); o.intra_op_num_threads = 1; o.inter_op_num_threads = 1
-    s = ort.InferenceSession(sys.argv[3], o, providers=["CPUExecutionProvider"])
-    dtype = np.int64 if p.observation_space.kind == "discrete" else np.float32
-    s.run(None, {"obs": np.zeros((1, *(p.observation_space.shape or ())), dtype=dtype)})
+    from rlbudget.export.onnx import run_onnx
+    run_onnx(sys.argv[3], obs[None])
 else:
     p.act(obs)
 print(json.dumps({"rss": psutil.Process().memory_info().rss}))
@@ -217,7 +200,7 @@ def _process_footprint(policy: Policy, fmt: str) -> Footprint:
     runtime = _package_bytes(runtime_pkg)
     what = "policy.onnx" if fmt == "onnx" else "policy.json + policy.safetensors"
     return Footprint(
-        fmt, "host", weights, sum(weights.values()), buffer_bytes(policy), runtime,
+        fmt, "host", weights, sum(weights.values()), policy.buffer_bytes, runtime,
         stored + runtime, rss,
         "estimated", f"{what} {stored} B (on disk) + the {runtime_pkg} package installed here "
         f"{runtime} B (Python itself not counted)",

@@ -55,23 +55,13 @@ def deployed_actor(policy: Policy, fmt: str) -> Iterator[Actor]:
 
 
 def _onnx_actor(policy: Policy, folder: Path) -> Actor:
-    from rlbudget.export.onnx import MISSING_EXTRA, export_onnx
+    from rlbudget.export.onnx import export_onnx, onnx_runner
 
-    try:
-        import onnxruntime  # type: ignore[import-untyped]
-    except ImportError:
-        raise PolicyError(MISSING_EXTRA) from None
-    path = export_onnx(policy, folder / "onnx").files[0]
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    session = onnxruntime.InferenceSession(str(path), options,
-                                           providers=["CPUExecutionProvider"])  # fmt: skip
-    feed = session.get_inputs()[0]
-    dtype = np.int64 if feed.type == "tensor(int64)" else np.float32
+    run = onnx_runner(export_onnx(policy, folder / "onnx").files[0])
     discrete = policy.action_space.kind == "discrete"
 
     def act(obs: Any) -> Any:
-        out = session.run(["action"], {feed.name: np.asarray(obs, dtype=dtype)[None]})[0][0]
+        out = run(np.asarray(obs)[None])[0]
         return int(out) if discrete else out
 
     return act
