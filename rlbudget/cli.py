@@ -96,6 +96,10 @@ BudgetArg = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+GymPackageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+]
 
 
 def _print_json(data: Any) -> None:
@@ -130,10 +134,7 @@ def plan(
         str | None,
         typer.Option("--env", help="Gymnasium id (or module:EnvId); overrides task.env."),
     ] = None,
-    gym_package: Annotated[
-        list[str] | None,
-        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
-    ] = None,
+    gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the plan as YAML (for train).")
@@ -365,10 +366,7 @@ def evaluate(
     ] = None,
     episodes: Annotated[int, typer.Option("--episodes", "-n", min=1, help="Episodes.")] = 10,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first reset.")] = 0,
-    gym_package: Annotated[
-        list[str] | None,
-        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
-    ] = None,
+    gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns.
@@ -611,10 +609,7 @@ def compress(
             help="Fine-tune after prune/prune-neurons from the unpruned parent (distillation).",
         ),
     ] = False,
-    gym_package: Annotated[
-        list[str] | None,
-        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
-    ] = None,
+    gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Compress a policy and judge every step by the return it keeps.
@@ -843,10 +838,7 @@ def profile(
         Path | None,
         typer.Option("--report", help="Write a Markdown report here (and a PNG chart beside it)."),
     ] = None,
-    gym_package: Annotated[
-        list[str] | None,
-        typer.Option("--gym-package", help="Module to import first, registering custom envs."),
-    ] = None,
+    gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check a deployable policy against a budget, with its safety margin: PASS or FAIL.

@@ -16,6 +16,7 @@ program without it (measured with the Debian toolchain, GCC 12.2).
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import tempfile
@@ -136,17 +137,27 @@ def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
     folder = Path(export_dir)
     if not (folder / "policy.c").is_file():
         raise RlbudgetError(f"{folder / 'policy.c'}: no such file; export the policy first")
-    images = []
-    with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
-        for name, main, sources in (("policy", FIRMWARE_MAIN, [str(folder / "policy.c")]),
-                                    ("empty", EMPTY_MAIN, [])):  # fmt: skip
-            main_c, elf = Path(tmp) / f"{name}_main.c", Path(tmp) / f"{name}.elf"
-            main_c.write_text(main)
-            _run([gcc, *TARGETS[target], *LINK_FLAGS, f"-I{folder}", str(main_c), *sources,
-                  "-lm", "-o", str(elf)], f"{folder}: linking for {target} failed")  # fmt: skip
-            images.append(_sections(size, elf))
-    full, empty = images
+    full = _link(gcc, size, target, FIRMWARE_MAIN, (str(folder / "policy.c"),), str(folder))
+    empty = _empty_image(gcc, size, target)
     return SectionSizes(full.text - empty.text, full.data - empty.data, full.bss - empty.bss)
+
+
+@functools.cache
+def _empty_image(gcc: str, size: str, target: str) -> SectionSizes:
+    """The image of an empty ``main``: the same for every policy, linked once per target."""
+    return _link(gcc, size, target, EMPTY_MAIN, (), "")
+
+
+def _link(gcc: str, size: str, target: str, main: str, sources: tuple[str, ...],
+          include: str) -> SectionSizes:  # fmt: skip
+    """Sections of ``main`` (C text) linked with ``sources`` for ``target``."""
+    with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
+        main_c, elf = Path(tmp) / "main.c", Path(tmp) / "image.elf"
+        main_c.write_text(main)
+        flags = [f"-I{include}"] if include else []
+        _run([gcc, *TARGETS[target], *LINK_FLAGS, *flags, str(main_c), *sources, "-lm", "-o",
+              str(elf)], f"{include or 'an empty main'}: linking for {target} failed")  # fmt: skip
+        return _sections(size, elf)
 
 
 def stack_usage(export_dir: str | Path, target: str) -> int | None:
