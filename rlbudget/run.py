@@ -18,7 +18,8 @@ from its last completed stage (and a killed training from its checkpoint):
    - a table: as trained, ``pack``, ``pack,drop-unvisited``;
    - a linear (tile-coded) policy: as trained, ``int16``, ``int8``.
 
-   Each candidate is written to ``OUT/candidates/N-NAME/`` with its profile; a candidate
+   Each candidate is written to ``OUT/candidates/N-NAME/`` with its profile (``.json``,
+   ``.md``, ``.png``), which the report reuses; a candidate
    that fails to build (a method error) is recorded with its error and skipped. When the
    policy as trained already misses the return target, the search stops there:
    compression does not raise a return.
@@ -240,7 +241,7 @@ def run_job(
     export = state.stages["export"]
 
     if "profile" not in state.stages:
-        state.stages["profile"] = _report_stage(budget, state, out, episodes, seed)
+        state.stages["profile"] = _report_stage(budget, state, out)
         state.save(out)
     final = state.stages["profile"]
     return RunReport(out, chosen is not None, resumed, plan, train,
@@ -319,6 +320,7 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
                     episodes: int, seed: int, say: Progress) -> Any:  # fmt: skip
     from rlbudget.compress.pipeline import compress
     from rlbudget.policy import load_policy, save_policy
+    from rlbudget.profile.report import markdown, usage_chart
     from rlbudget.profile.verdict import default_format, profile
 
     trained = load_policy(out / "train" / "policy")
@@ -355,6 +357,9 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
         else:
             data = prof.to_dict()
             atomic_write_text(folder / "profile.json", json.dumps(data, indent=2) + "\n")
+            # the report of this candidate now, so the final stage need not profile again
+            atomic_write_text(folder / "profile.md", markdown(prof, "profile.png"))
+            usage_chart(prof, folder / "profile.png")
             checks = {c["limit"]: c for c in data["checks"]}
             record.update(
                 fits=prof.verdict == "PASS", binding=data["binding"],
@@ -406,27 +411,20 @@ def _export_stage(budget: Budget, compress: dict[str, Any], out: Path) -> Any:
     return {"format": "numpy", "files": [str(p) for p in sorted(target.iterdir())]}
 
 
-def _report_stage(budget: Budget, state: RunState, out: Path, episodes: int, seed: int) -> Any:
-    from rlbudget.policy import load_policy
-    from rlbudget.profile.report import markdown, usage_chart
-    from rlbudget.profile.verdict import profile
-
+def _report_stage(budget: Budget, state: RunState, out: Path) -> Any:
     compress = state.stages["compress"]
     chosen = compress["chosen"]
     closest = chosen or _closest(compress["candidates"])
     if closest is None:
         raise RlbudgetError("no candidate could be built; see the errors in "
                             f"{out / STATE}")  # fmt: skip
-    # The final (or closest) candidate profiled once more, for its report and chart: the
-    # same seeded episodes and deterministic sizes; only host timings are new.
-    prof = profile(load_policy(closest["policy"]), budget, fmt=compress["format"],
-                   env_id=state.stages["plan"]["env"], episodes=episodes, seed=seed,
-                   policy_name=closest["policy"])  # fmt: skip
-    data = prof.to_dict()
+    # the final (or closest) candidate's profile, report and chart, written by the search
+    folder = Path(closest["policy"]).parent
+    data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
     advice = "fits: every limit holds with the margin" if chosen else _advice(budget, data)
-    usage_chart(prof, out / "profile.png")
+    shutil.copyfile(folder / "profile.png", out / "profile.png")
     _candidates_chart(budget, compress["candidates"], out / "candidates.png")
-    text = markdown(prof, "profile.png").replace(
+    text = (folder / "profile.md").read_text(encoding="utf-8").replace(
         "# Profile:", "# rlbudget run: profile of", 1)  # fmt: skip
     text += _candidates_markdown(compress["candidates"], chosen, advice)
     atomic_write_text(out / "report.md", text)
