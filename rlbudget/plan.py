@@ -396,6 +396,13 @@ def _linear_policy_body(obs: SpaceSpec, act: SpaceSpec, dtype_bytes: int) -> _Bo
     )  # fmt: skip
 
 
+def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
+    """Cycles of a decision outside the MACs: each tanh/sigmoid (:data:`TANH_CYCLES`) and
+    ≈ 20 per input value (normalization, quantization)."""
+    key = "int8" if dtype == "int8" else ("fp32" if fpu else "fp32-soft")
+    return nonlinear * TANH_CYCLES[key] + 20.0 * inputs
+
+
 def _mlp_body(
     obs: SpaceSpec, act: SpaceSpec, hidden: Sequence[int], activation: str, dtype: str, fpu: bool
 ) -> _Body:
@@ -414,8 +421,7 @@ def _mlp_body(
     live_pair = max(a + b for a, b in pairwise(widths))
     activation_bytes = live_pair * act_bytes + 4 * max(widths[1:])  # + int32 accumulators
     n_tanh = sum(hidden) if activation == "tanh" else 0
-    key = "int8" if dtype == "int8" else ("fp32" if fpu else "fp32-soft")
-    extra = n_tanh * TANH_CYCLES[key] + 20.0 * inputs  # + input normalization/quantization
+    extra = extra_cycles(n_tanh, inputs, dtype, fpu)
     network = {
         "body": "mlp",
         "shape": widths,

@@ -27,7 +27,7 @@ import numpy as np
 
 from rlbudget.devices import Device, Range, estimate_latency
 from rlbudget.errors import PolicyError
-from rlbudget.plan import TANH_CYCLES
+from rlbudget.plan import extra_cycles
 from rlbudget.policy.model import MLP, Array, Linear, Policy, QuantizedMLP
 
 Actor = Callable[[Any], Any]
@@ -131,8 +131,7 @@ def estimate_target(policy: Policy, device: Device) -> tuple[Range, str]:
                         if la.activation in ("tanh", "sigmoid"))  # fmt: skip
     if policy.head.kind == "tanh_rescale":
         nonlinear += policy.action_space.dim
-    key = "int8" if dtype == "int8" else ("fp32" if device.fpu else "fp32-soft")
-    extra = nonlinear * TANH_CYCLES[key] + 20.0 * policy.observation_space.dim
+    extra = extra_cycles(nonlinear, policy.observation_space.dim, dtype, device.fpu)
     latency = estimate_latency(device, macs=policy.macs, layers=layers, dtype=dtype,
                                extra_cycles=extra)  # fmt: skip
     how = (f"device model: {policy.macs:,} MACs in {dtype} at "
