@@ -365,18 +365,20 @@ def load_budget(path: str | os.PathLike[str]) -> Budget:
         )
     if p.is_dir():
         raise BudgetError(f"{source}: is a folder; give the path of a budget .yaml file")
-    size = p.stat().st_size
-    if size > MAX_BYTES:
-        raise BudgetError(
-            f"{source}: the file is {units.format_bytes(size)}, over the 1 MiB limit for a budget; "
-            "a budget is a few dozen lines"
-        )
     try:
-        raw = p.read_bytes()
+        # Read at most one byte past the limit: /dev/zero, a FIFO or a growing file has no
+        # meaningful stat size, so the cap is on the bytes read.
+        with p.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as exc:
         raise BudgetError(
             f"{source}: cannot be read ({exc.strerror}); check its permissions"
         ) from None
+    if len(raw) > MAX_BYTES:
+        raise BudgetError(
+            f"{source}: the file is over the 1 MiB limit for a budget; "
+            "a budget is a few dozen lines"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

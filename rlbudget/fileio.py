@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rlbudget.errors import RlbudgetError
 
@@ -41,8 +43,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(exc):
+            raise disk_full(target) from None
         raise
 
 
@@ -92,7 +96,80 @@ def atomic_write_dir(
         os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):
+            raise disk_full(path) from None
         raise
     return path
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """An OSError that says the disk (or the user's quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(path: str | os.PathLike[str] | None) -> RlbudgetError:
+    """The one-line error for a full disk while writing ``path``."""
+    where = str(path) if path is not None else "a file"
+    return RlbudgetError(
+        f"disk full writing {where}: free some space and run the command again "
+        "(nothing half-written was kept in its place)"
+    )
+
+
+def read_capped(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
+    """Read at most ``limit`` bytes of ``path``; more is an error.
+
+    The cap is on the bytes read, not on ``stat``: ``/dev/zero``, a FIFO or a growing file
+    have no meaningful size.
+
+    :param what: what the file should be, for the message ("a policy.json").
+    :raises RlbudgetError: unreadable, or longer than ``limit``.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise RlbudgetError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    if len(data) > limit:
+        raise RlbudgetError(f"{path}: longer than {limit:,} bytes; not {what}")
+    return data
+
+
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` (parsed JSON) nests at most ``limit`` lists/objects deep.
+
+    Walks without recursion, so a hostile document cannot overflow the stack here.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > limit:
+                return False
+            children = v.values() if isinstance(v, dict) else v
+            stack.extend((c, depth + 1) for c in children)
+    return True
+
+
+def load_json(text: str | bytes, where: str, *, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` with a nesting cap: deep nesting is an error, not a RecursionError.
+
+    :raises RlbudgetError: not valid JSON, or nested deeper than ``limit``.
+    """
+    import json
+
+    deep = RlbudgetError(f"{where}: nested deeper than {limit} levels; the file is corrupt")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise deep from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RlbudgetError(f"{where}: not valid JSON ({exc}); the file is corrupt") from None
+    if not json_depth_ok(value, limit):
+        raise deep
+    return value

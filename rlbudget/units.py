@@ -163,6 +163,12 @@ def parse_quantity(value: object, kind: Kind | str, *, allow_zero: bool = False)
         if abs(result - rounded) > 1e-9 * max(1.0, abs(result)):
             of = " of bytes" if k is BYTES else ""
             raise UnitError(f"'{text}' is not a whole number{of}")
+        if rounded == 0 and not allow_zero:
+            of = " bytes" if k is BYTES else ""
+            raise UnitError(
+                f"'{text}' rounds to 0{of}; give at least 1 "
+                "(or leave the key out if it should not be checked)"
+            )
         return float(rounded)
     return result
 

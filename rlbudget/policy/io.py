@@ -10,6 +10,7 @@ place, so an interrupted save never leaves a half-written policy.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,8 @@ import numpy as np
 
 from rlbudget import __version__
 from rlbudget.envs import SpaceSpec
-from rlbudget.errors import PolicyError
+from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.fileio import load_json, read_capped
 from rlbudget.policy.model import (
     ACTIVATIONS,
     HEADS,
@@ -44,6 +46,11 @@ from rlbudget.policy.model import (
 
 SCHEMA_VERSION = 1
 JSON_NAME = "policy.json"
+MAX_JSON_BYTES = 64 * 1024 * 1024  # the arrays live in the safetensors file
+# Every number a policy holds is checked against these on load: larger values are no
+# trained policy's and overflow float32 arithmetic (or the C export's literals).
+MAX_ABS = 1e10
+MAX_COUNT = 2**31 - 1
 ARRAYS_NAME = "policy.safetensors"
 FLOAT_DTYPES = ("float32", "float16")
 ALLOWED_DTYPES = ("float32", "float16", "int8", "int16", "int32", "uint8")
@@ -53,21 +60,63 @@ def _space_to_json(s: SpaceSpec) -> dict[str, Any]:
     return s.to_dict()
 
 
+def _whole(v: Any, field: str, where: str, *, low: int = 0) -> int:
+    """A JSON integer ≥ ``low`` (a float with no fraction, like 4.0, is accepted)."""
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int) or v < low or v > MAX_COUNT:
+        raise PolicyError(
+            f"{where}: {field} must be an integer from {low} to {MAX_COUNT:,}, not {v!r}"
+        )
+    return v
+
+
+def _real(
+    v: Any, field: str, where: str, *, positive: bool = False, nonnegative: bool = False
+) -> float:
+    """A finite JSON number (``positive``: > 0; ``nonnegative``: ≥ 0), at most ``MAX_ABS``."""
+    ok = not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+    ok = ok and abs(v) <= MAX_ABS and (not positive or v > 0) and (not nonnegative or v >= 0)
+    if not ok:
+        rule = "> 0" if positive else "≥ 0" if nonnegative else "a number"
+        rule = rule if rule == "a number" else f"a number {rule}"
+        raise PolicyError(
+            f"{where}: {field} must be {rule}, finite and at most {MAX_ABS:g} in magnitude, "
+            f"not {v!r}"
+        )
+    return float(v)
+
+
 def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
+    if not isinstance(d, Mapping):
+        raise PolicyError(f"{where}: the space description is invalid (not a JSON object)")
     try:
 
         def bound(v: Any) -> float:
-            return float(v)  # "inf"/"-inf" strings parse
+            x = float(v)  # "inf"/"-inf" strings parse
+            if math.isnan(x):
+                raise ValueError("a bound is NaN")
+            return x
 
-        return SpaceSpec(
-            kind=str(d["kind"]),
-            shape=tuple(int(v) for v in d["shape"]),
-            n=None if d.get("n") is None else int(d["n"]),
-            low=None if d.get("low") is None else tuple(bound(v) for v in d["low"]),
-            high=None if d.get("high") is None else tuple(bound(v) for v in d["high"]),
-            dtype=str(d["dtype"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        kind = str(d["kind"])
+        if kind not in ("discrete", "box"):
+            raise ValueError(f"kind must be 'discrete' or 'box', not {kind!r}")
+        if not isinstance(d["shape"], list):
+            raise ValueError("shape must be a list")
+        shape = tuple(_whole(v, "the space's shape", where) for v in d["shape"])
+        n = None if d.get("n") is None else _whole(d["n"], "the space's n", where, low=1)
+        if kind == "discrete" and n is None:
+            raise ValueError("a discrete space needs n")
+        low = None if d.get("low") is None else tuple(bound(v) for v in d["low"])
+        high = None if d.get("high") is None else tuple(bound(v) for v in d["high"])
+        size = math.prod(shape)
+        if kind == "box" and (size > MAX_COUNT or any(
+                b is not None and len(b) != size for b in (low, high))):  # fmt: skip
+            raise ValueError(f"low/high must list {size} bounds (the shape's size)")
+        if low is not None and high is not None and any(a > b for a, b in zip(low, high)):
+            raise ValueError("a low bound is above its high bound")
+        return SpaceSpec(kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]))
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PolicyError(f"{where}: the space description is invalid ({exc!r})") from None
 
 
@@ -213,8 +262,12 @@ class _Loader:
             raise self.fail(
                 f"{what}: array '{name}' has shape {list(a.shape)}; expected {ndim} dimension(s)"
             )
-        if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-            raise self.fail(f"{what}: array '{name}' contains NaN or inf; retrain or re-export")
+        if np.issubdtype(a.dtype, np.floating):
+            if not np.all(np.isfinite(a)):
+                raise self.fail(f"{what}: array '{name}' contains NaN or inf; retrain or re-export")
+            if a.size and float(np.max(np.abs(a))) > MAX_ABS:
+                raise self.fail(f"{what}: array '{name}' holds values beyond ±{MAX_ABS:g}; "
+                                "no trained policy has them, the file is corrupt")  # fmt: skip
         return a
 
     def weights(self, ref: Any, *, what: str, dtypes: tuple[str, ...] = FLOAT_DTYPES) -> Array:
@@ -270,9 +323,9 @@ class _Loader:
             self.shape(var, (width,), what, str(d["var"]))
             if np.any(var < 0):
                 raise self.fail(f"{what}: variance must be ≥ 0")
-            return Normalize(
-                mean, var, float(d.get("clip", 10.0)), float(d.get("eps", 1e-8))
-            ), width
+            clip = _real(d.get("clip", 10.0), f"{what}: clip", self.where, positive=True)
+            eps = _real(d.get("eps", 1e-8), f"{what}: eps", self.where, nonnegative=True)
+            return Normalize(mean, var, clip, eps), width
         if kind in ("discretize", "tile_code"):
             low = self.array(d.get("low"), ndim=1, what=what)
             high = self.array(d.get("high"), ndim=1, what=what)
@@ -281,16 +334,22 @@ class _Loader:
             if np.any(high <= low):
                 raise self.fail(f"{what}: every high must be above its low")
             if kind == "discretize":
-                bins = tuple(int(b) for b in d.get("bins", ()))
-                if len(bins) != width or min(bins, default=0) < 1:
+                raw_bins = d.get("bins", ())
+                if not isinstance(raw_bins, list) or len(raw_bins) != width:
                     raise self.fail(f"{what}: bins must list {width} positive counts")
+                bins = tuple(_whole(b, f"{what}: bins", self.where, low=1) for b in raw_bins)
                 step = Discretize(low, high, bins)
                 return step, step.states
-            tc = TileCode(low, high, int(d["tilings"]), int(d["tiles_per_dim"]),
-                          None if d.get("hash_size") is None else int(d["hash_size"]))  # fmt: skip
+            tilings = _whole(d.get("tilings"), f"{what}: tilings", self.where, low=1)
+            tiles = _whole(d.get("tiles_per_dim"), f"{what}: tiles_per_dim", self.where, low=1)
+            hash_size = d.get("hash_size")
+            if hash_size is not None:
+                hash_size = _whole(hash_size, f"{what}: hash_size", self.where, low=1)
+            tc = TileCode(low, high, tilings, tiles, hash_size)
             return tc, tc.features
         if kind == "one_hot":
-            return OneHot(int(d["n"])), int(d["n"])
+            n = _whole(d.get("n"), f"{what}: n", self.where, low=1)
+            return OneHot(n), n
         raise self.fail(
             f"unknown preprocess kind {kind!r}; this rlbudget knows normalize, discretize, "
             "tile_code, one_hot (a newer rlbudget may have written it)"
@@ -546,7 +605,7 @@ def from_document(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: st
                           "the file is corrupt")  # fmt: skip
     try:
         return _build(doc, arrays, where)
-    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+    except (TypeError, AttributeError, KeyError, ValueError, OverflowError, MemoryError) as exc:
         # a structure the checks above do not foresee: still one line, never a traceback
         raise PolicyError(
             f"{where}: policy.json has an unexpected structure "
@@ -614,9 +673,9 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         if not p.is_file():
             raise PolicyError(f"{p}: missing; a policy folder holds {JSON_NAME} and {ARRAYS_NAME}")
     try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{json_path}: not valid JSON ({exc}); the file is corrupt") from None
+        doc = load_json(read_capped(json_path, MAX_JSON_BYTES, f"a {JSON_NAME}"), str(json_path))
+    except RlbudgetError as exc:
+        raise PolicyError(str(exc)) from None
     if not isinstance(doc, dict):
         raise PolicyError(f"{json_path}: expected a JSON object")
     try:
