@@ -160,10 +160,20 @@ class _Reader:
                         )
                 elif isinstance(token, closing):
                     depth -= 1
-        except yaml.MarkedYAMLError as exc:
+        except yaml.YAMLError as exc:
             raise self._syntax(exc) from None
 
-    def _syntax(self, exc: yaml.MarkedYAMLError) -> BudgetError:
+    def _syntax(self, exc: yaml.YAMLError) -> BudgetError:
+        if isinstance(exc, yaml.reader.ReaderError):  # a control character, no mark
+            line = self.text[: exc.position].count("\n") + 1
+            c = exc.character
+            code = ord(c) if isinstance(c, str) else int(c)
+            return self.fail(
+                line, None, f"not valid YAML: {exc.reason} (U+{code:04X}); "
+                "remove the control character (save the budget as plain text)"
+            )  # fmt: skip
+        if not isinstance(exc, yaml.MarkedYAMLError):
+            return self.fail(None, None, f"not valid YAML: {exc}")
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         problem = exc.problem or "invalid YAML"
@@ -175,7 +185,7 @@ class _Reader:
     def compose(self) -> _Node | None:
         try:
             node = yaml.compose(self.text, Loader=yaml.SafeLoader)
-        except yaml.MarkedYAMLError as exc:
+        except yaml.YAMLError as exc:
             raise self._syntax(exc) from None
         return None if node is None else _Node(node, "")
 

@@ -1,11 +1,13 @@
 """The ``rlbudget`` command: parse options, call one library function, render.
 
-Exit codes: 0 success, 1 the budget is not met (nothing fits), 2 bad input.
+Exit codes: 0 success, 1 the budget is not met (nothing fits), 2 bad input, 3 a bug
+(an unexpected exception: one line, the traceback with RLBUDGET_DEBUG=1).
 torch and stable_baselines3 are never imported here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -41,6 +43,13 @@ app = typer.Typer(
         "  rlbudget export policies/small --format c -o firmware/policy\n\n"
         "  rlbudget devices"
     ),
+    epilog=(
+        "Exit codes: 0 success, 1 the budget is not met, 2 bad input (one line says what "
+        "and how to fix it), 3 a bug in rlbudget (please report it; RLBUDGET_DEBUG=1 shows "
+        "the traceback). An env id of the form module:EnvId imports that module, which runs "
+        "its code: only --env, --gym-package and your budget may name one (see "
+        "--trust-env-id)."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -53,17 +62,64 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+BUG_EXIT = 3
+BUG_HINT = (
+    "this is a bug, please report it at https://github.com/rlbudget/rlbudget/issues "
+    "(RLBUDGET_DEBUG=1 shows the traceback)"
+)
+
+
+def _error_line(message: str) -> None:
+    # escape: a message may hold brackets (rlbudget[contrib]) that are not markup
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
+
+
+def _trust_named_envs(kwargs: dict[str, Any]) -> None:
+    """The ids the user named may import their module: ``--env`` and the budget's task.env
+    (the budget given on the command line; a plan, sweep or policy file's ids may not)."""
+    from rlbudget.envs import trust_env_ids
+
+    ids = [kwargs["env"]] if isinstance(kwargs.get("env"), str) else []
+    budget = kwargs.get("budget")
+    if isinstance(budget, Path):
+        from rlbudget.budget import load_budget
+
+        with contextlib.suppress(RlbudgetError):  # the command reports it
+            ids.append(load_budget(budget).task.env_id or "")
+    trust_env_ids(*ids)
+
+
 def _handles_errors(fn: F) -> F:
-    """Turn an RlbudgetError into one red line on stderr and exit code 2."""
+    """Turn an RlbudgetError into one red line on stderr and exit code 2, a full disk into
+    one line and exit 2, and anything unexpected into one line, "this is a bug", exit 3."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import os
+
+        from rlbudget.fileio import disk_full, is_disk_full
+
         try:
+            _trust_named_envs(kwargs)
             return fn(*args, **kwargs)
         except RlbudgetError as exc:
-            # escape: a message may hold brackets (rlbudget[contrib]) that are not markup
-            err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
+            _error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:
+            # typer's own exits and usage errors (click's classes; vendored in new typer)
+            if isinstance(exc, typer.Exit | typer.Abort) or any(
+                "click" in c.__module__ for c in type(exc).__mro__
+            ):
+                raise
+            if is_disk_full(exc):
+                _error_line(str(disk_full(getattr(exc, "filename", None))))
+                raise typer.Exit(2) from None
+            if os.environ.get("RLBUDGET_DEBUG") == "1":
+                raise
+            text = str(exc).splitlines()[0] if str(exc).strip() else ""
+            _error_line(f"unexpected {type(exc).__name__}{': ' + text[:300] if text else ''}; "
+                        f"{BUG_HINT}")  # fmt: skip
+            raise typer.Exit(BUG_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -79,8 +135,20 @@ def _main(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    trust_env_id: Annotated[
+        bool,
+        typer.Option(
+            "--trust-env-id",
+            help="Let env ids read from files (model or folder names, policy.json, plan and "
+            "sweep files) name a module (module:EnvId): gymnasium imports it, which runs the "
+            "module's code. Without it only --env, --gym-package and your budget may.",
+        ),
+    ] = False,
 ) -> None:
     """Reinforcement learning under a hardware budget."""
+    from rlbudget.envs import trust_all_env_ids
+
+    trust_all_env_ids(trust_env_id)
 
 
 def default_budget_path() -> Path:
@@ -221,7 +289,14 @@ def train(
     """
     from rlbudget.envs import env_spec
     from rlbudget.errors import PlanError
-    from rlbudget.train import Limits, load_settings, prepare_run_dir, read_plan, resolve
+    from rlbudget.train import (
+        Limits,
+        check_spaces,
+        load_settings,
+        prepare_run_dir,
+        read_plan,
+        resolve,
+    )
 
     if resume is not None:
         if any(v is not None for v in (plan_file, algo, env, budget, output)):
@@ -249,6 +324,7 @@ def train(
             "(rlbudget train --algo q-learning --env FrozenLake-v1)"
         )
     spec = env_spec(env, measure_steps=0)
+    check_spaces(algo, spec)
     settings = resolve(
         algo, env, env_steps=limits.env_steps, time_s=limits.time_s,
         min_return=limits.min_return, reward_threshold=spec.reward_threshold, seed=seed,

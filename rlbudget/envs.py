@@ -11,6 +11,14 @@ another ``start`` is rejected, because the policy's one-hot and argmax use
 ``0..n-1`` as they are; the error says how to shift it. Every other space gets an
 :class:`~rlbudget.errors.EnvError` that says which wrapper makes it Discrete or Box.
 
+Importing a module runs its code, so an id read from a file (a model's or folder's name,
+``policy.json``'s provenance, a plan or sweep file) may not name a module that is not
+imported yet: only ids the user named (``--env``, the budget given on the command line:
+:func:`trust_env_ids`), ``trusted=True`` from Python, or ``--trust-env-id``
+(:func:`trust_all_env_ids`) may. A module already imported (``--gym-package``, or by the
+caller) runs nothing more. For a plain id, the registered ``entry_point``'s package must be
+imported already too (registering it ran that package's code).
+
 ``module:EnvId`` is gymnasium's own syntax and ``gymnasium.make`` does the lookup;
 :func:`make_env` imports ``module`` itself first only so that a module that cannot
 be imported gets one exact error line (gymnasium re-raises only
@@ -22,6 +30,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -204,6 +214,50 @@ def _split_id(env_id: str) -> tuple[str, str]:
     return module, name
 
 
+# Set by ``rlbudget --trust-env-id``; an environment variable so that sweep workers inherit it.
+TRUST_ENV_VAR = "RLBUDGET_TRUST_ENV_ID"
+_trusted_ids: set[str] = set()
+
+
+def trust_all_env_ids(trust: bool) -> None:
+    """Let (or stop letting) any env id import its module; forget ids trusted one by one."""
+    _trusted_ids.clear()
+    if trust:
+        os.environ[TRUST_ENV_VAR] = "1"
+    else:
+        os.environ.pop(TRUST_ENV_VAR, None)
+
+
+def trust_env_ids(*env_ids: str | None) -> None:
+    """Ids the user named (``--env``, the budget's task.env) may import their module."""
+    _trusted_ids.update(i for i in env_ids if i)
+
+
+def _check_imports(env_id: str, module: str, name: str, trusted: bool) -> None:
+    """Refuse an id whose making would import a module the user did not name."""
+    if trusted or env_id in _trusted_ids or os.environ.get(TRUST_ENV_VAR) == "1":
+        return
+    if module and module not in sys.modules:
+        raise EnvError(
+            f"environment id '{env_id}' names module '{module}': making it would import that "
+            f"module and run its code, and the id was not given by you. Pass --env {env_id} "
+            f"(or --gym-package {module}) to run it, or rlbudget --trust-env-id to trust env "
+            "ids read from files (from Python: trusted=True, or import the module first)"
+        )
+    from gymnasium.envs.registration import registry
+
+    spec = registry.get(name)
+    entry = getattr(spec, "entry_point", None)
+    if isinstance(entry, str) and ":" in entry:
+        package = entry.split(":", 1)[0].split(".", 1)[0]
+        if package not in sys.modules:
+            raise EnvError(
+                f"environment '{env_id}' is registered with entry point '{entry}', whose package "
+                f"'{package}' is not imported; making it would run that package's code. Pass "
+                f"--gym-package {package} to run it"
+            )
+
+
 def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvError:
     """The message for an id that gymnasium's registry does not have."""
     import difflib
@@ -238,16 +292,22 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
-def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) -> Any:
+def make_env(
+    env_id: str, *, gym_packages: Sequence[str] = (), trusted: bool = False, **kwargs: Any
+) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
 
     :param env_id: a registered id, or ``module:EnvId`` (gymnasium imports ``module``, which
         registers ``EnvId``).
     :param gym_packages: modules to import first (they register envs), like RL Zoo's
         ``--gym-packages``.
+    :param trusted: the caller named ``env_id`` itself, so a ``module:EnvId`` may import
+        ``module`` (which runs its code); otherwise only an already imported module or an id
+        passed to :func:`trust_env_ids` may.
     :param kwargs: passed to ``gymnasium.make``.
     :raises EnvError: a malformed or unknown id (with did-you-mean), a deprecated version
-        (with the current one), a module that cannot be imported, a missing extra dependency.
+        (with the current one), a module that cannot be imported, a missing extra dependency,
+        an id that would import a module nobody named.
     """
     import gymnasium as gym
     from gymnasium import error as gym_error
@@ -255,6 +315,7 @@ def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) ->
     for package in gym_packages:
         _import(package, f"--gym-package {package}")
     module, name = _split_id(env_id)
+    _check_imports(env_id, module, name, trusted)
     if module:
         _import(module, f"environment '{env_id}'")
     # gymnasium warns (in colour) before it raises for an outdated id; hold its warnings
@@ -273,7 +334,12 @@ def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) ->
 
 
 def env_spec(
-    env_id: str, *, gym_packages: Sequence[str] = (), measure_steps: int = 200, seed: int = 0
+    env_id: str,
+    *,
+    gym_packages: Sequence[str] = (),
+    measure_steps: int = 200,
+    seed: int = 0,
+    trusted: bool = False,
 ) -> EnvSpec:
     """Make the env, read its spaces and limits, and time ``measure_steps`` random steps.
 
@@ -283,9 +349,10 @@ def env_spec(
     :param measure_steps: random-action steps to time (0 or less: not measured,
         ``step_cost_s`` is None).
     :param seed: seeds the env's reset and the action sampler.
+    :param trusted: as for :func:`make_env`.
     :raises EnvError: the env cannot be made or has unsupported spaces.
     """
-    env = make_env(env_id, gym_packages=gym_packages)
+    env = make_env(env_id, gym_packages=gym_packages, trusted=trusted)
     try:
         obs = space_spec(env.observation_space, what="observation", env_id=env_id)
         act = space_spec(env.action_space, what="action", env_id=env_id)

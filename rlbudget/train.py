@@ -226,6 +226,24 @@ def resolve(
     )
 
 
+def check_spaces(algorithm: str, spec: Any) -> None:
+    """Refuse an algorithm that cannot act in ``spec``'s spaces (the planner's rule), before
+    an agent (or SB3's own assertion) does.
+
+    :param spec: the env's :class:`~rlbudget.envs.EnvSpec`.
+    :raises PlanError: naming the algorithm, the env and what it needs.
+    """
+    from rlbudget.plan import _compatible
+
+    info = algorithm_info(algorithm)
+    reason = _compatible(info, spec)
+    if reason is not None:
+        raise PlanError(
+            f"{info.id} cannot train on {spec.env_id}: it {reason}; choose another algorithm "
+            f"(rlbudget plan --env {spec.env_id} lists those that fit)"
+        )
+
+
 def _sb3_ids() -> tuple[str, ...]:
     from rlbudget.agents.sb3 import ALGORITHMS
 

@@ -60,7 +60,7 @@ def test_box_actions_rejected() -> None:
 
 
 def tiny_policy() -> Policy:
-    s = env_spec("tests.fake_envs:TinyBox-v0", measure_steps=0)
+    s = env_spec("tests.fake_envs:TinyBox-v0", measure_steps=0, trusted=True)
     disc = Discretize(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), (2, 2))
     values = np.zeros((4, 3), dtype=np.float32)
     return Policy(s.observation, s.action, (disc,), Table(values), Head("argmax"),

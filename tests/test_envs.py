@@ -29,7 +29,7 @@ TAIL = (
 def env_error(env_id: str, gym_packages: Sequence[str] = ()) -> str:
     """The EnvError message that env_spec raises for ``env_id``."""
     with pytest.raises(EnvError) as e:
-        env_spec(env_id, gym_packages=gym_packages, measure_steps=0)
+        env_spec(env_id, gym_packages=gym_packages, measure_steps=0, trusted=True)
     return str(e.value)
 
 
@@ -137,7 +137,7 @@ def test_dim_of_multi_dim_box() -> None:
 
 
 def test_module_colon_id() -> None:
-    s = env_spec("tests.fake_envs:TinyBox-v0", measure_steps=25)  # 25 steps: 2 resets
+    s = env_spec("tests.fake_envs:TinyBox-v0", measure_steps=25, trusted=True)  # 25 steps: 2 resets
     assert s.env_id == "tests.fake_envs:TinyBox-v0"  # kept as given, so it can be made again
     assert s.observation.shape == (2,) and s.action.n == 3
     assert s.reward_threshold == 9.0 and s.max_episode_steps == 10
@@ -151,7 +151,7 @@ def test_gym_package_import() -> None:
 
 def test_step_cost_leaves_resets_out() -> None:
     # 20 steps, an episode every 5: 4 resets of 5 ms. Counted in, they would add 1 ms a step.
-    s = env_spec("tests.fake_envs:SlowReset-v0", measure_steps=20)
+    s = env_spec("tests.fake_envs:SlowReset-v0", measure_steps=20, trusted=True)
     assert s.step_cost_s is not None and 0 < s.step_cost_s < 2e-4
 
 

@@ -25,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import io
-import json
+import math
 import pickle
 import pickletools
 import re
@@ -49,6 +49,7 @@ from rlbudget.agents.sb3_convert import (
 )
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.fileio import load_json
 from rlbudget.policy.model import MLP, Array, Normalize, Policy
 
 MAX_MEMBER_BYTES = 512 * 2**20  # a zip member bigger than this is refused (zip bombs)
@@ -232,7 +233,12 @@ def _dtype(value: Any) -> np.dtype[Any] | None:
     if isinstance(value, Reduced) and value.func == Global("numpy", "dtype"):
         code = value.args[0] if isinstance(value.args, tuple) and value.args else None
         if isinstance(code, str) and re.fullmatch(r"[fiub]\d?\d?|\?|b1", code):
-            dt = np.dtype(code)
+            try:
+                dt = np.dtype(code)  # "i3", "u9", "f3" are no dtype
+            except TypeError:
+                return None
+            if dt.kind not in "fiub":
+                return None
             state = value.state
             if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">"):
                 dt = dt.newbyteorder(state[1])
@@ -246,6 +252,13 @@ def inert_array(value: Any) -> Array | None:
     Understands ``numpy.core.multiarray._reconstruct`` + its state,
     ``numpy.core.numeric._frombuffer`` and ``numpy.core.multiarray.scalar``.
     """
+    try:
+        return _inert_array(value)
+    except (TypeError, ValueError, OverflowError, MemoryError):
+        return None  # a dtype, shape or buffer that do not fit: not an array we read
+
+
+def _inert_array(value: Any) -> Array | None:
     if not isinstance(value, Reduced) or not isinstance(value.func, Global):
         return None
     func, args = value.func, value.args
@@ -525,11 +538,9 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, Array], Zi
         if "_stable_baselines3_version" in names:
             version = _member(z, "_stable_baselines3_version", where).decode(errors="replace")
     try:
-        data = json.loads(data_raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(
-            f"{where}: 'data' is not valid JSON ({exc}); the zip is corrupt or not from SB3"
-        ) from None
+        data = load_json(data_raw, f"{where}: 'data'")
+    except RlbudgetError as exc:
+        raise PolicyError(f"{exc}; the zip is corrupt or not from SB3") from None
     if not isinstance(data, dict):
         raise PolicyError(f"{where}: 'data' is not a JSON object; not a Stable-Baselines3 zip")
     sd = _torch_state_dict(pth, where)
@@ -546,7 +557,11 @@ def serialized(data: Mapping[str, Any], key: str, where: str) -> Any:
         raw = base64.b64decode(str(entry[":serialized:"]).encode(), validate=False)
     except (binascii.Error, ValueError) as exc:
         raise PolicyError(f"{where}: data.{key} is not valid base64 ({exc})") from None
-    return inspect_pickle(raw, f"{where}: data.{key}")
+    try:
+        return inspect_pickle(raw, f"{where}: data.{key}")
+    except RecursionError:
+        raise PolicyError(f"{where}: data.{key} is nested too deeply; the zip is corrupt "
+                          "(nothing from it was executed)") from None  # fmt: skip
 
 
 _MISSING = object()
@@ -617,9 +632,17 @@ def read_space(data: Mapping[str, Any], key: str, where: str, notes: list[str]) 
         low = _json_floats(entry.get("low"), f"{where}: data.{key}.low")
         high = _json_floats(entry.get("high"), f"{where}: data.{key}.high")
     shape_v = entry.get("_shape", entry.get("shape"))
-    shape = tuple(int(v) for v in shape_v) if isinstance(shape_v, list) else tuple(low.shape)
-    size = int(np.prod(shape)) if shape else 1
-    low, high = np.broadcast_to(low, shape), np.broadcast_to(high, shape)
+    shape = tuple(shape_v) if isinstance(shape_v, list) else tuple(low.shape)
+    if not all(type(v) is int and 0 <= v <= 2**31 for v in shape) or math.prod(shape) > 2**31:
+        raise PolicyError(
+            f"{where}: data.{key}: the shape {str(shape_v)[:60]} is not a list of sizes ≥ 0; "
+            "the zip is corrupt or not from SB3"
+        )
+    size = math.prod(shape)
+    try:
+        low, high = np.broadcast_to(low, shape), np.broadcast_to(high, shape)
+    except ValueError:
+        raise PolicyError(f"{where}: data.{key}: bounds do not match shape {list(shape)}") from None
     if low.size != size:
         raise PolicyError(f"{where}: data.{key}: bounds do not match shape {list(shape)}")
     return SpaceSpec(

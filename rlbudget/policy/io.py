@@ -113,7 +113,11 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
         if kind == "box" and (size > MAX_COUNT or any(
                 b is not None and len(b) != size for b in (low, high))):  # fmt: skip
             raise ValueError(f"low/high must list {size} bounds (the shape's size)")
-        if low is not None and high is not None and any(a > b for a, b in zip(low, high)):
+        if (
+            low is not None
+            and high is not None
+            and any(a > b for a, b in zip(low, high, strict=True))
+        ):
             raise ValueError("a low bound is above its high bound")
         return SpaceSpec(kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]))
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
