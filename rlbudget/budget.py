@@ -394,7 +394,11 @@ def load_budget(path: str | os.PathLike[str]) -> Budget:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise BudgetError(f"{source}:{line}: not UTF-8 text; save the budget as UTF-8") from None
-    return parse_budget(text, source)
+    budget = parse_budget(text, source)
+    from rlbudget.envs import budget_loaded
+
+    budget_loaded(p, budget.task.env_id)
+    return budget
 
 
 def _opt(r: _Reader, section: dict[str, _Node], key: str, parse: Callable[[object], Any]) -> Any:

@@ -7,7 +7,6 @@ torch and stable_baselines3 are never imported here.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import sys
@@ -75,18 +74,14 @@ def _error_line(message: str) -> None:
 
 
 def _trust_named_envs(kwargs: dict[str, Any]) -> None:
-    """The ids the user named may import their module: ``--env`` and the budget's task.env
-    (the budget given on the command line; a plan, sweep or policy file's ids may not)."""
-    from rlbudget.envs import trust_env_ids
+    """The ids the user named may import their module: ``--env`` and the task.env of the
+    budget given on the command line (a plan, sweep or policy file's ids may not)."""
+    from rlbudget.envs import trust_budget_file, trust_env_ids
 
-    ids = [kwargs["env"]] if isinstance(kwargs.get("env"), str) else []
-    budget = kwargs.get("budget")
-    if isinstance(budget, Path):
-        from rlbudget.budget import load_budget
-
-        with contextlib.suppress(RlbudgetError):  # the command reports it
-            ids.append(load_budget(budget).task.env_id or "")
-    trust_env_ids(*ids)
+    if isinstance(kwargs.get("env"), str):
+        trust_env_ids(kwargs["env"])
+    if isinstance(kwargs.get("budget"), Path):
+        trust_budget_file(kwargs["budget"])  # read once, by the command itself
 
 
 def _handles_errors(fn: F) -> F:

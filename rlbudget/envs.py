@@ -219,9 +219,14 @@ TRUST_ENV_VAR = "RLBUDGET_TRUST_ENV_ID"
 _trusted_ids: set[str] = set()
 
 
+_trusted_budgets: set[str] = set()
+
+
 def trust_all_env_ids(trust: bool) -> None:
-    """Let (or stop letting) any env id import its module; forget ids trusted one by one."""
+    """Let (or stop letting) any env id import its module; forget ids and budget files
+    trusted one by one."""
     _trusted_ids.clear()
+    _trusted_budgets.clear()
     if trust:
         os.environ[TRUST_ENV_VAR] = "1"
     else:
@@ -231,6 +236,18 @@ def trust_all_env_ids(trust: bool) -> None:
 def trust_env_ids(*env_ids: str | None) -> None:
     """Ids the user named (``--env``, the budget's task.env) may import their module."""
     _trusted_ids.update(i for i in env_ids if i)
+
+
+def trust_budget_file(path: str | os.PathLike[str]) -> None:
+    """The task.env of the budget at ``path`` (the user's own, given on the command line) may
+    import its module, once the budget is loaded (:func:`budget_loaded`)."""
+    _trusted_budgets.add(os.path.abspath(path))
+
+
+def budget_loaded(path: str | os.PathLike[str], env_id: str | None) -> None:
+    """Called by ``load_budget``: trust ``env_id`` if ``path`` is a trusted budget file."""
+    if env_id and os.path.abspath(path) in _trusted_budgets:
+        _trusted_ids.add(env_id)
 
 
 def _check_imports(env_id: str, module: str, name: str, trusted: bool) -> None:

@@ -45,8 +45,11 @@ def mutate_budget(text: str, rng: random.Random) -> str:
             lines.insert(i, lines[i])
     elif kind == 4:  # a random byte or character
         pos = rng.randrange(len(text) + 1)
-        return text[:pos] + chr(rng.choice([0, 7, 9, 27, 0x85, 0xFEFF, rng.randrange(32, 127)])) \
+        return (
+            text[:pos]
+            + chr(rng.choice([0, 7, 9, 27, 0x85, 0xFEFF, rng.randrange(32, 127)]))
             + text[pos:]
+        )
     elif kind == 5 and lines:  # reindent a line
         i = rng.randrange(len(lines))
         lines[i] = " " * rng.choice([0, 1, 3, 8]) + lines[i].lstrip()
@@ -54,8 +57,8 @@ def mutate_budget(text: str, rng: random.Random) -> str:
         deep = rng.choice(["[" * 500 + "]" * 500, "{a: " * 200 + "1" + "}" * 200, "9" * 5000])
         lines.append(f"extra: {deep}")
     else:  # an unknown or misspelt key
-        lines.insert(rng.randrange(len(lines) + 1), rng.choice(["ram: 1KiB", "inferense: {}",
-                                                                "task: 3", "device: 7"]))  # fmt: skip
+        extra = rng.choice(["ram: 1KiB", "inferense: {}", "task: 3", "device: 7"])
+        lines.insert(rng.randrange(len(lines) + 1), extra)
     return "\n".join(lines) + "\n"
 
 
@@ -118,12 +121,12 @@ WEIRD_JSON: list[Any] = [0, -1, 1e999, -1e999, float("nan"), 1e38, -1e-300, 2.5,
 def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
     if isinstance(doc, dict):
         for k, v in doc.items():
-            yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
     elif isinstance(doc, list):
         for i, v in enumerate(doc):
-            yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
 
 
 def mutate_policy(folder: Path, rng: random.Random) -> str:

@@ -66,8 +66,11 @@ def test_env_id_from_policy_json_imports_nothing(
     module, marker = evil
     pol = evil_policy(tmp_path, module)
     (tmp_path / "b.yaml").write_text("device: esp32\n")
-    extra = {"compress": ["-m", "int8", "-o", str(tmp_path / "small"), "--episodes", "1"],
-             "evaluate": ["--episodes", "1"], "profile": ["--episodes", "1", "-b", str(tmp_path / "b.yaml")]}[command]  # fmt: skip
+    extra = {
+        "compress": ["-m", "int8", "-o", str(tmp_path / "small"), "--episodes", "1"],
+        "evaluate": ["--episodes", "1"],
+        "profile": ["--episodes", "1", "-b", str(tmp_path / "b.yaml")],
+    }[command]
     r = invoke(command, str(pol), *extra)
     line = one_line(r, 2)
     assert f"environment id '{module}:CartPole-v1' names module '{module}'" in line
@@ -86,14 +89,29 @@ def test_env_id_named_on_the_command_line_runs_the_module(
     assert marker.exists()  # documented: --env module:EnvId runs the module's code
 
 
+def test_budget_on_the_command_line_may_name_a_module(
+    evil: tuple[str, Path], tmp_path: Path
+) -> None:
+    module, marker = evil
+    b = tmp_path / "b.yaml"
+    b.write_text(f"device: esp32\ntask:\n  env: {module}:CartPole-v1\n")
+    r = invoke("plan", str(b), "--json")
+    assert r.exit_code in (0, 1), r.output
+    assert marker.exists()  # the user's own budget: documented to run the module's code
+
+
 def test_trust_env_id_lets_a_file_name_the_module(evil: tuple[str, Path], tmp_path: Path) -> None:
     module, marker = evil
     pol = evil_policy(tmp_path, module)
     r = invoke("--trust-env-id", "evaluate", str(pol), "--episodes", "1")
     assert r.exit_code == 0, r.output
     assert marker.exists()
-    # the next command without the flag does not inherit it
+    # the next command without the flag does not inherit it (a module already imported
+    # runs nothing more, so forget it first)
+    sys.modules.pop(module)
+    marker.unlink()
     assert invoke("evaluate", str(pol), "--episodes", "1").exit_code == 2
+    assert not marker.exists()
 
 
 def test_sb3_folder_name_imports_nothing(evil: tuple[str, Path], tmp_path: Path) -> None:
@@ -122,7 +140,7 @@ def test_plan_file_env_imports_nothing(evil: tuple[str, Path], tmp_path: Path) -
     plan.write_text(
         plan.read_text().replace("env_id: CartPole-v1", f"env_id: {module}:CartPole-v1")
     )
-    r = invoke("train", "--plan", str(plan), "-o", str(tmp_path / "run"))
+    r = invoke("train", str(plan), "-o", str(tmp_path / "run"))
     assert f"names module '{module}'" in one_line(r, 2)
     assert not marker.exists()
 
@@ -178,7 +196,6 @@ def test_disk_full_is_one_line_exit_2(monkeypatch: pytest.MonkeyPatch, tmp_path:
     def full(*a: Any, **k: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rlbudget.fileio.os, "fsync", full)
     save_policy(cartpole_mlp(), tmp_path / "pol")
     monkeypatch.setattr(rlbudget.fileio.os, "fsync", full)
     out = tmp_path / "firmware"
