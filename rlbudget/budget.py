@@ -165,11 +165,11 @@ class _Reader:
 
     def _syntax(self, exc: yaml.YAMLError) -> BudgetError:
         if isinstance(exc, yaml.reader.ReaderError):  # a control character, no mark
-            line = self.text[: exc.position].count("\n") + 1
+            at = self.text[: exc.position].count("\n") + 1
             c = exc.character
             code = ord(c) if isinstance(c, str) else int(c)
             return self.fail(
-                line, None, f"not valid YAML: {exc.reason} (U+{code:04X}); "
+                at, None, f"not valid YAML: {exc.reason} (U+{code:04X}); "
                 "remove the control character (save the budget as plain text)"
             )  # fmt: skip
         if not isinstance(exc, yaml.MarkedYAMLError):
