@@ -25,6 +25,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import math
 import pickle
 import pickletools
@@ -49,7 +50,7 @@ from rlbudget.agents.sb3_convert import (
 )
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError, RlbudgetError
-from rlbudget.fileio import load_json
+from rlbudget.fileio import MAX_JSON_DEPTH, json_depth_ok
 from rlbudget.policy.model import MLP, Array, Normalize, Policy
 
 MAX_MEMBER_BYTES = 512 * 2**20  # a zip member bigger than this is refused (zip bombs)
@@ -537,10 +538,18 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, Array], Zi
         version = None
         if "_stable_baselines3_version" in names:
             version = _member(z, "_stable_baselines3_version", where).decode(errors="replace")
+    deep = PolicyError(f"{where}: 'data' is nested deeper than {MAX_JSON_DEPTH} levels; the "
+                       "zip is corrupt or not from SB3")  # fmt: skip
     try:
-        data = load_json(data_raw, f"{where}: 'data'")
-    except RlbudgetError as exc:
-        raise PolicyError(f"{exc}; the zip is corrupt or not from SB3") from None
+        data = json.loads(data_raw)
+    except RecursionError:
+        raise deep from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(
+            f"{where}: 'data' is not valid JSON ({exc}); the zip is corrupt or not from SB3"
+        ) from None
+    if not json_depth_ok(data):
+        raise deep
     if not isinstance(data, dict):
         raise PolicyError(f"{where}: 'data' is not a JSON object; not a Stable-Baselines3 zip")
     sd = _torch_state_dict(pth, where)
