@@ -232,9 +232,13 @@ def _sb3_ids() -> tuple[str, ...]:
     return tuple(ALGORITHMS)
 
 
+def _field_names(config_cls: type) -> set[str]:
+    return {f.name for f in fields(config_cls)}
+
+
 def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     config_cls, _ = _agent(algorithm)
-    names = {f.name for f in fields(config_cls)}
+    names = _field_names(config_cls) - {"algorithm"}  # the algorithm is not a hyperparameter
     params: dict[str, Any] = {}
     for key, value in merged.items():
         key = RENAMED.get(key, key)
@@ -530,7 +534,9 @@ def train_run(
                          dict(settings.hyperparameters), settings.n_envs,
                          settings.torch_threads or 1, settings.replay_capacity)  # fmt: skip
     else:
-        cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
+        # TabularConfig serves four algorithms and must be told which.
+        which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
+        cfg = config_cls(**settings.hyperparameters, **which, n_timesteps=settings.n_timesteps,
                          seed=settings.seed)  # fmt: skip
 
     stopped_by = "steps"
