@@ -1,7 +1,7 @@
 """Test-only environments, importable as ``tests.fake_envs:...`` (tests/ is a package).
 
-Importing this module registers ``TinyBox-v0``, ``DictObs-v0``, ``SlowReset-v0`` and
-``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as ``Taxi-v3`` is in gymnasium 1.4).
+Importing this module registers ``TinyBox-v0``, ``DictObs-v0``, ``TextObs-v0``,
+``SlowReset-v0`` and ``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as ``Taxi-v3`` is in gymnasium 1.4).
 """
 
 from __future__ import annotations
@@ -18,18 +18,41 @@ Obs = Any
 
 
 class DictObsEnv(gym.Env[Obs, Any]):
-    """A Dict observation space: unsupported."""
+    """A Dict observation (Box ``pos``, Discrete ``mode``, MultiDiscrete ``flags``): read
+    flattened. Reward 1 when the action equals ``mode``; truncated after 10 steps."""
 
     def __init__(self) -> None:
-        self.observation_space = spaces.Dict({"a": spaces.Discrete(2)})
-        self.action_space = spaces.Discrete(2)
+        self.observation_space = spaces.Dict({
+            "pos": spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32),
+            "mode": spaces.Discrete(3),
+            "flags": spaces.MultiDiscrete([2, 2]),
+        })  # fmt: skip
+        self.action_space = spaces.Discrete(3)
+        self.t = 0
+        self.obs: dict[str, Any] = {}
+
+    def _draw(self) -> dict[str, Any]:
+        self.obs = self.observation_space.sample()
+        return self.obs
 
     def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
-        return {"a": 0}, {}
+        self.observation_space.seed(seed)
+        self.t = 0
+        return self._draw(), {}
 
     def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
-        return {"a": 0}, 0.0, True, False, {}
+        self.t += 1
+        reward = float(int(action) == int(self.obs["mode"]))
+        return self._draw(), reward, False, self.t >= 10, {}
+
+
+class TextObsEnv(DictObsEnv):
+    """A Dict observation with a Text part: unsupported."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = spaces.Dict({"a": spaces.Discrete(2), "name": spaces.Text(4)})
 
 
 class TinyBoxEnv(gym.Env[Obs, Any]):
@@ -58,7 +81,8 @@ register(
     max_episode_steps=10,
     reward_threshold=9.0,
 )
-register(id="DictObs-v0", entry_point="tests.fake_envs:DictObsEnv")
+register(id="DictObs-v0", entry_point="tests.fake_envs:DictObsEnv", max_episode_steps=10)
+register(id="TextObs-v0", entry_point="tests.fake_envs:TextObsEnv")
 register(id="Retired-v1", entry_point="tests.fake_envs:TinyBoxEnv")
 
 

@@ -36,7 +36,7 @@ from rlbudget.agents.tabular import (
     provenance,
     rng_from_state,
 )
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, observation_spec, space_spec
 from rlbudget.errors import EnvError
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
 
@@ -87,7 +87,7 @@ def train_sarsa_lambda(
     """Sarsa(λ) with tile coding and replacing traces; the keyword arguments work as for
     :func:`rlbudget.agents.tabular.train_tabular` (stop, checkpoint, exact resume)."""
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if obs_spec.kind != "box" or act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(
@@ -195,7 +195,7 @@ def train_ars(
     that iteration, exactly as a straight run would have done it).
     """
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if obs_spec.kind != "box":
         raise EnvError(f"environment '{env_id}': ARS needs Box observations")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget import __version__
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, observation_spec, space_spec
 from rlbudget.errors import EnvError, RlbudgetError
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
 
@@ -351,7 +351,7 @@ def train_tabular(
     if cfg.algorithm not in ALGORITHMS:
         raise EnvError(f"unknown tabular algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
