@@ -42,8 +42,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rlbudget.errors import EnvError
 
 # gymnasium writes "unbounded" float bounds as ±inf, but some envs use huge finite values.
@@ -81,6 +79,8 @@ class SpaceSpec:
         >>> SpaceSpec("discrete", (), 704, None, None, "int64", (32, 11, 2)).index([14, 10, 1])
         329
         """
+        import numpy as np
+
         if self.radices is None:
             raise ValueError("index() is for a Discrete read from a Tuple of Discrete spaces")
         p = np.asarray(parts, dtype=np.int64)
@@ -238,6 +238,7 @@ def composite_observation(space: Any, env_id: str = "") -> tuple[Any, Any, Space
     :raises EnvError: a part that is not Box, Discrete, MultiDiscrete, MultiBinary or a
         Tuple/Dict of those, named by its path; an empty Tuple or Dict.
     """
+    import numpy as np
     from gymnasium import spaces
 
     kind = type(space).__name__
@@ -263,7 +264,7 @@ def composite_observation(space: Any, env_id: str = "") -> tuple[Any, Any, Space
                 f"index, row-major (radices {', '.join(map(str, radices))})")  # fmt: skip
         spec = SpaceSpec("discrete", (), n, None, None, "int64", radices, note)
         return spaces.Discrete(n), to_index, spec
-    flat = spaces.flatten_space(space)
+    flat: Any = spaces.flatten_space(space)  # a Box, for Box/Discrete/Multi* parts
     box = spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32),
                      dtype=np.float32)  # fmt: skip
 

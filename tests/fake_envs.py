@@ -1,7 +1,8 @@
 """Test-only environments, importable as ``tests.fake_envs:...`` (tests/ is a package).
 
 Importing this module registers ``TinyBox-v0``, ``DictObs-v0``, ``TextObs-v0``,
-``SlowReset-v0`` and ``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as ``Taxi-v3`` is in gymnasium 1.4).
+``SlowReset-v0`` and ``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as
+``Taxi-v3`` is in gymnasium 1.4).
 """
 
 from __future__ import annotations

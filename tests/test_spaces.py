@@ -42,8 +42,9 @@ def test_tuple_of_discrete_is_their_product() -> None:
     assert [to_index(p) for p in every] == list(range(704))  # row-major, one to one
     assert list(spec.index(np.array(every))) == list(range(704))
     # each part counted from its start
-    _, shifted, _ = composite_observation(spaces.Tuple((spaces.Discrete(3, start=1),
-                                                        spaces.Discrete(2, start=-1))))
+    _, shifted, _ = composite_observation(
+        spaces.Tuple((spaces.Discrete(3, start=1), spaces.Discrete(2, start=-1)))
+    )
     assert [shifted(p) for p in [(1, -1), (1, 0), (2, -1), (3, 0)]] == [0, 1, 2, 5]
 
 
@@ -176,7 +177,8 @@ def test_dict_is_flattened_with_a_note() -> None:
         obs, _ = env.reset(seed=3)
         raw = env.unwrapped.obs
         assert obs.dtype == np.float32
-        assert np.array_equal(obs, spaces.flatten(env.unwrapped.observation_space, raw))
+        flat = spaces.flatten(env.unwrapped.observation_space, raw)
+        assert np.array_equal(obs, np.asarray(flat))
         # flags one-hot per part, then mode one-hot, then pos
         flags, mode = raw["flags"], int(raw["mode"])
         assert obs[flags[0]] == 1 and obs[2 + flags[1]] == 1 and obs[4 + mode] == 1
@@ -195,8 +197,10 @@ def test_dict_env_trains_and_evaluates(
     assert policy.observation_space.shape == (9,) and policy.observation_space.note
     # reward 1 when the action equals the one-hot 'mode': learnable from the flat Box
     assert evaluate(policy, DICT_ENV, episodes=10).return_mean >= 9.0
-    budget = write_budget(f"device: esp32\ntraining: {{env_steps: 2M}}\n"
-                          f"task: {{env: '{DICT_ENV}', min_return: 9}}\n")
+    budget = write_budget(
+        f"device: esp32\ntraining: {{env_steps: 2M}}\ntask: {{env: '{DICT_ENV}', min_return: 9}}\n",
+        "budget.yaml",
+    )
     r = runner.invoke(app, ["plan", str(budget)])
     assert r.exit_code == 0, r.output
     assert "flattened to a Box of 9 values" in r.stdout
