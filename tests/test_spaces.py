@@ -204,3 +204,21 @@ def test_dict_env_trains_and_evaluates(
     r = runner.invoke(app, ["plan", str(budget)])
     assert r.exit_code == 0, r.output
     assert "flattened to a Box of 9 values" in r.stdout
+
+
+@pytest.mark.slow  # torch's import and SB3's set-up: ~6 s a case, more under load
+@pytest.mark.parametrize(("algo", "env"), [("dqn", "Blackjack-v1"), ("ppo", DICT_ENV)])
+def test_sb3_trains_on_tuple_and_dict(algo: str, env: str, tmp_path: Path) -> None:
+    pytest.importorskip("stable_baselines3")
+    from rlbudget.train import resolve, train_run
+
+    overrides = {"net_arch": [8], "n_envs": 1, "n_steps": 64, "batch_size": 32}
+    if algo == "dqn":
+        overrides = {"net_arch": [8], "learning_starts": 50, "batch_size": 32}
+    settings = resolve(algo, env, env_steps=300, min_return=1e9, overrides=overrides)
+    train_run(settings, tmp_path / "r")
+    policy = load_policy(tmp_path / "r" / "policy")
+    # SB3 trained on the index (one-hot) or the flat Box; the policy keeps how it was read
+    assert policy.observation_space == env_spec(env, measure_steps=0).observation
+    assert policy.observation_space.note is not None
+    assert evaluate(policy, env, episodes=3).episodes == 3

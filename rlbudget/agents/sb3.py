@@ -64,6 +64,7 @@ checkpoint twice gives the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -84,6 +85,7 @@ from rlbudget.agents.tabular import (
     finite_reward,
     provenance,
 )
+from rlbudget.envs import SpaceSpec
 from rlbudget.errors import EnvError, PlanError, TrainingError
 from rlbudget.policy.model import Policy
 
@@ -427,6 +429,19 @@ def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int
     return vecnorm, vecnorm
 
 
+def _observation_read_as(env_id: str) -> SpaceSpec | None:
+    """The spec of a Tuple/Dict observation space as rlbudget reads it (with its note and
+    radices), which SB3's model, trained on the wrapped env, does not know; else None."""
+    from rlbudget.envs import make_env, observation_spec
+
+    probe = make_env(env_id)
+    try:
+        spec = observation_spec(probe, env_id)
+    finally:
+        probe.close()
+    return spec if spec.note is not None else None
+
+
 def train_sb3(
     env_id: str,
     cfg: SB3Config,
@@ -474,11 +489,14 @@ def train_sb3(
         # Envs cannot be restored mid-episode: reset them, seeded from the step count.
         env.seed(cfg.seed + done_steps)
     start = time.perf_counter() - wall0
+    read_as = _observation_read_as(env_id)
 
     def current() -> Policy:
         prov = provenance(f"rlbudget.agents.sb3 (Stable-Baselines3 {cls.__name__})",
                           cfg.algorithm, env_id, cfg, int(model.num_timesteps))  # fmt: skip
         policy: Policy = from_model(model, vecnorm, provenance=prov)
+        if read_as is not None:  # SB3 saw the index or flat Box; keep how it was read
+            policy = dataclasses.replace(policy, observation_space=read_as)
         return policy
 
     def snapshot() -> Checkpoint:
