@@ -508,7 +508,11 @@ def train_run(
     """
     import signal
 
+    import numpy as np
+
     from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.errors import TrainingError
+    from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
@@ -583,23 +587,39 @@ def train_run(
                 return True
         return False
 
+    saved_at: list[int] = [done_steps] if checkpoint else []
+
+    def save_checkpoint(ck: Checkpoint) -> None:
+        """Only finite arrays replace the last good checkpoint."""
+        check_learned(ck.arrays, "the checkpoint", int(ck.state["steps"]))
+        ck.save(out / "checkpoint")
+        saved_at.append(int(ck.state["steps"]))
+
     previous_handlers = {
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with PeakRSS() as rss, RaplEnergy() as rapl:
+        # Overflow is caught below (check_learned), with one line instead of numpy's warnings.
+        with PeakRSS() as rss, RaplEnergy() as rapl, np.errstate(over="ignore", invalid="ignore"):
             result = train_fn(
                 settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
-                resume=checkpoint, on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+                resume=checkpoint, on_checkpoint=save_checkpoint,
                 checkpoint_every=settings.checkpoint_every,
             )  # fmt: skip
+    except (NonFiniteError, TrainingError) as exc:  # NaN/inf from the env or in the weights
+        kept = (f"the last good checkpoint ({out / 'checkpoint'}, step {saved_at[-1]}) is kept"
+                if saved_at else "no checkpoint had been written yet")  # fmt: skip
+        raise type(exc)(f"{exc}. Training stopped: {kept}; no policy was written") from None
     finally:
         for sig, old in previous_handlers.items():
             signal.signal(sig, old)
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    # Nothing learned with NaN/inf is written: check both before writing either.
+    check_learned(result.policy.arrays(), "the policy", result.steps)
     if result.checkpoint is not None:
+        check_learned(result.checkpoint.arrays, "the checkpoint", result.steps)
         result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
     atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
