@@ -2,7 +2,8 @@
 
 Importing this module registers ``TinyBox-v0``, ``DictObs-v0``, ``SlowReset-v0``,
 ``Retired-v1`` (so ``Retired-v0`` is a deprecated version, as ``Taxi-v3`` is in gymnasium 1.4),
-and the NaN/inf envs ``NanObs-v0``, ``NanReward25-v0``, ``InfReward25-v0`` and ``HugeReward-v0``.
+the NaN/inf envs ``NanObs-v0``, ``NanReward25-v0``, ``InfReward25-v0``, ``HugeReward-v0``,
+and ``Coin-v0`` (a fair coin: a 100-episode mean is noisy).
 """
 
 from __future__ import annotations
@@ -106,3 +107,22 @@ register(id="InfReward25-v0", entry_point=_BAD, max_episode_steps=10,
          kwargs={"what": "reward", "at": 25, "value": float("-inf")})  # fmt: skip
 register(id="HugeReward-v0", entry_point=_BAD, max_episode_steps=10,
          kwargs={"at": 0, "reward": 1e308})  # fmt: skip
+
+
+class CoinEnv(gym.Env[Obs, Any]):
+    """One-step episodes whose reward is a fair coin (1 or 0), whatever the action: every
+    policy's true mean return is 0.5, and a 100-episode mean can be 0.6 by luck."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Discrete(1)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
+        super().reset(seed=seed)
+        return 0, {}
+
+    def step(self, action: Any) -> tuple[Obs, float, bool, bool, dict[str, Any]]:
+        return 0, float(self.np_random.random() < 0.5), True, False, {}
+
+
+register(id="Coin-v0", entry_point="tests.fake_envs:CoinEnv", max_episode_steps=1)
