@@ -8,11 +8,12 @@ Run: python benchmarks/guard_cost.py
 from __future__ import annotations
 
 import time
+
 from rlbudget.envs import make_env
 
 for env_id in ["FrozenLake-v1", "CartPole-v1"]:
     res = {}
-    for rep in range(5):
+    for _ in range(5):
         for g in (False, True):
             env = make_env(env_id, guard=g)
             env.reset(seed=0)
