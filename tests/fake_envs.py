@@ -125,4 +125,4 @@ class CoinEnv(gym.Env[Obs, Any]):
         return 0, float(self.np_random.random() < 0.5), True, False, {}
 
 
-register(id="Coin-v0", entry_point="tests.fake_envs:CoinEnv", max_episode_steps=1)
+register(id="Coin-v0", entry_point="tests.fake_envs:CoinEnv", max_episode_steps=500)
