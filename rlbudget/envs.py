@@ -283,7 +283,10 @@ def composite_observation(space: Any, env_id: str = "") -> tuple[Any, Any, Space
 def observation_spec(env: Any, env_id: str = "") -> SpaceSpec:
     """The spec of an env made by :func:`make_env`: for a Tuple or Dict space, the one
     read from the original space (with its note and radices); else the env's own."""
-    spec = getattr(env, "rlbudget_observation", None)
+    try:  # set on the composite reader, which the NaN/inf guard wraps
+        spec = env.get_wrapper_attr("rlbudget_observation")
+    except AttributeError:
+        spec = None
     if isinstance(spec, SpaceSpec):
         return spec
     return space_spec(env.observation_space, what="observation", env_id=env_id)
@@ -371,13 +374,21 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
-def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) -> Any:
+def make_env(
+    env_id: str, *, gym_packages: Sequence[str] = (), guard: bool = True, **kwargs: Any
+) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
+
+    The env comes wrapped in :class:`rlbudget.finite.EnvGuard`: its first NaN/inf
+    observation or reward raises :class:`~rlbudget.finite.NonFiniteError` (step and
+    episode named).
 
     :param env_id: a registered id, or ``module:EnvId`` (gymnasium imports ``module``, which
         registers ``EnvId``).
     :param gym_packages: modules to import first (they register envs), like RL Zoo's
         ``--gym-packages``.
+    :param guard: wrap it in the NaN/inf guard (False: the caller checks, as SB3's
+        vectorized training does with its own step count).
     :param kwargs: passed to ``gymnasium.make``.
     :return: the env; one with a Tuple or Dict observation space comes wrapped so that its
         observations are read as :func:`composite_observation` says (the spec with its note:
@@ -406,10 +417,15 @@ def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) ->
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     try:
-        return _read_composite(env, env_id)
+        env = _read_composite(env, env_id)
     except EnvError:
         env.close()
         raise
+    if not guard:
+        return env
+    from rlbudget.finite import guard as guarded
+
+    return guarded(env, env_id)
 
 
 def env_spec(
