@@ -564,11 +564,23 @@ def compress(
     ] = None,
     max_return_drop: Annotated[
         str,
-        typer.Option("--max-return-drop", help="Largest acceptable return drop: 5% or 0.05."),
+        typer.Option(
+            "--max-return-drop",
+            help="Largest acceptable drop of the mean return and of the worst 5 % of "
+            "episodes' (CVaR): 5% or 0.05.",
+        ),
     ] = "5%",
     episodes: Annotated[
-        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            show_default=False,
+            help="Episodes per return measurement, episode i seeded seed+i for both "
+            "[about 50,000 env steps, 100 to 1,000 episodes].",
+        ),
+    ] = None,
     states: Annotated[
         int, typer.Option("--states", min=1, help="Visited states per step (agreement, int8).")
     ] = 5000,
@@ -616,8 +628,9 @@ def compress(
 
     Each step reports bytes and MACs before and after, action agreement with its parent
     on states the parent visits, and the return before and after over the same seeded
-    episodes. The result is written even when it loses more than --max-return-drop of
-    the input's return; the command then exits 1.
+    episodes (paired). The gate holds both the mean return and the worst 5 % of episodes
+    (CVaR) to --max-return-drop of the input's; the result is written even when it fails,
+    and the command then exits 1.
 
     Examples:
 
@@ -693,6 +706,15 @@ def _render_compress(report: Any, output: Path) -> None:
             "PASS" if s.passed else "FAIL",
         )
     out.print(t)
+    g = report.gate
+    ci = "" if g.mean_drop_ci95 is None else " (95 % CI {:.1%} … {:.1%})".format(*g.mean_drop_ci95)
+    out.print(
+        f"gate (final vs input, {g.episodes} paired episodes): mean {g.mean_before:.1f} → "
+        f"{g.mean_after:.1f}, drop {g.mean_drop:.1%}{ci}; "
+        f"worst 5 % ({g.tail_episodes} episode{'s' if g.tail_episodes > 1 else ''}) "
+        f"{g.tail_before:.1f} → {g.tail_after:.1f}, drop {g.tail_drop:.1%}",
+        markup=False,
+    )
     for s in report.steps:
         if s.bytes_after > s.bytes_before:
             out.print(f"note: '{s.method}' made the policy larger ({s.bytes_before:,} → "
@@ -708,8 +730,8 @@ def _render_compress(report: Any, output: Path) -> None:
         f"{verdict}: {units.format_bytes(report.bytes_before)} → "
         f"{units.format_bytes(report.bytes_after)} "
         f"({report.bytes_before / report.bytes_after:.2f}× smaller), return retention "
-        f"{report.retention:.1%} (limit: a drop of at most {report.max_return_drop:.1%}); "
-        f"policy written to {output}"
+        f"{report.retention:.1%}, worst 5 % {1 - report.gate.tail_drop:.1%} "
+        f"(limit: a drop of at most {report.max_return_drop:.1%}); policy written to {output}"
     )
 
 
@@ -758,7 +780,8 @@ def export(
     if isinstance(gate, dict) and gate.get("passed") is False:
         err.print(
             f"warning: {policy} failed its compression gate (return retention "
-            f"{gate.get('retention', float('nan')):.1%}, limit: a drop of at most "
+            f"{gate.get('retention', float('nan')):.1%}, worst 5 % drop "
+            f"{gate.get('tail_drop', float('nan')):.1%}, limit: a drop of at most "
             f"{gate.get('max_return_drop', float('nan')):.1%}); exporting it anyway",
             markup=False,
         )
@@ -1031,7 +1054,10 @@ def _render_run(report: Any) -> None:
         if "error" in c:
             t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], c["verdict"], c["binding"] or "—",
+        gate_failed = c.get("gate", {}).get("passed") is False
+        t.add_row(str(c["index"]), c["name"],
+                  c["verdict"] + (", gate FAIL" if gate_failed else ""),
+                  c["binding"] or ("compression gate" if gate_failed else "—"),
                   units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
                   f"{c['latency_s'] * 1e6:.3g} µs",
                   "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip

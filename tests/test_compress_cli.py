@@ -133,7 +133,8 @@ def test_gate_failure_exits_1_and_still_writes(cartpole: Path, tmp_path: Path) -
     r = invoke("compress", cartpole, "-m", "prune", "--sparsity", "0.9", "-o", out, *FAST)
     assert r.exit_code == 1, r.output
     assert load_policy(out).provenance["transforms"][-1]["method"] == "prune_magnitude"
-    assert "FAIL" in r.stdout.splitlines()[-4]  # the row (the table ends with a rule)
+    assert "FAIL" in r.stdout.splitlines()[-5]  # the row (the table ends with a rule)
+    assert r.stdout.splitlines()[-3].startswith("gate (final vs input, 3 paired episodes): ")
     verdict = r.stdout.strip().splitlines()[-1]
     assert verdict.startswith("FAIL: ") and verdict.endswith(f"policy written to {out}")
     assert "(limit: a drop of at most 5.0%)" in verdict
