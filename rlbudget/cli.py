@@ -940,7 +940,7 @@ def _write_profile_report(result: Any, path: Path) -> None:
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
-    from rlbudget.profile.report import figure_text, headroom_text
+    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
@@ -979,8 +979,9 @@ def _render_profile(result: Any, report: Path | None) -> None:
             out.print(f"FAIL: binding limit {binding.limit}: mean return {over} is below "
                       f"{limit}")  # fmt: skip
         else:
+            way_out = f"; {alternatives_text(result)}" if result.alternatives else ""
             out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) exceeds "
-                      f"{limit}")  # fmt: skip
+                      f"{limit}{way_out}", markup=False)  # fmt: skip
 
 
 @app.command("run")
