@@ -1048,6 +1048,8 @@ def run_command(
 
 
 def _render_run(report: Any) -> None:
+    from rlbudget.run import candidate_status
+
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
@@ -1055,10 +1057,7 @@ def _render_run(report: Any) -> None:
         if "error" in c:
             t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
             continue
-        gate_failed = c.get("gate", {}).get("passed") is False
-        t.add_row(str(c["index"]), c["name"],
-                  c["verdict"] + (", gate FAIL" if gate_failed else ""),
-                  c["binding"] or ("compression gate" if gate_failed else "—"),
+        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
                   units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
                   f"{c['latency_s'] * 1e6:.3g} µs",
                   "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip

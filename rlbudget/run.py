@@ -378,6 +378,16 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
     return {"format": fmt, "candidates": candidates, "chosen": chosen}
 
 
+def candidate_status(candidate: dict[str, Any]) -> tuple[str, str]:
+    """A built candidate's verdict and binding limit as the tables show them: a profile
+    that passes but a compression gate that fails reads ``PASS, gate FAIL`` and binds at
+    ``compression gate``."""
+    gate_failed = candidate.get("gate", {}).get("passed") is False
+    verdict = candidate["verdict"] + (", gate FAIL" if gate_failed else "")
+    binding = candidate["binding"] or ("compression gate" if gate_failed else "—")
+    return verdict, binding
+
+
 def _gate_words(gate: dict[str, Any]) -> str:
     """A gate's two drops in words (``Gate.to_dict()``)."""
     return (f"return mean drop {gate['mean_drop']:.1%}, worst 5 % drop {gate['tail_drop']:.1%} "
@@ -497,8 +507,9 @@ def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any
         if "error" in c:
             lines.append(f"| {c['index']} | {c['name']} | error | {c['error']} | | | | |")
             continue
+        verdict, binding = candidate_status(c)
         lines.append(
-            f"| {c['index']} | {c['name']} | {c['verdict']} | {c['binding'] or '—'} "
+            f"| {c['index']} | {c['name']} | {verdict} | {binding} "
             f"| {units.format_bytes(c['flash_bytes'])} | {units.format_bytes(c['ram_bytes'])} "
             f"| {c['latency_s'] * 1e6:.3g} µs | "
             + ("—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")

@@ -165,5 +165,6 @@ def test_run_rejects_a_candidate_that_fails_the_gate(
     assert r.exit_code == 1, r.output
     row = next(line for line in r.stdout.splitlines() if "│ pack " in line)
     assert "PASS, gate FAIL" in row and "compression gate" in row
+    assert "| 1 | pack | PASS, gate FAIL | compression gate |" in (out / "report.md").read_text()
     verdict = r.stdout[r.stdout.rindex("DOES NOT FIT — ") :]  # may wrap at 200 columns
     assert "'pack' fits every limit but loses return in compression" in verdict
