@@ -238,13 +238,21 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
-def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) -> Any:
+def make_env(
+    env_id: str, *, gym_packages: Sequence[str] = (), guard: bool = True, **kwargs: Any
+) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
+
+    The env comes wrapped in :class:`rlbudget.finite.EnvGuard`: its first NaN/inf
+    observation or reward raises :class:`~rlbudget.finite.NonFiniteError` (step and
+    episode named).
 
     :param env_id: a registered id, or ``module:EnvId`` (gymnasium imports ``module``, which
         registers ``EnvId``).
     :param gym_packages: modules to import first (they register envs), like RL Zoo's
         ``--gym-packages``.
+    :param guard: wrap it in the NaN/inf guard (False: the caller checks, as SB3's
+        vectorized training does with its own step count).
     :param kwargs: passed to ``gymnasium.make``.
     :raises EnvError: a malformed or unknown id (with did-you-mean), a deprecated version
         (with the current one), a module that cannot be imported, a missing extra dependency.
@@ -269,7 +277,11 @@ def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) ->
             raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return env
+    if not guard:
+        return env
+    from rlbudget.finite import guard as guarded
+
+    return guarded(env, env_id)
 
 
 def env_spec(

@@ -81,10 +81,10 @@ from rlbudget.agents.tabular import (
     OnEpisode,
     StepHooks,
     TrainResult,
-    finite_reward,
     provenance,
 )
-from rlbudget.errors import EnvError, PlanError, TrainingError
+from rlbudget.errors import PlanError, TrainingError
+from rlbudget.finite import check_observation, check_reward
 from rlbudget.policy.model import Policy
 
 # id → (module, class, needs sb3-contrib)
@@ -214,24 +214,19 @@ def _finite_wrapper() -> type:
             self.env_id, self.steps = env_id, steps
 
         def _check_obs(self, obs: Any, step: int) -> None:
-            arr = np.asarray(obs)
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                i = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0][0])
-                raise EnvError(
-                    f"environment '{self.env_id}' returned a non-finite observation "
-                    f"({arr[i].tolist()}) at step {step + i}"
-                )
+            for i, one in enumerate(np.asarray(obs)):
+                check_observation(one, self.env_id, f"at env step {step + i}")
 
         def reset(self) -> Any:
             obs = self.venv.reset()
-            self._check_obs(obs, self.steps)
+            self._check_obs(obs, self.steps)  # before the first step: "step 0"
             return obs
 
         def step_wait(self) -> Any:
             obs, rewards, dones, infos = self.venv.step_wait()
             for i, r in enumerate(rewards):
-                finite_reward(r, self.env_id, self.steps + i)
-            self._check_obs(obs, self.steps)
+                check_reward(r, self.env_id, f"at env step {self.steps + i + 1}")
+            self._check_obs(obs, self.steps + 1)
             self.steps += self.num_envs
             return obs, rewards, dones, infos
 
@@ -418,7 +413,7 @@ def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int
     from rlbudget.envs import make_env
 
     def one() -> Any:
-        return Monitor(make_env(env_id))
+        return Monitor(make_env(env_id, guard=False))  # FiniteCheck counts the steps
 
     venv = _finite_wrapper()(DummyVecEnv([one] * n_envs), env_id, steps)
     if not normalize:

@@ -34,6 +34,7 @@ import numpy as np
 from rlbudget import __version__
 from rlbudget.envs import make_env, space_spec
 from rlbudget.errors import EnvError, RlbudgetError
+from rlbudget.finite import sync
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
 
 ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
@@ -133,14 +134,6 @@ class StepHooks:
             self.on_checkpoint(snapshot())
             self.next = (steps // self.every + 1) * self.every
         return False
-
-
-def finite_reward(reward: Any, env_id: str, step: int) -> float:
-    """The reward as a float; NaN or inf stops training with the step named."""
-    r = float(reward)
-    if not math.isfinite(r):
-        raise EnvError(f"environment '{env_id}' returned reward {r} at step {step}")
-    return r
 
 
 def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
@@ -457,11 +450,12 @@ def train_tabular(
             )
     start = time.perf_counter() - log.wall0
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
+    sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
     for t in range(log.steps, cfg.n_timesteps):
         if hooks.stop(t, snapshot):
             break
-        obs, reward, terminated, truncated, _ = env.step(a)
-        r = finite_reward(reward, env_id, t)
+        obs, reward, terminated, truncated, _ = env.step(a)  # the guard stops at NaN/inf
+        r = float(reward)
         log.record(a, r)
         s2 = state_of(obs)
         t_next = min(t + 1, cfg.n_timesteps - 1)

@@ -657,7 +657,7 @@ def compress(
     :raises PolicyError: an unknown method, a method that does not apply, bad options.
     :raises EnvError: the env cannot be made or does not match the policy's spaces.
     """
-    from rlbudget.profile.evaluate import default_episodes, evaluate, matching_env
+    from rlbudget.profile.evaluate import env_default_episodes, evaluate, matching_env
 
     opts = options or MethodOptions()
     names = parse_methods(methods)
@@ -665,9 +665,10 @@ def compress(
     packages = tuple(gym_packages)
     if episodes is None:
         env = matching_env(policy, env_id, packages)
-        spec = getattr(env, "spec", None)
-        env.close()
-        episodes = default_episodes(getattr(spec, "max_episode_steps", None))
+        try:
+            episodes = env_default_episodes(env)
+        finally:
+            env.close()
     if episodes < 1 or states < 1:
         raise PolicyError(f"compress: episodes ({episodes}) and states ({states}) must be ≥ 1")
     seeds = range(seed, seed + episodes)

@@ -18,6 +18,7 @@ import numpy as np
 
 from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import EnvError
+from rlbudget.finite import check_return
 from rlbudget.policy.model import Policy
 
 EVAL_STEPS = 50_000
@@ -35,6 +36,11 @@ def default_episodes(max_episode_steps: int | None) -> int:
     if not max_episode_steps:
         return 100
     return max(100, min(1000, EVAL_STEPS // max_episode_steps))
+
+
+def env_default_episodes(env: Any) -> int:
+    """:func:`default_episodes` of a made env (its ``spec.max_episode_steps``)."""
+    return default_episodes(getattr(getattr(env, "spec", None), "max_episode_steps", None))
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,8 @@ def evaluate(
     :param seeds: one seed per episode (then ``episodes`` is ``len(seeds)`` and ``seed`` is
         not used): paired comparisons (see the module docstring).
     :raises EnvError: the env's spaces differ from the policy's.
+    :raises NonFiniteError: a NaN/inf observation or reward (env step and episode named),
+        or an episode's return that overflows to inf: no mean is made of it.
     """
     choose = policy.act if act is None else act
     env = matching_env(policy, env_id, gym_packages)
@@ -99,9 +107,9 @@ def evaluate(
             episodes = len(seeds)
         obs, _ = env.reset(seed=seed if seeds is None else seeds[0])
         env.action_space.seed(seed)
-        for i in range(episodes):
-            if i > 0:
-                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[i])
+        for episode in range(1, episodes + 1):
+            if episode > 1:
+                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[episode - 1])
             total, steps, done = 0.0, 0, False
             info: dict[str, Any] = {}
             while not done:
@@ -109,7 +117,7 @@ def evaluate(
                 total += float(reward)
                 steps += 1
                 done = bool(terminated or truncated)
-            returns.append(total)
+            returns.append(check_return(total, env_id, episode, episodes))
             lengths.append(steps)
             if "is_success" in info:
                 successes.append(float(bool(info["is_success"])))
