@@ -566,11 +566,23 @@ def compress(
     ] = None,
     max_return_drop: Annotated[
         str,
-        typer.Option("--max-return-drop", help="Largest acceptable return drop: 5% or 0.05."),
+        typer.Option(
+            "--max-return-drop",
+            help="Largest acceptable drop of the mean return and of the worst 5 % of "
+            "episodes' (CVaR): 5% or 0.05.",
+        ),
     ] = "5%",
     episodes: Annotated[
-        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            show_default=False,
+            help="Episodes per return measurement, episode i seeded seed+i for both "
+            "[about 50,000 env steps, 100 to 1,000 episodes].",
+        ),
+    ] = None,
     states: Annotated[
         int, typer.Option("--states", min=1, help="Visited states per step (agreement, int8).")
     ] = 5000,
@@ -618,8 +630,9 @@ def compress(
 
     Each step reports bytes and MACs before and after, action agreement with its parent
     on states the parent visits, and the return before and after over the same seeded
-    episodes. The result is written even when it loses more than --max-return-drop of
-    the input's return; the command then exits 1.
+    episodes (paired). The gate holds both the mean return and the worst 5 % of episodes
+    (CVaR) to --max-return-drop of the input's; the result is written even when it fails,
+    and the command then exits 1.
 
     Examples:
 
@@ -695,6 +708,15 @@ def _render_compress(report: Any, output: Path) -> None:
             "PASS" if s.passed else "FAIL",
         )
     out.print(t)
+    g = report.gate
+    ci = "" if g.mean_drop_ci95 is None else " (95 % CI {:.1%} … {:.1%})".format(*g.mean_drop_ci95)
+    out.print(
+        f"gate (final vs input, {g.episodes} paired episodes): mean {g.mean_before:.1f} → "
+        f"{g.mean_after:.1f}, drop {g.mean_drop:.1%}{ci}; "
+        f"worst 5 % ({g.tail_episodes} episode{'s' if g.tail_episodes > 1 else ''}) "
+        f"{g.tail_before:.1f} → {g.tail_after:.1f}, drop {g.tail_drop:.1%}",
+        markup=False,
+    )
     for s in report.steps:
         if s.bytes_after > s.bytes_before:
             out.print(f"note: '{s.method}' made the policy larger ({s.bytes_before:,} → "
@@ -710,8 +732,8 @@ def _render_compress(report: Any, output: Path) -> None:
         f"{verdict}: {units.format_bytes(report.bytes_before)} → "
         f"{units.format_bytes(report.bytes_after)} "
         f"({report.bytes_before / report.bytes_after:.2f}× smaller), return retention "
-        f"{report.retention:.1%} (limit: a drop of at most {report.max_return_drop:.1%}); "
-        f"policy written to {output}"
+        f"{report.retention:.1%}, worst 5 % {1 - report.gate.tail_drop:.1%} "
+        f"(limit: a drop of at most {report.max_return_drop:.1%}); policy written to {output}"
     )
 
 
@@ -760,7 +782,8 @@ def export(
     if isinstance(gate, dict) and gate.get("passed") is False:
         err.print(
             f"warning: {policy} failed its compression gate (return retention "
-            f"{gate.get('retention', float('nan')):.1%}, limit: a drop of at most "
+            f"{gate.get('retention', float('nan')):.1%}, worst 5 % drop "
+            f"{gate.get('tail_drop', float('nan')):.1%}, limit: a drop of at most "
             f"{gate.get('max_return_drop', float('nan')):.1%}); exporting it anyway",
             markup=False,
         )
@@ -919,7 +942,7 @@ def _write_profile_report(result: Any, path: Path) -> None:
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
-    from rlbudget.profile.report import figure_text, headroom_text
+    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
@@ -958,8 +981,9 @@ def _render_profile(result: Any, report: Path | None) -> None:
             out.print(f"FAIL: binding limit {binding.limit}: mean return {over} is below "
                       f"{limit}")  # fmt: skip
         else:
+            way_out = f"; {alternatives_text(result)}" if result.alternatives else ""
             out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) exceeds "
-                      f"{limit}")  # fmt: skip
+                      f"{limit}{way_out}", markup=False)  # fmt: skip
 
 
 @app.command("run")
@@ -1026,6 +1050,8 @@ def run_command(
 
 
 def _render_run(report: Any) -> None:
+    from rlbudget.run import candidate_status
+
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
@@ -1033,7 +1059,7 @@ def _render_run(report: Any) -> None:
         if "error" in c:
             t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], c["verdict"], c["binding"] or "—",
+        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
                   units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
                   f"{c['latency_s'] * 1e6:.3g} µs",
                   "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip

@@ -10,7 +10,9 @@ from its last completed stage (and a killed training from its checkpoint):
 3. **compress** — candidates in order of expected cost, each compressed
    (:func:`rlbudget.compress.pipeline.compress`) and profiled against the budget
    (:func:`rlbudget.profile.verdict.profile`) until one passes every check with the margin,
-   the return target included:
+   the return target included, and, when compressed, the compression gate: its mean return
+   and its worst 5 % of episodes' (CVaR) each within 5 % of the trained policy's on the
+   same seeded episodes (:class:`rlbudget.compress.pipeline.Gate`):
 
    - an MLP: as trained, ``int8``, ``prune-neurons`` keeping 50 % then 25 % with recovery
      + ``int8``, then ``distill`` into students of ¼ and ⅛ of the widest hidden layer
@@ -52,6 +54,7 @@ from rlbudget.compress.pipeline import MethodOptions
 from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.fileio import atomic_write_text
 from rlbudget.policy.model import MLP, Policy
+from rlbudget.profile.evaluate import default_episodes
 
 SCHEMA = "rlbudget.run/1"
 STAGES = ("plan", "train", "compress", "export", "profile")
@@ -163,21 +166,6 @@ class RunReport:
 
 
 Progress = Callable[[str], None]
-EVAL_STEPS = 50_000
-
-
-def default_episodes(max_episode_steps: int | None) -> int:
-    """Episodes per return measurement: about :data:`EVAL_STEPS` env steps, at least 100
-    and at most 1,000 episodes, so short episodes get more of them. A stochastic env's mean
-    over 100 episodes is noisy: one FrozenLake policy scored 0.63–0.85 over seven seeds
-    (1,000 episodes: 0.74), and FrozenLake's 100-step episodes get 500 here.
-
-    >>> default_episodes(500), default_episodes(100), default_episodes(None)
-    (100, 500, 100)
-    """
-    if not max_episode_steps:
-        return 100
-    return max(100, min(1000, EVAL_STEPS // max_episode_steps))
 
 
 def run_job(
@@ -318,7 +306,7 @@ def _candidate_dir(out: Path, i: int, spec: CandidateSpec) -> Path:
 
 def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunState,
                     episodes: int, seed: int, say: Progress) -> Any:  # fmt: skip
-    from rlbudget.compress.pipeline import compress
+    from rlbudget.compress.pipeline import DEFAULT_MAX_RETURN_DROP, compress
     from rlbudget.policy import load_policy, save_policy
     from rlbudget.profile.report import markdown, usage_chart
     from rlbudget.profile.verdict import default_format, profile
@@ -341,13 +329,19 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
         folder = _candidate_dir(out, i, spec)
         record: dict[str, Any] = {"index": i, "name": spec.name, "methods": spec.methods,
                                   "policy": str(folder / "policy")}  # fmt: skip
+        gate_passed = True
         try:
             policy = trained
             if spec.methods is not None:
+                # the compression gate, as `rlbudget compress` holds it: mean and worst-5 %
+                # return against the trained policy's, on the same seeded episodes
                 report = compress(trained, spec.methods, plan["env"], episodes=episodes,
-                                  seed=seed, max_return_drop=1e9, options=spec.options)  # fmt: skip
+                                  seed=seed, max_return_drop=DEFAULT_MAX_RETURN_DROP,
+                                  options=spec.options)  # fmt: skip
                 policy = report.policy
                 record["retention"] = report.retention
+                record["gate"] = report.gate.to_dict()
+                gate_passed = report.passed
             save_policy(policy, folder / "policy", parents=True)
             prof = profile(policy, budget, fmt=fmt, env_id=plan["env"], episodes=episodes,
                            seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
@@ -362,7 +356,7 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
             usage_chart(prof, folder / "profile.png")
             checks = {c["limit"]: c for c in data["checks"]}
             record.update(
-                fits=prof.verdict == "PASS", binding=data["binding"],
+                fits=prof.verdict == "PASS" and gate_passed, binding=data["binding"],
                 flash_bytes=prof.footprint.flash_bytes, ram_bytes=prof.footprint.ram_bytes,
                 latency_s=checks["inference.latency"]["figure"],
                 return_mean=None if prof.returns is None else prof.returns.mean,
@@ -370,6 +364,8 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
             )  # fmt: skip
             say(f"candidate {i} ({spec.name}): {prof.verdict}"
                 + (f", binding {data['binding']}" if data["binding"] else "")
+                + ("" if gate_passed else "; compression gate FAIL: "
+                   + _gate_words(record["gate"]))
                 + f"; flash {units.format_bytes(prof.footprint.flash_bytes)}, return "
                 f"{record['return_mean']}")  # fmt: skip
         partial["candidates"].append(record)
@@ -380,6 +376,22 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
     candidates = partial["candidates"]
     state.stages.pop("compress-partial", None)
     return {"format": fmt, "candidates": candidates, "chosen": chosen}
+
+
+def candidate_status(candidate: dict[str, Any]) -> tuple[str, str]:
+    """A built candidate's verdict and binding limit as the tables show them: a profile
+    that passes but a compression gate that fails reads ``PASS, gate FAIL`` and binds at
+    ``compression gate``."""
+    gate_failed = candidate.get("gate", {}).get("passed") is False
+    verdict = candidate["verdict"] + (", gate FAIL" if gate_failed else "")
+    binding = candidate["binding"] or ("compression gate" if gate_failed else "—")
+    return verdict, binding
+
+
+def _gate_words(gate: dict[str, Any]) -> str:
+    """A gate's two drops in words (``Gate.to_dict()``)."""
+    return (f"return mean drop {gate['mean_drop']:.1%}, worst 5 % drop {gate['tail_drop']:.1%} "
+            f"(limit {gate['max_return_drop']:.0%})")  # fmt: skip
 
 
 def _hopeless(first: dict[str, Any] | None, folder: Path) -> bool:
@@ -421,7 +433,14 @@ def _report_stage(budget: Budget, state: RunState, out: Path) -> Any:
     # the final (or closest) candidate's profile, report and chart, written by the search
     folder = Path(closest["policy"]).parent
     data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
-    advice = "fits: every limit holds with the margin" if chosen else _advice(budget, data)
+    if chosen:
+        advice = "fits: every limit holds with the margin"
+    elif data["binding"] is None and closest.get("gate", {}).get("passed") is False:
+        advice = (f"'{closest['name']}' fits every limit but loses return in compression "
+                  f"({_gate_words(closest['gate'])}); train longer for a policy with more "
+                  "return to spare, or try gentler settings with rlbudget compress")  # fmt: skip
+    else:
+        advice = _advice(budget, data)
     shutil.copyfile(folder / "profile.png", out / "profile.png")
     _candidates_chart(budget, compress["candidates"], out / "candidates.png")
     text = (folder / "profile.md").read_text(encoding="utf-8").replace(
@@ -488,8 +507,9 @@ def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any
         if "error" in c:
             lines.append(f"| {c['index']} | {c['name']} | error | {c['error']} | | | | |")
             continue
+        verdict, binding = candidate_status(c)
         lines.append(
-            f"| {c['index']} | {c['name']} | {c['verdict']} | {c['binding'] or '—'} "
+            f"| {c['index']} | {c['name']} | {verdict} | {binding} "
             f"| {units.format_bytes(c['flash_bytes'])} | {units.format_bytes(c['ram_bytes'])} "
             f"| {c['latency_s'] * 1e6:.3g} µs | "
             + ("—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")

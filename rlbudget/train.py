@@ -10,7 +10,7 @@ step budget, target); ``train_run`` runs the agent and stops at the first of
   stages (:func:`target_met`): every ``eval_every`` steps the greedy policy is screened
   over ``eval_episodes`` (100) episodes on a separate evaluation env; when the screen's
   mean reaches the target, the policy is confirmed on fresh episodes, as many as the
-  final measurement of ``rlbudget run`` takes (:func:`rlbudget.run.default_episodes`:
+  final measurement of ``rlbudget run`` takes (:func:`rlbudget.profile.evaluate.default_episodes`:
   100 to 1,000, e.g. 500 for FrozenLake), and training stops only when the 95 % lower
   confidence bound of their mean return is at or above the target. A policy stopped
   this way meets the target on fresh episodes (``benchmarks/early_stop.py``), where a
@@ -657,11 +657,11 @@ CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh ev
 def confirm_episodes(env_id: str) -> int:
     """Episodes of the confirmation: as many as ``rlbudget run``'s final measurement."""
     from rlbudget.envs import make_env
-    from rlbudget.run import default_episodes
+    from rlbudget.profile.evaluate import env_default_episodes
 
     env = make_env(env_id)
     try:
-        return default_episodes(getattr(env.spec, "max_episode_steps", None))
+        return env_default_episodes(env)
     finally:
         env.close()
 
