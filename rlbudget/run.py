@@ -320,7 +320,14 @@ def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Pat
 
 def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
                  say: Progress) -> Any:  # fmt: skip
-    from rlbudget.train import Limits, load_settings, resolve, train_run
+    from rlbudget.train import (
+        Limits,
+        ProgressLog,
+        load_settings,
+        resolve,
+        start_step,
+        train_run,
+    )
 
     run_dir = out / "train"
     summary_path = run_dir / "summary.json"
@@ -331,7 +338,9 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
             return summary  # killed after training, before the stage was recorded
     if (run_dir / "checkpoint").is_dir():
         say("train: resuming from the checkpoint of the killed run")
-        result = train_run(load_settings(run_dir), run_dir, resume=True)
+        settings = load_settings(run_dir)
+        log = ProgressLog(settings.n_timesteps, say, start_step=start_step(run_dir))
+        result = train_run(settings, run_dir, resume=True, on_progress=log, say=say)
     else:
         if run_dir.exists():
             say(f"train: {run_dir} has no checkpoint (killed before the first one); "
@@ -347,7 +356,8 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
             f"{settings.target_return}")  # fmt: skip
-        result = train_run(settings, run_dir)
+        result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),
+                           say=say)  # fmt: skip
     summary = result.to_dict()
     if result.stopped_by in INTERRUPTED:  # checkpoint saved; the job stops here
         from rlbudget.interrupt import Interrupted

@@ -526,7 +526,8 @@ class ProgressLog:
         """
         rate = (step - self.start_step) / elapsed_s if elapsed_s > 0 else 0.0
         ret = sum(self.recent) / len(self.recent) if self.recent else float("nan")
-        eta = f"{(self.total - step) / rate:,.0f} s" if rate > 0 else "?"
+        # the first second is mostly setup: no ETA from it
+        eta = f"{(self.total - step) / rate:,.0f} s" if rate > 0 and elapsed_s >= 1 else "?"
         return (f"step {step:,}/{self.total:,} ({step / max(self.total, 1):.0%}), "
                 f"{rate:,.0f} steps/s, return({len(self.recent)}) {ret:.4g}, "
                 f"ETA {eta}")  # fmt: skip
