@@ -21,10 +21,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from rlbudget.budget import load_budget
 from rlbudget.cli import app
 from rlbudget.fileio import LOCK, dir_lock
 from rlbudget.policy import save_policy
-from rlbudget.run import STATE
+from rlbudget.run import STATE, run_job
 from rlbudget.train import ProgressLog
 from tests.test_compress_cli import frozenlake_table
 
@@ -72,6 +73,7 @@ def checkpoint_step(run_dir: Path) -> int:
     return int(json.loads((run_dir / "checkpoint" / "state.json").read_text())["steps"])
 
 
+@pytest.mark.slow  # ≈ 10 s of CPU: two runs, one interrupted
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
                          ids=["SIGINT", "SIGTERM"])  # fmt: skip
 def test_a_signal_during_run_training_stops_the_job_and_a_rerun_resumes(
@@ -120,7 +122,7 @@ def test_sigterm_outside_training_exits_143_with_one_line(tmp_path: Path) -> Non
 def test_a_run_folder_with_only_config_is_started_over(tmp_path: Path) -> None:
     out = tmp_path / "t"
     args = ["train", "--algo", "q-learning", "--env", "FrozenLake-v1", "--budget",
-            str(lake(tmp_path, "2k", "1min")), "-o", str(out)]  # fmt: skip
+            str(lake(tmp_path, "1k", "1min")), "-o", str(out)]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     for child in out.iterdir():  # as a kill before the first checkpoint leaves it
         if child.name not in ("config.yaml", LOCK):
@@ -128,7 +130,7 @@ def test_a_run_folder_with_only_config_is_started_over(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", "--resume", str(out)])
     assert r.exit_code == 0, r.output
     assert "no checkpoint (the run was killed before its first one); starting it over" in r.output
-    assert json.loads((out / "summary.json").read_text())["steps"] == 2000
+    assert json.loads((out / "summary.json").read_text())["steps"] == 1000
     (out / "summary.json").unlink()
     for name in ("policy", "checkpoint", "curve.png", "metrics.csv"):
         p = out / name
@@ -139,19 +141,19 @@ def test_a_run_folder_with_only_config_is_started_over(tmp_path: Path) -> None:
 
 
 def test_run_starts_over_a_training_folder_with_only_config(tmp_path: Path) -> None:
-    budget, out = lake(tmp_path, "2k", "1min"), tmp_path / "run"
-    r = runner.invoke(app, ["run", str(budget), "--option", "2", "-o", str(out)])
-    assert r.exit_code == 1, r.output
+    budget, out = load_budget(lake(tmp_path, "1k", "1min")), tmp_path / "run"
+    run_job(budget, out, option=2, train_only=True)
     state = json.loads((out / STATE).read_text())
     state["stages"] = {"plan": state["stages"]["plan"]}  # killed during training …
     (out / STATE).write_text(json.dumps(state))
     for child in (out / "train").iterdir():  # … before its first checkpoint
         if child.name != "config.yaml":
             child.unlink() if child.is_file() else shutil.rmtree(child)
-    r = runner.invoke(app, ["run", str(budget), "--option", "2", "-o", str(out)])
-    assert r.exit_code == 1, r.output
-    assert "has no checkpoint (killed before the first one); starting the training over" in (
-        r.output)  # fmt: skip
+    said: list[str] = []
+    report = run_job(budget, out, option=2, train_only=True, progress=said.append)
+    assert report.train["steps"] == 1000
+    assert f"train: {out / 'train'} has no checkpoint (killed before the first one); " \
+           "starting the training over" in said  # fmt: skip
 
 
 @pytest.mark.parametrize("command", ["train", "run"])
@@ -169,6 +171,7 @@ def test_a_second_job_into_a_locked_folder_names_the_holder(tmp_path: Path, comm
     assert [p.name for p in out.iterdir()] == [LOCK]  # nothing written
 
 
+@pytest.mark.slow  # two processes, one trains for seconds
 def test_two_train_processes_into_one_folder(tmp_path: Path) -> None:
     out = tmp_path / "t"
     command = rlbudget("train", "--algo", "q-learning", "--env", "FrozenLake-v1", "--budget",
@@ -214,6 +217,7 @@ def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path: Path, sig: signal
     assert all(t["train_steps"] > 0 for t in results["trials"])
 
 
+@pytest.mark.slow  # a training process, interrupted
 def test_progress_lines_and_growing_metrics_when_stderr_is_not_a_terminal(
     tmp_path: Path,
 ) -> None:
