@@ -119,22 +119,25 @@ def _lock_busy(folder: Path, fd: int) -> RlbudgetError:
     )
 
 
-def _open_lock(folder: Path) -> int:
+def _open_lock(folder: Path, create: bool = True) -> int:
     try:
-        return os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        return os.open(folder / LOCK, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
     except OSError as exc:
         raise RlbudgetError(f"{folder}: cannot lock it ({exc.strerror})") from None
 
 
 def check_unlocked(folder: str | os.PathLike[str]) -> None:
-    """Raise if another job holds ``folder``'s lock (:func:`dir_lock`); touch nothing.
+    """Raise if another job holds ``folder``'s lock (:func:`dir_lock`); create nothing.
 
     :raises RlbudgetError: the folder is in use, with the other process's pid.
     """
     path = Path(folder)
     if sys.platform == "win32" or not (path / LOCK).is_file():
         return
-    fd = _open_lock(path)
+    try:
+        fd = _open_lock(path, create=False)
+    except RlbudgetError:
+        return  # released (and removed) meanwhile
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts only with a holder
     except BlockingIOError:
@@ -148,7 +151,8 @@ def dir_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     """Hold an exclusive lock on an existing ``folder`` (``flock`` on ``folder/.lock``,
     which holds this process's pid) while the body runs: one job per run folder. The
     kernel drops the lock when the process ends, however it ends, so a killed job never
-    leaves a stale lock. Where ``fcntl`` is missing (Windows) nothing is locked.
+    leaves a stale lock (only an unlocked ``.lock`` file, which is ignored); a job that
+    ends normally removes the file. Where ``fcntl`` is missing (Windows) nothing is locked.
 
     :raises RlbudgetError: another process holds it (its pid named), or it cannot be
         created.
@@ -157,16 +161,28 @@ def dir_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
     if sys.platform == "win32":
         yield
         return
-    fd = _open_lock(path)
-    try:
+    while True:
+        fd = _open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise _lock_busy(path, fd) from None
+            error = _lock_busy(path, fd)
+            os.close(fd)
+            raise error from None
+        try:  # the file we locked may have been removed by the holder we waited out
+            same = os.stat(path / LOCK).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
     finally:
+        with contextlib.suppress(OSError):
+            (path / LOCK).unlink()  # while still held: nobody can hold this file next
         os.close(fd)
 
 
