@@ -205,7 +205,7 @@ def test_a_killed_sweep_leaves_no_worker_and_resumes(tmp_path: Path, sig: signal
     workers = parent.children(recursive=True)
     assert len(workers) >= 2
     proc.send_signal(sig)
-    proc.communicate(timeout=30)
+    proc.wait(timeout=30)  # not communicate(): an orphaned worker keeps the pipes open
     assert proc.returncode == (-9 if sig == signal.SIGKILL else 143)
     _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == [], f"workers outlived the sweep: {[p.pid for p in alive]}"
