@@ -223,7 +223,9 @@ def train(
     pip install 'rlbudget[contrib]').
 
     Stops at training.env_steps (else the tuned step count), at training.time, or when the
-    greedy policy reaches the target return on a separate evaluation env. SB3 runs take
+    greedy policy reaches the target return on a separate evaluation env (a 100-episode
+    screen, then fresh episodes whose 95 % lower bound must reach it). NaN/inf from the
+    env stops training with the step named (exit 2). SB3 runs take
     their torch threads from training.cores and size the replay buffer from training.ram.
     The run folder holds policy/ (numpy, no torch needed), config.yaml, metrics.csv,
     summary.json, curve.png and checkpoint/; metrics.csv grows as episodes finish. When

@@ -6,9 +6,15 @@ step budget, target); ``train_run`` runs the agent and stops at the first of
 - the step budget: ``training.env_steps`` from the budget, else the hyperparameter
   file's ``n_timesteps`` for this env (tuned, or the generic default — said which);
 - ``training.time`` (checked at the end of each episode);
-- the target return (``task.min_return``, else the env's ``reward_threshold``) reached
-  by the greedy policy over 100 episodes on a separate evaluation env, at two
-  evaluations in a row (one can pass by luck), evaluated every ``eval_every`` steps,
+- the target return (``task.min_return``, else the env's ``reward_threshold``), in two
+  stages (:func:`target_met`): every ``eval_every`` steps the greedy policy is screened
+  over ``eval_episodes`` (100) episodes on a separate evaluation env; when the screen's
+  mean reaches the target, the policy is confirmed on fresh episodes, as many as the
+  final measurement of ``rlbudget run`` takes (:func:`rlbudget.run.default_episodes`:
+  100 to 1,000, e.g. 500 for FrozenLake), and training stops only when the 95 % lower
+  confidence bound of their mean return is at or above the target. A policy stopped
+  this way meets the target on fresh episodes (``benchmarks/early_stop.py``), where a
+  100-episode screen alone stops on lucky evaluations;
 
 and writes the run folder::
 
@@ -56,7 +62,6 @@ from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, i
 from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
 from rlbudget.policy.model import Policy
 
-TARGET_PATIENCE = 2  # consecutive evaluations at or above the target to stop early
 RSS_SAMPLE_S = 0.2  # how often the peak-RSS sampler looks
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
@@ -121,6 +126,8 @@ class RunResult:
     cpu_s: float = 0.0
     peak_rss_bytes: int = 0
     rapl_energy_j: float | None = None
+    # The confirmation that stopped the run at its target: episodes, mean, lower_95, seed.
+    target_check: dict[str, Any] | None = None
 
     @property
     def steps_per_s(self) -> float:
@@ -142,6 +149,7 @@ class RunResult:
             "steps_per_s": self.steps_per_s,
             "target_return": self.settings.target_return,
             "last_eval_return": self.last_eval,
+            "target_check": self.target_check,
         }
 
 
@@ -232,9 +240,13 @@ def _sb3_ids() -> tuple[str, ...]:
     return tuple(ALGORITHMS)
 
 
+def _field_names(config_cls: type) -> set[str]:
+    return {f.name for f in fields(config_cls)}
+
+
 def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     config_cls, _ = _agent(algorithm)
-    names = {f.name for f in fields(config_cls)}
+    names = _field_names(config_cls) - {"algorithm"}  # the algorithm is not a hyperparameter
     params: dict[str, Any] = {}
     for key, value in merged.items():
         key = RENAMED.get(key, key)
@@ -685,7 +697,11 @@ def _train_locked(
 ) -> RunResult:
     import signal
 
+    import numpy as np
+
     from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.errors import TrainingError
+    from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
@@ -706,7 +722,9 @@ def _train_locked(
                          settings.torch_threads or 1, settings.replay_capacity,
                          None if tensorboard is None else str(tensorboard))  # fmt: skip
     else:
-        cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
+        # TabularConfig serves four algorithms and must be told which.
+        which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
+        cfg = config_cls(**settings.hyperparameters, **which, n_timesteps=settings.n_timesteps,
                          seed=settings.seed)  # fmt: skip
 
     stopped_by = "steps"
@@ -719,8 +737,9 @@ def _train_locked(
     start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
     cpu0 = time.process_time()
     caught: list[str] = []
-    kept = tuple(Episode(**e) for e in checkpoint.state.get("episodes", ())) if checkpoint else ()
-    metrics = MetricsLog(out / "metrics.csv", kept)
+    target_check: dict[str, Any] = {}
+    so_far = checkpoint.state.get("episodes", ()) if checkpoint else ()
+    metrics = MetricsLog(out / "metrics.csv", tuple(Episode(**e) for e in so_far))
     board = None
     if tensorboard is not None and settings.library != "sb3":
         board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
@@ -757,29 +776,44 @@ def _train_locked(
             return True
         if settings.target_return is not None and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
-            result = evaluate(current(), settings.env_id, episodes=settings.eval_episodes,
+            policy = current()
+            screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
                               seed=settings.seed + 10_000)  # fmt: skip
-            last_eval = result.return_mean
+            last_eval = screen.return_mean
             evals.append((ep.step, last_eval))
             if board is not None:
                 board.scalars(ep.step, {"eval/mean_reward": last_eval})
-            # Two passing evaluations in a row: one can pass by luck on a noisy env.
-            passed = [r >= settings.target_return for _, r in evals[-TARGET_PATIENCE:]]
-            if len(passed) == TARGET_PATIENCE and all(passed):
-                stopped_by = "target"
-                return True
+            if last_eval >= settings.target_return:
+                check = target_met(policy, settings, ep.step)
+                if check is not None:
+                    stopped_by, last_eval = "target", check["mean"]
+                    target_check.update(check)
+                    return True
         return False
+
+    saved_at: list[int] = [done_steps] if checkpoint else []
+
+    def save_checkpoint(ck: Checkpoint) -> None:
+        """Only finite arrays replace the last good checkpoint."""
+        check_learned(ck.arrays, "the checkpoint", int(ck.state["steps"]))
+        ck.save(out / "checkpoint")
+        saved_at.append(int(ck.state["steps"]))
 
     previous_handlers = {
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with PeakRSS() as rss, RaplEnergy() as rapl:
+        # Overflow is caught below (check_learned), with one line instead of numpy's warnings.
+        with PeakRSS() as rss, RaplEnergy() as rapl, np.errstate(over="ignore", invalid="ignore"):
             result = train_fn(
                 settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
-                resume=checkpoint, on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+                resume=checkpoint, on_checkpoint=save_checkpoint,
                 checkpoint_every=settings.checkpoint_every,
             )  # fmt: skip
+    except (NonFiniteError, TrainingError) as exc:  # NaN/inf from the env or in the weights
+        kept = (f"the last good checkpoint ({out / 'checkpoint'}, step {saved_at[-1]}) is kept"
+                if saved_at else "no checkpoint had been written yet")  # fmt: skip
+        raise type(exc)(f"{exc}. Training stopped: {kept}; no policy was written") from None
     finally:
         for sig, old in previous_handlers.items():
             signal.signal(sig, old)
@@ -789,7 +823,10 @@ def _train_locked(
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    # Nothing learned with NaN/inf is written: check both before writing either.
+    check_learned(result.policy.arrays(), "the policy", result.steps)
     if result.checkpoint is not None:
+        check_learned(result.checkpoint.arrays, "the checkpoint", result.steps)
         result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
     atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
@@ -798,7 +835,8 @@ def _train_locked(
                     last_eval, float(before["cpu_s"]) + time.process_time() - cpu0,
                     max(int(before["peak_rss_bytes"]), rss.peak),
                     None if rapl.joules is None or before["rapl_energy_j"] is None
-                    else float(before["rapl_energy_j"]) + rapl.joules)  # fmt: skip
+                    else float(before["rapl_energy_j"]) + rapl.joules,
+                    target_check or None)  # fmt: skip
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run
 
@@ -810,6 +848,44 @@ def start_step(run_dir: str | os.PathLike[str]) -> int:
         return int(json.loads(path.read_text(encoding="utf-8"))["steps"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh every time)
+
+
+def confirm_episodes(env_id: str) -> int:
+    """Episodes of the confirmation: as many as ``rlbudget run``'s final measurement."""
+    from rlbudget.envs import make_env
+    from rlbudget.run import default_episodes
+
+    env = make_env(env_id)
+    try:
+        return default_episodes(getattr(env.spec, "max_episode_steps", None))
+    finally:
+        env.close()
+
+
+def target_met(policy: Policy, settings: RunSettings, step: int) -> dict[str, Any] | None:
+    """Confirm a policy whose screen reached the target: its mean return over
+    :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
+    an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
+
+    :return: ``episodes``, ``seed``, ``mean``, ``lower_95`` when the bound is at or above
+        the target; None when it is not (training goes on).
+    """
+    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.sweep import mean_ci95
+
+    assert settings.target_return is not None
+    n = confirm_episodes(settings.env_id)
+    seed = settings.seed + CONFIRM_SEED + step
+    result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
+    mean, half = mean_ci95(result.returns)
+    assert mean is not None
+    lower = mean - (half or 0.0)
+    if lower < settings.target_return:
+        return None
+    return {"episodes": n, "seed": seed, "mean": mean, "lower_95": lower}
 
 
 def _yaml(data: dict[str, Any]) -> str:

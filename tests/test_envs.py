@@ -116,6 +116,8 @@ def test_to_dict_is_strict_json() -> None:
         "dtype": "int64",
         "dim": 1,
         "infinite_bounds": False,
+        "radices": None,
+        "note": None,
     }
     assert (d["reward_threshold"], d["max_episode_steps"], d["step_cost_s"]) == (475.0, 500, None)
 
@@ -166,12 +168,17 @@ def test_make_env_passes_kwargs() -> None:
 # --- unsupported spaces ---------------------------------------------------------------------
 
 
-def test_dict_observation_rejected() -> None:
-    assert env_error("tests.fake_envs:DictObs-v0") == (
-        "environment 'tests.fake_envs:DictObs-v0' has a Dict observation space; rlbudget "
-        "supports Discrete and Box spaces. Wrap the env (flatten it to a Box with "
-        "gymnasium.wrappers.FlattenObservation) and register the wrapped env."
+def test_dict_with_an_unsupported_part_rejected() -> None:
+    assert env_error("tests.fake_envs:TextObs-v0") == (
+        "environment 'tests.fake_envs:TextObs-v0' has a Dict observation space with a Text "
+        "part at ['name']; rlbudget reads Tuple and Dict spaces of Box, Discrete, "
+        "MultiDiscrete, MultiBinary parts. Wrap the env (map it to a Box with "
+        "gymnasium.wrappers.TransformObservation) and register the wrapped env."
     )
+    with pytest.raises(EnvError, match=r"with a Text part at \[1\]\[0\];"):
+        space_spec(spaces.Tuple([spaces.Discrete(2), spaces.Tuple([spaces.Text(3)])]))
+    with pytest.raises(EnvError, match="has a Tuple observation space with no parts;"):
+        space_spec(spaces.Tuple([]))
 
 
 @pytest.mark.parametrize(

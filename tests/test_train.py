@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -159,6 +160,24 @@ def test_resume_equals_straight_run(
     a, b = load_policy(straight / "policy").body, load_policy(halves / "policy").body
     assert np.array_equal(a.values, b.values)  # type: ignore[union-attr]
     assert _metrics_without_wall(straight) == _metrics_without_wall(halves)
+
+
+@pytest.mark.parametrize("algo", ["sarsa", "dyna-q"])
+def test_tabular_algorithm_trains_as_itself(
+    algo: str, tmp_path: Path, write_budget: Callable[[str, str], Path]
+) -> None:
+    # train_run once built TabularConfig without algorithm=, so every one trained as q-learning.
+    from rlbudget.agents.tabular import TabularConfig, train_tabular
+
+    budget = write_budget("device: rp2040\ntraining: {env_steps: 1000}\n"
+                          "task: {env: Taxi-v4, min_return: 100}\n")  # reward -1 a step
+    train("--algo", algo, "--budget", str(budget), "-o", str(tmp_path / "r"))
+    policy = load_policy(tmp_path / "r" / "policy")
+    assert policy.provenance["algorithm"] == algo
+    assert policy.provenance["hyperparameters"]["algorithm"] == algo
+    cfg = TabularConfig(**{**policy.provenance["hyperparameters"], "algorithm": "q-learning"})
+    q_learning = train_tabular("Taxi-v4", cfg).policy.body
+    assert not np.array_equal(policy.body.values, q_learning.values)  # type: ignore[union-attr]
 
 
 def test_resume_needs_a_run(tmp_path: Path) -> None:

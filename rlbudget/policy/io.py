@@ -10,6 +10,7 @@ place, so an interrupted save never leaves a half-written policy.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,16 +60,28 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
         def bound(v: Any) -> float:
             return float(v)  # "inf"/"-inf" strings parse
 
-        return SpaceSpec(
+        spec = SpaceSpec(
             kind=str(d["kind"]),
             shape=tuple(int(v) for v in d["shape"]),
             n=None if d.get("n") is None else int(d["n"]),
             low=None if d.get("low") is None else tuple(bound(v) for v in d["low"]),
             high=None if d.get("high") is None else tuple(bound(v) for v in d["high"]),
             dtype=str(d["dtype"]),
+            radices=None if d.get("radices") is None else tuple(int(v) for v in d["radices"]),
+            note=None if d.get("note") is None else str(d["note"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PolicyError(f"{where}: the space description is invalid ({exc!r})") from None
+    if spec.radices is not None and (
+        spec.kind != "discrete" or min(spec.radices, default=0) < 1
+        or math.prod(spec.radices) != spec.n
+    ):  # fmt: skip
+        raise PolicyError(
+            f"{where}: the space's radices {list(spec.radices)} do not multiply to its n "
+            f"({spec.n}) or it is not discrete; radices are the sizes of the Tuple's Discrete "
+            "parts (write the policy again with rlbudget train)"
+        )
+    return spec
 
 
 def sparse_weights(W: Array) -> dict[str, Array] | None:

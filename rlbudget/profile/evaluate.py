@@ -15,6 +15,7 @@ import numpy as np
 
 from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import EnvError
+from rlbudget.finite import check_return
 from rlbudget.policy.model import Policy
 
 
@@ -68,6 +69,8 @@ def evaluate(
     :param act: what chooses the action (default ``policy.act``): e.g. the deployed C or
         ONNX runtime of the same policy (:func:`rlbudget.profile.latency.deployed_actor`).
     :raises EnvError: the env's spaces differ from the policy's.
+    :raises NonFiniteError: a NaN/inf observation or reward (env step and episode named),
+        or an episode's return that overflows to inf: no mean is made of it.
     """
     choose = policy.act if act is None else act
     env = matching_env(policy, env_id, gym_packages)
@@ -75,7 +78,7 @@ def evaluate(
         returns, lengths, successes = [], [], []
         obs, _ = env.reset(seed=seed)
         env.action_space.seed(seed)
-        for _ in range(episodes):
+        for episode in range(1, episodes + 1):
             total, steps, done = 0.0, 0, False
             info: dict[str, Any] = {}
             while not done:
@@ -83,7 +86,7 @@ def evaluate(
                 total += float(reward)
                 steps += 1
                 done = bool(terminated or truncated)
-            returns.append(total)
+            returns.append(check_return(total, env_id, episode, episodes))
             lengths.append(steps)
             if "is_success" in info:
                 successes.append(float(bool(info["is_success"])))

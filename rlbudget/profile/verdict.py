@@ -91,7 +91,11 @@ def binding_check(checks: tuple[Check, ...] | list[Check]) -> Check | None:
 
 
 def check_return(mean: float | None, target: float | None, how: str) -> Check:
-    """The return as a floor (no margin): PASS when ``mean ≥ target``."""
+    """The return as a floor (no margin): PASS when ``mean ≥ target``; a NaN/inf mean
+    FAILs, with a target or without."""
+    if mean is not None and not math.isfinite(mean):  # never a PASS, target or not
+        return Check("task.min_return", "return", mean, "measured",
+                     f"{how}; the return is not finite", mean, target, FAIL, None)  # fmt: skip
     if mean is None or target is None:
         return Check("task.min_return", "return", mean, "measured", how, mean, target,
                      NOT_CHECKED, None)  # fmt: skip
