@@ -54,7 +54,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _handles_errors(fn: F) -> F:
-    """Turn an RlbudgetError into one red line on stderr and exit code 2."""
+    """Turn an RlbudgetError into one red line on stderr and exit code 2, and Ctrl-C or
+    SIGTERM into one line and exit 130 / 143 (:mod:`rlbudget.interrupt`)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -64,6 +65,11 @@ def _handles_errors(fn: F) -> F:
             # escape: a message may hold brackets (rlbudget[contrib]) that are not markup
             err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via interrupt.install()
+            from rlbudget import interrupt
+
+            err.print(interrupt.message(exc), markup=False, highlight=False)
+            raise typer.Exit(interrupt.exit_code(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -198,7 +204,18 @@ def train(
         Path | None,
         typer.Option("--resume", help="Continue a stopped run exactly, from RUN_DIR/checkpoint."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            "--tensorboard",
+            help="Also log TensorBoard scalars to this folder (SB3: its own logger; "
+            "pip install 'rlbudget[tensorboard]').",
+            show_default=False,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
@@ -211,7 +228,9 @@ def train(
     env stops training with the step named (exit 2). SB3 runs take
     their torch threads from training.cores and size the replay buffer from training.ram.
     The run folder holds policy/ (numpy, no torch needed), config.yaml, metrics.csv,
-    summary.json, curve.png and checkpoint/.
+    summary.json, curve.png and checkpoint/; metrics.csv grows as episodes finish. When
+    stderr is not a terminal (CI, nohup, tee), progress is printed as plain lines every
+    10 s instead of a bar.
 
     Examples:
 
@@ -232,7 +251,8 @@ def train(
                 "give only the run folder (rlbudget train --resume RUN_DIR)"
             )
         settings = load_settings(resume)
-        _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True)
+        _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True,
+                         tensorboard=tensorboard)  # fmt: skip
         return
     limits = Limits()
     overrides: dict[str, object] = {}
@@ -257,7 +277,8 @@ def train(
         overrides=overrides, ram_bytes=limits.ram_bytes, cores=limits.cores,
         margin=limits.margin,
     )  # fmt: skip
-    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}")
+    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}",
+                              say=None if quiet or json_out else _say)  # fmt: skip
     if not quiet and not json_out:
         err.print(
             f"training {settings.algorithm} on {env} for up to "
@@ -271,15 +292,22 @@ def train(
             )
         if settings.replay_from is not None:
             err.print(settings.replay_from, markup=False)
-    _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False)
+    _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False,
+                     tensorboard=tensorboard)  # fmt: skip
+
+
+def _say(msg: str) -> None:
+    err.print(msg, markup=False, highlight=False)
 
 
 def _finish_training(
-    settings: Any, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool
-) -> None:
+    settings: Any, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool,
+    tensorboard: Path | None = None,
+) -> None:  # fmt: skip
     """Run the training with a progress bar, print the outcome, exit 130/143 on a signal."""
     show = not quiet and not json_out
-    result = _train_with_progress(settings, run_dir, show=show, resume=resume)
+    result = _train_with_progress(settings, run_dir, show=show, resume=resume,
+                                  tensorboard=tensorboard)  # fmt: skip
     if json_out:
         _print_json(result.to_dict())
     else:
@@ -295,19 +323,26 @@ def _finish_training(
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
 
 
-def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool) -> Any:
+def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool,
+                         tensorboard: Path | None = None) -> Any:  # fmt: skip
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rlbudget.train import train_run
+    from rlbudget.train import ProgressLog, start_step, train_run
 
+    first = start_step(run_dir) if resume else 0
+    kwargs: dict[str, Any] = {"resume": resume, "tensorboard": tensorboard}
     if not show:
-        return train_run(settings, run_dir, resume=resume)
+        return train_run(settings, run_dir, **kwargs)
+    if not err.is_terminal:  # a log file: plain lines, not a bar redrawn in place
+        log = ProgressLog(settings.n_timesteps, _say, start_step=first)
+        return train_run(settings, run_dir, on_progress=log, say=_say, **kwargs)
     with Progress(
         TextColumn("{task.description}"), BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"), TextColumn("{task.fields[rate]}"),
         TextColumn("{task.fields[ret]}"), TimeElapsedColumn(), console=err, transient=False,
     ) as bar:  # fmt: skip
-        task = bar.add_task("steps", total=settings.n_timesteps, rate="", ret="")
+        task = bar.add_task("steps", total=settings.n_timesteps, completed=first, rate="",
+                            ret="")  # fmt: skip
         recent: list[float] = []
 
         def progress(ep: Any) -> None:
@@ -317,7 +352,7 @@ def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bo
             bar.update(task, completed=ep.step, rate=f"{rate:,.0f} steps/s",
                        ret=f"return(20) {sum(recent) / len(recent):.3g}")  # fmt: skip
 
-        return train_run(settings, run_dir, on_progress=progress, resume=resume)
+        return train_run(settings, run_dir, on_progress=progress, say=_say, **kwargs)
 
 
 @app.command()
@@ -1144,6 +1179,9 @@ def sweep(
 
 def main() -> None:
     """Console-script entry point."""
+    from rlbudget import interrupt
+
+    interrupt.install()  # SIGTERM: one line and exit 143, not death by the signal
     app()
 
 

@@ -52,13 +52,14 @@ from rlbudget import units
 from rlbudget.budget import Budget
 from rlbudget.compress.pipeline import MethodOptions
 from rlbudget.errors import PlanError, RlbudgetError
-from rlbudget.fileio import atomic_write_text
+from rlbudget.fileio import atomic_write_text, is_empty_dir
 from rlbudget.policy.model import MLP, Policy
 from rlbudget.profile.evaluate import default_episodes
 
 SCHEMA = "rlbudget.run/1"
 STAGES = ("plan", "train", "compress", "export", "profile")
 STATE = "state.json"
+INTERRUPTED = ("SIGINT", "SIGTERM")  # a training's stopped_by when a signal stopped it
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class RunState:
     budget: str
     env: str | None
     stages: dict[str, Any] = field(default_factory=dict)
+    # "running", "interrupted" (by SIGINT/SIGTERM; rerun to resume) or "done"
+    status: str = "running"
+    interrupted: dict[str, Any] | None = None  # signal, stage, steps done (training)
 
     def save(self, out: Path) -> None:
         atomic_write_text(out / STATE, json.dumps(asdict(self), indent=2) + "\n")
@@ -133,7 +137,7 @@ def _open_state(out: Path, key: str, budget: Budget, env_id: str | None) -> RunS
                 "the same arguments, or choose another -o"
             )
         return state
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not is_empty_dir(out):
         raise RlbudgetError(f"{out}: exists and is not a run folder; choose another -o")
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(key, budget.name, env_id)
@@ -190,14 +194,48 @@ def run_job(
     :param train_only: stop after training (the report then has no candidates).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
-    start = time.perf_counter()
+    from rlbudget.fileio import check_unlocked, dir_lock
+
     out = Path(out_dir)
-    say = progress or (lambda _msg: None)
     key = job_key(budget, env_id, option, seed, overrides or {})
-    state = _open_state(out, key, budget, env_id)
+    check_unlocked(out)  # a running job's folder: say so, not "another run"
+    _open_state(out, key, budget, env_id)  # creates the folder, or checks it is this job's
+    with dir_lock(out):
+        state = _open_state(out, key, budget, env_id)  # as the last holder left it
+        try:
+            return _run_stages(budget, out, state, env_id, option, seed, episodes,
+                               progress or (lambda _msg: None), overrides, train_only)  # fmt: skip
+        except KeyboardInterrupt as exc:
+            from rlbudget import interrupt
+
+            name = interrupt.signal_name(exc)
+            stage = next((s for s in STAGES if s not in state.stages), STAGES[-1])
+            state.status = "interrupted"
+            state.interrupted = {"signal": name, "stage": stage,
+                                 **getattr(exc, "details", {})}  # fmt: skip
+            state.save(out)
+            steps = state.interrupted.get("steps")
+            where = "" if steps is None else f", training checkpoint at step {steps:,}"
+            raise interrupt.Interrupted(
+                name,
+                f"interrupted by {name} during {stage}: state saved in {out / STATE}{where}; "
+                "run the same command again to resume",
+            ) from None
+
+
+def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
+                option: int | None, seed: int, episodes: int | None, say: Progress,
+                overrides: dict[str, Any] | None, train_only: bool) -> RunReport:  # fmt: skip
+    start = time.perf_counter()
     resumed = tuple(s for s in STAGES if s in state.stages)
+    if state.status == "interrupted" and state.interrupted:
+        say(f"resuming {out}: interrupted by {state.interrupted['signal']} during "
+            f"{state.interrupted['stage']}")  # fmt: skip
     if resumed:
         say(f"resuming {out}: done before: {', '.join(resumed)}")
+    if state.status != "running":
+        state.status, state.interrupted = "running", None
+        state.save(out)
 
     if "plan" not in state.stages:
         state.stages["plan"] = _plan_stage(budget, env_id, option, out)
@@ -230,6 +268,9 @@ def run_job(
 
     if "profile" not in state.stages:
         state.stages["profile"] = _report_stage(budget, state, out)
+        state.save(out)
+    if state.status != "done":
+        state.status = "done"
         state.save(out)
     final = state.stages["profile"]
     return RunReport(out, chosen is not None, resumed, plan, train,
@@ -267,21 +308,32 @@ def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Pat
 
 def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
                  say: Progress) -> Any:  # fmt: skip
-    from rlbudget.train import Limits, load_settings, resolve, train_run
+    from rlbudget.train import (
+        Limits,
+        ProgressLog,
+        load_settings,
+        resolve,
+        start_step,
+        train_run,
+    )
 
     run_dir = out / "train"
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("stopped_by") not in ("SIGINT", "SIGTERM"):
+        if summary.get("stopped_by") not in INTERRUPTED:
             say("train: finished before the kill; not run again")
             return summary  # killed after training, before the stage was recorded
     if (run_dir / "checkpoint").is_dir():
         say("train: resuming from the checkpoint of the killed run")
-        result = train_run(load_settings(run_dir), run_dir, resume=True)
+        settings = load_settings(run_dir)
+        log = ProgressLog(settings.n_timesteps, say, start_step=start_step(run_dir))
+        result = train_run(settings, run_dir, resume=True, on_progress=log, say=say)
     else:
         if run_dir.exists():
-            shutil.rmtree(run_dir)  # a run killed before its first checkpoint
+            say(f"train: {run_dir} has no checkpoint (killed before the first one); "
+                "starting the training over")  # fmt: skip
+            shutil.rmtree(run_dir)
         limits = Limits.from_budget(budget)
         settings = resolve(
             plan["algorithm"], plan["env"], env_steps=limits.env_steps, time_s=limits.time_s,
@@ -292,8 +344,13 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
             f"{settings.target_return}")  # fmt: skip
-        result = train_run(settings, run_dir)
+        result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),
+                           say=say)  # fmt: skip
     summary = result.to_dict()
+    if result.stopped_by in INTERRUPTED:  # checkpoint saved; the job stops here
+        from rlbudget.interrupt import Interrupted
+
+        raise Interrupted(result.stopped_by, "", details={"steps": result.steps})
     say(f"train: stopped by {summary['stopped_by']} after {summary['steps']:,} steps, "
         f"{summary['wall_s']:.1f} s; last evaluation {summary['last_eval_return']}")  # fmt: skip
     return summary

@@ -32,6 +32,7 @@ target latency of the chosen policies (means), training time. Written as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -40,6 +41,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -280,6 +282,52 @@ def _pending(sweep: Sweep, out: Path) -> list[Trial]:
     return [t for t in sweep.trials if not (out / "trials" / t.id / "result.json").is_file()]
 
 
+WATCHDOG_S = 0.5  # how often a pool worker checks that its parent is alive
+
+
+def _worker_init(parent: int) -> None:
+    """A pool worker dies with the sweep that started it, however the sweep ends (kill -9
+    included): Linux's parent-death signal where there is one, and a watchdog thread that
+    sees the worker re-parented. SIGINT (a Ctrl-C reaches the whole process group) is left
+    to the parent, which stops the workers itself; SIGTERM ends a worker at once (every
+    file is written atomically, and a trial's run resumes from its checkpoint)."""
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def watchdog() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watchdog, name="rlbudget-watchdog", daemon=True).start()
+
+
+def _stop_workers(pool: Any) -> None:
+    """End a pool's workers now (SIGTERM, then SIGKILL after 5 s) and drop queued trials."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        with contextlib.suppress(OSError):
+            p.terminate()
+    for p in processes:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _run_local(sweep: Sweep, trials: list[Trial], out: Path, workers: int,
                on_result: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -288,11 +336,17 @@ def _run_local(sweep: Sweep, trials: list[Trial], out: Path, workers: int,
         for t in trials:
             on_result(run_trial(t, sweep.stage, str(out / "trials" / t.id)))
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                               initargs=(os.getpid(),))  # fmt: skip
+    try:
         futures = [pool.submit(run_trial, t, sweep.stage, str(out / "trials" / t.id))
                    for t in trials]  # fmt: skip
         for f in as_completed(futures):
             on_result(f.result())
+    except BaseException:  # Ctrl-C, SIGTERM (interrupt.Terminated) or a bug: no orphans
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_ray(sweep: Sweep, trials: list[Trial], out: Path, address: str | None,

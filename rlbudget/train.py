@@ -57,8 +57,8 @@ from typing import Any
 from rlbudget import __version__
 from rlbudget.agents.tabular import Episode, TrainResult
 from rlbudget.budget import DEFAULT_MARGIN, Budget
-from rlbudget.errors import PlanError, RlbudgetError
-from rlbudget.fileio import atomic_write_text
+from rlbudget.errors import PlanError, RlbudgetError, TrainingError
+from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, is_empty_dir
 from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
 from rlbudget.policy.model import Policy
 
@@ -437,10 +437,35 @@ class RaplEnergy:
         self.joules = delta / 1e6 if delta >= 0 else None
 
 
-def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
-    """Create RUN_DIR (and its parents); refuse one that already holds files."""
+# what a run killed before its first checkpoint leaves
+ABANDONED = {"config.yaml", "metrics.csv", LOCK}
+
+
+def _abandoned(path: Path) -> bool:
+    """A run folder killed before its first checkpoint: config.yaml (and the metrics.csv
+    it began) but no checkpoint, policy or summary."""
+    names = {child.name for child in path.iterdir()}
+    return "config.yaml" in names and names <= ABANDONED
+
+
+def prepare_run_dir(
+    run_dir: str | os.PathLike[str], say: Callable[[str], None] | None = None
+) -> Path:
+    """Create RUN_DIR (and its parents); refuse one that already holds files, unless it
+    holds only what a run killed before its first checkpoint leaves (config.yaml): that
+    one is an empty run, cleared and started over (``say`` is told).
+
+    :raises RlbudgetError: RUN_DIR holds other files, or another job holds its lock.
+    """
     path = Path(run_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    check_unlocked(path)
+    if path.is_dir() and _abandoned(path):
+        for name in ABANDONED - {LOCK}:
+            (path / name).unlink(missing_ok=True)
+        if say is not None:
+            say(f"{path}: holds only the config.yaml of a run killed before its first "
+                "checkpoint; starting it over")  # fmt: skip
+    if path.exists() and not is_empty_dir(path):
         raise RlbudgetError(
             f"{path}: exists and is not an empty folder; choose a new -o RUN_DIR "
             "(nothing was overwritten)"
@@ -452,13 +477,132 @@ def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+METRICS_HEADER = ("step", "episode", "return", "length", "wall_s", "exploration")
+
+
+def _metrics_row(e: Episode) -> list[Any]:
+    return [e.step, e.episode, f"{e.ret:.6g}", e.length, f"{e.wall_s:.4f}", f"{e.epsilon:.4g}"]
+
+
+class MetricsLog:
+    """``metrics.csv`` as training goes: one row per finished episode, flushed, so that
+    ``tail -f`` and a kill see every finished episode (the end of a run rewrites it
+    atomically from the episodes kept)."""
+
+    def __init__(self, path: Path, episodes: tuple[Episode, ...] = ()) -> None:
+        atomic_write_text(path, _metrics_csv(episodes))  # a resume: the checkpoint's rows
+        self.file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.writer(self.file, lineterminator="\n")
+
+    def add(self, ep: Episode) -> None:
+        self.writer.writerow(_metrics_row(ep))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ProgressLog:
+    """Plain progress lines for a log file (stderr that is not a terminal): steps,
+    steps/s, the mean return of the last 20 episodes and the ETA; the first after the first
+    episode, then one every ``every_s`` seconds. Rates count this session's steps, so a
+    resumed run's ETA is right.
+
+    :param total: the step budget. :param start_step: the step a resumed run starts at.
+    """
+
+    def __init__(self, total: int, write: Callable[[str], None], *, every_s: float = 10.0,
+                 start_step: int = 0) -> None:  # fmt: skip
+        self.total, self.write, self.every_s = total, write, every_s
+        self.start_step = start_step
+        self.t0 = time.perf_counter()
+        self.last: float | None = None
+        self.recent: list[float] = []
+
+    def __call__(self, ep: Episode) -> None:
+        self.recent.append(ep.ret)
+        del self.recent[:-20]
+        now = time.perf_counter()
+        if self.last is not None and now - self.last < self.every_s:
+            return
+        self.last = now
+        self.write(self.line(ep.step, now - self.t0))
+
+    def line(self, step: int, elapsed_s: float) -> str:
+        """One progress line at ``step``, ``elapsed_s`` seconds into this session.
+
+        >>> log = ProgressLog(1000, print, start_step=200)
+        >>> log.recent = [1.0, 2.0]
+        >>> log.line(600, 2.0)
+        'step 600/1,000 (60%), 200 steps/s, return(2) 1.5, ETA 2 s'
+        """
+        rate = (step - self.start_step) / elapsed_s if elapsed_s > 0 else 0.0
+        ret = sum(self.recent) / len(self.recent) if self.recent else float("nan")
+        # the first second is mostly setup: no ETA from it
+        eta = f"{(self.total - step) / rate:,.0f} s" if rate > 0 and elapsed_s >= 1 else "?"
+        return (f"step {step:,}/{self.total:,} ({step / max(self.total, 1):.0%}), "
+                f"{rate:,.0f} steps/s, return({len(self.recent)}) {ret:.4g}, "
+                f"ETA {eta}")  # fmt: skip
+
+
+class TensorBoardLog:
+    """The scalars SB3 writes (``rollout/ep_rew_mean``, ``rollout/ep_len_mean`` over the
+    last 100 episodes, ``rollout/exploration_rate``, ``time/fps``) and the evaluations
+    (``eval/mean_reward``) for a built-in agent, as TensorBoard event files under ``logdir``
+    (tensorboard's own writer: ``pip install 'rlbudget[tensorboard]'``), at most every
+    ``every`` steps."""
+
+    def __init__(self, logdir: Path, every: int, start_step: int = 0) -> None:
+        try:
+            from tensorboard.compat.proto.event_pb2 import Event
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        except ImportError:
+            raise TrainingError(
+                "--tensorboard needs TensorBoard: pip install 'rlbudget[tensorboard]'"
+            ) from None
+        try:
+            logdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RlbudgetError(f"--tensorboard {logdir}: cannot create it ({exc.strerror})"
+                                ) from None  # fmt: skip
+        self.event, self.summary = Event, Summary
+        self.writer = EventFileWriter(str(logdir))
+        self.every, self.next = max(1, every), start_step + max(1, every)
+        self.t0, self.step0 = time.perf_counter(), start_step
+        self.rets: list[float] = []
+        self.lens: list[int] = []
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        summary = self.summary(value=[self.summary.Value(tag=k, simple_value=float(v))
+                                      for k, v in values.items()])  # fmt: skip
+        self.writer.add_event(self.event(wall_time=time.time(), step=step, summary=summary))
+
+    def episode(self, ep: Episode) -> None:
+        self.rets.append(ep.ret)
+        self.lens.append(ep.length)
+        del self.rets[:-100], self.lens[:-100]
+        if ep.step < self.next:
+            return
+        self.next = (ep.step // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.t0
+        self.scalars(ep.step, {
+            "rollout/ep_rew_mean": sum(self.rets) / len(self.rets),
+            "rollout/ep_len_mean": sum(self.lens) / len(self.lens),
+            "rollout/exploration_rate": ep.epsilon,
+            "time/fps": (ep.step - self.step0) / elapsed if elapsed > 0 else 0.0,
+        })  # fmt: skip
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _metrics_csv(episodes: tuple[Episode, ...]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["step", "episode", "return", "length", "wall_s", "exploration"])
+    w.writerow(METRICS_HEADER)
     for e in episodes:
-        w.writerow([e.step, e.episode, f"{e.ret:.6g}", e.length, f"{e.wall_s:.4f}",
-                    f"{e.epsilon:.4g}"])  # fmt: skip
+        w.writerow(_metrics_row(e))
     return buf.getvalue()
 
 
@@ -505,19 +649,52 @@ def train_run(
     on_progress: Callable[[Episode], None] | None = None,
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    say: Callable[[str], None] | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Train with ``settings`` and write the run folder (see the module docstring).
 
     SIGINT and SIGTERM stop training cleanly: the policy, metrics and a checkpoint are
     saved, and ``stopped_by`` names the signal. ``RUN_DIR/checkpoint/`` is also written
-    every ``checkpoint_every`` steps, atomically.
+    every ``checkpoint_every`` steps, atomically, and ``metrics.csv`` grows by one row per
+    finished episode. The run holds RUN_DIR's lock (``RUN_DIR/.lock``) throughout.
 
-    :param resume: continue from ``RUN_DIR/checkpoint``.
+    :param resume: continue from ``RUN_DIR/checkpoint``; a run folder without one (killed
+        before its first checkpoint) is started over with its config.yaml's settings.
     :param should_stop: extra stop condition, checked before every step (ARS: before every
         iteration; SB3: after every vectorized step) — for tests and embedding.
-    :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume);
+    :param say: told what happens beyond training itself (a run started over).
+    :param tensorboard: write TensorBoard scalars under this folder (SB3: its own logger).
+    :raises RlbudgetError: RUN_DIR is not empty (new run) or in use by another job;
         NaN/inf in the env or the weights (the last good checkpoint is kept).
     """
+    out = Path(run_dir)
+    if resume and not (out / "checkpoint").is_dir():
+        check_unlocked(out)
+        if not (out / "config.yaml").is_file() or not _abandoned(out):
+            from rlbudget.agents.tabular import Checkpoint
+
+            Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
+        resume = False  # killed before the first checkpoint: an empty run
+        if say is not None:
+            say(f"{out}: no checkpoint (the run was killed before its first one); "
+                "starting it over with its config.yaml")  # fmt: skip
+        for name in ABANDONED - {LOCK}:
+            (out / name).unlink(missing_ok=True)
+    if not resume:
+        prepare_run_dir(out, say)
+    with dir_lock(out):
+        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard)
+
+
+def _train_locked(
+    settings: RunSettings,
+    out: Path,
+    on_progress: Callable[[Episode], None] | None,
+    resume: bool,
+    should_stop: Callable[[], bool] | None,
+    tensorboard: str | os.PathLike[str] | None,
+) -> RunResult:
     import signal
 
     import numpy as np
@@ -528,7 +705,6 @@ def train_run(
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
-    out = Path(run_dir)
     checkpoint = None
     before: dict[str, Any] = {"cpu_s": 0.0, "peak_rss_bytes": 0, "rapl_energy_j": 0.0}
     if resume:
@@ -537,14 +713,14 @@ def train_run(
             previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
             before = {k: previous.get(k, v) for k, v in before.items()}
     else:
-        prepare_run_dir(out)
         config = {**asdict(settings), "versions": _versions(settings.library)}
         atomic_write_text(out / "config.yaml", _yaml(config))
     config_cls, train_fn = _agent(settings.algorithm)
     if settings.library == "sb3":
         cfg = config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
                          dict(settings.hyperparameters), settings.n_envs,
-                         settings.torch_threads or 1, settings.replay_capacity)  # fmt: skip
+                         settings.torch_threads or 1, settings.replay_capacity,
+                         None if tensorboard is None else str(tensorboard))  # fmt: skip
     else:
         # TabularConfig serves four algorithms and must be told which.
         which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
@@ -562,6 +738,12 @@ def train_run(
     cpu0 = time.process_time()
     caught: list[str] = []
     target_check: dict[str, Any] = {}
+    so_far = checkpoint.state.get("episodes", ()) if checkpoint else ()
+    metrics = MetricsLog(out / "metrics.csv", tuple(Episode(**e) for e in so_far))
+    board = None
+    if tensorboard is not None and settings.library != "sb3":
+        board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
+                               done_steps)  # fmt: skip
 
     def handler(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
@@ -585,6 +767,9 @@ def train_run(
 
     def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
         nonlocal stopped_by, last_eval, next_eval
+        metrics.add(ep)
+        if board is not None:
+            board.episode(ep)
         if on_progress is not None:
             on_progress(ep)
         if caught or out_of_time():
@@ -596,6 +781,8 @@ def train_run(
                               seed=settings.seed + 10_000)  # fmt: skip
             last_eval = screen.return_mean
             evals.append((ep.step, last_eval))
+            if board is not None:
+                board.scalars(ep.step, {"eval/mean_reward": last_eval})
             if last_eval >= settings.target_return:
                 check = target_met(policy, settings, ep.step)
                 if check is not None:
@@ -630,6 +817,9 @@ def train_run(
     finally:
         for sig, old in previous_handlers.items():
             signal.signal(sig, old)
+        metrics.close()
+        if board is not None:
+            board.close()
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
@@ -649,6 +839,15 @@ def train_run(
                     target_check or None)  # fmt: skip
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run
+
+
+def start_step(run_dir: str | os.PathLike[str]) -> int:
+    """The step a resumed run starts at: its checkpoint's (0 without one)."""
+    path = Path(run_dir) / "checkpoint" / "state.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh every time)

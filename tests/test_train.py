@@ -201,7 +201,11 @@ def test_sigterm_saves_and_exits_143(
 
     run = tmp_path / "run"
     proc = _start(run, write_budget(LONG.format(steps="10M")))
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60  # training has begun: metrics.csv grows per episode
+    while time.monotonic() < deadline and not (
+        (run / "metrics.csv").is_file() and len((run / "metrics.csv").read_text().splitlines()) > 1
+    ):
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr

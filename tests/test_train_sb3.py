@@ -323,3 +323,16 @@ def test_ppo_reaches_cartpole_500(tmp_path: Path, write_budget: Callable[[str, s
     assert s["stopped_by"] == "target" and s["last_eval_return"] == 500
     e = evaluate(load_policy(tmp_path / "r" / "policy"), "CartPole-v1", episodes=100, seed=7)
     assert e.return_mean >= 475
+
+
+def test_tensorboard_is_sb3s_own_logger(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="pip install 'rlbudget[tensorboard]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    settings = resolve("ppo", "CartPole-v1", env_steps=1000, min_return=1e9, overrides=TINY)
+    train_run(settings, tmp_path / "run", tensorboard=tmp_path / "tb")
+    runs = sorted(p.name for p in (tmp_path / "tb").iterdir())
+    assert runs == ["ppo_0"]  # SB3's naming: tb_log_name + run number (0: num_timesteps kept)
+    events = EventAccumulator(str(tmp_path / "tb" / "ppo_0"))
+    events.Reload()
+    assert {"time/fps", "rollout/ep_rew_mean", "train/loss"} <= set(events.Tags()["scalars"])

@@ -127,6 +127,7 @@ class SB3Config:
     n_envs: int = 1
     torch_threads: int = 1
     replay_capacity: int | None = None
+    tensorboard_log: str | None = None  # SB3's own TensorBoard logger writes here
 
 
 def algorithm_class(algorithm: str) -> Any:
@@ -474,7 +475,7 @@ def train_sb3(
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
     model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
-                **_model_kwargs(cfg, n_actions))  # fmt: skip
+                tensorboard_log=cfg.tensorboard_log, **_model_kwargs(cfg, n_actions))  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
     if resume is not None:
@@ -526,7 +527,7 @@ def train_sb3(
 
     if done_steps + n_envs <= cfg.n_timesteps:
         model.learn(cfg.n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
-                    progress_bar=False)  # fmt: skip
+                    progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
     steps = int(model.num_timesteps)
     check_finite(model, steps)
     env.close()
