@@ -178,7 +178,8 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
         acc = sum((int(v) - layer.input_zero_point) * int(w)
                   for v, w in zip(x, layer.W[:, j], strict=True))  # fmt: skip
         acc += int(layer.b[j])
-        m, s = int(layer.multiplier[j]), int(layer.shift[j])
+        k = j if layer.multiplier.size > 1 else 0  # per channel, or one for the layer
+        m, s = int(layer.multiplier[k]), int(layer.shift[k])
         left, right = max(s, 0), max(-s, 0)
         acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
         acc = max(layer.clamp_low, min(127, acc + layer.output_zero_point))
@@ -186,8 +187,9 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "sigmoid"])
-def test_layer_matches_scalar_reference(activation: str) -> None:
+def test_layer_matches_scalar_reference(activation: str, per_channel: bool) -> None:
     rng = np.random.default_rng(3)
     s = env_spec("CartPole-v1", measure_steps=0)
     w0, b0 = rng.standard_normal((4, 16)), rng.standard_normal(16)
@@ -195,9 +197,10 @@ def test_layer_matches_scalar_reference(activation: str) -> None:
     body = MLP((Dense(w0.astype(np.float32), b0.astype(np.float32), activation),
                 Dense(w1.astype(np.float32), np.zeros(2, np.float32))))  # fmt: skip
     p = Policy(s.observation, s.action, (), body, Head("argmax"))
-    q = quantize_int8(p, cartpole_obs(500))
+    q = quantize_int8(p, cartpole_obs(500), per_channel=per_channel)
     assert isinstance(q.body, QuantizedMLP)
     first = q.body.layers[0]
+    assert first.w_scale.shape == ((16,) if per_channel else (1,))
     x = quantize_input(cartpole_obs(40, seed=1), first.input_scale, first.input_zero_point)
     got = first.apply(x)
     assert got.dtype == np.int8

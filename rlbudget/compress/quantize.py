@@ -3,9 +3,14 @@
 :func:`quantize_int8` turns an ``mlp`` body into an ``mlp_int8`` body
 (:class:`~rlbudget.policy.model.QuantizedMLP`):
 
-- **weights**: int8, symmetric per output channel (zero point 0):
-  ``w_scale[j] = max |W[:, j]| / 127``, ``W_q = round(W / w_scale)`` in [-127, 127];
-- **bias**: int32 in units of ``input_scale × w_scale[j]``;
+- **weights**: int8, symmetric (zero point 0), with one scale for the layer
+  (``w_scale = max |W| / 127``) unless a channel's weights are much smaller than the layer's
+  (:data:`PER_TENSOR_MIN_RATIO`), then per output channel as TFLite
+  (``w_scale[j] = max |W[:, j]| / 127``); ``W_q = round(W / w_scale)`` in [-127, 127]. One
+  scale per layer also means one multiplier and shift, so the deployed constants are a few
+  scalars instead of 9 bytes per output channel;
+- **bias**: in units of ``input_scale × w_scale[j]``, stored as int16 when every value fits
+  (the usual case; half the bytes of TFLite's int32), else int32;
 - **activations**: int8 with a scale and zero point per tensor, calibrated from the
   min/max of each layer's float activations on the calibration observations (after the
   float preprocess), widened to include 0: ``scale = (max - min) / 255``,
@@ -86,6 +91,14 @@ INPUT_PERCENTILE = 0.5
 SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
 
+PER_TENSOR_MIN_RATIO = 0.05
+"""A layer gets one weight scale (per tensor) unless an output channel's largest |w| is
+below this fraction of the layer's (it would keep fewer than 6 of the 127 levels); then per
+output channel (TFLite's default). On the Zoo's PPO CartPole the first layer's smallest
+channel is at 0.079: with one scale in every layer, agreement was 97.88 % (per channel:
+97.8 %) and the return 500 of 500."""
+INT16_MAX = 2**15 - 1
+
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's ``QuantizeMultiplier``: ``real ≈ multiplier × 2**(shift - 31)``.
@@ -156,11 +169,18 @@ def _quantize_layer(
     out_range: tuple[float, float],
     float_output: bool = False,
     lut_range: tuple[float, float] | None = None,
+    per_channel: bool | None = None,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
-    (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's)."""
+    (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
+    ``per_channel``: a weight scale per output channel, or one for the tensor; None: per
+    tensor when :data:`PER_TENSOR_MIN_RATIO` holds)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
+    if per_channel is None:
+        per_channel = bool(top.min() < PER_TENSOR_MIN_RATIO * top.max())
+    if not per_channel:
+        top = top.max(keepdims=True)
     w_scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
     w_q = np.clip(np.rint(W / w_scale), -127, 127).astype(np.int8)
     bias_scale = in_scale * w_scale.astype(np.float64)
@@ -174,16 +194,21 @@ def _quantize_layer(
     if activation in LUT_OUTPUT:
         lut_output = activation_params(*lut_range) if lut_range else None
         lut = _lut(activation, out_scale, out_zp, lut_output)
-    return QDense(w_q, b_q.astype(np.int32), w_scale, multiplier, shift, in_scale, in_zp,
+    return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
 
-def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
+def quantize_int8(
+    policy: Policy, calibration_obs: np.ndarray, per_channel: bool | None = None
+) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
     :param policy: a policy with an ``mlp`` body (any preprocess and head).
     :param calibration_obs: a batch of observations, ideally visited by the policy in its
         env; they set each activation's range.
+    :param per_channel: True: a weight scale per output channel in every layer (TFLite);
+        False: one per layer; None (default): per layer, one scale unless a channel's
+        weights are much smaller than the layer's (:data:`PER_TENSOR_MIN_RATIO`).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
@@ -227,7 +252,7 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
                                 _range(seen, dense.activation),
                                 float_last and i == len(dense_layers) - 1,
-                                (float(a.min()), float(a.max())))  # fmt: skip
+                                (float(a.min()), float(a.max())), per_channel)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
@@ -248,7 +273,13 @@ def _correct_bias(layer: QDense, xq: Array, z: Array) -> QDense:
     error = (z.astype(np.float64) - acc * bias_scale).mean(axis=0)
     headroom = INT32_MAX - 255 * 128 * layer.W.shape[0]
     b = np.clip(layer.b.astype(np.int64) + np.rint(error / bias_scale), -headroom, headroom)
-    return dataclasses.replace(layer, b=b.astype(np.int32))
+    return dataclasses.replace(layer, b=_narrow(b))
+
+
+def _narrow(b: Array) -> Array:
+    """The int32 bias as int16 when every value fits (half the bytes; the same integers)."""
+    out: Array = b.astype(np.int16 if np.abs(b).max(initial=0) <= INT16_MAX else np.int32)
+    return out
 
 
 def _fold_input_range(x: Array, layers: tuple[Dense, ...]) -> tuple[Preprocess, tuple[Dense, ...]]:

@@ -224,12 +224,15 @@ static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     }
     return rlb_rdbpot(rlb_srdhm(x, multiplier), shift > 0 ? 0 : -shift);
 }
+"""
 
-/* one int8 fully connected layer (TFLite Micro, per-channel); w is [n_out][n_in] */
-static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t n_in,
-                           int32_t n_out, int32_t in_zp, int32_t out_zp, int32_t lo,
-                           const int8_t *lut)
+DENSE_INT8 = """
+/* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
+   per output channel (ch = 1) or one for the layer (ch = 0) */
+static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const @B *b,
+                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
+                           int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
+                           int32_t lo, const int8_t *lut)
 {
     int32_t i, j, acc;
     for (j = 0; j < n_out; ++j) {
@@ -238,7 +241,7 @@ static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const in
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
-        acc = rlb_mbqm(acc, multiplier[j], shift[j]);
+        acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
         acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
         acc += out_zp;
         acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
@@ -248,9 +251,11 @@ static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const in
 """
 
 DENSE_INT8_FLOAT = """
-/* the last int8 layer: int32 accumulators dequantized per channel, no requantization */
-static void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const int32_t *b,
-                                 const float *scale, int32_t n_in, int32_t n_out, int32_t in_zp)
+/* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
+   scale (ch = 0), no requantization */
+static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, const @B *b,
+                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
+                                 int32_t in_zp)
 {
     int32_t i, j, acc;
     for (j = 0; j < n_out; ++j) {
@@ -259,10 +264,17 @@ static void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, con
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
-        y[j] = (float)acc * scale[j];
+        y[j] = (float)acc * scale[j * ch];
     }
 }
 """
+
+
+def _kernel(w: _Writer, name: str, text: str, bias: Array) -> str:
+    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32); its C name."""
+    suffix = "_b16" if bias.dtype == np.int16 else ""
+    w.helper(name + suffix, text.replace("@S", suffix).replace("@B", CTYPES[str(bias.dtype)]))
+    return f"rlb_{name}{suffix}"
 
 
 def _argmax(ctype: str) -> str:
@@ -617,20 +629,22 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         n_in, n_out = la.W.shape
         y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
-        w.array(f"rlb_b{i}", la.b, f"layer {i}: int32 bias")
+        w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
+        ch = int(la.w_scale.size > 1)
         if la.float_output:
-            w.helper("dense_int8_float", DENSE_INT8_FLOAT)
+            name = _kernel(w, "dense_int8_float", DENSE_INT8_FLOAT, la.b)
             w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
             w.array(f"rlb_scale{i}", la.dequant_scale, f"layer {i}: input_scale * w_scale")
-            w.line(f"    rlb_dense_int8_float({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, "
+            w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b)
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
         lut = "0"
         if la.lut is not None:
             lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
-        w.line(f"    rlb_dense_int8({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {n_in}, "
+        w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
                f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "
                f"{lut}); /* {la.activation} */")  # fmt: skip
         x = y
