@@ -386,9 +386,9 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
                  "input_normalization": False, "float_output": True,  # VecNormalize in front
                  "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # int8: W (48), tanh table (256), shift (10); int32: b, multiplier; float32: w_scale and
-    # the normalize step's mean and var.
-    by_dtype = {"float32": 4 * (10 + 8), "int8": 48 + 256 + 10, "int32": 2 * 4 * 10}
+    # int8: W (48), tanh table (256); int16: b; float32: the normalize step's mean and var.
+    # One weight scale per layer: w_scale, multiplier and shift are JSON numbers.
+    by_dtype = {"float32": 4 * 8, "int8": 48 + 256, "int16": 2 * 10}
     assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
     # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)
@@ -406,6 +406,7 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     layer0 = doc["body"]["layers"][0]
     assert doc["body"]["kind"] == "mlp_int8" and layer0["lut"] == "body.0.lut"
     assert layer0["input_scale"] == q.body.layers[0].input_scale  # type: ignore[union-attr]
+    assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
 
 
 def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
@@ -444,7 +445,13 @@ def test_refuses_other_bodies_and_bad_calibration() -> None:
 
 @pytest.fixture
 def saved_int8(tmp_path: Path) -> Path:
-    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300))
+    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=True)
+    return save_policy(q, tmp_path / "q")
+
+
+@pytest.fixture
+def saved_per_tensor(tmp_path: Path) -> Path:
+    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=False)
     return save_policy(q, tmp_path / "q")
 
 
@@ -474,8 +481,8 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         "body (mlp_int8) layer 0: array 'body.0.W' has dtype float32; expected int8",
     ),
     "bias-dtype": (
-        lambda f: edit_arrays(f, lambda a: a.update({"body.1.b": a["body.1.b"].astype(np.int16)})),
-        "body (mlp_int8) layer 1: array 'body.1.b' has dtype int16; expected int32",
+        lambda f: edit_arrays(f, lambda a: a.update({"body.1.b": a["body.1.b"].astype(np.int8)})),
+        "body (mlp_int8) layer 1: array 'body.1.b' has dtype int8; expected int16, int32",
     ),
     "multiplier-shape": (
         lambda f: edit_arrays(f, lambda a: a.update({"body.0.multiplier": np.ones(3, np.int32)})),
@@ -529,6 +536,43 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         "body (mlp_int8) layer 0: a lookup table is only used with tanh or sigmoid",
     ),
 }
+
+
+CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
+    "shift-range": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"shift": 31})),
+        "body (mlp_int8) layer 0: every shift must lie in [-31, 30]",
+    ),
+    "float-multiplier": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"multiplier": 1.5})),
+        "body (mlp_int8) layer 0: multiplier must be an int32 integer, not 1.5",
+    ),
+    "huge-multiplier": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"multiplier": 2**31})),
+        "body (mlp_int8) layer 0: multiplier must be an int32 integer, not 2147483648",
+    ),
+    "w-scale": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"w_scale": -1.0})),
+        "body (mlp_int8) layer 0: w_scale must be a positive finite number, not -1.0",
+    ),
+    "mixed": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"shift": "body.0.shift"})),
+        "body (mlp_int8) layer 0: w_scale, multiplier and shift must be all numbers (one scale "
+        "for the layer) or all array names (one per channel)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_PER_TENSOR))
+def test_corrupt_per_tensor_int8_policy(case: str, saved_per_tensor: Path) -> None:
+    """One scale for the layer: w_scale, multiplier and shift are JSON numbers, checked."""
+    assert isinstance(layer0(json.loads((saved_per_tensor / "policy.json").read_text()))
+                      ["multiplier"], int)  # fmt: skip
+    corrupt, message = CORRUPT_PER_TENSOR[case]
+    corrupt(saved_per_tensor)
+    with pytest.raises(PolicyError) as e:
+        load_policy(saved_per_tensor)
+    assert str(e.value) == f"{saved_per_tensor}: {message}"
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT))
