@@ -83,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     widths = [int(v) for v in args.widths.split(",")]
     rng = np.random.default_rng(1)
-    print("| net | C fp32 M0+ / M4F (B) | C int8 M0+ / M4F (B) | C ratio M0+ / M4F "
-          "| file fp32 (B) | file int8 (B) | file ratio |")
+    print(
+        "| net | C fp32 M0+ / M4F (B) | C int8 M0+ / M4F (B) | C ratio M0+ / M4F "
+        "| file fp32 (B) | file int8 (B) | file ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for activation, obs, act, discrete in NETS:
         parent = make_policy(widths, activation, obs, act, discrete)
-        calib = (rng.standard_normal((2000, obs)) * rng.uniform(0.05, 3.0, obs)).astype(
-            np.float32
-        )
+        calib = (rng.standard_normal((2000, obs)) * rng.uniform(0.05, 3.0, obs)).astype(np.float32)
         child = quantize_int8(parent, calib)
         row = []
         with tempfile.TemporaryDirectory() as t1, tempfile.TemporaryDirectory() as t2:

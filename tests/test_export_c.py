@@ -154,6 +154,11 @@ class Case:
 CASES: dict[str, Case] = {
     "cartpole-mlp-tanh": Case(cartpole_mlp, "CartPole-v1", False),
     "cartpole-mlp-tanh-int8": Case(int8(cartpole_mlp, "CartPole-v1"), "CartPole-v1", True),
+    "cartpole-mlp-tanh-int8-per-channel": Case(
+        lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], per_channel=True),
+        "CartPole-v1",
+        True,
+    ),
     "cartpole-mlp-sigmoid-int8": Case(
         int8(lambda: cartpole_mlp("sigmoid"), "CartPole-v1"), "CartPole-v1", True
     ),
@@ -265,12 +270,15 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     # RAM: one int8 arena holding the largest pair of live layers (64 + 64), and the last
     # layer's dequantized float32 output (2 × 4 B).
     assert b.result.ram_bytes == 128 + 8 == b.policy.buffer_bytes
+    layers = b.policy.body.layers  # type: ignore[union-attr]
+    assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)
     widths = [(4, 64), (64, 64)]
     flash = 4 * 4 * 2  # normalize mean and 1/std
-    flash += sum(i * o + 4 * o + 4 * o + o for i, o in widths)  # W, bias, multiplier, shift
-    flash += 64 * 2 + 4 * 2 + 4 * 2  # last layer: W, bias, dequantization scale
-    flash += 2 * 256  # two tanh tables
+    flash += sum(i * o + 2 * o + 4 + 1 for i, o in widths)  # W, int16 bias, multiplier, shift
+    flash += 64 * 2 + 2 * 2 + 4  # last layer: W, int16 bias, one dequantization scale
+    flash += 2 * 128  # two odd tanh tables, entries for 0..127
     assert b.result.flash_bytes == flash
+    assert source.count("static const int8_t rlb_lut") == 2 and "rlb_lut0[128]" in source
     header = (b.program.parent / "policy.h").read_text()
     assert f"#define RLB_RAM_BYTES {b.result.ram_bytes}\n" in header
     assert f"#define RLB_FLASH_BYTES {flash}\n" in header

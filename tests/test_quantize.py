@@ -33,6 +33,7 @@ from rlbudget.policy.model import (
     _dense,
     dequantize,
     multiply_by_quantized_multiplier,
+    odd_table,
     quantize_input,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
@@ -227,6 +228,11 @@ def test_tanh_and_sigmoid_tables() -> None:
         seen = body.layers[0].W.T @ calib.T.astype(np.float64)
         seen = np.tanh(seen) if activation == "tanh" else 1 / (1 + np.exp(-seen))
         scale, zp = activation_params(float(seen.min()), float(seen.max()))
+        if activation == "tanh":  # symmetric: zero point 0, the table odd and stored as half
+            scale, zp = float(np.abs(seen).max()) / 127, 0
+            assert layer.output_zero_point == 0
+            assert np.array_equal(odd_table(layer.lut[128:]), layer.lut)
+            assert q.arrays()["body.0.lut"].shape == (128,)
         assert layer.lut_output is not None and layer.out_quant[1] == zp
         assert np.isclose(layer.out_quant[0], scale, rtol=1e-4)
         assert scale < {"tanh": 1 / 128, "sigmoid": 1 / 256}[activation]  # finer than TFLite
@@ -234,7 +240,11 @@ def test_tanh_and_sigmoid_tables() -> None:
         x = layer.output_scale * (np.arange(-128, 128) - layer.output_zero_point)
         f = np.tanh(x) if activation == "tanh" else 1 / (1 + np.exp(-x))
         representable = np.clip(f, (-128 - zp) * scale, (127 - zp) * scale)  # tanh(+∞) → 127
-        assert np.abs((layer.lut.astype(int) - zp) * scale - representable).max() <= scale / 2
+        error = np.abs((layer.lut.astype(int) - zp) * scale - representable)
+        if activation == "tanh":  # input -128 reads as -127 (odd table)
+            assert layer.lut[0] == -layer.lut[255]
+            error = error[1:]
+        assert error.max() <= scale / 2
         assert q.body.layers[1].input_scale == np.float32(scale)  # type: ignore[union-attr]
 
 
@@ -386,9 +396,10 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
                  "input_normalization": False, "float_output": True,  # VecNormalize in front
                  "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # int8: W (48), tanh table (256); int16: b; float32: the normalize step's mean and var.
-    # One weight scale per layer: w_scale, multiplier and shift are JSON numbers.
-    by_dtype = {"float32": 4 * 8, "int8": 48 + 256, "int16": 2 * 10}
+    # int8: W (48), tanh table (odd: its 128 entries for 0..127); int16: b; float32: the
+    # normalize step's mean and var. One weight scale per layer: w_scale, multiplier and
+    # shift are JSON numbers. (Per channel, int32 biases and a full table: 658 bytes.)
+    by_dtype = {"float32": 4 * 8, "int8": 48 + 128, "int16": 2 * 10}
     assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
     # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)

@@ -19,9 +19,12 @@
   and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
   ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
-  through a 256-entry int8 table. Its input range is calibrated on the pre-activation
-  values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the output is saturated at
-  int8 resolution, so the wider range would only cost precision. Its output range is
+  through a 256-entry int8 table. A tanh layer's output and its table's output are
+  quantized symmetrically (zero point 0), so its table is odd and is stored and exported
+  as its 128 entries for the inputs 0..127 (:func:`~rlbudget.policy.model.odd_half`;
+  input -128 reads as -127, where tanh is saturated). Its input range is calibrated on the
+  pre-activation values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the output is
+  saturated at int8 resolution, so the wider range would only cost precision. Its output range is
   calibrated on the activations seen (``lut_output``), where TFLite fixes it at (1/128, 0)
   and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
   TFLite's fixed scale would give them ≈ 100 of the 256 levels.
@@ -153,7 +156,15 @@ def _lut(
     v = y / out_scale
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + out_zp
     out: Array = np.clip(q, -128, 127).astype(np.int8)
+    if activation == "tanh" and zero_point == 0 and out_zp == 0:
+        out[0] = -out[255]  # input -128 as -127: the table is odd, stored as its half
     return out
+
+
+def _symmetric(r: tuple[float, float]) -> tuple[float, int]:
+    """int8 (scale, zero point 0) covering [-t, t], t = the larger magnitude of ``r``."""
+    top = max(abs(r[0]), abs(r[1]))
+    return float(np.float32(max(top / 127.0, 1e-8))), 0
 
 
 def _range(values: Array, activation: str) -> tuple[float, float]:
@@ -187,12 +198,15 @@ def _quantize_layer(
     headroom = INT32_MAX - 255 * 128 * W.shape[0]  # the io loader's accumulator bound
     b_q = np.clip(np.rint(b.astype(np.float64) / bias_scale), -headroom, headroom)
     out_scale, out_zp = activation_params(*out_range)
+    lut_output = activation_params(*lut_range) if lut_range and activation in LUT_OUTPUT else None
+    if activation == "tanh":  # symmetric in and out: an odd table, half of it stored
+        out_scale, out_zp = _symmetric(out_range)
+        lut_output = _symmetric(lut_range) if lut_range else None
     pairs = [quantize_multiplier(float(s) / out_scale) for s in bias_scale]
     multiplier = np.array([m for m, _ in pairs], dtype=np.int32)
     shift = np.array([s for _, s in pairs], dtype=np.int8)  # in [-31, 30]
-    lut, lut_output = None, None
+    lut = None
     if activation in LUT_OUTPUT:
-        lut_output = activation_params(*lut_range) if lut_range else None
         lut = _lut(activation, out_scale, out_zp, lut_output)
     return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip

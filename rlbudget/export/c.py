@@ -61,6 +61,7 @@ from rlbudget.policy.model import (
     Table,
     TileCode,
     dequantize,
+    odd_half,
     quantize_input,
 )
 
@@ -245,10 +246,13 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
         acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
         acc += out_zp;
         acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
-        y[j] = lut ? lut[acc + 128] : (int8_t)acc;
+        y[j] = @LUT;
     }
 }
 """
+FULL_LUT = "lut ? lut[acc + 128] : (int8_t)acc"
+ODD_LUT = "(int8_t)(acc < 0 ? -lut[acc < -127 ? 127 : -acc] : lut[acc])"
+"""An odd table (tanh) holds its entries for 0..127; input -128 reads as -127."""
 
 DENSE_INT8_FLOAT = """
 /* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
@@ -270,9 +274,11 @@ static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, c
 """
 
 
-def _kernel(w: _Writer, name: str, text: str, bias: Array) -> str:
-    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32); its C name."""
-    suffix = "_b16" if bias.dtype == np.int16 else ""
+def _kernel(w: _Writer, name: str, text: str, bias: Array, odd: bool = False) -> str:
+    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and, ``odd``, a half
+    lookup table (:data:`ODD_LUT`); its C name."""
+    suffix = ("_b16" if bias.dtype == np.int16 else "") + ("_odd" if odd else "")
+    text = text.replace("@LUT", ODD_LUT if odd else FULL_LUT)
     w.helper(name + suffix, text.replace("@S", suffix).replace("@B", CTYPES[str(bias.dtype)]))
     return f"rlb_{name}{suffix}"
 
@@ -625,6 +631,7 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
     w.helper("fixed_point", FIXED_POINT)
     x = "rlb_arena"
+    tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
         n_in, n_out = la.W.shape
         y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
@@ -638,11 +645,17 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
             w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
-        name = _kernel(w, "dense_int8", DENSE_INT8, la.b)
+        half = odd_half(la.lut) if la.lut is not None and la.activation == "tanh" else None
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, half is not None)
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
         lut = "0"
-        if la.lut is not None:
+        if half is not None:
+            lut = tables.get(half.tobytes()) or w.array(
+                f"rlb_lut{i}", half, f"layer {i}: tanh lookup table, inputs 0..127 (odd)"
+            )
+            tables[half.tobytes()] = lut
+        elif la.lut is not None:
             lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
         w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
                f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "

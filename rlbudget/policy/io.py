@@ -40,6 +40,8 @@ from rlbudget.policy.model import (
     QuantizedMLP,
     Table,
     TileCode,
+    odd_half,
+    odd_table,
 )
 
 SCHEMA_VERSION = 1
@@ -95,6 +97,15 @@ def sparse_weights(W: Array) -> dict[str, Array] | None:
     indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))]).astype(pointer)
     return {"values": rows[stored], "indices": np.nonzero(stored)[1].astype(index),
             "indptr": indptr}  # fmt: skip
+
+
+def _stored(q: QDense, name: str) -> Array:
+    """A QDense array as stored: an odd tanh table as its upper half (128 entries)."""
+    a: Array = getattr(q, name)
+    if name == "lut" and q.activation == "tanh":
+        half = odd_half(a)
+        return a if half is None else half
+    return a
 
 
 def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
@@ -156,7 +167,7 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
                 "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
                 "W": put_weights(f"body.{i}.W", q.W),
-                **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
+                **{n: put(f"body.{i}.{n}", _stored(q, n)) for n in names},
                 **scalars,
                 **({"output": "float32"} if q.float_output else {}),
                 **({"lut_output_scale": q.lut_output[0],
@@ -429,8 +440,10 @@ class _Loader:
         scalar_form = [isinstance(la.get(n), int | float) and not isinstance(la.get(n), bool)
                        for n in PER_TENSOR_SCALARS]  # fmt: skip
         if any(scalar_form) and not all(scalar_form):
-            raise self.fail(f"{what}: w_scale, multiplier and shift must be all numbers (one "
-                            "scale for the layer) or all array names (one per channel)")  # fmt: skip
+            raise self.fail(
+                f"{what}: w_scale, multiplier and shift must be all numbers (one scale for the "
+                "layer) or all array names (one per channel)"
+            )
         for name, dtypes in vectors.items():
             if name in PER_TENSOR_SCALARS and all(scalar_form):
                 v = la[name]
@@ -476,6 +489,8 @@ class _Loader:
         lut = None
         if activation in ("tanh", "sigmoid"):
             lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
+            if activation == "tanh" and lut.shape == (128,):  # odd: its half for 0..127
+                lut = odd_table(lut)
             self.shape(lut, (256,), what, str(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
