@@ -213,17 +213,8 @@ static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
 /* TFLite MultiplyByQuantizedMultiplier; the left shift saturates (as rlbudget's numpy) */
 static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 {
-    if (shift > 0) {
-        int64_t s = (int64_t)x * ((int64_t)1 << shift);
-        if (s > INT32_MAX) {
-            s = INT32_MAX;
-        }
-        if (s < INT32_MIN) {
-            s = INT32_MIN;
-        }
-        x = (int32_t)s;
-    }
-    return rlb_rdbpot(rlb_srdhm(x, multiplier), shift > 0 ? 0 : -shift);
+@LEFT
+    return rlb_rdbpot(rlb_srdhm(x, multiplier), @RIGHT);
 }
 """
 
@@ -250,6 +241,18 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
     }
 }
 """
+LEFT_SHIFT = """    if (shift > 0) {
+        int64_t s = (int64_t)x * ((int64_t)1 << shift);
+        if (s > INT32_MAX) {
+            s = INT32_MAX;
+        }
+        if (s < INT32_MIN) {
+            s = INT32_MIN;
+        }
+        x = (int32_t)s;
+    }"""
+"""The left shift of :data:`FIXED_POINT`, emitted only when a layer has a shift > 0."""
+
 FULL_LUT = "lut ? lut[acc + 128] : (int8_t)acc"
 ODD_LUT = "(int8_t)(acc < 0 ? -lut[acc < -127 ? 127 : -acc] : lut[acc])"
 """An odd table (tanh) holds its entries for 0..127; input -128 reads as -127."""
@@ -629,7 +632,9 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
-    w.helper("fixed_point", FIXED_POINT)
+    left = any(bool((la.shift > 0).any()) for la in body.layers if not la.float_output)
+    w.helper("fixed_point", FIXED_POINT.replace("@LEFT\n", LEFT_SHIFT + "\n" if left else "")
+             .replace("@RIGHT", "shift > 0 ? 0 : -shift" if left else "-shift"))  # fmt: skip
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
