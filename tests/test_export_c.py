@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -33,6 +33,7 @@ from rlbudget.policy import (
     Table,
     TileCode,
 )
+from rlbudget.policy.model import QuantizedMLP
 
 GCC = shutil.which("gcc")
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
@@ -140,6 +141,18 @@ def pendulum_linear() -> Policy:
     return policy("Pendulum-v1", (norm,), body, Head("clip", np.array([-2.0]), np.array([2.0])))
 
 
+def left_shift(p: Policy) -> Policy:
+    """``p`` with layer 1's requantization as a left shift by 2 and a smaller multiplier
+    (about the same scale): the C export then keeps the saturating left shift it leaves out
+    otherwise."""
+    body = p.body
+    assert isinstance(body, QuantizedMLP)
+    la = body.layers[1]
+    m = np.rint(la.multiplier * 2.0 ** (la.shift.astype(float) - 2)).astype(np.int32)
+    la = replace(la, multiplier=m, shift=np.full_like(la.shift, 2))
+    return replace(p, body=QuantizedMLP((body.layers[0], la, *body.layers[2:])))
+
+
 def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
     return lambda: quantize_int8(make(), observations(env_id)[::5])
 
@@ -156,6 +169,11 @@ CASES: dict[str, Case] = {
     "cartpole-mlp-tanh-int8": Case(int8(cartpole_mlp, "CartPole-v1"), "CartPole-v1", True),
     "cartpole-mlp-tanh-int8-per-channel": Case(
         lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], per_channel=True),
+        "CartPole-v1",
+        True,
+    ),
+    "cartpole-mlp-relu-int8-left-shift": Case(
+        lambda: left_shift(quantize_int8(cartpole_mlp("relu"), observations("CartPole-v1")[::5])),
         "CartPole-v1",
         True,
     ),
@@ -268,17 +286,23 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     source = (b.program.parent / "policy.c").read_text()
     assert not b.result.needs_libm and "math.h" not in source and "float " in source
     # RAM: one int8 arena holding the largest pair of live layers (64 + 64), and the last
-    # layer's dequantized float32 output (2 × 4 B).
+    # layer's int32 accumulators (2 × 4 B).
     assert b.result.ram_bytes == 128 + 8 == b.policy.buffer_bytes
     layers = b.policy.body.layers  # type: ignore[union-attr]
     assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)
     widths = [(4, 64), (64, 64)]
     flash = 4 * 4 * 2  # normalize mean and 1/std
     flash += sum(i * o + 2 * o + 4 + 1 for i, o in widths)  # W, int16 bias, multiplier, shift
-    flash += 64 * 2 + 2 * 2 + 4  # last layer: W, int16 bias, one dequantization scale
+    # last layer: W, int16 bias; argmax of its int32 accumulators (one positive scale, no
+    # float needed: the same action as numpy's argmax of the dequantized values)
+    flash += 64 * 2 + 2 * 2
+    assert "return rlb_argmax_int32(rlb_acc, 2);" in source
     flash += 2 * 128  # two odd tanh tables, entries for 0..127
     assert b.result.flash_bytes == flash
     assert source.count("static const int8_t rlb_lut") == 2 and "rlb_lut0[128]" in source
+    assert "if (shift > 0)" not in source  # no layer shifts left
+    left = (built["cartpole-mlp-relu-int8-left-shift"].program.parent / "policy.c").read_text()
+    assert "if (shift > 0)" in left
     header = (b.program.parent / "policy.h").read_text()
     assert f"#define RLB_RAM_BYTES {b.result.ram_bytes}\n" in header
     assert f"#define RLB_FLASH_BYTES {flash}\n" in header

@@ -57,6 +57,7 @@ from rlbudget.policy.model import (
     OneHot,
     PackedTable,
     Policy,
+    QDense,
     QuantizedMLP,
     Table,
     TileCode,
@@ -241,6 +242,38 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
     }
 }
 """
+DENSE_INT8_ACC = """
+/* the last int8 layer of an argmax head with one dequantization scale: the int32
+   accumulators themselves (their argmax is the dequantized values') */
+static void rlb_dense_int8_acc@S(const int8_t *x, int32_t *y, const int8_t *w, const @B *b,
+                               int32_t n_in, int32_t n_out, int32_t in_zp)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        y[j] = acc;
+    }
+}
+"""
+ACC_EXACT = 2**23
+"""Accumulators below this magnitude are exact in float32 and no two of them round to one
+product with a positive scale (the products differ by at least the scale, more than half
+an ulp), so numpy's ``argmax(float32(acc) * scale)`` is ``argmax(acc)``, first index of
+equals included."""
+
+
+def _argmax_on_acc(policy: Policy, la: QDense) -> bool:
+    """The last layer ``la`` may hand the argmax head its int32 accumulators."""
+    scale = la.dequant_scale
+    bound = 255 * 128 * int(la.W.shape[0]) + int(np.abs(la.b.astype(np.int64)).max(initial=0))
+    return (policy.head.kind == "argmax" and scale.size == 1 and 1e-30 < float(scale[0]) < 1e30
+            and bound < ACC_EXACT)  # fmt: skip
+
+
 LEFT_SHIFT = """    if (shift > 0) {
         int64_t s = (int64_t)x * ((int64_t)1 << shift);
         if (s > INT32_MAX) {
@@ -288,7 +321,7 @@ def _kernel(w: _Writer, name: str, text: str, bias: Array, odd: bool = False) ->
 
 def _argmax(ctype: str) -> str:
     """C for ``rlb_argmax[_int8](y, n)``: the index of the first largest value (numpy's)."""
-    suffix = "_int8" if ctype == "int8_t" else ""
+    suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
     return f"""
 /* index of the first largest value (numpy's argmax) */
 static int rlb_argmax{suffix}(const {ctype} *y, int32_t n)
@@ -643,6 +676,12 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
         w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
         ch = int(la.w_scale.size > 1)
+        if la.float_output and _argmax_on_acc(policy, la):
+            name = _kernel(w, "dense_int8_acc", DENSE_INT8_ACC, la.b)
+            w.buffer("rlb_acc", "int32_t", n_out, "the last layer's int32 accumulators")
+            w.line(f"    {name}({x}, rlb_acc, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
+                   f"{la.input_zero_point});")  # fmt: skip
+            return "rlb_acc"
         if la.float_output:
             name = _kernel(w, "dense_int8_float", DENSE_INT8_FLOAT, la.b)
             w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
@@ -736,8 +775,10 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     if policy.action_space.kind == "discrete":
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
-        w.helper("argmax", _argmax("int8_t" if int8 else "float"))
-        w.line(f"    (void)action;\n    return rlb_argmax{'_int8' if int8 else ''}({y}, {n});")
+        ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
+        w.helper("argmax", _argmax(ctype))
+        suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return
     if head.kind == "argmax":
         raise _fail("an argmax head needs discrete actions")
