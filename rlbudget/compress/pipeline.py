@@ -89,8 +89,9 @@ CHECK_SEED_OFFSET = 20_000
 PER_TENSOR_AGREEMENT_SLACK = 0.01
 """``int8`` keeps one weight scale per layer (fewer bytes) unless its action agreement with
 the parent on the visited states is this much below a scale per channel's; then per
-channel. The Zoo's PPO CartPole: 97.9 % either way (per tensor kept); its DQN CartPole:
-per channel."""
+channel. Measured on the Zoo's 64-64 nets (per tensor / per channel): PPO CartPole 97.6 /
+97.7 %, PPO MountainCar 100 / 100 %, A2C Pendulum 95.9 / 96.0 % (per tensor kept); SAC
+Pendulum 97.5 / 99.2 % (per channel)."""
 AGREEMENT_TOLERANCE = 0.05
 """Continuous actions agree when every dimension differs by at most this part of its span."""
 DEFAULT_SPARSITY = 0.5

@@ -4,11 +4,11 @@
 (:class:`~rlbudget.policy.model.QuantizedMLP`):
 
 - **weights**: int8, symmetric (zero point 0), with one scale for the layer
-  (``w_scale = max |W| / 127``) unless a channel's weights are much smaller than the layer's
-  (:data:`PER_TENSOR_MIN_RATIO`), then per output channel as TFLite
+  (``w_scale = max |W| / 127``), or (``per_channel``) one per output channel as TFLite
   (``w_scale[j] = max |W[:, j]| / 127``); ``W_q = round(W / w_scale)`` in [-127, 127]. One
   scale per layer also means one multiplier and shift, so the deployed constants are a few
-  scalars instead of 9 bytes per output channel;
+  scalars instead of 9 bytes per output channel (for a 64-64 net, 1.1 KB next to 4.5 KB of
+  weights);
 - **bias**: in units of ``input_scale × w_scale[j]``, stored as int16 when every value fits
   (the usual case; half the bytes of TFLite's int32), else int32;
 - **activations**: int8 with a scale and zero point per tensor, calibrated from the
@@ -94,12 +94,6 @@ INPUT_PERCENTILE = 0.5
 SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
 
-PER_TENSOR_MIN_RATIO = 0.05
-"""A layer gets one weight scale (per tensor) unless an output channel's largest |w| is
-below this fraction of the layer's (it would keep fewer than 6 of the 127 levels); then per
-output channel (TFLite's default). On the Zoo's PPO CartPole the first layer's smallest
-channel is at 0.079: with one scale in every layer, agreement was 97.88 % (per channel:
-97.8 %) and the return 500 of 500."""
 INT16_MAX = 2**15 - 1
 
 
@@ -180,16 +174,13 @@ def _quantize_layer(
     out_range: tuple[float, float],
     float_output: bool = False,
     lut_range: tuple[float, float] | None = None,
-    per_channel: bool | None = None,
+    per_channel: bool = False,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
     (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
-    ``per_channel``: a weight scale per output channel, or one for the tensor; None: per
-    tensor when :data:`PER_TENSOR_MIN_RATIO` holds)."""
+    ``per_channel``: a weight scale per output channel, else one for the layer)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
-    if per_channel is None:
-        per_channel = bool(top.min() < PER_TENSOR_MIN_RATIO * top.max())
     if not per_channel:
         top = top.max(keepdims=True)
     w_scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
@@ -212,17 +203,16 @@ def _quantize_layer(
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
 
-def quantize_int8(
-    policy: Policy, calibration_obs: np.ndarray, per_channel: bool | None = None
-) -> Policy:
+def quantize_int8(policy: Policy, calibration_obs: np.ndarray, per_channel: bool = False) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
     :param policy: a policy with an ``mlp`` body (any preprocess and head).
     :param calibration_obs: a batch of observations, ideally visited by the policy in its
         env; they set each activation's range.
-    :param per_channel: True: a weight scale per output channel in every layer (TFLite);
-        False: one per layer; None (default): per layer, one scale unless a channel's
-        weights are much smaller than the layer's (:data:`PER_TENSOR_MIN_RATIO`).
+    :param per_channel: a weight scale per output channel in every layer (TFLite's
+        default), else one per layer (fewer bytes; ``rlbudget compress -m int8`` keeps it
+        unless it costs action agreement, see
+        :data:`~rlbudget.compress.pipeline.PER_TENSOR_AGREEMENT_SLACK`).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
