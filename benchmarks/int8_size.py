@@ -12,7 +12,9 @@ two ways:
   -Os``, ``-ffunction-sections -fdata-sections``), ``.text`` (code, ``.rodata``) plus
   ``.data``, for Cortex-M0+ and M4F;
 - **policy file**: the size of ``policy.safetensors`` on disk (every array, with the
-  safetensors header), as ``save_policy`` writes it.
+  safetensors header of ≈ 60 B per array), as ``save_policy`` writes it;
+- **arrays**: the bytes of every array the policy holds
+  (:func:`rlbudget.compress.policy_bytes`, the "bytes" ``rlbudget compress`` reports).
 
 The ratio is float32 bytes over int8 bytes. Needs ``arm-none-eabi-gcc`` (Debian:
 ``gcc-arm-none-eabi``); without it the C columns are blank.
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlbudget.compress import policy_bytes
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.envs import SpaceSpec
 from rlbudget.export.arm import cortex_m_sizes
@@ -85,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(1)
     print(
         "| net | C fp32 M0+ / M4F (B) | C int8 M0+ / M4F (B) | C ratio M0+ / M4F "
-        "| file fp32 (B) | file int8 (B) | file ratio |"
+        "| file fp32 (B) | file int8 (B) | file ratio | arrays fp32 → int8 (B) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for activation, obs, act, discrete in NETS:
         parent = make_policy(widths, activation, obs, act, discrete)
         calib = (rng.standard_normal((2000, obs)) * rng.uniform(0.05, 3.0, obs)).astype(np.float32)
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             row += ["", "", ""]
         row += [f"{ff:,}", f"{qf:,}", f"{ff / qf:.2f}×"]
+        fa, qa = policy_bytes(parent), policy_bytes(child)
+        row.append(f"{fa:,} → {qa:,} ({fa / qa:.2f}×)")
         print("| " + " | ".join(row) + " |")
     return 0
 
