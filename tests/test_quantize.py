@@ -420,6 +420,20 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
 
 
+def test_64_64_int8_arrays_shrink_3_5x() -> None:
+    """Issue 14 item 13: a 64-64 net's int8 arrays (weights and every constant) are ≥ 3.5×
+    smaller than float32 (per-channel constants, int32 biases and two 256-byte tanh tables
+    gave 2.75×)."""
+    p = cartpole_tanh()
+    q = quantize_int8(p, cartpole_obs(300))
+    # W 4480 int8, b 130 int16, one odd tanh table per hidden layer, normalize (8 float32)
+    assert policy_bytes(q) == 4480 + 2 * 130 + 2 * 128 + 4 * 8
+    assert policy_bytes(p) / policy_bytes(q) >= 3.5
+    per_channel = quantize_int8(p, cartpole_obs(300), per_channel=True)
+    # per channel: w_scale, multiplier, shift (9 B) for each of the 64 + 64 + 2 outputs
+    assert policy_bytes(per_channel) == policy_bytes(q) + (64 + 64 + 2) * 9
+
+
 def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
     q = quantize_int8(pendulum_relu(head="tanh_rescale"), pendulum_obs(500))
     save_policy(q, tmp_path / "p")
