@@ -266,7 +266,7 @@ an ulp), so numpy's ``argmax(float32(acc) * scale)`` is ``argmax(acc)``, first i
 equals included."""
 
 
-def _argmax_on_acc(policy: Policy, la: QDense) -> bool:
+def argmax_on_acc(policy: Policy, la: QDense) -> bool:
     """The last layer ``la`` may hand the argmax head its int32 accumulators."""
     scale = la.dequant_scale
     bound = 255 * 128 * int(la.W.shape[0]) + int(np.abs(la.b.astype(np.int64)).max(initial=0))
@@ -676,7 +676,7 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
         w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
         ch = int(la.w_scale.size > 1)
-        if la.float_output and _argmax_on_acc(policy, la):
+        if la.float_output and argmax_on_acc(policy, la):
             name = _kernel(w, "dense_int8_acc", DENSE_INT8_ACC, la.b)
             w.buffer("rlb_acc", "int32_t", n_out, "the last layer's int32 accumulators")
             w.line(f"    {name}({x}, rlb_acc, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
