@@ -91,7 +91,13 @@ def test_int8_json_matches_written_policy(cartpole: Path, tmp_path: Path) -> Non
     assert data["output"] == str(out) and data["passed"] is True
     (step,) = data["steps"]
     assert step["method"] == "int8"
-    assert step["params"] == {"calibration": "visited states", "calibration_observations": 300}
+    params = step["params"]
+    assert params == {"calibration": "visited states", "calibration_observations": 300,
+                      "weight_scales": "per tensor",
+                      "agreement_per_tensor": params["agreement_per_tensor"],
+                      "agreement_per_channel": params["agreement_per_channel"]}  # fmt: skip
+    # one scale per layer is kept: it agrees within a point of a scale per channel
+    assert params["agreement_per_tensor"] >= params["agreement_per_channel"] - 0.01
     assert step["bytes_before"] == data["bytes_before"] == policy_bytes(parent)
     assert step["bytes_after"] == data["bytes_after"] == policy_bytes(loaded)
     assert step["ratio"] == pytest.approx(policy_bytes(parent) / policy_bytes(loaded))
@@ -116,9 +122,13 @@ def test_int8_calibration_file(cartpole: Path, tmp_path: Path) -> None:
                "-o", tmp_path / "q", "--json", *FAST)  # fmt: skip
     assert r.exit_code in (0, 1), r.output
     step = json.loads(r.stdout)["steps"][0]
-    assert step["params"] == {"calibration": "given", "calibration_observations": 64}
+    params = step["params"]
+    assert {k: params[k] for k in ("calibration", "calibration_observations")} == {
+        "calibration": "given", "calibration_observations": 64}  # fmt: skip
+    per_channel = params["weight_scales"] == "per channel"
+    assert per_channel == (params["agreement_per_tensor"] < params["agreement_per_channel"] - 0.01)
     # the same policy as quantizing with the file directly
-    direct = quantize_int8(balancing_mlp(), obs)
+    direct = quantize_int8(balancing_mlp(), obs, per_channel=per_channel)
     probe = np.random.default_rng(1).uniform(-1, 1, (500, 4)).astype(np.float32)
     outputs = []
     for policy in (load_policy(tmp_path / "q"), direct):
