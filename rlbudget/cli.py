@@ -198,6 +198,36 @@ def train(
         Path | None,
         typer.Option("--resume", help="Continue a stopped run exactly, from RUN_DIR/checkpoint."),
     ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            "--steps",
+            "-n",
+            metavar="COUNT",
+            help="Env steps to train for, e.g. 20k or 1.5M (overrides training.env_steps and "
+            "the tuned n_timesteps).",
+        ),
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            metavar="DURATION",
+            help="Wall-clock limit, e.g. 10m, 90s or 1h (overrides training.time).",
+        ),
+    ] = None,
+    hyperparams: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hyperparams",
+            "-p",
+            metavar="KEY=VALUE",
+            help="Replace one tuned hyperparameter, e.g. -p learning_rate=3e-4 -p "
+            "net_arch=[64,64]; repeat for each key. VALUE is read as YAML (a number, "
+            "true/false, a list); an unknown key is refused.",
+        ),
+    ] = None,
+    gym_package: GymPackageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -218,13 +248,26 @@ def train(
       rlbudget train --algo ppo --env CartPole-v1 --budget budgets/esp32-cartpole.yaml
 
       rlbudget plan budgets/rp2040-frozenlake.yaml -o plan.yaml && rlbudget train plan.yaml
-    """
-    from rlbudget.envs import env_spec
-    from rlbudget.errors import PlanError
-    from rlbudget.train import Limits, load_settings, prepare_run_dir, read_plan, resolve
 
+      rlbudget train --algo sac --env Pendulum-v1 --steps 20k --time 10m -p learning_rate=1e-3
+    """
+    import dataclasses
+
+    from rlbudget.envs import env_spec, import_gym_packages
+    from rlbudget.errors import PlanError
+    from rlbudget.train import (
+        Limits,
+        load_settings,
+        parse_hyperparams,
+        prepare_run_dir,
+        read_plan,
+        resolve,
+    )
+
+    import_gym_packages(gym_package or ())
     if resume is not None:
-        if any(v is not None for v in (plan_file, algo, env, budget, output)):
+        given = (plan_file, algo, env, budget, output, steps, time, hyperparams)
+        if any(v is not None for v in given):
             raise PlanError(
                 "--resume continues a run with the settings in its config.yaml; "
                 "give only the run folder (rlbudget train --resume RUN_DIR)"
@@ -243,6 +286,12 @@ def train(
         b = load_budget(budget)
         env = env or b.task.env_id
         limits = Limits.from_budget(b)
+    if steps is not None:
+        limits = dataclasses.replace(limits, env_steps=_option(units.parse_count, steps, "--steps"))
+    if time is not None:
+        limits = dataclasses.replace(limits, time_s=_option(units.parse_time, time, "--time"))
+    if hyperparams:
+        overrides = {**overrides, **parse_hyperparams(hyperparams)}
     if algo is None or env is None:
         raise PlanError(
             "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
@@ -253,7 +302,8 @@ def train(
         algo, env, env_steps=limits.env_steps, time_s=limits.time_s,
         min_return=limits.min_return, reward_threshold=spec.reward_threshold, seed=seed,
         overrides=overrides, ram_bytes=limits.ram_bytes, cores=limits.cores,
-        margin=limits.margin,
+        margin=limits.margin, env_steps_from="--steps" if steps is not None else
+        "training.env_steps in the budget",
     )  # fmt: skip
     run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}")
     if not quiet and not json_out:
@@ -270,6 +320,16 @@ def train(
         if settings.replay_from is not None:
             err.print(settings.replay_from, markup=False)
     _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False)
+
+
+def _option(parse: Callable[[str], Any], value: str, option: str) -> Any:
+    """``parse(value)``; a UnitError names the command-line option instead of a budget key."""
+    from rlbudget.errors import UnitError
+
+    try:
+        return parse(value)
+    except UnitError as exc:
+        raise UnitError(f"{option}: {exc}") from None
 
 
 def _finish_training(

@@ -238,6 +238,16 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
+def import_gym_packages(gym_packages: Sequence[str]) -> None:
+    """Import the modules a user named with ``--gym-package`` (this runs their code; they
+    register custom envs for every later ``make_env`` in this process).
+
+    :raises EnvError: a module that cannot be imported.
+    """
+    for package in gym_packages:
+        _import(package, f"--gym-package {package}")
+
+
 def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
 
@@ -252,8 +262,7 @@ def make_env(env_id: str, *, gym_packages: Sequence[str] = (), **kwargs: Any) ->
     import gymnasium as gym
     from gymnasium import error as gym_error
 
-    for package in gym_packages:
-        _import(package, f"--gym-package {package}")
+    import_gym_packages(gym_packages)
     module, name = _split_id(env_id)
     if module:
         _import(module, f"environment '{env_id}'")
