@@ -98,7 +98,12 @@ BudgetArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 GymPackageOpt = Annotated[
     list[str] | None,
-    typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    typer.Option(
+        "--gym-package",
+        metavar="<module>",
+        help="Python module to import first (its code runs), so that it registers custom "
+        "envs; repeat for several.",
+    ),
 ]
 
 
@@ -203,7 +208,7 @@ def train(
         typer.Option(
             "--steps",
             "-n",
-            metavar="COUNT",
+            metavar="<count>",
             help="Env steps to train for, e.g. 20k or 1.5M (overrides training.env_steps and "
             "the tuned n_timesteps).",
         ),
@@ -212,7 +217,7 @@ def train(
         str | None,
         typer.Option(
             "--time",
-            metavar="DURATION",
+            metavar="<duration>",
             help="Wall-clock limit, e.g. 10m, 90s or 1h (overrides training.time).",
         ),
     ] = None,
@@ -221,7 +226,7 @@ def train(
         typer.Option(
             "--hyperparams",
             "-p",
-            metavar="KEY=VALUE",
+            metavar="<key=value>",
             help="Replace one tuned hyperparameter, e.g. -p learning_rate=3e-4 -p "
             "net_arch=[64,64]; repeat for each key. VALUE is read as YAML (a number, "
             "true/false, a list); an unknown key is refused.",
@@ -1046,6 +1051,7 @@ def run_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
+    gym_package: GymPackageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1068,8 +1074,10 @@ def run_command(
       rlbudget run budgets/esp32-cartpole.yaml --option 5 --json
     """
     from rlbudget.budget import load_budget
+    from rlbudget.envs import import_gym_packages
     from rlbudget.run import run_job
 
+    import_gym_packages(gym_package or ())
     b = load_budget(budget or default_budget_path())
     out_dir = output or Path("runs") / f"run-{b.name}"
     say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
@@ -1114,7 +1122,10 @@ def sweep(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Sweep folder (default sweeps/NAME).", show_default=False
+            "-o",
+            "--output",
+            help="Sweep folder [default: runs/sweep-NAME, NAME from the sweep file].",
+            show_default=False,
         ),
     ] = None,
     workers: Annotated[

@@ -39,7 +39,7 @@ def test_run_folder(tmp_path: Path) -> None:
     assert s == json.loads((run / "summary.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["algorithm"] == "q-learning" and config["seed"] == 3
-    assert config["hyperparameters"]["alpha"] == 0.1 and "REFERENCE" in config[
+    assert config["hyperparameters"]["alpha"] == 0.1 and "measured on a 2-core x86 host" in config[
         "hyperparameters_source"]  # fmt: skip
     assert config["versions"]["rlbudget"] == "0.1.0"
     rows = list(csv.DictReader((run / "metrics.csv").open()))
