@@ -42,6 +42,7 @@ import io
 import json
 import os
 import platform
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -232,8 +233,8 @@ def parse_hyperparams(pairs: Sequence[str]) -> dict[str, Any]:
     """``["learning_rate=3e-4", "net_arch=[64, 64]"]`` → a dict, each value read as YAML
     (as RL Zoo's ``-params``). Whether a key exists is :func:`resolve`'s check.
 
-    >>> parse_hyperparams(["gamma=0.98", "normalize=true", "lr=lin_1e-3"])
-    {'gamma': 0.98, 'normalize': True, 'lr': 'lin_1e-3'}
+    >>> parse_hyperparams(["gamma=0.98", "normalize=true", "lr=lin_1e-3", "ent_coef=5e-3"])
+    {'gamma': 0.98, 'normalize': True, 'lr': 'lin_1e-3', 'ent_coef': 0.005}
 
     :raises PlanError: a pair without ``=``, an empty key, or a value that is not YAML.
     """
@@ -255,8 +256,13 @@ def parse_hyperparams(pairs: Sequence[str]) -> dict[str, Any]:
                 f"--hyperparams {key}: value '{text}' is not valid YAML ({problem}); "
                 "write a number, true/false, a word or a list like [64, 64]"
             ) from None
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 5e-2 and 1e-3 as strings
         out[key] = value
     return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _sb3_ids() -> tuple[str, ...]:
