@@ -55,7 +55,9 @@ def test_no_internal_document_in_the_data_files() -> None:
     assert offenders == []
 
 
-@pytest.mark.parametrize("budget", ["esp32-cartpole.yaml", "raspberry-pi-4-pendulum.yaml"])
+@pytest.mark.parametrize(
+    "budget", ["esp32-cartpole.yaml", "raspberry-pi-4-pendulum.yaml", "rp2040-frozenlake.yaml"]
+)
 def test_plan_output_cites_no_internal_document(budget: str) -> None:
     r = runner.invoke(app, ["plan", str(BUDGETS / budget), "--all"], terminal_width=200)
     assert r.exit_code in (0, 1), r.output
