@@ -183,27 +183,24 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
     """One horizontal bar per row: how many times smaller (total bytes), coloured by the
-    gate, with the return retention written beside it."""
-    import matplotlib
+    gate, with the return retention in its label."""
+    from rlbudget import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.2))
-    labels = [f"{r['model']} · {r['methods']}" for r in rows]
+    fig, ax = charts.figure(9, 0.32 * len(rows) + 1.6)
+    labels = [charts.wrap(f"{r['model']} · {r['methods']}: {r['retention']:.0%} return", 60)
+              for r in rows]  # fmt: skip
     ratios = [r["total_bytes"][0] / r["total_bytes"][1] for r in rows]
     colors = ["tab:green" if r["passed"] else "tab:red" for r in rows]
     y = list(range(len(rows)))[::-1]
     ax.barh(y, ratios, color=colors)
-    for yi, ratio, r in zip(y, ratios, rows, strict=True):
-        ax.text(ratio * 1.05, yi, f"{r['retention']:.0%} return", va="center", fontsize=7)
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xscale("log")
+    charts.log_axis(ax, "x", suffix="×")
+    ax.set_xlim(1, 1.2 * max(ratios))
     ax.set_xlabel("total bytes: input / compressed (log scale)")
-    ax.set_title("Compression judged by return (green: within the 5 % gate, red: not)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.set_title(
+        charts.wrap("Compression judged by return (green: within the 5 % gate, red: not)", 80)
+    )
+    charts.save(fig, path, dpi=120)
 
 
 def main() -> None:

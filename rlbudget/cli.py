@@ -104,7 +104,12 @@ BudgetArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 GymPackageOpt = Annotated[
     list[str] | None,
-    typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    typer.Option(
+        "--gym-package",
+        metavar="<module>",
+        help="Python module to import first (its code runs), so that it registers custom "
+        "envs; repeat for several.",
+    ),
 ]
 
 
@@ -213,6 +218,36 @@ def train(
             show_default=False,
         ),
     ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            "--steps",
+            "-n",
+            metavar="<count>",
+            help="Env steps to train for, e.g. 20k or 1.5M (overrides training.env_steps and "
+            "the tuned n_timesteps).",
+        ),
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            metavar="<duration>",
+            help="Wall-clock limit, e.g. 10m, 90s or 1h (overrides training.time).",
+        ),
+    ] = None,
+    hyperparams: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hyperparams",
+            "-p",
+            metavar="<key=value>",
+            help="Replace one tuned hyperparameter, e.g. -p learning_rate=3e-4 -p "
+            "net_arch=[64,64]; repeat for each key. VALUE is read as YAML (a number, "
+            "true/false, a list); an unknown key is refused.",
+        ),
+    ] = None,
+    gym_package: GymPackageOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
     ] = False,
@@ -239,13 +274,26 @@ def train(
       rlbudget train --algo ppo --env CartPole-v1 --budget budgets/esp32-cartpole.yaml
 
       rlbudget plan budgets/rp2040-frozenlake.yaml -o plan.yaml && rlbudget train plan.yaml
-    """
-    from rlbudget.envs import env_spec
-    from rlbudget.errors import PlanError
-    from rlbudget.train import Limits, load_settings, prepare_run_dir, read_plan, resolve
 
+      rlbudget train --algo sac --env Pendulum-v1 --steps 20k --time 10m -p learning_rate=1e-3
+    """
+    import dataclasses
+
+    from rlbudget.envs import env_spec, import_gym_packages
+    from rlbudget.errors import PlanError
+    from rlbudget.train import (
+        Limits,
+        load_settings,
+        parse_hyperparams,
+        prepare_run_dir,
+        read_plan,
+        resolve,
+    )
+
+    import_gym_packages(gym_package or ())
     if resume is not None:
-        if any(v is not None for v in (plan_file, algo, env, budget, output)):
+        given = (plan_file, algo, env, budget, output, steps, time, hyperparams)
+        if any(v is not None for v in given):
             raise PlanError(
                 "--resume continues a run with the settings in its config.yaml; "
                 "give only the run folder (rlbudget train --resume RUN_DIR)"
@@ -265,6 +313,12 @@ def train(
         b = load_budget(budget)
         env = env or b.task.env_id
         limits = Limits.from_budget(b)
+    if steps is not None:
+        limits = dataclasses.replace(limits, env_steps=_option(units.parse_count, steps, "--steps"))
+    if time is not None:
+        limits = dataclasses.replace(limits, time_s=_option(units.parse_time, time, "--time"))
+    if hyperparams:
+        overrides = {**overrides, **parse_hyperparams(hyperparams)}
     if algo is None or env is None:
         raise PlanError(
             "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
@@ -275,7 +329,8 @@ def train(
         algo, env, env_steps=limits.env_steps, time_s=limits.time_s,
         min_return=limits.min_return, reward_threshold=spec.reward_threshold, seed=seed,
         overrides=overrides, ram_bytes=limits.ram_bytes, cores=limits.cores,
-        margin=limits.margin,
+        margin=limits.margin, env_steps_from="--steps" if steps is not None else
+        "training.env_steps in the budget",
     )  # fmt: skip
     run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}",
                               say=None if quiet or json_out else _say)  # fmt: skip
@@ -298,6 +353,16 @@ def train(
 
 def _say(msg: str) -> None:
     err.print(msg, markup=False, highlight=False)
+
+
+def _option(parse: Callable[[str], Any], value: str, option: str) -> Any:
+    """``parse(value)``; a UnitError names the command-line option instead of a budget key."""
+    from rlbudget.errors import UnitError
+
+    try:
+        return parse(value)
+    except UnitError as exc:
+        raise UnitError(f"{option}: {exc}") from None
 
 
 def _finish_training(
@@ -1047,6 +1112,7 @@ def run_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
+    gym_package: GymPackageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1069,8 +1135,10 @@ def run_command(
       rlbudget run budgets/esp32-cartpole.yaml --option 5 --json
     """
     from rlbudget.budget import load_budget
+    from rlbudget.envs import import_gym_packages
     from rlbudget.run import run_job
 
+    import_gym_packages(gym_package or ())
     b = load_budget(budget or default_budget_path())
     out_dir = output or Path("runs") / f"run-{b.name}"
     say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
@@ -1117,7 +1185,10 @@ def sweep(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Sweep folder (default sweeps/NAME).", show_default=False
+            "-o",
+            "--output",
+            help="Sweep folder [default: runs/sweep-NAME, NAME from the sweep file].",
+            show_default=False,
         ),
     ] = None,
     workers: Annotated[

@@ -374,6 +374,16 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
+def import_gym_packages(gym_packages: Sequence[str]) -> None:
+    """Import the modules a user named with ``--gym-package`` (this runs their code; they
+    register custom envs for every later ``make_env`` in this process).
+
+    :raises EnvError: a module that cannot be imported.
+    """
+    for package in gym_packages:
+        _import(package, f"--gym-package {package}")
+
+
 def make_env(
     env_id: str, *, gym_packages: Sequence[str] = (), guard: bool = True, **kwargs: Any
 ) -> Any:
@@ -399,8 +409,7 @@ def make_env(
     import gymnasium as gym
     from gymnasium import error as gym_error
 
-    for package in gym_packages:
-        _import(package, f"--gym-package {package}")
+    import_gym_packages(gym_packages)
     module, name = _split_id(env_id)
     if module:
         _import(module, f"environment '{env_id}'")
@@ -461,18 +470,44 @@ def env_spec(
     )
 
 
+STEP_TIME_QUANTILE = 0.25  # of single steps: other processes' load inflates the mean
+
+
 def _time_steps(env: Any, steps: int, seed: int) -> float:
-    """Mean wall time of ``env.step`` over ``steps`` random actions; resets are not timed."""
+    """What one ``env.step`` costs, robust to load and rounded into a band.
+
+    Each random-action step is timed alone and the lower quartile is taken: a step that
+    another process preempted is slow by milliseconds, while the env's own cost is the
+    same in every step, so the plan (which ranks options by this figure) does not change
+    with the machine's load. The figure is rounded up to 1, 2 or 5 × 10^k seconds.
+    Resets are not timed.
+    """
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
     env.reset(seed=seed)
-    total = 0.0
-    start = time.perf_counter()
+    times: list[float] = []
     for a in actions:
+        start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(a)
+        times.append(time.perf_counter() - start)
         if terminated or truncated:
-            total += time.perf_counter() - start
             env.reset()
-            start = time.perf_counter()
-    total += time.perf_counter() - start
-    return total / steps
+    times.sort()
+    return step_time_band(times[int(STEP_TIME_QUANTILE * (len(times) - 1))])
+
+
+def step_time_band(seconds: float) -> float:
+    """``seconds`` rounded up to 1, 2 or 5 × 10^k (a band: a measurement's jitter within
+    it gives the same figure).
+
+    >>> step_time_band(3.1e-6), step_time_band(1e-5), step_time_band(1.2e-3)
+    (5e-06, 1e-05, 0.002)
+    """
+    if seconds <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(seconds))
+    for mantissa in (1, 2, 5, 10):
+        band = float(f"{mantissa}e{exponent}")
+        if seconds <= band * (1 + 1e-9):
+            return band
+    return float(f"1e{exponent + 1}")

@@ -499,7 +499,12 @@ def _report_stage(budget: Budget, state: RunState, out: Path) -> Any:
     else:
         advice = _advice(budget, data)
     shutil.copyfile(folder / "profile.png", out / "profile.png")
-    _candidates_chart(budget, compress["candidates"], out / "candidates.png")
+    _candidates_chart(
+        budget,
+        compress["candidates"],
+        out / "candidates.png",
+        target=(data.get("return") or {}).get("target"),
+    )
     text = (folder / "profile.md").read_text(encoding="utf-8").replace(
         "# Profile:", "# rlbudget run: profile of", 1)  # fmt: skip
     text += _candidates_markdown(compress["candidates"], chosen, advice)
@@ -578,14 +583,13 @@ def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any
     return "\n".join(lines)
 
 
-def _candidates_chart(budget: Budget, candidates: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _candidates_chart(
+    budget: Budget, candidates: list[dict[str, Any]], path: Path, target: float | None = None
+) -> None:
+    from rlbudget import charts
 
     built = [c for c in candidates if "error" not in c and c["return_mean"] is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = charts.figure(10, 4.4, ncols=2)
     for ax, key, limit, label in (
         (axes[0], "flash_bytes", budget.inference.flash_bytes, "flash (bytes)"),
         (axes[1], "latency_s", budget.inference.latency_s, "decision latency on the target (s)"),
@@ -596,13 +600,13 @@ def _candidates_chart(budget: Budget, candidates: list[dict[str, Any]], path: Pa
             ax.annotate(c["name"], (c[key], c["return_mean"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")  # fmt: skip
         if limit is not None:
-            ax.axvline(limit / (1 + budget.margin), color="black", linestyle="--",
+            ax.axvline(limit / (1 + budget.margin), color="black", linestyle=":",
                        linewidth=1, label="limit ÷ (1 + margin)")  # fmt: skip
+        charts.target_line(ax, target)
+        if limit is not None or target is not None:
             ax.legend(fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("mean return")
-    fig.suptitle("Candidates tried (green: fits the budget, red: does not)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(charts.wrap("Candidates tried (green: fits the budget, red: does not)", 90))
+    charts.save(fig, path)

@@ -465,7 +465,7 @@ def table(sweep: Sweep, results: Sequence[dict[str, Any]]) -> list[dict[str, Any
             "budget": Path(budget_file).stem, "device": device, "env": env,
             "hyperparams": json.loads(params), "seeds": len(rs), "errors": len(rs) - len(ok),
             "fits": len(fitting), "return_mean": ret, "return_ci95": ci,
-            "flash_bytes": mean("flash_bytes", fitting or ok),
+            "target": mean("target"), "flash_bytes": mean("flash_bytes", fitting or ok),
             "ram_bytes": mean("ram_bytes", fitting or ok),
             "latency_s": mean("latency_s", fitting or ok), "train_s": mean("train_s"),
         })  # fmt: skip
@@ -473,7 +473,7 @@ def table(sweep: Sweep, results: Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 
 COLUMNS = ("budget", "device", "env", "hyperparams", "seeds", "errors", "fits", "return_mean",
-           "return_ci95", "flash_bytes", "ram_bytes", "latency_s", "train_s")  # fmt: skip
+           "return_ci95", "target", "flash_bytes", "ram_bytes", "latency_s", "train_s")  # fmt: skip
 
 
 def markdown(report: SweepReport) -> str:
@@ -520,22 +520,27 @@ def _write(report: SweepReport, out: Path) -> None:
 
 
 def _plot(report: SweepReport, path: Path) -> None:
-    import matplotlib
+    from rlbudget import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in report.rows if r["return_mean"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * max(len(rows), 1) + 1.2))
-    labels = [" · ".join(str(x) for x in (r["budget"], r["device"], r["env"]) if x)
-              + (f" {r['hyperparams']}" if r["hyperparams"] else "") for r in rows]  # fmt: skip
-    ax.barh(labels[::-1], [r["return_mean"] for r in rows][::-1],
-            xerr=[r["return_ci95"] or 0.0 for r in rows][::-1],
+    rows = [r for r in report.rows if r["return_mean"] is not None][::-1]
+    fig, ax = charts.figure(8, 0.45 * max(len(rows), 1) + 1.8)
+    labels = [charts.wrap(" · ".join(str(x) for x in (r["budget"], r["device"], r["env"]) if x)
+                          + (f" {r['hyperparams']}" if r["hyperparams"] else ""), 45)
+              for r in rows]  # fmt: skip
+    y = list(range(len(rows)))
+    ax.barh(y, [r["return_mean"] for r in rows], xerr=[r["return_ci95"] or 0.0 for r in rows],
             color=["tab:green" if r["fits"] == r["seeds"] else "tab:orange" if r["fits"]
-                   else "tab:red" for r in rows][::-1])  # fmt: skip
-    ax.set_xlabel("mean return over seeds (95 % CI); green: every seed fits, orange: some, "
-                  "red: none")  # fmt: skip
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+                   else "tab:red" for r in rows])  # fmt: skip
+    ax.set_yticks(y, labels, fontsize=7)
+    charts.target_marks(ax, y, [r.get("target") for r in rows])
+    if any(r.get("target") is not None for r in rows):
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel(
+        charts.wrap(
+            "mean return over seeds (95 % CI); green: every seed fits, "
+            "orange: some, red: none; dashed: the return target",
+            80,
+        )
+    )
+    ax.set_title(charts.wrap(f"Sweep {report.name}", 70))
+    charts.save(fig, path)

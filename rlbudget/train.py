@@ -48,8 +48,9 @@ import io
 import json
 import os
 import platform
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,12 @@ def resolve(
     ram_bytes: int | None = None,
     cores: int | None = None,
     margin: float = DEFAULT_MARGIN,
+    env_steps_from: str = "training.env_steps in the budget",
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
     :param env_steps: ``training.env_steps`` (None: the hyperparameter file's n_timesteps).
+    :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
     :param time_s: ``training.time`` (None: no time limit).
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
@@ -202,7 +205,7 @@ def resolve(
     merged = {**hp.params, **(overrides or {})}
     tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
     if env_steps is not None:
-        n_timesteps, n_from = env_steps, "training.env_steps in the budget"
+        n_timesteps, n_from = env_steps, env_steps_from
     else:
         n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
     extra: dict[str, Any] = {}
@@ -232,6 +235,42 @@ def resolve(
         checkpoint_every=max(1_000, n_timesteps // 10),
         **extra,
     )
+
+
+def parse_hyperparams(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["learning_rate=3e-4", "net_arch=[64, 64]"]`` → a dict, each value read as YAML
+    (as RL Zoo's ``-params``). Whether a key exists is :func:`resolve`'s check.
+
+    >>> parse_hyperparams(["gamma=0.98", "normalize=true", "lr=lin_1e-3", "ent_coef=5e-3"])
+    {'gamma': 0.98, 'normalize': True, 'lr': 'lin_1e-3', 'ent_coef': 0.005}
+
+    :raises PlanError: a pair without ``=``, an empty key, or a value that is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PlanError(
+                f"--hyperparams '{pair}': write KEY=VALUE, e.g. --hyperparams learning_rate=3e-4"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise PlanError(
+                f"--hyperparams {key}: value '{text}' is not valid YAML ({problem}); "
+                "write a number, true/false, a word or a list like [64, 64]"
+            ) from None
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 5e-2 and 1e-3 as strings
+        out[key] = value
+    return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _sb3_ids() -> tuple[str, ...]:

@@ -127,14 +127,11 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
 
 def usage_chart(report: ProfileReport, path: Path) -> None:
     """A PNG: for each checked cost, figure × (1 + margin) as a percentage of its limit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlbudget import charts
 
     rows = [c for c in report.checks
             if c.status != NOT_CHECKED and c.unit != "return" and c.limit_value]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 1) + 1.2))
+    fig, ax = charts.figure(7, 0.45 * max(len(rows), 1) + 1.6)
     names = [c.limit for c in rows][::-1]
     shares = [100 * (c.with_margin or 0.0) / (c.limit_value or 1.0) for c in rows][::-1]
     colors = ["tab:red" if c.status == "FAIL" else "tab:green" for c in rows][::-1]
@@ -143,8 +140,14 @@ def usage_chart(report: ProfileReport, path: Path) -> None:
     for y, share in enumerate(shares):
         ax.text(share, y, f" {share:.1f} %", va="center", fontsize=8)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel(f"use with the {report.margin:.0%} margin, % of the limit (100 % = the limit)")
-    ax.set_title(f"{report.policy} on {report.device}: {report.verdict}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g} %"))
+    ax.set_xlim(0, 4 * max([100.0, *shares]))  # room for the value written after each bar
+    ax.set_xlabel(
+        charts.wrap(
+            f"use with the {report.margin:.0%} margin, % of the limit (100 % = the limit)", 80
+        )
+    )
+    ax.set_title(charts.wrap(f"{report.policy} on {report.device}: {report.verdict}", 70))
+    charts.save(fig, path)
