@@ -7,7 +7,8 @@ The library comes first; the ``rlbudget`` command is a thin wrapper over it::
     plan = make_plan(budget)          # env from task.env; or make_plan(budget, "CartPole-v1")
     print(plan.best.label if plan.best else plan.binding()["message"])
 
-Names are imported on first use, so ``import rlbudget`` (and ``rlbudget --help``) stays fast.
+Names and submodules (``rlbudget.train``, ``rlbudget.profile.verdict`` …) are imported
+on first use, so ``import rlbudget`` (and ``rlbudget --help``) stays fast.
 """
 
 from __future__ import annotations
@@ -39,4 +40,6 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'rlbudget' has no attribute {name!r}")
+    from rlbudget._lazy import submodule
+
+    return submodule(__name__, name)  # rlbudget.train, rlbudget.policy, ...

@@ -86,7 +86,9 @@ def _trust_named_envs(kwargs: dict[str, Any]) -> None:
 
 def _handles_errors(fn: F) -> F:
     """Turn an RlbudgetError into one red line on stderr and exit code 2, a full disk into
-    one line and exit 2, and anything unexpected into one line, "this is a bug", exit 3."""
+    one line and exit 2, Ctrl-C or SIGTERM into one line and exit 130 / 143
+    (:mod:`rlbudget.interrupt`), and anything unexpected into one line, "this is a bug",
+    exit 3."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -100,6 +102,11 @@ def _handles_errors(fn: F) -> F:
         except RlbudgetError as exc:
             _error_line(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM via interrupt.install()
+            from rlbudget import interrupt
+
+            err.print(interrupt.message(exc), markup=False, highlight=False)
+            raise typer.Exit(interrupt.exit_code(exc)) from None
         except Exception as exc:
             # typer's own exits and usage errors (click's classes; vendored in new typer)
             if isinstance(exc, typer.Exit | typer.Abort) or any(
@@ -161,7 +168,12 @@ BudgetArg = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 GymPackageOpt = Annotated[
     list[str] | None,
-    typer.Option("--gym-package", help="Module to import first, registering custom envs."),
+    typer.Option(
+        "--gym-package",
+        metavar="<module>",
+        help="Python module to import first (its code runs), so that it registers custom "
+        "envs; repeat for several.",
+    ),
 ]
 
 
@@ -261,7 +273,48 @@ def train(
         Path | None,
         typer.Option("--resume", help="Continue a stopped run exactly, from RUN_DIR/checkpoint."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option(
+            "--tensorboard",
+            help="Also log TensorBoard scalars to this folder (SB3: its own logger; "
+            "pip install 'rlbudget[tensorboard]').",
+            show_default=False,
+        ),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            "--steps",
+            "-n",
+            metavar="<count>",
+            help="Env steps to train for, e.g. 20k or 1.5M (overrides training.env_steps and "
+            "the tuned n_timesteps).",
+        ),
+    ] = None,
+    time: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            metavar="<duration>",
+            help="Wall-clock limit, e.g. 10m, 90s or 1h (overrides training.time).",
+        ),
+    ] = None,
+    hyperparams: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hyperparams",
+            "-p",
+            metavar="<key=value>",
+            help="Replace one tuned hyperparameter, e.g. -p learning_rate=3e-4 -p "
+            "net_arch=[64,64]; repeat for each key. VALUE is read as YAML (a number, "
+            "true/false, a list); an unknown key is refused.",
+        ),
+    ] = None,
+    gym_package: GymPackageOpt = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
@@ -269,10 +322,14 @@ def train(
     pip install 'rlbudget[contrib]').
 
     Stops at training.env_steps (else the tuned step count), at training.time, or when the
-    greedy policy reaches the target return on a separate evaluation env. SB3 runs take
+    greedy policy reaches the target return on a separate evaluation env (a 100-episode
+    screen, then fresh episodes whose 95 % lower bound must reach it). NaN/inf from the
+    env stops training with the step named (exit 2). SB3 runs take
     their torch threads from training.cores and size the replay buffer from training.ram.
     The run folder holds policy/ (numpy, no torch needed), config.yaml, metrics.csv,
-    summary.json, curve.png and checkpoint/.
+    summary.json, curve.png and checkpoint/; metrics.csv grows as episodes finish. When
+    stderr is not a terminal (CI, nohup, tee), progress is printed as plain lines every
+    10 s instead of a bar.
 
     Examples:
 
@@ -281,26 +338,34 @@ def train(
       rlbudget train --algo ppo --env CartPole-v1 --budget budgets/esp32-cartpole.yaml
 
       rlbudget plan budgets/rp2040-frozenlake.yaml -o plan.yaml && rlbudget train plan.yaml
+
+      rlbudget train --algo sac --env Pendulum-v1 --steps 20k --time 10m -p learning_rate=1e-3
     """
-    from rlbudget.envs import env_spec
+    import dataclasses
+
+    from rlbudget.envs import env_spec, import_gym_packages
     from rlbudget.errors import PlanError
     from rlbudget.train import (
         Limits,
         check_spaces,
         load_settings,
+        parse_hyperparams,
         prepare_run_dir,
         read_plan,
         resolve,
     )
 
+    import_gym_packages(gym_package or ())
     if resume is not None:
-        if any(v is not None for v in (plan_file, algo, env, budget, output)):
+        given = (plan_file, algo, env, budget, output, steps, time, hyperparams)
+        if any(v is not None for v in given):
             raise PlanError(
                 "--resume continues a run with the settings in its config.yaml; "
                 "give only the run folder (rlbudget train --resume RUN_DIR)"
             )
         settings = load_settings(resume)
-        _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True)
+        _finish_training(settings, resume, quiet=quiet, json_out=json_out, resume=True,
+                         tensorboard=tensorboard)  # fmt: skip
         return
     limits = Limits()
     overrides: dict[str, object] = {}
@@ -313,6 +378,12 @@ def train(
         b = load_budget(budget)
         env = env or b.task.env_id
         limits = Limits.from_budget(b)
+    if steps is not None:
+        limits = dataclasses.replace(limits, env_steps=_option(units.parse_count, steps, "--steps"))
+    if time is not None:
+        limits = dataclasses.replace(limits, time_s=_option(units.parse_time, time, "--time"))
+    if hyperparams:
+        overrides = {**overrides, **parse_hyperparams(hyperparams)}
     if algo is None or env is None:
         raise PlanError(
             "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
@@ -324,9 +395,11 @@ def train(
         algo, env, env_steps=limits.env_steps, time_s=limits.time_s,
         min_return=limits.min_return, reward_threshold=spec.reward_threshold, seed=seed,
         overrides=overrides, ram_bytes=limits.ram_bytes, cores=limits.cores,
-        margin=limits.margin,
+        margin=limits.margin, env_steps_from="--steps" if steps is not None else
+        "training.env_steps in the budget",
     )  # fmt: skip
-    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}")
+    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{env}-s{seed}",
+                              say=None if quiet or json_out else _say)  # fmt: skip
     if not quiet and not json_out:
         err.print(
             f"training {settings.algorithm} on {env} for up to "
@@ -340,15 +413,32 @@ def train(
             )
         if settings.replay_from is not None:
             err.print(settings.replay_from, markup=False)
-    _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False)
+    _finish_training(settings, run_dir, quiet=quiet, json_out=json_out, resume=False,
+                     tensorboard=tensorboard)  # fmt: skip
+
+
+def _say(msg: str) -> None:
+    err.print(msg, markup=False, highlight=False)
+
+
+def _option(parse: Callable[[str], Any], value: str, option: str) -> Any:
+    """``parse(value)``; a UnitError names the command-line option instead of a budget key."""
+    from rlbudget.errors import UnitError
+
+    try:
+        return parse(value)
+    except UnitError as exc:
+        raise UnitError(f"{option}: {exc}") from None
 
 
 def _finish_training(
-    settings: Any, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool
-) -> None:
+    settings: Any, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool,
+    tensorboard: Path | None = None,
+) -> None:  # fmt: skip
     """Run the training with a progress bar, print the outcome, exit 130/143 on a signal."""
     show = not quiet and not json_out
-    result = _train_with_progress(settings, run_dir, show=show, resume=resume)
+    result = _train_with_progress(settings, run_dir, show=show, resume=resume,
+                                  tensorboard=tensorboard)  # fmt: skip
     if json_out:
         _print_json(result.to_dict())
     else:
@@ -364,19 +454,26 @@ def _finish_training(
         raise typer.Exit(130 if result.stopped_by == "SIGINT" else 143)
 
 
-def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool) -> Any:
+def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bool,
+                         tensorboard: Path | None = None) -> Any:  # fmt: skip
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from rlbudget.train import train_run
+    from rlbudget.train import ProgressLog, start_step, train_run
 
+    first = start_step(run_dir) if resume else 0
+    kwargs: dict[str, Any] = {"resume": resume, "tensorboard": tensorboard}
     if not show:
-        return train_run(settings, run_dir, resume=resume)
+        return train_run(settings, run_dir, **kwargs)
+    if not err.is_terminal:  # a log file: plain lines, not a bar redrawn in place
+        log = ProgressLog(settings.n_timesteps, _say, start_step=first)
+        return train_run(settings, run_dir, on_progress=log, say=_say, **kwargs)
     with Progress(
         TextColumn("{task.description}"), BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"), TextColumn("{task.fields[rate]}"),
         TextColumn("{task.fields[ret]}"), TimeElapsedColumn(), console=err, transient=False,
     ) as bar:  # fmt: skip
-        task = bar.add_task("steps", total=settings.n_timesteps, rate="", ret="")
+        task = bar.add_task("steps", total=settings.n_timesteps, completed=first, rate="",
+                            ret="")  # fmt: skip
         recent: list[float] = []
 
         def progress(ep: Any) -> None:
@@ -386,7 +483,7 @@ def _train_with_progress(settings: Any, run_dir: Path, *, show: bool, resume: bo
             bar.update(task, completed=ep.step, rate=f"{rate:,.0f} steps/s",
                        ret=f"return(20) {sum(recent) / len(recent):.3g}")  # fmt: skip
 
-        return train_run(settings, run_dir, on_progress=progress, resume=resume)
+        return train_run(settings, run_dir, on_progress=progress, say=_say, **kwargs)
 
 
 @app.command()
@@ -635,11 +732,23 @@ def compress(
     ] = None,
     max_return_drop: Annotated[
         str,
-        typer.Option("--max-return-drop", help="Largest acceptable return drop: 5% or 0.05."),
+        typer.Option(
+            "--max-return-drop",
+            help="Largest acceptable drop of the mean return and of the worst 5 % of "
+            "episodes' (CVaR): 5% or 0.05.",
+        ),
     ] = "5%",
     episodes: Annotated[
-        int, typer.Option("--episodes", "-n", min=1, help="Episodes per return measurement.")
-    ] = 10,
+        int | None,
+        typer.Option(
+            "--episodes",
+            "-n",
+            min=1,
+            show_default=False,
+            help="Episodes per return measurement, episode i seeded seed+i for both "
+            "[about 50,000 env steps, 100 to 1,000 episodes].",
+        ),
+    ] = None,
     states: Annotated[
         int, typer.Option("--states", min=1, help="Visited states per step (agreement, int8).")
     ] = 5000,
@@ -687,8 +796,9 @@ def compress(
 
     Each step reports bytes and MACs before and after, action agreement with its parent
     on states the parent visits, and the return before and after over the same seeded
-    episodes. The result is written even when it loses more than --max-return-drop of
-    the input's return; the command then exits 1.
+    episodes (paired). The gate holds both the mean return and the worst 5 % of episodes
+    (CVaR) to --max-return-drop of the input's; the result is written even when it fails,
+    and the command then exits 1.
 
     Examples:
 
@@ -764,6 +874,15 @@ def _render_compress(report: Any, output: Path) -> None:
             "PASS" if s.passed else "FAIL",
         )
     out.print(t)
+    g = report.gate
+    ci = "" if g.mean_drop_ci95 is None else " (95 % CI {:.1%} … {:.1%})".format(*g.mean_drop_ci95)
+    out.print(
+        f"gate (final vs input, {g.episodes} paired episodes): mean {g.mean_before:.1f} → "
+        f"{g.mean_after:.1f}, drop {g.mean_drop:.1%}{ci}; "
+        f"worst 5 % ({g.tail_episodes} episode{'s' if g.tail_episodes > 1 else ''}) "
+        f"{g.tail_before:.1f} → {g.tail_after:.1f}, drop {g.tail_drop:.1%}",
+        markup=False,
+    )
     for s in report.steps:
         if s.bytes_after > s.bytes_before:
             out.print(f"note: '{s.method}' made the policy larger ({s.bytes_before:,} → "
@@ -779,8 +898,8 @@ def _render_compress(report: Any, output: Path) -> None:
         f"{verdict}: {units.format_bytes(report.bytes_before)} → "
         f"{units.format_bytes(report.bytes_after)} "
         f"({report.bytes_before / report.bytes_after:.2f}× smaller), return retention "
-        f"{report.retention:.1%} (limit: a drop of at most {report.max_return_drop:.1%}); "
-        f"policy written to {output}"
+        f"{report.retention:.1%}, worst 5 % {1 - report.gate.tail_drop:.1%} "
+        f"(limit: a drop of at most {report.max_return_drop:.1%}); policy written to {output}"
     )
 
 
@@ -829,7 +948,8 @@ def export(
     if isinstance(gate, dict) and gate.get("passed") is False:
         err.print(
             f"warning: {policy} failed its compression gate (return retention "
-            f"{gate.get('retention', float('nan')):.1%}, limit: a drop of at most "
+            f"{gate.get('retention', float('nan')):.1%}, worst 5 % drop "
+            f"{gate.get('tail_drop', float('nan')):.1%}, limit: a drop of at most "
             f"{gate.get('max_return_drop', float('nan')):.1%}); exporting it anyway",
             markup=False,
         )
@@ -988,7 +1108,7 @@ def _write_profile_report(result: Any, path: Path) -> None:
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
-    from rlbudget.profile.report import figure_text, headroom_text
+    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
@@ -1027,8 +1147,9 @@ def _render_profile(result: Any, report: Path | None) -> None:
             out.print(f"FAIL: binding limit {binding.limit}: mean return {over} is below "
                       f"{limit}")  # fmt: skip
         else:
+            way_out = f"; {alternatives_text(result)}" if result.alternatives else ""
             out.print(f"FAIL: binding limit {binding.limit}: {over} (with margin) exceeds "
-                      f"{limit}")  # fmt: skip
+                      f"{limit}{way_out}", markup=False)  # fmt: skip
 
 
 @app.command("run")
@@ -1057,6 +1178,7 @@ def run_command(
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of training and episodes.")] = 0,
+    gym_package: GymPackageOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress lines.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -1079,8 +1201,10 @@ def run_command(
       rlbudget run budgets/esp32-cartpole.yaml --option 5 --json
     """
     from rlbudget.budget import load_budget
+    from rlbudget.envs import import_gym_packages
     from rlbudget.run import run_job
 
+    import_gym_packages(gym_package or ())
     b = load_budget(budget or default_budget_path())
     out_dir = output or Path("runs") / f"run-{b.name}"
     say = None if quiet or json_out else (lambda msg: err.print(msg, markup=False))
@@ -1095,6 +1219,8 @@ def run_command(
 
 
 def _render_run(report: Any) -> None:
+    from rlbudget.run import candidate_status
+
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
@@ -1102,7 +1228,7 @@ def _render_run(report: Any) -> None:
         if "error" in c:
             t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], c["verdict"], c["binding"] or "—",
+        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
                   units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
                   f"{c['latency_s'] * 1e6:.3g} µs",
                   "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip
@@ -1125,7 +1251,10 @@ def sweep(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="Sweep folder (default sweeps/NAME).", show_default=False
+            "-o",
+            "--output",
+            help="Sweep folder [default: runs/sweep-NAME, NAME from the sweep file].",
+            show_default=False,
         ),
     ] = None,
     workers: Annotated[
@@ -1187,6 +1316,9 @@ def sweep(
 
 def main() -> None:
     """Console-script entry point."""
+    from rlbudget import interrupt
+
+    interrupt.install()  # SIGTERM: one line and exit 143, not death by the signal
     app()
 
 

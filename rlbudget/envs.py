@@ -8,8 +8,22 @@ modules that register envs before the id is looked up.
 
 Supported spaces: ``Box`` and ``Discrete`` that starts at 0. A ``Discrete`` with
 another ``start`` is rejected, because the policy's one-hot and argmax use
-``0..n-1`` as they are; the error says how to shift it. Every other space gets an
-:class:`~rlbudget.errors.EnvError` that says which wrapper makes it Discrete or Box.
+``0..n-1`` as they are; the error says how to shift it.
+
+Composite observations are read as one of those two, and :func:`make_env` wraps the
+env so that its observations match (:func:`composite_observation`):
+
+- a ``Tuple`` of ``Discrete`` spaces (Blackjack's) is their product, one ``Discrete``
+  of ``n_1 * … * n_k`` states: the state is the parts' mixed-radix index, row-major
+  (``(p_1 * n_2 + p_2) * n_3 + p_3`` for three parts, each counted from its ``start``);
+  the spec keeps the radices, and the C export writes the same index function;
+- any other ``Tuple`` or ``Dict`` of ``Box``, ``Discrete``, ``MultiDiscrete`` and
+  ``MultiBinary`` parts is flattened to one float32 ``Box`` by
+  ``gymnasium.spaces.flatten`` (Discrete parts one-hot, Dict keys in sorted order).
+
+Either way the spec carries a ``note`` that says so; plan shows it. Every other space
+gets an :class:`~rlbudget.errors.EnvError` that says which wrapper makes it Discrete or
+Box.
 
 Importing a module runs its code, so an id read from a file (a model's or folder's name,
 ``policy.json``'s provenance, a plan or sweep file) may not name a module that is not
@@ -52,7 +66,12 @@ def _json_float(x: float) -> float | str:
 
 @dataclass(frozen=True)
 class SpaceSpec:
-    """A Discrete or Box space as plain data."""
+    """A Discrete or Box space as plain data.
+
+    ``radices``: for a Discrete read from a Tuple of Discrete spaces, the parts' sizes
+    (the state is their mixed-radix index, see :meth:`index`); else None. ``note``: how
+    a Tuple or Dict space was read (None for a plain Discrete or Box).
+    """
 
     kind: str
     shape: tuple[int, ...]
@@ -60,6 +79,23 @@ class SpaceSpec:
     low: tuple[float, ...] | None
     high: tuple[float, ...] | None
     dtype: str
+    radices: tuple[int, ...] | None = None
+    note: str | None = None
+
+    def index(self, parts: Any) -> Any:
+        """The state index of Tuple-of-Discrete observations ``parts`` ([..., k], each
+        part counted from 0): row-major mixed radix, as the env wrapper and the C export.
+
+        >>> SpaceSpec("discrete", (), 704, None, None, "int64", (32, 11, 2)).index([14, 10, 1])
+        329
+        """
+        import numpy as np
+
+        if self.radices is None:
+            raise ValueError("index() is for a Discrete read from a Tuple of Discrete spaces")
+        p = np.asarray(parts, dtype=np.int64)
+        idx = np.ravel_multi_index(tuple(np.moveaxis(p, -1, 0)), self.radices)
+        return int(idx) if np.ndim(idx) == 0 else idx
 
     @property
     def dim(self) -> int:
@@ -83,6 +119,8 @@ class SpaceSpec:
             "dtype": self.dtype,
             "dim": self.dim,
             "infinite_bounds": self.infinite_bounds,
+            "radices": None if self.radices is None else list(self.radices),
+            "note": self.note,
         }
 
 
@@ -109,11 +147,10 @@ class EnvSpec:
 
 
 # How to make a space Discrete or Box, by (what, space class); FlattenObservation turns
-# MultiDiscrete into one-hot and Dict/Tuple/MultiBinary into one flat Box.
+# MultiDiscrete into one-hot and MultiBinary into one flat Box (Tuple and Dict observations
+# are read without a wrapper: composite_observation).
 _FLATTEN = "flatten it to a Box with gymnasium.wrappers.FlattenObservation"
 _HINTS: dict[tuple[str, str], str] = {
-    ("observation", "Dict"): _FLATTEN,
-    ("observation", "Tuple"): _FLATTEN,
     ("observation", "MultiBinary"): _FLATTEN,
     ("observation", "MultiDiscrete"): _FLATTEN,
     ("observation", "Discrete"): "shift it to 0 with gymnasium.wrappers.TransformObservation",
@@ -133,8 +170,8 @@ def space_mismatch(env: Any, env_id: str, observation: SpaceSpec, action: SpaceS
     policy's", "the teacher's" …), as the start of an error line; None when they match.
     """
     for what, want in (("observation", observation), ("action", action)):
-        space = env.observation_space if what == "observation" else env.action_space
-        got = space_spec(space, what=what, env_id=env_id)
+        got = (observation_spec(env, env_id) if what == "observation"
+               else space_spec(env.action_space, what=what, env_id=env_id))  # fmt: skip
         if (got.kind, got.shape, got.n) != (want.kind, want.shape, want.n):
             return (f"environment '{env_id}' has a {got.kind} {what} space "
                     f"{list(got.shape) or got.n}, but {whose} is {want.kind} "
@@ -143,7 +180,8 @@ def space_mismatch(env: Any, env_id: str, observation: SpaceSpec, action: SpaceS
 
 
 def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> SpaceSpec:
-    """Read a gymnasium ``Discrete`` (starting at 0) or ``Box`` space.
+    """Read a gymnasium ``Discrete`` (starting at 0) or ``Box`` space, or a ``Tuple`` or
+    ``Dict`` observation space as :func:`composite_observation` reads it.
 
     :param space: the gymnasium space.
     :param what: ``"observation"`` or ``"action"``; used in the error message and its hint.
@@ -173,11 +211,109 @@ def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> Sp
             tuple(float(v) for v in space.high.ravel()),
             str(space.dtype),
         )
+    if what == "observation" and isinstance(space, spaces.Tuple | spaces.Dict):
+        return composite_observation(space, env_id)[2]
     hint = _hint(what, kind)
     raise EnvError(
         f"environment '{env_id}' has a {kind} {what} space; rlbudget supports Discrete and Box "
         f"spaces. Wrap the env ({hint}) and register the wrapped env."
     )
+
+
+_LEAVES = ("Box", "Discrete", "MultiDiscrete", "MultiBinary")
+
+
+def _unsupported_part(space: Any, path: str = "") -> tuple[str, str] | None:
+    """The first part of a Tuple/Dict space that flatten cannot turn into numbers:
+    (its path, e.g. ``['name']`` or ``[2]``, and its class name); None when all can."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Tuple | spaces.Dict):
+        items = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        for key, part in items:
+            found = _unsupported_part(part, f"{path}[{key!r}]")
+            if found is not None:
+                return found
+        return None
+    return None if type(space).__name__ in _LEAVES else (path, type(space).__name__)
+
+
+def composite_observation(space: Any, env_id: str = "") -> tuple[Any, Any, SpaceSpec]:
+    """How a Tuple or Dict observation space is read: (the gymnasium Discrete or Box it
+    becomes, the function from one observation to that space's, its :class:`SpaceSpec`).
+
+    A Tuple of Discrete spaces becomes one Discrete (their product; the mixed-radix index
+    of the parts), anything else one float32 Box by ``gymnasium.spaces.flatten``.
+
+    :raises EnvError: a part that is not Box, Discrete, MultiDiscrete, MultiBinary or a
+        Tuple/Dict of those, named by its path; an empty Tuple or Dict.
+    """
+    import numpy as np
+    from gymnasium import spaces
+
+    kind = type(space).__name__
+    bad = _unsupported_part(space)
+    if bad is not None or not space.spaces:
+        where = f"a {bad[1]} part at {bad[0]}" if bad else "no parts"
+        raise EnvError(
+            f"environment '{env_id}' has a {kind} observation space with {where}; rlbudget "
+            f"reads Tuple and Dict spaces of {', '.join(_LEAVES)} parts. Wrap the env "
+            f"({_OTHER_HINT}) and register the wrapped env."
+        )
+    parts = space.spaces
+    if isinstance(space, spaces.Tuple) and all(isinstance(p, spaces.Discrete) for p in parts):
+        radices = tuple(int(p.n) for p in parts)
+        starts = np.array([int(p.start) for p in parts], dtype=np.int64)
+        n = math.prod(radices)
+
+        def to_index(obs: Any) -> int:
+            p = np.asarray(obs, dtype=np.int64) - starts
+            return int(np.ravel_multi_index(tuple(p), radices))
+
+        note = (f"{space} is read as Discrete({n}): the state is the parts' mixed-radix "
+                f"index, row-major (radices {', '.join(map(str, radices))})")  # fmt: skip
+        spec = SpaceSpec("discrete", (), n, None, None, "int64", radices, note)
+        return spaces.Discrete(n), to_index, spec
+    flat: Any = spaces.flatten_space(space)  # a Box, for Box/Discrete/Multi* parts
+    box = spaces.Box(flat.low.astype(np.float32), flat.high.astype(np.float32),
+                     dtype=np.float32)  # fmt: skip
+
+    def to_box(obs: Any) -> Any:
+        return np.asarray(spaces.flatten(space, obs), dtype=np.float32)
+
+    order = f"; Dict keys in sorted order: {', '.join(map(str, parts))}" if isinstance(
+        space, spaces.Dict) else ""  # fmt: skip
+    note = (f"the {kind} observation space is flattened to a Box of {box.shape[0]} values "
+            f"by gymnasium.spaces.flatten (Discrete parts one-hot{order})")  # fmt: skip
+    spec = space_spec(box)
+    return box, to_box, SpaceSpec(spec.kind, spec.shape, None, spec.low, spec.high,
+                                  spec.dtype, None, note)  # fmt: skip
+
+
+def observation_spec(env: Any, env_id: str = "") -> SpaceSpec:
+    """The spec of an env made by :func:`make_env`: for a Tuple or Dict space, the one
+    read from the original space (with its note and radices); else the env's own."""
+    try:  # set on the composite reader, which the NaN/inf guard wraps
+        spec = env.get_wrapper_attr("rlbudget_observation")
+    except AttributeError:
+        spec = None
+    if isinstance(spec, SpaceSpec):
+        return spec
+    return space_spec(env.observation_space, what="observation", env_id=env_id)
+
+
+def _read_composite(env: Any, env_id: str) -> Any:
+    """``env`` wrapped so that a Tuple/Dict observation arrives as :func:`composite_observation`
+    reads it; any other env as it is."""
+    from gymnasium import spaces
+    from gymnasium.wrappers import TransformObservation
+
+    if not isinstance(env.observation_space, spaces.Tuple | spaces.Dict):
+        return env
+    target, func, spec = composite_observation(env.observation_space, env_id)
+    wrapped = TransformObservation(env, func, target)
+    wrapped.rlbudget_observation = spec  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _import(module: str, what: str) -> None:
@@ -309,10 +445,25 @@ def _unknown_env(env_id: str, module: str, name: str, exc: Exception) -> EnvErro
     return EnvError(f"unknown environment '{env_id}'{imported}{hint} {tail}")
 
 
+def import_gym_packages(gym_packages: Sequence[str]) -> None:
+    """Import the modules a user named with ``--gym-package`` (this runs their code; they
+    register custom envs for every later ``make_env`` in this process).
+
+    :raises EnvError: a module that cannot be imported.
+    """
+    for package in gym_packages:
+        _import(package, f"--gym-package {package}")
+
+
 def make_env(
-    env_id: str, *, gym_packages: Sequence[str] = (), trusted: bool = False, **kwargs: Any
+    env_id: str, *, gym_packages: Sequence[str] = (), trusted: bool = False,
+    guard: bool = True, **kwargs: Any
 ) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
+
+    The env comes wrapped in :class:`rlbudget.finite.EnvGuard`: its first NaN/inf
+    observation or reward raises :class:`~rlbudget.finite.NonFiniteError` (step and
+    episode named).
 
     :param env_id: a registered id, or ``module:EnvId`` (gymnasium imports ``module``, which
         registers ``EnvId``).
@@ -321,7 +472,12 @@ def make_env(
     :param trusted: the caller named ``env_id`` itself, so a ``module:EnvId`` may import
         ``module`` (which runs its code); otherwise only an already imported module or an id
         passed to :func:`trust_env_ids` may.
+    :param guard: wrap it in the NaN/inf guard (False: the caller checks, as SB3's
+        vectorized training does with its own step count).
     :param kwargs: passed to ``gymnasium.make``.
+    :return: the env; one with a Tuple or Dict observation space comes wrapped so that its
+        observations are read as :func:`composite_observation` says (the spec with its note:
+        :func:`observation_spec`).
     :raises EnvError: a malformed or unknown id (with did-you-mean), a deprecated version
         (with the current one), a module that cannot be imported, a missing extra dependency,
         an id that would import a module nobody named.
@@ -329,8 +485,7 @@ def make_env(
     import gymnasium as gym
     from gymnasium import error as gym_error
 
-    for package in gym_packages:
-        _import(package, f"--gym-package {package}")
+    import_gym_packages(gym_packages)
     module, name = _split_id(env_id)
     _check_imports(env_id, module, name, trusted)
     if module:
@@ -347,7 +502,16 @@ def make_env(
             raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    return env
+    try:
+        env = _read_composite(env, env_id)
+    except EnvError:
+        env.close()
+        raise
+    if not guard:
+        return env
+    from rlbudget.finite import guard as guarded
+
+    return guarded(env, env_id)
 
 
 def env_spec(
@@ -371,7 +535,7 @@ def env_spec(
     """
     env = make_env(env_id, gym_packages=gym_packages, trusted=trusted)
     try:
-        obs = space_spec(env.observation_space, what="observation", env_id=env_id)
+        obs = observation_spec(env, env_id)
         act = space_spec(env.action_space, what="action", env_id=env_id)
         spec = env.spec
         threshold = getattr(spec, "reward_threshold", None)
@@ -389,18 +553,44 @@ def env_spec(
     )
 
 
+STEP_TIME_QUANTILE = 0.25  # of single steps: other processes' load inflates the mean
+
+
 def _time_steps(env: Any, steps: int, seed: int) -> float:
-    """Mean wall time of ``env.step`` over ``steps`` random actions; resets are not timed."""
+    """What one ``env.step`` costs, robust to load and rounded into a band.
+
+    Each random-action step is timed alone and the lower quartile is taken: a step that
+    another process preempted is slow by milliseconds, while the env's own cost is the
+    same in every step, so the plan (which ranks options by this figure) does not change
+    with the machine's load. The figure is rounded up to 1, 2 or 5 × 10^k seconds.
+    Resets are not timed.
+    """
     env.action_space.seed(seed)
     actions = [env.action_space.sample() for _ in range(steps)]
     env.reset(seed=seed)
-    total = 0.0
-    start = time.perf_counter()
+    times: list[float] = []
     for a in actions:
+        start = time.perf_counter()
         _, _, terminated, truncated, _ = env.step(a)
+        times.append(time.perf_counter() - start)
         if terminated or truncated:
-            total += time.perf_counter() - start
             env.reset()
-            start = time.perf_counter()
-    total += time.perf_counter() - start
-    return total / steps
+    times.sort()
+    return step_time_band(times[int(STEP_TIME_QUANTILE * (len(times) - 1))])
+
+
+def step_time_band(seconds: float) -> float:
+    """``seconds`` rounded up to 1, 2 or 5 × 10^k (a band: a measurement's jitter within
+    it gives the same figure).
+
+    >>> step_time_band(3.1e-6), step_time_band(1e-5), step_time_band(1.2e-3)
+    (5e-06, 1e-05, 0.002)
+    """
+    if seconds <= 0:
+        return 0.0
+    exponent = math.floor(math.log10(seconds))
+    for mantissa in (1, 2, 5, 10):
+        band = float(f"{mantissa}e{exponent}")
+        if seconds <= band * (1 + 1e-9):
+            return band
+    return float(f"1e{exponent + 1}")

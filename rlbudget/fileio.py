@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+if sys.platform != "win32":  # Windows: run folders are not locked
+    import fcntl
 
 from rlbudget.errors import RlbudgetError
 
@@ -173,3 +179,91 @@ def load_json(text: str | bytes, where: str, *, limit: int = MAX_JSON_DEPTH) -> 
     if not json_depth_ok(value, limit):
         raise deep
     return value
+
+
+LOCK = ".lock"  # in a run folder: held (flock) by the job writing there, holds its pid
+
+
+def _lock_busy(folder: Path, fd: int) -> RlbudgetError:
+    try:
+        pid = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        pid = ""
+    who = f"pid {pid}" if pid.isdigit() else "another process"
+    return RlbudgetError(
+        f"{folder}: in use by another rlbudget job ({who}); wait for it to finish, stop it, "
+        "or choose another -o"
+    )
+
+
+def _open_lock(folder: Path, create: bool = True) -> int:
+    try:
+        return os.open(folder / LOCK, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+    except OSError as exc:
+        raise RlbudgetError(f"{folder}: cannot lock it ({exc.strerror})") from None
+
+
+def check_unlocked(folder: str | os.PathLike[str]) -> None:
+    """Raise if another job holds ``folder``'s lock (:func:`dir_lock`); create nothing.
+
+    :raises RlbudgetError: the folder is in use, with the other process's pid.
+    """
+    path = Path(folder)
+    if sys.platform == "win32" or not (path / LOCK).is_file():
+        return
+    try:
+        fd = _open_lock(path, create=False)
+    except RlbudgetError:
+        return  # released (and removed) meanwhile
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # conflicts only with a holder
+    except BlockingIOError:
+        raise _lock_busy(path, fd) from None
+    finally:
+        os.close(fd)  # closing releases the probe
+
+
+@contextlib.contextmanager
+def dir_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on an existing ``folder`` (``flock`` on ``folder/.lock``,
+    which holds this process's pid) while the body runs: one job per run folder. The
+    kernel drops the lock when the process ends, however it ends, so a killed job never
+    leaves a stale lock (only an unlocked ``.lock`` file, which is ignored); a job that
+    ends normally removes the file. Where ``fcntl`` is missing (Windows) nothing is locked.
+
+    :raises RlbudgetError: another process holds it (its pid named), or it cannot be
+        created.
+    """
+    path = Path(folder)
+    if sys.platform == "win32":
+        yield
+        return
+    while True:
+        fd = _open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            error = _lock_busy(path, fd)
+            os.close(fd)
+            raise error from None
+        try:  # the file we locked may have been removed by the holder we waited out
+            same = os.stat(path / LOCK).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (path / LOCK).unlink()  # while still held: nobody can hold this file next
+        os.close(fd)
+
+
+def is_empty_dir(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder holding nothing but (maybe) a :data:`LOCK` file."""
+    p = Path(path)
+    return p.is_dir() and all(child.name == LOCK for child in p.iterdir())

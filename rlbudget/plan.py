@@ -771,9 +771,10 @@ def _candidates(
     device = budget.device
     obs, act = env.observation, env.action
     n_actions = act.n if act.kind == "discrete" and act.n is not None else 0
+    read_as = f" Observations: {obs.note}." if obs.note else ""
     base_reasons = [
         _rule("spaces", f"{info.id} handles {obs.kind} observations and {act.kind} actions "
-              f"({info.description})")
+              f"({info.description}){read_as}")
     ]  # fmt: skip
     if info.library == "sb3" and not info.off_policy and ctx.cores > 1:
         n_envs = int(params.get("n_envs", 1))

@@ -10,7 +10,9 @@ from its last completed stage (and a killed training from its checkpoint):
 3. **compress** — candidates in order of expected cost, each compressed
    (:func:`rlbudget.compress.pipeline.compress`) and profiled against the budget
    (:func:`rlbudget.profile.verdict.profile`) until one passes every check with the margin,
-   the return target included:
+   the return target included, and, when compressed, the compression gate: its mean return
+   and its worst 5 % of episodes' (CVaR) each within 5 % of the trained policy's on the
+   same seeded episodes (:class:`rlbudget.compress.pipeline.Gate`):
 
    - an MLP: as trained, ``int8``, ``prune-neurons`` keeping 50 % then 25 % with recovery
      + ``int8``, then ``distill`` into students of ¼ and ⅛ of the widest hidden layer
@@ -50,12 +52,14 @@ from rlbudget import units
 from rlbudget.budget import Budget
 from rlbudget.compress.pipeline import MethodOptions
 from rlbudget.errors import PlanError, RlbudgetError
-from rlbudget.fileio import atomic_write_text
+from rlbudget.fileio import atomic_write_text, is_empty_dir
 from rlbudget.policy.model import MLP, Policy
+from rlbudget.profile.evaluate import default_episodes
 
 SCHEMA = "rlbudget.run/1"
 STAGES = ("plan", "train", "compress", "export", "profile")
 STATE = "state.json"
+INTERRUPTED = ("SIGINT", "SIGTERM")  # a training's stopped_by when a signal stopped it
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,9 @@ class RunState:
     budget: str
     env: str | None
     stages: dict[str, Any] = field(default_factory=dict)
+    # "running", "interrupted" (by SIGINT/SIGTERM; rerun to resume) or "done"
+    status: str = "running"
+    interrupted: dict[str, Any] | None = None  # signal, stage, steps done (training)
 
     def save(self, out: Path) -> None:
         atomic_write_text(out / STATE, json.dumps(asdict(self), indent=2) + "\n")
@@ -130,7 +137,7 @@ def _open_state(out: Path, key: str, budget: Budget, env_id: str | None) -> RunS
                 "the same arguments, or choose another -o"
             )
         return state
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not is_empty_dir(out):
         raise RlbudgetError(f"{out}: exists and is not a run folder; choose another -o")
     out.mkdir(parents=True, exist_ok=True)
     state = RunState(key, budget.name, env_id)
@@ -163,21 +170,6 @@ class RunReport:
 
 
 Progress = Callable[[str], None]
-EVAL_STEPS = 50_000
-
-
-def default_episodes(max_episode_steps: int | None) -> int:
-    """Episodes per return measurement: about :data:`EVAL_STEPS` env steps, at least 100
-    and at most 1,000 episodes, so short episodes get more of them. A stochastic env's mean
-    over 100 episodes is noisy: one FrozenLake policy scored 0.63–0.85 over seven seeds
-    (1,000 episodes: 0.74), and FrozenLake's 100-step episodes get 500 here.
-
-    >>> default_episodes(500), default_episodes(100), default_episodes(None)
-    (100, 500, 100)
-    """
-    if not max_episode_steps:
-        return 100
-    return max(100, min(1000, EVAL_STEPS // max_episode_steps))
 
 
 def run_job(
@@ -202,14 +194,48 @@ def run_job(
     :param train_only: stop after training (the report then has no candidates).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
-    start = time.perf_counter()
+    from rlbudget.fileio import check_unlocked, dir_lock
+
     out = Path(out_dir)
-    say = progress or (lambda _msg: None)
     key = job_key(budget, env_id, option, seed, overrides or {})
-    state = _open_state(out, key, budget, env_id)
+    check_unlocked(out)  # a running job's folder: say so, not "another run"
+    _open_state(out, key, budget, env_id)  # creates the folder, or checks it is this job's
+    with dir_lock(out):
+        state = _open_state(out, key, budget, env_id)  # as the last holder left it
+        try:
+            return _run_stages(budget, out, state, env_id, option, seed, episodes,
+                               progress or (lambda _msg: None), overrides, train_only)  # fmt: skip
+        except KeyboardInterrupt as exc:
+            from rlbudget import interrupt
+
+            name = interrupt.signal_name(exc)
+            stage = next((s for s in STAGES if s not in state.stages), STAGES[-1])
+            state.status = "interrupted"
+            state.interrupted = {"signal": name, "stage": stage,
+                                 **getattr(exc, "details", {})}  # fmt: skip
+            state.save(out)
+            steps = state.interrupted.get("steps")
+            where = "" if steps is None else f", training checkpoint at step {steps:,}"
+            raise interrupt.Interrupted(
+                name,
+                f"interrupted by {name} during {stage}: state saved in {out / STATE}{where}; "
+                "run the same command again to resume",
+            ) from None
+
+
+def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
+                option: int | None, seed: int, episodes: int | None, say: Progress,
+                overrides: dict[str, Any] | None, train_only: bool) -> RunReport:  # fmt: skip
+    start = time.perf_counter()
     resumed = tuple(s for s in STAGES if s in state.stages)
+    if state.status == "interrupted" and state.interrupted:
+        say(f"resuming {out}: interrupted by {state.interrupted['signal']} during "
+            f"{state.interrupted['stage']}")  # fmt: skip
     if resumed:
         say(f"resuming {out}: done before: {', '.join(resumed)}")
+    if state.status != "running":
+        state.status, state.interrupted = "running", None
+        state.save(out)
 
     if "plan" not in state.stages:
         state.stages["plan"] = _plan_stage(budget, env_id, option, out)
@@ -242,6 +268,9 @@ def run_job(
 
     if "profile" not in state.stages:
         state.stages["profile"] = _report_stage(budget, state, out)
+        state.save(out)
+    if state.status != "done":
+        state.status = "done"
         state.save(out)
     final = state.stages["profile"]
     return RunReport(out, chosen is not None, resumed, plan, train,
@@ -279,21 +308,32 @@ def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Pat
 
 def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
                  say: Progress) -> Any:  # fmt: skip
-    from rlbudget.train import Limits, load_settings, resolve, train_run
+    from rlbudget.train import (
+        Limits,
+        ProgressLog,
+        load_settings,
+        resolve,
+        start_step,
+        train_run,
+    )
 
     run_dir = out / "train"
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("stopped_by") not in ("SIGINT", "SIGTERM"):
+        if summary.get("stopped_by") not in INTERRUPTED:
             say("train: finished before the kill; not run again")
             return summary  # killed after training, before the stage was recorded
     if (run_dir / "checkpoint").is_dir():
         say("train: resuming from the checkpoint of the killed run")
-        result = train_run(load_settings(run_dir), run_dir, resume=True)
+        settings = load_settings(run_dir)
+        log = ProgressLog(settings.n_timesteps, say, start_step=start_step(run_dir))
+        result = train_run(settings, run_dir, resume=True, on_progress=log, say=say)
     else:
         if run_dir.exists():
-            shutil.rmtree(run_dir)  # a run killed before its first checkpoint
+            say(f"train: {run_dir} has no checkpoint (killed before the first one); "
+                "starting the training over")  # fmt: skip
+            shutil.rmtree(run_dir)
         limits = Limits.from_budget(budget)
         settings = resolve(
             plan["algorithm"], plan["env"], env_steps=limits.env_steps, time_s=limits.time_s,
@@ -304,8 +344,13 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
             f"{settings.target_return}")  # fmt: skip
-        result = train_run(settings, run_dir)
+        result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),
+                           say=say)  # fmt: skip
     summary = result.to_dict()
+    if result.stopped_by in INTERRUPTED:  # checkpoint saved; the job stops here
+        from rlbudget.interrupt import Interrupted
+
+        raise Interrupted(result.stopped_by, "", details={"steps": result.steps})
     say(f"train: stopped by {summary['stopped_by']} after {summary['steps']:,} steps, "
         f"{summary['wall_s']:.1f} s; last evaluation {summary['last_eval_return']}")  # fmt: skip
     return summary
@@ -318,7 +363,7 @@ def _candidate_dir(out: Path, i: int, spec: CandidateSpec) -> Path:
 
 def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunState,
                     episodes: int, seed: int, say: Progress) -> Any:  # fmt: skip
-    from rlbudget.compress.pipeline import compress
+    from rlbudget.compress.pipeline import DEFAULT_MAX_RETURN_DROP, compress
     from rlbudget.policy import load_policy, save_policy
     from rlbudget.profile.report import markdown, usage_chart
     from rlbudget.profile.verdict import default_format, profile
@@ -341,13 +386,19 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
         folder = _candidate_dir(out, i, spec)
         record: dict[str, Any] = {"index": i, "name": spec.name, "methods": spec.methods,
                                   "policy": str(folder / "policy")}  # fmt: skip
+        gate_passed = True
         try:
             policy = trained
             if spec.methods is not None:
+                # the compression gate, as `rlbudget compress` holds it: mean and worst-5 %
+                # return against the trained policy's, on the same seeded episodes
                 report = compress(trained, spec.methods, plan["env"], episodes=episodes,
-                                  seed=seed, max_return_drop=1e9, options=spec.options)  # fmt: skip
+                                  seed=seed, max_return_drop=DEFAULT_MAX_RETURN_DROP,
+                                  options=spec.options)  # fmt: skip
                 policy = report.policy
                 record["retention"] = report.retention
+                record["gate"] = report.gate.to_dict()
+                gate_passed = report.passed
             save_policy(policy, folder / "policy", parents=True)
             prof = profile(policy, budget, fmt=fmt, env_id=plan["env"], episodes=episodes,
                            seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
@@ -362,7 +413,7 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
             usage_chart(prof, folder / "profile.png")
             checks = {c["limit"]: c for c in data["checks"]}
             record.update(
-                fits=prof.verdict == "PASS", binding=data["binding"],
+                fits=prof.verdict == "PASS" and gate_passed, binding=data["binding"],
                 flash_bytes=prof.footprint.flash_bytes, ram_bytes=prof.footprint.ram_bytes,
                 latency_s=checks["inference.latency"]["figure"],
                 return_mean=None if prof.returns is None else prof.returns.mean,
@@ -370,6 +421,8 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
             )  # fmt: skip
             say(f"candidate {i} ({spec.name}): {prof.verdict}"
                 + (f", binding {data['binding']}" if data["binding"] else "")
+                + ("" if gate_passed else "; compression gate FAIL: "
+                   + _gate_words(record["gate"]))
                 + f"; flash {units.format_bytes(prof.footprint.flash_bytes)}, return "
                 f"{record['return_mean']}")  # fmt: skip
         partial["candidates"].append(record)
@@ -380,6 +433,22 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
     candidates = partial["candidates"]
     state.stages.pop("compress-partial", None)
     return {"format": fmt, "candidates": candidates, "chosen": chosen}
+
+
+def candidate_status(candidate: dict[str, Any]) -> tuple[str, str]:
+    """A built candidate's verdict and binding limit as the tables show them: a profile
+    that passes but a compression gate that fails reads ``PASS, gate FAIL`` and binds at
+    ``compression gate``."""
+    gate_failed = candidate.get("gate", {}).get("passed") is False
+    verdict = candidate["verdict"] + (", gate FAIL" if gate_failed else "")
+    binding = candidate["binding"] or ("compression gate" if gate_failed else "—")
+    return verdict, binding
+
+
+def _gate_words(gate: dict[str, Any]) -> str:
+    """A gate's two drops in words (``Gate.to_dict()``)."""
+    return (f"return mean drop {gate['mean_drop']:.1%}, worst 5 % drop {gate['tail_drop']:.1%} "
+            f"(limit {gate['max_return_drop']:.0%})")  # fmt: skip
 
 
 def _hopeless(first: dict[str, Any] | None, folder: Path) -> bool:
@@ -421,9 +490,21 @@ def _report_stage(budget: Budget, state: RunState, out: Path) -> Any:
     # the final (or closest) candidate's profile, report and chart, written by the search
     folder = Path(closest["policy"]).parent
     data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
-    advice = "fits: every limit holds with the margin" if chosen else _advice(budget, data)
+    if chosen:
+        advice = "fits: every limit holds with the margin"
+    elif data["binding"] is None and closest.get("gate", {}).get("passed") is False:
+        advice = (f"'{closest['name']}' fits every limit but loses return in compression "
+                  f"({_gate_words(closest['gate'])}); train longer for a policy with more "
+                  "return to spare, or try gentler settings with rlbudget compress")  # fmt: skip
+    else:
+        advice = _advice(budget, data)
     shutil.copyfile(folder / "profile.png", out / "profile.png")
-    _candidates_chart(budget, compress["candidates"], out / "candidates.png")
+    _candidates_chart(
+        budget,
+        compress["candidates"],
+        out / "candidates.png",
+        target=(data.get("return") or {}).get("target"),
+    )
     text = (folder / "profile.md").read_text(encoding="utf-8").replace(
         "# Profile:", "# rlbudget run: profile of", 1)  # fmt: skip
     text += _candidates_markdown(compress["candidates"], chosen, advice)
@@ -488,8 +569,9 @@ def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any
         if "error" in c:
             lines.append(f"| {c['index']} | {c['name']} | error | {c['error']} | | | | |")
             continue
+        verdict, binding = candidate_status(c)
         lines.append(
-            f"| {c['index']} | {c['name']} | {c['verdict']} | {c['binding'] or '—'} "
+            f"| {c['index']} | {c['name']} | {verdict} | {binding} "
             f"| {units.format_bytes(c['flash_bytes'])} | {units.format_bytes(c['ram_bytes'])} "
             f"| {c['latency_s'] * 1e6:.3g} µs | "
             + ("—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")
@@ -501,14 +583,13 @@ def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any
     return "\n".join(lines)
 
 
-def _candidates_chart(budget: Budget, candidates: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _candidates_chart(
+    budget: Budget, candidates: list[dict[str, Any]], path: Path, target: float | None = None
+) -> None:
+    from rlbudget import charts
 
     built = [c for c in candidates if "error" not in c and c["return_mean"] is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = charts.figure(10, 4.4, ncols=2)
     for ax, key, limit, label in (
         (axes[0], "flash_bytes", budget.inference.flash_bytes, "flash (bytes)"),
         (axes[1], "latency_s", budget.inference.latency_s, "decision latency on the target (s)"),
@@ -519,13 +600,13 @@ def _candidates_chart(budget: Budget, candidates: list[dict[str, Any]], path: Pa
             ax.annotate(c["name"], (c[key], c["return_mean"]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")  # fmt: skip
         if limit is not None:
-            ax.axvline(limit / (1 + budget.margin), color="black", linestyle="--",
+            ax.axvline(limit / (1 + budget.margin), color="black", linestyle=":",
                        linewidth=1, label="limit ÷ (1 + margin)")  # fmt: skip
+        charts.target_line(ax, target)
+        if limit is not None or target is not None:
             ax.legend(fontsize=7)
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("mean return")
-    fig.suptitle("Candidates tried (green: fits the budget, red: does not)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    fig.suptitle(charts.wrap("Candidates tried (green: fits the budget, red: does not)", 90))
+    charts.save(fig, path)

@@ -32,6 +32,7 @@ target latency of the chosen policies (means), training time. Written as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -40,6 +41,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -280,6 +282,52 @@ def _pending(sweep: Sweep, out: Path) -> list[Trial]:
     return [t for t in sweep.trials if not (out / "trials" / t.id / "result.json").is_file()]
 
 
+WATCHDOG_S = 0.5  # how often a pool worker checks that its parent is alive
+
+
+def _worker_init(parent: int) -> None:
+    """A pool worker dies with the sweep that started it, however the sweep ends (kill -9
+    included): Linux's parent-death signal where there is one, and a watchdog thread that
+    sees the worker re-parented. SIGINT (a Ctrl-C reaches the whole process group) is left
+    to the parent, which stops the workers itself; SIGTERM ends a worker at once (every
+    file is written atomically, and a trial's run resumes from its checkpoint)."""
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    def watchdog() -> None:
+        while os.getppid() == parent:
+            time.sleep(WATCHDOG_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=watchdog, name="rlbudget-watchdog", daemon=True).start()
+
+
+def _stop_workers(pool: Any) -> None:
+    """End a pool's workers now (SIGTERM, then SIGKILL after 5 s) and drop queued trials."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        with contextlib.suppress(OSError):
+            p.terminate()
+    for p in processes:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _run_local(sweep: Sweep, trials: list[Trial], out: Path, workers: int,
                on_result: Callable[[dict[str, Any]], None]) -> None:  # fmt: skip
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -288,11 +336,17 @@ def _run_local(sweep: Sweep, trials: list[Trial], out: Path, workers: int,
         for t in trials:
             on_result(run_trial(t, sweep.stage, str(out / "trials" / t.id)))
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                               initargs=(os.getpid(),))  # fmt: skip
+    try:
         futures = [pool.submit(run_trial, t, sweep.stage, str(out / "trials" / t.id))
                    for t in trials]  # fmt: skip
         for f in as_completed(futures):
             on_result(f.result())
+    except BaseException:  # Ctrl-C, SIGTERM (interrupt.Terminated) or a bug: no orphans
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_ray(sweep: Sweep, trials: list[Trial], out: Path, address: str | None,
@@ -411,7 +465,7 @@ def table(sweep: Sweep, results: Sequence[dict[str, Any]]) -> list[dict[str, Any
             "budget": Path(budget_file).stem, "device": device, "env": env,
             "hyperparams": json.loads(params), "seeds": len(rs), "errors": len(rs) - len(ok),
             "fits": len(fitting), "return_mean": ret, "return_ci95": ci,
-            "flash_bytes": mean("flash_bytes", fitting or ok),
+            "target": mean("target"), "flash_bytes": mean("flash_bytes", fitting or ok),
             "ram_bytes": mean("ram_bytes", fitting or ok),
             "latency_s": mean("latency_s", fitting or ok), "train_s": mean("train_s"),
         })  # fmt: skip
@@ -419,7 +473,7 @@ def table(sweep: Sweep, results: Sequence[dict[str, Any]]) -> list[dict[str, Any
 
 
 COLUMNS = ("budget", "device", "env", "hyperparams", "seeds", "errors", "fits", "return_mean",
-           "return_ci95", "flash_bytes", "ram_bytes", "latency_s", "train_s")  # fmt: skip
+           "return_ci95", "target", "flash_bytes", "ram_bytes", "latency_s", "train_s")  # fmt: skip
 
 
 def markdown(report: SweepReport) -> str:
@@ -466,22 +520,27 @@ def _write(report: SweepReport, out: Path) -> None:
 
 
 def _plot(report: SweepReport, path: Path) -> None:
-    import matplotlib
+    from rlbudget import charts
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in report.rows if r["return_mean"] is not None]
-    fig, ax = plt.subplots(figsize=(8, 0.4 * max(len(rows), 1) + 1.2))
-    labels = [" · ".join(str(x) for x in (r["budget"], r["device"], r["env"]) if x)
-              + (f" {r['hyperparams']}" if r["hyperparams"] else "") for r in rows]  # fmt: skip
-    ax.barh(labels[::-1], [r["return_mean"] for r in rows][::-1],
-            xerr=[r["return_ci95"] or 0.0 for r in rows][::-1],
+    rows = [r for r in report.rows if r["return_mean"] is not None][::-1]
+    fig, ax = charts.figure(8, 0.45 * max(len(rows), 1) + 1.8)
+    labels = [charts.wrap(" · ".join(str(x) for x in (r["budget"], r["device"], r["env"]) if x)
+                          + (f" {r['hyperparams']}" if r["hyperparams"] else ""), 45)
+              for r in rows]  # fmt: skip
+    y = list(range(len(rows)))
+    ax.barh(y, [r["return_mean"] for r in rows], xerr=[r["return_ci95"] or 0.0 for r in rows],
             color=["tab:green" if r["fits"] == r["seeds"] else "tab:orange" if r["fits"]
-                   else "tab:red" for r in rows][::-1])  # fmt: skip
-    ax.set_xlabel("mean return over seeds (95 % CI); green: every seed fits, orange: some, "
-                  "red: none")  # fmt: skip
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+                   else "tab:red" for r in rows])  # fmt: skip
+    ax.set_yticks(y, labels, fontsize=7)
+    charts.target_marks(ax, y, [r.get("target") for r in rows])
+    if any(r.get("target") is not None for r in rows):
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel(
+        charts.wrap(
+            "mean return over seeds (95 % CI); green: every seed fits, "
+            "orange: some, red: none; dashed: the return target",
+            80,
+        )
+    )
+    ax.set_title(charts.wrap(f"Sweep {report.name}", 70))
+    charts.save(fig, path)

@@ -6,9 +6,15 @@ step budget, target); ``train_run`` runs the agent and stops at the first of
 - the step budget: ``training.env_steps`` from the budget, else the hyperparameter
   file's ``n_timesteps`` for this env (tuned, or the generic default — said which);
 - ``training.time`` (checked at the end of each episode);
-- the target return (``task.min_return``, else the env's ``reward_threshold``) reached
-  by the greedy policy over 100 episodes on a separate evaluation env, at two
-  evaluations in a row (one can pass by luck), evaluated every ``eval_every`` steps,
+- the target return (``task.min_return``, else the env's ``reward_threshold``), in two
+  stages (:func:`target_met`): every ``eval_every`` steps the greedy policy is screened
+  over ``eval_episodes`` (100) episodes on a separate evaluation env; when the screen's
+  mean reaches the target, the policy is confirmed on fresh episodes, as many as the
+  final measurement of ``rlbudget run`` takes (:func:`rlbudget.profile.evaluate.default_episodes`:
+  100 to 1,000, e.g. 500 for FrozenLake), and training stops only when the 95 % lower
+  confidence bound of their mean return is at or above the target. A policy stopped
+  this way meets the target on fresh episodes (``benchmarks/early_stop.py``), where a
+  100-episode screen alone stops on lucky evaluations;
 
 and writes the run folder::
 
@@ -42,8 +48,9 @@ import io
 import json
 import os
 import platform
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -51,12 +58,11 @@ from typing import Any
 from rlbudget import __version__
 from rlbudget.agents.tabular import Episode, TrainResult
 from rlbudget.budget import DEFAULT_MARGIN, Budget
-from rlbudget.errors import PlanError, RlbudgetError
-from rlbudget.fileio import atomic_write_text
+from rlbudget.errors import PlanError, RlbudgetError, TrainingError
+from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, is_empty_dir
 from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
 from rlbudget.policy.model import Policy
 
-TARGET_PATIENCE = 2  # consecutive evaluations at or above the target to stop early
 RSS_SAMPLE_S = 0.2  # how often the peak-RSS sampler looks
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
@@ -121,6 +127,8 @@ class RunResult:
     cpu_s: float = 0.0
     peak_rss_bytes: int = 0
     rapl_energy_j: float | None = None
+    # The confirmation that stopped the run at its target: episodes, mean, lower_95, seed.
+    target_check: dict[str, Any] | None = None
 
     @property
     def steps_per_s(self) -> float:
@@ -142,6 +150,7 @@ class RunResult:
             "steps_per_s": self.steps_per_s,
             "target_return": self.settings.target_return,
             "last_eval_return": self.last_eval,
+            "target_check": self.target_check,
         }
 
 
@@ -170,10 +179,12 @@ def resolve(
     ram_bytes: int | None = None,
     cores: int | None = None,
     margin: float = DEFAULT_MARGIN,
+    env_steps_from: str = "training.env_steps in the budget",
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
     :param env_steps: ``training.env_steps`` (None: the hyperparameter file's n_timesteps).
+    :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
     :param time_s: ``training.time`` (None: no time limit).
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
@@ -194,7 +205,7 @@ def resolve(
     merged = {**hp.params, **(overrides or {})}
     tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
     if env_steps is not None:
-        n_timesteps, n_from = env_steps, "training.env_steps in the budget"
+        n_timesteps, n_from = env_steps, env_steps_from
     else:
         n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
     extra: dict[str, Any] = {}
@@ -244,15 +255,55 @@ def check_spaces(algorithm: str, spec: Any) -> None:
         )
 
 
+def parse_hyperparams(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["learning_rate=3e-4", "net_arch=[64, 64]"]`` → a dict, each value read as YAML
+    (as RL Zoo's ``-params``). Whether a key exists is :func:`resolve`'s check.
+
+    >>> parse_hyperparams(["gamma=0.98", "normalize=true", "lr=lin_1e-3", "ent_coef=5e-3"])
+    {'gamma': 0.98, 'normalize': True, 'lr': 'lin_1e-3', 'ent_coef': 0.005}
+
+    :raises PlanError: a pair without ``=``, an empty key, or a value that is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PlanError(
+                f"--hyperparams '{pair}': write KEY=VALUE, e.g. --hyperparams learning_rate=3e-4"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise PlanError(
+                f"--hyperparams {key}: value '{text}' is not valid YAML ({problem}); "
+                "write a number, true/false, a word or a list like [64, 64]"
+            ) from None
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 5e-2 and 1e-3 as strings
+        out[key] = value
+    return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _sb3_ids() -> tuple[str, ...]:
     from rlbudget.agents.sb3 import ALGORITHMS
 
     return tuple(ALGORITHMS)
 
 
+def _field_names(config_cls: type) -> set[str]:
+    return {f.name for f in fields(config_cls)}
+
+
 def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     config_cls, _ = _agent(algorithm)
-    names = {f.name for f in fields(config_cls)}
+    names = _field_names(config_cls) - {"algorithm"}  # the algorithm is not a hyperparameter
     params: dict[str, Any] = {}
     for key, value in merged.items():
         key = RENAMED.get(key, key)
@@ -443,10 +494,35 @@ class RaplEnergy:
         self.joules = delta / 1e6 if delta >= 0 else None
 
 
-def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
-    """Create RUN_DIR (and its parents); refuse one that already holds files."""
+# what a run killed before its first checkpoint leaves
+ABANDONED = {"config.yaml", "metrics.csv", LOCK}
+
+
+def _abandoned(path: Path) -> bool:
+    """A run folder killed before its first checkpoint: config.yaml (and the metrics.csv
+    it began) but no checkpoint, policy or summary."""
+    names = {child.name for child in path.iterdir()}
+    return "config.yaml" in names and names <= ABANDONED
+
+
+def prepare_run_dir(
+    run_dir: str | os.PathLike[str], say: Callable[[str], None] | None = None
+) -> Path:
+    """Create RUN_DIR (and its parents); refuse one that already holds files, unless it
+    holds only what a run killed before its first checkpoint leaves (config.yaml): that
+    one is an empty run, cleared and started over (``say`` is told).
+
+    :raises RlbudgetError: RUN_DIR holds other files, or another job holds its lock.
+    """
     path = Path(run_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    check_unlocked(path)
+    if path.is_dir() and _abandoned(path):
+        for name in ABANDONED - {LOCK}:
+            (path / name).unlink(missing_ok=True)
+        if say is not None:
+            say(f"{path}: holds only the config.yaml of a run killed before its first "
+                "checkpoint; starting it over")  # fmt: skip
+    if path.exists() and not is_empty_dir(path):
         raise RlbudgetError(
             f"{path}: exists and is not an empty folder; choose a new -o RUN_DIR "
             "(nothing was overwritten)"
@@ -458,13 +534,132 @@ def prepare_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     return path
 
 
+METRICS_HEADER = ("step", "episode", "return", "length", "wall_s", "exploration")
+
+
+def _metrics_row(e: Episode) -> list[Any]:
+    return [e.step, e.episode, f"{e.ret:.6g}", e.length, f"{e.wall_s:.4f}", f"{e.epsilon:.4g}"]
+
+
+class MetricsLog:
+    """``metrics.csv`` as training goes: one row per finished episode, flushed, so that
+    ``tail -f`` and a kill see every finished episode (the end of a run rewrites it
+    atomically from the episodes kept)."""
+
+    def __init__(self, path: Path, episodes: tuple[Episode, ...] = ()) -> None:
+        atomic_write_text(path, _metrics_csv(episodes))  # a resume: the checkpoint's rows
+        self.file = open(path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self.writer = csv.writer(self.file, lineterminator="\n")
+
+    def add(self, ep: Episode) -> None:
+        self.writer.writerow(_metrics_row(ep))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ProgressLog:
+    """Plain progress lines for a log file (stderr that is not a terminal): steps,
+    steps/s, the mean return of the last 20 episodes and the ETA; the first after the first
+    episode, then one every ``every_s`` seconds. Rates count this session's steps, so a
+    resumed run's ETA is right.
+
+    :param total: the step budget. :param start_step: the step a resumed run starts at.
+    """
+
+    def __init__(self, total: int, write: Callable[[str], None], *, every_s: float = 10.0,
+                 start_step: int = 0) -> None:  # fmt: skip
+        self.total, self.write, self.every_s = total, write, every_s
+        self.start_step = start_step
+        self.t0 = time.perf_counter()
+        self.last: float | None = None
+        self.recent: list[float] = []
+
+    def __call__(self, ep: Episode) -> None:
+        self.recent.append(ep.ret)
+        del self.recent[:-20]
+        now = time.perf_counter()
+        if self.last is not None and now - self.last < self.every_s:
+            return
+        self.last = now
+        self.write(self.line(ep.step, now - self.t0))
+
+    def line(self, step: int, elapsed_s: float) -> str:
+        """One progress line at ``step``, ``elapsed_s`` seconds into this session.
+
+        >>> log = ProgressLog(1000, print, start_step=200)
+        >>> log.recent = [1.0, 2.0]
+        >>> log.line(600, 2.0)
+        'step 600/1,000 (60%), 200 steps/s, return(2) 1.5, ETA 2 s'
+        """
+        rate = (step - self.start_step) / elapsed_s if elapsed_s > 0 else 0.0
+        ret = sum(self.recent) / len(self.recent) if self.recent else float("nan")
+        # the first second is mostly setup: no ETA from it
+        eta = f"{(self.total - step) / rate:,.0f} s" if rate > 0 and elapsed_s >= 1 else "?"
+        return (f"step {step:,}/{self.total:,} ({step / max(self.total, 1):.0%}), "
+                f"{rate:,.0f} steps/s, return({len(self.recent)}) {ret:.4g}, "
+                f"ETA {eta}")  # fmt: skip
+
+
+class TensorBoardLog:
+    """The scalars SB3 writes (``rollout/ep_rew_mean``, ``rollout/ep_len_mean`` over the
+    last 100 episodes, ``rollout/exploration_rate``, ``time/fps``) and the evaluations
+    (``eval/mean_reward``) for a built-in agent, as TensorBoard event files under ``logdir``
+    (tensorboard's own writer: ``pip install 'rlbudget[tensorboard]'``), at most every
+    ``every`` steps."""
+
+    def __init__(self, logdir: Path, every: int, start_step: int = 0) -> None:
+        try:
+            from tensorboard.compat.proto.event_pb2 import Event
+            from tensorboard.compat.proto.summary_pb2 import Summary
+            from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        except ImportError:
+            raise TrainingError(
+                "--tensorboard needs TensorBoard: pip install 'rlbudget[tensorboard]'"
+            ) from None
+        try:
+            logdir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RlbudgetError(f"--tensorboard {logdir}: cannot create it ({exc.strerror})"
+                                ) from None  # fmt: skip
+        self.event, self.summary = Event, Summary
+        self.writer = EventFileWriter(str(logdir))
+        self.every, self.next = max(1, every), start_step + max(1, every)
+        self.t0, self.step0 = time.perf_counter(), start_step
+        self.rets: list[float] = []
+        self.lens: list[int] = []
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        summary = self.summary(value=[self.summary.Value(tag=k, simple_value=float(v))
+                                      for k, v in values.items()])  # fmt: skip
+        self.writer.add_event(self.event(wall_time=time.time(), step=step, summary=summary))
+
+    def episode(self, ep: Episode) -> None:
+        self.rets.append(ep.ret)
+        self.lens.append(ep.length)
+        del self.rets[:-100], self.lens[:-100]
+        if ep.step < self.next:
+            return
+        self.next = (ep.step // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.t0
+        self.scalars(ep.step, {
+            "rollout/ep_rew_mean": sum(self.rets) / len(self.rets),
+            "rollout/ep_len_mean": sum(self.lens) / len(self.lens),
+            "rollout/exploration_rate": ep.epsilon,
+            "time/fps": (ep.step - self.step0) / elapsed if elapsed > 0 else 0.0,
+        })  # fmt: skip
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 def _metrics_csv(episodes: tuple[Episode, ...]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["step", "episode", "return", "length", "wall_s", "exploration"])
+    w.writerow(METRICS_HEADER)
     for e in episodes:
-        w.writerow([e.step, e.episode, f"{e.ret:.6g}", e.length, f"{e.wall_s:.4f}",
-                    f"{e.epsilon:.4g}"])  # fmt: skip
+        w.writerow(_metrics_row(e))
     return buf.getvalue()
 
 
@@ -511,26 +706,62 @@ def train_run(
     on_progress: Callable[[Episode], None] | None = None,
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    say: Callable[[str], None] | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Train with ``settings`` and write the run folder (see the module docstring).
 
     SIGINT and SIGTERM stop training cleanly: the policy, metrics and a checkpoint are
     saved, and ``stopped_by`` names the signal. ``RUN_DIR/checkpoint/`` is also written
-    every ``checkpoint_every`` steps, atomically.
+    every ``checkpoint_every`` steps, atomically, and ``metrics.csv`` grows by one row per
+    finished episode. The run holds RUN_DIR's lock (``RUN_DIR/.lock``) throughout.
 
-    :param resume: continue from ``RUN_DIR/checkpoint``.
+    :param resume: continue from ``RUN_DIR/checkpoint``; a run folder without one (killed
+        before its first checkpoint) is started over with its config.yaml's settings.
     :param should_stop: extra stop condition, checked before every step (ARS: before every
         iteration; SB3: after every vectorized step) — for tests and embedding.
-    :raises RlbudgetError: RUN_DIR is not empty (new run) or has no checkpoint (resume);
+    :param say: told what happens beyond training itself (a run started over).
+    :param tensorboard: write TensorBoard scalars under this folder (SB3: its own logger).
+    :raises RlbudgetError: RUN_DIR is not empty (new run) or in use by another job;
         NaN/inf in the env or the weights (the last good checkpoint is kept).
     """
+    out = Path(run_dir)
+    if resume and not (out / "checkpoint").is_dir():
+        check_unlocked(out)
+        if not (out / "config.yaml").is_file() or not _abandoned(out):
+            from rlbudget.agents.tabular import Checkpoint
+
+            Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
+        resume = False  # killed before the first checkpoint: an empty run
+        if say is not None:
+            say(f"{out}: no checkpoint (the run was killed before its first one); "
+                "starting it over with its config.yaml")  # fmt: skip
+        for name in ABANDONED - {LOCK}:
+            (out / name).unlink(missing_ok=True)
+    if not resume:
+        prepare_run_dir(out, say)
+    with dir_lock(out):
+        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard)
+
+
+def _train_locked(
+    settings: RunSettings,
+    out: Path,
+    on_progress: Callable[[Episode], None] | None,
+    resume: bool,
+    should_stop: Callable[[], bool] | None,
+    tensorboard: str | os.PathLike[str] | None,
+) -> RunResult:
     import signal
 
+    import numpy as np
+
     from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.errors import TrainingError
+    from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy
     from rlbudget.profile.evaluate import evaluate
 
-    out = Path(run_dir)
     checkpoint = None
     before: dict[str, Any] = {"cpu_s": 0.0, "peak_rss_bytes": 0, "rapl_energy_j": 0.0}
     if resume:
@@ -539,16 +770,18 @@ def train_run(
             previous = json.loads((out / "summary.json").read_text(encoding="utf-8"))
             before = {k: previous.get(k, v) for k, v in before.items()}
     else:
-        prepare_run_dir(out)
         config = {**asdict(settings), "versions": _versions(settings.library)}
         atomic_write_text(out / "config.yaml", _yaml(config))
     config_cls, train_fn = _agent(settings.algorithm)
     if settings.library == "sb3":
         cfg = config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
                          dict(settings.hyperparameters), settings.n_envs,
-                         settings.torch_threads or 1, settings.replay_capacity)  # fmt: skip
+                         settings.torch_threads or 1, settings.replay_capacity,
+                         None if tensorboard is None else str(tensorboard))  # fmt: skip
     else:
-        cfg = config_cls(**settings.hyperparameters, n_timesteps=settings.n_timesteps,
+        # TabularConfig serves four algorithms and must be told which.
+        which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
+        cfg = config_cls(**settings.hyperparameters, **which, n_timesteps=settings.n_timesteps,
                          seed=settings.seed)  # fmt: skip
 
     stopped_by = "steps"
@@ -561,6 +794,13 @@ def train_run(
     start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
     cpu0 = time.process_time()
     caught: list[str] = []
+    target_check: dict[str, Any] = {}
+    so_far = checkpoint.state.get("episodes", ()) if checkpoint else ()
+    metrics = MetricsLog(out / "metrics.csv", tuple(Episode(**e) for e in so_far))
+    board = None
+    if tensorboard is not None and settings.library != "sb3":
+        board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
+                               done_steps)  # fmt: skip
 
     def handler(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
@@ -584,40 +824,66 @@ def train_run(
 
     def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
         nonlocal stopped_by, last_eval, next_eval
+        metrics.add(ep)
+        if board is not None:
+            board.episode(ep)
         if on_progress is not None:
             on_progress(ep)
         if caught or out_of_time():
             return True
         if settings.target_return is not None and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
-            result = evaluate(current(), settings.env_id, episodes=settings.eval_episodes,
+            policy = current()
+            screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
                               seed=settings.seed + 10_000)  # fmt: skip
-            last_eval = result.return_mean
+            last_eval = screen.return_mean
             evals.append((ep.step, last_eval))
-            # Two passing evaluations in a row: one can pass by luck on a noisy env.
-            passed = [r >= settings.target_return for _, r in evals[-TARGET_PATIENCE:]]
-            if len(passed) == TARGET_PATIENCE and all(passed):
-                stopped_by = "target"
-                return True
+            if board is not None:
+                board.scalars(ep.step, {"eval/mean_reward": last_eval})
+            if last_eval >= settings.target_return:
+                check = target_met(policy, settings, ep.step)
+                if check is not None:
+                    stopped_by, last_eval = "target", check["mean"]
+                    target_check.update(check)
+                    return True
         return False
+
+    saved_at: list[int] = [done_steps] if checkpoint else []
+
+    def save_checkpoint(ck: Checkpoint) -> None:
+        """Only finite arrays replace the last good checkpoint."""
+        check_learned(ck.arrays, "the checkpoint", int(ck.state["steps"]))
+        ck.save(out / "checkpoint")
+        saved_at.append(int(ck.state["steps"]))
 
     previous_handlers = {
         sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with PeakRSS() as rss, RaplEnergy() as rapl:
+        # Overflow is caught below (check_learned), with one line instead of numpy's warnings.
+        with PeakRSS() as rss, RaplEnergy() as rapl, np.errstate(over="ignore", invalid="ignore"):
             result = train_fn(
                 settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
-                resume=checkpoint, on_checkpoint=lambda ck: ck.save(out / "checkpoint"),
+                resume=checkpoint, on_checkpoint=save_checkpoint,
                 checkpoint_every=settings.checkpoint_every,
             )  # fmt: skip
+    except (NonFiniteError, TrainingError) as exc:  # NaN/inf from the env or in the weights
+        kept = (f"the last good checkpoint ({out / 'checkpoint'}, step {saved_at[-1]}) is kept"
+                if saved_at else "no checkpoint had been written yet")  # fmt: skip
+        raise type(exc)(f"{exc}. Training stopped: {kept}; no policy was written") from None
     finally:
         for sig, old in previous_handlers.items():
             signal.signal(sig, old)
+        metrics.close()
+        if board is not None:
+            board.close()
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    # Nothing learned with NaN/inf is written: check both before writing either.
+    check_learned(result.policy.arrays(), "the policy", result.steps)
     if result.checkpoint is not None:
+        check_learned(result.checkpoint.arrays, "the checkpoint", result.steps)
         result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
     atomic_write_text(out / "metrics.csv", _metrics_csv(result.episodes))
@@ -626,9 +892,57 @@ def train_run(
                     last_eval, float(before["cpu_s"]) + time.process_time() - cpu0,
                     max(int(before["peak_rss_bytes"]), rss.peak),
                     None if rapl.joules is None or before["rapl_energy_j"] is None
-                    else float(before["rapl_energy_j"]) + rapl.joules)  # fmt: skip
+                    else float(before["rapl_energy_j"]) + rapl.joules,
+                    target_check or None)  # fmt: skip
     atomic_write_text(out / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run
+
+
+def start_step(run_dir: str | os.PathLike[str]) -> int:
+    """The step a resumed run starts at: its checkpoint's (0 without one)."""
+    path = Path(run_dir) / "checkpoint" / "state.json"
+    try:
+        return int(json.loads(path.read_text(encoding="utf-8"))["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh every time)
+
+
+def confirm_episodes(env_id: str) -> int:
+    """Episodes of the confirmation: as many as ``rlbudget run``'s final measurement."""
+    from rlbudget.envs import make_env
+    from rlbudget.profile.evaluate import env_default_episodes
+
+    env = make_env(env_id)
+    try:
+        return env_default_episodes(env)
+    finally:
+        env.close()
+
+
+def target_met(policy: Policy, settings: RunSettings, step: int) -> dict[str, Any] | None:
+    """Confirm a policy whose screen reached the target: its mean return over
+    :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
+    an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
+
+    :return: ``episodes``, ``seed``, ``mean``, ``lower_95`` when the bound is at or above
+        the target; None when it is not (training goes on).
+    """
+    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.sweep import mean_ci95
+
+    assert settings.target_return is not None
+    n = confirm_episodes(settings.env_id)
+    seed = settings.seed + CONFIRM_SEED + step
+    result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
+    mean, half = mean_ci95(result.returns)
+    assert mean is not None
+    lower = mean - (half or 0.0)
+    if lower < settings.target_return:
+        return None
+    return {"episodes": n, "seed": seed, "mean": mean, "lower_95": lower}
 
 
 def _yaml(data: dict[str, Any]) -> str:

@@ -60,7 +60,7 @@ BYTES = Kind(
 TIME = Kind(
     "time",
     "s",
-    {"us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0},
+    {"us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0},
 )
 ENERGY = Kind(
     "energy",

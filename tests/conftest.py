@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.fake_envs  # noqa: F401  (registers the fake envs; their module counts as imported)
+
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = ROOT / "budgets"
 

@@ -13,6 +13,20 @@ from rlbudget.policy import Linear, Normalize, TileCode, load_policy, save_polic
 from rlbudget.profile.evaluate import evaluate
 
 
+def test_sarsa_lambda_mountaincar_short(tmp_path: Path) -> None:
+    """The default suite's version of the slow test below: the same features and body, a
+    saved policy acts the same, and a few episodes already beat a random policy's -200."""
+    r = train_sarsa_lambda("MountainCar-v0", SarsaLambdaConfig(n_timesteps=3_000))
+    (tiles,) = r.policy.preprocess
+    assert isinstance(tiles, TileCode) and tiles.hash_size is None
+    assert isinstance(r.policy.body, Linear) and r.policy.body.W.shape == (648, 3)
+    e = evaluate(r.policy, "MountainCar-v0", episodes=3, seed=1)
+    save_policy(r.policy, tmp_path / "pol")
+    again = evaluate(load_policy(tmp_path / "pol"), "MountainCar-v0", episodes=3, seed=1)
+    assert again.returns == e.returns
+
+
+@pytest.mark.slow
 def test_sarsa_lambda_mountaincar(tmp_path: Path) -> None:
     # Sutton & Barto's setting; a random policy never reaches the flag in 200 steps (-200).
     r = train_sarsa_lambda("MountainCar-v0", SarsaLambdaConfig(n_timesteps=40_000))

@@ -92,7 +92,8 @@ BAD = {
     ),
     "wrong-unit": (
         "device: esp32\ninference:\n  latency: 2MB\n",
-        "3: inference.latency: '2MB': unknown time unit 'MB'; use one of: us, µs, ms, s, min, h.",
+        "3: inference.latency: '2MB': unknown time unit 'MB'; "
+        "use one of: us, µs, ms, s, m, min, h.",
     ),
     "unit-case": (
         "device: esp32\ninference:\n  flash: 256kib\n",

@@ -167,11 +167,12 @@ def test_every_bad_budget_exit_2_one_exact_line(
 
 def test_unsupported_space_exit_2() -> None:
     r = runner.invoke(
-        app, ["plan", str(BUDGETS / "esp32-cartpole.yaml"), "--env", "tests.fake_envs:DictObs-v0"]
+        app, ["plan", str(BUDGETS / "esp32-cartpole.yaml"), "--env", "tests.fake_envs:TextObs-v0"]
     )
     assert r.exit_code == 2
     assert r.stderr.startswith(
-        "error: environment 'tests.fake_envs:DictObs-v0' has a Dict observation space;"
+        "error: environment 'tests.fake_envs:TextObs-v0' has a Dict observation space with a "
+        "Text part at ['name'];"
     )
 
 

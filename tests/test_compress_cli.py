@@ -91,18 +91,25 @@ def test_int8_json_matches_written_policy(cartpole: Path, tmp_path: Path) -> Non
     assert data["output"] == str(out) and data["passed"] is True
     (step,) = data["steps"]
     assert step["method"] == "int8"
-    assert step["params"] == {"calibration": "visited states", "calibration_observations": 300}
+    params = step["params"]
+    assert params == {"calibration": "visited states", "calibration_observations": 300,
+                      "weight_scales": "per tensor",
+                      "agreement_per_tensor": params["agreement_per_tensor"],
+                      "agreement_per_channel": params["agreement_per_channel"]}  # fmt: skip
+    # one scale per layer is kept: it agrees within a point of a scale per channel
+    assert params["agreement_per_tensor"] >= params["agreement_per_channel"] - 0.01
     assert step["bytes_before"] == data["bytes_before"] == policy_bytes(parent)
     assert step["bytes_after"] == data["bytes_after"] == policy_bytes(loaded)
     assert step["ratio"] == pytest.approx(policy_bytes(parent) / policy_bytes(loaded))
     # 4·32 + 32·2 weights: every one is a MAC, before and after
     assert step["macs_before"] == step["macs_after"] == 4 * 32 + 32 * 2
     assert step["agreement"]["states"] == 300 and step["agreement"]["max_abs_diff"] is None
-    # the returns are those of the same seeded episodes, for the parent and the written child
+    # the returns are those of the same seeded episodes (seeds 0, 1, 2), for the parent and
+    # the written child
     assert step["return_before"]["returns"] == list(evaluate(parent, "CartPole-v1",
-                                                             episodes=3).returns)  # fmt: skip
+                                                             seeds=range(3)).returns)  # fmt: skip
     assert step["return_after"]["returns"] == list(evaluate(loaded, "CartPole-v1",
-                                                            episodes=3).returns)  # fmt: skip
+                                                            seeds=range(3)).returns)  # fmt: skip
     assert step["return_before"]["mean"] == 500.0
     before, after = step["return_before"]["mean"], step["return_after"]["mean"]
     assert step["retention"] == data["retention"] == 1 - (before - after) / abs(before)
@@ -115,9 +122,13 @@ def test_int8_calibration_file(cartpole: Path, tmp_path: Path) -> None:
                "-o", tmp_path / "q", "--json", *FAST)  # fmt: skip
     assert r.exit_code in (0, 1), r.output
     step = json.loads(r.stdout)["steps"][0]
-    assert step["params"] == {"calibration": "given", "calibration_observations": 64}
+    params = step["params"]
+    assert {k: params[k] for k in ("calibration", "calibration_observations")} == {
+        "calibration": "given", "calibration_observations": 64}  # fmt: skip
+    per_channel = params["weight_scales"] == "per channel"
+    assert per_channel == (params["agreement_per_tensor"] < params["agreement_per_channel"] - 0.01)
     # the same policy as quantizing with the file directly
-    direct = quantize_int8(balancing_mlp(), obs)
+    direct = quantize_int8(balancing_mlp(), obs, per_channel=per_channel)
     probe = np.random.default_rng(1).uniform(-1, 1, (500, 4)).astype(np.float32)
     outputs = []
     for policy in (load_policy(tmp_path / "q"), direct):
@@ -133,7 +144,8 @@ def test_gate_failure_exits_1_and_still_writes(cartpole: Path, tmp_path: Path) -
     r = invoke("compress", cartpole, "-m", "prune", "--sparsity", "0.9", "-o", out, *FAST)
     assert r.exit_code == 1, r.output
     assert load_policy(out).provenance["transforms"][-1]["method"] == "prune_magnitude"
-    assert "FAIL" in r.stdout.splitlines()[-4]  # the row (the table ends with a rule)
+    assert "FAIL" in r.stdout.splitlines()[-5]  # the row (the table ends with a rule)
+    assert r.stdout.splitlines()[-3].startswith("gate (final vs input, 3 paired episodes): ")
     verdict = r.stdout.strip().splitlines()[-1]
     assert verdict.startswith("FAIL: ") and verdict.endswith(f"policy written to {out}")
     assert "(limit: a drop of at most 5.0%)" in verdict

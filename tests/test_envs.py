@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def test_to_dict_is_strict_json() -> None:
         "dtype": "int64",
         "dim": 1,
         "infinite_bounds": False,
+        "radices": None,
+        "note": None,
     }
     assert (d["reward_threshold"], d["max_episode_steps"], d["step_cost_s"]) == (475.0, 500, None)
 
@@ -166,12 +169,17 @@ def test_make_env_passes_kwargs() -> None:
 # --- unsupported spaces ---------------------------------------------------------------------
 
 
-def test_dict_observation_rejected() -> None:
-    assert env_error("tests.fake_envs:DictObs-v0") == (
-        "environment 'tests.fake_envs:DictObs-v0' has a Dict observation space; rlbudget "
-        "supports Discrete and Box spaces. Wrap the env (flatten it to a Box with "
-        "gymnasium.wrappers.FlattenObservation) and register the wrapped env."
+def test_dict_with_an_unsupported_part_rejected() -> None:
+    assert env_error("tests.fake_envs:TextObs-v0") == (
+        "environment 'tests.fake_envs:TextObs-v0' has a Dict observation space with a Text "
+        "part at ['name']; rlbudget reads Tuple and Dict spaces of Box, Discrete, "
+        "MultiDiscrete, MultiBinary parts. Wrap the env (map it to a Box with "
+        "gymnasium.wrappers.TransformObservation) and register the wrapped env."
     )
+    with pytest.raises(EnvError, match=r"with a Text part at \[1\]\[0\];"):
+        space_spec(spaces.Tuple([spaces.Discrete(2), spaces.Tuple([spaces.Text(3)])]))
+    with pytest.raises(EnvError, match="has a Tuple observation space with no parts;"):
+        space_spec(spaces.Tuple([]))
 
 
 @pytest.mark.parametrize(
@@ -276,3 +284,35 @@ def test_import_does_not_load_gymnasium() -> None:
     code = "import sys, rlbudget.envs; print('gymnasium' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+class _Preempted:
+    """A 1 µs env step that another process preempts for 2 ms every fourth step (a machine
+    under load): what the planner reads must not depend on the preemptions."""
+
+    def __init__(self, every: int) -> None:
+        import gymnasium as gym
+
+        self.action_space = gym.spaces.Discrete(2)
+        self.every, self.n = every, 0
+
+    def reset(self, seed: int | None = None) -> tuple[int, dict[str, object]]:
+        return 0, {}
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict[str, object]]:
+        self.n += 1
+        if self.every and self.n % self.every == 0:
+            time.sleep(0.002)
+        return 0, 0.0, False, False, {}
+
+
+def test_step_time_ignores_load_and_is_banded() -> None:
+    from rlbudget.envs import _time_steps, step_time_band
+
+    idle = _time_steps(_Preempted(every=0), 200, seed=0)
+    loaded = _time_steps(_Preempted(every=4), 200, seed=0)
+    # the mean would be ≈500 µs under this load; the plan only uses what exceeds a
+    # ≈19 µs CartPole step, so both read as a cheap env
+    assert idle <= 1e-5 and loaded <= 1e-5
+    assert [step_time_band(x) for x in (1e-6, 1.5e-6, 2.5e-6, 7e-6, 0.0)] == [
+        1e-6, 2e-6, 5e-6, 1e-5, 0.0]  # fmt: skip

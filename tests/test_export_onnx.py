@@ -222,11 +222,12 @@ def initializer_bytes(path: Path) -> dict[str, int]:
 
 
 def test_int8_and_fp16_graphs_store_narrow_weights(exported: dict[str, Exported]) -> None:
-    # cartpole 4-64-64-2, tanh, int8: W 4·64 + 64·64 + 64·2 int8, two 256-entry tanh tables
-    # and 64 + 64 shifts (int8); biases 64 + 64 + 2 and multipliers 64 + 64 (int32); the
-    # normalize mean and std (4 + 4) and the last layer's dequantization scales (2) float32.
+    # cartpole 4-64-64-2, tanh, int8 with one weight scale per layer: W 4·64 + 64·64 + 64·2
+    # int8, two 256-entry tanh tables and one shift per layer (int8); biases 64 + 64 + 2 and
+    # one multiplier per layer (int32, as the graph adds them); the normalize mean and std
+    # (4 + 4) and the last layer's dequantization scale (1) float32.
     assert initializer_bytes(exported["cartpole-mlp-tanh-int8"].result.files[0]) == {
-        "int8": 4480 + 2 * 256 + 128, "int32": 4 * (130 + 128), "float32": 4 * (8 + 2),
+        "int8": 4480 + 2 * 256 + 2, "int32": 4 * (130 + 2), "float32": 4 * (8 + 1),
     }  # fmt: skip
     # fp16: W and b as halves, 2 bytes each (4610 parameters), plus the normalize constants
     assert initializer_bytes(exported["cartpole-mlp-tanh-fp16"].result.files[0]) == {

@@ -33,6 +33,7 @@ from rlbudget.policy.model import (
     _dense,
     dequantize,
     multiply_by_quantized_multiplier,
+    odd_table,
     quantize_input,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
@@ -178,7 +179,8 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
         acc = sum((int(v) - layer.input_zero_point) * int(w)
                   for v, w in zip(x, layer.W[:, j], strict=True))  # fmt: skip
         acc += int(layer.b[j])
-        m, s = int(layer.multiplier[j]), int(layer.shift[j])
+        k = j if layer.multiplier.size > 1 else 0  # per channel, or one for the layer
+        m, s = int(layer.multiplier[k]), int(layer.shift[k])
         left, right = max(s, 0), max(-s, 0)
         acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
         acc = max(layer.clamp_low, min(127, acc + layer.output_zero_point))
@@ -186,8 +188,9 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "sigmoid"])
-def test_layer_matches_scalar_reference(activation: str) -> None:
+def test_layer_matches_scalar_reference(activation: str, per_channel: bool) -> None:
     rng = np.random.default_rng(3)
     s = env_spec("CartPole-v1", measure_steps=0)
     w0, b0 = rng.standard_normal((4, 16)), rng.standard_normal(16)
@@ -195,9 +198,10 @@ def test_layer_matches_scalar_reference(activation: str) -> None:
     body = MLP((Dense(w0.astype(np.float32), b0.astype(np.float32), activation),
                 Dense(w1.astype(np.float32), np.zeros(2, np.float32))))  # fmt: skip
     p = Policy(s.observation, s.action, (), body, Head("argmax"))
-    q = quantize_int8(p, cartpole_obs(500))
+    q = quantize_int8(p, cartpole_obs(500), per_channel=per_channel)
     assert isinstance(q.body, QuantizedMLP)
     first = q.body.layers[0]
+    assert first.w_scale.shape == ((16,) if per_channel else (1,))
     x = quantize_input(cartpole_obs(40, seed=1), first.input_scale, first.input_zero_point)
     got = first.apply(x)
     assert got.dtype == np.int8
@@ -224,6 +228,11 @@ def test_tanh_and_sigmoid_tables() -> None:
         seen = body.layers[0].W.T @ calib.T.astype(np.float64)
         seen = np.tanh(seen) if activation == "tanh" else 1 / (1 + np.exp(-seen))
         scale, zp = activation_params(float(seen.min()), float(seen.max()))
+        if activation == "tanh":  # symmetric: zero point 0, the table odd and stored as half
+            scale, zp = float(np.abs(seen).max()) / 127, 0
+            assert layer.output_zero_point == 0
+            assert np.array_equal(odd_table(layer.lut[128:]), layer.lut)
+            assert q.arrays()["body.0.lut"].shape == (128,)
         assert layer.lut_output is not None and layer.out_quant[1] == zp
         assert np.isclose(layer.out_quant[0], scale, rtol=1e-4)
         assert scale < {"tanh": 1 / 128, "sigmoid": 1 / 256}[activation]  # finer than TFLite
@@ -231,7 +240,11 @@ def test_tanh_and_sigmoid_tables() -> None:
         x = layer.output_scale * (np.arange(-128, 128) - layer.output_zero_point)
         f = np.tanh(x) if activation == "tanh" else 1 / (1 + np.exp(-x))
         representable = np.clip(f, (-128 - zp) * scale, (127 - zp) * scale)  # tanh(+∞) → 127
-        assert np.abs((layer.lut.astype(int) - zp) * scale - representable).max() <= scale / 2
+        error = np.abs((layer.lut.astype(int) - zp) * scale - representable)
+        if activation == "tanh":  # input -128 reads as -127 (odd table)
+            assert layer.lut[0] == -layer.lut[255]
+            error = error[1:]
+        assert error.max() <= scale / 2
         assert q.body.layers[1].input_scale == np.float32(scale)  # type: ignore[union-attr]
 
 
@@ -383,9 +396,10 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
                  "input_normalization": False, "float_output": True,  # VecNormalize in front
                  "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # int8: W (48), tanh table (256), shift (10); int32: b, multiplier; float32: w_scale and
-    # the normalize step's mean and var.
-    by_dtype = {"float32": 4 * (10 + 8), "int8": 48 + 256 + 10, "int32": 2 * 4 * 10}
+    # int8: W (48), tanh table (odd: its 128 entries for 0..127); int16: b; float32: the
+    # normalize step's mean and var. One weight scale per layer: w_scale, multiplier and
+    # shift are JSON numbers. (Per channel, int32 biases and a full table: 658 bytes.)
+    by_dtype = {"float32": 4 * 8, "int8": 48 + 128, "int16": 2 * 10}
     assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
     # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)
@@ -403,6 +417,21 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     layer0 = doc["body"]["layers"][0]
     assert doc["body"]["kind"] == "mlp_int8" and layer0["lut"] == "body.0.lut"
     assert layer0["input_scale"] == q.body.layers[0].input_scale  # type: ignore[union-attr]
+    assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
+
+
+def test_64_64_int8_arrays_shrink_3_5x() -> None:
+    """Issue 14 item 13: a 64-64 net's int8 arrays (weights and every constant) are ≥ 3.5×
+    smaller than float32 (per-channel constants, int32 biases and two 256-byte tanh tables
+    gave 2.75×)."""
+    p = cartpole_tanh()
+    q = quantize_int8(p, cartpole_obs(300))
+    # W 4480 int8, b 130 int16, one odd tanh table per hidden layer, normalize (8 float32)
+    assert policy_bytes(q) == 4480 + 2 * 130 + 2 * 128 + 4 * 8
+    assert policy_bytes(p) / policy_bytes(q) >= 3.5
+    per_channel = quantize_int8(p, cartpole_obs(300), per_channel=True)
+    # per channel: w_scale, multiplier, shift (9 B) for each of the 64 + 64 + 2 outputs
+    assert policy_bytes(per_channel) == policy_bytes(q) + (64 + 64 + 2) * 9
 
 
 def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
@@ -441,7 +470,13 @@ def test_refuses_other_bodies_and_bad_calibration() -> None:
 
 @pytest.fixture
 def saved_int8(tmp_path: Path) -> Path:
-    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300))
+    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=True)
+    return save_policy(q, tmp_path / "q")
+
+
+@pytest.fixture
+def saved_per_tensor(tmp_path: Path) -> Path:
+    q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=False)
     return save_policy(q, tmp_path / "q")
 
 
@@ -471,8 +506,8 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         "body (mlp_int8) layer 0: array 'body.0.W' has dtype float32; expected int8",
     ),
     "bias-dtype": (
-        lambda f: edit_arrays(f, lambda a: a.update({"body.1.b": a["body.1.b"].astype(np.int16)})),
-        "body (mlp_int8) layer 1: array 'body.1.b' has dtype int16; expected int32",
+        lambda f: edit_arrays(f, lambda a: a.update({"body.1.b": a["body.1.b"].astype(np.int8)})),
+        "body (mlp_int8) layer 1: array 'body.1.b' has dtype int8; expected int16, int32",
     ),
     "multiplier-shape": (
         lambda f: edit_arrays(f, lambda a: a.update({"body.0.multiplier": np.ones(3, np.int32)})),
@@ -526,6 +561,43 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         "body (mlp_int8) layer 0: a lookup table is only used with tanh or sigmoid",
     ),
 }
+
+
+CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
+    "shift-range": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"shift": 31})),
+        "body (mlp_int8) layer 0: every shift must lie in [-31, 30]",
+    ),
+    "float-multiplier": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"multiplier": 1.5})),
+        "body (mlp_int8) layer 0: multiplier must be an int32 integer, not 1.5",
+    ),
+    "huge-multiplier": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"multiplier": 2**31})),
+        "body (mlp_int8) layer 0: multiplier must be an int32 integer, not 2147483648",
+    ),
+    "w-scale": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"w_scale": -1.0})),
+        "body (mlp_int8) layer 0: w_scale must be a positive finite number, not -1.0",
+    ),
+    "mixed": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"shift": "body.0.shift"})),
+        "body (mlp_int8) layer 0: w_scale, multiplier and shift must be all numbers (one scale "
+        "for the layer) or all array names (one per channel)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_PER_TENSOR))
+def test_corrupt_per_tensor_int8_policy(case: str, saved_per_tensor: Path) -> None:
+    """One scale for the layer: w_scale, multiplier and shift are JSON numbers, checked."""
+    assert isinstance(layer0(json.loads((saved_per_tensor / "policy.json").read_text()))
+                      ["multiplier"], int)  # fmt: skip
+    corrupt, message = CORRUPT_PER_TENSOR[case]
+    corrupt(saved_per_tensor)
+    with pytest.raises(PolicyError) as e:
+        load_policy(saved_per_tensor)
+    assert str(e.value) == f"{saved_per_tensor}: {message}"
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT))

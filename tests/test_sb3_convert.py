@@ -272,3 +272,27 @@ def test_qrdqn_quantile_mean_is_folded_exactly() -> None:
     x = rng.normal(size=(100, 3)).astype(np.float32)
     quantiles = (x.astype(np.float64) @ W.T.astype(np.float64) + b).reshape(100, 5, 2)
     assert np.allclose(body_outputs(p, x), quantiles.mean(axis=1), atol=1e-5)
+
+
+@needs_contrib
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_ars_linear_policy_without_bias_as_one_linear(env_id: str, tmp_path: Path) -> None:
+    """An ARS LinearPolicy whose ``action_net`` is one bare ``nn.Linear(bias=False)``: its
+    state dict holds ``action_net.weight`` and nothing else (issue 14, item 10)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = sb3_contrib.ARS("LinearPolicy", env_id, policy_kwargs={"with_bias": False})
+    policy = model.policy
+    linear = policy.action_net[0]
+    bare = torch.nn.Linear(linear.in_features, linear.out_features, bias=False)
+    policy.action_net = bare
+    randomize(model, scale=1.0)
+    assert list(policy.state_dict()) == ["action_net.weight"]
+    obs = sample_obs(env_id, n=2000)
+    expected, _ = model.predict(obs, deterministic=True)
+
+    model.save(tmp_path / "model.zip")
+    result = import_model(tmp_path / "model.zip", env_id=env_id)
+    assert result.algorithm == "ars"
+    compare(result.policy, expected, obs)
+    assert np.array_equal(result.policy.body.layers[0].b, np.zeros(linear.out_features))

@@ -1,9 +1,10 @@
 """Built-in agents reach the issue's thresholds with fixed seeds (deterministic runs).
 
-Each trains with rlbudget's defaults until two 100-episode greedy evaluations in a row
-meet the threshold (the criterion itself). A fresh evaluation with another seed must
-then agree within two standard errors: on slippery FrozenLake the best policy succeeds
-only ≈74 % of the time, so 100 fresh episodes land under 0.70 by chance quite often.
+Each trains with rlbudget's defaults until a 100-episode greedy screen meets the
+threshold and a confirmation on fresh episodes puts its 95 % lower bound at or above it
+(the criterion itself). A fresh evaluation with another seed must then agree within two
+standard errors: on slippery FrozenLake the best policy succeeds only ≈74 % of the time,
+so 100 fresh episodes land under 0.70 by chance quite often.
 The longer cases are marked slow.
 """
 

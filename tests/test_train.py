@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -39,7 +40,7 @@ def test_run_folder(tmp_path: Path) -> None:
     assert s == json.loads((run / "summary.json").read_text())
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["algorithm"] == "q-learning" and config["seed"] == 3
-    assert config["hyperparameters"]["alpha"] == 0.1 and "REFERENCE" in config[
+    assert config["hyperparameters"]["alpha"] == 0.1 and "measured on a 2-core x86 host" in config[
         "hyperparameters_source"]  # fmt: skip
     assert config["versions"]["rlbudget"] == "0.1.0"
     rows = list(csv.DictReader((run / "metrics.csv").open()))
@@ -161,6 +162,24 @@ def test_resume_equals_straight_run(
     assert _metrics_without_wall(straight) == _metrics_without_wall(halves)
 
 
+@pytest.mark.parametrize("algo", ["sarsa", "dyna-q"])
+def test_tabular_algorithm_trains_as_itself(
+    algo: str, tmp_path: Path, write_budget: Callable[[str, str], Path]
+) -> None:
+    # train_run once built TabularConfig without algorithm=, so every one trained as q-learning.
+    from rlbudget.agents.tabular import TabularConfig, train_tabular
+
+    budget = write_budget("device: rp2040\ntraining: {env_steps: 1000}\n"
+                          "task: {env: Taxi-v4, min_return: 100}\n")  # reward -1 a step
+    train("--algo", algo, "--budget", str(budget), "-o", str(tmp_path / "r"))
+    policy = load_policy(tmp_path / "r" / "policy")
+    assert policy.provenance["algorithm"] == algo
+    assert policy.provenance["hyperparameters"]["algorithm"] == algo
+    cfg = TabularConfig(**{**policy.provenance["hyperparameters"], "algorithm": "q-learning"})
+    q_learning = train_tabular("Taxi-v4", cfg).policy.body
+    assert not np.array_equal(policy.body.values, q_learning.values)  # type: ignore[union-attr]
+
+
 def test_resume_needs_a_run(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", "--resume", str(tmp_path)])
     assert r.exit_code == 2
@@ -182,7 +201,11 @@ def test_sigterm_saves_and_exits_143(
 
     run = tmp_path / "run"
     proc = _start(run, write_budget(LONG.format(steps="10M")))
-    time.sleep(2.5)
+    deadline = time.monotonic() + 60  # training has begun: metrics.csv grows per episode
+    while time.monotonic() < deadline and not (
+        (run / "metrics.csv").is_file() and len((run / "metrics.csv").read_text().splitlines()) > 1
+    ):
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -222,3 +245,47 @@ def test_resume_takes_only_the_run_folder(tmp_path: Path) -> None:
         "error: --resume continues a run with the settings in its config.yaml; give only the "
         "run folder (rlbudget train --resume RUN_DIR)\n"
     )
+
+
+def test_steps_time_and_hyperparams_without_a_budget(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    s = train("--algo", "q-learning", "--env", "FrozenLake-v1", "--steps", "2k", "--time", "1m",
+              "-p", "gamma=0.9", "--hyperparams", "epsilon_end=5e-2", "-o", str(run))  # fmt: skip
+    assert s["steps"] <= 2_000
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["n_timesteps"], config["n_timesteps_from"]) == (2_000, "--steps")
+    assert config["time_limit_s"] == 60.0
+    assert config["hyperparameters"]["gamma"] == 0.9
+    assert config["hyperparameters"]["epsilon_end"] == 0.05  # YAML reads 5e-2 as a float
+
+
+def test_train_options_override_the_budget(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    train("--algo", "q-learning", "--budget", str(BUDGETS / "rp2040-frozenlake.yaml"),
+          "--steps", "1500", "-o", str(run))  # fmt: skip
+    assert yaml.safe_load((run / "config.yaml").read_text())["n_timesteps"] == 1_500
+
+
+def bad_train(tmp_path: Path, *args: str) -> str:
+    out = tmp_path / "never"
+    r = runner.invoke(app, ["train", "--algo", "q-learning", "--env", "FrozenLake-v1",
+                            *args, "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert not out.exists()
+    return r.stderr
+
+
+def test_bad_train_options_are_one_line(tmp_path: Path) -> None:
+    assert bad_train(tmp_path, "-p", "foo=1").startswith(
+        "error: hyperparameter 'foo' is not one q-learning takes; it takes "
+    )
+    assert bad_train(tmp_path, "-p", "gamma") == (
+        "error: --hyperparams 'gamma': write KEY=VALUE, e.g. --hyperparams learning_rate=3e-4\n"
+    )
+    assert bad_train(tmp_path, "-p", "gamma=[").startswith(
+        "error: --hyperparams gamma: value '[' is not valid YAML ("
+    )
+    assert bad_train(tmp_path, "--steps", "2x") == (
+        "error: --steps: '2x': unknown count unit 'x'; use one of: k, M, G.\n"
+    )
+    assert bad_train(tmp_path, "--time", "10").startswith("error: --time: ")

@@ -32,12 +32,12 @@ from rlbudget.agents.tabular import (
     StepHooks,
     TrainResult,
     env_rng_state,
-    finite_reward,
     provenance,
     rng_from_state,
 )
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, observation_spec, space_spec
 from rlbudget.errors import EnvError
+from rlbudget.finite import sync
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
 
 
@@ -87,7 +87,7 @@ def train_sarsa_lambda(
     """Sarsa(λ) with tile coding and replacing traces; the keyword arguments work as for
     :func:`rlbudget.agents.tabular.train_tabular` (stop, checkpoint, exact resume)."""
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if obs_spec.kind != "box" or act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(
@@ -145,11 +145,12 @@ def train_sarsa_lambda(
         a = int(ck["a"])
     start = time.perf_counter() - log.wall0
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
+    sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
     for t in range(log.steps, cfg.n_timesteps):
         if hooks.stop(t, snapshot):
             break
-        obs, reward, terminated, truncated, _ = env.step(a)
-        r = finite_reward(reward, env_id, t)
+        obs, reward, terminated, truncated, _ = env.step(a)  # the guard stops at NaN/inf
+        r = float(reward)
         log.record(a, r)
         delta = r - w[f, a].sum()
         z[f, a] = 1.0  # replacing traces
@@ -195,7 +196,7 @@ def train_ars(
     that iteration, exactly as a straight run would have done it).
     """
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if obs_spec.kind != "box":
         raise EnvError(f"environment '{env_id}': ARS needs Box observations")
@@ -221,6 +222,7 @@ def train_ars(
         rng.bit_generator.state = ck["agent_rng"]
         env.unwrapped.np_random = rng_from_state(ck["env_rng"])
     start = time.perf_counter() - wall0
+    sync(env, steps, len(episodes))  # NaN/inf messages name the training step
 
     def rollout(weights: np.ndarray, std: np.ndarray) -> tuple[float, int]:
         nonlocal count, mean, m2
@@ -237,7 +239,7 @@ def train_ars(
                 int(np.argmax(y)) if discrete else np.clip(y, low, high).astype(np.float32)
             )
             obs, reward, terminated, truncated, _ = env.step(action)
-            total += finite_reward(reward, env_id, steps + n)
+            total += float(reward)  # the guard stops at NaN/inf
             n += 1
             done = bool(terminated or truncated)
         return total, n

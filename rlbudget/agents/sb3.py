@@ -64,6 +64,7 @@ checkpoint twice gives the same result.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -81,10 +82,11 @@ from rlbudget.agents.tabular import (
     OnEpisode,
     StepHooks,
     TrainResult,
-    finite_reward,
     provenance,
 )
-from rlbudget.errors import EnvError, PlanError, TrainingError
+from rlbudget.envs import SpaceSpec
+from rlbudget.errors import PlanError, TrainingError
+from rlbudget.finite import check_observation, check_reward
 from rlbudget.policy.model import Policy
 
 # id → (module, class, needs sb3-contrib)
@@ -125,6 +127,7 @@ class SB3Config:
     n_envs: int = 1
     torch_threads: int = 1
     replay_capacity: int | None = None
+    tensorboard_log: str | None = None  # SB3's own TensorBoard logger writes here
 
 
 def algorithm_class(algorithm: str) -> Any:
@@ -214,24 +217,19 @@ def _finite_wrapper() -> type:
             self.env_id, self.steps = env_id, steps
 
         def _check_obs(self, obs: Any, step: int) -> None:
-            arr = np.asarray(obs)
-            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                i = int(np.argwhere(~np.isfinite(arr.reshape(len(arr), -1)))[0][0])
-                raise EnvError(
-                    f"environment '{self.env_id}' returned a non-finite observation "
-                    f"({arr[i].tolist()}) at step {step + i}"
-                )
+            for i, one in enumerate(np.asarray(obs)):
+                check_observation(one, self.env_id, f"at env step {step + i}")
 
         def reset(self) -> Any:
             obs = self.venv.reset()
-            self._check_obs(obs, self.steps)
+            self._check_obs(obs, self.steps)  # before the first step: "step 0"
             return obs
 
         def step_wait(self) -> Any:
             obs, rewards, dones, infos = self.venv.step_wait()
             for i, r in enumerate(rewards):
-                finite_reward(r, self.env_id, self.steps + i)
-            self._check_obs(obs, self.steps)
+                check_reward(r, self.env_id, f"at env step {self.steps + i + 1}")
+            self._check_obs(obs, self.steps + 1)
             self.steps += self.num_envs
             return obs, rewards, dones, infos
 
@@ -418,13 +416,26 @@ def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int
     from rlbudget.envs import make_env
 
     def one() -> Any:
-        return Monitor(make_env(env_id))
+        return Monitor(make_env(env_id, guard=False))  # FiniteCheck counts the steps
 
     venv = _finite_wrapper()(DummyVecEnv([one] * n_envs), env_id, steps)
     if not normalize:
         return venv, None
     vecnorm = VecNormalize(venv, gamma=gamma)
     return vecnorm, vecnorm
+
+
+def _observation_read_as(env_id: str) -> SpaceSpec | None:
+    """The spec of a Tuple/Dict observation space as rlbudget reads it (with its note and
+    radices), which SB3's model, trained on the wrapped env, does not know; else None."""
+    from rlbudget.envs import make_env, observation_spec
+
+    probe = make_env(env_id, guard=False)
+    try:
+        spec = observation_spec(probe, env_id)
+    finally:
+        probe.close()
+    return spec if spec.note is not None else None
 
 
 def train_sb3(
@@ -464,7 +475,7 @@ def train_sb3(
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
     model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
-                **_model_kwargs(cfg, n_actions))  # fmt: skip
+                tensorboard_log=cfg.tensorboard_log, **_model_kwargs(cfg, n_actions))  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
     if resume is not None:
@@ -474,11 +485,14 @@ def train_sb3(
         # Envs cannot be restored mid-episode: reset them, seeded from the step count.
         env.seed(cfg.seed + done_steps)
     start = time.perf_counter() - wall0
+    read_as = _observation_read_as(env_id)
 
     def current() -> Policy:
         prov = provenance(f"rlbudget.agents.sb3 (Stable-Baselines3 {cls.__name__})",
                           cfg.algorithm, env_id, cfg, int(model.num_timesteps))  # fmt: skip
         policy: Policy = from_model(model, vecnorm, provenance=prov)
+        if read_as is not None:  # SB3 saw the index or flat Box; keep how it was read
+            policy = dataclasses.replace(policy, observation_space=read_as)
         return policy
 
     def snapshot() -> Checkpoint:
@@ -513,7 +527,7 @@ def train_sb3(
 
     if done_steps + n_envs <= cfg.n_timesteps:
         model.learn(cfg.n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
-                    progress_bar=False)  # fmt: skip
+                    progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
     steps = int(model.num_timesteps)
     check_finite(model, steps)
     env.close()

@@ -17,8 +17,8 @@ qrdqn         ``quantile_net.quantile_net``, the last layer       argmax
 sac/tqc       ``actor.latent_pi``, ``actor.mu`` (gSDE:            tanh_rescale
               ``Hardtanh(±clip_mean)`` after it)
 td3/ddpg      ``actor.mu`` (its final ``Tanh`` is the head's)     tanh_rescale
-ars           ``action_net``                                      argmax; tanh_rescale
-                                                                  (``squash_output``) or clip
+ars           ``action_net`` (an nn.Sequential, or one bare       argmax; tanh_rescale
+              nn.Linear, with or without a bias)                  (``squash_output``) or clip
 ============  ==================================================  ========================
 
 SB3 flattens Box observations and one-hot encodes Discrete ones; VecNormalize's
@@ -205,7 +205,12 @@ def _actor_layers(
         layers = _sequential(sd, "actor.mu")
         _need(layers, "actor.mu", algorithm)
         return chain(layers[:-1], layers[-1:]), True
-    layers = _sequential(sd, "action_net")  # ars
+    # ars: ``action_net`` is an nn.Sequential (``action_net.0.weight`` …), or, for a
+    # LinearPolicy stored as a bare nn.Linear, ``action_net.weight`` alone when it was
+    # trained with ``with_bias=False`` (the bias is then zero).
+    if "action_net.weight" in sd:
+        return chain([], [_linear(sd, "action_net")]), False
+    layers = _sequential(sd, "action_net")
     _need(layers, "action_net", algorithm)
     return chain(layers[:-1], layers[-1:]), False
 

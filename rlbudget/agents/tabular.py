@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from rlbudget import __version__
-from rlbudget.envs import make_env, space_spec
+from rlbudget.envs import make_env, observation_spec, space_spec
 from rlbudget.errors import EnvError, RlbudgetError
+from rlbudget.finite import sync
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
 
 ALGORITHMS = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
@@ -133,14 +134,6 @@ class StepHooks:
             self.on_checkpoint(snapshot())
             self.next = (steps // self.every + 1) * self.every
         return False
-
-
-def finite_reward(reward: Any, env_id: str, step: int) -> float:
-    """The reward as a float; NaN or inf stops training with the step named."""
-    r = float(reward)
-    if not math.isfinite(r):
-        raise EnvError(f"environment '{env_id}' returned reward {r} at step {step}")
-    return r
 
 
 def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
@@ -351,7 +344,7 @@ def train_tabular(
     if cfg.algorithm not in ALGORITHMS:
         raise EnvError(f"unknown tabular algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
     env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = space_spec(env.observation_space, env_id=env_id)
+    obs_spec = observation_spec(env, env_id)
     act_spec = space_spec(env.action_space, what="action", env_id=env_id)
     if act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
@@ -457,11 +450,12 @@ def train_tabular(
             )
     start = time.perf_counter() - log.wall0
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
+    sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
     for t in range(log.steps, cfg.n_timesteps):
         if hooks.stop(t, snapshot):
             break
-        obs, reward, terminated, truncated, _ = env.step(a)
-        r = finite_reward(reward, env_id, t)
+        obs, reward, terminated, truncated, _ = env.step(a)  # the guard stops at NaN/inf
+        r = float(reward)
         log.record(a, r)
         s2 = state_of(obs)
         t_next = min(t + 1, cfg.n_timesteps - 1)

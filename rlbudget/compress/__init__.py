@@ -24,3 +24,10 @@ def with_transform(parent: Policy, child: Policy, method: str, **params: Any) ->
     prov["transforms"] = transforms
     return Policy(child.observation_space, child.action_space, child.preprocess, child.body,
                   child.head, prov)  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """Submodules on first use (``rlbudget.agents.sb3_import`` after ``import rlbudget``)."""
+    from rlbudget._lazy import submodule
+
+    return submodule(__name__, name)

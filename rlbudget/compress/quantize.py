@@ -3,9 +3,14 @@
 :func:`quantize_int8` turns an ``mlp`` body into an ``mlp_int8`` body
 (:class:`~rlbudget.policy.model.QuantizedMLP`):
 
-- **weights**: int8, symmetric per output channel (zero point 0):
-  ``w_scale[j] = max |W[:, j]| / 127``, ``W_q = round(W / w_scale)`` in [-127, 127];
-- **bias**: int32 in units of ``input_scale × w_scale[j]``;
+- **weights**: int8, symmetric (zero point 0), with one scale for the layer
+  (``w_scale = max |W| / 127``), or (``per_channel``) one per output channel as TFLite
+  (``w_scale[j] = max |W[:, j]| / 127``); ``W_q = round(W / w_scale)`` in [-127, 127]. One
+  scale per layer also means one multiplier and shift, so the deployed constants are a few
+  scalars instead of 9 bytes per output channel (for a 64-64 net, 1.1 KB next to 4.5 KB of
+  weights);
+- **bias**: in units of ``input_scale × w_scale[j]``, stored as int16 when every value fits
+  (the usual case; half the bytes of TFLite's int32), else int32;
 - **activations**: int8 with a scale and zero point per tensor, calibrated from the
   min/max of each layer's float activations on the calibration observations (after the
   float preprocess), widened to include 0: ``scale = (max - min) / 255``,
@@ -14,9 +19,12 @@
   and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
   ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
-  through a 256-entry int8 table. Its input range is calibrated on the pre-activation
-  values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the output is saturated at
-  int8 resolution, so the wider range would only cost precision. Its output range is
+  through a 256-entry int8 table. A tanh layer's output and its table's output are
+  quantized symmetrically (zero point 0), so its table is odd and is stored and exported
+  as its 128 entries for the inputs 0..127 (:func:`~rlbudget.policy.model.odd_half`;
+  input -128 reads as -127, where tanh is saturated). Its input range is calibrated on the
+  pre-activation values clipped to ±4 (tanh) and ±8 (sigmoid): beyond that the output is
+  saturated at int8 resolution, so the wider range would only cost precision. Its output range is
   calibrated on the activations seen (``lut_output``), where TFLite fixes it at (1/128, 0)
   and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
   TFLite's fixed scale would give them ≈ 100 of the 256 levels.
@@ -86,6 +94,8 @@ INPUT_PERCENTILE = 0.5
 SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
 
+INT16_MAX = 2**15 - 1
+
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's ``QuantizeMultiplier``: ``real ≈ multiplier × 2**(shift - 31)``.
@@ -140,7 +150,15 @@ def _lut(
     v = y / out_scale
     q = np.sign(v) * np.floor(np.abs(v) + 0.5) + out_zp
     out: Array = np.clip(q, -128, 127).astype(np.int8)
+    if activation == "tanh" and zero_point == 0 and out_zp == 0:
+        out[0] = -out[255]  # input -128 as -127: the table is odd, stored as its half
     return out
+
+
+def _symmetric(r: tuple[float, float]) -> tuple[float, int]:
+    """int8 (scale, zero point 0) covering [-t, t], t = the larger magnitude of ``r``."""
+    top = max(abs(r[0]), abs(r[1]))
+    return float(np.float32(max(top / 127.0, 1e-8))), 0
 
 
 def _range(values: Array, activation: str) -> tuple[float, float]:
@@ -156,34 +174,45 @@ def _quantize_layer(
     out_range: tuple[float, float],
     float_output: bool = False,
     lut_range: tuple[float, float] | None = None,
+    per_channel: bool = False,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
-    (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's)."""
+    (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
+    ``per_channel``: a weight scale per output channel, else one for the layer)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
+    if not per_channel:
+        top = top.max(keepdims=True)
     w_scale = np.where(top > 0, top / 127.0, 1.0).astype(np.float32)
     w_q = np.clip(np.rint(W / w_scale), -127, 127).astype(np.int8)
     bias_scale = in_scale * w_scale.astype(np.float64)
     headroom = INT32_MAX - 255 * 128 * W.shape[0]  # the io loader's accumulator bound
     b_q = np.clip(np.rint(b.astype(np.float64) / bias_scale), -headroom, headroom)
     out_scale, out_zp = activation_params(*out_range)
+    lut_output = activation_params(*lut_range) if lut_range and activation in LUT_OUTPUT else None
+    if activation == "tanh":  # symmetric in and out: an odd table, half of it stored
+        out_scale, out_zp = _symmetric(out_range)
+        lut_output = _symmetric(lut_range) if lut_range else None
     pairs = [quantize_multiplier(float(s) / out_scale) for s in bias_scale]
     multiplier = np.array([m for m, _ in pairs], dtype=np.int32)
     shift = np.array([s for _, s in pairs], dtype=np.int8)  # in [-31, 30]
-    lut, lut_output = None, None
+    lut = None
     if activation in LUT_OUTPUT:
-        lut_output = activation_params(*lut_range) if lut_range else None
         lut = _lut(activation, out_scale, out_zp, lut_output)
-    return QDense(w_q, b_q.astype(np.int32), w_scale, multiplier, shift, in_scale, in_zp,
+    return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
 
-def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
+def quantize_int8(policy: Policy, calibration_obs: np.ndarray, per_channel: bool = False) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
     :param policy: a policy with an ``mlp`` body (any preprocess and head).
     :param calibration_obs: a batch of observations, ideally visited by the policy in its
         env; they set each activation's range.
+    :param per_channel: a weight scale per output channel in every layer (TFLite's
+        default), else one per layer (fewer bytes; ``rlbudget compress -m int8`` keeps it
+        unless it costs action agreement, see
+        :data:`~rlbudget.compress.pipeline.PER_TENSOR_AGREEMENT_SLACK`).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
@@ -227,7 +256,7 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray) -> Policy:
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
                                 _range(seen, dense.activation),
                                 float_last and i == len(dense_layers) - 1,
-                                (float(a.min()), float(a.max())))  # fmt: skip
+                                (float(a.min()), float(a.max())), per_channel)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
@@ -248,7 +277,13 @@ def _correct_bias(layer: QDense, xq: Array, z: Array) -> QDense:
     error = (z.astype(np.float64) - acc * bias_scale).mean(axis=0)
     headroom = INT32_MAX - 255 * 128 * layer.W.shape[0]
     b = np.clip(layer.b.astype(np.int64) + np.rint(error / bias_scale), -headroom, headroom)
-    return dataclasses.replace(layer, b=b.astype(np.int32))
+    return dataclasses.replace(layer, b=_narrow(b))
+
+
+def _narrow(b: Array) -> Array:
+    """The int32 bias as int16 when every value fits (half the bytes; the same integers)."""
+    out: Array = b.astype(np.int16 if np.abs(b).max(initial=0) <= INT16_MAX else np.int32)
+    return out
 
 
 def _fold_input_range(x: Array, layers: tuple[Dense, ...]) -> tuple[Preprocess, tuple[Dense, ...]]:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget import __version__
+from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
 from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
@@ -57,10 +58,12 @@ from rlbudget.policy.model import (
     OneHot,
     PackedTable,
     Policy,
+    QDense,
     QuantizedMLP,
     Table,
     TileCode,
     dequantize,
+    odd_half,
     quantize_input,
 )
 
@@ -212,7 +215,67 @@ static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
 /* TFLite MultiplyByQuantizedMultiplier; the left shift saturates (as rlbudget's numpy) */
 static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 {
-    if (shift > 0) {
+@LEFT
+    return rlb_rdbpot(rlb_srdhm(x, multiplier), @RIGHT);
+}
+"""
+
+DENSE_INT8 = """
+/* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
+   per output channel (ch = 1) or one for the layer (ch = 0) */
+static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const @B *b,
+                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
+                           int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
+                           int32_t lo, const int8_t *lut)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
+        acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
+        acc += out_zp;
+        acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
+        y[j] = @LUT;
+    }
+}
+"""
+DENSE_INT8_ACC = """
+/* the last int8 layer of an argmax head with one dequantization scale: the int32
+   accumulators themselves (their argmax is the dequantized values') */
+static void rlb_dense_int8_acc@S(const int8_t *x, int32_t *y, const int8_t *w, const @B *b,
+                               int32_t n_in, int32_t n_out, int32_t in_zp)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        y[j] = acc;
+    }
+}
+"""
+ACC_EXACT = 2**23
+"""Accumulators below this magnitude are exact in float32 and no two of them round to one
+product with a positive scale (the products differ by at least the scale, more than half
+an ulp), so numpy's ``argmax(float32(acc) * scale)`` is ``argmax(acc)``, first index of
+equals included."""
+
+
+def argmax_on_acc(policy: Policy, la: QDense) -> bool:
+    """The last layer ``la`` may hand the argmax head its int32 accumulators."""
+    scale = la.dequant_scale
+    bound = 255 * 128 * int(la.W.shape[0]) + int(np.abs(la.b.astype(np.int64)).max(initial=0))
+    return (policy.head.kind == "argmax" and scale.size == 1 and 1e-30 < float(scale[0]) < 1e30
+            and bound < ACC_EXACT)  # fmt: skip
+
+
+LEFT_SHIFT = """    if (shift > 0) {
         int64_t s = (int64_t)x * ((int64_t)1 << shift);
         if (s > INT32_MAX) {
             s = INT32_MAX;
@@ -221,36 +284,19 @@ static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
             s = INT32_MIN;
         }
         x = (int32_t)s;
-    }
-    return rlb_rdbpot(rlb_srdhm(x, multiplier), shift > 0 ? 0 : -shift);
-}
+    }"""
+"""The left shift of :data:`FIXED_POINT`, emitted only when a layer has a shift > 0."""
 
-/* one int8 fully connected layer (TFLite Micro, per-channel); w is [n_out][n_in] */
-static void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const int32_t *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t n_in,
-                           int32_t n_out, int32_t in_zp, int32_t out_zp, int32_t lo,
-                           const int8_t *lut)
-{
-    int32_t i, j, acc;
-    for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
-        acc = b[j];
-        for (i = 0; i < n_in; ++i) {
-            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
-        }
-        acc = rlb_mbqm(acc, multiplier[j], shift[j]);
-        acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
-        acc += out_zp;
-        acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
-        y[j] = lut ? lut[acc + 128] : (int8_t)acc;
-    }
-}
-"""
+FULL_LUT = "lut ? lut[acc + 128] : (int8_t)acc"
+ODD_LUT = "(int8_t)(acc < 0 ? -lut[acc < -127 ? 127 : -acc] : lut[acc])"
+"""An odd table (tanh) holds its entries for 0..127; input -128 reads as -127."""
 
 DENSE_INT8_FLOAT = """
-/* the last int8 layer: int32 accumulators dequantized per channel, no requantization */
-static void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const int32_t *b,
-                                 const float *scale, int32_t n_in, int32_t n_out, int32_t in_zp)
+/* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
+   scale (ch = 0), no requantization */
+static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, const @B *b,
+                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
+                                 int32_t in_zp)
 {
     int32_t i, j, acc;
     for (j = 0; j < n_out; ++j) {
@@ -259,15 +305,24 @@ static void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, con
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
-        y[j] = (float)acc * scale[j];
+        y[j] = (float)acc * scale[j * ch];
     }
 }
 """
+
+
+def _kernel(w: _Writer, name: str, text: str, bias: Array, odd: bool = False) -> str:
+    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and, ``odd``, a half
+    lookup table (:data:`ODD_LUT`); its C name."""
+    suffix = ("_b16" if bias.dtype == np.int16 else "") + ("_odd" if odd else "")
+    text = text.replace("@LUT", ODD_LUT if odd else FULL_LUT)
+    w.helper(name + suffix, text.replace("@S", suffix).replace("@B", CTYPES[str(bias.dtype)]))
+    return f"rlb_{name}{suffix}"
 
 
 def _argmax(ctype: str) -> str:
     """C for ``rlb_argmax[_int8](y, n)``: the index of the first largest value (numpy's)."""
-    suffix = "_int8" if ctype == "int8_t" else ""
+    suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
     return f"""
 /* index of the first largest value (numpy's argmax) */
 static int rlb_argmax{suffix}(const {ctype} *y, int32_t n)
@@ -611,26 +666,43 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
-    w.helper("fixed_point", FIXED_POINT)
+    left = any(bool((la.shift > 0).any()) for la in body.layers if not la.float_output)
+    w.helper("fixed_point", FIXED_POINT.replace("@LEFT\n", LEFT_SHIFT + "\n" if left else "")
+             .replace("@RIGHT", "shift > 0 ? 0 : -shift" if left else "-shift"))  # fmt: skip
     x = "rlb_arena"
+    tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
         n_in, n_out = la.W.shape
         y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
-        w.array(f"rlb_b{i}", la.b, f"layer {i}: int32 bias")
+        w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
+        ch = int(la.w_scale.size > 1)
+        if la.float_output and argmax_on_acc(policy, la):
+            name = _kernel(w, "dense_int8_acc", DENSE_INT8_ACC, la.b)
+            w.buffer("rlb_acc", "int32_t", n_out, "the last layer's int32 accumulators")
+            w.line(f"    {name}({x}, rlb_acc, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
+                   f"{la.input_zero_point});")  # fmt: skip
+            return "rlb_acc"
         if la.float_output:
-            w.helper("dense_int8_float", DENSE_INT8_FLOAT)
+            name = _kernel(w, "dense_int8_float", DENSE_INT8_FLOAT, la.b)
             w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
             w.array(f"rlb_scale{i}", la.dequant_scale, f"layer {i}: input_scale * w_scale")
-            w.line(f"    rlb_dense_int8_float({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, "
+            w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
+        half = odd_half(la.lut) if la.lut is not None and la.activation == "tanh" else None
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, half is not None)
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
         lut = "0"
-        if la.lut is not None:
+        if half is not None:
+            lut = tables.get(half.tobytes()) or w.array(
+                f"rlb_lut{i}", half, f"layer {i}: tanh lookup table, inputs 0..127 (odd)"
+            )
+            tables[half.tobytes()] = lut
+        elif la.lut is not None:
             lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
-        w.line(f"    rlb_dense_int8({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {n_in}, "
+        w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
                f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "
                f"{lut}); /* {la.activation} */")  # fmt: skip
         x = y
@@ -704,8 +776,10 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     if policy.action_space.kind == "discrete":
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
-        w.helper("argmax", _argmax("int8_t" if int8 else "float"))
-        w.line(f"    (void)action;\n    return rlb_argmax{'_int8' if int8 else ''}({y}, {n});")
+        ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
+        w.helper("argmax", _argmax(ctype))
+        suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return
     if head.kind == "argmax":
         raise _fail("an argmax head needs discrete actions")
@@ -879,6 +953,8 @@ def _header(policy: Policy, w: _Writer) -> str:
                 else f"obs holds the {obs.dim} observation values, in the env's order")  # fmt: skip
     returns = (f"the action index, 0..{(act.n or 1) - 1}; action is not used (may be NULL)"
                if discrete else f"0, after writing {act.dim} floats to action")  # fmt: skip
+    if obs.radices is not None:
+        obs_note += f"; rlb_obs_index(parts) gives it for a Tuple of {len(obs.radices)} Discrete"
     libm = " -lm" if w.libm else ""
     no_libm = "" if w.libm else ", no libm"
     return f"""/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit.
@@ -899,7 +975,7 @@ def _header(policy: Policy, w: _Writer) -> str:
 {n_actions}#define RLB_RAM_BYTES {w.ram}
 #define RLB_FLASH_BYTES {w.flash}
 
-#ifdef __cplusplus
+{_index_function(obs)}#ifdef __cplusplus
 extern "C" {{
 #endif
 
@@ -910,6 +986,27 @@ int rlb_policy_act(const float *obs, float *action);
 #endif
 
 #endif /* RLB_POLICY_H */
+"""
+
+
+def _index_function(obs: SpaceSpec) -> str:
+    """For a Discrete read from a Tuple of Discrete spaces: ``rlb_obs_index(parts)``, the
+    state index that ``obs[0]`` takes (row-major mixed radix, as ``SpaceSpec.index``)."""
+    if obs.radices is None:
+        return ""
+    k = len(obs.radices)
+    terms = "parts[0]"
+    for i, radix in enumerate(obs.radices[1:], start=1):
+        terms = f"({terms}) * {radix} + parts[{i}]"
+    return f"""
+/* The observation is a Tuple of {k} Discrete parts, sizes {", ".join(map(str, obs.radices))};
+ * parts[i] counted from 0 (subtract the part's start). Returns the state for obs[0]. */
+#define RLB_OBS_PARTS {k}
+static inline long rlb_obs_index(const int *parts)
+{{
+    return {terms};
+}}
+
 """
 
 

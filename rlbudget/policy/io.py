@@ -42,6 +42,8 @@ from rlbudget.policy.model import (
     QuantizedMLP,
     Table,
     TileCode,
+    odd_half,
+    odd_table,
 )
 
 SCHEMA_VERSION = 1
@@ -53,6 +55,8 @@ MAX_ABS = 1e10
 MAX_COUNT = 2**31 - 1
 ARRAYS_NAME = "policy.safetensors"
 FLOAT_DTYPES = ("float32", "float16")
+PER_TENSOR_SCALARS = ("w_scale", "multiplier", "shift")
+"""A layer with one weight scale stores these as JSON numbers instead of arrays."""
 ALLOWED_DTYPES = ("float32", "float16", "int8", "int16", "int32", "uint8")
 
 
@@ -119,9 +123,25 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
             and any(a > b for a, b in zip(low, high, strict=True))
         ):
             raise ValueError("a low bound is above its high bound")
-        return SpaceSpec(kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]))
+        radices = None if d.get("radices") is None else tuple(
+            _whole(v, "the space's radices", where, low=1) for v in d["radices"]
+        )
+        spec = SpaceSpec(
+            kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]),
+            radices=radices, note=None if d.get("note") is None else str(d["note"]),
+        )  # fmt: skip
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PolicyError(f"{where}: the space description is invalid ({exc!r})") from None
+    if spec.radices is not None and (
+        spec.kind != "discrete" or min(spec.radices, default=0) < 1
+        or math.prod(spec.radices) != spec.n
+    ):  # fmt: skip
+        raise PolicyError(
+            f"{where}: the space's radices {list(spec.radices)} do not multiply to its n "
+            f"({spec.n}) or it is not discrete; radices are the sizes of the Tuple's Discrete "
+            "parts (write the policy again with rlbudget train)"
+        )
+    return spec
 
 
 def sparse_weights(W: Array) -> dict[str, Array] | None:
@@ -146,6 +166,15 @@ def sparse_weights(W: Array) -> dict[str, Array] | None:
     indptr = np.concatenate([[0], np.cumsum(stored.sum(axis=1))]).astype(pointer)
     return {"values": rows[stored], "indices": np.nonzero(stored)[1].astype(index),
             "indptr": indptr}  # fmt: skip
+
+
+def _stored(q: QDense, name: str) -> Array:
+    """A QDense array as stored: an odd tanh table as its upper half (128 entries)."""
+    a: Array = getattr(q, name)
+    if name == "lut" and q.activation == "tanh":
+        half = odd_half(a)
+        return a if half is None else half
+    return a
 
 
 def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
@@ -196,12 +225,19 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
         qlayers = []
         for i, q in enumerate(body.layers):
             names = ["b", "w_scale", "multiplier", "shift"] + ["lut"] * (q.lut is not None)
+            # one scale for the layer: its constants are JSON numbers, not arrays
+            scalars: dict[str, float | int] = {}
+            if q.w_scale.size == 1:
+                names = [n for n in names if n not in PER_TENSOR_SCALARS]
+                scalars = {"w_scale": float(q.w_scale[0]), "multiplier": int(q.multiplier[0]),
+                           "shift": int(q.shift[0])}  # fmt: skip
             qlayers.append({
                 "activation": q.activation,
                 "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
                 "W": put_weights(f"body.{i}.W", q.W),
-                **{n: put(f"body.{i}.{n}", getattr(q, n)) for n in names},
+                **{n: put(f"body.{i}.{n}", _stored(q, n)) for n in names},
+                **scalars,
                 **({"output": "float32"} if q.float_output else {}),
                 **({"lut_output_scale": q.lut_output[0],
                     "lut_output_zero_point": q.lut_output[1]} if q.lut_output else {}),
@@ -477,10 +513,27 @@ class _Loader:
         if w.shape[0] != width:
             raise self.fail(f"{what}: W has {w.shape[0]} inputs but receives {width}")
         out = (int(w.shape[1]),)
-        vectors = {"b": ("int32",), "w_scale": ("float32",), "multiplier": ("int32",),
+        vectors = {"b": ("int16", "int32"), "w_scale": ("float32",), "multiplier": ("int32",),
                    "shift": ("int8", "int32")}  # fmt: skip
         got: dict[str, Array] = {}
+        scalar_form = [isinstance(la.get(n), int | float) and not isinstance(la.get(n), bool)
+                       for n in PER_TENSOR_SCALARS]  # fmt: skip
+        if any(scalar_form) and not all(scalar_form):
+            raise self.fail(
+                f"{what}: w_scale, multiplier and shift must be all numbers (one scale for the "
+                "layer) or all array names (one per channel)"
+            )
         for name, dtypes in vectors.items():
+            if name in PER_TENSOR_SCALARS and all(scalar_form):
+                v = la[name]
+                if name == "w_scale":
+                    if not 0 < v < np.finfo(np.float32).max:
+                        raise self.fail(f"{what}: w_scale must be a positive finite number, "
+                                        f"not {v!r}")  # fmt: skip
+                elif not isinstance(v, int) or not -(2**31) <= v < 2**31:
+                    raise self.fail(f"{what}: {name} must be an int32 integer, not {v!r}")
+                got[name] = np.array([v], dtype=dtypes[0])
+                continue
             got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=dtypes)
             self.shape(got[name], out, what, str(la[name]))
         if np.any(got["w_scale"] <= 0):
@@ -515,6 +568,8 @@ class _Loader:
         lut = None
         if activation in ("tanh", "sigmoid"):
             lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
+            if activation == "tanh" and lut.shape == (128,):  # odd: its half for 0..127
+                lut = odd_table(lut)
             self.shape(lut, (256,), what, str(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")

@@ -383,6 +383,26 @@ LUT_OUTPUT = {"tanh": (1.0 / 128, 0), "sigmoid": (1.0 / 256, -128)}
 """Output (scale, zero point) of an int8 tanh / sigmoid lookup table, as TFLite fixes them."""
 
 
+def odd_half(lut: Array) -> Array | None:
+    """The upper half ``lut[128:]`` of a 256-entry int8 table that is odd, or None.
+
+    Odd: ``lut[128 - k] == -lut[128 + k]`` for k in 1..127, ``lut[128] == 0`` and
+    ``lut[0] == -lut[255]`` (a tanh table whose input and output zero points are 0). Such a
+    table is stored and exported as its 128 entries for inputs 0..127:
+    :func:`odd_table` rebuilds it.
+    """
+    half = np.asarray(lut[128:])
+    return half if np.array_equal(odd_table(half), lut) else None
+
+
+def odd_table(half: Array) -> Array:
+    """The 256-entry table (inputs -128..127) of an odd function from its entries for
+    inputs 0..127; input -128 reads as -127 (``-half[127]``)."""
+    h = np.asarray(half).astype(np.int16)
+    out: Array = np.concatenate([-h[127:128], -h[:0:-1], h]).astype(np.int8)
+    return out
+
+
 def saturating_rounding_doubling_high_mul(a: Array, b: Array) -> Array:
     """gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
 

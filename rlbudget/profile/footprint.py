@@ -81,7 +81,12 @@ def body_variant(policy: Policy) -> str:
     """The key of :func:`code_sizes` ``code`` for this policy's C export."""
     body = policy.body
     if isinstance(body, QuantizedMLP):
-        return "mlp_int8" if body.layers[-1].float_output else "mlp_int8-int8-output"
+        from rlbudget.export.c import argmax_on_acc
+
+        last = body.layers[-1]
+        if not last.float_output:
+            return "mlp_int8-int8-output"
+        return "mlp_int8-argmax" if argmax_on_acc(policy, last) else "mlp_int8"
     if isinstance(body, MLP):
         return "mlp-fp16" if body.half else "mlp"
     if isinstance(body, PackedTable):

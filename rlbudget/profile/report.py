@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlbudget import units
-from rlbudget.profile.verdict import NOT_CHECKED, Check, ProfileReport
+from rlbudget.profile.verdict import FORMAT_NAMES, NOT_CHECKED, Check, ProfileReport
 
 
 def figure_text(value: float | None, unit: str) -> str:
@@ -35,6 +35,26 @@ def _si(value: float, unit: str) -> str:
     return f"{value:g} {unit}"  # pragma: no cover
 
 
+def alternatives_text(report: ProfileReport) -> str:
+    """The other formats in words, after a memory FAIL: ``as C: 12 KiB (fits); as ONNX:
+    41 MiB (does not fit: inference.ram)`` — the figure of the failing kind (RAM or flash;
+    both when both fail); empty when there are none."""
+    failing = {c.limit.split(".")[1] for c in report.checks
+               if c.status == "FAIL" and c.unit == "B"}  # fmt: skip
+    parts = []
+    for a in report.alternatives:
+        name = FORMAT_NAMES.get(a.format, a.format)
+        if a.error is not None:
+            parts.append(f"as {name}: not available ({a.error})")
+            continue
+        figures = [f"{kind} {units.format_bytes(value)}"
+                   for kind, value in (("flash", a.flash_bytes), ("RAM", a.ram_bytes))
+                   if value is not None and kind.lower() in failing]  # fmt: skip
+        verdict = "fits" if a.fits else f"does not fit: {', '.join(a.failing)}"
+        parts.append(f"as {name}: {', '.join(figures)} ({verdict})")
+    return "; ".join(parts)
+
+
 def headroom_text(c: Check) -> str:
     return "—" if c.headroom is None else f"{c.headroom:+.1%}"
 
@@ -48,7 +68,12 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         f"**Verdict: {report.verdict}**"
         + (f" — binding limit `{binding.limit}`" if binding else "")
         + f" (budget `{report.budget}`, margin {report.margin:.0%}: each cost × "
-        f"{1 + report.margin:g} must stay within its limit).",
+        f"{1 + report.margin:g} must stay within its limit)."
+        + (
+            f" Other formats, with the margin: {alternatives_text(report)}."
+            if report.alternatives
+            else ""
+        ),
         "",
         "| limit | figure | source | with margin | limit value | status | headroom |",
         "|---|---|---|---|---|---|---|",
@@ -102,14 +127,11 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
 
 def usage_chart(report: ProfileReport, path: Path) -> None:
     """A PNG: for each checked cost, figure × (1 + margin) as a percentage of its limit."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlbudget import charts
 
     rows = [c for c in report.checks
             if c.status != NOT_CHECKED and c.unit != "return" and c.limit_value]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(rows), 1) + 1.2))
+    fig, ax = charts.figure(7, 0.45 * max(len(rows), 1) + 1.6)
     names = [c.limit for c in rows][::-1]
     shares = [100 * (c.with_margin or 0.0) / (c.limit_value or 1.0) for c in rows][::-1]
     colors = ["tab:red" if c.status == "FAIL" else "tab:green" for c in rows][::-1]
@@ -118,8 +140,14 @@ def usage_chart(report: ProfileReport, path: Path) -> None:
     for y, share in enumerate(shares):
         ax.text(share, y, f" {share:.1f} %", va="center", fontsize=8)
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel(f"use with the {report.margin:.0%} margin, % of the limit (100 % = the limit)")
-    ax.set_title(f"{report.policy} on {report.device}: {report.verdict}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g} %"))
+    ax.set_xlim(0, 4 * max([100.0, *shares]))  # room for the value written after each bar
+    ax.set_xlabel(
+        charts.wrap(
+            f"use with the {report.margin:.0%} margin, % of the limit (100 % = the limit)", 80
+        )
+    )
+    ax.set_title(charts.wrap(f"{report.policy} on {report.device}: {report.verdict}", 70))
+    charts.save(fig, path)

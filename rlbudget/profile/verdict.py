@@ -25,6 +25,14 @@ once any margin applies. The return is a floor, not a cost: it passes when the m
 reaches the target, with no margin (the spread is shown beside it). A limit the budget
 leaves out is NOT CHECKED (the figure is still reported). The verdict is PASS when nothing
 fails; the *binding* limit is the failing check furthest over its limit.
+
+When a memory check fails (flash or RAM, the budget's or the device's), the way out is
+often another deployed format, not a smaller policy: numpy on a Raspberry Pi counts the
+whole Python process (≈ 30 MiB) where the same policy compiled from C takes kilobytes. The
+report then also gives the footprint of every *other* format that runs on the device
+(:func:`deployable_formats`: C alone on a microcontroller) (:class:`FormatOption`: the
+same :func:`~rlbudget.profile.footprint.footprint` figures, held to the same memory limits
+with the margin) and whether it would fit; the verdict itself stays the profiled format's.
 """
 
 from __future__ import annotations
@@ -41,11 +49,13 @@ from rlbudget.budget import Budget
 from rlbudget.devices import Range, get_device
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Policy
-from rlbudget.profile.footprint import Footprint, footprint
+from rlbudget.profile.footprint import FORMATS, Footprint, footprint
 from rlbudget.profile.latency import HostLatency, deployed_actor, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
 PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "NOT CHECKED"
+MEMORY_LIMITS = ("inference.flash", "inference.ram", "device.flash", "device.ram")
+FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +101,11 @@ def binding_check(checks: tuple[Check, ...] | list[Check]) -> Check | None:
 
 
 def check_return(mean: float | None, target: float | None, how: str) -> Check:
-    """The return as a floor (no margin): PASS when ``mean ≥ target``."""
+    """The return as a floor (no margin): PASS when ``mean ≥ target``; a NaN/inf mean
+    FAILs, with a target or without."""
+    if mean is not None and not math.isfinite(mean):  # never a PASS, target or not
+        return Check("task.min_return", "return", mean, "measured",
+                     f"{how}; the return is not finite", mean, target, FAIL, None)  # fmt: skip
     if mean is None or target is None:
         return Check("task.min_return", "return", mean, "measured", how, mean, target,
                      NOT_CHECKED, None)  # fmt: skip
@@ -119,6 +133,64 @@ class ReturnFigure:
 
 
 @dataclass(frozen=True)
+class FormatOption:
+    """The same policy in another deployed format, against the budget's memory limits:
+    its flash and RAM (as :class:`~rlbudget.profile.footprint.Footprint` gives them), the
+    memory limits it fails with the margin, or why it could not be built (``error``)."""
+
+    format: str
+    flash_bytes: int | None
+    ram_bytes: int | None
+    flash_source: str | None
+    ram_source: str | None
+    failing: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def fits(self) -> bool:
+        """Every memory limit holds with the margin (and the format could be built)."""
+        return self.error is None and not self.failing
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "fits": self.fits, "flash_bytes": self.flash_bytes,
+                "ram_bytes": self.ram_bytes, "flash_source": self.flash_source,
+                "ram_source": self.ram_source, "failing": list(self.failing),
+                "error": self.error}  # fmt: skip
+
+
+def memory_checks(memory: Footprint, budget: Budget) -> list[Check]:
+    """Flash and RAM against the budget's inference limits and the device's own memory."""
+    device, m, lim = budget.device, budget.margin, budget.inference
+    return [
+        check_cost("inference.flash", "B", memory.flash_bytes, memory.flash_source,
+                   memory.flash_how, lim.flash_bytes, m),
+        check_cost("inference.ram", "B", memory.ram_bytes, memory.ram_source, memory.ram_how,
+                   lim.ram_bytes, m),
+        check_cost("device.flash", "B", memory.flash_bytes, memory.flash_source,
+                   f"the inference.flash figure against {device.id}'s flash",
+                   device.flash_bytes, m),
+        check_cost("device.ram", "B", memory.ram_bytes, memory.ram_source,
+                   f"the inference.ram figure against {device.id}'s SRAM/RAM",
+                   device.sram_bytes, m),
+    ]  # fmt: skip
+
+
+def format_option(policy: Policy, fmt: str, budget: Budget) -> FormatOption:
+    """``policy`` deployed as ``fmt`` against ``budget``'s memory limits (see the module
+    docstring); a format that cannot express the policy, or whose runtime is not
+    installed, is an option with its ``error``."""
+    from rlbudget.errors import RlbudgetError
+
+    try:
+        memory = footprint(policy, fmt, budget.device)
+    except RlbudgetError as exc:
+        return FormatOption(fmt, None, None, None, None, (), str(exc))
+    failing = tuple(c.limit for c in memory_checks(memory, budget) if c.status == FAIL)
+    return FormatOption(fmt, memory.flash_bytes, memory.ram_bytes, memory.flash_source,
+                        memory.ram_source, failing)  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ProfileReport:
     """Everything :func:`profile` measured and estimated, and the verdict."""
 
@@ -138,6 +210,8 @@ class ProfileReport:
     training: dict[str, Any] | None
     checks: tuple[Check, ...]
     notes: tuple[str, ...] = field(default=())
+    alternatives: tuple[FormatOption, ...] = field(default=())
+    """The other formats, when a memory check fails (see the module docstring)."""
 
     @property
     def verdict(self) -> str:
@@ -167,12 +241,19 @@ class ProfileReport:
             "energy": {**self.energy.to_dict(), "how": self.energy_how},
             "training": self.training,
             "notes": list(self.notes),
+            "alternatives": [a.to_dict() for a in self.alternatives],
         }  # fmt: skip
 
 
 def default_format(budget: Budget) -> str:
     """``c`` for microcontrollers (``mcu``, ``mcu-accel``), ``numpy`` otherwise."""
     return "c" if budget.device.device_class in ("mcu", "mcu-accel") else "numpy"
+
+
+def deployable_formats(budget: Budget) -> tuple[str, ...]:
+    """The formats that run on the budget's device: C alone on a microcontroller (no
+    Python, no onnxruntime there), every format on a Linux-class device or the host."""
+    return ("c",) if budget.device.device_class in ("mcu", "mcu-accel") else FORMATS
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -307,20 +388,15 @@ def profile(
         energy_figure = energy.typical
         energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
                       "latency")  # fmt: skip
+    inference_flash, inference_ram, device_flash, device_ram = memory_checks(memory, budget)
     checks = [
-        check_cost("inference.flash", "B", memory.flash_bytes, memory.flash_source,
-                   memory.flash_how, lim.flash_bytes, m),
-        check_cost("inference.ram", "B", memory.ram_bytes, memory.ram_source, memory.ram_how,
-                   lim.ram_bytes, m),
+        inference_flash,
+        inference_ram,
         latency_check,
         check_cost("inference.energy", "J", energy_figure, "estimated", energy_how,
                    lim.energy_j, m),
-        check_cost("device.flash", "B", memory.flash_bytes, memory.flash_source,
-                   f"the inference.flash figure against {device.id}'s flash",
-                   device.flash_bytes, m),
-        check_cost("device.ram", "B", memory.ram_bytes, memory.ram_source,
-                   f"the inference.ram figure against {device.id}'s SRAM/RAM",
-                   device.sram_bytes, m),
+        device_flash,
+        device_ram,
         check_return(None if returns is None else returns.mean,
                      None if returns is None else returns.target,
                      "no env" if returns is None else
@@ -329,10 +405,14 @@ def profile(
     ]  # fmt: skip
     if run_summary is not None:
         checks += _training_checks(run_summary, budget)
+    alternatives: tuple[FormatOption, ...] = ()
+    if any(c.status == FAIL and c.limit in MEMORY_LIMITS for c in checks):
+        alternatives = tuple(format_option(policy, f, budget)
+                             for f in deployable_formats(budget) if f != fmt)  # fmt: skip
     return ProfileReport(
         policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,
         target_latency, how, energy, energy_how, returns, run_summary, tuple(checks),
-        tuple(notes),
+        tuple(notes), alternatives,
     )  # fmt: skip
 
 
