@@ -172,6 +172,11 @@ CASES: dict[str, Case] = {
         "CartPole-v1",
         True,
     ),
+    "cartpole-mlp-tanh-int8-own-tables": Case(
+        lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], shared_table=False),
+        "CartPole-v1",
+        True,
+    ),
     "cartpole-mlp-relu-int8-left-shift": Case(
         lambda: left_shift(quantize_int8(cartpole_mlp("relu"), observations("CartPole-v1")[::5])),
         "CartPole-v1",
@@ -297,9 +302,12 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     # float needed: the same action as numpy's argmax of the dequantized values)
     flash += 64 * 2 + 2 * 2
     assert "return rlb_argmax_int32(rlb_acc, 2);" in source
-    flash += 2 * 128  # two odd tanh tables, entries for 0..127
+    flash += 128  # one odd tanh table (entries for 0..127), shared by both hidden layers
     assert b.result.flash_bytes == flash
-    assert source.count("static const int8_t rlb_lut") == 2 and "rlb_lut0[128]" in source
+    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[128]" in source
+    assert source.count(", rlb_lut0); /* tanh */") == 2
+    own = (built["cartpole-mlp-tanh-int8-own-tables"].program.parent / "policy.c").read_text()
+    assert own.count("static const int8_t rlb_lut") == 2  # a table per layer, each exported
     assert "if (shift > 0)" not in source  # no layer shifts left
     left = (built["cartpole-mlp-relu-int8-left-shift"].program.parent / "policy.c").read_text()
     assert "if (shift > 0)" in left
