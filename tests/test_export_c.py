@@ -21,6 +21,7 @@ from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export import ExportResult, export_c
 from rlbudget.export.arm import TOOLCHAIN_HINT, cortex_m_sizes, sizes_to_dict
+from rlbudget.export.c import QUANTIZE, QUANTIZE_FULL_SCALE, quantize_helper
 from rlbudget.policy import (
     MLP,
     Dense,
@@ -33,7 +34,7 @@ from rlbudget.policy import (
     Table,
     TileCode,
 )
-from rlbudget.policy.model import QuantizedMLP
+from rlbudget.policy.model import QuantizedMLP, quantize_input
 
 GCC = shutil.which("gcc")
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
@@ -317,6 +318,49 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     assert "#define RLB_N_ACTIONS 2\n" in header
     assert built["cartpole-mlp-tanh"].result.needs_libm  # tanhf in the fp32 path
     assert built["pendulum-mlp-relu-clip"].result.ram_bytes == 4 * 128
+
+
+QUANTIZE_MAIN = """
+#include <stdio.h>
+#include <stdlib.h>
+int main(void)
+{
+    char a[64], b[64];
+    int zp;
+    while (scanf("%63s %63s %d", a, b, &zp) == 3) {
+        printf("%d\\n", (int)rlb_quantize(strtof(a, NULL), strtof(b, NULL), zp));
+    }
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(GCC is None, reason="gcc is not installed: the C export is not compiled")
+@pytest.mark.parametrize("helper", [QUANTIZE, QUANTIZE_FULL_SCALE])
+def test_input_quantization_matches_numpy_at_every_half(helper: str, tmp_path: Path) -> None:
+    """``rlb_quantize`` (both forms) equals ``quantize_input`` bit for bit: at every half
+    step of the scale and the float32 values either side (where the rounding turns), at
+    the ±512 saturation, for NaN and ±inf."""
+    source = tmp_path / "q.c"
+    source.write_text("#include <stdint.h>\n" + helper + QUANTIZE_MAIN)
+    program = tmp_path / "q"
+    subprocess.run([str(GCC), *CFLAGS, str(source), "-o", str(program)], check=True)
+    rows, expected = [], []
+    for scale, zp in [(2 / 255, -1), (0.031496063, 0), (1 / 3, 17), (3e-3, -128)]:
+        full = np.float32(scale)
+        halves = np.arange(-1100, 1101, dtype=np.float32) * (full / np.float32(2))
+        x = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
+                            np.nextafter(halves, np.float32(-np.inf)),
+                            np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0, -0.0],
+                                     np.float32)]).astype(np.float32)  # fmt: skip
+        passed = quantize_helper(scale)[1] if helper is QUANTIZE else float(full)
+        rows += [f"{float(v).hex()} {passed.hex()} {zp}" for v in x]
+        expected += quantize_input(x, float(full), zp).tolist()
+    run = subprocess.run([str(program)], input="\n".join(rows) + "\n", capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert [int(v) for v in run.stdout.split()] == expected
+    assert quantize_helper(2 / 255) == (QUANTIZE, float(np.float32(2 / 255) / np.float32(2)))
+    assert quantize_helper(1e-38)[0] is QUANTIZE_FULL_SCALE  # halving would lose a bit
 
 
 def test_harness_rejects_bad_input(built: dict[str, Built]) -> None:
