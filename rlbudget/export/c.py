@@ -238,7 +238,7 @@ static int32_t rlb_srdhm(int32_t a, int32_t b)
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent, rounded half away from zero */
 static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u); /* exponent <= 31 */
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -261,6 +261,8 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
                            int32_t lo, const int8_t *lut)
 {
     int32_t i, j, acc;
+    const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
+    lo -= out_zp;
     for (j = 0; j < n_out; ++j) {
         const int8_t *row = w + j * n_in;
         acc = b[j];
@@ -268,9 +270,7 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
         acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
-        acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
-        acc += out_zp;
-        acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
+        acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
         y[j] = @LUT;
     }
 }
