@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,29 @@ def test_int8_json_matches_written_policy(cartpole: Path, tmp_path: Path) -> Non
     assert step["return_before"]["mean"] == 500.0
     before, after = step["return_before"]["mean"], step["return_after"]["mean"]
     assert step["retention"] == data["retention"] == 1 - (before - after) / abs(before)
+
+
+def test_int8_shares_one_tanh_table_unless_it_costs_agreement(tmp_path: Path) -> None:
+    """Two tanh layers: ``compress -m int8`` tries one table for both against a table each
+    and keeps the shared one unless its agreement is more than a point below."""
+    p = balancing_mlp()
+    W1 = p.body.layers[0].W  # type: ignore[union-attr]
+    rng = np.random.default_rng(1)
+    W2 = (0.05 * rng.standard_normal((32, 8))).astype(np.float32)
+    W2[0, 0], W2[1, 1] = 2.0, 2.0  # the two balancing units, through a second tanh
+    W3 = (0.05 * rng.standard_normal((8, 2))).astype(np.float32)
+    W3[0], W3[1] = [0, 1], [1, 0]
+    body = MLP((Dense(W1, np.zeros(32, np.float32), "tanh"),
+                Dense(W2, np.zeros(8, np.float32), "tanh"),
+                Dense(W3, np.zeros(2, np.float32))))  # fmt: skip
+    two = save_policy(replace(p, body=body), tmp_path / "two")
+    r = invoke("compress", two, "-m", "int8", "-o", tmp_path / "q", "--json", *FAST)
+    assert r.exit_code in (0, 1), r.output
+    params = json.loads(r.stdout)["steps"][0]["params"]
+    shared, own = params["agreement_shared_table"], params["agreement_own_tables"]
+    assert params["tanh_tables"] == ("shared" if shared >= own - 0.01 else "per layer")
+    l0, l1, _ = load_policy(tmp_path / "q").body.layers  # type: ignore[union-attr]
+    assert np.array_equal(l0.lut, l1.lut) == (params["tanh_tables"] == "shared")
 
 
 def test_int8_calibration_file(cartpole: Path, tmp_path: Path) -> None:

@@ -420,15 +420,47 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
 
 
+def test_tanh_layers_share_one_table(tmp_path: Path) -> None:
+    """Every tanh layer requantizes into one input scale and reads one output scale, so the
+    table is the same; the file stores it once (one fewer array: 128 B and its header)."""
+    p = cartpole_tanh()
+    obs = cartpole_obs(1000)
+    q = quantize_int8(p, obs)
+    own = quantize_int8(p, obs, shared_table=False)
+    l0, l1 = q.body.layers[:2]  # type: ignore[union-attr]
+    assert (l0.output_scale, l0.lut_output) == (l1.output_scale, l1.lut_output)
+    assert np.array_equal(l0.lut, l1.lut) and l0.lut is not None
+    o0, o1 = own.body.layers[:2]  # type: ignore[union-attr]
+    assert not np.array_equal(o0.lut, o1.lut)  # each on its own range
+    # the shared scales are the union of the two layers' own (symmetric) ranges
+    assert l0.output_scale == max(o0.output_scale, o1.output_scale)
+    assert l0.lut_output == max(o0.lut_output, o1.lut_output)  # type: ignore[type-var]
+    assert q.provenance["transforms"][-1]["shared_table"] is True
+    assert "shared_table" not in own.provenance["transforms"][-1]
+    folder = save_policy(q, tmp_path / "q")
+    doc = json.loads((folder / "policy.json").read_text())
+    assert [la.get("lut") for la in doc["body"]["layers"]] == ["body.0.lut", "body.0.lut", None]
+    loaded = load_policy(folder)
+    x = cartpole_obs(2000, seed=3)
+    assert np.array_equal(loaded.act(x), q.act(x))
+    assert np.array_equal(loaded.body.apply_int(x), q.body.apply_int(x))  # type: ignore[union-attr]
+    # and the shared table keeps the agreement of the tables of its own
+    agree = [float(np.mean(p.act(x) == c.act(x))) for c in (q, own)]
+    assert agree[0] >= 0.97 and agree[0] >= agree[1] - 0.01, agree
+
+
 def test_64_64_int8_arrays_shrink_3_5x() -> None:
     """Issue 14 item 13: a 64-64 net's int8 arrays (weights and every constant) are ≥ 3.5×
     smaller than float32 (per-channel constants, int32 biases and two 256-byte tanh tables
     gave 2.75×)."""
     p = cartpole_tanh()
     q = quantize_int8(p, cartpole_obs(300))
-    # W 4480 int8, b 130 int16, one odd tanh table per hidden layer, normalize (8 float32)
-    assert policy_bytes(q) == 4480 + 2 * 130 + 2 * 128 + 4 * 8
+    # W 4480 int8, b 130 int16, one odd tanh table shared by both hidden layers, normalize
+    # (8 float32)
+    assert policy_bytes(q) == 4480 + 2 * 130 + 128 + 4 * 8
     assert policy_bytes(p) / policy_bytes(q) >= 3.5
+    own = quantize_int8(p, cartpole_obs(300), shared_table=False)
+    assert policy_bytes(own) == policy_bytes(q) + 128  # a table per hidden layer
     per_channel = quantize_int8(p, cartpole_obs(300), per_channel=True)
     # per channel: w_scale, multiplier, shift (9 B) for each of the 64 + 64 + 2 outputs
     assert policy_bytes(per_channel) == policy_bytes(q) + (64 + 64 + 2) * 9

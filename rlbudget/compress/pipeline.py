@@ -103,7 +103,9 @@ PER_TENSOR_AGREEMENT_SLACK = 0.01
 the parent on the visited states is this much below a scale per channel's; then per
 channel. Measured on the Zoo's 64-64 nets (per tensor / per channel): PPO CartPole 97.6 /
 97.7 %, PPO MountainCar 100 / 100 %, A2C Pendulum 95.9 / 96.0 % (per tensor kept); SAC
-Pendulum 97.5 / 99.2 % (per channel)."""
+Pendulum 97.5 / 99.2 % (per channel). The same slack decides whether the tanh layers share
+one table (:func:`~rlbudget.compress.quantize.quantize_int8`'s ``shared_table``) or keep one
+each: PPO CartPole 96.3 / 97.6 % (a table each), PPO MountainCar 99.8 / 99.7 % (shared)."""
 AGREEMENT_TOLERANCE = 0.05
 """Continuous actions agree when every dimension differs by at most this part of its span."""
 TAIL_FRACTION = 0.05
@@ -203,6 +205,14 @@ def _int8(ctx: _Context) -> tuple[Policy, dict[str, Any]]:
         if rates[0] < rates[1] - PER_TENSOR_AGREEMENT_SLACK:
             child = per_channel
     params["weight_scales"] = _scales(child)
+    if child.provenance["transforms"][-1].get("shared_table"):
+        # one tanh table for all tanh layers saves 128 B each; the same test as above
+        own = quantize_int8(ctx.parent, obs, per_channel=_scales(child) == "per channel",
+                            shared_table=False)  # fmt: skip
+        rates = [action_agreement(ctx.parent, c, ctx.visited).rate for c in (child, own)]
+        params["agreement_shared_table"], params["agreement_own_tables"] = rates
+        keep = rates[0] >= rates[1] - PER_TENSOR_AGREEMENT_SLACK
+        child, params["tanh_tables"] = (child, "shared") if keep else (own, "per layer")
     return child, params
 
 

@@ -27,7 +27,9 @@
   saturated at int8 resolution, so the wider range would only cost precision. Its output range is
   calibrated on the activations seen (``lut_output``), where TFLite fixes it at (1/128, 0)
   and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
-  TFLite's fixed scale would give them ≈ 100 of the 256 levels.
+  TFLite's fixed scale would give them ≈ 100 of the 256 levels. By default every tanh
+  layer uses the union of the tanh layers' ranges, so they share one table, stored and
+  exported once (``shared_table``).
 
 Two choices go beyond TFLite's converter, both because a policy's action is decided by
 small differences:
@@ -203,7 +205,12 @@ def _quantize_layer(
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
 
-def quantize_int8(policy: Policy, calibration_obs: np.ndarray, per_channel: bool = False) -> Policy:
+def quantize_int8(
+    policy: Policy,
+    calibration_obs: np.ndarray,
+    per_channel: bool = False,
+    shared_table: bool = True,
+) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
     :param policy: a policy with an ``mlp`` body (any preprocess and head).
@@ -213,6 +220,10 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray, per_channel: bool
         default), else one per layer (fewer bytes; ``rlbudget compress -m int8`` keeps it
         unless it costs action agreement, see
         :data:`~rlbudget.compress.pipeline.PER_TENSOR_AGREEMENT_SLACK`).
+    :param shared_table: one tanh table for every tanh layer (their input and output
+        ranges widened to the union of theirs; 128 B less per further tanh layer), else
+        one per layer, each on its own range (``rlbudget compress -m int8`` keeps the
+        shared one unless it costs action agreement, as for ``per_channel``).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
@@ -247,23 +258,53 @@ def quantize_int8(policy: Policy, calibration_obs: np.ndarray, per_channel: bool
     low, high = (-1.0, 1.0) if folded else (float(x.min()), float(x.max()))
     quant = activation_params(low, high)
     float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
+    ranges = _float_ranges(x, dense_layers)
+    shared = shared_table and sum(d.activation == "tanh" for d in dense_layers) > 1
+    if shared:
+        ranges = _share_tanh_ranges(ranges, dense_layers)
     layers: list[QDense] = []
     xq = quantize_input(x, *quant)  # what the int8 path sees, to correct its bias against
     for i, dense in enumerate(dense_layers):
         z = _dense(x, dense.W, dense.b)
         a = _activate(z, dense.activation)
-        seen = a if dense.activation == "relu" else z  # relu folds into the output clamp
-        layer = _quantize_layer(dense.W, dense.b, dense.activation, quant,
-                                _range(seen, dense.activation),
+        layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
-                                (float(a.min()), float(a.max())), per_channel)  # fmt: skip
+                                ranges[i][1], per_channel)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
     child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
     return with_transform(policy, child, "int8", calibration_observations=len(obs),
-                          input_normalization=folded, float_output=float_last)  # fmt: skip
+                          input_normalization=folded, float_output=float_last,
+                          **({"shared_table": True} if shared else {}))  # fmt: skip
+
+
+Ranges = list[tuple[tuple[float, float], tuple[float, float]]]
+
+
+def _float_ranges(x: Array, layers: tuple[Dense, ...]) -> Ranges:
+    """Per layer, the calibrated range of what its int8 output quantizes (the
+    pre-activation, clipped where the table saturates; relu's output, folded into the
+    clamp) and of its activation (a tanh / sigmoid table's output)."""
+    out = []
+    for dense in layers:
+        z = _dense(x, dense.W, dense.b)
+        x = _activate(z, dense.activation)
+        seen = x if dense.activation == "relu" else z  # relu folds into the output clamp
+        out.append((_range(seen, dense.activation), (float(x.min()), float(x.max()))))
+    return out
+
+
+def _share_tanh_ranges(ranges: Ranges, layers: tuple[Dense, ...]) -> Ranges:
+    """``ranges`` with every tanh layer's widened to the union of all tanh layers' (each
+    symmetric): their tables then have the same input and output scales, so they are the
+    same table, stored and exported once (128 B per further tanh layer, plus its header)."""
+    tanh = [i for i, d in enumerate(layers) if d.activation == "tanh"]
+    top_in = max(max(abs(v) for v in ranges[i][0]) for i in tanh)
+    top_out = max(max(abs(v) for v in ranges[i][1]) for i in tanh)
+    shared = ((-top_in, top_in), (-top_out, top_out))
+    return [shared if i in tanh else r for i, r in enumerate(ranges)]
 
 
 def _correct_bias(layer: QDense, xq: Array, z: Array) -> QDense:

@@ -170,6 +170,25 @@ def _loop(var: str, n: int, statement: str) -> str:
 # --- helpers (C text), emitted only when used ----------------------------------------------
 
 QUANTIZE = """
+/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm).
+   half_scale is scale / 2 (exact), so s = v / half_scale is 2 v / scale exactly, and
+   round(v / scale) = (trunc(s) + sign(s)) / 2 with C's truncating division */
+static int8_t rlb_quantize(float v, float half_scale, int32_t zero_point)
+{
+    float s = v / half_scale;
+    int32_t r;
+    if (!(s >= -1024.0f)) {
+        s = -1024.0f; /* NaN too */
+    }
+    if (s > 1024.0f) {
+        s = 1024.0f;
+    }
+    r = (int32_t)s; /* truncates */
+    r = (r + (r > 0) - (r < 0)) / 2 + zero_point;
+    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+}
+"""
+QUANTIZE_FULL_SCALE = """
 /* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm) */
 static int8_t rlb_quantize(float v, float scale, int32_t zero_point)
 {
@@ -193,6 +212,19 @@ static int8_t rlb_quantize(float v, float scale, int32_t zero_point)
     return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
 }
 """
+"""The quantization when ``scale / 2`` is not exact in float32 (a scale below 2**-125)."""
+
+
+def quantize_helper(scale: float) -> tuple[str, float]:
+    """The C of ``rlb_quantize`` for the input ``scale`` and the scale to pass it:
+    :data:`QUANTIZE` with ``scale / 2`` (fewer float operations: a division, two compares
+    and a conversion) where halving is exact, else :data:`QUANTIZE_FULL_SCALE`."""
+    full = np.float32(scale)
+    half = full / np.float32(2)
+    if half * np.float32(2) == full and half >= np.finfo(np.float32).tiny:
+        return QUANTIZE, float(half)
+    return QUANTIZE_FULL_SCALE, float(full)
+
 
 FIXED_POINT = """
 /* gemmlowp SaturatingRoundingDoublingHighMul; b (a multiplier >= 0) is never INT32_MIN */
@@ -206,7 +238,7 @@ static int32_t rlb_srdhm(int32_t a, int32_t b)
 /* gemmlowp RoundingDivideByPOT: x / 2^exponent, rounded half away from zero */
 static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
 {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u); /* exponent <= 31 */
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -229,6 +261,8 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
                            int32_t lo, const int8_t *lut)
 {
     int32_t i, j, acc;
+    const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
+    lo -= out_zp;
     for (j = 0; j < n_out; ++j) {
         const int8_t *row = w + j * n_in;
         acc = b[j];
@@ -236,9 +270,7 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
         acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
-        acc = acc < -255 ? -255 : (acc > 255 ? 255 : acc); /* same clamp, no overflow */
-        acc += out_zp;
-        acc = acc < lo ? lo : (acc > 127 ? 127 : acc);
+        acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
         y[j] = @LUT;
     }
 }
@@ -612,8 +644,9 @@ def _vector(w: _Writer, policy: Policy, last: OneHot | None, target: str, width:
     if q is None:
         w.line(_loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
         return
-    w.helper("rlb_quantize", QUANTIZE)
-    quantize = f"rlb_quantize(rlb_input(obs, i), {c_float(q[0])}, {q[1]})"
+    helper, scale = quantize_helper(q[0])
+    w.helper("rlb_quantize", helper)
+    quantize = f"rlb_quantize(rlb_input(obs, i), {c_float(scale)}, {q[1]})"
     w.line(_loop("i", width, f"{target}[i] = {quantize};"))
 
 

@@ -190,6 +190,15 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
         arrays[name] = np.ascontiguousarray(a)
         return name
 
+    tables: dict[bytes, str] = {}
+
+    def put_table(name: str, a: Array) -> str:
+        """A lookup table, stored once: a layer whose table equals an earlier one's names it."""
+        key = a.tobytes()
+        if key not in tables:
+            tables[key] = put(name, a)
+        return tables[key]
+
     def put_weights(name: str, W: Array) -> str | dict[str, Any]:
         csr = sparse_weights(W)
         if csr is None:
@@ -236,7 +245,8 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
                 "input_scale": q.input_scale, "input_zero_point": q.input_zero_point,
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
                 "W": put_weights(f"body.{i}.W", q.W),
-                **{n: put(f"body.{i}.{n}", _stored(q, n)) for n in names},
+                **{n: (put_table if n == "lut" else put)(f"body.{i}.{n}", _stored(q, n))
+                   for n in names},
                 **scalars,
                 **({"output": "float32"} if q.float_output else {}),
                 **({"lut_output_scale": q.lut_output[0],
