@@ -63,7 +63,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 BUG_EXIT = 3
 BUG_HINT = (
-    "this is a bug, please report it at https://github.com/rlbudget/rlbudget/issues "
+    "this is a bug, please report it with the command and this line "
     "(RLBUDGET_DEBUG=1 shows the traceback)"
 )
 
