@@ -5,7 +5,7 @@ threshold and a confirmation on fresh episodes puts its 95 % lower bound at or a
 (the criterion itself). A fresh evaluation with another seed must then agree within two
 standard errors: on slippery FrozenLake the best policy succeeds only ≈74 % of the time,
 so 100 fresh episodes land under 0.70 by chance quite often.
-The longer cases are marked slow.
+The longer cases are marked slow; FrozenLake (≈ 3 s) runs by default.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rlbudget.train import resolve, train_run
 
 CASES = [
     pytest.param("q-learning", "FrozenLake-v1", 0.70, id="frozenlake-q"),
-    pytest.param("sarsa", "Taxi-v4", 7.5, id="taxi-sarsa"),
+    pytest.param("sarsa", "Taxi-v4", 7.5, id="taxi-sarsa", marks=pytest.mark.slow),  # ≈ 15 s
     pytest.param(
         "sarsa-lambda", "MountainCar-v0", -130.0, id="mountaincar", marks=pytest.mark.slow
     ),
