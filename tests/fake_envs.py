@@ -40,7 +40,8 @@ class DictObsEnv(gym.Env[Obs, Any]):
 
     def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Obs, dict[str, Any]]:
         super().reset(seed=seed)
-        self.observation_space.seed(seed)
+        if seed is not None:  # seed(None) would draw fresh OS entropy: runs would differ
+            self.observation_space.seed(seed)
         self.t = 0
         return self._draw(), {}
 

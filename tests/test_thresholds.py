@@ -5,7 +5,7 @@ threshold and a confirmation on fresh episodes puts its 95 % lower bound at or a
 (the criterion itself). A fresh evaluation with another seed must then agree within two
 standard errors: on slippery FrozenLake the best policy succeeds only ≈74 % of the time,
 so 100 fresh episodes land under 0.70 by chance quite often.
-The longer cases are marked slow.
+The longer cases are marked slow; FrozenLake (≈ 3 s) runs by default.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from rlbudget.train import resolve, train_run
 # its 95 % bound; until issue 14 it had trained as Q-learning, which confirms by ≈ 70k.
 CASES = [
     pytest.param("q-learning", "FrozenLake-v1", 0.70, None, id="frozenlake-q"),
-    pytest.param("q-learning", "Taxi-v4", 7.5, None, id="taxi-q"),
+    pytest.param("q-learning", "Taxi-v4", 7.5, None, id="taxi-q", marks=pytest.mark.slow),
     pytest.param("sarsa", "Taxi-v4", 7.5, 400_000, id="taxi-sarsa", marks=pytest.mark.slow),
     pytest.param(
         "sarsa-lambda", "MountainCar-v0", -130.0, None, id="mountaincar",

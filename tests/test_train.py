@@ -81,8 +81,9 @@ def test_train_from_plan(tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
     r = runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
     assert r.exit_code == 0
-    s = train(str(plan), "--option", "2", "-o", str(tmp_path / "r"))
-    assert s["algorithm"] == "sarsa" and s["env"] == "FrozenLake-v1"
+    # A few thousand steps: the test is about the plan's choice reaching train, not the return.
+    s = train(str(plan), "--option", "2", "--steps", "5k", "-o", str(tmp_path / "r"))
+    assert s["algorithm"] == "sarsa" and s["env"] == "FrozenLake-v1" and s["steps"] <= 5_000
     e = evaluate(load_policy(tmp_path / "r" / "policy"), "FrozenLake-v1", episodes=5)
     assert e.episodes == 5
 
@@ -140,23 +141,24 @@ def test_resume_equals_straight_run(
 ) -> None:
     from rlbudget.train import load_settings, train_run
 
-    budget = write_budget(LONG.format(steps=20_000))
+    budget = write_budget(LONG.format(steps=6_000))
     straight = tmp_path / "straight"
     train("--algo", "dyna-q", "--budget", str(budget), "--seed", "4", "-o", str(straight))
-    # The same run, stopped after 10,000 steps (mid-episode), then resumed from the CLI.
+    # The same run, stopped after 3,000 steps (mid-episode), then resumed from the CLI.
+    assert "3000" not in {row[0] for row in _metrics_without_wall(straight)}
     halves = tmp_path / "halves"
     settings = load_settings(straight)
     calls = {"n": 0}
 
     def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] > 10_000
+        return calls["n"] > 3_000
 
     first = train_run(settings, halves, should_stop=stop)
-    assert first.stopped_by == "requested" and first.steps == 10_000
+    assert first.stopped_by == "requested" and first.steps == 3_000
     r = runner.invoke(app, ["train", "--resume", str(halves), "--json"])
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["steps"] == 20_000
+    assert json.loads(r.stdout)["steps"] == 6_000
     a, b = load_policy(straight / "policy").body, load_policy(halves / "policy").body
     assert np.array_equal(a.values, b.values)  # type: ignore[union-attr]
     assert _metrics_without_wall(straight) == _metrics_without_wall(halves)
@@ -223,8 +225,8 @@ def test_kill_9_leaves_a_loadable_checkpoint(
     from rlbudget.agents.tabular import Checkpoint
 
     run = tmp_path / "run"
-    # 200k steps: a checkpoint every 20k steps, i.e. several per second.
-    proc = _start(run, write_budget(LONG.format(steps="200k")))
+    # 100k steps: a checkpoint every 10k steps, i.e. several per second.
+    proc = _start(run, write_budget(LONG.format(steps="100k")))
     deadline = time.time() + 30
     while not (run / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -232,10 +234,10 @@ def test_kill_9_leaves_a_loadable_checkpoint(
     proc.kill()
     proc.wait(timeout=30)
     ck = Checkpoint.load(run / "checkpoint")
-    assert ck.state["steps"] % 20_000 == 0 and ck.state["steps"] > 0
+    assert ck.state["steps"] % 10_000 == 0 and 0 < ck.state["steps"] < 100_000
     r = runner.invoke(app, ["train", "--resume", str(run), "--json"])  # and it is usable
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["steps"] == 200_000
+    assert json.loads(r.stdout)["steps"] == 100_000
 
 
 def test_resume_takes_only_the_run_folder(tmp_path: Path) -> None:

@@ -76,8 +76,9 @@ def _cli(*args: str) -> dict[str, Any]:
         ("ppo", "CartPole-v1", TINY),  # Discrete actions, 8 envs, lin_ schedules
         ("a2c", "Pendulum-v1", {**TINY, "n_envs": 2}),  # Box, VecNormalize, gSDE
         ("dqn", "CartPole-v1", {**OFF_POLICY, "train_freq": 4, "gradient_steps": 1}),
-        ("sac", "Pendulum-v1", OFF_POLICY),
-        ("td3", "Pendulum-v1", OFF_POLICY),
+        # one gradient step per 4 env steps, not per step: the run folder is the same
+        ("sac", "Pendulum-v1", {**OFF_POLICY, "train_freq": 4, "gradient_steps": 1}),
+        ("td3", "Pendulum-v1", {**OFF_POLICY, "train_freq": 4, "gradient_steps": 1}),
     ],
 )
 def test_run_folder_and_policy(
