@@ -736,8 +736,7 @@ def train_run(
         if say is not None:
             say(f"{out}: no checkpoint (the run was killed before its first one); "
                 "starting it over with its config.yaml")  # fmt: skip
-        for name in ABANDONED - {LOCK}:
-            (out / name).unlink(missing_ok=True)
+        say = None  # said once; prepare_run_dir clears the folder
     if not resume:
         prepare_run_dir(out, say)
     with dir_lock(out):

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
+from rlbudget._lazy import submodules
 
-
-def __getattr__(name: str) -> Any:
-    """Submodules on first use (``rlbudget.agents.sb3_import`` after ``import rlbudget``)."""
-    from rlbudget._lazy import submodule
-
-    return submodule(__name__, name)
+__getattr__ = submodules(__name__)  # submodules on first use, after import rlbudget

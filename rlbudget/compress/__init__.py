@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlbudget._lazy import submodules
 from rlbudget.policy.model import Policy
 
 
@@ -26,8 +27,4 @@ def with_transform(parent: Policy, child: Policy, method: str, **params: Any) ->
                   child.head, prov)  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    """Submodules on first use (``rlbudget.agents.sb3_import`` after ``import rlbudget``)."""
-    from rlbudget._lazy import submodule
-
-    return submodule(__name__, name)
+__getattr__ = submodules(__name__)  # submodules on first use, after import rlbudget
