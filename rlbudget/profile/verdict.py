@@ -49,8 +49,8 @@ from rlbudget.budget import Budget
 from rlbudget.devices import Range, get_device
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Policy
-from rlbudget.profile.footprint import FORMATS, Footprint, footprint
-from rlbudget.profile.latency import HostLatency, deployed_actor, estimate_target, measure_host
+from rlbudget.profile.footprint import FORMATS, Footprint, deployed, footprint
+from rlbudget.profile.latency import HostLatency, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
 PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "NOT CHECKED"
@@ -330,9 +330,8 @@ def profile(
     :raises PolicyError: an unknown format, or a format that cannot express the policy.
     :raises EnvError: the env does not match the policy.
     """
-    from rlbudget.compress.pipeline import visited_observations
     from rlbudget.envs import env_spec
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import evaluate, visited_observations
 
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
@@ -340,10 +339,8 @@ def profile(
     device, m, lim = budget.device, budget.margin, budget.inference
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
-    memory = footprint(policy, fmt, device)
-
     returns: ReturnFigure | None = None
-    with deployed_actor(policy, fmt) as actor:
+    with deployed(policy, fmt, device) as (memory, actor):  # C: one export for both
         if env:
             obs = visited_observations(policy, str(env), states=500, seed=seed,
                                        gym_packages=gym_packages)  # fmt: skip
