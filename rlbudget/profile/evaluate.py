@@ -1,4 +1,5 @@
-"""Episode returns of a numpy policy in its env (no torch anywhere on this path).
+"""Episode returns of a numpy policy in its env, and the observations it visits (no torch
+anywhere on this path).
 
 Seeding follows SB3's evaluation convention: the env is reset with ``seed`` once, then
 episodes run back to back (``reset()`` without a seed), so a seed gives one fixed,
@@ -142,9 +143,8 @@ def visited_observations(
     policy: Policy, env_id: str, *, states: int, seed: int = 0, gym_packages: Sequence[str] = ()
 ) -> Array:
     """``states`` observations the policy visits acting greedily: the env is reset with
-    ``seed`` once, then episodes run back to back (as :func:`evaluate` seeds them) until
-    enough observations are collected. Compression fits and checks its methods on them;
-    profile times the host on them.
+    ``seed`` once, then episodes run back to back (as :func:`evaluate` seeds
+    them) until enough observations are collected.
 
     :returns: an array ``[states, *observation_shape]``.
     """
