@@ -1,0 +1,100 @@
+"""The C runtime's source files (``rlbudget/export/runtime/``), as the export pastes them.
+
+Each ``.c`` file there is one piece of the runtime (a kernel and its helpers), plain C99
+that compiles on its own (the tests build every file with ``-Wall -Wextra -Werror
+-pedantic``). Its parameters are ``RLB_*`` macros with a default under ``#ifndef``; its
+variants are ``#if`` branches on them. :func:`instance` does what the C preprocessor
+would do with those parameters given, and no more, so that ``policy.c`` holds each piece
+the policy uses as readable C, with no macro left and no unused branch (as ``unifdef``
+does): it drops the file's opening comment and its defaults, keeps the ``#if`` branches
+the parameters select, and writes each parameter's value (or an instance's new name) in
+place of its identifier. Functions become ``static`` (``RLB_API``).
+
+>>> print(instance("argmax.c", RLB_VALUE="int8_t", rlb_argmax="rlb_argmax_int8"))
+... # doctest: +ELLIPSIS
+/* index of the first largest value (numpy's argmax) */
+static int rlb_argmax_int8(const int8_t *y, int32_t n)
+...
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib.resources import files
+
+from rlbudget.errors import PolicyError
+
+RUNTIME = files("rlbudget.export") / "runtime"
+"""The folder of the C runtime's files (package data)."""
+
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+_PARAMETER = re.compile(r"\bRLB_[A-Z0-9_]+\b")
+_EXPRESSION = re.compile(r"\s*(\w+|&&|\|\||!|\(|\))")
+
+
+@functools.cache
+def source(name: str) -> str:
+    """The text of the runtime file ``name`` (e.g. ``"dense_int8.c"``)."""
+    return (RUNTIME / name).read_text(encoding="utf-8")
+
+
+def instance(name: str, **parameters: str | int) -> str:
+    """The runtime file ``name`` with ``parameters`` given, as ``policy.c`` holds it.
+
+    :param name: a file in :data:`RUNTIME`.
+    :param parameters: a value for every ``RLB_*`` parameter the kept text or an ``#if``
+        reads (a C type, a constant, or 0/1 for an ``#if``), and new names for functions.
+    :raises PolicyError: a parameter is missing, or the file holds a directive other
+        than ``#ifndef`` (its defaults) and ``#if``/``#else``/``#endif`` (a bug in the
+        runtime file).
+    """
+    values = {"RLB_API": "static", **{k: str(v) for k, v in parameters.items()}}
+    text = source(name)
+    if text.startswith("/*"):
+        text = text.split("*/", 1)[1]
+    kept: list[str] = []
+    taken: list[bool] = []  # per open #if: is its current branch kept
+    for line in text.splitlines():
+        directive = line.strip()
+        if not directive.startswith("#"):
+            if all(taken):
+                kept.append(line)
+            continue
+        word, _, condition = directive[1:].strip().partition(" ")
+        condition = condition.split("/*")[0].strip()
+        if word == "ifndef":  # a default, for compiling the file on its own
+            taken.append(False)
+        elif word == "if":
+            taken.append(all(taken) and _true(condition, values, name))
+        elif word == "else" and taken:
+            taken[-1] = all(taken[:-1]) and not taken[-1]
+        elif word == "endif" and taken:
+            taken.pop()
+        elif all(taken):
+            raise PolicyError(f"runtime file {name}: unexpected directive {directive!r}")
+    body = _IDENTIFIER.sub(lambda m: values.get(m.group(), m.group()), "\n".join(kept))
+    missing = _PARAMETER.search(body)
+    if missing:
+        raise PolicyError(f"runtime file {name}: no value given for {missing.group()}")
+    return body.strip("\n")
+
+
+def _true(condition: str, values: dict[str, str], name: str) -> bool:
+    """An ``#if`` condition over the parameters: names, integers, ``!``, ``&&``, ``||``
+    and parentheses, as C reads them."""
+    tokens = _EXPRESSION.findall(condition)
+    if "".join(tokens) != condition.replace(" ", ""):
+        raise PolicyError(f"runtime file {name}: cannot read '#if {condition}'")
+    words = {"!": " not ", "&&": " and ", "||": " or ", "(": "(", ")": ")"}
+    python = []
+    for token in tokens:
+        if token in words:
+            python.append(words[token])
+        elif token.isdigit():
+            python.append(token)
+        elif token in values and values[token].isdigit():
+            python.append(values[token])
+        else:
+            raise PolicyError(f"runtime file {name}: no 0/1 value given for {token}")
+    return bool(eval("".join(python), {"__builtins__": {}}))  # digits and operators only
