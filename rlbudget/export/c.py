@@ -8,7 +8,11 @@ The firmware calls one function, preprocess and head included::
     rlb_policy_act(obs, u);                     /* Box actions: RLB_ACTION_DIM floats */
 
 Weights and tables are ``static const`` arrays (flash); working memory is static buffers
-sized exactly (no malloc, no recursion). What the C computes, and how it matches numpy:
+sized exactly (no malloc, no recursion). The kernels are plain C files in
+``rlbudget/export/runtime/`` (compiled on their own by the tests); this module generates
+the model's data and the entry point that wires it, and pastes into ``policy.c`` the
+runtime functions that policy uses (:mod:`rlbudget.export.kernels`), so the folder stays
+self-contained. What the C computes, and how it matches numpy:
 
 - ``mlp_int8``: integer-only, **bit-exact** with :class:`~rlbudget.policy.model.QuantizedMLP`
   (the same float32 division and rounding for the input, the same gemmlowp fixed-point
@@ -37,7 +41,6 @@ Right shifts of negative int32 values are assumed arithmetic (GCC, Clang, Arm, I
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -45,9 +48,17 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget import __version__
-from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
+from rlbudget.export.c_source import (
+    CTYPES,
+    HEADER,
+    CWriter,
+    c_double,
+    c_float,
+    loop,
+    policy_c,
+    policy_h,
+)
 from rlbudget.export.kernels import instance, source
 from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
@@ -68,10 +79,7 @@ from rlbudget.policy.model import (
     quantize_input,
 )
 
-HEADER, SOURCE, HARNESS = "policy.h", "policy.c", "main.c"
-CTYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t",
-          "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t",
-          "uint32": "uint32_t"}  # fmt: skip
+SOURCE, HARNESS = "policy.c", "main.c"
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 
 
@@ -93,82 +101,11 @@ class ExportResult:
                 "flash_bytes": self.flash_bytes, "needs_libm": self.needs_libm}  # fmt: skip
 
 
-def c_float(v: float) -> str:
-    """A float32 constant that reads back bit for bit: ``%.9g`` plus ``f``."""
-    s = f"{float(np.float32(v)):.9g}"
-    return (s if any(c in s for c in ".e") else s + ".0") + "f"
-
-
-def c_double(v: float) -> str:
-    """A double constant that reads back bit for bit (``%.17g``)."""
-    s = f"{float(v):.17g}"
-    return s if any(c in s for c in ".e") else s + ".0"
-
-
-def c_int(v: int) -> str:
-    """An integer constant (INT32_MIN spelled so that no constant overflows)."""
-    return str(v) if v != -(2**31) else "(-2147483647 - 1)"
-
-
-def _c_intv(v: Any) -> str:
-    return c_int(int(v))
-
-
-class _Writer:
-    """Collects the pieces of ``policy.c``: constants, buffers, helpers, the entry point."""
-
-    def __init__(self) -> None:
-        self.consts: list[str] = []
-        self.buffers: list[str] = []
-        self.helpers: dict[str, str] = {}
-        self.code: list[str] = []
-        self.flash = 0
-        self.ram = 0
-        self.libm = False
-
-    def const(self, name: str, values: Iterable[Any], ctype: str, comment: str = "") -> str:
-        items = list(values)
-        fmt: Callable[[Any], str] = {"float": c_float, "double": c_double}.get(ctype, _c_intv)
-        per_line = 6 if ctype in ("float", "double") else 12
-        rows = [", ".join(fmt(v) for v in items[i : i + per_line])
-                for i in range(0, len(items), per_line)]  # fmt: skip
-        note = f"/* {comment} */\n" if comment else ""
-        body = ",\n    ".join(rows)
-        self.consts.append(f"{note}static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};")
-        self.flash += len(items) * _sizeof(ctype)
-        return name
-
-    def array(self, name: str, a: Array, comment: str = "", ctype: str | None = None) -> str:
-        return self.const(name, np.asarray(a).ravel().tolist(), ctype or CTYPES[str(a.dtype)],
-                          comment)  # fmt: skip
-
-    def buffer(self, name: str, ctype: str, n: int, comment: str) -> str:
-        self.buffers.append(f"static {ctype} {name}[{n}]; /* {comment} */")
-        self.ram += n * _sizeof(ctype)
-        return name
-
-    def helper(self, name: str, text: str) -> None:
-        self.helpers.setdefault(name, text.strip("\n"))
-
-    def line(self, text: str) -> None:
-        self.code.append(text)
-
-
-def _sizeof(ctype: str) -> int:
-    return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4,
-            "uint16_t": 2, "uint32_t": 4}[ctype]  # fmt: skip
-
-
 def _fail(message: str) -> PolicyError:
     return PolicyError(f"export_c: {message}")
 
 
-def _loop(var: str, n: int, statement: str) -> str:
-    """``for (var = 0; var < n; ++var) { statement }`` at the entry point's indentation."""
-    return f"    for ({var} = 0; {var} < {n}; ++{var}) {{\n        {statement}\n    }}"
-
-
-# --- helpers (C text), emitted only when used ----------------------------------------------
+# --- runtime functions (runtime/*.c), pasted only when used ---------------------------------
 
 QUANTIZE = instance("quantize.c", RLB_HALF_SCALE=1)
 """``rlb_quantize(v, scale / 2, zero_point)``: float32 → int8, half away from zero."""
@@ -202,7 +139,7 @@ def argmax_on_acc(policy: Policy, la: QDense) -> bool:
             and bound < ACC_EXACT)  # fmt: skip
 
 
-def _kernel(w: _Writer, name: str, bias: Array, odd: bool = False) -> str:
+def _kernel(w: CWriter, name: str, bias: Array, odd: bool = False) -> str:
     """Emit the int8 kernel ``name`` (``dense_int8``, ``dense_int8_acc``,
     ``dense_int8_float``) for ``bias``'s C type (int16 or int32) and, ``odd``, a half
     lookup table; its C name."""
@@ -264,7 +201,7 @@ def _split_preprocess(
     return norm, last
 
 
-def _input_function(w: _Writer, norm: Normalize | None) -> None:
+def _input_function(w: CWriter, norm: Normalize | None) -> None:
     """``rlb_input(obs, i)``: observation element i after the float preprocess."""
     if norm is None:
         w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=0))
@@ -280,7 +217,7 @@ def _bin(top: str) -> str:
     return f"!(s >= 0.0) ? 0 : (s >= (double){top} ? (int32_t){top} : (int32_t)s)"
 
 
-def _state_function(w: _Writer, policy: Policy, last: Discretize | None) -> None:
+def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None:
     """``rlb_state(obs)``: the table row, from a Discrete observation or a discretizer."""
     if last is None:
         n = policy.observation_space.n
@@ -297,29 +234,29 @@ def _state_function(w: _Writer, policy: Policy, last: Discretize | None) -> None
     w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=1, RLB_DIMS=len(bins)))
 
 
-def _vector(w: _Writer, policy: Policy, last: OneHot | None, target: str, width: int,
+def _vector(w: CWriter, policy: Policy, last: OneHot | None, target: str, width: int,
             q: tuple[float, int] | None = None) -> None:  # fmt: skip
     """Fill ``target[0..width)`` with the body input (int8 when ``q`` gives scale, zero point)."""
     if isinstance(last, OneHot):
         _state_function(w, policy, None)
         if q is None:
-            w.line(_loop("i", width, f"{target}[i] = 0.0f;"))
+            w.line(loop("i", width, f"{target}[i] = 0.0f;"))
             w.line(f"    {target}[rlb_state(obs)] = 1.0f; /* one_hot */")
             return
         zero, one = quantize_input(np.array([0.0, 1.0], dtype=np.float32), *q).tolist()
-        w.line(_loop("i", width, f"{target}[i] = {zero};"))
+        w.line(loop("i", width, f"{target}[i] = {zero};"))
         w.line(f"    {target}[rlb_state(obs)] = {one}; /* one_hot, quantized */")
         return
     if q is None:
-        w.line(_loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
+        w.line(loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
         return
     helper, scale = quantize_helper(q[0])
     w.helper("rlb_quantize", helper)
     quantize = f"rlb_quantize(rlb_input(obs, i), {c_float(scale)}, {q[1]})"
-    w.line(_loop("i", width, f"{target}[i] = {quantize};"))
+    w.line(loop("i", width, f"{target}[i] = {quantize};"))
 
 
-def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
+def _mlp(w: CWriter, policy: Policy, body: MLP, last: OneHot | None) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
     size = max(a + b for a, b in pairwise(widths))
     w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
@@ -327,7 +264,7 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     half = body.half
     if half:  # float16 weights: halves in flash, float32 sums, activations rounded to half
         w.helper("half", HALF)
-        w.line(_loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
+        w.line(loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
     activations = {la.activation for la in body.layers}
     w.libm |= bool(activations & {"tanh", "sigmoid"})
     x = "rlb_arena"
@@ -362,7 +299,7 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     return x
 
 
-def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
+def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
     size = max(a + b for a, b in pairwise(widths))
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
@@ -410,7 +347,7 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     return x
 
 
-def _linear(w: _Writer, policy: Policy, body: Linear, last: TileCode | OneHot | None) -> str:
+def _linear(w: CWriter, policy: Policy, body: Linear, last: TileCode | OneHot | None) -> str:
     n_in, n_out = body.W.shape
     w.buffer("rlb_out", "float", n_out, "body outputs")
     quantized = body.scale is not None
@@ -435,7 +372,7 @@ def _linear(w: _Writer, policy: Policy, body: Linear, last: TileCode | OneHot | 
     return "rlb_out"
 
 
-def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
+def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
     n_features, n_out = body.W.shape
     width = (tc.high - tc.low) / tc.tiles_per_dim  # float32, as TileCode.apply
     w.array("rlb_tile_low", tc.low.astype(np.float64), "tile coding: low (float64)")
@@ -450,7 +387,7 @@ def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
     tpd, dims = tc.tiles_per_dim, len(tc.low)
     hashed = (f"\n        f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
               f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
-    w.line(_loop("j", n_out, f"{acc}[j] = 0;"))
+    w.line(loop("j", n_out, f"{acc}[j] = 0;"))
     w.line(f"""    for (t = 0; t < {tc.tilings}; ++t) {{ /* one active feature per tiling */
         int32_t d, k, f = 0;
         double s;
@@ -466,13 +403,13 @@ def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
         }}
     }}""")
     if quantized:
-        w.line(_loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))
+        w.line(loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))
     else:
-        w.line(_loop("j", n_out, "rlb_out[j] += rlb_b[j];"))
+        w.line(loop("j", n_out, "rlb_out[j] += rlb_b[j];"))
     return "rlb_out"
 
 
-def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None) -> None:
+def _head(w: CWriter, policy: Policy, y: str, n: int, int8: QuantizedMLP | None) -> None:
     head = policy.head
     if policy.action_space.kind == "discrete":
         if head.kind != "argmax":
@@ -494,14 +431,14 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
                 np.repeat(dequantize(np.arange(-128, 128), scale, zp)[:, None], n, 1)
             )
             w.array("rlb_head_table", table.T, "tanh_rescale of each int8 output, per dimension")
-            w.line(_loop("j", n, f"action[j] = rlb_head_table[j * 256 + {y}[j] + 128];"))
+            w.line(loop("j", n, f"action[j] = rlb_head_table[j * 256 + {y}[j] + 128];"))
             w.line("    return 0;")
             return
         value = f"(float)((int32_t){y}[j] - {zp}) * {c_float(scale)}"
     else:
         value = f"{y}[j]"
     if not bounded:
-        w.line(_loop("j", n, f"action[j] = {value};") + "\n    return 0;")
+        w.line(loop("j", n, f"action[j] = {value};") + "\n    return 0;")
         return
     assert head.low is not None and head.high is not None
     if head.kind == "clip":
@@ -528,7 +465,7 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     return 0;""")
 
 
-def _packed_table(w: _Writer, body: PackedTable) -> None:
+def _packed_table(w: CWriter, body: PackedTable) -> None:
     """A packed table's lookup, dense or sparse (bitmap + rank), as :class:`PackedTable`."""
     padded = np.append(body.packed, np.uint8(0))  # one spare byte: reads stay inside
     w.array("rlb_packed", padded, f"actions, {body.bits} bits each, LSB first")
@@ -542,10 +479,10 @@ def _packed_table(w: _Writer, body: PackedTable) -> None:
     w.line(f"    (void)action;\n    return {lookup}(rlb_state(obs));")
 
 
-def _generate(policy: Policy) -> _Writer:
+def _generate(policy: Policy) -> CWriter:
     """The writer filled with everything ``policy.c`` holds for ``policy``."""
     _check_arrays(policy)
-    w = _Writer()
+    w = CWriter()
     norm, last = _split_preprocess(policy)
     if policy.observation_space.kind == "box":
         _input_function(w, norm)
@@ -581,98 +518,6 @@ def _generate(policy: Policy) -> _Writer:
     return w
 
 
-def _source(policy: Policy, w: _Writer) -> str:
-    code = "\n".join(w.code)
-    loops = [v for v in ("i", "j", "t") if f"({v} = 0;" in code]
-    declare = f"    int32_t {', '.join(loops)};\n" if loops else ""
-    includes = "#include <stdint.h>" + ("\n#include <math.h>" if w.libm else "")
-    sections = [
-        f"/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit. */",
-        f'#include "{HEADER}"\n\n{includes}',
-        "/* --- constants (flash) --- */",
-        *w.consts,
-        "/* --- working buffers (RAM) --- */" if w.buffers else "",
-        *w.buffers,
-        *w.helpers.values(),
-        f"int rlb_policy_act(const float *obs, float *action)\n{{\n{declare}{code}\n}}",
-    ]
-    return "\n\n".join(s for s in sections if s) + "\n"
-
-
-def _origin(policy: Policy) -> str:
-    prov = policy.provenance
-    parts = [str(prov[k]) for k in ("algorithm", "env") if prov.get(k)]
-    parts += [t.get("method", "?") for t in prov.get("transforms", []) if isinstance(t, dict)]
-    pipeline = " -> ".join([*(p.kind for p in policy.preprocess), policy.body.kind,
-                            policy.head.kind])  # fmt: skip
-    return pipeline + (f" ({', '.join(parts)})" if parts else "")
-
-
-def _header(policy: Policy, w: _Writer) -> str:
-    obs, act = policy.observation_space, policy.action_space
-    discrete = act.kind == "discrete"
-    n_actions = f"#define RLB_N_ACTIONS {act.n}\n" if discrete else ""
-    obs_note = ("obs[0] holds the state index (a Discrete observation)" if obs.kind == "discrete"
-                else f"obs holds the {obs.dim} observation values, in the env's order")  # fmt: skip
-    returns = (f"the action index, 0..{(act.n or 1) - 1}; action is not used (may be NULL)"
-               if discrete else f"0, after writing {act.dim} floats to action")  # fmt: skip
-    if obs.radices is not None:
-        obs_note += f"; rlb_obs_index(parts) gives it for a Tuple of {len(obs.radices)} Discrete"
-    libm = " -lm" if w.libm else ""
-    no_libm = "" if w.libm else ", no libm"
-    return f"""/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit.
- *
- * int rlb_policy_act(const float *obs, float *action);
- *   {obs_note}.
- *   Returns {returns}.
- *   Not reentrant: it uses static buffers (RLB_RAM_BYTES). No malloc{no_libm}.
- *
- * Host test: cc -std=c99 -O2 policy.c main.c -o policy{libm} && ./policy < observations.txt
- */
-#ifndef RLB_POLICY_H
-#define RLB_POLICY_H
-
-#define RLB_OBS_DIM {obs.dim}
-#define RLB_ACTION_DIM {1 if discrete else act.dim}
-#define RLB_DISCRETE_ACTIONS {int(discrete)}
-{n_actions}#define RLB_RAM_BYTES {w.ram}
-#define RLB_FLASH_BYTES {w.flash}
-
-{_index_function(obs)}#ifdef __cplusplus
-extern "C" {{
-#endif
-
-int rlb_policy_act(const float *obs, float *action);
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* RLB_POLICY_H */
-"""
-
-
-def _index_function(obs: SpaceSpec) -> str:
-    """For a Discrete read from a Tuple of Discrete spaces: ``rlb_obs_index(parts)``, the
-    state index that ``obs[0]`` takes (row-major mixed radix, as ``SpaceSpec.index``)."""
-    if obs.radices is None:
-        return ""
-    k = len(obs.radices)
-    terms = "parts[0]"
-    for i, radix in enumerate(obs.radices[1:], start=1):
-        terms = f"({terms}) * {radix} + parts[{i}]"
-    return f"""
-/* The observation is a Tuple of {k} Discrete parts, sizes {", ".join(map(str, obs.radices))};
- * parts[i] counted from 0 (subtract the part's start). Returns the state for obs[0]. */
-#define RLB_OBS_PARTS {k}
-static inline long rlb_obs_index(const int *parts)
-{{
-    return {terms};
-}}
-
-"""
-
-
 HARNESS_TEXT = source("main.c")
 """``main.c``: reads observations from stdin, prints one action per line."""
 
@@ -696,7 +541,7 @@ def export_c(
     from rlbudget.fileio import atomic_write_dir
 
     w = _generate(policy)
-    files = {HEADER: _header(policy, w), SOURCE: _source(policy, w), HARNESS: HARNESS_TEXT}
+    files = {HEADER: policy_h(policy, w), SOURCE: policy_c(policy, w), HARNESS: HARNESS_TEXT}
     folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER,
                               parents=parents)  # fmt: skip
     return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, w.libm)
