@@ -88,11 +88,21 @@ def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
     text = kernels.instance("dense_int8.c", RLB_BIAS="int16_t", RLB_ODD_LUT=1,
                             rlb_dense_int8="rlb_dense_int8_b16_odd")  # fmt: skip
     assert text.startswith("/* one int8 fully connected layer")
-    assert "static void rlb_dense_int8_b16_odd(const int8_t *x, int8_t *y, const int8_t *w, "
+    assert "\nstatic void rlb_dense_int8_b16_odd(const int8_t *x, int8_t *y," in text
     assert "const int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
     assert "#" not in text and "RLB_" not in text
     full = kernels.instance("dense_int8.c", RLB_BIAS="int32_t", RLB_ODD_LUT=0)
     assert "static void rlb_dense_int8(" in full and "lut[acc + 128]" in full
+
+
+def test_if_conditions_read_as_c_reads_them() -> None:
+    flags = dict.fromkeys(("RLB_RELU", "RLB_TANH", "RLB_SIGMOID", "RLB_HALF"), 0)
+    plain = kernels.instance("dense_float.c", RLB_WEIGHT="float", **flags)
+    assert "(void)act;" in plain and "if (act ==" not in plain and "rlb_h2f" not in plain
+    tanh = kernels.instance("dense_float.c", RLB_WEIGHT="float", **flags | {"RLB_TANH": 1})
+    assert "(void)act;" not in tanh and "tanhf(acc)" in tanh and "expf" not in tanh
+    half = kernels.instance("dense_float.c", RLB_WEIGHT="uint16_t", **flags | {"RLB_HALF": 1})
+    assert "int act, int to_half)" in half and "rlb_round_half(acc)" in half
 
 
 def test_an_instance_without_a_parameter_it_reads_is_refused(
