@@ -105,6 +105,23 @@ def test_if_conditions_read_as_c_reads_them() -> None:
     assert "int act, int to_half)" in half and "rlb_round_half(acc)" in half
 
 
+def test_elif_and_nested_branches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "k.c").write_text(
+        "/* doc */\n#ifndef RLB_API\n#define RLB_API\n#endif\n"
+        "#if RLB_A\na\n#if RLB_B\nab\n#else\na!b\n#endif\n"
+        "#elif RLB_B\nb\n#elif 1\nneither\n#else\nnever\n#endif\nend\n"
+    )
+    monkeypatch.setattr(kernels, "RUNTIME", tmp_path)
+    kernels.source.cache_clear()
+    try:
+        got = {(a, b): kernels.instance("k.c", RLB_A=a, RLB_B=b).split() for a in (0, 1)
+               for b in (0, 1)}  # fmt: skip
+    finally:
+        kernels.source.cache_clear()
+    assert got == {(1, 1): ["a", "ab", "end"], (1, 0): ["a", "a!b", "end"],
+                   (0, 1): ["b", "end"], (0, 0): ["neither", "end"]}  # fmt: skip
+
+
 def test_an_instance_without_a_parameter_it_reads_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -45,32 +45,35 @@ def instance(name: str, **parameters: str | int) -> str:
     :param parameters: a value for every ``RLB_*`` parameter the kept text or an ``#if``
         reads (a C type, a constant, or 0/1 for an ``#if``), and new names for functions.
     :raises PolicyError: a parameter is missing, or the file holds a directive other
-        than ``#ifndef`` (its defaults) and ``#if``/``#else``/``#endif`` (a bug in the
-        runtime file).
+        than ``#ifndef`` (its defaults) and ``#if``/``#elif``/``#else``/``#endif`` (a bug
+        in the runtime file).
     """
     values = {"RLB_API": "static", **{k: str(v) for k, v in parameters.items()}}
     text = source(name)
     if text.startswith("/*"):
         text = text.split("*/", 1)[1]
     kept: list[str] = []
-    taken: list[bool] = []  # per open #if: is its current branch kept
+    levels: list[tuple[bool, bool]] = []  # per open #if: (this branch is kept, one was)
     for line in text.splitlines():
         directive = line.strip()
+        live = all(keep for keep, _ in levels)
         if not directive.startswith("#"):
-            if all(taken):
+            if live:
                 kept.append(line)
             continue
         word, _, condition = directive[1:].strip().partition(" ")
         condition = condition.split("/*")[0].strip()
-        if word == "ifndef":  # a default, for compiling the file on its own
-            taken.append(False)
-        elif word == "if":
-            taken.append(all(taken) and _true(condition, values, name))
-        elif word == "else" and taken:
-            taken[-1] = all(taken[:-1]) and not taken[-1]
-        elif word == "endif" and taken:
-            taken.pop()
-        elif all(taken):
+        if word in ("if", "ifndef"):  # #ifndef: a default, for compiling the file alone
+            keep = live and word == "if" and _true(condition, values, name)
+            levels.append((keep, keep or not live))
+        elif word == "elif" and levels:
+            keep = not levels[-1][1] and _true(condition, values, name)
+            levels[-1] = (keep, levels[-1][1] or keep)
+        elif word == "else" and levels:
+            levels[-1] = (not levels[-1][1], True)
+        elif word == "endif" and levels:
+            levels.pop()
+        elif live:
             raise PolicyError(f"runtime file {name}: unexpected directive {directive!r}")
     body = _IDENTIFIER.sub(lambda m: values.get(m.group(), m.group()), "\n".join(kept))
     missing = _PARAMETER.search(body)
