@@ -15,6 +15,7 @@ import pytest
 from rlbudget.errors import PolicyError
 from rlbudget.export import kernels
 from rlbudget.export.arm import TARGETS
+from rlbudget.export.c import ACTIVATION_CODES
 
 FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os"]
 RUNTIME = Path(str(kernels.RUNTIME))
@@ -101,6 +102,10 @@ def test_if_conditions_read_as_c_reads_them() -> None:
     assert "(void)act;" in plain and "if (act ==" not in plain and "rlb_h2f" not in plain
     tanh = kernels.instance("dense_float.c", RLB_WEIGHT="float", **flags | {"RLB_TANH": 1})
     assert "(void)act;" not in tanh and "tanhf(acc)" in tanh and "expf" not in tanh
+    for activation in ("relu", "tanh", "sigmoid"):  # the codes the generator passes
+        csr = {"RLB_WEIGHT": "float", "RLB_INDEX": "uint8_t", "RLB_POINTER": "uint16_t"}
+        one = kernels.instance("sparse_float.c", **csr, **flags | {f"RLB_{activation.upper()}": 1})
+        assert one.count("if (act ==") == 1 and f"if (act == {ACTIVATION_CODES[activation]})" in one
     half = kernels.instance("dense_float.c", RLB_WEIGHT="uint16_t", **flags | {"RLB_HALF": 1})
     assert "int act, int to_half)" in half and "rlb_round_half(acc)" in half
 

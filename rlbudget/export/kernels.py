@@ -10,6 +10,11 @@ does): it drops the file's opening comment and its defaults, keeps the ``#if`` b
 the parameters select, and writes each parameter's value (or an instance's new name) in
 place of its identifier. Functions become ``static`` (``RLB_API``).
 
+A new kernel: a file that starts with its comment, then ``#ifndef RLB_API`` /
+``#define RLB_API`` / ``#include "runtime.h"`` / ``#endif`` and a default per parameter;
+its variants listed in ``tests/test_c_runtime.py``; and in :mod:`rlbudget.export.c`,
+``w.helper(key, instance("file.c", ...))`` where a policy needs it.
+
 >>> print(instance("argmax.c", RLB_VALUE="int8_t", rlb_argmax="rlb_argmax_int8"))
 ... # doctest: +ELLIPSIS
 /* index of the first largest value (numpy's argmax) */
