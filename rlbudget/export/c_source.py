@@ -45,7 +45,8 @@ def _c_intv(v: Any) -> str:
 
 
 class CWriter:
-    """Collects the pieces of ``policy.c``: constants, buffers, helpers, the entry point."""
+    """Collects the pieces of ``policy.c``: constants (flash), buffers (RAM), runtime
+    functions (``helpers``, by a key so that each is pasted once), the entry point's code."""
 
     def __init__(self) -> None:
         self.consts: list[str] = []
@@ -85,6 +86,7 @@ class CWriter:
 
 
 def sizeof(ctype: str) -> int:
+    """Bytes of one ``ctype`` value (the fixed-width types and IEEE float/double)."""
     return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4,
             "uint16_t": 2, "uint32_t": 4}[ctype]  # fmt: skip
 
@@ -95,6 +97,8 @@ def loop(var: str, n: int, statement: str) -> str:
 
 
 def policy_c(policy: Policy, w: CWriter) -> str:
+    """The text of ``policy.c``: the constants, the buffers, the runtime functions and the
+    entry point ``rlb_policy_act`` that ``w`` collected."""
     code = "\n".join(w.code)
     loops = [v for v in ("i", "j", "t") if f"({v} = 0;" in code]
     declare = f"    int32_t {', '.join(loops)};\n" if loops else ""
@@ -106,6 +110,7 @@ def policy_c(policy: Policy, w: CWriter) -> str:
         *w.consts,
         "/* --- working buffers (RAM) --- */" if w.buffers else "",
         *w.buffers,
+        "/* --- runtime functions (from rlbudget/export/runtime/) --- */" if w.helpers else "",
         *w.helpers.values(),
         f"int rlb_policy_act(const float *obs, float *action)\n{{\n{declare}{code}\n}}",
     ]
@@ -113,6 +118,7 @@ def policy_c(policy: Policy, w: CWriter) -> str:
 
 
 def origin(policy: Policy) -> str:
+    """One line saying what the policy is: its pipeline, algorithm, env and transforms."""
     prov = policy.provenance
     parts = [str(prov[k]) for k in ("algorithm", "env") if prov.get(k)]
     parts += [t.get("method", "?") for t in prov.get("transforms", []) if isinstance(t, dict)]
@@ -122,6 +128,8 @@ def origin(policy: Policy) -> str:
 
 
 def policy_h(policy: Policy, w: CWriter) -> str:
+    """The text of ``policy.h``: how to call the policy, its sizes, and (a Tuple of
+    Discrete observations) ``rlb_obs_index``."""
     obs, act = policy.observation_space, policy.action_space
     discrete = act.kind == "discrete"
     n_actions = f"#define RLB_N_ACTIONS {act.n}\n" if discrete else ""
