@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget import __version__
-from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.agents.common import Episode, TrainResult
 from rlbudget.budget import DEFAULT_MARGIN, Budget
 from rlbudget.errors import PlanError, RlbudgetError, TrainingError
 from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, is_empty_dir
@@ -730,7 +730,7 @@ def train_run(
     if resume and not (out / "checkpoint").is_dir():
         check_unlocked(out)
         if not (out / "config.yaml").is_file() or not _abandoned(out):
-            from rlbudget.agents.tabular import Checkpoint
+            from rlbudget.agents.common import Checkpoint
 
             Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
         resume = False  # killed before the first checkpoint: an empty run
@@ -756,7 +756,7 @@ def _train_locked(
 
     import numpy as np
 
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
     from rlbudget.errors import TrainingError
     from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy

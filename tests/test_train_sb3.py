@@ -22,7 +22,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import register
 from typer.testing import CliRunner
 
-from rlbudget.agents.tabular import Checkpoint
+from rlbudget.agents.common import Checkpoint
 from rlbudget.cli import app
 from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate

@@ -1,11 +1,11 @@
-"""An SB3 model's whole training state as a :class:`~rlbudget.agents.tabular.Checkpoint`.
+"""An SB3 model's whole training state as a :class:`~rlbudget.agents.common.Checkpoint`.
 
 **Checkpoints** never need unpickling: the state dicts SB3 itself saves
 (``_get_torch_save_params``: policy with target networks, optimizers, SAC/TQC's
 ``log_ent_coef`` and its optimizer) are flattened into safetensors arrays with a JSON
 skeleton, with the replay buffer, the VecNormalize statistics and the RNG states (torch as
 its uint8 state tensor, numpy's MT19937 key), in the same atomic folder format as the
-built-in agents (:class:`~rlbudget.agents.tabular.Checkpoint`). They are written at
+built-in agents (:class:`~rlbudget.agents.common.Checkpoint`). They are written at
 rollout boundaries (the start of a rollout, i.e. just after an update) every
 ``checkpoint_every`` steps, and at the stop.
 
@@ -20,9 +20,9 @@ identical: the envs cannot be saved mid-episode, so they are reset, seeded with
 (not logged) and the first actions after a resume differ from a straight run's; an
 on-policy stop mid-rollout loses that partial rollout (see Stops in
 :mod:`rlbudget.sb3.training`); TD3's Ornstein-Uhlenbeck noise and VecNormalize's per-env
-discounted return restart at zero; gSDE's noise matrix is redrawn. A resumed run is therefore a faithful continuation, not
-a bit-for-bit replay of a straight run, but it is reproducible: resuming the same
-checkpoint twice gives the same result.
+discounted return restart at zero; gSDE's noise matrix is redrawn. A resumed run is
+therefore a faithful continuation, not a bit-for-bit replay of a straight run, but it is
+reproducible: resuming the same checkpoint twice gives the same result.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.agents.tabular import Checkpoint, Episode
+from rlbudget.agents.common import Checkpoint, Episode
 
 
 def attribute(obj: Any, dotted: str) -> Any:

@@ -1,9 +1,9 @@
 """Training with Stable-Baselines3 (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
 ``pip install rlbudget[contrib]``), behind the same loop contract as the built-in agents.
 
-:func:`train_sb3` takes what :func:`~rlbudget.agents.tabular.train_tabular` takes
-(``on_episode``, ``should_stop``, ``resume``, ``on_checkpoint``) and returns a
-:class:`~rlbudget.agents.tabular.TrainResult` whose policy is the framework-free numpy
+:func:`train_sb3` is a :class:`~rlbudget.agents.common.Trainer`, as the built-in agents
+are (``on_episode``, ``should_stop``, ``resume``, ``on_checkpoint``); it returns a
+:class:`~rlbudget.agents.common.TrainResult` whose policy is the framework-free numpy
 policy (:func:`rlbudget.sb3.convert.from_model`), so ``rlbudget.train.train_run`` runs
 it with the same limits, evaluation, signals and run folder. torch and SB3 are imported
 inside the functions only.
@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.agents.tabular import (
+from rlbudget.agents.common import (
     Checkpoint,
     Episode,
     OnEpisode,
