@@ -44,6 +44,8 @@ from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
 
 @dataclass(frozen=True)
 class SarsaLambdaConfig:
+    """Sarsa(λ)'s hyperparameters; tuned values: ``rlbudget/data/hyperparams/sarsa-lambda.yaml``."""
+
     n_timesteps: int = 50_000
     tilings: int = 8
     tiles_per_dim: int = 8
@@ -58,6 +60,8 @@ class SarsaLambdaConfig:
 
 @dataclass(frozen=True)
 class ARSConfig:
+    """ARS's hyperparameters; tuned values: ``rlbudget/data/hyperparams/ars.yaml``."""
+
     n_timesteps: int = 1_000_000
     learning_rate: float = 0.02
     n_delta: int = 8

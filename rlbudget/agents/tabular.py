@@ -52,6 +52,8 @@ MODEL_SAMPLES = 8  # Dyna-Q: outcomes remembered per (state, action)
 
 @dataclass(frozen=True)
 class TabularConfig:
+    """Hyperparameters; the tuned values per env are in ``rlbudget/data/hyperparams/``."""
+
     algorithm: str = "q-learning"
     n_timesteps: int = 50_000
     alpha: float = 0.1

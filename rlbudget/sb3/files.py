@@ -48,107 +48,6 @@ def _read(path: str | Path) -> tuple[str, bytes]:
         raise PolicyError(f"{where}: cannot read it ({exc.strerror}); check the path") from None
 
 
-# --- vecnormalize.pkl ---------------------------------------------------------------------
-
-
-def _state(obj: Any) -> dict[str, Any]:
-    state = getattr(obj, "state", None)
-    return state if isinstance(state, dict) else {}
-
-
-def read_vecnormalize(path: str | Path) -> tuple[Normalize | None, list[str]]:
-    """Observation statistics from a ``VecNormalize.save`` file, without trusting it.
-
-    :returns: the normalize step (None when it was saved with ``norm_obs=False``) and
-        warnings.
-    :raises PolicyError: unreadable file, a class outside the allow-list, missing fields.
-    """
-    where, raw = _read(path)
-    try:
-        obj = VecNormalizeUnpickler(io.BytesIO(raw), where).load()
-    except PolicyError:
-        raise
-    except Exception as exc:  # any parse error of an untrusted file is bad input
-        raise PolicyError(
-            f"{where}: not a readable vecnormalize.pkl ({type(exc).__name__}: "
-            f"{_first_line(exc)}); save it again with VecNormalize.save"
-        ) from None
-    if getattr(type(obj), "qualname", "") != (
-        "stable_baselines3.common.vec_env.vec_normalize.VecNormalize"
-    ):
-        raise PolicyError(f"{where}: does not hold a VecNormalize object; save it with "
-                          "VecNormalize.save(path)")  # fmt: skip
-    state = _state(obj)
-    notes: list[str] = []
-    if state.get("norm_obs", True) is False:
-        return None, [f"{where}: saved with norm_obs=False; observations are not normalized"]
-    rms = state.get("obs_rms")
-    rms_state = _state(rms)
-    if isinstance(rms, dict) or "mean" not in rms_state or "var" not in rms_state:
-        raise PolicyError(
-            f"{where}: no observation statistics (obs_rms.mean/var) for a flat observation; "
-            "Dict observations are not supported"
-        )
-    try:
-        clip_obs = float(state.get("clip_obs", 10.0))
-        epsilon = float(state.get("epsilon", 1e-8))
-        normalize = normalize_from_stats(rms_state["mean"], rms_state["var"], clip_obs, epsilon)
-    except (TypeError, ValueError) as exc:
-        raise PolicyError(f"{where}: invalid statistics ({exc})") from None
-    except PolicyError as exc:
-        raise PolicyError(f"{where}: {exc}") from None
-    return normalize, notes
-
-
-# --- RL Zoo config.yml --------------------------------------------------------------------
-
-
-class _ZooConfigLoader(yaml.SafeLoader):
-    """SafeLoader plus only ``!!python/object/apply:collections.OrderedDict``."""
-
-
-def _ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
-    if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
-        raise yaml.constructor.ConstructorError(
-            None, None, "expected OrderedDict([[key, value], ...])", node.start_mark
-        )
-    pairs = loader.construct_sequence(node.value[0], deep=True)
-    out: dict[Any, Any] = {}
-    for pair in pairs:
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise yaml.constructor.ConstructorError(
-                None, None, "expected [key, value] pairs", node.start_mark
-            )
-        out[pair[0]] = pair[1]
-    return out
-
-
-_ZooConfigLoader.add_constructor(
-    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict
-)
-
-
-def read_zoo_config(path: str | Path) -> dict[str, Any]:
-    """An RL Zoo ``config.yml`` (hyperparameters) as a plain dict; no other tag is accepted.
-
-    :raises PolicyError: unreadable YAML or any other ``!!python`` tag.
-    """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-        if len(text) > 1_000_000:
-            raise PolicyError(f"{p}: larger than 1 MB; not an RL Zoo config.yml")
-        data = yaml.load(text, Loader=_ZooConfigLoader)  # a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())
-        raise PolicyError(f"{p}: not a readable RL Zoo config.yml ({reason})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{p}: cannot read it ({exc})") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{p}: expected a mapping of hyperparameters")
-    return data
-
-
 # --- the zip ------------------------------------------------------------------------------
 
 
@@ -259,6 +158,107 @@ def read_sb3_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, Array], Zi
     sd = _torch_state_dict(pth, where)
     meta = ZipMeta(where, hashlib.sha256(raw).hexdigest(), version and version.strip(), names)
     return data, sd, meta
+
+
+# --- vecnormalize.pkl ---------------------------------------------------------------------
+
+
+def _state(obj: Any) -> dict[str, Any]:
+    state = getattr(obj, "state", None)
+    return state if isinstance(state, dict) else {}
+
+
+def read_vecnormalize(path: str | Path) -> tuple[Normalize | None, list[str]]:
+    """Observation statistics from a ``VecNormalize.save`` file, without trusting it.
+
+    :returns: the normalize step (None when it was saved with ``norm_obs=False``) and
+        warnings.
+    :raises PolicyError: unreadable file, a class outside the allow-list, missing fields.
+    """
+    where, raw = _read(path)
+    try:
+        obj = VecNormalizeUnpickler(io.BytesIO(raw), where).load()
+    except PolicyError:
+        raise
+    except Exception as exc:  # any parse error of an untrusted file is bad input
+        raise PolicyError(
+            f"{where}: not a readable vecnormalize.pkl ({type(exc).__name__}: "
+            f"{_first_line(exc)}); save it again with VecNormalize.save"
+        ) from None
+    if getattr(type(obj), "qualname", "") != (
+        "stable_baselines3.common.vec_env.vec_normalize.VecNormalize"
+    ):
+        raise PolicyError(f"{where}: does not hold a VecNormalize object; save it with "
+                          "VecNormalize.save(path)")  # fmt: skip
+    state = _state(obj)
+    notes: list[str] = []
+    if state.get("norm_obs", True) is False:
+        return None, [f"{where}: saved with norm_obs=False; observations are not normalized"]
+    rms = state.get("obs_rms")
+    rms_state = _state(rms)
+    if isinstance(rms, dict) or "mean" not in rms_state or "var" not in rms_state:
+        raise PolicyError(
+            f"{where}: no observation statistics (obs_rms.mean/var) for a flat observation; "
+            "Dict observations are not supported"
+        )
+    try:
+        clip_obs = float(state.get("clip_obs", 10.0))
+        epsilon = float(state.get("epsilon", 1e-8))
+        normalize = normalize_from_stats(rms_state["mean"], rms_state["var"], clip_obs, epsilon)
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"{where}: invalid statistics ({exc})") from None
+    except PolicyError as exc:
+        raise PolicyError(f"{where}: {exc}") from None
+    return normalize, notes
+
+
+# --- RL Zoo config.yml --------------------------------------------------------------------
+
+
+class _ZooConfigLoader(yaml.SafeLoader):
+    """SafeLoader plus only ``!!python/object/apply:collections.OrderedDict``."""
+
+
+def _ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[Any, Any]:
+    if not isinstance(node, yaml.SequenceNode) or len(node.value) != 1:
+        raise yaml.constructor.ConstructorError(
+            None, None, "expected OrderedDict([[key, value], ...])", node.start_mark
+        )
+    pairs = loader.construct_sequence(node.value[0], deep=True)
+    out: dict[Any, Any] = {}
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise yaml.constructor.ConstructorError(
+                None, None, "expected [key, value] pairs", node.start_mark
+            )
+        out[pair[0]] = pair[1]
+    return out
+
+
+_ZooConfigLoader.add_constructor(
+    "tag:yaml.org,2002:python/object/apply:collections.OrderedDict", _ordered_dict
+)
+
+
+def read_zoo_config(path: str | Path) -> dict[str, Any]:
+    """An RL Zoo ``config.yml`` (hyperparameters) as a plain dict; no other tag is accepted.
+
+    :raises PolicyError: unreadable YAML or any other ``!!python`` tag.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        if len(text) > 1_000_000:
+            raise PolicyError(f"{p}: larger than 1 MB; not an RL Zoo config.yml")
+        data = yaml.load(text, Loader=_ZooConfigLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).split())
+        raise PolicyError(f"{p}: not a readable RL Zoo config.yml ({reason})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{p}: cannot read it ({exc})") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{p}: expected a mapping of hyperparameters")
+    return data
 
 
 # --- RL Zoo folders -----------------------------------------------------------------------
