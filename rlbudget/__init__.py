@@ -35,7 +35,7 @@ _EXPORTS = {
     "export_c": "rlbudget.export.c",
     "export_onnx": "rlbudget.export.onnx",
     "run_job": "rlbudget.run",
-    "import_model": "rlbudget.agents.sb3_import",
+    "import_model": "rlbudget.sb3.importer",
     "load_policy": "rlbudget.policy.io",
     "save_policy": "rlbudget.policy.io",
     # the types they take and return
@@ -62,7 +62,6 @@ __all__ = [
 
 if TYPE_CHECKING:  # what the names are, for type checkers; at run time __getattr__ imports
     from rlbudget import compress, profile
-    from rlbudget.agents.sb3_import import import_model
     from rlbudget.budget import Budget, load_budget, parse_budget
     from rlbudget.devices import Device, get_device, list_devices
     from rlbudget.envs import EnvSpec, env_spec
@@ -73,6 +72,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers; at run time __getatt
     from rlbudget.policy.io import load_policy, save_policy
     from rlbudget.policy.model import Policy
     from rlbudget.run import run_job
+    from rlbudget.sb3.importer import import_model
     from rlbudget.train import train_run
 
 
