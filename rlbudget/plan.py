@@ -7,69 +7,61 @@ the safety margin, and ranks the candidates by explicit rules. Each rule has an
 id and a sentence (:data:`RULES`); the sentences that fired for an option are its
 ``reasons``.
 
-Estimates and their assumptions (all labelled ``estimated`` in the output):
+Every figure is an estimate of the cost model, :mod:`rlbudget.costs` (bytes, RAM, MACs,
+latency and energy of each option's body on the target; training RAM and energy on the
+host). Training env steps come from the tuned hyperparameters' ``n_timesteps`` (what RL
+Zoo or the source budgets to reach the threshold); host time from the algorithm's
+measured throughput on this machine class plus any env step cost above CartPole's
+(spread over on-policy env workers when the cost is measured, not when
+``task.env_step_cost`` declares a real env); training energy = time × busy cores × the
+``host`` device's active power per core.
 
-- **Weights.** int8 MLP: 1 B per weight + 4 B int32 bias + 4 B per-channel scale
-  per output; fp32: 4 B per parameter. Tabular deployment: the packed greedy
-  action table, ⌈log2 |A|⌉ bits per state. Tile-coded linear: one weight per
-  feature and action, int16 without an FPU, fp32 with one.
-- **Working RAM.** The largest pair of live activation buffers plus input and
-  output (TFLite Micro's arena rule), in the deployed dtype, plus int32
-  accumulators for one layer.
-- **Flash.** Weights + code: :data:`CODE_BYTES` per body kind (our C export;
-  measured sizes replace this in ``rlbudget profile``).
-- **Latency/energy.** :func:`rlbudget.devices.estimate_latency` (invoke overhead
-  + layers × per-layer overhead + MACs / throughput), plus cycles for tanh and
-  preprocessing; energy = active power × latency. A range, because the same
-  model on the same chip varies up to ~3× between software stacks.
-- **Training.** Env steps from the tuned hyperparameters' ``n_timesteps``
-  (what RL Zoo or the source budgets to reach the threshold); host time from the
-  algorithm's measured throughput on this machine class plus any env step cost
-  above CartPole's (spread over on-policy env workers when the cost is measured,
-  not when ``task.env_step_cost`` declares a real env); RAM = process baseline
-  + 16 B per trained parameter (weights, gradients, Adam moments) + replay
-  buffer (at most the run's env steps, capped by ``training.ram``); energy = time ×
-  busy cores × the ``host`` device's active power per core.
-
+Each figure is held against its limit as :mod:`rlbudget.limits` says (one
+:class:`~rlbudget.limits.Check` per limit, the device's own RAM and flash included).
 A figure passes when ``estimate × (1 + margin) ≤ limit``; ``fits`` means every
 checked figure passes (inference, device capacity and training).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from itertools import pairwise
 from typing import Any
 
-from rlbudget import units
+from rlbudget import costs, units
 from rlbudget.budget import Budget
-from rlbudget.devices import Device, Range, estimate_energy, estimate_latency, get_device
-from rlbudget.envs import EnvSpec, SpaceSpec
+from rlbudget.costs import Body
+from rlbudget.devices import Device, Range
+from rlbudget.envs import EnvSpec
 from rlbudget.errors import PlanError
 from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
+from rlbudget.limits import LIMITS, Check, binding, check_budget, closeness, format_figure
+from rlbudget.limits import target_return as target_rule
 
-SCHEMA = "rlbudget.plan/1"
+SCHEMA = "rlbudget.plan/2"
 
-# Code bytes of the deployed runtime per body kind: our C export (no TFLM interpreter).
-# Estimate: a table lookup with a discretizer ≈1 KiB of Thumb-2; a tile coder ≈2 KiB;
-# a dense int8 MLP with requantization and a tanh LUT ≈4 KiB. `profile` measures the real size.
-CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
-# Host process baselines (REFERENCE.md: an SB3 process ≈311 MiB RSS, a numpy policy ≈27 MiB;
-# training adds gymnasium, optimiser state and rollout buffers — estimate).
-BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
 # REFERENCE.md: raw CartPole-v1 step ≈52k steps/s; measured algorithm throughputs include it.
 REFERENCE_STEP_S = 1 / 52_000
-# Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
-# FPU (17–25 ns on the host is ≈60–100 cycles), ≈600 without (soft-float). Estimates.
-TANH_CYCLES = {"int8": 8.0, "fp32": 100.0, "fp32-soft": 600.0}
 # Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
 MAX_TABULAR_BOX_DIMS = 4
 MAX_TILE_CODING_DIMS = 8
 MAX_TABLE_STATES = 2**24
 NARROW_WIDTHS = (64, 32, 16, 8)
+# How each figure of an option is obtained (:mod:`rlbudget.costs`), as each check says.
+HOW = {
+    "inference.ram": "cost model: the largest pair of live activations, one layer's "
+    "accumulators and the observation",
+    "inference.flash": "cost model: weights + the code of the body kind",
+    "inference.latency": "device model, typical value of the range",
+    "inference.energy": "active power × the typical latency",
+    "device.ram": "the inference.ram figure against the device's SRAM/RAM",
+    "device.flash": "the inference.flash figure against the device's flash",
+    "training.env_steps": "the hyperparameters' n_timesteps",
+    "training.time": "env steps at the algorithm's measured throughput + the env step cost",
+    "training.ram": "process baseline + 16 B per parameter + the replay buffer",
+    "training.energy": "training time × busy cores × the host's power per core",
+}
 # An env step at or above this is "expensive" (a robot, a slow simulator).
 EXPENSIVE_STEP_S = 1e-3
 
@@ -133,29 +125,6 @@ RULES = {
 
 
 @dataclass(frozen=True)
-class Check:
-    """One figure against one limit: ``estimate × (1 + margin) ≤ limit``."""
-
-    limit: str
-    unit: str
-    estimate: float
-    with_margin: float
-    limit_value: float | None
-    status: str  # PASS, FAIL, NOT CHECKED
-    source: str = "estimated"
-
-    @property
-    def ratio(self) -> float:
-        """with_margin / limit (> 1 fails); 0 when not checked."""
-        if self.limit_value is None or self.limit_value <= 0:
-            return 0.0
-        return self.with_margin / self.limit_value
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
 class Estimates:
     """What an option costs. Inference figures are for the target device, training for the host."""
 
@@ -203,12 +172,6 @@ class Option:
     @property
     def fits(self) -> bool:
         return all(c.status != "FAIL" for c in self.checks)
-
-    @property
-    def worst(self) -> Check | None:
-        """The check nearest to (or furthest over) its limit."""
-        checked = [c for c in self.checks if c.status != "NOT CHECKED"]
-        return max(checked, key=lambda c: c.ratio) if checked else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,21 +239,20 @@ class Plan:
         """When nothing fits: the limit that binds on the closest option, and by how much."""
         if self.fits:
             return None
-        candidates = [o for o in self.options if o.trainable and o.worst is not None]
+        candidates = [o for o in self.options if o.trainable and binding(o.checks)]
         if not candidates:
             return None
-        closest = min(candidates, key=lambda o: o.worst.ratio if o.worst else math.inf)
-        worst = closest.worst
-        assert worst is not None and worst.limit_value is not None
-        over = worst.with_margin - worst.limit_value
+        closest = max(candidates, key=lambda o: closeness(o.checks))
+        worst = binding(closest.checks)
+        assert worst is not None and worst.with_margin is not None and worst.limit_value
         return {
             "option": closest.label,
             "limit": worst.limit,
             "unit": worst.unit,
             "needed_with_margin": worst.with_margin,
             "limit_value": worst.limit_value,
-            "over_by": over,
-            "over_by_ratio": worst.ratio - 1.0,
+            "over_by": worst.with_margin - worst.limit_value,
+            "over_by_ratio": worst.with_margin / worst.limit_value - 1.0,
             "message": _binding_message(closest, worst, self.budget.margin),
         }
 
@@ -309,137 +271,25 @@ class Plan:
         }
 
 
-def _binding_message(option: Option, check: Check, margin: float) -> str:
-    fmt = _formatter(check.unit)
-    assert check.limit_value is not None
+def _binding_message(option: Option, c: Check, margin: float) -> str:
+    assert c.with_margin is not None and c.limit_value
     return (
-        f"nothing fits: {check.limit} binds — the closest option ({option.label}) needs "
-        f"{fmt(check.estimate)}, {fmt(check.with_margin)} with the {margin:.0%} margin, "
-        f"over the {fmt(check.limit_value)} limit by {fmt(check.with_margin - check.limit_value)} "
-        f"({check.ratio - 1:.0%})"
+        f"nothing fits: {c.limit} binds — the closest option ({option.label}) needs "
+        f"{format_figure(c.figure, c.unit)}, {format_figure(c.with_margin, c.unit)} with the "
+        f"{margin:.0%} margin, over the {format_figure(c.limit_value, c.unit)} limit by "
+        f"{format_figure(c.with_margin - c.limit_value, c.unit)} "
+        f"({c.with_margin / c.limit_value - 1:.0%})"
     )
-
-
-def _formatter(unit: str) -> Any:
-    return {
-        "bytes": units.format_bytes,
-        "s": units.format_time,
-        "J": units.format_energy,
-        "steps": units.format_count,
-    }.get(unit, lambda v: f"{v:g}")
 
 
 # --- estimating one candidate -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Body:
-    """What the deployed body looks like: enough to count bytes, MACs and cycles."""
-
-    kind: str  # table, linear, mlp
-    parameters: int
-    weight_bytes: int
-    activation_bytes: int
-    macs: int
-    layers: int
-    extra_cycles: float
-    network: dict[str, Any]
-
-
-def _table_body(states: int, n_actions: int, obs: SpaceSpec, bins: int | None) -> _Body:
-    bits = max(1, math.ceil(math.log2(n_actions)))
-    weight_bytes = math.ceil(states * bits / 8)
-    # Discretizing a Box observation: a multiply, floor and clamp per dimension (≈30 cycles).
-    extra = 20.0 + (30.0 * obs.dim if obs.kind == "box" else 0.0)
-    network: dict[str, Any] = {
-        "body": "table",
-        "states": states,
-        "actions": n_actions,
-        "bits_per_entry": bits,
-    }
-    if bins is not None:
-        network["bins_per_dim"] = bins
-    return _Body("table", states * n_actions, weight_bytes, 4 * obs.dim + 8, 0, 0, extra, network)
-
-
-def _linear_tile_body(obs: SpaceSpec, n_actions: int, hp: Hyperparams, fpu: bool) -> _Body:
-    tilings = int(hp.params.get("tilings", 8))
-    tiles = int(hp.params.get("tiles_per_dim", 8))
-    hash_size = int(hp.params.get("hash_size", 4096))
-    per_tiling = (tiles + 1) ** obs.dim
-    features = min(tilings * per_tiling, hash_size)
-    dtype_bytes = 4 if fpu else 2
-    params = features * n_actions
-    # Per tiling: scale and floor each dim, combine into an index/hash (≈25 cycles per dim).
-    extra = tilings * (25.0 * obs.dim + 10.0)
-    network = {
-        "body": "linear",
-        "features": "tile-coding",
-        "tilings": tilings,
-        "tiles_per_dim": tiles,
-        "hash_size": hash_size if tilings * per_tiling > hash_size else None,
-        "weights": params,
-    }
-    return _Body(
-        "linear", params, params * dtype_bytes, 4 * (obs.dim + tilings + n_actions),
-        tilings * n_actions, 1, extra, network,
-    )  # fmt: skip
-
-
-def _linear_policy_body(obs: SpaceSpec, act: SpaceSpec, dtype_bytes: int) -> _Body:
-    outputs = act.n if act.kind == "discrete" and act.n is not None else act.dim
-    params = obs.dim * outputs + outputs + 2 * obs.dim  # W, b, observation mean/std
-    network = {"body": "linear", "features": "normalized observation", "shape": [obs.dim, outputs]}
-    return _Body(
-        "linear", params, params * dtype_bytes, 4 * (obs.dim + outputs),
-        obs.dim * outputs, 1, 10.0 * obs.dim, network,
-    )  # fmt: skip
-
-
-def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
-    """Cycles of a decision outside the MACs: each tanh/sigmoid (:data:`TANH_CYCLES`) and
-    ≈ 20 per input value (normalization, quantization)."""
-    key = "int8" if dtype == "int8" else ("fp32" if fpu else "fp32-soft")
-    return nonlinear * TANH_CYCLES[key] + 20.0 * inputs
-
-
-def _mlp_body(
-    obs: SpaceSpec, act: SpaceSpec, hidden: Sequence[int], activation: str, dtype: str, fpu: bool
-) -> _Body:
-    outputs = act.n if act.kind == "discrete" and act.n is not None else act.dim
-    inputs = obs.n if obs.kind == "discrete" and obs.n is not None else obs.dim  # one-hot
-    widths = [inputs, *hidden, outputs]
-    weights = sum(a * b for a, b in pairwise(widths))
-    biases = sum(widths[1:])
-    macs = weights
-    if dtype == "int8":
-        weight_bytes = weights + 4 * biases + 4 * biases  # int8 W, int32 bias, per-channel scale
-        act_bytes = 1
-    else:
-        weight_bytes = 4 * (weights + biases)
-        act_bytes = 4
-    live_pair = max(a + b for a, b in pairwise(widths))
-    activation_bytes = live_pair * act_bytes + 4 * max(widths[1:])  # + int32 accumulators
-    n_tanh = sum(hidden) if activation == "tanh" else 0
-    extra = extra_cycles(n_tanh, inputs, dtype, fpu)
-    network = {
-        "body": "mlp",
-        "shape": widths,
-        "hidden": list(hidden),
-        "activation": activation,
-        "parameters": weights + biases,
-    }
-    return _Body(
-        "mlp", weights + biases, weight_bytes, activation_bytes, macs, len(widths) - 1, extra,
-        network,
-    )  # fmt: skip
-
-
-@dataclass(frozen=True)
 class _Candidate:
     info: AlgorithmInfo
     hp: Hyperparams
-    body: _Body
+    body: Body
     dtype: str
     fmt: str
     label: str
@@ -448,115 +298,11 @@ class _Candidate:
     params: dict[str, Any]
 
 
-def training_ram_bytes(library: str, parameters: int, *, table: bool = False) -> int:
-    """Host RAM of a training process before any replay buffer: the library's process
-    baseline plus 16 B per trained parameter (weights, gradients, two Adam moments; a
-    table: 4 B per value)."""
-    base = BASE_TRAIN_RAM.get(library, BASE_TRAIN_RAM["none"])
-    return base + parameters * (4 if table else 16)
-
-
-def mlp_parameters(obs: SpaceSpec, act: SpaceSpec, hidden: Sequence[int]) -> int:
-    """Parameters of the deployed MLP (weights and biases; Discrete observations one-hot)."""
-    return _mlp_body(obs, act, hidden, "relu", "fp32", True).parameters
-
-
-@dataclass(frozen=True)
-class Replay:
-    """A replay buffer's size, and the [replay-ram] sentence that explains it."""
-
-    capacity: int
-    bytes_per_transition: int
-    note: str
-
-    @property
-    def bytes(self) -> int:
-        return self.capacity * self.bytes_per_transition
-
-
-def bytes_per_transition(
-    obs: SpaceSpec, act: SpaceSpec, *, optimize_memory_usage: bool = False
-) -> int:
-    """Bytes one transition takes in Stable-Baselines3's ``ReplayBuffer``.
-
-    Its arrays: observations and next_observations in the observation space's dtype
-    (Discrete: one int64), actions (Discrete: one int64; Box: float32 per element, SB3
-    casts float64 down), and float32 rewards, dones and timeouts.
-    ``optimize_memory_usage`` drops next_observations (the next row holds them).
-
-    >>> from rlbudget.envs import SpaceSpec
-    >>> pendulum = SpaceSpec("box", (3,), None, None, None, "float32")
-    >>> torque = SpaceSpec("box", (1,), None, None, None, "float32")
-    >>> bytes_per_transition(pendulum, torque)  # 2 × 3 × 4 + 4 + 3 × 4
-    40
-    """
-    import numpy as np
-
-    obs_bytes = obs.dim * np.dtype(obs.dtype).itemsize if obs.kind == "box" else 8
-    act_bytes = 4 * act.dim if act.kind == "box" else 8
-    return (1 if optimize_memory_usage else 2) * obs_bytes + act_bytes + 3 * 4
-
-
-def replay_buffer(
-    wanted: int,
-    steps: int,
-    obs: SpaceSpec,
-    act: SpaceSpec,
-    *,
-    other_ram_bytes: int,
-    ram_bytes: int | None,
-    margin: float,
-    optimize_memory_usage: bool = False,
-) -> Replay:
-    """The replay capacity for a run of ``steps`` env steps: the tuned ``buffer_size``
-    (``wanted``), at most ``steps`` (SB3's 1M default would mostly sit empty), and at most
-    what fits in 90 % of ``training.ram / (1 + margin)`` after ``other_ram_bytes`` (the
-    process, weights and optimizer state). The planner and ``rlbudget train`` both use it.
-    """
-    per = bytes_per_transition(obs, act, optimize_memory_usage=optimize_memory_usage)
-    capacity = min(wanted, max(steps, 1))
-    if ram_bytes is None:
-        return Replay(capacity, per, (
-            f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B "
-            f"= {units.format_bytes(capacity * per)}; set training.ram to bound it"
-        ))  # fmt: skip
-    room = int((ram_bytes / (1 + margin) - other_ram_bytes) * 0.9)
-    by_ram = max(room // per, 0)
-    if by_ram < capacity:
-        return Replay(by_ram, per, (
-            f"[replay-ram] replay buffer capped at {units.format_count(by_ram)} transitions × "
-            f"{per} B = {units.format_bytes(by_ram * per)} to fit training.ram "
-            f"({units.format_bytes(ram_bytes)}) with the margin"
-        ))  # fmt: skip
-    return Replay(capacity, per, (
-        f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B = "
-        f"{units.format_bytes(capacity * per)}"
-    ))  # fmt: skip
-
-
-def _limit_check(
-    name: str, unit: str, estimate: float, limit: float | None, margin: float
-) -> Check:
-    with_margin = estimate * (1 + margin)
-    if limit is None:
-        return Check(name, unit, estimate, with_margin, None, "NOT CHECKED")
-    return Check(
-        name, unit, estimate, with_margin, limit, "PASS" if with_margin <= limit else "FAIL"
-    )
-
-
 def _estimate(
     cand: _Candidate, budget: Budget, env: EnvSpec, ctx: Context
 ) -> tuple[Estimates, tuple[Check, ...], tuple[str, ...]]:
-    device = budget.device
     body = cand.body
-    flash = body.weight_bytes + CODE_BYTES[body.kind]
-    obs_bytes = 4 * (env.observation.dim if env.observation.kind == "box" else 1)
-    ram = body.activation_bytes + obs_bytes
-    latency = estimate_latency(
-        device, macs=body.macs, layers=body.layers, dtype=cand.dtype, extra_cycles=body.extra_cycles
-    )
-    energy = estimate_energy(device, latency)
+    target = costs.inference(body, cand.dtype, budget.device, env.observation)
 
     notes: list[str] = []
     steps = int(cand.hp.n_timesteps / max(cand.info.sample_efficiency, 1.0))
@@ -573,9 +319,10 @@ def _estimate(
     busy_cores = parallel
 
     replay_capacity = replay_bytes = per_transition = None
-    train_ram = training_ram_bytes(cand.info.library, body.parameters, table=body.kind == "table")
+    train_ram = costs.training_ram_bytes(cand.info.library, body.parameters,
+                                         table=body.kind == "table")  # fmt: skip
     if cand.info.replay_buffer:
-        replay = replay_buffer(
+        replay = costs.replay_buffer(
             int(cand.params.get("buffer_size", 1_000_000)), steps, env.observation, env.action,
             other_ram_bytes=train_ram, ram_bytes=budget.training.ram_bytes, margin=budget.margin,
         )  # fmt: skip
@@ -583,7 +330,7 @@ def _estimate(
         replay_capacity, per_transition = replay.capacity, replay.bytes_per_transition
         replay_bytes = replay.bytes
         train_ram += replay_bytes
-    train_energy = train_time * busy_cores * get_device("host").active_power_w
+    train_energy = costs.host_energy_j(train_time * busy_cores)
 
     t = budget.training
     feasible = None
@@ -597,29 +344,25 @@ def _estimate(
                 f"typically needs "
                 f"{units.format_count(steps)}"
             )
-    m = budget.margin
-    inf = budget.inference
-    checks = (
-        _limit_check("inference.ram", "bytes", ram, inf.ram_bytes, m),
-        _limit_check("inference.flash", "bytes", flash, inf.flash_bytes, m),
-        _limit_check("inference.latency", "s", latency.typical, inf.latency_s, m),
-        _limit_check("inference.energy", "J", energy.typical, inf.energy_j, m),
-        _limit_check("device.sram", "bytes", ram, device.sram_bytes, m),
-        _limit_check("device.flash", "bytes", flash, device.flash_bytes, m),
-        _limit_check("training.env_steps", "steps", steps, t.env_steps, m),
-        _limit_check("training.time", "s", train_time, t.time_s, m),
-        _limit_check("training.ram", "bytes", train_ram, t.ram_bytes, m),
-        _limit_check("training.energy", "J", train_energy, t.energy_j, m),
-    )
+    figures = {
+        "inference.ram": target.ram_bytes, "inference.flash": target.flash_bytes,
+        "inference.latency": target.latency_s.typical,
+        "inference.energy": target.energy_j.typical,
+        "device.ram": target.ram_bytes, "device.flash": target.flash_bytes,
+        "training.env_steps": steps, "training.time": train_time,
+        "training.ram": train_ram, "training.energy": train_energy,
+    }  # fmt: skip
+    checks = tuple(check_budget(name, figures[name], budget, how=HOW[name])
+                   for name in LIMITS if name in figures)  # fmt: skip
     est = Estimates(
         parameters=body.parameters,
         weight_bytes=body.weight_bytes,
         activation_bytes=body.activation_bytes,
-        ram_bytes=ram,
-        flash_bytes=flash,
+        ram_bytes=target.ram_bytes,
+        flash_bytes=target.flash_bytes,
         macs=body.macs,
-        latency_s=latency,
-        energy_j=energy,
+        latency_s=target.latency_s,
+        energy_j=target.energy_j,
         env_steps=steps,
         train_time_s=train_time,
         train_ram_bytes=train_ram,
@@ -634,7 +377,7 @@ def _estimate(
 # --- rules -------------------------------------------------------------------------------
 
 
-def _context(budget: Budget, env: EnvSpec, compatible: Sequence[AlgorithmInfo]) -> Context:
+def _context(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Context:
     device = budget.device
     mcu = device.device_class in ("mcu", "mcu-accel")
     inf = budget.inference
@@ -651,7 +394,7 @@ def _context(budget: Budget, env: EnvSpec, compatible: Sequence[AlgorithmInfo]) 
     elif budget.training.env_steps is not None:
         model_free = [
             get_hyperparams(a.id, env.env_id).n_timesteps
-            for a in compatible
+            for a in usable
             if not a.model_based and a.trainable
         ]
         if model_free and budget.training.env_steps < 0.5 * min(model_free):
@@ -660,9 +403,6 @@ def _context(budget: Budget, env: EnvSpec, compatible: Sequence[AlgorithmInfo]) 
                 f"half of what the cheapest model-free option typically needs "
                 f"({units.format_count(min(model_free))})"
             )
-    target = budget.task.min_return
-    if target is None:
-        target = env.reward_threshold
     return Context(
         device_class=device.device_class,
         mcu=mcu,
@@ -673,7 +413,7 @@ def _context(budget: Budget, env: EnvSpec, compatible: Sequence[AlgorithmInfo]) 
         step_cost_s=step_cost,
         step_cost_source=step_source,
         cores=budget.training.cores or 1,
-        target_return=target,
+        target_return=target_rule(budget.task, env.env_id, env.reward_threshold).value,
     )
 
 
@@ -684,7 +424,7 @@ def _word_bits(device: Device) -> int:
     return 8 if "avr" in device.core.lower() else 32
 
 
-def _compatible(info: AlgorithmInfo, env: EnvSpec) -> str | None:
+def compatible(info: AlgorithmInfo, env: EnvSpec) -> str | None:
     """None if the algorithm can handle the env's spaces, else the reason it cannot."""
     obs, act = env.observation, env.action
     if obs.kind not in info.observations:
@@ -711,7 +451,7 @@ def _rule(rule_id: str, detail: str = "") -> str:
     return f"[{rule_id}] {detail or text}"
 
 
-def _score(info: AlgorithmInfo, env: EnvSpec, ctx: Context, body: _Body) -> tuple[float, list[str]]:
+def _score(info: AlgorithmInfo, env: EnvSpec, ctx: Context, body: Body) -> tuple[float, list[str]]:
     """Preference from the rules (higher first) and the sentences that fired."""
     score = 0.0
     reasons: list[str] = []
@@ -783,7 +523,7 @@ def _candidates(
                   f"worker process(es) for {n_envs} env(s).")
         )  # fmt: skip
 
-    bodies: list[tuple[_Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
+    bodies: list[tuple[Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
     fmt_small = "c" if ctx.mcu else "numpy"
     if _is_tabular(info):
         if obs.kind == "discrete" and obs.n is not None:
@@ -793,16 +533,16 @@ def _candidates(
             states = bins**obs.dim
         if states > MAX_TABLE_STATES:
             return []
-        body = _table_body(states, n_actions, obs, bins)
+        body = costs.table_body(states, n_actions, obs, bins)
         grid = f" {bins}^{obs.dim} grid" if bins else ""
         bodies.append((body, "uint8", fmt_small, f"{info.id} table{grid}", []))
     elif info.id == "sarsa-lambda":
-        body = _linear_tile_body(obs, n_actions, hp, device.fpu)
+        body = costs.tile_coding_body(obs, n_actions, hp.params, device.fpu)
         dtype = "fp32" if device.fpu else "int16"
         bodies.append((body, dtype, fmt_small, f"sarsa-lambda tile coding ({dtype})", []))
     elif info.family == "linear":
         dtype = "fp32" if device.fpu or not ctx.mcu else "int16"
-        body = _linear_policy_body(obs, act, 4 if dtype == "fp32" else 2)
+        body = costs.linear_body(obs, act, 4 if dtype == "fp32" else 2)
         bodies.append((body, dtype, fmt_small, f"{info.id} linear ({dtype})", []))
     else:
         if ctx.eight_bit:
@@ -831,7 +571,7 @@ def _candidates(
                         _rule("narrow", f"The tuned {shape} network does not fit: "
                               f"{name} is the widest that does.")
                     )  # fmt: skip
-                body = _mlp_body(obs, act, widths, activation, dtype, device.fpu)
+                body = costs.mlp_body(obs, act, widths, activation, dtype, device.fpu)
                 label = f"{info.id} mlp {'-'.join(map(str, widths))} {dtype}"
                 bodies.append((body, dtype, fmt, label, reasons))
 
@@ -869,17 +609,17 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
         env = env_spec(env_id)
     infos = list(algorithms().values())
     excluded: list[tuple[str, str]] = []
-    compatible: list[AlgorithmInfo] = []
+    usable: list[AlgorithmInfo] = []
     for info in infos:
-        why = _compatible(info, env)
+        why = compatible(info, env)
         if why is None:
-            compatible.append(info)
+            usable.append(info)
         else:
             excluded.append((info.id, f"[spaces] {why}"))
-    ctx = _context(budget, env, compatible)
+    ctx = _context(budget, env, usable)
 
     options: list[Option] = []
-    for info in compatible:
+    for info in usable:
         if not info.trainable and not ctx.expensive_env:
             excluded.append(
                 (info.id, "[not-yet] deep model-based; listed only when the env is expensive")

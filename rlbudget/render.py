@@ -7,7 +7,8 @@ from rich.table import Table
 
 from rlbudget import units
 from rlbudget.budget import Budget
-from rlbudget.plan import Check, Option, Plan
+from rlbudget.limits import Check, format_figure
+from rlbudget.plan import Option, Plan
 
 
 def _or_dash(value: float | None, fmt: object) -> str:
@@ -48,11 +49,8 @@ def render_budget(console: Console, b: Budget) -> None:
 
 
 def _fmt_check(c: Check) -> str:
-    fmt = {"bytes": units.format_bytes, "s": units.format_time, "J": units.format_energy}.get(
-        c.unit, units.format_count
-    )
     mark = {"PASS": "", "FAIL": " ✗", "NOT CHECKED": ""}[c.status]
-    return f"{fmt(c.estimate, 3)}{mark}"
+    return f"{format_figure(c.figure, c.unit)}{mark}"
 
 
 def _check(o: Option, name: str) -> Check:
