@@ -40,7 +40,7 @@ task: {env: CartPole-v1, min_return: 400}
 def test_the_table_names_each_limit_once_with_its_unit_and_kind() -> None:
     assert list(LIMITS) == [
         "inference.ram", "inference.flash", "inference.latency", "inference.energy",
-        "device.ram", "device.flash", "training.env_steps", "training.time", "training.ram",
+        "device.ram", "device.flash", "training.time", "training.env_steps", "training.ram",
         "training.energy", "task.min_return",
     ]  # fmt: skip
     assert {n: lim.unit for n, lim in LIMITS.items() if lim.unit != "B"} == {

@@ -272,9 +272,8 @@ def profile(
     :raises PolicyError: an unknown format, or a format that cannot express the policy.
     :raises EnvError: the env does not match the policy.
     """
-    from rlbudget.compress.pipeline import visited_observations
     from rlbudget.envs import env_spec
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import evaluate, visited_observations
 
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
