@@ -1108,7 +1108,8 @@ def _write_profile_report(result: Any, path: Path) -> None:
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
-    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
+    from rlbudget.limits import format_figure as figure_text
+    from rlbudget.profile.report import alternatives_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
