@@ -53,14 +53,11 @@ import yaml
 from rlbudget.budget import Budget, Task, load_budget
 from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.fileio import atomic_write_text
+from rlbudget.stats import mean_ci95
 
 SCHEMA = "rlbudget.sweep/1"
 STAGES = ("run", "train", "plan")
 KEYS = {"name", "budgets", "devices", "envs", "seeds", "stage", "grid", "random"}
-# Student's t, two-sided 95 %, by degrees of freedom (1..30); 1.96 beyond.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-       2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-       2.060, 2.056, 2.052, 2.048, 2.045, 2.042)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -426,22 +423,6 @@ def run_sweep(
     report = SweepReport(sweep.name, out, results, rows, skipped)
     _write(report, out)
     return report
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None]:
-    """Mean and the half-width of its 95 % confidence interval (Student's t; None for
-    one value).
-
-    >>> mean_ci95([1.0, 2.0, 3.0])
-    (2.0, 2.4841)
-    """
-    if not values:
-        return None, None
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None
-    t = T95[len(values) - 2] if len(values) - 1 <= len(T95) else 1.96
-    return mean, round(t * statistics.stdev(values) / math.sqrt(len(values)), 4)
 
 
 def table(sweep: Sweep, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -930,7 +930,7 @@ def target_met(policy: Policy, settings: RunSettings, step: int) -> dict[str, An
         the target; None when it is not (training goes on).
     """
     from rlbudget.profile.evaluate import evaluate
-    from rlbudget.sweep import mean_ci95
+    from rlbudget.stats import mean_ci95
 
     assert settings.target_return is not None
     n = confirm_episodes(settings.env_id)
