@@ -65,9 +65,6 @@ REFERENCE_STEP_S = 1 / 52_000
 # Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
 # FPU (17–25 ns on the host is ≈60–100 cycles), ≈600 without (soft-float). Estimates.
 TANH_CYCLES = {"int8": 8.0, "fp32": 100.0, "fp32-soft": 600.0}
-# Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
-MAX_TABULAR_BOX_DIMS = 4
-MAX_TILE_CODING_DIMS = 8
 MAX_TABLE_STATES = 2**24
 NARROW_WIDTHS = (64, 32, 16, 8)
 # An env step at or above this is "expensive" (a robot, a slow simulator).
@@ -684,28 +681,6 @@ def _word_bits(device: Device) -> int:
     return 8 if "avr" in device.core.lower() else 32
 
 
-def _compatible(info: AlgorithmInfo, env: EnvSpec) -> str | None:
-    """None if the algorithm can handle the env's spaces, else the reason it cannot."""
-    obs, act = env.observation, env.action
-    if obs.kind not in info.observations:
-        return f"needs {' or '.join(info.observations)} observations; {env.env_id} has {obs.kind}"
-    if act.kind not in info.actions:
-        return f"needs {' or '.join(info.actions)} actions; {env.env_id} has {act.kind}"
-    if _is_tabular(info) and obs.kind == "box" and obs.dim > MAX_TABULAR_BOX_DIMS:
-        return (
-            f"a uniform grid over {obs.dim} observation dims is too large "
-            f"(tabular needs ≤ {MAX_TABULAR_BOX_DIMS})"
-        )
-    if info.id == "sarsa-lambda" and obs.dim > MAX_TILE_CODING_DIMS:
-        return f"tile coding needs ≤ {MAX_TILE_CODING_DIMS} observation dims, not {obs.dim}"
-    return None
-
-
-def _is_tabular(info: AlgorithmInfo) -> bool:
-    """Tabular bodies: the tabular family and Dyna-Q (tabular, model-based)."""
-    return info.family == "tabular" or info.id == "dyna-q"
-
-
 def _rule(rule_id: str, detail: str = "") -> str:
     text = RULES[rule_id].text
     return f"[{rule_id}] {detail or text}"
@@ -785,7 +760,7 @@ def _candidates(
 
     bodies: list[tuple[_Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
     fmt_small = "c" if ctx.mcu else "numpy"
-    if _is_tabular(info):
+    if info.tabular:
         if obs.kind == "discrete" and obs.n is not None:
             states, bins = obs.n, None
         else:
@@ -871,7 +846,7 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
     excluded: list[tuple[str, str]] = []
     compatible: list[AlgorithmInfo] = []
     for info in infos:
-        why = _compatible(info, env)
+        why = info.incompatibility(env)
         if why is None:
             compatible.append(info)
         else:
@@ -887,7 +862,7 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             continue
         cands = _candidates(budget, env, ctx, info)
         if not cands:
-            if ctx.eight_bit and not _is_tabular(info):
+            if ctx.eight_bit and not info.tabular:
                 why = f"[8-bit] {RULES['8-bit'].text}"
             else:
                 why = f"[spaces] a table here would have over {MAX_TABLE_STATES:,} states"

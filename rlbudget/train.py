@@ -244,10 +244,8 @@ def check_spaces(algorithm: str, spec: Any) -> None:
     :param spec: the env's :class:`~rlbudget.envs.EnvSpec`.
     :raises PlanError: naming the algorithm, the env and what it needs.
     """
-    from rlbudget.plan import _compatible
-
     info = algorithm_info(algorithm)
-    reason = _compatible(info, spec)
+    reason = info.incompatibility(spec)
     if reason is not None:
         raise PlanError(
             f"{info.id} cannot train on {spec.env_id}: it {reason}; choose another algorithm "

@@ -98,6 +98,18 @@ def test_untrainable_algorithm(tmp_path: Path) -> None:
     )
 
 
+def test_algorithm_that_cannot_act_in_the_env(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--algo", "sarsa-lambda", "--env", "FrozenLake-v1",
+                            "-o", str(tmp_path / "r")])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "error: sarsa-lambda cannot train on FrozenLake-v1: it needs box observations; "
+        "FrozenLake-v1 has discrete; choose another algorithm (rlbudget plan --env "
+        "FrozenLake-v1 lists those that fit)\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
 def test_non_empty_run_dir_refused(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     r = runner.invoke(
