@@ -370,8 +370,8 @@ def train(
     limits = Limits()
     overrides: dict[str, object] = {}
     if plan_file is not None:
-        algo, plan_env, overrides, limits = read_plan(plan_file, option)
-        env = env or plan_env
+        choice, limits = read_plan(plan_file, option)
+        algo, env, overrides = choice.algorithm, env or choice.env, dict(choice.params)
     if budget is not None:
         from rlbudget.budget import load_budget
 

@@ -134,6 +134,44 @@ def test_bad_plan_option(tmp_path: Path) -> None:
     assert r.stderr.startswith(f"error: {plan}: --option 99: the plan has ")
 
 
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [(lambda doc: doc.pop("schema"), "no schema: not a plan written by 'rlbudget plan -o'"),
+     (lambda doc: doc.update(schema="rlbudget.plan/0"), "schema 'rlbudget.plan/0' is not "
+      "rlbudget.plan/1: a plan of another rlbudget version; write it again with rlbudget plan -o"),
+     (lambda doc: doc.pop("budget"), "not a plan written by 'rlbudget plan -o' (KeyError: "
+      "'budget')")],
+    ids=["missing", "other-version", "no-budget"],
+)  # fmt: skip
+def test_plan_file_schema_is_checked(
+    tmp_path: Path, edit: Callable[[dict], object], problem: str  # type: ignore[type-arg]
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    doc = yaml.safe_load(plan.read_text())
+    edit(doc)
+    plan.write_text(yaml.safe_dump(doc))
+    r = runner.invoke(app, ["train", str(plan), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: {plan}: {problem}; write it again with rlbudget plan BUDGET "
+                        f"-o {plan}\n")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_plan_option_rlbudget_cannot_train(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    doc = yaml.safe_load(plan.read_text())
+    doc["options"][0]["trainable"] = False
+    plan.write_text(yaml.safe_dump(doc))
+    r = runner.invoke(app, ["train", str(plan), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    label = doc["options"][0]["label"]
+    assert r.stderr == (f"error: {plan}: --option 1 ({label}) cannot be trained by rlbudget; "
+                        "choose a trainable option (rlbudget plan)\n")  # fmt: skip
+
+
 # --- checkpoints, resume, signals ------------------------------------------------------------
 
 # An unreachable target (success rate 2), so runs go to their step limit.
