@@ -1219,26 +1219,23 @@ def run_command(
 
 
 def _render_run(report: Any) -> None:
-    from rlbudget.run import candidate_status
-
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
     for c in report.candidates:
-        if "error" in c:
-            t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
+        if c.error is not None:
+            t.add_row(str(c.index), c.name, "error", c.error, "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
-                  units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
-                  f"{c['latency_s'] * 1e6:.3g} µs",
-                  "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip
+        t.add_row(str(c.index), c.name, *c.status(), units.format_bytes(c.flash_bytes),
+                  units.format_bytes(c.ram_bytes), f"{c.latency_s * 1e6:.3g} µs",
+                  "—" if c.return_mean is None else f"{c.return_mean:.4g}")  # fmt: skip
     out.print(t)
     if report.export:
-        out.print(f"exported ({report.export['format']}): {', '.join(report.export['files'])}")
+        out.print(f"exported ({report.export.format}): {', '.join(report.export.files)}")
     out.print(f"report: {report.out / 'report.md'} (report.json, profile.png, candidates.png, "
               "train/curve.png)")  # fmt: skip
     verdict = "FITS" if report.fits else "DOES NOT FIT"
-    chosen = f": {report.chosen['name']}" if report.chosen else ""
+    chosen = f": {report.chosen.name}" if report.chosen else ""
     out.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")
 
 

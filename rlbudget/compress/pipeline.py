@@ -535,6 +535,15 @@ class Gate:
                 "tail_before": self.tail_before, "tail_after": self.tail_after,
                 "tail_drop": self.tail_drop, "passed": self.passed}  # fmt: skip
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Gate:
+        """The gate :meth:`to_dict` wrote (``passed`` and ``tail_fraction`` follow)."""
+        ci = data["mean_drop_ci95"]
+        return cls(data["episodes"], data["max_return_drop"], data["mean_before"],
+                   data["mean_after"], data["mean_drop"], None if ci is None else (ci[0], ci[1]),
+                   data["tail_episodes"], data["tail_before"], data["tail_after"],
+                   data["tail_drop"])  # fmt: skip
+
 
 def paired_gate(before: Returns, after: Returns, max_return_drop: float) -> Gate:
     """The :class:`Gate` of ``after`` against ``before``, episode ``i`` of one paired with
