@@ -1307,7 +1307,7 @@ def sweep(
     else:
         out.print(markdown(report), markup=False)
         out.print(f"results: {out_dir / 'results.md'} (.csv, .json, .png)")
-    if any(r["status"] == "error" for r in report.results):
+    if any(r.status == "error" for r in report.results):
         raise typer.Exit(1)
 
 

@@ -85,9 +85,10 @@ def sweep_rows() -> list[dict[str, Any]]:
 def test_sweep_chart_draws_each_target_and_keeps_labels_inside(
     saved: list[Figure], tmp_path: Path
 ) -> None:
-    from rlbudget.sweep import _plot
+    from rlbudget.sweep import Row, _plot
 
-    _plot(SimpleNamespace(rows=sweep_rows(), name="boards"), tmp_path / "results.png")  # type: ignore[arg-type]
+    rows = [Row(**row) for row in sweep_rows()]
+    _plot(SimpleNamespace(rows=rows, name="boards"), tmp_path / "results.png")  # type: ignore[arg-type]
     (fig,) = saved
     assert_inside(fig)
     (marks,) = target_artists(fig)

@@ -131,5 +131,5 @@ def test_ray_gives_the_same_table_as_the_local_pool(tmp_path: Path) -> None:
     keys = ("budget", "env", "seeds", "errors", "fits", "return_mean", "return_ci95",
             "flash_bytes", "ram_bytes", "latency_s")  # fmt: skip
     # host timings aside, training and evaluation are seeded: the same numbers
-    assert [{k: r[k] for k in keys} for r in remote.rows] == [
-        {k: r[k] for k in keys} for r in local.rows]  # fmt: skip
+    assert [{k: r.to_dict()[k] for k in keys} for r in remote.rows] == [
+        {k: r.to_dict()[k] for k in keys} for r in local.rows]  # fmt: skip
