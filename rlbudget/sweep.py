@@ -105,9 +105,8 @@ class TrialResult:
         elif self.stage == "train":
             data.update(**training, fits=self.fits)
         else:
-            data.update(**training, fits=self.fits, binding=self.binding, chosen=self.chosen,
-                        target=self.target, **sizes)  # fmt: skip
-            data["return"] = self.return_mean
+            data.update(**training, fits=self.fits, binding=self.binding, chosen=self.chosen)
+            data.update({"return": self.return_mean, "target": self.target, **sizes})
         return {**data, "wall_s": self.wall_s}
 
     @classmethod
