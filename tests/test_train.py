@@ -134,7 +134,6 @@ def test_bad_plan_option(tmp_path: Path) -> None:
     assert r.stderr.startswith(f"error: {plan}: --option 99: the plan has ")
 
 
-
 @pytest.mark.parametrize(
     ("edit", "problem"),
     [(lambda doc: doc.pop("schema"), "no schema: not a plan written by 'rlbudget plan -o'"),
@@ -145,7 +144,7 @@ def test_bad_plan_option(tmp_path: Path) -> None:
     ids=["missing", "other-version", "no-budget"],
 )  # fmt: skip
 def test_plan_file_schema_is_checked(
-    tmp_path: Path, edit: Callable[[dict], object], problem: str  # type: ignore[type-arg]
+    tmp_path: Path, edit: Callable[[dict[str, object]], object], problem: str
 ) -> None:
     plan = tmp_path / "plan.yaml"
     runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
