@@ -28,7 +28,7 @@ and writes the run folder::
 Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
 ``checkpoint_every`` steps and at the stop; ARS at iteration boundaries, SB3 at rollout
 boundaries) so that ``resume=True`` continues (exactly for the built-in agents; for
-Stable-Baselines3 see :mod:`rlbudget.agents.sb3` for what a resume reproduces);
+Stable-Baselines3 see :mod:`rlbudget.sb3.checkpoint` for what a resume reproduces);
 Ctrl-C/SIGTERM stop a run cleanly with everything saved. summary.json also holds the
 run's ``peak_rss_bytes`` (psutil, sampled every 0.2 s), ``rapl_energy_j`` (the CPU
 package's RAPL counter where the host has one, else null), ``wall_s`` and ``cpu_s`` (process

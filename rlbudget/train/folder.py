@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlbudget import __version__
-from rlbudget.agents.tabular import Episode
+from rlbudget.agents.common import Episode
 from rlbudget.errors import RlbudgetError
 from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, is_empty_dir
 

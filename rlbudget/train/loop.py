@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlbudget.agents.tabular import Episode
+from rlbudget.agents.common import Episode
 from rlbudget.fileio import atomic_write_text, check_unlocked, dir_lock
 from rlbudget.policy.model import Policy
 from rlbudget.train.folder import (
@@ -92,7 +92,7 @@ def train_run(
     if resume and not (out / "checkpoint").is_dir():
         check_unlocked(out)
         if not (out / "config.yaml").is_file() or not abandoned(out):
-            from rlbudget.agents.tabular import Checkpoint
+            from rlbudget.agents.common import Checkpoint
 
             Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
         resume = False  # killed before the first checkpoint: an empty run
@@ -118,7 +118,7 @@ def _train_locked(
 
     import numpy as np
 
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
     from rlbudget.errors import TrainingError
     from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from rlbudget.agents.tabular import Episode
+from rlbudget.agents.common import Episode
 from rlbudget.errors import RlbudgetError, TrainingError
 
 RSS_SAMPLE_S = 0.2  # how often the peak-RSS sampler looks

@@ -16,7 +16,7 @@ from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
 
 if TYPE_CHECKING:
-    from rlbudget.agents.tabular import TrainResult
+    from rlbudget.agents.common import TrainResult
     from rlbudget.envs import EnvSpec
     from rlbudget.plan import PlanChoice
 
@@ -75,7 +75,8 @@ class Limits:
 
 
 def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
-    from rlbudget.agents import linear, sb3, tabular
+    from rlbudget.agents import linear, tabular
+    from rlbudget.sb3 import training as sb3
 
     if algorithm in sb3.ALGORITHMS:
         return sb3.SB3Config, sb3.train_sb3
@@ -210,7 +211,7 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _sb3_ids() -> tuple[str, ...]:
-    from rlbudget.agents.sb3 import ALGORITHMS
+    from rlbudget.sb3.training import ALGORITHMS
 
     return tuple(ALGORITHMS)
 
@@ -245,7 +246,7 @@ def _resolve_sb3(
     margin: float,
 ) -> dict[str, Any]:
     """n_envs, torch threads and the replay capacity of an SB3 run (RunSettings fields)."""
-    from rlbudget.agents.sb3 import EXPLORATION, check_hyperparameters
+    from rlbudget.sb3.training import EXPLORATION, check_hyperparameters
 
     check_hyperparameters(info.id, params)
     out: dict[str, Any] = {
