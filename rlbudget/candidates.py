@@ -18,11 +18,10 @@ from rlbudget.compress.pipeline import Gate, MethodOptions
 from rlbudget.errors import RlbudgetError
 from rlbudget.policy.model import MLP, Policy
 from rlbudget.profile.verdict import FAIL, Check
+from rlbudget.profile.verdict import SCHEMA as PROFILE_SCHEMA
 
 if TYPE_CHECKING:
     from rlbudget.budget import Budget
-
-PROFILE_SCHEMA = "rlbudget.profile/1"
 
 
 @dataclass(frozen=True)
