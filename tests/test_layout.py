@@ -9,18 +9,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlbudget"
 
-# Edges and names that other items of issue 15 remove; each goes when its branch lands.
-PENDING_EDGES = {
-    ("rlbudget.train", "rlbudget.sweep"),  # train's early stop uses sweep.mean_ci95 (item 3)
-}
-PENDING_PRIVATE = {
-    ("rlbudget.train", "rlbudget.plan._compatible"),  # item 3
-    ("rlbudget.agents.linear", "rlbudget.agents.tabular._discretizer"),  # item 4
-    ("rlbudget.compress.distill", "rlbudget.plan._limit_check"),  # item 2
-    ("rlbudget.compress.distill", "rlbudget.plan._mlp_body"),  # item 2
-}
-
-
 def modules() -> dict[str, ast.Module]:
     """Every module of the package by its dotted name, parsed."""
     out = {}
@@ -67,7 +55,7 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {m: set() for m in trees}
     for name, tree in trees.items():
         for module, _ in imports(name, tree, known):
-            if module in known and module != name and (name, module) not in PENDING_EDGES:
+            if module in known and module != name:
                 graph[name].add(module)
     return graph
 
@@ -140,5 +128,5 @@ def private_uses() -> set[tuple[str, str]]:
 
 
 def test_no_module_uses_another_modules_private_names() -> None:
-    found = private_uses() - PENDING_PRIVATE
+    found = private_uses()
     assert not found, sorted(found)
