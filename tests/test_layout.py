@@ -1,14 +1,17 @@
 """The package's shape (issue 15, item 7): no import circle among rlbudget's modules, and no
 module using another module's private (``_name``) names. Both read the source with ``ast``
-(nothing is imported), so they take milliseconds."""
+(nothing is imported): about two seconds for the four tests."""
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlbudget"
 
+
+@functools.cache
 def modules() -> dict[str, ast.Module]:
     """Every module of the package by its dotted name, parsed."""
     out = {}
