@@ -6,6 +6,12 @@ capstone). :func:`unavailable` says in one line why a device cannot be emulated 
 emulated action checked against numpy's. Nothing here is imported by ``rlbudget plan``.
 """
 
-from rlbudget.emulate.latency import EmulatedLatency, emulate_policy, emulated_core, unavailable
+from rlbudget.emulate.latency import (
+    EmulatedLatency,
+    emulate_policy,
+    emulated_core,
+    profile_latency,
+    unavailable,
+)
 
-__all__ = ["EmulatedLatency", "emulate_policy", "emulated_core", "unavailable"]
+__all__ = ["EmulatedLatency", "emulate_policy", "emulated_core", "profile_latency", "unavailable"]

@@ -19,6 +19,7 @@ it would add if every taken branch missed them.
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.devices import Device
+from rlbudget.devices import Device, Range
 from rlbudget.emulate.image import OPTIMIZATION, TOOLCHAIN_HINT, build_image, compiler
 from rlbudget.emulate.machine import Machine
 from rlbudget.emulate.timing import load_table
@@ -169,3 +170,28 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
         float(np.mean(instructions)), float(np.mean(taken)), ws,
         float(np.mean(taken)) * ws * factor, how, dict(machine.table.unclassified),
     )  # fmt: skip
+
+
+PROFILE_OBSERVATIONS = 200
+ENV_SWITCH = "RLBUDGET_EMULATE"
+"""``RLBUDGET_EMULATE=0`` keeps ``profile`` on the estimate even where emulation is possible
+(quiet: no note); the test suite sets it for every test but the emulator's own."""
+
+
+def profile_latency(policy: Policy, device: Device, observations: Any) -> tuple[Range | None, str]:
+    """For ``profile``: the emulated latency range (min, mean, max seconds) and how it was
+    obtained, on the first :data:`PROFILE_OBSERVATIONS` observations; or None and the one
+    line saying why not (empty when switched off with ``RLBUDGET_EMULATE=0``).
+
+    :raises RlbudgetError: an emulated action differs from numpy's, or a decision exceeds
+        the instruction cap (errors, not a fallback).
+    """
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return None, ""
+    reason = unavailable(device)
+    if reason is not None:
+        return None, f"latency and energy estimated, not emulated: {reason}"
+    e = emulate_policy(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS])
+    how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "
+           f"at {device.clock_hz / 1e6:g} MHz; {e.how}")  # fmt: skip
+    return Range(e.seconds_min, e.seconds_mean, e.seconds_max), how
