@@ -175,3 +175,10 @@ def test_profile_keeps_the_estimate_and_says_why(monkeypatch: pytest.MonkeyPatch
                    "installed (Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
     monkeypatch.setenv("RLBUDGET_EMULATE", "0")
     assert profile_latency(cartpole_mlp(), get_device("rp2040"), cartpole_obs(2)) == (None, "")
+
+
+def test_a_core_without_a_model_keeps_the_estimate_quietly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RLBUDGET_EMULATE", "1")
+    assert profile_latency(cartpole_mlp(), get_device("esp32"), cartpole_obs(2)) == (None, "")

@@ -181,13 +181,14 @@ ENV_SWITCH = "RLBUDGET_EMULATE"
 def profile_latency(policy: Policy, device: Device, observations: Any) -> tuple[Range | None, str]:
     """For ``profile``: the emulated latency range (min, mean, max seconds) and how it was
     obtained, on the first :data:`PROFILE_OBSERVATIONS` observations; or None and the one
-    line saying why not (empty when switched off with ``RLBUDGET_EMULATE=0``).
+    line saying why not (empty when switched off with ``RLBUDGET_EMULATE=0``, or for a core
+    with no emulated model, whose estimate is the only figure there is).
 
     :raises RlbudgetError: an emulated action differs from numpy's, or a decision exceeds
         the instruction cap (errors, not a fallback).
     """
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return None, ""
+    if os.environ.get(ENV_SWITCH, "1") == "0" or emulated_core(device) is None:
+        return None, ""  # switched off, or a core with no model (ESP32, AVR): quiet
     reason = unavailable(device)
     if reason is not None:
         return None, f"latency and energy estimated, not emulated: {reason}"
