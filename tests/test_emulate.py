@@ -182,3 +182,23 @@ def test_a_core_without_a_model_keeps_the_estimate_quietly(
 ) -> None:
     monkeypatch.setenv("RLBUDGET_EMULATE", "1")
     assert profile_latency(cartpole_mlp(), get_device("esp32"), cartpole_obs(2)) == (None, "")
+
+
+def test_cli_profile_over_the_instruction_cap_exits_2_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+    from rlbudget.policy import save_policy
+
+    monkeypatch.setenv("RLBUDGET_EMULATE", "1")
+    monkeypatch.setattr("rlbudget.emulate.latency.MAX_INSTRUCTIONS", 100)
+    budget = tmp_path / "pico.yaml"
+    budget.write_text(BUDGET)
+    policy = save_policy(cartpole_mlp(), tmp_path / "p")
+    result = CliRunner().invoke(app, ["profile", str(policy), "--budget", str(budget),
+                                      "--episodes", "1", "--calls", "1000"])  # fmt: skip
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did not return within 100 instructions" in lines[0]

@@ -192,7 +192,8 @@ def profile_latency(policy: Policy, device: Device, observations: Any) -> tuple[
     reason = unavailable(device)
     if reason is not None:
         return None, f"latency and energy estimated, not emulated: {reason}"
-    e = emulate_policy(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS])
+    e = emulate_policy(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS],
+                       max_instructions=MAX_INSTRUCTIONS)  # fmt: skip
     how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "
            f"at {device.clock_hz / 1e6:g} MHz; {e.how}")  # fmt: skip
     return Range(e.seconds_min, e.seconds_mean, e.seconds_max), how
