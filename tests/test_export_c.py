@@ -173,6 +173,11 @@ CASES: dict[str, Case] = {
         "CartPole-v1",
         True,
     ),
+    "cartpole-mlp-tanh-int8-exact-table": Case(  # the 128-entry half table, as before knots
+        lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], tanh_knots=False),
+        "CartPole-v1",
+        True,
+    ),
     "cartpole-mlp-tanh-int8-own-tables": Case(
         lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], shared_table=False),
         "CartPole-v1",
@@ -303,12 +308,17 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     # float needed: the same action as numpy's argmax of the dequantized values)
     flash += 64 * 2 + 2 * 2
     assert "return rlb_argmax_int32(rlb_acc, 2);" in source
-    flash += 128  # one odd tanh table (entries for 0..127), shared by both hidden layers
+    flash += 17  # one odd tanh table as its 17 knots, shared by both hidden layers
     assert b.result.flash_bytes == flash
-    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[128]" in source
-    assert source.count(", rlb_lut0); /* tanh */") == 2
+    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[17]" in source
+    assert source.count(", -127, rlb_lut0); /* tanh */") == 2  # -128 reads as -127
+    assert "rlb_knots(lut, acc)" in source
     own = (built["cartpole-mlp-tanh-int8-own-tables"].program.parent / "policy.c").read_text()
     assert own.count("static const int8_t rlb_lut") == 2  # a table per layer, each exported
+    exact = built["cartpole-mlp-tanh-int8-exact-table"]
+    exact_source = (exact.program.parent / "policy.c").read_text()
+    assert "rlb_lut0[128]" in exact_source and "rlb_knots" not in exact_source
+    assert exact.result.flash_bytes == flash - 17 + 128
     assert "if (shift > 0)" not in source  # no layer shifts left
     left = (built["cartpole-mlp-relu-int8-left-shift"].program.parent / "policy.c").read_text()
     assert "if (shift > 0)" in left

@@ -26,6 +26,7 @@ from rlbudget.policy import (
     load_policy,
     save_policy,
 )
+from rlbudget.policy.knots import knot_table, tanh_knots
 from rlbudget.policy.model import (
     QDense,
     QuantizedMLP,
@@ -221,7 +222,8 @@ def test_tanh_and_sigmoid_tables() -> None:
         body = MLP((Dense(w0, np.zeros(8, np.float32), activation),
                     Dense(np.ones((8, 2), np.float32), np.zeros(2, np.float32))))  # fmt: skip
         calib = cartpole_obs(500)
-        q = quantize_int8(Policy(s.observation, s.action, (), body, Head("argmax")), calib)
+        policy = Policy(s.observation, s.action, (), body, Head("argmax"))
+        q = quantize_int8(policy, calib, tanh_knots=False)  # the exact table
         layer = q.body.layers[0]  # type: ignore[union-attr]
         assert layer.lut is not None and layer.lut.dtype == np.int8 and layer.lut.shape == (256,)
         assert np.all(np.diff(layer.lut.astype(int)) >= 0)  # monotone
@@ -246,6 +248,34 @@ def test_tanh_and_sigmoid_tables() -> None:
             error = error[1:]
         assert error.max() <= scale / 2
         assert q.body.layers[1].input_scale == np.float32(scale)  # type: ignore[union-attr]
+        if activation == "tanh":  # the default: 17 knots, within one step of the exact table
+            k = quantize_int8(policy, calib)
+            knotted = k.body.layers[0]  # type: ignore[union-attr]
+            assert knotted.out_quant == layer.out_quant and knotted.lut is not None
+            assert 0 < np.abs(knotted.lut.astype(int) - layer.lut).max() <= 1
+            knots = k.arrays()["body.0.lut"]
+            assert knots.shape == (17,) and np.array_equal(knot_table(knots), knotted.lut)
+            assert np.array_equal(knots[:16], knotted.lut[128::8])  # tanh at 0, 8, …, 120
+            assert k.provenance["transforms"][-1]["tanh_knots"] is True
+            assert "tanh_knots" not in q.provenance["transforms"][-1]
+
+
+def test_knot_table_arithmetic() -> None:
+    """The knots' table is the C export's integer interpolation, odd, -128 read as -127;
+    :func:`tanh_knots` finds the knots of a table that is one (and only of such a table)."""
+    knots = np.array([0, 9, 18, 27, 35, 43, 50, 57, 63, 69, 74, 79, 83, 87, 90, 93, 95], np.int8)
+    table = knot_table(knots)
+    a = np.arange(128)
+    lo, hi = knots[a // 8].astype(int), knots[a // 8 + 1].astype(int)
+    assert table[128:].tolist() == [int(v) for v in lo + ((hi - lo) * (a % 8) + 4) // 8]
+    assert table[127] == -table[129] and table[0] == table[1] == -table[255]
+    found = tanh_knots(table)
+    assert found is not None and np.array_equal(knot_table(found), table)
+    assert np.array_equal(found[:16], knots[:16])  # the last knot: any that rebuilds 120..127
+    off = table.copy()
+    off[128 + 5], off[128 - 5] = off[128 + 5] + 2, off[128 - 5] - 2  # no longer linear there
+    assert tanh_knots(off) is None
+    assert tanh_knots(np.arange(-128, 128).astype(np.int8)) is None  # not odd (-128 ≠ -127)
 
 
 # --- whole policies ----------------------------------------------------------------------------
@@ -394,12 +424,12 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     (t,) = q.provenance["transforms"]
     assert t == {"method": "int8", "calibration_observations": 300,
                  "input_normalization": False, "float_output": True,  # VecNormalize in front
-                 "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
+                 "tanh_knots": True, "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # int8: W (48), tanh table (odd: its 128 entries for 0..127); int16: b; float32: the
+    # int8: W (48), tanh table (odd, interpolated: its 17 knots); int16: b; float32: the
     # normalize step's mean and var. One weight scale per layer: w_scale, multiplier and
     # shift are JSON numbers. (Per channel, int32 biases and a full table: 658 bytes.)
-    by_dtype = {"float32": 4 * 8, "int8": 48 + 128, "int16": 2 * 10}
+    by_dtype = {"float32": 4 * 8, "int8": 48 + 17, "int16": 2 * 10}
     assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
     # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)
@@ -455,12 +485,14 @@ def test_64_64_int8_arrays_shrink_3_5x() -> None:
     gave 2.75×)."""
     p = cartpole_tanh()
     q = quantize_int8(p, cartpole_obs(300))
-    # W 4480 int8, b 130 int16, one odd tanh table shared by both hidden layers, normalize
-    # (8 float32)
-    assert policy_bytes(q) == 4480 + 2 * 130 + 128 + 4 * 8
+    # W 4480 int8, b 130 int16, one odd tanh table shared by both hidden layers, as its 17
+    # knots, normalize (8 float32)
+    assert policy_bytes(q) == 4480 + 2 * 130 + 17 + 4 * 8
     assert policy_bytes(p) / policy_bytes(q) >= 3.5
     own = quantize_int8(p, cartpole_obs(300), shared_table=False)
-    assert policy_bytes(own) == policy_bytes(q) + 128  # a table per hidden layer
+    assert policy_bytes(own) == policy_bytes(q) + 17  # a table per hidden layer
+    exact = quantize_int8(p, cartpole_obs(300), tanh_knots=False)
+    assert policy_bytes(exact) == policy_bytes(q) - 17 + 128  # the exact table's half
     per_channel = quantize_int8(p, cartpole_obs(300), per_channel=True)
     # per channel: w_scale, multiplier, shift (9 B) for each of the 64 + 64 + 2 outputs
     assert policy_bytes(per_channel) == policy_bytes(q) + (64 + 64 + 2) * 9
@@ -568,6 +600,11 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
     "lut-shape": (
         lambda f: edit_arrays(f, lambda a: a.update({"body.0.lut": np.zeros(255, np.int8)})),
         "body (mlp_int8) layer 0: array 'body.0.lut' has shape [255]; expected [256]",
+    ),
+    "negative-knot": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.lut": np.full(17, -1, np.int8)})),
+        "body (mlp_int8) layer 0: array 'body.0.lut' holds tanh knots, which must be 0 to 127; "
+        "quantize the policy again",
     ),
     "zero-point": (
         lambda f: edit_json(f, lambda d: layer0(d).update({"output_zero_point": 200})),

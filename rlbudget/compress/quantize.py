@@ -29,7 +29,10 @@
   and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
   TFLite's fixed scale would give them ≈ 100 of the 256 levels. By default every tanh
   layer uses the union of the tanh layers' ranges, so they share one table, stored and
-  exported once (``shared_table``).
+  exported once (``shared_table``). That table is by default the linear interpolation of
+  tanh at 17 knots, the inputs 0, 8, …, 128 (``tanh_knots``, :mod:`rlbudget.policy.knots`):
+  17 bytes stored and exported, a few integer operations in C, and within one step of
+  the exact table at every input (else the exact table is kept).
 
 Two choices go beyond TFLite's converter, both because a policy's action is decided by
 small differences:
@@ -72,6 +75,8 @@ import numpy as np
 
 from rlbudget.compress import with_transform
 from rlbudget.errors import PolicyError
+from rlbudget.policy.knots import KNOT_STEP, knot_table
+from rlbudget.policy.knots import tanh_knots as tanh_knots_of
 from rlbudget.policy.model import (
     INT32_MAX,
     LUT_OUTPUT,
@@ -157,6 +162,17 @@ def _lut(
     return out
 
 
+def _knot_lut(exact: Array, scale: float, out_scale: float) -> Array:
+    """The odd tanh table ``exact`` (inputs of ``scale``, outputs of ``out_scale``, zero
+    points 0) as :func:`~rlbudget.policy.knots.knot_table` of tanh's values at the knots,
+    when that stays within one step of ``exact`` at every input; else ``exact``."""
+    x = np.float64(scale) * np.arange(0, 129, KNOT_STEP)
+    v = np.tanh(x) / float(np.float32(out_scale))
+    table = knot_table(np.clip(np.floor(v + 0.5), 0, 127).astype(np.int8))
+    close = np.abs(table.astype(np.int16) - exact.astype(np.int16)).max() <= 1
+    return table if close else exact
+
+
 def _symmetric(r: tuple[float, float]) -> tuple[float, int]:
     """int8 (scale, zero point 0) covering [-t, t], t = the larger magnitude of ``r``."""
     top = max(abs(r[0]), abs(r[1]))
@@ -177,10 +193,13 @@ def _quantize_layer(
     float_output: bool = False,
     lut_range: tuple[float, float] | None = None,
     per_channel: bool = False,
+    knots: bool = False,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
     (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
-    ``per_channel``: a weight scale per output channel, else one for the layer)."""
+    ``per_channel``: a weight scale per output channel, else one for the layer; ``knots``:
+    a tanh table interpolated between 17 knots where it stays within one step of the
+    exact one, :func:`_knot_lut`)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
     if not per_channel:
@@ -201,6 +220,8 @@ def _quantize_layer(
     lut = None
     if activation in LUT_OUTPUT:
         lut = _lut(activation, out_scale, out_zp, lut_output)
+        if activation == "tanh" and knots:
+            lut = _knot_lut(lut, out_scale, (lut_output or LUT_OUTPUT["tanh"])[0])
     return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
                   out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
 
@@ -210,6 +231,7 @@ def quantize_int8(
     calibration_obs: np.ndarray,
     per_channel: bool = False,
     shared_table: bool = True,
+    tanh_knots: bool = True,
 ) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
@@ -224,6 +246,9 @@ def quantize_int8(
         ranges widened to the union of theirs; 128 B less per further tanh layer), else
         one per layer, each on its own range (``rlbudget compress -m int8`` keeps the
         shared one unless it costs action agreement, as for ``per_channel``).
+    :param tanh_knots: a tanh table that is the linear interpolation of 17 knots (17 B
+        stored and exported instead of 128; within one step of the exact table, else the
+        exact table).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
@@ -269,15 +294,17 @@ def quantize_int8(
         a = _activate(z, dense.activation)
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
-                                ranges[i][1], per_channel)  # fmt: skip
+                                ranges[i][1], per_channel, tanh_knots)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
+    knotted = any(la.lut is not None and tanh_knots_of(la.lut) is not None for la in layers)
     child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
     return with_transform(policy, child, "int8", calibration_observations=len(obs),
                           input_normalization=folded, float_output=float_last,
-                          **({"shared_table": True} if shared else {}))  # fmt: skip
+                          **({"shared_table": True} if shared else {}),
+                          **({"tanh_knots": True} if knotted else {}))  # fmt: skip
 
 
 Ranges = list[tuple[tuple[float, float], tuple[float, float]]]

@@ -49,6 +49,7 @@ from rlbudget import __version__
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
 from rlbudget.policy.io import sparse_weights
+from rlbudget.policy.knots import tanh_knots
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -320,8 +321,22 @@ LEFT_SHIFT = """    if (shift > 0) {
 """The left shift of :data:`FIXED_POINT`, emitted only when a layer has a shift > 0."""
 
 FULL_LUT = "lut ? lut[acc + 128] : (int8_t)acc"
-ODD_LUT = "(int8_t)(acc < 0 ? -lut[acc < -127 ? 127 : -acc] : lut[acc])"
-"""An odd table (tanh) holds its entries for 0..127; input -128 reads as -127."""
+ODD_LUT = "(int8_t)(acc < 0 ? -lut[-acc] : lut[acc])"
+"""An odd table (tanh) holds its entries for 0..127; input -128 reads as -127, so its
+layer clamps at -127 (:data:`ODD_LOW`)."""
+KNOT_LUT = "rlb_knots(lut, acc)"
+ODD_LOW = -127
+KNOTS_HELPER = """
+/* an odd int8 tanh from its 17 knots, its values at the inputs 0, 8, ..., 128, linear
+   between them (rlbudget.policy.knots); v in [-127, 127] */
+static int8_t rlb_knots(const int8_t *knots, int32_t v)
+{
+    const int32_t a = v < 0 ? -v : v;
+    const int8_t *k = knots + (a >> 3);
+    const int32_t t = k[0] + (((k[1] - k[0]) * (a & 7) + 4) >> 3);
+    return (int8_t)(v < 0 ? -t : t);
+}
+"""
 
 DENSE_INT8_FLOAT = """
 /* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
@@ -343,11 +358,14 @@ static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, c
 """
 
 
-def _kernel(w: _Writer, name: str, text: str, bias: Array, odd: bool = False) -> str:
-    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and, ``odd``, a half
-    lookup table (:data:`ODD_LUT`); its C name."""
-    suffix = ("_b16" if bias.dtype == np.int16 else "") + ("_odd" if odd else "")
-    text = text.replace("@LUT", ODD_LUT if odd else FULL_LUT)
+def _kernel(w: _Writer, name: str, text: str, bias: Array, table: str = "") -> str:
+    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and ``table``: ""
+    (a full lookup table or none), "odd" (a half table, :data:`ODD_LUT`) or "knots"
+    (:data:`KNOT_LUT`); its C name."""
+    suffix = ("_b16" if bias.dtype == np.int16 else "") + (f"_{table}" if table else "")
+    if table == "knots":
+        w.helper("rlb_knots", KNOTS_HELPER)
+    text = text.replace("@LUT", {"odd": ODD_LUT, "knots": KNOT_LUT}.get(table, FULL_LUT))
     w.helper(name + suffix, text.replace("@S", suffix).replace("@B", CTYPES[str(bias.dtype)]))
     return f"rlb_{name}{suffix}"
 
@@ -693,6 +711,18 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     return x
 
 
+def _tanh_table(la: QDense) -> tuple[str, Array | None, str]:
+    """How an int8 layer's odd tanh table is exported: ("knots", its 17 knots, note),
+    ("odd", its half for 0..127, note), or ("", None, "") for any other table or none."""
+    if la.lut is None or la.activation != "tanh":
+        return "", None, ""
+    knots = tanh_knots(la.lut)
+    if knots is not None:
+        return "knots", knots, "17 knots, inputs 0, 8, ..., 128"
+    half = odd_half(la.lut)
+    return ("odd", half, "inputs 0..127") if half is not None else ("", None, "")
+
+
 def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
     size = max(a + b for a, b in pairwise(widths))
@@ -723,20 +753,20 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
             w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
-        half = odd_half(la.lut) if la.lut is not None and la.activation == "tanh" else None
-        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, half is not None)
+        table, stored, note = _tanh_table(la)
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, table)
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
-        lut = "0"
-        if half is not None:
-            lut = tables.get(half.tobytes()) or w.array(
-                f"rlb_lut{i}", half, f"layer {i}: tanh lookup table, inputs 0..127 (odd)"
+        lut, low = "0", max(la.clamp_low, ODD_LOW) if table else la.clamp_low
+        if stored is not None:
+            lut = tables.get(stored.tobytes()) or w.array(
+                f"rlb_lut{i}", stored, f"layer {i}: tanh lookup table, {note} (odd)"
             )
-            tables[half.tobytes()] = lut
+            tables[stored.tobytes()] = lut
         elif la.lut is not None:
             lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
         w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
-               f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "
+               f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {low}, "
                f"{lut}); /* {la.activation} */")  # fmt: skip
         x = y
     return x

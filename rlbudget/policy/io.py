@@ -22,6 +22,7 @@ from rlbudget import __version__
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.fileio import load_json, read_capped
+from rlbudget.policy.knots import KNOTS, knot_table, tanh_knots
 from rlbudget.policy.model import (
     ACTIVATIONS,
     HEADS,
@@ -169,11 +170,12 @@ def sparse_weights(W: Array) -> dict[str, Array] | None:
 
 
 def _stored(q: QDense, name: str) -> Array:
-    """A QDense array as stored: an odd tanh table as its upper half (128 entries)."""
+    """A QDense array as stored: an odd tanh table as its 17 knots
+    (:func:`~rlbudget.policy.knots.tanh_knots`) or else its upper half (128 entries)."""
     a: Array = getattr(q, name)
     if name == "lut" and q.activation == "tanh":
-        half = odd_half(a)
-        return a if half is None else half
+        knots, half = tanh_knots(a), odd_half(a)
+        return knots if knots is not None else a if half is None else half
     return a
 
 
@@ -580,6 +582,11 @@ class _Loader:
             lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
             if activation == "tanh" and lut.shape == (128,):  # odd: its half for 0..127
                 lut = odd_table(lut)
+            elif activation == "tanh" and lut.shape == (KNOTS,):  # odd, interpolated
+                if lut.min() < 0:
+                    raise self.fail(f"{what}: array '{la['lut']}' holds tanh knots, which must "
+                                    "be 0 to 127; quantize the policy again")  # fmt: skip
+                lut = knot_table(lut)
             self.shape(lut, (256,), what, str(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
