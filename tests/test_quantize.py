@@ -445,7 +445,22 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     assert dict(r.provenance) == dict(q.provenance)
     doc = json.loads((tmp_path / "q" / "policy.json").read_text())
     layer0 = doc["body"]["layers"][0]
-    assert doc["body"]["kind"] == "mlp_int8" and layer0["lut"] == "body.0.lut"
+    # schema 2: the int8 arrays (W 4×8, the knots, W 8×2) are slices of one array per dtype
+    assert doc["schema_version"] == 2 and doc["body"]["kind"] == "mlp_int8"
+    assert layer0["W"] == {"array": "body.int8", "offset": 0, "shape": [4, 8]}
+    assert layer0["lut"] == {"array": "body.int8", "offset": 32, "shape": [17]}
+    assert layer0["b"] == {"array": "body.int16", "offset": 0, "shape": [8]}
+    from safetensors.numpy import load
+
+    stored = load((tmp_path / "q" / "policy.safetensors").read_bytes())
+    assert {k: v.shape for k, v in stored.items()} == {
+        "body.int8": (32 + 17 + 16,), "body.int16": (10,),
+        "preprocess.0.mean": (4,), "preprocess.0.var": (4,)}  # fmt: skip
+    # schema 1 (an array per layer) is still written on request and read
+    save_policy(q, tmp_path / "v1", pack=False)
+    old = json.loads((tmp_path / "v1" / "policy.json").read_text())
+    assert old["schema_version"] == 1 and old["body"]["layers"][0]["lut"] == "body.0.lut"
+    assert np.array_equal(load_policy(tmp_path / "v1").act(obs), q.act(obs))
     assert layer0["input_scale"] == q.body.layers[0].input_scale  # type: ignore[union-attr]
     assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
 
@@ -469,7 +484,8 @@ def test_tanh_layers_share_one_table(tmp_path: Path) -> None:
     assert "shared_table" not in own.provenance["transforms"][-1]
     folder = save_policy(q, tmp_path / "q")
     doc = json.loads((folder / "policy.json").read_text())
-    assert [la.get("lut") for la in doc["body"]["layers"]] == ["body.0.lut", "body.0.lut", None]
+    knots = {"array": "body.int8", "offset": 4 * 64, "shape": [17]}  # after layer 0's W
+    assert [la.get("lut") for la in doc["body"]["layers"]] == [knots, knots, None]
     loaded = load_policy(folder)
     x = cartpole_obs(2000, seed=3)
     assert np.array_equal(loaded.act(x), q.act(x))
@@ -534,8 +550,9 @@ def test_refuses_other_bodies_and_bad_calibration() -> None:
 
 @pytest.fixture
 def saved_int8(tmp_path: Path) -> Path:
+    """A per-channel int8 policy with an array per layer (schema 1, as before packing)."""
     q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=True)
-    return save_policy(q, tmp_path / "q")
+    return save_policy(q, tmp_path / "q", pack=False)
 
 
 @pytest.fixture
@@ -655,6 +672,66 @@ CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
         "for the layer) or all array names (one per channel)",
     ),
 }
+
+
+def layer1(doc: dict) -> dict:  # type: ignore[type-arg]
+    return doc["body"]["layers"][1]  # type: ignore[no-any-return]
+
+
+CORRUPT_PACKED: dict[str, tuple[Callable[[Path], None], str]] = {
+    "out-of-range": (
+        lambda f: edit_json(f, lambda d: layer1(d)["W"].update({"offset": 60})),
+        "body (mlp_int8) layer 1: slice [60:76] of array 'body.int8' (shape [65]) is out of "
+        "range; the file is corrupt, save the policy again",
+    ),
+    "overlap": (
+        lambda f: edit_json(f, lambda d: layer1(d)["W"].update({"offset": 40})),
+        "the slices of array 'body.int8' overlap; the file is corrupt, save the policy again",
+    ),
+    "gap": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.int16": np.append(a["body.int16"], np.int16(0))})
+        ),
+        "array 'body.int16' has 11 elements but the structure reads 10; the file is corrupt, "
+        "save the policy again",
+    ),
+    "offset-type": (
+        lambda f: edit_json(f, lambda d: layer0(d)["b"].update({"offset": "0"})),
+        "body (mlp_int8) layer 0: a slice of 'body.int16' needs an integer offset ≥ 0 and a "
+        "shape of integers ≥ 0, not '0' and [8]",
+    ),
+    "missing": (
+        lambda f: edit_arrays(f, lambda a: a.pop("body.int16")),
+        "body (mlp_int8) layer 0: array 'body.int16' is missing from policy.safetensors; the "
+        "policy is incomplete, save it again",
+    ),
+    "dtype": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.int16": a["body.int16"].astype(np.int8)})
+        ),
+        "body (mlp_int8) layer 0: array 'body.int16[0:8]' has dtype int8; expected int16, int32",
+    ),
+    "shape": (
+        lambda f: edit_json(f, lambda d: layer0(d)["b"].update({"shape": [4, 2]})),
+        "body (mlp_int8) layer 0: array 'body.int16[0:8]' has shape [4, 2]; expected 1 "
+        "dimension(s)",
+    ),
+    "knots": (
+        lambda f: edit_json(f, lambda d: layer0(d)["lut"].update({"shape": [16]})),
+        "body (mlp_int8) layer 0: array 'body.int8[32:48]' has shape [16]; expected [256]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_PACKED))
+def test_corrupt_packed_int8_policy(case: str, saved_per_tensor: Path) -> None:
+    """Schema 2: slices of one array per dtype, each checked, covering the array once."""
+    assert json.loads((saved_per_tensor / "policy.json").read_text())["schema_version"] == 2
+    corrupt, message = CORRUPT_PACKED[case]
+    corrupt(saved_per_tensor)
+    with pytest.raises(PolicyError) as e:
+        load_policy(saved_per_tensor)
+    assert str(e.value) == f"{saved_per_tensor}: {message}"
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT_PER_TENSOR))
