@@ -292,6 +292,28 @@ def test_c_matches_numpy(name: str, built: dict[str, Built]) -> None:
         assert np.abs(got_f - expected).max() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["pendulum-mlp-relu-clip-int8", "cartpole-mlp-tanh-int8"])
+def test_int8_input_beyond_the_clip(name: str, built: dict[str, Built]) -> None:
+    """Where the int8 input quantization saturates before the normalize step's clip, the C
+    leaves the clip out (the folded normalization of a raw Box observation, clip ±4 ranges);
+    observations far beyond it give numpy's actions still."""
+    b = built[name]
+    source = (b.program.parent / "policy.c").read_text()
+    dropped = "its clip is left to the int8 quantization" in source
+    assert dropped  # ±4 calibrated ranges (Pendulum), ±5.3 standard deviations (CartPole)
+    float_source = (built["cartpole-mlp-tanh"].program.parent / "policy.c").read_text()
+    assert "if (z > 5.30000019f)" in float_source  # the float path clips
+    rng = np.random.default_rng(7)
+    obs = observations(CASES[name].env_id)[:400].copy()
+    obs *= rng.choice(np.array([1.0, -1.0, 1e3, -1e3, 1e30, -1e30], np.float32), obs.shape)
+    lines = run_program(b.program, obs)
+    expected = b.policy.act(obs)
+    got = np.array([[np.float32(v) for v in line.split()] for line in lines]).reshape(
+        expected.shape
+    )
+    assert np.array_equal(got, expected)
+
+
 def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     b = built["cartpole-mlp-tanh-int8"]
     source = (b.program.parent / "policy.c").read_text()
@@ -303,7 +325,11 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)
     widths = [(4, 64), (64, 64)]
     flash = 4 * 4 * 2  # normalize mean and 1/std
-    flash += sum(i * o + 2 * o + 4 + 1 for i, o in widths)  # W, int16 bias, multiplier, shift
+    flash += sum(i * o + 2 * o for i, o in widths)  # W, int16 bias
+    # one multiplier and shift per layer: kernel arguments, not arrays (per channel: arrays)
+    assert "rlb_m0" not in source and "int32_t multiplier, int32_t shift," in source
+    per_channel = built["cartpole-mlp-tanh-int8-per-channel"].program.parent / "policy.c"
+    assert "static const int32_t rlb_m0[64]" in per_channel.read_text()
     # last layer: W, int16 bias; argmax of its int32 accumulators (one positive scale, no
     # float needed: the same action as numpy's argmax of the dequantized values)
     flash += 64 * 2 + 2 * 2

@@ -254,10 +254,9 @@ static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 """
 
 DENSE_INT8 = """
-/* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
-   per output channel (ch = 1) or one for the layer (ch = 0) */
+/* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; @WHAT */
 static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const @B *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
+                           @REQUANT,
                            int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
                            int32_t lo, const int8_t *lut)
 {
@@ -270,7 +269,7 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
-        acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
+        acc = rlb_mbqm(acc, @MULTIPLIER);
         acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
         y[j] = @LUT;
     }
@@ -358,11 +357,31 @@ static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, c
 """
 
 
-def _kernel(w: _Writer, name: str, text: str, bias: Array, table: str = "") -> str:
-    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and ``table``: ""
+PER_CHANNEL = {
+    "@WHAT": "multiplier and shift per output channel (ch = 1) or one for the layer (ch = 0)",
+    "@REQUANT": "const int32_t *multiplier, const int8_t *shift, int32_t ch",
+    "@MULTIPLIER": "multiplier[j * ch], shift[j * ch]",
+}
+PER_TENSOR = {
+    "@WHAT": "one multiplier and shift for the layer",
+    "@REQUANT": "int32_t multiplier, int32_t shift",
+    "@MULTIPLIER": "multiplier, shift",
+}
+"""The requantization constants of :data:`DENSE_INT8`: arrays (per channel, ``_pc``), or
+two arguments (one scale for the layer: no arrays, no loads)."""
+
+
+def _kernel(
+    w: _Writer, name: str, text: str, bias: Array, table: str = "", per_channel: bool = False
+) -> str:
+    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32), ``table``: ""
     (a full lookup table or none), "odd" (a half table, :data:`ODD_LUT`) or "knots"
-    (:data:`KNOT_LUT`); its C name."""
+    (:data:`KNOT_LUT`), and per-channel requantization constants (:data:`PER_CHANNEL`, else
+    :data:`PER_TENSOR`); its C name."""
+    for key, value in (PER_CHANNEL if per_channel else PER_TENSOR).items():
+        text = text.replace(key, value)
     suffix = ("_b16" if bias.dtype == np.int16 else "") + (f"_{table}" if table else "")
+    suffix += "_pc" if per_channel else ""
     if table == "knots":
         w.helper("rlb_knots", KNOTS_HELPER)
     text = text.replace("@LUT", {"odd": ODD_LUT, "knots": KNOT_LUT}.get(table, FULL_LUT))
@@ -558,8 +577,9 @@ def _split_preprocess(
     return norm, last
 
 
-def _input_function(w: _Writer, norm: Normalize | None) -> None:
-    """``rlb_input(obs, i)``: observation element i after the float preprocess."""
+def _input_function(w: _Writer, norm: Normalize | None, clip: bool = True) -> None:
+    """``rlb_input(obs, i)``: observation element i after the float preprocess (without
+    the normalize step's clip where ``clip`` is False: :func:`_int8_saturates_first`)."""
     if norm is None:
         w.helper(
             "rlb_input",
@@ -574,7 +594,17 @@ static float rlb_input(const float *obs, int32_t i)
     std = np.sqrt(norm.var + np.float32(norm.eps))  # exactly numpy's float32 divisor
     w.array("rlb_norm_mean", norm.mean, "normalize: mean")
     w.array("rlb_norm_std", std, "normalize: sqrt(var + eps), computed in float32")
-    clip = c_float(norm.clip)
+    if not clip:
+        w.helper("rlb_input", """
+/* normalize: (x - mean) / sqrt(var + eps); its clip is left to the int8 quantization,
+   which saturates first */
+static float rlb_input(const float *obs, int32_t i)
+{
+    return (obs[i] - rlb_norm_mean[i]) / rlb_norm_std[i];
+}
+""")  # fmt: skip
+        return
+    clip_c = c_float(norm.clip)
     w.helper(
         "rlb_input",
         f"""
@@ -582,16 +612,28 @@ static float rlb_input(const float *obs, int32_t i)
 static float rlb_input(const float *obs, int32_t i)
 {{
     float z = (obs[i] - rlb_norm_mean[i]) / rlb_norm_std[i];
-    if (z < -{clip}) {{
-        z = -{clip};
+    if (z < -{clip_c}) {{
+        z = -{clip_c};
     }}
-    if (z > {clip}) {{
-        z = {clip};
+    if (z > {clip_c}) {{
+        z = {clip_c};
     }}
     return z;
 }}
 """,
     )
+
+
+def _int8_saturates_first(policy: Policy, norm: Normalize | None) -> bool:
+    """The int8 body's input quantization maps the normalize step's clip bounds to -128 and
+    127: then the clip changes no int8 input (quantizing is monotone; NaN passes both) and
+    the C export leaves it out."""
+    if norm is None or not isinstance(policy.body, QuantizedMLP):
+        return False
+    first = policy.body.layers[0]
+    bounds = np.array([-norm.clip, norm.clip], dtype=np.float32)
+    ends = quantize_input(bounds, first.input_scale, first.input_zero_point)
+    return [int(v) for v in ends] == [-128, 127]
 
 
 def _bin(top: str) -> str:
@@ -754,9 +796,12 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
         table, stored, note = _tanh_table(la)
-        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, table)
-        w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
-        w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, table, bool(ch))
+        requant = f"{int(la.multiplier[0])}, {int(la.shift[0])}"  # one for the layer
+        if ch:
+            w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
+            w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
+            requant = f"rlb_m{i}, rlb_s{i}, {ch}"
         lut, low = "0", max(la.clamp_low, ODD_LOW) if table else la.clamp_low
         if stored is not None:
             lut = tables.get(stored.tobytes()) or w.array(
@@ -765,7 +810,7 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
             tables[stored.tobytes()] = lut
         elif la.lut is not None:
             lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
-        w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
+        w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, {requant}, {n_in}, "
                f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {low}, "
                f"{lut}); /* {la.activation} */")  # fmt: skip
         x = y
@@ -948,7 +993,7 @@ def _generate(policy: Policy) -> _Writer:
     w = _Writer()
     norm, last = _split_preprocess(policy)
     if policy.observation_space.kind == "box":
-        _input_function(w, norm)
+        _input_function(w, norm, not _int8_saturates_first(policy, norm))
     body = policy.body
     if isinstance(body, MLP | QuantizedMLP | Linear) and isinstance(last, Discretize):
         raise _fail(f"a {body.kind} body after discretize is not supported")
