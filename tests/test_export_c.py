@@ -150,8 +150,17 @@ def left_shift(p: Policy) -> Policy:
     assert isinstance(body, QuantizedMLP)
     la = body.layers[1]
     m = np.rint(la.multiplier * 2.0 ** (la.shift.astype(float) - 2)).astype(np.int32)
-    la = replace(la, multiplier=m, shift=np.full_like(la.shift, 2))
+    la = replace(la, multiplier=m, shift=np.full_like(la.shift, 2), requantize="tflite")
     return replace(p, body=QuantizedMLP((body.layers[0], la, *body.layers[2:])))
+
+
+def tflite_requantize(p: Policy) -> Policy:
+    """``p`` with every int8 layer requantized as TFLite does (a policy quantized before
+    ``requantize`` "high_word" existed)."""
+    body = p.body
+    assert isinstance(body, QuantizedMLP)
+    layers = tuple(replace(la, requantize="tflite") for la in body.layers)
+    return replace(p, body=QuantizedMLP(layers))
 
 
 def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
@@ -173,8 +182,10 @@ CASES: dict[str, Case] = {
         "CartPole-v1",
         True,
     ),
-    "cartpole-mlp-tanh-int8-exact-table": Case(  # the 128-entry half table, as before knots
-        lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], tanh_knots=False),
+    "cartpole-mlp-tanh-int8-exact-table": Case(  # as before knots and the high word
+        lambda: tflite_requantize(
+            quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], tanh_knots=False)
+        ),
         "CartPole-v1",
         True,
     ),
@@ -344,6 +355,11 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     exact = built["cartpole-mlp-tanh-int8-exact-table"]
     exact_source = (exact.program.parent / "policy.c").read_text()
     assert "rlb_lut0[128]" in exact_source and "rlb_knots" not in exact_source
+    # the requantization: one rounding of the product's high word (every shift ≤ -2), or
+    # TFLite's two roundings for a policy quantized before that
+    assert all(la.requantize == "high_word" for la in layers[:-1])
+    assert "rlb_rhm(acc, multiplier, shift)" in source and "rlb_srdhm" not in source
+    assert "rlb_mbqm(acc, multiplier, shift)" in exact_source and "rlb_rhm" not in exact_source
     assert exact.result.flash_bytes == flash - 17 + 128
     assert "if (shift > 0)" not in source  # no layer shifts left
     left = (built["cartpole-mlp-relu-int8-left-shift"].program.parent / "policy.c").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from itertools import pairwise
@@ -36,6 +37,7 @@ from rlbudget.policy.model import (
     multiply_by_quantized_multiplier,
     odd_table,
     quantize_input,
+    rounded_high_mul,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
@@ -154,6 +156,23 @@ def test_multiply_by_quantized_multiplier_rounds_like_float() -> None:
     assert got.tolist() == [2**30, -(2**30)]
 
 
+def test_rounded_high_mul_is_the_rounded_exact_product() -> None:
+    """One rounding (half up) of ``acc · m / 2**(31 - shift)``, exactly, for shift ≤ -2 —
+    Python's integers as the reference — and within half a step of TFLite's result plus
+    one (its two roundings)."""
+    from fractions import Fraction
+
+    acc = np.concatenate([RNG.integers(-(2**31), 2**31, 3000), [0, 1, -1, 2**31 - 1, -(2**31)]])
+    for real in (0.0123, 0.2, 0.249, 1e-6):
+        m, shift = quantize_multiplier(real)
+        assert shift <= -2
+        got = rounded_high_mul(acc, np.int64(m), np.int64(shift))
+        exact = [Fraction(int(a) * m, 2 ** (31 - shift)) for a in acc]
+        assert got.tolist() == [math.floor(e + Fraction(1, 2)) for e in exact]
+        tflite = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(shift))
+        assert np.abs(got - tflite).max() <= 1
+
+
 def test_quantize_input_rounds_half_away_and_saturates() -> None:
     x = np.array([0.5, -0.5, 1.5, -1.5, 2.4999, 126.6, -200.0, 1e30, np.nan, -0.0], np.float32)
     assert quantize_input(x, 1.0, 0).tolist() == [1, -1, 2, -2, 2, 127, -128, 127, -128, 0]
@@ -182,8 +201,12 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
         acc += int(layer.b[j])
         k = j if layer.multiplier.size > 1 else 0  # per channel, or one for the layer
         m, s = int(layer.multiplier[k]), int(layer.shift[k])
-        left, right = max(s, 0), max(-s, 0)
-        acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
+        if layer.requantize == "high_word":  # the product's high word, one rounding
+            k = -1 - s
+            acc = ((acc * m >> 32) + (1 << (k - 1))) >> k
+        else:
+            left, right = max(s, 0), max(-s, 0)
+            acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
         acc = max(layer.clamp_low, min(127, acc + layer.output_zero_point))
         out.append(int(layer.lut[acc + 128]) if layer.lut is not None else acc)
     return out
@@ -650,6 +673,17 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
+    "requantize-name": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"requantize": "fast"})),
+        "body (mlp_int8) layer 0: requantize must be one of tflite, high_word, not 'fast'",
+    ),
+    "requantize-shift": (
+        lambda f: edit_json(
+            f, lambda d: layer0(d).update({"requantize": "high_word", "shift": -1})
+        ),
+        "body (mlp_int8) layer 0: requantize 'high_word' needs every shift ≤ -2; quantize the "
+        "policy again",
+    ),
     "shift-range": (
         lambda f: edit_json(f, lambda d: layer0(d).update({"shift": 31})),
         "body (mlp_int8) layer 0: every shift must lie in [-31, 30]",

@@ -17,7 +17,10 @@
   ``zero_point = round(-128 - min / scale)``. The body input is calibrated the same way;
 - **requantization**: ``input_scale × w_scale[j] / output_scale`` as an int32 multiplier
   and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
-  ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
+  ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``, or, where every
+  shift is ≤ -2 (a multiplier below 1/4, the usual case), with one rounding of the
+  product's high word (:func:`~rlbudget.policy.model.rounded_high_mul`, ``requantize``
+  "high_word": as exact, fewer instructions in C);
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
   through a 256-entry int8 table. A tanh layer's output and its table's output are
   quantized symmetrically (zero point 0), so its table is odd and is stored and exported
@@ -222,8 +225,10 @@ def _quantize_layer(
         lut = _lut(activation, out_scale, out_zp, lut_output)
         if activation == "tanh" and knots:
             lut = _knot_lut(lut, out_scale, (lut_output or LUT_OUTPUT["tanh"])[0])
+    high_word = not float_output and int(shift.max()) <= -2  # see rounded_high_mul
     return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
-                  out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
+                  out_scale, out_zp, activation, lut, float_output, lut_output,
+                  "high_word" if high_word else "tflite")  # fmt: skip
 
 
 def quantize_int8(

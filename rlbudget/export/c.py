@@ -253,6 +253,17 @@ static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 }
 """
 
+HIGH_WORD = """
+/* x * multiplier * 2^(shift - 31) rounded half up, for shift <= -2: the high word of the
+   product, then k = -1 - shift bits with one rounding (rlbudget's rounded_high_mul) */
+static int32_t rlb_rhm(int32_t x, int32_t multiplier, int32_t shift)
+{
+    const int32_t k = -1 - shift;
+    const int32_t high = (int32_t)(((int64_t)x * multiplier) >> 32);
+    return (high + (1 << (k - 1))) >> k;
+}
+"""
+
 DENSE_INT8 = """
 /* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; @WHAT */
 static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const @B *b,
@@ -269,7 +280,7 @@ static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const 
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
-        acc = rlb_mbqm(acc, @MULTIPLIER);
+        acc = @RQ(acc, @MULTIPLIER);
         acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
         y[j] = @LUT;
     }
@@ -372,16 +383,24 @@ two arguments (one scale for the layer: no arrays, no loads)."""
 
 
 def _kernel(
-    w: _Writer, name: str, text: str, bias: Array, table: str = "", per_channel: bool = False
+    w: _Writer,
+    name: str,
+    text: str,
+    bias: Array,
+    table: str = "",
+    per_channel: bool = False,
+    high_word: bool = False,
 ) -> str:
     """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32), ``table``: ""
     (a full lookup table or none), "odd" (a half table, :data:`ODD_LUT`) or "knots"
-    (:data:`KNOT_LUT`), and per-channel requantization constants (:data:`PER_CHANNEL`, else
-    :data:`PER_TENSOR`); its C name."""
+    (:data:`KNOT_LUT`), per-channel requantization constants (:data:`PER_CHANNEL`, else
+    :data:`PER_TENSOR`) and the requantization (``high_word``: :data:`HIGH_WORD`, else
+    TFLite's :data:`FIXED_POINT`); its C name."""
     for key, value in (PER_CHANNEL if per_channel else PER_TENSOR).items():
         text = text.replace(key, value)
+    text = text.replace("@RQ", "rlb_rhm" if high_word else "rlb_mbqm")
     suffix = ("_b16" if bias.dtype == np.int16 else "") + (f"_{table}" if table else "")
-    suffix += "_pc" if per_channel else ""
+    suffix += ("_pc" if per_channel else "") + ("_hw" if high_word else "")
     if table == "knots":
         w.helper("rlb_knots", KNOTS_HELPER)
     text = text.replace("@LUT", {"odd": ODD_LUT, "knots": KNOT_LUT}.get(table, FULL_LUT))
@@ -771,9 +790,14 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
-    left = any(bool((la.shift > 0).any()) for la in body.layers if not la.float_output)
-    w.helper("fixed_point", FIXED_POINT.replace("@LEFT\n", LEFT_SHIFT + "\n" if left else "")
-             .replace("@RIGHT", "shift > 0 ? 0 : -shift" if left else "-shift"))  # fmt: skip
+    requantized = [la for la in body.layers if not la.float_output]
+    if any(la.requantize == "high_word" for la in requantized):
+        w.helper("rlb_rhm", HIGH_WORD)
+    tflite = [la for la in requantized if la.requantize != "high_word"]
+    left = any(bool((la.shift > 0).any()) for la in tflite)
+    if tflite:
+        w.helper("fixed_point", FIXED_POINT.replace("@LEFT\n", LEFT_SHIFT + "\n" if left else "")
+                 .replace("@RIGHT", "shift > 0 ? 0 : -shift" if left else "-shift"))  # fmt: skip
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
@@ -796,7 +820,8 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
         table, stored, note = _tanh_table(la)
-        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, table, bool(ch))
+        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, table, bool(ch),
+                       la.requantize == "high_word")  # fmt: skip
         requant = f"{int(la.multiplier[0])}, {int(la.shift[0])}"  # one for the layer
         if ch:
             w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")

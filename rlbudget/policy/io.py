@@ -28,6 +28,7 @@ from rlbudget.policy.model import (
     HEADS,
     INT32_MAX,
     MLP,
+    REQUANTIZE,
     Array,
     Body,
     Dense,
@@ -253,6 +254,7 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
                    for n in names},
                 **scalars,
                 **({"output": "float32"} if q.float_output else {}),
+                **({"requantize": q.requantize} if q.requantize != "tflite" else {}),
                 **({"lut_output_scale": q.lut_output[0],
                     "lut_output_zero_point": q.lut_output[1]} if q.lut_output else {}),
             })  # fmt: skip
@@ -698,6 +700,13 @@ class _Loader:
                 raise self.fail(f"{what}: lut_output_zero_point must be an integer from -128 "
                                 f"to 127, not {zp!r}")  # fmt: skip
             lut_output = (float(scale), zp)
+        requantize = la.get("requantize", "tflite")
+        if requantize not in REQUANTIZE:
+            raise self.fail(f"{what}: requantize must be one of {', '.join(REQUANTIZE)}, not "
+                            f"{requantize!r}")  # fmt: skip
+        if requantize == "high_word" and np.any(got["shift"] > -2):
+            raise self.fail(f"{what}: requantize 'high_word' needs every shift ≤ -2; quantize "
+                            "the policy again")  # fmt: skip
         output = la.get("output", "int8")
         if output not in ("int8", "float32"):
             raise self.fail(f"{what}: output must be 'int8' or 'float32', not {output!r}")
@@ -706,7 +715,7 @@ class _Loader:
         return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
                       scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
                       zps["output_zero_point"], str(activation), lut,
-                      output == "float32", lut_output)  # fmt: skip
+                      output == "float32", lut_output, str(requantize))  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")
