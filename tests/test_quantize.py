@@ -414,7 +414,8 @@ def test_input_range_folded_into_first_layer() -> None:
     assert np.all((outside > 0.005) & (outside <= 0.0101))
     assert q.provenance["transforms"][-1]["input_normalization"] is True
     first = q.body.layers[0]  # type: ignore[union-attr]
-    assert (first.input_scale, first.input_zero_point) == activation_params(-1.0, 1.0)
+    # symmetric: ±1 is ±127 with zero point 0, so no layer reading the input subtracts one
+    assert (first.input_scale, first.input_zero_point) == (float(np.float32(1 / 127)), 0)
 
 
 def agreement_tanh() -> float:

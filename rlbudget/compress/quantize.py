@@ -46,7 +46,9 @@ small differences:
   front of it (``(x - center) / half_range`` per feature, from the calibration min/max; its
   ``clip`` at 4 half-ranges) and folded exactly into the first layer's float weights
   (``W' = half_range[:, None] * W``, ``b' = b + center @ W``) before they are quantized, so
-  every feature spans the int8 input range. The range is the central 99 % of the
+  every feature spans the int8 input range, quantized symmetrically (±1 as ±127, zero
+  point 0: the first layer subtracts no zero point, and its C call passes a constant 0
+  like the tanh layers'). The range is the central 99 % of the
   calibration values (percentiles 0.5 and 99.5, :data:`INPUT_PERCENTILE`); the rarer ones
   saturate. On the Zoo's PPO CartPole this raised agreement from 96.6 % to 97.2 %. A body
   behind VecNormalize already sees standardized features and is left as it is.
@@ -286,7 +288,7 @@ def quantize_int8(
         preprocess, x = (norm,), norm.apply(x)
     # folded: every feature's calibrated range is [-1, 1]; rarer values saturate
     low, high = (-1.0, 1.0) if folded else (float(x.min()), float(x.max()))
-    quant = activation_params(low, high)
+    quant = _symmetric((low, high)) if folded else activation_params(low, high)
     float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
     ranges = _float_ranges(x, dense_layers)
     shared = shared_table and sum(d.activation == "tanh" for d in dense_layers) > 1
