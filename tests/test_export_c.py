@@ -391,14 +391,14 @@ int main(void)
 @pytest.mark.parametrize("helper", [QUANTIZE, QUANTIZE_FULL_SCALE])
 def test_input_quantization_matches_numpy_at_every_half(helper: str, tmp_path: Path) -> None:
     """``rlb_quantize`` (both forms) equals ``quantize_input`` bit for bit: at every half
-    step of the scale and the float32 values either side (where the rounding turns), at
-    the ±512 saturation, for NaN and ±inf."""
+    step of the scale and the float32 values either side (where the rounding turns), where
+    it saturates (at -128 and 127, for zero points from -128 to 127), for NaN and ±inf."""
     source = tmp_path / "q.c"
     source.write_text("#include <stdint.h>\n" + helper + QUANTIZE_MAIN)
     program = tmp_path / "q"
     subprocess.run([str(GCC), *CFLAGS, str(source), "-o", str(program)], check=True)
     rows, expected = [], []
-    for scale, zp in [(2 / 255, -1), (0.031496063, 0), (1 / 3, 17), (3e-3, -128)]:
+    for scale, zp in [(2 / 255, -1), (0.031496063, 0), (1 / 3, 17), (3e-3, -128), (0.05, 127)]:
         full = np.float32(scale)
         halves = np.arange(-1100, 1101, dtype=np.float32) * (full / np.float32(2))
         x = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
