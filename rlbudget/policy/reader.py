@@ -15,8 +15,16 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
-from rlbudget.policy.int8 import INT32_MAX, PER_TENSOR_SCALARS, QDense, QuantizedMLP, odd_table
+from rlbudget.policy.int8 import (
+    INT32_MAX,
+    PER_TENSOR_SCALARS,
+    REQUANTIZE,
+    QDense,
+    QuantizedMLP,
+    odd_table,
+)
 from rlbudget.policy.kernels import ACTIVATIONS, Array
+from rlbudget.policy.knots import KNOTS, knot_table
 from rlbudget.policy.model import (
     HEADS,
     MLP,
@@ -34,7 +42,10 @@ from rlbudget.policy.model import (
     TileCode,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: an int8 body's arrays may be slices of one array per dtype
+(:func:`~rlbudget.policy.io.pack_int8`); a file without slices is written as version 1,
+which every rlbudget reads."""
 ARRAYS_NAME = "policy.safetensors"
 # Every number a policy holds is checked against these on load: larger values are no
 # trained policy's and overflow float32 arithmetic (or the C export's literals).
@@ -124,6 +135,17 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
     return spec
 
 
+def _slice_label(ref: Any) -> str:
+    """How an array reference is named in messages: its name, or ``name[start:end]``."""
+    if isinstance(ref, Mapping) and "array" in ref:
+        size = math.prod(ref.get("shape") or []) if isinstance(ref.get("shape"), list) else 0
+        offset = ref.get("offset")
+        if isinstance(offset, int) and isinstance(size, int):
+            return f"{ref['array']}[{offset}:{offset + size}]"
+        return str(ref["array"])
+    return str(ref)
+
+
 class _Loader:
     """Builds a Policy from a document and arrays, checking each as it goes."""
 
@@ -131,6 +153,7 @@ class _Loader:
         self.arrays = arrays
         self.where = where
         self.used: set[str] = set()
+        self.slices: dict[str, set[tuple[int, int]]] = {}  # packed array: (start, end) read
 
     def fail(self, message: str) -> PolicyError:
         return PolicyError(f"{self.where}: {message}")
@@ -138,13 +161,16 @@ class _Loader:
     def array(
         self, name: Any, *, ndim: int, what: str, floats: bool = True, dtypes: tuple[str, ...] = ()
     ) -> Array:
-        if not isinstance(name, str) or name not in self.arrays:
+        if isinstance(name, Mapping) and "array" in name:
+            a, name = self.slice(name, what), _slice_label(name)
+        elif not isinstance(name, str) or name not in self.arrays:
             raise self.fail(
                 f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy is "
                 "incomplete, save it again"
             )
-        a = self.arrays[name]
-        self.used.add(name)
+        else:
+            a = self.arrays[name]
+            self.used.add(name)
         allowed_here = dtypes or (FLOAT_DTYPES if floats else ALLOWED_DTYPES)
         if str(a.dtype) not in allowed_here:
             allowed = ", ".join(allowed_here)
@@ -161,11 +187,50 @@ class _Loader:
                                 "no trained policy has them, the file is corrupt")  # fmt: skip
         return a
 
+    def slice(self, ref: Mapping[str, Any], what: str) -> Array:
+        """The elements ``offset`` … ``offset + prod(shape)`` of a 1-D packed array
+        (:func:`~rlbudget.policy.io.pack_int8`), in ``shape``; :meth:`check_packed` later
+        checks that the slices read cover each packed array once."""
+        name, offset, shape = ref.get("array"), ref.get("offset"), ref.get("shape")
+        if not isinstance(name, str) or name not in self.arrays:
+            raise self.fail(f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy "
+                            "is incomplete, save it again")  # fmt: skip
+        whole = self.arrays[name]
+        if (type(offset) is not int or offset < 0 or not isinstance(shape, list)
+                or not all(type(v) is int and v >= 0 for v in shape)):  # fmt: skip
+            raise self.fail(f"{what}: a slice of '{name}' needs an integer offset ≥ 0 and a "
+                            f"shape of integers ≥ 0, not {offset!r} and {shape!r}")  # fmt: skip
+        end = offset + math.prod(shape)
+        if whole.ndim != 1 or end > whole.size:
+            raise self.fail(f"{what}: slice [{offset}:{end}] of array '{name}' (shape "
+                            f"{list(whole.shape)}) is out of range; the file is corrupt, save "
+                            "the policy again")  # fmt: skip
+        self.used.add(name)
+        self.slices.setdefault(name, set()).add((offset, end))
+        return np.ascontiguousarray(whole[offset:end].reshape(shape))
+
+    def check_packed(self) -> None:
+        """Each packed array is read whole, by slices that do not overlap (a slice read twice,
+        a shared table, counts once)."""
+        for name, spans in self.slices.items():
+            position = 0
+            for start, end in sorted(spans):
+                if start != position:
+                    gap = f"leave [{position}:{start}] unread"
+                    problem = gap if start > position else "overlap"
+                    raise self.fail(f"the slices of array '{name}' {problem}; the file is "
+                                    "corrupt, save the policy again")  # fmt: skip
+                position = end
+            if position != self.arrays[name].size:
+                raise self.fail(f"array '{name}' has {self.arrays[name].size} elements but the "
+                                f"structure reads {position}; the file is corrupt, save the "
+                                "policy again")  # fmt: skip
+
     def weights(self, ref: Any, *, what: str, dtypes: tuple[str, ...] = FLOAT_DTYPES) -> Array:
         """A layer's dense ``W`` [inputs, outputs], from an array name or a CSR description
         (:func:`~rlbudget.policy.kernels.sparse_weights`): shape, dtypes, row pointers and
         indices checked."""
-        if not isinstance(ref, Mapping):
+        if not isinstance(ref, Mapping) or "array" in ref:
             return self.array(ref, ndim=2, what=what, dtypes=dtypes)
         if ref.get("format") != "csr":
             raise self.fail(f"{what}: W has format {ref.get('format')!r}; this rlbudget knows "
@@ -387,7 +452,7 @@ class _Loader:
                 got[name] = np.array([v], dtype=dtypes[0])
                 continue
             got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=dtypes)
-            self.shape(got[name], out, what, str(la[name]))
+            self.shape(got[name], out, what, _slice_label(la[name]))
         if np.any(got["w_scale"] <= 0):
             raise self.fail(f"{what}: every w_scale must be > 0")
         if np.any(got["multiplier"] < 0):
@@ -422,7 +487,13 @@ class _Loader:
             lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
             if activation == "tanh" and lut.shape == (128,):  # odd: its half for 0..127
                 lut = odd_table(lut)
-            self.shape(lut, (256,), what, str(la["lut"]))
+            elif activation == "tanh" and lut.shape == (KNOTS,):  # odd, interpolated
+                if lut.min() < 0:
+                    label = _slice_label(la["lut"])
+                    raise self.fail(f"{what}: array '{label}' holds tanh knots, which must be "
+                                    "0 to 127; quantize the policy again")  # fmt: skip
+                lut = knot_table(lut)
+            self.shape(lut, (256,), what, _slice_label(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
         lut_output = None
@@ -441,6 +512,13 @@ class _Loader:
                 raise self.fail(f"{what}: lut_output_zero_point must be an integer from -128 "
                                 f"to 127, not {zp!r}")  # fmt: skip
             lut_output = (float(scale), zp)
+        requantize = la.get("requantize", "tflite")
+        if requantize not in REQUANTIZE:
+            raise self.fail(f"{what}: requantize must be one of {', '.join(REQUANTIZE)}, not "
+                            f"{requantize!r}")  # fmt: skip
+        if requantize == "high_word" and np.any(got["shift"] > -2):
+            raise self.fail(f"{what}: requantize 'high_word' needs every shift ≤ -2; quantize "
+                            "the policy again")  # fmt: skip
         output = la.get("output", "int8")
         if output not in ("int8", "float32"):
             raise self.fail(f"{what}: output must be 'int8' or 'float32', not {output!r}")
@@ -449,7 +527,7 @@ class _Loader:
         return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
                       scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
                       zps["output_zero_point"], str(activation), lut,
-                      output == "float32", lut_output)  # fmt: skip
+                      output == "float32", lut_output, str(requantize))  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")
@@ -536,6 +614,7 @@ def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> P
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
     head = L.head(doc.get("head", {}), width, act, body)
+    L.check_packed()
     extra = set(arrays) - L.used
     if extra:
         raise PolicyError(f"{where}: {ARRAYS_NAME} has arrays the structure does not use: "
