@@ -15,15 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rlbudget import __version__
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.fileio import atomic_write_dir, load_json, read_capped
 from rlbudget.policy.kernels import Array
 from rlbudget.policy.kernels import sparse_weights as sparse_weights  # where the C export looks
 from rlbudget.policy.model import Policy
-from rlbudget.policy.reader import ARRAYS_NAME, SCHEMA_VERSION
+from rlbudget.policy.packing import ARRAYS_NAME
+from rlbudget.policy.packing import pack_int8 as pack_int8
 from rlbudget.policy.reader import from_document as from_document
 
 JSON_NAME = "policy.json"
@@ -51,41 +50,6 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
         "provenance": dict(policy.provenance),
     }
     return doc, policy.arrays()
-
-
-def pack_int8(
-    doc: dict[str, Any], arrays: dict[str, Array]
-) -> tuple[dict[str, Any], dict[str, Array]]:
-    """``doc`` and ``arrays`` with an ``mlp_int8`` body's dense arrays packed into one array
-    per dtype, ``body.<dtype>`` (e.g. every int8 W and tanh table in ``body.int8``, every
-    int16 bias in ``body.int16``): each reference becomes ``{"array": "body.int8",
-    "offset": …, "shape": […]}``, the array's elements from ``offset`` in C order. Each
-    array in a safetensors file costs ≈ 60 B of header: a 64-64 tanh net stores 2 arrays
-    instead of 7. Another body, or an int8 body with nothing to pack, is returned as it is
-    (schema version 1); a packed document has schema version 2."""
-    body = doc["body"]
-    if body.get("kind") != "mlp_int8":
-        return doc, arrays
-    chunks: dict[str, list[Array]] = {}
-    refs: dict[str, dict[str, Any]] = {}  # a table shared by layers: one slice
-
-    def packed(name: str) -> dict[str, Any]:
-        if name not in refs:
-            a = arrays[name]
-            group = chunks.setdefault(str(a.dtype), [])
-            refs[name] = {"array": f"body.{a.dtype}", "offset": sum(c.size for c in group),
-                          "shape": list(a.shape)}  # fmt: skip
-            group.append(a.ravel())
-        return dict(refs[name])
-
-    layers = [{k: packed(v) if isinstance(v, str) and v in arrays and k != "activation"
-               and k != "output" else v for k, v in la.items()}
-              for la in body["layers"]]  # fmt: skip
-    if not refs:
-        return doc, arrays
-    out = {k: v for k, v in arrays.items() if k not in refs}
-    out.update({f"body.{dtype}": np.concatenate(group) for dtype, group in chunks.items()})
-    return {**doc, "schema_version": SCHEMA_VERSION, "body": {**body, "layers": layers}}, out
 
 
 def save_policy(

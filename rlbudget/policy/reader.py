@@ -41,12 +41,12 @@ from rlbudget.policy.model import (
     Table,
     TileCode,
 )
+from rlbudget.policy.packing import ARRAYS_NAME, PACKED_SCHEMA_VERSION, Slices, slice_label
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = PACKED_SCHEMA_VERSION
 """2: an int8 body's arrays may be slices of one array per dtype
 (:func:`~rlbudget.policy.io.pack_int8`); a file without slices is written as version 1,
 which every rlbudget reads."""
-ARRAYS_NAME = "policy.safetensors"
 # Every number a policy holds is checked against these on load: larger values are no
 # trained policy's and overflow float32 arithmetic (or the C export's literals).
 MAX_ABS = 1e10
@@ -135,17 +135,6 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
     return spec
 
 
-def _slice_label(ref: Any) -> str:
-    """How an array reference is named in messages: its name, or ``name[start:end]``."""
-    if isinstance(ref, Mapping) and "array" in ref:
-        size = math.prod(ref.get("shape") or []) if isinstance(ref.get("shape"), list) else 0
-        offset = ref.get("offset")
-        if isinstance(offset, int) and isinstance(size, int):
-            return f"{ref['array']}[{offset}:{offset + size}]"
-        return str(ref["array"])
-    return str(ref)
-
-
 class _Loader:
     """Builds a Policy from a document and arrays, checking each as it goes."""
 
@@ -153,7 +142,7 @@ class _Loader:
         self.arrays = arrays
         self.where = where
         self.used: set[str] = set()
-        self.slices: dict[str, set[tuple[int, int]]] = {}  # packed array: (start, end) read
+        self.packed = Slices(arrays, self.fail)  # schema 2: slices of packed arrays
 
     def fail(self, message: str) -> PolicyError:
         return PolicyError(f"{self.where}: {message}")
@@ -162,7 +151,8 @@ class _Loader:
         self, name: Any, *, ndim: int, what: str, floats: bool = True, dtypes: tuple[str, ...] = ()
     ) -> Array:
         if isinstance(name, Mapping) and "array" in name:
-            a, name = self.slice(name, what), _slice_label(name)
+            self.used.add(str(name["array"]))
+            a, name = self.packed.read(name, what), slice_label(name)
         elif not isinstance(name, str) or name not in self.arrays:
             raise self.fail(
                 f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy is "
@@ -186,45 +176,6 @@ class _Loader:
                 raise self.fail(f"{what}: array '{name}' holds values beyond ±{MAX_ABS:g}; "
                                 "no trained policy has them, the file is corrupt")  # fmt: skip
         return a
-
-    def slice(self, ref: Mapping[str, Any], what: str) -> Array:
-        """The elements ``offset`` … ``offset + prod(shape)`` of a 1-D packed array
-        (:func:`~rlbudget.policy.io.pack_int8`), in ``shape``; :meth:`check_packed` later
-        checks that the slices read cover each packed array once."""
-        name, offset, shape = ref.get("array"), ref.get("offset"), ref.get("shape")
-        if not isinstance(name, str) or name not in self.arrays:
-            raise self.fail(f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy "
-                            "is incomplete, save it again")  # fmt: skip
-        whole = self.arrays[name]
-        if (type(offset) is not int or offset < 0 or not isinstance(shape, list)
-                or not all(type(v) is int and v >= 0 for v in shape)):  # fmt: skip
-            raise self.fail(f"{what}: a slice of '{name}' needs an integer offset ≥ 0 and a "
-                            f"shape of integers ≥ 0, not {offset!r} and {shape!r}")  # fmt: skip
-        end = offset + math.prod(shape)
-        if whole.ndim != 1 or end > whole.size:
-            raise self.fail(f"{what}: slice [{offset}:{end}] of array '{name}' (shape "
-                            f"{list(whole.shape)}) is out of range; the file is corrupt, save "
-                            "the policy again")  # fmt: skip
-        self.used.add(name)
-        self.slices.setdefault(name, set()).add((offset, end))
-        return np.ascontiguousarray(whole[offset:end].reshape(shape))
-
-    def check_packed(self) -> None:
-        """Each packed array is read whole, by slices that do not overlap (a slice read twice,
-        a shared table, counts once)."""
-        for name, spans in self.slices.items():
-            position = 0
-            for start, end in sorted(spans):
-                if start != position:
-                    gap = f"leave [{position}:{start}] unread"
-                    problem = gap if start > position else "overlap"
-                    raise self.fail(f"the slices of array '{name}' {problem}; the file is "
-                                    "corrupt, save the policy again")  # fmt: skip
-                position = end
-            if position != self.arrays[name].size:
-                raise self.fail(f"array '{name}' has {self.arrays[name].size} elements but the "
-                                f"structure reads {position}; the file is corrupt, save the "
-                                "policy again")  # fmt: skip
 
     def weights(self, ref: Any, *, what: str, dtypes: tuple[str, ...] = FLOAT_DTYPES) -> Array:
         """A layer's dense ``W`` [inputs, outputs], from an array name or a CSR description
@@ -452,7 +403,7 @@ class _Loader:
                 got[name] = np.array([v], dtype=dtypes[0])
                 continue
             got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=dtypes)
-            self.shape(got[name], out, what, _slice_label(la[name]))
+            self.shape(got[name], out, what, slice_label(la[name]))
         if np.any(got["w_scale"] <= 0):
             raise self.fail(f"{what}: every w_scale must be > 0")
         if np.any(got["multiplier"] < 0):
@@ -489,11 +440,11 @@ class _Loader:
                 lut = odd_table(lut)
             elif activation == "tanh" and lut.shape == (KNOTS,):  # odd, interpolated
                 if lut.min() < 0:
-                    label = _slice_label(la["lut"])
+                    label = slice_label(la["lut"])
                     raise self.fail(f"{what}: array '{label}' holds tanh knots, which must be "
                                     "0 to 127; quantize the policy again")  # fmt: skip
                 lut = knot_table(lut)
-            self.shape(lut, (256,), what, _slice_label(la["lut"]))
+            self.shape(lut, (256,), what, slice_label(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
         lut_output = None
@@ -614,7 +565,7 @@ def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> P
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
     head = L.head(doc.get("head", {}), width, act, body)
-    L.check_packed()
+    L.packed.check()
     extra = set(arrays) - L.used
     if extra:
         raise PolicyError(f"{where}: {ARRAYS_NAME} has arrays the structure does not use: "
