@@ -27,7 +27,7 @@ from rlbudget.fileio import LOCK, dir_lock
 from rlbudget.policy import save_policy
 from rlbudget.run import STATE, run_job
 from rlbudget.train import ProgressLog
-from tests.test_compress_cli import frozenlake_table
+from tests.factories import frozenlake_best_table
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_a_signal_during_run_training_stops_the_job_and_a_rerun_resumes(
 
 
 def test_sigterm_outside_training_exits_143_with_one_line(tmp_path: Path) -> None:
-    policy = save_policy(frozenlake_table(), tmp_path / "lake")
+    policy = save_policy(frozenlake_best_table(), tmp_path / "lake")
     proc = start(rlbudget("evaluate", str(policy), "-n", "10000000"))
     time.sleep(3)  # imports done, episodes running
     assert proc.poll() is None, proc.communicate()

@@ -20,7 +20,7 @@ import rlbudget.train as train_module
 from rlbudget.budget import load_budget
 from rlbudget.cli import app
 from rlbudget.run import STATE, candidate_specs, run_job
-from tests.test_compress_cli import balancing_mlp, frozenlake_table
+from tests.factories import balancing_mlp, frozenlake_best_table
 
 runner = CliRunner()
 
@@ -47,7 +47,7 @@ def test_candidates_are_cheapest_first() -> None:
     assert names == ["as trained", "int8", "prune-neurons 50% + recover + int8",
                      "prune-neurons 25% + recover + int8", "distill 16 + int8",
                      "distill 8 + int8"]  # fmt: skip
-    assert [c.methods for c in candidate_specs(frozenlake_table())] == [
+    assert [c.methods for c in candidate_specs(frozenlake_best_table())] == [
         None, "pack", "pack,drop-unvisited"]  # fmt: skip
 
 

@@ -33,11 +33,10 @@ from rlbudget.cli import app  # noqa: E402
 from rlbudget.errors import PolicyError  # noqa: E402
 from rlbudget.policy import load_policy  # noqa: E402
 
+from .conftest import ZOO, needs_zoo  # noqa: E402
 from .test_sb3_convert import randomize, sample_obs  # noqa: E402
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-ZOO = SHARED / "zoo"
 
 # --- a small real model to break ----------------------------------------------------------
 
@@ -351,9 +350,6 @@ REFERENCE = {
     "ppo-MountainCar-v0": (-108.1, 20.2),
     "sac-Pendulum-v1": (-160.3, 51.3),
 }
-needs_zoo = pytest.mark.skipif(
-    not ZOO.is_dir(), reason=f"the RL Zoo models are not here ({ZOO} is missing)"
-)
 
 
 def _sb3_reference(folder: Path, env_id: str) -> tuple[Any, Any]:
@@ -383,7 +379,7 @@ def _sb3_reference(folder: Path, env_id: str) -> tuple[Any, Any]:
     return model, stats
 
 
-@needs_zoo
+@needs_zoo(*REFERENCE)
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_zoo_model_imports_and_reproduces_returns(name: str, tmp_path: Path) -> None:
     folder = ZOO / name
@@ -414,7 +410,7 @@ def test_zoo_model_imports_and_reproduces_returns(name: str, tmp_path: Path) -> 
         assert np.max(np.abs(actions - expected)) <= 1e-5
 
 
-@needs_zoo
+@needs_zoo("dqn-CartPole-v1")
 def test_old_gym_model_spaces_come_from_the_pickle() -> None:
     result = import_model(ZOO / "dqn-CartPole-v1")
     obs = result.policy.observation_space
