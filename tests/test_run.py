@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from rlbudget.budget import load_budget
 from rlbudget.cli import app
 from rlbudget.run import STATE, candidate_specs, run_job
 from tests.factories import balancing_mlp, frozenlake_best_table
+from tests.processes import wait_for
 
 runner = CliRunner()
 
@@ -149,9 +149,7 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> 
     out = tmp_path / "run"
     command = [sys.executable, "-m", "rlbudget", "run", str(path), "-o", str(out)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (out / "train" / "checkpoint").is_dir() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: (out / "train" / "checkpoint").is_dir(), proc, "the first checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = json.loads((out / STATE).read_text())

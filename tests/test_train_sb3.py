@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from rlbudget.cli import app
 from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate
 from rlbudget.train import Limits, load_settings, read_plan, resolve, train_run
+from tests.processes import metrics_rows, wait_for
 
 runner = CliRunner()
 NAN_AT = 2500  # the env steps before the one whose reward is NaN (messages count from 1)
@@ -274,10 +274,8 @@ def test_sigterm_saves_checkpoint_and_policy(
          "-o", str(run), "-q"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.time() + 60
-    while not (run / "config.yaml").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(4)  # SB3 imported, model built, training under way
+    # SB3 imported, model built, training under way: the first episode is in metrics.csv
+    wait_for(lambda: metrics_rows(run) > 0, proc, "a metrics.csv row")
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
