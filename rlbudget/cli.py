@@ -370,8 +370,8 @@ def train(
     limits = Limits()
     overrides: dict[str, object] = {}
     if plan_file is not None:
-        algo, plan_env, overrides, limits = read_plan(plan_file, option)
-        env = env or plan_env
+        choice, limits = read_plan(plan_file, option)
+        algo, env, overrides = choice.algorithm, env or choice.env, dict(choice.params)
     if budget is not None:
         from rlbudget.budget import load_budget
 
@@ -601,8 +601,8 @@ def import_(
 
       rlbudget import model.zip --env Pendulum-v1 --vecnormalize vecnormalize.pkl -o pol
     """
-    from rlbudget.agents.sb3_import import import_model
     from rlbudget.policy import save_policy
+    from rlbudget.sb3.importer import import_model
 
     result = import_model(model, env_id=env, vecnormalize=vecnormalize, algorithm=algo)
     save_policy(result.policy, output, parents=True)
@@ -1108,7 +1108,8 @@ def _write_profile_report(result: Any, path: Path) -> None:
 
 
 def _render_profile(result: Any, report: Path | None) -> None:
-    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
+    from rlbudget.limits import format_figure as figure_text
+    from rlbudget.profile.report import alternatives_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
@@ -1219,26 +1220,23 @@ def run_command(
 
 
 def _render_run(report: Any) -> None:
-    from rlbudget.run import candidate_status
-
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
     for c in report.candidates:
-        if "error" in c:
-            t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
+        if c.error is not None:
+            t.add_row(str(c.index), c.name, "error", c.error, "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
-                  units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
-                  f"{c['latency_s'] * 1e6:.3g} µs",
-                  "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip
+        t.add_row(str(c.index), c.name, *c.status(), units.format_bytes(c.flash_bytes),
+                  units.format_bytes(c.ram_bytes), f"{c.latency_s * 1e6:.3g} µs",
+                  "—" if c.return_mean is None else f"{c.return_mean:.4g}")  # fmt: skip
     out.print(t)
     if report.export:
-        out.print(f"exported ({report.export['format']}): {', '.join(report.export['files'])}")
+        out.print(f"exported ({report.export.format}): {', '.join(report.export.files)}")
     out.print(f"report: {report.out / 'report.md'} (report.json, profile.png, candidates.png, "
               "train/curve.png)")  # fmt: skip
     verdict = "FITS" if report.fits else "DOES NOT FIT"
-    chosen = f": {report.chosen['name']}" if report.chosen else ""
+    chosen = f": {report.chosen.name}" if report.chosen else ""
     out.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")
 
 
@@ -1310,7 +1308,7 @@ def sweep(
     else:
         out.print(markdown(report), markup=False)
         out.print(f"results: {out_dir / 'results.md'} (.csv, .json, .png)")
-    if any(r["status"] == "error" for r in report.results):
+    if any(r.status == "error" for r in report.results):
         raise typer.Exit(1)
 
 

@@ -7,7 +7,8 @@ from rich.table import Table
 
 from rlbudget import units
 from rlbudget.budget import Budget
-from rlbudget.plan import Check, Option, Plan
+from rlbudget.limits import LIMITS, Check, format_figure
+from rlbudget.plan import Option, Plan
 
 
 def _or_dash(value: float | None, fmt: object) -> str:
@@ -26,20 +27,15 @@ def render_budget(console: Console, b: Budget) -> None:
     t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
     t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
     t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
-    rows: list[tuple[str, float | None, object, str]] = [
-        ("inference.ram", b.inference.ram_bytes, units.format_bytes, "B"),
-        ("inference.flash", b.inference.flash_bytes, units.format_bytes, "B"),
-        ("inference.latency", b.inference.latency_s, units.format_time, "s"),
-        ("inference.energy", b.inference.energy_j, units.format_energy, "J"),
-        ("training.time", b.training.time_s, units.format_time, "s"),
-        ("training.env_steps", b.training.env_steps, units.format_count, "steps"),
-        ("training.ram", b.training.ram_bytes, units.format_bytes, "B"),
-        ("training.energy", b.training.energy_j, units.format_energy, "J"),
-        ("training.cores", b.training.cores, str, ""),
-        ("task.env_step_cost", b.task.env_step_cost_s, units.format_time, "s"),
+    rows: list[tuple[str, float | None, str]] = [
+        (lim.name, lim.read(b), lim.unit)
+        for lim in LIMITS.values()
+        if lim.name.startswith(("inference.", "training."))
     ]
-    for key, value, fmt, si in rows:
-        shown = _or_dash(value, fmt) if value is not None else "not checked"
+    rows += [("training.cores", b.training.cores, ""),
+             ("task.env_step_cost", b.task.env_step_cost_s, "s")]  # fmt: skip
+    for key, value, si in rows:
+        shown = "not checked" if value is None else format_figure(value, si) if si else str(value)
         t.add_row(key, shown, "" if value is None else f"{value:g} {si}".strip())
     t.add_row("task.env", b.task.env_id or "—", "")
     t.add_row("task.min_return", _or_dash(b.task.min_return, lambda v: f"{v:g}"), "")
@@ -48,11 +44,8 @@ def render_budget(console: Console, b: Budget) -> None:
 
 
 def _fmt_check(c: Check) -> str:
-    fmt = {"bytes": units.format_bytes, "s": units.format_time, "J": units.format_energy}.get(
-        c.unit, units.format_count
-    )
     mark = {"PASS": "", "FAIL": " ✗", "NOT CHECKED": ""}[c.status]
-    return f"{fmt(c.estimate, 3)}{mark}"
+    return f"{format_figure(c.figure, c.unit)}{mark}"
 
 
 def _check(o: Option, name: str) -> Check:

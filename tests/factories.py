@@ -141,6 +141,39 @@ def pendulum_linear() -> Policy:
                       Head("clip", np.array([-2.0]), np.array([2.0])))  # fmt: skip
 
 
+# --- seeded variants for quantization tests (other scales, any seed or width) ------------
+
+
+def cartpole_tanh(seed: int = 0, widths: tuple[int, ...] = (4, 64, 64, 2)) -> Policy:
+    """normalize → tanh MLP of ``widths`` → argmax, weights from ``seed``."""
+    rng = np.random.default_rng(seed)
+    s = env_spec("CartPole-v1", measure_steps=0)
+    norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
+    return Policy(s.observation, s.action, (norm,), random_mlp(list(widths), "tanh", rng),
+                  Head("argmax"), {"algorithm": "ppo", "transforms": []})  # fmt: skip
+
+
+def pendulum_relu(seed: int = 0, head: str = "clip") -> Policy:
+    """3-64-64-1 relu → ``head`` on [-2, 2], weights from ``seed``."""
+    rng = np.random.default_rng(seed)
+    s = env_spec("Pendulum-v1", measure_steps=0)
+    return Policy(s.observation, s.action, (), random_mlp([3, 64, 64, 1], "relu", rng),
+                  Head(head, np.array([-2.0]), np.array([2.0])), {"algorithm": "td3"})  # fmt: skip
+
+
+def cartpole_obs(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` CartPole-like observations: normal, scaled per dimension."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 4)) * [1.0, 1.5, 0.1, 1.5]).astype(np.float32)
+
+
+def pendulum_obs(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` Pendulum observations: (cos θ, sin θ, θ̇) for uniform θ and θ̇."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-np.pi, np.pi, n)
+    return np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, n)], 1).astype(np.float32)
+
+
 # --- observations ------------------------------------------------------------------------
 
 

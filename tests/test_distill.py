@@ -272,7 +272,7 @@ def test_no_width_fits() -> None:
 @needs_zoo("ppo-CartPole-v1")
 def test_zoo_ppo_cartpole_64_64_to_8_8_keeps_95_percent() -> None:
     folder = ZOO / "ppo-CartPole-v1"
-    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.sb3.importer import import_model
 
     teacher = import_model(folder).policy
     student = distill(teacher, "CartPole-v1", widths=(8, 8))

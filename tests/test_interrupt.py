@@ -126,7 +126,7 @@ def test_run_starts_over_a_training_folder_with_only_config(tmp_path: Path) -> N
             child.unlink() if child.is_file() else shutil.rmtree(child)
     said: list[str] = []
     report = run_job(budget, out, option=2, train_only=True, progress=said.append)
-    assert report.train["steps"] == 1000
+    assert report.train.steps == 1000
     assert f"train: {out / 'train'} has no checkpoint (killed before the first one); " \
            "starting the training over" in said  # fmt: skip
 
@@ -217,7 +217,7 @@ def test_progress_lines_and_growing_metrics_when_stderr_is_not_a_terminal(
 def test_progress_log_lines_and_a_resumed_start() -> None:
     lines: list[str] = []
     log = ProgressLog(10_000, lines.append, every_s=3600, start_step=4_000)
-    from rlbudget.agents.tabular import Episode
+    from rlbudget.agents.common import Episode
 
     log(Episode(4_100, 0, 1.0, 100, 0.5, 0.1))
     log(Episode(4_200, 1, 3.0, 100, 0.6, 0.1))  # within every_s: no line

@@ -37,36 +37,10 @@ from rlbudget.policy.model import (
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
-from tests.factories import random_mlp
+from tests.factories import cartpole_obs, cartpole_tanh, pendulum_obs, pendulum_relu, random_mlp
 
 RNG = np.random.default_rng(11)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
-
-
-def cartpole_tanh(seed: int = 0, widths: tuple[int, ...] = (4, 64, 64, 2)) -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("CartPole-v1", measure_steps=0)
-    norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
-    return Policy(s.observation, s.action, (norm,), random_mlp(list(widths), "tanh", rng),
-                  Head("argmax"), {"algorithm": "ppo", "transforms": []})  # fmt: skip
-
-
-def pendulum_relu(seed: int = 0, head: str = "clip") -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("Pendulum-v1", measure_steps=0)
-    return Policy(s.observation, s.action, (), random_mlp([3, 64, 64, 1], "relu", rng),
-                  Head(head, np.array([-2.0]), np.array([2.0])), {"algorithm": "td3"})  # fmt: skip
-
-
-def cartpole_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, 4)) * [1.0, 1.5, 0.1, 1.5]).astype(np.float32)
-
-
-def pendulum_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-np.pi, np.pi, n)
-    return np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, n)], 1).astype(np.float32)
 
 
 # --- fixed-point primitives against a line-by-line transcription of gemmlowp ---------------

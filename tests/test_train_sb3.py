@@ -21,7 +21,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import register
 from typer.testing import CliRunner
 
-from rlbudget.agents.tabular import Checkpoint
+from rlbudget.agents.common import Checkpoint
 from rlbudget.cli import app
 from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate
@@ -141,7 +141,7 @@ def test_cli_budget_steps_threads_and_plan(
     config = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
     assert config["hyperparameters"]["net_arch"] == hidden
     assert config["torch_threads"] == 2  # the plan's budget carries training.cores
-    assert read_plan(plan, n)[3] == Limits(512, None, 1000.0, None, 2, 0.25)
+    assert read_plan(plan, n)[1] == Limits(512, None, 1000.0, None, 2, 0.25)
 
 
 def test_budget_time_limit(tmp_path: Path, write_budget: Callable[[str, str], Path]) -> None:
@@ -166,7 +166,7 @@ def test_replay_capacity_from_training_ram() -> None:
     assert params == 67_586 and room == 914_198
     assert s.replay_bytes_per_transition == 52 and s.replay_capacity == room // 52 == 17_580
     assert s.replay_from is not None and "capped at 17.6k transitions" in s.replay_from
-    from rlbudget.agents.sb3 import SB3Config, _model_kwargs
+    from rlbudget.sb3.training import SB3Config, _model_kwargs
 
     cfg = SB3Config("dqn", s.n_timesteps, 0, dict(s.hyperparameters), 1, 1, s.replay_capacity)
     assert _model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
@@ -216,8 +216,8 @@ def test_nan_weights_are_named() -> None:
     import torch
     from stable_baselines3 import DQN
 
-    from rlbudget.agents.sb3 import check_finite
     from rlbudget.errors import TrainingError
+    from rlbudget.sb3.training import check_finite
 
     model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [4]}, buffer_size=10)
     check_finite(model, 10)
