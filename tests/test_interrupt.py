@@ -54,7 +54,10 @@ def checkpoint_step(run_dir: Path) -> int:
 def test_a_signal_during_run_training_stops_the_job_and_a_rerun_resumes(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
-    budget, out = lake(tmp_path), tmp_path / "run"
+    # 250k steps in 6 s, not 50k in 3 s: a quiet 2-core machine trains ≈ 23k steps/s here,
+    # so the rerun reached 50k (even 100k) and stopped by steps, not time; the first
+    # checkpoint (25k steps, ≈ 1 s) still comes well inside the time
+    budget, out = lake(tmp_path, steps="250k", time_limit="6s"), tmp_path / "run"
     command = rlbudget("run", str(budget), "--option", "2", "-o", str(out))
     proc = start(command)
     wait_for(lambda: (out / "train" / "checkpoint" / "state.json").is_file(), proc,
