@@ -1,6 +1,6 @@
 """Budget files: YAML in, frozen dataclasses in SI units out.
 
-The schema is the one in DESIGN.md::
+The schema (README, "The budget file")::
 
     name: esp32-balance
     device: esp32                  # or {class: mcu, clock: 240MHz, sram: 520KiB, ...}
@@ -156,7 +156,7 @@ class _Reader:
                             line,
                             None,
                             f"nesting deeper than {MAX_DEPTH} levels; a budget has at most "
-                            "section → key → value (see DESIGN.md's budget schema)",
+                            "section → key → value (see README, 'The budget file')",
                         )
                 elif isinstance(token, closing):
                     depth -= 1

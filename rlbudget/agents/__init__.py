@@ -1,4 +1,5 @@
-"""Built-in numpy agents (tabular, linear) and, later, Stable-Baselines3 training."""
+"""Training agents: the built-in numpy ones (tabular, linear) and Stable-Baselines3
+(training, and reading SB3 models without unpickling them)."""
 
 from __future__ import annotations
 

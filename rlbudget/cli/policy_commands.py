@@ -180,10 +180,11 @@ def compress(
     ] = None,
     neurons: Annotated[
         str | None,
-        typer.Option("--neurons", help="prune-neurons: neurons kept per hidden layer (16,16)."),
+        typer.Option("--neurons", help="prune-neurons: neurons kept per hidden layer, e.g. 16,16."),
     ] = None,
     widths: Annotated[
-        str | None, typer.Option("--widths", help="distill: student hidden widths (8,8).")
+        str | None,
+        typer.Option("--widths", help="distill: student hidden widths, e.g. 8,8 (or --budget)."),
     ] = None,
     budget: Annotated[
         Path | None,

@@ -1,4 +1,5 @@
-"""Measuring a policy: returns (evaluate); memory, latency and the verdict come later."""
+"""Measuring a policy against a budget: returns (evaluate), memory (footprint), latency,
+the verdict with its margin (verdict) and the Markdown report (report)."""
 
 from __future__ import annotations
 
