@@ -362,6 +362,14 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
     )
 
 
+def default_budget_path() -> Path:
+    """The bundled default budget (an MCU-class device and CartPole-v1): what ``rlbudget
+    check``, ``plan`` and ``run`` read when no budget file is given."""
+    from importlib import resources
+
+    return Path(str(resources.files("rlbudget") / "data" / "budgets" / "default.yaml"))
+
+
 def load_budget(path: str | os.PathLike[str]) -> Budget:
     """Read and validate a budget file.
 

@@ -12,7 +12,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -150,11 +149,6 @@ def _main(
     from rlbudget.envs import trust_all_env_ids
 
     trust_all_env_ids(trust_env_id)
-
-
-def default_budget_path() -> Path:
-    """The bundled default budget (an MCU-class device and CartPole-v1)."""
-    return Path(str(resources.files("rlbudget") / "data" / "budgets" / "default.yaml"))
 
 
 BudgetArg = Annotated[

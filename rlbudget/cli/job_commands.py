@@ -149,12 +149,12 @@ def run_command(
 
       rlbudget run budgets/esp32-cartpole.yaml --option 5 --json
     """
-    from rlbudget.budget import load_budget
+    from rlbudget.budget import default_budget_path, load_budget
     from rlbudget.envs import import_gym_packages
     from rlbudget.run import run_job
 
     import_gym_packages(gym_package or ())
-    b = load_budget(budget or common.default_budget_path())
+    b = load_budget(budget or default_budget_path())
     out_dir = output or Path("runs") / f"run-{b.name}"
     say = None if quiet or json_out else common.say
     report = run_job(b, out_dir, env_id=env, option=option, seed=seed, episodes=episodes,

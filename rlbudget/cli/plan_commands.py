@@ -18,9 +18,9 @@ def check(budget: BudgetArg = None, json_out: JsonOpt = False) -> None:
 
     Example: rlbudget check budgets/esp32-cartpole.yaml --json
     """
-    from rlbudget.budget import load_budget
+    from rlbudget.budget import default_budget_path, load_budget
 
-    b = load_budget(budget or common.default_budget_path())
+    b = load_budget(budget or default_budget_path())
     if json_out:
         common.print_json(b.to_dict())
         return
@@ -53,11 +53,11 @@ def plan(
 
     Example: rlbudget plan budgets/raspberry-pi-4-pendulum.yaml --env Pendulum-v1 -o plan.yaml
     """
-    from rlbudget.budget import load_budget
+    from rlbudget.budget import default_budget_path, load_budget
     from rlbudget.envs import env_spec
     from rlbudget.plan import make_plan, save_plan
 
-    b = load_budget(budget or common.default_budget_path())
+    b = load_budget(budget or default_budget_path())
     env_id = env or b.task.env_id
     spec = env_spec(env_id, gym_packages=gym_package or ()) if env_id else None
     p = make_plan(b, spec)
