@@ -2,7 +2,7 @@
 
 The data lives in ``rlbudget/data/devices.yaml``, with a source for every figure.
 
-Latency model (from published MCU inference measurements; see the data file's sources)::
+Latency model (REFERENCE.md, "Devices")::
 
     latency = invoke_overhead + layers × layer_overhead
               + MACs / (clock × MACs per cycle for the dtype) + extra_cycles / clock
@@ -12,9 +12,9 @@ for the same model on the same chip vary up to ~3× between software stacks, so 
 estimate is a :class:`Range`: ``low = typical / SPREAD``, ``high = typical × SPREAD``
 with ``SPREAD = 1.75`` (high/low ≈ 3×). Energy per decision = active power × latency.
 
-Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
-(900 MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms
-(high) with the published per-layer and MACs/cycle figures. The published figure
+Where the model is weak: REFERENCE.md quotes ≈1 ms for a 33×20×10×4 int8 MLP (900
+MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms
+(high) with REFERENCE's own per-layer and MACs/cycle figures. The published figure
 probably includes an interpreter, I/O or unoptimized kernels; for a stack like that,
 treat the estimate as a lower bound and let ``rlbudget profile`` measure.
 """
@@ -192,7 +192,7 @@ def inline_device(
 
     Throughput per cycle comes from the class; fixed overheads are cycles in the data
     file and scale with the given clock. Without an FPU, fp32 falls to the class's
-    ``fp32_macs_per_cycle_no_fpu`` (published: 10–50× slower than int8).
+    ``fp32_macs_per_cycle_no_fpu`` (REFERENCE: 10–50× slower than int8).
 
     :raises DeviceError: unknown class (with did-you-mean).
     """

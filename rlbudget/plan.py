@@ -57,11 +57,10 @@ SCHEMA = "rlbudget.plan/1"
 # Estimate: a table lookup with a discretizer ≈1 KiB of Thumb-2; a tile coder ≈2 KiB;
 # a dense int8 MLP with requantization and a tanh LUT ≈4 KiB. `profile` measures the real size.
 CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
-# Host process baselines (measured on a 2-core x86 host: an SB3 process ≈311 MiB RSS, a numpy
-# policy ≈27 MiB; training adds gymnasium, optimiser state and rollout buffers — estimate).
+# Host process baselines (REFERENCE.md: an SB3 process ≈311 MiB RSS, a numpy policy ≈27 MiB;
+# training adds gymnasium, optimiser state and rollout buffers — estimate).
 BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
-# Raw CartPole-v1 step ≈52k steps/s (measured on a 2-core x86 host); measured algorithm
-# throughputs include it.
+# REFERENCE.md: raw CartPole-v1 step ≈52k steps/s; measured algorithm throughputs include it.
 REFERENCE_STEP_S = 1 / 52_000
 # Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
 # FPU (17–25 ns on the host is ≈60–100 cycles), ≈600 without (soft-float). Estimates.

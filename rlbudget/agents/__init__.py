@@ -1,5 +1,4 @@
-"""Training agents: the built-in numpy ones (tabular, linear) and Stable-Baselines3
-(training, and reading SB3 models without unpickling them)."""
+"""Built-in numpy agents (tabular, linear) and, later, Stable-Baselines3 training."""
 
 from __future__ import annotations
 

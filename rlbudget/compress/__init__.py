@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget._lazy import submodules
-from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Policy
 
 
@@ -16,25 +15,14 @@ def policy_bytes(policy: Policy) -> int:
     return sum(policy.bytes_by_dtype().values())
 
 
-def with_transform(parent: Policy, child: Policy, method: str, **params: Any) -> Policy:
-    """``child`` with ``parent``'s provenance plus one transform entry: ``method``, its
-    parameters, and the bytes before and after."""
-    prov = dict(parent.provenance)
-    transforms = [*prov.get("transforms", []), {
-        "method": method, **params,
-        "bytes_before": policy_bytes(parent), "bytes_after": policy_bytes(child),
-    }]  # fmt: skip
-    prov["transforms"] = transforms
-    return Policy(child.observation_space, child.action_space, child.preprocess, child.body,
-                  child.head, prov)  # fmt: skip
-
-
 def check_output(source: Path, output: Path) -> None:
     """Refuse, before any compression runs, an output folder that ``save_policy`` would
     refuse after it: the input policy itself, or a folder that is not a policy folder.
 
     :raises PolicyError: naming ``-o`` and what to do.
     """
+    from rlbudget.errors import PolicyError
+
     if output.resolve() == source.resolve():
         raise PolicyError(f"-o {output} is the input policy; write the result to another "
                           "folder (nothing written)")  # fmt: skip
@@ -55,6 +43,19 @@ def gate_warning(policy: Policy, name: str) -> str | None:
             f"{gate.get('retention', nan):.1%}, worst 5 % drop {gate.get('tail_drop', nan):.1%}, "
             f"limit: a drop of at most {gate.get('max_return_drop', nan):.1%}); exporting it "
             "anyway")  # fmt: skip
+
+
+def with_transform(parent: Policy, child: Policy, method: str, **params: Any) -> Policy:
+    """``child`` with ``parent``'s provenance plus one transform entry: ``method``, its
+    parameters, and the bytes before and after."""
+    prov = dict(parent.provenance)
+    transforms = [*prov.get("transforms", []), {
+        "method": method, **params,
+        "bytes_before": policy_bytes(parent), "bytes_after": policy_bytes(child),
+    }]  # fmt: skip
+    prov["transforms"] = transforms
+    return Policy(child.observation_space, child.action_space, child.preprocess, child.body,
+                  child.head, prov)  # fmt: skip
 
 
 __getattr__ = submodules(__name__)  # submodules on first use, after import rlbudget

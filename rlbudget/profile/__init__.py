@@ -1,5 +1,4 @@
-"""Measuring a policy against a budget: returns (evaluate), memory (footprint), latency,
-the verdict with its margin (verdict) and the Markdown report (report)."""
+"""Measuring a policy: returns (evaluate); memory, latency and the verdict come later."""
 
 from __future__ import annotations
 

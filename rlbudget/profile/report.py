@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlbudget import units
-from rlbudget.errors import RlbudgetError
 from rlbudget.profile.verdict import FORMAT_NAMES, NOT_CHECKED, Check, ProfileReport
 
 
@@ -166,6 +165,8 @@ def check_report_path(path: Path) -> None:
                "must not end in .png (the chart is written beside the report as .png)"
                if path.suffix.lower() == ".png" else None)  # fmt: skip
     if problem:
+        from rlbudget.errors import RlbudgetError
+
         raise RlbudgetError(f"--report {path}: {problem}")
 
 
@@ -175,6 +176,7 @@ def write_report(report: ProfileReport, path: Path) -> Path:
 
     :raises RlbudgetError: a file cannot be written (nothing half-written is left).
     """
+    from rlbudget.errors import RlbudgetError
     from rlbudget.fileio import atomic_write_text
 
     chart = path.with_suffix(".png")
