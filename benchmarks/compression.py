@@ -114,7 +114,7 @@ def total_bytes(policy: Policy) -> int:
 
 def load_inputs(work: Path, train: bool) -> dict[tuple[str, str], Policy]:
     """The input policies by (source, name): the Zoo's imported, rlbudget's trained."""
-    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.sb3.importer import import_model
 
     inputs: dict[tuple[str, str], Policy] = {}
     if ZOO.is_dir():

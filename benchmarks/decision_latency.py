@@ -61,10 +61,10 @@ def main() -> None:
     import torch
     from stable_baselines3 import PPO, SAC
 
-    from rlbudget.agents.sb3_convert import from_model
     from rlbudget.compress.quantize import quantize_int8
     from rlbudget.envs import make_env
     from rlbudget.profile.latency import deployed_actor
+    from rlbudget.sb3.convert import from_model
 
     torch.set_num_threads(1)
     cases = [

@@ -47,7 +47,7 @@ DEVICES = {"cortex-m0plus": "rp2040", "cortex-m4f": "stm32f446"}
 
 
 def inputs(work: Path, train: bool) -> dict[str, tuple[Policy, str]]:
-    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.sb3.importer import import_model
 
     found: dict[str, tuple[Policy, str]] = {}
     if ZOO.is_dir():

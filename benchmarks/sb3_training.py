@@ -42,8 +42,8 @@ def plain_sb3(cap_s: float, seed: int) -> tuple[int, float, bool]:
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from rlbudget.agents.sb3_convert import from_model
     from rlbudget.profile.evaluate import evaluate
+    from rlbudget.sb3.convert import from_model
 
     torch.set_num_threads(1)
     start = time.perf_counter()

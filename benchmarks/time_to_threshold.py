@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from rlbudget.agents.common import TrainResult
 from rlbudget.agents.linear import SarsaLambdaConfig, train_sarsa_lambda
-from rlbudget.agents.tabular import TabularConfig, TrainResult, train_tabular
+from rlbudget.agents.tabular import TabularConfig, train_tabular
 from rlbudget.compress.tabular import pack_table, policy_bytes, quantize_linear
 from rlbudget.envs import make_env
 from rlbudget.hyperparams import get_hyperparams

@@ -28,7 +28,7 @@ and writes the run folder::
 Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
 ``checkpoint_every`` steps and at the stop; ARS at iteration boundaries, SB3 at rollout
 boundaries) so that ``resume=True`` continues (exactly for the built-in agents; for
-Stable-Baselines3 see :mod:`rlbudget.agents.sb3` for what a resume reproduces);
+Stable-Baselines3 see :mod:`rlbudget.sb3.checkpoint` for what a resume reproduces);
 Ctrl-C/SIGTERM stop a run cleanly with everything saved. summary.json also holds the
 run's ``peak_rss_bytes`` (psutil, sampled every 0.2 s), ``rapl_energy_j`` (the CPU
 package's RAPL counter where the host has one, else null), ``wall_s`` and ``cpu_s`` (process
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget import __version__
-from rlbudget.agents.tabular import Episode, TrainResult
+from rlbudget.agents.common import Episode, TrainResult
 from rlbudget.budget import DEFAULT_MARGIN, Budget
 from rlbudget.errors import PlanError, RlbudgetError, TrainingError
 from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, is_empty_dir
@@ -155,7 +155,8 @@ class RunResult:
 
 
 def _agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
-    from rlbudget.agents import linear, sb3, tabular
+    from rlbudget.agents import linear, tabular
+    from rlbudget.sb3 import training as sb3
 
     if algorithm in sb3.ALGORITHMS:
         return sb3.SB3Config, sb3.train_sb3
@@ -292,7 +293,7 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _sb3_ids() -> tuple[str, ...]:
-    from rlbudget.agents.sb3 import ALGORITHMS
+    from rlbudget.sb3.training import ALGORITHMS
 
     return tuple(ALGORITHMS)
 
@@ -327,7 +328,7 @@ def _resolve_sb3(
     margin: float,
 ) -> dict[str, Any]:
     """n_envs, torch threads and the replay capacity of an SB3 run (RunSettings fields)."""
-    from rlbudget.agents.sb3 import EXPLORATION, check_hyperparameters
+    from rlbudget.sb3.training import EXPLORATION, check_hyperparameters
 
     check_hyperparameters(info.id, params)
     out: dict[str, Any] = {
@@ -802,7 +803,7 @@ def train_run(
     if resume and not (out / "checkpoint").is_dir():
         check_unlocked(out)
         if not (out / "config.yaml").is_file() or not _abandoned(out):
-            from rlbudget.agents.tabular import Checkpoint
+            from rlbudget.agents.common import Checkpoint
 
             Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
         resume = False  # killed before the first checkpoint: an empty run
@@ -828,7 +829,7 @@ def _train_locked(
 
     import numpy as np
 
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
     from rlbudget.errors import TrainingError
     from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy

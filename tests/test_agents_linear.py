@@ -79,7 +79,7 @@ def test_wrong_spaces(train: object, message: str) -> None:
 
 
 def test_sarsa_lambda_resume_is_exact(tmp_path: Path) -> None:
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
 
     cfg = SarsaLambdaConfig(n_timesteps=8_000, seed=2, epsilon=0.05)
     straight = train_sarsa_lambda("MountainCar-v0", cfg)
@@ -99,7 +99,7 @@ def test_sarsa_lambda_resume_is_exact(tmp_path: Path) -> None:
 
 
 def test_ars_resume_is_exact(tmp_path: Path) -> None:
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
 
     cfg = ARSConfig(n_timesteps=12_000, seed=3)
     straight = train_ars("CartPole-v1", cfg)

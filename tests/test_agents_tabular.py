@@ -121,7 +121,7 @@ def test_ucb_bonus_explores_without_epsilon() -> None:
 
 @pytest.mark.parametrize(("algo", "env"), [("expected-sarsa", "CartPole-v1"), ("sarsa", "Taxi-v4")])
 def test_resume_is_exact(algo: str, env: str, tmp_path: Path) -> None:
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
 
     cfg = TabularConfig(algorithm=algo, n_timesteps=6_000, seed=5, range_steps=300)
     straight = train_tabular(env, cfg)

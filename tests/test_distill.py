@@ -273,7 +273,7 @@ def test_zoo_ppo_cartpole_64_64_to_8_8_keeps_95_percent() -> None:
     folder = ZOO / "ppo-CartPole-v1"
     if not folder.exists():
         pytest.skip(f"the zoo model {folder} is absent (../shared/zoo)")
-    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.sb3.importer import import_model
 
     teacher = import_model(folder).policy
     student = distill(teacher, "CartPole-v1", widths=(8, 8))

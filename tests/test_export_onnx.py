@@ -320,7 +320,7 @@ def test_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.skipif(not (ZOO / "ppo-CartPole-v1").is_dir(), reason="../shared/zoo is absent")
 def test_zoo_ppo_cartpole_fp32_and_int8(tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from rlbudget.agents.sb3_import import import_model
+    from rlbudget.sb3.importer import import_model
 
     parent = import_model(ZOO / "ppo-CartPole-v1").policy
     obs = observations("CartPole-v1")

@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 import tests.fake_envs  # noqa: F401  (registers the fake envs)
-from rlbudget.agents.tabular import Checkpoint, TabularConfig, train_tabular
+from rlbudget.agents.common import Checkpoint
+from rlbudget.agents.tabular import TabularConfig, train_tabular
 from rlbudget.cli import app
 from rlbudget.envs import make_env
 from rlbudget.errors import EnvError, RlbudgetError, TrainingError

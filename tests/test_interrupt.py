@@ -242,7 +242,7 @@ def test_progress_lines_and_growing_metrics_when_stderr_is_not_a_terminal(
 def test_progress_log_lines_and_a_resumed_start() -> None:
     lines: list[str] = []
     log = ProgressLog(10_000, lines.append, every_s=3600, start_step=4_000)
-    from rlbudget.agents.tabular import Episode
+    from rlbudget.agents.common import Episode
 
     log(Episode(4_100, 0, 1.0, 100, 0.5, 0.1))
     log(Episode(4_200, 1, 3.0, 100, 0.6, 0.1))  # within every_s: no line

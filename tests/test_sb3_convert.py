@@ -21,11 +21,11 @@ import pytest
 torch = pytest.importorskip("torch")
 sb3 = pytest.importorskip("stable_baselines3")
 
-from rlbudget.agents.sb3_convert import convert, from_model  # noqa: E402
-from rlbudget.agents.sb3_import import import_model  # noqa: E402
 from rlbudget.envs import SpaceSpec  # noqa: E402
 from rlbudget.errors import PolicyError  # noqa: E402
 from rlbudget.policy import Policy  # noqa: E402
+from rlbudget.sb3.convert import convert, from_model  # noqa: E402
+from rlbudget.sb3.importer import import_model  # noqa: E402
 
 try:
     import sb3_contrib

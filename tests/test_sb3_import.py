@@ -22,16 +22,12 @@ from typer.testing import CliRunner
 torch = pytest.importorskip("torch")
 pytest.importorskip("stable_baselines3")
 
-from rlbudget.agents.sb3_import import (  # noqa: E402
-    Global,
-    import_model,
-    inspect_pickle,
-    read_vecnormalize,
-    read_zoo_config,
-)
 from rlbudget.cli import app  # noqa: E402
 from rlbudget.errors import PolicyError  # noqa: E402
 from rlbudget.policy import load_policy  # noqa: E402
+from rlbudget.sb3.files import read_vecnormalize, read_zoo_config  # noqa: E402
+from rlbudget.sb3.importer import import_model  # noqa: E402
+from rlbudget.sb3.pickles import Global, inspect_pickle  # noqa: E402
 
 from .test_sb3_convert import randomize, sample_obs  # noqa: E402
 
@@ -469,7 +465,7 @@ def test_vecnormalize_beside_a_bare_zip_is_pointed_out(ppo_zip: Path, tmp_path: 
 def test_shared_actor_critic_class_without_hints_asks_for_algo() -> None:
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    from rlbudget.agents.sb3_import import detect_algorithm
+    from rlbudget.sb3.zipdata import detect_algorithm
 
     cls = base64.b64encode(pickle.dumps(ActorCriticPolicy)).decode()
     data = {"policy_class": {":serialized:": cls}, "gamma": 0.99}

@@ -199,7 +199,7 @@ def _start(run: Path, budget: Path) -> subprocess.Popen[str]:
 def test_sigterm_saves_and_exits_143(
     tmp_path: Path, write_budget: Callable[[str, str], Path]
 ) -> None:
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
 
     run = tmp_path / "run"
     proc = _start(run, write_budget(LONG.format(steps="10M")))
@@ -222,7 +222,7 @@ def test_sigterm_saves_and_exits_143(
 def test_kill_9_leaves_a_loadable_checkpoint(
     tmp_path: Path, write_budget: Callable[[str, str], Path]
 ) -> None:
-    from rlbudget.agents.tabular import Checkpoint
+    from rlbudget.agents.common import Checkpoint
 
     run = tmp_path / "run"
     # 100k steps: a checkpoint every 10k steps, i.e. several per second.

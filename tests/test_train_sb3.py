@@ -22,7 +22,7 @@ from gymnasium import spaces
 from gymnasium.envs.registration import register
 from typer.testing import CliRunner
 
-from rlbudget.agents.tabular import Checkpoint
+from rlbudget.agents.common import Checkpoint
 from rlbudget.cli import app
 from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate
@@ -159,7 +159,7 @@ def test_replay_capacity_from_training_ram() -> None:
     assert params == 67_586 and room == 914_198
     assert s.replay_bytes_per_transition == 52 and s.replay_capacity == room // 52 == 17_580
     assert s.replay_from is not None and "capped at 17.6k transitions" in s.replay_from
-    from rlbudget.agents.sb3 import SB3Config, _model_kwargs
+    from rlbudget.sb3.training import SB3Config, _model_kwargs
 
     cfg = SB3Config("dqn", s.n_timesteps, 0, dict(s.hyperparameters), 1, 1, s.replay_capacity)
     assert _model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
@@ -209,8 +209,8 @@ def test_nan_weights_are_named() -> None:
     import torch
     from stable_baselines3 import DQN
 
-    from rlbudget.agents.sb3 import check_finite
     from rlbudget.errors import TrainingError
+    from rlbudget.sb3.training import check_finite
 
     model = DQN("MlpPolicy", "CartPole-v1", policy_kwargs={"net_arch": [4]}, buffer_size=10)
     check_finite(model, 10)

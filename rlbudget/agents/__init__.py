@@ -1,4 +1,5 @@
-"""Built-in numpy agents (tabular, linear) and, later, Stable-Baselines3 training."""
+"""Built-in numpy agents (tabular, linear) and what every trainer shares; SB3 training and
+import live in :mod:`rlbudget.sb3`."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.agents.tabular import (
+from rlbudget.agents.common import (
     Checkpoint,
     Draws,
     Episode,
@@ -32,10 +32,11 @@ from rlbudget.agents.tabular import (
     StepHooks,
     TrainResult,
     env_rng_state,
+    observation_bounds,
+    open_env,
     provenance,
     rng_from_state,
 )
-from rlbudget.envs import make_env, observation_spec, space_spec
 from rlbudget.errors import EnvError
 from rlbudget.finite import sync
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
@@ -43,6 +44,8 @@ from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
 
 @dataclass(frozen=True)
 class SarsaLambdaConfig:
+    """Sarsa(λ)'s hyperparameters; tuned values: ``rlbudget/data/hyperparams/sarsa-lambda.yaml``."""
+
     n_timesteps: int = 50_000
     tilings: int = 8
     tiles_per_dim: int = 8
@@ -57,20 +60,14 @@ class SarsaLambdaConfig:
 
 @dataclass(frozen=True)
 class ARSConfig:
+    """ARS's hyperparameters; tuned values: ``rlbudget/data/hyperparams/ars.yaml``."""
+
     n_timesteps: int = 1_000_000
     learning_rate: float = 0.02
     n_delta: int = 8
     n_top: int = 8
     delta_std: float = 0.03
     seed: int = 0
-
-
-def _box_ranges(env: Any, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The observation bounds, measured from random steps where they are infinite."""
-    from rlbudget.agents.tabular import _discretizer
-
-    d = _discretizer(env, 1, steps, seed)
-    return d.low, d.high
 
 
 def train_sarsa_lambda(
@@ -85,10 +82,8 @@ def train_sarsa_lambda(
     checkpoint_every: int = 0,
 ) -> TrainResult:
     """Sarsa(λ) with tile coding and replacing traces; the keyword arguments work as for
-    :func:`rlbudget.agents.tabular.train_tabular` (stop, checkpoint, exact resume)."""
-    env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = observation_spec(env, env_id)
-    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    :class:`~rlbudget.agents.common.Trainer` (stop, checkpoint, exact resume)."""
+    env, obs_spec, act_spec = open_env(env_id, gym_packages)
     if obs_spec.kind != "box" or act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(
             f"environment '{env_id}': Sarsa(lambda) needs Box observations and Discrete actions"
@@ -97,7 +92,7 @@ def train_sarsa_lambda(
     if resume is not None:
         low, high = resume.arrays["tiles_low"], resume.arrays["tiles_high"]
     else:
-        low, high = _box_ranges(env, cfg.range_steps, cfg.seed)
+        low, high = observation_bounds(env, cfg.range_steps, cfg.seed)
     full = cfg.tilings * (cfg.tiles_per_dim + 1) ** len(low)
     hash_size = cfg.hash_size if cfg.hash_size is not None and full > cfg.hash_size else None
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
@@ -195,9 +190,7 @@ def train_ars(
     it was evaluated with a checkpoint of the iteration's start (a resumed run redoes
     that iteration, exactly as a straight run would have done it).
     """
-    env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = observation_spec(env, env_id)
-    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    env, obs_spec, act_spec = open_env(env_id, gym_packages)
     if obs_spec.kind != "box":
         raise EnvError(f"environment '{env_id}': ARS needs Box observations")
     discrete = act_spec.kind == "discrete"

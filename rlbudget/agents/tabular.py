@@ -1,6 +1,9 @@
 """Tabular control, numpy only: Q-learning, SARSA, Expected SARSA and Dyna-Q.
 
-One file, top to bottom: the config, the observation → state mapping, the loop.
+One file, top to bottom: the config, then one function: the observation → state map, the
+agent's arrays, exploration and the TD target, the loop. What every trainer shares (the
+loop contract, checkpoints, the episode log, ε-greedy's draws) is in
+:mod:`rlbudget.agents.common`.
 Sutton & Barto (2018): Q-learning §6.5, SARSA §6.4, Expected SARSA §6.6, Dyna-Q §8.2.
 
 Box observations go through a uniform discretizer (``bins`` per dimension). Where the
@@ -20,19 +23,25 @@ Exploration is ε-greedy with ε decaying linearly from ``epsilon_start`` to
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rlbudget import __version__
-from rlbudget.envs import make_env, observation_spec, space_spec
+from rlbudget.agents.common import (
+    Checkpoint,
+    Draws,
+    EpisodeLog,
+    OnEpisode,
+    StepHooks,
+    TrainResult,
+    observation_bounds,
+    open_env,
+    provenance,
+)
 from rlbudget.errors import EnvError, RlbudgetError
 from rlbudget.finite import sync
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
@@ -43,6 +52,8 @@ MODEL_SAMPLES = 8  # Dyna-Q: outcomes remembered per (state, action)
 
 @dataclass(frozen=True)
 class TabularConfig:
+    """Hyperparameters; the tuned values per env are in ``rlbudget/data/hyperparams/``."""
+
     algorithm: str = "q-learning"
     n_timesteps: int = 50_000
     alpha: float = 0.1
@@ -55,267 +66,6 @@ class TabularConfig:
     bins: int = 8  # Box observations only
     range_steps: int = 5_000  # random steps to measure infinite ranges
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One finished training episode, as written to metrics.csv."""
-
-    step: int
-    episode: int
-    ret: float
-    length: int
-    wall_s: float
-    epsilon: float
-
-
-OnEpisode = Callable[[Episode, Callable[[], Policy]], bool]
-
-
-class Draws:
-    """ε-greedy's random numbers, drawn in chunks from their own stream.
-
-    One Generator call per ``chunk`` steps instead of one per step, and memory that does
-    not grow with the step budget. Each call to :meth:`next` gives a uniform number in
-    [0, 1) and a uniformly random action.
-    """
-
-    def __init__(self, seed: int, n_actions: int, chunk: int = 1 << 16) -> None:
-        self.rng = np.random.default_rng([seed, 1])  # independent of the agent's stream
-        self.n_actions, self.chunk = n_actions, chunk
-        self.i = chunk
-        self.before: dict[str, Any] | None = None  # the stream's state before this chunk
-        self.u: list[float] = []
-        self.a: list[int] = []
-
-    def _refill(self) -> None:
-        self.before = dict(self.rng.bit_generator.state)
-        self.u = self.rng.random(self.chunk).tolist()
-        self.a = self.rng.integers(0, self.n_actions, size=self.chunk).tolist()
-        self.i = 0
-
-    def next(self) -> tuple[float, int]:
-        if self.i == self.chunk:
-            self._refill()
-        i = self.i
-        self.i += 1
-        return self.u[i], self.a[i]
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"before": self.before, "i": self.i, "now": self.rng.bit_generator.state}
-
-    def restore(self, snap: Mapping[str, Any]) -> None:
-        if snap["before"] is None:  # nothing drawn yet
-            self.rng.bit_generator.state = snap["now"]
-            return
-        self.rng.bit_generator.state = snap["before"]
-        self._refill()
-        self.i = int(snap["i"])
-
-
-class StepHooks:
-    """What a training loop asks before each step (ARS: each iteration): stop now?
-    And saves a checkpoint each time another ``every`` steps have passed."""
-
-    def __init__(
-        self,
-        should_stop: Callable[[], bool] | None,
-        on_checkpoint: Callable[[Checkpoint], None] | None,
-        every: int,
-        steps_done: int,
-    ) -> None:
-        self.should_stop, self.on_checkpoint, self.every = should_stop, on_checkpoint, every
-        self.next = (steps_done // every + 1) * every if every else 0
-
-    def stop(self, steps: int, snapshot: Callable[[], Checkpoint]) -> bool:
-        if self.should_stop is not None and self.should_stop():
-            return True
-        if self.on_checkpoint is not None and self.every and steps >= self.next:
-            self.on_checkpoint(snapshot())
-            self.next = (steps // self.every + 1) * self.every
-        return False
-
-
-def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
-    """Where a trained policy came from: algorithm, env, seed, steps, every hyperparameter."""
-    return {
-        "source": source,
-        "algorithm": algorithm,
-        "env": env_id,
-        "seed": cfg.seed,
-        "steps": steps,
-        "hyperparameters": asdict(cfg),
-        "rlbudget_version": __version__,
-        "transforms": [],
-    }
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    policy: Policy
-    episodes: tuple[Episode, ...]
-    steps: int
-    wall_s: float
-    checkpoint: Checkpoint | None = None
-
-    @property
-    def steps_per_s(self) -> float:
-        return self.steps / self.wall_s if self.wall_s > 0 else math.inf
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """Everything a training loop needs to continue exactly where it stopped.
-
-    ``state`` holds JSON data (step, loop variables, RNG bit-generator states, the env's
-    RNG state before the current episode's reset and the actions taken since, so the env
-    is restored by replaying them); ``arrays`` the learned arrays.
-    """
-
-    state: Mapping[str, Any]
-    arrays: Mapping[str, Any]
-
-    STATE = "state.json"
-    ARRAYS = "arrays.safetensors"
-
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write atomically: a kill at any moment leaves the previous checkpoint intact."""
-        from safetensors.numpy import save
-
-        from rlbudget.fileio import atomic_write_dir
-
-        files = {
-            self.ARRAYS: save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}),
-            self.STATE: json.dumps(self.state, indent=1).encode(),
-        }
-        return atomic_write_dir(path, files, marker=self.STATE)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Checkpoint:
-        """Read a checkpoint folder (JSON and safetensors only; nothing is executed).
-
-        :raises RlbudgetError: missing or unreadable files.
-        """
-        from safetensors import SafetensorError
-        from safetensors.numpy import load
-
-        folder = Path(path)
-        try:
-            state = json.loads((folder / cls.STATE).read_text(encoding="utf-8"))
-            arrays = load((folder / cls.ARRAYS).read_bytes())
-        except FileNotFoundError as exc:
-            raise RlbudgetError(
-                f"{folder}: no checkpoint there ({exc.filename} is missing)"
-            ) from None
-        except (json.JSONDecodeError, SafetensorError, ValueError) as exc:
-            raise RlbudgetError(f"{folder}: the checkpoint is corrupt ({exc})") from None
-        return cls(state, arrays)
-
-
-def rng_from_state(state: Mapping[str, Any]) -> np.random.Generator:
-    """A numpy Generator in exactly the given bit-generator state."""
-    bit_generator = getattr(np.random, str(state["bit_generator"]))()
-    bit_generator.state = dict(state)
-    return np.random.Generator(bit_generator)
-
-
-def restore_env(
-    env: Any, seed: int, episode_start: Mapping[str, Any] | None, actions: Sequence[Any]
-) -> Any:
-    """Put ``env`` back where a checkpoint left it and return the current observation.
-
-    The env is reset as the episode began (seeded, for the first episode; else from its
-    RNG state just before that reset) and the episode's actions are replayed.
-    """
-    obs, _ = env.reset(seed=seed)
-    if episode_start is not None:
-        env.unwrapped.np_random = rng_from_state(episode_start)
-        obs, _ = env.reset()
-    for action in actions:
-        obs, *_ = env.step(action)
-    return obs
-
-
-def env_rng_state(env: Any) -> dict[str, Any]:
-    """The env's RNG state, to be saved just before a reset (see :func:`restore_env`)."""
-    return dict(env.unwrapped.np_random.bit_generator.state)
-
-
-@dataclass
-class EpisodeLog:
-    """A training loop's bookkeeping, shared by the agents.
-
-    Finished episodes, the running one, and what restores the env on resume: its RNG
-    state just before the current episode's reset (None for the first, seeded reset) and
-    the actions taken since.
-    """
-
-    episodes: list[Episode] = field(default_factory=list)
-    steps: int = 0
-    ep_return: float = 0.0
-    ep_len: int = 0
-    episode_start: dict[str, Any] | None = None
-    episode_actions: list[Any] = field(default_factory=list)
-    wall0: float = 0.0  # seconds trained before a resume
-
-    def record(self, action: Any, reward: float) -> None:
-        """One env step taken."""
-        self.episode_actions.append(action)
-        self.steps += 1
-        self.ep_return += reward
-        self.ep_len += 1
-
-    def end_episode(self, env: Any, wall_s: float, exploration: float) -> Episode:
-        """Close the running episode; call just before ``env.reset()``."""
-        ep = Episode(self.steps, len(self.episodes), self.ep_return, self.ep_len, wall_s,
-                     exploration)  # fmt: skip
-        self.episodes.append(ep)
-        self.ep_return, self.ep_len = 0.0, 0
-        self.episode_start, self.episode_actions = env_rng_state(env), []
-        return ep
-
-    def state(self, wall_s: float) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "ep_return": self.ep_return,
-            "ep_len": self.ep_len,
-            "wall_s": wall_s,
-            "episode_start": self.episode_start,
-            "episode_actions": self.episode_actions,
-            "episodes": [asdict(e) for e in self.episodes],
-        }
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> EpisodeLog:
-        return cls([Episode(**e) for e in state["episodes"]], int(state["steps"]),
-                   float(state["ep_return"]), int(state["ep_len"]), state["episode_start"],
-                   list(state["episode_actions"]), float(state["wall_s"]))  # fmt: skip
-
-    def restore_env(self, env: Any, seed: int) -> Any:
-        """Put ``env`` where this log left it; return the current observation."""
-        return restore_env(env, seed, self.episode_start, self.episode_actions)
-
-
-def _discretizer(env: Any, bins: int, steps: int, seed: int) -> Discretize:
-    """Uniform bins over the space's bounds, measured where they are infinite."""
-    low = np.asarray(env.observation_space.low, dtype=np.float64).ravel()
-    high = np.asarray(env.observation_space.high, dtype=np.float64).ravel()
-    unbounded = ~np.isfinite(low) | ~np.isfinite(high) | (np.abs(low) > 1e6) | (high > 1e6)
-    if unbounded.any():
-        seen = []
-        env.action_space.seed(seed)
-        obs, _ = env.reset(seed=seed)
-        for _ in range(steps):
-            seen.append(np.asarray(obs, dtype=np.float64).ravel())
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            if terminated or truncated:
-                obs, _ = env.reset()
-        seen_arr = np.asarray(seen)
-        lo, hi = seen_arr.min(axis=0), seen_arr.max(axis=0)
-        pad = 0.2 * np.maximum(hi - lo, 1e-3)
-        low = np.where(unbounded, lo - pad, low)
-        high = np.where(unbounded, hi + pad, high)
-    return Discretize(low, high, (bins,) * len(low))
 
 
 def train_tabular(
@@ -331,33 +81,28 @@ def train_tabular(
 ) -> TrainResult:
     """Train a tabular agent, or continue one from ``resume``.
 
-    :param on_episode: called after every episode with the episode and a function that
-        builds the current greedy policy; returning True stops training.
-    :param should_stop: checked before every step (signal handlers set it); True stops.
-    :param resume: a checkpoint from an earlier call with the same ``cfg``: training
-        continues exactly as if it had never stopped.
-    :param on_checkpoint: called with a checkpoint every ``checkpoint_every`` steps.
-    :return: the policy, the episodes, and a checkpoint of the state at the stop.
+    A :class:`~rlbudget.agents.common.Trainer`: the keyword arguments are its loop
+    contract; ``resume`` continues exactly as if training had never stopped.
+
+    :param gym_packages: modules to import first (they register the env).
     :raises EnvError: the env's actions are not Discrete or its observations are neither
         Discrete nor Box.
     """
     if cfg.algorithm not in ALGORITHMS:
         raise EnvError(f"unknown tabular algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
-    env = make_env(env_id, gym_packages=gym_packages)
-    obs_spec = observation_spec(env, env_id)
-    act_spec = space_spec(env.action_space, what="action", env_id=env_id)
+    # The env, and the map from its observation to a table row.
+    env, obs_spec, act_spec = open_env(env_id, gym_packages)
     if act_spec.kind != "discrete" or act_spec.n is None:
         raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
     n_actions = act_spec.n
-    ck = resume.state if resume is not None else None
-
     preprocess: tuple[Preprocess, ...] = ()
     if obs_spec.kind == "box":
         if resume is not None:
             disc = Discretize(resume.arrays["disc_low"], resume.arrays["disc_high"],
                               (cfg.bins,) * obs_spec.dim)  # fmt: skip
         else:
-            disc = _discretizer(env, cfg.bins, cfg.range_steps, cfg.seed)
+            low, high = observation_bounds(env, cfg.range_steps, cfg.seed)
+            disc = Discretize(low, high, (cfg.bins,) * len(low))
         preprocess = (disc,)
         n_states = disc.states
 
@@ -370,6 +115,7 @@ def train_tabular(
         def state_of(o: Any) -> int:
             return int(o)
 
+    # The agent: Q values, visit counts, Dyna-Q's model, and its random streams.
     rng = np.random.default_rng(cfg.seed)
     q = np.zeros((n_states, n_actions), dtype=np.float64)
     counts = np.zeros((n_states, n_actions), dtype=np.int64)
@@ -383,8 +129,9 @@ def train_tabular(
     visited: list[int] = []  # flat indices s * n_actions + a, in order of first visit
     decay_steps = max(1, int(cfg.epsilon_decay_fraction * cfg.n_timesteps))
     draws = Draws(cfg.seed, n_actions)
-    log = EpisodeLog.from_state(ck) if ck is not None else EpisodeLog()
+    log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
 
+    # Exploration, the TD target, and what the loop hands out (policy, checkpoint).
     def epsilon_at(t: int) -> float:
         frac = min(1.0, t / decay_steps)
         return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
@@ -429,12 +176,14 @@ def train_tabular(
         }
         return Checkpoint(state, {k: v.copy() for k, v in arrays.items()})
 
+    # Start, or continue exactly where the checkpoint stopped.
     env.action_space.seed(cfg.seed)
-    if ck is None or resume is None:
+    if resume is None:
         obs, _ = env.reset(seed=cfg.seed)
         s = state_of(obs)
         a = choose(s, 0)
     else:
+        ck = resume.state
         for name, array in (("q", q), ("counts", counts), ("model_r", model_r),
                             ("model_s2", model_s2), ("model_done", model_done)):  # fmt: skip
             array[...] = resume.arrays[name]
@@ -451,6 +200,8 @@ def train_tabular(
     start = time.perf_counter() - log.wall0
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
     sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
+
+    # The loop: act, learn from the step (and plan, for Dyna-Q), log finished episodes.
     for t in range(log.steps, cfg.n_timesteps):
         if hooks.stop(t, snapshot):
             break

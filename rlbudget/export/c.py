@@ -8,7 +8,11 @@ The firmware calls one function, preprocess and head included::
     rlb_policy_act(obs, u);                     /* Box actions: RLB_ACTION_DIM floats */
 
 Weights and tables are ``static const`` arrays (flash); working memory is static buffers
-sized exactly (no malloc, no recursion). What the C computes, and how it matches numpy:
+sized exactly (no malloc, no recursion). The kernels are plain C files in
+``rlbudget/export/runtime/`` (compiled on their own by the tests); this module generates
+the model's data and the entry point that wires it, and pastes into ``policy.c`` the
+runtime functions that policy uses (:mod:`rlbudget.export.kernels`), so the folder stays
+self-contained. What the C computes, and how it matches numpy:
 
 - ``mlp_int8``: integer-only, **bit-exact** with :class:`~rlbudget.policy.model.QuantizedMLP`
   (the same float32 division and rounding for the input, the same gemmlowp fixed-point
@@ -37,7 +41,6 @@ Right shifts of negative int32 values are assumed arithmetic (GCC, Clang, Arm, I
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -45,9 +48,18 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget import __version__
-from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
+from rlbudget.export.c_source import (
+    CTYPES,
+    HEADER,
+    CWriter,
+    c_double,
+    c_float,
+    loop,
+    policy_c,
+    policy_h,
+)
+from rlbudget.export.kernels import instance, source
 from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
     MLP,
@@ -67,10 +79,7 @@ from rlbudget.policy.model import (
     quantize_input,
 )
 
-HEADER, SOURCE, HARNESS = "policy.h", "policy.c", "main.c"
-CTYPES = {"float32": "float", "float64": "double", "int8": "int8_t", "int16": "int16_t",
-          "int32": "int32_t", "uint8": "uint8_t", "uint16": "uint16_t",
-          "uint32": "uint32_t"}  # fmt: skip
+SOURCE, HARNESS = "policy.c", "main.c"
 ACTIVATION_CODES = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 
 
@@ -92,126 +101,15 @@ class ExportResult:
                 "flash_bytes": self.flash_bytes, "needs_libm": self.needs_libm}  # fmt: skip
 
 
-def c_float(v: float) -> str:
-    """A float32 constant that reads back bit for bit: ``%.9g`` plus ``f``."""
-    s = f"{float(np.float32(v)):.9g}"
-    return (s if any(c in s for c in ".e") else s + ".0") + "f"
-
-
-def c_double(v: float) -> str:
-    """A double constant that reads back bit for bit (``%.17g``)."""
-    s = f"{float(v):.17g}"
-    return s if any(c in s for c in ".e") else s + ".0"
-
-
-def c_int(v: int) -> str:
-    """An integer constant (INT32_MIN spelled so that no constant overflows)."""
-    return str(v) if v != -(2**31) else "(-2147483647 - 1)"
-
-
-def _c_intv(v: Any) -> str:
-    return c_int(int(v))
-
-
-class _Writer:
-    """Collects the pieces of ``policy.c``: constants, buffers, helpers, the entry point."""
-
-    def __init__(self) -> None:
-        self.consts: list[str] = []
-        self.buffers: list[str] = []
-        self.helpers: dict[str, str] = {}
-        self.code: list[str] = []
-        self.flash = 0
-        self.ram = 0
-        self.libm = False
-
-    def const(self, name: str, values: Iterable[Any], ctype: str, comment: str = "") -> str:
-        items = list(values)
-        fmt: Callable[[Any], str] = {"float": c_float, "double": c_double}.get(ctype, _c_intv)
-        per_line = 6 if ctype in ("float", "double") else 12
-        rows = [", ".join(fmt(v) for v in items[i : i + per_line])
-                for i in range(0, len(items), per_line)]  # fmt: skip
-        note = f"/* {comment} */\n" if comment else ""
-        body = ",\n    ".join(rows)
-        self.consts.append(f"{note}static const {ctype} {name}[{len(items)}] = {{\n    {body}\n}};")
-        self.flash += len(items) * _sizeof(ctype)
-        return name
-
-    def array(self, name: str, a: Array, comment: str = "", ctype: str | None = None) -> str:
-        return self.const(name, np.asarray(a).ravel().tolist(), ctype or CTYPES[str(a.dtype)],
-                          comment)  # fmt: skip
-
-    def buffer(self, name: str, ctype: str, n: int, comment: str) -> str:
-        self.buffers.append(f"static {ctype} {name}[{n}]; /* {comment} */")
-        self.ram += n * _sizeof(ctype)
-        return name
-
-    def helper(self, name: str, text: str) -> None:
-        self.helpers.setdefault(name, text.strip("\n"))
-
-    def line(self, text: str) -> None:
-        self.code.append(text)
-
-
-def _sizeof(ctype: str) -> int:
-    return {"float": 4, "double": 8, "int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4,
-            "uint16_t": 2, "uint32_t": 4}[ctype]  # fmt: skip
-
-
 def _fail(message: str) -> PolicyError:
     return PolicyError(f"export_c: {message}")
 
 
-def _loop(var: str, n: int, statement: str) -> str:
-    """``for (var = 0; var < n; ++var) { statement }`` at the entry point's indentation."""
-    return f"    for ({var} = 0; {var} < {n}; ++{var}) {{\n        {statement}\n    }}"
+# --- runtime functions (runtime/*.c), pasted only when used ---------------------------------
 
-
-# --- helpers (C text), emitted only when used ----------------------------------------------
-
-QUANTIZE = """
-/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm).
-   half_scale is scale / 2 (exact), so s = v / half_scale is 2 v / scale exactly, and
-   round(v / scale) = (trunc(s) + sign(s)) / 2 with C's truncating division */
-static int8_t rlb_quantize(float v, float half_scale, int32_t zero_point)
-{
-    float s = v / half_scale;
-    int32_t r;
-    if (!(s >= -1024.0f)) {
-        s = -1024.0f; /* NaN too */
-    }
-    if (s > 1024.0f) {
-        s = 1024.0f;
-    }
-    r = (int32_t)s; /* truncates */
-    r = (r + (r > 0) - (r < 0)) / 2 + zero_point;
-    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
-}
-"""
-QUANTIZE_FULL_SCALE = """
-/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm) */
-static int8_t rlb_quantize(float v, float scale, int32_t zero_point)
-{
-    float s = v / scale;
-    int32_t r;
-    float frac;
-    if (!(s >= -512.0f)) {
-        s = -512.0f; /* NaN too */
-    }
-    if (s > 512.0f) {
-        s = 512.0f;
-    }
-    r = (int32_t)s; /* truncates */
-    frac = s - (float)r;
-    if (frac >= 0.5f) {
-        r += 1;
-    } else if (frac <= -0.5f) {
-        r -= 1;
-    }
-    r += zero_point;
-    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
-}
-"""
+QUANTIZE = instance("quantize.c", RLB_HALF_SCALE=1)
+"""``rlb_quantize(v, scale / 2, zero_point)``: float32 → int8, half away from zero."""
+QUANTIZE_FULL_SCALE = instance("quantize.c", RLB_HALF_SCALE=0)
 """The quantization when ``scale / 2`` is not exact in float32 (a scale below 2**-125)."""
 
 
@@ -226,72 +124,6 @@ def quantize_helper(scale: float) -> tuple[str, float]:
     return QUANTIZE_FULL_SCALE, float(full)
 
 
-FIXED_POINT = """
-/* gemmlowp SaturatingRoundingDoublingHighMul; b (a multiplier >= 0) is never INT32_MIN */
-static int32_t rlb_srdhm(int32_t a, int32_t b)
-{
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates */
-}
-
-/* gemmlowp RoundingDivideByPOT: x / 2^exponent, rounded half away from zero */
-static int32_t rlb_rdbpot(int32_t x, int32_t exponent)
-{
-    const int32_t mask = (int32_t)((UINT32_C(1) << exponent) - 1u); /* exponent <= 31 */
-    const int32_t remainder = x & mask;
-    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-    return (x >> exponent) + (remainder > threshold ? 1 : 0);
-}
-
-/* TFLite MultiplyByQuantizedMultiplier; the left shift saturates (as rlbudget's numpy) */
-static int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift)
-{
-@LEFT
-    return rlb_rdbpot(rlb_srdhm(x, multiplier), @RIGHT);
-}
-"""
-
-DENSE_INT8 = """
-/* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
-   per output channel (ch = 1) or one for the layer (ch = 0) */
-static void rlb_dense_int8@S(const int8_t *x, int8_t *y, const int8_t *w, const @B *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
-                           int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
-                           int32_t lo, const int8_t *lut)
-{
-    int32_t i, j, acc;
-    const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
-    lo -= out_zp;
-    for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
-        acc = b[j];
-        for (i = 0; i < n_in; ++i) {
-            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
-        }
-        acc = rlb_mbqm(acc, multiplier[j * ch], shift[j * ch]);
-        acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
-        y[j] = @LUT;
-    }
-}
-"""
-DENSE_INT8_ACC = """
-/* the last int8 layer of an argmax head with one dequantization scale: the int32
-   accumulators themselves (their argmax is the dequantized values') */
-static void rlb_dense_int8_acc@S(const int8_t *x, int32_t *y, const int8_t *w, const @B *b,
-                               int32_t n_in, int32_t n_out, int32_t in_zp)
-{
-    int32_t i, j, acc;
-    for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
-        acc = b[j];
-        for (i = 0; i < n_in; ++i) {
-            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
-        }
-        y[j] = acc;
-    }
-}
-"""
 ACC_EXACT = 2**23
 """Accumulators below this magnitude are exact in float32 and no two of them round to one
 product with a positive scale (the products differ by at least the scale, more than half
@@ -307,208 +139,37 @@ def argmax_on_acc(policy: Policy, la: QDense) -> bool:
             and bound < ACC_EXACT)  # fmt: skip
 
 
-LEFT_SHIFT = """    if (shift > 0) {
-        int64_t s = (int64_t)x * ((int64_t)1 << shift);
-        if (s > INT32_MAX) {
-            s = INT32_MAX;
-        }
-        if (s < INT32_MIN) {
-            s = INT32_MIN;
-        }
-        x = (int32_t)s;
-    }"""
-"""The left shift of :data:`FIXED_POINT`, emitted only when a layer has a shift > 0."""
-
-FULL_LUT = "lut ? lut[acc + 128] : (int8_t)acc"
-ODD_LUT = "(int8_t)(acc < 0 ? -lut[acc < -127 ? 127 : -acc] : lut[acc])"
-"""An odd table (tanh) holds its entries for 0..127; input -128 reads as -127."""
-
-DENSE_INT8_FLOAT = """
-/* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
-   scale (ch = 0), no requantization */
-static void rlb_dense_int8_float@S(const int8_t *x, float *y, const int8_t *w, const @B *b,
-                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
-                                 int32_t in_zp)
-{
-    int32_t i, j, acc;
-    for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
-        acc = b[j];
-        for (i = 0; i < n_in; ++i) {
-            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
-        }
-        y[j] = (float)acc * scale[j * ch];
-    }
-}
-"""
-
-
-def _kernel(w: _Writer, name: str, text: str, bias: Array, odd: bool = False) -> str:
-    """Emit the kernel ``name`` for ``bias``'s C type (int16 or int32) and, ``odd``, a half
-    lookup table (:data:`ODD_LUT`); its C name."""
+def _kernel(w: CWriter, name: str, bias: Array, odd: bool = False) -> str:
+    """Emit the int8 kernel ``name`` (``dense_int8``, ``dense_int8_acc``,
+    ``dense_int8_float``) for ``bias``'s C type (int16 or int32) and, ``odd``, a half
+    lookup table; its C name."""
     suffix = ("_b16" if bias.dtype == np.int16 else "") + ("_odd" if odd else "")
-    text = text.replace("@LUT", ODD_LUT if odd else FULL_LUT)
-    w.helper(name + suffix, text.replace("@S", suffix).replace("@B", CTYPES[str(bias.dtype)]))
+    lut = {"RLB_ODD_LUT": int(odd)} if name == "dense_int8" else {}
+    rename: dict[str, str] = {f"rlb_{name}": f"rlb_{name}{suffix}"}
+    w.helper(name + suffix, instance(f"{name}.c", RLB_BIAS=CTYPES[str(bias.dtype)], **lut,
+                                     **rename))  # fmt: skip
     return f"rlb_{name}{suffix}"
 
 
-def _argmax(ctype: str) -> str:
-    """C for ``rlb_argmax[_int8](y, n)``: the index of the first largest value (numpy's)."""
-    suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
-    return f"""
-/* index of the first largest value (numpy's argmax) */
-static int rlb_argmax{suffix}(const {ctype} *y, int32_t n)
-{{
-    int32_t i, best = 0;
-    for (i = 1; i < n; ++i) {{
-        if (y[i] > y[best]) {{
-            best = i;
-        }}
-    }}
-    return (int)best;
-}}
-"""
-
-
-HALF = """
-/* IEEE 754 half (bit pattern) -> float, exact (every half is a float) */
-static float rlb_h2f(uint16_t h)
-{
-    union {
-        uint32_t u;
-        float f;
-    } v;
-    uint32_t exponent = ((uint32_t)h >> 10) & 0x1fu;
-    uint32_t mantissa = (uint32_t)h & 0x3ffu;
-    const uint32_t sign = ((uint32_t)h & 0x8000u) << 16;
-    if (exponent == 0x1fu) {
-        v.u = sign | 0x7f800000u | (mantissa << 13); /* inf, NaN */
-    } else if (exponent != 0u) {
-        v.u = sign | ((exponent + 112u) << 23) | (mantissa << 13);
-    } else if (mantissa == 0u) {
-        v.u = sign;
-    } else { /* subnormal: shift the leading 1 up to the implicit bit */
-        exponent = 113u;
-        while (!(mantissa & 0x400u)) {
-            mantissa <<= 1;
-            --exponent;
-        }
-        v.u = sign | (exponent << 23) | ((mantissa & 0x3ffu) << 13);
-    }
-    return v.f;
-}
-
-/* float -> IEEE 754 half (bit pattern), round to nearest even (numpy's cast) */
-static uint16_t rlb_f2h(float f)
-{
-    union {
-        float f;
-        uint32_t u;
-    } v;
-    uint32_t sign, exponent, mantissa, shift, half, rest, halfway;
-    v.f = f;
-    sign = (v.u >> 16) & 0x8000u;
-    exponent = (v.u >> 23) & 0xffu;
-    mantissa = v.u & 0x7fffffu;
-    if (exponent == 0xffu) {
-        return (uint16_t)(sign | 0x7c00u | (mantissa ? 0x200u : 0u)); /* inf, NaN */
-    }
-    if (exponent > 142u) {
-        return (uint16_t)(sign | 0x7c00u); /* |f| >= 2^16: inf */
-    }
-    if (exponent >= 113u) { /* a normal half; a carry out of the mantissa is right too */
-        half = ((exponent - 112u) << 10) | (mantissa >> 13);
-        rest = mantissa & 0x1fffu;
-        if (rest > 0x1000u || (rest == 0x1000u && (half & 1u))) {
-            ++half;
-        }
-        return (uint16_t)(sign | half);
-    }
-    if (exponent < 102u) {
-        return (uint16_t)sign; /* below half the smallest subnormal: zero */
-    }
-    mantissa |= 0x800000u; /* a subnormal half: units of 2^-24 */
-    shift = 126u - exponent;
-    half = mantissa >> shift;
-    rest = mantissa & ((1u << shift) - 1u);
-    halfway = 1u << (shift - 1u);
-    if (rest > halfway || (rest == halfway && (half & 1u))) {
-        ++half;
-    }
-    return (uint16_t)(sign | half);
-}
-
-/* f rounded to the nearest half, as a float (numpy: float32(float16(f))) */
-static float rlb_round_half(float f)
-{
-    return rlb_h2f(rlb_f2h(f));
-}
-"""
+HALF = instance("half.c")
+"""``rlb_h2f``, ``rlb_f2h`` and ``rlb_round_half``: float16 bit patterns, exactly."""
 
 
 def _dense_kernel(
     activations: set[str], *, half: bool, index: str | None = None, pointer: str | None = None
 ) -> tuple[str, str]:
-    """(name, C text) of a dense layer kernel for float32 or float16 weights, dense or CSR.
-
-    Dense: ``w`` is [n_out][n_in]. CSR (``index``/``pointer`` give the C types): output
-    ``j`` sums ``x[col[k]] * w[k]`` for ``k`` from ``start[j]`` to ``start[j + 1]``, in
-    increasing input order (the skipped zeros add nothing). float16: weights and bias are
-    half bit patterns, converted exactly; with ``to_half`` the output is rounded to half.
-    """
-    cases = {
-        "relu": "acc = acc < 0.0f ? 0.0f : acc;",
-        "tanh": "acc = tanhf(acc);",
-        "sigmoid": "acc = 1.0f / (1.0f + expf(-acc));",
-    }
-    branches = "\n".join(
-        f"        if (act == {ACTIVATION_CODES[a]}) {{\n            {cases[a]}\n        }}"
-        for a in sorted(activations) if a in cases
-    )  # fmt: skip
-    unused = "" if branches else "    (void)act;\n"
-    wtype, value = ("uint16_t", "rlb_h2f({})") if half else ("float", "{}")
-    precision = "float16" if half else "float32"
-    name = f"rlb_{'sparse' if index else 'dense'}_{'f16' if half else 'f32'}"
+    """(name, C text) of a dense layer kernel for float32 or float16 weights, dense or CSR
+    (``index``/``pointer``: the C types of the column indices and row starts), with code
+    for the ``activations`` its layers use only."""
+    kind = "sparse" if index else "dense"
+    name = f"rlb_{kind}_{'f16' if half else 'f32'}"
+    params: dict[str, str | int] = {"RLB_HALF": int(half), "RLB_WEIGHT": "uint16_t" if half
+                                    else "float"}  # fmt: skip
+    params |= {f"RLB_{a.upper()}": int(a in activations) for a in ("relu", "tanh", "sigmoid")}
     if index is not None and pointer is not None:
         name += f"_{index[:-2]}_{pointer[:-2]}"
-        params = (f"const float *x, float *y, const {wtype} *w, const {index} *col,\n    "
-                  f"const {pointer} *start, const {wtype} *b, int32_t n_out, int act")  # fmt: skip
-        declare = "    int32_t j;\n    uint32_t k;\n"
-        loop = f"""        for (k = start[j]; k < start[j + 1]; ++k) {{
-            acc += x[col[k]] * {value.format("w[k]")};
-        }}"""
-        what = f"one {precision} CSR layer: y = act(W x + b); row j of W lists output j's weights"
-    else:
-        params = (f"const float *x, float *y, const {wtype} *w, const {wtype} *b,\n"
-                  "    int32_t n_in, int32_t n_out, int act")  # fmt: skip
-        declare = "    int32_t i, j;\n"
-        loop = f"""        const {wtype} *row = w + j * n_in;
-        acc = 0.0f;
-        for (i = 0; i < n_in; ++i) {{
-            acc += x[i] * {value.format("row[i]")};
-        }}"""
-        what = f"one {precision} dense layer: y = act(W x + b); w is [n_out][n_in]"
-    if index is not None:
-        loop = "        acc = 0.0f;\n" + loop
-    store = "y[j] = to_half ? rlb_round_half(acc) : acc;" if half else "y[j] = acc;"
-    params += ", int to_half" if half else ""
-    return (
-        name,
-        f"""
-/* {what}; act: 0 identity,
-   1 relu, 2 tanh, 3 sigmoid{"; to_half: round y to float16" if half else ""} */
-static void {name}({params})
-{{
-{declare}    float acc;
-{unused}    for (j = 0; j < n_out; ++j) {{
-{loop}
-        acc += {value.format("b[j]")};
-{branches}
-        {store}
-    }}
-}}
-""",
-    )
+        params |= {"RLB_INDEX": index, "RLB_POINTER": pointer}
+    return name, instance(f"{kind}_float.c", **params, **{f"rlb_{kind}_f32": name})
 
 
 # --- the generator ---------------------------------------------------------------------------
@@ -540,40 +201,15 @@ def _split_preprocess(
     return norm, last
 
 
-def _input_function(w: _Writer, norm: Normalize | None) -> None:
+def _input_function(w: CWriter, norm: Normalize | None) -> None:
     """``rlb_input(obs, i)``: observation element i after the float preprocess."""
     if norm is None:
-        w.helper(
-            "rlb_input",
-            """
-static float rlb_input(const float *obs, int32_t i)
-{
-    return obs[i];
-}
-""",
-        )
+        w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=0))
         return
     std = np.sqrt(norm.var + np.float32(norm.eps))  # exactly numpy's float32 divisor
     w.array("rlb_norm_mean", norm.mean, "normalize: mean")
     w.array("rlb_norm_std", std, "normalize: sqrt(var + eps), computed in float32")
-    clip = c_float(norm.clip)
-    w.helper(
-        "rlb_input",
-        f"""
-/* normalize: clip((x - mean) / sqrt(var + eps), +-{norm.clip:g}) */
-static float rlb_input(const float *obs, int32_t i)
-{{
-    float z = (obs[i] - rlb_norm_mean[i]) / rlb_norm_std[i];
-    if (z < -{clip}) {{
-        z = -{clip};
-    }}
-    if (z > {clip}) {{
-        z = {clip};
-    }}
-    return z;
-}}
-""",
-    )
+    w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=1, RLB_CLIP=c_float(norm.clip)))
 
 
 def _bin(top: str) -> str:
@@ -581,76 +217,46 @@ def _bin(top: str) -> str:
     return f"!(s >= 0.0) ? 0 : (s >= (double){top} ? (int32_t){top} : (int32_t)s)"
 
 
-def _state_function(w: _Writer, policy: Policy, last: Discretize | None) -> None:
+def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None:
     """``rlb_state(obs)``: the table row, from a Discrete observation or a discretizer."""
     if last is None:
         n = policy.observation_space.n
         if policy.observation_space.kind != "discrete" or n is None:
             raise _fail(f"a {policy.body.kind} body needs a Discrete observation or a "
                         "discretize preprocess")  # fmt: skip
-        w.helper(
-            "rlb_state",
-            f"""
-/* a Discrete observation: obs[0] is the state, clamped to 0..{n - 1} */
-static int32_t rlb_state(const float *obs)
-{{
-    const float v = obs[0];
-    if (!(v >= 0.0f)) {{
-        return 0;
-    }}
-    return v > {c_float(n - 1)} ? {n - 1} : (int32_t)v;
-}}
-""",
-        )
+        w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=0, RLB_LAST_STATE=n - 1))
         return
     bins = np.asarray(last.bins)
     w.array("rlb_disc_low", last.low.astype(np.float64), "discretize: low (float64)")
     w.array("rlb_disc_range", (last.high - last.low).astype(np.float64),
             "discretize: high - low, computed in float32 as numpy does")  # fmt: skip
     w.const("rlb_disc_bins", bins.tolist(), "int32_t", "discretize: bins per dimension")
-    w.helper(
-        "rlb_state",
-        f"""
-/* discretize: row-major index of clip(floor((x - low) / (high - low) * bins), 0, bins - 1) */
-static int32_t rlb_state(const float *obs)
-{{
-    int32_t d, k, state = 0;
-    double s;
-    for (d = 0; d < {len(bins)}; ++d) {{
-        s = ((double)rlb_input(obs, d) - rlb_disc_low[d]) / rlb_disc_range[d]
-            * (double)rlb_disc_bins[d];
-        k = {_bin("(rlb_disc_bins[d] - 1)")};
-        state = state * rlb_disc_bins[d] + k;
-    }}
-    return state;
-}}
-""",
-    )
+    w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=1, RLB_DIMS=len(bins)))
 
 
-def _vector(w: _Writer, policy: Policy, last: OneHot | None, target: str, width: int,
+def _vector(w: CWriter, policy: Policy, last: OneHot | None, target: str, width: int,
             q: tuple[float, int] | None = None) -> None:  # fmt: skip
     """Fill ``target[0..width)`` with the body input (int8 when ``q`` gives scale, zero point)."""
     if isinstance(last, OneHot):
         _state_function(w, policy, None)
         if q is None:
-            w.line(_loop("i", width, f"{target}[i] = 0.0f;"))
+            w.line(loop("i", width, f"{target}[i] = 0.0f;"))
             w.line(f"    {target}[rlb_state(obs)] = 1.0f; /* one_hot */")
             return
         zero, one = quantize_input(np.array([0.0, 1.0], dtype=np.float32), *q).tolist()
-        w.line(_loop("i", width, f"{target}[i] = {zero};"))
+        w.line(loop("i", width, f"{target}[i] = {zero};"))
         w.line(f"    {target}[rlb_state(obs)] = {one}; /* one_hot, quantized */")
         return
     if q is None:
-        w.line(_loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
+        w.line(loop("i", width, f"{target}[i] = rlb_input(obs, i);"))
         return
     helper, scale = quantize_helper(q[0])
     w.helper("rlb_quantize", helper)
     quantize = f"rlb_quantize(rlb_input(obs, i), {c_float(scale)}, {q[1]})"
-    w.line(_loop("i", width, f"{target}[i] = {quantize};"))
+    w.line(loop("i", width, f"{target}[i] = {quantize};"))
 
 
-def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
+def _mlp(w: CWriter, policy: Policy, body: MLP, last: OneHot | None) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
     size = max(a + b for a, b in pairwise(widths))
     w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
@@ -658,7 +264,7 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     half = body.half
     if half:  # float16 weights: halves in flash, float32 sums, activations rounded to half
         w.helper("half", HALF)
-        w.line(_loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
+        w.line(loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
     activations = {la.activation for la in body.layers}
     w.libm |= bool(activations & {"tanh", "sigmoid"})
     x = "rlb_arena"
@@ -693,15 +299,14 @@ def _mlp(w: _Writer, policy: Policy, body: MLP, last: OneHot | None) -> str:
     return x
 
 
-def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
+def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
     size = max(a + b for a, b in pairwise(widths))
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
     left = any(bool((la.shift > 0).any()) for la in body.layers if not la.float_output)
-    w.helper("fixed_point", FIXED_POINT.replace("@LEFT\n", LEFT_SHIFT + "\n" if left else "")
-             .replace("@RIGHT", "shift > 0 ? 0 : -shift" if left else "-shift"))  # fmt: skip
+    w.helper("fixed_point", instance("fixed_point.c", RLB_LEFT_SHIFT=int(left)))
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
@@ -711,20 +316,20 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
         ch = int(la.w_scale.size > 1)
         if la.float_output and argmax_on_acc(policy, la):
-            name = _kernel(w, "dense_int8_acc", DENSE_INT8_ACC, la.b)
+            name = _kernel(w, "dense_int8_acc", la.b)
             w.buffer("rlb_acc", "int32_t", n_out, "the last layer's int32 accumulators")
             w.line(f"    {name}({x}, rlb_acc, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
                    f"{la.input_zero_point});")  # fmt: skip
             return "rlb_acc"
         if la.float_output:
-            name = _kernel(w, "dense_int8_float", DENSE_INT8_FLOAT, la.b)
+            name = _kernel(w, "dense_int8_float", la.b)
             w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
             w.array(f"rlb_scale{i}", la.dequant_scale, f"layer {i}: input_scale * w_scale")
             w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
         half = odd_half(la.lut) if la.lut is not None and la.activation == "tanh" else None
-        name = _kernel(w, "dense_int8", DENSE_INT8, la.b, half is not None)
+        name = _kernel(w, "dense_int8", la.b, half is not None)
         w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
         w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
         lut = "0"
@@ -742,7 +347,7 @@ def _mlp_int8(w: _Writer, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     return x
 
 
-def _linear(w: _Writer, policy: Policy, body: Linear, last: TileCode | OneHot | None) -> str:
+def _linear(w: CWriter, policy: Policy, body: Linear, last: TileCode | OneHot | None) -> str:
     n_in, n_out = body.W.shape
     w.buffer("rlb_out", "float", n_out, "body outputs")
     quantized = body.scale is not None
@@ -767,7 +372,7 @@ def _linear(w: _Writer, policy: Policy, body: Linear, last: TileCode | OneHot | 
     return "rlb_out"
 
 
-def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
+def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
     n_features, n_out = body.W.shape
     width = (tc.high - tc.low) / tc.tiles_per_dim  # float32, as TileCode.apply
     w.array("rlb_tile_low", tc.low.astype(np.float64), "tile coding: low (float64)")
@@ -782,7 +387,7 @@ def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
     tpd, dims = tc.tiles_per_dim, len(tc.low)
     hashed = (f"\n        f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
               f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
-    w.line(_loop("j", n_out, f"{acc}[j] = 0;"))
+    w.line(loop("j", n_out, f"{acc}[j] = 0;"))
     w.line(f"""    for (t = 0; t < {tc.tilings}; ++t) {{ /* one active feature per tiling */
         int32_t d, k, f = 0;
         double s;
@@ -798,20 +403,20 @@ def _tiles(w: _Writer, body: Linear, tc: TileCode) -> str:
         }}
     }}""")
     if quantized:
-        w.line(_loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))
+        w.line(loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))
     else:
-        w.line(_loop("j", n_out, "rlb_out[j] += rlb_b[j];"))
+        w.line(loop("j", n_out, "rlb_out[j] += rlb_b[j];"))
     return "rlb_out"
 
 
-def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None) -> None:
+def _head(w: CWriter, policy: Policy, y: str, n: int, int8: QuantizedMLP | None) -> None:
     head = policy.head
     if policy.action_space.kind == "discrete":
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
         ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
-        w.helper("argmax", _argmax(ctype))
         suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, rlb_argmax=f"rlb_argmax{suffix}"))
         w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return
     if head.kind == "argmax":
@@ -826,14 +431,14 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
                 np.repeat(dequantize(np.arange(-128, 128), scale, zp)[:, None], n, 1)
             )
             w.array("rlb_head_table", table.T, "tanh_rescale of each int8 output, per dimension")
-            w.line(_loop("j", n, f"action[j] = rlb_head_table[j * 256 + {y}[j] + 128];"))
+            w.line(loop("j", n, f"action[j] = rlb_head_table[j * 256 + {y}[j] + 128];"))
             w.line("    return 0;")
             return
         value = f"(float)((int32_t){y}[j] - {zp}) * {c_float(scale)}"
     else:
         value = f"{y}[j]"
     if not bounded:
-        w.line(_loop("j", n, f"action[j] = {value};") + "\n    return 0;")
+        w.line(loop("j", n, f"action[j] = {value};") + "\n    return 0;")
         return
     assert head.low is not None and head.high is not None
     if head.kind == "clip":
@@ -860,62 +465,24 @@ def _head(w: _Writer, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
     return 0;""")
 
 
-POPCOUNT8 = """
-/* set bits of one byte (SWAR, no builtins) */
-static int32_t rlb_popcount8(uint32_t v)
-{
-    v = v - ((v >> 1) & 0x55u);
-    v = (v & 0x33u) + ((v >> 2) & 0x33u);
-    return (int32_t)((v + (v >> 4)) & 0x0fu);
-}
-"""
-
-
-def _packed_table(w: _Writer, body: PackedTable) -> None:
+def _packed_table(w: CWriter, body: PackedTable) -> None:
     """A packed table's lookup, dense or sparse (bitmap + rank), as :class:`PackedTable`."""
     padded = np.append(body.packed, np.uint8(0))  # one spare byte: reads stay inside
     w.array("rlb_packed", padded, f"actions, {body.bits} bits each, LSB first")
-    w.helper("rlb_packed_entry", f"""
-/* entry i of rlb_packed: bits i*{body.bits} .. i*{body.bits}+{body.bits - 1}, LSB first */
-static int rlb_packed_entry(int32_t i)
-{{
-    const int32_t bit = i * {body.bits};
-    const uint32_t word = (uint32_t)rlb_packed[bit >> 3]
-                          | ((uint32_t)rlb_packed[(bit >> 3) + 1] << 8);
-    return (int)((word >> (bit & 7)) & {(1 << body.bits) - 1}u);
-}}
-""")  # fmt: skip
-    lookup = "rlb_packed_entry"
+    sparse = body.stored is not None and body.rank is not None
     if body.stored is not None and body.rank is not None:
         w.array("rlb_stored", body.stored, "1 bit per state, LSB first: the state has an entry")
         w.array("rlb_rank", body.rank, "rank[k]: entries before state 64 * k")
-        w.helper("rlb_popcount8", POPCOUNT8)
-        w.helper("rlb_sparse_action", f"""
-/* a stored state's entry is its rank: rlb_rank[s / 64] plus the set bits before it in its
-   block (at most 8 bitmap bytes); any other state acts the default */
-static int rlb_sparse_action(int32_t s)
-{{
-    const uint32_t byte = rlb_stored[s >> 3];
-    int32_t k, r;
-    if (!((byte >> (s & 7)) & 1u)) {{
-        return {body.default};
-    }}
-    r = (int32_t)rlb_rank[s >> 6];
-    for (k = (s >> 6) << 3; k < (s >> 3); ++k) {{
-        r += rlb_popcount8(rlb_stored[k]);
-    }}
-    r += rlb_popcount8(byte & ((1u << (s & 7)) - 1u));
-    return rlb_packed_entry(r);
-}}
-""")  # fmt: skip
-        lookup = "rlb_sparse_action"
+    w.helper("packed", instance("packed.c", RLB_BITS=body.bits, RLB_SPARSE=int(sparse),
+                                RLB_DEFAULT_ACTION=body.default))  # fmt: skip
+    lookup = "rlb_sparse_action" if sparse else "rlb_packed_entry"
     w.line(f"    (void)action;\n    return {lookup}(rlb_state(obs));")
 
 
-def _generate(policy: Policy) -> _Writer:
+def _generate(policy: Policy) -> CWriter:
     """The writer filled with everything ``policy.c`` holds for ``policy``."""
     _check_arrays(policy)
-    w = _Writer()
+    w = CWriter()
     norm, last = _split_preprocess(policy)
     if policy.observation_space.kind == "box":
         _input_function(w, norm)
@@ -951,133 +518,8 @@ def _generate(policy: Policy) -> _Writer:
     return w
 
 
-def _source(policy: Policy, w: _Writer) -> str:
-    code = "\n".join(w.code)
-    loops = [v for v in ("i", "j", "t") if f"({v} = 0;" in code]
-    declare = f"    int32_t {', '.join(loops)};\n" if loops else ""
-    includes = "#include <stdint.h>" + ("\n#include <math.h>" if w.libm else "")
-    sections = [
-        f"/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit. */",
-        f'#include "{HEADER}"\n\n{includes}',
-        "/* --- constants (flash) --- */",
-        *w.consts,
-        "/* --- working buffers (RAM) --- */" if w.buffers else "",
-        *w.buffers,
-        *w.helpers.values(),
-        f"int rlb_policy_act(const float *obs, float *action)\n{{\n{declare}{code}\n}}",
-    ]
-    return "\n\n".join(s for s in sections if s) + "\n"
-
-
-def _origin(policy: Policy) -> str:
-    prov = policy.provenance
-    parts = [str(prov[k]) for k in ("algorithm", "env") if prov.get(k)]
-    parts += [t.get("method", "?") for t in prov.get("transforms", []) if isinstance(t, dict)]
-    pipeline = " -> ".join([*(p.kind for p in policy.preprocess), policy.body.kind,
-                            policy.head.kind])  # fmt: skip
-    return pipeline + (f" ({', '.join(parts)})" if parts else "")
-
-
-def _header(policy: Policy, w: _Writer) -> str:
-    obs, act = policy.observation_space, policy.action_space
-    discrete = act.kind == "discrete"
-    n_actions = f"#define RLB_N_ACTIONS {act.n}\n" if discrete else ""
-    obs_note = ("obs[0] holds the state index (a Discrete observation)" if obs.kind == "discrete"
-                else f"obs holds the {obs.dim} observation values, in the env's order")  # fmt: skip
-    returns = (f"the action index, 0..{(act.n or 1) - 1}; action is not used (may be NULL)"
-               if discrete else f"0, after writing {act.dim} floats to action")  # fmt: skip
-    if obs.radices is not None:
-        obs_note += f"; rlb_obs_index(parts) gives it for a Tuple of {len(obs.radices)} Discrete"
-    libm = " -lm" if w.libm else ""
-    no_libm = "" if w.libm else ", no libm"
-    return f"""/* Generated by rlbudget {__version__}: {_origin(policy)}. Do not edit.
- *
- * int rlb_policy_act(const float *obs, float *action);
- *   {obs_note}.
- *   Returns {returns}.
- *   Not reentrant: it uses static buffers (RLB_RAM_BYTES). No malloc{no_libm}.
- *
- * Host test: cc -std=c99 -O2 policy.c main.c -o policy{libm} && ./policy < observations.txt
- */
-#ifndef RLB_POLICY_H
-#define RLB_POLICY_H
-
-#define RLB_OBS_DIM {obs.dim}
-#define RLB_ACTION_DIM {1 if discrete else act.dim}
-#define RLB_DISCRETE_ACTIONS {int(discrete)}
-{n_actions}#define RLB_RAM_BYTES {w.ram}
-#define RLB_FLASH_BYTES {w.flash}
-
-{_index_function(obs)}#ifdef __cplusplus
-extern "C" {{
-#endif
-
-int rlb_policy_act(const float *obs, float *action);
-
-#ifdef __cplusplus
-}}
-#endif
-
-#endif /* RLB_POLICY_H */
-"""
-
-
-def _index_function(obs: SpaceSpec) -> str:
-    """For a Discrete read from a Tuple of Discrete spaces: ``rlb_obs_index(parts)``, the
-    state index that ``obs[0]`` takes (row-major mixed radix, as ``SpaceSpec.index``)."""
-    if obs.radices is None:
-        return ""
-    k = len(obs.radices)
-    terms = "parts[0]"
-    for i, radix in enumerate(obs.radices[1:], start=1):
-        terms = f"({terms}) * {radix} + parts[{i}]"
-    return f"""
-/* The observation is a Tuple of {k} Discrete parts, sizes {", ".join(map(str, obs.radices))};
- * parts[i] counted from 0 (subtract the part's start). Returns the state for obs[0]. */
-#define RLB_OBS_PARTS {k}
-static inline long rlb_obs_index(const int *parts)
-{{
-    return {terms};
-}}
-
-"""
-
-
-HARNESS_TEXT = """/* Host harness generated by rlbudget: reads observations from stdin (RLB_OBS_DIM
- * whitespace-separated floats each, one observation per line) and prints one action per
- * line (an integer, or RLB_ACTION_DIM floats printed with %.9g). Exit 2 on bad input. */
-#include <stdio.h>
-
-#include "policy.h"
-
-int main(void)
-{
-    float obs[RLB_OBS_DIM];
-    float action[RLB_ACTION_DIM];
-    int i, got;
-    for (;;) {
-        for (i = 0; i < RLB_OBS_DIM; ++i) {
-            got = scanf("%f", &obs[i]);
-            if (got != 1) {
-                if (i == 0 && got == EOF) {
-                    return 0;
-                }
-                fprintf(stderr, "observation value %d: expected a number\\n", i);
-                return 2;
-            }
-        }
-#if RLB_DISCRETE_ACTIONS
-        printf("%d\\n", rlb_policy_act(obs, action));
-#else
-        rlb_policy_act(obs, action);
-        for (i = 0; i < RLB_ACTION_DIM; ++i) {
-            printf(i ? " %.9g" : "%.9g", (double)action[i]);
-        }
-        printf("\\n");
-#endif
-    }
-}
-"""
+HARNESS_TEXT = source("main.c")
+"""``main.c``: reads observations from stdin, prints one action per line."""
 
 
 def export_c(
@@ -1099,7 +541,7 @@ def export_c(
     from rlbudget.fileio import atomic_write_dir
 
     w = _generate(policy)
-    files = {HEADER: _header(policy, w), SOURCE: _source(policy, w), HARNESS: HARNESS_TEXT}
+    files = {HEADER: policy_h(policy, w), SOURCE: policy_c(policy, w), HARNESS: HARNESS_TEXT}
     folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER,
                               parents=parents)  # fmt: skip
     return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, w.libm)

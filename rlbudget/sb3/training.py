@@ -1,10 +1,10 @@
 """Training with Stable-Baselines3 (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
 ``pip install rlbudget[contrib]``), behind the same loop contract as the built-in agents.
 
-:func:`train_sb3` takes what :func:`~rlbudget.agents.tabular.train_tabular` takes
-(``on_episode``, ``should_stop``, ``resume``, ``on_checkpoint``) and returns a
-:class:`~rlbudget.agents.tabular.TrainResult` whose policy is the framework-free numpy
-policy (``rlbudget.agents.sb3_convert.from_model``), so ``rlbudget.train.train_run`` runs
+:func:`train_sb3` is a :class:`~rlbudget.agents.common.Trainer`, as the built-in agents
+are (``on_episode``, ``should_stop``, ``resume``, ``on_checkpoint``); it returns a
+:class:`~rlbudget.agents.common.TrainResult` whose policy is the framework-free numpy
+policy (:func:`rlbudget.sb3.convert.from_model`), so ``rlbudget.train.train_run`` runs
 it with the same limits, evaluation, signals and run folder. torch and SB3 are imported
 inside the functions only.
 
@@ -37,29 +37,9 @@ a checkpoint is written) and at the end, every weight is checked
 (:class:`~rlbudget.errors.TrainingError`). Either way no checkpoint or policy is written
 with bad numbers: the last good checkpoint stays.
 
-**Checkpoints** never need unpickling: the state dicts SB3 itself saves
-(``_get_torch_save_params``: policy with target networks, optimizers, SAC/TQC's
-``log_ent_coef`` and its optimizer) are flattened into safetensors arrays with a JSON
-skeleton, with the replay buffer, the VecNormalize statistics and the RNG states (torch as
-its uint8 state tensor, numpy's MT19937 key), in the same atomic folder format as the
-built-in agents (:class:`~rlbudget.agents.tabular.Checkpoint`). They are written at
-rollout boundaries (the start of a rollout, i.e. just after an update) every
-``checkpoint_every`` steps, and at the stop.
-
-**Resume** rebuilds the model with the same settings and loads that state. Identical to
-the stopped run: weights, target networks, optimizer moments and step counts, the entropy
-coefficient, the replay buffer (contents, position, full flag), VecNormalize's running
-means/variances/counts, ``num_timesteps``, ``_n_updates``, ``_n_calls`` (DQN's target
-update clock), hence every schedule (learning rate, clip range, ε), the global python,
-numpy and torch RNG states and the action space's RNG, and the episode log. Not
-identical: the envs cannot be saved mid-episode, so they are reset, seeded with
-``seed + num_timesteps`` (deterministic): the episodes in progress at the stop are cut
-(not logged) and the first actions after a resume differ from a straight run's; an
-on-policy stop mid-rollout loses that partial rollout (see Stops); TD3's
-Ornstein-Uhlenbeck noise and VecNormalize's per-env discounted return restart at zero;
-gSDE's noise matrix is redrawn. A resumed run is therefore a faithful continuation, not
-a bit-for-bit replay of a straight run, but it is reproducible: resuming the same
-checkpoint twice gives the same result.
+**Checkpoints and resume**: :mod:`rlbudget.sb3.checkpoint` says what a checkpoint holds
+and what a resumed run reproduces (a faithful, reproducible continuation, not a
+bit-for-bit replay of a straight run).
 """
 
 from __future__ import annotations
@@ -68,15 +48,14 @@ import dataclasses
 import functools
 import importlib
 import inspect
-import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from rlbudget.agents.tabular import (
+from rlbudget.agents.common import (
     Checkpoint,
     Episode,
     OnEpisode,
@@ -88,6 +67,7 @@ from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PlanError, TrainingError
 from rlbudget.finite import check_observation, check_reward
 from rlbudget.policy.model import Policy
+from rlbudget.sb3.checkpoint import attribute, model_checkpoint, restore_model
 
 # id → (module, class, needs sb3-contrib)
 ALGORITHMS: dict[str, tuple[str, str, bool]] = {
@@ -243,7 +223,7 @@ def check_finite(model: Any, step: int) -> None:
     """
     state_dicts, variables = model._get_torch_save_params()
     for name in state_dicts:
-        obj = _getattr(model, name)
+        obj = attribute(model, name)
         tensors = obj.state_dict().items() if name == "policy" else []
         for key, tensor in tensors:
             if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
@@ -253,129 +233,8 @@ def check_finite(model: Any, step: int) -> None:
                     "learning rate, or normalize observations and rewards)"
                 )
     for name in variables:
-        if not bool(_getattr(model, name).isfinite().all()):
+        if not bool(attribute(model, name).isfinite().all()):
             raise TrainingError(f"training diverged at step {step}: {name} holds NaN/inf")
-
-
-def _getattr(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-# --- state dicts ⇄ safetensors arrays + a JSON skeleton ----------------------------------
-
-
-def _encode(obj: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        arrays[path] = obj.detach().cpu().numpy().copy()
-        return {"tensor": path}
-    if isinstance(obj, Mapping):
-        return {"dict": [[k, _encode(v, f"{path}/{k}", arrays)] for k, v in obj.items()]}
-    if isinstance(obj, list | tuple):
-        items = [_encode(v, f"{path}/{i}", arrays) for i, v in enumerate(obj)]
-        return {"tuple" if isinstance(obj, tuple) else "list": items}
-    if obj is None or isinstance(obj, bool | int | float | str):
-        return {"value": obj}
-    raise TypeError(f"cannot checkpoint {path}: {type(obj).__name__}")
-
-
-def _decode(node: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
-    import torch
-
-    if "tensor" in node:
-        return torch.from_numpy(np.array(arrays[node["tensor"]]))
-    if "dict" in node:
-        return {k: _decode(v, arrays) for k, v in node["dict"]}
-    if "list" in node:
-        return [_decode(v, arrays) for v in node["list"]]
-    if "tuple" in node:
-        return tuple(_decode(v, arrays) for v in node["tuple"])
-    return node["value"]
-
-
-REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-COUNTERS = ("num_timesteps", "_n_updates", "_n_calls", "_episode_num")
-
-
-def _snapshot(
-    model: Any, vecnorm: Any, episodes: list[Episode], wall_s: float, algorithm: str
-) -> Checkpoint:
-    """Everything resume needs (see the module docstring), as a Checkpoint."""
-    import torch
-
-    arrays: dict[str, np.ndarray] = {}
-    state_dicts, variables = model._get_torch_save_params()
-    torch_state = {name: _encode(_getattr(model, name).state_dict(), f"sd/{name}", arrays)
-                   for name in state_dicts}  # fmt: skip
-    torch_vars = {name: _encode(_getattr(model, name), f"var/{name}", arrays) for name in variables}
-    state: dict[str, Any] = {
-        "algorithm": algorithm,
-        "steps": int(model.num_timesteps),
-        "wall_s": wall_s,
-        "episodes": [asdict(e) for e in episodes],
-        "counters": {k: int(getattr(model, k)) for k in COUNTERS if hasattr(model, k)},
-        "state_dicts": torch_state,
-        "variables": torch_vars,
-    }
-    buffer = getattr(model, "replay_buffer", None)
-    if buffer is not None:
-        filled = buffer.buffer_size if buffer.full else buffer.pos
-        for name in REPLAY_ARRAYS:
-            if hasattr(buffer, name):
-                arrays[f"replay/{name}"] = getattr(buffer, name)[:filled].copy()
-        state["replay"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
-    if vecnorm is not None:
-        for name in ("obs_rms", "ret_rms"):
-            rms = getattr(vecnorm, name)
-            arrays[f"vecnorm/{name}/mean"] = np.asarray(rms.mean, dtype=np.float64)
-            arrays[f"vecnorm/{name}/var"] = np.asarray(rms.var, dtype=np.float64)
-            state[f"vecnorm_{name}_count"] = float(rms.count)
-    legacy: Any = np.random.get_state()
-    arrays["rng/numpy_key"] = np.asarray(legacy[1])
-    arrays["rng/torch"] = torch.get_rng_state().numpy().copy()
-    py_state = random.getstate()
-    state["rng"] = {
-        "numpy": [legacy[0], int(legacy[2]), int(legacy[3]), float(legacy[4])],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-        "action_space": dict(model.action_space.np_random.bit_generator.state),
-    }
-    return Checkpoint(state, arrays)
-
-
-def _restore(model: Any, vecnorm: Any, ck: Checkpoint) -> None:
-    """Load a :func:`_snapshot` into a freshly built model with the same settings."""
-    import torch
-
-    state, arrays = ck.state, ck.arrays
-    for name, node in state["state_dicts"].items():
-        _getattr(model, name).load_state_dict(_decode(node, arrays))
-    for name, node in state["variables"].items():
-        _getattr(model, name).data.copy_(_decode(node, arrays))
-    for key, value in state["counters"].items():
-        setattr(model, key, int(value))
-    if "replay" in state:
-        buffer = model.replay_buffer
-        for name in REPLAY_ARRAYS:
-            if f"replay/{name}" in arrays:
-                saved = arrays[f"replay/{name}"]
-                getattr(buffer, name)[: len(saved)] = saved
-        buffer.pos, buffer.full = int(state["replay"]["pos"]), bool(state["replay"]["full"])
-    if vecnorm is not None:
-        for name in ("obs_rms", "ret_rms"):
-            rms = getattr(vecnorm, name)
-            rms.mean = np.array(arrays[f"vecnorm/{name}/mean"])
-            rms.var = np.array(arrays[f"vecnorm/{name}/var"])
-            rms.count = float(state[f"vecnorm_{name}_count"])
-    rng = state["rng"]
-    kind, pos, has_gauss, gauss = rng["numpy"]
-    np.random.set_state((kind, np.array(arrays["rng/numpy_key"]), pos, has_gauss, gauss))
-    torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"])))
-    version, internal, py_gauss = rng["python"]
-    random.setstate((version, tuple(internal), py_gauss))
-    model.action_space.np_random.bit_generator.state = rng["action_space"]
 
 
 EXPLORATION = (
@@ -464,7 +323,7 @@ def train_sb3(
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from rlbudget.agents.sb3_convert import from_model
+    from rlbudget.sb3.convert import from_model
 
     torch.set_num_threads(cfg.torch_threads)
     cls = algorithm_class(cfg.algorithm)
@@ -479,7 +338,7 @@ def train_sb3(
     episodes: list[Episode] = []
     wall0 = 0.0
     if resume is not None:
-        _restore(model, vecnorm, resume)
+        restore_model(model, vecnorm, resume)
         episodes = [Episode(**e) for e in resume.state["episodes"]]
         wall0 = float(resume.state["wall_s"])
         # Envs cannot be restored mid-episode: reset them, seeded from the step count.
@@ -488,7 +347,7 @@ def train_sb3(
     read_as = _observation_read_as(env_id)
 
     def current() -> Policy:
-        prov = provenance(f"rlbudget.agents.sb3 (Stable-Baselines3 {cls.__name__})",
+        prov = provenance(f"rlbudget.sb3 (Stable-Baselines3 {cls.__name__})",
                           cfg.algorithm, env_id, cfg, int(model.num_timesteps))  # fmt: skip
         policy: Policy = from_model(model, vecnorm, provenance=prov)
         if read_as is not None:  # SB3 saw the index or flat Box; keep how it was read
@@ -496,7 +355,8 @@ def train_sb3(
         return policy
 
     def snapshot() -> Checkpoint:
-        return _snapshot(model, vecnorm, episodes, time.perf_counter() - start, cfg.algorithm)
+        wall_s = time.perf_counter() - start
+        return model_checkpoint(model, vecnorm, episodes, wall_s, cfg.algorithm)
 
     hooks = StepHooks(None, on_checkpoint, checkpoint_every, done_steps)
     n_envs = cfg.n_envs

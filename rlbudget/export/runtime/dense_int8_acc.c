@@ -1,0 +1,28 @@
+/* rlbudget C runtime: the last int8 layer of an argmax head, left as int32 accumulators.
+ *
+ * Parameters: RLB_BIAS, the bias type (int32_t, or int16_t where every bias fits). The
+ * export names each instance rlb_dense_int8_acc, plus _b16 for an int16 bias.
+ */
+#ifndef RLB_API
+#define RLB_API
+#include "runtime.h"
+#endif
+#ifndef RLB_BIAS
+#define RLB_BIAS int32_t
+#endif
+
+/* the last int8 layer of an argmax head with one dequantization scale: the int32
+   accumulators themselves (their argmax is the dequantized values') */
+RLB_API void rlb_dense_int8_acc(const int8_t *x, int32_t *y, const int8_t *w, const RLB_BIAS *b,
+                               int32_t n_in, int32_t n_out, int32_t in_zp)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        y[j] = acc;
+    }
+}

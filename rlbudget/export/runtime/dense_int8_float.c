@@ -1,0 +1,29 @@
+/* rlbudget C runtime: the last int8 layer, its int32 accumulators dequantized to float.
+ *
+ * Parameters: RLB_BIAS, the bias type (int32_t, or int16_t where every bias fits). The
+ * export names each instance rlb_dense_int8_float, plus _b16 for an int16 bias.
+ */
+#ifndef RLB_API
+#define RLB_API
+#include "runtime.h"
+#endif
+#ifndef RLB_BIAS
+#define RLB_BIAS int32_t
+#endif
+
+/* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
+   scale (ch = 0), no requantization */
+RLB_API void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const RLB_BIAS *b,
+                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
+                                 int32_t in_zp)
+{
+    int32_t i, j, acc;
+    for (j = 0; j < n_out; ++j) {
+        const int8_t *row = w + j * n_in;
+        acc = b[j];
+        for (i = 0; i < n_in; ++i) {
+            acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
+        }
+        y[j] = (float)acc * scale[j * ch];
+    }
+}
