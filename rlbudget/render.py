@@ -18,7 +18,7 @@ from rlbudget.budget import Budget
 from rlbudget.plan import Check, Option, Plan
 
 if TYPE_CHECKING:  # the commands that render these have already imported them
-    from rlbudget.agents.tabular import Episode
+    from rlbudget.agents.common import Episode
     from rlbudget.compress.pipeline import CompressReport
     from rlbudget.devices import Device
     from rlbudget.profile.evaluate import EvalResult

@@ -104,8 +104,8 @@ def import_(
 
       rlbudget import model.zip --env Pendulum-v1 --vecnormalize vecnormalize.pkl -o pol
     """
-    from rlbudget.agents.sb3_import import import_model
     from rlbudget.policy import save_policy
+    from rlbudget.sb3.importer import import_model
 
     result = import_model(model, env_id=env, vecnormalize=vecnormalize, algorithm=algo)
     save_policy(result.policy, output, parents=True)
