@@ -136,7 +136,7 @@ def memory_table(pairs: list[tuple[str, str, Any, Any]]) -> str:
 
 
 def latency_table(rows: list[tuple[str, Policy, str]], calls: int) -> str:
-    from rlbudget.compress.pipeline import visited_observations
+    from rlbudget.profile.evaluate import visited_observations
 
     lines = ["| policy | format | p50 run 1 (µs) | p50 run 2 (µs) | ratio | p99 run 1 (µs) |",
              "|---|---|---|---|---|---|"]  # fmt: skip

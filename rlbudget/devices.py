@@ -1,22 +1,7 @@
-"""Devices: the named-device database, inline devices, and a latency/energy estimator.
+"""Devices: the named-device database and inline devices.
 
-The data lives in ``rlbudget/data/devices.yaml``, with a source for every figure.
-
-Latency model (REFERENCE.md, "Devices")::
-
-    latency = invoke_overhead + layers × layer_overhead
-              + MACs / (clock × MACs per cycle for the dtype) + extra_cycles / clock
-
-It models rlbudget's own C export (dense loops, no interpreter). Published numbers
-for the same model on the same chip vary up to ~3× between software stacks, so an
-estimate is a :class:`Range`: ``low = typical / SPREAD``, ``high = typical × SPREAD``
-with ``SPREAD = 1.75`` (high/low ≈ 3×). Energy per decision = active power × latency.
-
-Where the model is weak: REFERENCE.md quotes ≈1 ms for a 33×20×10×4 int8 MLP (900
-MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms
-(high) with REFERENCE's own per-layer and MACs/cycle figures. The published figure
-probably includes an interpreter, I/O or unoptimized kernels; for a stack like that,
-treat the estimate as a lower bound and let ``rlbudget profile`` measure.
+The data lives in ``rlbudget/data/devices.yaml``, with a source for every figure. What a
+policy costs on a device (latency, energy) is the cost model's: :mod:`rlbudget.costs`.
 """
 
 from __future__ import annotations
@@ -35,7 +20,6 @@ from rlbudget import units
 from rlbudget.errors import DeviceError
 
 DEVICE_CLASSES: tuple[str, ...] = ("mcu", "mcu-accel", "mpu", "gpu", "host")
-SPREAD = 1.75
 INLINE_EXAMPLE = (
     "device: {class: mcu, clock: 240MHz, sram: 520KiB, flash: 4MiB, fpu: true, power: 240mW}"
 )
@@ -240,27 +224,3 @@ def inline_device(
         inline=True,
         word_bits=int(d["word_bits"]),
     )
-
-
-def estimate_latency(
-    device: Device, *, macs: int, layers: int, dtype: str = "int8", extra_cycles: float = 0.0
-) -> Range:
-    """Seconds per decision on ``device`` (see the module docstring for the model).
-
-    :param macs: multiply-accumulates per decision.
-    :param layers: dense layers (each pays the per-layer overhead); 0 for a table lookup.
-    :param dtype: the deployed arithmetic (int8, int16, fp16, fp32).
-    :param extra_cycles: work outside the MACs (activations, preprocessing, lookups).
-    """
-    typical = (
-        device.invoke_overhead_s
-        + layers * device.layer_overhead_s
-        + macs / device.macs_per_second(dtype)
-        + extra_cycles / device.clock_hz
-    )
-    return Range(typical / SPREAD, typical, typical * SPREAD)
-
-
-def estimate_energy(device: Device, latency: Range) -> Range:
-    """Joules per decision: active power × latency."""
-    return latency * device.active_power_w

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from rlbudget import units
 from rlbudget.budget import Budget
-from rlbudget.plan import Check, Option, Plan
+from rlbudget.limits import LIMITS, Check, format_figure
+from rlbudget.plan import Option, Plan
 
 if TYPE_CHECKING:  # the commands that render these have already imported them
     from rlbudget.agents.common import Episode
@@ -43,20 +44,15 @@ def render_budget(console: Console, b: Budget) -> None:
     t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
     t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
     t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
-    rows: list[tuple[str, float | None, object, str]] = [
-        ("inference.ram", b.inference.ram_bytes, units.format_bytes, "B"),
-        ("inference.flash", b.inference.flash_bytes, units.format_bytes, "B"),
-        ("inference.latency", b.inference.latency_s, units.format_time, "s"),
-        ("inference.energy", b.inference.energy_j, units.format_energy, "J"),
-        ("training.time", b.training.time_s, units.format_time, "s"),
-        ("training.env_steps", b.training.env_steps, units.format_count, "steps"),
-        ("training.ram", b.training.ram_bytes, units.format_bytes, "B"),
-        ("training.energy", b.training.energy_j, units.format_energy, "J"),
-        ("training.cores", b.training.cores, str, ""),
-        ("task.env_step_cost", b.task.env_step_cost_s, units.format_time, "s"),
+    rows: list[tuple[str, float | None, str]] = [
+        (lim.name, lim.read(b), lim.unit)
+        for lim in LIMITS.values()
+        if lim.name.startswith(("inference.", "training."))
     ]
-    for key, value, fmt, si in rows:
-        shown = _or_dash(value, fmt) if value is not None else "not checked"
+    rows += [("training.cores", b.training.cores, ""),
+             ("task.env_step_cost", b.task.env_step_cost_s, "s")]  # fmt: skip
+    for key, value, si in rows:
+        shown = "not checked" if value is None else format_figure(value, si) if si else str(value)
         t.add_row(key, shown, "" if value is None else f"{value:g} {si}".strip())
     t.add_row("task.env", b.task.env_id or "—", "")
     t.add_row("task.min_return", _or_dash(b.task.min_return, lambda v: f"{v:g}"), "")
@@ -65,11 +61,8 @@ def render_budget(console: Console, b: Budget) -> None:
 
 
 def _fmt_check(c: Check) -> str:
-    fmt = {"bytes": units.format_bytes, "s": units.format_time, "J": units.format_energy}.get(
-        c.unit, units.format_count
-    )
     mark = {"PASS": "", "FAIL": " ✗", "NOT CHECKED": ""}[c.status]
-    return f"{fmt(c.estimate, 3)}{mark}"
+    return f"{format_figure(c.figure, c.unit)}{mark}"
 
 
 def _check(o: Option, name: str) -> Check:
@@ -316,7 +309,7 @@ def render_export(console: Console, info: dict[str, Any]) -> None:
 def render_profile(console: Console, result: ProfileReport, report: Path | None) -> None:
     """The checks table, target and host latency, the return, notes, and the verdict
     last (the binding limit, and what would fit, when it fails)."""
-    from rlbudget.profile.report import alternatives_text, figure_text, headroom_text
+    from rlbudget.profile.report import alternatives_text, headroom_text
 
     t = Table(title=f"{result.policy} on {result.device} ({result.format}), margin "
                     f"{result.margin:.0%}")  # fmt: skip
@@ -324,19 +317,19 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
         t.add_column(col, justify="left" if col in ("limit", "source") else "right")
     for c in result.checks:
         style = {"PASS": "green", "FAIL": "red"}.get(c.status, "dim")
-        t.add_row(c.limit, figure_text(c.figure, c.unit), c.source,
-                  figure_text(c.with_margin, c.unit), figure_text(c.limit_value, c.unit),
+        t.add_row(c.limit, format_figure(c.figure, c.unit), c.source,
+                  format_figure(c.with_margin, c.unit), format_figure(c.limit_value, c.unit),
                   f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
     console.print(t)
     host = result.host_latency
     lat = result.target_latency
-    console.print(f"target latency (estimated): {figure_text(lat.low, 's')} – "
-                  f"{figure_text(lat.high, 's')}, typical "
-                  f"{figure_text(lat.typical, 's')}")  # fmt: skip
+    console.print(f"target latency (estimated): {format_figure(lat.low, 's')} – "
+                  f"{format_figure(lat.high, 's')}, typical "
+                  f"{format_figure(lat.typical, 's')}")  # fmt: skip
     if host is not None:
         console.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "
-                      f"{figure_text(host.p50_s, 's')}, p90 {figure_text(host.p90_s, 's')}, p99 "
-                      f"{figure_text(host.p99_s, 's')}")  # fmt: skip
+                      f"{format_figure(host.p50_s, 's')}, p90 {format_figure(host.p90_s, 's')}, "
+                      f"p99 {format_figure(host.p99_s, 's')}")  # fmt: skip
     r = result.returns
     if r is not None:
         target = "none" if r.target is None else f"{r.target:g} ({r.target_from})"
@@ -350,8 +343,8 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
     if binding is None:
         console.print("PASS: every checked limit holds with the margin")
         return
-    over = figure_text(binding.with_margin, binding.unit)
-    limit = figure_text(binding.limit_value, binding.unit)
+    over = format_figure(binding.with_margin, binding.unit)
+    limit = format_figure(binding.limit_value, binding.unit)
     if binding.unit == "return":
         console.print(f"FAIL: binding limit {binding.limit}: mean return {over} is below "
                       f"{limit}")  # fmt: skip

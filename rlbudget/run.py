@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -53,6 +52,7 @@ from rlbudget.budget import Budget
 from rlbudget.compress.pipeline import MethodOptions
 from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.fileio import atomic_write_text, is_empty_dir
+from rlbudget.limits import Check, advice, closeness
 from rlbudget.policy.model import MLP, Policy
 from rlbudget.profile.evaluate import default_episodes
 
@@ -523,41 +523,17 @@ def _closest(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not built:
         return None
 
-    def closeness(c: dict[str, Any]) -> tuple[float, float]:
-        # the worst cost overshoot first (a ratio); then the return (only a return failing)
+    def near(c: dict[str, Any]) -> tuple[float, float]:
         data = json.loads((Path(c["policy"]).parent / "profile.json").read_text("utf-8"))
-        fails = [k for k in data["checks"] if k["status"] == "FAIL"]
-        costs = [k["headroom"] for k in fails if k["unit"] != "return"]
-        returns = [k["figure"] for k in data["checks"]
-                   if k["unit"] == "return" and k["figure"] is not None]  # fmt: skip
-        return (min(costs) if costs else 0.0, returns[0] if returns else -math.inf)
+        return closeness(Check.from_dict(k) for k in data["checks"])
 
-    return max(built, key=closeness)
+    return max(built, key=near)
 
 
 def _advice(budget: Budget, data: dict[str, Any]) -> str:
     """What would fit, in words, from the closest candidate's binding check."""
     binding = next(c for c in data["checks"] if c["limit"] == data["binding"])
-    limit, need, have = binding["limit"], binding["with_margin"], binding["limit_value"]
-    if binding["unit"] == "B":
-        what = "RAM" if limit.endswith("ram") else "flash"
-        return (f"binding limit {limit}: needs {units.format_bytes(round(need - have))} more "
-                f"{what} ({units.format_bytes(round(need))} with the {budget.margin:.0%} "
-                f"margin, limit {units.format_bytes(round(have))}), or a device with ≥ "
-                f"{units.format_bytes(round(need))} of {what}")  # fmt: skip
-    if binding["unit"] == "s":
-        return (f"binding limit {limit}: the decision takes {need * 1e6:.3g} µs with the "
-                f"margin, limit {have * 1e6:.3g} µs: a device ≥ {need / have:.2g}× faster, "
-                "or a smaller network")  # fmt: skip
-    if binding["unit"] == "J":
-        return (f"binding limit {limit}: {need * 1e6:.3g} µJ per decision with the margin, "
-                f"limit {have * 1e6:.3g} µJ: a device ≥ {need / have:.2g}× more "
-                "efficient")  # fmt: skip
-    if binding["unit"] == "return":
-        return (f"binding limit {limit}: the best candidate returns {need:.4g}, target "
-                f"{have:.4g}: train longer (training.env_steps / training.time) or try "
-                "another plan option (--option N)")  # fmt: skip
-    return f"binding limit {limit}: {need:.4g} with the margin, limit {have:.4g}"
+    return advice(Check.from_dict(binding), budget.margin)
 
 
 def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any] | None,

@@ -212,10 +212,11 @@ def trial_budget(trial: Trial) -> Budget:
     budget = load_budget(trial.budget_file)
     if trial.device is not None:
         budget = replace(budget, device=get_device(trial.device))
-    if trial.env is not None:
-        budget = replace(budget, task=Task(trial.env, budget.task.min_return
-                                           if budget.task.env_id in (None, trial.env) else None,
-                                           budget.task.env_step_cost_s))  # fmt: skip
+    if trial.env is not None:  # the budget's min_return holds only for its own env
+        from rlbudget.limits import target_return
+
+        own = target_return(budget.task, trial.env, None).value
+        budget = replace(budget, task=Task(trial.env, own, budget.task.env_step_cost_s))
     return budget
 
 

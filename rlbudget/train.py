@@ -37,7 +37,7 @@ CPU time), accumulated over resumes.
 Stable-Baselines3 algorithms (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
 ``rlbudget[contrib]``) run through the same ``train_run``: :func:`resolve` also fixes
 their ``n_envs``, torch threads (``training.cores``, default 1) and replay capacity
-(:func:`rlbudget.plan.replay_buffer`, from ``training.ram``), all written to config.yaml.
+(:func:`rlbudget.costs.replay_buffer`, from ``training.ram``), all written to config.yaml.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ from typing import Any
 
 from rlbudget import __version__
 from rlbudget.agents.common import Episode, TrainResult
-from rlbudget.budget import DEFAULT_MARGIN, Budget
+from rlbudget.budget import DEFAULT_MARGIN, Budget, Task
 from rlbudget.errors import PlanError, RlbudgetError, TrainingError
 from rlbudget.fileio import LOCK, atomic_write_text, check_unlocked, dir_lock, is_empty_dir
 from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
+from rlbudget.limits import target_return
 from rlbudget.policy.model import Policy
 
 RSS_SAMPLE_S = 0.2  # how often the peak-RSS sampler looks
@@ -215,11 +216,7 @@ def resolve(
         params = merged
     else:
         params = _builtin_params(info.id, merged)
-    target, target_from = None, "none (no task.min_return and no env reward_threshold)"
-    if min_return is not None:
-        target, target_from = min_return, "task.min_return in the budget"
-    elif reward_threshold is not None:
-        target, target_from = reward_threshold, "the env's reward_threshold"
+    target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,
         env_id=env_id,
@@ -229,8 +226,8 @@ def resolve(
         hyperparameters=params,
         hyperparameters_source=hp.source,
         time_limit_s=time_s,
-        target_return=target,
-        target_from=target_from,
+        target_return=target.value,
+        target_from=target.source,
         eval_every=max(1_000, n_timesteps // 20),
         eval_episodes=100,
         checkpoint_every=max(1_000, n_timesteps // 10),
@@ -245,10 +242,10 @@ def check_spaces(algorithm: str, spec: Any) -> None:
     :param spec: the env's :class:`~rlbudget.envs.EnvSpec`.
     :raises PlanError: naming the algorithm, the env and what it needs.
     """
-    from rlbudget.plan import _compatible
+    from rlbudget.plan import compatible
 
     info = algorithm_info(algorithm)
-    reason = _compatible(info, spec)
+    reason = compatible(info, spec)
     if reason is not None:
         raise PlanError(
             f"{info.id} cannot train on {spec.env_id}: it {reason}; choose another algorithm "
@@ -338,8 +335,8 @@ def _resolve_sb3(
         "exploration": EXPLORATION,
     }
     if info.replay_buffer:
+        from rlbudget.costs import mlp_parameters, replay_buffer, training_ram_bytes
         from rlbudget.envs import env_spec
-        from rlbudget.plan import mlp_parameters, replay_buffer, training_ram_bytes
 
         spec = env_spec(env_id, measure_steps=0)
         hidden = [int(w) for w in params.get("net_arch", [64, 64])]

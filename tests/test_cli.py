@@ -77,7 +77,7 @@ def test_plan_json_schema() -> None:
     r = runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "--json"])
     assert r.exit_code == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["schema"] == "rlbudget.plan/1"
+    assert data["schema"] == "rlbudget.plan/2"
     assert data["fits"] is True
     assert isinstance(data["options"], list) and data["options"]
     for o in data["options"]:
@@ -101,7 +101,7 @@ def test_plan_writes_yaml(tmp_path: Path) -> None:
     r = runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(out)])
     assert r.exit_code == 0
     data = yaml.safe_load(out.read_text())
-    assert data["schema"] == "rlbudget.plan/1"
+    assert data["schema"] == "rlbudget.plan/2"
     assert data["options"][0]["rank"] == 1
     assert not list(tmp_path.glob(".plan.yaml.*"))  # no temp file left behind
 

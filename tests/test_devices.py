@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rlbudget.costs import SPREAD, estimate_energy, estimate_latency
 from rlbudget.devices import (
     DEVICE_CLASSES,
-    SPREAD,
-    estimate_energy,
-    estimate_latency,
     get_device,
     inline_device,
     list_devices,

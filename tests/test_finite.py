@@ -19,9 +19,9 @@ from rlbudget.cli import app
 from rlbudget.envs import make_env
 from rlbudget.errors import EnvError, RlbudgetError, TrainingError
 from rlbudget.finite import NonFiniteError, check_learned
+from rlbudget.limits import FAIL, NOT_CHECKED, PASS, check
 from rlbudget.policy.io import save_policy
 from rlbudget.profile.evaluate import evaluate
-from rlbudget.profile.verdict import FAIL, NOT_CHECKED, PASS, check_return
 
 runner = CliRunner()
 FIX = "fix the environment (or wrap it to replace NaN/inf) and run again"
@@ -135,7 +135,7 @@ def test_evaluate_library_raises(tiny_policy: Path) -> None:
 @pytest.mark.parametrize("target", [None, 0.5, -math.inf])
 @pytest.mark.parametrize("mean", [math.nan, math.inf, -math.inf])
 def test_a_non_finite_return_never_passes(mean: float, target: float | None) -> None:
-    check = check_return(mean, target, "10 episodes")
-    assert check.status == FAIL and "not finite" in check.how
-    assert check_return(1.0, None, "x").status == NOT_CHECKED
-    assert check_return(1.0, 0.5, "x").status == PASS
+    floor = check("task.min_return", mean, target, 0.25, how="10 episodes")
+    assert floor.status == FAIL and "not finite" in floor.how
+    assert check("task.min_return", 1.0, None, 0.25, how="x").status == NOT_CHECKED
+    assert check("task.min_return", 1.0, 0.5, 0.25, how="x").status == PASS

@@ -18,9 +18,10 @@ from rlbudget.cli import app
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.devices import get_device
 from rlbudget.export.c import export_c
+from rlbudget.limits import binding, check
 from rlbudget.policy import save_policy
 from rlbudget.profile import footprint as fp
-from rlbudget.profile.verdict import check_cost, check_return, profile
+from rlbudget.profile.verdict import profile
 from tests.test_compress_cli import balancing_mlp, frozenlake_table
 
 runner = CliRunner()
@@ -66,27 +67,27 @@ def cartpole(tmp_path: Path) -> Path:
 
 
 def test_exactly_at_the_limit_passes_without_margin_and_fails_with_it() -> None:
-    assert check_cost("inference.ram", "B", 1000, "measured", "", 1000, 0.0).status == "PASS"
-    at = check_cost("inference.ram", "B", 1000, "measured", "", 1000, 0.25)
+    assert check("inference.ram", 1000, 1000, 0.0, source="measured", how="").status == "PASS"
+    at = check("inference.ram", 1000, 1000, 0.25, source="measured", how="")
     assert at.status == "FAIL" and at.with_margin == 1250 and at.headroom == pytest.approx(-0.25)
     # 800 × 1.25 = 1000: exactly the limit with the margin still passes
-    edge = check_cost("inference.ram", "B", 800, "measured", "", 1000, 0.25)
+    edge = check("inference.ram", 800, 1000, 0.25, source="measured", how="")
     assert edge.status == "PASS" and edge.headroom == 0.0
 
 
 def test_a_limit_left_out_is_not_checked_but_reported() -> None:
-    c = check_cost("inference.energy", "J", 2e-5, "estimated", "model", None, 0.25)
+    c = check("inference.energy", 2e-5, None, 0.25, source="estimated", how="model")
     assert (c.status, c.limit_value, c.headroom) == ("NOT CHECKED", None, None)
     assert c.figure == 2e-5 and c.with_margin == pytest.approx(2.5e-5)
 
 
 def test_return_is_a_floor_without_margin() -> None:
-    assert check_return(475.0, 475.0, "").status == "PASS"
-    low = check_return(474.9, 475.0, "")
+    assert check("task.min_return", 475.0, 475.0, 0.25, how="").status == "PASS"
+    low = check("task.min_return", 474.9, 475.0, 0.25, how="")
     assert low.status == "FAIL" and low.with_margin == 474.9 and low.headroom < 0
-    negative = check_return(-150.0, -200.0, "")  # Pendulum: -150 is better than -200
+    negative = check("task.min_return", -150.0, -200.0, 0.25)  # Pendulum: -150 beats -200
     assert negative.status == "PASS" and negative.headroom == pytest.approx(0.25)
-    assert check_return(None, 475.0, "no env").status == "NOT CHECKED"
+    assert check("task.min_return", None, 475.0, 0.25, how="no env").status == "NOT CHECKED"
 
 
 # --- whole profiles ----------------------------------------------------------------------------
@@ -392,13 +393,11 @@ def test_cli_run_folder_without_summary(cartpole: Path, tmp_path: Path) -> None:
 
 
 def test_a_failing_cost_binds_before_a_failing_return(tmp_path: Path) -> None:
-    from rlbudget.profile.verdict import binding_check
-
-    flash = check_cost("inference.flash", "B", 2000, "measured", "", 1000, 0.25)  # 2.5× over
-    ret = check_return(-900.0, 0.0, "")  # a zero target: no ratio
+    flash = check("inference.flash", 2000, 1000, 0.25, source="measured", how="")  # 2.5× over
+    ret = check("task.min_return", -900.0, 0.0, 0.25, how="")  # a zero target: no ratio
     assert ret.status == "FAIL" and ret.headroom is None
-    assert binding_check([ret, flash]) is flash
-    assert binding_check([ret]) is ret
+    assert binding([ret, flash]) is flash
+    assert binding([ret]) is ret
 
 
 @pytest.mark.skipif(not ARM, reason="arm-none-eabi-gcc is not installed "

@@ -12,7 +12,7 @@ reaches, not only those the teacher reaches, which is what plain behaviour cloni
   policy); with ``keep_zeros`` its zero weights stay exactly zero, so a magnitude-pruned
   policy keeps its sparsity.
 - :func:`widths_for_budget`: the widest equal-width student that fits a budget, sized as
-  :mod:`rlbudget.plan` sizes MLPs.
+  the cost model (:mod:`rlbudget.costs`) sizes MLPs.
 
 Targets. Discrete actions: cross-entropy on the teacher's action (``teacher.act``), so any
 argmax teacher works (policy logits, Q-values, int8). Continuous actions: mean squared
@@ -41,9 +41,10 @@ import numpy as np
 
 from rlbudget.budget import Budget
 from rlbudget.compress import with_transform
+from rlbudget.costs import mlp_body
 from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import PolicyError
-from rlbudget.plan import _limit_check, _mlp_body
+from rlbudget.limits import FAIL, check, format_figure
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -374,8 +375,8 @@ def widths_for_budget(
     """The widest equal hidden widths from :data:`WIDTHS` whose student fits ``budget``.
 
     Same depth as the teacher (a linear teacher: two hidden layers, as plan's MLPs), never
-    wider than the teacher's widest hidden layer. Sized as :mod:`rlbudget.plan` sizes an
-    MLP (:func:`rlbudget.plan._mlp_body`): flash = (weights + biases) × ``bytes_per_weight``
+    wider than the teacher's widest hidden layer. Sized by the cost model
+    (:func:`rlbudget.costs.mlp_body`): flash = (weights + biases) × ``bytes_per_weight``
     (the body alone: no code, no preprocess constants); RAM = the largest pair of live
     activations plus one layer's int32 accumulators (1 B activations when
     ``bytes_per_weight`` is 1, i.e. int8, else 4 B). Each must pass ``estimate × (1 +
@@ -394,15 +395,15 @@ def widths_for_budget(
     inf, device, m = budget.inference, budget.device, budget.margin
     failure = None
     for width in sorted((w for w in WIDTHS if w <= cap), reverse=True):
-        body = _mlp_body(obs, act, [width] * depth, activation, dtype, device.fpu)
+        body = mlp_body(obs, act, [width] * depth, activation, dtype, device.fpu)
         flash, ram = body.parameters * bytes_per_weight, body.activation_bytes
         checks = (
-            _limit_check("device.flash", "bytes", flash, device.flash_bytes, m),
-            _limit_check("inference.flash", "bytes", flash, inf.flash_bytes, m),
-            _limit_check("device.sram", "bytes", ram, device.sram_bytes, m),
-            _limit_check("inference.ram", "bytes", ram, inf.ram_bytes, m),
+            check("device.flash", flash, device.flash_bytes, m),
+            check("inference.flash", flash, inf.flash_bytes, m),
+            check("device.ram", ram, device.sram_bytes, m),
+            check("inference.ram", ram, inf.ram_bytes, m),
         )
-        failure = next((c for c in checks if c.status == "FAIL"), None)
+        failure = next((c for c in checks if c.status == FAIL), None)
         if failure is None:
             return (width,) * depth
     shape = "-".join([str(min(WIDTHS))] * depth)
@@ -410,9 +411,11 @@ def widths_for_budget(
         raise PolicyError(f"the teacher's hidden layers ({hidden}) are narrower than "
                           f"{min(WIDTHS)}; distill with explicit widths")  # fmt: skip
     raise PolicyError(
-        f"no student fits budget '{budget.name}': even {shape} needs {failure.estimate:.0f} B "
-        f"({failure.with_margin:.0f} B with the {m:.0%} margin) over the {failure.limit} "
-        f"limit of {failure.limit_value:.0f} B; raise the limit or use a linear or table policy"
+        f"no student fits budget '{budget.name}': even {shape} needs "
+        f"{format_figure(failure.figure, 'B')} ({format_figure(failure.with_margin, 'B')} with "
+        f"the {m:.0%} margin) over the {failure.limit} limit of "
+        f"{format_figure(failure.limit_value, 'B')}; raise the limit or use a linear or table "
+        "policy"
     )
 
 

@@ -88,6 +88,7 @@ import numpy as np
 from rlbudget.compress import policy_bytes
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Array, Policy, QuantizedMLP
+from rlbudget.profile.evaluate import visited_observations
 
 if TYPE_CHECKING:
     from rlbudget.budget import Budget
@@ -404,32 +405,6 @@ def parse_fraction(text: str, what: str = "--max-return-drop") -> float:
 
 
 # --- measures ------------------------------------------------------------------------------
-
-
-def visited_observations(
-    policy: Policy, env_id: str, *, states: int, seed: int = 0, gym_packages: Sequence[str] = ()
-) -> Array:
-    """``states`` observations the policy visits acting greedily: the env is reset with
-    ``seed`` once, then episodes run back to back (as :func:`~rlbudget.profile.evaluate.
-    evaluate` seeds them) until enough observations are collected.
-
-    :returns: an array ``[states, *observation_shape]``.
-    """
-    from rlbudget.profile.evaluate import matching_env
-
-    env = matching_env(policy, env_id, gym_packages)
-    rows: list[Array] = []
-    try:
-        obs, _ = env.reset(seed=seed)
-        env.action_space.seed(seed)
-        while len(rows) < states:
-            rows.append(np.asarray(obs))
-            obs, _, terminated, truncated, _ = env.step(policy.act(obs))
-            if terminated or truncated:
-                obs, _ = env.reset()
-    finally:
-        env.close()
-    return np.stack(rows)
 
 
 @dataclass(frozen=True)

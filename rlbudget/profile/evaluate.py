@@ -1,4 +1,5 @@
-"""Episode returns of a numpy policy in its env (no torch anywhere on this path).
+"""Episode returns of a numpy policy in its env, and the observations it visits (no torch
+anywhere on this path).
 
 Seeding follows SB3's evaluation convention: the env is reset with ``seed`` once, then
 episodes run back to back (``reset()`` without a seed), so a seed gives one fixed,
@@ -19,7 +20,7 @@ import numpy as np
 from rlbudget.envs import make_env, space_mismatch
 from rlbudget.errors import EnvError
 from rlbudget.finite import check_return
-from rlbudget.policy.model import Policy
+from rlbudget.policy.model import Array, Policy
 
 EVAL_STEPS = 50_000
 
@@ -148,3 +149,27 @@ def evaluate(
         success_rate=float(np.mean(successes)) if len(successes) == episodes else None,
         returns=tuple(returns),
     )
+
+
+def visited_observations(
+    policy: Policy, env_id: str, *, states: int, seed: int = 0, gym_packages: Sequence[str] = ()
+) -> Array:
+    """``states`` observations the policy visits acting greedily: the env is reset with
+    ``seed`` once, then episodes run back to back (as :func:`evaluate` seeds
+    them) until enough observations are collected.
+
+    :returns: an array ``[states, *observation_shape]``.
+    """
+    env = matching_env(policy, env_id, gym_packages)
+    rows: list[Array] = []
+    try:
+        obs, _ = env.reset(seed=seed)
+        env.action_space.seed(seed)
+        while len(rows) < states:
+            rows.append(np.asarray(obs))
+            obs, _, terminated, truncated, _ = env.step(policy.act(obs))
+            if terminated or truncated:
+                obs, _ = env.reset()
+    finally:
+        env.close()
+    return np.stack(rows)

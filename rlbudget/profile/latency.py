@@ -9,7 +9,7 @@
   threadpoolctl; onnxruntime's session is built with one thread). Reports p50/p90/p99
   and the mean.
   ctypes' own call overhead (≈ 0.5–1 µs here) is included in the C figure.
-- :func:`estimate_target` applies the device model of :mod:`rlbudget.devices` to the
+- :func:`estimate_target` applies the cost model of :mod:`rlbudget.costs` to the
   policy's MACs, layers, arithmetic and nonlinearities: a low/typical/high range.
 """
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.devices import Device, Range, estimate_latency
+from rlbudget.costs import estimate_latency, extra_cycles
+from rlbudget.devices import Device, Range
 from rlbudget.errors import PolicyError
-from rlbudget.plan import extra_cycles
 from rlbudget.policy.model import MLP, Array, Linear, Policy, QuantizedMLP
 
 Actor = Callable[[Any], Any]

@@ -1,7 +1,7 @@
 """A profile as people read it: the figures in their units, a Markdown report, a chart.
 
-:func:`figure_text` formats one figure in its unit (``7.03 KiB``, ``82.3 µs``,
-``19.8 µJ``); :func:`markdown` writes the whole report, and :func:`usage_chart` the PNG
+Each figure is written in its unit by :func:`rlbudget.limits.format_figure` (``7.03 KiB``,
+``82.3 µs``, ``19.8 µJ``); :func:`markdown` writes the whole report, and :func:`usage_chart` the PNG
 bar chart of each checked resource's use (with the margin) as a share of its limit.
 """
 
@@ -10,29 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlbudget import units
-from rlbudget.profile.verdict import FORMAT_NAMES, NOT_CHECKED, Check, ProfileReport
-
-
-def figure_text(value: float | None, unit: str) -> str:
-    """One figure in its unit, for people."""
-    if value is None:
-        return "—"
-    if unit == "B":
-        return units.format_bytes(round(value))
-    if unit == "s":
-        return _si(value, "s")
-    if unit == "J":
-        return _si(value, "J")
-    if unit == "steps":
-        return f"{value:,.0f}"
-    return f"{value:.2f}"
-
-
-def _si(value: float, unit: str) -> str:
-    for scale, prefix in ((1.0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
-        if abs(value) >= scale or scale == 1e-9:
-            return f"{value / scale:.3g} {prefix}{unit}"
-    return f"{value:g} {unit}"  # pragma: no cover
+from rlbudget.limits import NOT_CHECKED, Check, format_figure
+from rlbudget.profile.verdict import FORMAT_NAMES, ProfileReport
 
 
 def alternatives_text(report: ProfileReport) -> str:
@@ -80,13 +59,13 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
     ]
     for c in report.checks:
         lines.append(
-            f"| `{c.limit}` | {figure_text(c.figure, c.unit)} | {c.source} "
-            f"| {figure_text(c.with_margin, c.unit)} | {figure_text(c.limit_value, c.unit)} "
+            f"| `{c.limit}` | {format_figure(c.figure, c.unit)} | {c.source} "
+            f"| {format_figure(c.with_margin, c.unit)} | {format_figure(c.limit_value, c.unit)} "
             f"| {c.status} | {headroom_text(c)} |"
         )
     lines += ["", "How each figure was obtained:", ""]
     lines += [f"- `{c.limit}`: {c.how}" for c in report.checks]
-    fp = report.footprint
+    fp, lat = report.footprint, report.target_latency
     by_dtype = ", ".join(f"{k} {units.format_bytes(v)}"
                          for k, v in sorted(fp.weight_bytes_by_dtype.items()))  # fmt: skip
     lines += [
@@ -99,16 +78,16 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         "",
         "## Latency",
         "",
-        f"On the target ({report.device}, estimated): {figure_text(report.target_latency.low, 's')}"
-        f" – {figure_text(report.target_latency.high, 's')}, typical "
-        f"{figure_text(report.target_latency.typical, 's')}; {report.target_latency_how}.",
+        f"On the target ({report.device}, estimated): {format_figure(lat.low, 's')}"
+        f" – {format_figure(lat.high, 's')}, typical "
+        f"{format_figure(lat.typical, 's')}; {report.target_latency_how}.",
     ]  # fmt: skip
     host = report.host_latency
     if host is not None:
         lines.append(
             f"On this host ({host.format}, measured, {host.calls} calls after {host.warmup} "
-            f"warm-up): p50 {figure_text(host.p50_s, 's')}, p90 {figure_text(host.p90_s, 's')}, "
-            f"p99 {figure_text(host.p99_s, 's')}."
+            f"warm-up): p50 {format_figure(host.p50_s, 's')}, p90 "
+            f"{format_figure(host.p90_s, 's')}, p99 {format_figure(host.p99_s, 's')}."
         )
     lines += ["", "## Return", ""]
     r = report.returns

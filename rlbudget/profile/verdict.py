@@ -20,11 +20,12 @@ limit                 figure                                                    
                       busy core
 ====================  ===========================================================  =========
 
-A check passes when ``figure × (1 + margin) ≤ limit``: a figure exactly at the limit fails
-once any margin applies. The return is a floor, not a cost: it passes when the mean return
-reaches the target, with no margin (the spread is shown beside it). A limit the budget
-leaves out is NOT CHECKED (the figure is still reported). The verdict is PASS when nothing
-fails; the *binding* limit is the failing check furthest over its limit.
+Each figure is checked as :mod:`rlbudget.limits` says: a cost passes when ``figure × (1 +
+margin) ≤ limit`` (a figure exactly at the limit fails once any margin applies); the
+return is a floor, not a cost: it passes when the mean return reaches the target, with no
+margin (the spread is shown beside it). A limit the budget leaves out is NOT CHECKED (the
+figure is still reported). The verdict is PASS when nothing fails; the *binding* limit is
+:func:`rlbudget.limits.binding`'s.
 
 When a memory check fails (flash or RAM, the budget's or the device's), the way out is
 often another deployed format, not a smaller policy: numpy on a Raspberry Pi counts the
@@ -46,73 +47,17 @@ from typing import Any
 import numpy as np
 
 from rlbudget.budget import Budget
+from rlbudget.costs import estimate_energy, host_energy_j
 from rlbudget.devices import Range, get_device
 from rlbudget.errors import PolicyError
+from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
+from rlbudget.limits import target_return as target_rule
 from rlbudget.policy.model import Policy
 from rlbudget.profile.footprint import FORMATS, Footprint, footprint
 from rlbudget.profile.latency import HostLatency, deployed_actor, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
-PASS, FAIL, NOT_CHECKED = "PASS", "FAIL", "NOT CHECKED"
-MEMORY_LIMITS = ("inference.flash", "inference.ram", "device.flash", "device.ram")
 FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX"}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One figure against one limit. ``headroom``: ``1 - with_margin / limit`` (negative
-    when over; for the return, ``(mean - target) / |target|``); None when not checked."""
-
-    limit: str
-    unit: str
-    figure: float | None
-    source: str  # "measured" or "estimated"
-    how: str
-    with_margin: float | None
-    limit_value: float | None
-    status: str
-    headroom: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def check_cost(limit: str, unit: str, figure: float, source: str, how: str,
-               limit_value: float | None, margin: float) -> Check:  # fmt: skip
-    """A cost against a ceiling: PASS when ``figure × (1 + margin) ≤ limit_value``."""
-    with_margin = figure * (1 + margin)
-    if limit_value is None:
-        return Check(limit, unit, figure, source, how, with_margin, None, NOT_CHECKED, None)
-    status = PASS if with_margin <= limit_value else FAIL
-    if limit_value > 0:
-        headroom = 1 - with_margin / limit_value
-    else:  # a zero limit: any use is over it
-        headroom = -1.0 if with_margin > 0 else 0.0
-    return Check(limit, unit, figure, source, how, with_margin, limit_value, status, headroom)
-
-
-def binding_check(checks: tuple[Check, ...] | list[Check]) -> Check | None:
-    """See :attr:`ProfileReport.binding`. Cost headrooms are ratios to the limit; the
-    return's is not comparable with them, so it binds only when no cost fails."""
-    costs = [c for c in checks if c.status == FAIL and c.unit != "return"]
-    if costs:
-        return min(costs, key=lambda c: c.headroom if c.headroom is not None else 0.0)
-    return next((c for c in checks if c.status == FAIL), None)
-
-
-def check_return(mean: float | None, target: float | None, how: str) -> Check:
-    """The return as a floor (no margin): PASS when ``mean ≥ target``; a NaN/inf mean
-    FAILs, with a target or without."""
-    if mean is not None and not math.isfinite(mean):  # never a PASS, target or not
-        return Check("task.min_return", "return", mean, "measured",
-                     f"{how}; the return is not finite", mean, target, FAIL, None)  # fmt: skip
-    if mean is None or target is None:
-        return Check("task.min_return", "return", mean, "measured", how, mean, target,
-                     NOT_CHECKED, None)  # fmt: skip
-    status = PASS if mean >= target else FAIL
-    headroom = (mean - target) / abs(target) if target else None  # no ratio to a 0 target
-    return Check("task.min_return", "return", mean, "measured", how, mean, target, status,
-                 headroom)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -160,18 +105,16 @@ class FormatOption:
 
 def memory_checks(memory: Footprint, budget: Budget) -> list[Check]:
     """Flash and RAM against the budget's inference limits and the device's own memory."""
-    device, m, lim = budget.device, budget.margin, budget.inference
+    device = budget.device
     return [
-        check_cost("inference.flash", "B", memory.flash_bytes, memory.flash_source,
-                   memory.flash_how, lim.flash_bytes, m),
-        check_cost("inference.ram", "B", memory.ram_bytes, memory.ram_source, memory.ram_how,
-                   lim.ram_bytes, m),
-        check_cost("device.flash", "B", memory.flash_bytes, memory.flash_source,
-                   f"the inference.flash figure against {device.id}'s flash",
-                   device.flash_bytes, m),
-        check_cost("device.ram", "B", memory.ram_bytes, memory.ram_source,
-                   f"the inference.ram figure against {device.id}'s SRAM/RAM",
-                   device.sram_bytes, m),
+        check_budget("inference.flash", memory.flash_bytes, budget, source=memory.flash_source,
+                     how=memory.flash_how),
+        check_budget("inference.ram", memory.ram_bytes, budget, source=memory.ram_source,
+                     how=memory.ram_how),
+        check_budget("device.flash", memory.flash_bytes, budget, source=memory.flash_source,
+                     how=f"the inference.flash figure against {device.id}'s flash"),
+        check_budget("device.ram", memory.ram_bytes, budget, source=memory.ram_source,
+                     how=f"the inference.ram figure against {device.id}'s SRAM/RAM"),
     ]  # fmt: skip
 
 
@@ -221,7 +164,7 @@ class ProfileReport:
     def binding(self) -> Check | None:
         """The failing cost check furthest over its limit (the lowest headroom, a ratio);
         the return when it is the only failing check; None when everything passes."""
-        return binding_check(self.checks)
+        return binding(self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (schema ``rlbudget.profile/1``, documented in the README)."""
@@ -278,29 +221,28 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 
 
 def _training_checks(summary: dict[str, Any], budget: Budget) -> list[Check]:
-    t, m = budget.training, budget.margin
     checks = [
-        check_cost("training.time", "s", float(summary["wall_s"]), "measured",
-                   "wall time of the run (summary.json wall_s)", t.time_s, m),
-        check_cost("training.env_steps", "steps", float(summary["steps"]), "measured",
-                   "env steps taken (summary.json steps)", t.env_steps, m),
+        check_budget("training.time", float(summary["wall_s"]), budget, source="measured",
+                     how="wall time of the run (summary.json wall_s)"),
+        check_budget("training.env_steps", float(summary["steps"]), budget, source="measured",
+                     how="env steps taken (summary.json steps)"),
     ]  # fmt: skip
     rss = summary.get("peak_rss_bytes")
     if rss is not None:
-        how = "peak resident set, sampled while training"
-        checks.append(check_cost("training.ram", "B", float(rss), "measured", how, t.ram_bytes, m))
+        checks.append(check_budget("training.ram", float(rss), budget, source="measured",
+                                   how="peak resident set, sampled while training"))  # fmt: skip
     cpu, rapl = summary.get("cpu_s"), summary.get("rapl_energy_j")
     if rapl is not None:
-        checks.append(check_cost(
-            "training.energy", "J", float(rapl), "measured",
-            "RAPL counter of CPU package 0 over the run (the whole package: an upper bound)",
-            t.energy_j, m))  # fmt: skip
+        checks.append(check_budget(
+            "training.energy", float(rapl), budget, source="measured",
+            how="RAPL counter of CPU package 0 over the run (the whole package: an upper "
+            "bound)"))  # fmt: skip
     elif cpu is not None:
         power = get_device("host").active_power_w
-        checks.append(check_cost(
-            "training.energy", "J", float(cpu) * power, "estimated",
-            f"CPU time {cpu:.1f} s × {power:g} W per busy core (the host device's active "
-            "power); no RAPL counters were recorded", t.energy_j, m))  # fmt: skip
+        checks.append(check_budget(
+            "training.energy", host_energy_j(float(cpu)), budget, source="estimated",
+            how=f"CPU time {cpu:.1f} s × {power:g} W per busy core (the host device's active "
+            "power); no RAPL counters were recorded"))  # fmt: skip
     return checks
 
 
@@ -330,14 +272,13 @@ def profile(
     :raises PolicyError: an unknown format, or a format that cannot express the policy.
     :raises EnvError: the env does not match the policy.
     """
-    from rlbudget.compress.pipeline import visited_observations
     from rlbudget.envs import env_spec
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import evaluate, visited_observations
 
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
-    device, m, lim = budget.device, budget.margin, budget.inference
+    device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
     memory = footprint(policy, fmt, device)
@@ -349,18 +290,14 @@ def profile(
                                        gym_packages=gym_packages)  # fmt: skip
             r = evaluate(policy, str(env), episodes=episodes, seed=seed,
                          gym_packages=gym_packages, act=actor)  # fmt: skip
-            target, target_from = budget.task.min_return, "task.min_return"
-            if budget.task.env_id not in (None, str(env)):
-                target = None  # the budget's target is for another env
-                notes.append(f"the budget's task is {budget.task.env_id} but the policy acts "
-                             f"in {env}: its min_return does not apply")  # fmt: skip
-            if target is None:
+            target = target_rule(budget.task, str(env), None)
+            if target.value is None:  # the env's own threshold, read only when needed
                 spec = env_spec(str(env), gym_packages=gym_packages, measure_steps=0)
-                target, target_from = spec.reward_threshold, f"{env}'s reward_threshold"
-            if target is None:
-                target_from = "none"
+                target = target_rule(budget.task, str(env), spec.reward_threshold)
+            if target.note:
+                notes.append(target.note)
             returns = ReturnFigure(str(env), episodes, seed, r.return_mean, r.return_std,
-                                   target, target_from, fmt)  # fmt: skip
+                                   target.value, target.source, fmt)  # fmt: skip
         else:
             obs = _space_samples(policy, seed)
             notes.append(
@@ -373,18 +310,21 @@ def profile(
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
-    energy = target_latency * device.active_power_w
+    energy = estimate_energy(device, target_latency)
     if device.device_class == "host":
-        latency_check = check_cost("inference.latency", "s", host.p99_s, "measured",
-                                   f"p99 of {calls} single decisions on this host ({fmt})",
-                                   lim.latency_s, m)  # fmt: skip
+        latency_check = check_budget(
+            "inference.latency",
+            host.p99_s,
+            budget,
+            source="measured",
+            how=f"p99 of {calls} single decisions on this host ({fmt})",
+        )
         energy_figure = host.p99_s * device.active_power_w
         energy_how = f"host p99 × {device.active_power_w:g} W"
         # the energy block follows the latency that was checked: p50 .. p99 on this host
         energy = Range(host.p50_s, host.p99_s, host.p99_s) * device.active_power_w
     else:
-        latency_check = check_cost("inference.latency", "s", target_latency.typical,
-                                   "estimated", how, lim.latency_s, m)  # fmt: skip
+        latency_check = check_budget("inference.latency", target_latency.typical, budget, how=how)
         energy_figure = energy.typical
         energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
                       "latency")  # fmt: skip
@@ -393,15 +333,14 @@ def profile(
         inference_flash,
         inference_ram,
         latency_check,
-        check_cost("inference.energy", "J", energy_figure, "estimated", energy_how,
-                   lim.energy_j, m),
+        check_budget("inference.energy", energy_figure, budget, how=energy_how),
         device_flash,
         device_ram,
-        check_return(None if returns is None else returns.mean,
-                     None if returns is None else returns.target,
-                     "no env" if returns is None else
-                     f"mean of {episodes} episodes, deployed {fmt} runtime, seed {seed} "
-                     f"(target: {returns.target_from})"),
+        check("task.min_return", None if returns is None else returns.mean,
+              None if returns is None else returns.target, m, source="measured",
+              how="no env" if returns is None else
+              f"mean of {episodes} episodes, deployed {fmt} runtime, seed {seed} "
+              f"(target: {returns.target_from})"),
     ]  # fmt: skip
     if run_summary is not None:
         checks += _training_checks(run_summary, budget)

@@ -17,7 +17,7 @@ statistics become the policy's normalize step, so the policy acts on raw observa
 (``DummyVecEnv``): the tuned rollout shape is kept, and for cheap simulated envs stepping
 in-process beats the IPC of worker processes; ``training.cores`` sets the torch threads
 (``torch.set_num_threads``, default 1). The replay capacity comes from
-:func:`rlbudget.plan.replay_buffer` (the planner's formula), never SB3's 1M default.
+:func:`rlbudget.costs.replay_buffer` (the planner's formula), never SB3's 1M default.
 
 **Stops.** The run never exceeds its step budget: it stops before the vectorized step
 that would (so with ``n_envs`` envs it ends on a multiple of ``n_envs``). On-policy

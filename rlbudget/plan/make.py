@@ -1,0 +1,326 @@
+"""Making a plan: one candidate per compatible algorithm (and, for MLPs, narrower shapes
+when the tuned one does not fit), each estimated by the cost model, checked against the
+budget, and ranked by the rules."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rlbudget import costs, units
+from rlbudget.budget import Budget
+from rlbudget.costs import Body
+from rlbudget.envs import EnvSpec
+from rlbudget.errors import PlanError
+from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
+from rlbudget.limits import LIMITS, Check, check_budget
+from rlbudget.plan.model import Estimates, Option, Plan
+from rlbudget.plan.rules import (
+    MAX_TABLE_STATES,
+    RULES,
+    Context,
+    compatible,
+    facts,
+    is_tabular,
+    preference,
+    rule,
+)
+
+# REFERENCE.md: raw CartPole-v1 step ≈52k steps/s; measured algorithm throughputs include it.
+REFERENCE_STEP_S = 1 / 52_000
+NARROW_WIDTHS = (64, 32, 16, 8)
+# How each figure of an option is obtained (:mod:`rlbudget.costs`), as each check says.
+HOW = {
+    "inference.ram": "cost model: the largest pair of live activations, one layer's "
+    "accumulators and the observation",
+    "inference.flash": "cost model: weights + the code of the body kind",
+    "inference.latency": "device model, typical value of the range",
+    "inference.energy": "active power × the typical latency",
+    "device.ram": "the inference.ram figure against the device's SRAM/RAM",
+    "device.flash": "the inference.flash figure against the device's flash",
+    "training.env_steps": "the hyperparameters' n_timesteps",
+    "training.time": "env steps at the algorithm's measured throughput + the env step cost",
+    "training.ram": "process baseline + 16 B per parameter + the replay buffer",
+    "training.energy": "training time × busy cores × the host's power per core",
+}
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    info: AlgorithmInfo
+    hp: Hyperparams
+    body: Body
+    dtype: str
+    fmt: str
+    label: str
+    reasons: tuple[str, ...]
+    score: float
+    params: dict[str, Any]
+
+
+def _estimate(
+    cand: _Candidate, budget: Budget, env: EnvSpec, ctx: Context
+) -> tuple[Estimates, tuple[Check, ...], tuple[str, ...]]:
+    body = cand.body
+    target = costs.inference(body, cand.dtype, budget.device, env.observation)
+
+    notes: list[str] = []
+    steps = int(cand.hp.n_timesteps / max(cand.info.sample_efficiency, 1.0))
+    # Env time beyond what the measured throughput already includes (a CartPole step).
+    excess = max(0.0, (ctx.step_cost_s or 0.0) - REFERENCE_STEP_S)
+    parallel = 1
+    if cand.info.library == "sb3" and not cand.info.off_policy:
+        parallel = max(1, min(ctx.cores, int(cand.params.get("n_envs", 1))))
+    # A simulated env's cost spreads over worker processes; a declared real step (a robot)
+    # does not.
+    env_workers = parallel if ctx.step_cost_source.startswith("measured") else 1
+    per_step = 1.0 / cand.info.host_steps_per_s + excess / env_workers
+    train_time = steps * per_step
+    busy_cores = parallel
+
+    replay_capacity = replay_bytes = per_transition = None
+    train_ram = costs.training_ram_bytes(cand.info.library, body.parameters,
+                                         table=body.kind == "table")  # fmt: skip
+    if cand.info.replay_buffer:
+        replay = costs.replay_buffer(
+            int(cand.params.get("buffer_size", 1_000_000)), steps, env.observation, env.action,
+            other_ram_bytes=train_ram, ram_bytes=budget.training.ram_bytes, margin=budget.margin,
+        )  # fmt: skip
+        notes.append(replay.note)
+        replay_capacity, per_transition = replay.capacity, replay.bytes_per_transition
+        replay_bytes = replay.bytes
+        train_ram += replay_bytes
+    train_energy = costs.host_energy_j(train_time * busy_cores)
+
+    t = budget.training
+    feasible = None
+    if t.time_s is not None:
+        feasible = int(t.time_s / (1 + budget.margin) / per_step)
+        if feasible < steps:
+            notes.append(
+                f"[feasible-steps] {units.format_time(t.time_s)} of training at "
+                f"≈{units.format_count(1 / per_step)} steps/s allows "
+                f"≈{units.format_count(feasible)} env steps with the margin; this option "
+                f"typically needs "
+                f"{units.format_count(steps)}"
+            )
+    figures = {
+        "inference.ram": target.ram_bytes, "inference.flash": target.flash_bytes,
+        "inference.latency": target.latency_s.typical,
+        "inference.energy": target.energy_j.typical,
+        "device.ram": target.ram_bytes, "device.flash": target.flash_bytes,
+        "training.env_steps": steps, "training.time": train_time,
+        "training.ram": train_ram, "training.energy": train_energy,
+    }  # fmt: skip
+    checks = tuple(check_budget(name, figures[name], budget, how=HOW[name])
+                   for name in LIMITS if name in figures)  # fmt: skip
+    est = Estimates(
+        parameters=body.parameters,
+        weight_bytes=body.weight_bytes,
+        activation_bytes=body.activation_bytes,
+        ram_bytes=target.ram_bytes,
+        flash_bytes=target.flash_bytes,
+        macs=body.macs,
+        latency_s=target.latency_s,
+        energy_j=target.energy_j,
+        env_steps=steps,
+        train_time_s=train_time,
+        train_ram_bytes=train_ram,
+        train_energy_j=train_energy,
+        replay_capacity=replay_capacity,
+        replay_bytes=replay_bytes,
+        bytes_per_transition=per_transition,
+    )
+    return est, checks, tuple(notes)
+
+
+def _candidates(
+    budget: Budget, env: EnvSpec, ctx: Context, info: AlgorithmInfo
+) -> list[_Candidate]:
+    hp = get_hyperparams(info.id, env.env_id)
+    params = dict(hp.params)
+    device = budget.device
+    obs, act = env.observation, env.action
+    n_actions = act.n if act.kind == "discrete" and act.n is not None else 0
+    read_as = f" Observations: {obs.note}." if obs.note else ""
+    base_reasons = [
+        rule("spaces", f"{info.id} handles {obs.kind} observations and {act.kind} actions "
+              f"({info.description}){read_as}")
+    ]  # fmt: skip
+    if info.library == "sb3" and not info.off_policy and ctx.cores > 1:
+        n_envs = int(params.get("n_envs", 1))
+        base_reasons.append(
+            rule("cores", f"training.cores = {ctx.cores}: {min(ctx.cores, n_envs)} env "
+                  f"worker process(es) for {n_envs} env(s).")
+        )  # fmt: skip
+
+    bodies: list[tuple[Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
+    fmt_small = "c" if ctx.mcu else "numpy"
+    if is_tabular(info):
+        if obs.kind == "discrete" and obs.n is not None:
+            states, bins = obs.n, None
+        else:
+            bins = int(params.get("bins", 8))
+            states = bins**obs.dim
+        if states > MAX_TABLE_STATES:
+            return []
+        body = costs.table_body(states, n_actions, obs, bins)
+        grid = f" {bins}^{obs.dim} grid" if bins else ""
+        bodies.append((body, "uint8", fmt_small, f"{info.id} table{grid}", []))
+    elif info.id == "sarsa-lambda":
+        body = costs.tile_coding_body(obs, n_actions, hp.params, device.fpu)
+        dtype = "fp32" if device.fpu else "int16"
+        bodies.append((body, dtype, fmt_small, f"sarsa-lambda tile coding ({dtype})", []))
+    elif info.family == "linear":
+        dtype = "fp32" if device.fpu or not ctx.mcu else "int16"
+        body = costs.linear_body(obs, act, 4 if dtype == "fp32" else 2)
+        bodies.append((body, dtype, fmt_small, f"{info.id} linear ({dtype})", []))
+    else:
+        if ctx.eight_bit:
+            return []
+        hidden = [int(w) for w in params.get("net_arch", [64, 64])]
+        default_act = "tanh" if info.id in ("ppo", "a2c") else "relu"
+        activation = str(params.get("activation_fn", default_act))
+        fmt = "c" if ctx.mcu else ("onnx" if device.device_class == "gpu" else "numpy")
+        # Preference order; the planner keeps the first that fits (see make_plan).
+        # MCUs deploy int8 only; elsewhere fp32 first, int8 when fp32 does not fit.
+        dtypes = ("int8",) if ctx.mcu else ("fp32", "int8")
+        shape = "-".join(map(str, hidden))
+        shapes = [hidden] + [[w] * len(hidden) for w in NARROW_WIDTHS if w < max(hidden)]
+        for widths in shapes:
+            for dtype in dtypes:
+                reasons: list[str] = []
+                if dtype == "int8":
+                    reasons.append(
+                        rule("int8", "MCU: deploy int8 (4× smaller than fp32, integer kernels).")
+                        if ctx.mcu
+                        else rule("int8", "fp32 does not fit the limits: deploy int8.")
+                    )
+                if widths is not hidden:
+                    name = "-".join(map(str, widths))
+                    reasons.append(
+                        rule("narrow", f"The tuned {shape} network does not fit: "
+                              f"{name} is the widest that does.")
+                    )  # fmt: skip
+                body = costs.mlp_body(obs, act, widths, activation, dtype, device.fpu)
+                label = f"{info.id} mlp {'-'.join(map(str, widths))} {dtype}"
+                bodies.append((body, dtype, fmt, label, reasons))
+
+    out: list[_Candidate] = []
+    for body, dtype, fmt, label, extra in bodies:
+        score, reasons = preference(info, env, ctx, body)
+        if body.kind == "mlp":
+            params_out = {**params, "net_arch": body.network["hidden"]}
+        else:
+            params_out = dict(params)
+        out.append(
+            _Candidate(info, hp, body, dtype, fmt, label,
+                       tuple(base_reasons + reasons + extra), score, params_out)
+        )  # fmt: skip
+    return out
+
+
+def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
+    """Rank every compatible algorithm for ``budget`` on ``env``.
+
+    :param budget: a loaded :class:`~rlbudget.budget.Budget`.
+    :param env: an :class:`EnvSpec`, a gymnasium id (overrides ``task.env``), or None for
+        ``task.env``.
+    :raises PlanError: no env given anywhere.
+    """
+    if not isinstance(env, EnvSpec):
+        from rlbudget.envs import env_spec
+
+        env_id = env or budget.task.env_id
+        if not env_id:
+            raise PlanError(
+                f"{budget.source or 'budget'}: no environment: set task.env in the budget "
+                "or pass --env (for example --env CartPole-v1)"
+            )
+        env = env_spec(env_id)
+    infos = list(algorithms().values())
+    excluded: list[tuple[str, str]] = []
+    usable: list[AlgorithmInfo] = []
+    for info in infos:
+        why = compatible(info, env)
+        if why is None:
+            usable.append(info)
+        else:
+            excluded.append((info.id, f"[spaces] {why}"))
+    ctx = facts(budget, env, usable)
+
+    options: list[Option] = []
+    for info in usable:
+        if not info.trainable and not ctx.expensive_env:
+            excluded.append(
+                (info.id, "[not-yet] deep model-based; listed only when the env is expensive")
+            )
+            continue
+        cands = _candidates(budget, env, ctx, info)
+        if not cands:
+            if ctx.eight_bit and not is_tabular(info):
+                why = f"[8-bit] {RULES['8-bit'].text}"
+            else:
+                why = f"[spaces] a table here would have over {MAX_TABLE_STATES:,} states"
+            excluded.append((info.id, why))
+            continue
+        evaluated = []
+        for cand in cands:
+            est, checks, notes = _estimate(cand, budget, env, ctx)
+            evaluated.append((cand, est, checks, notes))
+        # MLPs: candidates come in preference order (tuned shape first, fp32 before int8
+        # off-MCU, then narrower). Keep the first that fits; if none does, the first.
+        if len(evaluated) > 1:
+            fitting = [e for e in evaluated if all(c.status != "FAIL" for c in e[2])]
+            evaluated = fitting[:1] or evaluated[:1]
+        for cand, est, checks, notes in evaluated:
+            options.append(
+                Option(
+                    paradigm="model-based" if cand.info.model_based else cand.body.kind.replace(
+                        "table", "tabular"),
+                    algorithm=cand.info.id,
+                    label=cand.label,
+                    library=cand.info.library,
+                    trainable=cand.info.trainable,
+                    network=cand.body.network,
+                    deploy_dtype=cand.dtype,
+                    deploy_format=cand.fmt,
+                    hyperparams=cand.params,
+                    hyperparams_source=cand.hp.source,
+                    hyperparams_tuned=cand.hp.tuned,
+                    estimates=est,
+                    checks=checks,
+                    reasons=cand.reasons + notes,
+                    score=cand.score,
+                )
+            )  # fmt: skip
+
+    def key(o: Option) -> tuple[int, int, float, float, int, str]:
+        return (
+            0 if o.fits else 1,
+            0 if o.trainable else 1,
+            -o.score,
+            o.estimates.train_time_s,
+            o.estimates.flash_bytes,
+            o.label,
+        )
+
+    ranked = sorted(options, key=key)
+    final = []
+    for i, o in enumerate(ranked, start=1):
+        reasons = o.reasons
+        if o.fits:
+            reasons = (*reasons, rule("fits"))
+        final.append(replace(o, rank=i, reasons=reasons))
+    return Plan(budget, env, ctx, tuple(final), tuple(excluded))
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    """Write the plan as YAML (atomically); ``rlbudget train PLAN.yaml`` reads it."""
+    import yaml
+
+    from rlbudget.fileio import atomic_write_text
+
+    text = yaml.safe_dump(plan.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+    atomic_write_text(path, text)

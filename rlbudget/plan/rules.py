@@ -1,0 +1,230 @@
+"""The planner's rules: each an id a user can grep for and the sentence that explains it,
+the facts about a budget and env that they read (:class:`Context`), which algorithms can
+handle the env's spaces (:func:`compatible`), and the preference they give each option
+(:func:`preference`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rlbudget import units
+from rlbudget.budget import Budget
+from rlbudget.costs import Body
+from rlbudget.devices import Device
+from rlbudget.envs import EnvSpec
+from rlbudget.hyperparams import AlgorithmInfo, get_hyperparams
+from rlbudget.limits import target_return
+
+# Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
+MAX_TABULAR_BOX_DIMS = 4
+MAX_TILE_CODING_DIMS = 8
+MAX_TABLE_STATES = 2**24
+# An env step at or above this is "expensive" (a robot, a slow simulator).
+EXPENSIVE_STEP_S = 1e-3
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A decision rule: an id a user can grep for and the sentence that explains it."""
+
+    id: str
+    text: str
+
+
+RULES = {
+    r.id: r
+    for r in (
+        Rule("spaces", "Only algorithms that support the env's observation and action spaces."),
+        Rule(
+            "discrete-obs",
+            "Discrete observations: a table is exact and tiny, so tabular methods come first.",
+        ),
+        Rule(
+            "mcu-small",
+            "MCU-class device or tight RAM/flash: tabular and tile-coded linear policies come "
+            "first; an int8 MLP only if it fits with the margin.",
+        ),
+        Rule(
+            "8-bit",
+            "8-bit core: no 32-bit MAC and no int8 NN kernels, so MLPs are not planned; "
+            "tabular or linear only.",
+        ),
+        Rule(
+            "headroom",
+            "MPU/GPU/host with room to spare: an MLP policy (PPO/A2C/DQN for discrete actions, "
+            "SAC/TD3 for continuous) learns the most robust policy.",
+        ),
+        Rule(
+            "continuous-actions",
+            "Box actions: SAC/TD3 (off-policy, squashed/deterministic actors) are the tuned "
+            "choice; ARS gives a linear policy for the smallest devices.",
+        ),
+        Rule(
+            "expensive-env",
+            "Expensive environment: model-based and sample-efficient off-policy methods rank "
+            "above on-policy ones.",
+        ),
+        Rule("not-yet", "Not yet supported by rlbudget's trainers: shown, never ranked first."),
+        Rule(
+            "replay-ram",
+            "Training RAM bounds the replay buffer: capacity × bytes per transition.",
+        ),
+        Rule(
+            "feasible-steps",
+            "Training time × throughput bounds the env steps; options needing more are marked.",
+        ),
+        Rule("int8", "Latency/energy/memory limits: deploy int8 (4× smaller than fp32)."),
+        Rule("narrow", "The tuned network does not fit: narrower layers are tried."),
+        Rule("cores", "Training cores set the number of parallel envs."),
+        Rule("fits", "Options that fit every limit with the margin rank first."),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Facts about the budget and env that the rules read."""
+
+    device_class: str
+    mcu: bool
+    eight_bit: bool
+    tight_memory: bool
+    expensive_env: bool
+    expensive_why: str
+    step_cost_s: float | None
+    step_cost_source: str
+    cores: int
+    target_return: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Context:
+    device = budget.device
+    mcu = device.device_class in ("mcu", "mcu-accel")
+    inf = budget.inference
+    tight = (inf.ram_bytes is not None and inf.ram_bytes <= 64 * 1024) or (
+        inf.flash_bytes is not None and inf.flash_bytes <= 256 * 1024
+    )
+    step_cost: float | None = budget.task.env_step_cost_s
+    step_source = "task.env_step_cost"
+    if step_cost is None:
+        step_cost, step_source = env.step_cost_s, "measured on this host"
+    why = ""
+    if budget.task.env_step_cost_s is not None and budget.task.env_step_cost_s >= EXPENSIVE_STEP_S:
+        why = f"task.env_step_cost is {units.format_time(budget.task.env_step_cost_s)} per step"
+    elif budget.training.env_steps is not None:
+        model_free = [
+            get_hyperparams(a.id, env.env_id).n_timesteps
+            for a in usable
+            if not a.model_based and a.trainable
+        ]
+        if model_free and budget.training.env_steps < 0.5 * min(model_free):
+            why = (
+                f"training.env_steps ({units.format_count(budget.training.env_steps)}) is under "
+                f"half of what the cheapest model-free option typically needs "
+                f"({units.format_count(min(model_free))})"
+            )
+    return Context(
+        device_class=device.device_class,
+        mcu=mcu,
+        eight_bit=word_bits(device) == 8,
+        tight_memory=tight,
+        expensive_env=bool(why),
+        expensive_why=why,
+        step_cost_s=step_cost,
+        step_cost_source=step_source,
+        cores=budget.training.cores or 1,
+        target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
+    )
+
+
+def word_bits(device: Device) -> int:
+    bits = getattr(device, "word_bits", None)
+    if isinstance(bits, int):
+        return bits
+    return 8 if "avr" in device.core.lower() else 32
+
+
+def compatible(info: AlgorithmInfo, env: EnvSpec) -> str | None:
+    """None if the algorithm can handle the env's spaces, else the reason it cannot."""
+    obs, act = env.observation, env.action
+    if obs.kind not in info.observations:
+        return f"needs {' or '.join(info.observations)} observations; {env.env_id} has {obs.kind}"
+    if act.kind not in info.actions:
+        return f"needs {' or '.join(info.actions)} actions; {env.env_id} has {act.kind}"
+    if is_tabular(info) and obs.kind == "box" and obs.dim > MAX_TABULAR_BOX_DIMS:
+        return (
+            f"a uniform grid over {obs.dim} observation dims is too large "
+            f"(tabular needs ≤ {MAX_TABULAR_BOX_DIMS})"
+        )
+    if info.id == "sarsa-lambda" and obs.dim > MAX_TILE_CODING_DIMS:
+        return f"tile coding needs ≤ {MAX_TILE_CODING_DIMS} observation dims, not {obs.dim}"
+    return None
+
+
+def is_tabular(info: AlgorithmInfo) -> bool:
+    """Tabular bodies: the tabular family and Dyna-Q (tabular, model-based)."""
+    return info.family == "tabular" or info.id == "dyna-q"
+
+
+def rule(rule_id: str, detail: str = "") -> str:
+    text = RULES[rule_id].text
+    return f"[{rule_id}] {detail or text}"
+
+
+def preference(
+    info: AlgorithmInfo, env: EnvSpec, ctx: Context, body: Body
+) -> tuple[float, list[str]]:
+    """Preference from the rules (higher first) and the sentences that fired."""
+    score = 0.0
+    reasons: list[str] = []
+    small = body.kind in ("table", "linear")
+    if env.observation.kind == "discrete" and body.kind == "table":
+        score += 3
+        reasons.append(rule("discrete-obs"))
+    if ctx.mcu or ctx.tight_memory:
+        if small:
+            score += 2
+            reasons.append(rule("mcu-small"))
+        else:
+            score -= 1
+            reasons.append(
+                rule("mcu-small", "MCU-class or tight memory: an int8 MLP only if it fits.")
+            )
+    elif body.kind == "mlp":
+        score += 2
+        reasons.append(rule("headroom"))
+    elif body.kind == "table" and env.observation.kind == "box":
+        score -= 1  # a discretized grid is a last resort when an MLP fits comfortably
+    if env.action.kind == "box":
+        if info.id in ("sac", "td3"):
+            score += 1
+            reasons.append(rule("continuous-actions"))
+        elif info.id == "ars" and (ctx.mcu or ctx.tight_memory):
+            score += 0.5
+            reasons.append(rule("continuous-actions"))
+    elif info.id == "ppo" and body.kind == "mlp":
+        score += 0.5  # the most robust discrete-action default in RL Zoo
+    if info.id == "sarsa-lambda":
+        score += 0.5  # tile coding generalizes across a Box observation; a grid does not
+    if ctx.expensive_env:
+        if info.model_based:
+            score += 3
+        elif info.off_policy:
+            score += 1.5
+        else:
+            score -= 1
+        reasons.append(
+            rule(
+                "expensive-env",
+                f"Expensive env ({ctx.expensive_why}): "
+                + RULES["expensive-env"].text[len("Expensive environment: ") :],
+            )
+        )
+    if not info.trainable:
+        reasons.append(rule("not-yet"))
+    return score, reasons
