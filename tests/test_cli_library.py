@@ -58,7 +58,7 @@ def test_a_budget_replaces_the_plans_limits_and_options_replace_both(plan_file: 
 
 def test_without_a_budget_the_env_gives_the_target() -> None:
     s = run_settings("q-learning", "FrozenLake-v1")
-    assert (s.target_return, s.target_from) == (0.7, "the env's reward_threshold")
+    assert (s.target_return, s.target_from) == (0.7, "FrozenLake-v1's reward_threshold")
 
 
 def test_nothing_to_train_is_one_plan_error() -> None:
