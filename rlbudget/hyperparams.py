@@ -15,12 +15,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rlbudget.errors import PlanError
 from rlbudget.units import parse_count
+
+if TYPE_CHECKING:
+    from rlbudget.envs import EnvSpec
+
+# Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
+MAX_TABULAR_BOX_DIMS = 4
+MAX_TILE_CODING_DIMS = 8
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,28 @@ class AlgorithmInfo:
     replay_buffer: bool
     description: str
     sources: Mapping[str, str]
+
+    @property
+    def tabular(self) -> bool:
+        """A tabular body: the tabular family and Dyna-Q (tabular, model-based)."""
+        return self.family == "tabular" or self.id == "dyna-q"
+
+    def incompatibility(self, env: EnvSpec) -> str | None:
+        """None if the algorithm can act in the env's spaces, else why it cannot (the
+        planner excludes it; ``train`` refuses it)."""
+        obs, act, name = env.observation, env.action, env.env_id
+        if obs.kind not in self.observations:
+            return f"needs {' or '.join(self.observations)} observations; {name} has {obs.kind}"
+        if act.kind not in self.actions:
+            return f"needs {' or '.join(self.actions)} actions; {name} has {act.kind}"
+        if self.tabular and obs.kind == "box" and obs.dim > MAX_TABULAR_BOX_DIMS:
+            return (
+                f"a uniform grid over {obs.dim} observation dims is too large "
+                f"(tabular needs ≤ {MAX_TABULAR_BOX_DIMS})"
+            )
+        if self.id == "sarsa-lambda" and obs.dim > MAX_TILE_CODING_DIMS:
+            return f"tile coding needs ≤ {MAX_TILE_CODING_DIMS} observation dims, not {obs.dim}"
+        return None
 
 
 @dataclass(frozen=True)

@@ -356,25 +356,22 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
 
 def render_run(console: Console, report: RunReport) -> None:
     """The candidates ``rlbudget run`` tried, what it exported, and the verdict last."""
-    from rlbudget.run import candidate_status
-
     t = Table(title=f"Candidates ({report.out})")
     for col in ("#", "candidate", "verdict", "binding", "flash", "RAM", "latency", "return"):
         t.add_column(col, justify="left" if col in ("candidate", "binding") else "right")
     for c in report.candidates:
-        if "error" in c:
-            t.add_row(str(c["index"]), c["name"], "error", c["error"], "", "", "", "")
+        if c.error is not None:
+            t.add_row(str(c.index), c.name, "error", c.error, "", "", "", "")
             continue
-        t.add_row(str(c["index"]), c["name"], *candidate_status(c),
-                  units.format_bytes(c["flash_bytes"]), units.format_bytes(c["ram_bytes"]),
-                  f"{c['latency_s'] * 1e6:.3g} µs",
-                  "—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")  # fmt: skip
+        t.add_row(str(c.index), c.name, *c.status(), _or_dash(c.flash_bytes, units.format_bytes),
+                  _or_dash(c.ram_bytes, units.format_bytes),
+                  _or_dash(c.latency_s, lambda v: f"{v * 1e6:.3g} µs"),
+                  _or_dash(c.return_mean, lambda v: f"{v:.4g}"))  # fmt: skip
     console.print(t)
     if report.export:
-        console.print(f"exported ({report.export['format']}): "
-                      f"{', '.join(report.export['files'])}")  # fmt: skip
+        console.print(f"exported ({report.export.format}): {', '.join(report.export.files)}")
     console.print(f"report: {report.out / 'report.md'} (report.json, profile.png, "
                   "candidates.png, train/curve.png)")  # fmt: skip
     verdict = "FITS" if report.fits else "DOES NOT FIT"
-    chosen = f": {report.chosen['name']}" if report.chosen else ""
+    chosen = f": {report.chosen.name}" if report.chosen else ""
     console.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")

@@ -42,76 +42,158 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from rlbudget import units
 from rlbudget.budget import Budget
-from rlbudget.compress.pipeline import MethodOptions
-from rlbudget.errors import PlanError, RlbudgetError
+from rlbudget.candidates import (
+    Candidate,
+    CandidateSpec,
+    ProfileRecord,
+    Search,
+    advice,
+    candidate_specs,
+    candidates_chart,
+    candidates_markdown,
+    closest,
+    gate_words,
+    hopeless,
+)
+from rlbudget.errors import RlbudgetError
 from rlbudget.fileio import atomic_write_text, is_empty_dir
-from rlbudget.limits import Check, advice, closeness
-from rlbudget.policy.model import MLP, Policy
+from rlbudget.plan import PlanChoice, SavedPlan
 from rlbudget.profile.evaluate import default_episodes
+from rlbudget.train.folder import TrainSummary, read_summary
 
 SCHEMA = "rlbudget.run/1"
 STAGES = ("plan", "train", "compress", "export", "profile")
 STATE = "state.json"
 INTERRUPTED = ("SIGINT", "SIGTERM")  # a training's stopped_by when a signal stopped it
 
+__all__ = ["STATE", "RunReport", "candidate_specs", "default_episodes", "run_job"]
+
 
 @dataclass(frozen=True)
-class CandidateSpec:
-    """One compression to try: a name, the methods (None: the policy as trained) and options."""
+class Export:
+    """What the export stage wrote: C (with its sizes) or the numpy policy folder."""
 
-    name: str
-    methods: str | None
-    options: MethodOptions = field(default_factory=MethodOptions)
+    format: str
+    files: tuple[str, ...]
+    ram_bytes: int | None = None  # C only
+    flash_bytes: int | None = None
+    needs_libm: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": self.format, "files": list(self.files)}
+        if self.format == "c":
+            data.update(ram_bytes=self.ram_bytes, flash_bytes=self.flash_bytes,
+                        needs_libm=self.needs_libm)  # fmt: skip
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Export:
+        return cls(**{**data, "files": tuple(data["files"])})
 
 
-def candidate_specs(policy: Policy) -> list[CandidateSpec]:
-    """The candidates for ``policy``'s body, cheapest first (see the module docstring)."""
-    kind = policy.body.kind
-    if isinstance(policy.body, MLP):
-        widest = max(int(layer.W.shape[1]) for layer in policy.body.layers[:-1]) if len(
-            policy.body.layers) > 1 else 8  # fmt: skip
-        depth = max(len(policy.body.layers) - 1, 1)
-        specs = [CandidateSpec("as trained", None), CandidateSpec("int8", "int8")]
-        for keep in (0.5, 0.25):
-            options = MethodOptions(keep=keep, recover=True)
-            specs.append(CandidateSpec(f"prune-neurons {keep:.0%} + recover + int8",
-                                       "prune-neurons,int8", options))  # fmt: skip
-        for part in (4, 8):
-            width = max(4, widest // part)
-            widths = (width,) * depth
-            specs.append(CandidateSpec(f"distill {'-'.join(map(str, widths))} + int8",
-                                       "distill,int8", MethodOptions(widths=widths)))  # fmt: skip
-        return specs
-    if kind == "table":
-        return [CandidateSpec("as trained", None), CandidateSpec("pack", "pack"),
-                CandidateSpec("pack + drop-unvisited", "pack,drop-unvisited")]  # fmt: skip
-    if kind == "linear":
-        return [CandidateSpec("as trained", None), CandidateSpec("int16", "int16"),
-                CandidateSpec("int8", "int8")]  # fmt: skip
-    return [CandidateSpec("as trained", None)]
+@dataclass(frozen=True)
+class Outcome:
+    """The profile stage: the final (or closest) candidate's profile and the advice."""
+
+    profile: ProfileRecord
+    advice: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile.to_dict(), "advice": self.advice}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        return cls(ProfileRecord.from_dict(data["profile"]), data["advice"])
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """The signal that stopped a job, the stage it stopped in, and (training) the steps
+    its checkpoint holds."""
+
+    signal: str
+    stage: str
+    steps: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"signal": self.signal, "stage": self.stage}
+        return data if self.steps is None else {**data, "steps": self.steps}
 
 
 @dataclass
 class RunState:
-    """What ``OUT/state.json`` holds: the run's identity and each completed stage."""
+    """What ``OUT/state.json`` holds: the run's identity and each completed stage's record
+    (``stages`` on disk, by stage name; ``compress-partial`` while the search runs)."""
 
     key: str  # hash of the budget and env: a folder holds one job
     budget: str
     env: str | None
-    stages: dict[str, Any] = field(default_factory=dict)
+    plan: PlanChoice | None = None
+    train: TrainSummary | None = None
+    tried: list[Candidate] | None = None  # the search so far ("compress-partial")
+    search: Search | None = None
+    exported: bool = False  # the export stage ran (export None: nothing to export)
+    export: Export | None = None
+    outcome: Outcome | None = None
     # "running", "interrupted" (by SIGINT/SIGTERM; rerun to resume) or "done"
     status: str = "running"
-    interrupted: dict[str, Any] | None = None  # signal, stage, steps done (training)
+    interrupted: Interruption | None = None
+
+    def done(self) -> tuple[str, ...]:
+        """The stages completed, in order."""
+        flags = (self.plan is not None, self.train is not None, self.search is not None,
+                 self.exported, self.outcome is not None)  # fmt: skip
+        return tuple(stage for stage, ok in zip(STAGES, flags, strict=True) if ok)
+
+    def to_dict(self) -> dict[str, Any]:
+        stages: dict[str, Any] = {}
+        if self.plan is not None:
+            stages["plan"] = self.plan.to_dict()
+        if self.train is not None:
+            stages["train"] = self.train.to_dict()
+        if self.tried is not None:
+            stages["compress-partial"] = {"candidates": [c.to_dict() for c in self.tried]}
+        if self.search is not None:
+            stages["compress"] = self.search.to_dict()
+        if self.exported:
+            stages["export"] = None if self.export is None else self.export.to_dict()
+        if self.outcome is not None:
+            stages["profile"] = self.outcome.to_dict()
+        return {"key": self.key, "budget": self.budget, "env": self.env, "stages": stages,
+                "status": self.status,
+                "interrupted": None if self.interrupted is None
+                else self.interrupted.to_dict()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunState:
+        """:raises KeyError, TypeError, ValueError: not a state this version wrote."""
+        stages = data["stages"]
+        tried, search = stages.get("compress-partial"), stages.get("compress")
+        export, outcome = stages.get("export"), stages.get("profile")
+        interrupted = data.get("interrupted")
+        return cls(
+            data["key"], data["budget"], data["env"],
+            plan=PlanChoice.from_dict(stages["plan"]) if "plan" in stages else None,
+            train=TrainSummary.from_dict(stages["train"]) if "train" in stages else None,
+            tried=None if tried is None else [Candidate.from_dict(c)
+                                              for c in tried["candidates"]],
+            search=None if search is None else Search.from_dict(search),
+            exported="export" in stages,
+            export=None if export is None else Export.from_dict(export),
+            outcome=None if outcome is None else Outcome.from_dict(outcome),
+            status=data.get("status", "running"),
+            interrupted=None if interrupted is None else Interruption(**interrupted),
+        )  # fmt: skip
 
     def save(self, out: Path) -> None:
-        atomic_write_text(out / STATE, json.dumps(asdict(self), indent=2) + "\n")
+        atomic_write_text(out / STATE, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
 def job_key(budget: Budget, env_id: str | None, option: int | None, seed: int,
@@ -126,9 +208,8 @@ def _open_state(out: Path, key: str, budget: Budget, env_id: str | None) -> RunS
     path = out / STATE
     if path.is_file():
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            state = RunState(**data)
-        except (json.JSONDecodeError, TypeError) as exc:
+            state = RunState.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as exc:
             raise RlbudgetError(f"{path}: not a run state rlbudget wrote ({exc}); choose "
                                 "another -o") from None  # fmt: skip
         if state.key != key:
@@ -152,21 +233,24 @@ class RunReport:
     out: Path
     fits: bool
     resumed: tuple[str, ...]  # stages found complete at the start
-    plan: dict[str, Any]
-    train: dict[str, Any]
-    candidates: tuple[dict[str, Any], ...]
-    chosen: dict[str, Any] | None
-    export: dict[str, Any] | None
-    profile: dict[str, Any]
+    plan: PlanChoice
+    train: TrainSummary
+    candidates: tuple[Candidate, ...]
+    chosen: Candidate | None
+    export: Export | None
+    profile: ProfileRecord | None  # None: trained only
     advice: str
     wall_s: float
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "fits": self.fits, "out": str(self.out),
-                "resumed": list(self.resumed), "plan": self.plan, "train": self.train,
-                "candidates": list(self.candidates), "chosen": self.chosen,
-                "export": self.export, "profile": self.profile, "advice": self.advice,
-                "wall_s": self.wall_s}  # fmt: skip
+                "resumed": list(self.resumed), "plan": self.plan.to_dict(),
+                "train": self.train.to_dict(),
+                "candidates": [c.to_dict() for c in self.candidates],
+                "chosen": None if self.chosen is None else self.chosen.to_dict(),
+                "export": None if self.export is None else self.export.to_dict(),
+                "profile": {} if self.profile is None else self.profile.to_dict(),
+                "advice": self.advice, "wall_s": self.wall_s}  # fmt: skip
 
 
 Progress = Callable[[str], None]
@@ -209,12 +293,11 @@ def run_job(
             from rlbudget import interrupt
 
             name = interrupt.signal_name(exc)
-            stage = next((s for s in STAGES if s not in state.stages), STAGES[-1])
+            stage = next((s for s in STAGES if s not in state.done()), STAGES[-1])
+            steps = getattr(exc, "details", {}).get("steps")
             state.status = "interrupted"
-            state.interrupted = {"signal": name, "stage": stage,
-                                 **getattr(exc, "details", {})}  # fmt: skip
+            state.interrupted = Interruption(name, stage, steps)
             state.save(out)
-            steps = state.interrupted.get("steps")
             where = "" if steps is None else f", training checkpoint at step {steps:,}"
             raise interrupt.Interrupted(
                 name,
@@ -227,87 +310,68 @@ def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
                 option: int | None, seed: int, episodes: int | None, say: Progress,
                 overrides: dict[str, Any] | None, train_only: bool) -> RunReport:  # fmt: skip
     start = time.perf_counter()
-    resumed = tuple(s for s in STAGES if s in state.stages)
+    resumed = state.done()
     if state.status == "interrupted" and state.interrupted:
-        say(f"resuming {out}: interrupted by {state.interrupted['signal']} during "
-            f"{state.interrupted['stage']}")  # fmt: skip
+        say(f"resuming {out}: interrupted by {state.interrupted.signal} during "
+            f"{state.interrupted.stage}")  # fmt: skip
     if resumed:
         say(f"resuming {out}: done before: {', '.join(resumed)}")
     if state.status != "running":
         state.status, state.interrupted = "running", None
         state.save(out)
 
-    if "plan" not in state.stages:
-        state.stages["plan"] = _plan_stage(budget, env_id, option, out)
+    if state.plan is None:
+        state.plan = _plan_stage(budget, env_id, option, out)
         state.save(out)
-    plan = state.stages["plan"]
-    say(f"plan: {plan['label']} (option {plan['option']})")
+    plan = state.plan
+    say(f"plan: {plan.label} (option {plan.option})")
     if episodes is None:
-        episodes = default_episodes(plan.get("max_episode_steps"))
+        episodes = default_episodes(plan.max_episode_steps)
 
-    if "train" not in state.stages:
-        params = {**plan["params"], **(overrides or {})}
-        state.stages["train"] = _train_stage(budget, {**plan, "params": params}, seed, out, say)
+    if state.train is None:
+        choice = replace(plan, params={**plan.params, **(overrides or {})})
+        state.train = _train_stage(budget, choice, seed, out, say)
         state.save(out)
-    train = state.stages["train"]
+    train = state.train
     if train_only:
-        return RunReport(out, False, resumed, plan, train, (), None, None, {},
+        return RunReport(out, False, resumed, plan, train, (), None, None, None,
                          "trained only (no compression, export or profile)",
                          time.perf_counter() - start)  # fmt: skip
 
-    if "compress" not in state.stages:
-        state.stages["compress"] = _compress_stage(budget, plan, out, state, episodes, seed, say)
+    if state.search is None:
+        state.search = _compress_stage(budget, plan, out, state, episodes, seed, say)
         state.save(out)
-    compress = state.stages["compress"]
-    chosen = compress["chosen"]
+    search = state.search
 
-    if "export" not in state.stages:
-        state.stages["export"] = _export_stage(budget, compress, out)
+    if not state.exported:
+        state.export, state.exported = _export_stage(search, out), True
         state.save(out)
-    export = state.stages["export"]
 
-    if "profile" not in state.stages:
-        state.stages["profile"] = _report_stage(budget, state, out)
+    if state.outcome is None:
+        state.outcome = _report_stage(budget, state, search, out)
         state.save(out)
     if state.status != "done":
         state.status = "done"
         state.save(out)
-    final = state.stages["profile"]
-    return RunReport(out, chosen is not None, resumed, plan, train,
-                     tuple(compress["candidates"]), chosen, export, final["profile"],
-                     final["advice"], time.perf_counter() - start)  # fmt: skip
+    return RunReport(out, search.chosen is not None, resumed, plan, train, search.candidates,
+                     search.chosen, state.export, state.outcome.profile, state.outcome.advice,
+                     time.perf_counter() - start)  # fmt: skip
 
 
 # --- stages --------------------------------------------------------------------------------
 
 
-def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Path) -> Any:
+def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Path) -> PlanChoice:
     from rlbudget.plan import make_plan
 
     plan = make_plan(budget, env_id)
-    atomic_write_text(out / "plan.json", json.dumps(plan.to_dict(), indent=2, default=str))
-    options = list(plan.options)
-    if option is not None:
-        if not 1 <= option <= len(options):
-            raise PlanError(f"--option {option}: the plan has {len(options)} options")
-        index = option - 1
-        if not options[index].trainable:
-            raise PlanError(f"--option {option} ({options[index].label}) cannot be trained by "
-                            "rlbudget; choose a trainable option (rlbudget plan)")  # fmt: skip
-    else:
-        trainable = [i for i, o in enumerate(options) if o.trainable]
-        if not trainable:
-            raise PlanError("no option of the plan can be trained by rlbudget; see rlbudget plan")
-        index = trainable[0]
-    chosen = options[index]
-    return {"option": index + 1, "label": chosen.label, "algorithm": chosen.algorithm,
-            "env": plan.env.env_id, "params": dict(chosen.hyperparams),
-            "fits_estimate": chosen.fits, "reward_threshold": plan.env.reward_threshold,
-            "max_episode_steps": plan.env.max_episode_steps}  # fmt: skip
+    doc = plan.to_dict()
+    atomic_write_text(out / "plan.json", json.dumps(doc, indent=2, default=str))
+    return SavedPlan.from_dict(doc).choose(option)
 
 
-def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
-                 say: Progress) -> Any:  # fmt: skip
+def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
+                 say: Progress) -> TrainSummary:  # fmt: skip
     from rlbudget.train import (
         Limits,
         ProgressLog,
@@ -318,12 +382,10 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
     )
 
     run_dir = out / "train"
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        if summary.get("stopped_by") not in INTERRUPTED:
-            say("train: finished before the kill; not run again")
-            return summary  # killed after training, before the stage was recorded
+    summary = read_summary(run_dir)
+    if summary is not None and summary.stopped_by not in INTERRUPTED:
+        say("train: finished before the kill; not run again")
+        return summary  # killed after training, before the stage was recorded
     if (run_dir / "checkpoint").is_dir():
         say("train: resuming from the checkpoint of the killed run")
         settings = load_settings(run_dir)
@@ -336,9 +398,9 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
             shutil.rmtree(run_dir)
         limits = Limits.from_budget(budget)
         settings = resolve(
-            plan["algorithm"], plan["env"], env_steps=limits.env_steps, time_s=limits.time_s,
-            min_return=limits.min_return, reward_threshold=plan["reward_threshold"], seed=seed,
-            overrides=plan["params"], ram_bytes=limits.ram_bytes, cores=limits.cores,
+            plan.algorithm, plan.env, env_steps=limits.env_steps, time_s=limits.time_s,
+            min_return=limits.min_return, reward_threshold=plan.reward_threshold, seed=seed,
+            overrides=plan.params, ram_bytes=limits.ram_bytes, cores=limits.cores,
             margin=limits.margin,
         )  # fmt: skip
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
@@ -346,13 +408,13 @@ def _train_stage(budget: Budget, plan: dict[str, Any], seed: int, out: Path,
             f"{settings.target_return}")  # fmt: skip
         result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),
                            say=say)  # fmt: skip
-    summary = result.to_dict()
     if result.stopped_by in INTERRUPTED:  # checkpoint saved; the job stops here
         from rlbudget.interrupt import Interrupted
 
         raise Interrupted(result.stopped_by, "", details={"steps": result.steps})
-    say(f"train: stopped by {summary['stopped_by']} after {summary['steps']:,} steps, "
-        f"{summary['wall_s']:.1f} s; last evaluation {summary['last_eval_return']}")  # fmt: skip
+    summary = result.summary
+    say(f"train: stopped by {summary.stopped_by} after {summary.steps:,} steps, "
+        f"{summary.wall_s:.1f} s; last evaluation {summary.last_eval_return}")  # fmt: skip
     return summary
 
 
@@ -361,8 +423,8 @@ def _candidate_dir(out: Path, i: int, spec: CandidateSpec) -> Path:
     return out / "candidates" / f"{i}-{slug}"
 
 
-def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunState,
-                    episodes: int, seed: int, say: Progress) -> Any:  # fmt: skip
+def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState,
+                    episodes: int, seed: int, say: Progress) -> Search:  # fmt: skip
     from rlbudget.compress.pipeline import DEFAULT_MAX_RETURN_DROP, compress
     from rlbudget.policy import load_policy, save_policy
     from rlbudget.profile.report import markdown, usage_chart
@@ -370,40 +432,36 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
 
     trained = load_policy(out / "train" / "policy")
     fmt = default_format(budget)
-    partial = state.stages.setdefault("compress-partial", {"candidates": []})
-    done = {c["index"]: c for c in partial["candidates"]}
-    chosen = next((c for c in done.values() if c.get("fits")), None)
-    specs = candidate_specs(trained)
-    first = _candidate_dir(out, 0, specs[0])
-    for i, spec in enumerate(specs):
+    if state.tried is None:
+        state.tried = []
+    tried = state.tried
+    done = {c.index: c for c in tried}
+    chosen = next((c for c in tried if c.fits), None)
+    for i, spec in enumerate(candidate_specs(trained)):
         if chosen is not None:
             break
-        if i > 0 and _hopeless(done.get(0), first):
+        if i > 0 and hopeless(done.get(0)):
             say("the trained policy misses the return target; no compression can fix that")
             break
         if i in done:
             continue
         folder = _candidate_dir(out, i, spec)
-        record: dict[str, Any] = {"index": i, "name": spec.name, "methods": spec.methods,
-                                  "policy": str(folder / "policy")}  # fmt: skip
-        gate_passed = True
+        base = Candidate(i, spec.name, spec.methods, str(folder / "policy"), fits=False)
+        retention, gate = None, None
         try:
             policy = trained
             if spec.methods is not None:
                 # the compression gate, as `rlbudget compress` holds it: mean and worst-5 %
                 # return against the trained policy's, on the same seeded episodes
-                report = compress(trained, spec.methods, plan["env"], episodes=episodes,
+                report = compress(trained, spec.methods, plan.env, episodes=episodes,
                                   seed=seed, max_return_drop=DEFAULT_MAX_RETURN_DROP,
                                   options=spec.options)  # fmt: skip
-                policy = report.policy
-                record["retention"] = report.retention
-                record["gate"] = report.gate.to_dict()
-                gate_passed = report.passed
+                policy, retention, gate = report.policy, report.retention, report.gate
             save_policy(policy, folder / "policy", parents=True)
-            prof = profile(policy, budget, fmt=fmt, env_id=plan["env"], episodes=episodes,
+            prof = profile(policy, budget, fmt=fmt, env_id=plan.env, episodes=episodes,
                            seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
         except RlbudgetError as exc:
-            record.update(fits=False, error=str(exc))
+            record = replace(base, retention=retention, gate=gate, error=str(exc))
             say(f"candidate {i} ({spec.name}): error: {exc}")
         else:
             data = prof.to_dict()
@@ -411,178 +469,81 @@ def _compress_stage(budget: Budget, plan: dict[str, Any], out: Path, state: RunS
             # the report of this candidate now, so the final stage need not profile again
             atomic_write_text(folder / "profile.md", markdown(prof, "profile.png"))
             usage_chart(prof, folder / "profile.png")
-            checks = {c["limit"]: c for c in data["checks"]}
-            record.update(
-                fits=prof.verdict == "PASS" and gate_passed, binding=data["binding"],
+            latency = ProfileRecord.from_dict(data).check("inference.latency")
+            assert latency is not None
+            record = replace(
+                base, fits=prof.verdict == "PASS" and (gate is None or gate.passed),
+                retention=retention, gate=gate, binding=data["binding"],
                 flash_bytes=prof.footprint.flash_bytes, ram_bytes=prof.footprint.ram_bytes,
-                latency_s=checks["inference.latency"]["figure"],
+                latency_s=latency.figure,
                 return_mean=None if prof.returns is None else prof.returns.mean,
                 verdict=prof.verdict,
             )  # fmt: skip
             say(f"candidate {i} ({spec.name}): {prof.verdict}"
-                + (f", binding {data['binding']}" if data["binding"] else "")
-                + ("" if gate_passed else "; compression gate FAIL: "
-                   + _gate_words(record["gate"]))
+                + (f", binding {record.binding}" if record.binding else "")
+                + (f"; compression gate FAIL: {gate_words(gate)}" if record.gate_failed
+                   and gate is not None else "")
                 + f"; flash {units.format_bytes(prof.footprint.flash_bytes)}, return "
-                f"{record['return_mean']}")  # fmt: skip
-        partial["candidates"].append(record)
+                f"{record.return_mean}")  # fmt: skip
+        tried.append(record)
         done[i] = record
         state.save(out)  # a kill from here on resumes after this candidate
-        if record["fits"]:
+        if record.fits:
             chosen = record
-    candidates = partial["candidates"]
-    state.stages.pop("compress-partial", None)
-    return {"format": fmt, "candidates": candidates, "chosen": chosen}
+    state.tried = None
+    return Search(fmt, tuple(tried), chosen)
 
 
-def candidate_status(candidate: dict[str, Any]) -> tuple[str, str]:
-    """A built candidate's verdict and binding limit as the tables show them: a profile
-    that passes but a compression gate that fails reads ``PASS, gate FAIL`` and binds at
-    ``compression gate``."""
-    gate_failed = candidate.get("gate", {}).get("passed") is False
-    verdict = candidate["verdict"] + (", gate FAIL" if gate_failed else "")
-    binding = candidate["binding"] or ("compression gate" if gate_failed else "—")
-    return verdict, binding
-
-
-def _gate_words(gate: dict[str, Any]) -> str:
-    """A gate's two drops in words (``Gate.to_dict()``)."""
-    return (f"return mean drop {gate['mean_drop']:.1%}, worst 5 % drop {gate['tail_drop']:.1%} "
-            f"(limit {gate['max_return_drop']:.0%})")  # fmt: skip
-
-
-def _hopeless(first: dict[str, Any] | None, folder: Path) -> bool:
-    """Whether the policy as trained (the first candidate, profiled in ``folder``) misses
-    the return target: compression never raises a return, so the search ends there."""
-    if first is None or "error" in first or first.get("fits"):
-        return False
-    data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
-    return any(c["limit"] == "task.min_return" and c["status"] == "FAIL" for c in data["checks"])
-
-
-def _export_stage(budget: Budget, compress: dict[str, Any], out: Path) -> Any:
+def _export_stage(search: Search, out: Path) -> Export | None:
     from rlbudget.policy import load_policy
 
-    chosen = compress["chosen"]
+    chosen = search.chosen
     if chosen is None:
         return None
-    policy = load_policy(chosen["policy"])
+    policy = load_policy(chosen.policy)
     target = out / "export"
     if target.exists():
         shutil.rmtree(target)  # a half-finished export of a killed run
-    if compress["format"] == "c":
+    if search.format == "c":
         from rlbudget.export.c import export_c
 
-        return {"format": "c", **export_c(policy, target).to_dict()}
+        result = export_c(policy, target)
+        return Export("c", tuple(str(f) for f in result.files), result.ram_bytes,
+                      result.flash_bytes, result.needs_libm)  # fmt: skip
     # elsewhere the numpy policy is what was profiled (its runtime is smaller than
     # onnxruntime's); `rlbudget export --format onnx` writes the ONNX graph of it
-    shutil.copytree(chosen["policy"], target)
-    return {"format": "numpy", "files": [str(p) for p in sorted(target.iterdir())]}
+    shutil.copytree(chosen.policy, target)
+    return Export("numpy", tuple(str(p) for p in sorted(target.iterdir())))
 
 
-def _report_stage(budget: Budget, state: RunState, out: Path) -> Any:
-    compress = state.stages["compress"]
-    chosen = compress["chosen"]
-    closest = chosen or _closest(compress["candidates"])
-    if closest is None:
+def _report_stage(budget: Budget, state: RunState, search: Search, out: Path) -> Outcome:
+    chosen = search.chosen
+    nearest = chosen or closest(search.candidates)
+    if nearest is None:
         raise RlbudgetError("no candidate could be built; see the errors in "
                             f"{out / STATE}")  # fmt: skip
     # the final (or closest) candidate's profile, report and chart, written by the search
-    folder = Path(closest["policy"]).parent
-    data = json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+    folder = nearest.folder
+    prof = ProfileRecord.read(folder)
     if chosen:
-        advice = "fits: every limit holds with the margin"
-    elif data["binding"] is None and closest.get("gate", {}).get("passed") is False:
-        advice = (f"'{closest['name']}' fits every limit but loses return in compression "
-                  f"({_gate_words(closest['gate'])}); train longer for a policy with more "
-                  "return to spare, or try gentler settings with rlbudget compress")  # fmt: skip
+        words = "fits: every limit holds with the margin"
+    elif prof.binding is None and nearest.gate_failed and nearest.gate is not None:
+        words = (f"'{nearest.name}' fits every limit but loses return in compression "
+                 f"({gate_words(nearest.gate)}); train longer for a policy with more "
+                 "return to spare, or try gentler settings with rlbudget compress")  # fmt: skip
     else:
-        advice = _advice(budget, data)
+        words = advice(budget, prof)
     shutil.copyfile(folder / "profile.png", out / "profile.png")
-    _candidates_chart(
-        budget,
-        compress["candidates"],
-        out / "candidates.png",
-        target=(data.get("return") or {}).get("target"),
-    )
+    candidates_chart(budget, search.candidates, out / "candidates.png", target=prof.target)
     text = (folder / "profile.md").read_text(encoding="utf-8").replace(
         "# Profile:", "# rlbudget run: profile of", 1)  # fmt: skip
-    text += _candidates_markdown(compress["candidates"], chosen, advice)
+    text += candidates_markdown(search.candidates, chosen, words)
     atomic_write_text(out / "report.md", text)
-    report = {"schema": SCHEMA, "fits": chosen is not None, "advice": advice,
-              "profile": data, "candidates": compress["candidates"], "chosen": chosen,
-              "plan": state.stages["plan"], "train": state.stages["train"],
-              "export": state.stages.get("export")}  # fmt: skip
+    assert state.plan is not None and state.train is not None
+    report = {"schema": SCHEMA, "fits": chosen is not None, "advice": words,
+              "profile": prof.to_dict(), "candidates": search.to_dict()["candidates"],
+              "chosen": search.to_dict()["chosen"], "plan": state.plan.to_dict(),
+              "train": state.train.to_dict(),
+              "export": None if state.export is None else state.export.to_dict()}  # fmt: skip
     atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    return {"profile": data, "advice": advice}
-
-
-def _closest(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The built candidate whose binding check is least over its limit."""
-    built = [c for c in candidates if "error" not in c]
-    if not built:
-        return None
-
-    def near(c: dict[str, Any]) -> tuple[float, float]:
-        data = json.loads((Path(c["policy"]).parent / "profile.json").read_text("utf-8"))
-        return closeness(Check.from_dict(k) for k in data["checks"])
-
-    return max(built, key=near)
-
-
-def _advice(budget: Budget, data: dict[str, Any]) -> str:
-    """What would fit, in words, from the closest candidate's binding check."""
-    binding = next(c for c in data["checks"] if c["limit"] == data["binding"])
-    return advice(Check.from_dict(binding), budget.margin)
-
-
-def _candidates_markdown(candidates: list[dict[str, Any]], chosen: dict[str, Any] | None,
-                         advice: str) -> str:  # fmt: skip
-    lines = ["", "## Candidates tried", "",
-             "| # | candidate | verdict | binding | flash | RAM | latency (target) | return |",
-             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for c in candidates:
-        if "error" in c:
-            lines.append(f"| {c['index']} | {c['name']} | error | {c['error']} | | | | |")
-            continue
-        verdict, binding = candidate_status(c)
-        lines.append(
-            f"| {c['index']} | {c['name']} | {verdict} | {binding} "
-            f"| {units.format_bytes(c['flash_bytes'])} | {units.format_bytes(c['ram_bytes'])} "
-            f"| {c['latency_s'] * 1e6:.3g} µs | "
-            + ("—" if c["return_mean"] is None else f"{c['return_mean']:.4g}")
-            + " |"
-        )
-    lines += ["", f"**Result:** {'candidate ' + chosen['name'] if chosen else 'nothing fits'}"
-              f" — {advice}.", "",
-              "![return against flash and latency](candidates.png)", ""]  # fmt: skip
-    return "\n".join(lines)
-
-
-def _candidates_chart(
-    budget: Budget, candidates: list[dict[str, Any]], path: Path, target: float | None = None
-) -> None:
-    from rlbudget import charts
-
-    built = [c for c in candidates if "error" not in c and c["return_mean"] is not None]
-    fig, axes = charts.figure(10, 4.4, ncols=2)
-    for ax, key, limit, label in (
-        (axes[0], "flash_bytes", budget.inference.flash_bytes, "flash (bytes)"),
-        (axes[1], "latency_s", budget.inference.latency_s, "decision latency on the target (s)"),
-    ):
-        for c in built:
-            color = "tab:green" if c["fits"] else "tab:red"
-            ax.scatter(c[key], c["return_mean"], color=color)
-            ax.annotate(c["name"], (c[key], c["return_mean"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
-        if limit is not None:
-            ax.axvline(limit / (1 + budget.margin), color="black", linestyle=":",
-                       linewidth=1, label="limit ÷ (1 + margin)")  # fmt: skip
-        charts.target_line(ax, target)
-        if limit is not None or target is not None:
-            ax.legend(fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.set_ylabel("mean return")
-    fig.suptitle(charts.wrap("Candidates tried (green: fits the budget, red: does not)", 90))
-    charts.save(fig, path)
+    return Outcome(prof, words)

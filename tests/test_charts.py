@@ -85,9 +85,10 @@ def sweep_rows() -> list[dict[str, Any]]:
 def test_sweep_chart_draws_each_target_and_keeps_labels_inside(
     saved: list[Figure], tmp_path: Path
 ) -> None:
-    from rlbudget.sweep import _plot
+    from rlbudget.sweep import Row, _plot
 
-    _plot(SimpleNamespace(rows=sweep_rows(), name="boards"), tmp_path / "results.png")  # type: ignore[arg-type]
+    rows = [Row(**row) for row in sweep_rows()]
+    _plot(SimpleNamespace(rows=rows, name="boards"), tmp_path / "results.png")  # type: ignore[arg-type]
     (fig,) = saved
     assert_inside(fig)
     (marks,) = target_artists(fig)
@@ -95,13 +96,13 @@ def test_sweep_chart_draws_each_target_and_keeps_labels_inside(
 
 
 def test_run_candidates_chart_draws_the_target(saved: list[Figure], tmp_path: Path) -> None:
-    from rlbudget.run import _candidates_chart
+    from rlbudget.candidates import Candidate, candidates_chart
 
     budget = load_budget(ROOT / "budgets" / "esp32-cartpole.yaml")
-    candidates = [{"name": n, "flash_bytes": f, "latency_s": t, "return_mean": r, "fits": ok}
-                  for n, f, t, r, ok in [("as trained", 40_000, 3e-3, 500.0, False),
-                                         ("int8", 9_000, 8e-4, 498.0, True)]]  # fmt: skip
-    _candidates_chart(budget, candidates, tmp_path / "candidates.png", target=475.0)
+    tried = [("as trained", 40_000, 3e-3, 500.0, False), ("int8", 9_000, 8e-4, 498.0, True)]
+    candidates = [Candidate(i, n, None, f"c/{i}/policy", ok, flash_bytes=f, latency_s=t,
+                            return_mean=r) for i, (n, f, t, r, ok) in enumerate(tried)]  # fmt: skip
+    candidates_chart(budget, candidates, tmp_path / "candidates.png", target=475.0)
     (fig,) = saved
     assert_inside(fig)
     lines = target_artists(fig)

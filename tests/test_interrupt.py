@@ -151,7 +151,7 @@ def test_run_starts_over_a_training_folder_with_only_config(tmp_path: Path) -> N
             child.unlink() if child.is_file() else shutil.rmtree(child)
     said: list[str] = []
     report = run_job(budget, out, option=2, train_only=True, progress=said.append)
-    assert report.train["steps"] == 1000
+    assert report.train.steps == 1000
     assert f"train: {out / 'train'} has no checkpoint (killed before the first one); " \
            "starting the training over" in said  # fmt: skip
 

@@ -131,7 +131,7 @@ def test_killed_during_the_search_resumes_after_the_last_candidate(
     monkeypatch.setattr(train_module, "train_run", no_training)
     report = run_job(b, out)
     assert report.resumed == ("plan", "train") and report.fits
-    assert [c["name"] for c in report.candidates] == ["as trained", "pack"]
+    assert [c.name for c in report.candidates] == ["as trained", "pack"]
     # candidate 0 was not profiled again, and the report reuses the profile of pack
     assert [Path(c).parent.name for c in calls] == ["1-pack"]
     assert json.loads((out / "train" / "summary.json").read_text())["steps"] == steps

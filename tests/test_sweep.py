@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 import rlbudget.sweep as sw
 from rlbudget.cli import app
-from rlbudget.sweep import load_sweep, mean_ci95, run_sweep
+from rlbudget.stats import mean_ci95
+from rlbudget.sweep import load_sweep, run_sweep
 
 runner = CliRunner()
 
@@ -117,13 +118,6 @@ def test_bad_sweep_file_exit_2(tmp_path: Path, text: str, message: str) -> None:
     assert len(line.splitlines()) == 1 and message in line
 
 
-def test_mean_ci95() -> None:
-    assert mean_ci95([]) == (None, None)
-    assert mean_ci95([3.0]) == (3.0, None)
-    mean, ci = mean_ci95([1.0, 2.0, 3.0])  # t(2) = 4.303, s = 1, n = 3
-    assert mean == 2.0 and ci == pytest.approx(4.303 / 3**0.5, abs=1e-4)
-
-
 @pytest.mark.slow
 def test_ray_gives_the_same_table_as_the_local_pool(tmp_path: Path) -> None:
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'rlbudget[ray]')")
@@ -137,5 +131,5 @@ def test_ray_gives_the_same_table_as_the_local_pool(tmp_path: Path) -> None:
     keys = ("budget", "env", "seeds", "errors", "fits", "return_mean", "return_ci95",
             "flash_bytes", "ram_bytes", "latency_s")  # fmt: skip
     # host timings aside, training and evaluation are seeded: the same numbers
-    assert [{k: r[k] for k in keys} for r in remote.rows] == [
-        {k: r[k] for k in keys} for r in local.rows]  # fmt: skip
+    assert [{k: r.to_dict()[k] for k in keys} for r in remote.rows] == [
+        {k: r.to_dict()[k] for k in keys} for r in local.rows]  # fmt: skip

@@ -98,6 +98,18 @@ def test_untrainable_algorithm(tmp_path: Path) -> None:
     )
 
 
+def test_algorithm_that_cannot_act_in_the_env(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["train", "--algo", "sarsa-lambda", "--env", "FrozenLake-v1",
+                            "-o", str(tmp_path / "r")])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "error: sarsa-lambda cannot train on FrozenLake-v1: it needs box observations; "
+        "FrozenLake-v1 has discrete; choose another algorithm (rlbudget plan --env "
+        "FrozenLake-v1 lists those that fit)\n"
+    )
+    assert not (tmp_path / "r").exists()
+
+
 def test_non_empty_run_dir_refused(tmp_path: Path) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     r = runner.invoke(
@@ -120,6 +132,43 @@ def test_bad_plan_option(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", str(plan), "--option", "99", "-o", str(tmp_path / "r")])
     assert r.exit_code == 2
     assert r.stderr.startswith(f"error: {plan}: --option 99: the plan has ")
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [(lambda doc: doc.pop("schema"), "no schema: not a plan written by 'rlbudget plan -o'"),
+     (lambda doc: doc.update(schema="rlbudget.plan/0"), "schema 'rlbudget.plan/0' is not "
+      "rlbudget.plan/2: a plan of another rlbudget version; write it again with rlbudget plan -o"),
+     (lambda doc: doc.pop("budget"), "not a plan written by 'rlbudget plan -o' (KeyError: "
+      "'budget')")],
+    ids=["missing", "other-version", "no-budget"],
+)  # fmt: skip
+def test_plan_file_schema_is_checked(
+    tmp_path: Path, edit: Callable[[dict[str, object]], object], problem: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    doc = yaml.safe_load(plan.read_text())
+    edit(doc)
+    plan.write_text(yaml.safe_dump(doc))
+    r = runner.invoke(app, ["train", str(plan), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: {plan}: {problem}; write it again with rlbudget plan BUDGET "
+                        f"-o {plan}\n")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_plan_option_rlbudget_cannot_train(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    runner.invoke(app, ["plan", str(BUDGETS / "rp2040-frozenlake.yaml"), "-o", str(plan)])
+    doc = yaml.safe_load(plan.read_text())
+    doc["options"][0]["trainable"] = False
+    plan.write_text(yaml.safe_dump(doc))
+    r = runner.invoke(app, ["train", str(plan), "-o", str(tmp_path / "r")])
+    assert r.exit_code == 2
+    label = doc["options"][0]["label"]
+    assert r.stderr == (f"error: {plan}: --option 1 ({label}) cannot be trained by rlbudget; "
+                        "choose a trainable option (rlbudget plan)\n")  # fmt: skip
 
 
 # --- checkpoints, resume, signals ------------------------------------------------------------

@@ -134,7 +134,7 @@ def test_cli_budget_steps_threads_and_plan(
     config = yaml.safe_load((tmp_path / "b" / "config.yaml").read_text())
     assert config["hyperparameters"]["net_arch"] == hidden
     assert config["torch_threads"] == 2  # the plan's budget carries training.cores
-    assert read_plan(plan, n)[3] == Limits(512, None, 1000.0, None, 2, 0.25)
+    assert read_plan(plan, n)[1] == Limits(512, None, 1000.0, None, 2, 0.25)
 
 
 def test_budget_time_limit(tmp_path: Path, write_budget: Callable[[str, str], Path]) -> None:

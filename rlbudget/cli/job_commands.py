@@ -236,5 +236,5 @@ def sweep(
     else:
         common.out.print(markdown(report), markup=False)
         common.out.print(f"results: {out_dir / 'results.md'} (.csv, .json, .png)")
-    if any(r["status"] == "error" for r in report.results):
+    if any(r.status == "error" for r in report.results):
         raise typer.Exit(1)

@@ -62,8 +62,8 @@ The gate (:class:`Gate`) compares the final policy with the input policy on thos
 episodes, by two figures, each held to ``max_return_drop``:
 
 - the **mean drop** (the retention above), with its 95 % interval from the paired
-  per-episode differences (``mean(d) ± 1.96·sd(d)/√n`` over ``|mean before|``; the normal
-  value: with ≥ 100 episodes Student's differs by < 1.3 %);
+  per-episode differences (``mean(d) ± t·sd(d)/√n`` over ``|mean before|``, ``t`` Student's
+  with ``n - 1`` degrees of freedom, :func:`rlbudget.stats.t95`);
 - the **tail drop**: :func:`return_drop` of the CVaR 5 % (the mean of the worst
   ``⌈0.05·n⌉`` episodes' returns) before and after. A mean hides an episode lost in 50
   (−2 %); the worst 5 % does not.
@@ -89,6 +89,7 @@ from rlbudget.compress import policy_bytes
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Array, Policy, QuantizedMLP
 from rlbudget.profile.evaluate import visited_observations
+from rlbudget.stats import t95
 
 if TYPE_CHECKING:
     from rlbudget.budget import Budget
@@ -111,8 +112,6 @@ AGREEMENT_TOLERANCE = 0.05
 """Continuous actions agree when every dimension differs by at most this part of its span."""
 TAIL_FRACTION = 0.05
 """The gate's tail: the worst 5 % of the episodes (CVaR 5 %)."""
-Z95 = 1.959963984540054
-"""The two-sided 95 % normal quantile of the mean drop's interval."""
 DEFAULT_MAX_RETURN_DROP = 0.05
 """The gate's limit on the mean and the tail drop unless told otherwise (``compress``,
 ``run``'s candidates)."""
@@ -511,6 +510,15 @@ class Gate:
                 "tail_before": self.tail_before, "tail_after": self.tail_after,
                 "tail_drop": self.tail_drop, "passed": self.passed}  # fmt: skip
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Gate:
+        """The gate :meth:`to_dict` wrote (``passed`` and ``tail_fraction`` follow)."""
+        ci = data["mean_drop_ci95"]
+        return cls(data["episodes"], data["max_return_drop"], data["mean_before"],
+                   data["mean_after"], data["mean_drop"], None if ci is None else (ci[0], ci[1]),
+                   data["tail_episodes"], data["tail_before"], data["tail_after"],
+                   data["tail_drop"])  # fmt: skip
+
 
 def paired_gate(before: Returns, after: Returns, max_return_drop: float) -> Gate:
     """The :class:`Gate` of ``after`` against ``before``, episode ``i`` of one paired with
@@ -530,7 +538,7 @@ def paired_gate(before: Returns, after: Returns, max_return_drop: float) -> Gate
     mean_drop = return_drop(float(b.mean()), float(a.mean()))
     ci95 = None
     if d.size > 1:
-        half = Z95 * float(d.std(ddof=1)) / math.sqrt(d.size)
+        half = t95(d.size - 1) * float(d.std(ddof=1)) / math.sqrt(d.size)
         ci95 = ((float(d.mean()) - half) / scale, (float(d.mean()) + half) / scale)
     tail_before, tail_after = cvar(b), cvar(a)
     return Gate(int(b.size), max_return_drop, float(b.mean()), float(a.mean()), mean_drop,

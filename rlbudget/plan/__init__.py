@@ -27,7 +27,8 @@ checked figure passes (inference, device capacity and training).
 
 from rlbudget.plan.make import make_plan, save_plan
 from rlbudget.plan.model import SCHEMA, Estimates, Option, Plan
-from rlbudget.plan.rules import RULES, Context, Rule, compatible
+from rlbudget.plan.rules import RULES, Context, Rule
+from rlbudget.plan.saved import PlanChoice, SavedPlan, load_plan
 
 __all__ = [
     "RULES",
@@ -36,8 +37,10 @@ __all__ = [
     "Estimates",
     "Option",
     "Plan",
+    "PlanChoice",
     "Rule",
-    "compatible",
+    "SavedPlan",
+    "load_plan",
     "make_plan",
     "save_plan",
 ]

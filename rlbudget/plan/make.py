@@ -20,9 +20,7 @@ from rlbudget.plan.rules import (
     MAX_TABLE_STATES,
     RULES,
     Context,
-    compatible,
     facts,
-    is_tabular,
     preference,
     rule,
 )
@@ -158,7 +156,7 @@ def _candidates(
 
     bodies: list[tuple[Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
     fmt_small = "c" if ctx.mcu else "numpy"
-    if is_tabular(info):
+    if info.tabular:
         if obs.kind == "discrete" and obs.n is not None:
             states, bins = obs.n, None
         else:
@@ -244,7 +242,7 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
     excluded: list[tuple[str, str]] = []
     usable: list[AlgorithmInfo] = []
     for info in infos:
-        why = compatible(info, env)
+        why = info.incompatibility(env)
         if why is None:
             usable.append(info)
         else:
@@ -260,7 +258,7 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             continue
         cands = _candidates(budget, env, ctx, info)
         if not cands:
-            if ctx.eight_bit and not is_tabular(info):
+            if ctx.eight_bit and not info.tabular:
                 why = f"[8-bit] {RULES['8-bit'].text}"
             else:
                 why = f"[spaces] a table here would have over {MAX_TABLE_STATES:,} states"

@@ -1,7 +1,7 @@
 """The planner's rules: each an id a user can grep for and the sentence that explains it,
-the facts about a budget and env that they read (:class:`Context`), which algorithms can
-handle the env's spaces (:func:`compatible`), and the preference they give each option
-(:func:`preference`)."""
+the facts about a budget and env that they read (:class:`Context`), and the preference
+they give each option (:func:`preference`). Which algorithms can act in the env's spaces
+is the algorithms table's (:meth:`~rlbudget.hyperparams.AlgorithmInfo.incompatibility`)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from rlbudget.hyperparams import AlgorithmInfo, get_hyperparams
 from rlbudget.limits import target_return
 
 # Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
-MAX_TABULAR_BOX_DIMS = 4
-MAX_TILE_CODING_DIMS = 8
 MAX_TABLE_STATES = 2**24
 # An env step at or above this is "expensive" (a robot, a slow simulator).
 EXPENSIVE_STEP_S = 1e-3
@@ -147,28 +145,6 @@ def word_bits(device: Device) -> int:
     if isinstance(bits, int):
         return bits
     return 8 if "avr" in device.core.lower() else 32
-
-
-def compatible(info: AlgorithmInfo, env: EnvSpec) -> str | None:
-    """None if the algorithm can handle the env's spaces, else the reason it cannot."""
-    obs, act = env.observation, env.action
-    if obs.kind not in info.observations:
-        return f"needs {' or '.join(info.observations)} observations; {env.env_id} has {obs.kind}"
-    if act.kind not in info.actions:
-        return f"needs {' or '.join(info.actions)} actions; {env.env_id} has {act.kind}"
-    if is_tabular(info) and obs.kind == "box" and obs.dim > MAX_TABULAR_BOX_DIMS:
-        return (
-            f"a uniform grid over {obs.dim} observation dims is too large "
-            f"(tabular needs ≤ {MAX_TABULAR_BOX_DIMS})"
-        )
-    if info.id == "sarsa-lambda" and obs.dim > MAX_TILE_CODING_DIMS:
-        return f"tile coding needs ≤ {MAX_TILE_CODING_DIMS} observation dims, not {obs.dim}"
-    return None
-
-
-def is_tabular(info: AlgorithmInfo) -> bool:
-    """Tabular bodies: the tabular family and Dyna-Q (tabular, model-based)."""
-    return info.family == "tabular" or info.id == "dyna-q"
 
 
 def rule(rule_id: str, detail: str = "") -> str:

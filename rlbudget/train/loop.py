@@ -1,0 +1,291 @@
+"""The training loop: one agent run under its limits, with the run folder written as it
+goes (the package docstring, :mod:`rlbudget.train`, says what stops it and what it writes)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlbudget.agents.common import Episode
+from rlbudget.fileio import atomic_write_text, check_unlocked, dir_lock
+from rlbudget.policy.model import Policy
+from rlbudget.train.folder import (
+    MetricsLog,
+    TargetCheck,
+    TrainSummary,
+    abandoned,
+    metrics_csv,
+    prepare_run_dir,
+    read_summary,
+    write_config,
+    write_curve,
+    write_summary,
+)
+from rlbudget.train.meters import PeakRSS, RaplEnergy, TensorBoardLog
+from rlbudget.train.settings import RunSettings, agent, make_config
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What :func:`train_run` returns: the settings, the folder and how the run went."""
+
+    settings: RunSettings
+    run_dir: Path
+    stopped_by: str
+    steps: int
+    wall_s: float
+    episodes: int
+    last_eval: float | None
+    cpu_s: float = 0.0
+    peak_rss_bytes: int = 0
+    rapl_energy_j: float | None = None
+    target_check: TargetCheck | None = None  # the confirmation that stopped it at its target
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def summary(self) -> TrainSummary:
+        """What summary.json holds."""
+        s = self.settings
+        return TrainSummary(str(self.run_dir), s.algorithm, s.env_id, s.seed, self.stopped_by,
+                            self.steps, self.episodes, self.wall_s, self.cpu_s,
+                            self.peak_rss_bytes, self.rapl_energy_j, self.steps_per_s,
+                            s.target_return, self.last_eval, self.target_check)  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.summary.to_dict()
+
+
+def train_run(
+    settings: RunSettings,
+    run_dir: str | os.PathLike[str],
+    *,
+    on_progress: Callable[[Episode], None] | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], bool] | None = None,
+    say: Callable[[str], None] | None = None,
+    tensorboard: str | os.PathLike[str] | None = None,
+) -> RunResult:
+    """Train with ``settings`` and write the run folder (see the module docstring).
+
+    SIGINT and SIGTERM stop training cleanly: the policy, metrics and a checkpoint are
+    saved, and ``stopped_by`` names the signal. ``RUN_DIR/checkpoint/`` is also written
+    every ``checkpoint_every`` steps, atomically, and ``metrics.csv`` grows by one row per
+    finished episode. The run holds RUN_DIR's lock (``RUN_DIR/.lock``) throughout.
+
+    :param resume: continue from ``RUN_DIR/checkpoint``; a run folder without one (killed
+        before its first checkpoint) is started over with its config.yaml's settings.
+    :param should_stop: extra stop condition, checked before every step (ARS: before every
+        iteration; SB3: after every vectorized step) — for tests and embedding.
+    :param say: told what happens beyond training itself (a run started over).
+    :param tensorboard: write TensorBoard scalars under this folder (SB3: its own logger).
+    :raises RlbudgetError: RUN_DIR is not empty (new run) or in use by another job;
+        NaN/inf in the env or the weights (the last good checkpoint is kept).
+    """
+    out = Path(run_dir)
+    if resume and not (out / "checkpoint").is_dir():
+        check_unlocked(out)
+        if not (out / "config.yaml").is_file() or not abandoned(out):
+            from rlbudget.agents.common import Checkpoint
+
+            Checkpoint.load(out / "checkpoint")  # raises: no checkpoint there
+        resume = False  # killed before the first checkpoint: an empty run
+        if say is not None:
+            say(f"{out}: no checkpoint (the run was killed before its first one); "
+                "starting it over with its config.yaml")  # fmt: skip
+        say = None  # said once; prepare_run_dir clears the folder
+    if not resume:
+        prepare_run_dir(out, say)
+    with dir_lock(out):
+        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard)
+
+
+def _train_locked(
+    settings: RunSettings,
+    out: Path,
+    on_progress: Callable[[Episode], None] | None,
+    resume: bool,
+    should_stop: Callable[[], bool] | None,
+    tensorboard: str | os.PathLike[str] | None,
+) -> RunResult:
+    import signal
+
+    import numpy as np
+
+    from rlbudget.agents.common import Checkpoint
+    from rlbudget.errors import TrainingError
+    from rlbudget.finite import NonFiniteError, check_learned
+    from rlbudget.policy.io import save_policy
+    from rlbudget.profile.evaluate import evaluate
+
+    checkpoint = None
+    # what the sessions before a resume used: CPU time, peak RSS, package energy
+    cpu_before, rss_before = 0.0, 0
+    rapl_before: float | None = 0.0
+    if resume:
+        checkpoint = Checkpoint.load(out / "checkpoint")
+        previous = read_summary(out)
+        if previous is not None:
+            cpu_before, rss_before = previous.cpu_s, previous.peak_rss_bytes
+            rapl_before = previous.rapl_energy_j
+    else:
+        write_config(settings, out)
+    _, train_fn = agent(settings.algorithm)
+    cfg = make_config(settings, tensorboard)
+
+    stopped_by = "steps"
+    last_eval: float | None = None
+    evals: list[tuple[int, float]] = []
+    done_steps = int(checkpoint.state["steps"]) if checkpoint else 0
+    # Evaluations fall on a fixed grid of steps, so a resumed run evaluates where a
+    # straight run would have.
+    next_eval = (done_steps // settings.eval_every + 1) * settings.eval_every
+    start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
+    cpu0 = time.process_time()
+    caught: list[str] = []
+    target_check: list[TargetCheck] = []
+    so_far = checkpoint.state.get("episodes", ()) if checkpoint else ()
+    metrics = MetricsLog(out / "metrics.csv", tuple(Episode(**e) for e in so_far))
+    board = None
+    if tensorboard is not None and settings.library != "sb3":
+        board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
+                               done_steps)  # fmt: skip
+
+    def handler(signum: int, _frame: Any) -> None:
+        caught.append(signal.Signals(signum).name)
+
+    def out_of_time() -> bool:
+        nonlocal stopped_by
+        limit = settings.time_limit_s
+        if limit is not None and time.perf_counter() - start >= limit:
+            stopped_by = "time"
+            return True
+        return False
+
+    def stop_now() -> bool:
+        nonlocal stopped_by
+        if caught or out_of_time():
+            return True
+        if should_stop is not None and should_stop():
+            stopped_by = "requested"
+            return True
+        return False
+
+    def on_episode(ep: Episode, current: Callable[[], Policy]) -> bool:
+        nonlocal stopped_by, last_eval, next_eval
+        metrics.add(ep)
+        if board is not None:
+            board.episode(ep)
+        if on_progress is not None:
+            on_progress(ep)
+        if caught or out_of_time():
+            return True
+        if settings.target_return is not None and ep.step >= next_eval:
+            next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
+            policy = current()
+            screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
+                              seed=settings.seed + 10_000)  # fmt: skip
+            last_eval = screen.return_mean
+            evals.append((ep.step, last_eval))
+            if board is not None:
+                board.scalars(ep.step, {"eval/mean_reward": last_eval})
+            if last_eval >= settings.target_return:
+                check = target_met(policy, settings, ep.step)
+                if check is not None:
+                    stopped_by, last_eval = "target", check.mean
+                    target_check.append(check)
+                    return True
+        return False
+
+    saved_at: list[int] = [done_steps] if checkpoint else []
+
+    def save_checkpoint(ck: Checkpoint) -> None:
+        """Only finite arrays replace the last good checkpoint."""
+        check_learned(ck.arrays, "the checkpoint", int(ck.state["steps"]))
+        ck.save(out / "checkpoint")
+        saved_at.append(int(ck.state["steps"]))
+
+    previous_handlers = {
+        sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        # Overflow is caught below (check_learned), with one line instead of numpy's warnings.
+        with PeakRSS() as rss, RaplEnergy() as rapl, np.errstate(over="ignore", invalid="ignore"):
+            result = train_fn(
+                settings.env_id, cfg, on_episode=on_episode, should_stop=stop_now,
+                resume=checkpoint, on_checkpoint=save_checkpoint,
+                checkpoint_every=settings.checkpoint_every,
+            )  # fmt: skip
+    except (NonFiniteError, TrainingError) as exc:  # NaN/inf from the env or in the weights
+        kept = (f"the last good checkpoint ({out / 'checkpoint'}, step {saved_at[-1]}) is kept"
+                if saved_at else "no checkpoint had been written yet")  # fmt: skip
+        raise type(exc)(f"{exc}. Training stopped: {kept}; no policy was written") from None
+    finally:
+        for sig, old in previous_handlers.items():
+            signal.signal(sig, old)
+        metrics.close()
+        if board is not None:
+            board.close()
+    if caught:
+        stopped_by = caught[0]
+    wall = time.perf_counter() - start  # the whole run, setup and evaluations included
+    # Nothing learned with NaN/inf is written: check both before writing either.
+    check_learned(result.policy.arrays(), "the policy", result.steps)
+    if result.checkpoint is not None:
+        check_learned(result.checkpoint.arrays, "the checkpoint", result.steps)
+        result.checkpoint.save(out / "checkpoint")
+    save_policy(result.policy, out / "policy")
+    atomic_write_text(out / "metrics.csv", metrics_csv(result.episodes))
+    write_curve(result.episodes, evals, settings, out / "curve.png")
+    run = RunResult(settings, out, stopped_by, result.steps, wall, len(result.episodes),
+                    last_eval, cpu_before + time.process_time() - cpu0,
+                    max(rss_before, rss.peak),
+                    None if rapl.joules is None or rapl_before is None
+                    else rapl_before + rapl.joules,
+                    target_check[0] if target_check else None)  # fmt: skip
+    write_summary(run.summary, out)
+    return run
+
+
+CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh every time)
+
+
+def confirm_episodes(env_id: str) -> int:
+    """Episodes of the confirmation: as many as ``rlbudget run``'s final measurement."""
+    from rlbudget.envs import make_env
+    from rlbudget.profile.evaluate import env_default_episodes
+
+    env = make_env(env_id)
+    try:
+        return env_default_episodes(env)
+    finally:
+        env.close()
+
+
+def target_met(policy: Policy, settings: RunSettings, step: int) -> TargetCheck | None:
+    """Confirm a policy whose screen reached the target: its mean return over
+    :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
+    an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
+
+    :return: the confirmation when the bound is at or above the target; None when it is
+        not (training goes on).
+    """
+    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.stats import mean_ci95
+
+    assert settings.target_return is not None
+    n = confirm_episodes(settings.env_id)
+    seed = settings.seed + CONFIRM_SEED + step
+    result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
+    mean, half = mean_ci95(result.returns)
+    assert mean is not None
+    lower = mean - (half or 0.0)
+    if lower < settings.target_return:
+        return None
+    return TargetCheck(n, seed, mean, lower)

@@ -1,0 +1,379 @@
+"""What a training run is: its settings resolved from an algorithm, an env, a budget's
+limits (or a plan's) and hyperparameter overrides (:func:`resolve`), written to and read
+back from config.yaml (:func:`load_settings`), and the agent they configure."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlbudget.budget import DEFAULT_MARGIN, Budget, Task, TrainingLimits
+from rlbudget.errors import PlanError, RlbudgetError
+from rlbudget.hyperparams import AlgorithmInfo, algorithm_info, get_hyperparams
+from rlbudget.limits import target_return
+
+if TYPE_CHECKING:
+    from rlbudget.agents.common import TrainResult
+    from rlbudget.envs import EnvSpec
+    from rlbudget.plan import PlanChoice
+
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
+# Hyperparameter-file keys that are names for a config field, or that the agents ignore.
+RENAMED = {"lambda": "lam"}
+IGNORED = {"normalize"}  # ARS always normalizes observations
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a run needs, resolved: written to config.yaml."""
+
+    algorithm: str
+    env_id: str
+    seed: int
+    n_timesteps: int
+    n_timesteps_from: str
+    hyperparameters: dict[str, Any]
+    hyperparameters_source: str
+    time_limit_s: float | None
+    target_return: float | None
+    target_from: str
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    # Stable-Baselines3 runs only (defaults keep older config.yaml files readable).
+    library: str = "builtin"
+    n_envs: int = 1
+    torch_threads: int | None = None
+    replay_capacity: int | None = None
+    replay_bytes_per_transition: int | None = None
+    replay_from: str | None = None
+    exploration: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The training limits a run obeys: from a budget, a plan's budget, or none."""
+
+    env_steps: int | None = None
+    time_s: float | None = None
+    min_return: float | None = None
+    ram_bytes: int | None = None
+    cores: int | None = None
+    margin: float = DEFAULT_MARGIN
+
+    @classmethod
+    def of(cls, training: TrainingLimits, task: Task, margin: float) -> Limits:
+        return cls(training.env_steps, training.time_s, task.min_return, training.ram_bytes,
+                   training.cores, margin)  # fmt: skip
+
+    @classmethod
+    def from_budget(cls, budget: Budget) -> Limits:
+        return cls.of(budget.training, budget.task, budget.margin)
+
+
+def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
+    from rlbudget.agents import linear, tabular
+    from rlbudget.sb3 import training as sb3
+
+    if algorithm in sb3.ALGORITHMS:
+        return sb3.SB3Config, sb3.train_sb3
+    if algorithm in tabular.ALGORITHMS:
+        return tabular.TabularConfig, tabular.train_tabular
+    if algorithm == "sarsa-lambda":
+        return linear.SarsaLambdaConfig, linear.train_sarsa_lambda
+    return linear.ARSConfig, linear.train_ars
+
+
+def resolve(
+    algorithm: str,
+    env_id: str,
+    *,
+    env_steps: int | None = None,
+    time_s: float | None = None,
+    min_return: float | None = None,
+    reward_threshold: float | None = None,
+    seed: int = 0,
+    overrides: dict[str, Any] | None = None,
+    ram_bytes: int | None = None,
+    cores: int | None = None,
+    margin: float = DEFAULT_MARGIN,
+    env_steps_from: str = "training.env_steps in the budget",
+) -> RunSettings:
+    """Resolve hyperparameters, the step budget and the target for one run.
+
+    :param env_steps: ``training.env_steps`` (None: the hyperparameter file's n_timesteps).
+    :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
+    :param time_s: ``training.time`` (None: no time limit).
+    :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
+    :param overrides: hyperparameters that replace the file's (e.g. a plan's).
+    :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
+    :param cores: ``training.cores``: SB3's torch threads (None: 1).
+
+    :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
+        hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
+    """
+    info = algorithm_info(algorithm)
+    sb3_ids = _sb3_ids()
+    if info.id not in BUILTIN and info.id not in sb3_ids:
+        raise PlanError(
+            f"algorithm '{info.id}': rlbudget cannot train it yet; trainable algorithms: "
+            f"{', '.join((*BUILTIN, *sb3_ids))}"
+        )
+    hp = get_hyperparams(info.id, env_id)
+    merged = {**hp.params, **(overrides or {})}
+    tuned = f"tuned for {env_id}" if hp.tuned else "the generic default (not tuned for this env)"
+    if env_steps is not None:
+        n_timesteps, n_from = env_steps, env_steps_from
+    else:
+        n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
+    extra: dict[str, Any] = {}
+    if info.id in sb3_ids:
+        extra = _resolve_sb3(info, env_id, merged, n_timesteps, ram_bytes, cores, margin)
+        params = merged
+    else:
+        params = _builtin_params(info.id, merged)
+    target = target_return(Task(env_id, min_return), env_id, reward_threshold)
+    return RunSettings(
+        algorithm=info.id,
+        env_id=env_id,
+        seed=seed,
+        n_timesteps=n_timesteps,
+        n_timesteps_from=n_from,
+        hyperparameters=params,
+        hyperparameters_source=hp.source,
+        time_limit_s=time_s,
+        target_return=target.value,
+        target_from=target.source,
+        eval_every=max(1_000, n_timesteps // 20),
+        eval_episodes=100,
+        checkpoint_every=max(1_000, n_timesteps // 10),
+        **extra,
+    )
+
+
+def check_spaces(algorithm: str, spec: EnvSpec) -> None:
+    """Refuse an algorithm that cannot act in ``spec``'s spaces (the planner's rule), before
+    an agent (or SB3's own assertion) does.
+
+    :param spec: the env's :class:`~rlbudget.envs.EnvSpec`.
+    :raises PlanError: naming the algorithm, the env and what it needs.
+    """
+    info = algorithm_info(algorithm)
+    reason = info.incompatibility(spec)
+    if reason is not None:
+        raise PlanError(
+            f"{info.id} cannot train on {spec.env_id}: it {reason}; choose another algorithm "
+            f"(rlbudget plan --env {spec.env_id} lists those that fit)"
+        )
+
+
+def parse_hyperparams(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["learning_rate=3e-4", "net_arch=[64, 64]"]`` → a dict, each value read as YAML
+    (as RL Zoo's ``-params``). Whether a key exists is :func:`resolve`'s check.
+
+    >>> parse_hyperparams(["gamma=0.98", "normalize=true", "lr=lin_1e-3", "ent_coef=5e-3"])
+    {'gamma': 0.98, 'normalize': True, 'lr': 'lin_1e-3', 'ent_coef': 0.005}
+
+    :raises PlanError: a pair without ``=``, an empty key, or a value that is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise PlanError(
+                f"--hyperparams '{pair}': write KEY=VALUE, e.g. --hyperparams learning_rate=3e-4"
+            )
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            raise PlanError(
+                f"--hyperparams {key}: value '{text}' is not valid YAML ({problem}); "
+                "write a number, true/false, a word or a list like [64, 64]"
+            ) from None
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
+            value = float(value)  # YAML 1.1 reads 5e-2 and 1e-3 as strings
+        out[key] = value
+    return out
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _sb3_ids() -> tuple[str, ...]:
+    from rlbudget.sb3.training import ALGORITHMS
+
+    return tuple(ALGORITHMS)
+
+
+def _field_names(config_cls: type) -> set[str]:
+    return {f.name for f in fields(config_cls)}
+
+
+def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
+    config_cls, _ = agent(algorithm)
+    names = _field_names(config_cls) - {"algorithm"}  # the algorithm is not a hyperparameter
+    params: dict[str, Any] = {}
+    for key, value in merged.items():
+        key = RENAMED.get(key, key)
+        if key in names:
+            params[key] = value
+        elif key not in IGNORED:
+            raise PlanError(
+                f"hyperparameter '{key}' is not one {algorithm} takes; it takes "
+                f"{', '.join(sorted(names - {'seed', 'n_timesteps'}))}"
+            )
+    return params
+
+
+def _resolve_sb3(
+    info: AlgorithmInfo,
+    env_id: str,
+    params: dict[str, Any],
+    n_timesteps: int,
+    ram_bytes: int | None,
+    cores: int | None,
+    margin: float,
+) -> dict[str, Any]:
+    """n_envs, torch threads and the replay capacity of an SB3 run (RunSettings fields)."""
+    from rlbudget.sb3.training import EXPLORATION, check_hyperparameters
+
+    check_hyperparameters(info.id, params)
+    out: dict[str, Any] = {
+        "library": "sb3",
+        "n_envs": int(params.get("n_envs", 1)),
+        "torch_threads": int(cores or 1),
+        "exploration": EXPLORATION,
+    }
+    if info.replay_buffer:
+        from rlbudget.costs import mlp_parameters, replay_buffer, training_ram_bytes
+        from rlbudget.envs import env_spec
+
+        spec = env_spec(env_id, measure_steps=0)
+        hidden = [int(w) for w in params.get("net_arch", [64, 64])]
+        other = training_ram_bytes("sb3", mlp_parameters(spec.observation, spec.action, hidden))
+        replay = replay_buffer(
+            int(params.get("buffer_size", 1_000_000)), n_timesteps, spec.observation,
+            spec.action, other_ram_bytes=other, ram_bytes=ram_bytes, margin=margin,
+            optimize_memory_usage=bool(params.get("optimize_memory_usage", False)),
+        )  # fmt: skip
+        batch = int(params.get("batch_size", 256))
+        if replay.capacity < batch:
+            raise PlanError(
+                f"training.ram leaves room for {replay.capacity} replay transitions, fewer than "
+                f"one batch ({batch}) of {info.id}; raise training.ram or choose an on-policy "
+                "algorithm (ppo, a2c)"
+            )
+        out.update(replay_capacity=replay.capacity,
+                   replay_bytes_per_transition=replay.bytes_per_transition,
+                   replay_from=replay.note)  # fmt: skip
+    return out
+
+
+def read_plan(path: str | os.PathLike[str], option: int | None = 1) -> tuple[PlanChoice, Limits]:
+    """One option of a plan written by ``rlbudget plan -o`` (schema checked, through
+    :func:`rlbudget.plan.load_plan`) and the training limits of the plan's budget.
+
+    :param option: 1-based; None: the first option rlbudget can train.
+    :raises PlanError: a missing file, another schema, no such option or one rlbudget
+        cannot train — one line naming the file.
+    """
+    from rlbudget.plan import load_plan
+
+    saved = load_plan(path)
+    try:
+        choice = saved.choose(option)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from None
+    return choice, Limits.of(saved.training, saved.task, saved.margin)
+
+
+def run_settings(
+    algorithm: str | None = None,
+    env_id: str | None = None,
+    *,
+    plan: Path | None = None,
+    option: int = 1,
+    budget: Budget | None = None,
+    seed: int = 0,
+    env_steps: int | None = None,
+    time_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env_steps_from: str = "the env_steps argument",
+) -> RunSettings:
+    """What ``rlbudget train`` runs. Later inputs win: a plan option (its algorithm, env,
+    hyperparameters and its budget's training limits), then ``budget`` (its training
+    limits replace the plan's; its env is used when none is given), then ``env_steps``,
+    ``time_s`` and ``overrides`` one by one. The algorithm is checked against the env's
+    spaces before anything is trained.
+
+    :param plan: a plan written by ``rlbudget plan -o``; its option ``option`` (from 1).
+    :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
+    :raises PlanError: nothing says what to train, a bad plan file or option, or an
+        algorithm that cannot train on the env (and everything :func:`resolve` raises).
+    """
+    from rlbudget.envs import env_spec
+
+    limits = Limits()
+    params: dict[str, Any] = {}
+    if plan is not None:
+        choice, limits = read_plan(plan, option)
+        algorithm, env_id, params = choice.algorithm, env_id or choice.env, dict(choice.params)
+    if budget is not None:
+        env_id = env_id or budget.task.env_id
+        limits = Limits.from_budget(budget)
+    if algorithm is None or env_id is None:
+        raise PlanError(
+            "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
+            "(rlbudget train --algo q-learning --env FrozenLake-v1)"
+        )
+    if env_steps is None:
+        env_steps, env_steps_from = limits.env_steps, "training.env_steps in the budget"
+    spec = env_spec(env_id, measure_steps=0)
+    check_spaces(algorithm, spec)
+    return resolve(
+        algorithm, env_id, env_steps=env_steps, env_steps_from=env_steps_from,
+        time_s=limits.time_s if time_s is None else time_s, min_return=limits.min_return,
+        reward_threshold=spec.reward_threshold, seed=seed,
+        overrides={**params, **(overrides or {})}, ram_bytes=limits.ram_bytes,
+        cores=limits.cores, margin=limits.margin,
+    )  # fmt: skip
+
+
+def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:
+    """The settings a run was started with, from its config.yaml (for --resume).
+
+    :raises RlbudgetError: no run there, or a config.yaml this version cannot read.
+    """
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise RlbudgetError(f"{run_dir}: not a run folder (no config.yaml); check the path")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data.pop("versions", None)
+        return RunSettings(**data)
+    except (yaml.YAMLError, TypeError, AttributeError) as exc:
+        raise RlbudgetError(f"{path}: cannot be read as a run configuration ({exc})") from None
+
+
+def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | None = None) -> Any:
+    """The agent's own config dataclass for ``settings`` (SB3: with its TensorBoard folder)."""
+    config_cls, _ = agent(settings.algorithm)
+    if settings.library == "sb3":
+        return config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
+                          dict(settings.hyperparameters), settings.n_envs,
+                          settings.torch_threads or 1, settings.replay_capacity,
+                          None if tensorboard is None else str(tensorboard))  # fmt: skip
+    # TabularConfig serves four algorithms and must be told which.
+    which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
+    return config_cls(**settings.hyperparameters, **which, n_timesteps=settings.n_timesteps,
+                      seed=settings.seed)  # fmt: skip
