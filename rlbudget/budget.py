@@ -30,7 +30,8 @@ import yaml
 
 from rlbudget import units
 from rlbudget.devices import DEVICE_CLASSES, Device, get_device, inline_device
-from rlbudget.errors import BudgetError, DeviceError, UnitError
+from rlbudget.errors import BudgetError, DeviceError, RlbudgetError, UnitError
+from rlbudget.fileio import read_capped
 
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 8
@@ -384,19 +385,10 @@ def load_budget(path: str | os.PathLike[str]) -> Budget:
     if p.is_dir():
         raise BudgetError(f"{source}: is a folder; give the path of a budget .yaml file")
     try:
-        # Read at most one byte past the limit: /dev/zero, a FIFO or a growing file has no
-        # meaningful stat size, so the cap is on the bytes read.
-        with p.open("rb") as f:
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise BudgetError(
-            f"{source}: cannot be read ({exc.strerror}); check its permissions"
-        ) from None
-    if len(raw) > MAX_BYTES:
-        raise BudgetError(
-            f"{source}: the file is over the 1 MiB limit for a budget; "
-            "a budget is a few dozen lines"
-        )
+        raw = read_capped(source, MAX_BYTES, "a budget", too_long="the file is over the 1 MiB "
+                          "limit for a budget; a budget is a few dozen lines")  # fmt: skip
+    except RlbudgetError as exc:
+        raise BudgetError(str(exc)) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

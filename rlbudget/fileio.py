@@ -124,22 +124,29 @@ def disk_full(path: str | os.PathLike[str] | None) -> RlbudgetError:
     )
 
 
-def read_capped(path: str | os.PathLike[str], limit: int, what: str) -> bytes:
-    """Read at most ``limit`` bytes of ``path``; more is an error.
+def read_capped(
+    path: str | os.PathLike[str], limit: int, what: str, *, too_long: str | None = None
+) -> bytes:
+    """Read at most ``limit`` bytes of ``path``; more is an error. Every capped read of a
+    user's file (a budget, a policy.json) goes through here.
 
     The cap is on the bytes read, not on ``stat``: ``/dev/zero``, a FIFO or a growing file
     have no meaningful size.
 
     :param what: what the file should be, for the message ("a policy.json").
+    :param too_long: the message after ``PATH:`` when the file is longer (default: "longer
+        than LIMIT bytes; not WHAT").
     :raises RlbudgetError: unreadable, or longer than ``limit``.
     """
     try:
         with open(path, "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
-        raise RlbudgetError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+        raise RlbudgetError(
+            f"{path}: cannot be read ({exc.strerror}); check its permissions"
+        ) from None
     if len(data) > limit:
-        raise RlbudgetError(f"{path}: longer than {limit:,} bytes; not {what}")
+        raise RlbudgetError(f"{path}: {too_long or f'longer than {limit:,} bytes; not {what}'}")
     return data
 
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rlbudget.cli import app
+from rlbudget.compress import methods, policy_bytes
 from rlbudget.compress import pipeline as pl
-from rlbudget.compress import policy_bytes
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.envs import env_spec
 from rlbudget.errors import PolicyError
@@ -245,8 +245,8 @@ def test_table_pack_and_drop_unvisited(lake: Path, tmp_path: Path) -> None:
     assert dropped.body.kind == "packed_table"
     # Every state of the fitting rollouts (seed + 10000) keeps its action; agreement is
     # measured on other, held-out rollouts (seed + 20000), where it need not be 100 %.
-    packed = pl.METHODS["pack"].run(pl._Context(load_policy(lake), np.zeros((0,)), "", 0,
-                                                 pl.MethodOptions(), (), ()))[0]  # fmt: skip
+    context = methods.Context(load_policy(lake), np.zeros((0,)), "", 0, pl.MethodOptions(), (), ())
+    packed = methods.METHODS["pack"].run(context)[0]
     fit = pl.visited_observations(packed, "FrozenLake-v1", states=400, seed=pl.FIT_SEED_OFFSET)
     assert np.array_equal(dropped.act(fit), packed.act(fit))
     held_out = pl.visited_observations(packed, "FrozenLake-v1", states=400,
@@ -484,9 +484,9 @@ def test_distill_and_recover(cartpole: Path, tmp_path: Path) -> None:
 
 
 def test_budget_widths_count_the_bytes_of_the_steps_after() -> None:
-    assert pl._bytes_per_weight(("int8",)) == 1
-    assert pl._bytes_per_weight(("prune", "fp16")) == 2
-    assert pl._bytes_per_weight(()) == 4
+    assert methods.bytes_per_weight(("int8",)) == 1
+    assert methods.bytes_per_weight(("prune", "fp16")) == 2
+    assert methods.bytes_per_weight(()) == 4
 
 
 def test_pendulum_int8_reports_continuous_agreement(tmp_path: Path) -> None:

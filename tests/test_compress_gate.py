@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import tests.fake_envs  # noqa: F401  (registers TinyBox-v0)
 from rlbudget.cli import app
+from rlbudget.compress import methods
 from rlbudget.compress import pipeline as pl
 from rlbudget.envs import env_spec
 from rlbudget.policy import load_policy, save_policy
@@ -61,7 +62,7 @@ def flaky(parent: Policy, episodes: int = 200) -> Policy:
 
 @pytest.fixture
 def flaky_method(monkeypatch: pytest.MonkeyPatch) -> None:
-    method = pl.Method("flaky", {"mlp": "mlp"}, lambda ctx: (flaky(ctx.parent), {}))
+    method = methods.Method("flaky", {"mlp": "mlp"}, lambda ctx: (flaky(ctx.parent), {}))
     monkeypatch.setitem(pl.METHODS, "flaky", method)
 
 

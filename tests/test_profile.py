@@ -409,3 +409,28 @@ def test_a_proxy_build_is_an_estimate() -> None:
     assert own.flash_source == "measured" and "stands in" not in own.flash_how
     assert proxy.flash_source == proxy.ram_source == "estimated"
     assert proxy.flash_how.endswith("cortex-m4f stands in for esp32's Xtensa LX6")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no host C compiler")
+def test_profile_as_c_builds_the_export_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One export serves the memory figures and the host-compiled actor (issue 15, item 7),
+    and the figures are those of a footprint measured on its own."""
+    import rlbudget.export.c as c_module
+    import rlbudget.export.host as host
+
+    real, folders = c_module.export_c, []
+
+    def counting(policy: Any, out_dir: Any, **kw: Any) -> Any:
+        folders.append(out_dir)
+        return real(policy, out_dir, **kw)
+
+    monkeypatch.setattr(c_module, "export_c", counting)
+    monkeypatch.setattr(host, "export_c", counting)
+    policy = balancing_mlp()
+    report = profile(policy, load_budget(write(tmp_path, "o.yaml", NO_LIMITS)), episodes=1,
+                     calls=1000)  # fmt: skip
+    assert report.format == "c" and len(folders) == 1
+    assert report.footprint == fp.footprint(policy, "c", get_device("esp32"))
+    assert len(folders) == 2

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import rlbudget.profile.footprint as fp
 import rlbudget.profile.verdict as verdict
 from rlbudget.budget import load_budget
 from rlbudget.cli import app
@@ -47,7 +48,8 @@ def test_the_verdict_line_names_the_formats_that_fit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The wiring, with fixed footprints (no processes measured): fast."""
-    monkeypatch.setattr(verdict, "footprint", fake_footprint)
+    monkeypatch.setattr(verdict, "footprint", fake_footprint)  # the other formats
+    monkeypatch.setattr(fp, "footprint", fake_footprint)  # the one profiled (fp.deployed)
     policy = save_policy(balancing_mlp(), tmp_path / "p")
     args = ["profile", str(policy), "--budget", str(pi_budget(tmp_path, "16MiB")),
             "--episodes", "1"]  # fmt: skip

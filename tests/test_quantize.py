@@ -26,11 +26,10 @@ from rlbudget.policy import (
     load_policy,
     save_policy,
 )
+from rlbudget.policy.kernels import activate, affine
 from rlbudget.policy.model import (
     QDense,
     QuantizedMLP,
-    _activate,
-    _dense,
     dequantize,
     multiply_by_quantized_multiplier,
     odd_table,
@@ -307,12 +306,12 @@ def test_bias_correction_centres_each_layer_error_on_the_calibration_set() -> No
     x = q.preprocess[0].apply(calib).astype(np.float32)
     xq = quantize_input(x, q.body.layers[0].input_scale, q.body.layers[0].input_zero_point)
     for layer, dense in zip(q.body.layers, body.layers, strict=True):
-        z = _dense(x, dense.W, dense.b)  # float32, as quantize_int8 computes it
+        z = affine(x, dense.W, dense.b)  # float32, as quantize_int8 computes it
         acc = (xq.astype(np.int64) - layer.input_zero_point) @ layer.W.astype(np.int64) + layer.b
         step = np.float64(layer.input_scale) * layer.w_scale.astype(np.float64)
         error = (z - acc * step).mean(axis=0)
         assert np.all(np.abs(error) <= 0.5 * step + 1e-9), np.abs(error / step).max()
-        x, xq = _activate(z, dense.activation), layer.apply(xq)
+        x, xq = activate(z, dense.activation), layer.apply(xq)
 
 
 def test_tanh_rescale_head_keeps_int8_output_and_table() -> None:

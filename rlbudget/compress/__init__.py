@@ -1,12 +1,16 @@
 """Compression: each method takes a Policy and returns a smaller Policy, recording itself
-in the provenance's ``transforms`` (:func:`with_transform`)."""
+in the provenance's ``transforms`` (:func:`with_transform`).
+
+The package is also the stage's function: ``rlbudget.compress(policy, "int8", env_id)`` is
+:func:`rlbudget.compress.pipeline.compress` (see :func:`rlbudget._lazy.callable_package`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from rlbudget._lazy import submodules
+from rlbudget._lazy import callable_package, submodules
 from rlbudget.policy.model import Policy
 
 
@@ -59,3 +63,4 @@ def with_transform(parent: Policy, child: Policy, method: str, **params: Any) ->
 
 
 __getattr__ = submodules(__name__)  # submodules on first use, after import rlbudget
+callable_package(__name__, "rlbudget.compress.pipeline:compress")

@@ -72,6 +72,7 @@ import numpy as np
 
 from rlbudget.compress import with_transform
 from rlbudget.errors import PolicyError
+from rlbudget.policy.kernels import activate, affine
 from rlbudget.policy.model import (
     INT32_MAX,
     LUT_OUTPUT,
@@ -83,8 +84,6 @@ from rlbudget.policy.model import (
     Preprocess,
     QDense,
     QuantizedMLP,
-    _activate,
-    _dense,
     quantize_input,
 )
 
@@ -265,8 +264,8 @@ def quantize_int8(
     layers: list[QDense] = []
     xq = quantize_input(x, *quant)  # what the int8 path sees, to correct its bias against
     for i, dense in enumerate(dense_layers):
-        z = _dense(x, dense.W, dense.b)
-        a = _activate(z, dense.activation)
+        z = affine(x, dense.W, dense.b)
+        a = activate(z, dense.activation)
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
                                 ranges[i][1], per_channel)  # fmt: skip
@@ -289,8 +288,8 @@ def _float_ranges(x: Array, layers: tuple[Dense, ...]) -> Ranges:
     clamp) and of its activation (a tanh / sigmoid table's output)."""
     out = []
     for dense in layers:
-        z = _dense(x, dense.W, dense.b)
-        x = _activate(z, dense.activation)
+        z = affine(x, dense.W, dense.b)
+        x = activate(z, dense.activation)
         seen = x if dense.activation == "relu" else z  # relu folds into the output clamp
         out.append((_range(seen, dense.activation), (float(x.min()), float(x.max()))))
     return out

@@ -34,57 +34,47 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from rlbudget.envs import SpaceSpec
+from rlbudget.policy.int8 import (
+    INT32_MAX,
+    INT32_MIN,
+    LUT_OUTPUT,
+    QDense,
+    QuantizedMLP,
+    dequantize,
+    multiply_by_quantized_multiplier,
+    odd_half,
+    odd_table,
+    quantize_input,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
+from rlbudget.policy.kernels import (
+    ACTIVATIONS,
+    QUANTIZATION_ARRAYS,
+    SPARSE_INDEX_ARRAYS,
+    Array,
+    Document,
+    activate,
+    activate_in_place,
+    affine,
+    document,
+    float32_fields,
+    stored_weight_count,
+    stored_weights,
+)
 
-ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid")
-QUANTIZATION_ARRAYS = ("scale", "w_scale", "multiplier", "shift", "lut")
-"""Array names (last part) that hold quantization constants, not learned parameters."""
-SPARSE_INDEX_ARRAYS = ("indices", "indptr")
-"""Array names (last part) of a sparse W's positions (``policy.safetensors``), not parameters."""
-Array = NDArray[Any]
-
-
-def _dense(x: Array, W: Array, b: Array) -> Array:
-    """``x @ W + b`` for a batch ``x`` of shape [batch, inputs], one row at a time.
-
-    Every row goes through BLAS's vector-matrix product, whatever the batch size, so
-    ``act(obs)`` (see :meth:`MLP.apply`) and ``act(batch)[i]`` agree to the last bit; a
-    plain ``x @ W`` takes the matrix-matrix kernel for a batch, which sums in another
-    order. A test pins this on every body kind.
-    """
-    out: Array = np.matmul(x.astype(np.float32, copy=False)[:, None, :], W)[:, 0, :] + b
-    return out
-
-
-def _activate(x: Array, name: str) -> Array:
-    if name == "relu":
-        return np.maximum(x, 0, dtype=x.dtype)
-    if name == "tanh":
-        return np.asarray(np.tanh(x))
-    if name == "sigmoid":
-        return (1.0 / (1.0 + np.exp(-x))).astype(x.dtype)
-    return x
-
-
-def _activate_in_place(x: Array, name: str) -> None:
-    """:func:`_activate` writing into ``x`` (the same values; no new arrays)."""
-    if name == "relu":
-        np.maximum(x, 0, out=x)
-    elif name == "tanh":
-        np.tanh(x, out=x)
-    elif name == "sigmoid":
-        x[...] = _activate(x, name)
-
-
-def _f32(obj: object, *names: str) -> None:
-    """Store the named array fields as float32 (what the C export computes with)."""
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None:
-            object.__setattr__(obj, name, np.asarray(value, dtype=np.float32))
-
+# The int8 body and the shared array names live in their own modules; the policy's
+# users import every part from here.
+__all__ = [
+    "ACTIVATIONS", "HEADS", "INT32_MAX", "INT32_MIN", "LUT_OUTPUT", "MLP",
+    "QUANTIZATION_ARRAYS", "SPARSE_INDEX_ARRAYS", "Array", "Body", "Dense", "Discretize",
+    "Head", "Linear", "Normalize", "OneHot", "PackedTable", "Policy", "Preprocess", "QDense",
+    "QuantizedMLP", "Table", "TileCode", "dequantize", "multiply_by_quantized_multiplier",
+    "odd_half", "odd_table", "quantize_input", "rounding_divide_by_pot",
+    "saturating_rounding_doubling_high_mul"
+]  # fmt: skip
 
 # --- preprocess ---------------------------------------------------------------------------
 
@@ -100,7 +90,11 @@ class Normalize:
     kind: str = field(default="normalize", init=False)
 
     def __post_init__(self) -> None:
-        _f32(self, "mean", "var")
+        float32_fields(self, "mean", "var")
+
+    def document(self, prefix: str) -> Document:
+        return document(prefix, {"kind": self.kind, "clip": self.clip, "eps": self.eps},
+                        {"mean": self.mean, "var": self.var})  # fmt: skip
 
     def apply(self, x: Array) -> Array:
         z = (x.astype(np.float32) - self.mean) / np.sqrt(self.var + np.float32(self.eps))
@@ -118,11 +112,15 @@ class Discretize:
     kind: str = field(default="discretize", init=False)
 
     def __post_init__(self) -> None:
-        _f32(self, "low", "high")
+        float32_fields(self, "low", "high")
 
     @property
     def states(self) -> int:
         return int(np.prod(self.bins))
+
+    def document(self, prefix: str) -> Document:
+        return document(prefix, {"kind": self.kind, "bins": list(self.bins)},
+                        {"low": self.low, "high": self.high})  # fmt: skip
 
     def apply(self, x: Array) -> Array:
         bins = np.asarray(self.bins)
@@ -150,7 +148,7 @@ class TileCode:
     kind: str = field(default="tile_code", init=False)
 
     def __post_init__(self) -> None:
-        _f32(self, "low", "high")
+        float32_fields(self, "low", "high")
 
     @property
     def per_tiling(self) -> int:
@@ -159,6 +157,11 @@ class TileCode:
     @property
     def features(self) -> int:
         return self.hash_size or self.tilings * self.per_tiling
+
+    def document(self, prefix: str) -> Document:
+        fields = {"kind": self.kind, "tilings": self.tilings,
+                  "tiles_per_dim": self.tiles_per_dim, "hash_size": self.hash_size}  # fmt: skip
+        return document(prefix, fields, {"low": self.low, "high": self.high})
 
     def apply(self, x: Array) -> Array:
         width = (self.high - self.low) / self.tiles_per_dim
@@ -181,6 +184,9 @@ class OneHot:
 
     n: int
     kind: str = field(default="one_hot", init=False)
+
+    def document(self, prefix: str) -> Document:
+        return {"kind": self.kind, "n": self.n}, {}
 
     def apply(self, x: Array) -> Array:
         return np.eye(self.n, dtype=np.float32)[x.astype(np.int64)]
@@ -224,6 +230,26 @@ class MLP:
         """Whether the weights are float16."""
         return bool(self.layers[0].W.dtype == np.float16)
 
+    @property
+    def parameters(self) -> int:
+        """Weights (stored ones, for a CSR layer) and biases."""
+        return sum(stored_weight_count(la.W) + int(la.b.size) for la in self.layers)
+
+    def macs(self) -> int:
+        """Multiply-accumulates per decision as the C export runs it: a layer stored as CSR
+        (:func:`~rlbudget.policy.kernels.sparse_weights`) only its stored weights."""
+        return sum(stored_weight_count(la.W) for la in self.layers)
+
+    def document(self, prefix: str) -> Document:
+        arrays: dict[str, Array] = {}
+        layers = []
+        for i, la in enumerate(self.layers):
+            W, w_arrays = stored_weights(f"{prefix}.{i}.W", la.W)
+            arrays.update(w_arrays)
+            arrays[f"{prefix}.{i}.b"] = la.b
+            layers.append({"activation": la.activation, "W": W, "b": f"{prefix}.{i}.b"})
+        return {"kind": self.kind, "layers": layers}, arrays
+
     def apply(self, x: Array) -> Array:
         if self.half:
             return self._apply_half(x)
@@ -234,11 +260,11 @@ class MLP:
             for layer in self.layers:
                 y = np.dot(y, layer.W)
                 y += layer.b
-                _activate_in_place(y, layer.activation)
+                activate_in_place(y, layer.activation)
             out: Array = y[None]
             return out
         for layer in self.layers:
-            x = _activate(_dense(x, layer.W, layer.b), layer.activation)
+            x = activate(affine(x, layer.W, layer.b), layer.activation)
         return x
 
     def _apply_half(self, x: Array) -> Array:
@@ -246,8 +272,8 @@ class MLP:
         y = x.astype(np.float16).astype(np.float32)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            z = _dense(y, layer.W.astype(np.float32), layer.b.astype(np.float32))
-            y = _activate(z, layer.activation)
+            z = affine(y, layer.W.astype(np.float32), layer.b.astype(np.float32))
+            y = activate(z, layer.activation)
             if i < last:
                 y = y.astype(np.float16).astype(np.float32)
         return y
@@ -259,6 +285,16 @@ class Table:
 
     values: Array
     kind: str = field(default="table", init=False)
+
+    @property
+    def parameters(self) -> int:
+        return int(self.values.size)
+
+    def macs(self) -> int:
+        return 0  # a lookup
+
+    def document(self, prefix: str) -> Document:
+        return document(prefix, {"kind": self.kind}, {"values": self.values})
 
     def apply(self, x: Array) -> Array:
         return np.asarray(self.values[x.astype(np.int64)])
@@ -301,6 +337,22 @@ class PackedTable:
         if self.stored is None:
             return self.states
         return int(np.unpackbits(self.stored, bitorder="little")[: self.states].sum())
+
+    @property
+    def parameters(self) -> int:
+        """One action per state, or (sparse) the stored actions plus the default."""
+        return self.entries + (self.stored is not None)
+
+    def macs(self) -> int:
+        return 0  # a lookup
+
+    def document(self, prefix: str) -> Document:
+        fields: dict[str, Any] = {"kind": self.kind, "bits": self.bits, "states": self.states}
+        if self.stored is None or self.rank is None:
+            return document(prefix, fields, {"packed": self.packed})
+        entry, arrays = document(prefix, fields, {"packed": self.packed, "stored": self.stored,
+                                                  "rank": self.rank})  # fmt: skip
+        return {**entry, "default": self.default}, arrays
 
     def _entry(self, i: Array) -> Array:
         """Entries ``i`` of ``packed`` (int64 indices) as int64 actions."""
@@ -360,7 +412,21 @@ class Linear:
     kind: str = field(default="linear", init=False)
 
     def __post_init__(self) -> None:
-        _f32(self, "scale")
+        float32_fields(self, "scale")
+
+    @property
+    def parameters(self) -> int:
+        """Weights and biases (the quantization ``scale`` not)."""
+        return int(self.W.size + self.b.size)
+
+    def macs(self, tilings: int | None = None) -> int:
+        """Multiply-accumulates per decision; on tile indices (``tilings`` active
+        features), one add per tiling and output."""
+        return tilings * int(self.W.shape[1]) if tilings else int(self.W.size)
+
+    def document(self, prefix: str) -> Document:
+        return document(prefix, {"kind": self.kind},
+                        {"W": self.W, "b": self.b, "scale": self.scale})  # fmt: skip
 
     def apply(self, x: Array) -> Array:
         if self.scale is not None:
@@ -368,201 +434,12 @@ class Linear:
                 acc = self.W[x].sum(axis=1, dtype=np.int32) + self.b  # exact: C does the same
                 scaled: Array = acc.astype(np.float32) * self.scale
                 return scaled
-            return _dense(x, self.W.astype(np.float32) * self.scale,
+            return affine(x, self.W.astype(np.float32) * self.scale,
                           self.b.astype(np.float32) * self.scale)  # fmt: skip
         if np.issubdtype(x.dtype, np.integer):
             summed: Array = self.W[x].sum(axis=1) + self.b
             return summed
-        return _dense(x, self.W, self.b)
-
-
-# --- int8 dense layers (integer-only, as TFLite Micro / gemmlowp) -----------------------
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-LUT_OUTPUT = {"tanh": (1.0 / 128, 0), "sigmoid": (1.0 / 256, -128)}
-"""Output (scale, zero point) of an int8 tanh / sigmoid lookup table, as TFLite fixes them."""
-
-
-def odd_half(lut: Array) -> Array | None:
-    """The upper half ``lut[128:]`` of a 256-entry int8 table that is odd, or None.
-
-    Odd: ``lut[128 - k] == -lut[128 + k]`` for k in 1..127, ``lut[128] == 0`` and
-    ``lut[0] == -lut[255]`` (a tanh table whose input and output zero points are 0). Such a
-    table is stored and exported as its 128 entries for inputs 0..127:
-    :func:`odd_table` rebuilds it.
-    """
-    half = np.asarray(lut[128:])
-    return half if np.array_equal(odd_table(half), lut) else None
-
-
-def odd_table(half: Array) -> Array:
-    """The 256-entry table (inputs -128..127) of an odd function from its entries for
-    inputs 0..127; input -128 reads as -127 (``-half[127]``)."""
-    h = np.asarray(half).astype(np.int16)
-    out: Array = np.concatenate([-h[127:128], -h[:0:-1], h]).astype(np.int8)
-    return out
-
-
-def saturating_rounding_doubling_high_mul(a: Array, b: Array) -> Array:
-    """gemmlowp's ``SaturatingRoundingDoublingHighMul`` on int32 values held in int64.
-
-    ``(a * b + nudge) / 2**31`` with C's truncating division; the nudge is ``2**30`` for a
-    non-negative product and ``1 - 2**30`` for a negative one.
-    """
-    ab = a.astype(np.int64) * b.astype(np.int64)
-    t = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    high = np.where(t >= 0, t >> 31, -((-t) >> 31))  # truncates toward zero, as C's '/'
-    out: Array = np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, high)
-    return out
-
-
-def rounding_divide_by_pot(x: Array, exponent: Array) -> Array:
-    """gemmlowp's ``RoundingDivideByPOT``: ``x / 2**exponent`` rounded half away from zero."""
-    mask = (np.int64(1) << exponent) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    out: Array = (x >> exponent) + (remainder > threshold)
-    return out
-
-
-def multiply_by_quantized_multiplier(x: Array, multiplier: Array, shift: Array) -> Array:
-    """TFLite's ``MultiplyByQuantizedMultiplier``: ``x * multiplier * 2**(shift - 31)``, rounded.
-
-    A left shift (``shift > 0``) saturates to int32 here and in the C export (TFLite leaves
-    the overflow undefined).
-    """
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    shifted = np.clip(x.astype(np.int64) << left, INT32_MIN, INT32_MAX)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
-
-
-def quantize_input(x: Array, scale: float, zero_point: int) -> Array:
-    """Float32 values → int8: ``clamp(round(x / scale) + zero_point, -128, 127)``.
-
-    ``x / scale`` is one float32 division; it is clamped to ±512 (NaN → -512) before the
-    rounding, half away from zero (C's ``lroundf``). The C export does exactly this.
-    """
-    v = x.astype(np.float32) / np.float32(scale)
-    v = np.minimum(np.where(v >= -512, v, np.float32(-512)), np.float32(512)).astype(np.float64)
-    rounded = np.sign(v) * np.floor(np.abs(v) + 0.5)
-    out: Array = np.clip(rounded + zero_point, -128, 127).astype(np.int8)
-    return out
-
-
-def dequantize(q: Array, scale: float, zero_point: int) -> Array:
-    """int8 → float32: ``(q - zero_point) * scale`` in float32 (strictly increasing in q)."""
-    out: Array = (q.astype(np.int32) - zero_point).astype(np.float32) * np.float32(scale)
-    return out
-
-
-@dataclass(frozen=True, eq=False)
-class QDense:
-    """One int8 dense layer, computed as TFLite Micro's per-channel fully connected op.
-
-    ``acc[j] = sum_i (x[i] - input_zero_point) * W[i, j] + b[j]`` (int32), then
-    ``y = clamp(multiply_by_quantized_multiplier(acc, multiplier[j], shift[j])
-    + output_zero_point, lo, 127)`` with ``lo = output_zero_point`` for relu (folded into the
-    clamp) and -128 otherwise; tanh / sigmoid then map ``y`` through ``lut[y + 128]``.
-
-    ``W`` holds symmetric per-output-channel weights (``W_float ≈ W * w_scale[j]``), ``b`` the
-    bias in units of ``input_scale * w_scale[j]``; ``multiplier``/``shift`` encode
-    ``input_scale * w_scale[j] / output_scale``. ``output_scale``/``output_zero_point``
-    describe the dense output (before a lookup table); :attr:`out_quant` is what the next
-    layer receives: for tanh / sigmoid, the table's output ``lut_output`` (scale, zero
-    point), calibrated on the activations seen; a policy written before that field
-    existed has TFLite's fixed ones (:data:`LUT_OUTPUT`).
-
-    ``float_output`` (the last layer of a policy whose head reads floats: argmax, clip,
-    identity): no requantization to int8; the int32 accumulator is dequantized per channel,
-    ``float32(acc[j]) * dequant_scale[j]`` with ``dequant_scale = float32(input_scale) *
-    w_scale`` (float32), so the head sees every step of the accumulator, not 256 levels.
-    ``multiplier``/``shift``/``output_*`` are then unused. An 8-bit output can flip an
-    argmax between near-equal action values (Q-values differ by far less than their range).
-    """
-
-    W: Array
-    b: Array
-    w_scale: Array
-    multiplier: Array
-    shift: Array
-    input_scale: float
-    input_zero_point: int
-    output_scale: float
-    output_zero_point: int
-    activation: str = "identity"
-    lut: Array | None = None
-    float_output: bool = False
-    lut_output: tuple[float, int] | None = None
-
-    def __post_init__(self) -> None:
-        _f32(self, "w_scale")
-        object.__setattr__(self, "input_scale", float(np.float32(self.input_scale)))
-        object.__setattr__(self, "output_scale", float(np.float32(self.output_scale)))
-        if self.lut_output is not None:
-            scale, zp = self.lut_output
-            object.__setattr__(self, "lut_output", (float(np.float32(scale)), int(zp)))
-
-    @property
-    def dequant_scale(self) -> Array:
-        """Per-channel float32 scale of the int32 accumulator (``float_output``)."""
-        out: Array = np.float32(self.input_scale) * self.w_scale
-        return out
-
-    @property
-    def out_quant(self) -> tuple[float, int]:
-        """(scale, zero point) of the layer's int8 output, after any lookup table."""
-        if self.activation in LUT_OUTPUT:
-            scale, zp = self.lut_output or LUT_OUTPUT[self.activation]
-            return float(np.float32(scale)), zp
-        return self.output_scale, self.output_zero_point
-
-    @property
-    def clamp_low(self) -> int:
-        return max(-128, self.output_zero_point) if self.activation == "relu" else -128
-
-    def apply(self, x: Array) -> Array:
-        """int8 [batch, in] → int8 [batch, out] (float32 with ``float_output``); int64
-        arithmetic emulates C's int32 exactly."""
-        acc = (x.astype(np.int64) - self.input_zero_point) @ self.W.astype(np.int64)
-        acc = acc + self.b.astype(np.int64)
-        if self.float_output:
-            dequantized: Array = acc.astype(np.float32) * self.dequant_scale
-            return dequantized
-        y = multiply_by_quantized_multiplier(acc, self.multiplier.astype(np.int64),
-                                             self.shift.astype(np.int64))  # fmt: skip
-        y = np.clip(y + self.output_zero_point, self.clamp_low, 127)
-        out: Array = y.astype(np.int8) if self.lut is None else self.lut[y + 128]
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class QuantizedMLP:
-    """An int8 MLP: float input quantized with the first layer's input scale, int8 layers,
-    the last layer's int8 output dequantized to float32 for the head.
-
-    With an int8 last layer, ``argmax`` of the dequantized output equals ``argmax`` of the
-    int8 output (dequantizing is strictly increasing); a ``float_output`` last layer hands
-    the head float32 values, as the C export does.
-    """
-
-    layers: tuple[QDense, ...]
-    kind: str = field(default="mlp_int8", init=False)
-
-    def apply_int(self, x: Array) -> Array:
-        """Float32 body input → the last layer's output: int8, or float32 with
-        ``float_output`` (dequantized int32 accumulators)."""
-        first = self.layers[0]
-        q = quantize_input(x, first.input_scale, first.input_zero_point)
-        for layer in self.layers:
-            q = layer.apply(q)
-        return q
-
-    def apply(self, x: Array) -> Array:
-        y = self.apply_int(x)
-        if self.layers[-1].float_output:
-            return y
-        return dequantize(y, *self.layers[-1].out_quant)
+        return affine(x, self.W, self.b)
 
 
 Body = MLP | QuantizedMLP | Table | PackedTable | Linear
@@ -581,12 +458,17 @@ class Head:
     mid: Array = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        _f32(self, "low", "high")
+        float32_fields(self, "low", "high")
         if self.low is not None and self.high is not None:
             # tanh_rescale as tanh(y) · half_span + mid, in float32 (the C export's order).
             half_span = (self.high - self.low) * np.float32(0.5)
             object.__setattr__(self, "half_span", half_span)
             object.__setattr__(self, "mid", self.low + half_span)
+
+    def document(self, prefix: str) -> Document:
+        bounds = {"low": self.low, "high": self.high}
+        given = self.low is not None and self.high is not None
+        return document(prefix, {"kind": self.kind}, bounds if given else {})
 
     def apply(self, y: Array) -> Array:
         # Written for speed on one observation (ufuncs in place; np.clip and
@@ -641,13 +523,17 @@ class Policy:
             return actions
         return int(actions[0]) if self.action_space.kind == "discrete" else actions[0]
 
-    # Counting feeds plan and profile.
+    # Counting feeds plan and profile; each part knows its own arrays and counts.
+
+    def parts(self) -> list[tuple[str, Preprocess | Body | Head]]:
+        """The parts in order, each with the prefix of its array names."""
+        return [*((f"preprocess.{i}", p) for i, p in enumerate(self.preprocess)),
+                ("body", self.body), ("head", self.head)]  # fmt: skip
 
     def arrays(self) -> dict[str, Array]:
         """Every array by the name it has in ``policy.safetensors``."""
-        from rlbudget.policy.io import to_document
-
-        return to_document(self)[1]
+        named = (part.document(prefix)[1] for prefix, part in self.parts())
+        return {name: np.ascontiguousarray(a) for arrays in named for name, a in arrays.items()}
 
     @property
     def parameters(self) -> int:
@@ -655,14 +541,7 @@ class Policy:
         action per state, or, sparse, its stored actions plus the default; quantization
         scales are not counted; a W stored as CSR: its stored weights, not their
         positions)."""
-        if isinstance(self.body, PackedTable):
-            return self.body.entries + (self.body.stored is not None)
-        return sum(
-            v.size
-            for k, v in self.arrays().items()
-            if k.startswith("body.")
-            and k.rsplit(".", 1)[1] not in (*QUANTIZATION_ARRAYS, *SPARSE_INDEX_ARRAYS)
-        )
+        return self.body.parameters
 
     def bytes_by_dtype(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -674,23 +553,15 @@ class Policy:
     def macs(self) -> int:
         """Multiply-accumulates per decision as the C export runs it (a table lookup: 0;
         tile-coded linear: adds; a float layer stored sparse, see
-        :func:`~rlbudget.policy.io.sparse_weights`: its stored weights only)."""
-        from rlbudget.policy.io import sparse_weights
+        :func:`~rlbudget.policy.kernels.sparse_weights`: its stored weights only)."""
+        if isinstance(self.body, Linear):
+            return self.body.macs(self._tilings())
+        return self.body.macs()
 
-        body = self.body
-        if isinstance(body, QuantizedMLP):
-            return sum(int(layer.W.size) for layer in body.layers)
-        if isinstance(body, MLP):
-            total = 0
-            for layer in body.layers:
-                csr = sparse_weights(layer.W)
-                total += int(layer.W.size) if csr is None else len(csr["values"])
-            return total
-        if isinstance(body, Linear):
-            tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
-            outputs = int(body.W.shape[1])
-            return tiles.tilings * outputs if tiles else int(body.W.size)
-        return 0
+    def _tilings(self) -> int | None:
+        """Active features of a tile-coding preprocess (one per tiling), else None."""
+        tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
+        return tiles.tilings if tiles else None
 
     @property
     def buffer_bytes(self) -> int:
@@ -706,27 +577,21 @@ class Policy:
             return arena
         obs = 4 * self.observation_space.dim
         if isinstance(body, Linear):
-            tiles = next((p for p in self.preprocess if isinstance(p, TileCode)), None)
-            feats = 8 * tiles.tilings if tiles else 0
-            return obs + feats + 4 * int(body.W.shape[1])
+            return obs + 8 * (self._tilings() or 0) + 4 * int(body.W.shape[1])
         if isinstance(body, PackedTable):
             return obs + 8
         return obs + 8 + 4 * int(body.values.shape[-1])
 
     def summary(self) -> dict[str, Any]:
         """Structure, sizes, MACs, spaces and provenance as JSON-ready data."""
-        from rlbudget.policy.io import to_document
-
-        doc, arrays = to_document(self)
-        shapes = {k: list(v.shape) for k, v in arrays.items()}
         by_dtype = self.bytes_by_dtype()
         return {
-            "observation_space": doc["observation_space"],
-            "action_space": doc["action_space"],
-            "preprocess": [p["kind"] for p in doc["preprocess"]],
+            "observation_space": self.observation_space.to_dict(),
+            "action_space": self.action_space.to_dict(),
+            "preprocess": [p.kind for p in self.preprocess],
             "body": self.body.kind,
             "head": self.head.kind,
-            "arrays": shapes,
+            "arrays": {k: list(v.shape) for k, v in self.arrays().items()},
             "parameters": self.parameters,
             "bytes_by_dtype": by_dtype,
             "bytes": sum(by_dtype.values()),

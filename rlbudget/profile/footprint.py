@@ -28,16 +28,22 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from rlbudget.devices import Device
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import MLP, Linear, PackedTable, Policy, QuantizedMLP, TileCode
+from rlbudget.profile.latency import Actor, deployed_actor
+
+if TYPE_CHECKING:
+    from rlbudget.export.c import ExportResult
 
 FORMATS = ("numpy", "c", "onnx")
 
@@ -113,17 +119,15 @@ def _proxy(device: Device, target: str) -> str:
     return f"; {target} stands in for {device.id}'s {device.core}"
 
 
-def _c_footprint(policy: Policy, device: Device) -> Footprint:
+def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint:
+    """The ``c`` footprint of ``policy``, whose C export is ``exported`` (on disk)."""
     from rlbudget.export.arm import firmware_cost, stack_usage
-    from rlbudget.export.c import export_c
 
     target = cortex_target(device)
     weights = policy.bytes_by_dtype()
     io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
-    with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
-        exported = export_c(policy, Path(tmp) / "c")
-        measured = firmware_cost(exported.files[0].parent, target)
-        stack = stack_usage(exported.files[0].parent, target) if measured else None
+    measured = firmware_cost(exported.files[0].parent, target)
+    stack = stack_usage(exported.files[0].parent, target) if measured else None
     sizes = code_sizes()
     if measured is not None and stack is not None:
         flash = measured.text + measured.data
@@ -222,5 +226,29 @@ def footprint(policy: Policy, fmt: str, device: Device) -> Footprint:
     if fmt not in FORMATS:
         raise PolicyError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
     if fmt == "c":
-        return _c_footprint(policy, device)
+        from rlbudget.export.c import export_c
+
+        with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
+            return _c_footprint(policy, device, export_c(policy, Path(tmp) / "c"))
     return _process_footprint(policy, fmt)
+
+
+@contextmanager
+def deployed(policy: Policy, fmt: str, device: Device) -> Iterator[tuple[Footprint, Actor]]:
+    """``policy`` deployed as ``fmt`` on ``device``: its :func:`footprint` and an actor that
+    runs it as deployed (:func:`~rlbudget.profile.latency.deployed_actor`). For ``c`` both
+    come from one export: the C is generated once, measured, and compiled for this host.
+
+    :raises PolicyError: as :func:`footprint` and :func:`~rlbudget.profile.latency.
+        deployed_actor` (no C compiler for ``c``, the onnx extra missing for ``onnx``).
+    """
+    if fmt != "c":
+        memory = footprint(policy, fmt, device)
+        with deployed_actor(policy, fmt) as actor:
+            yield memory, actor
+        return
+    from rlbudget.export.host import HostPolicy
+
+    with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
+        host = HostPolicy(policy, Path(tmp) / "c")
+        yield _c_footprint(policy, device, host.export), host.act

@@ -53,8 +53,8 @@ from rlbudget.errors import PolicyError
 from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
 from rlbudget.limits import target_return as target_rule
 from rlbudget.policy.model import Policy
-from rlbudget.profile.footprint import FORMATS, Footprint, footprint
-from rlbudget.profile.latency import HostLatency, deployed_actor, estimate_target, measure_host
+from rlbudget.profile.footprint import FORMATS, Footprint, deployed, footprint
+from rlbudget.profile.latency import HostLatency, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
 FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX"}
@@ -281,10 +281,8 @@ def profile(
     device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
-    memory = footprint(policy, fmt, device)
-
     returns: ReturnFigure | None = None
-    with deployed_actor(policy, fmt) as actor:
+    with deployed(policy, fmt, device) as (memory, actor):  # C: one export for both
         if env:
             obs = visited_observations(policy, str(env), states=500, seed=seed,
                                        gym_packages=gym_packages)  # fmt: skip
