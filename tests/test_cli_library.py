@@ -13,18 +13,26 @@ import pytest
 
 from rlbudget import load_budget
 from rlbudget.compress import check_output, gate_warning
+from rlbudget.envs import env_spec
 from rlbudget.errors import EnvError, PlanError, PolicyError, RlbudgetError
 from rlbudget.fileio import load_npy
 from rlbudget.plan import make_plan, save_plan
 from rlbudget.policy import save_policy
+from rlbudget.policy.model import Head, Policy, Table
 from rlbudget.profile.evaluate import policy_env
 from rlbudget.profile.report import check_report_path
 from rlbudget.train import locate_run, run_settings
 
 from .conftest import BUDGETS
-from .test_compress_cli import frozenlake_table
 
 LAKE = BUDGETS / "rp2040-frozenlake.yaml"
+
+
+def frozenlake_table() -> Policy:
+    """A FrozenLake value table (no factory from another test file, which s3-tests moves)."""
+    spec = env_spec("FrozenLake-v1", measure_steps=0)
+    return Policy(spec.observation, spec.action, (), Table(np.zeros((16, 4), np.float32)),
+                  Head("argmax"), {"env": "FrozenLake-v1"})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
