@@ -231,7 +231,7 @@ def test_progress_log_lines_and_a_resumed_start() -> None:
 def test_a_resumed_progress_bar_starts_at_the_checkpoint_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rlbudget.cli as cli
+    import rlbudget.cli.common as cli
 
     out = tmp_path / "t"
     args = ["train", "--algo", "q-learning", "--env", "FrozenLake-v1", "--budget",
