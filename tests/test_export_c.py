@@ -8,8 +8,6 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import cache
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -17,129 +15,38 @@ import pytest
 
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.compress.tabular import pack_table, quantize_linear
-from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export import ExportResult, export_c
 from rlbudget.export.arm import TOOLCHAIN_HINT, cortex_m_sizes, sizes_to_dict
 from rlbudget.export.c import QUANTIZE, QUANTIZE_FULL_SCALE, quantize_helper
 from rlbudget.policy import (
-    MLP,
-    Dense,
     Discretize,
     Head,
-    Linear,
     Normalize,
-    OneHot,
     Policy,
     Table,
     TileCode,
 )
 from rlbudget.policy.model import QuantizedMLP, quantize_input
+from tests.factories import (
+    N_OBS,
+    cartpole_mlp,
+    cartpole_table,
+    env_policy,
+    frozenlake_mlp,
+    frozenlake_table,
+    int8,
+    mountaincar_tiles,
+    observations,
+    pendulum_linear,
+    pendulum_mlp,
+    random_mlp,
+    taxi_packed,
+)
 
 GCC = shutil.which("gcc")
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
-N_OBS = 10_000
-
-
-def f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return (scale * rng.standard_normal(shape)).astype(np.float32)
-
-
-def mlp(rng: np.random.Generator, widths: list[int], activation: str) -> MLP:
-    layers = [Dense(f32(rng, n_in, n_out, scale=n_in**-0.5), f32(rng, n_out, scale=0.1),
-                    activation if i < len(widths) - 2 else "identity")
-              for i, (n_in, n_out) in enumerate(pairwise(widths))]  # fmt: skip
-    return MLP(tuple(layers))
-
-
-@cache
-def spec(env_id: str) -> tuple[SpaceSpec, SpaceSpec]:
-    s = env_spec(env_id, measure_steps=0)
-    return s.observation, s.action
-
-
-@cache
-def rollouts(env_id: str, n: int = N_OBS // 2) -> np.ndarray:
-    """Observations visited by a random policy (seeded)."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    obs, _ = env.reset(seed=0)
-    out = []
-    for _ in range(n):
-        out.append(obs)
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            obs, _ = env.reset()
-    env.close()
-    return np.asarray(out, dtype=np.float32)
-
-
-def observations(env_id: str) -> np.ndarray:
-    """Half uniform over the (widened) bounds, half from random rollouts: float32."""
-    obs_space, _ = spec(env_id)
-    rng = np.random.default_rng(1)
-    if obs_space.kind == "discrete":
-        assert obs_space.n is not None
-        return rng.integers(0, obs_space.n, N_OBS)
-    low = np.clip(np.nan_to_num(np.asarray(obs_space.low), neginf=-5.0), -5, 5)
-    high = np.clip(np.nan_to_num(np.asarray(obs_space.high), posinf=5.0), -5, 5)
-    uniform = rng.uniform(low * 1.2, high * 1.2, (N_OBS // 2, obs_space.dim)).astype(np.float32)
-    return np.concatenate([uniform, rollouts(env_id)])
-
-
-def policy(env_id: str, preprocess: tuple, body, head: Head) -> Policy:  # type: ignore[no-untyped-def,type-arg]
-    obs_space, act_space = spec(env_id)
-    return Policy(obs_space, act_space, preprocess, body, head, {"env": env_id})
-
-
-def cartpole_mlp(activation: str = "tanh") -> Policy:
-    rng = np.random.default_rng(0)
-    norm = Normalize(np.zeros(4), np.array([1.0, 3.0, 0.02, 3.0]), clip=5.3)
-    return policy("CartPole-v1", (norm,), mlp(rng, [4, 64, 64, 2], activation), Head("argmax"))
-
-
-def pendulum_mlp(activation: str, head: str) -> Policy:
-    rng = np.random.default_rng(1)
-    bounds = np.array([-2.0]), np.array([2.0])
-    return policy("Pendulum-v1", (), mlp(rng, [3, 64, 64, 1], activation), Head(head, *bounds))
-
-
-def frozenlake_mlp() -> Policy:
-    rng = np.random.default_rng(2)
-    return policy("FrozenLake-v1", (OneHot(16),), mlp(rng, [16, 16, 4], "relu"), Head("argmax"))
-
-
-def frozenlake_table() -> Policy:
-    rng = np.random.default_rng(3)
-    return policy("FrozenLake-v1", (), Table(f32(rng, 16, 4)), Head("argmax"))
-
-
-def cartpole_table() -> Policy:
-    rng = np.random.default_rng(4)
-    disc = Discretize(np.array([-2.4, -3, -0.21, -3]), np.array([2.4, 3, 0.21, 3]), (3, 5, 6, 7))
-    return policy("CartPole-v1", (disc,), Table(f32(rng, 3 * 5 * 6 * 7, 2)), Head("argmax"))
-
-
-def taxi_packed() -> Policy:
-    rng = np.random.default_rng(5)
-    return pack_table(policy("Taxi-v4", (), Table(f32(rng, 500, 6)), Head("argmax")))
-
-
-def mountaincar_tiles(hash_size: int | None = None) -> Policy:
-    rng = np.random.default_rng(6)
-    tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 8, 8, hash_size)
-    return policy("MountainCar-v0", (tc,), Linear(f32(rng, tc.features, 3), f32(rng, 3)),
-                  Head("argmax"))  # fmt: skip
-
-
-def pendulum_linear() -> Policy:
-    rng = np.random.default_rng(7)
-    norm = Normalize(np.zeros(3), np.array([0.5, 0.5, 16.0]))
-    body = Linear(f32(rng, 3, 1), f32(rng, 1))
-    return policy("Pendulum-v1", (norm,), body, Head("clip", np.array([-2.0]), np.array([2.0])))
 
 
 def left_shift(p: Policy) -> Policy:
@@ -161,10 +68,6 @@ def tflite_requantize(p: Policy) -> Policy:
     assert isinstance(body, QuantizedMLP)
     layers = tuple(replace(la, requantize="tflite") for la in body.layers)
     return replace(p, body=QuantizedMLP(layers))
-
-
-def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
-    return lambda: quantize_int8(make(), observations(env_id)[::5])
 
 
 @dataclass(frozen=True)
@@ -438,21 +341,21 @@ def test_unsupported_parts_are_refused(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(0)
     tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 2, 2)
-    on_tiles = policy("MountainCar-v0", (tc,), mlp(rng, [2, 3], "relu"), Head("argmax"))
+    on_tiles = env_policy("MountainCar-v0", (tc,), random_mlp([2, 3], "relu", rng), Head("argmax"))
     assert error(on_tiles) == "export_c: a mlp body after tile_code is not supported"
-    half = policy("FrozenLake-v1", (), Table(np.zeros((16, 4), np.float16)), Head("argmax"))
+    half = env_policy("FrozenLake-v1", (), Table(np.zeros((16, 4), np.float16)), Head("argmax"))
     assert error(half) == ("export_c: array 'body.values' is float16, which C99 has no type for; "
                            "export the float32 policy (or quantize it to int8)")  # fmt: skip
     disc = Discretize(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), (2, 2))
     norm = Normalize(np.zeros(2), np.ones(2))
-    odd = policy("MountainCar-v0", (disc, norm), Table(np.zeros((4, 3), np.float32)),
+    odd = env_policy("MountainCar-v0", (disc, norm), Table(np.zeros((4, 3), np.float32)),
                  Head("argmax"))  # fmt: skip
     assert error(odd) == (
         "export_c: the preprocess discretize → normalize is not supported; the C export "
         "handles an optional normalize followed by at most one of discretize, tile_code (or "
         "one_hot alone)"
     )
-    no_state = policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
+    no_state = env_policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
     assert error(no_state) == (
         "export_c: a table body needs a Discrete observation or a discretize preprocess"
     )

@@ -6,7 +6,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -40,45 +39,10 @@ from rlbudget.policy.model import (
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
+from tests.factories import cartpole_obs, cartpole_tanh, pendulum_obs, pendulum_relu, random_mlp
 
 RNG = np.random.default_rng(11)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
-
-
-def mlp(widths: list[int], activation: str, rng: np.random.Generator) -> MLP:
-    """Random layers with He-like scales (the last layer: identity)."""
-    layers = []
-    for i, (n_in, n_out) in enumerate(pairwise(widths)):
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
-        b = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
-        layers.append(Dense(w, b, activation if i < len(widths) - 2 else "identity"))
-    return MLP(tuple(layers))
-
-
-def cartpole_tanh(seed: int = 0, widths: tuple[int, ...] = (4, 64, 64, 2)) -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("CartPole-v1", measure_steps=0)
-    norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
-    return Policy(s.observation, s.action, (norm,), mlp(list(widths), "tanh", rng),
-                  Head("argmax"), {"algorithm": "ppo", "transforms": []})  # fmt: skip
-
-
-def pendulum_relu(seed: int = 0, head: str = "clip") -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("Pendulum-v1", measure_steps=0)
-    return Policy(s.observation, s.action, (), mlp([3, 64, 64, 1], "relu", rng),
-                  Head(head, np.array([-2.0]), np.array([2.0])), {"algorithm": "td3"})  # fmt: skip
-
-
-def cartpole_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, 4)) * [1.0, 1.5, 0.1, 1.5]).astype(np.float32)
-
-
-def pendulum_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-np.pi, np.pi, n)
-    return np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, n)], 1).astype(np.float32)
 
 
 # --- fixed-point primitives against a line-by-line transcription of gemmlowp ---------------
@@ -544,7 +508,8 @@ def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
     assert np.array_equal(load_policy(tmp_path / "p").act(obs), q.act(obs))
     s = env_spec("FrozenLake-v1", measure_steps=0)
     rng = np.random.default_rng(0)
-    p = Policy(s.observation, s.action, (OneHot(16),), mlp([16, 8, 4], "relu", rng), Head("argmax"))
+    body = random_mlp([16, 8, 4], "relu", rng)
+    p = Policy(s.observation, s.action, (OneHot(16),), body, Head("argmax"))
     q = quantize_int8(p, np.arange(16))
     assert np.array_equal(q.act(np.arange(16)), p.act(np.arange(16)))
 

@@ -1,6 +1,6 @@
 """The framework-free policy: preprocess → body → head, numpy only.
 
-Every stage of rlbudget speaks this one representation (DESIGN.md). A policy is
+Every stage of rlbudget speaks this one representation. A policy is
 plain data: components are frozen dataclasses holding numpy arrays, and
 :meth:`Policy.act` is the reference runtime that C, ONNX and SB3's ``predict``
 are checked against.
