@@ -17,8 +17,9 @@ self-contained. What the C computes, and how it matches numpy:
 - ``mlp_int8``: integer-only, **bit-exact** with :class:`~rlbudget.policy.model.QuantizedMLP`
   (the same float32 division and rounding for the input, the same requantization:
   gemmlowp's fixed point or one rounding of the product's high word, the same lookup
-  tables, a tanh table as 17 knots; :mod:`rlbudget.export.c_int8`). A ``tanh_rescale`` head reads a table of the
-  256 possible actions per dimension computed by numpy, so the int8 path needs no libm.
+  tables, a tanh table as 17 knots; :mod:`rlbudget.export.c_int8`). A ``tanh_rescale``
+  head reads a table of the 256 possible actions per dimension computed by numpy, so the
+  int8 path needs no libm.
 - ``table``, ``packed_table`` (dense, or sparse: a bitmap and ranks, looked up in constant
   time with a byte popcount, no builtins), tile-coded ``linear`` (float or int8/int16):
   exact. Tile coding and discretizing compute in double, as numpy does, with every
