@@ -9,11 +9,11 @@ layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_cod
 :func:`linear_body` or :func:`mlp_body`.
 
 - **Weights.** int8 MLP, as ``rlbudget compress -m int8`` stores it (per-tensor scales,
-  the default): 1 B per weight + 2 B per output (int16 bias) + one 128-byte odd tanh table
-  shared by the tanh layers; the per-layer scalars (multiplier, shift, zero points) count
-  with the code. fp32: 4 B per parameter. Tabular: the packed greedy action table,
-  ⌈log2 |A|⌉ bits per state. Tile-coded linear: one weight per feature and action, int16
-  without an FPU, fp32 with one.
+  the default): 1 B per weight + 2 B per output (int16 bias) + one odd tanh table shared
+  by the tanh layers, stored as its 17 knots (17 B); the per-layer scalars (multiplier,
+  shift, zero points) count with the code. fp32: 4 B per parameter. Tabular: the packed
+  greedy action table, ⌈log2 |A|⌉ bits per state. Tile-coded linear: one weight per
+  feature and action, int16 without an FPU, fp32 with one.
 - **Working RAM.** The largest pair of live activation buffers plus input and output
   (TFLite Micro's arena rule), in the deployed dtype, plus int32 accumulators for one
   layer, plus the observation.
@@ -58,8 +58,10 @@ SPREAD = 1.75
 # Estimate: a table lookup with a discretizer ≈1 KiB of Thumb-2; a tile coder ≈2 KiB;
 # a dense int8 MLP with requantization and a tanh LUT ≈4 KiB. `profile` measures the real size.
 CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
-# The odd half of an int8 tanh table (compress/quantize.py): one, shared by every tanh layer.
-TANH_TABLE_BYTES = 128
+# An int8 tanh table as compress/quantize.py stores it: one, shared by every tanh layer, as
+# its 17 knots (rlbudget.policy.knots.KNOTS; the odd half, 128 B, only where the knots
+# would stray more than one step from the exact table).
+TANH_TABLE_BYTES = 17
 # Host process baselines (measured on a 2-core x86 host: an SB3 process ≈311 MiB RSS, a numpy
 # policy ≈27 MiB; training adds gymnasium, optimiser state and rollout buffers — estimate).
 BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
