@@ -220,8 +220,9 @@ def test_tabular_algorithm_trains_as_itself(
     # train_run once built TabularConfig without algorithm=, so every one trained as q-learning.
     from rlbudget.agents.tabular import TabularConfig, train_tabular
 
-    budget = write_budget("device: rp2040\ntraining: {env_steps: 1000}\n"
-                          "task: {env: Taxi-v4, min_return: 100}\n")  # reward -1 a step
+    budget = write_budget(
+        "device: rp2040\ntraining: {env_steps: 1000}\ntask: {env: Taxi-v4, min_return: 100}\n"
+    )  # reward -1 a step
     train("--algo", algo, "--budget", str(budget), "-o", str(tmp_path / "r"))
     policy = load_policy(tmp_path / "r" / "policy")
     assert policy.provenance["algorithm"] == algo

@@ -261,4 +261,3 @@ class QuantizedMLP:
                     "lut_output_zero_point": q.lut_output[1]} if q.lut_output else {}),
             })  # fmt: skip
         return {"kind": self.kind, "layers": layers}, arrays
-

@@ -114,8 +114,10 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
             and any(a > b for a, b in zip(low, high, strict=True))
         ):
             raise ValueError("a low bound is above its high bound")
-        radices = None if d.get("radices") is None else tuple(
-            _whole(v, "the space's radices", where, low=1) for v in d["radices"]
+        radices = (
+            None
+            if d.get("radices") is None
+            else tuple(_whole(v, "the space's radices", where, low=1) for v in d["radices"])
         )
         spec = SpaceSpec(
             kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]),
