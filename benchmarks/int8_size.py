@@ -16,10 +16,11 @@ two ways:
 - **arrays**: the bytes of every array the policy holds
   (:func:`rlbudget.compress.policy_bytes`, the "bytes" ``rlbudget compress`` reports).
 
-The int8 policy is :func:`quantize_int8`'s default: one weight scale per layer and one
-tanh table shared by the tanh layers (``rlbudget compress -m int8`` keeps a table per layer
-instead where the shared one costs action agreement). The ratio is float32 bytes over int8
-bytes. Needs ``arm-none-eabi-gcc`` (Debian:
+The int8 policy is :func:`quantize_int8`'s default: one weight scale per layer, one tanh
+table shared by the tanh layers and stored as its 17 knots (``rlbudget compress -m int8``
+keeps a table per layer instead where the shared one costs action agreement), and, in the
+file, its arrays packed into one per dtype (schema 2). The ratio is float32 bytes over
+int8 bytes. Needs ``arm-none-eabi-gcc`` (Debian:
 ``gcc-arm-none-eabi``); without it the C columns are blank.
 """
 

@@ -1,6 +1,6 @@
 """Budget files: YAML in, frozen dataclasses in SI units out.
 
-The schema is the one in DESIGN.md::
+The schema (README, "The budget file")::
 
     name: esp32-balance
     device: esp32                  # or {class: mcu, clock: 240MHz, sram: 520KiB, ...}
@@ -157,7 +157,7 @@ class _Reader:
                             line,
                             None,
                             f"nesting deeper than {MAX_DEPTH} levels; a budget has at most "
-                            "section → key → value (see DESIGN.md's budget schema)",
+                            "section → key → value (see README, 'The budget file')",
                         )
                 elif isinstance(token, closing):
                     depth -= 1
@@ -361,6 +361,14 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def default_budget_path() -> Path:
+    """The bundled default budget (an MCU-class device and CartPole-v1): what ``rlbudget
+    check``, ``plan`` and ``run`` read when no budget file is given."""
+    from importlib import resources
+
+    return Path(str(resources.files("rlbudget") / "data" / "budgets" / "default.yaml"))
 
 
 def load_budget(path: str | os.PathLike[str]) -> Budget:

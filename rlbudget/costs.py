@@ -9,11 +9,11 @@ layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_cod
 :func:`linear_body` or :func:`mlp_body`.
 
 - **Weights.** int8 MLP, as ``rlbudget compress -m int8`` stores it (per-tensor scales,
-  the default): 1 B per weight + 2 B per output (int16 bias) + one 128-byte odd tanh table
-  shared by the tanh layers; the per-layer scalars (multiplier, shift, zero points) count
-  with the code. fp32: 4 B per parameter. Tabular: the packed greedy action table,
-  ⌈log2 |A|⌉ bits per state. Tile-coded linear: one weight per feature and action, int16
-  without an FPU, fp32 with one.
+  the default): 1 B per weight + 2 B per output (int16 bias) + one odd tanh table shared
+  by the tanh layers, stored as its 17 knots (17 B); the per-layer scalars (multiplier,
+  shift, zero points) count with the code. fp32: 4 B per parameter. Tabular: the packed
+  greedy action table, ⌈log2 |A|⌉ bits per state. Tile-coded linear: one weight per
+  feature and action, int16 without an FPU, fp32 with one.
 - **Working RAM.** The largest pair of live activation buffers plus input and output
   (TFLite Micro's arena rule), in the deployed dtype, plus int32 accumulators for one
   layer, plus the observation.
@@ -30,9 +30,9 @@ a :class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical
 SPREAD`` with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power ×
 latency.
 
-Where the model is weak: REFERENCE.md quotes ≈1 ms for a 33×20×10×4 int8 MLP (900 MACs)
-on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high) with
-REFERENCE's own per-layer and MACs/cycle figures. The published figure probably includes
+Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
+(900 MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high)
+with the published per-layer and MACs/cycle figures. The published figure probably includes
 an interpreter, I/O or unoptimized kernels; for a stack like that, treat the estimate as
 a lower bound and let ``rlbudget profile`` measure.
 
@@ -58,10 +58,12 @@ SPREAD = 1.75
 # Estimate: a table lookup with a discretizer ≈1 KiB of Thumb-2; a tile coder ≈2 KiB;
 # a dense int8 MLP with requantization and a tanh LUT ≈4 KiB. `profile` measures the real size.
 CODE_BYTES = {"table": 1024, "linear": 2048, "mlp": 4096}
-# The odd half of an int8 tanh table (compress/quantize.py): one, shared by every tanh layer.
-TANH_TABLE_BYTES = 128
-# Host process baselines (REFERENCE.md: an SB3 process ≈311 MiB RSS, a numpy policy ≈27 MiB;
-# training adds gymnasium, optimiser state and rollout buffers — estimate).
+# An int8 tanh table as compress/quantize.py stores it: one, shared by every tanh layer, as
+# its 17 knots (rlbudget.policy.knots.KNOTS; the odd half, 128 B, only where the knots
+# would stray more than one step from the exact table).
+TANH_TABLE_BYTES = 17
+# Host process baselines (measured on a 2-core x86 host: an SB3 process ≈311 MiB RSS, a numpy
+# policy ≈27 MiB; training adds gymnasium, optimiser state and rollout buffers — estimate).
 BASE_TRAIN_RAM = {"builtin": 120 * 2**20, "sb3": 450 * 2**20, "none": 450 * 2**20}
 # Cycles per activation outside the MACs. tanh: int8 LUT ≈8 cycles; tanhf ≈100 cycles with an
 # FPU (17–25 ns on the host is ≈60–100 cycles), ≈600 without (soft-float). Estimates.

@@ -176,7 +176,7 @@ def inline_device(
 
     Throughput per cycle comes from the class; fixed overheads are cycles in the data
     file and scale with the given clock. Without an FPU, fp32 falls to the class's
-    ``fp32_macs_per_cycle_no_fpu`` (REFERENCE: 10–50× slower than int8).
+    ``fp32_macs_per_cycle_no_fpu`` (published measurements: 10–50× slower than int8).
 
     :raises DeviceError: unknown class (with did-you-mean).
     """

@@ -456,8 +456,12 @@ def import_gym_packages(gym_packages: Sequence[str]) -> None:
 
 
 def make_env(
-    env_id: str, *, gym_packages: Sequence[str] = (), trusted: bool = False,
-    guard: bool = True, **kwargs: Any
+    env_id: str,
+    *,
+    gym_packages: Sequence[str] = (),
+    trusted: bool = False,
+    guard: bool = True,
+    **kwargs: Any,
 ) -> Any:
     """``gymnasium.make`` with RL-Zoo-like conveniences and one-line errors.
 

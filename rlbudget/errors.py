@@ -1,7 +1,7 @@
 """One error hierarchy. Every error carries a message a user can act on.
 
-The CLI turns an :class:`RlbudgetError` into one red line and exit code 2;
-anything else is a bug and shows a traceback.
+The CLI turns an :class:`RlbudgetError` into one red line and exit code 2; anything
+else is a bug: one line and exit code 3 (the traceback with ``RLBUDGET_DEBUG=1``).
 """
 
 from __future__ import annotations

@@ -274,3 +274,24 @@ def is_empty_dir(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder holding nothing but (maybe) a :data:`LOCK` file."""
     p = Path(path)
     return p.is_dir() and all(child.name == LOCK for child in p.iterdir())
+
+
+def load_npy(path: Path, where: str) -> Any:
+    """A numpy ``.npy`` array, read without unpickling (``allow_pickle=False``).
+
+    :param where: how the message names the file (e.g. the option that gave it).
+    :raises RlbudgetError: no such file, or not a ``.npy`` array.
+    """
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+        if magic != b"\x93NUMPY":
+            raise RlbudgetError(f"{where}: not a .npy file; save the observations "
+                                "with numpy.save(path, array)")  # fmt: skip
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RlbudgetError(f"{where}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise RlbudgetError(f"{where}: not a numpy .npy array of observations ({exc})") from None

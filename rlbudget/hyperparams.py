@@ -2,7 +2,7 @@
 
 ``algorithms.yaml`` says what each algorithm is (family, spaces, throughput here,
 sample efficiency); ``hyperparams/<algo>.yaml`` holds per-env tuned values with their
-source (RL Baselines3 Zoo, Sutton & Barto, REFERENCE.md measurements) and a
+source (RL Baselines3 Zoo, Sutton & Barto, measurements on a 2-core x86 host) and a
 ``default`` entry used, and labelled untuned, for any other env.
 """
 

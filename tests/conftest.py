@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to the repo's example budgets and a writer for budget text."""
+"""Shared fixtures: paths to the repo's example budgets and to the RL Zoo models, and a
+writer for budget text. Test policies come from :mod:`tests.factories`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ os.environ.setdefault("RLBUDGET_EMULATE", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = ROOT / "budgets"
+ZOO = ROOT.parent / "shared" / "zoo"
+"""The five RL Zoo models (``../shared/zoo`` beside the checkout, not in the repository):
+``ZOO / "ppo-CartPole-v1"`` and so on. Tests that read one are marked :func:`needs_zoo`."""
+
+
+def needs_zoo(*names: str) -> pytest.MarkDecorator:
+    """Skip the test when :data:`ZOO`, or one of the named model folders in it, is absent."""
+    if not ZOO.is_dir():
+        return pytest.mark.skipif(True, reason=f"the RL Zoo models are not here ({ZOO} is missing)")
+    missing = [n for n in names if not (ZOO / n).is_dir()]
+    return pytest.mark.skipif(bool(missing), reason=f"{ZOO} lacks {', '.join(missing)}")
 
 
 @pytest.fixture

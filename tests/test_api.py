@@ -7,27 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import rlbudget
 from rlbudget.budget import load_budget
 from rlbudget.compress.pipeline import compress
-from rlbudget.envs import env_spec
-from rlbudget.policy.model import Head, Policy, Table
 from rlbudget.profile.verdict import ProfileReport
+from tests.factories import frozenlake_table
 
 STAGES = ("load_budget", "make_plan", "train_run", "compress", "export_c", "export_onnx",
           "profile", "run_job", "import_model", "load_policy")  # fmt: skip
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def lake_table() -> Policy:
-    """A random value table for FrozenLake (what the stage functions do with it is all
-    that is checked)."""
-    spec = env_spec("FrozenLake-v1", measure_steps=0)
-    values = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
-    return Policy(spec.observation, spec.action, (), Table(values), Head("argmax"),
-                  {"env": "FrozenLake-v1"})  # fmt: skip
 
 
 def fresh(code: str) -> str:
@@ -65,7 +53,7 @@ def test_compress_and_profile_are_callable_packages_in_either_import_order() -> 
 
 
 def test_calling_the_packages_calls_the_stage_functions(tmp_path: Path) -> None:
-    table = lake_table()
+    table = frozenlake_table()  # a random table: what the stage functions do is checked
     via_package = rlbudget.compress(table, "pack", "FrozenLake-v1", episodes=3, states=50)
     direct = compress(table, "pack", "FrozenLake-v1", episodes=3, states=50)
     assert via_package.to_dict() == direct.to_dict()
@@ -79,6 +67,12 @@ def test_calling_the_packages_calls_the_stage_functions(tmp_path: Path) -> None:
 def test_the_readme_library_table_uses_every_stage_function() -> None:
     section = README.read_text(encoding="utf-8").split("## Library first", 1)[1]
     section = section.split("\n## ", 1)[0]
-    assert f"from rlbudget import {', '.join(STAGES)}" in section
+    imported = [
+        name.strip()
+        for line in section.splitlines()
+        if line.startswith("from rlbudget import ")
+        for name in line.removeprefix("from rlbudget import ").split(",")
+    ]
+    assert imported == list(STAGES)
     missing = [name for name in STAGES if f"rlbudget.{name}(" not in section]
     assert not missing, missing

@@ -155,7 +155,7 @@ BAD = {
     "deep-nesting": (
         "device: esp32\ntask: " + "[" * 50 + "]" * 50 + "\n",
         "2: nesting deeper than 8 levels; a budget has at most section → key → value (see "
-        "DESIGN.md's budget schema)",
+        "README, 'The budget file')",
     ),
     "section-not-mapping": (
         "device: esp32\ninference: 64KiB\n",

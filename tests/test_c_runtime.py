@@ -29,7 +29,12 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
     "dense_int8.c": [
         {"RLB_BIAS": "int16_t", "RLB_ODD_LUT": "1"},
         {"RLB_BIAS": "int32_t", "RLB_ODD_LUT": "0"},
+        {"RLB_PER_CHANNEL": "0", "RLB_REQUANTIZE": "rlb_rhm", "RLB_KNOTS": "1"},
+        {"RLB_PER_CHANNEL": "1", "RLB_REQUANTIZE": "rlb_rhm", "RLB_ODD_LUT": "1"},
+        {"RLB_PER_CHANNEL": "0", "RLB_REQUANTIZE": "rlb_mbqm", "RLB_BIAS": "int16_t"},
     ],
+    "knots.c": [{}],
+    "high_word.c": [{}],
     "dense_int8_acc.c": [{"RLB_BIAS": "int16_t"}, {"RLB_BIAS": "int32_t"}],
     "dense_int8_float.c": [{"RLB_BIAS": "int16_t"}, {"RLB_BIAS": "int32_t"}],
     "argmax.c": [{"RLB_VALUE": "float"}, {"RLB_VALUE": "int8_t"}, {"RLB_VALUE": "int32_t"}],
@@ -39,7 +44,11 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
         ACTIVATIONS,
         HALF | NO_ACTIVATION | {"RLB_INDEX": "uint16_t", "RLB_POINTER": "uint32_t"},
     ],
-    "input.c": [{"RLB_NORMALIZE": "0"}, {"RLB_NORMALIZE": "1"}],
+    "input.c": [
+        {"RLB_NORMALIZE": "0"},
+        {"RLB_NORMALIZE": "1"},
+        {"RLB_NORMALIZE": "1", "RLB_UNCLIPPED": "1"},
+    ],
     "state.c": [{"RLB_DISCRETIZE": "0"}, {"RLB_DISCRETIZE": "1"}],
     "packed.c": [{"RLB_BITS": "1", "RLB_SPARSE": "0"}, {"RLB_BITS": "3", "RLB_SPARSE": "1"}],
 }
@@ -86,14 +95,22 @@ def test_each_file_compiles_for_cortex_m(target: str, tmp_path: Path) -> None:
 
 
 def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
-    text = kernels.instance("dense_int8.c", RLB_BIAS="int16_t", RLB_ODD_LUT=1,
+    text = kernels.instance("dense_int8.c", RLB_BIAS="int16_t", RLB_ODD_LUT=1, RLB_KNOTS=0,
+                            RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm",
                             rlb_dense_int8="rlb_dense_int8_b16_odd")  # fmt: skip
     assert text.startswith("/* one int8 fully connected layer")
     assert "\nstatic void rlb_dense_int8_b16_odd(const int8_t *x, int8_t *y," in text
     assert "const int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
     assert "#" not in text and "RLB_" not in text
-    full = kernels.instance("dense_int8.c", RLB_BIAS="int32_t", RLB_ODD_LUT=0)
+    full = kernels.instance("dense_int8.c", RLB_BIAS="int32_t", RLB_ODD_LUT=0, RLB_KNOTS=0,
+                            RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm")  # fmt: skip
     assert "static void rlb_dense_int8(" in full and "lut[acc + 128]" in full
+    # one scale for the layer, high word, knots: the constants are arguments
+    knots = kernels.instance("dense_int8.c", RLB_BIAS="int16_t", RLB_ODD_LUT=0, RLB_KNOTS=1,
+                             RLB_PER_CHANNEL=0, RLB_REQUANTIZE="rlb_rhm")  # fmt: skip
+    assert "int32_t multiplier, int32_t shift," in knots and "int32_t ch" not in knots
+    assert "acc = rlb_rhm(acc, multiplier, shift);" in knots and "rlb_knots(lut, acc)" in knots
+    assert "#" not in knots and "RLB_" not in knots
 
 
 def test_if_conditions_read_as_c_reads_them() -> None:
@@ -131,7 +148,8 @@ def test_an_instance_without_a_parameter_it_reads_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(PolicyError, match=r"dense_int8.c: no value given for RLB_BIAS"):
-        kernels.instance("dense_int8.c", RLB_ODD_LUT=0)
+        kernels.instance("dense_int8.c", RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm",
+                         RLB_KNOTS=0, RLB_ODD_LUT=0)  # fmt: skip
     with pytest.raises(PolicyError, match=r"quantize.c: no 0/1 value given for RLB_HALF_SCALE"):
         kernels.instance("quantize.c")
     (tmp_path / "bad.c").write_text("/* doc */\n#include <stdio.h>\nint x;\n")

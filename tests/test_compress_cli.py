@@ -23,38 +23,14 @@ from rlbudget.envs import env_spec
 from rlbudget.errors import PolicyError
 from rlbudget.export.arm import TOOLCHAIN_HINT
 from rlbudget.policy import load_policy, save_policy
-from rlbudget.policy.model import MLP, Dense, Head, Linear, Policy, Table
+from rlbudget.policy.model import MLP, Dense, Head, Linear, Policy
 from rlbudget.profile.evaluate import evaluate
+from tests.conftest import ZOO, needs_zoo
+from tests.factories import balancing_mlp, frozenlake_best_table
 
 runner = CliRunner()
 FAST = ["--episodes", "3", "--states", "300"]
 METHOD_LIST = "int8, int16, fp16, prune, prune-neurons, distill, pack, drop-unvisited"
-FROZENLAKE_BEST = [0, 3, 3, 3, 0, 0, 2, 0, 3, 1, 0, 0, 0, 2, 1, 0]
-"""The optimal actions of slippery FrozenLake 4x4 (value iteration)."""
-
-
-def balancing_mlp(hidden: int = 32, seed: int = 0) -> Policy:
-    """A CartPole MLP that balances (return 500): two relu units carry ``±w·obs`` to the
-    logits (push right when the pole falls right), the other units are small noise."""
-    s = env_spec("CartPole-v1", measure_steps=0)
-    rng = np.random.default_rng(seed)
-    w = np.array([0.1, 0.5, 3.0, 1.0], dtype=np.float32)
-    W1 = (0.05 * rng.standard_normal((4, hidden))).astype(np.float32)
-    W1[:, 0], W1[:, 1] = w, -w
-    W2 = (0.05 * rng.standard_normal((hidden, 2))).astype(np.float32)
-    W2[0], W2[1] = [0, 1], [1, 0]
-    body = MLP((Dense(W1, np.zeros(hidden, np.float32), "relu"),
-                Dense(W2, np.zeros(2, np.float32))))  # fmt: skip
-    return Policy(s.observation, s.action, (), body, Head("argmax"),
-                  {"env": "CartPole-v1", "algorithm": "hand-made"})  # fmt: skip
-
-
-def frozenlake_table() -> Policy:
-    s = env_spec("FrozenLake-v1", measure_steps=0)
-    values = np.full((16, 4), 0.1, dtype=np.float32)
-    values[np.arange(16), FROZENLAKE_BEST] = 0.9
-    return Policy(s.observation, s.action, (), Table(values), Head("argmax"),
-                  {"env": "FrozenLake-v1"})  # fmt: skip
 
 
 @pytest.fixture
@@ -64,7 +40,7 @@ def cartpole(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def lake(tmp_path: Path) -> Path:
-    return save_policy(frozenlake_table(), tmp_path / "lake")
+    return save_policy(frozenlake_best_table(), tmp_path / "lake")
 
 
 def invoke(*args: str | Path) -> Any:
@@ -265,7 +241,7 @@ def test_human_table(cartpole: Path, tmp_path: Path) -> None:
 
 
 def test_output_replaced_only_when_complete(cartpole: Path, tmp_path: Path) -> None:
-    out = save_policy(frozenlake_table(), tmp_path / "existing")
+    out = save_policy(frozenlake_best_table(), tmp_path / "existing")
     r = invoke("compress", cartpole, "-m", "int9", "-o", out, *FAST)
     assert r.exit_code == 2
     assert load_policy(out).body.kind == "table"  # untouched
@@ -528,10 +504,7 @@ def test_help_and_no_torch_without_distillation(cartpole: Path, tmp_path: Path) 
     assert load_policy(tmp_path / "q").body.kind == "mlp_int8"
 
 
-ZOO = Path(__file__).resolve().parents[1].parent / "shared" / "zoo"
-
-
-@pytest.mark.skipif(not (ZOO / "ppo-CartPole-v1").is_dir(), reason=f"no RL Zoo models at {ZOO}")
+@needs_zoo("ppo-CartPole-v1")
 def test_zoo_ppo_cartpole_structured_prune_and_int8(tmp_path: Path) -> None:
     """The issue's target: structured pruning + int8, ≥ 10× fewer bytes, ≥ 95 % retention."""
     pytest.importorskip("torch", reason="importing an SB3 zip reads its weights with torch")

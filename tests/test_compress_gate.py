@@ -22,7 +22,7 @@ from rlbudget.envs import env_spec
 from rlbudget.policy import load_policy, save_policy
 from rlbudget.policy.model import MLP, Dense, Head, Policy
 from rlbudget.profile.evaluate import default_episodes, evaluate
-from tests.test_compress_cli import balancing_mlp
+from tests.factories import balancing_mlp
 
 runner = CliRunner()
 SHORT = "GateCartPole-v1"

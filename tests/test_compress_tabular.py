@@ -26,12 +26,9 @@ from rlbudget.policy import (
     save_policy,
 )
 from rlbudget.policy.model import PackedTable
+from tests.factories import discrete
 
 RNG = np.random.default_rng(7)
-
-
-def discrete(n: int) -> SpaceSpec:
-    return SpaceSpec("discrete", (), n, None, None, "int64")
 
 
 def table_policy(states: int, actions: int, values: np.ndarray | None = None) -> Policy:

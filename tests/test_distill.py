@@ -15,9 +15,9 @@ from rlbudget.errors import PolicyError
 from rlbudget.policy import MLP, Head, Policy, Table, load_policy, save_policy
 from rlbudget.policy.model import Linear, Normalize, TileCode
 from rlbudget.profile.evaluate import evaluate
-from tests.test_quantize import mlp
+from tests.conftest import ZOO, needs_zoo
+from tests.factories import random_mlp
 
-ZOO = Path(__file__).resolve().parents[1].parent / "shared" / "zoo"
 FAST = Dagger(steps=500, updates=200)
 """A shorter loop than the defaults, enough for the hand-made teachers below."""
 
@@ -34,7 +34,7 @@ def balancer() -> Policy:
 def pendulum_teacher(head: str) -> Policy:
     """A fixed random tanh 3-32-32-1 net: a smooth, non-linear target for the student."""
     s = env_spec("Pendulum-v1", measure_steps=0)
-    body = mlp([3, 32, 32, 1], "tanh", np.random.default_rng(3))
+    body = random_mlp([3, 32, 32, 1], "tanh", np.random.default_rng(3))
     return Policy(s.observation, s.action, (), body, Head(head, np.array([-2.0]), np.array([2.0])))
 
 
@@ -172,7 +172,7 @@ def test_an_env_with_other_spaces_is_refused() -> None:
 def pruned_student(seed: int = 4) -> Policy:
     """A random CartPole 4-16-16-2 tanh net with every other weight of each layer zeroed
     (tanh: no dead unit, so every weight has a gradient)."""
-    body = mlp([4, 16, 16, 2], "tanh", np.random.default_rng(seed))
+    body = random_mlp([4, 16, 16, 2], "tanh", np.random.default_rng(seed))
     layers = []
     for la in body.layers:
         W = la.W.copy()
@@ -224,7 +224,7 @@ device: {{class: mcu, clock: 64MHz, sram: {sram}, flash: {flash}, fpu: true, pow
 
 def cartpole_64() -> Policy:
     t = balancer()
-    return replace(t, body=mlp([4, 64, 64, 2], "tanh", np.random.default_rng(0)))
+    return replace(t, body=random_mlp([4, 64, 64, 2], "tanh", np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize(
@@ -269,10 +269,9 @@ def test_no_width_fits() -> None:
 # --- the zoo target -----------------------------------------------------------------------
 
 
+@needs_zoo("ppo-CartPole-v1")
 def test_zoo_ppo_cartpole_64_64_to_8_8_keeps_95_percent() -> None:
     folder = ZOO / "ppo-CartPole-v1"
-    if not folder.exists():
-        pytest.skip(f"the zoo model {folder} is absent (../shared/zoo)")
     from rlbudget.sb3.importer import import_model
 
     teacher = import_model(folder).policy

@@ -8,8 +8,6 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import cache
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -17,129 +15,38 @@ import pytest
 
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.compress.tabular import pack_table, quantize_linear
-from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export import ExportResult, export_c
 from rlbudget.export.arm import TOOLCHAIN_HINT, cortex_m_sizes, sizes_to_dict
 from rlbudget.export.c import QUANTIZE, QUANTIZE_FULL_SCALE, quantize_helper
 from rlbudget.policy import (
-    MLP,
-    Dense,
     Discretize,
     Head,
-    Linear,
     Normalize,
-    OneHot,
     Policy,
     Table,
     TileCode,
 )
 from rlbudget.policy.model import QuantizedMLP, quantize_input
+from tests.factories import (
+    N_OBS,
+    cartpole_mlp,
+    cartpole_table,
+    env_policy,
+    frozenlake_mlp,
+    frozenlake_table,
+    int8,
+    mountaincar_tiles,
+    observations,
+    pendulum_linear,
+    pendulum_mlp,
+    random_mlp,
+    taxi_packed,
+)
 
 GCC = shutil.which("gcc")
 ARM_GCC = shutil.which("arm-none-eabi-gcc")
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
-N_OBS = 10_000
-
-
-def f32(rng: np.random.Generator, *shape: int, scale: float = 1.0) -> np.ndarray:
-    return (scale * rng.standard_normal(shape)).astype(np.float32)
-
-
-def mlp(rng: np.random.Generator, widths: list[int], activation: str) -> MLP:
-    layers = [Dense(f32(rng, n_in, n_out, scale=n_in**-0.5), f32(rng, n_out, scale=0.1),
-                    activation if i < len(widths) - 2 else "identity")
-              for i, (n_in, n_out) in enumerate(pairwise(widths))]  # fmt: skip
-    return MLP(tuple(layers))
-
-
-@cache
-def spec(env_id: str) -> tuple[SpaceSpec, SpaceSpec]:
-    s = env_spec(env_id, measure_steps=0)
-    return s.observation, s.action
-
-
-@cache
-def rollouts(env_id: str, n: int = N_OBS // 2) -> np.ndarray:
-    """Observations visited by a random policy (seeded)."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    obs, _ = env.reset(seed=0)
-    out = []
-    for _ in range(n):
-        out.append(obs)
-        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-        if terminated or truncated:
-            obs, _ = env.reset()
-    env.close()
-    return np.asarray(out, dtype=np.float32)
-
-
-def observations(env_id: str) -> np.ndarray:
-    """Half uniform over the (widened) bounds, half from random rollouts: float32."""
-    obs_space, _ = spec(env_id)
-    rng = np.random.default_rng(1)
-    if obs_space.kind == "discrete":
-        assert obs_space.n is not None
-        return rng.integers(0, obs_space.n, N_OBS)
-    low = np.clip(np.nan_to_num(np.asarray(obs_space.low), neginf=-5.0), -5, 5)
-    high = np.clip(np.nan_to_num(np.asarray(obs_space.high), posinf=5.0), -5, 5)
-    uniform = rng.uniform(low * 1.2, high * 1.2, (N_OBS // 2, obs_space.dim)).astype(np.float32)
-    return np.concatenate([uniform, rollouts(env_id)])
-
-
-def policy(env_id: str, preprocess: tuple, body, head: Head) -> Policy:  # type: ignore[no-untyped-def,type-arg]
-    obs_space, act_space = spec(env_id)
-    return Policy(obs_space, act_space, preprocess, body, head, {"env": env_id})
-
-
-def cartpole_mlp(activation: str = "tanh") -> Policy:
-    rng = np.random.default_rng(0)
-    norm = Normalize(np.zeros(4), np.array([1.0, 3.0, 0.02, 3.0]), clip=5.3)
-    return policy("CartPole-v1", (norm,), mlp(rng, [4, 64, 64, 2], activation), Head("argmax"))
-
-
-def pendulum_mlp(activation: str, head: str) -> Policy:
-    rng = np.random.default_rng(1)
-    bounds = np.array([-2.0]), np.array([2.0])
-    return policy("Pendulum-v1", (), mlp(rng, [3, 64, 64, 1], activation), Head(head, *bounds))
-
-
-def frozenlake_mlp() -> Policy:
-    rng = np.random.default_rng(2)
-    return policy("FrozenLake-v1", (OneHot(16),), mlp(rng, [16, 16, 4], "relu"), Head("argmax"))
-
-
-def frozenlake_table() -> Policy:
-    rng = np.random.default_rng(3)
-    return policy("FrozenLake-v1", (), Table(f32(rng, 16, 4)), Head("argmax"))
-
-
-def cartpole_table() -> Policy:
-    rng = np.random.default_rng(4)
-    disc = Discretize(np.array([-2.4, -3, -0.21, -3]), np.array([2.4, 3, 0.21, 3]), (3, 5, 6, 7))
-    return policy("CartPole-v1", (disc,), Table(f32(rng, 3 * 5 * 6 * 7, 2)), Head("argmax"))
-
-
-def taxi_packed() -> Policy:
-    rng = np.random.default_rng(5)
-    return pack_table(policy("Taxi-v4", (), Table(f32(rng, 500, 6)), Head("argmax")))
-
-
-def mountaincar_tiles(hash_size: int | None = None) -> Policy:
-    rng = np.random.default_rng(6)
-    tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 8, 8, hash_size)
-    return policy("MountainCar-v0", (tc,), Linear(f32(rng, tc.features, 3), f32(rng, 3)),
-                  Head("argmax"))  # fmt: skip
-
-
-def pendulum_linear() -> Policy:
-    rng = np.random.default_rng(7)
-    norm = Normalize(np.zeros(3), np.array([0.5, 0.5, 16.0]))
-    body = Linear(f32(rng, 3, 1), f32(rng, 1))
-    return policy("Pendulum-v1", (norm,), body, Head("clip", np.array([-2.0]), np.array([2.0])))
 
 
 def left_shift(p: Policy) -> Policy:
@@ -150,12 +57,17 @@ def left_shift(p: Policy) -> Policy:
     assert isinstance(body, QuantizedMLP)
     la = body.layers[1]
     m = np.rint(la.multiplier * 2.0 ** (la.shift.astype(float) - 2)).astype(np.int32)
-    la = replace(la, multiplier=m, shift=np.full_like(la.shift, 2))
+    la = replace(la, multiplier=m, shift=np.full_like(la.shift, 2), requantize="tflite")
     return replace(p, body=QuantizedMLP((body.layers[0], la, *body.layers[2:])))
 
 
-def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
-    return lambda: quantize_int8(make(), observations(env_id)[::5])
+def tflite_requantize(p: Policy) -> Policy:
+    """``p`` with every int8 layer requantized as TFLite does (a policy quantized before
+    ``requantize`` "high_word" existed)."""
+    body = p.body
+    assert isinstance(body, QuantizedMLP)
+    layers = tuple(replace(la, requantize="tflite") for la in body.layers)
+    return replace(p, body=QuantizedMLP(layers))
 
 
 @dataclass(frozen=True)
@@ -170,6 +82,13 @@ CASES: dict[str, Case] = {
     "cartpole-mlp-tanh-int8": Case(int8(cartpole_mlp, "CartPole-v1"), "CartPole-v1", True),
     "cartpole-mlp-tanh-int8-per-channel": Case(
         lambda: quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], per_channel=True),
+        "CartPole-v1",
+        True,
+    ),
+    "cartpole-mlp-tanh-int8-exact-table": Case(  # as before knots and the high word
+        lambda: tflite_requantize(
+            quantize_int8(cartpole_mlp(), observations("CartPole-v1")[::5], tanh_knots=False)
+        ),
         "CartPole-v1",
         True,
     ),
@@ -287,6 +206,28 @@ def test_c_matches_numpy(name: str, built: dict[str, Built]) -> None:
         assert np.abs(got_f - expected).max() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["pendulum-mlp-relu-clip-int8", "cartpole-mlp-tanh-int8"])
+def test_int8_input_beyond_the_clip(name: str, built: dict[str, Built]) -> None:
+    """Where the int8 input quantization saturates before the normalize step's clip, the C
+    leaves the clip out (the folded normalization of a raw Box observation, clip ±4 ranges);
+    observations far beyond it give numpy's actions still."""
+    b = built[name]
+    source = (b.program.parent / "policy.c").read_text()
+    dropped = "its clip is left to the int8 quantization" in source
+    assert dropped  # ±4 calibrated ranges (Pendulum), ±5.3 standard deviations (CartPole)
+    float_source = (built["cartpole-mlp-tanh"].program.parent / "policy.c").read_text()
+    assert "if (z > 5.30000019f)" in float_source  # the float path clips
+    rng = np.random.default_rng(7)
+    obs = observations(CASES[name].env_id)[:400].copy()
+    obs *= rng.choice(np.array([1.0, -1.0, 1e3, -1e3, 1e30, -1e30], np.float32), obs.shape)
+    lines = run_program(b.program, obs)
+    expected = b.policy.act(obs)
+    got = np.array([[np.float32(v) for v in line.split()] for line in lines]).reshape(
+        expected.shape
+    )
+    assert np.array_equal(got, expected)
+
+
 def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     b = built["cartpole-mlp-tanh-int8"]
     source = (b.program.parent / "policy.c").read_text()
@@ -298,17 +239,31 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)
     widths = [(4, 64), (64, 64)]
     flash = 4 * 4 * 2  # normalize mean and 1/std
-    flash += sum(i * o + 2 * o + 4 + 1 for i, o in widths)  # W, int16 bias, multiplier, shift
+    flash += sum(i * o + 2 * o for i, o in widths)  # W, int16 bias
+    # one multiplier and shift per layer: kernel arguments, not arrays (per channel: arrays)
+    assert "rlb_m0" not in source and "int32_t multiplier, int32_t shift," in source
+    per_channel = built["cartpole-mlp-tanh-int8-per-channel"].program.parent / "policy.c"
+    assert "static const int32_t rlb_m0[64]" in per_channel.read_text()
     # last layer: W, int16 bias; argmax of its int32 accumulators (one positive scale, no
     # float needed: the same action as numpy's argmax of the dequantized values)
     flash += 64 * 2 + 2 * 2
     assert "return rlb_argmax_int32(rlb_acc, 2);" in source
-    flash += 128  # one odd tanh table (entries for 0..127), shared by both hidden layers
+    flash += 17  # one odd tanh table as its 17 knots, shared by both hidden layers
     assert b.result.flash_bytes == flash
-    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[128]" in source
-    assert source.count(", rlb_lut0); /* tanh */") == 2
+    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[17]" in source
+    assert source.count(", -127, rlb_lut0); /* tanh */") == 2  # -128 reads as -127
+    assert "rlb_knots(lut, acc)" in source
     own = (built["cartpole-mlp-tanh-int8-own-tables"].program.parent / "policy.c").read_text()
     assert own.count("static const int8_t rlb_lut") == 2  # a table per layer, each exported
+    exact = built["cartpole-mlp-tanh-int8-exact-table"]
+    exact_source = (exact.program.parent / "policy.c").read_text()
+    assert "rlb_lut0[128]" in exact_source and "rlb_knots" not in exact_source
+    # the requantization: one rounding of the product's high word (every shift ≤ -2), or
+    # TFLite's two roundings for a policy quantized before that
+    assert all(la.requantize == "high_word" for la in layers[:-1])
+    assert "rlb_rhm(acc, multiplier, shift)" in source and "rlb_srdhm" not in source
+    assert "rlb_mbqm(acc, multiplier, shift)" in exact_source and "rlb_rhm" not in exact_source
+    assert exact.result.flash_bytes == flash - 17 + 128
     assert "if (shift > 0)" not in source  # no layer shifts left
     left = (built["cartpole-mlp-relu-int8-left-shift"].program.parent / "policy.c").read_text()
     assert "if (shift > 0)" in left
@@ -339,14 +294,14 @@ int main(void)
 @pytest.mark.parametrize("helper", [QUANTIZE, QUANTIZE_FULL_SCALE])
 def test_input_quantization_matches_numpy_at_every_half(helper: str, tmp_path: Path) -> None:
     """``rlb_quantize`` (both forms) equals ``quantize_input`` bit for bit: at every half
-    step of the scale and the float32 values either side (where the rounding turns), at
-    the ±512 saturation, for NaN and ±inf."""
+    step of the scale and the float32 values either side (where the rounding turns), where
+    it saturates (at -128 and 127, for zero points from -128 to 127), for NaN and ±inf."""
     source = tmp_path / "q.c"
     source.write_text("#include <stdint.h>\n" + helper + QUANTIZE_MAIN)
     program = tmp_path / "q"
     subprocess.run([str(GCC), *CFLAGS, str(source), "-o", str(program)], check=True)
     rows, expected = [], []
-    for scale, zp in [(2 / 255, -1), (0.031496063, 0), (1 / 3, 17), (3e-3, -128)]:
+    for scale, zp in [(2 / 255, -1), (0.031496063, 0), (1 / 3, 17), (3e-3, -128), (0.05, 127)]:
         full = np.float32(scale)
         halves = np.arange(-1100, 1101, dtype=np.float32) * (full / np.float32(2))
         x = np.concatenate([halves, np.nextafter(halves, np.float32(np.inf)),
@@ -386,21 +341,21 @@ def test_unsupported_parts_are_refused(tmp_path: Path) -> None:
 
     rng = np.random.default_rng(0)
     tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 2, 2)
-    on_tiles = policy("MountainCar-v0", (tc,), mlp(rng, [2, 3], "relu"), Head("argmax"))
+    on_tiles = env_policy("MountainCar-v0", (tc,), random_mlp([2, 3], "relu", rng), Head("argmax"))
     assert error(on_tiles) == "export_c: a mlp body after tile_code is not supported"
-    half = policy("FrozenLake-v1", (), Table(np.zeros((16, 4), np.float16)), Head("argmax"))
+    half = env_policy("FrozenLake-v1", (), Table(np.zeros((16, 4), np.float16)), Head("argmax"))
     assert error(half) == ("export_c: array 'body.values' is float16, which C99 has no type for; "
                            "export the float32 policy (or quantize it to int8)")  # fmt: skip
     disc = Discretize(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), (2, 2))
     norm = Normalize(np.zeros(2), np.ones(2))
-    odd = policy("MountainCar-v0", (disc, norm), Table(np.zeros((4, 3), np.float32)),
+    odd = env_policy("MountainCar-v0", (disc, norm), Table(np.zeros((4, 3), np.float32)),
                  Head("argmax"))  # fmt: skip
     assert error(odd) == (
         "export_c: the preprocess discretize → normalize is not supported; the C export "
         "handles an optional normalize followed by at most one of discretize, tile_code (or "
         "one_hot alone)"
     )
-    no_state = policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
+    no_state = env_policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
     assert error(no_state) == (
         "export_c: a table body needs a Discrete observation or a discretize preprocess"
     )
@@ -441,15 +396,16 @@ def test_builds_for_cortex_m(built: dict[str, Built]) -> None:
 @pytest.mark.skipif(ARM_GCC is None, reason=TOOLCHAIN_HINT)
 def test_int8_object_is_a_third_of_fp32(built: dict[str, Built]) -> None:
     """Issue 14 item 13: the 64-64 tanh int8 object (code and constants) against the fp32
-    one: 3.40× smaller on Cortex-M0+ with one shared 128-entry table and the smaller input
-    quantization (a table per layer: 3.30×; per-channel constants and two 256-byte tables:
-    2.67×). The weights alone would give 4×; ≈ 550 B of int8 code keep it below 3.5×."""
+    one is ≥ 3.5× smaller on Cortex-M0+ and M4F: the tanh table as 17 knots, the product's
+    high word requantized with one rounding, the requantization constants as arguments
+    (per-channel constants and two 256-byte tables: 2.67×; one shared 128-entry table:
+    3.40×). The weights alone would give 4×."""
     int8 = cortex_m_sizes(built["cartpole-mlp-tanh-int8"].program.parent)
     fp32 = cortex_m_sizes(built["cartpole-mlp-tanh"].program.parent)
     assert int8 is not None and fp32 is not None
     for target in int8:
         ratio = fp32[target].flash_bytes / int8[target].flash_bytes
-        assert ratio >= 3.35, (target, ratio)
+        assert ratio >= 3.5, (target, ratio)
 
 
 def test_cortex_m_sizes_without_toolchain(

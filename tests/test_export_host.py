@@ -11,7 +11,7 @@ import pytest
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.errors import PolicyError
 from rlbudget.export.host import HostPolicy
-from tests.test_export_c import cartpole_mlp, observations, pendulum_mlp
+from tests.factories import cartpole_mlp, observations, pendulum_mlp
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on the PATH")
 

@@ -44,28 +44,24 @@ from rlbudget.policy.model import (  # noqa: E402
     multiply_by_quantized_multiplier,
     quantize_input,
 )
-
-from .test_export_c import (  # noqa: E402
-    CASES,
+from tests.factories import (  # noqa: E402
     N_OBS,
     cartpole_mlp,
     cartpole_table,
+    env_policy,
     f32,
     frozenlake_mlp,
-    mlp,
+    int8,
     observations,
     pendulum_mlp,
-    policy,
+    random_mlp,
     rollouts,
 )
 
-ZOO = Path(__file__).resolve().parents[1].parent / "shared" / "zoo"
+from .conftest import ZOO, needs_zoo  # noqa: E402
+from .test_export_c import CASES  # noqa: E402
 
 EXACT, FP32, FP16 = "exact", "fp32", "fp16"
-
-
-def int8(make: Callable[[], Policy], env_id: str) -> Callable[[], Policy]:
-    return lambda: quantize_int8(make(), observations(env_id)[::5])
 
 
 def mountaincar_normalized_tiles() -> Policy:
@@ -73,7 +69,7 @@ def mountaincar_normalized_tiles() -> Policy:
     rng = np.random.default_rng(8)
     norm = Normalize(np.array([-0.3, 0.0]), np.array([0.81, 0.0049]), clip=1.0)
     tc = TileCode(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 4, 6, 97)
-    return policy("MountainCar-v0", (norm, tc), Linear(f32(rng, 97, 3), f32(rng, 3)),
+    return env_policy("MountainCar-v0", (norm, tc), Linear(f32(rng, 97, 3), f32(rng, 3)),
                   Head("argmax"))  # fmt: skip
 
 
@@ -270,25 +266,25 @@ def test_unsupported_parts_are_refused(tmp_path: Path) -> None:
         return str(e.value)
 
     rng = np.random.default_rng(0)
-    no_state = policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
+    no_state = env_policy("CartPole-v1", (), Table(np.zeros((4, 2), np.float32)), Head("argmax"))
     assert error(no_state) == (
         "export_onnx: a table body needs a state index per observation (a Discrete "
         "observation or a discretize preprocess)"
     )
     tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 2, 2)
-    on_tiles = policy("MountainCar-v0", (tc,), mlp(rng, [2, 3], "relu"), Head("argmax"))
+    on_tiles = env_policy("MountainCar-v0", (tc,), random_mlp([2, 3], "relu", rng), Head("argmax"))
     assert error(on_tiles) == (
         "export_onnx: a mlp body needs a float feature vector per observation; this "
         "preprocess gives an index (add one_hot, or use a table)"
     )
-    box = policy("Pendulum-v1", (), mlp(rng, [3, 1], "relu"), Head("argmax"))
+    box = env_policy("Pendulum-v1", (), random_mlp([3, 1], "relu", rng), Head("argmax"))
     assert error(box) == "export_onnx: an argmax head needs discrete actions"
 
     @dataclass(frozen=True)
     class Forest:
         kind: str = "forest"
 
-    forest = policy("CartPole-v1", (), Forest(), Head("argmax"))
+    forest = env_policy("CartPole-v1", (), Forest(), Head("argmax"))
     assert error(forest) == (
         "export_onnx: body kind 'forest' is not supported; the ONNX export handles mlp, "
         "mlp_int8, table, packed_table, linear"
@@ -317,7 +313,7 @@ def test_written_atomically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         export_onnx(cartpole_table(), tmp_path / "file")
 
 
-@pytest.mark.skipif(not (ZOO / "ppo-CartPole-v1").is_dir(), reason="../shared/zoo is absent")
+@needs_zoo("ppo-CartPole-v1")
 def test_zoo_ppo_cartpole_fp32_and_int8(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from rlbudget.sb3.importer import import_model

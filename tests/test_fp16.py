@@ -18,7 +18,8 @@ from rlbudget.export import export_c
 from rlbudget.export.c import HALF
 from rlbudget.policy import MLP, Dense, Head, Normalize, Policy, Table, load_policy, save_policy
 from rlbudget.policy.io import from_document, to_document
-from tests.test_prune import box, cartpole_like, discrete, error, mlp
+from tests.factories import box, discrete, random_mlp
+from tests.test_prune import cartpole_like, error
 
 GCC = shutil.which("gcc")
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
@@ -169,7 +170,7 @@ def test_c_half_conversions_match_numpy(tmp_path: Path) -> None:
 
 def pendulum_tanh() -> Policy:
     norm = Normalize(np.zeros(3), np.array([0.5, 0.5, 16.0]))
-    return Policy(box(3), box(1), (norm,), mlp([3, 64, 64, 1], "tanh", seed=4),
+    return Policy(box(3), box(1), (norm,), random_mlp([3, 64, 64, 1], "tanh", 4),
                   Head("tanh_rescale", np.array([-2.0]), np.array([2.0])))  # fmt: skip
 
 

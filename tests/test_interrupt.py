@@ -12,9 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,11 +24,10 @@ from rlbudget.fileio import LOCK, dir_lock
 from rlbudget.policy import save_policy
 from rlbudget.run import STATE, run_job
 from rlbudget.train import ProgressLog
-from tests.test_compress_cli import frozenlake_table
+from tests.factories import frozenlake_best_table
+from tests.processes import ENV, REPO, rlbudget, start, wait_for, wait_for_file
 
 runner = CliRunner()
-REPO = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 # Q-learning on FrozenLake toward a return it cannot reach (≈ 0.8 is the best): it trains
 # until `time`, checkpointing every 10 % of env_steps (5k steps, well under a second).
 LAKE = """name: lake
@@ -48,27 +44,6 @@ def lake(tmp_path: Path, steps: str = "50k", time_limit: str = "3s") -> Path:
     return path
 
 
-def rlbudget(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rlbudget", *args]
-
-
-def start(command: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ENV, cwd=REPO)  # fmt: skip
-
-
-def wait_for(ready: Callable[[], bool], proc: subprocess.Popen[str], what: str,
-             timeout_s: float = 60) -> None:  # fmt: skip
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if proc.poll() is not None:
-            pytest.fail(f"the job ended before {what}: {proc.stderr.read() if proc.stderr else ''}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"no {what} after {timeout_s} s")
-        time.sleep(0.02)
-
-
 def checkpoint_step(run_dir: Path) -> int:
     return int(json.loads((run_dir / "checkpoint" / "state.json").read_text())["steps"])
 
@@ -79,7 +54,10 @@ def checkpoint_step(run_dir: Path) -> int:
 def test_a_signal_during_run_training_stops_the_job_and_a_rerun_resumes(
     tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
-    budget, out = lake(tmp_path), tmp_path / "run"
+    # 250k steps in 6 s, not 50k in 3 s: a quiet 2-core machine trains ≈ 23k steps/s here,
+    # so the rerun reached 50k (even 100k) and stopped by steps, not time; the first
+    # checkpoint (25k steps, ≈ 1 s) still comes well inside the time
+    budget, out = lake(tmp_path, steps="250k", time_limit="6s"), tmp_path / "run"
     command = rlbudget("run", str(budget), "--option", "2", "-o", str(out))
     proc = start(command)
     wait_for(lambda: (out / "train" / "checkpoint" / "state.json").is_file(), proc,
@@ -109,10 +87,10 @@ def test_a_signal_during_run_training_stops_the_job_and_a_rerun_resumes(
 
 
 def test_sigterm_outside_training_exits_143_with_one_line(tmp_path: Path) -> None:
-    policy = save_policy(frozenlake_table(), tmp_path / "lake")
-    proc = start(rlbudget("evaluate", str(policy), "-n", "10000000"))
-    time.sleep(3)  # imports done, episodes running
-    assert proc.poll() is None, proc.communicate()
+    policy = save_policy(frozenlake_best_table(), tmp_path / "lake")
+    ready = tmp_path / "ready"
+    proc = start(rlbudget("evaluate", str(policy), "-n", "10000000", ready=ready))
+    wait_for_file(ready, proc)  # imports done, episodes running
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 143, stderr
@@ -253,7 +231,7 @@ def test_progress_log_lines_and_a_resumed_start() -> None:
 def test_a_resumed_progress_bar_starts_at_the_checkpoint_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rlbudget.cli as cli
+    import rlbudget.cli.common as cli
 
     out = tmp_path / "t"
     args = ["train", "--algo", "q-learning", "--env", "FrozenLake-v1", "--budget",

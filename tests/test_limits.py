@@ -26,7 +26,7 @@ from rlbudget.limits import (
     target_return,
 )
 from rlbudget.plan import make_plan
-from tests.test_quantize import cartpole_obs, cartpole_tanh, pendulum_relu
+from tests.factories import cartpole_obs, cartpole_tanh, pendulum_relu
 
 BUDGET = """\
 name: tight

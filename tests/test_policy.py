@@ -266,7 +266,7 @@ def test_unknown_body_kind(saved: Path) -> None:
 def test_newer_schema(saved: Path) -> None:
     rewrite_json(saved, lambda d: d.update({"schema_version": 99}))
     assert load_error(saved) == (
-        f"{saved}: schema version 99 is newer than this rlbudget reads (1); upgrade rlbudget "
+        f"{saved}: schema version 99 is newer than this rlbudget reads (2); upgrade rlbudget "
         "(pip install -U rlbudget)"
     )
 
@@ -350,7 +350,7 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     ),
     "inf": lambda f: rewrite_arrays(f, lambda a: a.update({"body.0.b": a["body.0.b"] * np.inf})),
     "unknown-kind": lambda f: rewrite_json(f, lambda d: d["head"].update({"kind": "softmax"})),
-    "newer-schema": lambda f: rewrite_json(f, lambda d: d.update({"schema_version": 2})),
+    "newer-schema": lambda f: rewrite_json(f, lambda d: d.update({"schema_version": 3})),
     # a structure of the wrong JSON type where an object or list belongs (hand-edited files)
     "body-string": lambda f: rewrite_json(f, lambda d: d.update({"body": "mlp"})),
     "body-missing": lambda f: rewrite_json(f, lambda d: d.pop("body")),

@@ -22,7 +22,7 @@ from rlbudget.limits import binding, check
 from rlbudget.policy import save_policy
 from rlbudget.profile import footprint as fp
 from rlbudget.profile.verdict import profile
-from tests.test_compress_cli import balancing_mlp, frozenlake_table
+from tests.factories import balancing_mlp, frozenlake_best_table
 
 runner = CliRunner()
 ARM = shutil.which("arm-none-eabi-gcc") is not None
@@ -132,7 +132,7 @@ def test_estimated_code_size_matches_without_the_toolchain(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda _name: None)
-    table = frozenlake_table()
+    table = frozenlake_best_table()
     f = fp.footprint(table, "c", get_device("rp2040"))  # no FPU: the Cortex-M0+ figures
     exported = export_c(table, tmp_path / "c")
     assert f.flash_source == "estimated" and f.target == "cortex-m0plus"
@@ -147,7 +147,7 @@ def test_estimate_within_ten_percent_of_the_linked_size(
     device: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rng = np.random.default_rng(0)
-    policies = {"mlp": balancing_mlp(), "table": frozenlake_table(),
+    policies = {"mlp": balancing_mlp(), "table": frozenlake_best_table(),
                 "int8": quantize_int8(balancing_mlp(64), rng.normal(size=(500, 4)))}  # fmt: skip
     for name, policy in policies.items():
         measured = fp.footprint(policy, "c", get_device(device))
@@ -403,7 +403,7 @@ def test_a_failing_cost_binds_before_a_failing_return(tmp_path: Path) -> None:
 @pytest.mark.skipif(not ARM, reason="arm-none-eabi-gcc is not installed "
                     "(Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
 def test_a_proxy_build_is_an_estimate() -> None:
-    policy = frozenlake_table()
+    policy = frozenlake_best_table()
     own = fp.footprint(policy, "c", get_device("rp2040"))  # a Cortex-M0+: its own core
     proxy = fp.footprint(policy, "c", get_device("esp32"))  # Xtensa: the M4F build stands in
     assert own.flash_source == "measured" and "stands in" not in own.flash_how

@@ -17,7 +17,7 @@ from rlbudget.cli import app
 from rlbudget.policy import save_policy
 from rlbudget.profile.footprint import Footprint
 from rlbudget.profile.report import alternatives_text, markdown
-from tests.test_compress_cli import balancing_mlp
+from tests.factories import balancing_mlp
 
 runner = CliRunner()
 PI = """name: pi-zero-cartpole

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 from collections.abc import Callable
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -16,32 +15,14 @@ import pytest
 from rlbudget.compress import policy_bytes
 from rlbudget.compress.prune import prune_magnitude, prune_neurons
 from rlbudget.compress.quantize import quantize_int8
-from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
 from rlbudget.export import export_c
 from rlbudget.policy import MLP, Dense, Head, Normalize, Policy, Table, load_policy, save_policy
 from rlbudget.policy.io import from_document, to_document
+from tests.factories import box, discrete, random_mlp
 
 RNG = np.random.default_rng(3)
 CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
-
-
-def box(n: int) -> SpaceSpec:
-    return SpaceSpec("box", (n,), None, (-1.0,) * n, (1.0,) * n, "float32")
-
-
-def discrete(n: int) -> SpaceSpec:
-    return SpaceSpec("discrete", (), n, None, None, "int64")
-
-
-def mlp(widths: list[int], activation: str = "relu", seed: int = 0) -> MLP:
-    rng = np.random.default_rng(seed)
-    return MLP(tuple(
-        Dense((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32),
-              (0.1 * rng.standard_normal(b)).astype(np.float32),
-              activation if i < len(widths) - 2 else "identity")
-        for i, (a, b) in enumerate(pairwise(widths))
-    ))  # fmt: skip
 
 
 def mlp_policy(body: MLP, preprocess: tuple[Normalize, ...] = ()) -> Policy:
@@ -52,7 +33,7 @@ def mlp_policy(body: MLP, preprocess: tuple[Normalize, ...] = ()) -> Policy:
 def cartpole_like() -> Policy:
     """4-64-64-2 tanh with a normalize step (8 float32 constants: 32 bytes)."""
     norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]))
-    return mlp_policy(mlp([4, 64, 64, 2], "tanh"), (norm,))
+    return mlp_policy(random_mlp([4, 64, 64, 2], "tanh"), (norm,))
 
 
 def one_layer(nonzeros: int, dtype: str = "float32", n_in: int = 64, n_out: int = 64) -> Policy:
@@ -345,7 +326,7 @@ def test_prune_neurons_refuses_bad_calibration_and_int8() -> None:
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
 def test_c_export_runs_sparse_layers_through_csr_and_saves_flash(tmp_path: Path) -> None:
     norm = Normalize(np.zeros(3), np.array([0.5, 0.5, 16.0]))
-    parent = Policy(box(3), box(1), (norm,), mlp([3, 64, 64, 1], "relu", seed=2),
+    parent = Policy(box(3), box(1), (norm,), random_mlp([3, 64, 64, 1], "relu", 2),
                     Head("clip", np.array([-2.0]), np.array([2.0])))  # fmt: skip
     child = prune_magnitude(parent, 0.9, scope="layer")
     result = export_c(child, tmp_path / "c")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from rlbudget.policy import (
     save_policy,
 )
 from rlbudget.policy.kernels import activate, affine
+from rlbudget.policy.knots import knot_table, tanh_knots
 from rlbudget.policy.model import (
     QDense,
     QuantizedMLP,
@@ -34,48 +35,14 @@ from rlbudget.policy.model import (
     multiply_by_quantized_multiplier,
     odd_table,
     quantize_input,
+    rounded_high_mul,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
+from tests.factories import cartpole_obs, cartpole_tanh, pendulum_obs, pendulum_relu, random_mlp
 
 RNG = np.random.default_rng(11)
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
-
-
-def mlp(widths: list[int], activation: str, rng: np.random.Generator) -> MLP:
-    """Random layers with He-like scales (the last layer: identity)."""
-    layers = []
-    for i, (n_in, n_out) in enumerate(pairwise(widths)):
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
-        b = (0.1 * rng.standard_normal(n_out)).astype(np.float32)
-        layers.append(Dense(w, b, activation if i < len(widths) - 2 else "identity"))
-    return MLP(tuple(layers))
-
-
-def cartpole_tanh(seed: int = 0, widths: tuple[int, ...] = (4, 64, 64, 2)) -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("CartPole-v1", measure_steps=0)
-    norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
-    return Policy(s.observation, s.action, (norm,), mlp(list(widths), "tanh", rng),
-                  Head("argmax"), {"algorithm": "ppo", "transforms": []})  # fmt: skip
-
-
-def pendulum_relu(seed: int = 0, head: str = "clip") -> Policy:
-    rng = np.random.default_rng(seed)
-    s = env_spec("Pendulum-v1", measure_steps=0)
-    return Policy(s.observation, s.action, (), mlp([3, 64, 64, 1], "relu", rng),
-                  Head(head, np.array([-2.0]), np.array([2.0])), {"algorithm": "td3"})  # fmt: skip
-
-
-def cartpole_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, 4)) * [1.0, 1.5, 0.1, 1.5]).astype(np.float32)
-
-
-def pendulum_obs(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    theta = rng.uniform(-np.pi, np.pi, n)
-    return np.stack([np.cos(theta), np.sin(theta), rng.uniform(-8, 8, n)], 1).astype(np.float32)
 
 
 # --- fixed-point primitives against a line-by-line transcription of gemmlowp ---------------
@@ -152,6 +119,23 @@ def test_multiply_by_quantized_multiplier_rounds_like_float() -> None:
     assert got.tolist() == [2**30, -(2**30)]
 
 
+def test_rounded_high_mul_is_the_rounded_exact_product() -> None:
+    """One rounding (half up) of ``acc · m / 2**(31 - shift)``, exactly, for shift ≤ -2 —
+    Python's integers as the reference — and within half a step of TFLite's result plus
+    one (its two roundings)."""
+    from fractions import Fraction
+
+    acc = np.concatenate([RNG.integers(-(2**31), 2**31, 3000), [0, 1, -1, 2**31 - 1, -(2**31)]])
+    for real in (0.0123, 0.2, 0.249, 1e-6):
+        m, shift = quantize_multiplier(real)
+        assert shift <= -2
+        got = rounded_high_mul(acc, np.int64(m), np.int64(shift))
+        exact = [Fraction(int(a) * m, 2 ** (31 - shift)) for a in acc]
+        assert got.tolist() == [math.floor(e + Fraction(1, 2)) for e in exact]
+        tflite = multiply_by_quantized_multiplier(acc, np.int64(m), np.int64(shift))
+        assert np.abs(got - tflite).max() <= 1
+
+
 def test_quantize_input_rounds_half_away_and_saturates() -> None:
     x = np.array([0.5, -0.5, 1.5, -1.5, 2.4999, 126.6, -200.0, 1e30, np.nan, -0.0], np.float32)
     assert quantize_input(x, 1.0, 0).tolist() == [1, -1, 2, -2, 2, 127, -128, 127, -128, 0]
@@ -180,8 +164,12 @@ def reference_layer(layer: QDense, x: np.ndarray) -> list[int]:
         acc += int(layer.b[j])
         k = j if layer.multiplier.size > 1 else 0  # per channel, or one for the layer
         m, s = int(layer.multiplier[k]), int(layer.shift[k])
-        left, right = max(s, 0), max(-s, 0)
-        acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
+        if layer.requantize == "high_word":  # the product's high word, one rounding
+            k = -1 - s
+            acc = ((acc * m >> 32) + (1 << (k - 1))) >> k
+        else:
+            left, right = max(s, 0), max(-s, 0)
+            acc = rdbpot_ref(srdhm_ref(max(I32_MIN, min(I32_MAX, acc << left)), m), right)
         acc = max(layer.clamp_low, min(127, acc + layer.output_zero_point))
         out.append(int(layer.lut[acc + 128]) if layer.lut is not None else acc)
     return out
@@ -220,7 +208,8 @@ def test_tanh_and_sigmoid_tables() -> None:
         body = MLP((Dense(w0, np.zeros(8, np.float32), activation),
                     Dense(np.ones((8, 2), np.float32), np.zeros(2, np.float32))))  # fmt: skip
         calib = cartpole_obs(500)
-        q = quantize_int8(Policy(s.observation, s.action, (), body, Head("argmax")), calib)
+        policy = Policy(s.observation, s.action, (), body, Head("argmax"))
+        q = quantize_int8(policy, calib, tanh_knots=False)  # the exact table
         layer = q.body.layers[0]  # type: ignore[union-attr]
         assert layer.lut is not None and layer.lut.dtype == np.int8 and layer.lut.shape == (256,)
         assert np.all(np.diff(layer.lut.astype(int)) >= 0)  # monotone
@@ -245,6 +234,34 @@ def test_tanh_and_sigmoid_tables() -> None:
             error = error[1:]
         assert error.max() <= scale / 2
         assert q.body.layers[1].input_scale == np.float32(scale)  # type: ignore[union-attr]
+        if activation == "tanh":  # the default: 17 knots, within one step of the exact table
+            k = quantize_int8(policy, calib)
+            knotted = k.body.layers[0]  # type: ignore[union-attr]
+            assert knotted.out_quant == layer.out_quant and knotted.lut is not None
+            assert 0 < np.abs(knotted.lut.astype(int) - layer.lut).max() <= 1
+            knots = k.arrays()["body.0.lut"]
+            assert knots.shape == (17,) and np.array_equal(knot_table(knots), knotted.lut)
+            assert np.array_equal(knots[:16], knotted.lut[128::8])  # tanh at 0, 8, …, 120
+            assert k.provenance["transforms"][-1]["tanh_knots"] is True
+            assert "tanh_knots" not in q.provenance["transforms"][-1]
+
+
+def test_knot_table_arithmetic() -> None:
+    """The knots' table is the C export's integer interpolation, odd, -128 read as -127;
+    :func:`tanh_knots` finds the knots of a table that is one (and only of such a table)."""
+    knots = np.array([0, 9, 18, 27, 35, 43, 50, 57, 63, 69, 74, 79, 83, 87, 90, 93, 95], np.int8)
+    table = knot_table(knots)
+    a = np.arange(128)
+    lo, hi = knots[a // 8].astype(int), knots[a // 8 + 1].astype(int)
+    assert table[128:].tolist() == [int(v) for v in lo + ((hi - lo) * (a % 8) + 4) // 8]
+    assert table[127] == -table[129] and table[0] == table[1] == -table[255]
+    found = tanh_knots(table)
+    assert found is not None and np.array_equal(knot_table(found), table)
+    assert np.array_equal(found[:16], knots[:16])  # the last knot: any that rebuilds 120..127
+    off = table.copy()
+    off[128 + 5], off[128 - 5] = off[128 + 5] + 2, off[128 - 5] - 2  # no longer linear there
+    assert tanh_knots(off) is None
+    assert tanh_knots(np.arange(-128, 128).astype(np.int8)) is None  # not odd (-128 ≠ -127)
 
 
 # --- whole policies ----------------------------------------------------------------------------
@@ -360,7 +377,8 @@ def test_input_range_folded_into_first_layer() -> None:
     assert np.all((outside > 0.005) & (outside <= 0.0101))
     assert q.provenance["transforms"][-1]["input_normalization"] is True
     first = q.body.layers[0]  # type: ignore[union-attr]
-    assert (first.input_scale, first.input_zero_point) == activation_params(-1.0, 1.0)
+    # symmetric: ±1 is ±127 with zero point 0, so no layer reading the input subtracts one
+    assert (first.input_scale, first.input_zero_point) == (float(np.float32(1 / 127)), 0)
 
 
 def agreement_tanh() -> float:
@@ -393,12 +411,12 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     (t,) = q.provenance["transforms"]
     assert t == {"method": "int8", "calibration_observations": 300,
                  "input_normalization": False, "float_output": True,  # VecNormalize in front
-                 "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
+                 "tanh_knots": True, "bytes_before": 4 * (4 * 8 + 8 + 8 * 2 + 2 + 8),
                  "bytes_after": policy_bytes(q)}  # fmt: skip
-    # int8: W (48), tanh table (odd: its 128 entries for 0..127); int16: b; float32: the
+    # int8: W (48), tanh table (odd, interpolated: its 17 knots); int16: b; float32: the
     # normalize step's mean and var. One weight scale per layer: w_scale, multiplier and
     # shift are JSON numbers. (Per channel, int32 biases and a full table: 658 bytes.)
-    by_dtype = {"float32": 4 * 8, "int8": 48 + 128, "int16": 2 * 10}
+    by_dtype = {"float32": 4 * 8, "int8": 48 + 17, "int16": 2 * 10}
     assert q.bytes_by_dtype() == by_dtype
     assert q.parameters == 48 + 10 and q.macs == 48
     # 1 B per int8 activation (the largest live pair, 4 + 8) + the float32 output (2 × 4 B)
@@ -414,7 +432,22 @@ def test_round_trip_provenance_and_counts(tmp_path: Path) -> None:
     assert dict(r.provenance) == dict(q.provenance)
     doc = json.loads((tmp_path / "q" / "policy.json").read_text())
     layer0 = doc["body"]["layers"][0]
-    assert doc["body"]["kind"] == "mlp_int8" and layer0["lut"] == "body.0.lut"
+    # schema 2: the int8 arrays (W 4×8, the knots, W 8×2) are slices of one array per dtype
+    assert doc["schema_version"] == 2 and doc["body"]["kind"] == "mlp_int8"
+    assert layer0["W"] == {"array": "body.int8", "offset": 0, "shape": [4, 8]}
+    assert layer0["lut"] == {"array": "body.int8", "offset": 32, "shape": [17]}
+    assert layer0["b"] == {"array": "body.int16", "offset": 0, "shape": [8]}
+    from safetensors.numpy import load
+
+    stored = load((tmp_path / "q" / "policy.safetensors").read_bytes())
+    assert {k: v.shape for k, v in stored.items()} == {
+        "body.int8": (32 + 17 + 16,), "body.int16": (10,),
+        "preprocess.0.mean": (4,), "preprocess.0.var": (4,)}  # fmt: skip
+    # schema 1 (an array per layer) is still written on request and read
+    save_policy(q, tmp_path / "v1", pack=False)
+    old = json.loads((tmp_path / "v1" / "policy.json").read_text())
+    assert old["schema_version"] == 1 and old["body"]["layers"][0]["lut"] == "body.0.lut"
+    assert np.array_equal(load_policy(tmp_path / "v1").act(obs), q.act(obs))
     assert layer0["input_scale"] == q.body.layers[0].input_scale  # type: ignore[union-attr]
     assert layer0["w_scale"] == float(q.body.layers[0].w_scale[0])  # type: ignore[union-attr]
 
@@ -438,7 +471,8 @@ def test_tanh_layers_share_one_table(tmp_path: Path) -> None:
     assert "shared_table" not in own.provenance["transforms"][-1]
     folder = save_policy(q, tmp_path / "q")
     doc = json.loads((folder / "policy.json").read_text())
-    assert [la.get("lut") for la in doc["body"]["layers"]] == ["body.0.lut", "body.0.lut", None]
+    knots = {"array": "body.int8", "offset": 4 * 64, "shape": [17]}  # after layer 0's W
+    assert [la.get("lut") for la in doc["body"]["layers"]] == [knots, knots, None]
     loaded = load_policy(folder)
     x = cartpole_obs(2000, seed=3)
     assert np.array_equal(loaded.act(x), q.act(x))
@@ -454,12 +488,14 @@ def test_64_64_int8_arrays_shrink_3_5x() -> None:
     gave 2.75×)."""
     p = cartpole_tanh()
     q = quantize_int8(p, cartpole_obs(300))
-    # W 4480 int8, b 130 int16, one odd tanh table shared by both hidden layers, normalize
-    # (8 float32)
-    assert policy_bytes(q) == 4480 + 2 * 130 + 128 + 4 * 8
+    # W 4480 int8, b 130 int16, one odd tanh table shared by both hidden layers, as its 17
+    # knots, normalize (8 float32)
+    assert policy_bytes(q) == 4480 + 2 * 130 + 17 + 4 * 8
     assert policy_bytes(p) / policy_bytes(q) >= 3.5
     own = quantize_int8(p, cartpole_obs(300), shared_table=False)
-    assert policy_bytes(own) == policy_bytes(q) + 128  # a table per hidden layer
+    assert policy_bytes(own) == policy_bytes(q) + 17  # a table per hidden layer
+    exact = quantize_int8(p, cartpole_obs(300), tanh_knots=False)
+    assert policy_bytes(exact) == policy_bytes(q) - 17 + 128  # the exact table's half
     per_channel = quantize_int8(p, cartpole_obs(300), per_channel=True)
     # per channel: w_scale, multiplier, shift (9 B) for each of the 64 + 64 + 2 outputs
     assert policy_bytes(per_channel) == policy_bytes(q) + (64 + 64 + 2) * 9
@@ -472,7 +508,8 @@ def test_round_trip_box_and_one_hot(tmp_path: Path) -> None:
     assert np.array_equal(load_policy(tmp_path / "p").act(obs), q.act(obs))
     s = env_spec("FrozenLake-v1", measure_steps=0)
     rng = np.random.default_rng(0)
-    p = Policy(s.observation, s.action, (OneHot(16),), mlp([16, 8, 4], "relu", rng), Head("argmax"))
+    body = random_mlp([16, 8, 4], "relu", rng)
+    p = Policy(s.observation, s.action, (OneHot(16),), body, Head("argmax"))
     q = quantize_int8(p, np.arange(16))
     assert np.array_equal(q.act(np.arange(16)), p.act(np.arange(16)))
 
@@ -501,8 +538,9 @@ def test_refuses_other_bodies_and_bad_calibration() -> None:
 
 @pytest.fixture
 def saved_int8(tmp_path: Path) -> Path:
+    """A per-channel int8 policy with an array per layer (schema 1, as before packing)."""
     q = quantize_int8(cartpole_tanh(widths=(4, 8, 2)), cartpole_obs(300), per_channel=True)
-    return save_policy(q, tmp_path / "q")
+    return save_policy(q, tmp_path / "q", pack=False)
 
 
 @pytest.fixture
@@ -568,6 +606,11 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda f: edit_arrays(f, lambda a: a.update({"body.0.lut": np.zeros(255, np.int8)})),
         "body (mlp_int8) layer 0: array 'body.0.lut' has shape [255]; expected [256]",
     ),
+    "negative-knot": (
+        lambda f: edit_arrays(f, lambda a: a.update({"body.0.lut": np.full(17, -1, np.int8)})),
+        "body (mlp_int8) layer 0: array 'body.0.lut' holds tanh knots, which must be 0 to 127; "
+        "quantize the policy again",
+    ),
     "zero-point": (
         lambda f: edit_json(f, lambda d: layer0(d).update({"output_zero_point": 200})),
         "body (mlp_int8) layer 0: output_zero_point must be an integer from -128 to 127, not 200",
@@ -595,6 +638,17 @@ CORRUPT: dict[str, tuple[Callable[[Path], None], str]] = {
 
 
 CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
+    "requantize-name": (
+        lambda f: edit_json(f, lambda d: layer0(d).update({"requantize": "fast"})),
+        "body (mlp_int8) layer 0: requantize must be one of tflite, high_word, not 'fast'",
+    ),
+    "requantize-shift": (
+        lambda f: edit_json(
+            f, lambda d: layer0(d).update({"requantize": "high_word", "shift": -1})
+        ),
+        "body (mlp_int8) layer 0: requantize 'high_word' needs every shift ≤ -2; quantize the "
+        "policy again",
+    ),
     "shift-range": (
         lambda f: edit_json(f, lambda d: layer0(d).update({"shift": 31})),
         "body (mlp_int8) layer 0: every shift must lie in [-31, 30]",
@@ -617,6 +671,66 @@ CORRUPT_PER_TENSOR: dict[str, tuple[Callable[[Path], None], str]] = {
         "for the layer) or all array names (one per channel)",
     ),
 }
+
+
+def layer1(doc: dict) -> dict:  # type: ignore[type-arg]
+    return doc["body"]["layers"][1]  # type: ignore[no-any-return]
+
+
+CORRUPT_PACKED: dict[str, tuple[Callable[[Path], None], str]] = {
+    "out-of-range": (
+        lambda f: edit_json(f, lambda d: layer1(d)["W"].update({"offset": 60})),
+        "body (mlp_int8) layer 1: slice [60:76] of array 'body.int8' (shape [65]) is out of "
+        "range; the file is corrupt, save the policy again",
+    ),
+    "overlap": (
+        lambda f: edit_json(f, lambda d: layer1(d)["W"].update({"offset": 40})),
+        "the slices of array 'body.int8' overlap; the file is corrupt, save the policy again",
+    ),
+    "gap": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.int16": np.append(a["body.int16"], np.int16(0))})
+        ),
+        "array 'body.int16' has 11 elements but the structure reads 10; the file is corrupt, "
+        "save the policy again",
+    ),
+    "offset-type": (
+        lambda f: edit_json(f, lambda d: layer0(d)["b"].update({"offset": "0"})),
+        "body (mlp_int8) layer 0: a slice of 'body.int16' needs an integer offset ≥ 0 and a "
+        "shape of integers ≥ 0, not '0' and [8]",
+    ),
+    "missing": (
+        lambda f: edit_arrays(f, lambda a: a.pop("body.int16")),
+        "body (mlp_int8) layer 0: array 'body.int16' is missing from policy.safetensors; the "
+        "policy is incomplete, save it again",
+    ),
+    "dtype": (
+        lambda f: edit_arrays(
+            f, lambda a: a.update({"body.int16": a["body.int16"].astype(np.int8)})
+        ),
+        "body (mlp_int8) layer 0: array 'body.int16[0:8]' has dtype int8; expected int16, int32",
+    ),
+    "shape": (
+        lambda f: edit_json(f, lambda d: layer0(d)["b"].update({"shape": [4, 2]})),
+        "body (mlp_int8) layer 0: array 'body.int16[0:8]' has shape [4, 2]; expected 1 "
+        "dimension(s)",
+    ),
+    "knots": (
+        lambda f: edit_json(f, lambda d: layer0(d)["lut"].update({"shape": [16]})),
+        "body (mlp_int8) layer 0: array 'body.int8[32:48]' has shape [16]; expected [256]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_PACKED))
+def test_corrupt_packed_int8_policy(case: str, saved_per_tensor: Path) -> None:
+    """Schema 2: slices of one array per dtype, each checked, covering the array once."""
+    assert json.loads((saved_per_tensor / "policy.json").read_text())["schema_version"] == 2
+    corrupt, message = CORRUPT_PACKED[case]
+    corrupt(saved_per_tensor)
+    with pytest.raises(PolicyError) as e:
+        load_policy(saved_per_tensor)
+    assert str(e.value) == f"{saved_per_tensor}: {message}"
 
 
 @pytest.mark.parametrize("case", sorted(CORRUPT_PER_TENSOR))

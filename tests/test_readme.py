@@ -14,10 +14,9 @@ import pytest
 
 import rlbudget
 
-from .conftest import BUDGETS
+from .conftest import BUDGETS, ZOO, needs_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-ZOO_MODEL = ROOT.parent / "shared" / "zoo" / "ppo-CartPole-v1" / "CartPole-v1.zip"
 
 
 def library_lines() -> list[str]:
@@ -78,14 +77,13 @@ def test_import_rlbudget_imports_no_torch() -> None:
 
 
 @pytest.mark.slow
+@needs_zoo("ppo-CartPole-v1")  # its CartPole-v1.zip is the table's model.zip
 def test_every_line_of_the_table_runs_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not ZOO_MODEL.exists():
-        pytest.skip(f"needs the RL Zoo model {ZOO_MODEL} (../shared/zoo) for model.zip")
     shutil.copy(BUDGETS / "esp32-cartpole.yaml", tmp_path / "budget.yaml")
     shutil.copy(BUDGETS / "esp32-cartpole.yaml", tmp_path / "b.yaml")
-    shutil.copy(ZOO_MODEL, tmp_path / "model.zip")
+    shutil.copy(ZOO / "ppo-CartPole-v1" / "CartPole-v1.zip", tmp_path / "model.zip")
     lake = (BUDGETS / "rp2040-frozenlake.yaml").read_text()
     (tmp_path / "lake.yaml").write_text(lake)
     (tmp_path / "sweep.yaml").write_text("name: tiny\nbudgets: [lake.yaml]\nstage: plan\n")

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,8 @@ import rlbudget.train as train_module
 from rlbudget.budget import load_budget
 from rlbudget.cli import app
 from rlbudget.run import STATE, candidate_specs, run_job
-from tests.test_compress_cli import balancing_mlp, frozenlake_table
+from tests.factories import balancing_mlp, frozenlake_best_table
+from tests.processes import wait_for
 
 runner = CliRunner()
 
@@ -36,6 +36,11 @@ margin: 0.25
 """
 
 
+EPISODES = ["--episodes", "100"]
+"""Per return measurement: the default (500 FrozenLake episodes, 250 Taxi) costs seconds a
+candidate; these tests are about the search, and a table's compression is exact."""
+
+
 def budget(tmp_path: Path, flash: str = "1KiB", name: str = "b.yaml") -> Path:
     path = tmp_path / name
     path.write_text(LAKE.format(flash=flash))
@@ -47,13 +52,13 @@ def test_candidates_are_cheapest_first() -> None:
     assert names == ["as trained", "int8", "prune-neurons 50% + recover + int8",
                      "prune-neurons 25% + recover + int8", "distill 16 + int8",
                      "distill 8 + int8"]  # fmt: skip
-    assert [c.methods for c in candidate_specs(frozenlake_table())] == [
+    assert [c.methods for c in candidate_specs(frozenlake_best_table())] == [
         None, "pack", "pack,drop-unvisited"]  # fmt: skip
 
 
 def test_search_stops_at_the_first_fit_and_writes_everything(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    r = runner.invoke(app, ["run", str(budget(tmp_path)), "-o", str(out), "--json"])
+    r = runner.invoke(app, ["run", str(budget(tmp_path)), "-o", str(out), "--json", *EPISODES])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["schema"] == "rlbudget.run/1" and data["fits"] is True
@@ -75,7 +80,7 @@ def test_search_stops_at_the_first_fit_and_writes_everything(tmp_path: Path) -> 
 
 def test_nothing_fits_names_the_binding_limit(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    r = runner.invoke(app, ["run", str(budget(tmp_path, flash="64B")), "-o", str(out)])
+    r = runner.invoke(app, ["run", str(budget(tmp_path, flash="64B")), "-o", str(out), *EPISODES])
     assert r.exit_code == 1, r.output
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("DOES NOT FIT — binding limit inference.flash: needs ")
@@ -116,7 +121,7 @@ def test_killed_during_the_search_resumes_after_the_last_candidate(
 
     monkeypatch.setattr(verdict, "profile", killed_on_the_second)
     with pytest.raises(KeyboardInterrupt):
-        run_job(b, out)
+        run_job(b, out, episodes=100)
     state = json.loads((out / STATE).read_text())
     assert set(state["stages"]) == {"plan", "train", "compress-partial"}
     assert [c["name"] for c in state["stages"]["compress-partial"]["candidates"]] == ["as trained"]
@@ -129,13 +134,13 @@ def test_killed_during_the_search_resumes_after_the_last_candidate(
     monkeypatch.setattr(verdict, "profile", lambda *a, **k: (calls.append(k["policy_name"]),
                                                              real_profile(*a, **k))[1])  # fmt: skip
     monkeypatch.setattr(train_module, "train_run", no_training)
-    report = run_job(b, out)
+    report = run_job(b, out, episodes=100)
     assert report.resumed == ("plan", "train") and report.fits
     assert [c.name for c in report.candidates] == ["as trained", "pack"]
     # candidate 0 was not profiled again, and the report reuses the profile of pack
     assert [Path(c).parent.name for c in calls] == ["1-pack"]
     assert json.loads((out / "train" / "summary.json").read_text())["steps"] == steps
-    again = run_job(b, out)  # everything done: nothing runs, the same answer
+    again = run_job(b, out, episodes=100)  # everything done: nothing runs, the same answer
     assert again.resumed == ("plan", "train", "compress", "export", "profile")
     assert again.chosen == report.chosen
 
@@ -147,11 +152,9 @@ def test_sigkill_during_training_resumes_from_the_checkpoint(tmp_path: Path) -> 
     path.write_text("name: slow\ndevice: stm32f446\ntraining: {env_steps: 400k}\n"
                     "task: {env: Taxi-v4, min_return: 7}\n")  # fmt: skip
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "rlbudget", "run", str(path), "-o", str(out)]
+    command = [sys.executable, "-m", "rlbudget", "run", str(path), "-o", str(out), *EPISODES]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not (out / "train" / "checkpoint").is_dir() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: (out / "train" / "checkpoint").is_dir(), proc, "the first checkpoint")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     state = json.loads((out / STATE).read_text())

@@ -29,11 +29,10 @@ from rlbudget.sb3.files import read_vecnormalize, read_zoo_config  # noqa: E402
 from rlbudget.sb3.importer import import_model  # noqa: E402
 from rlbudget.sb3.pickles import Global, inspect_pickle  # noqa: E402
 
+from .conftest import ZOO, needs_zoo  # noqa: E402
 from .test_sb3_convert import randomize, sample_obs  # noqa: E402
 
 runner = CliRunner()
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-ZOO = SHARED / "zoo"
 
 # --- a small real model to break ----------------------------------------------------------
 
@@ -347,9 +346,6 @@ REFERENCE = {
     "ppo-MountainCar-v0": (-108.1, 20.2),
     "sac-Pendulum-v1": (-160.3, 51.3),
 }
-needs_zoo = pytest.mark.skipif(
-    not ZOO.is_dir(), reason=f"the RL Zoo models are not here ({ZOO} is missing)"
-)
 
 
 def _sb3_reference(folder: Path, env_id: str) -> tuple[Any, Any]:
@@ -379,7 +375,7 @@ def _sb3_reference(folder: Path, env_id: str) -> tuple[Any, Any]:
     return model, stats
 
 
-@needs_zoo
+@needs_zoo(*REFERENCE)
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_zoo_model_imports_and_reproduces_returns(name: str, tmp_path: Path) -> None:
     folder = ZOO / name
@@ -410,7 +406,7 @@ def test_zoo_model_imports_and_reproduces_returns(name: str, tmp_path: Path) -> 
         assert np.max(np.abs(actions - expected)) <= 1e-5
 
 
-@needs_zoo
+@needs_zoo("dqn-CartPole-v1")
 def test_old_gym_model_spaces_come_from_the_pickle() -> None:
     result = import_model(ZOO / "dqn-CartPole-v1")
     obs = result.policy.observation_space

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from rlbudget.cli import app
 from rlbudget.errors import PolicyError
 from rlbudget.policy import load_policy, save_policy
+from tests.factories import cartpole_mlp
 
-from .test_policy import cartpole_mlp, rewrite_json
+from .test_policy import rewrite_json
 
 runner = CliRunner()
 

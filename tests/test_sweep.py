@@ -62,7 +62,9 @@ def test_tiny_local_sweep_end_to_end(tmp_path: Path) -> None:
 
 
 def test_resume_skips_finished_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = load_sweep(sweep_file(tmp_path, seeds="[0]"))  # one seed: two trials are enough
+    # one seed: two trials are enough; plan-only trials: skipping a finished trial is the
+    # same at every stage, and a plan takes milliseconds where a run trains
+    spec = load_sweep(sweep_file(tmp_path, "stage: plan\n", seeds="[0]"))
     out = tmp_path / "out"
     first = run_sweep(spec, out, workers=1)
     ran: list[str] = []
@@ -83,8 +85,10 @@ def test_resume_skips_finished_trials(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # epsilon_end as text: resolving the hyperparameters of those trials fails
-    path = sweep_file(tmp_path, "grid:\n  hyperparams: {epsilon_end: [0.05, oops]}\n", "[0]")
+    # epsilon_end as text: resolving the hyperparameters of those trials fails (stage
+    # train: where they fail; the good trials need no compression search)
+    grid = "stage: train\ngrid:\n  hyperparams: {epsilon_end: [0.05, oops]}\n"
+    path = sweep_file(tmp_path, grid, "[0]")
     out = tmp_path / "out"
     r = runner.invoke(app, ["sweep", str(path), "-o", str(out), "--json", "--workers", "1"])
     assert r.exit_code == 1, r.output

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate
 
 from .conftest import BUDGETS
+from .processes import checkpoint_steps, metrics_rows, wait_for
 
 runner = CliRunner()
 
@@ -220,8 +220,9 @@ def test_tabular_algorithm_trains_as_itself(
     # train_run once built TabularConfig without algorithm=, so every one trained as q-learning.
     from rlbudget.agents.tabular import TabularConfig, train_tabular
 
-    budget = write_budget("device: rp2040\ntraining: {env_steps: 1000}\n"
-                          "task: {env: Taxi-v4, min_return: 100}\n")  # reward -1 a step
+    budget = write_budget(
+        "device: rp2040\ntraining: {env_steps: 1000}\ntask: {env: Taxi-v4, min_return: 100}\n"
+    )  # reward -1 a step
     train("--algo", algo, "--budget", str(budget), "-o", str(tmp_path / "r"))
     policy = load_policy(tmp_path / "r" / "policy")
     assert policy.provenance["algorithm"] == algo
@@ -252,11 +253,7 @@ def test_sigterm_saves_and_exits_143(
 
     run = tmp_path / "run"
     proc = _start(run, write_budget(LONG.format(steps="10M")))
-    deadline = time.monotonic() + 60  # training has begun: metrics.csv grows per episode
-    while time.monotonic() < deadline and not (
-        (run / "metrics.csv").is_file() and len((run / "metrics.csv").read_text().splitlines()) > 1
-    ):
-        time.sleep(0.05)
+    wait_for(lambda: metrics_rows(run) > 0, proc, "a metrics.csv row")  # training has begun
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
@@ -276,10 +273,8 @@ def test_kill_9_leaves_a_loadable_checkpoint(
     run = tmp_path / "run"
     # 100k steps: a checkpoint every 10k steps, i.e. several per second.
     proc = _start(run, write_budget(LONG.format(steps="100k")))
-    deadline = time.time() + 30
-    while not (run / "checkpoint").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    # the first checkpoint replaced by the second: training is under way, writing more
+    wait_for(lambda: checkpoint_steps(run) >= 20_000, proc, "a second checkpoint")
     proc.kill()
     proc.wait(timeout=30)
     ck = Checkpoint.load(run / "checkpoint")

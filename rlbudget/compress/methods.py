@@ -146,7 +146,7 @@ def _int8(ctx: Context) -> tuple[Policy, dict[str, Any]]:
             child = per_channel
     params["weight_scales"] = _scales(child)
     if child.provenance["transforms"][-1].get("shared_table"):
-        # one tanh table for all tanh layers saves 128 B each; the same test as above
+        # one tanh table for all tanh layers saves a table each; the same test as above
         own = quantize_int8(ctx.parent, obs, per_channel=_scales(child) == "per channel",
                             shared_table=False)  # fmt: skip
         rates = [action_agreement(ctx.parent, c, ctx.visited).rate for c in (child, own)]

@@ -84,6 +84,8 @@ TAIL_FRACTION = 0.05
 DEFAULT_MAX_RETURN_DROP = 0.05
 """The gate's limit on the mean and the tail drop unless told otherwise (``compress``,
 ``run``'s candidates)."""
+
+
 def parse_fraction(text: str, what: str = "--max-return-drop") -> float:
     """``"5%"`` or ``"0.05"`` → 0.05 (not negative, finite).
 

@@ -17,7 +17,10 @@
   ``zero_point = round(-128 - min / scale)``. The body input is calibrated the same way;
 - **requantization**: ``input_scale × w_scale[j] / output_scale`` as an int32 multiplier
   and a shift (TFLite's ``QuantizeMultiplier``), applied with gemmlowp's
-  ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``;
+  ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``, or, where every
+  shift is ≤ -2 (a multiplier below 1/4, the usual case), with one rounding of the
+  product's high word (:func:`~rlbudget.policy.model.rounded_high_mul`, ``requantize``
+  "high_word": as exact, fewer instructions in C);
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
   through a 256-entry int8 table. A tanh layer's output and its table's output are
   quantized symmetrically (zero point 0), so its table is odd and is stored and exported
@@ -29,7 +32,10 @@
   and (1/256, -128): a trained PPO CartPole's hidden tanh units stay within ±0.4, and
   TFLite's fixed scale would give them ≈ 100 of the 256 levels. By default every tanh
   layer uses the union of the tanh layers' ranges, so they share one table, stored and
-  exported once (``shared_table``).
+  exported once (``shared_table``). That table is by default the linear interpolation of
+  tanh at 17 knots, the inputs 0, 8, …, 128 (``tanh_knots``, :mod:`rlbudget.policy.knots`):
+  17 bytes stored and exported, a few integer operations in C, and within one step of
+  the exact table at every input (else the exact table is kept).
 
 Two choices go beyond TFLite's converter, both because a policy's action is decided by
 small differences:
@@ -40,7 +46,9 @@ small differences:
   front of it (``(x - center) / half_range`` per feature, from the calibration min/max; its
   ``clip`` at 4 half-ranges) and folded exactly into the first layer's float weights
   (``W' = half_range[:, None] * W``, ``b' = b + center @ W``) before they are quantized, so
-  every feature spans the int8 input range. The range is the central 99 % of the
+  every feature spans the int8 input range, quantized symmetrically (±1 as ±127, zero
+  point 0: the first layer subtracts no zero point, and its C call passes a constant 0
+  like the tanh layers'). The range is the central 99 % of the
   calibration values (percentiles 0.5 and 99.5, :data:`INPUT_PERCENTILE`); the rarer ones
   saturate. On the Zoo's PPO CartPole this raised agreement from 96.6 % to 97.2 %. A body
   behind VecNormalize already sees standardized features and is left as it is.
@@ -73,6 +81,8 @@ import numpy as np
 from rlbudget.compress import with_transform
 from rlbudget.errors import PolicyError
 from rlbudget.policy.kernels import activate, affine
+from rlbudget.policy.knots import KNOT_STEP, knot_table
+from rlbudget.policy.knots import tanh_knots as tanh_knots_of
 from rlbudget.policy.model import (
     INT32_MAX,
     LUT_OUTPUT,
@@ -156,6 +166,17 @@ def _lut(
     return out
 
 
+def _knot_lut(exact: Array, scale: float, out_scale: float) -> Array:
+    """The odd tanh table ``exact`` (inputs of ``scale``, outputs of ``out_scale``, zero
+    points 0) as :func:`~rlbudget.policy.knots.knot_table` of tanh's values at the knots,
+    when that stays within one step of ``exact`` at every input; else ``exact``."""
+    x = np.float64(scale) * np.arange(0, 129, KNOT_STEP)
+    v = np.tanh(x) / float(np.float32(out_scale))
+    table = knot_table(np.clip(np.floor(v + 0.5), 0, 127).astype(np.int8))
+    close = np.abs(table.astype(np.int16) - exact.astype(np.int16)).max() <= 1
+    return table if close else exact
+
+
 def _symmetric(r: tuple[float, float]) -> tuple[float, int]:
     """int8 (scale, zero point 0) covering [-t, t], t = the larger magnitude of ``r``."""
     top = max(abs(r[0]), abs(r[1]))
@@ -176,10 +197,13 @@ def _quantize_layer(
     float_output: bool = False,
     lut_range: tuple[float, float] | None = None,
     per_channel: bool = False,
+    knots: bool = False,
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
     (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
-    ``per_channel``: a weight scale per output channel, else one for the layer)."""
+    ``per_channel``: a weight scale per output channel, else one for the layer; ``knots``:
+    a tanh table interpolated between 17 knots where it stays within one step of the
+    exact one, :func:`_knot_lut`)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
     if not per_channel:
@@ -200,8 +224,12 @@ def _quantize_layer(
     lut = None
     if activation in LUT_OUTPUT:
         lut = _lut(activation, out_scale, out_zp, lut_output)
+        if activation == "tanh" and knots:
+            lut = _knot_lut(lut, out_scale, (lut_output or LUT_OUTPUT["tanh"])[0])
+    high_word = not float_output and int(shift.max()) <= -2  # see rounded_high_mul
     return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
-                  out_scale, out_zp, activation, lut, float_output, lut_output)  # fmt: skip
+                  out_scale, out_zp, activation, lut, float_output, lut_output,
+                  "high_word" if high_word else "tflite")  # fmt: skip
 
 
 def quantize_int8(
@@ -209,6 +237,7 @@ def quantize_int8(
     calibration_obs: np.ndarray,
     per_channel: bool = False,
     shared_table: bool = True,
+    tanh_knots: bool = True,
 ) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
@@ -220,9 +249,12 @@ def quantize_int8(
         unless it costs action agreement, see
         :data:`~rlbudget.compress.pipeline.PER_TENSOR_AGREEMENT_SLACK`).
     :param shared_table: one tanh table for every tanh layer (their input and output
-        ranges widened to the union of theirs; 128 B less per further tanh layer), else
+        ranges widened to the union of theirs; a table less per further tanh layer), else
         one per layer, each on its own range (``rlbudget compress -m int8`` keeps the
         shared one unless it costs action agreement, as for ``per_channel``).
+    :param tanh_knots: a tanh table that is the linear interpolation of 17 knots (17 B
+        stored and exported instead of 128; within one step of the exact table, else the
+        exact table).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
         (method ``int8``, ``calibration_observations``, bytes before and after).
     :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
@@ -255,7 +287,7 @@ def quantize_int8(
         preprocess, x = (norm,), norm.apply(x)
     # folded: every feature's calibrated range is [-1, 1]; rarer values saturate
     low, high = (-1.0, 1.0) if folded else (float(x.min()), float(x.max()))
-    quant = activation_params(low, high)
+    quant = _symmetric((low, high)) if folded else activation_params(low, high)
     float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
     ranges = _float_ranges(x, dense_layers)
     shared = shared_table and sum(d.activation == "tanh" for d in dense_layers) > 1
@@ -268,15 +300,17 @@ def quantize_int8(
         a = activate(z, dense.activation)
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
-                                ranges[i][1], per_channel)  # fmt: skip
+                                ranges[i][1], per_channel, tanh_knots)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
+    knotted = any(la.lut is not None and tanh_knots_of(la.lut) is not None for la in layers)
     child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
     return with_transform(policy, child, "int8", calibration_observations=len(obs),
                           input_normalization=folded, float_output=float_last,
-                          **({"shared_table": True} if shared else {}))  # fmt: skip
+                          **({"shared_table": True} if shared else {}),
+                          **({"tanh_knots": True} if knotted else {}))  # fmt: skip
 
 
 Ranges = list[tuple[tuple[float, float], tuple[float, float]]]
@@ -298,7 +332,8 @@ def _float_ranges(x: Array, layers: tuple[Dense, ...]) -> Ranges:
 def _share_tanh_ranges(ranges: Ranges, layers: tuple[Dense, ...]) -> Ranges:
     """``ranges`` with every tanh layer's widened to the union of all tanh layers' (each
     symmetric): their tables then have the same input and output scales, so they are the
-    same table, stored and exported once (128 B per further tanh layer, plus its header)."""
+    same table, stored and exported once (a table less per further tanh layer: 17 B as
+    knots, 128 B as an odd half)."""
     tanh = [i for i, d in enumerate(layers) if d.activation == "tanh"]
     top_in = max(max(abs(v) for v in ranges[i][0]) for i in tanh)
     top_out = max(max(abs(v) for v in ranges[i][1]) for i in tanh)

@@ -15,9 +15,11 @@ runtime functions that policy uses (:mod:`rlbudget.export.kernels`), so the fold
 self-contained. What the C computes, and how it matches numpy:
 
 - ``mlp_int8``: integer-only, **bit-exact** with :class:`~rlbudget.policy.model.QuantizedMLP`
-  (the same float32 division and rounding for the input, the same gemmlowp fixed-point
-  requantization, the same lookup tables). A ``tanh_rescale`` head reads a table of the
-  256 possible actions per dimension computed by numpy, so the int8 path needs no libm.
+  (the same float32 division and rounding for the input, the same requantization:
+  gemmlowp's fixed point or one rounding of the product's high word, the same lookup
+  tables, a tanh table as 17 knots; :mod:`rlbudget.export.c_int8`). A ``tanh_rescale``
+  head reads a table of the 256 possible actions per dimension computed by numpy, so the
+  int8 path needs no libm.
 - ``table``, ``packed_table`` (dense, or sparse: a bitmap and ranks, looked up in constant
   time with a byte popcount, no builtins), tile-coded ``linear`` (float or int8/int16):
   exact. Tile coding and discretizing compute in double, as numpy does, with every
@@ -49,6 +51,16 @@ from typing import Any
 import numpy as np
 
 from rlbudget.errors import PolicyError
+from rlbudget.export.c_int8 import QUANTIZE as QUANTIZE
+from rlbudget.export.c_int8 import QUANTIZE_FULL_SCALE as QUANTIZE_FULL_SCALE
+from rlbudget.export.c_int8 import argmax_on_acc as argmax_on_acc
+from rlbudget.export.c_int8 import (
+    dense_int8_call,
+    int8_kernel,
+    int8_saturates_first,
+    quantize_helper,
+    requantize_helpers,
+)
 from rlbudget.export.c_source import (
     CTYPES,
     HEADER,
@@ -70,12 +82,10 @@ from rlbudget.policy.model import (
     OneHot,
     PackedTable,
     Policy,
-    QDense,
     QuantizedMLP,
     Table,
     TileCode,
     dequantize,
-    odd_half,
     quantize_input,
 )
 
@@ -106,50 +116,6 @@ def _fail(message: str) -> PolicyError:
 
 
 # --- runtime functions (runtime/*.c), pasted only when used ---------------------------------
-
-QUANTIZE = instance("quantize.c", RLB_HALF_SCALE=1)
-"""``rlb_quantize(v, scale / 2, zero_point)``: float32 → int8, half away from zero."""
-QUANTIZE_FULL_SCALE = instance("quantize.c", RLB_HALF_SCALE=0)
-"""The quantization when ``scale / 2`` is not exact in float32 (a scale below 2**-125)."""
-
-
-def quantize_helper(scale: float) -> tuple[str, float]:
-    """The C of ``rlb_quantize`` for the input ``scale`` and the scale to pass it:
-    :data:`QUANTIZE` with ``scale / 2`` (fewer float operations: a division, two compares
-    and a conversion) where halving is exact, else :data:`QUANTIZE_FULL_SCALE`."""
-    full = np.float32(scale)
-    half = full / np.float32(2)
-    if half * np.float32(2) == full and half >= np.finfo(np.float32).tiny:
-        return QUANTIZE, float(half)
-    return QUANTIZE_FULL_SCALE, float(full)
-
-
-ACC_EXACT = 2**23
-"""Accumulators below this magnitude are exact in float32 and no two of them round to one
-product with a positive scale (the products differ by at least the scale, more than half
-an ulp), so numpy's ``argmax(float32(acc) * scale)`` is ``argmax(acc)``, first index of
-equals included."""
-
-
-def argmax_on_acc(policy: Policy, la: QDense) -> bool:
-    """The last layer ``la`` may hand the argmax head its int32 accumulators."""
-    scale = la.dequant_scale
-    bound = 255 * 128 * int(la.W.shape[0]) + int(np.abs(la.b.astype(np.int64)).max(initial=0))
-    return (policy.head.kind == "argmax" and scale.size == 1 and 1e-30 < float(scale[0]) < 1e30
-            and bound < ACC_EXACT)  # fmt: skip
-
-
-def _kernel(w: CWriter, name: str, bias: Array, odd: bool = False) -> str:
-    """Emit the int8 kernel ``name`` (``dense_int8``, ``dense_int8_acc``,
-    ``dense_int8_float``) for ``bias``'s C type (int16 or int32) and, ``odd``, a half
-    lookup table; its C name."""
-    suffix = ("_b16" if bias.dtype == np.int16 else "") + ("_odd" if odd else "")
-    lut = {"RLB_ODD_LUT": int(odd)} if name == "dense_int8" else {}
-    rename: dict[str, str] = {f"rlb_{name}": f"rlb_{name}{suffix}"}
-    w.helper(name + suffix, instance(f"{name}.c", RLB_BIAS=CTYPES[str(bias.dtype)], **lut,
-                                     **rename))  # fmt: skip
-    return f"rlb_{name}{suffix}"
-
 
 HALF = instance("half.c")
 """``rlb_h2f``, ``rlb_f2h`` and ``rlb_round_half``: float16 bit patterns, exactly."""
@@ -201,15 +167,18 @@ def _split_preprocess(
     return norm, last
 
 
-def _input_function(w: CWriter, norm: Normalize | None) -> None:
-    """``rlb_input(obs, i)``: observation element i after the float preprocess."""
+def _input_function(w: CWriter, norm: Normalize | None, clip: bool = True) -> None:
+    """``rlb_input(obs, i)``: observation element i after the float preprocess (without
+    the normalize step's clip where ``clip`` is False:
+    :func:`~rlbudget.export.c_int8.int8_saturates_first`)."""
     if norm is None:
         w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=0))
         return
     std = np.sqrt(norm.var + np.float32(norm.eps))  # exactly numpy's float32 divisor
     w.array("rlb_norm_mean", norm.mean, "normalize: mean")
     w.array("rlb_norm_std", std, "normalize: sqrt(var + eps), computed in float32")
-    w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=1, RLB_CLIP=c_float(norm.clip)))
+    w.helper("rlb_input", instance("input.c", RLB_NORMALIZE=1, RLB_CLIP=c_float(norm.clip),
+                                   RLB_UNCLIPPED=int(not clip)))  # fmt: skip
 
 
 def _bin(top: str) -> str:
@@ -305,8 +274,7 @@ def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
-    left = any(bool((la.shift > 0).any()) for la in body.layers if not la.float_output)
-    w.helper("fixed_point", instance("fixed_point.c", RLB_LEFT_SHIFT=int(left)))
+    requantize_helpers(w, body.layers)
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
@@ -316,33 +284,19 @@ def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | Non
         w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
         ch = int(la.w_scale.size > 1)
         if la.float_output and argmax_on_acc(policy, la):
-            name = _kernel(w, "dense_int8_acc", la.b)
+            name = int8_kernel(w, "dense_int8_acc", la.b)
             w.buffer("rlb_acc", "int32_t", n_out, "the last layer's int32 accumulators")
             w.line(f"    {name}({x}, rlb_acc, rlb_w{i}, rlb_b{i}, {n_in}, {n_out}, "
                    f"{la.input_zero_point});")  # fmt: skip
             return "rlb_acc"
         if la.float_output:
-            name = _kernel(w, "dense_int8_float", la.b)
+            name = int8_kernel(w, "dense_int8_float", la.b)
             w.buffer("rlb_out", "float", n_out, "the last layer's dequantized output")
             w.array(f"rlb_scale{i}", la.dequant_scale, f"layer {i}: input_scale * w_scale")
             w.line(f"    {name}({x}, rlb_out, rlb_w{i}, rlb_b{i}, rlb_scale{i}, {ch}, "
                    f"{n_in}, {n_out}, {la.input_zero_point});")  # fmt: skip
             return "rlb_out"
-        half = odd_half(la.lut) if la.lut is not None and la.activation == "tanh" else None
-        name = _kernel(w, "dense_int8", la.b, half is not None)
-        w.array(f"rlb_m{i}", la.multiplier, f"layer {i}: requantization multipliers (Q0.31)")
-        w.array(f"rlb_s{i}", la.shift.astype(np.int8), f"layer {i}: requantization shifts")
-        lut = "0"
-        if half is not None:
-            lut = tables.get(half.tobytes()) or w.array(
-                f"rlb_lut{i}", half, f"layer {i}: tanh lookup table, inputs 0..127 (odd)"
-            )
-            tables[half.tobytes()] = lut
-        elif la.lut is not None:
-            lut = w.array(f"rlb_lut{i}", la.lut, f"layer {i}: {la.activation} lookup table")
-        w.line(f"    {name}({x}, {y}, rlb_w{i}, rlb_b{i}, rlb_m{i}, rlb_s{i}, {ch}, {n_in}, "
-               f"{n_out}, {la.input_zero_point}, {la.output_zero_point}, {la.clamp_low}, "
-               f"{lut}); /* {la.activation} */")  # fmt: skip
+        w.line(dense_int8_call(w, la, i, x, y, tables))
         x = y
     return x
 
@@ -485,7 +439,7 @@ def _generate(policy: Policy) -> CWriter:
     w = CWriter()
     norm, last = _split_preprocess(policy)
     if policy.observation_space.kind == "box":
-        _input_function(w, norm)
+        _input_function(w, norm, not int8_saturates_first(policy, norm))
     body = policy.body
     if isinstance(body, MLP | QuantizedMLP | Linear) and isinstance(last, Discretize):
         raise _fail(f"a {body.kind} body after discretize is not supported")

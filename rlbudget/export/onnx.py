@@ -298,6 +298,8 @@ def _requantize(g: _Graph, acc: str, layer: QDense) -> str:
     The file holds the int32 multipliers and int8 shifts, as the policy does; the powers of
     two are computed from the shifts in the graph (constant-folded by the runtime).
     """
+    if layer.requantize == "high_word":
+        return _requantize_high_word(g, acc, layer)
     shift = g.op("Cast", g.const(layer.shift, "shift", np.int8), to=INT64)
     zero, two = g.const(0, "zero", np.int64), g.const(2, "two", np.int64)
     a = g.op("Cast", acc, to=INT64)
@@ -312,6 +314,23 @@ def _requantize(g: _Graph, acc: str, layer: QDense) -> str:
     pot = g.op("Pow", two, g.op("Max", g.op("Neg", shift), zero))
     magnitude = g.op("Div", g.op("Add", g.op("Abs", high), g.op("Div", pot, two)), pot)
     return g.op("Mul", g.op("Sign", high), magnitude)
+
+
+def _requantize_high_word(g: _Graph, acc: str, layer: QDense) -> str:
+    """:func:`~rlbudget.policy.model.rounded_high_mul` per channel, exact in int64: with
+    ``n = 31 - shift`` (33 to 62), ``floor((a·m + 2**(n-1)) / 2**n)``; ``|a·m| < 2**62``, so
+    adding ``2**62`` (a multiple of ``2**n``) makes the dividend positive and the division a
+    floor, and ``2**(62 - n)`` is taken off after it. The powers of two are computed from
+    the int8 shifts in the graph, as :func:`_requantize` does."""
+    shift = g.op("Cast", g.const(layer.shift, "shift", np.int8), to=INT64)
+    two, one = g.const(2, "two", np.int64), g.const(1, "one", np.int64)
+    n = g.op("Sub", g.const(31, "thirty_one", np.int64), shift)
+    pot, half = g.op("Pow", two, n), g.op("Pow", two, g.op("Sub", n, one))
+    top = g.const(2**62, "two62", np.int64)
+    multiplier = g.op("Cast", g.const(layer.multiplier, "multiplier", np.int32), to=INT64)
+    product = g.op("Mul", g.op("Cast", acc, to=INT64), multiplier)
+    quotient = g.op("Div", g.op("Add", g.op("Add", product, top), half), pot)
+    return g.op("Sub", quotient, g.op("Div", top, pot))
 
 
 def _dequantize(g: _Graph, q: str, scale: float, zero_point: int) -> str:

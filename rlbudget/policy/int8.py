@@ -18,6 +18,9 @@ from rlbudget.policy.kernels import (
     stored_weight_count,
     stored_weights,
 )
+from rlbudget.policy.knots import odd_half as odd_half
+from rlbudget.policy.knots import odd_table as odd_table
+from rlbudget.policy.knots import tanh_knots
 
 PER_TENSOR_SCALARS = ("w_scale", "multiplier", "shift")
 """A layer with one weight scale stores these as JSON numbers instead of arrays."""
@@ -25,26 +28,6 @@ PER_TENSOR_SCALARS = ("w_scale", "multiplier", "shift")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 LUT_OUTPUT = {"tanh": (1.0 / 128, 0), "sigmoid": (1.0 / 256, -128)}
 """Output (scale, zero point) of an int8 tanh / sigmoid lookup table, as TFLite fixes them."""
-
-
-def odd_half(lut: Array) -> Array | None:
-    """The upper half ``lut[128:]`` of a 256-entry int8 table that is odd, or None.
-
-    Odd: ``lut[128 - k] == -lut[128 + k]`` for k in 1..127, ``lut[128] == 0`` and
-    ``lut[0] == -lut[255]`` (a tanh table whose input and output zero points are 0). Such a
-    table is stored and exported as its 128 entries for inputs 0..127:
-    :func:`odd_table` rebuilds it.
-    """
-    half = np.asarray(lut[128:])
-    return half if np.array_equal(odd_table(half), lut) else None
-
-
-def odd_table(half: Array) -> Array:
-    """The 256-entry table (inputs -128..127) of an odd function from its entries for
-    inputs 0..127; input -128 reads as -127 (``-half[127]``)."""
-    h = np.asarray(half).astype(np.int16)
-    out: Array = np.concatenate([-h[127:128], -h[:0:-1], h]).astype(np.int8)
-    return out
 
 
 def saturating_rounding_doubling_high_mul(a: Array, b: Array) -> Array:
@@ -81,6 +64,23 @@ def multiply_by_quantized_multiplier(x: Array, multiplier: Array, shift: Array) 
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
 
 
+def rounded_high_mul(x: Array, multiplier: Array, shift: Array) -> Array:
+    """``x * multiplier * 2**(shift - 31)`` rounded half up, for ``shift ≤ -2``: the high
+    word of the int64 product (``floor(x·m / 2**32)``), then ``k = -1 - shift`` more bits
+    with one rounding: ``(high + 2**(k - 1)) >> k``. One rounding instead of TFLite's two
+    (:func:`multiply_by_quantized_multiplier`) and no 64-bit shift, so fewer instructions
+    in C (on Cortex-M: the high word of one ``smull``)."""
+    k = -1 - shift.astype(np.int64)
+    high = (x.astype(np.int64) * multiplier.astype(np.int64)) >> 32
+    out: Array = (high + (np.int64(1) << (k - 1))) >> k
+    return out
+
+
+REQUANTIZE = ("tflite", "high_word")
+"""How a :class:`QDense` requantizes: TFLite's :func:`multiply_by_quantized_multiplier`, or
+:func:`rounded_high_mul` (every shift ≤ -2)."""
+
+
 def quantize_input(x: Array, scale: float, zero_point: int) -> Array:
     """Float32 values → int8: ``clamp(round(x / scale) + zero_point, -128, 127)``.
 
@@ -106,8 +106,9 @@ class QDense:
 
     ``acc[j] = sum_i (x[i] - input_zero_point) * W[i, j] + b[j]`` (int32), then
     ``y = clamp(multiply_by_quantized_multiplier(acc, multiplier[j], shift[j])
-    + output_zero_point, lo, 127)`` with ``lo = output_zero_point`` for relu (folded into the
-    clamp) and -128 otherwise; tanh / sigmoid then map ``y`` through ``lut[y + 128]``.
+    + output_zero_point, lo, 127)`` (``requantize`` "high_word": :func:`rounded_high_mul`)
+    with ``lo = output_zero_point`` for relu (folded into the clamp) and -128 otherwise;
+    tanh / sigmoid then map ``y`` through ``lut[y + 128]``.
 
     ``W`` holds symmetric per-output-channel weights (``W_float ≈ W * w_scale[j]``), ``b`` the
     bias in units of ``input_scale * w_scale[j]``; ``multiplier``/``shift`` encode
@@ -138,6 +139,7 @@ class QDense:
     lut: Array | None = None
     float_output: bool = False
     lut_output: tuple[float, int] | None = None
+    requantize: str = "tflite"
 
     def __post_init__(self) -> None:
         float32_fields(self, "w_scale")
@@ -173,18 +175,20 @@ class QDense:
         if self.float_output:
             dequantized: Array = acc.astype(np.float32) * self.dequant_scale
             return dequantized
-        y = multiply_by_quantized_multiplier(acc, self.multiplier.astype(np.int64),
-                                             self.shift.astype(np.int64))  # fmt: skip
+        requantize = (rounded_high_mul if self.requantize == "high_word"
+                      else multiply_by_quantized_multiplier)  # fmt: skip
+        y = requantize(acc, self.multiplier.astype(np.int64), self.shift.astype(np.int64))
         y = np.clip(y + self.output_zero_point, self.clamp_low, 127)
         out: Array = y.astype(np.int8) if self.lut is None else self.lut[y + 128]
         return out
 
     def stored_lut(self) -> Array | None:
-        """The lookup table as stored: an odd tanh table as its upper half (128 entries)."""
+        """The lookup table as stored: an odd tanh table as its 17 knots
+        (:func:`~rlbudget.policy.knots.tanh_knots`) or else its upper half (128 entries)."""
         if self.lut is None or self.activation != "tanh":
             return self.lut
-        half = odd_half(self.lut)
-        return self.lut if half is None else half
+        knots, half = tanh_knots(self.lut), odd_half(self.lut)
+        return knots if knots is not None else self.lut if half is None else half
 
 
 @dataclass(frozen=True, eq=False)
@@ -252,8 +256,8 @@ class QuantizedMLP:
                 "output_scale": q.output_scale, "output_zero_point": q.output_zero_point,
                 "W": W, **refs,
                 **({"output": "float32"} if q.float_output else {}),
+                **({"requantize": q.requantize} if q.requantize != "tflite" else {}),
                 **({"lut_output_scale": q.lut_output[0],
                     "lut_output_zero_point": q.lut_output[1]} if q.lut_output else {}),
             })  # fmt: skip
         return {"kind": self.kind, "layers": layers}, arrays
-

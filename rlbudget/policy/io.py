@@ -21,7 +21,8 @@ from rlbudget.fileio import atomic_write_dir, load_json, read_capped
 from rlbudget.policy.kernels import Array
 from rlbudget.policy.kernels import sparse_weights as sparse_weights  # where the C export looks
 from rlbudget.policy.model import Policy
-from rlbudget.policy.reader import ARRAYS_NAME, SCHEMA_VERSION
+from rlbudget.policy.packing import ARRAYS_NAME
+from rlbudget.policy.packing import pack_int8 as pack_int8
 from rlbudget.policy.reader import from_document as from_document
 
 JSON_NAME = "policy.json"
@@ -39,7 +40,7 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
     entries = {prefix: part.document(prefix)[0] for prefix, part in policy.parts()}
     doc = {
         "format": "rlbudget.policy",
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1,  # pack_int8 raises it where it packs
         "rlbudget_version": __version__,
         "observation_space": policy.observation_space.to_dict(),
         "action_space": policy.action_space.to_dict(),
@@ -51,16 +52,22 @@ def to_document(policy: Policy) -> tuple[dict[str, Any], dict[str, Array]]:
     return doc, policy.arrays()
 
 
-def save_policy(policy: Policy, path: str | os.PathLike[str], *, parents: bool = False) -> Path:
+def save_policy(
+    policy: Policy, path: str | os.PathLike[str], *, parents: bool = False, pack: bool = True
+) -> Path:
     """Write ``policy`` as a folder atomically (replacing an existing policy folder).
 
     :param parents: create missing parent folders first (as ``mkdir -p``).
+    :param pack: an int8 body's arrays packed into one per dtype (:func:`pack_int8`; schema
+        version 2); False writes an array per layer, as rlbudget before schema 2 reads.
     :raises PolicyError: the parent folder is missing (or cannot be created), or ``path``
         is another folder.
     """
     from safetensors.numpy import save
 
     doc, arrays = to_document(policy)
+    if pack:
+        doc, arrays = pack_int8(doc, arrays)
     files = {
         ARRAYS_NAME: save(arrays),
         JSON_NAME: (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode(),

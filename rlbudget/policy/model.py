@@ -1,6 +1,6 @@
 """The framework-free policy: preprocess → body → head, numpy only.
 
-Every stage of rlbudget speaks this one representation (DESIGN.md). A policy is
+Every stage of rlbudget speaks this one representation. A policy is
 plain data: components are frozen dataclasses holding numpy arrays, and
 :meth:`Policy.act` is the reference runtime that C, ONNX and SB3's ``predict``
 are checked against.
@@ -40,6 +40,7 @@ from rlbudget.policy.int8 import (
     INT32_MAX,
     INT32_MIN,
     LUT_OUTPUT,
+    REQUANTIZE,
     QDense,
     QuantizedMLP,
     dequantize,
@@ -47,6 +48,7 @@ from rlbudget.policy.int8 import (
     odd_half,
     odd_table,
     quantize_input,
+    rounded_high_mul,
     rounding_divide_by_pot,
     saturating_rounding_doubling_high_mul,
 )
@@ -69,11 +71,11 @@ from rlbudget.policy.kernels import (
 # users import every part from here.
 __all__ = [
     "ACTIVATIONS", "HEADS", "INT32_MAX", "INT32_MIN", "LUT_OUTPUT", "MLP",
-    "QUANTIZATION_ARRAYS", "SPARSE_INDEX_ARRAYS", "Array", "Body", "Dense", "Discretize",
-    "Head", "Linear", "Normalize", "OneHot", "PackedTable", "Policy", "Preprocess", "QDense",
-    "QuantizedMLP", "Table", "TileCode", "dequantize", "multiply_by_quantized_multiplier",
-    "odd_half", "odd_table", "quantize_input", "rounding_divide_by_pot",
-    "saturating_rounding_doubling_high_mul"
+    "QUANTIZATION_ARRAYS", "REQUANTIZE", "SPARSE_INDEX_ARRAYS", "Array", "Body", "Dense",
+    "Discretize", "Head", "Linear", "Normalize", "OneHot", "PackedTable", "Policy",
+    "Preprocess", "QDense", "QuantizedMLP", "Table", "TileCode", "dequantize",
+    "multiply_by_quantized_multiplier", "odd_half", "odd_table", "quantize_input",
+    "rounded_high_mul", "rounding_divide_by_pot", "saturating_rounding_doubling_high_mul"
 ]  # fmt: skip
 
 # --- preprocess ---------------------------------------------------------------------------

@@ -15,8 +15,16 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
-from rlbudget.policy.int8 import INT32_MAX, PER_TENSOR_SCALARS, QDense, QuantizedMLP, odd_table
+from rlbudget.policy.int8 import (
+    INT32_MAX,
+    PER_TENSOR_SCALARS,
+    REQUANTIZE,
+    QDense,
+    QuantizedMLP,
+    odd_table,
+)
 from rlbudget.policy.kernels import ACTIVATIONS, Array
+from rlbudget.policy.knots import KNOTS, knot_table
 from rlbudget.policy.model import (
     HEADS,
     MLP,
@@ -33,9 +41,12 @@ from rlbudget.policy.model import (
     Table,
     TileCode,
 )
+from rlbudget.policy.packing import ARRAYS_NAME, PACKED_SCHEMA_VERSION, Slices, slice_label
 
-SCHEMA_VERSION = 1
-ARRAYS_NAME = "policy.safetensors"
+SCHEMA_VERSION = PACKED_SCHEMA_VERSION
+"""2: an int8 body's arrays may be slices of one array per dtype
+(:func:`~rlbudget.policy.io.pack_int8`); a file without slices is written as version 1,
+which every rlbudget reads."""
 # Every number a policy holds is checked against these on load: larger values are no
 # trained policy's and overflow float32 arithmetic (or the C export's literals).
 MAX_ABS = 1e10
@@ -103,8 +114,10 @@ def _space_from_json(d: Mapping[str, Any], where: str) -> SpaceSpec:
             and any(a > b for a, b in zip(low, high, strict=True))
         ):
             raise ValueError("a low bound is above its high bound")
-        radices = None if d.get("radices") is None else tuple(
-            _whole(v, "the space's radices", where, low=1) for v in d["radices"]
+        radices = (
+            None
+            if d.get("radices") is None
+            else tuple(_whole(v, "the space's radices", where, low=1) for v in d["radices"])
         )
         spec = SpaceSpec(
             kind=kind, shape=shape, n=n, low=low, high=high, dtype=str(d["dtype"]),
@@ -131,6 +144,7 @@ class _Loader:
         self.arrays = arrays
         self.where = where
         self.used: set[str] = set()
+        self.packed = Slices(arrays, self.fail)  # schema 2: slices of packed arrays
 
     def fail(self, message: str) -> PolicyError:
         return PolicyError(f"{self.where}: {message}")
@@ -138,13 +152,17 @@ class _Loader:
     def array(
         self, name: Any, *, ndim: int, what: str, floats: bool = True, dtypes: tuple[str, ...] = ()
     ) -> Array:
-        if not isinstance(name, str) or name not in self.arrays:
+        if isinstance(name, Mapping) and "array" in name:
+            self.used.add(str(name["array"]))
+            a, name = self.packed.read(name, what), slice_label(name)
+        elif not isinstance(name, str) or name not in self.arrays:
             raise self.fail(
                 f"{what}: array {name!r} is missing from {ARRAYS_NAME}; the policy is "
                 "incomplete, save it again"
             )
-        a = self.arrays[name]
-        self.used.add(name)
+        else:
+            a = self.arrays[name]
+            self.used.add(name)
         allowed_here = dtypes or (FLOAT_DTYPES if floats else ALLOWED_DTYPES)
         if str(a.dtype) not in allowed_here:
             allowed = ", ".join(allowed_here)
@@ -165,7 +183,7 @@ class _Loader:
         """A layer's dense ``W`` [inputs, outputs], from an array name or a CSR description
         (:func:`~rlbudget.policy.kernels.sparse_weights`): shape, dtypes, row pointers and
         indices checked."""
-        if not isinstance(ref, Mapping):
+        if not isinstance(ref, Mapping) or "array" in ref:
             return self.array(ref, ndim=2, what=what, dtypes=dtypes)
         if ref.get("format") != "csr":
             raise self.fail(f"{what}: W has format {ref.get('format')!r}; this rlbudget knows "
@@ -387,7 +405,7 @@ class _Loader:
                 got[name] = np.array([v], dtype=dtypes[0])
                 continue
             got[name] = self.array(la.get(name), ndim=1, what=what, dtypes=dtypes)
-            self.shape(got[name], out, what, str(la[name]))
+            self.shape(got[name], out, what, slice_label(la[name]))
         if np.any(got["w_scale"] <= 0):
             raise self.fail(f"{what}: every w_scale must be > 0")
         if np.any(got["multiplier"] < 0):
@@ -422,7 +440,13 @@ class _Loader:
             lut = self.array(la.get("lut"), ndim=1, what=what, dtypes=("int8",))
             if activation == "tanh" and lut.shape == (128,):  # odd: its half for 0..127
                 lut = odd_table(lut)
-            self.shape(lut, (256,), what, str(la["lut"]))
+            elif activation == "tanh" and lut.shape == (KNOTS,):  # odd, interpolated
+                if lut.min() < 0:
+                    label = slice_label(la["lut"])
+                    raise self.fail(f"{what}: array '{label}' holds tanh knots, which must be "
+                                    "0 to 127; quantize the policy again")  # fmt: skip
+                lut = knot_table(lut)
+            self.shape(lut, (256,), what, slice_label(la["lut"]))
         elif "lut" in la:
             raise self.fail(f"{what}: a lookup table is only used with tanh or sigmoid")
         lut_output = None
@@ -441,6 +465,13 @@ class _Loader:
                 raise self.fail(f"{what}: lut_output_zero_point must be an integer from -128 "
                                 f"to 127, not {zp!r}")  # fmt: skip
             lut_output = (float(scale), zp)
+        requantize = la.get("requantize", "tflite")
+        if requantize not in REQUANTIZE:
+            raise self.fail(f"{what}: requantize must be one of {', '.join(REQUANTIZE)}, not "
+                            f"{requantize!r}")  # fmt: skip
+        if requantize == "high_word" and np.any(got["shift"] > -2):
+            raise self.fail(f"{what}: requantize 'high_word' needs every shift ≤ -2; quantize "
+                            "the policy again")  # fmt: skip
         output = la.get("output", "int8")
         if output not in ("int8", "float32"):
             raise self.fail(f"{what}: output must be 'int8' or 'float32', not {output!r}")
@@ -449,7 +480,7 @@ class _Loader:
         return QDense(w, got["b"], got["w_scale"], got["multiplier"], got["shift"],
                       scalars["input_scale"], zps["input_zero_point"], scalars["output_scale"],
                       zps["output_zero_point"], str(activation), lut,
-                      output == "float32", lut_output)  # fmt: skip
+                      output == "float32", lut_output, str(requantize))  # fmt: skip
 
     def head(self, d: Mapping[str, Any], width: int, action: SpaceSpec, body: Body) -> Head:
         kind = d.get("kind")
@@ -536,6 +567,7 @@ def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> P
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
     head = L.head(doc.get("head", {}), width, act, body)
+    L.packed.check()
     extra = set(arrays) - L.used
     if extra:
         raise PolicyError(f"{where}: {ARRAYS_NAME} has arrays the structure does not use: "

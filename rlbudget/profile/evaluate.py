@@ -77,6 +77,18 @@ def matching_env(policy: Policy, env_id: str, gym_packages: Sequence[str] = ()) 
     return env
 
 
+def policy_env(policy: Policy, env_id: str | None, where: str) -> str:
+    """The env to run ``policy`` on: ``env_id``, else the one its provenance names.
+
+    :param where: the policy's folder, for the message.
+    :raises EnvError: neither says one.
+    """
+    env = env_id or policy.provenance.get("env")
+    if not env:
+        raise EnvError(f"{where}: the policy does not say which env it is for; pass --env ID")
+    return str(env)
+
+
 def evaluate(
     policy: Policy,
     env_id: str,

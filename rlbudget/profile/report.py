@@ -130,3 +130,42 @@ def usage_chart(report: ProfileReport, path: Path) -> None:
     )
     ax.set_title(charts.wrap(f"{report.policy} on {report.device}: {report.verdict}", 70))
     charts.save(fig, path)
+
+
+def check_report_path(path: Path) -> None:
+    """Refuse a report path that cannot be written, before the profile runs.
+
+    :raises RlbudgetError: its folder is missing, it is a folder, or it ends in .png
+        (the chart's name: the report's, with .png).
+    """
+    problem = (f"the folder {path.parent} does not exist; create it first"
+               if not path.parent.is_dir() else
+               "is a folder; give a file name such as report.md" if path.is_dir() else
+               "must not end in .png (the chart is written beside the report as .png)"
+               if path.suffix.lower() == ".png" else None)  # fmt: skip
+    if problem:
+        from rlbudget.errors import RlbudgetError
+
+        raise RlbudgetError(f"--report {path}: {problem}")
+
+
+def write_report(report: ProfileReport, path: Path) -> Path:
+    """Write the Markdown report to ``path`` and its chart beside it (``path`` with .png),
+    each atomically; returns the chart's path.
+
+    :raises RlbudgetError: a file cannot be written (nothing half-written is left).
+    """
+    from rlbudget.errors import RlbudgetError
+    from rlbudget.fileio import atomic_write_text
+
+    chart = path.with_suffix(".png")
+    tmp = chart.with_name(f".tmp-{chart.name}")  # same suffix: matplotlib reads the format from it
+    try:
+        usage_chart(report, tmp)
+        atomic_write_text(path, markdown(report, chart.name))
+        tmp.replace(chart)
+    except OSError as exc:
+        raise RlbudgetError(f"--report {path}: cannot write it ({exc.strerror})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return chart

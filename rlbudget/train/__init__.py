@@ -48,6 +48,7 @@ and read back), :mod:`~rlbudget.train.meters` (memory, energy, progress, TensorB
 from rlbudget.train.folder import (
     TargetCheck,
     TrainSummary,
+    locate_run,
     prepare_run_dir,
     read_summary,
     start_step,
@@ -62,6 +63,7 @@ from rlbudget.train.settings import (
     parse_hyperparams,
     read_plan,
     resolve,
+    run_settings,
 )
 
 __all__ = [
@@ -77,11 +79,13 @@ __all__ = [
     "check_spaces",
     "confirm_episodes",
     "load_settings",
+    "locate_run",
     "parse_hyperparams",
     "prepare_run_dir",
     "read_plan",
     "read_summary",
     "resolve",
+    "run_settings",
     "start_step",
     "target_met",
     "train_run",

@@ -240,3 +240,24 @@ def _yaml(data: dict[str, Any]) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def locate_run(target: Path) -> tuple[Path, Path | None]:
+    """The policy folder ``target`` names, and the training run folder that holds it: a
+    policy folder gives itself and None; a run folder (``rlbudget train -o RUN``, or any
+    folder with ``summary.json`` or ``policy/`` and no ``policy.json``) gives RUN/policy
+    and RUN.
+
+    :raises RlbudgetError: a run folder that lacks summary.json or policy/.
+    """
+    run = not (target / "policy.json").exists() and (
+        (target / "summary.json").exists() or (target / "policy").is_dir()
+    )
+    if not run:
+        return target, None
+    for needed in ("summary.json", "policy"):
+        if not (target / needed).exists():
+            raise RlbudgetError(f"{target}: a run folder needs {needed} (rlbudget train -o "
+                                "writes both); give the policy folder itself to profile "
+                                "the policy alone")  # fmt: skip
+    return target / "policy", target

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -293,6 +293,58 @@ def read_plan(path: str | os.PathLike[str], option: int | None = 1) -> tuple[Pla
     except PlanError as exc:
         raise PlanError(f"{path}: {exc}") from None
     return choice, Limits.of(saved.training, saved.task, saved.margin)
+
+
+def run_settings(
+    algorithm: str | None = None,
+    env_id: str | None = None,
+    *,
+    plan: Path | None = None,
+    option: int = 1,
+    budget: Budget | None = None,
+    seed: int = 0,
+    env_steps: int | None = None,
+    time_s: float | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env_steps_from: str = "the env_steps argument",
+) -> RunSettings:
+    """What ``rlbudget train`` runs. Later inputs win: a plan option (its algorithm, env,
+    hyperparameters and its budget's training limits), then ``budget`` (its training
+    limits replace the plan's; its env is used when none is given), then ``env_steps``,
+    ``time_s`` and ``overrides`` one by one. The algorithm is checked against the env's
+    spaces before anything is trained.
+
+    :param plan: a plan written by ``rlbudget plan -o``; its option ``option`` (from 1).
+    :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
+    :raises PlanError: nothing says what to train, a bad plan file or option, or an
+        algorithm that cannot train on the env (and everything :func:`resolve` raises).
+    """
+    from rlbudget.envs import env_spec
+
+    limits = Limits()
+    params: dict[str, Any] = {}
+    if plan is not None:
+        choice, limits = read_plan(plan, option)
+        algorithm, env_id, params = choice.algorithm, env_id or choice.env, dict(choice.params)
+    if budget is not None:
+        env_id = env_id or budget.task.env_id
+        limits = Limits.from_budget(budget)
+    if algorithm is None or env_id is None:
+        raise PlanError(
+            "say what to train: a plan file (rlbudget train plan.yaml), or --algo and --env "
+            "(rlbudget train --algo q-learning --env FrozenLake-v1)"
+        )
+    if env_steps is None:
+        env_steps, env_steps_from = limits.env_steps, "training.env_steps in the budget"
+    spec = env_spec(env_id, measure_steps=0)
+    check_spaces(algorithm, spec)
+    return resolve(
+        algorithm, env_id, env_steps=env_steps, env_steps_from=env_steps_from,
+        time_s=limits.time_s if time_s is None else time_s, min_return=limits.min_return,
+        reward_threshold=spec.reward_threshold, seed=seed,
+        overrides={**params, **(overrides or {})}, ram_bytes=limits.ram_bytes,
+        cores=limits.cores, margin=limits.margin,
+    )  # fmt: skip
 
 
 def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:

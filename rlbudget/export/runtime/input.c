@@ -2,7 +2,8 @@
  *
  * Parameters: RLB_NORMALIZE 1 for VecNormalize's (x - mean) / sqrt(var + eps) clipped to
  * +-RLB_CLIP (a float constant; mean and sqrt(var + eps) are the model arrays
- * rlb_norm_mean and rlb_norm_std), 0 for the observation as it is.
+ * rlb_norm_mean and rlb_norm_std), 0 for the observation as it is; RLB_UNCLIPPED 1 leaves
+ * the clip out, where the int8 input quantization saturates before it (the export checks).
  */
 #ifndef RLB_API
 #define RLB_API
@@ -14,8 +15,18 @@
 #ifndef RLB_CLIP
 #define RLB_CLIP 10.0f
 #endif
+#ifndef RLB_UNCLIPPED
+#define RLB_UNCLIPPED 0
+#endif
 
-#if RLB_NORMALIZE
+#if RLB_NORMALIZE && RLB_UNCLIPPED
+/* normalize: (x - mean) / sqrt(var + eps); its clip is left to the int8 quantization,
+   which saturates first */
+RLB_API float rlb_input(const float *obs, int32_t i)
+{
+    return (obs[i] - rlb_norm_mean[i]) / rlb_norm_std[i];
+}
+#elif RLB_NORMALIZE
 /* normalize: clip((x - mean) / sqrt(var + eps), +-RLB_CLIP) */
 RLB_API float rlb_input(const float *obs, int32_t i)
 {

@@ -14,33 +14,36 @@
 #if RLB_HALF_SCALE
 /* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm).
    half_scale is scale / 2 (exact), so s = v / half_scale is 2 v / scale exactly, and
-   round(v / scale) = (trunc(s) + sign(s)) / 2 with C's truncating division */
+   round(v / scale) = (trunc(s) + sign(s)) / 2 with C's truncating division; s saturates
+   where the result does (-128, 127), so no clamp is left after the rounding */
 RLB_API int8_t rlb_quantize(float v, float half_scale, int32_t zero_point)
 {
     float s = v / half_scale;
+    const float lo = (float)(2 * (-128 - zero_point)), hi = (float)(2 * (127 - zero_point));
     int32_t r;
-    if (!(s >= -1024.0f)) {
-        s = -1024.0f; /* NaN too */
+    if (!(s >= lo)) {
+        s = lo; /* NaN too */
     }
-    if (s > 1024.0f) {
-        s = 1024.0f;
+    if (s > hi) {
+        s = hi;
     }
     r = (int32_t)s; /* truncates */
-    r = (r + (r > 0) - (r < 0)) / 2 + zero_point;
-    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+    return (int8_t)((r + (r > 0) - (r < 0)) / 2 + zero_point);
 }
 #else
-/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm) */
+/* float32 -> int8: clamp(round(v / scale) + zero_point), half away from zero (no libm);
+   s saturates where the result does (-128, 127) */
 RLB_API int8_t rlb_quantize(float v, float scale, int32_t zero_point)
 {
     float s = v / scale;
+    const float lo = (float)(-128 - zero_point), hi = (float)(127 - zero_point);
     int32_t r;
     float frac;
-    if (!(s >= -512.0f)) {
-        s = -512.0f; /* NaN too */
+    if (!(s >= lo)) {
+        s = lo; /* NaN too */
     }
-    if (s > 512.0f) {
-        s = 512.0f;
+    if (s > hi) {
+        s = hi;
     }
     r = (int32_t)s; /* truncates */
     frac = s - (float)r;
@@ -49,7 +52,6 @@ RLB_API int8_t rlb_quantize(float v, float scale, int32_t zero_point)
     } else if (frac <= -0.5f) {
         r -= 1;
     }
-    r += zero_point;
-    return (int8_t)(r < -128 ? -128 : (r > 127 ? 127 : r));
+    return (int8_t)(r + zero_point);
 }
 #endif

@@ -21,6 +21,8 @@
 /* functions one piece calls in another */
 float rlb_input(const float *obs, int32_t i);
 int32_t rlb_mbqm(int32_t x, int32_t multiplier, int32_t shift);
+int32_t rlb_rhm(int32_t x, int32_t multiplier, int32_t shift);
+int8_t rlb_knots(const int8_t *knots, int32_t v);
 float rlb_h2f(uint16_t h);
 float rlb_round_half(float f);
 int32_t rlb_popcount8(uint32_t v);
