@@ -120,8 +120,25 @@ __attribute__((naked)) int loads(const int *p)
                    "adds r0, r1, r2\\n"
                    "bx lr\\n");
 }
+#if defined(__ARM_FP)
+__attribute__((naked)) float fpu(float a, float b)
+{
+    __asm volatile(".syntax unified\\n"
+                   "vdiv.f32 s2, s0, s1\\n"
+                   "vmla.f32 s2, s0, s1\\n"
+                   "vadd.f32 s0, s2, s1\\n"
+                   "bx lr\\n");
+}
+#endif
 static const int pair[2] = {40, 2};
-void rlb_reset(void) { adds(3); loads(pair); }
+void rlb_reset(void)
+{
+    adds(3);
+    loads(pair);
+#if defined(__ARM_FP)
+    fpu(1.0f, 2.0f);
+#endif
+}
 """
 
 
@@ -129,7 +146,8 @@ void rlb_reset(void) { adds(3); loads(pair); }
 def test_cycles_of_hand_written_code_match_the_trm(core: str, tmp_path: Path) -> None:
     """``adds(n)``: MOVS 1, n × (ADDS 1 + SUBS 1), BNE taken 2 (n−1 times) / not taken 1,
     MOVS 1, BX LR 2 = 4n + 3 on both cores. ``loads``: two LDR, ADDS, BX: 2+2+1+2 = 7 on the
-    M0+; 2+1+1+2 = 6 on the M4 (the second LDR pipelines after the first)."""
+    M0+; 2+1+1+2 = 6 on the M4 (the second LDR pipelines after the first). ``fpu`` (M4F):
+    VDIV 14 + VMLA 3 + VADD 1 + BX 2 = 20."""
     source = tmp_path / "hand.c"
     source.write_text(HAND_WRITTEN)
     machine = Machine(link(core, [source], tmp_path / "hand.elf"), core)
@@ -141,6 +159,9 @@ def test_cycles_of_hand_written_code_match_the_trm(core: str, tmp_path: Path) ->
     result, stats = machine.call("loads", machine.symbol("pair"))
     assert result == 42 and stats is not None
     assert stats.cycles == (7 if core == "cortex-m0plus" else 6)
+    if core == "cortex-m4":  # FPU table: VDIV 14, VMLA 3, VADD 1, BX 2
+        _, stats = machine.call("fpu")
+        assert stats is not None and stats.cycles == 14 + 3 + 1 + 2
 
 
 BUDGET = """name: pico
