@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         if reason:
             print(f"cannot emulate {d}: {reason}", file=sys.stderr)
             return 2
-    print("| body | device | plan typical µs | profile typical µs (range) | emulated mean µs "
-          "(cycles) | emulated ÷ plan | emulated ÷ profile |")
+    print(
+        "| body | device | plan typical µs | profile typical µs (range) | emulated mean µs "
+        "(cycles) | emulated ÷ plan | emulated ÷ profile |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, make in bodies().items():
         policy = make()
@@ -128,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{est.typical * 1e6:,.1f} ({est.low * 1e6:,.1f}–{est.high * 1e6:,.1f}) | "
                   f"{e.seconds_mean * 1e6:,.1f} ({e.cycles_mean:,.0f}) | {ratio_plan} | "
                   f"{e.seconds_mean / est.typical:.2f} |", flush=True)  # fmt: skip
-            print(f"  [{name} on {d}: {e.counted}/{e.observations} counted, "
-                  f"{time.perf_counter() - start:.1f} s]", file=sys.stderr)
+            print(
+                f"  [{name} on {d}: {e.counted}/{e.observations} counted, "
+                f"{time.perf_counter() - start:.1f} s]",
+                file=sys.stderr,
+            )
     return 0
 
 
