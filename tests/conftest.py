@@ -3,12 +3,17 @@ writer for budget text. Test policies come from :mod:`tests.factories`."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import tests.fake_envs  # noqa: F401  (registers the fake envs; their module counts as imported)
+
+# profile's emulated latency (issue 16) stays off except in tests/test_emulate.py, which
+# turns it on: it takes seconds per profile and changes the latency figure the older tests pin
+os.environ.setdefault("RLBUDGET_EMULATE", "0")
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = ROOT / "budgets"

@@ -305,6 +305,15 @@ def profile(
         host = measure_host(actor, obs, fmt, calls=calls)
 
     target_latency, how = estimate_target(policy, device)
+    latency_source = "estimated"
+    if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
+        from rlbudget.emulate import profile_latency
+
+        emulated, why = profile_latency(policy, device, obs)
+        if emulated is not None:
+            target_latency, how, latency_source = emulated, why, "emulated"
+        elif why:
+            notes.append(why)
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
@@ -322,16 +331,21 @@ def profile(
         # the energy block follows the latency that was checked: p50 .. p99 on this host
         energy = Range(host.p50_s, host.p99_s, host.p99_s) * device.active_power_w
     else:
-        latency_check = check_budget("inference.latency", target_latency.typical, budget, how=how)
+        latency_check = check_budget("inference.latency", target_latency.typical, budget,
+                                     source=latency_source, how=how)  # fmt: skip
         energy_figure = energy.typical
         energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
                       "latency")  # fmt: skip
+        if latency_source == "emulated":
+            energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the emulated "
+                          "mean latency")  # fmt: skip
     inference_flash, inference_ram, device_flash, device_ram = memory_checks(memory, budget)
     checks = [
         inference_flash,
         inference_ram,
         latency_check,
-        check_budget("inference.energy", energy_figure, budget, how=energy_how),
+        check_budget("inference.energy", energy_figure, budget, source=latency_source,
+                     how=energy_how),
         device_flash,
         device_ram,
         check("task.min_return", None if returns is None else returns.mean,

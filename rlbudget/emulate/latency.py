@@ -1,0 +1,199 @@
+"""Emulated decision latency of a policy's C export on a Cortex-M device.
+
+:func:`emulate_policy` exports the policy as C, links it into a bare-metal image for the
+device's core (:mod:`~rlbudget.emulate.image`), runs ``rlb_policy_act`` on each observation
+in unicorn (:mod:`~rlbudget.emulate.machine`), checks every emulated action against
+numpy's :meth:`Policy.act` (a mismatch is an error, not a figure), and turns the counted
+cycles into seconds at the device's clock and joules at its active power.
+
+Cores: Cortex-M0+ (the M0+ table, unicorn's M0 model), Cortex-M4F (the M4 table and FPU),
+Cortex-M7 (the M4F build's count × the documented dual-issue factor in
+``data/cycles/cortex-m7.yaml``). Other cores are not emulated: :func:`unavailable` says
+why, as it does when the toolchain, unicorn or capstone is missing.
+
+Flash wait states (``data/cycles/flash.yaml``): the figure is at zero wait states, as every
+device listed fetches through a cache, accelerator or TCM; ``miss_bound_cycles`` is what
+it would add if every taken branch missed them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlbudget.devices import Device, Range
+from rlbudget.emulate.image import OPTIMIZATION, TOOLCHAIN_HINT, build_image, compiler
+from rlbudget.emulate.machine import Machine
+from rlbudget.emulate.timing import load_table
+from rlbudget.errors import RlbudgetError
+from rlbudget.policy.model import Policy
+
+INSTALL_HINT = 'pip install "rlbudget[emulate]"'
+MAX_INSTRUCTIONS = 50_000_000
+"""Instructions one emulated decision may take: ≈ 0.3 s at 168 MHz, far beyond any budget."""
+COUNT_INSTRUCTIONS = 4_000_000
+"""Cycle counting costs a Python call per basic block (≈ 10 s per 4 M instructions here):
+decisions are counted until this many instructions have been, then the remaining
+observations run at native speed for the numpy check alone (every one is checked)."""
+
+
+def emulated_core(device: Device) -> tuple[str, float] | None:
+    """The emulated build and the factor on its cycle count for ``device``'s core, or None."""
+    core = device.core
+    if core.startswith("Cortex-M0+"):
+        return "cortex-m0plus", 1.0
+    if core.startswith("Cortex-M4") and device.fpu:
+        return "cortex-m4", 1.0
+    if core.startswith("Cortex-M7"):
+        return "cortex-m4", float(load_table("cortex-m7")["factor"])
+    return None
+
+
+def unavailable(device: Device) -> str | None:
+    """Why ``device`` cannot be emulated here (one line), or None when it can."""
+    if emulated_core(device) is None:
+        return (f"{device.id}'s core ({device.core}) has no emulated model (Cortex-M0+, "
+                "M4F and M7 have)")  # fmt: skip
+    if compiler() is None:
+        return TOOLCHAIN_HINT
+    missing = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed ({INSTALL_HINT})"
+    return None
+
+
+@dataclass(frozen=True)
+class EmulatedLatency:
+    """Cycles, seconds and energy of one decision on ``device``, over ``observations``."""
+
+    device: str
+    core: str
+    observations: int
+    counted: int
+    cycles_min: int
+    cycles_mean: float
+    cycles_max: int
+    seconds_min: float
+    seconds_mean: float
+    seconds_max: float
+    energy_j: float
+    instructions_mean: float
+    taken_branches_mean: float
+    flash_wait_states: int
+    miss_bound_cycles: float
+    how: str
+    unclassified: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_action(policy: Policy, obs: Any, got: Any, i: int) -> None:
+    want = policy.act(obs)
+    if policy.action_space.kind == "discrete":
+        same = int(got) == int(want)
+    else:
+        want = np.asarray(want, dtype=np.float32)
+        same = bool(np.allclose(got, want, rtol=1e-5, atol=1e-5))
+    if not same:
+        raise RlbudgetError(f"the emulated C policy chose {got!r} on observation {i}, numpy "
+                            f"chose {want!r}: the export and the policy disagree")  # fmt: skip
+
+
+def emulate_policy(policy: Policy, device: Device, observations: Any, *,
+                   max_instructions: int = MAX_INSTRUCTIONS,
+                   count_instructions: int = COUNT_INSTRUCTIONS) -> EmulatedLatency:  # fmt: skip
+    """Emulate one decision per observation on ``device`` (module docstring); cycles are
+    counted on the first observations, up to ``count_instructions`` in all (at least one).
+
+    :raises RlbudgetError: the device cannot be emulated here (:func:`unavailable`'s
+        reason), the export does not link, a call exceeds ``max_instructions``, or an
+        emulated action differs from numpy's.
+    """
+    from rlbudget.export.c import export_c
+
+    reason = unavailable(device)
+    if reason is not None:
+        raise RlbudgetError(f"cannot emulate {device.id}: {reason}")
+    core, factor = emulated_core(device) or ("", 1.0)
+    obs_all = np.asarray(observations)
+    if len(obs_all) == 0:
+        raise RlbudgetError("emulation needs at least one observation")
+    flash = load_table("flash").get(device.id, {"wait_states": 0, "source": "not listed"})
+    with tempfile.TemporaryDirectory(prefix="rlbudget-emu-") as tmp:
+        export_c(policy, Path(tmp) / "c")
+        machine = Machine(build_image(Path(tmp) / "c", core, Path(tmp)), core,
+                          max_instructions=max_instructions)  # fmt: skip
+    obs_at, act_at = machine.symbol("rlb_obs"), machine.symbol("rlb_action")
+    discrete = policy.action_space.kind == "discrete"
+    dim = max(policy.action_space.dim, 1)
+    buffer = np.zeros(policy.observation_space.dim, dtype=np.float32)
+    view = buffer.reshape(policy.observation_space.shape or (1,))
+    cycles: list[float] = []
+    instructions: list[int] = []
+    taken: list[int] = []
+    for i, obs in enumerate(obs_all):
+        view[...] = obs
+        machine.write(obs_at, buffer.tobytes())
+        counting = sum(instructions) < count_instructions
+        r0, stats = machine.call("rlb_policy_act", obs_at, act_at, count=counting)
+        got: Any = (r0 - (1 << 32) if r0 >= 1 << 31 else r0) if discrete else np.frombuffer(
+            machine.read(act_at, 4 * dim), dtype=np.float32).copy()  # fmt: skip
+        _check_action(policy, obs, got, i)
+        if stats is None:
+            continue
+        cycles.append(stats.cycles * factor)
+        instructions.append(stats.instructions)
+        taken.append(stats.taken_branches)
+    c = np.asarray(cycles)
+    clock = device.clock_hz
+    ws = int(flash["wait_states"])
+    label = core if factor == 1.0 else (
+        f"{core} × {factor:g} ({device.core} dual issue, CoreMark/MHz ratio)")  # fmt: skip
+    how = (f"emulated: policy.c {OPTIMIZATION} for {label}; every action on {len(obs_all)} "
+           f"observations equal to numpy's, cycles counted on {len(c)}; cycles from "
+           f"{machine.table.source}; flash {ws} wait state(s) at {clock / 1e6:g} MHz hidden "
+           f"by the cache ({flash['source']})")  # fmt: skip
+    if machine.table.unclassified:
+        how += (f"; {len(machine.table.unclassified)} instruction kind(s) not in the table, "
+                "counted 1 cycle each")  # fmt: skip
+    mean_s = float(c.mean()) / clock
+    return EmulatedLatency(
+        device.id, label, len(obs_all), len(c), round(c.min()), float(c.mean()), round(c.max()),
+        float(c.min()) / clock, mean_s, float(c.max()) / clock, mean_s * device.active_power_w,
+        float(np.mean(instructions)), float(np.mean(taken)), ws,
+        float(np.mean(taken)) * ws * factor, how, dict(machine.table.unclassified),
+    )  # fmt: skip
+
+
+PROFILE_OBSERVATIONS = 200
+ENV_SWITCH = "RLBUDGET_EMULATE"
+"""``RLBUDGET_EMULATE=0`` keeps ``profile`` on the estimate even where emulation is possible
+(quiet: no note); the test suite sets it for every test but the emulator's own."""
+
+
+def profile_latency(policy: Policy, device: Device, observations: Any) -> tuple[Range | None, str]:
+    """For ``profile``: the emulated latency range (min, mean, max seconds) and how it was
+    obtained, on the first :data:`PROFILE_OBSERVATIONS` observations; or None and the one
+    line saying why not (empty when switched off with ``RLBUDGET_EMULATE=0``, or for a core
+    with no emulated model, whose estimate is the only figure there is).
+
+    :raises RlbudgetError: an emulated action differs from numpy's, or a decision exceeds
+        the instruction cap (errors, not a fallback).
+    """
+    if os.environ.get(ENV_SWITCH, "1") == "0" or emulated_core(device) is None:
+        return None, ""  # switched off, or a core with no model (ESP32, AVR): quiet
+    reason = unavailable(device)
+    if reason is not None:
+        return None, f"latency and energy estimated, not emulated: {reason}"
+    e = emulate_policy(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS],
+                       max_instructions=MAX_INSTRUCTIONS)  # fmt: skip
+    how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "
+           f"at {device.clock_hz / 1e6:g} MHz; {e.how}")  # fmt: skip
+    return Range(e.seconds_min, e.seconds_mean, e.seconds_max), how
