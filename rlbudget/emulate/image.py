@@ -102,7 +102,11 @@ def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = No
         "-o",
         str(elf),
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise RlbudgetError(f"linking the {core} image took over 120 s; check the toolchain "
+                            "(arm-none-eabi-gcc)") from None  # fmt: skip
     if run.returncode != 0:
         first = next((ln for ln in run.stderr.splitlines() if "rror" in ln), run.stderr)
         raise RlbudgetError(f"linking the {core} image failed: {first.strip()}")

@@ -168,7 +168,7 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
         device.id, label, len(obs_all), len(c), round(c.min()), float(c.mean()), round(c.max()),
         float(c.min()) / clock, mean_s, float(c.max()) / clock, mean_s * device.active_power_w,
         float(np.mean(instructions)), float(np.mean(taken)), ws,
-        float(np.mean(taken)) * ws * factor, how, dict(machine.table.unclassified),
+        float(np.mean(taken)) * ws, how, dict(machine.table.unclassified),
     )  # fmt: skip
 
 

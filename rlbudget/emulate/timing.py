@@ -117,6 +117,8 @@ class CycleTable:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        from capstone.arm import ARM_CC_AL, ARM_CC_INVALID, ARM_OP_REG
+
         cycles = taken_extra = count = unknown = 0
         previous_single = False
         for insn in self._md.disasm(code, address):
@@ -132,7 +134,7 @@ class CycleTable:
             _, cls = found
             cost = int(cls["cycles"])
             if "per_register" in cls:
-                regs = [insn.reg_name(op.reg) for op in insn.operands if op.type == 1]
+                regs = [insn.reg_name(op.reg) for op in insn.operands if op.type == ARM_OP_REG]
                 if insn.mnemonic.startswith(("ldrd", "strd")):
                     regs = regs[:2]  # the two data registers, not the base
                 elif not insn.mnemonic.startswith(("push", "pop", "vpush", "vpop")):
@@ -146,7 +148,7 @@ class CycleTable:
             previous_single = "pipelined" in cls
             if "taken" in cls:
                 conditional = insn.mnemonic.startswith(("cbz", "cbnz")) or (
-                    insn.cc not in (0, 15))  # fmt: skip  # ARM_CC_INVALID, ARM_CC_AL
+                    insn.cc not in (ARM_CC_INVALID, ARM_CC_AL))  # fmt: skip
                 if conditional:
                     taken_extra = int(cls["taken"]) - cost
                 else:
