@@ -51,6 +51,7 @@ class Episode:
     length: int
     wall_s: float
     epsilon: float
+    note: str = ""  # what the progress display adds (model-based: model loss, planned return)
 
 
 OnEpisode = Callable[[Episode, Callable[[], Policy]], bool]
@@ -66,6 +67,9 @@ class TrainResult:
     steps: int
     wall_s: float
     checkpoint: Checkpoint | None = None
+    # model-based trainers: figures for summary.json, and files for the run folder
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def steps_per_s(self) -> float:

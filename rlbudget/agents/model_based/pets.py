@@ -1,0 +1,348 @@
+"""PETS (Chua et al. 2018) with a distilled policy: the model-based trainer.
+
+One function, :func:`train_pets`, keeps the :class:`~rlbudget.agents.common.Trainer`
+contract (env-step budget, ``should_stop`` before every step, ``on_episode`` after every
+episode, checkpoints, resume), so ``rlbudget train``/``run`` drive it like any built-in
+agent. Per episode:
+
+1. the first ``random_steps`` env steps take uniformly random actions (the model's first
+   data, as mbrl-lib's ``initial_exploration_steps``);
+2. later episodes act with the planner (:class:`~rlbudget.agents.model_based.planner.Planner`,
+   CEM through the ensemble) — except every ``student_every``-th one, where the distilled
+   student acts (DAgger); in both the planner labels every state it sees;
+3. after each episode the ensemble is refit on every real transition and the student on
+   every label (:mod:`~rlbudget.agents.model_based.student`).
+
+The policy the loop evaluates, saves and deploys is the student — an ordinary
+``normalize → mlp → clip`` Policy. The ensemble is returned as files for the run folder
+(``model/ensemble.safetensors`` and ``model/model.json``), and the summary records the
+planner's and the student's training returns and the model's loss.
+
+Why PETS is the default rather than MBPO: it has no actor-critic to tune (the planner
+needs only the model), and it reached its asymptote in the fewest env steps of the
+methods compared in the PETS paper (Chua et al. 2018, Fig. 3); MBPO's SAC inner loop
+needs many gradient steps per env step and its own hyperparameters.
+
+Checkpoints fall on episode boundaries (the model, the student, both optimizers' state,
+the transitions, the labels and every RNG); a stop in the middle of an episode returns
+the policy as it is, with the checkpoint of that episode's start, so a resumed run
+redoes that episode as a straight run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rlbudget.agents.common import (
+    Checkpoint,
+    Episode,
+    OnEpisode,
+    TrainResult,
+    env_rng_state,
+    open_env,
+    provenance,
+    rng_from_state,
+)
+from rlbudget.agents.model_based.ensemble import Ensemble
+from rlbudget.agents.model_based.planner import CEM, Planner
+from rlbudget.agents.model_based.student import Student
+from rlbudget.errors import EnvError, TrainingError
+from rlbudget.finite import sync
+from rlbudget.policy.model import Policy
+
+Array = np.ndarray
+MODEL_FILE = "model/ensemble.safetensors"
+MODEL_INFO = "model/model.json"
+
+
+@dataclass(frozen=True)
+class PETSConfig:
+    """PETS's hyperparameters; tuned values and their source:
+    ``rlbudget/data/hyperparams/pets.yaml``."""
+
+    n_timesteps: int = 100_000
+    ensemble: int = 5
+    net_arch: list[int] = field(default_factory=lambda: [200, 200])
+    model_lr: float = 1e-3
+    model_weight_decay: float = 5e-5
+    model_batch_size: int = 32
+    model_epochs: int = 5
+    model_max_updates: int = 1000
+    horizon: int = 15
+    cem_population: int = 500
+    cem_iterations: int = 5
+    cem_elite_fraction: float = 0.1
+    cem_alpha: float = 0.1
+    particles_per_member: int = 1
+    random_steps: int = 200
+    student_arch: list[int] = field(default_factory=lambda: [64, 64])
+    student_every: int = 3
+    student_updates: int = 500
+    student_lr: float = 1e-3
+    student_batch_size: int = 256
+    threads: int = 1
+    seed: int = 0
+
+
+@dataclass
+class _Data:
+    """Every real transition (model inputs and targets) and every planner label."""
+
+    x: list[Array] = field(default_factory=list)  # [obs, action encoding]
+    y: list[Array] = field(default_factory=list)  # [Δobs, reward]
+    done: list[float] = field(default_factory=list)  # terminated (not truncated)
+    label_obs: list[Array] = field(default_factory=list)
+    labels: list[Any] = field(default_factory=list)
+
+    def arrays(self) -> dict[str, Array]:
+        return {"x": np.asarray(self.x, np.float32), "y": np.asarray(self.y, np.float32),
+                "done": np.asarray(self.done, np.float32),
+                "label_obs": np.asarray(self.label_obs, np.float32),
+                "labels": np.asarray(self.labels)}  # fmt: skip
+
+
+def _torch(threads: int) -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise TrainingError("pets needs torch: pip install torch (see README, "
+                            "'Choosing your torch build')") from None  # fmt: skip
+    torch.set_num_threads(max(1, threads))
+    return torch
+
+
+def train_pets(
+    env_id: str,
+    cfg: PETSConfig,
+    *,
+    gym_packages: Sequence[str] = (),
+    on_episode: OnEpisode | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    checkpoint_every: int = 0,
+) -> TrainResult:
+    """PETS with a DAgger-distilled student; the keyword arguments work as for
+    :class:`~rlbudget.agents.common.Trainer` (see the module docstring)."""
+    env, obs_spec, act_spec = open_env(env_id, gym_packages)
+    if obs_spec.kind != "box" or act_spec.kind not in ("box", "discrete"):
+        env.close()
+        raise EnvError(f"environment '{env_id}': pets needs Box observations and Box or "
+                       "Discrete actions")  # fmt: skip
+    torch = _torch(cfg.threads)
+    threads_before = torch.get_num_threads()
+    discrete = act_spec.kind == "discrete"
+    n_act = int(act_spec.n or 0) if discrete else act_spec.dim
+    low = None if discrete else np.asarray(act_spec.low, np.float32)
+    high = None if discrete else np.asarray(act_spec.high, np.float32)
+    obs_dim = obs_spec.dim
+    rng = np.random.default_rng(cfg.seed)
+    ens = Ensemble(obs_dim + n_act, obs_dim, cfg.ensemble, list(cfg.net_arch), cfg.seed,
+                   cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
+    cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
+              cfg.cem_alpha, cfg.particles_per_member)  # fmt: skip
+    planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
+                      terminates=False, seed=cfg.seed)  # fmt: skip
+    student = Student(obs_spec, act_spec, list(cfg.student_arch), cfg.seed, cfg.student_lr)
+    data = _Data()
+    episodes: list[Episode] = []
+    kinds: list[str] = []  # who acted in each episode: random, planner, student
+    model_loss = float("nan")
+    steps, wall0 = 0, 0.0
+    env.reset(seed=cfg.seed)
+    if resume is not None:
+        ck, arr = resume.state, resume.arrays
+        steps, wall0 = int(ck["steps"]), float(ck["wall_s"])
+        episodes = [Episode(**e) for e in ck["episodes"]]
+        kinds, model_loss = list(ck["kinds"]), float(ck["model_loss"])
+        rng.bit_generator.state = ck["agent_rng"]
+        env.unwrapped.np_random = rng_from_state(ck["env_rng"])
+        planner.gen.set_state(torch.from_numpy(np.asarray(arr["planner_gen"])))
+        ens.load_arrays(dict(arr))
+        student.load_arrays(arr)
+        student.trained = bool(ck["student_trained"])
+        _load_adam(ens.optimizer, arr, "m_")
+        _load_adam(student.optimizer, arr, "s_")
+        data = _Data(list(arr["x"]), list(arr["y"]), list(arr["done"]),
+                     list(arr["label_obs"]), list(arr["labels"]))  # fmt: skip
+        planner.terminates = bool(np.any(arr["done"]))
+    start = time.perf_counter() - wall0
+    sync(env, steps, len(episodes) + 1)  # NaN/inf messages name the training step
+
+    def current() -> Policy:
+        prov = provenance("rlbudget.agents.model_based", "pets", env_id, cfg, steps)
+        prov["distilled_from"] = f"the PETS planner, {len(data.labels)} labelled states"
+        return student.policy(prov)
+
+    def snapshot() -> Checkpoint:
+        """The state at an episode boundary (the env is between episodes)."""
+        state = {
+            "algorithm": "pets", "steps": steps, "wall_s": time.perf_counter() - start,
+            "episodes": [asdict(e) for e in episodes], "kinds": kinds,
+            "model_loss": model_loss, "student_trained": student.trained,
+            "agent_rng": rng.bit_generator.state, "env_rng": env_rng_state(env),
+        }  # fmt: skip
+        arrays = {**data.arrays(), **ens.arrays(), **student.arrays(),
+                  **_adam_arrays(ens.optimizer, "m_"), **_adam_arrays(student.optimizer, "s_"),
+                  "planner_gen": planner.gen.get_state().numpy().copy()}  # fmt: skip
+        return Checkpoint(state, arrays)
+
+    next_ck = (steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
+    stopped = False
+    try:
+        while steps < cfg.n_timesteps:
+            at_start = snapshot()  # a stop in the middle of this episode returns it
+            kind = _who_acts(steps, cfg, student.trained, kinds)
+            obs, _ = env.reset()
+            planner.reset()
+            ret, n, planned = 0.0, 0, []
+            done = False
+            while not done and steps < cfg.n_timesteps:
+                if should_stop is not None and should_stop():
+                    stopped = True
+                    break
+                x = np.asarray(obs, np.float32).ravel()
+                if kind == "random":
+                    action: Any = (int(rng.integers(n_act)) if discrete else
+                                   rng.uniform(low, high).astype(np.float32))  # fmt: skip
+                else:
+                    label = planner.act(x)
+                    planned.append(planner.last_planned)
+                    data.label_obs.append(x)
+                    data.labels.append(label)
+                    action = label if kind == "planner" else student.policy({}).act(x)
+                obs, reward, terminated, truncated, _ = env.step(action)
+                r = float(reward)  # the guard stops at NaN/inf
+                x2 = np.asarray(obs, np.float32).ravel()
+                enc = np.eye(n_act, dtype=np.float32)[action] if discrete else action
+                data.x.append(np.concatenate([x, np.asarray(enc, np.float32).ravel()]))
+                data.y.append(np.concatenate([x2 - x, [r]]).astype(np.float32))
+                data.done.append(float(terminated))
+                steps += 1
+                ret += r
+                n += 1
+                done = bool(terminated or truncated)
+            if stopped or not done:  # stopped, or the step budget ran out mid-episode
+                stopped = True
+                break
+            model_loss = _learn(ens, student, data, cfg, rng, steps)
+            planner.terminates = bool(np.any(np.asarray(data.done) > 0))
+            p = float(np.mean(planned)) if planned else math.nan
+            kinds.append(kind)
+            ep = Episode(steps, len(episodes), ret, n, time.perf_counter() - start,
+                         1.0 if kind == "random" else 0.0,
+                         note=f"{kind} acted, model NLL {model_loss:.3g}, planned return "
+                              f"{p:.4g}")  # fmt: skip
+            episodes.append(ep)
+            if on_episode is not None and on_episode(ep, current):
+                break
+            if on_checkpoint is not None and checkpoint_every and steps >= next_ck:
+                on_checkpoint(snapshot())
+                next_ck = (steps // checkpoint_every + 1) * checkpoint_every
+    finally:
+        env.close()
+        torch.set_num_threads(threads_before)
+    policy = current()
+    checkpoint = at_start if stopped else snapshot()
+    extra = _summary(episodes, kinds, model_loss, len(data.x), len(data.labels), student)
+    files = _model_files(ens, cfg, obs_spec.dim, n_act, discrete, low, high)
+    return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
+                       extra=extra, files=files)  # fmt: skip
+
+
+def _who_acts(steps: int, cfg: PETSConfig, trained: bool, kinds: list[str]) -> str:
+    if steps < cfg.random_steps:
+        return "random"
+    if not trained or cfg.student_every <= 0:
+        return "planner"
+    since = sum(1 for k in kinds if k != "random")
+    return "student" if since % cfg.student_every == cfg.student_every - 1 else "planner"
+
+
+def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
+           rng: np.random.Generator, steps: int) -> float:  # fmt: skip
+    """Refit the ensemble on every transition and the student on every label."""
+    arrays = data.arrays()
+    loss = ens.fit(arrays["x"], arrays["y"], arrays["done"], epochs=cfg.model_epochs,
+                   batch_size=cfg.model_batch_size, rng=rng,
+                   max_updates=cfg.model_max_updates)  # fmt: skip
+    if not math.isfinite(loss):
+        raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
+                            "(lower model_lr)")  # fmt: skip
+    if len(data.labels):
+        s_loss = student.fit(arrays["label_obs"], arrays["labels"],
+                             updates=cfg.student_updates, batch_size=cfg.student_batch_size,
+                             rng=rng)  # fmt: skip
+        if not math.isfinite(s_loss):
+            raise TrainingError(f"pets: the student's loss became {s_loss} at step {steps} "
+                                "(lower student_lr)")  # fmt: skip
+    return loss
+
+
+def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
+    """Adam's moments and step counts, as arrays (a checkpoint has no pickles)."""
+    out: dict[str, Array] = {}
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        st = optimizer.state.get(p)
+        if st:
+            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
+            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
+            out[f"{prefix}{i}_t"] = np.asarray(float(st["step"]), np.float64)
+    return out
+
+
+def _load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
+    import torch
+
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        if f"{prefix}{i}_m" in arrays:
+            optimizer.state[p] = {
+                "step": torch.tensor(float(arrays[f"{prefix}{i}_t"])),
+                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
+                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
+            }
+
+
+def _summary(episodes: list[Episode], kinds: list[str], loss: float, transitions: int,
+             labels: int, student: Student) -> dict[str, Any]:  # fmt: skip
+    """What summary.json records beyond the common fields."""
+
+    def last(kind: str) -> float | None:
+        rets = [e.ret for e, k in zip(episodes, kinds, strict=False) if k == kind][-5:]
+        return float(np.mean(rets)) if rets else None
+
+    return {
+        "planner_return_last5": last("planner"),
+        "student_return_last5": last("student"),
+        "returns_note": "mean return of the last 5 training episodes in which the planner "
+                        "(resp. the distilled student) acted",
+        "model_nll": loss if math.isfinite(loss) else None,
+        "student_loss": student.last_loss if math.isfinite(student.last_loss) else None,
+        "transitions": transitions,
+        "labelled_states": labels,
+    }  # fmt: skip
+
+
+def _model_files(ens: Ensemble, cfg: PETSConfig, obs_dim: int, n_act: int, discrete: bool,
+                 low: Array | None, high: Array | None) -> dict[str, bytes]:  # fmt: skip
+    """The ensemble and what rebuilds it and the planner, for the run folder."""
+    from safetensors.numpy import save
+
+    info = {
+        "format": "rlbudget-pets-ensemble/1",
+        "obs_dim": obs_dim, "action_dim": n_act, "discrete": discrete,
+        "action_low": None if low is None else low.tolist(),
+        "action_high": None if high is None else high.tolist(),
+        "members": cfg.ensemble, "net_arch": list(cfg.net_arch),
+        "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
+                    "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
+                    "alpha": cfg.cem_alpha, "particles_per_member": cfg.particles_per_member},
+    }  # fmt: skip
+    return {MODEL_FILE: save(ens.arrays()), MODEL_INFO: json.dumps(info, indent=1).encode()}

@@ -1,0 +1,142 @@
+"""The planner: the cross-entropy method (CEM) over a short horizon, each candidate action
+sequence scored by trajectory sampling through the ensemble (PETS's TS-∞, Chua et al.
+2018, §5).
+
+Every candidate is rolled out as ``members × particles_per_member`` particles; each
+particle keeps one ensemble member for the whole horizon and samples the member's Gaussian
+at every step (aleatoric noise), so a candidate's score, the mean predicted return over its
+particles, counts both kinds of uncertainty. CEM keeps the ``elite_fraction`` best
+candidates, moves the sampling distribution towards them (``alpha``: the weight kept on
+the old one, as mbrl-lib's ``CEMOptimizer``), and after ``iterations`` rounds acts with the
+first action of the elites' mean; the rest of that mean warm-starts the next decision.
+
+Box actions sample a Gaussian per step and dimension, clipped to the bounds; Discrete
+actions a categorical per step (the elites' action frequencies become the new
+probabilities; the model sees the action one-hot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rlbudget.agents.model_based.ensemble import Ensemble
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class CEM:
+    """CEM's settings (names as mbrl-lib's ``cem.yaml``)."""
+
+    horizon: int = 15
+    population: int = 500
+    iterations: int = 5
+    elite_fraction: float = 0.1
+    alpha: float = 0.1
+    particles_per_member: int = 1
+
+
+class Planner:
+    """CEM with TS-∞ through ``ensemble``; :meth:`act` gives one action per observation.
+
+    :param low, high: a Box action space's bounds (None: Discrete with ``n`` actions).
+    :param terminates: the env has terminal states (the model's termination head is used:
+        a particle stops collecting reward once it predicts termination).
+    """
+
+    def __init__(self, ensemble: Ensemble, cem: CEM, *, low: Array | None, high: Array | None,
+                 n: int | None, terminates: bool, seed: int) -> None:  # fmt: skip
+        import torch
+
+        self.ens, self.cem = ensemble, cem
+        self.discrete = low is None
+        self.n = int(n or 0)
+        self.low = None if low is None else torch.as_tensor(low, dtype=torch.float32)
+        self.high = None if high is None else torch.as_tensor(high, dtype=torch.float32)
+        self.terminates = terminates
+        self.gen = torch.Generator().manual_seed(seed)
+        self.dim = self.n if self.discrete else int(np.asarray(low).size)
+        self.mean = self._initial(cem.horizon)
+        self.last_planned = float("nan")  # the elites' mean predicted return, last decision
+
+    def _initial(self, steps: int) -> Any:
+        import torch
+
+        if self.discrete:
+            return torch.full((steps, self.n), 1.0 / self.n)
+        assert self.low is not None and self.high is not None
+        return ((self.low + self.high) / 2).expand(steps, -1).clone()
+
+    def reset(self) -> None:
+        """A new episode: forget the warm start."""
+        self.mean = self._initial(self.cem.horizon)
+
+    def _sample(self, mean: Any, std: Any) -> Any:
+        """``population`` candidates: ``[population, horizon, dim]`` (Discrete: one-hot)."""
+        import torch
+
+        pop, h = self.cem.population, self.cem.horizon
+        if self.discrete:
+            idx = torch.multinomial(mean, pop, replacement=True, generator=self.gen)  # [h, pop]
+            return torch.nn.functional.one_hot(idx.T, self.n).float()
+        noise = torch.randn(pop, h, self.dim, generator=self.gen)
+        return torch.clamp(mean + std * noise, self.low, self.high)
+
+    def returns(self, obs: Array, actions: Any) -> Any:
+        """Each candidate's mean predicted return over its particles: ``[population]``."""
+        import torch
+
+        ens, k = self.ens, self.cem.particles_per_member
+        pop = actions.shape[0]
+        m = ens.members
+        xm = torch.from_numpy(ens.x_scale.mean)
+        xs = torch.from_numpy(ens.x_scale.std)
+        ym = torch.from_numpy(ens.y_scale.mean)
+        ys = torch.from_numpy(ens.y_scale.std)
+        state = torch.as_tensor(obs, dtype=torch.float32).reshape(1, 1, -1)
+        state = state.expand(m, pop * k, -1)
+        total = torch.zeros(m, pop * k)
+        alive = torch.ones(m, pop * k)
+        for t in range(actions.shape[1]):
+            a = actions[:, t].repeat_interleave(k, dim=0).expand(m, -1, -1)
+            x = (torch.cat([state, a], dim=-1) - xm) / xs
+            mean, logvar, term = ens.forward(x)
+            noise = torch.randn(mean.shape, generator=self.gen)
+            y = (mean + torch.exp(0.5 * logvar) * noise) * ys + ym
+            state = state + y[..., :-1]
+            total = total + alive * y[..., -1]
+            if self.terminates:
+                alive = alive * (term < 0).float()
+        return total.reshape(m, pop, k).mean(dim=(0, 2))
+
+    def act(self, obs: Array) -> Any:
+        """The first action of the plan for ``obs`` (numpy float32 array, or an int)."""
+        import torch
+
+        cem = self.cem
+        n_elite = max(1, int(round(cem.elite_fraction * cem.population)))
+        mean = self.mean
+        std = None
+        if not self.discrete:
+            assert self.low is not None and self.high is not None
+            std = ((self.high - self.low) / 4).expand(cem.horizon, -1).clone()
+        with torch.no_grad():
+            for _ in range(cem.iterations):
+                cand = self._sample(mean, std)
+                ret = self.returns(obs, cand)
+                top = torch.topk(ret, n_elite).indices
+                elites = cand[top]
+                mean = cem.alpha * mean + (1 - cem.alpha) * elites.mean(dim=0)
+                if std is not None:
+                    var = cem.alpha * std**2 + (1 - cem.alpha) * elites.var(dim=0, unbiased=False)
+                    std = torch.sqrt(var)
+            self.last_planned = float(ret[top].mean())
+        first = mean[0]
+        # warm start: the plan shifted by one step, the new last step from scratch
+        self.mean = torch.cat([mean[1:], self._initial(1)], dim=0)
+        if self.discrete:
+            return int(torch.argmax(first))
+        return first.numpy().astype(np.float32)
