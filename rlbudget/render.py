@@ -180,8 +180,9 @@ def progress_bar(console: Console, total: int, start: int = 0) -> Iterator[
             recent.append(ep.ret)
             del recent[:-20]
             rate = ep.step / ep.wall_s if ep.wall_s > 0 else 0.0
+            note = f", {ep.note}" if ep.note else ""  # model-based: model loss, planned return
             bar.update(task, completed=ep.step, rate=f"{rate:,.0f} steps/s",
-                       ret=f"return(20) {sum(recent) / len(recent):.3g}")  # fmt: skip
+                       ret=f"return(20) {sum(recent) / len(recent):.3g}{note}")  # fmt: skip
 
         yield progress
 

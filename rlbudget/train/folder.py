@@ -63,6 +63,7 @@ class TrainSummary:
     target_return: float | None = None
     last_eval_return: float | None = None
     target_check: TargetCheck | None = None
+    extra: dict[str, Any] | None = None  # the trainer's own figures (pets: planner returns)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget.agents.common import Episode
-from rlbudget.fileio import atomic_write_text, check_unlocked, dir_lock
+from rlbudget.fileio import atomic_write_bytes, atomic_write_text, check_unlocked, dir_lock
 from rlbudget.policy.model import Policy
 from rlbudget.train.folder import (
     MetricsLog,
@@ -44,6 +44,7 @@ class RunResult:
     peak_rss_bytes: int = 0
     rapl_energy_j: float | None = None
     target_check: TargetCheck | None = None  # the confirmation that stopped it at its target
+    extra: dict[str, Any] | None = None  # the trainer's own figures (model-based: planner)
 
     @property
     def steps_per_s(self) -> float:
@@ -56,7 +57,8 @@ class RunResult:
         return TrainSummary(str(self.run_dir), s.algorithm, s.env_id, s.seed, self.stopped_by,
                             self.steps, self.episodes, self.wall_s, self.cpu_s,
                             self.peak_rss_bytes, self.rapl_energy_j, self.steps_per_s,
-                            s.target_return, self.last_eval, self.target_check)  # fmt: skip
+                            s.target_return, self.last_eval, self.target_check,
+                            self.extra)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return self.summary.to_dict()
@@ -241,6 +243,9 @@ def _train_locked(
         check_learned(result.checkpoint.arrays, "the checkpoint", result.steps)
         result.checkpoint.save(out / "checkpoint")
     save_policy(result.policy, out / "policy")
+    for name, data in result.files.items():  # a model-based run's model, for the host
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out / name, data)
     atomic_write_text(out / "metrics.csv", metrics_csv(result.episodes))
     write_curve(result.episodes, evals, settings, out / "curve.png")
     run = RunResult(settings, out, stopped_by, result.steps, wall, len(result.episodes),
@@ -248,7 +253,8 @@ def _train_locked(
                     max(rss_before, rss.peak),
                     None if rapl.joules is None or rapl_before is None
                     else rapl_before + rapl.joules,
-                    target_check[0] if target_check else None)  # fmt: skip
+                    target_check[0] if target_check else None,
+                    dict(result.extra) or None)  # fmt: skip
     write_summary(run.summary, out)
     return run
 

@@ -105,7 +105,8 @@ class ProgressLog:
         if self.last is not None and now - self.last < self.every_s:
             return
         self.last = now
-        self.write(self.line(ep.step, now - self.t0))
+        line = self.line(ep.step, now - self.t0)
+        self.write(f"{line}, {ep.note}" if ep.note else line)  # model-based: model loss
 
     def line(self, step: int, elapsed_s: float) -> str:
         """One progress line at ``step``, ``elapsed_s`` seconds into this session.

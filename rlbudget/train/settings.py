@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rlbudget.envs import EnvSpec
     from rlbudget.plan import PlanChoice
 
-BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars")
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets")
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -85,6 +85,10 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         return tabular.TabularConfig, tabular.train_tabular
     if algorithm == "sarsa-lambda":
         return linear.SarsaLambdaConfig, linear.train_sarsa_lambda
+    if algorithm == "pets":
+        from rlbudget.agents.model_based import pets
+
+        return pets.PETSConfig, pets.train_pets
     return linear.ARSConfig, linear.train_ars
 
 

@@ -64,7 +64,7 @@ class Ensemble:
         self.min_logvar = torch.full((1, 1, self.out_dim), -10.0, requires_grad=True)
         self.optimizer = torch.optim.Adam(
             [*self.weights, *self.biases, self.max_logvar, self.min_logvar],
-            lr=lr, weight_decay=weight_decay,
+            lr=lr, weight_decay=weight_decay, fused=True,
         )  # fmt: skip
         self.x_scale = Scaler(np.zeros(in_dim, np.float32), np.ones(in_dim, np.float32))
         self.y_scale = Scaler(np.zeros(self.out_dim, np.float32),

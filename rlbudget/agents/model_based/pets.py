@@ -69,7 +69,7 @@ class PETSConfig:
 
     n_timesteps: int = 100_000
     ensemble: int = 5
-    net_arch: list[int] = field(default_factory=lambda: [200, 200])
+    model_arch: list[int] = field(default_factory=lambda: [200, 200])
     model_lr: float = 1e-3
     model_weight_decay: float = 5e-5
     model_batch_size: int = 32
@@ -82,7 +82,8 @@ class PETSConfig:
     cem_alpha: float = 0.1
     particles_per_member: int = 1
     random_steps: int = 200
-    student_arch: list[int] = field(default_factory=lambda: [64, 64])
+    net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
+    activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
     student_every: int = 3
     student_updates: int = 500
     student_lr: float = 1e-3
@@ -144,13 +145,14 @@ def train_pets(
     high = None if discrete else np.asarray(act_spec.high, np.float32)
     obs_dim = obs_spec.dim
     rng = np.random.default_rng(cfg.seed)
-    ens = Ensemble(obs_dim + n_act, obs_dim, cfg.ensemble, list(cfg.net_arch), cfg.seed,
+    ens = Ensemble(obs_dim + n_act, obs_dim, cfg.ensemble, list(cfg.model_arch), cfg.seed,
                    cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
     cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
               cfg.cem_alpha, cfg.particles_per_member)  # fmt: skip
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
                       terminates=False, seed=cfg.seed)  # fmt: skip
-    student = Student(obs_spec, act_spec, list(cfg.student_arch), cfg.seed, cfg.student_lr)
+    student = Student(obs_spec, act_spec, list(cfg.net_arch), cfg.activation_fn, cfg.seed,
+                      cfg.student_lr)
     data = _Data()
     episodes: list[Episode] = []
     kinds: list[str] = []  # who acted in each episode: random, planner, student
@@ -340,7 +342,7 @@ def _model_files(ens: Ensemble, cfg: PETSConfig, obs_dim: int, n_act: int, discr
         "obs_dim": obs_dim, "action_dim": n_act, "discrete": discrete,
         "action_low": None if low is None else low.tolist(),
         "action_high": None if high is None else high.tolist(),
-        "members": cfg.ensemble, "net_arch": list(cfg.net_arch),
+        "members": cfg.ensemble, "model_arch": list(cfg.model_arch),
         "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
                     "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
                     "alpha": cfg.cem_alpha, "particles_per_member": cfg.particles_per_member},

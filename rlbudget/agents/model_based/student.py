@@ -23,17 +23,24 @@ from typing import Any
 import numpy as np
 
 from rlbudget.envs import SpaceSpec
+from rlbudget.errors import PlanError
 from rlbudget.policy.model import MLP, Dense, Head, Normalize, Policy
 
 Array = np.ndarray
 
 
 class Student:
-    """An MLP with ``hidden`` widths (relu) trained to imitate the planner's labels."""
+    """An MLP with ``hidden`` widths (``activation``: relu or tanh) trained to imitate the
+    planner's labels."""
 
     def __init__(self, obs_spec: SpaceSpec, act_spec: SpaceSpec, hidden: list[int],
-                 seed: int, lr: float) -> None:  # fmt: skip
+                 activation: str, seed: int, lr: float) -> None:  # fmt: skip
         import torch
+
+        if activation not in ("relu", "tanh"):
+            raise PlanError(f"pets: activation_fn '{activation}' is not one the student "
+                            "takes; write relu or tanh")  # fmt: skip
+        self.activation = activation
 
         self.obs_spec, self.act_spec = obs_spec, act_spec
         self.discrete = act_spec.kind == "discrete"
@@ -48,7 +55,7 @@ class Student:
                                 .requires_grad_())  # fmt: skip
             self.biases.append(((torch.rand(n_o, generator=gen) * 2 - 1) * bound)
                                .requires_grad_())  # fmt: skip
-        self.optimizer = torch.optim.Adam([*self.weights, *self.biases], lr=lr)
+        self.optimizer = torch.optim.Adam([*self.weights, *self.biases], lr=lr, fused=True)
         self.mean = np.zeros(obs_spec.dim, np.float32)
         self.var = np.ones(obs_spec.dim, np.float32)
         self.trained = False
@@ -60,7 +67,7 @@ class Student:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ w + b
             if i < len(self.weights) - 1:
-                x = torch.relu(x)
+                x = getattr(torch, self.activation)(x)
         return x
 
     def fit(self, obs: Array, labels: Array, *, updates: int, batch_size: int,
@@ -97,7 +104,7 @@ class Student:
         n = len(self.weights)
         layers = tuple(
             Dense(w.detach().numpy().copy(), b.detach().numpy().copy(),
-                  "relu" if i < n - 1 else "identity")
+                  self.activation if i < n - 1 else "identity")
             for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True))
         )  # fmt: skip
         # Normalize computes (x - mean) / sqrt(var + eps); eps 0 matches training's scaling.

@@ -1,0 +1,149 @@
+"""Model-based training (issue 17): PETS with a distilled student, on tiny settings.
+
+The ensemble, the planner and the student are each a few hundred floats here (2 members
+of one 16-wide layer, CEM over 16 candidates × 3 steps), so a run of a few hundred
+Pendulum steps takes about a second; what is asserted does not depend on the policy being
+good: step counts, files, bit-equal reloads, a learned model's error dropping, a student
+reproducing a known function, and the NaN guard's message.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import tests.fake_envs  # noqa: F401  (registers the fake envs)
+from rlbudget.agents.model_based.ensemble import Ensemble
+from rlbudget.agents.model_based.pets import MODEL_FILE, MODEL_INFO, PETSConfig, train_pets
+from rlbudget.agents.model_based.student import Student
+from rlbudget.envs import observation_spec, space_spec
+from rlbudget.errors import TrainingError
+from rlbudget.finite import NonFiniteError
+from rlbudget.policy import load_policy
+
+TINY: dict[str, Any] = {
+    "ensemble": 2, "model_arch": [16], "model_epochs": 2, "model_max_updates": 20,
+    "horizon": 3, "cem_population": 16, "cem_iterations": 2, "random_steps": 200,
+    "net_arch": [8], "student_updates": 20, "student_batch_size": 32,
+}  # fmt: skip
+
+
+def _pendulum(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random-action Pendulum transitions: model inputs [obs, a], targets [Δobs, r]."""
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    obs, _ = env.reset(seed=seed)
+    for _ in range(n):
+        a = rng.uniform(-2, 2, 1).astype(np.float32)
+        nxt, r, terminated, truncated, _ = env.step(a)
+        xs.append(np.concatenate([obs, a]))
+        ys.append(np.concatenate([nxt - obs, [r]]))
+        obs = nxt
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+
+
+def test_stops_on_the_env_step_budget() -> None:
+    # 450 steps: a random episode (200), a planner episode (200), and 50 steps of a third
+    # that the budget cuts (Pendulum's episodes are 200 steps long).
+    result = train_pets("Pendulum-v1", PETSConfig(n_timesteps=450, **TINY))
+    assert result.steps == 450
+    assert [(e.step, e.length) for e in result.episodes] == [(200, 200), (400, 200)]
+    assert result.episodes[0].epsilon == 1.0 and result.episodes[1].epsilon == 0.0
+    assert result.episodes[1].note.startswith("planner acted, model NLL ")
+    # the planner labelled every state from step 201 on: the 250 it saw
+    assert result.extra["labelled_states"] == 250 and result.extra["transitions"] == 450
+    assert result.checkpoint is not None and result.checkpoint.state["steps"] == 400
+
+
+def test_one_step_error_drops_with_training() -> None:
+    x, y = _pendulum(600, seed=0)
+    x_test, y_test = _pendulum(400, seed=1)
+    ens = Ensemble(4, 3, members=2, hidden=[64, 64], seed=0)
+    ens.fit(x, y, np.zeros(len(x)), epochs=1, batch_size=32, rng=np.random.default_rng(0),
+            max_updates=1)  # fits the normalizers; one step barely moves the weights
+    before = ens.mse(x_test, y_test)
+    ens.fit(x, y, np.zeros(len(x)), epochs=100, batch_size=32, rng=np.random.default_rng(0),
+            max_updates=300)
+    after = ens.mse(x_test, y_test)
+    # Normalized units: predicting each target's mean scores 1.0. Untrained weights are
+    # near that; Pendulum's one-step dynamics are smooth, so 300 steps get far below it.
+    assert before > 0.5
+    assert after < 0.1 * before
+
+
+def test_student_reproduces_its_labels_as_a_policy() -> None:
+    env = gym.make("Pendulum-v1")
+    obs_spec = observation_spec(env, "Pendulum-v1")
+    act_spec = space_spec(env.action_space, what="action", env_id="Pendulum-v1")
+    rng = np.random.default_rng(0)
+    obs = rng.uniform([-1, -1, -8], [1, 1, 8], (2000, 3)).astype(np.float32)
+    # a smooth "planner": a PD-like law, inside the bounds so the clip head is exact
+    labels = np.tanh(0.8 * obs[:, 1:2] - 0.2 * obs[:, 2:3]).astype(np.float32) * 1.5
+    student = Student(obs_spec, act_spec, [32, 32], "relu", seed=0, lr=3e-3)
+    student.fit(obs, labels, updates=1500, batch_size=128, rng=rng)
+    policy = student.policy({"source": "test"})
+    acts = np.stack([policy.act(o) for o in obs[:200]])
+    # The label's range is 3 (±1.5); the Policy (numpy, normalize → mlp → clip) must give
+    # what torch learned: within 0.05 on average of a function it can represent.
+    assert acts.shape == (200, 1)
+    assert float(np.abs(acts - labels[:200]).mean()) < 0.05
+
+
+def test_run_folder_keeps_the_model_and_both_returns(tmp_path: Path) -> None:
+    from rlbudget.train import resolve, train_run
+
+    settings = resolve("pets", "Pendulum-v1", env_steps=400, overrides=TINY)
+    run = train_run(settings, tmp_path / "run")
+    assert run.stopped_by == "steps" and run.steps == 400
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    extra = summary["extra"]
+    assert extra["planner_return_last5"] == pytest.approx(run_return(tmp_path, 1), rel=1e-5)
+    assert extra["student_return_last5"] is None  # the student never acted in 2 episodes
+    assert (tmp_path / "run" / MODEL_FILE).is_file()
+    info = json.loads((tmp_path / "run" / MODEL_INFO).read_text())
+    assert info["members"] == 2 and info["model_arch"] == [16]
+    policy = load_policy(tmp_path / "run" / "policy")
+    assert [p.kind for p in policy.preprocess] == ["normalize"]
+    assert policy.body.kind == "mlp" and policy.head.kind == "clip"
+    assert policy.provenance["algorithm"] == "pets"
+
+
+def run_return(tmp_path: Path, episode: int) -> float:
+    """The return metrics.csv records for ``episode`` (0-based)."""
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    return float(rows[episode]["return"])
+
+
+def test_discrete_actions_train() -> None:
+    # TinyBox-v0: Box(2) observations, 3 actions, 10-step episodes.
+    cfg = PETSConfig(n_timesteps=40, **{**TINY, "random_steps": 10, "student_every": 2})
+    result = train_pets("TinyBox-v0", cfg)
+    assert result.steps == 40
+    assert [e.note.split(" ")[0] for e in result.episodes] == ["random", "planner",
+                                                              "student", "planner"]  # fmt: skip
+    assert result.policy.head.kind == "argmax"
+    assert result.policy.act(np.zeros(2, np.float32)) in (0, 1, 2)
+
+
+def test_nan_reward_stops_training() -> None:
+    # NanReward25-v0: the 25th step's reward is NaN (episodes of 10 steps).
+    cfg = PETSConfig(n_timesteps=100, **{**TINY, "random_steps": 10})
+    with pytest.raises(NonFiniteError, match=r"returned reward nan at env step 25 "):
+        train_pets("NanReward25-v0", cfg)
+
+
+def test_diverging_model_stops_training() -> None:
+    cfg = PETSConfig(n_timesteps=400, **{**TINY, "model_lr": 1e12})
+    with pytest.raises(TrainingError, match=r"^pets: the model's loss became nan at step 200 "
+                                            r"\(lower model_lr\)$"):  # fmt: skip
+        train_pets("Pendulum-v1", cfg)
