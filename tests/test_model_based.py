@@ -147,3 +147,22 @@ def test_diverging_model_stops_training() -> None:
     with pytest.raises(TrainingError, match=r"^pets: the model's loss became nan at step 200 "
                                             r"\(lower model_lr\)$"):  # fmt: skip
         train_pets("Pendulum-v1", cfg)
+
+
+def test_resume_equals_straight_run() -> None:
+    cfg = PETSConfig(n_timesteps=600, **TINY)
+    straight = train_pets("Pendulum-v1", cfg)
+    calls = {"n": 0}
+
+    def stop() -> bool:  # checked before every step: stops at step 300, mid-episode 2
+        calls["n"] += 1
+        return calls["n"] > 300
+
+    first = train_pets("Pendulum-v1", cfg, should_stop=stop)
+    assert first.steps == 300 and first.checkpoint is not None
+    assert first.checkpoint.state["steps"] == 200  # the interrupted episode's start
+    resumed = train_pets("Pendulum-v1", cfg, resume=first.checkpoint)
+    assert resumed.steps == 600
+    assert [e.ret for e in resumed.episodes] == [e.ret for e in straight.episodes]
+    a, b = straight.policy.arrays(), resumed.policy.arrays()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

@@ -60,21 +60,40 @@ def test_expensive_env_ranks_model_based_or_off_policy_above_on_policy() -> None
             assert best_sample_efficient < ranks[on_policy]
 
 
-def test_expensive_continuous_env_lists_deep_model_based_never_first() -> None:
+def test_expensive_continuous_env_ranks_pets_first() -> None:
     p = plan_for(
         "device: raspberry-pi-4\ntraining: {time: 10h}\n"
         "task: {env: Pendulum-v1, env_step_cost: 20ms}\n"
     )
     assert p.context.expensive_env
+    assert p.best is not None and p.best.algorithm == "pets"
+    assert p.best.paradigm == "model-based" and p.best.trainable
+    assert any(r.startswith("[model-based]") for r in p.best.reasons)
     not_yet = [o for o in p.options if not o.trainable]
-    assert {o.algorithm for o in not_yet} == {"pets", "mbpo"}
+    assert {o.algorithm for o in not_yet} == {"mbpo"}
     assert all(o.rank > 1 for o in not_yet)
     assert all(any(r.startswith("[not-yet]") for r in o.reasons) for o in not_yet)
-    assert p.best is not None and p.best.algorithm in ("sac", "td3")
-    # the same env, cheap: deep model-based methods are not listed at all
+    # the same env, cheap: PETS is listed below SAC/TD3, MBPO not at all
     cheap = plan_for("device: raspberry-pi-4\ntask: {env: Pendulum-v1}\n")
     assert all(o.trainable for o in cheap.options)
-    assert dict(cheap.excluded)["pets"].startswith("[not-yet]")
+    assert cheap.best is not None and cheap.best.algorithm in ("sac", "td3")
+    assert "pets" in {o.algorithm for o in cheap.options}
+    assert dict(cheap.excluded)["mbpo"].startswith("[not-yet]")
+
+
+def test_too_little_training_time_for_model_free_ranks_pets_first() -> None:
+    # 5 minutes: SAC's 20k Pendulum steps at its host throughput take longer, ARS's 5M
+    # steps exceed training.env_steps; PETS's own budget fits both.
+    p = plan_for(
+        "device: teensy-4\ntraining: {env_steps: 50k, time: 5min}\n"
+        "task: {env: Pendulum-v1, min_return: -200}\n"
+    )
+    assert p.context.expensive_env
+    assert p.context.expensive_why.startswith(
+        "no model-free option fits its typical training in training.env_steps (50k) and "
+        "training.time (5 min): the quickest, "
+    )
+    assert p.best is not None and p.best.algorithm == "pets"
 
 
 def test_mlp_dtype_follows_fit() -> None:

@@ -89,11 +89,11 @@ def test_train_from_plan(tmp_path: Path) -> None:
 
 
 def test_untrainable_algorithm(tmp_path: Path) -> None:
-    r = runner.invoke(app, ["train", "--algo", "pets", "--env", "Pendulum-v1", "-o", str(tmp_path)])
+    r = runner.invoke(app, ["train", "--algo", "mbpo", "--env", "Pendulum-v1", "-o", str(tmp_path)])
     assert r.exit_code == 2
     assert r.stderr == (
-        "error: algorithm 'pets': rlbudget cannot train it yet; trainable algorithms: "
-        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, ppo, a2c, dqn, sac, td3, "
+        "error: algorithm 'mbpo': rlbudget cannot train it yet; trainable algorithms: "
+        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, ppo, a2c, dqn, sac, td3, "
         "qrdqn, tqc, trpo\n"
     )
 

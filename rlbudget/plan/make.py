@@ -58,6 +58,16 @@ class _Candidate:
     params: dict[str, Any]
 
 
+def _ensemble_parameters(params: dict[str, Any], env: EnvSpec) -> int:
+    """A PETS ensemble's weights: members × an MLP from [obs, action] to a Gaussian over
+    [Δobs, reward] and a termination logit."""
+    act = env.action.n if env.action.kind == "discrete" and env.action.n else env.action.dim
+    sizes = [env.observation.dim + int(act), *map(int, params.get("model_arch", [200, 200])),
+             2 * (env.observation.dim + 1) + 1]  # fmt: skip
+    per_member = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    return int(params.get("ensemble", 5)) * per_member
+
+
 def _estimate(
     cand: _Candidate, budget: Budget, env: EnvSpec, ctx: Context
 ) -> tuple[Estimates, tuple[Check, ...], tuple[str, ...]]:
@@ -81,6 +91,9 @@ def _estimate(
     replay_capacity = replay_bytes = per_transition = None
     train_ram = costs.training_ram_bytes(cand.info.library, body.parameters,
                                          table=body.kind == "table")  # fmt: skip
+    if cand.info.model_based:  # PETS trains with torch, and its ensemble too
+        train_ram = costs.training_ram_bytes("sb3", body.parameters + _ensemble_parameters(
+            cand.params, env))  # fmt: skip
     if cand.info.replay_buffer:
         replay = costs.replay_buffer(
             int(cand.params.get("buffer_size", 1_000_000)), steps, env.observation, env.action,

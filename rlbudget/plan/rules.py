@@ -64,6 +64,13 @@ RULES = {
             "Expensive environment: model-based and sample-efficient off-policy methods rank "
             "above on-policy ones.",
         ),
+        Rule(
+            "model-based",
+            "PETS learns a model and plans in it, reaching its return in about 1/8 of SAC's "
+            "env steps (Chua et al. 2018), but plans at every step (≈1,000× a model-free "
+            "step's host time): first when env steps are expensive or scarce, else below "
+            "model-free options. It deploys a small MLP distilled from the planner.",
+        ),
         Rule("not-yet", "Not yet supported by rlbudget's trainers: shown, never ranked first."),
         Rule(
             "replay-ram",
@@ -126,6 +133,8 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
                 f"half of what the cheapest model-free option typically needs "
                 f"({units.format_count(min(model_free))})"
             )
+    if not why:
+        why = _model_free_out_of_reach(budget, env, usable)
     return Context(
         device_class=device.device_class,
         mcu=mcu,
@@ -137,6 +146,42 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
         step_cost_source=step_source,
         cores=budget.training.cores or 1,
         target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
+    )
+
+
+def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> str:
+    """Why no trainable model-free option can train as long as it typically needs within
+    ``training.env_steps`` and ``training.time`` (its steps at its host throughput plus the
+    declared env step cost), or "" when one can (or no limit is set)."""
+    t = budget.training
+    if t.env_steps is None and t.time_s is None:
+        return ""
+    cost = budget.task.env_step_cost_s or 0.0
+    short = []
+    for a in usable:
+        if a.model_based or not a.trainable:
+            continue
+        steps = get_hyperparams(a.id, env.env_id).n_timesteps
+        seconds = steps * (1.0 / a.host_steps_per_s + cost)
+        if (t.env_steps is None or steps <= t.env_steps) and (
+            t.time_s is None or seconds <= t.time_s
+        ):
+            return ""
+        short.append((seconds, steps, a.id))
+    if not short:
+        return ""
+    seconds, steps, fastest = min(short)
+    limits = " and ".join(
+        f"{name} ({value})"
+        for name, value, on in (
+            ("training.env_steps", units.format_count(t.env_steps or 0), t.env_steps is not None),
+            ("training.time", units.format_time(t.time_s or 0.0), t.time_s is not None),
+        )
+        if on
+    )
+    return (
+        f"no model-free option fits its typical training in {limits}: the quickest, "
+        f"{fastest}, needs {units.format_count(steps)} steps, ≈{units.format_time(seconds)}"
     )
 
 
@@ -187,6 +232,9 @@ def preference(
         score += 0.5  # the most robust discrete-action default in RL Zoo
     if info.id == "sarsa-lambda":
         score += 0.5  # tile coding generalizes across a Box observation; a grid does not
+    if info.model_based and info.trainable:
+        score += 0 if ctx.expensive_env else -2
+        reasons.append(rule("model-based"))
     if ctx.expensive_env:
         if info.model_based:
             score += 3

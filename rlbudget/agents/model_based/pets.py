@@ -149,8 +149,9 @@ def train_pets(
                    cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
     cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
               cfg.cem_alpha, cfg.particles_per_member)  # fmt: skip
+    o_low, o_high = np.asarray(obs_spec.low, np.float32), np.asarray(obs_spec.high, np.float32)
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
-                      terminates=False, seed=cfg.seed)  # fmt: skip
+                      terminates=False, seed=cfg.seed, obs_low=o_low, obs_high=o_high)  # fmt: skip
     student = Student(obs_spec, act_spec, list(cfg.net_arch), cfg.activation_fn, cfg.seed,
                       cfg.student_lr)
     data = _Data()
@@ -174,7 +175,7 @@ def train_pets(
         _load_adam(student.optimizer, arr, "s_")
         data = _Data(list(arr["x"]), list(arr["y"]), list(arr["done"]),
                      list(arr["label_obs"]), list(arr["labels"]))  # fmt: skip
-        planner.terminates = bool(np.any(arr["done"]))
+        _tell(planner, data)
     start = time.perf_counter() - wall0
     sync(env, steps, len(episodes) + 1)  # NaN/inf messages name the training step
 
@@ -235,7 +236,7 @@ def train_pets(
                 stopped = True
                 break
             model_loss = _learn(ens, student, data, cfg, rng, steps)
-            planner.terminates = bool(np.any(np.asarray(data.done) > 0))
+            _tell(planner, data)
             p = float(np.mean(planned)) if planned else math.nan
             kinds.append(kind)
             ep = Episode(steps, len(episodes), ret, n, time.perf_counter() - start,
@@ -257,6 +258,15 @@ def train_pets(
     files = _model_files(ens, cfg, obs_spec.dim, n_act, discrete, low, high)
     return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
                        extra=extra, files=files)  # fmt: skip
+
+
+def _tell(planner: Planner, data: _Data) -> None:
+    """What the planner learns from the real data: does the env terminate, and the range
+    of the rewards (predicted ones are clipped to it)."""
+    rewards = np.asarray([y[-1] for y in data.y])
+    planner.terminates = bool(np.any(np.asarray(data.done) > 0))
+    if len(rewards):
+        planner.reward_range = (float(rewards.min()), float(rewards.max()))
 
 
 def _who_acts(steps: int, cfg: PETSConfig, trained: bool, kinds: list[str]) -> str:

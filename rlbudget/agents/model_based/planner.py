@@ -10,6 +10,10 @@ candidates, moves the sampling distribution towards them (``alpha``: the weight 
 the old one, as mbrl-lib's ``CEMOptimizer``), and after ``iterations`` rounds acts with the
 first action of the elites' mean; the rest of that mean warm-starts the next decision.
 
+Two guards keep CEM from exploiting the model where it has no data: predicted states are
+clipped to the observation space's finite bounds, and predicted rewards to the range of
+rewards seen in real transitions (``reward_range``, set by the trainer after each fit).
+
 Box actions sample a Gaussian per step and dimension, clipped to the bounds; Discrete
 actions a categorical per step (the elites' action frequencies become the new
 probabilities; the model sees the action one-hot).
@@ -17,6 +21,7 @@ probabilities; the model sees the action one-hot).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,8 +53,14 @@ class Planner:
     """
 
     def __init__(self, ensemble: Ensemble, cem: CEM, *, low: Array | None, high: Array | None,
-                 n: int | None, terminates: bool, seed: int) -> None:  # fmt: skip
+                 n: int | None, terminates: bool, seed: int, obs_low: Array | None = None,
+                 obs_high: Array | None = None) -> None:  # fmt: skip
         import torch
+
+        self.obs_low = None if obs_low is None else torch.as_tensor(obs_low, dtype=torch.float32)
+        self.obs_high = None if obs_high is None else torch.as_tensor(obs_high,
+                                                                      dtype=torch.float32)  # fmt: skip
+        self.reward_range = (-math.inf, math.inf)
 
         self.ens, self.cem = ensemble, cem
         self.discrete = low is None
@@ -107,7 +118,10 @@ class Planner:
             noise = torch.randn(mean.shape, generator=self.gen)
             y = (mean + torch.exp(0.5 * logvar) * noise) * ys + ym
             state = state + y[..., :-1]
-            total = total + alive * y[..., -1]
+            if self.obs_low is not None:
+                state = torch.clamp(state, self.obs_low, self.obs_high)
+            reward = torch.clamp(y[..., -1], *self.reward_range)
+            total = total + alive * reward
             if self.terminates:
                 alive = alive * (term < 0).float()
         return total.reshape(m, pop, k).mean(dim=(0, 2))
