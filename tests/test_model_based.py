@@ -67,11 +67,19 @@ def test_one_step_error_drops_with_training() -> None:
     x, y = _pendulum(600, seed=0)
     x_test, y_test = _pendulum(400, seed=1)
     ens = Ensemble(4, 3, members=2, hidden=[64, 64], seed=0)
-    ens.fit(x, y, np.zeros(len(x)), epochs=1, batch_size=32, rng=np.random.default_rng(0),
-            max_updates=1)  # fits the normalizers; one step barely moves the weights
+    ens.fit(
+        x, y, np.zeros(len(x)), epochs=1, batch_size=32, rng=np.random.default_rng(0), max_updates=1
+    )  # fits the normalizers; one step barely moves the weights
     before = ens.mse(x_test, y_test)
-    ens.fit(x, y, np.zeros(len(x)), epochs=100, batch_size=32, rng=np.random.default_rng(0),
-            max_updates=300)
+    ens.fit(
+        x,
+        y,
+        np.zeros(len(x)),
+        epochs=100,
+        batch_size=32,
+        rng=np.random.default_rng(0),
+        max_updates=300,
+    )
     after = ens.mse(x_test, y_test)
     # Normalized units: predicting each target's mean scores 1.0. Untrained weights are
     # near that; Pendulum's one-step dynamics are smooth, so 300 steps get far below it.

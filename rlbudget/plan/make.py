@@ -4,6 +4,7 @@ budget, and ranked by the rules."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,7 +65,7 @@ def _ensemble_parameters(params: dict[str, Any], env: EnvSpec) -> int:
     act = env.action.n if env.action.kind == "discrete" and env.action.n else env.action.dim
     sizes = [env.observation.dim + int(act), *map(int, params.get("model_arch", [200, 200])),
              2 * (env.observation.dim + 1) + 1]  # fmt: skip
-    per_member = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    per_member = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
     return int(params.get("ensemble", 5)) * per_member
 
 

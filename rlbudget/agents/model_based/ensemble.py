@@ -15,6 +15,7 @@ numpy arrays for safetensors, so a run folder never holds a pickle.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +55,7 @@ class Ensemble:
         sizes = [in_dim, *hidden, 2 * self.out_dim + 1]
         self.weights: list[Any] = []
         self.biases: list[Any] = []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for n_in, n_out in itertools.pairwise(sizes):
             bound = 1.0 / np.sqrt(n_in)  # torch's nn.Linear initialisation
             w = (torch.rand(members, n_in, n_out, generator=gen) * 2 - 1) * bound
             b = (torch.rand(members, 1, n_out, generator=gen) * 2 - 1) * bound

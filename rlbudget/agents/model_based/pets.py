@@ -152,8 +152,9 @@ def train_pets(
     o_low, o_high = np.asarray(obs_spec.low, np.float32), np.asarray(obs_spec.high, np.float32)
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
                       terminates=False, seed=cfg.seed, obs_low=o_low, obs_high=o_high)  # fmt: skip
-    student = Student(obs_spec, act_spec, list(cfg.net_arch), cfg.activation_fn, cfg.seed,
-                      cfg.student_lr)
+    student = Student(
+        obs_spec, act_spec, list(cfg.net_arch), cfg.activation_fn, cfg.seed, cfg.student_lr
+    )
     data = _Data()
     episodes: list[Episode] = []
     kinds: list[str] = []  # who acted in each episode: random, planner, student
@@ -213,8 +214,8 @@ def train_pets(
                     break
                 x = np.asarray(obs, np.float32).ravel()
                 if kind == "random":
-                    action: Any = (int(rng.integers(n_act)) if discrete else
-                                   rng.uniform(low, high).astype(np.float32))  # fmt: skip
+                    action: Any = (int(rng.integers(n_act)) if low is None or high is None
+                                   else rng.uniform(low, high).astype(np.float32))  # fmt: skip
                 else:
                     label = planner.act(x)
                     planned.append(planner.last_planned)

@@ -57,9 +57,9 @@ class Planner:
                  obs_high: Array | None = None) -> None:  # fmt: skip
         import torch
 
-        self.obs_low = None if obs_low is None else torch.as_tensor(obs_low, dtype=torch.float32)
-        self.obs_high = None if obs_high is None else torch.as_tensor(obs_high,
-                                                                      dtype=torch.float32)  # fmt: skip
+        f32 = torch.float32
+        self.obs_low = None if obs_low is None else torch.as_tensor(obs_low, dtype=f32)
+        self.obs_high = None if obs_high is None else torch.as_tensor(obs_high, dtype=f32)
         self.reward_range = (-math.inf, math.inf)
 
         self.ens, self.cem = ensemble, cem
@@ -131,7 +131,7 @@ class Planner:
         import torch
 
         cem = self.cem
-        n_elite = max(1, int(round(cem.elite_fraction * cem.population)))
+        n_elite = max(1, round(cem.elite_fraction * cem.population))
         mean = self.mean
         std = None
         if not self.discrete:

@@ -17,6 +17,7 @@ export and profile take unchanged.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,7 +50,7 @@ class Student:
         gen = torch.Generator().manual_seed(seed + 7)
         self.weights: list[Any] = []
         self.biases: list[Any] = []
-        for n_in, n_o in zip(sizes[:-1], sizes[1:], strict=True):
+        for n_in, n_o in itertools.pairwise(sizes):
             bound = 1.0 / np.sqrt(n_in)  # torch's nn.Linear initialisation
             self.weights.append(((torch.rand(n_in, n_o, generator=gen) * 2 - 1) * bound)
                                 .requires_grad_())  # fmt: skip
@@ -87,6 +88,7 @@ class Student:
         for _ in range(updates):
             idx = torch.from_numpy(rng.integers(0, len(x), batch_size))
             out = self._forward(x[idx])
+            loss: Any
             if self.discrete:
                 loss = torch.nn.functional.cross_entropy(out, y[idx])
             else:
@@ -110,8 +112,8 @@ class Student:
         # Normalize computes (x - mean) / sqrt(var + eps); eps 0 matches training's scaling.
         norm = Normalize(self.mean, self.var, clip=1e6, eps=0.0)
         act = self.act_spec
-        head = (Head("argmax") if self.discrete else
-                Head("clip", np.asarray(act.low, np.float32), np.asarray(act.high, np.float32)))  # fmt: skip
+        low, high = np.asarray(act.low, np.float32), np.asarray(act.high, np.float32)
+        head = Head("argmax") if self.discrete else Head("clip", low, high)
         return Policy(self.obs_spec, act, (norm,), MLP(layers), head, dict(provenance))
 
     def arrays(self) -> dict[str, Array]:
