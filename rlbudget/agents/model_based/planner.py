@@ -111,9 +111,12 @@ class Planner:
         state = state.expand(m, pop * k, -1)
         total = torch.zeros(m, pop * k)
         alive = torch.ones(m, pop * k)
+        # every candidate's particles, normalized actions: [members, pop·k, horizon, dim]
+        acts = ((actions.repeat_interleave(k, dim=0) - xm[-self.dim :]) / xs[-self.dim :])
+        acts = acts.expand(m, -1, -1, -1)
+        xm, xs = xm[: -self.dim], xs[: -self.dim]
         for t in range(actions.shape[1]):
-            a = actions[:, t].repeat_interleave(k, dim=0).expand(m, -1, -1)
-            x = (torch.cat([state, a], dim=-1) - xm) / xs
+            x = torch.cat([(state - xm) / xs, acts[:, :, t]], dim=-1)
             mean, logvar, term = ens.forward(x)
             noise = torch.randn(mean.shape, generator=self.gen)
             y = (mean + torch.exp(0.5 * logvar) * noise) * ys + ym
