@@ -174,3 +174,21 @@ def test_resume_equals_straight_run() -> None:
     assert [e.ret for e in resumed.episodes] == [e.ret for e in straight.episodes]
     a, b = straight.policy.arrays(), resumed.policy.arrays()
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_stops_on_time_and_on_target(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from rlbudget.train import resolve, train_run
+
+    # time: checked before every step, so a 1 s limit stops long before 100k steps
+    settings = resolve("pets", "Pendulum-v1", env_steps=100_000, time_s=1.0, overrides=TINY)
+    run = train_run(settings, tmp_path / "time")
+    assert run.stopped_by == "time" and run.steps < 100_000
+    # target: TinyBox-v0 pays 1 per step for 10 steps (reward_threshold 9), so the student
+    # meets it whatever it does; the first screen falls at step 1,000 (eval_every)
+    tiny = {**TINY, "random_steps": 10}
+    settings = replace(resolve("pets", "TinyBox-v0", env_steps=5_000, min_return=9.0, overrides=tiny),
+                       eval_every=1_000)  # fmt: skip
+    run = train_run(settings, tmp_path / "target")
+    assert run.stopped_by == "target" and run.steps == 1_000

@@ -207,6 +207,7 @@ def train_pets(
             kind = _who_acts(steps, cfg, student.trained, kinds)
             obs, _ = env.reset()
             planner.reset()
+            acting = student.policy({}) if kind == "student" else None  # fixed for the episode
             ret, n, planned = 0.0, 0, []
             done = False
             while not done and steps < cfg.n_timesteps:
@@ -222,7 +223,7 @@ def train_pets(
                     planned.append(planner.last_planned)
                     data.label_obs.append(x)
                     data.labels.append(label)
-                    action = label if kind == "planner" else student.policy({}).act(x)
+                    action = label if acting is None else acting.act(x)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 r = float(reward)  # the guard stops at NaN/inf
                 x2 = np.asarray(obs, np.float32).ravel()
