@@ -188,7 +188,7 @@ def test_stops_on_time_and_on_target(tmp_path: Path) -> None:
     # target: TinyBox-v0 pays 1 per step for 10 steps (reward_threshold 9), so the student
     # meets it whatever it does; the first screen falls at step 1,000 (eval_every)
     tiny = {**TINY, "random_steps": 10}
-    settings = replace(resolve("pets", "TinyBox-v0", env_steps=5_000, min_return=9.0, overrides=tiny),
-                       eval_every=1_000)  # fmt: skip
+    settings = resolve("pets", "TinyBox-v0", env_steps=5_000, min_return=9.0, overrides=tiny)
+    settings = replace(settings, eval_every=1_000)
     run = train_run(settings, tmp_path / "target")
     assert run.stopped_by == "target" and run.steps == 1_000
