@@ -87,6 +87,7 @@ class PETSConfig:
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
     student_every: int = 3
     student_updates: int = 500
+    label_window: int = 0  # the student learns the last this many labels (0: all of them)
     student_lr: float = 1e-3
     student_batch_size: int = 256
     threads: int = 1
@@ -292,7 +293,10 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
         raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
                             "(lower model_lr)")  # fmt: skip
     if len(data.labels):
-        s_loss = student.fit(arrays["label_obs"], arrays["labels"],
+        # The planner improves as its model does: its early labels contradict its later
+        # ones, so the student may learn only the most recent (label_window).
+        recent = slice(-cfg.label_window, None) if cfg.label_window > 0 else slice(None)
+        s_loss = student.fit(arrays["label_obs"][recent], arrays["labels"][recent],
                              updates=cfg.student_updates, batch_size=cfg.student_batch_size,
                              rng=rng)  # fmt: skip
         if not math.isfinite(s_loss):
