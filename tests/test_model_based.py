@@ -19,7 +19,8 @@ import pytest
 
 import tests.fake_envs  # noqa: F401  (registers the fake envs)
 from rlbudget.agents.model_based.ensemble import Ensemble
-from rlbudget.agents.model_based.pets import MODEL_FILE, MODEL_INFO, PETSConfig, train_pets
+from rlbudget.agents.model_based.host import MODEL_FILE, MODEL_INFO
+from rlbudget.agents.model_based.pets import PETSConfig, train_pets
 from rlbudget.agents.model_based.student import Student
 from rlbudget.envs import observation_spec, space_spec
 from rlbudget.errors import TrainingError
@@ -122,6 +123,25 @@ def test_run_folder_keeps_the_model_and_both_returns(tmp_path: Path) -> None:
     assert [p.kind for p in policy.preprocess] == ["normalize"]
     assert policy.body.kind == "mlp" and policy.head.kind == "clip"
     assert policy.provenance["algorithm"] == "pets"
+    # the planner on the host, rebuilt from model/ (JSON + safetensors)
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "policy"), "--planner", "-n", "1",
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["episodes"] == 1
+    (tmp_path / "run" / MODEL_INFO).write_text("{}")
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "policy"), "--planner"])
+    assert r.exit_code == 2
+    assert r.stderr == (f"error: {tmp_path / 'run' / 'model'}: not a PETS model this version "
+                        "can read (format None, expected 'rlbudget-pets-ensemble/1'); train "
+                        "again\n")  # fmt: skip
+    (tmp_path / "run" / MODEL_INFO).unlink()
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "run" / "policy"), "--planner"])
+    assert r.exit_code == 2 and "no planner beside this policy" in r.stderr
 
 
 def run_return(tmp_path: Path, episode: int) -> float:

@@ -46,6 +46,11 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the first reset.")] = 0,
     gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
+    planner: Annotated[
+        bool,
+        typer.Option("--planner", help="A pets run: act with its planner (the model in the "
+                     "run folder, torch, on the host) instead of the distilled policy."),
+    ] = False,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns.
 
@@ -56,8 +61,13 @@ def evaluate(
     from rlbudget.profile.evaluate import policy_env
 
     p = load_policy(policy)
+    act = None
+    if planner:
+        from rlbudget.agents.model_based.host import planner_for
+
+        act = planner_for(policy, seed=seed)
     result = run_evaluation(p, policy_env(p, env, str(policy)), episodes=episodes, seed=seed,
-                            gym_packages=gym_package or ())  # fmt: skip
+                            gym_packages=gym_package or (), act=act)  # fmt: skip
     if json_out:
         common.print_json(result.to_dict())
         return

@@ -51,6 +51,7 @@ from rlbudget.agents.common import (
     rng_from_state,
 )
 from rlbudget.agents.model_based.ensemble import Ensemble
+from rlbudget.agents.model_based.host import FORMAT, MODEL_FILE, MODEL_INFO
 from rlbudget.agents.model_based.planner import CEM, Planner
 from rlbudget.agents.model_based.student import Student
 from rlbudget.errors import EnvError, TrainingError
@@ -58,8 +59,6 @@ from rlbudget.finite import sync
 from rlbudget.policy.model import Policy
 
 Array = np.ndarray
-MODEL_FILE = "model/ensemble.safetensors"
-MODEL_INFO = "model/model.json"
 
 
 @dataclass(frozen=True)
@@ -259,7 +258,7 @@ def train_pets(
     policy = current()
     checkpoint = at_start if stopped else snapshot()
     extra = _summary(episodes, kinds, model_loss, len(data.x), len(data.labels), student)
-    files = _model_files(ens, cfg, obs_spec.dim, n_act, discrete, low, high)
+    files = _model_files(ens, planner, cfg, obs_spec.dim, n_act, low, high)
     return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
                        extra=extra, files=files)  # fmt: skip
 
@@ -349,16 +348,20 @@ def _summary(episodes: list[Episode], kinds: list[str], loss: float, transitions
     }  # fmt: skip
 
 
-def _model_files(ens: Ensemble, cfg: PETSConfig, obs_dim: int, n_act: int, discrete: bool,
+def _model_files(ens: Ensemble, planner: Planner, cfg: PETSConfig, obs_dim: int, n_act: int,
                  low: Array | None, high: Array | None) -> dict[str, bytes]:  # fmt: skip
-    """The ensemble and what rebuilds it and the planner, for the run folder."""
+    """The ensemble and what rebuilds it and the planner, for the run folder
+    (:func:`rlbudget.agents.model_based.host.planner_for` reads them back)."""
     from safetensors.numpy import save
 
+    def bounds(t: Any) -> list[float] | None:
+        return None if t is None else [float(v) for v in t.tolist()]
+
     info = {
-        "format": "rlbudget-pets-ensemble/1",
-        "obs_dim": obs_dim, "action_dim": n_act, "discrete": discrete,
-        "action_low": None if low is None else low.tolist(),
-        "action_high": None if high is None else high.tolist(),
+        "format": FORMAT, "obs_dim": obs_dim, "action_dim": n_act, "discrete": low is None,
+        "action_low": bounds(low), "action_high": bounds(high),
+        "obs_low": bounds(planner.obs_low), "obs_high": bounds(planner.obs_high),
+        "terminates": planner.terminates, "reward_range": list(planner.reward_range),
         "members": cfg.ensemble, "model_arch": list(cfg.model_arch),
         "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
                     "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
