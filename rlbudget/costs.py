@@ -52,6 +52,7 @@ from typing import Any
 from rlbudget import units
 from rlbudget.devices import Device, Range, get_device
 from rlbudget.envs import SpaceSpec
+from rlbudget.fitted import Shape, fitted_latency, mlp_shape, table_shape, tile_shape
 
 SPREAD = 1.75
 # Code bytes of the deployed runtime per body kind: our C export (no TFLM interpreter).
@@ -82,6 +83,7 @@ class Body:
     layers: int
     extra_cycles: float
     network: dict[str, Any]
+    shape: Shape | None = None  # what the fitted model reads (rlbudget.fitted); None: no fit
 
 
 def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
@@ -91,8 +93,11 @@ def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
     return nonlinear * TANH_CYCLES[key] + 20.0 * inputs
 
 
-def table_body(states: int, n_actions: int, obs: SpaceSpec, bins: int | None) -> Body:
-    """A packed greedy action table over ``states`` (a ``bins``-per-dim grid for a Box)."""
+def table_body(
+    states: int, n_actions: int, obs: SpaceSpec, bins: int | None, *, packed: bool = True
+) -> Body:
+    """A packed greedy action table over ``states`` (a ``bins``-per-dim grid for a Box);
+    ``packed=False``: the value table itself (its latency only; the bytes stay packed)."""
     bits = max(1, math.ceil(math.log2(n_actions)))
     weight_bytes = math.ceil(states * bits / 8)
     # Discretizing a Box observation: a multiply, floor and clamp per dimension (≈30 cycles).
@@ -105,17 +110,23 @@ def table_body(states: int, n_actions: int, obs: SpaceSpec, bins: int | None) ->
     }
     if bins is not None:
         network["bins_per_dim"] = bins
-    return Body("table", states * n_actions, weight_bytes, 4 * obs.dim + 8, 0, 0, extra, network)
+    shape = table_shape(obs.dim if obs.kind == "box" else 0, n_actions, packed)
+    return Body("table", states * n_actions, weight_bytes, 4 * obs.dim + 8, 0, 0, extra, network,
+                shape)  # fmt: skip
 
 
-def tile_coding_body(obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], fpu: bool) -> Body:
-    """A tile-coded linear body (``tilings``, ``tiles_per_dim``, ``hash_size`` in ``params``)."""
+def tile_coding_body(
+    obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], fpu: bool, dtype: str | None = None
+) -> Body:
+    """A tile-coded linear body (``tilings``, ``tiles_per_dim``, ``hash_size`` in ``params``),
+    weights in ``dtype`` (fp32, int16 or int8; by default fp32 with an FPU, else int16)."""
     tilings = int(params.get("tilings", 8))
     tiles = int(params.get("tiles_per_dim", 8))
     hash_size = int(params.get("hash_size", 4096))
     per_tiling = (tiles + 1) ** obs.dim
     features = min(tilings * per_tiling, hash_size)
-    dtype_bytes = 4 if fpu else 2
+    dtype = dtype or ("fp32" if fpu else "int16")
+    dtype_bytes = {"fp32": 4, "int16": 2, "int8": 1}[dtype]
     n = features * n_actions
     # Per tiling: scale and floor each dim, combine into an index/hash (≈25 cycles per dim).
     extra = tilings * (25.0 * obs.dim + 10.0)
@@ -127,9 +138,10 @@ def tile_coding_body(obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], 
         "hash_size": hash_size if tilings * per_tiling > hash_size else None,
         "weights": n,
     }
+    shape = tile_shape(tilings, obs.dim, n_actions, tilings * per_tiling > hash_size, dtype)
     return Body(
         "linear", n, n * dtype_bytes, 4 * (obs.dim + tilings + n_actions),
-        tilings * n_actions, 1, extra, network,
+        tilings * n_actions, 1, extra, network, shape,
     )  # fmt: skip
 
 
@@ -164,6 +176,9 @@ def mlp_body(
     activation_bytes = live_pair * act_bytes + 4 * max(widths[1:])  # + int32 accumulators
     n_tanh = sum(hidden) if activation == "tanh" else 0
     extra = extra_cycles(n_tanh, inputs, dtype, fpu)
+    # A Box action is squashed by a tanh head (SAC, TD3); PPO's clip head costs less.
+    squash = outputs if act.kind == "box" else 0
+    shape = mlp_shape(widths, n_tanh + squash, dtype) if dtype in ("fp32", "int8") else None
     network = {
         "body": "mlp",
         "shape": widths,
@@ -173,7 +188,7 @@ def mlp_body(
     }
     return Body(
         "mlp", weights + biases, weight_bytes, activation_bytes, weights, len(widths) - 1, extra,
-        network,
+        network, shape,
     )  # fmt: skip
 
 
@@ -220,8 +235,12 @@ def inference(body: Body, dtype: str, device: Device, obs: SpaceSpec) -> Inferen
     """What ``body`` deployed in ``dtype`` costs on ``device`` (see the module docstring)."""
     flash = body.weight_bytes + CODE_BYTES[body.kind]
     ram = body.activation_bytes + 4 * (obs.dim if obs.kind == "box" else 1)
-    latency = estimate_latency(device, macs=body.macs, layers=body.layers, dtype=dtype,
-                               extra_cycles=body.extra_cycles)  # fmt: skip
+    fitted = fitted_latency(device, body.shape)
+    if fitted is not None:
+        latency = fitted.latency_s
+    else:
+        latency = estimate_latency(device, macs=body.macs, layers=body.layers, dtype=dtype,
+                                   extra_cycles=body.extra_cycles)  # fmt: skip
     return Inference(flash, ram, latency, estimate_energy(device, latency))
 
 

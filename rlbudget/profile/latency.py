@@ -9,8 +9,10 @@
   threadpoolctl; onnxruntime's session is built with one thread). Reports p50/p90/p99
   and the mean.
   ctypes' own call overhead (≈ 0.5–1 µs here) is included in the C figure.
-- :func:`estimate_target` applies the cost model of :mod:`rlbudget.costs` to the
-  policy's MACs, layers, arithmetic and nonlinearities: a low/typical/high range.
+- :func:`estimate_target` prices the policy with plan's model: on the cores fitted to
+  emulation (:mod:`rlbudget.fitted`) from :func:`policy_shape`'s counts, elsewhere with
+  the per-MAC model of :mod:`rlbudget.costs` on its MACs, layers, arithmetic and
+  nonlinearities: a low/typical/high range.
 """
 
 from __future__ import annotations
@@ -28,7 +30,18 @@ import numpy as np
 from rlbudget.costs import estimate_latency, extra_cycles
 from rlbudget.devices import Device, Range
 from rlbudget.errors import PolicyError
-from rlbudget.policy.model import MLP, Array, Linear, Policy, QuantizedMLP
+from rlbudget.fitted import Shape, fitted_latency, mlp_shape, table_shape, tile_shape
+from rlbudget.policy.model import (
+    MLP,
+    Array,
+    Discretize,
+    Linear,
+    PackedTable,
+    Policy,
+    QuantizedMLP,
+    Table,
+    TileCode,
+)
 
 Actor = Callable[[Any], Any]
 
@@ -119,8 +132,38 @@ def arithmetic(policy: Policy) -> str:
     return "fp32"
 
 
+def policy_shape(policy: Policy) -> Shape | None:
+    """What the fitted model (:mod:`rlbudget.fitted`) reads of ``policy``, or None for a
+    body it has no model for (float16, a sparse table, a linear body on float features)."""
+    body, pre = policy.body, policy.preprocess
+    tanh_head = policy.action_space.dim if policy.head.kind == "tanh_rescale" else 0
+    if isinstance(body, MLP | QuantizedMLP):
+        if isinstance(body, MLP) and body.half:
+            return None
+        widths = [int(body.layers[0].W.shape[0]), *(int(la.W.shape[1]) for la in body.layers)]
+        tanh = sum(int(la.W.shape[1]) for la in body.layers
+                   if la.activation in ("tanh", "sigmoid"))  # fmt: skip
+        return mlp_shape(widths, tanh + tanh_head, "int8" if isinstance(body, QuantizedMLP)
+                         else "fp32")  # fmt: skip
+    box_dims = sum(len(p.bins) for p in pre if isinstance(p, Discretize))
+    actions = policy.action_space.n or 1
+    if isinstance(body, Table):
+        return table_shape(box_dims, actions, packed=False)
+    if isinstance(body, PackedTable):
+        return table_shape(box_dims, actions, packed=True) if body.stored is None else None
+    tiles = [p for p in pre if isinstance(p, TileCode)]
+    if isinstance(body, Linear) and tiles:
+        tc = tiles[0]
+        return tile_shape(tc.tilings, len(tc.low), int(body.W.shape[1]), bool(tc.hash_size),
+                          arithmetic(policy))  # fmt: skip
+    return None
+
+
 def estimate_target(policy: Policy, device: Device) -> tuple[Range, str]:
     """Latency range of one decision on ``device`` and the assumptions, in words."""
+    fitted = fitted_latency(device, policy_shape(policy))
+    if fitted is not None:
+        return fitted.latency_s, fitted.how
     body = policy.body
     dtype = arithmetic(policy)
     layers = len(body.layers) if isinstance(body, MLP | QuantizedMLP) else (
