@@ -8,6 +8,8 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
 - MLP, fp32 and int8 (``compress -m int8``): CartPole-v1 (4 → 2, tanh hidden layers,
   argmax: PPO's shape) and Pendulum-v1 (3 → 1 Box, relu, tanh_rescale: SAC's) × hidden
   16-16, 32-32, 64-64, 128-128, 256-256, 32-32-32, 64-64-64.
+- Linear policies on the normalized observation (ARS), fp32 and int16 weights:
+  Pendulum-v1, Acrobot-v1, MountainCar-v0, CartPole-v1, MountainCarContinuous-v0.
 - Tables, a value table (``table-q``) and its packed greedy actions (``table-packed``):
   FrozenLake-v1 (16 states), Taxi-v4 (500), CliffWalking-v1 (48), CartPole-v1 (3×5×6×7
   bins), MountainCar-v0 (8×8), Acrobot-v1 (4^6).
@@ -18,7 +20,8 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
 × the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7).
 
 **The split** (fixed): fit on MLP 16-16, 64-64, 256-256, 32-32-32, on the tables of
-FrozenLake, Taxi, CartPole, Acrobot, and on the tile coders (MountainCar 4, 16),
+FrozenLake, Taxi, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
+MountainCar, and on the tile coders (MountainCar 4, 16),
 (CartPole 8), (Acrobot 4, 16); the other cells are held out.
 
 For every cell and device it prints plan's typical latency for a body of that shape
@@ -66,7 +69,17 @@ from rlbudget.devices import Device, get_device
 from rlbudget.emulate import emulate_policy, emulated_core, unavailable
 from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.fitted import FEATURES, core_key, cycles_of, load_fitted
-from rlbudget.policy import MLP, Dense, Discretize, Head, Linear, Policy, Table, TileCode
+from rlbudget.policy import (
+    MLP,
+    Dense,
+    Discretize,
+    Head,
+    Linear,
+    Normalize,
+    Policy,
+    Table,
+    TileCode,
+)
 from rlbudget.profile.latency import estimate_target, policy_shape
 
 DEVICES = "rp2040,nrf52840,stm32f446,teensy-4"
@@ -177,6 +190,38 @@ def table_cell(env: str, packed: bool) -> Cell:
     return Cell(f"table-{'packed' if packed else 'q'} {env.split('-')[0]}", split, make, plan)
 
 
+# --- linear (ARS) -------------------------------------------------------------------------
+
+LINEAR_ENVS = ("Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "CartPole-v1",
+               "MountainCarContinuous-v0")  # fmt: skip
+LINEAR_FIT = ("Pendulum-v1", "Acrobot-v1", "MountainCar-v0")
+
+
+def linear_policy(env: str) -> Policy:
+    obs, act = spaces(env)
+    rng = np.random.default_rng(7)
+    outputs = act.n if act.kind == "discrete" and act.n else act.dim
+    norm = Normalize(rng.standard_normal(obs.dim), rng.uniform(0.5, 2.0, obs.dim))
+    body = Linear((0.5 * rng.standard_normal((obs.dim, outputs))).astype(np.float32),
+                  (0.1 * rng.standard_normal(outputs)).astype(np.float32))  # fmt: skip
+    head = (Head("argmax") if act.kind == "discrete"
+            else Head("clip", np.asarray(act.low), np.asarray(act.high)))  # fmt: skip
+    return Policy(obs, act, (norm,), body, head, {"env": env})
+
+
+def linear_cell(env: str, dtype: str) -> Cell:
+    def make() -> Policy:
+        p = linear_policy(env)
+        return p if dtype == "fp32" else quantize_linear(p, dtype)
+
+    def plan(device: Device) -> tuple[costs.Body, str]:
+        obs, act = spaces(env)
+        return costs.linear_body(obs, act, 4 if dtype == "fp32" else 2), dtype
+
+    split = "fit" if env in LINEAR_FIT else "holdout"
+    return Cell(f"linear {dtype} {env.split('-')[0]}", split, make, plan)
+
+
 # --- tile coding --------------------------------------------------------------------------
 
 TILE_ENVS = {"MountainCar-v0": 8, "CartPole-v1": 6, "Acrobot-v1": 6}  # tiles per dim
@@ -217,6 +262,7 @@ def tile_cell(env: str, tilings: int, dtype: str) -> Cell:
 def grid() -> list[Cell]:
     return [
         *(mlp_cell(e, w, d) for d in ("fp32", "int8") for e in MLP_ENVS for w in MLP_HIDDEN),
+        *(linear_cell(e, d) for d in ("fp32", "int16") for e in LINEAR_ENVS),
         *(table_cell(e, p) for p in (False, True) for e in TABLE_ENVS),
         *(tile_cell(e, t, d) for d in ("fp32", "int16", "int8") for e in TILE_ENVS
           for t in TILINGS),
@@ -320,8 +366,9 @@ def write_fitted(cores: dict[str, Any]) -> None:
         "toolchain": versions(),
         "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); tables "
                   "FrozenLake, Taxi, CartPole, Acrobot; tile coders MountainCar 4/16, CartPole "
-                  "8, Acrobot 4/16 tilings. Holdout: MLP 32-32/128-128/64-64-64; tables CliffWalking, "
-                  "MountainCar; tile coders MountainCar 8, CartPole 4/16, Acrobot 8"),
+                  "8, Acrobot 4/16 tilings; linear Pendulum, Acrobot, MountainCar. Holdout: MLP "
+                  "32-32/128-128/64-64-64; linear CartPole, MountainCarContinuous; tables "
+                  "CliffWalking, MountainCar; tile coders MountainCar 8, CartPole 4/16, Acrobot 8"),
         "method": ("least squares on the relative error, non-negative coefficients; range = "
                    f"typical × [low, high] covering every grid cell (fit and holdout) "
                    f"with a ×{MARGIN:g} margin each way; fidelity: emulated ÷ typical, "

@@ -52,7 +52,14 @@ from typing import Any
 from rlbudget import units
 from rlbudget.devices import Device, Range, get_device
 from rlbudget.envs import SpaceSpec
-from rlbudget.fitted import Shape, fitted_latency, mlp_shape, table_shape, tile_shape
+from rlbudget.fitted import (
+    Shape,
+    fitted_latency,
+    linear_shape,
+    mlp_shape,
+    table_shape,
+    tile_shape,
+)
 
 SPREAD = 1.75
 # Code bytes of the deployed runtime per body kind: our C export (no TFLM interpreter).
@@ -150,9 +157,10 @@ def linear_body(obs: SpaceSpec, act: SpaceSpec, dtype_bytes: int) -> Body:
     outputs = act.n if act.kind == "discrete" and act.n is not None else act.dim
     n = obs.dim * outputs + outputs + 2 * obs.dim  # W, b, observation mean/std
     network = {"body": "linear", "features": "normalized observation", "shape": [obs.dim, outputs]}
+    shape = linear_shape(obs.dim, outputs, {4: "fp32", 2: "int16", 1: "int8"}[dtype_bytes])
     return Body(
         "linear", n, n * dtype_bytes, 4 * (obs.dim + outputs),
-        obs.dim * outputs, 1, 10.0 * obs.dim, network,
+        obs.dim * outputs, 1, 10.0 * obs.dim, network, shape,
     )  # fmt: skip
 
 

@@ -10,6 +10,7 @@ The model is linear in a few counts of what the C export executes, one coefficie
 per core and per *model* (body kind and arithmetic)::
 
     mlp-fp32, mlp-int8      cycles = c·1 + c·layers + c·MACs + c·units + c·tanh
+    linear-fp32/int16/int8  cycles = c·1 + c·inputs + c·MACs   (normalized observation)
     table-q, table-packed   cycles = c·1 + c·box_dims + c·actions
     tile-fp32/int16/int8    cycles = c·1 + c·tilings×dims + c·tilings×actions
                                      + c·hashed_tilings
@@ -41,6 +42,7 @@ from rlbudget.errors import RlbudgetError
 
 FEATURES: dict[str, tuple[str, ...]] = {
     "mlp": ("one", "layers", "macs", "units", "tanh"),
+    "linear": ("one", "inputs", "macs"),
     "table": ("one", "box_dims", "actions"),
     "tile": ("one", "tiling_dims", "tiling_actions", "hashed_tilings"),
 }
@@ -51,7 +53,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
 class Shape:
     """What the fitted model reads of a body: its model name and counts."""
 
-    model: str  # mlp-fp32, mlp-int8, table-q, table-packed, tile-fp32, tile-int16, tile-int8
+    model: str  # mlp-fp32, mlp-int8, linear-*, table-q, table-packed, tile-fp32/int16/int8
     counts: Mapping[str, float]
 
     @property
@@ -64,6 +66,11 @@ def mlp_shape(widths: list[int], tanh: int, dtype: str) -> Shape:
     macs = sum(a * b for a, b in pairwise(widths))
     return Shape(f"mlp-{dtype}", {"one": 1, "layers": len(widths) - 1, "macs": macs,
                                   "units": sum(widths[1:]), "tanh": tanh})  # fmt: skip
+
+
+def linear_shape(inputs: int, outputs: int, dtype: str) -> Shape:
+    """A linear policy on the normalized observation (ARS): ``inputs`` → ``outputs``."""
+    return Shape(f"linear-{dtype}", {"one": 1, "inputs": inputs, "macs": inputs * outputs})
 
 
 def table_shape(box_dims: int, actions: int, packed: bool) -> Shape:

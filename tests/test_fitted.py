@@ -23,13 +23,14 @@ from tests.factories import (
     cartpole_tanh,
     env_spaces,
     mountaincar_tiles,
+    pendulum_linear,
     pendulum_relu,
     taxi_packed,
 )
 
 CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
-MODELS = ("mlp-fp32", "mlp-int8", "table-q", "table-packed", "tile-fp32", "tile-int16",
-          "tile-int8")  # fmt: skip
+MODELS = ("mlp-fp32", "mlp-int8", "linear-fp32", "linear-int16", "table-q", "table-packed",
+          "tile-fp32", "tile-int16", "tile-int8")  # fmt: skip
 
 
 def test_policy_shape_counts_what_the_c_export_runs() -> None:
@@ -40,6 +41,8 @@ def test_policy_shape_counts_what_the_c_export_runs() -> None:
     sac = policy_shape(pendulum_relu(head="tanh_rescale"))  # 3-64-64-1 relu, tanh head
     assert sac is not None and dict(sac.counts)["tanh"] == 1
     assert dict(sac.counts)["macs"] == 3 * 64 + 64 * 64 + 64
+    ars = policy_shape(quantize_linear(pendulum_linear(), "int16"))  # normalize → 3 → 1
+    assert ars == Shape("linear-int16", {"one": 1, "inputs": 3, "macs": 3})
     table = policy_shape(cartpole_table())  # 4 discretized dims, 2 actions
     assert table == Shape("table-q", {"one": 1, "box_dims": 4, "actions": 2})
     packed = policy_shape(taxi_packed())  # a Discrete state: nothing to discretize
@@ -79,6 +82,7 @@ def test_plan_and_profile_read_the_same_model(device: str) -> None:
     o, a = env_spaces("Pendulum-v1")
     sac = pendulum_relu(head="tanh_rescale")
     check(sac, costs.mlp_body(o, a, [64, 64], "relu", "fp32", d.fpu), "fp32", device)
+    check(pendulum_linear(), costs.linear_body(o, a, 4), "fp32", device)
     o, _ = env_spaces("Taxi-v4")
     check(taxi_packed(), costs.table_body(500, 6, o, None), "uint8", device)
     o, _ = env_spaces("MountainCar-v0")

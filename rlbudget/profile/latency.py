@@ -30,7 +30,14 @@ import numpy as np
 from rlbudget.costs import estimate_latency, extra_cycles
 from rlbudget.devices import Device, Range
 from rlbudget.errors import PolicyError
-from rlbudget.fitted import Shape, fitted_latency, mlp_shape, table_shape, tile_shape
+from rlbudget.fitted import (
+    Shape,
+    fitted_latency,
+    linear_shape,
+    mlp_shape,
+    table_shape,
+    tile_shape,
+)
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -134,7 +141,7 @@ def arithmetic(policy: Policy) -> str:
 
 def policy_shape(policy: Policy) -> Shape | None:
     """What the fitted model (:mod:`rlbudget.fitted`) reads of ``policy``, or None for a
-    body it has no model for (float16, a sparse table, a linear body on float features)."""
+    body it has no model for (float16, a sparse table)."""
     body, pre = policy.body, policy.preprocess
     tanh_head = policy.action_space.dim if policy.head.kind == "tanh_rescale" else 0
     if isinstance(body, MLP | QuantizedMLP):
@@ -156,6 +163,8 @@ def policy_shape(policy: Policy) -> Shape | None:
         tc = tiles[0]
         return tile_shape(tc.tilings, len(tc.low), int(body.W.shape[1]), bool(tc.hash_size),
                           arithmetic(policy))  # fmt: skip
+    if isinstance(body, Linear) and not any(isinstance(p, Discretize) for p in pre):
+        return linear_shape(int(body.W.shape[0]), int(body.W.shape[1]), arithmetic(policy))
     return None
 
 
