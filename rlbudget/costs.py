@@ -19,22 +19,26 @@ layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_cod
   layer, plus the observation.
 - **Flash.** Weights + code: :data:`CODE_BYTES` per body kind (our C export).
 
-**Latency** on a device (:func:`estimate_latency`)::
+**Latency** on a device (:func:`inference`). On the cores that can be emulated (Cortex-M0+,
+M4F, M7) each body carries its :class:`~rlbudget.fitted.Shape` and is priced by the model
+fitted to emulation of rlbudget's own C export (:mod:`rlbudget.fitted`,
+``data/cycles/fitted.yaml``): cycles / clock, range typical × the core's fitted factors.
+Elsewhere, and for a body the fit does not cover (float16, a sparse table), the per-MAC
+model (:func:`estimate_latency`)::
 
     latency = invoke_overhead + layers × layer_overhead
               + MACs / (clock × MACs per cycle for the dtype) + extra_cycles / clock
 
-It models rlbudget's own C export (dense loops, no interpreter). Published numbers for
-the same model on the same chip vary up to ~3× between software stacks, so an estimate is
-a :class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical ×
-SPREAD`` with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power ×
-latency.
+with the device's published or estimated figures. Published numbers for the same model on
+the same chip vary up to ~3× between software stacks, so that estimate is a
+:class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical × SPREAD``
+with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power × latency.
 
 Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
-(900 MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high)
-with the published per-layer and MACs/cycle figures. The published figure probably includes
-an interpreter, I/O or unoptimized kernels; for a stack like that, treat the estimate as
-a lower bound and let ``rlbudget profile`` measure.
+(900 MACs) on an 80 MHz Cortex-M4F, about ten times what our C export takes there (the
+fitted model). The published figure probably includes an interpreter, I/O or unoptimized
+kernels; for a stack like that, treat the estimate as a lower bound and let
+``rlbudget profile`` measure.
 
 **Training** on the host: RAM = process baseline + 16 B per trained parameter (weights,
 gradients, Adam moments) + the replay buffer (:func:`replay_buffer`); energy = CPU time ×
