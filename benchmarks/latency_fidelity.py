@@ -15,14 +15,14 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
   bins), MountainCar-v0 (8×8), Acrobot-v1 (4^6).
 - Tile coding (Sarsa(λ)'s body) with fp32, int16 and int8 weights: MountainCar-v0 (2 dims,
   8 tiles, 3 actions, not hashed), CartPole-v1 (4 dims, 6 tiles, 2 actions) and
-  Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8 and 16 tilings.
+  Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8, 16, 32 tilings.
 
 × the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7).
 
 **The split** (fixed): fit on MLP 16-16, 64-64, 256-256, 32-32-32, on the tables of
 FrozenLake, Taxi, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
 MountainCar, and on the tile coders (MountainCar 4, 16),
-(CartPole 8), (Acrobot 4, 16); the other cells are held out.
+(CartPole 8, 32), (Acrobot 4, 16); the other cells are held out.
 
 For every cell and device it prints plan's typical latency for a body of that shape
 (:func:`rlbudget.costs.inference`) and its range, profile's typical estimate of the policy
@@ -225,9 +225,9 @@ def linear_cell(env: str, dtype: str) -> Cell:
 # --- tile coding --------------------------------------------------------------------------
 
 TILE_ENVS = {"MountainCar-v0": 8, "CartPole-v1": 6, "Acrobot-v1": 6}  # tiles per dim
-TILINGS = (4, 8, 16)
+TILINGS = (4, 8, 16, 32)
 TILE_FIT = {("MountainCar-v0", 4), ("MountainCar-v0", 16), ("CartPole-v1", 8),
-            ("Acrobot-v1", 4), ("Acrobot-v1", 16)}  # fmt: skip
+            ("CartPole-v1", 32), ("Acrobot-v1", 4), ("Acrobot-v1", 16)}  # fmt: skip
 HASH_SIZE = 4096
 
 
@@ -364,11 +364,12 @@ def write_fitted(cores: dict[str, Any]) -> None:
                    "emulated by rlbudget.emulate (policy.c at -O2; cycles from "
                    "data/cycles/<core>.yaml, zero wait states)"),
         "toolchain": versions(),
-        "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); tables "
-                  "FrozenLake, Taxi, CartPole, Acrobot; tile coders MountainCar 4/16, CartPole "
-                  "8, Acrobot 4/16 tilings; linear Pendulum, Acrobot, MountainCar. Holdout: MLP "
-                  "32-32/128-128/64-64-64; linear CartPole, MountainCarContinuous; tables "
-                  "CliffWalking, MountainCar; tile coders MountainCar 8, CartPole 4/16, Acrobot 8"),
+        "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); linear "
+                  "Pendulum, Acrobot, MountainCar; tables FrozenLake, Taxi, CartPole, Acrobot; "
+                  "tile coders MountainCar 4/16, CartPole 8/32, Acrobot 4/16 tilings. Holdout: "
+                  "MLP 32-32/128-128/64-64-64; linear CartPole, MountainCarContinuous; tables "
+                  "CliffWalking, MountainCar; tile coders MountainCar 8/32, CartPole 4/16, "
+                  "Acrobot 8/32"),
         "method": ("least squares on the relative error, non-negative coefficients; range = "
                    f"typical × [low, high] covering every grid cell (fit and holdout) "
                    f"with a ×{MARGIN:g} margin each way; fidelity: emulated ÷ typical, "

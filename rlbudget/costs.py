@@ -149,7 +149,7 @@ def tile_coding_body(
         "hash_size": hash_size if tilings * per_tiling > hash_size else None,
         "weights": n,
     }
-    shape = tile_shape(tilings, obs.dim, n_actions, tilings * per_tiling > hash_size, dtype)
+    shape = tile_shape(tilings, obs.dim, n_actions, dtype)
     return Body(
         "linear", n, n * dtype_bytes, 4 * (obs.dim + tilings + n_actions),
         tilings * n_actions, 1, extra, network, shape,

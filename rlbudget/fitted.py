@@ -12,13 +12,13 @@ per core and per *model* (body kind and arithmetic)::
     mlp-fp32, mlp-int8      cycles = c·1 + c·layers + c·MACs + c·units + c·tanh
     linear-fp32/int16/int8  cycles = c·1 + c·inputs + c·MACs   (normalized observation)
     table-q, table-packed   cycles = c·1 + c·box_dims + c·actions
-    tile-fp32/int16/int8    cycles = c·1 + c·tilings×dims + c·tilings×actions
-                                     + c·hashed_tilings
+    tile-fp32/int16/int8    cycles = c·1 + c·dims + c·tilings×dims + c·tilings×actions
 
 ``units`` counts every layer's outputs (bias, requantization, activation store), ``tanh``
 the tanh/sigmoid units (hidden layers and a ``tanh_rescale`` head), ``box_dims`` the
-discretized dimensions (0 for a Discrete observation), ``hashed_tilings`` the tilings when
-the tile coder hashes. The coefficients are data: ``python benchmarks/latency_fidelity.py
+discretized dimensions (0 for a Discrete observation), ``dims`` the tile coder's
+dimensions (scaled once per decision; hashing into a power-of-two table costs a mask and
+is not a term). The coefficients are data: ``python benchmarks/latency_fidelity.py
 --fit`` emulates a fixed grid of bodies, fits them on one half by least squares on the
 relative error (non-negative) and reports the other half; the file records the date, the
 toolchain, the emulator and the split. A typical value is ``cycles / clock``; the range is
@@ -44,7 +44,7 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "mlp": ("one", "layers", "macs", "units", "tanh"),
     "linear": ("one", "inputs", "macs"),
     "table": ("one", "box_dims", "actions"),
-    "tile": ("one", "tiling_dims", "tiling_actions", "hashed_tilings"),
+    "tile": ("one", "dims", "tiling_dims", "tiling_actions"),
 }
 """The counts each body kind's cycles are linear in (the module docstring)."""
 
@@ -79,11 +79,10 @@ def table_shape(box_dims: int, actions: int, packed: bool) -> Shape:
     return Shape(model, {"one": 1, "box_dims": box_dims, "actions": actions})
 
 
-def tile_shape(tilings: int, dims: int, actions: int, hashed: bool, dtype: str) -> Shape:
+def tile_shape(tilings: int, dims: int, actions: int, dtype: str) -> Shape:
     """A tile-coded linear body: ``tilings`` over ``dims`` dimensions, ``actions`` outputs."""
-    return Shape(f"tile-{dtype}", {"one": 1, "tiling_dims": tilings * dims,
-                                   "tiling_actions": tilings * actions,
-                                   "hashed_tilings": tilings if hashed else 0})  # fmt: skip
+    return Shape(f"tile-{dtype}", {"one": 1, "dims": dims, "tiling_dims": tilings * dims,
+                                   "tiling_actions": tilings * actions})  # fmt: skip
 
 
 def core_key(device: Device) -> str | None:

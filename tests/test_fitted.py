@@ -48,11 +48,11 @@ def test_policy_shape_counts_what_the_c_export_runs() -> None:
     packed = policy_shape(taxi_packed())  # a Discrete state: nothing to discretize
     assert packed == Shape("table-packed", {"one": 1, "box_dims": 0, "actions": 6})
     tiles = policy_shape(quantize_linear(mountaincar_tiles(), "int16"))  # 8 tilings, 2 dims
-    assert tiles == Shape("tile-int16", {"one": 1, "tiling_dims": 16, "tiling_actions": 24,
-                                         "hashed_tilings": 0})  # fmt: skip
-    hashed = policy_shape(mountaincar_tiles(hash_size=64))
-    assert hashed is not None and hashed.model == "tile-fp32"
-    assert dict(hashed.counts)["hashed_tilings"] == 8
+    assert tiles == Shape("tile-int16", {"one": 1, "dims": 2, "tiling_dims": 16,
+                                         "tiling_actions": 24})  # fmt: skip
+    hashed = policy_shape(mountaincar_tiles(hash_size=64))  # hashing: a mask, not a term
+    assert hashed == Shape("tile-fp32", {"one": 1, "dims": 2, "tiling_dims": 16,
+                                         "tiling_actions": 24})  # fmt: skip
 
 
 def test_the_fitted_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:

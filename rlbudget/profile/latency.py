@@ -161,8 +161,7 @@ def policy_shape(policy: Policy) -> Shape | None:
     tiles = [p for p in pre if isinstance(p, TileCode)]
     if isinstance(body, Linear) and tiles:
         tc = tiles[0]
-        return tile_shape(tc.tilings, len(tc.low), int(body.W.shape[1]), bool(tc.hash_size),
-                          arithmetic(policy))  # fmt: skip
+        return tile_shape(tc.tilings, len(tc.low), int(body.W.shape[1]), arithmetic(policy))
     if isinstance(body, Linear) and not any(isinstance(p, Discretize) for p in pre):
         return linear_shape(int(body.W.shape[0]), int(body.W.shape[1]), arithmetic(policy))
     return None
