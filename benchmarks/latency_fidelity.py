@@ -11,8 +11,9 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
 - Linear policies on the normalized observation (ARS), fp32 and int16 weights:
   Pendulum-v1, Acrobot-v1, MountainCar-v0, CartPole-v1, MountainCarContinuous-v0.
 - Tables, a value table (``table-q``) and its packed greedy actions (``table-packed``):
-  FrozenLake-v1 (16 states), Taxi-v4 (500), CliffWalking-v1 (48), CartPole-v1 (3×5×6×7
-  bins), MountainCar-v0 (8×8), Acrobot-v1 (4^6).
+  FrozenLake-v1 (16 states), Taxi-v4 (500), CliffWalking-v1 (48), MountainCar-v0 (8×8
+  bins), CartPole-v1 (3×5×6×7), Acrobot-v1 (4^6), and two synthetic [-1, 1]^d boxes with
+  3 actions, Box3 (6^3) and Box5 (4^5), for the dimensions between.
 - Tile coding (Sarsa(λ)'s body) with fp32, int16 and int8 weights: MountainCar-v0 (2 dims,
   8 tiles, 3 actions, not hashed), CartPole-v1 (4 dims, 6 tiles, 2 actions) and
   Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8, 16, 32 tilings.
@@ -20,7 +21,7 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
 × the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7).
 
 **The split** (fixed): fit on MLP 16-16, 64-64, 256-256, 32-32-32, on the tables of
-FrozenLake, Taxi, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
+FrozenLake, Taxi, MountainCar, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
 MountainCar, and on the tile coders (MountainCar 4, 16),
 (CartPole 8, 32), (Acrobot 4, 16); the other cells are held out.
 
@@ -102,6 +103,11 @@ class Cell:
 
 
 def spaces(env: str) -> tuple[SpaceSpec, SpaceSpec]:
+    """An env's spaces; ``Box<d>``: a synthetic [-1, 1]^d observation, 3 actions."""
+    if env.startswith("Box"):
+        d = int(env[3:])
+        box = SpaceSpec("box", (d,), None, (-1.0,) * d, (1.0,) * d, "float32")
+        return box, SpaceSpec("discrete", (), 3, None, None, "int64")
     s = env_spec(env, measure_steps=0)
     return s.observation, s.action
 
@@ -156,9 +162,10 @@ def mlp_cell(env: str, hidden: tuple[int, ...], dtype: str) -> Cell:
 
 TABLE_ENVS: dict[str, tuple[int, ...] | None] = {
     "FrozenLake-v1": None, "Taxi-v4": None, "CliffWalking-v1": None,
-    "CartPole-v1": (3, 5, 6, 7), "MountainCar-v0": (8, 8), "Acrobot-v1": (4,) * 6,
+    "MountainCar-v0": (8, 8), "Box3": (6, 6, 6), "CartPole-v1": (3, 5, 6, 7),
+    "Box5": (4,) * 5, "Acrobot-v1": (4,) * 6,
 }  # fmt: skip
-TABLE_FIT = ("FrozenLake-v1", "Taxi-v4", "CartPole-v1", "Acrobot-v1")
+TABLE_FIT = ("FrozenLake-v1", "Taxi-v4", "MountainCar-v0", "CartPole-v1", "Acrobot-v1")
 
 
 def table_policy(env: str) -> Policy:
@@ -365,10 +372,11 @@ def write_fitted(cores: dict[str, Any]) -> None:
                    "data/cycles/<core>.yaml, zero wait states)"),
         "toolchain": versions(),
         "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); linear "
-                  "Pendulum, Acrobot, MountainCar; tables FrozenLake, Taxi, CartPole, Acrobot; "
+                  "Pendulum, Acrobot, MountainCar; tables FrozenLake, Taxi, MountainCar, CartPole, "
+                  "Acrobot; "
                   "tile coders MountainCar 4/16, CartPole 8/32, Acrobot 4/16 tilings. Holdout: "
                   "MLP 32-32/128-128/64-64-64; linear CartPole, MountainCarContinuous; tables "
-                  "CliffWalking, MountainCar; tile coders MountainCar 8/32, CartPole 4/16, "
+                  "CliffWalking, Box3, Box5; tile coders MountainCar 8/32, CartPole 4/16, "
                   "Acrobot 8/32"),
         "method": ("least squares on the relative error, non-negative coefficients; range = "
                    f"typical × [low, high] covering every grid cell (fit and holdout) "

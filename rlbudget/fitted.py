@@ -11,14 +11,15 @@ per core and per *model* (body kind and arithmetic)::
 
     mlp-fp32, mlp-int8      cycles = c·1 + c·layers + c·MACs + c·units + c·tanh
     linear-fp32/int16/int8  cycles = c·1 + c·inputs + c·MACs   (normalized observation)
-    table-q, table-packed   cycles = c·1 + c·box_dims + c·actions
+    table-q, table-packed   cycles = c·1 + c·box + c·box_dims + c·actions
     tile-fp32/int16/int8    cycles = c·1 + c·dims + c·tilings×dims + c·tilings×actions
 
 ``units`` counts every layer's outputs (bias, requantization, activation store), ``tanh``
-the tanh/sigmoid units (hidden layers and a ``tanh_rescale`` head), ``box_dims`` the
-discretized dimensions (0 for a Discrete observation), ``dims`` the tile coder's
-dimensions (scaled once per decision; hashing into a power-of-two table costs a mask and
-is not a term). The coefficients are data: ``python benchmarks/latency_fidelity.py
+the tanh/sigmoid units (hidden layers and a ``tanh_rescale`` head), ``inputs`` the
+normalized observation's values. ``box`` is 1 where a discretizer runs (a Box
+observation; 0 for a Discrete state), ``box_dims`` its dimensions. ``dims`` are the tile
+coder's dimensions (scaled once per decision); hashing into a power-of-two table costs a
+mask and is not a term. The coefficients are data: ``python benchmarks/latency_fidelity.py
 --fit`` emulates a fixed grid of bodies, fits them on one half by least squares on the
 relative error (non-negative) and reports the other half; the file records the date, the
 toolchain, the emulator and the split. A typical value is ``cycles / clock``; the range is
@@ -43,7 +44,7 @@ from rlbudget.errors import RlbudgetError
 FEATURES: dict[str, tuple[str, ...]] = {
     "mlp": ("one", "layers", "macs", "units", "tanh"),
     "linear": ("one", "inputs", "macs"),
-    "table": ("one", "box_dims", "actions"),
+    "table": ("one", "box", "box_dims", "actions"),
     "tile": ("one", "dims", "tiling_dims", "tiling_actions"),
 }
 """The counts each body kind's cycles are linear in (the module docstring)."""
@@ -76,7 +77,8 @@ def linear_shape(inputs: int, outputs: int, dtype: str) -> Shape:
 def table_shape(box_dims: int, actions: int, packed: bool) -> Shape:
     """A table lookup after discretizing ``box_dims`` dimensions (0: a Discrete state)."""
     model = "table-packed" if packed else "table-q"
-    return Shape(model, {"one": 1, "box_dims": box_dims, "actions": actions})
+    return Shape(model, {"one": 1, "box": int(box_dims > 0), "box_dims": box_dims,
+                         "actions": actions})  # fmt: skip
 
 
 def tile_shape(tilings: int, dims: int, actions: int, dtype: str) -> Shape:

@@ -44,9 +44,9 @@ def test_policy_shape_counts_what_the_c_export_runs() -> None:
     ars = policy_shape(quantize_linear(pendulum_linear(), "int16"))  # normalize → 3 → 1
     assert ars == Shape("linear-int16", {"one": 1, "inputs": 3, "macs": 3})
     table = policy_shape(cartpole_table())  # 4 discretized dims, 2 actions
-    assert table == Shape("table-q", {"one": 1, "box_dims": 4, "actions": 2})
+    assert table == Shape("table-q", {"one": 1, "box": 1, "box_dims": 4, "actions": 2})
     packed = policy_shape(taxi_packed())  # a Discrete state: nothing to discretize
-    assert packed == Shape("table-packed", {"one": 1, "box_dims": 0, "actions": 6})
+    assert packed == Shape("table-packed", {"one": 1, "box": 0, "box_dims": 0, "actions": 6})
     tiles = policy_shape(quantize_linear(mountaincar_tiles(), "int16"))  # 8 tilings, 2 dims
     assert tiles == Shape("tile-int16", {"one": 1, "dims": 2, "tiling_dims": 16,
                                          "tiling_actions": 24})  # fmt: skip
