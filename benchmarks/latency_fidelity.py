@@ -18,7 +18,9 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
   8 tiles, 3 actions, not hashed), CartPole-v1 (4 dims, 6 tiles, 2 actions) and
   Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8, 16, 32 tilings.
 
-× the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7).
+× the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7,
+arduino-uno: AVR ATmega328P in simavr, where this rlbudget has ``rlbudget.emulate.avr``;
+a body whose image does not fit the Uno's 32 KiB flash / 2 KiB SRAM is left out there).
 
 **The split** (fixed): fit on MLP 16-16, 64-64, 256-256, 32-32-32, on the tables of
 FrozenLake, Taxi, MountainCar, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
@@ -49,6 +51,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -67,7 +71,7 @@ from rlbudget import costs
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.compress.tabular import pack_table, quantize_linear
 from rlbudget.devices import Device, get_device
-from rlbudget.emulate import emulate_policy, emulated_core, unavailable
+from rlbudget.emulate import EmulatedLatency, emulate_policy, emulated_core, unavailable
 from rlbudget.envs import SpaceSpec, env_spec
 from rlbudget.fitted import FEATURES, core_key, cycles_of, load_fitted
 from rlbudget.policy import (
@@ -83,7 +87,7 @@ from rlbudget.policy import (
 )
 from rlbudget.profile.latency import estimate_target, policy_shape
 
-DEVICES = "rp2040,nrf52840,stm32f446,teensy-4"
+DEVICES = "rp2040,nrf52840,stm32f446,teensy-4,arduino-uno"
 MARGIN = 1.2
 """The range's margin beyond the worst emulated cell, each way: data-dependent software
 float and tanhf on observations the grid did not draw, and flash wait states a cache miss
@@ -279,14 +283,43 @@ def grid() -> list[Cell]:
 # --- emulation ----------------------------------------------------------------------------
 
 
+def build_of(device: Device) -> tuple[str, float]:
+    """The emulated build of ``device`` and the factor on its count (M7: × the dual-issue
+    factor of the M4F build); ``avr`` for an AVR device."""
+    if device.core.startswith("AVR"):
+        return "avr", 1.0
+    return emulated_core(device) or ("", 1.0)
+
+
+def avr_reason(device: Device) -> str | None:
+    """Why the AVR ``device`` cannot be emulated here, or None (rlbudget.emulate.avr)."""
+    if importlib.util.find_spec("rlbudget.emulate.avr") is None:
+        return "this rlbudget has no AVR emulation (rlbudget.emulate.avr)"
+    reason: str | None = importlib.import_module("rlbudget.emulate.avr").missing_tools()
+    return reason
+
+
+def emulate_one(policy: Policy, device: Device, obs: np.ndarray) -> EmulatedLatency | None:
+    """Emulated latency of ``policy`` on ``device``; None where the image does not fit an
+    AVR part (its 2 KiB SRAM or 32 KiB flash)."""
+    if build_of(device)[0] != "avr":
+        return emulate_policy(policy, device, obs)
+    avr = importlib.import_module("rlbudget.emulate.avr")  # merged with issue 16 item 2
+    try:
+        e: EmulatedLatency = avr.emulate_avr(policy, device, obs)
+    except avr.DoesNotFit:
+        return None
+    return e
+
+
 def emulate_grid(cells: list[Cell], devices: list[Device], n_obs: int,
                  cache: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """``cache[cell][build]`` = emulated cycles (mean, min, max) of the cell on that core
-    build, emulated once per build on the first device of it; filled where missing."""
+    build, emulated once per build on the first device of it (None: it does not fit);
+    filled where missing."""
     builds: dict[str, Device] = {}
     for d in devices:
-        build, _ = emulated_core(d) or ("", 1.0)
-        builds.setdefault(build, d)
+        builds.setdefault(build_of(d)[0], d)
     for cell in cells:
         policy = None
         for build, d in builds.items():
@@ -294,8 +327,12 @@ def emulate_grid(cells: list[Cell], devices: list[Device], n_obs: int,
                 continue
             policy = policy or cell.make()
             start = time.perf_counter()
-            e = emulate_policy(policy, d, space_obs(policy, n_obs))
-            factor = (emulated_core(d) or ("", 1.0))[1]
+            e = emulate_one(policy, d, space_obs(policy, n_obs))
+            factor = build_of(d)[1]
+            if e is None:
+                cache.setdefault(cell.name, {})[build] = None
+                print(f"  [{cell.name} on {build}: does not fit]", file=sys.stderr)
+                continue
             cache.setdefault(cell.name, {})[build] = [e.cycles_mean / factor,
                                                       e.cycles_min / factor,
                                                       e.cycles_max / factor]  # fmt: skip
@@ -305,9 +342,11 @@ def emulate_grid(cells: list[Cell], devices: list[Device], n_obs: int,
     return cache
 
 
-def emulated_cycles(cache: dict[str, Any], cell: Cell, device: Device) -> float:
-    build, factor = emulated_core(device) or ("", 1.0)
-    return float(cache[cell.name][build][0]) * factor
+def emulated_cycles(cache: dict[str, Any], cell: Cell, device: Device) -> float | None:
+    """The cell's emulated mean cycles on ``device`` (None: it does not fit there)."""
+    build, factor = build_of(device)
+    got = cache[cell.name][build]
+    return None if got is None else float(got[0]) * factor
 
 
 # --- the fit ------------------------------------------------------------------------------
@@ -333,44 +372,49 @@ def fit(cells: list[Cell], devices: list[Device], cache: dict[str, Any]) -> dict
         key = core_key(d)
         if key is None or key in cores:
             continue
+        rows = [(c, s, emulated_cycles(cache, c, d)) for c, s in shapes if s is not None]
+        known = [(c, s, y) for c, s, y in rows if y is not None]
         models: dict[str, dict[str, float]] = {}
-        for model in sorted({s.model for _, s in shapes if s is not None}):
-            rows = [(c, s) for c, s in shapes if s is not None and s.model == model]
-            names = FEATURES[rows[0][1].kind]
-            fit_rows = [(c, s) for c, s in rows if c.split == "fit"]
-            x = np.array([[float(s.counts[k]) for k in names] for _, s in fit_rows])
-            y = np.array([emulated_cycles(cache, c, d) for c, _ in fit_rows])
-            coef = nnls_relative(x, y)
+        for model in sorted({s.model for _, s, _ in known}):
+            names = FEATURES[model.split("-")[0]]
+            fit_rows = [(s, y) for c, s, y in known if s.model == model and c.split == "fit"]
+            x = np.array([[float(s.counts[k]) for k in names] for s, _ in fit_rows])
+            coef = nnls_relative(x, np.array([y for _, y in fit_rows]))
             models[model] = {k: float(f"{v:.4g}") for k, v in zip(names, coef, strict=True)}
         ratios: dict[str, list[float]] = {"fit": [], "holdout": []}
-        for c, s in shapes:
-            if s is not None:
-                r = emulated_cycles(cache, c, d) / cycles_of(models[s.model], s)
-                ratios[c.split].append(r)
+        for c, s, y in known:
+            ratios[c.split].append(y / cycles_of(models[s.model], s))
         every = ratios["fit"] + ratios["holdout"]
         low = float(np.floor(min(min(every), 1.0) / MARGIN * 100) / 100)
         high = float(np.ceil(max(max(every), 1.0) * MARGIN * 100) / 100)
         fidelity = {k: [round(min(v), 3), round(max(v), 3)] for k, v in ratios.items() if v}
-        cores[key] = {"emulated_on": d.id, "range": [low, high], "models": models,
+        cores[key] = {"emulated_on": d.id, "fitted": datetime.date.today().isoformat(),
+                      "cells": len(every), "range": [low, high], "models": models,
                       "fidelity": fidelity}  # fmt: skip
     return cores
 
 
-def versions() -> str:
+def versions(devices: list[Device]) -> str:
     from importlib.metadata import version
 
-    gcc = subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True, text=True,
-                         check=False).stdout.splitlines()[0]  # fmt: skip
-    return f"{gcc}; unicorn {version('unicorn')}; capstone {version('capstone')}"
+    def first_line(cmd: list[str]) -> str:
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        return (run.stdout or run.stderr).splitlines()[0]
+
+    out = (f"{first_line(['arm-none-eabi-gcc', '--version'])}; unicorn {version('unicorn')}; "
+           f"capstone {version('capstone')}")  # fmt: skip
+    if any(build_of(d)[0] == "avr" for d in devices):
+        out += f"; {first_line(['avr-gcc', '--version'])}; libsimavr (Debian libsimavr-dev)"
+    return out
 
 
-def write_fitted(cores: dict[str, Any]) -> None:
+def write_fitted(cores: dict[str, Any], devices: list[Device]) -> None:
     doc = {
         "source": (f"python benchmarks/latency_fidelity.py --fit, "
                    f"{datetime.date.today().isoformat()}: the grid in that file's docstring, "
-                   "emulated by rlbudget.emulate (policy.c at -O2; cycles from "
-                   "data/cycles/<core>.yaml, zero wait states)"),
-        "toolchain": versions(),
+                   "emulated by rlbudget.emulate (Cortex-M: policy.c at -O2, cycles from "
+                   "data/cycles/<core>.yaml, zero wait states; AVR: avr-gcc -Os, simavr)"),
+        "toolchain": versions(devices),
         "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); linear "
                   "Pendulum, Acrobot, MountainCar; tables FrozenLake, Taxi, MountainCar, CartPole, "
                   "Acrobot; "
@@ -382,7 +426,7 @@ def write_fitted(cores: dict[str, Any]) -> None:
                    f"typical × [low, high] covering every grid cell (fit and holdout) "
                    f"with a ×{MARGIN:g} margin each way; fidelity: emulated ÷ typical, "
                    "min and max over the fit and the holdout cells"),
-        "cores": cores,
+        "cores": {**load_fitted()["cores"], **cores},  # a core not refitted keeps its entry
     }  # fmt: skip
     header = (
         "# Cycles per decision fitted to emulation (rlbudget.fitted). Written by\n"
@@ -396,32 +440,38 @@ def write_fitted(cores: dict[str, Any]) -> None:
 # --- the table ----------------------------------------------------------------------------
 
 
-def report(cells: list[Cell], devices: list[Device], cache: dict[str, Any]) -> list[float]:
-    """Print the fidelity table; return every emulated ÷ plan ratio."""
+def report(cells: list[Cell], devices: list[Device], cache: dict[str, Any]) -> dict[str, Any]:
+    """Print the fidelity table; return emulated ÷ plan per split and the cells outside
+    plan's range."""
     print(
         "| body | split | device | plan typical µs (range) | profile µs | emulated µs "
         "(cycles) | emulated ÷ plan | in range |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    ratios = []
+    out: dict[str, Any] = {"fit": [], "holdout": [], "outside": 0}
     for cell in cells:
         policy = cell.make()
         for d in devices:
+            cycles = emulated_cycles(cache, cell, d)
+            if cycles is None:
+                print(f"| {cell.name} | {cell.split} | {d.id} | – | – | does not fit | – | – |")
+                continue
             body, dtype = cell.plan(d)
             plan = costs.inference(body, dtype, d, policy.observation_space).latency_s
             prof, _ = estimate_target(policy, d)
-            cycles = emulated_cycles(cache, cell, d)
             seconds = cycles / d.clock_hz
             r = seconds / plan.typical
-            ratios.append(r)
-            inside = "yes" if plan.low <= seconds <= plan.high else "**no**"
+            out[cell.split].append(r)
+            inside = plan.low <= seconds <= plan.high
+            out["outside"] += not inside
             flag = "" if 1 / TARGET <= r <= TARGET else " **×**"
             print(
                 f"| {cell.name} | {cell.split} | {d.id} | {plan.typical * 1e6:,.1f} "
                 f"({plan.low * 1e6:,.1f}–{plan.high * 1e6:,.1f}) | {prof.typical * 1e6:,.1f} "
-                f"| {seconds * 1e6:,.1f} ({cycles:,.0f}) | {r:.2f}{flag} | {inside} |"
+                f"| {seconds * 1e6:,.1f} ({cycles:,.0f}) | {r:.2f}{flag} | "
+                f"{'yes' if inside else '**no**'} |"
             )
-    return ratios
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,8 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="cells whose name contains this")
     args = parser.parse_args(argv)
     devices = [get_device(d) for d in args.devices.split(",")]
+    if args.devices == DEVICES:  # the default: leave out what this machine cannot emulate
+        for d in [d for d in devices if build_of(d)[0] == "avr" and avr_reason(d)]:
+            print(f"leaving out {d.id}: {avr_reason(d)}", file=sys.stderr)
+            devices.remove(d)
     for d in devices:
-        reason = unavailable(d)
+        reason = avr_reason(d) if build_of(d)[0] == "avr" else unavailable(d)
         if reason:
             print(f"cannot emulate {d.id}: {reason}", file=sys.stderr)
             return 2
@@ -445,13 +499,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.cache:
         args.cache.write_text(json.dumps(cache, indent=1), encoding="utf-8")
     if args.fit:
-        write_fitted(fit(cells, devices, cache))
-    ratios = report(cells, devices, cache)
-    worst = max(max(ratios), 1 / min(ratios))
-    print(
-        f"\n{len(ratios)} cells; emulated ÷ plan {min(ratios):.2f}–{max(ratios):.2f}; "
-        f"worst ×{worst:.2f} (target ×{TARGET:g})"
-    )
+        write_fitted(fit(cells, devices, cache), devices)
+    out = report(cells, devices, cache)
+    print()
+    for split in ("fit", "holdout"):
+        r = out[split]
+        if r:
+            worst = max(max(r), 1 / min(r))
+            print(f"{split}: {len(r)} cells, emulated ÷ plan {min(r):.2f}–{max(r):.2f}, "
+                  f"worst ×{worst:.2f} (target ×{TARGET:g})")  # fmt: skip
+    print(f"outside plan's range: {out['outside']}")
     return 0
 
 

@@ -1,10 +1,10 @@
 """Cycles per decision fitted to emulation, for the cores that can be emulated (issue 16).
 
 ``plan`` (:func:`rlbudget.costs.inference`) and ``profile``'s estimate
-(:func:`rlbudget.profile.latency.estimate_target`) price a body on Cortex-M0+, M4F and M7
-with this model when ``rlbudget/data/cycles/fitted.yaml`` has coefficients for its kind;
-every other core, and every body kind the file lacks, keeps the per-MAC model of
-:mod:`rlbudget.costs`.
+(:func:`rlbudget.profile.latency.estimate_target`) price a body on Cortex-M0+, M4F, M7 and
+AVR with this model where ``rlbudget/data/cycles/fitted.yaml`` has coefficients for its
+core and kind; every other core, and every body kind the file lacks, keeps the per-MAC
+model of :mod:`rlbudget.costs`.
 
 The model is linear in a few counts of what the C export executes, one coefficient set
 per core and per *model* (body kind and arithmetic)::
@@ -96,6 +96,8 @@ def core_key(device: Device) -> str | None:
         return "cortex-m4f"
     if core.startswith("Cortex-M7"):
         return "cortex-m7"
+    if core.startswith("AVR"):
+        return "avr"
     return None
 
 
