@@ -21,7 +21,7 @@
 
 #if RLB_DISCRETIZE
 /* discretize: row-major index of clip(floor((x - low) * scale), 0, bins - 1), in float32
- * as numpy (rlbudget.policy.preprocess): one operation per statement, no divide, no double */
+ * as numpy (rlbudget.policy.preprocess): one operation per statement, no divide, float only */
 RLB_API int32_t rlb_state(const float *obs)
 {
     int32_t d, k, state = 0;
