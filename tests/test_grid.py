@@ -200,8 +200,10 @@ def test_export_refuses_a_grid_float32_cannot_hold(tmp_path: Path) -> None:
     tiny = tile_probe([0.0], [float(np.nextafter(np.float32(0), np.float32(1)))], 4, 4)
     with pytest.raises(PolicyError) as err:
         export_c(tiny, tmp_path / "tiny")  # 16 / 1.4e-45 overflows
-    assert str(err.value) == ("export_c: tile_code: high - low is too small for a float32 "
-                              "scale (count / (high - low) overflows); widen [low, high]")  # fmt: skip
+    assert str(err.value) == (
+        "export_c: tile_code: high - low is too small for a float32 scale (count / (high - "
+        "low) overflows); widen [low, high]"
+    )
     tc = TileCode(np.array([0.0]), np.array([1.0]), 4096, 4096, hash_size=64)  # 2**24 cells
     huge = Policy(box(1), box(2), (tc,), Linear(np.zeros((64, 2), np.float32),
                   np.zeros(2, np.float32)), Head("identity"), {})  # fmt: skip
