@@ -51,6 +51,7 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
     ],
     "state.c": [{"RLB_DISCRETIZE": "0"}, {"RLB_DISCRETIZE": "1"}],
     "packed.c": [{"RLB_BITS": "1", "RLB_SPARSE": "0"}, {"RLB_BITS": "3", "RLB_SPARSE": "1"}],
+    "dsp_int8.c": [{}],
 }
 """Each file and sets of values of its parameters (the rest keep the file's defaults):
 every ``#if`` branch is built at least once."""

@@ -10,7 +10,10 @@ how they are instantiated (:mod:`rlbudget.export.kernels`), bit-exact with
   (``fixed_point.c``), and its tanh table as 17 knots (``knots.c``), an odd half or a full
   table (:func:`tanh_table`);
 - the last layer of a float head: its int32 accumulators, dequantized or, for an argmax
-  head, as they are (:func:`argmax_on_acc`).
+  head, as they are (:func:`argmax_on_acc`);
+- on a core with the DSP extension (Cortex-M4/M7), every int8 kernel multiplies with SMLAD
+  (``dsp_int8.c``, chosen by the compiler: ``#if defined(__ARM_FEATURE_DSP)`` in
+  ``policy.c``) on the input expanded to int16 in ``rlb_x16`` (:func:`dsp_buffer`).
 
 :mod:`rlbudget.export.c` wires the layers together.
 """
@@ -101,6 +104,17 @@ def tanh_table(la: QDense) -> tuple[str, Array | None, str]:
         return "knots", knots, "17 knots, inputs 0, 8, ..., 128"
     half = odd_half(la.lut)
     return ("odd", half, "inputs 0..127") if half is not None else ("", None, "")
+
+
+def dsp_buffer(w: CWriter, layers: tuple[QDense, ...]) -> None:
+    """The DSP kernels' helpers and ``rlb_x16``, the expanded input of the widest int8 layer
+    (two int32 per group of four inputs), declared only where ``__ARM_FEATURE_DSP`` is:
+    counted in the RAM on every target (an upper bound off the M4/M7)."""
+    words = max(1, max(int(la.W.shape[0]) // 4 * 2 for la in layers))
+    w.helper("dsp_int8", instance("dsp_int8.c"))
+    w.buffers.append(f"#if defined(__ARM_FEATURE_DSP)\nstatic int32_t rlb_x16[{words}]; "
+                     "/* the widest int8 input minus its zero point, as int16 pairs */\n#endif")
+    w.ram += 4 * words
 
 
 def int8_kernel(w: CWriter, name: str, bias: Array, la: QDense | None = None) -> str:
