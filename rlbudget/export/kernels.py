@@ -35,10 +35,10 @@ RUNTIME = files("rlbudget.export") / "runtime"
 
 _IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 _PARAMETER = re.compile(r"\bRLB_[A-Z0-9_]+\b")
-_TARGET = re.compile(r"defined\(__[A-Z][A-Z0-9_]*\)")
-"""An ``#if`` on the compiler's target, ``defined(__ARM_FEATURE_DSP)``: its branches are all
-pasted with their directives (and an ``#include`` inside), for the compiler that builds
-``policy.c`` to choose."""
+_TARGET = re.compile(r"!?defined\(__[A-Z][A-Z0-9_]*\)( && !?defined\(__[A-Z][A-Z0-9_]*\))*")
+"""An ``#if`` on the compiler's target and options, ``defined(__ARM_FEATURE_DSP) &&
+!defined(__OPTIMIZE_SIZE__)``: its branches are all pasted with their directives (and an
+``#include`` inside), for the compiler that builds ``policy.c`` to choose."""
 
 
 @functools.cache

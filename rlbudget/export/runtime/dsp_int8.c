@@ -16,7 +16,7 @@
 #define RLB_API
 #include "runtime.h"
 #endif
-#if defined(__ARM_FEATURE_DSP)
+#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)
 #include <arm_acle.h>
 #include <string.h>
 
