@@ -27,8 +27,9 @@ from rlbudget.policy.model import QuantizedMLP, quantize_input
 
 MISSING = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
 ARM = shutil.which("arm-none-eabi-gcc") is not None
-needs_arm = pytest.mark.skipif(not ARM or bool(MISSING),
-                               reason=f"needs arm-none-eabi-gcc and {MISSING or 'unicorn'}")  # fmt: skip
+needs_arm = pytest.mark.skipif(
+    not ARM or bool(MISSING), reason=f"needs arm-none-eabi-gcc, unicorn and capstone ({MISSING})"
+)
 
 # name: hidden widths, activation, observations, actions, discrete (argmax), per channel,
 # int32 bias (a bias beyond int16 forced into the first layer)

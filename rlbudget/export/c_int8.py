@@ -12,7 +12,8 @@ how they are instantiated (:mod:`rlbudget.export.kernels`), bit-exact with
 - the last layer of a float head: its int32 accumulators, dequantized or, for an argmax
   head, as they are (:func:`argmax_on_acc`);
 - on a core with the DSP extension (Cortex-M4/M7), every int8 kernel multiplies with SMLAD
-  (``dsp_int8.c``, chosen by the compiler: ``#if`` :data:`DSP` in ``policy.c``) on the input expanded to int16 in ``rlb_x16`` (:func:`dsp_buffer`).
+  (``dsp_int8.c``, chosen by the compiler: ``#if`` :data:`DSP` in ``policy.c``) on the
+  input expanded to int16 in ``rlb_x16`` (:func:`dsp_buffer`).
 
 :mod:`rlbudget.export.c` wires the layers together.
 """
@@ -116,8 +117,10 @@ def dsp_buffer(w: CWriter, layers: tuple[QDense, ...]) -> None:
     (the ``-Os`` one that ``profile`` measures included); its size is in its comment."""
     words = max(1, max(int(la.W.shape[0]) // 4 * 2 for la in layers))
     w.helper("dsp_int8", instance("dsp_int8.c"))
-    w.buffers.append(f"#if {DSP}\nstatic int32_t rlb_x16[{words}]; /* {4 * words} B more RAM: "
-                     "the widest int8 input minus its zero point, as int16 pairs */\n#endif")
+    w.buffers.append(
+        f"#if {DSP}\nstatic int32_t rlb_x16[{words}]; /* {4 * words} B more RAM: "
+        "the widest int8 input minus its zero point, as int16 pairs */\n#endif"
+    )
 
 
 def int8_kernel(w: CWriter, name: str, bias: Array, la: QDense | None = None) -> str:
