@@ -102,7 +102,7 @@ def test_each_file_compiles_with_the_dsp_path(tmp_path: Path) -> None:
     compile_all("arm-none-eabi-gcc", (*TARGETS["cortex-m4f"], "-O2"), tmp_path)
 
 
-DSP = "#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)"
+DSP = "#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)"
 TARGET_BRANCHES = [DSP, "#endif", DSP, "#else", "#endif"]
 """The directives an int8 kernel keeps: its DSP steps before the loop, then its loop's two
 forms (the compiler of policy.c chooses)."""

@@ -236,7 +236,7 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     # layer's int32 accumulators (2 × 4 B); on a DSP core built for speed, not counted, the
     # widest input (64) expanded to int16 (128 B)
     assert b.result.ram_bytes == 128 + 8 == b.policy.buffer_bytes
-    assert ("#if defined(__ARM_FEATURE_DSP) && !defined(__OPTIMIZE_SIZE__)\n"
+    assert ("#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)\n"
             "static int32_t rlb_x16[32]; /* 128 B more RAM:") in source  # fmt: skip
     layers = b.policy.body.layers  # type: ignore[union-attr]
     assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)

@@ -27,7 +27,6 @@ float rlb_h2f(uint16_t h);
 float rlb_round_half(float f);
 int32_t rlb_popcount8(uint32_t v);
 void rlb_expand_int8(const int8_t *x, int32_t *q, int32_t n, int32_t zp);
-uint32_t rlb_sxtb16_ror8(uint32_t w);
 void rlb_dot_int8(const int32_t *q, const int8_t *w, int32_t n_in, int32_t n, int32_t *sums);
 
 /* model data, generated into policy.c */
