@@ -21,6 +21,7 @@ from rlbudget.compress.quantize import quantize_int8
 from rlbudget.emulate.image import build_image
 from rlbudget.emulate.machine import Machine
 from rlbudget.envs import SpaceSpec
+from rlbudget.export.arm import CFLAGS, TARGETS
 from rlbudget.export.c import export_c
 from rlbudget.policy import MLP, Dense, Head, Policy
 from rlbudget.policy.model import QuantizedMLP, quantize_input
@@ -122,6 +123,11 @@ def test_the_m4_build_multiplies_with_smlad_and_the_m0plus_build_does_not(tmp_pa
     m0 = disassembly(build_image(tmp_path / "c", "cortex-m0plus", tmp_path))
     assert "\tsmlad\t" in m4 and "\tsxtb16\t" in m4  # the fast path did not fall back
     assert "\tsmlad\t" not in m0 and "\tmuls\t" in m0  # Armv6-M: the portable loop
+    # -Os (export's size line, profile's footprint): the smaller portable loop on the M4F too
+    small = tmp_path / "small.o"
+    subprocess.run(["arm-none-eabi-gcc", *TARGETS["cortex-m4f"], *CFLAGS, "-c",
+                    str(tmp_path / "c" / "policy.c"), "-o", str(small)], check=True)  # fmt: skip
+    assert "-Os" in CFLAGS and "\tsmlad\t" not in disassembly(small)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
