@@ -59,6 +59,7 @@ from rlbudget.export.c_int8 import QUANTIZE_FULL_SCALE as QUANTIZE_FULL_SCALE
 from rlbudget.export.c_int8 import argmax_on_acc as argmax_on_acc
 from rlbudget.export.c_int8 import (
     dense_int8_call,
+    dsp_buffer,
     int8_kernel,
     int8_saturates_first,
     quantize_helper,
@@ -287,6 +288,7 @@ def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
     requantize_helpers(w, body.layers)
+    dsp_buffer(w, body.layers)
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
