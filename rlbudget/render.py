@@ -41,7 +41,7 @@ def render_budget(console: Console, b: Budget) -> None:
     d = b.device
     t.add_row("device", f"{d.id} ({d.device_class}, {d.core})", "")
     t.add_row("device.clock", units.format_frequency(d.clock_hz), f"{d.clock_hz:g} Hz")
-    t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
+    t.add_row("device.ram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
     t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
     t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
     rows: list[tuple[str, float | None, str]] = [

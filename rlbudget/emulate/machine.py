@@ -24,8 +24,17 @@ from rlbudget.errors import RlbudgetError
 
 STOP = FLASH_BASE + FLASH_SIZE - 0x100
 """Return address of every call: in mapped flash, past any image, never executed."""
-UNICORN_CPU = {"cortex-m0plus": "UC_CPU_ARM_CORTEX_M0", "cortex-m4": "UC_CPU_ARM_CORTEX_M4"}
-"""unicorn has no M0+ model: its M0 runs the same ARMv6-M instructions (timing is ours)."""
+UNICORN_CPU = {
+    "cortex-m0plus": "UC_CPU_ARM_CORTEX_M0",
+    "cortex-m3": "UC_CPU_ARM_CORTEX_M3",
+    "cortex-m4": "UC_CPU_ARM_CORTEX_M4",
+    "cortex-m33": "UC_CPU_ARM_CORTEX_M33",
+    "cortex-m33-nofp": "UC_CPU_ARM_CORTEX_M33",
+}
+"""unicorn's CPU model per build (unicorn 2.1). It has no M0+ model: its M0 runs the same
+ARMv6-M instructions (timing is ours)."""
+TABLES = {"cortex-m33-nofp": "cortex-m33"}
+"""The cycle table of a build, where its name is not the table's."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class Machine:
             raise RlbudgetError(f"no emulator model for '{core}'; known: {', '.join(UNICORN_CPU)}")
         self.core = core
         self.max_instructions = max_instructions
-        self.table = CycleTable(core)
+        self.table = CycleTable(TABLES.get(core, core))
         self.image = read_elf(elf)
         uc: Any = make(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(getattr(arm_const, UNICORN_CPU[core]))
