@@ -16,8 +16,8 @@ toolchain, unicorn or capstone is missing.
 Flash wait states (``data/cycles/flash.yaml``): where a device fetches through a cache,
 accelerator or TCM, the figure is at zero wait states and ``miss_bound_cycles`` is what it
 would add if every taken branch missed; where it has none (``hidden: false``: the
-STM32F103's prefetch buffer only streams sequential code), every taken branch pays the wait
-states in the figure.
+STM32F103's prefetch buffer only streams sequential code), every taken branch and every data
+read from flash (the ``const`` weights, literal pools) pays the wait states in the figure.
 """
 
 from __future__ import annotations
@@ -118,7 +118,8 @@ def _check_action(policy: Policy, obs: Any, got: Any, i: int) -> None:
                             f"chose {want!r}: the export and the policy disagree")  # fmt: skip
 
 
-def _machine(policy: Policy, core: str, exported: Path | None, max_instructions: int) -> Machine:
+def _machine(policy: Policy, core: str, exported: Path | None, max_instructions: int,
+             count_flash_reads: bool) -> Machine:  # fmt: skip
     """The emulator with ``policy``'s image loaded: built from the C export in
     ``exported`` (``policy.c``, ``policy.h``), or from a fresh export when None."""
     from rlbudget.export.c import export_c
@@ -128,7 +129,8 @@ def _machine(policy: Policy, core: str, exported: Path | None, max_instructions:
             exported = Path(tmp) / "c"
             export_c(policy, exported)
         return Machine(build_image(exported, core, Path(tmp)), core,
-                       max_instructions=max_instructions)  # fmt: skip
+                       max_instructions=max_instructions,
+                       count_flash_reads=count_flash_reads)  # fmt: skip
 
 
 def emulate_policy(policy: Policy, device: Device, observations: Any, *,
@@ -151,14 +153,14 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
     if len(obs_all) == 0:
         raise RlbudgetError("emulation needs at least one observation")
     flash = load_table("flash").get(device.id, {"wait_states": 0, "source": "not listed"})
-    machine = _machine(policy, core, exported, max_instructions)
+    ws = int(flash["wait_states"])
+    hidden = bool(flash.get("hidden", True))  # False: no cache, taken branches and reads wait
+    machine = _machine(policy, core, exported, max_instructions, not hidden and ws > 0)
     obs_at, act_at = machine.symbol("rlb_obs"), machine.symbol("rlb_action")
     discrete = policy.action_space.kind == "discrete"
     dim = max(policy.action_space.dim, 1)
     buffer = np.zeros(policy.observation_space.dim, dtype=np.float32)
     view = buffer.reshape(policy.observation_space.shape or (1,))
-    ws = int(flash["wait_states"])
-    hidden = bool(flash.get("hidden", True))  # False: no cache, each taken branch waits
     cycles: list[float] = []
     instructions: list[int] = []
     taken: list[int] = []
@@ -172,7 +174,8 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
         _check_action(policy, obs, got, i)
         if stats is None:
             continue
-        cycles.append(stats.cycles * factor + (0 if hidden else ws * stats.taken_branches))
+        waits = 0 if hidden else ws * (stats.taken_branches + stats.flash_reads)
+        cycles.append(stats.cycles * factor + waits)
         instructions.append(stats.instructions)
         taken.append(stats.taken_branches)
     c = np.asarray(cycles)
@@ -181,7 +184,7 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
         f"{core} × {factor:g} ({device.core} dual issue, CoreMark/MHz ratio)")  # fmt: skip
     flash_how = (f"flash {ws} wait state(s) at {clock / 1e6:g} MHz hidden by the cache" if hidden
                  else f"flash {ws} wait state(s) at {clock / 1e6:g} MHz counted on every taken "
-                 "branch (no cache)")  # fmt: skip
+                 "branch and every data read from flash (no cache)")  # fmt: skip
     how = (f"emulated: policy.c {OPTIMIZATION} for {label}; every action on {len(obs_all)} "
            f"observations equal to numpy's, cycles counted on {len(c)}; cycles from "
            f"{machine.table.source}; {flash_how} ({flash['source']})")  # fmt: skip

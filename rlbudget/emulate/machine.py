@@ -9,7 +9,9 @@ forever, or one far too slow for any budget).
 Cycles are counted per basic block (unicorn's block hook: one Python call per block, not
 per instruction): each block's cost comes from :class:`~rlbudget.emulate.timing.CycleTable`
 (capstone, cached by address), and a block whose successor does not start at its end
-ended in a taken branch, which adds the branch's taken cost.
+ended in a taken branch, which adds the branch's taken cost. With ``count_flash_reads``, data
+reads from flash (constant weights, literal pools) are counted too (a memory hook on the
+flash range: one Python call per read), for a device whose flash wait states no cache hides.
 """
 
 from __future__ import annotations
@@ -39,17 +41,20 @@ TABLES = {"cortex-m33-nofp": "cortex-m33"}
 
 @dataclass(frozen=True)
 class CallStats:
-    """One call: cycles at zero wait states, instructions, taken branches."""
+    """One call: cycles at zero wait states, instructions, taken branches, and data reads
+    from flash (0 unless the machine counts them)."""
 
     cycles: int
     instructions: int
     taken_branches: int
+    flash_reads: int = 0
 
 
 class Machine:
     """An emulated Cortex-M core with one image loaded (module docstring)."""
 
-    def __init__(self, elf: Path, core: str, *, max_instructions: int = 50_000_000) -> None:
+    def __init__(self, elf: Path, core: str, *, max_instructions: int = 50_000_000,
+                 count_flash_reads: bool = False) -> None:  # fmt: skip
         import unicorn
         from unicorn import arm_const
 
@@ -69,8 +74,12 @@ class Machine:
             uc.mem_write(address, data)  # .bss is already zero in fresh memory
         self._uc: Any = uc
         self._c = arm_const
-        self._state = [0, 0, 0, 0, -1, 0]  # cycles, instructions, taken, extra, end, blocks
-        self._hook: int | None = None
+        self._state = [0, 0, 0, 0, -1, 0]  # cycles, instructions, taken, extra, end, flash reads
+        self._hooks: list[int] = []
+        self._count_flash_reads = count_flash_reads
+
+    def _on_flash_read(self, *_: Any) -> None:
+        self._state[5] += 1
 
     def _on_block(self, uc: Any, address: int, size: int, _: Any) -> None:
         s = self._state
@@ -114,11 +123,16 @@ class Machine:
         uc.reg_write(c.UC_ARM_REG_SP, RAM_BASE + RAM_SIZE)
         uc.reg_write(c.UC_ARM_REG_LR, STOP | 1)
         self._state[:] = [0, 0, 0, 0, -1, 0]
-        if count and self._hook is None:
-            self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
-        elif not count and self._hook is not None:
-            uc.hook_del(self._hook)
-            self._hook = None
+        if count and not self._hooks:
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block))
+            if self._count_flash_reads:
+                on_read, kind = self._on_flash_read, unicorn.UC_HOOK_MEM_READ
+                end = FLASH_BASE + FLASH_SIZE - 1
+                self._hooks.append(uc.hook_add(kind, on_read, None, FLASH_BASE, end))
+        elif not count and self._hooks:
+            for hook in self._hooks:
+                uc.hook_del(hook)
+            self._hooks = []
         try:
             uc.emu_start(self.symbol(function) | 1, STOP, count=self.max_instructions)
         except UcError as exc:
@@ -134,4 +148,4 @@ class Machine:
             return int(uc.reg_read(c.UC_ARM_REG_R0)), None
         s = self._state
         s[2] += 1  # the return to the caller (BX LR / POP {pc}: its cost is in its block)
-        return int(uc.reg_read(c.UC_ARM_REG_R0)), CallStats(s[0], s[1], s[2])
+        return int(uc.reg_read(c.UC_ARM_REG_R0)), CallStats(s[0], s[1], s[2], s[5])
