@@ -323,8 +323,10 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
     console.print(t)
     host = result.host_latency
     lat = result.target_latency
-    console.print(f"target latency (estimated): {format_figure(lat.low, 's')} – "
-                  f"{format_figure(lat.high, 's')}, typical "
+    source = result.target_latency_source
+    console.print(f"target latency ({source}): {format_figure(lat.low, 's')} – "
+                  f"{format_figure(lat.high, 's')}, "
+                  f"{'mean' if source == 'emulated' else 'typical'} "
                   f"{format_figure(lat.typical, 's')}")  # fmt: skip
     if host is not None:
         console.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "

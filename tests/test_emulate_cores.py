@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from rlbudget.budget import load_budget
 from rlbudget.compress.quantize import quantize_int8
@@ -22,6 +23,7 @@ from rlbudget.envs import env_spec
 from rlbudget.export.c import export_c
 from rlbudget.policy import MLP, Dense, Head, Policy
 from rlbudget.profile.verdict import profile
+from rlbudget.render import render_profile
 
 MISSING = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
 pytestmark = [
@@ -161,3 +163,8 @@ def test_profile_reports_emulated_latency_from_one_export(
     how = report.target_latency_how
     assert "cycles (min/mean/max)" in how
     assert ("DDI 0337I" in how) if device == "stm32f103" else ("M33 ≈ M4 timing" in how)
+    assert report.target_latency_source == "emulated"
+    console = Console(record=True, width=200)
+    render_profile(console, report, None)
+    line = next(ln for ln in console.export_text().splitlines() if "target latency" in ln)
+    assert line.startswith("target latency (emulated): ") and ", mean " in line, line

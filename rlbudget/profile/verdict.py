@@ -161,6 +161,14 @@ class ProfileReport:
         return FAIL if any(c.status == FAIL for c in self.checks) else PASS
 
     @property
+    def target_latency_source(self) -> str:
+        """``emulated`` when the target latency came from the emulator (its range is the
+        min, mean and max over the emulated decisions), else ``estimated`` (the model)."""
+        emulated = any(c.limit == "inference.latency" and c.source == "emulated"
+                       for c in self.checks)  # fmt: skip
+        return "emulated" if emulated else "estimated"
+
+    @property
     def binding(self) -> Check | None:
         """The failing cost check furthest over its limit (the lowest headroom, a ratio);
         the return when it is the only failing check; None when everything passes."""
