@@ -89,12 +89,13 @@ void rlb_reset(void) { macs(3); longmul(2); }
 """
 
 
-@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m33"])
+@pytest.mark.parametrize("core", ["cortex-m3", "cortex-m33", "cortex-m33-nofp"])
 def test_cycles_of_hand_written_code_match_the_trm(core: str, tmp_path: Path) -> None:
     """``macs(n)``: MOVS 1, n × (MLA + SUBS 1), BNE taken 2 (n−1 times) / not taken 1, MOV 1,
     BX 2. The M3 TRM (DDI 0337I Table 3.1) has MLA 2: 5n + 3; the M33 is counted with the M4
     table, MLA 1: 4n + 3. ``longmul``: M3 UMULL 3–5 counted 4, SMLAL 4–7 counted 5, BX 2 =
-    11; M4 table: 1 + 1 + 2 = 4."""
+    11; M4 table: 1 + 1 + 2 = 4. An M33 without its optional FPU (``cortex-m33-nofp``, soft
+    float) is counted with the same table."""
     source = tmp_path / "hand.c"
     source.write_text(HAND_WRITTEN)
     machine = Machine(link(core, [source], tmp_path / "hand.elf"), core)
