@@ -18,9 +18,10 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
   8 tiles, 3 actions, not hashed), CartPole-v1 (4 dims, 6 tiles, 2 actions) and
   Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8, 16, 32 tilings.
 
-× the devices (default rp2040: Cortex-M0+, nrf52840 and stm32f446: M4F, teensy-4: M7,
-arduino-uno: AVR ATmega328P in simavr, where this rlbudget has ``rlbudget.emulate.avr``;
-a body whose image does not fit the Uno's 32 KiB flash / 2 KiB SRAM is left out there).
+× the devices (default rp2040: Cortex-M0+, stm32f103: M3, nrf52840 and stm32f446: M4F,
+teensy-4: M7, rp2350: M33F, arduino-uno: AVR ATmega328P in simavr where this rlbudget
+has ``rlbudget.emulate.avr``; a body whose image does not fit the Uno's 32 KiB flash or
+2 KiB SRAM is left out there).
 
 **The split** (fixed): fit on MLP 16-16, 64-64, 256-256, 32-32-32, on the tables of
 FrozenLake, Taxi, MountainCar, CartPole, Acrobot, the linear policies of Pendulum, Acrobot and
@@ -87,7 +88,7 @@ from rlbudget.policy import (
 )
 from rlbudget.profile.latency import estimate_target, policy_shape
 
-DEVICES = "rp2040,nrf52840,stm32f446,teensy-4,arduino-uno"
+DEVICES = "rp2040,stm32f103,nrf52840,stm32f446,teensy-4,rp2350,arduino-uno"
 MARGIN = 1.2
 """The range's margin beyond the worst emulated cell, each way: data-dependent software
 float and tanhf on observations the grid did not draw, and flash wait states a cache miss

@@ -20,8 +20,8 @@ layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_cod
 - **Flash.** Weights + code: :data:`CODE_BYTES` per body kind (our C export).
 
 **Latency** on a device (:func:`inference`). On the cores that can be emulated (Cortex-M0+,
-M4F, M7) each body carries its :class:`~rlbudget.fitted.Shape` and is priced by the model
-fitted to emulation of rlbudget's own C export (:mod:`rlbudget.fitted`,
+M3, M4F, M7, M33; AVR) each body carries its :class:`~rlbudget.fitted.Shape` and is priced
+by the model fitted to emulation of rlbudget's own C export (:mod:`rlbudget.fitted`,
 ``data/cycles/fitted.yaml``): cycles / clock, range typical × the core's fitted factors.
 Elsewhere, and for a body the fit does not cover (float16, a sparse table), the per-MAC
 model (:func:`estimate_latency`)::

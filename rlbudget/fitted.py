@@ -1,8 +1,8 @@
 """Cycles per decision fitted to emulation, for the cores that can be emulated (issue 16).
 
 ``plan`` (:func:`rlbudget.costs.inference`) and ``profile``'s estimate
-(:func:`rlbudget.profile.latency.estimate_target`) price a body on Cortex-M0+, M4F, M7 and
-AVR with this model where ``rlbudget/data/cycles/fitted.yaml`` has coefficients for its
+(:func:`rlbudget.profile.latency.estimate_target`) price a body on Cortex-M0+, M3, M4F, M7,
+M33 and AVR with this model where ``rlbudget/data/cycles/fitted.yaml`` has coefficients for its
 core and kind; every other core, and every body kind the file lacks, keeps the per-MAC
 model of :mod:`rlbudget.costs`.
 
@@ -92,6 +92,10 @@ def core_key(device: Device) -> str | None:
     core = device.core
     if core.startswith("Cortex-M0+"):
         return "cortex-m0plus"
+    if core.startswith("Cortex-M33"):  # before "Cortex-M3"
+        return "cortex-m33" if device.fpu else "cortex-m33-nofp"
+    if core.startswith("Cortex-M3"):
+        return "cortex-m3"
     if core.startswith("Cortex-M4") and device.fpu:
         return "cortex-m4f"
     if core.startswith("Cortex-M7"):
