@@ -28,7 +28,7 @@ from tests.factories import (
     taxi_packed,
 )
 
-CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m7")
+CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4f", "cortex-m7", "cortex-m33")
 MODELS = ("mlp-fp32", "mlp-int8", "linear-fp32", "linear-int16", "table-q", "table-packed",
           "tile-fp32", "tile-int16", "tile-int8")  # fmt: skip
 
@@ -55,6 +55,13 @@ def test_policy_shape_counts_what_the_c_export_runs() -> None:
                                          "tiling_actions": 24})  # fmt: skip
 
 
+def test_each_device_reads_its_core() -> None:
+    want = {"rp2040": "cortex-m0plus", "stm32f103": "cortex-m3", "nrf52840": "cortex-m4f",
+            "max78000": "cortex-m4f", "teensy-4": "cortex-m7", "rp2350": "cortex-m33",
+            "arduino-uno": "avr", "esp32": None, "raspberry-pi-4": None}  # fmt: skip
+    assert {d: core_key(get_device(d)) for d in want} == want
+
+
 def test_the_fitted_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     data: dict[str, Any] = {"cores": {"cortex-m4f": {"range": [0.5, 2.0], "models": {
         "mlp-int8": {"one": 7, "layers": 100, "macs": 2, "units": 10, "tanh": 0}}}}}  # fmt: skip
@@ -73,7 +80,7 @@ def test_the_fitted_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fitted_latency(esp32, policy_shape(policy)) is None
 
 
-@pytest.mark.parametrize("device", ["rp2040", "nrf52840", "stm32f446", "teensy-4"])
+@pytest.mark.parametrize("device", ["rp2040", "stm32f103", "nrf52840", "teensy-4", "rp2350"])
 def test_plan_and_profile_read_the_same_model(device: str) -> None:
     d = get_device(device)
     o, a = env_spaces("CartPole-v1")
