@@ -32,8 +32,8 @@ void rlb_dot_int8(const int32_t *q, const int8_t *w, int32_t n_in, int32_t n, in
 /* model data, generated into policy.c */
 extern const float rlb_norm_mean[];
 extern const float rlb_norm_std[];
-extern const double rlb_disc_low[];
-extern const double rlb_disc_range[];
+extern const float rlb_disc_low[];
+extern const float rlb_disc_scale[];
 extern const int32_t rlb_disc_bins[];
 extern const uint8_t rlb_packed[];
 extern const uint8_t rlb_stored[];
