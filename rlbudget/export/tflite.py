@@ -55,7 +55,9 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,8 +68,8 @@ from rlbudget import __version__
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export.tflite_schema import (
     FLOAT32,
-    INT32,
     INT8,
+    INT32,
     NONE,
     RELU,
     TENSOR_TYPES,
@@ -148,8 +150,13 @@ class _Graph:
                                  array.astype(array.dtype.newbyteorder("<")).tobytes(),
                                  **quant))  # fmt: skip
 
-    def op(self, name: str, inputs: tuple[int, ...], out: Tensor,
-           options: dict[int, tuple[int, str]] | None = None) -> int:
+    def op(
+        self,
+        name: str,
+        inputs: tuple[int, ...],
+        out: Tensor,
+        options: dict[int, tuple[int, str]] | None = None,
+    ) -> int:
         index = self.m.add(out)
         self.m.ops.append(Op(name, inputs, (index,), options or {}))
         return index
@@ -251,7 +258,7 @@ def _float_layer(g: _Graph, i: int, q: int, layer: QDense) -> int:
     (checked), so float32 holds it exactly, in any summation order: the int32 sum, as
     numpy computes it. (TFLite Micro's SUM takes no int32, FULLY_CONNECTED no int32 output.)
     """
-    n_in, n_out = (int(v) for v in layer.W.shape)
+    n_out = int(layer.W.shape[1])
     bound = np.abs(layer.W.astype(np.int64)).sum(axis=0) * 255 + np.abs(layer.b.astype(np.int64))
     if int(bound.max()) > 2**24:
         raise _fail(f"int8 layer {i}: its accumulator can exceed 2**24 ({int(bound.max()):,}), "
@@ -272,8 +279,11 @@ def _float_layer(g: _Graph, i: int, q: int, layer: QDense) -> int:
 def _mlp_int8(g: _Graph, x: int, body: QuantizedMLP) -> tuple[int, tuple[int, float, int] | None]:
     """The body; and, after an int8 last layer, (int8 tensor, scale, zero point)."""
     first = body.layers[0]
-    q = g.op("QUANTIZE", (x,), g.like(x, "obs_int8", INT8,
-                                      **_quant(first.input_scale, first.input_zero_point)))
+    q = g.op(
+        "QUANTIZE",
+        (x,),
+        g.like(x, "obs_int8", INT8, **_quant(first.input_scale, first.input_zero_point)),
+    )
     for i, layer in enumerate(body.layers):
         if layer.float_output:
             return _float_layer(g, i, q, layer), None
@@ -327,8 +337,9 @@ def _metadata(policy: Policy) -> dict[str, bytes]:
 
 
 def build_model(policy: Policy, *, body_output: bool = False) -> bytes:
-    """The ``.tflite`` bytes of ``policy`` (see the module docstring). ``body_output``: a second output,
-    the body's float32 output before the head (the dequantized logits), for tests.
+    """The ``.tflite`` bytes of ``policy`` (see the module docstring). ``body_output``: a
+    second output, the body's float32 output before the head (the dequantized logits),
+    for tests.
 
     :raises PolicyError: the tflite extra is missing, or a part the export does not support.
     """
@@ -381,8 +392,9 @@ def export_tflite(policy: Policy, out_dir: str | os.PathLike[str]) -> TfliteExpo
         atomic_write_bytes(folder / FILENAME, data)
     except OSError as exc:
         raise RlbudgetError(f"{folder}: cannot write {FILENAME} there ({exc.strerror})") from None
-    return TfliteExportResult((folder / FILENAME,), len(data), _count_ops(data),
-                              rounding_warnings(policy))
+    return TfliteExportResult(
+        (folder / FILENAME,), len(data), _count_ops(data), rounding_warnings(policy)
+    )
 
 
 def _count_ops(data: bytes) -> int:
@@ -435,8 +447,10 @@ def litert_runner(path: str | os.PathLike[str]) -> Callable[[Any], tuple[Array, 
         raise PolicyError("running policy.tflite in LiteRT needs ai-edge-litert: "
                           "pip install ai-edge-litert") from None  # fmt: skip
     interpreter = litert.Interpreter(
-        model_path=str(path), num_threads=1,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
+        model_path=str(path),
+        num_threads=1,
+        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
+    )
     interpreter.allocate_tensors()
     feed = interpreter.get_input_details()[0]["index"]
     outputs = [d["index"] for d in interpreter.get_output_details()]
@@ -457,6 +471,20 @@ def _output_count(data: bytes) -> int:
     return int(sub.VectorLen(sub.Offset(8)))
 
 
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null (the C++ runtime writes there, not to sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def arena_bytes(data: bytes) -> int:
     """The smallest tensor arena TFLite Micro's interpreter runs ``data`` in (a bisection
     over arena sizes, each one a fresh interpreter that must allocate and invoke): the
@@ -465,10 +493,11 @@ def arena_bytes(data: bytes) -> int:
 
     :raises PolicyError: tflite-micro is missing.
     """
+
     def runs(size: int) -> bool:
         try:
-            interpreter = _tflm(data, size)
-            interpreter.invoke()
+            with _quiet_stderr():  # TFLite Micro reports each failed allocation there
+                _tflm(data, size).invoke()
         except (RuntimeError, ValueError):
             return False
         return True
