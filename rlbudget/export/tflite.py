@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -344,6 +343,9 @@ def build_model(policy: Policy, *, body_output: bool = False) -> bytes:
     :raises PolicyError: the tflite extra is missing, or a part the export does not support.
     """
     obs, body = policy.observation_space, policy.body
+    if not isinstance(body, MLP | QuantizedMLP):
+        kind = getattr(body, "kind", type(body).__name__)
+        raise _fail(f"body kind {kind!r} is not supported; the TFLite export handles {SUPPORTED}")
     if obs.kind != "box" or len(obs.shape) != 1:
         raise _fail(f"a {obs.kind} observation of shape {list(obs.shape)} is not supported; "
                     f"the TFLite export handles {SUPPORTED}")  # fmt: skip
@@ -351,9 +353,6 @@ def build_model(policy: Policy, *, body_output: bool = False) -> bytes:
         if not isinstance(step, Normalize):
             raise _fail(f"preprocess kind {step.kind!r} is not supported; the TFLite export "
                         f"handles {SUPPORTED}")  # fmt: skip
-    if not isinstance(body, MLP | QuantizedMLP):
-        raise _fail(f"body kind {getattr(body, 'kind', type(body).__name__)!r} is not "
-                    f"supported; the TFLite export handles {SUPPORTED}")  # fmt: skip
     g = _Graph()
     x = g.m.add(Tensor("obs", (1, int(obs.shape[0])), FLOAT32))
     g.m.inputs = (x,)
@@ -508,7 +507,7 @@ def arena_bytes(data: bytes) -> int:
         if high > 2**28:
             raise PolicyError("TFLite Micro does not run policy.tflite with a 256 MiB arena")
     low = 0
-    while high - low > 16:  # arena allocations are 16-byte aligned
+    while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if runs(mid) else (mid, high)
-    return int(math.ceil(high / 16) * 16)
+    return high
