@@ -143,7 +143,7 @@ def test_one_and_two_roundings_differ_on_a_tie() -> None:
         lambda: pendulum_mlp("relu", "clip"),
         lambda: pendulum_mlp("tanh", "tanh_rescale"),
         lambda: pendulum_mlp("relu", "identity"),
-    ],  # fmt: skip
+    ],
 )
 def test_fp32_within_1e5(make: Callable[[], Policy], tmp_path: Path) -> None:
     p = make()
