@@ -18,8 +18,11 @@ from typer.testing import CliRunner
 
 from rlbudget.cli import app
 from rlbudget.compress.quantize import quantize_int8
+from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export.tflite import (
+    ARENA_FLOOR,
+    arena_bytes,
     build_model,
     export_tflite,
     litert_runner,
@@ -28,13 +31,14 @@ from rlbudget.export.tflite import (
     tflm_runner,
 )
 from rlbudget.export.tflite_schema import MISSING_EXTRA, OPERATORS, TENSOR_TYPES
-from rlbudget.policy import Policy, save_policy
+from rlbudget.policy import Head, Policy, save_policy
 from rlbudget.policy.model import multiply_by_quantized_multiplier, rounded_high_mul
 from tests.factories import (
     cartpole_mlp,
     cartpole_table,
     observations,
     pendulum_mlp,
+    random_mlp,
 )
 
 pytest.importorskip("flatbuffers", reason="the tflite extra (flatbuffers) is not installed")
@@ -265,3 +269,26 @@ def test_profile_ram_is_the_smallest_arena_tflite_micro_runs_in(tmp_path: Path) 
         return True
 
     assert runs(memory.ram_bytes) and not runs(memory.ram_bytes - 1)
+    # the smallest model there is (one 1 → 1 FULLY_CONNECTED) needs more than the arena
+    # the search starts from (smaller arenas crash TFLite Micro instead of failing)
+    space = SpaceSpec("box", (1,), None, (-1.0,), (1.0,), "float32")
+    tiny = Policy(space, space, (), random_mlp([1, 1], "relu", 0), Head("identity"), {})
+    assert arena_bytes(build_model(tiny)) > ARENA_FLOOR
+
+
+def test_profile_format_tflite_cli(tmp_path: Path) -> None:
+    """``profile --format tflite``: RAM is TFLite Micro's arena (measured), flash the file
+    and the interpreter core (estimated), the return from TFLite Micro's actions."""
+    p = INT8["relu-argmax-per-channel"]()
+    save_policy(p, tmp_path / "policy")
+    budget = tmp_path / "b.yaml"
+    budget.write_text("name: b\ndevice: esp32\ninference: {ram: 64KiB, flash: 1MiB}\n"
+                      "task: {env: CartPole-v1}\n")  # fmt: skip
+    r = runner.invoke(app, ["profile", str(tmp_path / "policy"), "--budget", str(budget),
+                            "--format", "tflite", "-n", "1", "--json"])  # fmt: skip
+    assert r.exit_code in (0, 1), r.output
+    checks = {c["limit"]: c for c in json.loads(r.stdout)["checks"]}
+    data = build_model(p)
+    assert checks["inference.ram"]["figure"] == arena_bytes(data)
+    assert checks["inference.ram"]["source"] == "measured"
+    assert checks["inference.flash"]["figure"] == len(data) + 16384

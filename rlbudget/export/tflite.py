@@ -82,6 +82,8 @@ from rlbudget.policy.model import MLP, Array, Normalize, Policy, QDense, Quantiz
 FILENAME = "policy.tflite"
 RUNTIMES_MISSING = ("running policy.tflite needs tflite-micro (TFLite Micro's Python "
                     "interpreter): pip install tflite-micro")  # fmt: skip
+ARENA_FLOOR = 512
+"""Bytes of tensor arena below which :func:`arena_bytes` never runs TFLite Micro."""
 SUPPORTED = "mlp and mlp_int8 bodies on a Box observation (preprocess: normalize only)"
 
 
@@ -506,7 +508,10 @@ def arena_bytes(data: bytes) -> int:
         high *= 2
         if high > 2**28:
             raise PolicyError("TFLite Micro does not run policy.tflite with a 256 MiB arena")
-    low = 0
+    # An arena too small for the interpreter's own objects crashes TFLite Micro (a
+    # segmentation fault below 512 B, tflite-micro 0.dev2026) instead of failing: the
+    # search never tries one; 512 B does not hold an interpreter and its tensors.
+    low = ARENA_FLOOR
     while high - low > 1:
         mid = (low + high) // 2
         low, high = (low, mid) if runs(mid) else (mid, high)
