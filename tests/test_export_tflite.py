@@ -292,3 +292,23 @@ def test_profile_format_tflite_cli(tmp_path: Path) -> None:
     assert checks["inference.ram"]["figure"] == arena_bytes(data)
     assert checks["inference.ram"]["source"] == "measured"
     assert checks["inference.flash"]["figure"] == len(data) + 16384
+
+
+def test_other_unsupported_parts_are_named(tmp_path: Path) -> None:
+    from rlbudget.compress.fp16 import to_fp16
+    from tests.factories import frozenlake_mlp
+
+    def error(p: Policy) -> str:
+        with pytest.raises(PolicyError) as e:
+            export_tflite(p, tmp_path / "out")
+        return str(e.value)
+
+    assert error(to_fp16(cartpole_mlp("relu"))) == (
+        "export_tflite: a float16 mlp is not supported; export the float32 or int8 policy"
+    )
+    assert error(frozenlake_mlp()) == (
+        "export_tflite: a discrete observation of shape [] is not supported; the TFLite "
+        "export handles mlp and mlp_int8 bodies on a Box observation (preprocess: normalize "
+        "only)"
+    )
+    assert not (tmp_path / "out").exists()
