@@ -10,40 +10,35 @@ computes, and how it matches :meth:`~rlbudget.policy.model.Policy.act`:
 - ``mlp``: FULLY_CONNECTED in float32 (relu fused), TANH / LOGISTIC: **within 1e-5**.
 - ``mlp_int8``: QUANTIZE (TFLite's ``round(x / scale)``: float32 division, half away from
   zero, as numpy's :func:`~rlbudget.policy.model.quantize_input`), then per layer an int8
-  FULLY_CONNECTED with an int32 bias and a per-channel weight scale (quantized dimension 0;
-  a per-layer policy repeats its one scale, see below), relu fused (TFLite's clamp at the
-  output zero point is numpy's). The runtime derives each channel's multiplier and shift
-  from ``input_scale · w_scale[j] / output_scale`` in double precision and requantizes
-  with gemmlowp's two roundings, which is numpy's ``"tflite"`` rule. A tanh / sigmoid
-  layer is then CAST (int8 → int32), ADD 128, GATHER in its 256-entry int8 table: numpy's
-  table, bit for bit, whatever its scales (TFLite's own int8 TANH fixes the output scale at
-  1/128 and computes in its own fixed point; TFLite Micro and LiteRT do not even agree on
-  it). A ``float_output`` last layer (argmax, clip or identity head) is computed in int32
-  as numpy does: CAST, ADD ``-zero_point``, MUL by the int32 weights (broadcast), SUM,
-  ADD the bias, CAST to float32, MUL by the per-channel float32 scale. **Bit-exact** with
-  numpy's int8 path, logits and actions.
+  FULLY_CONNECTED with an int32 bias and the policy's weight scales (one per layer, or one
+  per output channel: quantized dimension 0), relu fused (TFLite's clamp at the output
+  zero point is numpy's). The runtime derives the multiplier and shift from
+  ``double(input_scale) · double(w_scale[j]) / double(output_scale)``, as ``compress``
+  does (:func:`_check_multipliers` refuses a policy whose constants are not those), and
+  requantizes (see "Which rounding" below). A tanh / sigmoid layer is then CAST (int8 →
+  int32), ADD 128, GATHER in its 256-entry int8 table: numpy's table, bit for bit,
+  whatever its scales (TFLite's own int8 TANH and LOGISTIC fix the output scale at 1/128
+  and 1/256 and compute otherwise). A ``float_output`` last layer (argmax, clip or
+  identity head) is CAST to float32, ADD ``-zero_point``, a float32 FULLY_CONNECTED of
+  the integer weights and bias (every partial sum an integer below ``2**24``: exact, in
+  any order), MUL by the float32 dequantization scale: numpy's ``float32(acc) ·
+  dequant_scale``. **Bit-exact** with numpy's int8 path, logits and actions.
 - heads: ARG_MAX (int32; the first largest, as numpy), MAXIMUM/MINIMUM (``clip``),
   TANH · half_span + mid (``tanh_rescale``, within 1e-6); after an int8 output,
   ``tanh_rescale`` is a GATHER in the table of its 256 results per dimension, exact.
 
-Why per-channel scales always: for a per-tensor FULLY_CONNECTED both runtimes compute
-``input_scale · w_scale`` in float32 before the double division, so the multiplier they
-derive differs from rlbudget's (which multiplies in double) in its last bits; the
-per-channel path multiplies in double. The cost: 4 + 8 bytes per output channel.
-
-Which rounding: TFLite Micro (the PyPI interpreter, as the C++ library by default)
-requantizes with two roundings (``SaturatingRoundingDoublingHighMul`` then
-``RoundingDivideByPOT``): numpy's ``"tflite"`` rule. LiteRT 2.3 (ai-edge-litert, its
-reference kernels) rounds once (TFLite's ``TFLITE_SINGLE_ROUNDING``), which is numpy's
-``"high_word"`` rule where every shift is ≤ -2 (``compress`` picks it there, the usual
-case). The two agree unless the first rounding lands on a tie of the second, about one
-activation in ``2**(-shift)``; the model file cannot choose. So ``policy.tflite`` is
-bit-exact in TFLite Micro with :func:`tflite_rounding` of the policy (every layer on the
-``"tflite"`` rule, the same multipliers), and in LiteRT's reference kernels with the
-policy as compressed; :attr:`TfliteExportResult.warnings` names the layers whose rule the
-runtime does not share. LiteRT's optimized kernels (its default resolver) requantize
-differently again and are one step off now and then: :func:`litert_runner` uses the
-reference ones.
+Which rounding: TFLite Micro (its PyPI interpreter) requantizes with two roundings
+(``SaturatingRoundingDoublingHighMul`` then ``RoundingDivideByPOT``): numpy's ``"tflite"``
+rule. LiteRT 2.3 (ai-edge-litert, its reference kernels) rounds once, as TFLite's
+``TFLITE_SINGLE_ROUNDING`` option does: numpy's ``"high_word"`` rule, which ``compress``
+picks wherever every shift is ≤ -2 (the usual case). The two agree unless the first
+rounding lands on a tie of the second, about one activation in ``2**(-shift)``; the model
+file cannot choose. So ``policy.tflite`` is bit-exact in TFLite Micro with
+:func:`tflite_rounding` of the policy (every layer on the ``"tflite"`` rule, the same
+multipliers), and in LiteRT's reference kernels with the policy as compressed;
+:attr:`TfliteExportResult.warnings` names the layers whose rule a runtime does not share.
+LiteRT's optimized kernels (its default resolver) requantize otherwise again and are one
+step off now and then: :func:`litert_runner` uses the reference ones.
 
 Not supported (a one-line error naming what is): table, packed-table and linear bodies,
 float16 MLPs, and the discretize / one_hot / tile_code preprocess steps.
@@ -237,9 +232,9 @@ def _lookup(g: _Graph, q: int, table: int, label: str, **quant: Any) -> int:
 def _int8_layer(g: _Graph, i: int, q: int, layer: QDense) -> int:
     n_out = int(layer.W.shape[1])
     _check_multipliers(i, layer)
-    w_scale = np.broadcast_to(layer.w_scale, (n_out,))
-    W = g.const(layer.W.T, np.int8, f"W{i}", **_quant(w_scale), quantized_dimension=0)
-    bias_scale = np.float32(layer.input_scale) * w_scale  # what LiteRT checks the bias against
+    # one scale (per layer) or one per output channel (quantized dimension 0 of [out, in])
+    W = g.const(layer.W.T, np.int8, f"W{i}", **_quant(layer.w_scale), quantized_dimension=0)
+    bias_scale = np.float32(layer.input_scale) * layer.w_scale  # LiteRT checks the bias's
     b = g.const(layer.b, np.int32, f"b{i}", **_quant(bias_scale))
     fused = RELU if layer.activation == "relu" else NONE
     out = Tensor(f"dense{i}", (1, n_out), INT8,
