@@ -312,3 +312,25 @@ def test_other_unsupported_parts_are_named(tmp_path: Path) -> None:
         "only)"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_tflite_micro_names_the_package(monkeypatch: Any) -> None:
+    monkeypatch.setitem(sys.modules, "tflite_micro.python.tflite_micro", None)
+    with pytest.raises(PolicyError) as e:
+        arena_bytes(build_model(cartpole_mlp("relu")))
+    assert str(e.value) == (
+        "running policy.tflite needs tflite-micro (TFLite Micro's Python interpreter): "
+        "pip install tflite-micro"
+    )
+
+
+def test_profile_format_tflite_refuses_a_table_in_one_line(tmp_path: Path) -> None:
+    save_policy(cartpole_table(), tmp_path / "table")
+    budget = tmp_path / "b.yaml"
+    budget.write_text("name: b\ndevice: esp32\ninference: {ram: 64KiB}\n")
+    r = runner.invoke(app, ["profile", str(tmp_path / "table"), "--budget", str(budget),
+                            "--format", "tflite"])  # fmt: skip
+    assert r.exit_code == 2 and r.stderr.strip().splitlines() == [
+        "error: export_tflite: body kind 'table' is not supported; the TFLite export handles "
+        "mlp and mlp_int8 bodies on a Box observation (preprocess: normalize only)"
+    ], r.stderr
