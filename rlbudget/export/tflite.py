@@ -430,8 +430,9 @@ def tflm_runner(path: str | os.PathLike[str]) -> Callable[[Any], tuple[Array, ..
 
     :raises PolicyError: tflite-micro is missing.
     """
-    interpreter = _tflm(Path(path).read_bytes())
-    n_out = _output_count(Path(path).read_bytes())
+    data = Path(path).read_bytes()
+    interpreter = _tflm(data, max(10 * len(data), 2**16))  # ample: arena_bytes sizes it
+    n_out = _output_count(data)
 
     def run(obs: Any) -> tuple[Array, ...]:
         interpreter.set_input(np.asarray(obs, dtype=np.float32).reshape(1, -1), 0)
