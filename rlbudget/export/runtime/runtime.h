@@ -26,15 +26,18 @@ int8_t rlb_knots(const int8_t *knots, int32_t v);
 float rlb_h2f(uint16_t h);
 float rlb_round_half(float f);
 int32_t rlb_popcount8(uint32_t v);
+void rlb_expand_int8(const int8_t *x, int32_t *q, int32_t n, int32_t zp);
+void rlb_dot_int8(const int32_t *q, const int8_t *w, int32_t n_in, int32_t n, int32_t *sums);
 
 /* model data, generated into policy.c */
 extern const float rlb_norm_mean[];
 extern const float rlb_norm_std[];
-extern const double rlb_disc_low[];
-extern const double rlb_disc_range[];
+extern const float rlb_disc_low[];
+extern const float rlb_disc_scale[];
 extern const int32_t rlb_disc_bins[];
 extern const uint8_t rlb_packed[];
 extern const uint8_t rlb_stored[];
 extern const uint16_t rlb_rank[];
+extern int32_t rlb_x16[]; /* the DSP kernels' expanded input (dsp_int8.c) */
 
 #endif /* RLB_RUNTIME_H */
