@@ -379,12 +379,15 @@ def fit(cells: list[Cell], devices: list[Device], cache: dict[str, Any]) -> dict
         for model in sorted({s.model for _, s, _ in known}):
             names = FEATURES[model.split("-")[0]]
             fit_rows = [(s, y) for c, s, y in known if s.model == model and c.split == "fit"]
+            if not fit_rows:  # e.g. no fit cell of this kind fits an AVR part
+                continue
             x = np.array([[float(s.counts[k]) for k in names] for s, _ in fit_rows])
             coef = nnls_relative(x, np.array([y for _, y in fit_rows]))
             models[model] = {k: float(f"{v:.4g}") for k, v in zip(names, coef, strict=True)}
         ratios: dict[str, list[float]] = {"fit": [], "holdout": []}
         for c, s, y in known:
-            ratios[c.split].append(y / cycles_of(models[s.model], s))
+            if s.model in models:
+                ratios[c.split].append(y / cycles_of(models[s.model], s))
         every = ratios["fit"] + ratios["holdout"]
         low = float(np.floor(min(min(every), 1.0) / MARGIN * 100) / 100)
         high = float(np.ceil(max(max(every), 1.0) * MARGIN * 100) / 100)
