@@ -13,12 +13,13 @@
 
 /* the last int8 layer of an argmax head with one dequantization scale: the int32
    accumulators themselves (their argmax is the dequantized values') */
-RLB_API void rlb_dense_int8_acc(const int8_t *x, int32_t *y, const int8_t *w, const RLB_BIAS *b,
+RLB_API void rlb_dense_int8_acc(const int8_t *x, int32_t *y, RLB_CONST int8_t *w,
+                               RLB_CONST RLB_BIAS *b,
                                int32_t n_in, int32_t n_out, int32_t in_zp)
 {
     int32_t i, j, acc;
     for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
+        RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];

@@ -13,13 +13,13 @@
 
 /* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
    scale (ch = 0), no requantization */
-RLB_API void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const RLB_BIAS *b,
-                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
-                                 int32_t in_zp)
+RLB_API void rlb_dense_int8_float(const int8_t *x, float *y, RLB_CONST int8_t *w,
+                                 RLB_CONST RLB_BIAS *b, RLB_CONST float *scale, int32_t ch,
+                                 int32_t n_in, int32_t n_out, int32_t in_zp)
 {
     int32_t i, j, acc;
     for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
+        RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
         for (i = 0; i < n_in; ++i) {
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
