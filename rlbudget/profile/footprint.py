@@ -54,7 +54,7 @@ class Footprint:
     and ``*_how`` how."""
 
     format: str
-    target: str  # "cortex-m4f", "cortex-m0plus", or "host"
+    target: str  # "cortex-m4f", "cortex-m0plus", "atmega328p" (AVR), or "host"
     weight_bytes_by_dtype: dict[str, int]
     weight_bytes: int  # every array the policy stores
     buffer_bytes: int  # working buffers of the body (activations, input, output)
@@ -119,6 +119,28 @@ def _proxy(device: Device, target: str) -> str:
     return f"; {target} stands in for {device.id}'s {device.core}"
 
 
+def _avr_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint | None:
+    """The ``c`` footprint on an AVR device, linked with avr-gcc (:mod:`rlbudget.emulate.avr`:
+    what the policy adds to an image, its tables in flash), or None without the toolchain
+    or on another core."""
+    from rlbudget.emulate.avr import is_avr, mcu, missing_tools, policy_cost
+
+    if not is_avr(device) or missing_tools() is not None:
+        return None
+    full, empty, stack = policy_cost(exported.files[0].parent, device)
+    flash = full.flash_bytes - empty.flash_bytes
+    static = full.sram_bytes - empty.sram_bytes
+    weights = policy.bytes_by_dtype()
+    return Footprint(
+        "c", mcu(device), weights, sum(weights.values()), policy.buffer_bytes,
+        flash - exported.flash_bytes, flash, static + stack,
+        "measured", f"avr-gcc -Os -mmcu={mcu(device)}, linked (.text + .data; the constants "
+        "in flash as __flash)",
+        "measured", f"linked .data + .bss {static} B (static buffers and the caller's "
+        f"input/output) + stack {stack} B (avr-gcc -fstack-usage)",
+    )  # fmt: skip
+
+
 def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint:
     """The ``c`` footprint of ``policy``, whose C export is ``exported`` (on disk)."""
     from rlbudget.export.arm import firmware_cost, stack_usage
@@ -126,6 +148,9 @@ def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Foot
     target = cortex_target(device)
     weights = policy.bytes_by_dtype()
     io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
+    avr = _avr_footprint(policy, device, exported)
+    if avr is not None:
+        return avr
     measured = firmware_cost(exported.files[0].parent, target)
     stack = stack_usage(exported.files[0].parent, target) if measured else None
     sizes = code_sizes()

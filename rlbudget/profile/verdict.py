@@ -308,8 +308,10 @@ def profile(
     latency_source = "estimated"
     if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
         from rlbudget.emulate import profile_latency
+        from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
-        emulated, why = profile_latency(policy, device, obs)
+        emulate = profile_latency_avr if is_avr(device) else profile_latency
+        emulated, why = emulate(policy, device, obs)
         if emulated is not None:
             target_latency, how, latency_source = emulated, why, "emulated"
         elif why:
