@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import pairwise
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def cartpole_mlp() -> Policy:
     layers = tuple(
         Dense((rng.standard_normal((m, n)) / np.sqrt(m)).astype(np.float32),
               (0.1 * rng.standard_normal(n)).astype(np.float32), "tanh" if i < 2 else "identity")
-        for i, (m, n) in enumerate(zip(sizes, sizes[1:], strict=False))
+        for i, (m, n) in enumerate(pairwise(sizes))
     )  # fmt: skip
     norm = Normalize(np.zeros(4), np.array([1.0, 4.0, 0.04, 4.0]), clip=10.0)
     return Policy(o, a, (norm,), MLP(layers), Head("argmax"), {"env": "CartPole-v1"})
@@ -93,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
          "CartPole-v1"),
         ("MountainCar tile coder 8 × 16², int16", mountaincar_tiles(), "MountainCar-v0"),
     ]  # fmt: skip
-    print("| policy | cycles min / mean / max | ms at 16 MHz | cycles/MAC | flash B | "
-          "SRAM B | profile's estimate | emulated ÷ estimate |")
+    print(
+        "| policy | cycles min / mean / max | ms at 16 MHz | cycles/MAC | flash B | "
+        "SRAM B | profile's estimate | emulated ÷ estimate |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, policy, env in cases:
         e = emulate_avr(policy, device, observations(env, args.observations))

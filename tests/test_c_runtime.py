@@ -56,10 +56,10 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
 every ``#if`` branch is built at least once."""
 
 
-def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path) -> None:
+def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path, std: str = "-std=c99") -> None:
     """Every variant of every file, two compilers at a time; each must build silently."""
     cmds = [
-        [compiler, *extra, *FLAGS, *(f"-D{k}={v}" for k, v in variant.items()), "-c",
+        [compiler, *extra, std, *FLAGS[1:], *(f"-D{k}={v}" for k, v in variant.items()), "-c",
          str(RUNTIME / name), "-o", str(tmp / f"{name}.{i}.o")]
         for name, variants in VARIANTS.items() for i, variant in enumerate(variants)
     ]  # fmt: skip
@@ -92,6 +92,19 @@ def test_each_file_compiles_on_its_own_without_a_warning(tmp_path: Path) -> None
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_each_file_compiles_for_cortex_m(target: str, tmp_path: Path) -> None:
     compile_all("arm-none-eabi-gcc", TARGETS[target], tmp_path)
+
+
+@pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="no avr-gcc (apt-get install gcc-avr "
+                    "avr-libc)")  # fmt: skip
+def test_each_file_compiles_for_avr_with_its_tables_in_flash(tmp_path: Path) -> None:
+    """GNU C, where RLB_CONST is const __flash: a kernel reading a table through a plain
+    pointer (another address space) would warn, and -Werror fails it."""
+    compile_all("avr-gcc", ("-mmcu=atmega328p",), tmp_path, std="-std=gnu99")
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include "runtime.h"\nRLB_CONST float probe = 1.0f;\n')
+    run = subprocess.run(["avr-gcc", "-mmcu=atmega328p", "-std=gnu99", f"-I{RUNTIME}", "-S",
+                          "-o", "-", str(probe)], capture_output=True, text=True)  # fmt: skip
+    assert ".section\t.progmem" in run.stdout, run.stdout + run.stderr  # flash, not .rodata
 
 
 def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:

@@ -16,7 +16,8 @@ GPIOR0 register before each decision and 2 after it; on 1 the runner copies the 
 observation into the harness's ``rlb_obs`` and notes simavr's cycle counter, on 2 it
 prints the cycles between the two writes (the call with its argument set-up, the
 function, the return and storing the result: about 20 cycles more than the function
-alone) and the harness's ``rlb_out`` bytes (result and action). Why libsimavr rather than
+alone) and the harness's ``rlb_out`` bytes (an int16 result, then the float action: AVR
+structs have no padding). Why libsimavr rather than
 simavr's command line: its cycle counter is exact, with no timer interrupt perturbing the
 count (Timer1 would overflow every 4 ms at 16 MHz), and no UART text to parse.
 
@@ -126,7 +127,7 @@ int main(int argc, char **argv)
     unsigned long long cap;
     int state;
     if (argc != 10) {
-        fprintf(stderr, "usage: runner elf mcu hz marker obs n obs_addr:bytes out_addr:bytes cap\n");
+        fprintf(stderr, "usage: runner elf mcu hz marker obs n obs_at:n out_at:n cap\n");
         return 2;
     }
     memset(&fw, 0, sizeof fw);
@@ -242,7 +243,8 @@ def link_avr(sources: list[Path], elf: Path, part: str, clock_hz: float,
     if reason is not None:
         raise RlbudgetError(f"cannot build for AVR: {reason}")
     cmd = ["avr-gcc", f"-mmcu={part}", f"-DF_CPU={int(clock_hz)}UL", *CFLAGS,
-           *([f"-I{include}"] if include else []), *map(str, sources), "-lm", "-o", str(elf)]  # fmt: skip
+           *([f"-I{include}"] if include else []), *map(str, sources), "-lm", "-o",
+           str(elf)]  # fmt: skip
     _run(cmd, f"linking the {part} image")
     fields = _run(["avr-size", str(elf)], "avr-size").stdout.splitlines()[1].split()
     return AvrImage(elf, int(fields[0]), int(fields[1]), int(fields[2]))
@@ -315,9 +317,9 @@ def simulate(elf: Path, part: str, clock_hz: float, obs: bytes, n: int, obs_at: 
     with tempfile.TemporaryDirectory(prefix="rlbudget-simavr-") as tmp:
         exe = runner(Path(tmp))
         (Path(tmp) / "obs.bin").write_bytes(obs)
-        cmd = [str(exe), str(elf), part, str(int(clock_hz)), hex(MARKER), str(Path(tmp) / "obs.bin"),
-               str(n), f"{obs_at:x}:{len(obs) // max(n, 1)}", f"{out_at:x}:{out_bytes}",
-               str(max_cycles)]  # fmt: skip
+        cmd = [str(exe), str(elf), part, str(int(clock_hz)), hex(MARKER),
+               str(Path(tmp) / "obs.bin"), str(n), f"{obs_at:x}:{len(obs) // max(n, 1)}",
+               f"{out_at:x}:{out_bytes}", str(max_cycles)]  # fmt: skip
         try:
             run = subprocess.run(cmd, capture_output=True, text=True, check=False,
                                  timeout=timeout)  # fmt: skip
@@ -325,16 +327,17 @@ def simulate(elf: Path, part: str, clock_hz: float, obs: bytes, n: int, obs_at: 
             raise RlbudgetError(f"simavr ran over {timeout:g} s on {n} decisions; emulate "
                                 "fewer observations") from None  # fmt: skip
     if run.returncode == 3:
-        raise RlbudgetError(f"an emulated decision did not finish within {max_cycles:,} cycles "
-                            f"on the {part} (the emulator's cap, {max_cycles / clock_hz:g} s): "
-                            "the policy is far too slow for this chip, or loops without end")  # fmt: skip
+        raise RlbudgetError(
+            f"an emulated decision did not finish within {max_cycles:,} cycles on the {part} "
+            f"(the emulator's cap, {max_cycles / clock_hz:g} s): the policy is far too slow "
+            "for this chip, or loops without end")  # fmt: skip
     if run.returncode != 0:
         raise RlbudgetError(f"simavr: {(run.stderr.strip().splitlines() or ['failed'])[-1]}")
     out = []
     for line in run.stdout.splitlines():
         if line.startswith("rlb "):
-            _, cycles, steps, data = line.split()
-            out.append(Decision(int(cycles), int(steps), bytes.fromhex(data)))
+            _, cycles, steps, *data = line.split()
+            out.append(Decision(int(cycles), int(steps), bytes.fromhex("".join(data))))
     if len(out) != n:
         raise RlbudgetError(f"simavr reported {len(out)} decisions of {n}")
     return out
@@ -349,9 +352,10 @@ def _same(policy: Policy, obs: Any, got: Any) -> tuple[bool, Any]:
 
 
 def emulate_avr(policy: Policy, device: Device, observations: Any, *,
-                max_cycles: int = MAX_CYCLES) -> EmulatedLatency:  # fmt: skip
+                max_cycles: int | None = None) -> EmulatedLatency:  # fmt: skip
     """Emulate one decision per observation on the AVR ``device`` (module docstring): every
-    decision counted and its action checked against numpy's.
+    decision counted and its action checked against numpy's; ``max_cycles`` per decision
+    (default :data:`MAX_CYCLES`).
 
     :raises RlbudgetError: a missing tool, an image that does not fit the part, a decision
         over ``max_cycles``, or an emulated action that differs from numpy's.
@@ -374,14 +378,15 @@ def emulate_avr(policy: Policy, device: Device, observations: Any, *,
         symbols = read_elf(image.elf).symbols
         decisions = simulate(image.elf, part, device.clock_hz, obs32.tobytes(), len(obs32),
                              symbols["rlb_obs"] & 0xFFFF, symbols["rlb_out"] & 0xFFFF,
-                             4 + 4 * dim, max_cycles=max_cycles)  # fmt: skip
+                             2 + 4 * dim, max_cycles=max_cycles or MAX_CYCLES)  # fmt: skip
     for i, (obs, d) in enumerate(zip(obs_all, decisions, strict=True)):
         got: Any = (int.from_bytes(d.out[:2], "little", signed=True) if discrete
-                    else np.frombuffer(d.out[4 : 4 + 4 * dim], dtype="<f4").copy())  # fmt: skip
+                    else np.frombuffer(d.out[2 : 2 + 4 * dim], dtype="<f4").copy())  # fmt: skip
         same, want = _same(policy, obs, got)
         if not same:
-            raise RlbudgetError(f"the emulated AVR C policy chose {got!r} on observation {i}, "
-                                f"numpy chose {want!r}: the export and the policy disagree")  # fmt: skip
+            raise RlbudgetError(
+                f"the emulated AVR C policy chose {got!r} on observation {i}, numpy chose "
+                f"{want!r}: the export and the policy disagree")  # fmt: skip
     c = np.array([d.cycles for d in decisions], dtype=np.float64)
     clock = device.clock_hz
     how = (f"emulated: policy.c avr-gcc -Os -mmcu={part}, cycle-accurate in simavr; every "

@@ -370,9 +370,9 @@ def _head(w: CWriter, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
         ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
-        table = y == "y"  # a row of the table body's constants (flash)
-        suffix = "_table" if table else {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
-        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, RLB_TABLE=int(table),
+        row = y == "y"  # a row of the table body's constants (flash)
+        suffix = "_table" if row else {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, RLB_TABLE=int(row),
                                     rlb_argmax=f"rlb_argmax{suffix}"))  # fmt: skip
         w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return

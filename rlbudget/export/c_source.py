@@ -66,8 +66,8 @@ class CWriter:
                 for i in range(0, len(items), per_line)]  # fmt: skip
         note = f"/* {comment} */\n" if comment else ""
         body = ",\n    ".join(rows)
-        self.consts.append(f"{note}static RLB_CONST {ctype} {name}[{len(items)}] = "
-                           f"{{\n    {body}\n}};")
+        head = f"static RLB_CONST {ctype} {name}[{len(items)}]"
+        self.consts.append(f"{note}{head} = {{\n    {body}\n}};")
         self.flash += len(items) * sizeof(ctype)
         return name
 

@@ -38,9 +38,9 @@ RUNTIME = files("rlbudget.export") / "runtime"
 _IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 _PARAMETER = re.compile(r"\bRLB_(?!CONST\b)[A-Z0-9_]+\b")
 
-CONST_MACRO = """/* RLB_CONST: the constants' qualifier. On AVR (Harvard) a plain const array is copied to
-   SRAM at start-up, so there they live in flash as avr-gcc's __flash (C with GNU
-   extensions: -std=gnu99/gnu11, the Arduino default); elsewhere const is flash already */
+CONST_MACRO = """/* RLB_CONST: the constants' qualifier. On AVR (Harvard) a plain const array is
+   copied to SRAM at start-up, so there they live in flash as avr-gcc's __flash (C with
+   GNU extensions: -std=gnu99/gnu11, the Arduino default); elsewhere const is flash */
 #if defined(__AVR__) && defined(__FLASH) && !defined(__STRICT_ANSI__)
 #define RLB_CONST const __flash
 #else
