@@ -151,6 +151,23 @@ def test_an_image_too_large_for_the_chip_is_reported_with_its_size(
     assert figure is None and why == f"latency and energy estimated, not emulated: {message}"
 
 
+def test_an_array_over_avr_gcc_s_limit_keeps_the_estimate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 5,000 × 2 table is 40,000 B in one array: avr-gcc refuses any object over 32,767 B.
+    profile's latency keeps the estimate with the reason; its flash, the estimate's (the
+    exact const bytes plus code), is over the chip's 32 KiB, so device.flash FAILs."""
+    monkeypatch.setenv("RLBUDGET_EMULATE", "1")
+    policy = big_table(5000)
+    figure, why = avr.profile_latency_avr(policy, UNO, np.arange(2))
+    assert figure is None and why == (
+        "latency and energy estimated, not emulated: cannot build for the atmega328p: a "
+        "constant array of policy.c is over 32,767 B, the most one avr-gcc object may hold "
+        "(the chip has 32 KiB of flash in all)")  # fmt: skip
+    f = footprint(policy, "c", UNO)
+    assert f.flash_source == "estimated" and f.flash_bytes > 40_000 > 32 * 1024
+
+
 UNO_BUDGET = """name: uno
 device: arduino-uno
 inference: {latency: 1s, energy: 1J}

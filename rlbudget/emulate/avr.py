@@ -237,6 +237,7 @@ def link_avr(sources: list[Path], elf: Path, part: str, clock_hz: float,
              include: Path | None = None) -> AvrImage:  # fmt: skip
     """Compile and link ``sources`` for ``part`` (module docstring) and read its sizes.
 
+    :raises DoesNotFit: a constant array over 32,767 B (avr-gcc's limit for one object).
     :raises RlbudgetError: a tool is missing, or the compiler's first error line.
     """
     reason = missing_tools()
@@ -245,7 +246,14 @@ def link_avr(sources: list[Path], elf: Path, part: str, clock_hz: float,
     cmd = ["avr-gcc", f"-mmcu={part}", f"-DF_CPU={int(clock_hz)}UL", *CFLAGS,
            *([f"-I{include}"] if include else []), *map(str, sources), "-lm", "-o",
            str(elf)]  # fmt: skip
-    _run(cmd, f"linking the {part} image")
+    try:
+        _run(cmd, f"linking the {part} image")
+    except RlbudgetError as exc:
+        if "is too large" not in str(exc):
+            raise
+        raise DoesNotFit(f"cannot build for the {part}: a constant array of policy.c is over "
+                         "32,767 B, the most one avr-gcc object may hold (the chip has "
+                         f"{FLASH_BYTES // 1024} KiB of flash in all)") from None  # fmt: skip
     fields = _run(["avr-size", str(elf)], "avr-size").stdout.splitlines()[1].split()
     return AvrImage(elf, int(fields[0]), int(fields[1]), int(fields[2]))
 

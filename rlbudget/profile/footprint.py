@@ -121,13 +121,17 @@ def _proxy(device: Device, target: str) -> str:
 
 def _avr_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint | None:
     """The ``c`` footprint on an AVR device, linked with avr-gcc (:mod:`rlbudget.emulate.avr`:
-    what the policy adds to an image, its tables in flash), or None without the toolchain
-    or on another core."""
-    from rlbudget.emulate.avr import is_avr, mcu, missing_tools, policy_cost
+    what the policy adds to an image, its tables in flash), or None without the toolchain,
+    on another core, or for an array too large for avr-gcc (over 32 KiB, more than the
+    chip's flash: the estimate's flash figure fails the check)."""
+    from rlbudget.emulate.avr import DoesNotFit, is_avr, mcu, missing_tools, policy_cost
 
     if not is_avr(device) or missing_tools() is not None:
         return None
-    full, empty, stack = policy_cost(exported.files[0].parent, device)
+    try:
+        full, empty, stack = policy_cost(exported.files[0].parent, device)
+    except DoesNotFit:  # an array over avr-gcc's 32 KiB: the estimate's flash says how much
+        return None
     flash = full.flash_bytes - empty.flash_bytes
     static = full.sram_bytes - empty.sram_bytes
     weights = policy.bytes_by_dtype()
