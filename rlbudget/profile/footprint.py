@@ -10,7 +10,9 @@
   ``.data + .bss`` including the caller's observation/action buffers) plus the stack from
   ``gcc -fstack-usage``; without it, **estimated** from per-body constants measured the
   same way (``rlbudget/data/c_code_sizes.yaml``). The Cortex-M target follows the device:
-  M4F for a core with an FPU, M0+ without.
+  M4F for a core with an FPU, M0+ without. An AVR device (the Arduino Uno) is linked with
+  ``avr-gcc -Os -mmcu=atmega328p`` instead (:mod:`rlbudget.emulate.avr`, the tables in
+  flash); without avr-gcc, its estimate uses the ATmega328P's own code constants.
 - ``numpy`` / ``onnx`` (Linux-class devices): flash = the policy files on disk plus the
   runtime installed on this host (numpy, or onnxruntime's package), RAM = the resident set
   of a fresh process that loads the policy and takes one decision, **measured on this
@@ -103,7 +105,7 @@ def body_variant(policy: Policy) -> str:
     return "table"
 
 
-TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F"}
+TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F", "atmega328p": "AVR"}
 
 
 def own_core(device: Device, target: str) -> bool:
@@ -149,13 +151,18 @@ def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Foot
     """The ``c`` footprint of ``policy``, whose C export is ``exported`` (on disk)."""
     from rlbudget.export.arm import firmware_cost, stack_usage
 
+    from rlbudget.emulate.avr import is_avr, mcu
+
     target = cortex_target(device)
     weights = policy.bytes_by_dtype()
     io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
     avr = _avr_footprint(policy, device, exported)
     if avr is not None:
         return avr
-    measured = firmware_cost(exported.files[0].parent, target)
+    compiler = "arm-none-eabi-gcc"
+    if is_avr(device):  # no avr-gcc here: AVR's own code constants, not a Cortex-M build
+        target, compiler = mcu(device), "avr-gcc"
+    measured = None if compiler == "avr-gcc" else firmware_cost(exported.files[0].parent, target)
     stack = stack_usage(exported.files[0].parent, target) if measured else None
     sizes = code_sizes()
     if measured is not None and stack is not None:
@@ -181,7 +188,7 @@ def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Foot
         code + libm, exported.flash_bytes + code + libm, exported.ram_bytes + io + stack,
         "estimated", f"const arrays {exported.flash_bytes} B (exact) + code {code} B for "
         f"'{variant}' on {target}" + (f" + libm {libm} B" if libm else "")
-        + " (rlbudget/data/c_code_sizes.yaml; arm-none-eabi-gcc not installed)"
+        + f" (rlbudget/data/c_code_sizes.yaml; {compiler} not installed)"
         + _proxy(device, target),
         "estimated", f"static buffers {exported.ram_bytes} B (exact) + input/output {io} B + "
         f"stack ≈{stack} B (gcc -fstack-usage on similar exports)",
