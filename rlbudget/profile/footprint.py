@@ -149,9 +149,8 @@ def _avr_footprint(policy: Policy, device: Device, exported: ExportResult) -> Fo
 
 def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint:
     """The ``c`` footprint of ``policy``, whose C export is ``exported`` (on disk)."""
-    from rlbudget.export.arm import firmware_cost, stack_usage
-
     from rlbudget.emulate.avr import is_avr, mcu
+    from rlbudget.export.arm import firmware_cost, stack_usage
 
     target = cortex_target(device)
     weights = policy.bytes_by_dtype()
