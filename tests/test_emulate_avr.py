@@ -5,19 +5,22 @@ Skipped when avr-gcc, avr-libc, libsimavr-dev or a host C compiler is missing.""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rlbudget.budget import load_budget
+from rlbudget.compress.fp16 import to_fp16
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.compress.tabular import quantize_linear
 from rlbudget.devices import get_device
 from rlbudget.emulate import avr
+from rlbudget.emulate.image import read_elf
 from rlbudget.errors import RlbudgetError
 from rlbudget.export.c import export_c
-from rlbudget.policy import Head, Policy, Table, save_policy
+from rlbudget.policy import MLP, Head, Policy, Table, save_policy
 from rlbudget.profile.footprint import footprint
 from rlbudget.profile.verdict import profile
 from tests import factories
@@ -31,12 +34,32 @@ def _pendulum_obs() -> np.ndarray:
     return factories.pendulum_obs(12)
 
 
+def _sparse_mlp() -> Policy:
+    """A 4-32-2 relu MLP with 90 % of its weights zero: stored and run as CSR."""
+    policy = factories.cartpole_tanh(widths=(4, 32, 2))
+    assert isinstance(policy.body, MLP)
+    rng = np.random.default_rng(9)
+    layers = tuple(replace(la, W=np.where(rng.random(la.W.shape) < 0.9, 0, la.W).astype(
+        np.float32)) for la in policy.body.layers)  # fmt: skip
+    return replace(policy, body=MLP(layers))
+
+
 CASES = {
     "fp32 mlp": (lambda: factories.cartpole_tanh(widths=(4, 8, 2)),
                  lambda: factories.cartpole_obs(12)),
     "int8 mlp": (lambda: quantize_int8(factories.cartpole_tanh(widths=(4, 8, 2)),
                                        factories.cartpole_obs(200)),
                  lambda: factories.cartpole_obs(12)),
+    "fp16 mlp": (lambda: to_fp16(factories.cartpole_tanh(widths=(4, 8, 2))),
+                 lambda: factories.cartpole_obs(12)),
+    "sparse mlp": (_sparse_mlp, lambda: factories.cartpole_obs(12)),
+    "int8 per channel": (lambda: quantize_int8(factories.cartpole_tanh(widths=(4, 8, 2)),
+                                               factories.cartpole_obs(200), per_channel=True),
+                         lambda: factories.cartpole_obs(12)),
+    "int8 float output": (lambda: quantize_int8(factories.pendulum_relu(head="clip"),
+                                                factories.pendulum_obs(200)), _pendulum_obs),
+    "int8 tanh_rescale": (lambda: quantize_int8(factories.pendulum_relu(head="tanh_rescale"),
+                                                factories.pendulum_obs(200)), _pendulum_obs),
     "box action": (lambda: factories.pendulum_relu(head="clip"), _pendulum_obs),
     "table": (factories.frozenlake_table, lambda: np.arange(16)),
     "packed table": (factories.taxi_packed, lambda: np.arange(0, 500, 41)),
@@ -100,6 +123,21 @@ def test_cycles_of_hand_written_code_match_the_instruction_set_manual(tmp_path: 
     got = avr.simulate(image.elf, "atmega328p", 16e6, b"", 6, 0x100, 0x100, 0)
     assert [d.cycles for d in got] == [100, 30, 9, 100, 30, 9]
     assert [d.instructions for d in got[:3]] == [100, 1 + 10 + 10, 4]
+
+
+def test_the_harness_adds_12_cycles_to_the_function(tmp_path: Path) -> None:
+    """A policy.c whose rlb_policy_act is LDI, LDI, RET (1 + 1 + 4 = 6 cycles): 18 counted,
+    the harness's 4 LDI (arguments) + CALL 4 + 2 STS (2 each, the result) = 12 on top."""
+    (tmp_path / "policy.h").write_text("#define RLB_OBS_DIM 4\n#define RLB_ACTION_DIM 1\n"
+                                       "int rlb_policy_act(const float *obs, float *action);\n")
+    (tmp_path / "policy.c").write_text(
+        '#include "policy.h"\nint rlb_policy_act(const float *obs, float *action)\n'
+        "{\n    (void)obs;\n    (void)action;\n    return 0;\n}\n")  # fmt: skip
+    image = avr.link_policy(tmp_path, tmp_path, UNO)
+    symbols = read_elf(image.elf).symbols
+    got = avr.simulate(image.elf, "atmega328p", 16e6, bytes(32), 2, symbols["rlb_obs"] & 0xFFFF,
+                       symbols["rlb_out"] & 0xFFFF, 6)  # fmt: skip
+    assert [(d.cycles, d.instructions) for d in got] == [(18, 10), (18, 10)]
 
 
 def test_the_cycle_cap_is_a_one_line_error() -> None:

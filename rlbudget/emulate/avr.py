@@ -14,10 +14,10 @@ figure). Data in and out goes through a runner written here against libsimavr (D
 ``libsimavr-dev``) and compiled with the host's C compiler: the harness writes 1 to the
 GPIOR0 register before each decision and 2 after it; on 1 the runner copies the next
 observation into the harness's ``rlb_obs`` and notes simavr's cycle counter, on 2 it
-prints the cycles between the two writes (the call with its argument set-up, the
-function, the return and storing the result: about 20 cycles more than the function
-alone) and the harness's ``rlb_out`` bytes (an int16 result, then the float action: AVR
-structs have no padding). Why libsimavr rather than
+prints the cycles between the two writes and the harness's ``rlb_out`` bytes (an int16
+result, then the float action: AVR structs have no padding). The count is the function
+with its return plus 12 cycles of the harness (four LDI for the arguments, CALL 4, two
+STS for the result, per the AVR instruction set manual). Why libsimavr rather than
 simavr's command line: its cycle counter is exact, with no timer interrupt perturbing the
 count (Timer1 would overflow every 4 ms at 16 MHz), and no UART text to parse.
 
