@@ -128,8 +128,10 @@ def test_cycles_of_hand_written_code_match_the_instruction_set_manual(tmp_path: 
 def test_the_harness_adds_12_cycles_to_the_function(tmp_path: Path) -> None:
     """A policy.c whose rlb_policy_act is LDI, LDI, RET (1 + 1 + 4 = 6 cycles): 18 counted,
     the harness's 4 LDI (arguments) + CALL 4 + 2 STS (2 each, the result) = 12 on top."""
-    (tmp_path / "policy.h").write_text("#define RLB_OBS_DIM 4\n#define RLB_ACTION_DIM 1\n"
-                                       "int rlb_policy_act(const float *obs, float *action);\n")
+    (tmp_path / "policy.h").write_text(
+        "#define RLB_OBS_DIM 4\n#define RLB_ACTION_DIM 1\n"
+        "int rlb_policy_act(const float *obs, float *action);\n"
+    )
     (tmp_path / "policy.c").write_text(
         '#include "policy.h"\nint rlb_policy_act(const float *obs, float *action)\n'
         "{\n    (void)obs;\n    (void)action;\n    return 0;\n}\n")  # fmt: skip
