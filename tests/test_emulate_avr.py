@@ -154,7 +154,8 @@ def test_the_cycle_cap_is_a_one_line_error() -> None:
 def test_a_simavr_run_past_its_timeout_is_a_one_line_error(tmp_path: Path) -> None:
     source = tmp_path / "spin.c"
     source.write_text("#include <avr/io.h>\nint main(void)\n{\n    GPIOR0 = 1;\n"
-                      "    for (;;) {\n        __asm__ __volatile__(\"nop\");\n    }\n}\n")  # fmt: skip
+                      "    for (;;) {\n        __asm__ __volatile__(\"nop\");\n"
+                      "    }\n}\n")  # fmt: skip
     image = avr.link_avr([source], tmp_path / "spin.elf", "atmega328p", 16e6)
     with pytest.raises(RlbudgetError) as err:
         avr.simulate(image.elf, "atmega328p", 16e6, b"", 1, 0x100, 0x100, 0,
