@@ -41,7 +41,7 @@ def render_budget(console: Console, b: Budget) -> None:
     d = b.device
     t.add_row("device", f"{d.id} ({d.device_class}, {d.core})", "")
     t.add_row("device.clock", units.format_frequency(d.clock_hz), f"{d.clock_hz:g} Hz")
-    t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
+    t.add_row("device.ram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
     t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
     t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
     rows: list[tuple[str, float | None, str]] = [
@@ -323,8 +323,10 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
     console.print(t)
     host = result.host_latency
     lat = result.target_latency
-    console.print(f"target latency (estimated): {format_figure(lat.low, 's')} – "
-                  f"{format_figure(lat.high, 's')}, typical "
+    source = result.target_latency_source
+    console.print(f"target latency ({source}): {format_figure(lat.low, 's')} – "
+                  f"{format_figure(lat.high, 's')}, "
+                  f"{'mean' if source == 'emulated' else 'typical'} "
                   f"{format_figure(lat.typical, 's')}")  # fmt: skip
     if host is not None:
         console.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "

@@ -67,9 +67,7 @@ CASES = {
     "int16 tile coder": (lambda: quantize_linear(factories.mountaincar_tiles(), "int16"),
                          lambda: factories.observations("MountainCar-v0")[::25]),
 }  # fmt: skip
-"""Each kind of policy and its observations. The discretizer and the tile coder compute
-in ``double``, which avr-gcc makes 32-bit: their actions agree with numpy's on these
-observations (issue 16 item 4 moves them to float, exact on every core)."""
+"""Each kind of policy and its observations: every kernel of the C runtime."""
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -21,9 +21,8 @@ STS for the result, per the AVR instruction set manual). Why libsimavr rather th
 simavr's command line: its cycle counter is exact, with no timer interrupt perturbing the
 count (Timer1 would overflow every 4 ms at 16 MHz), and no UART text to parse.
 
-AVR's ``double`` is 32 bits in avr-gcc 5.4: C that computes in ``double`` (the tile coder
-and discretizer before issue 16 item 4) runs in float there, and the numpy check says when
-that changes an action.
+AVR's ``double`` is 32 bits in avr-gcc 5.4; the export uses none (float32 MLPs, and the
+tile coder and discretizer in float32 and integers, as numpy), so nothing changes there.
 """
 
 from __future__ import annotations
@@ -360,10 +359,12 @@ def _same(policy: Policy, obs: Any, got: Any) -> tuple[bool, Any]:
 
 
 def emulate_avr(policy: Policy, device: Device, observations: Any, *,
+                exported: Path | None = None,
                 max_cycles: int | None = None) -> EmulatedLatency:  # fmt: skip
     """Emulate one decision per observation on the AVR ``device`` (module docstring): every
     decision counted and its action checked against numpy's; ``max_cycles`` per decision
-    (default :data:`MAX_CYCLES`).
+    (default :data:`MAX_CYCLES`); ``exported``: a folder that already holds ``policy``'s C
+    export (``profile`` passes its own), else the policy is exported here.
 
     :raises RlbudgetError: a missing tool, an image that does not fit the part, a decision
         over ``max_cycles``, or an emulated action that differs from numpy's.
@@ -378,8 +379,10 @@ def emulate_avr(policy: Policy, device: Device, observations: Any, *,
     discrete = policy.action_space.kind == "discrete"
     obs32 = obs_all.reshape(len(obs_all), -1).astype(np.float32)  # AVR float: IEEE, little end
     with tempfile.TemporaryDirectory(prefix="rlbudget-avr-") as tmp:
-        export_c(policy, Path(tmp) / "c")
-        image = link_policy(Path(tmp) / "c", Path(tmp), device)
+        if exported is None:
+            exported = Path(tmp) / "c"
+            export_c(policy, exported)
+        image = link_policy(exported, Path(tmp), device)
         problem = memory_problem(image, part.upper().replace("ATMEGA", "ATmega"))
         if problem is not None:
             raise DoesNotFit(f"cannot emulate {device.id}: {problem}")
@@ -405,13 +408,12 @@ def emulate_avr(policy: Policy, device: Device, observations: Any, *,
     return EmulatedLatency(
         device.id, f"{part} (simavr)", len(c), len(c), round(c.min()), float(c.mean()),
         round(c.max()), float(c.min()) / clock, mean_s, float(c.max()) / clock,
-        mean_s * device.active_power_w, float(np.mean([d.instructions for d in decisions])),
-        0.0, 0, 0.0, how,
+        device.active_power_w, 0.0, how,
     )  # fmt: skip
 
 
-def profile_latency_avr(policy: Policy, device: Device,
-                        observations: Any) -> tuple[Range | None, str]:  # fmt: skip
+def profile_latency_avr(policy: Policy, device: Device, observations: Any, *,
+                        exported: Path | None = None) -> tuple[Range | None, str]:  # fmt: skip
     """:func:`rlbudget.emulate.profile_latency` for an AVR device: the emulated range and
     how, or None and the one line saying why not (a missing tool, or an image that does
     not fit the part, which ``profile``'s memory checks report)."""
@@ -421,7 +423,8 @@ def profile_latency_avr(policy: Policy, device: Device,
     if reason is not None:
         return None, f"latency and energy estimated, not emulated: {reason}"
     try:
-        e = emulate_avr(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS])
+        e = emulate_avr(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS],
+                        exported=exported)  # fmt: skip
     except DoesNotFit as exc:
         return None, f"latency and energy estimated, not emulated: {exc}"
     how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "

@@ -4,9 +4,10 @@
 file and a linker script written here: a vector table, a reset handler that copies
 ``.data`` and clears ``.bss``, then calls ``rlb_policy_act`` on static buffers in a loop:
 the smallest firmware a user could flash. It is compiled as a user would ship it:
-``-O2 -mthumb``, the core's ``-mcpu`` (and ``-mfpu=fpv4-sp-d16 -mfloat-abi=hard`` on an
-M4F), ``-nostartfiles``, newlib-nano (``--specs=nano.specs --specs=nosys.specs``),
-``--gc-sections``, libgcc and libm from the toolchain (software float on the M0+).
+``-O2 -mthumb``, the core's ``-mcpu`` (and ``-mfloat-abi=hard`` with ``-mfpu=fpv4-sp-d16``
+on an M4F, ``fpv5-sp-d16`` on an M33 with its FPU), ``-nostartfiles``, newlib-nano
+(``--specs=nano.specs --specs=nosys.specs``), ``--gc-sections``, libgcc and libm from the
+toolchain (software float on the M0+ and the M3).
 
 :func:`read_elf` reads the image back: its loadable segments (at their run addresses, so
 ``.data`` is already initialised) and its symbols, from the ELF headers (no extra package).
@@ -30,9 +31,13 @@ an image that links is one the emulator can run; the device's own sizes are
 
 CPU_FLAGS: dict[str, tuple[str, ...]] = {
     "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m33-nofp": ("-mcpu=cortex-m33+nofp", "-mthumb", "-mfloat-abi=soft"),
 }
-"""Compiler flags per emulated core (the M4 build is the M4F's, and the M7's stand-in)."""
+"""Compiler flags per emulated build (the M4 build is the M4F's, and the M7's stand-in; an
+M33 without its optional FPU gets ``cortex-m33-nofp``)."""
 CFLAGS = ("-std=c99", "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
           "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")  # fmt: skip
 OPTIMIZATION = "-O2"

@@ -37,6 +37,10 @@ RUNTIME = files("rlbudget.export") / "runtime"
 
 _IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
 _PARAMETER = re.compile(r"\bRLB_(?!CONST\b)[A-Z0-9_]+\b")
+_TARGET = re.compile(r"!?defined\(__[A-Z][A-Z0-9_]*\)( && !?defined\(__[A-Z][A-Z0-9_]*\))*")
+"""An ``#if`` on the compiler's target and options, ``defined(__ARM_FEATURE_DSP) &&
+!defined(__OPTIMIZE_SIZE__)``: its branches are all pasted with their directives (and an
+``#include`` inside), for the compiler that builds ``policy.c`` to choose."""
 
 CONST_MACRO = """/* RLB_CONST: the constants' qualifier. On AVR (Harvard) a plain const array is
    copied to SRAM at start-up, so there they live in flash as avr-gcc's __flash (C with
@@ -72,6 +76,7 @@ def instance(name: str, **parameters: str | int) -> str:
         text = text.split("*/", 1)[1]
     kept: list[str] = []
     levels: list[tuple[bool, bool]] = []  # per open #if: (this branch is kept, one was)
+    targets: list[int] = []  # the levels of the open #ifs on the compiler's target
     for line in text.splitlines():
         directive = line.strip()
         live = all(keep for keep, _ in levels)
@@ -81,6 +86,20 @@ def instance(name: str, **parameters: str | int) -> str:
             continue
         word, _, condition = directive[1:].strip().partition(" ")
         condition = condition.split("/*")[0].strip()
+        verbatim = bool(targets) and targets[-1] == len(levels) - 1
+        if word == "if" and _TARGET.fullmatch(condition):
+            targets.append(len(levels))
+            levels.append((True, True))  # both branches kept, with their directives
+            verbatim = True
+        elif word not in ("else", "endif"):
+            verbatim = word == "include" and bool(targets)
+        if verbatim:
+            if word == "endif":
+                levels.pop()
+                targets.pop()
+            if live:
+                kept.append(line)
+            continue
         if word in ("if", "ifndef"):  # #ifndef: a default, for compiling the file alone
             keep = live and word == "if" and _true(condition, values, name)
             levels.append((keep, keep or not live))

@@ -269,10 +269,12 @@ def footprint(policy: Policy, fmt: str, device: Device) -> Footprint:
 
 
 @contextmanager
-def deployed(policy: Policy, fmt: str, device: Device) -> Iterator[tuple[Footprint, Actor]]:
-    """``policy`` deployed as ``fmt`` on ``device``: its :func:`footprint` and an actor that
-    runs it as deployed (:func:`~rlbudget.profile.latency.deployed_actor`). For ``c`` both
-    come from one export: the C is generated once, measured, and compiled for this host.
+def deployed(policy: Policy, fmt: str, device: Device
+             ) -> Iterator[tuple[Footprint, Actor, Path | None]]:  # fmt: skip
+    """``policy`` deployed as ``fmt`` on ``device``: its :func:`footprint`, an actor that
+    runs it as deployed (:func:`~rlbudget.profile.latency.deployed_actor`), and for ``c``
+    the folder of the export (None otherwise). For ``c`` all three come from one export:
+    the C is generated once, measured, compiled for this host (and emulated, by the caller).
 
     :raises PolicyError: as :func:`footprint` and :func:`~rlbudget.profile.latency.
         deployed_actor` (no C compiler for ``c``, the onnx extra missing for ``onnx``).
@@ -280,10 +282,10 @@ def deployed(policy: Policy, fmt: str, device: Device) -> Iterator[tuple[Footpri
     if fmt != "c":
         memory = footprint(policy, fmt, device)
         with deployed_actor(policy, fmt) as actor:
-            yield memory, actor
+            yield memory, actor, None
         return
     from rlbudget.export.host import HostPolicy
 
     with tempfile.TemporaryDirectory(prefix="rlbudget-profile-") as tmp:
         host = HostPolicy(policy, Path(tmp) / "c")
-        yield _c_footprint(policy, device, host.export), host.act
+        yield _c_footprint(policy, device, host.export), host.act, Path(tmp) / "c"

@@ -78,8 +78,9 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         "",
         "## Latency",
         "",
-        f"On the target ({report.device}, estimated): {format_figure(lat.low, 's')}"
-        f" – {format_figure(lat.high, 's')}, typical "
+        f"On the target ({report.device}, {report.target_latency_source}): "
+        f"{format_figure(lat.low, 's')} – {format_figure(lat.high, 's')}, "
+        f"{'mean' if report.target_latency_source == 'emulated' else 'typical'} "
         f"{format_figure(lat.typical, 's')}; {report.target_latency_how}.",
     ]  # fmt: skip
     host = report.host_latency

@@ -161,6 +161,14 @@ class ProfileReport:
         return FAIL if any(c.status == FAIL for c in self.checks) else PASS
 
     @property
+    def target_latency_source(self) -> str:
+        """``emulated`` when the target latency came from the emulator (its range is the
+        min, mean and max over the emulated decisions), else ``estimated`` (the model)."""
+        emulated = any(c.limit == "inference.latency" and c.source == "emulated"
+                       for c in self.checks)  # fmt: skip
+        return "emulated" if emulated else "estimated"
+
+    @property
     def binding(self) -> Check | None:
         """The failing cost check furthest over its limit (the lowest headroom, a ratio);
         the return when it is the only failing check; None when everything passes."""
@@ -282,7 +290,9 @@ def profile(
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
     returns: ReturnFigure | None = None
-    with deployed(policy, fmt, device) as (memory, actor):  # C: one export for both
+    emulated: Range | None = None
+    why = ""
+    with deployed(policy, fmt, device) as (memory, actor, folder):  # C: one export for all
         if env:
             obs = visited_observations(policy, str(env), states=500, seed=seed,
                                        gym_packages=gym_packages)  # fmt: skip
@@ -303,19 +313,19 @@ def profile(
                 "return is not checked; host latency used random observations"
             )
         host = measure_host(actor, obs, fmt, calls=calls)
+        if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
+            from rlbudget.emulate import profile_latency
+            from rlbudget.emulate.avr import is_avr, profile_latency_avr
+
+            emulate = profile_latency_avr if is_avr(device) else profile_latency
+            emulated, why = emulate(policy, device, obs, exported=folder)
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
-    if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
-        from rlbudget.emulate import profile_latency
-        from rlbudget.emulate.avr import is_avr, profile_latency_avr
-
-        emulate = profile_latency_avr if is_avr(device) else profile_latency
-        emulated, why = emulate(policy, device, obs)
-        if emulated is not None:
-            target_latency, how, latency_source = emulated, why, "emulated"
-        elif why:
-            notes.append(why)
+    if emulated is not None:
+        target_latency, how, latency_source = emulated, why, "emulated"
+    elif why:
+        notes.append(why)
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip

@@ -52,10 +52,22 @@ RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
     int32_t i, j, acc;
     const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
     lo -= out_zp;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+    int32_t sums[16]; /* rows j..j + 15's sums (rlb_dot_int8) */
+    rlb_expand_int8(x, rlb_x16, n_in, in_zp);
+#endif
     for (j = 0; j < n_out; ++j) {
         RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+        if (j % 16 == 0) { /* the next sixteen rows (or the rest) at once */
+            rlb_dot_int8(rlb_x16, row, n_in, n_out - j < 16 ? n_out - j : 16, sums);
+        }
+        acc += sums[j % 16];
+        for (i = n_in & ~3; i < n_in; ++i) { /* the inputs after the last group of four */
+#else
         for (i = 0; i < n_in; ++i) {
+#endif
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
 #if RLB_PER_CHANNEL

@@ -37,15 +37,18 @@ int8_t rlb_knots(RLB_CONST int8_t *knots, int32_t v);
 float rlb_h2f(uint16_t h);
 float rlb_round_half(float f);
 int32_t rlb_popcount8(uint32_t v);
+void rlb_expand_int8(const int8_t *x, int32_t *q, int32_t n, int32_t zp);
+void rlb_dot_int8(const int32_t *q, const int8_t *w, int32_t n_in, int32_t n, int32_t *sums);
 
 /* model data, generated into policy.c */
 extern RLB_CONST float rlb_norm_mean[];
 extern RLB_CONST float rlb_norm_std[];
-extern RLB_CONST double rlb_disc_low[];
-extern RLB_CONST double rlb_disc_range[];
+extern RLB_CONST float rlb_disc_low[];
+extern RLB_CONST float rlb_disc_scale[];
 extern RLB_CONST int32_t rlb_disc_bins[];
 extern RLB_CONST uint8_t rlb_packed[];
 extern RLB_CONST uint8_t rlb_stored[];
 extern RLB_CONST uint16_t rlb_rank[];
+extern int32_t rlb_x16[]; /* the DSP kernels' expanded input (dsp_int8.c) */
 
 #endif /* RLB_RUNTIME_H */
