@@ -41,8 +41,9 @@ QUANTIZE_FULL_SCALE = instance("quantize.c", RLB_HALF_SCALE=0)
 """The quantization when ``scale / 2`` is not exact in float32 (a scale below 2**-125)."""
 DSP = "defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)"
 """Where the int8 kernels take their DSP path (``dsp_int8.c``): a core with the DSP extension
-(Cortex-M4/M7), a compiler with GNU inline assembly (gcc, clang), a build not optimized for size (at ``-Os`` the portable loop is ~300 B
-smaller, and the int8 object stays ≥ 3.5× smaller than float32's)."""
+(Cortex-M4/M7), a compiler with GNU inline assembly (gcc, clang), a build not optimized for
+size (at ``-Os`` the portable loop is ~340 B smaller, and the int8 object stays ≥ 3.5×
+smaller than float32's)."""
 ODD_LOW = -127
 """The clamp's lower bound of a layer with an odd table or knots: input -128 reads as -127."""
 
