@@ -266,6 +266,18 @@ def test_without_the_tools_profile_keeps_the_estimate_and_says_why(
     assert avr.profile_latency_avr(factories.frozenlake_table(), UNO, np.arange(2)) == (None, "")
 
 
+def test_a_runner_that_does_not_build_keeps_the_estimate_with_the_compiler_s_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RLBUDGET_EMULATE", "1")
+    monkeypatch.setattr(avr, "RUNNER", "#error libsimavr is broken here\n")
+    figure, why = avr.profile_latency_avr(factories.frozenlake_table(), UNO, np.arange(2))
+    assert figure is None
+    assert why.startswith("latency and energy estimated, not emulated: compiling the simavr "
+                          "runner (libsimavr-dev) failed: ")  # fmt: skip
+    assert why.endswith("libsimavr is broken here") and "\n" not in why
+
+
 def test_cli_profile_over_the_cycle_cap_exits_2_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,7 @@ tile coder and discretizer in float32 and integers, as numpy), so nothing change
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -78,6 +79,11 @@ int main(void)
 """
 EMPTY = "int main(void) { return 0; }\n"
 
+SIMAVR_INCLUDES = """#include <simavr/sim_avr.h>
+#include <simavr/sim_elf.h>
+#include <simavr/sim_io.h>
+"""
+"""libsimavr's headers that :data:`RUNNER` includes (:func:`missing_tools` looks for them)."""
 RUNNER = r"""/* rlbudget's simavr runner (rlbudget/emulate/avr.py) */
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,6 +181,10 @@ class DoesNotFit(RlbudgetError):
     """The linked image needs more flash or SRAM than the part has."""
 
 
+class Unavailable(RlbudgetError):
+    """The simavr runner does not build here (libsimavr missing or broken)."""
+
+
 def is_avr(device: Device) -> bool:
     """Whether ``device``'s core is an 8-bit AVR."""
     return device.core.startswith("AVR")
@@ -188,13 +198,24 @@ def mcu(device: Device) -> str:
     return MCUS[device.id]
 
 
+@functools.cache
+def _simavr_headers() -> bool:
+    """libsimavr's headers are where the host compiler looks (any prefix, not only /usr)."""
+    try:
+        run = subprocess.run(["cc", "-fsyntax-only", "-x", "c", "-"], input=SIMAVR_INCLUDES,
+                             capture_output=True, text=True, check=False, timeout=60)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0
+
+
 def missing_tools() -> str | None:
     """Why AVR figures cannot be had here (one line), or None: avr-gcc, avr-size, a host C
     compiler and libsimavr's headers are needed."""
     tools = [t for t in ("avr-gcc", "avr-size") if shutil.which(t) is None]
     if shutil.which("cc") is None:
         tools.append("a host C compiler (cc)")
-    if not Path("/usr/include/simavr/sim_avr.h").is_file():
+    elif not _simavr_headers():
         tools.append("libsimavr's headers")
     if tools:
         return f"{' and '.join(tools)} not installed ({TOOL_HINT})"
@@ -298,8 +319,11 @@ def runner(out_dir: Path) -> Path:
     source = out_dir / "rlb_simavr_runner.c"
     source.write_text(RUNNER)
     exe = out_dir / "rlb_simavr_runner"
-    _run(["cc", "-O2", "-I/usr/include/simavr", str(source), "-lsimavr", "-o", str(exe)],
-         "compiling the simavr runner (libsimavr-dev)")  # fmt: skip
+    try:
+        _run(["cc", "-O2", str(source), "-lsimavr", "-o", str(exe)],
+             "compiling the simavr runner (libsimavr-dev)")  # fmt: skip
+    except RlbudgetError as exc:
+        raise Unavailable(str(exc)) from None
     return exe
 
 
@@ -425,7 +449,7 @@ def profile_latency_avr(policy: Policy, device: Device, observations: Any, *,
     try:
         e = emulate_avr(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS],
                         exported=exported)  # fmt: skip
-    except DoesNotFit as exc:
+    except (DoesNotFit, Unavailable) as exc:
         return None, f"latency and energy estimated, not emulated: {exc}"
     how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "
            f"at {device.clock_hz / 1e6:g} MHz; {e.how}")  # fmt: skip
