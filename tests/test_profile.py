@@ -351,9 +351,9 @@ def test_cli_report_folder_missing(cartpole: Path, tmp_path: Path) -> None:
 
 def test_cli_unknown_format_is_a_usage_error(cartpole: Path, tmp_path: Path) -> None:
     r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--format",
-               "tflite")  # fmt: skip
+               "tvm")  # fmt: skip
     assert r.exit_code == 2 and "Invalid value for '--format'" in r.stderr
-    assert "'tflite' is not one of 'numpy', 'c', 'onnx'" in r.stderr
+    assert "'tvm' is not one of 'numpy', 'c', 'onnx', 'tflite'" in r.stderr
 
 
 @pytest.mark.parametrize(

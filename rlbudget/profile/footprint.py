@@ -13,6 +13,11 @@
   M4F for a core with an FPU, M0+ without. An AVR device (the Arduino Uno) is linked with
   ``avr-gcc -Os -mmcu=atmega328p`` instead (:mod:`rlbudget.emulate.avr`, the tables in
   flash); without avr-gcc, its estimate uses the ATmega328P's own code constants.
+- ``tflite`` (TFLite Micro): flash = ``policy.tflite`` (exact) + the interpreter core
+  (``rlbudget/data/tflite_micro.yaml``, estimated; kernels not counted), RAM = the
+  smallest tensor arena TFLite Micro's Python interpreter runs the model in, **measured**
+  (on this 64-bit host: its own structures hold 8-byte pointers, so a 32-bit device needs
+  somewhat less; stack not counted).
 - ``numpy`` / ``onnx`` (Linux-class devices): flash = the policy files on disk plus the
   runtime installed on this host (numpy, or onnxruntime's package), RAM = the resident set
   of a fresh process that loads the policy and takes one decision, **measured on this
@@ -47,7 +52,7 @@ from rlbudget.profile.latency import Actor, deployed_actor
 if TYPE_CHECKING:
     from rlbudget.export.c import ExportResult
 
-FORMATS = ("numpy", "c", "onnx")
+FORMATS = ("numpy", "c", "onnx", "tflite")
 
 
 @dataclass(frozen=True)
@@ -253,6 +258,25 @@ def _process_footprint(policy: Policy, fmt: str) -> Footprint:
     )  # fmt: skip
 
 
+def _tflite_footprint(policy: Policy) -> Footprint:
+    from rlbudget.export.tflite import arena_bytes, build_model
+
+    data = build_model(policy)
+    arena = arena_bytes(data)
+    table = yaml.safe_load(resources.files("rlbudget.data").joinpath("tflite_micro.yaml")
+                           .read_text(encoding="utf-8"))  # fmt: skip
+    core = int(table["interpreter_flash_bytes"])
+    weights = policy.bytes_by_dtype()
+    return Footprint(
+        "tflite", "tflite-micro", weights, sum(weights.values()), policy.buffer_bytes, core,
+        len(data) + core, arena,
+        "estimated", f"policy.tflite {len(data)} B (exact) + TFLite Micro's interpreter core "
+        f"≈{core} B ({table['source']})",
+        "measured", f"smallest tensor arena TFLite Micro runs policy.tflite in: {arena} B "
+        "(its Python interpreter on this 64-bit host; stack not counted)",
+    )  # fmt: skip
+
+
 def footprint(policy: Policy, fmt: str, device: Device) -> Footprint:
     """Flash and RAM of ``policy`` deployed as ``fmt`` on ``device`` (module docstring).
 
@@ -260,6 +284,8 @@ def footprint(policy: Policy, fmt: str, device: Device) -> Footprint:
     """
     if fmt not in FORMATS:
         raise PolicyError(f"unknown format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if fmt == "tflite":
+        return _tflite_footprint(policy)
     if fmt == "c":
         from rlbudget.export.c import export_c
 
