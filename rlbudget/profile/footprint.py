@@ -10,7 +10,9 @@
   ``.data + .bss`` including the caller's observation/action buffers) plus the stack from
   ``gcc -fstack-usage``; without it, **estimated** from per-body constants measured the
   same way (``rlbudget/data/c_code_sizes.yaml``). The Cortex-M target follows the device:
-  M4F for a core with an FPU, M0+ without.
+  M4F for a core with an FPU, M0+ without. An AVR device (the Arduino Uno) is linked with
+  ``avr-gcc -Os -mmcu=atmega328p`` instead (:mod:`rlbudget.emulate.avr`, the tables in
+  flash); without avr-gcc, its estimate uses the ATmega328P's own code constants.
 - ``tflite`` (TFLite Micro): flash = ``policy.tflite`` (exact) + the interpreter core
   (``rlbudget/data/tflite_micro.yaml``, estimated; kernels not counted), RAM = the
   smallest tensor arena TFLite Micro's Python interpreter runs the model in, **measured**
@@ -59,7 +61,7 @@ class Footprint:
     and ``*_how`` how."""
 
     format: str
-    target: str  # "cortex-m4f", "cortex-m0plus", or "host"
+    target: str  # "cortex-m4f", "cortex-m0plus", "atmega328p" (AVR), or "host"
     weight_bytes_by_dtype: dict[str, int]
     weight_bytes: int  # every array the policy stores
     buffer_bytes: int  # working buffers of the body (activations, input, output)
@@ -108,7 +110,7 @@ def body_variant(policy: Policy) -> str:
     return "table"
 
 
-TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F"}
+TARGET_CORES = {"cortex-m0plus": "Cortex-M0+", "cortex-m4f": "Cortex-M4F", "atmega328p": "AVR"}
 
 
 def own_core(device: Device, target: str) -> bool:
@@ -124,14 +126,47 @@ def _proxy(device: Device, target: str) -> str:
     return f"; {target} stands in for {device.id}'s {device.core}"
 
 
+def _avr_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint | None:
+    """The ``c`` footprint on an AVR device, linked with avr-gcc (:mod:`rlbudget.emulate.avr`:
+    what the policy adds to an image, its tables in flash), or None without the toolchain,
+    on another core, or for an array too large for avr-gcc (over 32 KiB, more than the
+    chip's flash: the estimate's flash figure fails the check)."""
+    from rlbudget.emulate.avr import DoesNotFit, is_avr, mcu, missing_tools, policy_cost
+
+    if not is_avr(device) or missing_tools() is not None:
+        return None
+    try:
+        full, empty, stack = policy_cost(exported.files[0].parent, device)
+    except DoesNotFit:  # an array over avr-gcc's 32 KiB: the estimate's flash says how much
+        return None
+    flash = full.flash_bytes - empty.flash_bytes
+    static = full.sram_bytes - empty.sram_bytes
+    weights = policy.bytes_by_dtype()
+    return Footprint(
+        "c", mcu(device), weights, sum(weights.values()), policy.buffer_bytes,
+        flash - exported.flash_bytes, flash, static + stack,
+        "measured", f"avr-gcc -Os -mmcu={mcu(device)}, linked (.text + .data; the constants "
+        "in flash as __flash)",
+        "measured", f"linked .data + .bss {static} B (static buffers and the caller's "
+        f"input/output) + stack {stack} B (avr-gcc -fstack-usage)",
+    )  # fmt: skip
+
+
 def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint:
     """The ``c`` footprint of ``policy``, whose C export is ``exported`` (on disk)."""
+    from rlbudget.emulate.avr import is_avr, mcu
     from rlbudget.export.arm import firmware_cost, stack_usage
 
     target = cortex_target(device)
     weights = policy.bytes_by_dtype()
     io = 4 * (policy.observation_space.dim + max(policy.action_space.dim, 1))
-    measured = firmware_cost(exported.files[0].parent, target)
+    avr = _avr_footprint(policy, device, exported)
+    if avr is not None:
+        return avr
+    compiler = "arm-none-eabi-gcc"
+    if is_avr(device):  # no avr-gcc here: AVR's own code constants, not a Cortex-M build
+        target, compiler = mcu(device), "avr-gcc"
+    measured = None if compiler == "avr-gcc" else firmware_cost(exported.files[0].parent, target)
     stack = stack_usage(exported.files[0].parent, target) if measured else None
     sizes = code_sizes()
     if measured is not None and stack is not None:
@@ -157,7 +192,7 @@ def _c_footprint(policy: Policy, device: Device, exported: ExportResult) -> Foot
         code + libm, exported.flash_bytes + code + libm, exported.ram_bytes + io + stack,
         "estimated", f"const arrays {exported.flash_bytes} B (exact) + code {code} B for "
         f"'{variant}' on {target}" + (f" + libm {libm} B" if libm else "")
-        + " (rlbudget/data/c_code_sizes.yaml; arm-none-eabi-gcc not installed)"
+        + f" (rlbudget/data/c_code_sizes.yaml; {compiler} not installed)"
         + _proxy(device, target),
         "estimated", f"static buffers {exported.ram_bytes} B (exact) + input/output {io} B + "
         f"stack ≈{stack} B (gcc -fstack-usage on similar exports)",

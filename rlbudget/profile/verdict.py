@@ -318,8 +318,10 @@ def profile(
         host = measure_host(actor, obs, fmt, calls=calls)
         if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
             from rlbudget.emulate import profile_latency
+            from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
-            emulated, why = profile_latency(policy, device, obs, exported=folder)
+            emulate = profile_latency_avr if is_avr(device) else profile_latency
+            emulated, why = emulate(policy, device, obs, exported=folder)
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
