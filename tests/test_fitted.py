@@ -28,7 +28,7 @@ from tests.factories import (
     taxi_packed,
 )
 
-CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4f", "cortex-m7", "cortex-m33")
+CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4f", "cortex-m7", "cortex-m33", "avr")
 MODELS = ("mlp-fp32", "mlp-int8", "linear-fp32", "linear-int16", "table-q", "table-packed",
           "tile-fp32", "tile-int16", "tile-int8")  # fmt: skip
 
@@ -80,7 +80,9 @@ def test_the_fitted_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
     assert fitted_latency(esp32, policy_shape(policy)) is None
 
 
-@pytest.mark.parametrize("device", ["rp2040", "stm32f103", "nrf52840", "teensy-4", "rp2350"])
+@pytest.mark.parametrize(
+    "device", ["rp2040", "stm32f103", "nrf52840", "teensy-4", "rp2350", "arduino-uno"]
+)
 def test_plan_and_profile_read_the_same_model(device: str) -> None:
     d = get_device(device)
     o, a = env_spaces("CartPole-v1")
