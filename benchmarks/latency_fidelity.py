@@ -11,9 +11,9 @@ Run: python benchmarks/latency_fidelity.py [--fit] [--cache FILE] [--devices ...
 - Linear policies on the normalized observation (ARS), fp32 and int16 weights:
   Pendulum-v1, Acrobot-v1, MountainCar-v0, CartPole-v1, MountainCarContinuous-v0.
 - Tables, a value table (``table-q``) and its packed greedy actions (``table-packed``):
-  FrozenLake-v1 (16 states), Taxi-v4 (500), CliffWalking-v1 (48), MountainCar-v0 (8×8
-  bins), CartPole-v1 (3×5×6×7), Acrobot-v1 (4^6), and two synthetic [-1, 1]^d boxes with
-  3 actions, Box3 (6^3) and Box5 (4^5), for the dimensions between.
+  FrozenLake-v1 (16 states, 4 actions), Taxi-v4 (500, 6), Blackjack-v1 (704, 2),
+  MountainCar-v0 (8×8 bins), CartPole-v1 (3×5×6×7), Acrobot-v1 (4^6), and two synthetic
+  [-1, 1]^d boxes with 3 actions, Box3 (6^3) and Box5 (4^5), for the dimensions between.
 - Tile coding (Sarsa(λ)'s body) with fp32, int16 and int8 weights: MountainCar-v0 (2 dims,
   8 tiles, 3 actions, not hashed), CartPole-v1 (4 dims, 6 tiles, 2 actions) and
   Acrobot-v1 (6 dims, 6 tiles, 3 actions), both hashed into 4096, × 4, 8, 16, 32 tilings.
@@ -74,7 +74,7 @@ from rlbudget.compress.tabular import pack_table, quantize_linear
 from rlbudget.devices import Device, get_device
 from rlbudget.emulate import EmulatedLatency, emulate_policy, emulated_core, unavailable
 from rlbudget.envs import SpaceSpec, env_spec
-from rlbudget.fitted import FEATURES, core_key, cycles_of, load_fitted
+from rlbudget.fitted import core_key, cycles_of, features, load_fitted
 from rlbudget.policy import (
     MLP,
     Dense,
@@ -166,7 +166,7 @@ def mlp_cell(env: str, hidden: tuple[int, ...], dtype: str) -> Cell:
 # --- tables -------------------------------------------------------------------------------
 
 TABLE_ENVS: dict[str, tuple[int, ...] | None] = {
-    "FrozenLake-v1": None, "Taxi-v4": None, "CliffWalking-v1": None,
+    "FrozenLake-v1": None, "Taxi-v4": None, "Blackjack-v1": None,
     "MountainCar-v0": (8, 8), "Box3": (6, 6, 6), "CartPole-v1": (3, 5, 6, 7),
     "Box5": (4,) * 5, "Acrobot-v1": (4,) * 6,
 }  # fmt: skip
@@ -377,7 +377,7 @@ def fit(cells: list[Cell], devices: list[Device], cache: dict[str, Any]) -> dict
         known = [(c, s, y) for c, s, y in rows if y is not None]
         models: dict[str, dict[str, float]] = {}
         for model in sorted({s.model for _, s, _ in known}):
-            names = FEATURES[model.split("-")[0]]
+            names = features(model)
             fit_rows = [(s, y) for c, s, y in known if s.model == model and c.split == "fit"]
             if not fit_rows:  # e.g. no fit cell of this kind fits an AVR part
                 continue
@@ -424,7 +424,7 @@ def write_fitted(cores: dict[str, Any], devices: list[Device]) -> None:
                   "Acrobot; "
                   "tile coders MountainCar 4/16, CartPole 8/32, Acrobot 4/16 tilings. Holdout: "
                   "MLP 32-32/128-128/64-64-64; linear CartPole, MountainCarContinuous; tables "
-                  "CliffWalking, Box3, Box5; tile coders MountainCar 8/32, CartPole 4/16, "
+                  "Blackjack, Box3, Box5; tile coders MountainCar 8/32, CartPole 4/16, "
                   "Acrobot 8/32"),
         "method": ("least squares on the relative error, non-negative coefficients; range = "
                    f"typical × [low, high] covering every grid cell (fit and holdout) "

@@ -11,7 +11,8 @@ per core and per *model* (body kind and arithmetic)::
 
     mlp-fp32, mlp-int8      cycles = c·1 + c·layers + c·MACs + c·units + c·tanh
     linear-fp32/int16/int8  cycles = c·1 + c·inputs + c·MACs   (normalized observation)
-    table-q, table-packed   cycles = c·1 + c·box + c·box_dims + c·actions
+    table-q                 cycles = c·1 + c·box + c·box_dims + c·actions
+    table-packed            cycles = c·1 + c·box + c·box_dims   (one entry read)
     tile-fp32/int16/int8    cycles = c·1 + c·dims + c·tilings×dims + c·tilings×actions
 
 ``units`` counts every layer's outputs (bias, requantization, activation store), ``tanh``
@@ -44,10 +45,17 @@ from rlbudget.errors import RlbudgetError
 FEATURES: dict[str, tuple[str, ...]] = {
     "mlp": ("one", "layers", "macs", "units", "tanh"),
     "linear": ("one", "inputs", "macs"),
-    "table": ("one", "box", "box_dims", "actions"),
+    "table-q": ("one", "box", "box_dims", "actions"),
+    "table-packed": ("one", "box", "box_dims"),
     "tile": ("one", "dims", "tiling_dims", "tiling_actions"),
 }
-"""The counts each body kind's cycles are linear in (the module docstring)."""
+"""The counts each model's cycles are linear in (the module docstring), by model name or,
+failing that, by body kind (the name's first part)."""
+
+
+def features(model: str) -> tuple[str, ...]:
+    """The counts ``model`` (e.g. ``mlp-int8``, ``table-packed``) is linear in."""
+    return FEATURES.get(model) or FEATURES[model.split("-")[0]]
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,6 @@ class Shape:
 
     model: str  # mlp-fp32, mlp-int8, linear-*, table-q, table-packed, tile-fp32/int16/int8
     counts: Mapping[str, float]
-
-    @property
-    def kind(self) -> str:
-        return self.model.split("-")[0]
 
 
 def mlp_shape(widths: list[int], tanh: int, dtype: str) -> Shape:
@@ -129,9 +133,9 @@ class Fitted:
 
 
 def cycles_of(coefficients: Mapping[str, float], shape: Shape) -> float:
-    """Σ coefficient × count over the kind's counts."""
+    """Σ coefficient × count over the model's counts."""
     return sum(float(coefficients.get(k, 0.0)) * float(shape.counts.get(k, 0.0))
-               for k in FEATURES[shape.kind])  # fmt: skip
+               for k in features(shape.model))  # fmt: skip
 
 
 def fitted_latency(device: Device, shape: Shape | None) -> Fitted | None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -14,7 +17,7 @@ from rlbudget import costs, fitted
 from rlbudget.compress.quantize import quantize_int8
 from rlbudget.compress.tabular import quantize_linear
 from rlbudget.devices import get_device
-from rlbudget.fitted import FEATURES, Shape, core_key, fitted_latency, load_fitted
+from rlbudget.fitted import Shape, core_key, features, fitted_latency, load_fitted
 from rlbudget.policy import Policy
 from rlbudget.profile.latency import estimate_target, policy_shape
 from tests.factories import (
@@ -117,7 +120,7 @@ def test_the_fitted_file_covers_every_core_and_meets_its_target() -> None:
         assert 0 < low < 1 < high
         for model in MODELS:
             coef = entry["models"][model]
-            assert set(coef) == set(FEATURES[model.split("-")[0]])
+            assert set(coef) == set(features(model))
             assert all(v >= 0 for v in coef.values())
         # Written by the benchmark from every cell: the ×1.5 target, fit and holdout.
         for split in ("fit", "holdout"):
@@ -132,6 +135,42 @@ def test_the_m7_is_the_m4f_fit_times_the_dual_issue_factor() -> None:
         m4, m7 = cores["cortex-m4f"]["models"][model], cores["cortex-m7"]["models"][model]
         for k, v in m4.items():
             assert m7[k] == pytest.approx(v * 0.679, rel=1e-3, abs=1e-3)
+
+
+def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/latency_fidelity.py, which writes fitted.yaml, as a module."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "latency_fidelity.py"
+    spec = importlib.util.spec_from_file_location("latency_fidelity", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look themselves up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fit_is_least_squares_on_relative_error_and_non_negative(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nnls = bench(monkeypatch).nnls_relative
+    n = np.array([1.0, 2.0, 4.0, 8.0])
+    x = np.stack([np.ones(4), n], axis=1)
+    assert nnls(x, 5 + 3 * n) == pytest.approx([5, 3])  # exactly linear: recovered
+    # Falling cycles would need a negative slope: the slope is dropped, the constant refitted
+    # to minimise Σ (c/y − 1)², i.e. c = Σ(1/y) / Σ(1/y²).
+    y = np.array([10.0, 9.0, 8.0, 7.0])
+    c = nnls(x, y)
+    assert c[1] == 0 and c[0] == pytest.approx((1 / y).sum() / (1 / y**2).sum())
+
+
+def test_no_held_out_cell_repeats_a_fitted_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = bench(monkeypatch).grid()
+    shapes = {c.name: policy_shape(c.make()) for c in cells}
+    fitted_shapes = [shapes[c.name] for c in cells if c.split == "fit"]
+    held_out = [c for c in cells if c.split == "holdout"]
+    assert 0.3 < len(held_out) / len(cells) < 0.6  # about half the grid
+    for c in held_out:
+        assert shapes[c.name] not in fitted_shapes, c.name
+    assert {s.model for s in fitted_shapes if s} == set(MODELS)  # every model is fitted
 
 
 MISSING = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
