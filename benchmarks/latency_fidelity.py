@@ -436,8 +436,8 @@ def write_fitted(cores: dict[str, Any], devices: list[Device]) -> None:
         "# Cycles per decision fitted to emulation (rlbudget.fitted). Written by\n"
         "# python benchmarks/latency_fidelity.py --fit; do not edit by hand.\n"
     )
-    FITTED_YAML.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=100),
-                           encoding="utf-8")  # fmt: skip
+    text = yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
+    FITTED_YAML.write_text(header + text, encoding="utf-8")
     load_fitted.cache_clear()
 
 
