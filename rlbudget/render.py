@@ -322,7 +322,9 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
                   f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
     console.print(t)
     if result.footprint.build:
-        console.print(f"C build: {result.footprint.build} (flash, RAM and target latency)")
+        emulated = result.target_latency_source == "emulated"
+        console.print(f"C build: {result.footprint.build} (its flash, RAM"
+                      f"{' and emulated latency' if emulated else ''})")  # fmt: skip
     host = result.host_latency
     lat = result.target_latency
     source = result.target_latency_source
