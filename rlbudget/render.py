@@ -286,12 +286,16 @@ def render_compress(console: Console, report: CompressReport, output: Path) -> N
 
 def render_export(console: Console, info: dict[str, Any]) -> None:
     """The files an export wrote and its sizes: C (RAM, flash, libm, Cortex-M sections)
-    or ONNX (nodes, opset, file size); ``info`` is the ``--json`` document."""
+    or ONNX (nodes, opset, file size) or TFLite (operators, file size); ``info`` is the
+    ``--json`` document."""
     for f in info["files"]:
         console.print(f"wrote {f}")
     if info["format"] == "onnx":
         console.print(f"{info['nodes']} nodes, opset {info['opset']}, "
                       f"{units.format_bytes(info['file_bytes'])}")  # fmt: skip
+        return
+    if info["format"] == "tflite":
+        console.print(f"{info['operators']} operators, {units.format_bytes(info['file_bytes'])}")
         return
     console.print(
         f"RAM {units.format_bytes(info['ram_bytes'])} (static buffers), flash "

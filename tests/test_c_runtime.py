@@ -57,10 +57,10 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
 every ``#if`` branch is built at least once."""
 
 
-def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path) -> None:
+def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path, std: str = "-std=c99") -> None:
     """Every variant of every file, two compilers at a time; each must build silently."""
     cmds = [
-        [compiler, *extra, *FLAGS, *(f"-D{k}={v}" for k, v in variant.items()), "-c",
+        [compiler, *extra, std, *FLAGS[1:], *(f"-D{k}={v}" for k, v in variant.items()), "-c",
          str(RUNTIME / name), "-o", str(tmp / f"{name}.{i}.o")]
         for name, variants in VARIANTS.items() for i, variant in enumerate(variants)
     ]  # fmt: skip
@@ -95,6 +95,19 @@ def test_each_file_compiles_for_cortex_m(target: str, tmp_path: Path) -> None:
     compile_all("arm-none-eabi-gcc", TARGETS[target], tmp_path)
 
 
+@pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="no avr-gcc (apt-get install gcc-avr "
+                    "avr-libc)")  # fmt: skip
+def test_each_file_compiles_for_avr_with_its_tables_in_flash(tmp_path: Path) -> None:
+    """GNU C, where RLB_CONST is const __flash: a kernel reading a table through a plain
+    pointer (another address space) would warn, and -Werror fails it."""
+    compile_all("avr-gcc", ("-mmcu=atmega328p",), tmp_path, std="-std=gnu99")
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include "runtime.h"\nRLB_CONST float probe = 1.0f;\n')
+    run = subprocess.run(["avr-gcc", "-mmcu=atmega328p", "-std=gnu99", f"-I{RUNTIME}", "-S",
+                          "-o", "-", str(probe)], capture_output=True, text=True)  # fmt: skip
+    assert ".section\t.progmem" in run.stdout, run.stdout + run.stderr  # flash, not .rodata
+
+
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
 def test_each_file_compiles_with_the_dsp_path(tmp_path: Path) -> None:
     """At -O2 on the M4F, the int8 kernels' DSP branches are the ones compiled (-Os keeps
@@ -119,8 +132,9 @@ def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
                             rlb_dense_int8="rlb_dense_int8_b16_odd")  # fmt: skip
     assert text.startswith("/* one int8 fully connected layer")
     assert "\nstatic void rlb_dense_int8_b16_odd(const int8_t *x, int8_t *y," in text
-    assert "const int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
-    assert directives(text) == TARGET_BRANCHES and "RLB_" not in text
+    assert "RLB_CONST int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
+    # no parameter is left; RLB_CONST (const, or const __flash on AVR) is policy.c's macro
+    assert directives(text) == TARGET_BRANCHES and "RLB_" not in text.replace("RLB_CONST", "")
     full = kernels.instance("dense_int8.c", RLB_BIAS="int32_t", RLB_ODD_LUT=0, RLB_KNOTS=0,
                             RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm")  # fmt: skip
     assert "static void rlb_dense_int8(" in full and "lut[acc + 128]" in full
@@ -129,7 +143,7 @@ def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
                              RLB_PER_CHANNEL=0, RLB_REQUANTIZE="rlb_rhm")  # fmt: skip
     assert "int32_t multiplier, int32_t shift," in knots and "int32_t ch" not in knots
     assert "acc = rlb_rhm(acc, multiplier, shift);" in knots and "rlb_knots(lut, acc)" in knots
-    assert directives(knots) == TARGET_BRANCHES and "RLB_" not in knots
+    assert directives(knots) == TARGET_BRANCHES and "RLB_" not in knots.replace("RLB_CONST", "")
 
 
 def test_if_conditions_read_as_c_reads_them() -> None:

@@ -5,8 +5,6 @@ and state indices as numpy, bit for bit, on every boundary observation of
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +13,11 @@ import pytest
 from rlbudget.emulate.image import build_image
 from rlbudget.emulate.machine import Machine
 from rlbudget.export import export_c
-from tests.test_grid import DISC_CASES, TILE_CASES, case_obs
+from tests import test_emulate
+from tests.test_grid import DISC_CASES, OVERFLOW, TILE_CASES, case_obs
 
-MISSING = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
-pytestmark = [
-    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
-                       reason="needs arm-none-eabi-gcc (apt-get install gcc-arm-none-eabi)"),
-    pytest.mark.skipif(bool(MISSING), reason=f"needs {MISSING} (pip install rlbudget[emulate])"),
-]  # fmt: skip
+# arm-none-eabi-gcc, unicorn and capstone, as tests/test_emulate.py
+pytestmark = [*test_emulate.pytestmark, pytest.mark.filterwarnings(OVERFLOW)]
 
 
 @pytest.mark.parametrize("core", ["cortex-m0plus", "cortex-m4"])

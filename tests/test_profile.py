@@ -145,6 +145,22 @@ def test_estimated_code_size_matches_without_the_toolchain(
     assert "arm-none-eabi-gcc not installed" in f.flash_how
 
 
+def test_the_uno_without_avr_gcc_is_estimated_with_avr_s_own_code_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Cortex-M stand-in for the Uno: its code and stack constants were measured with
+    avr-gcc (c_code_sizes.yaml, atmega328p), and its tables count as flash, not RAM."""
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    table = frozenlake_best_table()
+    f = fp.footprint(table, "c", get_device("arduino-uno"))
+    exported = export_c(table, tmp_path / "c")
+    sizes = fp.code_sizes()
+    assert f.flash_source == f.ram_source == "estimated" and f.target == "atmega328p"
+    assert f.flash_bytes == exported.flash_bytes + sizes["code"]["table"]["atmega328p"]
+    assert f.ram_bytes == exported.ram_bytes + 4 * (1 + 1) + sizes["stack"]["table"]["atmega328p"]
+    assert "avr-gcc not installed" in f.flash_how and "stands in" not in f.flash_how
+
+
 @pytest.mark.skipif(not ARM, reason="arm-none-eabi-gcc is not installed "
                     "(Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
 @pytest.mark.parametrize("device", ["rp2040", "stm32f446"])
@@ -341,9 +357,9 @@ def test_cli_report_folder_missing(cartpole: Path, tmp_path: Path) -> None:
 
 def test_cli_unknown_format_is_a_usage_error(cartpole: Path, tmp_path: Path) -> None:
     r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--format",
-               "tflite")  # fmt: skip
+               "tvm")  # fmt: skip
     assert r.exit_code == 2 and "Invalid value for '--format'" in r.stderr
-    assert "'tflite' is not one of 'numpy', 'c', 'onnx'" in r.stderr
+    assert "'tvm' is not one of 'numpy', 'c', 'onnx', 'tflite'" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ class ProfileFormat(str, Enum):
     numpy = "numpy"
     c = "c"
     onnx = "onnx"
+    tflite = "tflite"
 
 
 @handles_errors

@@ -264,6 +264,7 @@ class ExportFormat(str, Enum):
 
     c = "c"
     onnx = "onnx"
+    tflite = "tflite"
 
 
 @handles_errors
@@ -275,7 +276,8 @@ def export(
             "--format",
             "-f",
             help="c: C99 source (policy.h, policy.c, main.c); "
-            "onnx: policy.onnx (pip install 'rlbudget[onnx]').",
+            "onnx: policy.onnx (pip install 'rlbudget[onnx]'); "
+            "tflite: policy.tflite for TFLite Micro / LiteRT (pip install 'rlbudget[tflite]').",
         ),
     ],
     output: Annotated[
@@ -283,7 +285,7 @@ def export(
     ],
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a policy (preprocess, body and head) as C99 or ONNX.
+    """Export a policy (preprocess, body and head) as C99, ONNX or TFLite.
 
     C: weights as const arrays (flash), static buffers (RAM), no malloc; the report gives
     both sizes and whether libm is needed, and, when arm-none-eabi-gcc is installed, the
@@ -295,6 +297,8 @@ def export(
       rlbudget export runs/ppo/int8 --format c -o firmware/policy
 
       rlbudget export runs/ppo/policy --format onnx -o onnx/ --json
+
+      rlbudget export runs/ppo/int8 --format tflite -o tflite/
     """
     from rlbudget.compress import gate_warning
     from rlbudget.policy import load_policy
@@ -310,6 +314,12 @@ def export(
 
         info = export_c(p, output, parents=True).to_dict()
         info["cortex_m"] = sizes_to_dict(cortex_m_sizes(output))
+    elif fmt is ExportFormat.tflite:
+        from rlbudget.export.tflite import export_tflite
+
+        info = export_tflite(p, output).to_dict()
+        for line in info["warnings"]:
+            common.warn(line)
     else:
         from rlbudget.export.onnx import export_onnx
 

@@ -7,8 +7,9 @@ The firmware calls one function, preprocess and head included::
     float u[RLB_ACTION_DIM];
     rlb_policy_act(obs, u);                     /* Box actions: RLB_ACTION_DIM floats */
 
-Weights and tables are ``static const`` arrays (flash); working memory is static buffers
-sized exactly (no malloc, no recursion). The kernels are plain C files in
+Weights and tables are ``static RLB_CONST`` arrays in flash (``const``; avr-gcc's
+``const __flash`` on AVR, where a const array would be copied to SRAM); working memory is
+static buffers sized exactly (no malloc, no recursion). The kernels are plain C files in
 ``rlbudget/export/runtime/`` (compiled on their own by the tests); this module generates
 the model's data and the entry point that wires it, and pastes into ``policy.c`` the
 runtime functions that policy uses (:mod:`rlbudget.export.kernels`), so the folder stays
@@ -393,8 +394,10 @@ def _head(w: CWriter, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
         ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
-        suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
-        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, rlb_argmax=f"rlb_argmax{suffix}"))
+        row = y == "y"  # a row of the table body's constants (flash)
+        suffix = "_table" if row else {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, RLB_TABLE=int(row),
+                                    rlb_argmax=f"rlb_argmax{suffix}"))  # fmt: skip
         w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return
     if head.kind == "argmax":
@@ -485,7 +488,7 @@ def _generate(policy: Policy) -> CWriter:
         if isinstance(body, Table):
             n = int(body.values.shape[1])
             w.array("rlb_values", body.values, f"table [{body.values.shape[0]}][{n}]")
-            w.line(f"    {{\n        const float *y = rlb_values + rlb_state(obs) * {n};")
+            w.line(f"    {{\n        RLB_CONST float *y = rlb_values + rlb_state(obs) * {n};")
             _head(w, policy, "y", n, None)
             w.line("    }")
         else:

@@ -18,7 +18,10 @@ A discretizer's ``scale`` is ``bins / (high - low)`` and ``top`` is ``bins - 1``
 clipping ``floor(u)`` to ``[0, T * tiles_per_dim]`` first clips every tile to
 ``[0, tiles_per_dim]``. Only the rounding differs from the float64 formula of earlier
 versions (``(x - low) / width``): an observation within about one float32 step of a tile or
-bin boundary may fall on its other side. ``scale`` is computed from the stored ``low``,
+bin boundary may fall on its other side. ``x == high`` is such a boundary (a normalize clip
+puts observations there often): it lands in the last cell, or one below where the rounded
+scale makes ``(high - low) * scale`` fall short of ``top``, as the float64 formula also did
+(more often). ``scale`` is computed from the stored ``low``,
 ``high`` and counts, so ``policy.json`` is unchanged.
 """
 

@@ -2,8 +2,9 @@
 
 - :func:`deployed_actor`: the policy as the device runs it: ``numpy``
   (:meth:`Policy.act`), ``c`` (the C export compiled for this host with ``-O3`` and called
-  through ctypes, :class:`~rlbudget.export.host.HostPolicy`) or ``onnx`` (onnxruntime, CPU,
-  one thread). Each takes one observation and returns one action.
+  through ctypes, :class:`~rlbudget.export.host.HostPolicy`), ``onnx`` (onnxruntime, CPU,
+  one thread) or ``tflite`` (TFLite Micro's Python interpreter, its reference kernels).
+  Each takes one observation and returns one action.
 - :func:`measure_host` times one decision at a time after a warm-up, on observations
   the policy itself visits, on one thread (numpy's BLAS pool held to one thread with
   threadpoolctl; onnxruntime's session is built with one thread). Reports p50/p90/p99
@@ -50,8 +51,10 @@ def deployed_actor(policy: Policy, fmt: str) -> Iterator[Actor]:
             yield HostPolicy(policy, Path(tmp) / "c").act
         elif fmt == "onnx":
             yield _onnx_actor(policy, Path(tmp))
+        elif fmt == "tflite":
+            yield _tflite_actor(policy, Path(tmp))
         else:
-            raise PolicyError(f"unknown format '{fmt}'; use numpy, c or onnx")
+            raise PolicyError(f"unknown format '{fmt}'; use numpy, c, onnx or tflite")
 
 
 def _onnx_actor(policy: Policy, folder: Path) -> Actor:
@@ -63,6 +66,19 @@ def _onnx_actor(policy: Policy, folder: Path) -> Actor:
     def act(obs: Any) -> Any:
         out = run(np.asarray(obs)[None])[0]
         return int(out) if discrete else out
+
+    return act
+
+
+def _tflite_actor(policy: Policy, folder: Path) -> Actor:
+    from rlbudget.export.tflite import export_tflite, tflm_runner
+
+    run = tflm_runner(export_tflite(policy, folder / "tflite").files[0])
+    discrete = policy.action_space.kind == "discrete"
+
+    def act(obs: Any) -> Any:
+        out = run(obs)[0].reshape(-1)
+        return int(out[0]) if discrete else out.astype(np.float32, copy=False)
 
     return act
 

@@ -58,7 +58,7 @@ from rlbudget.profile.footprint import FORMATS, Footprint, deployed, footprint
 from rlbudget.profile.latency import HostLatency, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
-FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX"}
+FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX", "tflite": "TFLite Micro"}
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,10 @@ def default_format(budget: Budget) -> str:
 def deployable_formats(budget: Budget) -> tuple[str, ...]:
     """The formats that run on the budget's device: C alone on a microcontroller (no
     Python, no onnxruntime there), every format on a Linux-class device or the host."""
-    return ("c",) if budget.device.device_class in ("mcu", "mcu-accel") else FORMATS
+    # tflite (an opt-in format, with its own extra) is profiled when asked, not offered here
+    if budget.device.device_class in ("mcu", "mcu-accel"):
+        return ("c",)
+    return tuple(f for f in FORMATS if f != "tflite")
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -272,7 +275,7 @@ def profile(
 ) -> ProfileReport:
     """Measure and estimate ``policy`` deployed as ``fmt`` against ``budget``.
 
-    :param fmt: ``numpy``, ``c`` or ``onnx``; default :func:`default_format`.
+    :param fmt: ``numpy``, ``c``, ``onnx`` or ``tflite``; default :func:`default_format`.
     :param env_id: the env for returns and visited states; default the policy's provenance,
         then the budget's task (whose ``min_return`` applies only to its own env). Without
         one, the return is NOT CHECKED and host latency uses observations drawn from the
@@ -324,9 +327,13 @@ def profile(
         host = measure_host(actor, obs, fmt, calls=calls)
         if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
             from rlbudget.emulate import profile_latency
+            from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
-            emulated, why = profile_latency(policy, device, obs, exported=folder,
-                                            optimize=optimize)  # fmt: skip
+            if is_avr(device):  # avr-gcc -Os, as its footprint
+                emulated, why = profile_latency_avr(policy, device, obs, exported=folder)
+            else:
+                emulated, why = profile_latency(policy, device, obs, exported=folder,
+                                                optimize=optimize)  # fmt: skip
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"

@@ -35,17 +35,18 @@
 #if RLB_PER_CHANNEL
 /* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
    per output channel (ch = 1) or one for the layer (ch = 0) */
-RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const RLB_BIAS *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
+RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
+                           RLB_CONST RLB_BIAS *b, RLB_CONST int32_t *multiplier,
+                           RLB_CONST int8_t *shift, int32_t ch,
                            int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
-                           int32_t lo, const int8_t *lut)
+                           int32_t lo, RLB_CONST int8_t *lut)
 #else
 /* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; one multiplier and
    shift for the layer */
-RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const RLB_BIAS *b,
-                           int32_t multiplier, int32_t shift,
+RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
+                           RLB_CONST RLB_BIAS *b, int32_t multiplier, int32_t shift,
                            int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
-                           int32_t lo, const int8_t *lut)
+                           int32_t lo, RLB_CONST int8_t *lut)
 #endif
 {
     int32_t i, j, acc;
@@ -57,7 +58,7 @@ RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const R
     lo -= out_zp;
 #endif
     for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
+        RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
         if (sum == sums + 16) { /* the next sixteen rows (or the rest) at once */
