@@ -289,6 +289,12 @@ def profile(
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
+    if fmt == "tflite":  # TFLite Micro would not be running this policy
+        from rlbudget.export.tflite import rounding_mismatch
+
+        mismatch = rounding_mismatch(policy, policy_name)
+        if mismatch is not None:
+            raise PolicyError(f"profile --format tflite: {mismatch}; nothing measured")
     device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
