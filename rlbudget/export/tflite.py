@@ -123,10 +123,11 @@ def rounding_mismatch(policy: Policy, name: str = "POLICY") -> str | None:
     if not once:
         return None
     return (
-        f"TFLite Micro rounds twice where int8 layer(s) {', '.join(once)} of {name} round "
-        "once ('high_word'), so its actions would not all be this policy's; re-rule it: "
+        f"TFLite Micro rounds twice where {name} rounds once ('high_word': int8 layer(s) "
+        f"{', '.join(once)}), so its actions would not all be this policy's; re-rule it: "
         f"rlbudget compress {name} -m tflite-rounding -o OUT (or quantize with -m int8 "
-        "--requantize tflite; in Python rlbudget.compress.quantize.tflite_rounding)"
+        "--requantize tflite; in Python: save_policy(tflite_rounding(load_policy("
+        f"{str(name)!r})), 'OUT'), tflite_rounding from rlbudget.compress.quantize)"
     )
 
 
