@@ -448,6 +448,9 @@ def test_profile_tflite_returns_are_numpys_for_a_tflite_rule_policy(tmp_path: Pa
     tflm_run = evaluate(high, PENDULUM, episodes=3, seed=7,
                         act=lambda o: run(o)[0].reshape(-1).astype(np.float32))  # fmt: skip
     assert tflm_run.returns != evaluate(high, PENDULUM, episodes=3, seed=7).returns
-    with pytest.raises(PolicyError, match=r"^profile --format tflite: TFLite Micro rounds "
-                                          r"twice where h8 rounds once .*; nothing measured$"):
+    with pytest.raises(
+        PolicyError,
+        match=r"^profile --format tflite: TFLite Micro rounds "
+        r"twice where h8 rounds once .*; nothing measured$",
+    ):
         profile(high, budget, fmt="tflite", env_id=PENDULUM, episodes=1, policy_name="h8")
