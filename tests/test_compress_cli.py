@@ -424,9 +424,9 @@ def test_export_onnx(cartpole: Path, tmp_path: Path) -> None:
 
 
 def test_export_unknown_format_exit_2(cartpole: Path, tmp_path: Path) -> None:
-    r = invoke("export", cartpole, "--format", "tflite", "-o", tmp_path / "x")
+    r = invoke("export", cartpole, "--format", "tvm", "-o", tmp_path / "x")
     assert r.exit_code == 2
-    assert "'tflite' is not one of 'c', 'onnx'" in r.output
+    assert "'tvm' is not one of 'c', 'onnx', 'tflite'" in r.output
     assert not (tmp_path / "x").exists()
 
 
