@@ -357,12 +357,12 @@ def compress_cli(source: Path, out: Path, *args: str) -> None:
 
 def tflm_matches_numpy(policy_dir: Path, tflite: Path, tmp_path: Path) -> np.ndarray:
     """TFLite Micro running ``tflite`` (what the CLI wrote) against numpy's int8 path of
-    the policy file it came from, on 250 Pendulum observations: actions bit-identical,
+    the policy file it came from, on 250 observations: actions bit-identical,
     and the body's output too (the same model with the logits as a second output, which
     the CLI file is, less that output). Returns the actions."""
     p = load_policy(policy_dir)
     assert tflite.read_bytes() == build_model(p)
-    obs = observations(PENDULUM)[::40]
+    obs = observations(env_of(p))[::40]
     actions, _ = run_all(tflm_runner(tflite), obs)
     expected = np.asarray(p.act(obs)).reshape(len(obs), -1)
     assert np.array_equal(actions, expected)
@@ -371,12 +371,20 @@ def tflm_matches_numpy(policy_dir: Path, tflite: Path, tmp_path: Path) -> np.nda
     return actions
 
 
-def test_cli_requantize_tflite_is_bit_exact_in_tflite_micro(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "make",
+    [lambda: pendulum_mlp("tanh", "tanh_rescale"), lambda: cartpole_mlp("tanh"),
+     lambda: pendulum_mlp("relu", "clip")],
+    ids=["tanh-tanh_rescale", "tanh-argmax", "relu-clip"],
+)  # fmt: skip
+def test_cli_requantize_tflite_is_bit_exact_in_tflite_micro(
+    make: Callable[[], Policy], tmp_path: Path
+) -> None:
     """The issue's "done when": ``compress -m int8 --requantize tflite`` → ``export --format
-    tflite`` → TFLite Micro equals numpy int8 of the same policy file, on the 3-64-64-1
-    tanh Pendulum net with an int8 output (where compress's default rule moves about a
-    third of the actions by a step in TFLite Micro)."""
-    save_policy(pendulum_mlp("tanh", "tanh_rescale"), tmp_path / "float")
+    tflite`` → TFLite Micro equals numpy int8 of the same policy file: an int8 output
+    (the 3-64-64-1 tanh Pendulum net, where compress's default rule moves about a third
+    of the actions by a step in TFLite Micro) and a float last layer (argmax, clip)."""
+    save_policy(make(), tmp_path / "float")
     compress_cli(tmp_path / "float", tmp_path / "tflm", "-m", "int8", "--requantize", "tflite")
     r = runner.invoke(app, ["export", str(tmp_path / "tflm"), "-f", "tflite",
                             "-o", str(tmp_path / "out")])  # fmt: skip
