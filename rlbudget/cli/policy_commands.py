@@ -233,7 +233,7 @@ def compress(
 
       rlbudget compress runs/ppo/policy -m int8 -o runs/ppo/int8
 
-      rlbudget compress runs/ppo/policy -m int8 --requantize tflite -o runs/ppo/tflm
+      rlbudget compress ppo -m int8 --requantize tflite -o tflm
 
       rlbudget compress ppo -m prune-neurons,int8 --keep 0.25 --recover -o small
 
