@@ -297,6 +297,12 @@ def profile(
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
     opt_flag(optimize)  # an unknown build is refused before anything is built
+    if fmt == "tflite":  # TFLite Micro would not be running this policy
+        from rlbudget.export.tflite import rounding_mismatch
+
+        mismatch = rounding_mismatch(policy, policy_name)
+        if mismatch is not None:
+            raise PolicyError(f"profile --format tflite: {mismatch}; nothing measured")
     device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
