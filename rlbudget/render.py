@@ -325,6 +325,10 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
                   format_figure(c.with_margin, c.unit), format_figure(c.limit_value, c.unit),
                   f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
     console.print(t)
+    if result.footprint.build:
+        emulated = result.target_latency_source == "emulated"
+        console.print(f"C build: {result.footprint.build} (its flash, RAM"
+                      f"{' and emulated latency' if emulated else ''})")  # fmt: skip
     host = result.host_latency
     lat = result.target_latency
     source = result.target_latency_source

@@ -116,9 +116,10 @@ def test_each_file_compiles_with_the_dsp_path(tmp_path: Path) -> None:
 
 
 DSP = "#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)"
-TARGET_BRANCHES = [DSP, "#endif", DSP, "#else", "#endif"]
-"""The directives an int8 kernel keeps: its DSP steps before the loop, then its loop's two
-forms (the compiler of policy.c chooses)."""
+TARGET_BRANCHES = [DSP, "#else", "#endif", DSP, "#else", "#endif", DSP, "#else", "#endif"]
+"""The directives dense_int8.c's instances keep: its DSP steps before the loop (or the
+portable clamp's bounds), its loop's two forms, and its clamp's two forms (the compiler of
+policy.c chooses)."""
 
 
 def directives(text: str) -> list[str]:

@@ -40,7 +40,12 @@ CASES = {
     "tanh-int32-bias-per-channel": ([16, 11], "tanh", 6, 1, False, True, True),
     "relu-argmax-accumulators": ([64, 64], "relu", 4, 2, True, False, False),
     "tanh-argmax-int32-bias": ([35, 64], "tanh", 9, 3, True, False, True),
+    "relu-zero-point-above-min": ([12, 10], "relu", 6, 2, False, False, False),
 }
+RAISED_ZERO_POINT = {"relu-zero-point-above-min": -60}
+"""Cases whose first layer's output zero point (and the next layer's input zero point) is
+set to this: a relu clamps at it (lo = -60), not at -128, so the DSP path's clamp (SSAT to
+-128..127, then lo) is checked where lo does something."""
 
 
 def make(name: str) -> tuple[Policy, np.ndarray]:
@@ -71,6 +76,12 @@ def make(name: str) -> tuple[Policy, np.ndarray]:
         body = QuantizedMLP((replace(first, b=b), *body.layers[1:]))
         policy = replace(policy, body=body)
     assert any(la.b.dtype == np.int32 for la in body.layers) == wide_bias
+    if name in RAISED_ZERO_POINT:
+        zp, (first, second, *rest) = RAISED_ZERO_POINT[name], body.layers
+        body = QuantizedMLP((replace(first, output_zero_point=zp),
+                             replace(second, input_zero_point=zp), *rest))  # fmt: skip
+        policy = replace(policy, body=body)
+        assert body.layers[0].clamp_low == zp
     return policy, 1.5 * calib[:40]
 
 

@@ -31,7 +31,7 @@ from rlbudget.export.tflite import (
     tflm_runner,
 )
 from rlbudget.export.tflite_schema import MISSING_EXTRA, OPERATORS, TENSOR_TYPES
-from rlbudget.policy import Head, Policy, save_policy
+from rlbudget.policy import Head, Policy, load_policy, save_policy
 from rlbudget.policy.model import multiply_by_quantized_multiplier, rounded_high_mul
 from tests.factories import (
     cartpole_mlp,
@@ -128,7 +128,7 @@ def test_the_runtimes_round_as_stated(tmp_path: Path) -> None:
     assert rounding_warnings(p) == (
         "TFLite Micro rounds twice where int8 layer(s) 0 (1 activation in 64), 1 (1 activation "
         "in 2,048) round once ('high_word'): its results can be one step off numpy's; "
-        "rlbudget.export.tflite.tflite_rounding(policy) is the policy it matches (LiteRT "
+        "rlbudget compress POLICY -m tflite-rounding gives the policy it matches (LiteRT "
         "rounds once, as numpy)",
     )
     assert rounding_warnings(twice)[0].startswith(
@@ -203,7 +203,7 @@ def test_schema_numbers_match_the_generated_bindings(tmp_path: Path) -> None:
 
 
 def test_cli_writes_policy_tflite(tmp_path: Path) -> None:
-    p = INT8["relu-clip"]()
+    p = tflite_rounding(INT8["relu-clip"]())
     save_policy(p, tmp_path / "policy")
     r = runner.invoke(app, ["export", str(tmp_path / "policy"), "--format", "tflite",
                             "-o", str(tmp_path / "out"), "--json"])  # fmt: skip
@@ -213,6 +213,7 @@ def test_cli_writes_policy_tflite(tmp_path: Path) -> None:
     data = (tmp_path / "out" / "policy.tflite").read_bytes()
     assert info["file_bytes"] == len(data) and data == build_model(p)
     assert info["warnings"] == list(rounding_warnings(p)) and len(info["warnings"]) == 1
+    assert info["warnings"][0].startswith("LiteRT rounds once where int8 layer(s) 0 ")
 
 
 def test_unsupported_policy_one_line_exit_2(tmp_path: Path) -> None:
@@ -288,7 +289,7 @@ def test_profile_ram_is_the_smallest_arena_tflite_micro_runs_in(tmp_path: Path) 
 def test_profile_format_tflite_cli(tmp_path: Path) -> None:
     """``profile --format tflite``: RAM is TFLite Micro's arena (measured), flash the file
     and the interpreter core (estimated), the return from TFLite Micro's actions."""
-    p = INT8["relu-argmax-per-channel"]()
+    p = tflite_rounding(INT8["relu-argmax-per-channel"]())
     save_policy(p, tmp_path / "policy")
     budget = tmp_path / "b.yaml"
     budget.write_text("name: b\ndevice: esp32\ninference: {ram: 64KiB, flash: 1MiB}\n"
@@ -343,3 +344,121 @@ def test_profile_format_tflite_refuses_a_table_in_one_line(tmp_path: Path) -> No
         "error: export_tflite: body kind 'table' is not supported; the TFLite export handles "
         "mlp and mlp_int8 bodies on a Box observation (preprocess: normalize only)"
     ], r.stderr
+
+
+# --- the rounding rule end to end: compress → export → TFLite Micro ----------------------
+
+
+def compress_cli(source: Path, out: Path, *args: str) -> None:
+    r = runner.invoke(app, ["compress", str(source), *args, "-n", "2", "--states", "300",
+                            "-o", str(out)])  # fmt: skip
+    assert r.exit_code in (0, 1), r.output  # 1: a gate failure, still written
+
+
+def tflm_matches_numpy(policy_dir: Path, tflite: Path, tmp_path: Path) -> np.ndarray:
+    """TFLite Micro running ``tflite`` (what the CLI wrote) against numpy's int8 path of
+    the policy file it came from, on 250 observations: actions bit-identical,
+    and the body's output too (the same model with the logits as a second output, which
+    the CLI file is, less that output). Returns the actions."""
+    p = load_policy(policy_dir)
+    assert tflite.read_bytes() == build_model(p)
+    obs = observations(env_of(p))[::40]
+    actions, _ = run_all(tflm_runner(tflite), obs)
+    expected = np.asarray(p.act(obs)).reshape(len(obs), -1)
+    assert np.array_equal(actions, expected)
+    _, logits = run_all(tflm_runner(write(p, tmp_path)), obs)
+    assert np.array_equal(logits, np.stack([body_out(p, o) for o in obs]))
+    return actions
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: pendulum_mlp("tanh", "tanh_rescale"), lambda: cartpole_mlp("tanh"),
+     lambda: pendulum_mlp("relu", "clip")],
+    ids=["tanh-tanh_rescale", "tanh-argmax", "relu-clip"],
+)  # fmt: skip
+def test_cli_requantize_tflite_is_bit_exact_in_tflite_micro(
+    make: Callable[[], Policy], tmp_path: Path
+) -> None:
+    """The issue's "done when": ``compress -m int8 --requantize tflite`` → ``export --format
+    tflite`` → TFLite Micro equals numpy int8 of the same policy file: an int8 output
+    (the 3-64-64-1 tanh Pendulum net, where compress's default rule moves about a third
+    of the actions by a step in TFLite Micro) and a float last layer (argmax, clip)."""
+    save_policy(make(), tmp_path / "float")
+    compress_cli(tmp_path / "float", tmp_path / "tflm", "-m", "int8", "--requantize", "tflite")
+    r = runner.invoke(app, ["export", str(tmp_path / "tflm"), "-f", "tflite",
+                            "-o", str(tmp_path / "out")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    tflm_matches_numpy(tmp_path / "tflm", tmp_path / "out" / "policy.tflite", tmp_path)
+
+
+def test_cli_export_refuses_a_policy_tflite_micro_rounds_otherwise(tmp_path: Path) -> None:
+    """compress's default int8 (one rounding where exact): export --format tflite says so in
+    one line naming the layers and the fixes, exit 2, nothing written. Written anyway
+    (--allow-rounding-mismatch), TFLite Micro's actions are not the policy's; re-ruled
+    (-m tflite-rounding), they are, bit for bit."""
+    save_policy(pendulum_mlp("tanh", "tanh_rescale"), tmp_path / "float")
+    src = tmp_path / "int8"
+    compress_cli(tmp_path / "float", src, "-m", "int8")
+    p = load_policy(src)
+    shifts = [int(la.shift.max()) for la in p.body.layers]
+    assert [la.requantize for la in p.body.layers] == ["high_word"] * 3 and max(shifts) <= -2
+    layers = ", ".join(f"{i} (1 activation in {2 ** (1 - s):,})" for i, s in enumerate(shifts))
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["export", str(src), "-f", "tflite", "-o", str(out)])
+    assert r.exit_code == 2 and not out.exists()
+    assert r.stderr.strip().splitlines() == [
+        f"error: export_tflite: TFLite Micro rounds twice where {src} rounds once "
+        f"('high_word': int8 layer(s) {layers}), so its actions would not all be this "
+        f"policy's; re-rule it: rlbudget compress {src} -m tflite-rounding -o OUT (or quantize "
+        "with -m int8 --requantize tflite; in Python: save_policy(tflite_rounding(load_policy("
+        f"'{src}')), 'OUT'), tflite_rounding from rlbudget.compress.quantize); or write it as "
+        "it is with --allow-rounding-mismatch (LiteRT's reference kernels round once, as it "
+        "does); nothing written"
+    ], r.stderr
+    r = runner.invoke(app, ["export", str(src), "-f", "tflite", "-o", str(out),
+                            "--allow-rounding-mismatch"])  # fmt: skip
+    assert r.exit_code == 0 and r.stderr.startswith("warning: TFLite Micro rounds twice")
+    obs = observations(PENDULUM)[::40]
+    mismatched, _ = run_all(tflm_runner(out / "policy.tflite"), obs)
+    differ = np.mean(mismatched.reshape(-1) != np.asarray(p.act(obs)).reshape(-1))
+    assert differ > 0.05, differ  # 36 % on 10,000 observations (benchmarks/tflite_sizes.py)
+    compress_cli(src, tmp_path / "int8-tflm", "-m", "tflite-rounding")
+    r = runner.invoke(app, ["export", str(tmp_path / "int8-tflm"), "-f", "tflite",
+                            "-o", str(tmp_path / "out2")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    actions = tflm_matches_numpy(tmp_path / "int8-tflm", tmp_path / "out2" / "policy.tflite",
+                                 tmp_path)  # fmt: skip
+    assert np.array_equal(actions, mismatched)  # the same file: only the reference moved
+
+
+def test_profile_tflite_returns_are_numpys_for_a_tflite_rule_policy(tmp_path: Path) -> None:
+    """profile --format tflite takes returns from TFLite Micro's actions: on a tflite-rule
+    policy they equal numpy's on the same seeded episodes, to the bit. On the default
+    rule they would not (TFLite Micro running its file gives other returns), so profile
+    refuses that policy in one line."""
+    from rlbudget.budget import load_budget
+    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.verdict import profile
+
+    path = tmp_path / "b.yaml"
+    path.write_text("name: b\ndevice: esp32\ninference: {ram: 64KiB, flash: 1MiB}\n"
+                    "task: {env: Pendulum-v1}\n")  # fmt: skip
+    budget = load_budget(path)
+    high = INT8["tanh-tanh_rescale"]()
+    p = tflite_rounding(high)
+    report = profile(p, budget, fmt="tflite", env_id=PENDULUM, episodes=3, seed=7, calls=1000)
+    numpy_run = evaluate(p, PENDULUM, episodes=3, seed=7)
+    assert report.returns is not None and report.returns.runtime == "tflite"
+    assert (report.returns.mean, report.returns.std) == (numpy_run.return_mean,
+                                                         numpy_run.return_std)  # fmt: skip
+    run = tflm_runner(export_tflite(high, tmp_path / "h", allow_rounding_mismatch=True).files[0])
+    tflm_run = evaluate(high, PENDULUM, episodes=3, seed=7,
+                        act=lambda o: run(o)[0].reshape(-1).astype(np.float32))  # fmt: skip
+    assert tflm_run.returns != evaluate(high, PENDULUM, episodes=3, seed=7).returns
+    with pytest.raises(
+        PolicyError,
+        match=r"^profile --format tflite: TFLite Micro rounds "
+        r"twice where h8 rounds once .*; nothing measured$",
+    ):
+        profile(high, budget, fmt="tflite", env_id=PENDULUM, episodes=1, policy_name="h8")

@@ -114,13 +114,18 @@ def test_generous_budget_passes_tight_fails_on_flash(tmp_path: Path) -> None:
 def test_c_memory_counts_the_export_exactly(tmp_path: Path) -> None:
     policy = quantize_int8(balancing_mlp(), np.random.default_rng(0).normal(size=(500, 4)))
     exported = export_c(policy, tmp_path / "c")
-    f = fp.footprint(policy, "c", get_device("stm32f446"))
+    f = fp.footprint(policy, "c", get_device("stm32f446"), "Os")
     io = 4 * (4 + 1)  # the caller's observation and action buffers
     if ARM:  # linked: the static buffers and I/O in .bss, plus the measured stack
         assert f.flash_source == f.ram_source == "measured" and f.target == "cortex-m4f"
         assert f.flash_bytes > exported.flash_bytes
         stack = int(f.ram_how.split("stack ")[1].split(" B")[0])
         assert f.ram_bytes == exported.ram_bytes + io + stack
+        # the default build, -O2, takes the DSP path: rlb_x16 holds 2 B per input of the
+        # widest int8 layer (the 32 hidden units)
+        fast = fp.footprint(policy, "c", get_device("stm32f446"))
+        stack = int(fast.ram_how.split("stack ")[1].split(" B")[0])
+        assert fast.ram_bytes == exported.ram_bytes + 2 * 32 + io + stack
     else:
         sizes = fp.code_sizes()
         assert f.flash_source == "estimated" and f.ram_source == "estimated"
@@ -166,10 +171,11 @@ def test_estimate_within_ten_percent_of_the_linked_size(
     policies = {"mlp": balancing_mlp(), "table": frozenlake_best_table(),
                 "int8": quantize_int8(balancing_mlp(64), rng.normal(size=(500, 4)))}  # fmt: skip
     for name, policy in policies.items():
-        measured = fp.footprint(policy, "c", get_device(device))
+        # the estimates are of -Os builds (c_code_sizes.yaml)
+        measured = fp.footprint(policy, "c", get_device(device), "Os")
         with monkeypatch.context() as m:
             m.setattr(shutil, "which", lambda _name: None)
-            estimated = fp.footprint(policy, "c", get_device(device))
+            estimated = fp.footprint(policy, "c", get_device(device), "Os")
         assert measured.flash_source == "measured" and estimated.flash_source == "estimated"
         ratio = estimated.flash_bytes / measured.flash_bytes
         assert 0.9 <= ratio <= 1.1, (name, device, estimated.flash_bytes, measured.flash_bytes)

@@ -4,7 +4,8 @@
 file and a linker script written here: a vector table, a reset handler that copies
 ``.data`` and clears ``.bss``, then calls ``rlb_policy_act`` on static buffers in a loop:
 the smallest firmware a user could flash. It is compiled as a user would ship it:
-``-O2 -mthumb``, the core's ``-mcpu`` (and ``-mfloat-abi=hard`` with ``-mfpu=fpv4-sp-d16``
+``-O2`` (or ``-Os``: ``profile --optimize``, whose footprint is then of the same build)
+``-mthumb``, the core's ``-mcpu`` (and ``-mfloat-abi=hard`` with ``-mfpu=fpv4-sp-d16``
 on an M4F, ``fpv5-sp-d16`` on an M33 with its FPU), ``-nostartfiles``, newlib-nano
 (``--specs=nano.specs --specs=nosys.specs``), ``--gc-sections``, libgcc and libm from the
 toolchain (software float on the M0+ and the M3).
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbudget.errors import RlbudgetError
+from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 
 FLASH_BASE, FLASH_SIZE = 0x0000_0000, 2 << 20
 RAM_BASE, RAM_SIZE = 0x2000_0000, 1 << 20
@@ -38,9 +40,10 @@ CPU_FLAGS: dict[str, tuple[str, ...]] = {
 }
 """Compiler flags per emulated build (the M4 build is the M4F's, and the M7's stand-in; an
 M33 without its optional FPU gets ``cortex-m33-nofp``)."""
-CFLAGS = ("-std=c99", "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
+CFLAGS = ("-std=c99", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
           "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")  # fmt: skip
-OPTIMIZATION = "-O2"
+OPTIMIZATION = opt_flag(DEFAULT_OPTIMIZE)
+"""The optimization of an image unless told otherwise (``optimize``: ``O2`` or ``Os``)."""
 
 LINKER_SCRIPT = f"""MEMORY {{
   FLASH (rx) : ORIGIN = {FLASH_BASE:#x}, LENGTH = {FLASH_SIZE}
@@ -83,11 +86,15 @@ def compiler() -> str | None:
     return shutil.which("arm-none-eabi-gcc")
 
 
-def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = None) -> Path:
-    """Compile and link ``sources`` for ``core`` with our linker script into ``elf``.
+def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = None,
+         optimize: str = DEFAULT_OPTIMIZE) -> Path:  # fmt: skip
+    """Compile and link ``sources`` for ``core`` at ``-{optimize}`` with our linker script
+    into ``elf``.
 
-    :raises RlbudgetError: no toolchain, an unknown core, or the compiler's first error line.
+    :raises RlbudgetError: no toolchain, an unknown core or optimization, or the compiler's
+        first error line.
     """
+    flag = opt_flag(optimize)
     gcc = compiler()
     if gcc is None:
         raise RlbudgetError(TOOLCHAIN_HINT)
@@ -98,6 +105,7 @@ def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = No
     cmd = [
         gcc,
         *CPU_FLAGS[core],
+        flag,
         *CFLAGS,
         "-T",
         str(script),
@@ -118,14 +126,17 @@ def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = No
     return elf
 
 
-def build_image(export_dir: Path, core: str, out_dir: Path) -> Path:
-    """The firmware image of the C export in ``export_dir`` for ``core`` (module docstring)."""
+def build_image(export_dir: Path, core: str, out_dir: Path, optimize: str = DEFAULT_OPTIMIZE
+                ) -> Path:  # fmt: skip
+    """The firmware image of the C export in ``export_dir`` for ``core`` at ``-{optimize}``
+    (module docstring)."""
     policy_c = export_dir / "policy.c"
     if not policy_c.is_file():
         raise RlbudgetError(f"{policy_c}: no such file; export the policy with --format c first")
     startup = out_dir / "rlb_startup.c"
     startup.write_text(STARTUP)
-    return link(core, [startup, policy_c], out_dir / f"policy-{core}.elf", include=export_dir)
+    return link(core, [startup, policy_c], out_dir / f"policy-{core}.elf", include=export_dir,
+                optimize=optimize)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from rlbudget.devices import Device, Range
-from rlbudget.emulate.image import OPTIMIZATION, TOOLCHAIN_HINT, build_image, compiler
+from rlbudget.emulate.image import TOOLCHAIN_HINT, build_image, compiler
 from rlbudget.emulate.machine import Machine
 from rlbudget.emulate.timing import load_table
 from rlbudget.errors import RlbudgetError
+from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 from rlbudget.policy.model import Policy
 
 INSTALL_HINT = 'pip install "rlbudget[emulate]"'
@@ -119,25 +120,27 @@ def _check_action(policy: Policy, obs: Any, got: Any, i: int) -> None:
 
 
 def _machine(policy: Policy, core: str, exported: Path | None, max_instructions: int,
-             count_flash_reads: bool) -> Machine:  # fmt: skip
-    """The emulator with ``policy``'s image loaded: built from the C export in
-    ``exported`` (``policy.c``, ``policy.h``), or from a fresh export when None."""
+             count_flash_reads: bool, optimize: str) -> Machine:  # fmt: skip
+    """The emulator with ``policy``'s image (at ``-{optimize}``) loaded: built from the C
+    export in ``exported`` (``policy.c``, ``policy.h``), or from a fresh export when None."""
     from rlbudget.export.c import export_c
 
     with tempfile.TemporaryDirectory(prefix="rlbudget-emu-") as tmp:
         if exported is None:
             exported = Path(tmp) / "c"
             export_c(policy, exported)
-        return Machine(build_image(exported, core, Path(tmp)), core,
+        return Machine(build_image(exported, core, Path(tmp), optimize), core,
                        max_instructions=max_instructions,
                        count_flash_reads=count_flash_reads)  # fmt: skip
 
 
 def emulate_policy(policy: Policy, device: Device, observations: Any, *,
                    exported: Path | None = None, max_instructions: int = MAX_INSTRUCTIONS,
-                   count_instructions: int = COUNT_INSTRUCTIONS) -> EmulatedLatency:  # fmt: skip
+                   count_instructions: int = COUNT_INSTRUCTIONS,
+                   optimize: str = DEFAULT_OPTIMIZE) -> EmulatedLatency:  # fmt: skip
     """Emulate one decision per observation on ``device`` (module docstring); cycles are
     counted on the first observations, up to ``count_instructions`` in all (at least one).
+    The image is built with ``-{optimize}`` (``O2`` or ``Os``).
 
     :param exported: a folder that already holds ``policy``'s C export (``profile`` passes
         the one it measured and compiled for the host); None exports it here.
@@ -155,7 +158,8 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
     flash = load_table("flash").get(device.id, {"wait_states": 0, "source": "not listed"})
     ws = int(flash["wait_states"])
     hidden = bool(flash.get("hidden", True))  # False: no cache, taken branches and reads wait
-    machine = _machine(policy, core, exported, max_instructions, not hidden and ws > 0)
+    machine = _machine(policy, core, exported, max_instructions, not hidden and ws > 0,
+                       optimize)  # fmt: skip
     obs_at, act_at = machine.symbol("rlb_obs"), machine.symbol("rlb_action")
     discrete = policy.action_space.kind == "discrete"
     dim = max(policy.action_space.dim, 1)
@@ -185,7 +189,7 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
     flash_how = (f"flash {ws} wait state(s) at {clock / 1e6:g} MHz hidden by the cache" if hidden
                  else f"flash {ws} wait state(s) at {clock / 1e6:g} MHz counted on every taken "
                  "branch and every data read from flash (no cache)")  # fmt: skip
-    how = (f"emulated: policy.c {OPTIMIZATION} for {label}; every action on {len(obs_all)} "
+    how = (f"emulated: policy.c {opt_flag(optimize)} for {label}; every action on {len(obs_all)} "
            f"observations equal to numpy's, cycles counted on {len(c)}; cycles from "
            f"{machine.table.source}; {flash_how} ({flash['source']})")  # fmt: skip
     if machine.table.unclassified:
@@ -206,12 +210,14 @@ ENV_SWITCH = "RLBUDGET_EMULATE"
 
 
 def profile_latency(policy: Policy, device: Device, observations: Any, *,
-                    exported: Path | None = None) -> tuple[Range | None, str]:  # fmt: skip
+                    exported: Path | None = None, optimize: str = DEFAULT_OPTIMIZE
+                    ) -> tuple[Range | None, str]:  # fmt: skip
     """For ``profile``: the emulated latency range (min, mean, max seconds) and how it was
     obtained, on the first :data:`PROFILE_OBSERVATIONS` observations; or None and the one
     line saying why not (empty when switched off with ``RLBUDGET_EMULATE=0``, or for a core
     with no emulated model, whose estimate is the only figure there is). ``exported``: the
-    folder of the policy's C export, when the caller has one (:func:`emulate_policy`).
+    folder of the policy's C export, when the caller has one (:func:`emulate_policy`);
+    ``optimize``: the build (``O2``, ``Os``), the one whose footprint ``profile`` reports.
 
     :raises RlbudgetError: an emulated action differs from numpy's, or a decision exceeds
         the instruction cap (errors, not a fallback).
@@ -222,7 +228,8 @@ def profile_latency(policy: Policy, device: Device, observations: Any, *,
     if reason is not None:
         return None, f"latency and energy estimated, not emulated: {reason}"
     e = emulate_policy(policy, device, np.asarray(observations)[:PROFILE_OBSERVATIONS],
-                       exported=exported, max_instructions=MAX_INSTRUCTIONS)  # fmt: skip
+                       exported=exported, max_instructions=MAX_INSTRUCTIONS,
+                       optimize=optimize)  # fmt: skip
     how = (f"{e.cycles_min:,} / {e.cycles_mean:,.0f} / {e.cycles_max:,} cycles (min/mean/max) "
            f"at {device.clock_hz / 1e6:g} MHz; {e.how}")  # fmt: skip
     return Range(e.seconds_min, e.seconds_mean, e.seconds_max), how

@@ -111,12 +111,19 @@ def tanh_table(la: QDense) -> tuple[str, Array | None, str]:
     return ("odd", half, "inputs 0..127") if half is not None else ("", None, "")
 
 
+def dsp_buffer_bytes(layers: tuple[QDense, ...]) -> int:
+    """Bytes of ``rlb_x16`` (:func:`dsp_buffer`): two int32 per group of four inputs of the
+    widest int8 layer (2 B per input), at least one word."""
+    return 4 * max(1, max(int(la.W.shape[0]) // 4 * 2 for la in layers))
+
+
 def dsp_buffer(w: CWriter, layers: tuple[QDense, ...]) -> None:
     """The DSP kernels' helpers and ``rlb_x16``, the expanded input of the widest int8 layer
-    (two int32 per group of four inputs), declared only where the DSP path is compiled
-    (:data:`DSP`): not in ``ram_bytes`` (``RLB_RAM_BYTES``), which is every other build's
-    (the ``-Os`` one that ``profile`` measures included); its size is in its comment."""
-    words = max(1, max(int(la.W.shape[0]) // 4 * 2 for la in layers))
+    (:func:`dsp_buffer_bytes`), declared only where the DSP path is compiled (:data:`DSP`):
+    not in ``ram_bytes`` (``RLB_RAM_BYTES``), which is every other build's; its size is in
+    its comment. ``profile``'s footprint of an ``-O2`` build counts it (it links that build,
+    or adds :func:`dsp_buffer_bytes` to its estimate)."""
+    words = dsp_buffer_bytes(layers) // 4
     w.helper("dsp_int8", instance("dsp_int8.c"))
     w.buffers.append(
         f"#if {DSP}\nstatic int32_t rlb_x16[{words}]; /* {4 * words} B more RAM: "

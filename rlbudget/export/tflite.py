@@ -37,10 +37,14 @@ activation in ``2**(1 - shift)``, one int8 step apart. Few, but not rare per dec
 the tests' 4-64-64-2 tanh CartPole net (layer 0's shift -5), 54 % of 10,000 observations
 have one activation or more that differs, 0.5 % an action; on a 3-64-64-1 tanh Pendulum
 net with an int8 output, 36 % of the actions differ by a step. The model file cannot
-choose the rule. So ``policy.tflite`` is bit-exact in TFLite Micro with
-:func:`tflite_rounding` of the policy (every layer on the ``"tflite"`` rule, the same
-multipliers), and in LiteRT's reference kernels with the policy as compressed;
-:attr:`TfliteExportResult.warnings` names the layers whose rule a runtime does not share.
+choose the rule. So :func:`export_tflite` refuses (:func:`rounding_mismatch`) a policy
+with a ``"high_word"`` layer: TFLite Micro would not compute it. The policy it computes
+bit for bit is quantized with ``rlbudget compress -m int8 --requantize tflite``, or
+re-ruled with ``-m tflite-rounding`` (:func:`~rlbudget.compress.quantize.tflite_rounding`:
+every layer on the ``"tflite"`` rule, the same multipliers), each scored again by
+``compress``. ``allow_rounding_mismatch`` writes the policy as it is, bit-exact in
+LiteRT's reference kernels; :attr:`TfliteExportResult.warnings` names the layers whose
+rule a runtime does not share.
 LiteRT's optimized kernels (its default resolver) requantize otherwise again and are one
 step off now and then: :func:`litert_runner` uses the reference ones.
 
@@ -50,7 +54,6 @@ float16 MLPs, and the discretize / one_hot / tile_code preprocess steps.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -63,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget import __version__
+from rlbudget.compress.quantize import tflite_rounding as tflite_rounding
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.export.tflite_schema import (
     FLOAT32,
@@ -101,25 +105,42 @@ class TfliteExportResult:
                 "operators": self.operators, "warnings": list(self.warnings)}  # fmt: skip
 
 
+def _shares(policy: Policy, rule: str) -> list[str]:
+    """The int8 layers (not ``float_output``) on ``rule``, each with the share of its
+    activations that the other rule can put one step apart (``2**(shift - 1)``)."""
+    body = policy.body
+    layers = body.layers if isinstance(body, QuantizedMLP) else ()
+    return [f"{i} (1 activation in {2 ** (1 - int(la.shift.max())):,})"
+            for i, la in enumerate(layers)
+            if not la.float_output and la.requantize == rule]  # fmt: skip
+
+
+def rounding_mismatch(policy: Policy, name: str = "POLICY") -> str | None:
+    """Why TFLite Micro would not compute ``policy`` bit for bit (int8 layers on the
+    one-rounding ``"high_word"`` rule, where it rounds twice), and the fix, in one line
+    (``name``: the policy folder, for the command); None when it would."""
+    once = _shares(policy, "high_word")
+    if not once:
+        return None
+    return (
+        f"TFLite Micro rounds twice where {name} rounds once ('high_word': int8 layer(s) "
+        f"{', '.join(once)}), so its actions would not all be this policy's; re-rule it: "
+        f"rlbudget compress {name} -m tflite-rounding -o OUT (or quantize with -m int8 "
+        "--requantize tflite; in Python: save_policy(tflite_rounding(load_policy("
+        f"{str(name)!r})), 'OUT'), tflite_rounding from rlbudget.compress.quantize)"
+    )
+
+
 def rounding_warnings(policy: Policy) -> tuple[str, ...]:
     """Where TFLite Micro or LiteRT rounds otherwise than ``policy``'s int8 layers (module
     docstring), one line per runtime, each layer with the share of its activations that
     can differ by one step (``2**(shift - 1)``); none for a float policy."""
-    body = policy.body
-    if not isinstance(body, QuantizedMLP):
-        return ()
-    once: list[str] = []
-    twice: list[str] = []
-    for i, la in enumerate(body.layers):
-        if la.float_output:
-            continue
-        share = f"{i} (1 activation in {2 ** (1 - int(la.shift.max())):,})"
-        (once if la.requantize == "high_word" else twice).append(share)
+    once, twice = _shares(policy, "high_word"), _shares(policy, "tflite")
     out = []
     if once:
         out.append(f"TFLite Micro rounds twice where int8 layer(s) {', '.join(once)} round "
                    "once ('high_word'): its results can be one step off numpy's; "
-                   "rlbudget.export.tflite.tflite_rounding(policy) is the policy it matches "
+                   "rlbudget compress POLICY -m tflite-rounding gives the policy it matches "
                    "(LiteRT rounds once, as numpy)")  # fmt: skip
     if twice:
         out.append(f"LiteRT rounds once where int8 layer(s) {', '.join(twice)} round twice "
@@ -130,18 +151,6 @@ def rounding_warnings(policy: Policy) -> tuple[str, ...]:
 
 def _fail(message: str) -> PolicyError:
     return PolicyError(f"export_tflite: {message}")
-
-
-def tflite_rounding(policy: Policy) -> Policy:
-    """``policy`` with every int8 layer on the ``"tflite"`` requantization rule (two
-    roundings; the same multipliers and shifts): the policy whose numpy int8 path
-    ``policy.tflite`` matches bit for bit in TFLite Micro. Any other policy is returned
-    as it is."""
-    body = policy.body
-    if not isinstance(body, QuantizedMLP) or all(la.requantize == "tflite" for la in body.layers):
-        return policy
-    layers = tuple(dataclasses.replace(la, requantize="tflite") for la in body.layers)
-    return dataclasses.replace(policy, body=QuantizedMLP(layers))
 
 
 class _Graph:
@@ -379,14 +388,31 @@ def build_model(policy: Policy, *, body_output: bool = False) -> bytes:
     return g.m.serialize()
 
 
-def export_tflite(policy: Policy, out_dir: str | os.PathLike[str]) -> TfliteExportResult:
+def export_tflite(
+    policy: Policy,
+    out_dir: str | os.PathLike[str],
+    *,
+    allow_rounding_mismatch: bool = False,
+    name: str = "POLICY",
+) -> TfliteExportResult:
     """Write ``policy.tflite`` to ``out_dir`` (created if needed; written to a temporary
     file there and renamed into place, so nothing is half-written).
 
+    :param allow_rounding_mismatch: write it even when TFLite Micro would round some int8
+        layer otherwise than the policy (:func:`rounding_mismatch`; the warnings say
+        where); by default that is refused.
+    :param name: the policy's folder, named in the refusal's command.
     :raises PolicyError: the tflite extra is missing (``pip install 'rlbudget[tflite]'``),
-        or a part the TFLite export does not support (module docstring).
+        a part the TFLite export does not support (module docstring), or a rounding
+        mismatch (nothing written).
     :raises RlbudgetError: ``out_dir`` holds another export, or cannot be written.
     """
+    mismatch = None if allow_rounding_mismatch else rounding_mismatch(policy, name)
+    if mismatch is not None:
+        raise _fail(
+            f"{mismatch}; or write it as it is with --allow-rounding-mismatch "
+            "(LiteRT's reference kernels round once, as it does); nothing written"
+        )
     data = build_model(policy)
     folder = Path(out_dir)
     for other, what in (("policy.h", "a C export"), ("policy.json", "a policy")):

@@ -74,7 +74,10 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         "",
         f"Policy arrays by dtype (as stored in policy.safetensors): {by_dtype}; "
         f"working buffers of the body {units.format_bytes(fp.buffer_bytes)}; code/runtime "
-        f"{units.format_bytes(fp.code_bytes)} ({fp.target}).",
+        f"{units.format_bytes(fp.code_bytes)} ({fp.target})"
+        + (f"; C build {fp.build}" if fp.build else "")
+        + (", the one emulated" if fp.build and report.target_latency_source == "emulated"
+           else "") + ".",
         "",
         "## Latency",
         "",

@@ -50,6 +50,7 @@ from rlbudget.budget import Budget
 from rlbudget.costs import estimate_energy, host_energy_j
 from rlbudget.devices import Range, get_device
 from rlbudget.errors import PolicyError
+from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
 from rlbudget.limits import target_return as target_rule
 from rlbudget.policy.model import Policy
@@ -118,14 +119,15 @@ def memory_checks(memory: Footprint, budget: Budget) -> list[Check]:
     ]  # fmt: skip
 
 
-def format_option(policy: Policy, fmt: str, budget: Budget) -> FormatOption:
+def format_option(policy: Policy, fmt: str, budget: Budget, optimize: str = DEFAULT_OPTIMIZE
+                  ) -> FormatOption:  # fmt: skip
     """``policy`` deployed as ``fmt`` against ``budget``'s memory limits (see the module
     docstring); a format that cannot express the policy, or whose runtime is not
-    installed, is an option with its ``error``."""
+    installed, is an option with its ``error``; C is built with ``-{optimize}``."""
     from rlbudget.errors import RlbudgetError
 
     try:
-        memory = footprint(policy, fmt, budget.device)
+        memory = footprint(policy, fmt, budget.device, optimize)
     except RlbudgetError as exc:
         return FormatOption(fmt, None, None, None, None, (), str(exc))
     failing = tuple(c.limit for c in memory_checks(memory, budget) if c.status == FAIL)
@@ -269,6 +271,7 @@ def profile(
     run_summary: dict[str, Any] | None = None,
     policy_name: str = "policy",
     gym_packages: tuple[str, ...] = (),
+    optimize: str = DEFAULT_OPTIMIZE,
 ) -> ProfileReport:
     """Measure and estimate ``policy`` deployed as ``fmt`` against ``budget``.
 
@@ -280,8 +283,12 @@ def profile(
     :param episodes: return episodes (seeded with ``seed``, as ``evaluate``).
     :param calls: timed host decisions (≥ 1000).
     :param run_summary: a training run's ``summary.json``: adds the training checks.
+    :param optimize: the C build the user ships, ``O2`` or ``Os``
+        (:data:`~rlbudget.export.arm.OPTIMIZE`): flash and RAM are that build's, and so is
+        the emulated latency (the int8 DSP path exists at ``-O2`` alone).
     :raises PolicyError: an unknown format, or a format that cannot express the policy.
     :raises EnvError: the env does not match the policy.
+    :raises RlbudgetError: an unknown ``optimize``.
     """
     from rlbudget.envs import env_spec
     from rlbudget.profile.evaluate import evaluate, visited_observations
@@ -289,13 +296,21 @@ def profile(
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
+    opt_flag(optimize)  # an unknown build is refused before anything is built
+    if fmt == "tflite":  # TFLite Micro would not be running this policy
+        from rlbudget.export.tflite import rounding_mismatch
+
+        mismatch = rounding_mismatch(policy, policy_name)
+        if mismatch is not None:
+            raise PolicyError(f"profile --format tflite: {mismatch}; nothing measured")
     device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
     returns: ReturnFigure | None = None
     emulated: Range | None = None
     why = ""
-    with deployed(policy, fmt, device) as (memory, actor, folder):  # C: one export for all
+    # C: one export for all, built with -{optimize} for its footprint and its emulation
+    with deployed(policy, fmt, device, optimize) as (memory, actor, folder):
         if env:
             obs = visited_observations(policy, str(env), states=500, seed=seed,
                                        gym_packages=gym_packages)  # fmt: skip
@@ -320,8 +335,11 @@ def profile(
             from rlbudget.emulate import profile_latency
             from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
-            emulate = profile_latency_avr if is_avr(device) else profile_latency
-            emulated, why = emulate(policy, device, obs, exported=folder)
+            if is_avr(device):  # avr-gcc -Os, as its footprint
+                emulated, why = profile_latency_avr(policy, device, obs, exported=folder)
+            else:
+                emulated, why = profile_latency(policy, device, obs, exported=folder,
+                                                optimize=optimize)  # fmt: skip
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
@@ -373,7 +391,7 @@ def profile(
         checks += _training_checks(run_summary, budget)
     alternatives: tuple[FormatOption, ...] = ()
     if any(c.status == FAIL and c.limit in MEMORY_LIMITS for c in checks):
-        alternatives = tuple(format_option(policy, f, budget)
+        alternatives = tuple(format_option(policy, f, budget, optimize)
                              for f in deployable_formats(budget) if f != fmt)  # fmt: skip
     return ProfileReport(
         policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,

@@ -50,20 +50,22 @@ RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
 #endif
 {
     int32_t i, j, acc;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+    int32_t sums[16], *sum = sums + 16; /* sixteen rows' sums (rlb_dot_int8), the next */
+    rlb_expand_int8(x, rlb_x16, n_in, in_zp);
+#else
     const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
     lo -= out_zp;
-#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
-    int32_t sums[16]; /* rows j..j + 15's sums (rlb_dot_int8) */
-    rlb_expand_int8(x, rlb_x16, n_in, in_zp);
 #endif
     for (j = 0; j < n_out; ++j) {
         RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
-        if (j % 16 == 0) { /* the next sixteen rows (or the rest) at once */
+        if (sum == sums + 16) { /* the next sixteen rows (or the rest) at once */
             rlb_dot_int8(rlb_x16, row, n_in, n_out - j < 16 ? n_out - j : 16, sums);
+            sum = sums;
         }
-        acc += sums[j % 16];
+        acc += *sum++;
         for (i = n_in & ~3; i < n_in; ++i) { /* the inputs after the last group of four */
 #else
         for (i = 0; i < n_in; ++i) {
@@ -75,7 +77,13 @@ RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
 #else
         acc = RLB_REQUANTIZE(acc, multiplier, shift);
 #endif
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+        /* clamp(acc + out_zp, lo, 127): a saturating add, SSAT to -128..127, then lo */
+        acc = __ssat(__qadd(acc, out_zp), 8);
+        acc = acc < lo ? lo : acc;
+#else
         acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
+#endif
 #if RLB_KNOTS
         y[j] = rlb_knots(lut, acc);
 #elif RLB_ODD_LUT

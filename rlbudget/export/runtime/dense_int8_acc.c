@@ -19,17 +19,18 @@ RLB_API void rlb_dense_int8_acc(const int8_t *x, int32_t *y, RLB_CONST int8_t *w
 {
     int32_t i, j, acc;
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
-    int32_t sums[16]; /* rows j..j + 15's sums (rlb_dot_int8) */
+    int32_t sums[16], *sum = sums + 16; /* sixteen rows' sums (rlb_dot_int8), the next */
     rlb_expand_int8(x, rlb_x16, n_in, in_zp);
 #endif
     for (j = 0; j < n_out; ++j) {
         RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
 #if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
-        if (j % 16 == 0) { /* the next sixteen rows (or the rest) at once */
+        if (sum == sums + 16) { /* the next sixteen rows (or the rest) at once */
             rlb_dot_int8(rlb_x16, row, n_in, n_out - j < 16 ? n_out - j : 16, sums);
+            sum = sums;
         }
-        acc += sums[j % 16];
+        acc += *sum++;
         for (i = n_in & ~3; i < n_in; ++i) { /* the inputs after the last group of four */
 #else
         for (i = 0; i < n_in; ++i) {
