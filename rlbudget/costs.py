@@ -19,22 +19,26 @@ layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_cod
   layer, plus the observation.
 - **Flash.** Weights + code: :data:`CODE_BYTES` per body kind (our C export).
 
-**Latency** on a device (:func:`estimate_latency`)::
+**Latency** on a device (:func:`inference`). On the cores that can be emulated (Cortex-M0+,
+M3, M4F, M7, M33; AVR) each body carries its :class:`~rlbudget.fitted.Shape` and is priced
+by the model fitted to emulation of rlbudget's own C export (:mod:`rlbudget.fitted`,
+``data/cycles/fitted.yaml``): cycles / clock, range typical × the core's fitted factors.
+Elsewhere, and for a body the fit does not cover (float16, a sparse table), the per-MAC
+model (:func:`estimate_latency`)::
 
     latency = invoke_overhead + layers × layer_overhead
               + MACs / (clock × MACs per cycle for the dtype) + extra_cycles / clock
 
-It models rlbudget's own C export (dense loops, no interpreter). Published numbers for
-the same model on the same chip vary up to ~3× between software stacks, so an estimate is
-a :class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical ×
-SPREAD`` with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power ×
-latency.
+with the device's published or estimated figures. Published numbers for the same model on
+the same chip vary up to ~3× between software stacks, so that estimate is a
+:class:`~rlbudget.devices.Range`: ``low = typical / SPREAD``, ``high = typical × SPREAD``
+with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power × latency.
 
 Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
-(900 MACs) on an 80 MHz Cortex-M4F; this model gives ≈0.06 ms (typical) and ≈0.10 ms (high)
-with the published per-layer and MACs/cycle figures. The published figure probably includes
-an interpreter, I/O or unoptimized kernels; for a stack like that, treat the estimate as
-a lower bound and let ``rlbudget profile`` measure.
+(900 MACs) on an 80 MHz Cortex-M4F, about ten times what our C export takes there (the
+fitted model). The published figure probably includes an interpreter, I/O or unoptimized
+kernels; for a stack like that, treat the estimate as a lower bound and let
+``rlbudget profile`` measure.
 
 **Training** on the host: RAM = process baseline + 16 B per trained parameter (weights,
 gradients, Adam moments) + the replay buffer (:func:`replay_buffer`); energy = CPU time ×
@@ -52,6 +56,14 @@ from typing import Any
 from rlbudget import units
 from rlbudget.devices import Device, Range, get_device
 from rlbudget.envs import SpaceSpec
+from rlbudget.fitted import (
+    Shape,
+    fitted_latency,
+    linear_shape,
+    mlp_shape,
+    table_shape,
+    tile_shape,
+)
 
 SPREAD = 1.75
 # Code bytes of the deployed runtime per body kind: our C export (no TFLM interpreter).
@@ -82,6 +94,7 @@ class Body:
     layers: int
     extra_cycles: float
     network: dict[str, Any]
+    shape: Shape | None = None  # what the fitted model reads (rlbudget.fitted); None: no fit
 
 
 def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
@@ -91,8 +104,11 @@ def extra_cycles(nonlinear: int, inputs: int, dtype: str, fpu: bool) -> float:
     return nonlinear * TANH_CYCLES[key] + 20.0 * inputs
 
 
-def table_body(states: int, n_actions: int, obs: SpaceSpec, bins: int | None) -> Body:
-    """A packed greedy action table over ``states`` (a ``bins``-per-dim grid for a Box)."""
+def table_body(
+    states: int, n_actions: int, obs: SpaceSpec, bins: int | None, *, packed: bool = True
+) -> Body:
+    """A packed greedy action table over ``states`` (a ``bins``-per-dim grid for a Box);
+    ``packed=False``: the value table itself (its latency only; the bytes stay packed)."""
     bits = max(1, math.ceil(math.log2(n_actions)))
     weight_bytes = math.ceil(states * bits / 8)
     # Discretizing a Box observation: a multiply, floor and clamp per dimension (≈30 cycles).
@@ -105,17 +121,23 @@ def table_body(states: int, n_actions: int, obs: SpaceSpec, bins: int | None) ->
     }
     if bins is not None:
         network["bins_per_dim"] = bins
-    return Body("table", states * n_actions, weight_bytes, 4 * obs.dim + 8, 0, 0, extra, network)
+    shape = table_shape(obs.dim if obs.kind == "box" else 0, n_actions, packed)
+    return Body("table", states * n_actions, weight_bytes, 4 * obs.dim + 8, 0, 0, extra, network,
+                shape)  # fmt: skip
 
 
-def tile_coding_body(obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], fpu: bool) -> Body:
-    """A tile-coded linear body (``tilings``, ``tiles_per_dim``, ``hash_size`` in ``params``)."""
+def tile_coding_body(
+    obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], fpu: bool, dtype: str | None = None
+) -> Body:
+    """A tile-coded linear body (``tilings``, ``tiles_per_dim``, ``hash_size`` in ``params``),
+    weights in ``dtype`` (fp32, int16 or int8; by default fp32 with an FPU, else int16)."""
     tilings = int(params.get("tilings", 8))
     tiles = int(params.get("tiles_per_dim", 8))
     hash_size = int(params.get("hash_size", 4096))
     per_tiling = (tiles + 1) ** obs.dim
     features = min(tilings * per_tiling, hash_size)
-    dtype_bytes = 4 if fpu else 2
+    dtype = dtype or ("fp32" if fpu else "int16")
+    dtype_bytes = {"fp32": 4, "int16": 2, "int8": 1}[dtype]
     n = features * n_actions
     # Per tiling: scale and floor each dim, combine into an index/hash (≈25 cycles per dim).
     extra = tilings * (25.0 * obs.dim + 10.0)
@@ -127,9 +149,10 @@ def tile_coding_body(obs: SpaceSpec, n_actions: int, params: Mapping[str, Any], 
         "hash_size": hash_size if tilings * per_tiling > hash_size else None,
         "weights": n,
     }
+    shape = tile_shape(tilings, obs.dim, n_actions, dtype)
     return Body(
         "linear", n, n * dtype_bytes, 4 * (obs.dim + tilings + n_actions),
-        tilings * n_actions, 1, extra, network,
+        tilings * n_actions, 1, extra, network, shape,
     )  # fmt: skip
 
 
@@ -138,9 +161,10 @@ def linear_body(obs: SpaceSpec, act: SpaceSpec, dtype_bytes: int) -> Body:
     outputs = act.n if act.kind == "discrete" and act.n is not None else act.dim
     n = obs.dim * outputs + outputs + 2 * obs.dim  # W, b, observation mean/std
     network = {"body": "linear", "features": "normalized observation", "shape": [obs.dim, outputs]}
+    shape = linear_shape(obs.dim, outputs, {4: "fp32", 2: "int16", 1: "int8"}[dtype_bytes])
     return Body(
         "linear", n, n * dtype_bytes, 4 * (obs.dim + outputs),
-        obs.dim * outputs, 1, 10.0 * obs.dim, network,
+        obs.dim * outputs, 1, 10.0 * obs.dim, network, shape,
     )  # fmt: skip
 
 
@@ -164,6 +188,9 @@ def mlp_body(
     activation_bytes = live_pair * act_bytes + 4 * max(widths[1:])  # + int32 accumulators
     n_tanh = sum(hidden) if activation == "tanh" else 0
     extra = extra_cycles(n_tanh, inputs, dtype, fpu)
+    # A Box action is squashed by a tanh head (SAC, TD3); PPO's clip head costs less.
+    squash = outputs if act.kind == "box" else 0
+    shape = mlp_shape(widths, n_tanh + squash, dtype) if dtype in ("fp32", "int8") else None
     network = {
         "body": "mlp",
         "shape": widths,
@@ -173,7 +200,7 @@ def mlp_body(
     }
     return Body(
         "mlp", weights + biases, weight_bytes, activation_bytes, weights, len(widths) - 1, extra,
-        network,
+        network, shape,
     )  # fmt: skip
 
 
@@ -220,8 +247,12 @@ def inference(body: Body, dtype: str, device: Device, obs: SpaceSpec) -> Inferen
     """What ``body`` deployed in ``dtype`` costs on ``device`` (see the module docstring)."""
     flash = body.weight_bytes + CODE_BYTES[body.kind]
     ram = body.activation_bytes + 4 * (obs.dim if obs.kind == "box" else 1)
-    latency = estimate_latency(device, macs=body.macs, layers=body.layers, dtype=dtype,
-                               extra_cycles=body.extra_cycles)  # fmt: skip
+    fitted = fitted_latency(device, body.shape)
+    if fitted is not None:
+        latency = fitted.latency_s
+    else:
+        latency = estimate_latency(device, macs=body.macs, layers=body.layers, dtype=dtype,
+                                   extra_cycles=body.extra_cycles)  # fmt: skip
     return Inference(flash, ram, latency, estimate_energy(device, latency))
 
 

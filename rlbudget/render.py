@@ -41,7 +41,7 @@ def render_budget(console: Console, b: Budget) -> None:
     d = b.device
     t.add_row("device", f"{d.id} ({d.device_class}, {d.core})", "")
     t.add_row("device.clock", units.format_frequency(d.clock_hz), f"{d.clock_hz:g} Hz")
-    t.add_row("device.sram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
+    t.add_row("device.ram", units.format_bytes(d.sram_bytes), f"{d.sram_bytes} B")
     t.add_row("device.flash", units.format_bytes(d.flash_bytes), f"{d.flash_bytes} B")
     t.add_row("device.power", units.format_power(d.active_power_w), f"{d.active_power_w:g} W")
     rows: list[tuple[str, float | None, str]] = [
@@ -287,12 +287,16 @@ def render_compress(console: Console, report: CompressReport, output: Path) -> N
 
 def render_export(console: Console, info: dict[str, Any]) -> None:
     """The files an export wrote and its sizes: C (RAM, flash, libm, Cortex-M sections)
-    or ONNX (nodes, opset, file size); ``info`` is the ``--json`` document."""
+    or ONNX (nodes, opset, file size) or TFLite (operators, file size); ``info`` is the
+    ``--json`` document."""
     for f in info["files"]:
         console.print(f"wrote {f}")
     if info["format"] == "onnx":
         console.print(f"{info['nodes']} nodes, opset {info['opset']}, "
                       f"{units.format_bytes(info['file_bytes'])}")  # fmt: skip
+        return
+    if info["format"] == "tflite":
+        console.print(f"{info['operators']} operators, {units.format_bytes(info['file_bytes'])}")
         return
     console.print(
         f"RAM {units.format_bytes(info['ram_bytes'])} (static buffers), flash "
@@ -322,10 +326,16 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
                   format_figure(c.with_margin, c.unit), format_figure(c.limit_value, c.unit),
                   f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
     console.print(t)
+    if result.footprint.build:
+        emulated = result.target_latency_source == "emulated"
+        console.print(f"C build: {result.footprint.build} (its flash, RAM"
+                      f"{' and emulated latency' if emulated else ''})")  # fmt: skip
     host = result.host_latency
     lat = result.target_latency
-    console.print(f"target latency (estimated): {format_figure(lat.low, 's')} – "
-                  f"{format_figure(lat.high, 's')}, typical "
+    source = result.target_latency_source
+    console.print(f"target latency ({source}): {format_figure(lat.low, 's')} – "
+                  f"{format_figure(lat.high, 's')}, "
+                  f"{'mean' if source == 'emulated' else 'typical'} "
                   f"{format_figure(lat.typical, 's')}")  # fmt: skip
     if host is not None:
         console.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "

@@ -51,15 +51,16 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
     ],
     "state.c": [{"RLB_DISCRETIZE": "0"}, {"RLB_DISCRETIZE": "1"}],
     "packed.c": [{"RLB_BITS": "1", "RLB_SPARSE": "0"}, {"RLB_BITS": "3", "RLB_SPARSE": "1"}],
+    "dsp_int8.c": [{}],
 }
 """Each file and sets of values of its parameters (the rest keep the file's defaults):
 every ``#if`` branch is built at least once."""
 
 
-def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path) -> None:
+def compile_all(compiler: str, extra: tuple[str, ...], tmp: Path, std: str = "-std=c99") -> None:
     """Every variant of every file, two compilers at a time; each must build silently."""
     cmds = [
-        [compiler, *extra, *FLAGS, *(f"-D{k}={v}" for k, v in variant.items()), "-c",
+        [compiler, *extra, std, *FLAGS[1:], *(f"-D{k}={v}" for k, v in variant.items()), "-c",
          str(RUNTIME / name), "-o", str(tmp / f"{name}.{i}.o")]
         for name, variants in VARIANTS.items() for i, variant in enumerate(variants)
     ]  # fmt: skip
@@ -94,14 +95,46 @@ def test_each_file_compiles_for_cortex_m(target: str, tmp_path: Path) -> None:
     compile_all("arm-none-eabi-gcc", TARGETS[target], tmp_path)
 
 
+@pytest.mark.skipif(shutil.which("avr-gcc") is None, reason="no avr-gcc (apt-get install gcc-avr "
+                    "avr-libc)")  # fmt: skip
+def test_each_file_compiles_for_avr_with_its_tables_in_flash(tmp_path: Path) -> None:
+    """GNU C, where RLB_CONST is const __flash: a kernel reading a table through a plain
+    pointer (another address space) would warn, and -Werror fails it."""
+    compile_all("avr-gcc", ("-mmcu=atmega328p",), tmp_path, std="-std=gnu99")
+    probe = tmp_path / "probe.c"
+    probe.write_text('#include "runtime.h"\nRLB_CONST float probe = 1.0f;\n')
+    run = subprocess.run(["avr-gcc", "-mmcu=atmega328p", "-std=gnu99", f"-I{RUNTIME}", "-S",
+                          "-o", "-", str(probe)], capture_output=True, text=True)  # fmt: skip
+    assert ".section\t.progmem" in run.stdout, run.stdout + run.stderr  # flash, not .rodata
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="no arm-none-eabi-gcc")
+def test_each_file_compiles_with_the_dsp_path(tmp_path: Path) -> None:
+    """At -O2 on the M4F, the int8 kernels' DSP branches are the ones compiled (-Os keeps
+    the portable loop)."""
+    compile_all("arm-none-eabi-gcc", (*TARGETS["cortex-m4f"], "-O2"), tmp_path)
+
+
+DSP = "#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)"
+TARGET_BRANCHES = [DSP, "#else", "#endif", DSP, "#else", "#endif", DSP, "#else", "#endif"]
+"""The directives dense_int8.c's instances keep: its DSP steps before the loop (or the
+portable clamp's bounds), its loop's two forms, and its clamp's two forms (the compiler of
+policy.c chooses)."""
+
+
+def directives(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.lstrip().startswith("#")]
+
+
 def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
     text = kernels.instance("dense_int8.c", RLB_BIAS="int16_t", RLB_ODD_LUT=1, RLB_KNOTS=0,
                             RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm",
                             rlb_dense_int8="rlb_dense_int8_b16_odd")  # fmt: skip
     assert text.startswith("/* one int8 fully connected layer")
     assert "\nstatic void rlb_dense_int8_b16_odd(const int8_t *x, int8_t *y," in text
-    assert "const int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
-    assert "#" not in text and "RLB_" not in text
+    assert "RLB_CONST int16_t *b," in text and "lut[acc + 128]" not in text and "-lut[" in text
+    # no parameter is left; RLB_CONST (const, or const __flash on AVR) is policy.c's macro
+    assert directives(text) == TARGET_BRANCHES and "RLB_" not in text.replace("RLB_CONST", "")
     full = kernels.instance("dense_int8.c", RLB_BIAS="int32_t", RLB_ODD_LUT=0, RLB_KNOTS=0,
                             RLB_PER_CHANNEL=1, RLB_REQUANTIZE="rlb_mbqm")  # fmt: skip
     assert "static void rlb_dense_int8(" in full and "lut[acc + 128]" in full
@@ -110,7 +143,7 @@ def test_an_instance_is_plain_c_with_its_parameters_written_in() -> None:
                              RLB_PER_CHANNEL=0, RLB_REQUANTIZE="rlb_rhm")  # fmt: skip
     assert "int32_t multiplier, int32_t shift," in knots and "int32_t ch" not in knots
     assert "acc = rlb_rhm(acc, multiplier, shift);" in knots and "rlb_knots(lut, acc)" in knots
-    assert "#" not in knots and "RLB_" not in knots
+    assert directives(knots) == TARGET_BRANCHES and "RLB_" not in knots.replace("RLB_CONST", "")
 
 
 def test_if_conditions_read_as_c_reads_them() -> None:
@@ -125,6 +158,33 @@ def test_if_conditions_read_as_c_reads_them() -> None:
         assert one.count("if (act ==") == 1 and f"if (act == {ACTIVATION_CODES[activation]})" in one
     half = kernels.instance("dense_float.c", RLB_WEIGHT="uint16_t", **flags | {"RLB_HALF": 1})
     assert "int act, int to_half)" in half and "rlb_round_half(acc)" in half
+
+
+def test_an_if_on_the_target_is_kept_with_both_branches() -> None:
+    text = kernels.instance("dsp_int8.c")
+    assert directives(text) == [DSP, "#include <arm_acle.h>", "#include <string.h>", "#endif"]
+    assert "static void rlb_dot_int8(" in text and "RLB_" not in text
+    assert '"sxtb16 %[a], %[a], ror #8\\n\\t"' in text and "__sxtab16(minus_zp, v)" in text
+
+
+def test_parameter_branches_inside_a_target_branch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "k.c").write_text(
+        "/* doc */\n#ifndef RLB_API\n#define RLB_API\n#endif\n#if defined(__ARM_FEATURE_DSP)\n"
+        "#include <arm_acle.h>\n#if RLB_A\na\n#else\nnot_a\n#endif\n#else\nportable\n#endif\n"
+        "#if RLB_A\n#include <x.h>\n#endif\n"
+    )
+    monkeypatch.setattr(kernels, "RUNTIME", tmp_path)
+    kernels.source.cache_clear()
+    try:
+        assert kernels.instance("k.c", RLB_A=0).split("\n") == [
+            "#if defined(__ARM_FEATURE_DSP)", "#include <arm_acle.h>", "not_a", "#else",
+            "portable", "#endif"]  # fmt: skip
+        with pytest.raises(PolicyError, match=r"unexpected directive '#include <x\.h>'"):
+            kernels.instance("k.c", RLB_A=1)  # an #include only inside a target branch
+    finally:
+        kernels.source.cache_clear()
 
 
 def test_elif_and_nested_branches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

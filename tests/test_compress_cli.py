@@ -30,7 +30,9 @@ from tests.factories import balancing_mlp, frozenlake_best_table
 
 runner = CliRunner()
 FAST = ["--episodes", "3", "--states", "300"]
-METHOD_LIST = "int8, int16, fp16, prune, prune-neurons, distill, pack, drop-unvisited"
+METHOD_LIST = (
+    "int8, tflite-rounding, int16, fp16, prune, prune-neurons, distill, pack, drop-unvisited"
+)
 
 
 @pytest.fixture
@@ -275,7 +277,7 @@ def test_output_replaced_only_when_complete(cartpole: Path, tmp_path: Path) -> N
          "int8, fp16, prune, prune-neurons, distill"),
         ("cartpole", ["-m", "int8,fp16"],
          "method 'fp16' does not apply to the mlp_int8 body left by 'int8'; methods for "
-         "mlp_int8 bodies: prune, distill"),
+         "mlp_int8 bodies: tflite-rounding, prune, distill"),
         ("cartpole", ["-m", "int8", "--recover"],
          "--recover applies to prune and prune-neurons; the methods given are int8"),
         ("cartpole", ["-m", "int8,prune", "--recover"],
@@ -424,9 +426,9 @@ def test_export_onnx(cartpole: Path, tmp_path: Path) -> None:
 
 
 def test_export_unknown_format_exit_2(cartpole: Path, tmp_path: Path) -> None:
-    r = invoke("export", cartpole, "--format", "tflite", "-o", tmp_path / "x")
+    r = invoke("export", cartpole, "--format", "tvm", "-o", tmp_path / "x")
     assert r.exit_code == 2
-    assert "'tflite' is not one of 'c', 'onnx'" in r.output
+    assert "'tvm' is not one of 'c', 'onnx', 'tflite'" in r.output
     assert not (tmp_path / "x").exists()
 
 

@@ -233,8 +233,11 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     source = (b.program.parent / "policy.c").read_text()
     assert not b.result.needs_libm and "math.h" not in source and "float " in source
     # RAM: one int8 arena holding the largest pair of live layers (64 + 64), and the last
-    # layer's int32 accumulators (2 × 4 B).
+    # layer's int32 accumulators (2 × 4 B); on a DSP core built for speed, not counted, the
+    # widest input (64) expanded to int16 (128 B)
     assert b.result.ram_bytes == 128 + 8 == b.policy.buffer_bytes
+    assert ("#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)\n"
+            "static int32_t rlb_x16[32]; /* 128 B more RAM:") in source  # fmt: skip
     layers = b.policy.body.layers  # type: ignore[union-attr]
     assert all(la.w_scale.shape == (1,) and la.b.dtype == np.int16 for la in layers)
     widths = [(4, 64), (64, 64)]
@@ -243,18 +246,18 @@ def test_int8_needs_no_libm_and_fits_by_hand(built: dict[str, Built]) -> None:
     # one multiplier and shift per layer: kernel arguments, not arrays (per channel: arrays)
     assert "rlb_m0" not in source and "int32_t multiplier, int32_t shift," in source
     per_channel = built["cartpole-mlp-tanh-int8-per-channel"].program.parent / "policy.c"
-    assert "static const int32_t rlb_m0[64]" in per_channel.read_text()
+    assert "static RLB_CONST int32_t rlb_m0[64]" in per_channel.read_text()
     # last layer: W, int16 bias; argmax of its int32 accumulators (one positive scale, no
     # float needed: the same action as numpy's argmax of the dequantized values)
     flash += 64 * 2 + 2 * 2
     assert "return rlb_argmax_int32(rlb_acc, 2);" in source
     flash += 17  # one odd tanh table as its 17 knots, shared by both hidden layers
     assert b.result.flash_bytes == flash
-    assert source.count("static const int8_t rlb_lut") == 1 and "rlb_lut0[17]" in source
+    assert source.count("static RLB_CONST int8_t rlb_lut") == 1 and "rlb_lut0[17]" in source
     assert source.count(", -127, rlb_lut0); /* tanh */") == 2  # -128 reads as -127
     assert "rlb_knots(lut, acc)" in source
     own = (built["cartpole-mlp-tanh-int8-own-tables"].program.parent / "policy.c").read_text()
-    assert own.count("static const int8_t rlb_lut") == 2  # a table per layer, each exported
+    assert own.count("static RLB_CONST int8_t rlb_lut") == 2  # a table per layer, each exported
     exact = built["cartpole-mlp-tanh-int8-exact-table"]
     exact_source = (exact.program.parent / "policy.c").read_text()
     assert "rlb_lut0[128]" in exact_source and "rlb_knots" not in exact_source
@@ -373,7 +376,7 @@ def test_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
     assert [f.name for f in again.files] == ["policy.h", "policy.c", "main.c"] == [
         f.name for f in first.files]  # fmt: skip
     # ⌈500 states × 3 bits / 8⌉ = 188 bytes, plus one spare byte so reads stay inside.
-    assert "static const uint8_t rlb_packed[189]" in (tmp_path / "pol" / "policy.c").read_text()
+    assert "static RLB_CONST uint8_t rlb_packed[189]" in (tmp_path / "pol" / "policy.c").read_text()
     assert again.flash_bytes == 189 and again.ram_bytes == 0
 
 

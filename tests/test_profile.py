@@ -114,13 +114,18 @@ def test_generous_budget_passes_tight_fails_on_flash(tmp_path: Path) -> None:
 def test_c_memory_counts_the_export_exactly(tmp_path: Path) -> None:
     policy = quantize_int8(balancing_mlp(), np.random.default_rng(0).normal(size=(500, 4)))
     exported = export_c(policy, tmp_path / "c")
-    f = fp.footprint(policy, "c", get_device("stm32f446"))
+    f = fp.footprint(policy, "c", get_device("stm32f446"), "Os")
     io = 4 * (4 + 1)  # the caller's observation and action buffers
     if ARM:  # linked: the static buffers and I/O in .bss, plus the measured stack
         assert f.flash_source == f.ram_source == "measured" and f.target == "cortex-m4f"
         assert f.flash_bytes > exported.flash_bytes
         stack = int(f.ram_how.split("stack ")[1].split(" B")[0])
         assert f.ram_bytes == exported.ram_bytes + io + stack
+        # the default build, -O2, takes the DSP path: rlb_x16 holds 2 B per input of the
+        # widest int8 layer (the 32 hidden units)
+        fast = fp.footprint(policy, "c", get_device("stm32f446"))
+        stack = int(fast.ram_how.split("stack ")[1].split(" B")[0])
+        assert fast.ram_bytes == exported.ram_bytes + 2 * 32 + io + stack
     else:
         sizes = fp.code_sizes()
         assert f.flash_source == "estimated" and f.ram_source == "estimated"
@@ -140,6 +145,22 @@ def test_estimated_code_size_matches_without_the_toolchain(
     assert "arm-none-eabi-gcc not installed" in f.flash_how
 
 
+def test_the_uno_without_avr_gcc_is_estimated_with_avr_s_own_code_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Cortex-M stand-in for the Uno: its code and stack constants were measured with
+    avr-gcc (c_code_sizes.yaml, atmega328p), and its tables count as flash, not RAM."""
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    table = frozenlake_best_table()
+    f = fp.footprint(table, "c", get_device("arduino-uno"))
+    exported = export_c(table, tmp_path / "c")
+    sizes = fp.code_sizes()
+    assert f.flash_source == f.ram_source == "estimated" and f.target == "atmega328p"
+    assert f.flash_bytes == exported.flash_bytes + sizes["code"]["table"]["atmega328p"]
+    assert f.ram_bytes == exported.ram_bytes + 4 * (1 + 1) + sizes["stack"]["table"]["atmega328p"]
+    assert "avr-gcc not installed" in f.flash_how and "stands in" not in f.flash_how
+
+
 @pytest.mark.skipif(not ARM, reason="arm-none-eabi-gcc is not installed "
                     "(Debian: apt-get install gcc-arm-none-eabi)")  # fmt: skip
 @pytest.mark.parametrize("device", ["rp2040", "stm32f446"])
@@ -150,10 +171,11 @@ def test_estimate_within_ten_percent_of_the_linked_size(
     policies = {"mlp": balancing_mlp(), "table": frozenlake_best_table(),
                 "int8": quantize_int8(balancing_mlp(64), rng.normal(size=(500, 4)))}  # fmt: skip
     for name, policy in policies.items():
-        measured = fp.footprint(policy, "c", get_device(device))
+        # the estimates are of -Os builds (c_code_sizes.yaml)
+        measured = fp.footprint(policy, "c", get_device(device), "Os")
         with monkeypatch.context() as m:
             m.setattr(shutil, "which", lambda _name: None)
-            estimated = fp.footprint(policy, "c", get_device(device))
+            estimated = fp.footprint(policy, "c", get_device(device), "Os")
         assert measured.flash_source == "measured" and estimated.flash_source == "estimated"
         ratio = estimated.flash_bytes / measured.flash_bytes
         assert 0.9 <= ratio <= 1.1, (name, device, estimated.flash_bytes, measured.flash_bytes)
@@ -335,9 +357,9 @@ def test_cli_report_folder_missing(cartpole: Path, tmp_path: Path) -> None:
 
 def test_cli_unknown_format_is_a_usage_error(cartpole: Path, tmp_path: Path) -> None:
     r = invoke("profile", cartpole, "--budget", write(tmp_path, "g.yaml", GENEROUS), "--format",
-               "tflite")  # fmt: skip
+               "tvm")  # fmt: skip
     assert r.exit_code == 2 and "Invalid value for '--format'" in r.stderr
-    assert "'tflite' is not one of 'numpy', 'c', 'onnx'" in r.stderr
+    assert "'tvm' is not one of 'numpy', 'c', 'onnx', 'tflite'" in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ def pi_budget(tmp_path: Path, ram: str) -> Path:
     return path
 
 
-def fake_footprint(policy: Any, fmt: str, device: Any) -> Footprint:
+def fake_footprint(policy: Any, fmt: str, device: Any, optimize: str = "O2") -> Footprint:
     """Fixed figures: RAM numpy 30 MiB, C 220 B, ONNX 12 MiB (15 MiB with the 25 % margin:
     within 16 MiB, not within 8 MiB); flash well within 256 MiB for all three."""
     ram = {"numpy": 30 * MiB, "c": 220, "onnx": 12 * MiB}[fmt]

@@ -13,12 +13,20 @@ from rlbudget.cli import common
 from rlbudget.cli.common import BudgetArg, GymPackageOpt, JsonOpt, handles_errors
 
 
+class Optimize(str, Enum):
+    """``rlbudget profile --optimize``: the C build (gcc ``-O2`` or ``-Os``)."""
+
+    O2 = "O2"
+    Os = "Os"
+
+
 class ProfileFormat(str, Enum):
     """``rlbudget profile --format``."""
 
     numpy = "numpy"
     c = "c"
     onnx = "onnx"
+    tflite = "tflite"
 
 
 @handles_errors
@@ -53,6 +61,14 @@ def profile(
         Path | None,
         typer.Option("--report", help="Write a Markdown report here (and a PNG chart beside it)."),
     ] = None,
+    optimize: Annotated[
+        Optimize,
+        typer.Option(
+            "--optimize",
+            help="C build you ship (gcc -O2 or -Os): flash, RAM and "
+            "emulated latency all describe it.",
+        ),
+    ] = Optimize.O2,
     gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -89,6 +105,7 @@ def profile(
         p, loaded, fmt=None if fmt is None else fmt.value, env_id=env, episodes=episodes,
         seed=seed, calls=calls, run_summary=None if run_dir is None else read_run(run_dir),
         policy_name=str(policy_dir), gym_packages=tuple(gym_package or ()),
+        optimize=optimize.value,
     )  # fmt: skip
     if report is not None:
         write_report(result, report)

@@ -131,6 +131,13 @@ def import_(
     common.out.print(f"policy written to {output}")
 
 
+class Requantize(str, Enum):
+    """``rlbudget compress --requantize``."""
+
+    auto = "auto"
+    tflite = "tflite"
+
+
 @handles_errors
 def compress(
     policy: Annotated[Path, typer.Argument(help="A policy folder.", show_default=False)],
@@ -141,7 +148,8 @@ def compress(
             "-m",
             show_default=False,
             help="Methods, applied in order (e.g. prune-neurons,int8): MLPs: int8, fp16, prune, "
-            "prune-neurons, distill; tables: pack, drop-unvisited; linear: int8, int16, distill.",
+            "prune-neurons, distill; int8 MLPs: tflite-rounding, prune, distill; tables: pack, "
+            "drop-unvisited; linear: int8, int16, distill.",
         ),
     ],
     output: Annotated[
@@ -179,6 +187,15 @@ def compress(
     calibration: Annotated[
         Path | None,
         typer.Option("--calibration", help="int8: observations (.npy) instead of visited ones."),
+    ] = None,
+    requantize: Annotated[
+        Requantize | None,
+        typer.Option(
+            "--requantize",
+            show_default=False,
+            help="int8: tflite: every layer rounds twice, as TFLite Micro (export --format "
+            "tflite needs it); auto: one rounding where exact, smaller C [auto].",
+        ),
     ] = None,
     sparsity: Annotated[
         float | None,
@@ -226,6 +243,8 @@ def compress(
 
       rlbudget compress runs/ppo/policy -m int8 -o runs/ppo/int8
 
+      rlbudget compress ppo -m int8 --requantize tflite -o tflm
+
       rlbudget compress ppo -m prune-neurons,int8 --keep 0.25 --recover -o small
 
       rlbudget compress ppo -m distill --widths 8,8 -o student --json
@@ -251,6 +270,7 @@ def compress(
     options = MethodOptions(
         calibration_obs=None if calibration is None else load_npy(
             calibration, f"--calibration {calibration}"),
+        requantize=None if requantize is None else requantize.value,
         sparsity=sparsity, keep=keep, neurons=ints(neurons, "--neurons"),
         widths=ints(widths, "--widths"), budget=loaded_budget,
         default_action=default_action, recover=recover,
@@ -274,6 +294,7 @@ class ExportFormat(str, Enum):
 
     c = "c"
     onnx = "onnx"
+    tflite = "tflite"
 
 
 @handles_errors
@@ -285,15 +306,25 @@ def export(
             "--format",
             "-f",
             help="c: C99 source (policy.h, policy.c, main.c); "
-            "onnx: policy.onnx (pip install 'rlbudget[onnx]').",
+            "onnx: policy.onnx (pip install 'rlbudget[onnx]'); "
+            "tflite: policy.tflite for TFLite Micro / LiteRT (pip install 'rlbudget[tflite]').",
         ),
     ],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Folder to write.", show_default=False)
     ],
+    allow_rounding_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-rounding-mismatch",
+            help="tflite: write an int8 policy whose layers round once ('high_word', "
+            "compress's default), which TFLite Micro computes otherwise (LiteRT's reference "
+            "kernels as the policy); refused without it.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Export a policy (preprocess, body and head) as C99 or ONNX.
+    """Export a policy (preprocess, body and head) as C99, ONNX or TFLite.
 
     C: weights as const arrays (flash), static buffers (RAM), no malloc; the report gives
     both sizes and whether libm is needed, and, when arm-none-eabi-gcc is installed, the
@@ -305,10 +336,18 @@ def export(
       rlbudget export runs/ppo/int8 --format c -o firmware/policy
 
       rlbudget export runs/ppo/policy --format onnx -o onnx/ --json
+
+      rlbudget export runs/ppo/tflm --format tflite -o tflite/
+
+    TFLite: an int8 policy must round as TFLite Micro does (compress -m int8 --requantize
+    tflite, or -m tflite-rounding of an int8 policy); else the export is refused.
     """
     from rlbudget.compress import gate_warning
+    from rlbudget.errors import PolicyError
     from rlbudget.policy import load_policy
 
+    if allow_rounding_mismatch and fmt is not ExportFormat.tflite:
+        raise PolicyError("--allow-rounding-mismatch applies to --format tflite only; drop it")
     p = load_policy(policy)
     warning = gate_warning(p, str(policy))
     if warning is not None:
@@ -320,6 +359,13 @@ def export(
 
         info = export_c(p, output, parents=True).to_dict()
         info["cortex_m"] = sizes_to_dict(cortex_m_sizes(output))
+    elif fmt is ExportFormat.tflite:
+        from rlbudget.export.tflite import export_tflite
+
+        info = export_tflite(p, output, allow_rounding_mismatch=allow_rounding_mismatch,
+                             name=str(policy)).to_dict()  # fmt: skip
+        for line in info["warnings"]:
+            common.warn(line)
     else:
         from rlbudget.export.onnx import export_onnx
 

@@ -4,8 +4,12 @@
 Methods (:data:`METHODS`, by name; each lists the body kinds it applies to):
 
 - ``int8``: an ``mlp`` body → ``mlp_int8`` (:func:`~rlbudget.compress.quantize.quantize_int8`,
-  calibrated on the states the parent visits, or on ``calibration_obs``); a float
-  ``linear`` body → int8 weights (:func:`~rlbudget.compress.tabular.quantize_linear`).
+  calibrated on the states the parent visits, or on ``calibration_obs``; ``requantize``
+  ``tflite``: every layer on TFLite Micro's two roundings); a float ``linear`` body → int8
+  weights (:func:`~rlbudget.compress.tabular.quantize_linear`).
+- ``tflite-rounding``: an ``mlp_int8`` body → the same on TFLite Micro's two roundings
+  (:func:`~rlbudget.compress.quantize.tflite_rounding`), the policy ``export --format
+  tflite`` matches bit for bit in TFLite Micro.
 - ``int16``: a float ``linear`` body → int16 weights.
 - ``fp16``: an ``mlp`` body → float16 weights (:func:`~rlbudget.compress.fp16.to_fp16`).
 - ``prune``: unstructured magnitude pruning of an ``mlp`` / ``mlp_int8`` body
@@ -60,6 +64,7 @@ DEFAULT_KEEP = 0.5
 PRUNE_METHODS = ("prune", "prune-neurons")
 OPTION_USERS = {
     "calibration_obs": ("--calibration", ("int8",)),
+    "requantize": ("--requantize", ("int8",)),
     "sparsity": ("--sparsity", ("prune",)),
     "keep": ("--keep", ("prune-neurons",)),
     "neurons": ("--neurons", ("prune-neurons",)),
@@ -76,6 +81,9 @@ class MethodOptions:
 
     :param calibration_obs: int8 calibration observations ``[n, *obs_shape]`` instead of
         the states the parent visits.
+    :param requantize: int8 of an mlp: ``tflite`` (every layer on TFLite Micro's two
+        roundings) or ``auto`` (None: one rounding where it is exact, fewer instructions
+        in C); :data:`~rlbudget.compress.quantize.REQUANTIZE_RULES`.
     :param sparsity: ``prune``: the fraction of weights set to zero (None: 0.5).
     :param keep: ``prune-neurons``: the fraction of each hidden layer's neurons kept (with
         neither keep nor neurons: 0.5).
@@ -87,6 +95,7 @@ class MethodOptions:
     """
 
     calibration_obs: Array | None = None
+    requantize: str | None = None
     sparsity: float | None = None
     keep: float | None = None
     neurons: tuple[int, ...] | None = None
@@ -136,10 +145,13 @@ def _int8(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     obs = ctx.visited if given is None else given
     params: dict[str, Any] = {"calibration": "visited states" if given is None else "given",
                               "calibration_observations": len(obs)}  # fmt: skip
-    child = quantize_int8(ctx.parent, obs)
+    rule = ctx.options.requantize or "auto"
+    if rule != "auto":
+        params["requantize"] = rule
+    child = quantize_int8(ctx.parent, obs, requantize=rule)
     if _scales(child) != "per channel":
         # one scale per layer saves bytes; keep it unless it costs agreement (DQN CartPole)
-        per_channel = quantize_int8(ctx.parent, obs, per_channel=True)
+        per_channel = quantize_int8(ctx.parent, obs, per_channel=True, requantize=rule)
         rates = [action_agreement(ctx.parent, c, ctx.visited).rate for c in (child, per_channel)]
         params["agreement_per_tensor"], params["agreement_per_channel"] = rates
         if rates[0] < rates[1] - PER_TENSOR_AGREEMENT_SLACK:
@@ -148,7 +160,7 @@ def _int8(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     if child.provenance["transforms"][-1].get("shared_table"):
         # one tanh table for all tanh layers saves a table each; the same test as above
         own = quantize_int8(ctx.parent, obs, per_channel=_scales(child) == "per channel",
-                            shared_table=False)  # fmt: skip
+                            shared_table=False, requantize=rule)  # fmt: skip
         rates = [action_agreement(ctx.parent, c, ctx.visited).rate for c in (child, own)]
         params["agreement_shared_table"], params["agreement_own_tables"] = rates
         keep = rates[0] >= rates[1] - PER_TENSOR_AGREEMENT_SLACK
@@ -162,6 +174,14 @@ def _scales(policy: Policy) -> str:
     body = policy.body
     layers = body.layers if isinstance(body, QuantizedMLP) else ()
     return "per tensor" if any(la.w_scale.size < la.W.shape[1] for la in layers) else "per channel"
+
+
+def _tflite_rounding(ctx: Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.quantize import tflite_rounding
+
+    body = ctx.parent.body
+    moved = [i for i, la in enumerate(getattr(body, "layers", ())) if la.requantize != "tflite"]
+    return tflite_rounding(ctx.parent), {"requantize": "tflite", "layers": moved}
 
 
 def _int16(ctx: Context) -> tuple[Policy, dict[str, Any]]:
@@ -242,6 +262,7 @@ def _drop_unvisited(ctx: Context) -> tuple[Policy, dict[str, Any]]:
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("int8", {"mlp": "mlp_int8", "linear": "linear"}, _int8),
+    Method("tflite-rounding", {"mlp_int8": "mlp_int8"}, _tflite_rounding),
     Method("int16", {"linear": "linear"}, _int16),
     Method("fp16", {"mlp": "mlp"}, _fp16),
     Method("prune", {"mlp": "mlp", "mlp_int8": "mlp_int8"}, _prune),
@@ -303,6 +324,9 @@ def check_plan(policy: Policy, names: Sequence[str], options: MethodOptions) -> 
                 f"--recover fine-tunes a float mlp, but '{name}' gets an {kind} body here; "
                 "prune before int8 (--method prune,int8 --recover)"
             )
+        if name == "int8" and kind == "linear" and options.requantize not in (None, "auto"):
+            raise PolicyError("--requantize applies to int8 of an mlp; a linear body's int8 "
+                              "weights are not requantized (drop --requantize)")  # fmt: skip
         if name == "distill" and options.widths is not None and options.budget is not None:
             raise PolicyError("distill takes --widths or --budget (widths chosen to fit it), "
                               "not both")  # fmt: skip

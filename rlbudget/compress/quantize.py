@@ -20,7 +20,11 @@
   ``SaturatingRoundingDoublingHighMul`` and ``RoundingDivideByPOT``, or, where every
   shift is ≤ -2 (a multiplier below 1/4, the usual case), with one rounding of the
   product's high word (:func:`~rlbudget.policy.model.rounded_high_mul`, ``requantize``
-  "high_word": as exact, fewer instructions in C);
+  "high_word": as exact, fewer instructions in C). The two rules give results one step
+  apart on about one activation in ``2**(1 - shift)``; TFLite Micro rounds twice, so
+  ``requantize="tflite"`` (``rlbudget compress -m int8 --requantize tflite``) keeps every
+  layer on the two roundings, the policy ``export --format tflite`` matches bit for bit
+  there; :func:`tflite_rounding` moves an int8 policy onto that rule afterwards;
 - **relu** is the clamp's lower bound (the output zero point); **tanh** and **sigmoid** go
   through a 256-entry int8 table. A tanh layer's output and its table's output are
   quantized symmetrically (zero point 0), so its table is odd and is stored and exported
@@ -106,6 +110,9 @@ SATURATION = {"tanh": 4.0, "sigmoid": 8.0}
 """Pre-activation magnitude beyond which the int8 table's output no longer changes."""
 
 INT16_MAX = 2**15 - 1
+REQUANTIZE_RULES = ("auto", "tflite")
+"""``quantize_int8``'s ``requantize``: ``auto`` (one rounding where every shift is ≤ -2,
+else two) or ``tflite`` (two roundings everywhere: TFLite Micro's)."""
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
@@ -198,12 +205,13 @@ def _quantize_layer(
     lut_range: tuple[float, float] | None = None,
     per_channel: bool = False,
     knots: bool = False,
+    requantize: str = "auto",
 ) -> QDense:
     """One float dense layer → :class:`QDense`, given its input and output quantization
     (``lut_range``: the range of the tanh / sigmoid outputs, which sets the table's;
     ``per_channel``: a weight scale per output channel, else one for the layer; ``knots``:
     a tanh table interpolated between 17 knots where it stays within one step of the
-    exact one, :func:`_knot_lut`)."""
+    exact one, :func:`_knot_lut`; ``requantize``: :data:`REQUANTIZE_RULES`)."""
     in_scale, in_zp = input_quant
     top = np.abs(W.astype(np.float64)).max(axis=0)
     if not per_channel:
@@ -226,7 +234,8 @@ def _quantize_layer(
         lut = _lut(activation, out_scale, out_zp, lut_output)
         if activation == "tanh" and knots:
             lut = _knot_lut(lut, out_scale, (lut_output or LUT_OUTPUT["tanh"])[0])
-    high_word = not float_output and int(shift.max()) <= -2  # see rounded_high_mul
+    high_word = (requantize == "auto" and not float_output
+                 and int(shift.max()) <= -2)  # fmt: skip  # see rounded_high_mul
     return QDense(w_q, _narrow(b_q), w_scale, multiplier, shift, in_scale, in_zp,
                   out_scale, out_zp, activation, lut, float_output, lut_output,
                   "high_word" if high_word else "tflite")  # fmt: skip
@@ -238,6 +247,7 @@ def quantize_int8(
     per_channel: bool = False,
     shared_table: bool = True,
     tanh_knots: bool = True,
+    requantize: str = "auto",
 ) -> Policy:
     """The policy with its ``mlp`` body quantized to int8 (see the module docstring).
 
@@ -255,10 +265,18 @@ def quantize_int8(
     :param tanh_knots: a tanh table that is the linear interpolation of 17 knots (17 B
         stored and exported instead of 128; within one step of the exact table, else the
         exact table).
+    :param requantize: ``auto``: one rounding (``high_word``) on the layers where it is
+        exact, two elsewhere; ``tflite``: two roundings on every layer, as TFLite Micro
+        (the bias correction then runs on that rule too).
     :returns: a new policy with an ``mlp_int8`` body and the transform in its provenance
-        (method ``int8``, ``calibration_observations``, bytes before and after).
-    :raises PolicyError: not an ``mlp`` body, or no usable calibration observations.
+        (method ``int8``, ``calibration_observations``, bytes before and after; ``requantize``
+        when ``tflite``).
+    :raises PolicyError: not an ``mlp`` body, no usable calibration observations, or an
+        unknown ``requantize``.
     """
+    if requantize not in REQUANTIZE_RULES:
+        raise PolicyError(f"int8: unknown requantize rule '{requantize}'; use "
+                          f"{' or '.join(REQUANTIZE_RULES)}")  # fmt: skip
     body = policy.body
     if not isinstance(body, MLP):
         raise PolicyError(
@@ -300,17 +318,40 @@ def quantize_int8(
         a = activate(z, dense.activation)
         layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
-                                ranges[i][1], per_channel, tanh_knots)  # fmt: skip
+                                ranges[i][1], per_channel, tanh_knots,
+                                requantize)  # fmt: skip
         layer = _correct_bias(layer, xq, z)
         layers.append(layer)
         quant, x, xq = layer.out_quant, a, layer.apply(xq)
     knotted = any(la.lut is not None and tanh_knots_of(la.lut) is not None for la in layers)
     child = Policy(policy.observation_space, policy.action_space, preprocess,
                    QuantizedMLP(tuple(layers)), policy.head)  # fmt: skip
+    rule = {"requantize": requantize} if requantize != "auto" else {}
     return with_transform(policy, child, "int8", calibration_observations=len(obs),
                           input_normalization=folded, float_output=float_last,
                           **({"shared_table": True} if shared else {}),
-                          **({"tanh_knots": True} if knotted else {}))  # fmt: skip
+                          **({"tanh_knots": True} if knotted else {}), **rule)  # fmt: skip
+
+
+def tflite_rounding(policy: Policy) -> Policy:
+    """``policy`` with every int8 layer on the ``"tflite"`` requantization rule (two
+    roundings; the same multipliers, shifts and biases): the policy whose numpy int8 path
+    ``export --format tflite`` matches bit for bit in TFLite Micro, with a
+    ``tflite-rounding`` transform in its provenance. Any other policy (a float one, or one
+    on that rule already) is returned as it is. Its actions can differ from ``policy``'s
+    (one int8 step on about one activation in ``2**(1 - shift)``): score it again
+    (``rlbudget compress POLICY -m tflite-rounding -o OUT`` does).
+
+    >>> from rlbudget.policy import load_policy, save_policy  # doctest: +SKIP
+    >>> save_policy(tflite_rounding(load_policy("int8")), "int8-tflm")  # doctest: +SKIP
+    """
+    body = policy.body
+    if not isinstance(body, QuantizedMLP) or all(la.requantize == "tflite" for la in body.layers):
+        return policy
+    moved = [i for i, la in enumerate(body.layers) if la.requantize != "tflite"]
+    layers = tuple(dataclasses.replace(la, requantize="tflite") for la in body.layers)
+    child = dataclasses.replace(policy, body=QuantizedMLP(layers))
+    return with_transform(policy, child, "tflite-rounding", requantize="tflite", layers=moved)
 
 
 Ranges = list[tuple[tuple[float, float], tuple[float, float]]]

@@ -4,9 +4,11 @@
 file and a linker script written here: a vector table, a reset handler that copies
 ``.data`` and clears ``.bss``, then calls ``rlb_policy_act`` on static buffers in a loop:
 the smallest firmware a user could flash. It is compiled as a user would ship it:
-``-O2 -mthumb``, the core's ``-mcpu`` (and ``-mfpu=fpv4-sp-d16 -mfloat-abi=hard`` on an
-M4F), ``-nostartfiles``, newlib-nano (``--specs=nano.specs --specs=nosys.specs``),
-``--gc-sections``, libgcc and libm from the toolchain (software float on the M0+).
+``-O2`` (or ``-Os``: ``profile --optimize``, whose footprint is then of the same build)
+``-mthumb``, the core's ``-mcpu`` (and ``-mfloat-abi=hard`` with ``-mfpu=fpv4-sp-d16``
+on an M4F, ``fpv5-sp-d16`` on an M33 with its FPU), ``-nostartfiles``, newlib-nano
+(``--specs=nano.specs --specs=nosys.specs``), ``--gc-sections``, libgcc and libm from the
+toolchain (software float on the M0+ and the M3).
 
 :func:`read_elf` reads the image back: its loadable segments (at their run addresses, so
 ``.data`` is already initialised) and its symbols, from the ELF headers (no extra package).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlbudget.errors import RlbudgetError
+from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 
 FLASH_BASE, FLASH_SIZE = 0x0000_0000, 2 << 20
 RAM_BASE, RAM_SIZE = 0x2000_0000, 1 << 20
@@ -30,12 +33,17 @@ an image that links is one the emulator can run; the device's own sizes are
 
 CPU_FLAGS: dict[str, tuple[str, ...]] = {
     "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
     "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfpu=fpv5-sp-d16", "-mfloat-abi=hard"),
+    "cortex-m33-nofp": ("-mcpu=cortex-m33+nofp", "-mthumb", "-mfloat-abi=soft"),
 }
-"""Compiler flags per emulated core (the M4 build is the M4F's, and the M7's stand-in)."""
-CFLAGS = ("-std=c99", "-O2", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
+"""Compiler flags per emulated build (the M4 build is the M4F's, and the M7's stand-in; an
+M33 without its optional FPU gets ``cortex-m33-nofp``)."""
+CFLAGS = ("-std=c99", "-ffunction-sections", "-fdata-sections", "-nostartfiles",
           "--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections")  # fmt: skip
-OPTIMIZATION = "-O2"
+OPTIMIZATION = opt_flag(DEFAULT_OPTIMIZE)
+"""The optimization of an image unless told otherwise (``optimize``: ``O2`` or ``Os``)."""
 
 LINKER_SCRIPT = f"""MEMORY {{
   FLASH (rx) : ORIGIN = {FLASH_BASE:#x}, LENGTH = {FLASH_SIZE}
@@ -78,11 +86,15 @@ def compiler() -> str | None:
     return shutil.which("arm-none-eabi-gcc")
 
 
-def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = None) -> Path:
-    """Compile and link ``sources`` for ``core`` with our linker script into ``elf``.
+def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = None,
+         optimize: str = DEFAULT_OPTIMIZE) -> Path:  # fmt: skip
+    """Compile and link ``sources`` for ``core`` at ``-{optimize}`` with our linker script
+    into ``elf``.
 
-    :raises RlbudgetError: no toolchain, an unknown core, or the compiler's first error line.
+    :raises RlbudgetError: no toolchain, an unknown core or optimization, or the compiler's
+        first error line.
     """
+    flag = opt_flag(optimize)
     gcc = compiler()
     if gcc is None:
         raise RlbudgetError(TOOLCHAIN_HINT)
@@ -93,6 +105,7 @@ def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = No
     cmd = [
         gcc,
         *CPU_FLAGS[core],
+        flag,
         *CFLAGS,
         "-T",
         str(script),
@@ -113,14 +126,17 @@ def link(core: str, sources: list[Path], elf: Path, *, include: Path | None = No
     return elf
 
 
-def build_image(export_dir: Path, core: str, out_dir: Path) -> Path:
-    """The firmware image of the C export in ``export_dir`` for ``core`` (module docstring)."""
+def build_image(export_dir: Path, core: str, out_dir: Path, optimize: str = DEFAULT_OPTIMIZE
+                ) -> Path:  # fmt: skip
+    """The firmware image of the C export in ``export_dir`` for ``core`` at ``-{optimize}``
+    (module docstring)."""
     policy_c = export_dir / "policy.c"
     if not policy_c.is_file():
         raise RlbudgetError(f"{policy_c}: no such file; export the policy with --format c first")
     startup = out_dir / "rlb_startup.c"
     startup.write_text(STARTUP)
-    return link(core, [startup, policy_c], out_dir / f"policy-{core}.elf", include=export_dir)
+    return link(core, [startup, policy_c], out_dir / f"policy-{core}.elf", include=export_dir,
+                optimize=optimize)  # fmt: skip
 
 
 @dataclass(frozen=True)

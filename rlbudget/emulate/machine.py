@@ -9,7 +9,9 @@ forever, or one far too slow for any budget).
 Cycles are counted per basic block (unicorn's block hook: one Python call per block, not
 per instruction): each block's cost comes from :class:`~rlbudget.emulate.timing.CycleTable`
 (capstone, cached by address), and a block whose successor does not start at its end
-ended in a taken branch, which adds the branch's taken cost.
+ended in a taken branch, which adds the branch's taken cost. With ``count_flash_reads``, data
+reads from flash (constant weights, literal pools) are counted too (a memory hook on the
+flash range: one Python call per read), for a device whose flash wait states no cache hides.
 """
 
 from __future__ import annotations
@@ -24,23 +26,35 @@ from rlbudget.errors import RlbudgetError
 
 STOP = FLASH_BASE + FLASH_SIZE - 0x100
 """Return address of every call: in mapped flash, past any image, never executed."""
-UNICORN_CPU = {"cortex-m0plus": "UC_CPU_ARM_CORTEX_M0", "cortex-m4": "UC_CPU_ARM_CORTEX_M4"}
-"""unicorn has no M0+ model: its M0 runs the same ARMv6-M instructions (timing is ours)."""
+UNICORN_CPU = {
+    "cortex-m0plus": "UC_CPU_ARM_CORTEX_M0",
+    "cortex-m3": "UC_CPU_ARM_CORTEX_M3",
+    "cortex-m4": "UC_CPU_ARM_CORTEX_M4",
+    "cortex-m33": "UC_CPU_ARM_CORTEX_M33",
+    "cortex-m33-nofp": "UC_CPU_ARM_CORTEX_M33",
+}
+"""unicorn's CPU model per build (unicorn 2.1). It has no M0+ model: its M0 runs the same
+ARMv6-M instructions (timing is ours)."""
+TABLES = {"cortex-m33-nofp": "cortex-m33"}
+"""The cycle table of a build, where its name is not the table's."""
 
 
 @dataclass(frozen=True)
 class CallStats:
-    """One call: cycles at zero wait states, instructions, taken branches."""
+    """One call: cycles at zero wait states, instructions, taken branches, and data reads
+    from flash (0 unless the machine counts them)."""
 
     cycles: int
     instructions: int
     taken_branches: int
+    flash_reads: int = 0
 
 
 class Machine:
     """An emulated Cortex-M core with one image loaded (module docstring)."""
 
-    def __init__(self, elf: Path, core: str, *, max_instructions: int = 50_000_000) -> None:
+    def __init__(self, elf: Path, core: str, *, max_instructions: int = 50_000_000,
+                 count_flash_reads: bool = False) -> None:  # fmt: skip
         import unicorn
         from unicorn import arm_const
 
@@ -50,7 +64,7 @@ class Machine:
             raise RlbudgetError(f"no emulator model for '{core}'; known: {', '.join(UNICORN_CPU)}")
         self.core = core
         self.max_instructions = max_instructions
-        self.table = CycleTable(core)
+        self.table = CycleTable(TABLES.get(core, core))
         self.image = read_elf(elf)
         uc: Any = make(unicorn.UC_ARCH_ARM, unicorn.UC_MODE_THUMB | unicorn.UC_MODE_MCLASS)
         uc.ctl_set_cpu_model(getattr(arm_const, UNICORN_CPU[core]))
@@ -60,8 +74,12 @@ class Machine:
             uc.mem_write(address, data)  # .bss is already zero in fresh memory
         self._uc: Any = uc
         self._c = arm_const
-        self._state = [0, 0, 0, 0, -1, 0]  # cycles, instructions, taken, extra, end, blocks
-        self._hook: int | None = None
+        self._state = [0, 0, 0, 0, -1, 0]  # cycles, instructions, taken, extra, end, flash reads
+        self._hooks: list[int] = []
+        self._count_flash_reads = count_flash_reads
+
+    def _on_flash_read(self, *_: Any) -> None:
+        self._state[5] += 1
 
     def _on_block(self, uc: Any, address: int, size: int, _: Any) -> None:
         s = self._state
@@ -105,11 +123,16 @@ class Machine:
         uc.reg_write(c.UC_ARM_REG_SP, RAM_BASE + RAM_SIZE)
         uc.reg_write(c.UC_ARM_REG_LR, STOP | 1)
         self._state[:] = [0, 0, 0, 0, -1, 0]
-        if count and self._hook is None:
-            self._hook = uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block)
-        elif not count and self._hook is not None:
-            uc.hook_del(self._hook)
-            self._hook = None
+        if count and not self._hooks:
+            self._hooks.append(uc.hook_add(unicorn.UC_HOOK_BLOCK, self._on_block))
+            if self._count_flash_reads:
+                on_read, kind = self._on_flash_read, unicorn.UC_HOOK_MEM_READ
+                end = FLASH_BASE + FLASH_SIZE - 1
+                self._hooks.append(uc.hook_add(kind, on_read, None, FLASH_BASE, end))
+        elif not count and self._hooks:
+            for hook in self._hooks:
+                uc.hook_del(hook)
+            self._hooks = []
         try:
             uc.emu_start(self.symbol(function) | 1, STOP, count=self.max_instructions)
         except UcError as exc:
@@ -125,4 +148,4 @@ class Machine:
             return int(uc.reg_read(c.UC_ARM_REG_R0)), None
         s = self._state
         s[2] += 1  # the return to the caller (BX LR / POP {pc}: its cost is in its block)
-        return int(uc.reg_read(c.UC_ARM_REG_R0)), CallStats(s[0], s[1], s[2])
+        return int(uc.reg_read(c.UC_ARM_REG_R0)), CallStats(s[0], s[1], s[2], s[5])

@@ -33,7 +33,7 @@ from rlbudget.errors import RlbudgetError
 
 CONDITIONS = ("eq", "ne", "cs", "hs", "cc", "lo", "mi", "pl", "vs", "vc", "hi", "ls", "ge",
               "lt", "gt", "le", "al")  # fmt: skip
-CORES = ("cortex-m0plus", "cortex-m4", "cortex-m7")
+CORES = ("cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33")
 
 
 @functools.cache
@@ -76,10 +76,13 @@ class CycleTable:
         import capstone
 
         data = load_table(self.core)
-        if "classes" not in data:
-            raise RlbudgetError(f"cycle table '{self.core}' has no classes (it scales "
-                                f"'{data.get('base')}')")  # fmt: skip
         self.source = str(data["source"])
+        if "classes" not in data:  # a table that borrows another core's (Cortex-M33)
+            if float(data.get("factor", 1.0)) != 1.0:
+                raise RlbudgetError(f"cycle table '{self.core}' has no classes (it scales "
+                                    f"'{data.get('base')}')")  # fmt: skip
+            base = load_table(str(data["base"]))
+            data = {**base, "classes": {**base["classes"], **data.get("extra_classes", {})}}
         self._default = int(data["default"])
         self._refill = int(data["pipeline_refill"])
         self._by_mnemonic = {}

@@ -33,6 +33,13 @@ TARGETS: dict[str, tuple[str, ...]] = {
 """The two targets issue 6 names: the smallest Cortex-M (no FPU) and the common M4F."""
 CFLAGS = ("-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-Os",
           "-ffunction-sections", "-fdata-sections")  # fmt: skip
+OPTIMIZE = ("O2", "Os")
+"""The builds ``profile`` can describe (``--optimize``): gcc's ``-O2`` or ``-Os``. One choice
+sets both the footprint (:func:`firmware_cost`, :func:`stack_usage`) and the emulated
+image (:func:`rlbudget.emulate.image.build_image`): they differ by more than code size, as
+the int8 kernels take their DSP path (``dsp_int8.c``) only where not optimizing for size."""
+DEFAULT_OPTIMIZE = "O2"
+"""What ``profile`` describes unless told otherwise: the emulator's build since issue 16."""
 TOOLCHAIN_HINT = "arm-none-eabi-gcc is not installed (Debian: apt-get install gcc-arm-none-eabi)"
 
 
@@ -106,7 +113,7 @@ def cortex_m_sizes(export_dir: str | Path) -> dict[str, SectionSizes] | None:
     return out
 
 
-LINK_FLAGS = ("-Os", "--specs=nano.specs", "--specs=nosys.specs", "-ffunction-sections",
+LINK_FLAGS = ("--specs=nano.specs", "--specs=nosys.specs", "-ffunction-sections",
               "-fdata-sections", "-Wl,--gc-sections")  # fmt: skip
 FIRMWARE_MAIN = """#include "policy.h"
 volatile float rlb_in[RLB_OBS_DIM];
@@ -116,18 +123,32 @@ int main(void) { return rlb_policy_act((const float *)rlb_in, rlb_out); }
 EMPTY_MAIN = "int main(void) { return 0; }\n"
 
 
-def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
+def opt_flag(optimize: str) -> str:
+    """gcc's flag for one of :data:`OPTIMIZE` (``-O2``, ``-Os``).
+
+    :raises RlbudgetError: another value.
+    """
+    if optimize not in OPTIMIZE:
+        raise RlbudgetError(f"unknown optimization '{optimize}'; use one of {', '.join(OPTIMIZE)}")
+    return f"-{optimize}"
+
+
+def firmware_cost(export_dir: str | Path, target: str, optimize: str = "Os"
+                  ) -> SectionSizes | None:  # fmt: skip
     """What the policy adds to a linked firmware image on ``target``: a program whose
     ``main`` calls ``rlb_policy_act`` on static input/output buffers, minus an empty
-    ``main``, both linked with newlib-nano and ``--gc-sections`` (``-lm``).
+    ``main``, both built with ``-{optimize}`` (:data:`OPTIMIZE`) and linked with newlib-nano
+    and ``--gc-sections`` (``-lm``).
 
     Unlike :func:`cortex_m_sizes` (the object alone), this counts the library routines the
     policy pulls in (software float on a core without an FPU, ``tanhf``, 64-bit multiply)
     and the caller's observation and action buffers in ``.bss``.
 
     :returns: the difference of the two images' sections, or None without the toolchain.
-    :raises RlbudgetError: ``policy.c`` is missing, ``target`` is unknown, or linking fails.
+    :raises RlbudgetError: ``policy.c`` is missing, ``target`` or ``optimize`` is unknown, or
+        linking fails.
     """
+    flag = opt_flag(optimize)
     tools = toolchain()
     if tools is None:
         return None
@@ -137,42 +158,47 @@ def firmware_cost(export_dir: str | Path, target: str) -> SectionSizes | None:
     folder = Path(export_dir)
     if not (folder / "policy.c").is_file():
         raise RlbudgetError(f"{folder / 'policy.c'}: no such file; export the policy first")
-    full = _link(gcc, size, target, FIRMWARE_MAIN, (str(folder / "policy.c"),), str(folder))
-    empty = _empty_image(gcc, size, target)
+    full = _link(gcc, size, target, flag, FIRMWARE_MAIN, (str(folder / "policy.c"),),
+                 str(folder))  # fmt: skip
+    empty = _empty_image(gcc, size, target, flag)
     return SectionSizes(full.text - empty.text, full.data - empty.data, full.bss - empty.bss)
 
 
 @functools.cache
-def _empty_image(gcc: str, size: str, target: str) -> SectionSizes:
-    """The image of an empty ``main``: the same for every policy, linked once per target."""
-    return _link(gcc, size, target, EMPTY_MAIN, (), "")
+def _empty_image(gcc: str, size: str, target: str, flag: str) -> SectionSizes:
+    """The image of an empty ``main``: the same for every policy, linked once per target
+    and optimization ``flag``."""
+    return _link(gcc, size, target, flag, EMPTY_MAIN, (), "")
 
 
-def _link(gcc: str, size: str, target: str, main: str, sources: tuple[str, ...],
+def _link(gcc: str, size: str, target: str, flag: str, main: str, sources: tuple[str, ...],
           include: str) -> SectionSizes:  # fmt: skip
-    """Sections of ``main`` (C text) linked with ``sources`` for ``target``."""
+    """Sections of ``main`` (C text) linked with ``sources`` for ``target`` at ``flag``."""
     with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
         main_c, elf = Path(tmp) / "main.c", Path(tmp) / "image.elf"
         main_c.write_text(main)
         flags = [f"-I{include}"] if include else []
-        _run([gcc, *TARGETS[target], *LINK_FLAGS, *flags, str(main_c), *sources, "-lm", "-o",
+        _run([gcc, *TARGETS[target], flag, *LINK_FLAGS, *flags, str(main_c), *sources, "-lm", "-o",
               str(elf)], f"{include or 'an empty main'}: linking for {target} failed")  # fmt: skip
         return _sections(size, elf)
 
 
-def stack_usage(export_dir: str | Path, target: str) -> int | None:
-    """Bytes of stack that ``policy.c``'s functions use on ``target``, from GCC's
-    ``-fstack-usage``: the sum of every function's frame (an upper bound on the deepest
-    call chain, as there is no recursion). Library routines (``tanhf``, software float) are
-    not counted. None without the toolchain.
+def stack_usage(export_dir: str | Path, target: str, optimize: str = "Os") -> int | None:
+    """Bytes of stack that ``policy.c``'s functions use on ``target`` built with
+    ``-{optimize}`` (:data:`OPTIMIZE`), from GCC's ``-fstack-usage``: the sum of every
+    function's frame (an upper bound on the deepest call chain, as there is no recursion).
+    Library routines (``tanhf``, software float) are not counted. None without the
+    toolchain.
     """
+    flag = opt_flag(optimize)
     tools = toolchain()
     if tools is None:
         return None
     source = Path(export_dir) / "policy.c"
+    cflags = [f if f != "-Os" else flag for f in CFLAGS]
     with tempfile.TemporaryDirectory(prefix="rlbudget-arm-") as tmp:
         obj = Path(tmp) / "policy.o"
-        _run([tools[0], *TARGETS[target], *CFLAGS, "-fstack-usage", "-c", str(source), "-o",
+        _run([tools[0], *TARGETS[target], *cflags, "-fstack-usage", "-c", str(source), "-o",
               str(obj)], f"{source}: arm-none-eabi-gcc ({target}) failed")  # fmt: skip
         lines = obj.with_suffix(".su").read_text().splitlines()
     return sum(int(line.split("\t")[1]) for line in lines if line.count("\t") >= 2)

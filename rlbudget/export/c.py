@@ -7,8 +7,9 @@ The firmware calls one function, preprocess and head included::
     float u[RLB_ACTION_DIM];
     rlb_policy_act(obs, u);                     /* Box actions: RLB_ACTION_DIM floats */
 
-Weights and tables are ``static const`` arrays (flash); working memory is static buffers
-sized exactly (no malloc, no recursion). The kernels are plain C files in
+Weights and tables are ``static RLB_CONST`` arrays in flash (``const``; avr-gcc's
+``const __flash`` on AVR, where a const array would be copied to SRAM); working memory is
+static buffers sized exactly (no malloc, no recursion). The kernels are plain C files in
 ``rlbudget/export/runtime/`` (compiled on their own by the tests); this module generates
 the model's data and the entry point that wires it, and pastes into ``policy.c`` the
 runtime functions that policy uses (:mod:`rlbudget.export.kernels`), so the folder stays
@@ -22,8 +23,11 @@ self-contained. What the C computes, and how it matches numpy:
   int8 path needs no libm.
 - ``table``, ``packed_table`` (dense, or sparse: a bitmap and ranks, looked up in constant
   time with a byte popcount, no builtins), tile-coded ``linear`` (float or int8/int16):
-  exact. Tile coding and discretizing compute in double, as numpy does, with every
-  constant printed so that it reads back to the same number (``%.17g``; floats ``%.9g``).
+  exact. Tile coding and discretizing compute in float32 as numpy does
+  (:mod:`rlbudget.policy.preprocess`: one subtraction and one multiplication by a
+  precomputed scale per dimension, then integers; no divide, no ``double``), each float
+  operation its own statement (so neither a contraction nor excess precision can change
+  it) and every constant printed so that it reads back to the same float (``%.9g``).
 - ``mlp`` and ``linear`` on float features: float32, within ~1e-6 of numpy (the sums run
   in another order; ``tanhf``/``expf`` come from libm: link with ``-lm``).
 - float16 ``mlp`` (``compress.fp16``): C99 has no half type, so weights and biases are
@@ -56,6 +60,7 @@ from rlbudget.export.c_int8 import QUANTIZE_FULL_SCALE as QUANTIZE_FULL_SCALE
 from rlbudget.export.c_int8 import argmax_on_acc as argmax_on_acc
 from rlbudget.export.c_int8 import (
     dense_int8_call,
+    dsp_buffer,
     int8_kernel,
     int8_saturates_first,
     quantize_helper,
@@ -65,7 +70,6 @@ from rlbudget.export.c_source import (
     CTYPES,
     HEADER,
     CWriter,
-    c_double,
     c_float,
     loop,
     policy_c,
@@ -181,9 +185,18 @@ def _input_function(w: CWriter, norm: Normalize | None, clip: bool = True) -> No
                                    RLB_UNCLIPPED=int(not clip)))  # fmt: skip
 
 
-def _bin(top: str) -> str:
-    """C for ``clip(floor(s), 0, top)`` without libm (NaN → 0)."""
-    return f"!(s >= 0.0) ? 0 : (s >= (double){top} ? (int32_t){top} : (int32_t)s)"
+# A float32 compare against the largest cell must be exact: whole numbers below 2**24.
+FLOAT_WHOLE = 1 << 24
+
+
+def _check_grid(what: str, scale: Array, top: int) -> None:
+    """The C export's float32 grid needs a finite scale and a largest cell float32 holds."""
+    if not np.all(np.isfinite(scale)):
+        raise _fail(f"{what}: high - low is too small for a float32 scale (count / (high - "
+                    "low) overflows); widen [low, high]")  # fmt: skip
+    if top >= FLOAT_WHOLE:
+        raise _fail(f"{what}: {top:,} cells per dimension; the C export supports fewer than "
+                    f"{FLOAT_WHOLE:,}")  # fmt: skip
 
 
 def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None:
@@ -196,9 +209,10 @@ def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None
         w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=0, RLB_LAST_STATE=n - 1))
         return
     bins = np.asarray(last.bins)
-    w.array("rlb_disc_low", last.low.astype(np.float64), "discretize: low (float64)")
-    w.array("rlb_disc_range", (last.high - last.low).astype(np.float64),
-            "discretize: high - low, computed in float32 as numpy does")  # fmt: skip
+    _check_grid("discretize", last.scale, int(bins.max()) - 1)
+    w.array("rlb_disc_low", last.low, "discretize: low")
+    w.array("rlb_disc_scale", last.scale,
+            "discretize: bins / (high - low), computed in float32 as numpy does")  # fmt: skip
     w.const("rlb_disc_bins", bins.tolist(), "int32_t", "discretize: bins per dimension")
     w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=1, RLB_DIMS=len(bins)))
 
@@ -275,6 +289,7 @@ def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | Non
     first = body.layers[0]
     _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
     requantize_helpers(w, body.layers)
+    dsp_buffer(w, body.layers)
     x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
@@ -327,33 +342,43 @@ def _linear(w: CWriter, policy: Policy, body: Linear, last: TileCode | OneHot | 
 
 
 def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
+    """Tile coding as :meth:`TileCode.apply`: per dimension the cell ``c`` in ``1 / tilings`` of
+    a tile (float32), split once into ``q = c / tilings`` and ``r = c % tilings``; tiling
+    ``t``'s tile is then ``(c + t) / tilings = q + (r + t >= tilings)``, no divide per tiling."""
     n_features, n_out = body.W.shape
-    width = (tc.high - tc.low) / tc.tiles_per_dim  # float32, as TileCode.apply
-    w.array("rlb_tile_low", tc.low.astype(np.float64), "tile coding: low (float64)")
-    w.array("rlb_tile_width", width.astype(np.float64),
-            "tile coding: tile width, computed in float32 as numpy does")  # fmt: skip
+    _check_grid("tile_code", tc.scale, tc.top)
+    w.array("rlb_tile_low", tc.low, "tile coding: low")
+    w.array("rlb_tile_scale", tc.scale, "tile coding: tilings * tiles_per_dim / (high - low), "
+            "computed in float32 as numpy does")  # fmt: skip
     w.array("rlb_w", body.W, f"W [{n_features}][{n_out}], one row per feature")
     w.array("rlb_b", body.b, "b")
     quantized = body.scale is not None
     if quantized:
         w.buffer("rlb_acc", "int32_t", n_out, "integer tile sums")
     acc = "rlb_acc" if quantized else "rlb_out"
-    tpd, dims = tc.tiles_per_dim, len(tc.low)
-    hashed = (f"\n        f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
+    tilings, tpd, dims = tc.tilings, tc.tiles_per_dim, len(tc.low)
+    hashed = (f"\n            f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
               f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
     w.line(loop("j", n_out, f"{acc}[j] = 0;"))
-    w.line(f"""    for (t = 0; t < {tc.tilings}; ++t) {{ /* one active feature per tiling */
-        int32_t d, k, f = 0;
-        double s;
+    w.line(f"""    {{ /* tile coding in float32, then integers (TileCode.apply) */
+        int32_t d, q[{dims}], r[{dims}];
         for (d = 0; d < {dims}; ++d) {{
-            s = ((double)rlb_input(obs, d) - rlb_tile_low[d]) / rlb_tile_width[d]
-                + (double)t / {c_double(tc.tilings)};
-            k = {_bin(str(tpd))};
-            f = f * {tpd + 1} + k;
+            const float v = rlb_input(obs, d) - rlb_tile_low[d];
+            const float u = v * rlb_tile_scale[d]; /* in 1/{tilings} of a tile */
+            const uint32_t c = !(u >= 0.0f) ? 0u /* clip(floor(u), 0, {tc.top}); NaN: 0 */
+                : (u >= {c_float(tc.top)} ? {tc.top}u : (uint32_t)u);
+            q[d] = (int32_t)(c / {tilings}u);
+            r[d] = (int32_t)(c % {tilings}u);
         }}
-        f += t * {tc.per_tiling};{hashed}
-        for (j = 0; j < {n_out}; ++j) {{
-            {acc}[j] += rlb_w[f * {n_out} + j];
+        for (t = 0; t < {tilings}; ++t) {{ /* one active feature per tiling */
+            int32_t f = 0;
+            for (d = 0; d < {dims}; ++d) {{ /* tile (c + t) / {tilings}, 0..{tpd} */
+                f = f * {tpd + 1} + q[d] + (r[d] + t >= {tilings});
+            }}
+            f += t * {tc.per_tiling};{hashed}
+            for (j = 0; j < {n_out}; ++j) {{
+                {acc}[j] += rlb_w[f * {n_out} + j];
+            }}
         }}
     }}""")
     if quantized:
@@ -369,8 +394,10 @@ def _head(w: CWriter, policy: Policy, y: str, n: int, int8: QuantizedMLP | None)
         if head.kind != "argmax":
             raise _fail(f"head {head.kind!r} on discrete actions; expected argmax")
         ctype = "int8_t" if int8 else "int32_t" if y == "rlb_acc" else "float"
-        suffix = {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
-        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, rlb_argmax=f"rlb_argmax{suffix}"))
+        row = y == "y"  # a row of the table body's constants (flash)
+        suffix = "_table" if row else {"int8_t": "_int8", "int32_t": "_int32"}.get(ctype, "")
+        w.helper("argmax", instance("argmax.c", RLB_VALUE=ctype, RLB_TABLE=int(row),
+                                    rlb_argmax=f"rlb_argmax{suffix}"))  # fmt: skip
         w.line(f"    (void)action;\n    return rlb_argmax{suffix}({y}, {n});")
         return
     if head.kind == "argmax":
@@ -461,7 +488,7 @@ def _generate(policy: Policy) -> CWriter:
         if isinstance(body, Table):
             n = int(body.values.shape[1])
             w.array("rlb_values", body.values, f"table [{body.values.shape[0]}][{n}]")
-            w.line(f"    {{\n        const float *y = rlb_values + rlb_state(obs) * {n};")
+            w.line(f"    {{\n        RLB_CONST float *y = rlb_values + rlb_state(obs) * {n};")
             _head(w, policy, "y", n, None)
             w.line("    }")
         else:

@@ -10,7 +10,10 @@ how they are instantiated (:mod:`rlbudget.export.kernels`), bit-exact with
   (``fixed_point.c``), and its tanh table as 17 knots (``knots.c``), an odd half or a full
   table (:func:`tanh_table`);
 - the last layer of a float head: its int32 accumulators, dequantized or, for an argmax
-  head, as they are (:func:`argmax_on_acc`).
+  head, as they are (:func:`argmax_on_acc`);
+- on a core with the DSP extension (Cortex-M4/M7), every int8 kernel multiplies with SMLAD
+  (``dsp_int8.c``, chosen by the compiler: ``#if`` :data:`DSP` in ``policy.c``) on the
+  input expanded to int16 in ``rlb_x16`` (:func:`dsp_buffer`).
 
 :mod:`rlbudget.export.c` wires the layers together.
 """
@@ -36,6 +39,11 @@ QUANTIZE = instance("quantize.c", RLB_HALF_SCALE=1)
 """``rlb_quantize(v, scale / 2, zero_point)``: float32 → int8, half away from zero."""
 QUANTIZE_FULL_SCALE = instance("quantize.c", RLB_HALF_SCALE=0)
 """The quantization when ``scale / 2`` is not exact in float32 (a scale below 2**-125)."""
+DSP = "defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)"
+"""Where the int8 kernels take their DSP path (``dsp_int8.c``): a core with the DSP extension
+(Cortex-M4/M7), a compiler with GNU inline assembly (gcc, clang), a build not optimized for
+size (at ``-Os`` the portable loop is ~340 B smaller, and the int8 object stays ≥ 3.5×
+smaller than float32's)."""
 ODD_LOW = -127
 """The clamp's lower bound of a layer with an odd table or knots: input -128 reads as -127."""
 
@@ -101,6 +109,26 @@ def tanh_table(la: QDense) -> tuple[str, Array | None, str]:
         return "knots", knots, "17 knots, inputs 0, 8, ..., 128"
     half = odd_half(la.lut)
     return ("odd", half, "inputs 0..127") if half is not None else ("", None, "")
+
+
+def dsp_buffer_bytes(layers: tuple[QDense, ...]) -> int:
+    """Bytes of ``rlb_x16`` (:func:`dsp_buffer`): two int32 per group of four inputs of the
+    widest int8 layer (2 B per input), at least one word."""
+    return 4 * max(1, max(int(la.W.shape[0]) // 4 * 2 for la in layers))
+
+
+def dsp_buffer(w: CWriter, layers: tuple[QDense, ...]) -> None:
+    """The DSP kernels' helpers and ``rlb_x16``, the expanded input of the widest int8 layer
+    (:func:`dsp_buffer_bytes`), declared only where the DSP path is compiled (:data:`DSP`):
+    not in ``ram_bytes`` (``RLB_RAM_BYTES``), which is every other build's; its size is in
+    its comment. ``profile``'s footprint of an ``-O2`` build counts it (it links that build,
+    or adds :func:`dsp_buffer_bytes` to its estimate)."""
+    words = dsp_buffer_bytes(layers) // 4
+    w.helper("dsp_int8", instance("dsp_int8.c"))
+    w.buffers.append(
+        f"#if {DSP}\nstatic int32_t rlb_x16[{words}]; /* {4 * words} B more RAM: "
+        "the widest int8 input minus its zero point, as int16 pairs */\n#endif"
+    )
 
 
 def int8_kernel(w: CWriter, name: str, bias: Array, la: QDense | None = None) -> str:

@@ -8,7 +8,9 @@ would do with those parameters given, and no more, so that ``policy.c`` holds ea
 the policy uses as readable C, with no macro left and no unused branch (as ``unifdef``
 does): it drops the file's opening comment and its defaults, keeps the ``#if`` branches
 the parameters select, and writes each parameter's value (or an instance's new name) in
-place of its identifier. Functions become ``static`` (``RLB_API``).
+place of its identifier. Functions become ``static`` (``RLB_API``). ``RLB_CONST`` (the
+constant arrays' qualifier: ``const``, or ``const __flash`` on AVR) stays a macro, which
+``policy.c`` defines once (:data:`CONST_MACRO`).
 
 A new kernel: a file that starts with its comment, then ``#ifndef RLB_API`` /
 ``#define RLB_API`` / ``#include "runtime.h"`` / ``#endif`` and a default per parameter;
@@ -34,7 +36,22 @@ RUNTIME = files("rlbudget.export") / "runtime"
 """The folder of the C runtime's files (package data)."""
 
 _IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
-_PARAMETER = re.compile(r"\bRLB_[A-Z0-9_]+\b")
+_PARAMETER = re.compile(r"\bRLB_(?!CONST\b)[A-Z0-9_]+\b")
+_TARGET = re.compile(r"!?defined\(__[A-Z][A-Z0-9_]*\)( && !?defined\(__[A-Z][A-Z0-9_]*\))*")
+"""An ``#if`` on the compiler's target and options, ``defined(__ARM_FEATURE_DSP) &&
+!defined(__OPTIMIZE_SIZE__)``: its branches are all pasted with their directives (and an
+``#include`` inside), for the compiler that builds ``policy.c`` to choose."""
+
+CONST_MACRO = """/* RLB_CONST: the constants' qualifier. On AVR (Harvard) a plain const array is
+   copied to SRAM at start-up, so there they live in flash as avr-gcc's __flash (C with
+   GNU extensions: -std=gnu99/gnu11, the Arduino default); elsewhere const is flash */
+#if defined(__AVR__) && defined(__FLASH) && !defined(__STRICT_ANSI__)
+#define RLB_CONST const __flash
+#else
+#define RLB_CONST const
+#endif"""
+"""The definition of ``RLB_CONST`` in ``policy.c``, as ``runtime.h`` has it for the files
+compiled on their own."""
 
 
 @functools.cache
@@ -59,6 +76,7 @@ def instance(name: str, **parameters: str | int) -> str:
         text = text.split("*/", 1)[1]
     kept: list[str] = []
     levels: list[tuple[bool, bool]] = []  # per open #if: (this branch is kept, one was)
+    targets: list[int] = []  # the levels of the open #ifs on the compiler's target
     for line in text.splitlines():
         directive = line.strip()
         live = all(keep for keep, _ in levels)
@@ -68,6 +86,20 @@ def instance(name: str, **parameters: str | int) -> str:
             continue
         word, _, condition = directive[1:].strip().partition(" ")
         condition = condition.split("/*")[0].strip()
+        verbatim = bool(targets) and targets[-1] == len(levels) - 1
+        if word == "if" and _TARGET.fullmatch(condition):
+            targets.append(len(levels))
+            levels.append((True, True))  # both branches kept, with their directives
+            verbatim = True
+        elif word not in ("else", "endif"):
+            verbatim = word == "include" and bool(targets)
+        if verbatim:
+            if word == "endif":
+                levels.pop()
+                targets.pop()
+            if live:
+                kept.append(line)
+            continue
         if word in ("if", "ifndef"):  # #ifndef: a default, for compiling the file alone
             keep = live and word == "if" and _true(condition, values, name)
             levels.append((keep, keep or not live))

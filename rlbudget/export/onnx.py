@@ -8,7 +8,8 @@ model's ``metadata_props``. What the graph computes, and how it matches
 :meth:`~rlbudget.policy.model.Policy.act`:
 
 - preprocess: ``normalize`` (Sub, Div by the float32 ``sqrt(var + eps)``, Clip), ``one_hot``
-  (OneHot), ``discretize`` and ``tile_code`` in float64 as numpy computes them, ending in
+  (OneHot), ``discretize`` and ``tile_code`` in float32 as numpy computes them (one Sub and
+  one Mul by a float32 scale per dimension, then integers), ending in
   int64 state / active-feature indices (``tile_code`` hashing too): **exact**.
 - ``mlp``: MatMul, Add and the activation in float32, **within 1e-5** (onnxruntime sums in
   another order; its Tanh/Sigmoid are approximations good to ~1e-7).
@@ -184,11 +185,21 @@ def _normalize(g: _Graph, x: _Tensor, step: Normalize) -> _Tensor:
     return _Tensor(out, FLOAT, x.rank)
 
 
-def _cells(g: _Graph, scaled: str, top: Array | float, strides: Array, axis: int) -> str:
-    """Row-major index of ``clip(floor(scaled), 0, top)`` along ``axis`` (float64 → int64)."""
-    cell = g.op("Min", g.op("Max", g.op("Floor", scaled), g.const(0.0, "zero", np.float64)),
-                g.const(top, "top", np.float64))  # fmt: skip
-    weighted = g.op("Mul", g.op("Cast", cell, to=INT64), g.const(strides, "strides", np.int64))
+def _grid(g: _Graph, x: _Tensor, low: Array, scale: Array, top: Array) -> str:
+    """``clip(floor((x - low) * scale), 0, top)`` per dimension, the arithmetic in float32 as
+    :func:`~rlbudget.policy.preprocess.grid_cells` (float32 → int64)."""
+    x = g.cast(x, FLOAT)
+    u = g.op("Mul", g.op("Sub", x.name, g.const(low, "low")), g.const(scale, "scale"))
+    top = np.asarray(top, dtype=np.int64)
+    clipped = g.op("Min", g.op("Max", u, g.const(np.float32(0), "zero")),
+                   g.const(top.astype(np.float32), "top"))  # fmt: skip
+    cell = g.op("Cast", g.op("Floor", clipped), to=INT64)
+    return g.op("Min", cell, g.const(top, "top_int"))
+
+
+def _row_major(g: _Graph, cells: str, strides: Array, axis: int) -> str:
+    """Row-major index of the int64 ``cells`` along ``axis``."""
+    weighted = g.op("Mul", cells, g.const(strides, "strides", np.int64))
     return g.op("ReduceSum", weighted, g.const([axis], "axis", np.int64), keepdims=0)
 
 
@@ -198,31 +209,24 @@ def _strides(shape: tuple[int, ...]) -> Array:
 
 
 def _discretize(g: _Graph, x: _Tensor, step: Discretize) -> _Tensor:
-    """State index: ``(x - low) / (high - low) * bins`` in float64, the range subtracted in
-    float32, as :meth:`Discretize.apply` does."""
-    x = g.cast(x, DOUBLE)
-    span = (step.high - step.low).astype(np.float64)
-    scaled = g.op("Mul", g.op("Div", g.op("Sub", x.name, g.const(step.low, "low", np.float64)),
-                              g.const(span, "span")),
-                  g.const(np.asarray(step.bins, np.float64), "bins"))  # fmt: skip
-    top = np.asarray(step.bins, np.float64) - 1
-    return _Tensor(_cells(g, scaled, top, _strides(step.bins), 1), INT64, 1)
+    """State index: ``clip(floor((x - low) * scale), 0, bins - 1)`` per dimension in float32,
+    as :meth:`Discretize.apply` does, then the row-major index."""
+    cells = _grid(g, x, step.low, step.scale, np.asarray(step.bins) - 1)
+    return _Tensor(_row_major(g, cells, _strides(step.bins), 1), INT64, 1)
 
 
 def _tile_code(g: _Graph, x: _Tensor, step: TileCode) -> _Tensor:
-    """Active feature per tiling, ``[batch, tilings]``: the offset grids are a broadcast
-    over a new tiling axis; then :meth:`TileCode.apply`'s row-major index and hash."""
-    x = g.cast(x, DOUBLE)
-    width = ((step.high - step.low) / step.tiles_per_dim).astype(np.float64)  # float32 first
-    scaled = g.op("Div", g.op("Sub", x.name, g.const(step.low, "low", np.float64)),
-                  g.const(width, "width"))  # fmt: skip
-    offsets = (np.arange(step.tilings) / step.tilings).reshape(-1, 1)  # [tilings, 1]
-    shifted = g.op("Add", g.op("Unsqueeze", scaled, g.const([1], "axis", np.int64)),
-                   g.const(offsets, "offsets", np.float64))  # fmt: skip
+    """Active feature per tiling, ``[batch, tilings]``: the cells in ``1 / tilings`` of a tile
+    (float32), then over a new tiling axis ``(cell + t) / tilings`` in integers, and
+    :meth:`TileCode.apply`'s row-major index and hash."""
+    cells = _grid(g, x, step.low, step.scale, np.full(len(step.low), step.top))
+    offsets = np.arange(step.tilings, dtype=np.int64).reshape(-1, 1)  # [tilings, 1]
+    shifted = g.op("Add", g.op("Unsqueeze", cells, g.const([1], "axis", np.int64)),
+                   g.const(offsets, "offsets"))  # fmt: skip
+    tiles = g.op("Div", shifted, g.const(np.int64(step.tilings), "tilings"))  # ≥ 0: floor
     shape = (step.tiles_per_dim + 1,) * len(step.low)
-    cells = _cells(g, shifted, float(step.tiles_per_dim), _strides(shape), 2)
     first = np.arange(step.tilings, dtype=np.int64) * step.per_tiling
-    out = g.op("Add", cells, g.const(first, "first_feature"))
+    out = g.op("Add", _row_major(g, tiles, _strides(shape), 2), g.const(first, "first_feature"))
     if step.hash_size:
         mixed = g.op("Mod", g.op("Mul", out, g.const(2654435761, "mix", np.int64)),
                      g.const(2**32, "two32", np.int64))  # fmt: skip

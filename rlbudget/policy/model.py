@@ -12,7 +12,7 @@ Components (``kind`` is the name used in ``policy.json``):
   → one state index, row-major), ``tile_code`` (``tilings`` offset grids of
   ``tiles_per_dim`` over ``[low, high]``, optionally hashed into ``hash_size``
   features → one active feature index per tiling), ``one_hot`` (Discrete → float
-  vector).
+  vector); they live in :mod:`rlbudget.policy.preprocess` (float32 arithmetic, as the C export).
 - body: ``mlp`` (dense layers ``x @ W + b`` then activation), ``mlp_int8`` (the same with
   int8 weights and activations, integer-only as TFLite Micro: :class:`QuantizedMLP`),
   ``table`` (values indexed by state: ``[states, actions]``), ``packed_table`` (a table's
@@ -66,6 +66,7 @@ from rlbudget.policy.kernels import (
     stored_weight_count,
     stored_weights,
 )
+from rlbudget.policy.preprocess import Discretize, Normalize, OneHot, Preprocess, TileCode
 
 # The int8 body and the shared array names live in their own modules; the policy's
 # users import every part from here.
@@ -77,124 +78,6 @@ __all__ = [
     "multiply_by_quantized_multiplier", "odd_half", "odd_table", "quantize_input",
     "rounded_high_mul", "rounding_divide_by_pot", "saturating_rounding_doubling_high_mul"
 ]  # fmt: skip
-
-# --- preprocess ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Normalize:
-    """VecNormalize's observation transform."""
-
-    mean: Array
-    var: Array
-    clip: float = 10.0
-    eps: float = 1e-8
-    kind: str = field(default="normalize", init=False)
-
-    def __post_init__(self) -> None:
-        float32_fields(self, "mean", "var")
-
-    def document(self, prefix: str) -> Document:
-        return document(prefix, {"kind": self.kind, "clip": self.clip, "eps": self.eps},
-                        {"mean": self.mean, "var": self.var})  # fmt: skip
-
-    def apply(self, x: Array) -> Array:
-        z = (x.astype(np.float32) - self.mean) / np.sqrt(self.var + np.float32(self.eps))
-        out: Array = np.clip(z, -self.clip, self.clip).astype(np.float32)
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class Discretize:
-    """Uniform bins per dimension over [low, high] (values outside are clipped)."""
-
-    low: Array
-    high: Array
-    bins: tuple[int, ...]
-    kind: str = field(default="discretize", init=False)
-
-    def __post_init__(self) -> None:
-        float32_fields(self, "low", "high")
-
-    @property
-    def states(self) -> int:
-        return int(np.prod(self.bins))
-
-    def document(self, prefix: str) -> Document:
-        return document(prefix, {"kind": self.kind, "bins": list(self.bins)},
-                        {"low": self.low, "high": self.high})  # fmt: skip
-
-    def apply(self, x: Array) -> Array:
-        bins = np.asarray(self.bins)
-        scaled = (x.astype(np.float64) - self.low) / (self.high - self.low) * bins
-        idx = np.clip(np.floor(scaled), 0, bins - 1).astype(np.int64)
-        state: Array = np.ravel_multi_index(tuple(idx.T), self.bins).astype(np.int64)
-        return state
-
-
-@dataclass(frozen=True, eq=False)
-class TileCode:
-    """``tilings`` grids, each offset by ``t / tilings`` of a tile, over [low, high].
-
-    Feature index of tiling ``t``: ``t * per_tiling + cell`` where ``cell`` is the
-    row-major index of the tile among ``(tiles_per_dim + 1) ** dims``; with
-    ``hash_size`` the index is taken modulo it after mixing with a fixed odd
-    multiplier (deterministic, the same in the C export).
-    """
-
-    low: Array
-    high: Array
-    tilings: int
-    tiles_per_dim: int
-    hash_size: int | None = None
-    kind: str = field(default="tile_code", init=False)
-
-    def __post_init__(self) -> None:
-        float32_fields(self, "low", "high")
-
-    @property
-    def per_tiling(self) -> int:
-        return int((self.tiles_per_dim + 1) ** len(self.low))
-
-    @property
-    def features(self) -> int:
-        return self.hash_size or self.tilings * self.per_tiling
-
-    def document(self, prefix: str) -> Document:
-        fields = {"kind": self.kind, "tilings": self.tilings,
-                  "tiles_per_dim": self.tiles_per_dim, "hash_size": self.hash_size}  # fmt: skip
-        return document(prefix, fields, {"low": self.low, "high": self.high})
-
-    def apply(self, x: Array) -> Array:
-        width = (self.high - self.low) / self.tiles_per_dim
-        scaled = (x.astype(np.float64) - self.low) / width  # [batch, dims], tiles
-        dims = len(self.low)
-        shape = (self.tiles_per_dim + 1,) * dims
-        out = np.empty((x.shape[0], self.tilings), dtype=np.int64)
-        for t in range(self.tilings):
-            cell = np.floor(scaled + t / self.tilings).astype(np.int64)
-            cell = np.clip(cell, 0, self.tiles_per_dim)
-            out[:, t] = t * self.per_tiling + np.ravel_multi_index(tuple(cell.T), shape)
-        if self.hash_size:
-            out = (out * 2654435761) % (2**32) % self.hash_size
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class OneHot:
-    """Discrete observation → float32 one-hot vector of length ``n``."""
-
-    n: int
-    kind: str = field(default="one_hot", init=False)
-
-    def document(self, prefix: str) -> Document:
-        return {"kind": self.kind, "n": self.n}, {}
-
-    def apply(self, x: Array) -> Array:
-        return np.eye(self.n, dtype=np.float32)[x.astype(np.int64)]
-
-
-Preprocess = Normalize | Discretize | TileCode | OneHot
 
 # --- bodies -------------------------------------------------------------------------------
 

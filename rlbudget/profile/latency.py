@@ -2,15 +2,18 @@
 
 - :func:`deployed_actor`: the policy as the device runs it: ``numpy``
   (:meth:`Policy.act`), ``c`` (the C export compiled for this host with ``-O3`` and called
-  through ctypes, :class:`~rlbudget.export.host.HostPolicy`) or ``onnx`` (onnxruntime, CPU,
-  one thread). Each takes one observation and returns one action.
+  through ctypes, :class:`~rlbudget.export.host.HostPolicy`), ``onnx`` (onnxruntime, CPU,
+  one thread) or ``tflite`` (TFLite Micro's Python interpreter, its reference kernels).
+  Each takes one observation and returns one action.
 - :func:`measure_host` times one decision at a time after a warm-up, on observations
   the policy itself visits, on one thread (numpy's BLAS pool held to one thread with
   threadpoolctl; onnxruntime's session is built with one thread). Reports p50/p90/p99
   and the mean.
   ctypes' own call overhead (≈ 0.5–1 µs here) is included in the C figure.
-- :func:`estimate_target` applies the cost model of :mod:`rlbudget.costs` to the
-  policy's MACs, layers, arithmetic and nonlinearities: a low/typical/high range.
+- :func:`estimate_target` prices the policy with plan's model: on the cores fitted to
+  emulation (:mod:`rlbudget.fitted`) from :func:`policy_shape`'s counts, elsewhere with
+  the per-MAC model of :mod:`rlbudget.costs` on its MACs, layers, arithmetic and
+  nonlinearities: a low/typical/high range.
 """
 
 from __future__ import annotations
@@ -28,7 +31,25 @@ import numpy as np
 from rlbudget.costs import estimate_latency, extra_cycles
 from rlbudget.devices import Device, Range
 from rlbudget.errors import PolicyError
-from rlbudget.policy.model import MLP, Array, Linear, Policy, QuantizedMLP
+from rlbudget.fitted import (
+    Shape,
+    fitted_latency,
+    linear_shape,
+    mlp_shape,
+    table_shape,
+    tile_shape,
+)
+from rlbudget.policy.model import (
+    MLP,
+    Array,
+    Discretize,
+    Linear,
+    PackedTable,
+    Policy,
+    QuantizedMLP,
+    Table,
+    TileCode,
+)
 
 Actor = Callable[[Any], Any]
 
@@ -50,8 +71,10 @@ def deployed_actor(policy: Policy, fmt: str) -> Iterator[Actor]:
             yield HostPolicy(policy, Path(tmp) / "c").act
         elif fmt == "onnx":
             yield _onnx_actor(policy, Path(tmp))
+        elif fmt == "tflite":
+            yield _tflite_actor(policy, Path(tmp))
         else:
-            raise PolicyError(f"unknown format '{fmt}'; use numpy, c or onnx")
+            raise PolicyError(f"unknown format '{fmt}'; use numpy, c, onnx or tflite")
 
 
 def _onnx_actor(policy: Policy, folder: Path) -> Actor:
@@ -63,6 +86,19 @@ def _onnx_actor(policy: Policy, folder: Path) -> Actor:
     def act(obs: Any) -> Any:
         out = run(np.asarray(obs)[None])[0]
         return int(out) if discrete else out
+
+    return act
+
+
+def _tflite_actor(policy: Policy, folder: Path) -> Actor:
+    from rlbudget.export.tflite import export_tflite, tflm_runner
+
+    run = tflm_runner(export_tflite(policy, folder / "tflite").files[0])
+    discrete = policy.action_space.kind == "discrete"
+
+    def act(obs: Any) -> Any:
+        out = run(obs)[0].reshape(-1)
+        return int(out[0]) if discrete else out.astype(np.float32, copy=False)
 
     return act
 
@@ -119,8 +155,39 @@ def arithmetic(policy: Policy) -> str:
     return "fp32"
 
 
+def policy_shape(policy: Policy) -> Shape | None:
+    """What the fitted model (:mod:`rlbudget.fitted`) reads of ``policy``, or None for a
+    body it has no model for (float16, a sparse table)."""
+    body, pre = policy.body, policy.preprocess
+    tanh_head = policy.action_space.dim if policy.head.kind == "tanh_rescale" else 0
+    if isinstance(body, MLP | QuantizedMLP):
+        if isinstance(body, MLP) and body.half:
+            return None
+        widths = [int(body.layers[0].W.shape[0]), *(int(la.W.shape[1]) for la in body.layers)]
+        tanh = sum(int(la.W.shape[1]) for la in body.layers
+                   if la.activation in ("tanh", "sigmoid"))  # fmt: skip
+        return mlp_shape(widths, tanh + tanh_head, "int8" if isinstance(body, QuantizedMLP)
+                         else "fp32")  # fmt: skip
+    box_dims = sum(len(p.bins) for p in pre if isinstance(p, Discretize))
+    actions = policy.action_space.n or 1
+    if isinstance(body, Table):
+        return table_shape(box_dims, actions, packed=False)
+    if isinstance(body, PackedTable):
+        return table_shape(box_dims, actions, packed=True) if body.stored is None else None
+    tiles = [p for p in pre if isinstance(p, TileCode)]
+    if isinstance(body, Linear) and tiles:
+        tc = tiles[0]
+        return tile_shape(tc.tilings, len(tc.low), int(body.W.shape[1]), arithmetic(policy))
+    if isinstance(body, Linear) and not any(isinstance(p, Discretize) for p in pre):
+        return linear_shape(int(body.W.shape[0]), int(body.W.shape[1]), arithmetic(policy))
+    return None
+
+
 def estimate_target(policy: Policy, device: Device) -> tuple[Range, str]:
     """Latency range of one decision on ``device`` and the assumptions, in words."""
+    fitted = fitted_latency(device, policy_shape(policy))
+    if fitted is not None:
+        return fitted.latency_s, fitted.how
     body = policy.body
     dtype = arithmetic(policy)
     layers = len(body.layers) if isinstance(body, MLP | QuantizedMLP) else (

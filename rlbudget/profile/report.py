@@ -74,12 +74,16 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         "",
         f"Policy arrays by dtype (as stored in policy.safetensors): {by_dtype}; "
         f"working buffers of the body {units.format_bytes(fp.buffer_bytes)}; code/runtime "
-        f"{units.format_bytes(fp.code_bytes)} ({fp.target}).",
+        f"{units.format_bytes(fp.code_bytes)} ({fp.target})"
+        + (f"; C build {fp.build}" if fp.build else "")
+        + (", the one emulated" if fp.build and report.target_latency_source == "emulated"
+           else "") + ".",
         "",
         "## Latency",
         "",
-        f"On the target ({report.device}, estimated): {format_figure(lat.low, 's')}"
-        f" – {format_figure(lat.high, 's')}, typical "
+        f"On the target ({report.device}, {report.target_latency_source}): "
+        f"{format_figure(lat.low, 's')} – {format_figure(lat.high, 's')}, "
+        f"{'mean' if report.target_latency_source == 'emulated' else 'typical'} "
         f"{format_figure(lat.typical, 's')}; {report.target_latency_how}.",
     ]  # fmt: skip
     host = report.host_latency

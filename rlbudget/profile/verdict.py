@@ -50,6 +50,7 @@ from rlbudget.budget import Budget
 from rlbudget.costs import estimate_energy, host_energy_j
 from rlbudget.devices import Range, get_device
 from rlbudget.errors import PolicyError
+from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
 from rlbudget.limits import target_return as target_rule
 from rlbudget.policy.model import Policy
@@ -57,7 +58,7 @@ from rlbudget.profile.footprint import FORMATS, Footprint, deployed, footprint
 from rlbudget.profile.latency import HostLatency, estimate_target, measure_host
 
 SCHEMA = "rlbudget.profile/1"
-FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX"}
+FORMAT_NAMES = {"numpy": "numpy", "c": "C", "onnx": "ONNX", "tflite": "TFLite Micro"}
 
 
 @dataclass(frozen=True)
@@ -118,14 +119,15 @@ def memory_checks(memory: Footprint, budget: Budget) -> list[Check]:
     ]  # fmt: skip
 
 
-def format_option(policy: Policy, fmt: str, budget: Budget) -> FormatOption:
+def format_option(policy: Policy, fmt: str, budget: Budget, optimize: str = DEFAULT_OPTIMIZE
+                  ) -> FormatOption:  # fmt: skip
     """``policy`` deployed as ``fmt`` against ``budget``'s memory limits (see the module
     docstring); a format that cannot express the policy, or whose runtime is not
-    installed, is an option with its ``error``."""
+    installed, is an option with its ``error``; C is built with ``-{optimize}``."""
     from rlbudget.errors import RlbudgetError
 
     try:
-        memory = footprint(policy, fmt, budget.device)
+        memory = footprint(policy, fmt, budget.device, optimize)
     except RlbudgetError as exc:
         return FormatOption(fmt, None, None, None, None, (), str(exc))
     failing = tuple(c.limit for c in memory_checks(memory, budget) if c.status == FAIL)
@@ -159,6 +161,14 @@ class ProfileReport:
     @property
     def verdict(self) -> str:
         return FAIL if any(c.status == FAIL for c in self.checks) else PASS
+
+    @property
+    def target_latency_source(self) -> str:
+        """``emulated`` when the target latency came from the emulator (its range is the
+        min, mean and max over the emulated decisions), else ``estimated`` (the model)."""
+        emulated = any(c.limit == "inference.latency" and c.source == "emulated"
+                       for c in self.checks)  # fmt: skip
+        return "emulated" if emulated else "estimated"
 
     @property
     def binding(self) -> Check | None:
@@ -196,7 +206,10 @@ def default_format(budget: Budget) -> str:
 def deployable_formats(budget: Budget) -> tuple[str, ...]:
     """The formats that run on the budget's device: C alone on a microcontroller (no
     Python, no onnxruntime there), every format on a Linux-class device or the host."""
-    return ("c",) if budget.device.device_class in ("mcu", "mcu-accel") else FORMATS
+    # tflite (an opt-in format, with its own extra) is profiled when asked, not offered here
+    if budget.device.device_class in ("mcu", "mcu-accel"):
+        return ("c",)
+    return tuple(f for f in FORMATS if f != "tflite")
 
 
 def read_run(run_dir: Path) -> dict[str, Any]:
@@ -258,10 +271,11 @@ def profile(
     run_summary: dict[str, Any] | None = None,
     policy_name: str = "policy",
     gym_packages: tuple[str, ...] = (),
+    optimize: str = DEFAULT_OPTIMIZE,
 ) -> ProfileReport:
     """Measure and estimate ``policy`` deployed as ``fmt`` against ``budget``.
 
-    :param fmt: ``numpy``, ``c`` or ``onnx``; default :func:`default_format`.
+    :param fmt: ``numpy``, ``c``, ``onnx`` or ``tflite``; default :func:`default_format`.
     :param env_id: the env for returns and visited states; default the policy's provenance,
         then the budget's task (whose ``min_return`` applies only to its own env). Without
         one, the return is NOT CHECKED and host latency uses observations drawn from the
@@ -269,8 +283,12 @@ def profile(
     :param episodes: return episodes (seeded with ``seed``, as ``evaluate``).
     :param calls: timed host decisions (≥ 1000).
     :param run_summary: a training run's ``summary.json``: adds the training checks.
+    :param optimize: the C build the user ships, ``O2`` or ``Os``
+        (:data:`~rlbudget.export.arm.OPTIMIZE`): flash and RAM are that build's, and so is
+        the emulated latency (the int8 DSP path exists at ``-O2`` alone).
     :raises PolicyError: an unknown format, or a format that cannot express the policy.
     :raises EnvError: the env does not match the policy.
+    :raises RlbudgetError: an unknown ``optimize``.
     """
     from rlbudget.envs import env_spec
     from rlbudget.profile.evaluate import evaluate, visited_observations
@@ -278,11 +296,21 @@ def profile(
     fmt = fmt or default_format(budget)  # an unknown one is refused by footprint()
     if episodes < 1:
         raise PolicyError(f"profile: episodes must be ≥ 1, not {episodes}")
+    opt_flag(optimize)  # an unknown build is refused before anything is built
+    if fmt == "tflite":  # TFLite Micro would not be running this policy
+        from rlbudget.export.tflite import rounding_mismatch
+
+        mismatch = rounding_mismatch(policy, policy_name)
+        if mismatch is not None:
+            raise PolicyError(f"profile --format tflite: {mismatch}; nothing measured")
     device, m = budget.device, budget.margin
     env = env_id or policy.provenance.get("env") or budget.task.env_id
     notes: list[str] = []
     returns: ReturnFigure | None = None
-    with deployed(policy, fmt, device) as (memory, actor):  # C: one export for both
+    emulated: Range | None = None
+    why = ""
+    # C: one export for all, built with -{optimize} for its footprint and its emulation
+    with deployed(policy, fmt, device, optimize) as (memory, actor, folder):
         if env:
             obs = visited_observations(policy, str(env), states=500, seed=seed,
                                        gym_packages=gym_packages)  # fmt: skip
@@ -303,17 +331,22 @@ def profile(
                 "return is not checked; host latency used random observations"
             )
         host = measure_host(actor, obs, fmt, calls=calls)
+        if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
+            from rlbudget.emulate import profile_latency
+            from rlbudget.emulate.avr import is_avr, profile_latency_avr
+
+            if is_avr(device):  # avr-gcc -Os, as its footprint
+                emulated, why = profile_latency_avr(policy, device, obs, exported=folder)
+            else:
+                emulated, why = profile_latency(policy, device, obs, exported=folder,
+                                                optimize=optimize)  # fmt: skip
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
-    if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
-        from rlbudget.emulate import profile_latency
-
-        emulated, why = profile_latency(policy, device, obs)
-        if emulated is not None:
-            target_latency, how, latency_source = emulated, why, "emulated"
-        elif why:
-            notes.append(why)
+    if emulated is not None:
+        target_latency, how, latency_source = emulated, why, "emulated"
+    elif why:
+        notes.append(why)
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
@@ -358,7 +391,7 @@ def profile(
         checks += _training_checks(run_summary, budget)
     alternatives: tuple[FormatOption, ...] = ()
     if any(c.status == FAIL and c.limit in MEMORY_LIMITS for c in checks):
-        alternatives = tuple(format_option(policy, f, budget)
+        alternatives = tuple(format_option(policy, f, budget, optimize)
                              for f in deployable_formats(budget) if f != fmt)  # fmt: skip
     return ProfileReport(
         policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,

@@ -29,11 +29,11 @@
 /* one dense layer: y = act(W x + b); w is [n_out][n_in]; act: 0 identity, 1 relu, 2 tanh,
    3 sigmoid; with float16 weights, to_half rounds y to float16 */
 #if RLB_HALF
-RLB_API void rlb_dense_f32(const float *x, float *y, const uint16_t *w, const uint16_t *b,
-    int32_t n_in, int32_t n_out, int act, int to_half)
+RLB_API void rlb_dense_f32(const float *x, float *y, RLB_CONST uint16_t *w,
+    RLB_CONST uint16_t *b, int32_t n_in, int32_t n_out, int act, int to_half)
 #else
-RLB_API void rlb_dense_f32(const float *x, float *y, const float *w, const float *b,
-    int32_t n_in, int32_t n_out, int act)
+RLB_API void rlb_dense_f32(const float *x, float *y, RLB_CONST float *w,
+    RLB_CONST float *b, int32_t n_in, int32_t n_out, int act)
 #endif
 {
     int32_t i, j;
@@ -42,7 +42,7 @@ RLB_API void rlb_dense_f32(const float *x, float *y, const float *w, const float
     (void)act;
 #endif
     for (j = 0; j < n_out; ++j) {
-        const RLB_WEIGHT *row = w + j * n_in;
+        RLB_CONST RLB_WEIGHT *row = w + j * n_in;
         acc = 0.0f;
         for (i = 0; i < n_in; ++i) {
 #if RLB_HALF

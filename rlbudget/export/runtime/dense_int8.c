@@ -35,26 +35,41 @@
 #if RLB_PER_CHANNEL
 /* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; multiplier and shift
    per output channel (ch = 1) or one for the layer (ch = 0) */
-RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const RLB_BIAS *b,
-                           const int32_t *multiplier, const int8_t *shift, int32_t ch,
+RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
+                           RLB_CONST RLB_BIAS *b, RLB_CONST int32_t *multiplier,
+                           RLB_CONST int8_t *shift, int32_t ch,
                            int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
-                           int32_t lo, const int8_t *lut)
+                           int32_t lo, RLB_CONST int8_t *lut)
 #else
 /* one int8 fully connected layer (TFLite Micro); w is [n_out][n_in]; one multiplier and
    shift for the layer */
-RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const RLB_BIAS *b,
-                           int32_t multiplier, int32_t shift,
+RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
+                           RLB_CONST RLB_BIAS *b, int32_t multiplier, int32_t shift,
                            int32_t n_in, int32_t n_out, int32_t in_zp, int32_t out_zp,
-                           int32_t lo, const int8_t *lut)
+                           int32_t lo, RLB_CONST int8_t *lut)
 #endif
 {
     int32_t i, j, acc;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+    int32_t sums[16], *sum = sums + 16; /* sixteen rows' sums (rlb_dot_int8), the next */
+    rlb_expand_int8(x, rlb_x16, n_in, in_zp);
+#else
     const int32_t hi = 127 - out_zp; /* clamp(acc + out_zp, lo, 127), no overflow */
     lo -= out_zp;
+#endif
     for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
+        RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+        if (sum == sums + 16) { /* the next sixteen rows (or the rest) at once */
+            rlb_dot_int8(rlb_x16, row, n_in, n_out - j < 16 ? n_out - j : 16, sums);
+            sum = sums;
+        }
+        acc += *sum++;
+        for (i = n_in & ~3; i < n_in; ++i) { /* the inputs after the last group of four */
+#else
         for (i = 0; i < n_in; ++i) {
+#endif
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
 #if RLB_PER_CHANNEL
@@ -62,7 +77,13 @@ RLB_API void rlb_dense_int8(const int8_t *x, int8_t *y, const int8_t *w, const R
 #else
         acc = RLB_REQUANTIZE(acc, multiplier, shift);
 #endif
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+        /* clamp(acc + out_zp, lo, 127): a saturating add, SSAT to -128..127, then lo */
+        acc = __ssat(__qadd(acc, out_zp), 8);
+        acc = acc < lo ? lo : acc;
+#else
         acc = (acc < lo ? lo : (acc > hi ? hi : acc)) + out_zp;
+#endif
 #if RLB_KNOTS
         y[j] = rlb_knots(lut, acc);
 #elif RLB_ODD_LUT

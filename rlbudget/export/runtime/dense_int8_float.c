@@ -13,15 +13,28 @@
 
 /* the last int8 layer: int32 accumulators dequantized per channel (ch = 1) or with one
    scale (ch = 0), no requantization */
-RLB_API void rlb_dense_int8_float(const int8_t *x, float *y, const int8_t *w, const RLB_BIAS *b,
-                                 const float *scale, int32_t ch, int32_t n_in, int32_t n_out,
-                                 int32_t in_zp)
+RLB_API void rlb_dense_int8_float(const int8_t *x, float *y, RLB_CONST int8_t *w,
+                                 RLB_CONST RLB_BIAS *b, RLB_CONST float *scale, int32_t ch,
+                                 int32_t n_in, int32_t n_out, int32_t in_zp)
 {
     int32_t i, j, acc;
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+    int32_t sums[16], *sum = sums + 16; /* sixteen rows' sums (rlb_dot_int8), the next */
+    rlb_expand_int8(x, rlb_x16, n_in, in_zp);
+#endif
     for (j = 0; j < n_out; ++j) {
-        const int8_t *row = w + j * n_in;
+        RLB_CONST int8_t *row = w + j * n_in;
         acc = b[j];
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+        if (sum == sums + 16) { /* the next sixteen rows (or the rest) at once */
+            rlb_dot_int8(rlb_x16, row, n_in, n_out - j < 16 ? n_out - j : 16, sums);
+            sum = sums;
+        }
+        acc += *sum++;
+        for (i = n_in & ~3; i < n_in; ++i) { /* the inputs after the last group of four */
+#else
         for (i = 0; i < n_in; ++i) {
+#endif
             acc += ((int32_t)x[i] - in_zp) * (int32_t)row[i];
         }
         y[j] = (float)acc * scale[j * ch];

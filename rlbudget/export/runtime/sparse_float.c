@@ -35,11 +35,13 @@
    start[j + 1], in increasing input order (the zeros left out add nothing); act: 0
    identity, 1 relu, 2 tanh, 3 sigmoid; with float16 weights, to_half rounds y to float16 */
 #if RLB_HALF
-RLB_API void rlb_sparse_f32(const float *x, float *y, const uint16_t *w, const RLB_INDEX *col,
-    const RLB_POINTER *start, const uint16_t *b, int32_t n_out, int act, int to_half)
+RLB_API void rlb_sparse_f32(const float *x, float *y, RLB_CONST uint16_t *w,
+    RLB_CONST RLB_INDEX *col, RLB_CONST RLB_POINTER *start, RLB_CONST uint16_t *b,
+    int32_t n_out, int act, int to_half)
 #else
-RLB_API void rlb_sparse_f32(const float *x, float *y, const float *w, const RLB_INDEX *col,
-    const RLB_POINTER *start, const float *b, int32_t n_out, int act)
+RLB_API void rlb_sparse_f32(const float *x, float *y, RLB_CONST float *w,
+    RLB_CONST RLB_INDEX *col, RLB_CONST RLB_POINTER *start, RLB_CONST float *b,
+    int32_t n_out, int act)
 #endif
 {
     int32_t j;

@@ -2,8 +2,8 @@
  *
  * Parameters: RLB_DISCRETIZE 0 for a Discrete observation (obs[0] is the state, clamped
  * to 0..RLB_LAST_STATE), 1 for a uniform discretizer over RLB_DIMS dimensions of
- * rlb_input (its low, high - low and bins are the model arrays rlb_disc_low,
- * rlb_disc_range and rlb_disc_bins).
+ * rlb_input (its low, bins / (high - low) in float32 and bins are the model arrays
+ * rlb_disc_low, rlb_disc_scale and rlb_disc_bins).
  */
 #ifndef RLB_API
 #define RLB_API
@@ -20,16 +20,17 @@
 #endif
 
 #if RLB_DISCRETIZE
-/* discretize: row-major index of clip(floor((x - low) / (high - low) * bins), 0, bins - 1) */
+/* discretize: row-major index of clip(floor((x - low) * scale), 0, bins - 1), in float32
+ * as numpy (rlbudget.policy.preprocess): one operation per statement, no divide, float only */
 RLB_API int32_t rlb_state(const float *obs)
 {
     int32_t d, k, state = 0;
-    double s;
     for (d = 0; d < RLB_DIMS; ++d) {
-        s = ((double)rlb_input(obs, d) - rlb_disc_low[d]) / rlb_disc_range[d]
-            * (double)rlb_disc_bins[d];
-        k = !(s >= 0.0) ? 0 /* clip(floor(s), 0, bins - 1); NaN: 0 */
-            : (s >= (double)(rlb_disc_bins[d] - 1) ? rlb_disc_bins[d] - 1 : (int32_t)s);
+        const float v = rlb_input(obs, d) - rlb_disc_low[d];
+        const float u = v * rlb_disc_scale[d];
+        const int32_t last = rlb_disc_bins[d] - 1; /* < 2**24: exact as a float */
+        k = !(u >= 0.0f) ? 0 /* clip(floor(u), 0, bins - 1); NaN: 0 */
+            : (u >= (float)last ? last : (int32_t)u);
         state = state * rlb_disc_bins[d] + k;
     }
     return state;
