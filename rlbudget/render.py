@@ -158,6 +158,16 @@ def render_train_result(console: Console, result: RunResult) -> None:
     console.print(f"stopped by {result.stopped_by} after {units.format_count(result.steps)} "
                   f"steps ({result.wall_s:.1f} s, {result.steps_per_s:,.0f} steps/s); run "
                   f"folder: {result.run_dir}")  # fmt: skip
+    extra = result.extra or {}
+    if "planner_return_last5" in extra:  # pets: the planner (host) and the deployed student
+
+        def ret(key: str) -> str:
+            value = extra.get(key)
+            return "-" if value is None else f"{value:.4g}"
+
+        console.print(f"last 5 training episodes: planner {ret('planner_return_last5')}, "
+                      f"distilled policy {ret('student_return_last5')} (policy/ holds the "
+                      "distilled policy; the planner is in model/)")  # fmt: skip
 
 
 @contextlib.contextmanager

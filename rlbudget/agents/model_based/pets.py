@@ -244,8 +244,8 @@ def train_pets(
             kinds.append(kind)
             ep = Episode(steps, len(episodes), ret, n, time.perf_counter() - start,
                          1.0 if kind == "random" else 0.0,
-                         note=f"{kind} acted, model NLL {model_loss:.3g}, planned return "
-                              f"{p:.4g}")  # fmt: skip
+                         note=f"{kind} acted, model NLL {model_loss:.3g}"
+                              + (f", planned return {p:.4g}" if planned else ""))  # fmt: skip
             episodes.append(ep)
             if on_episode is not None and on_episode(ep, current):
                 break
