@@ -110,13 +110,12 @@ class _Data:
                 "labels": np.asarray(self.labels)}  # fmt: skip
 
 
-def _torch(threads: int) -> Any:
+def _torch() -> Any:
     try:
         import torch
     except ImportError:
         raise TrainingError("pets needs torch: pip install torch (see README, "
                             "'Choosing your torch build')") from None  # fmt: skip
-    torch.set_num_threads(max(1, threads))
     return torch
 
 
@@ -138,8 +137,9 @@ def train_pets(
         env.close()
         raise EnvError(f"environment '{env_id}': pets needs Box observations and Box or "
                        "Discrete actions")  # fmt: skip
-    torch = _torch(cfg.threads)
-    threads_before = torch.get_num_threads()
+    torch = _torch()
+    threads_before = torch.get_num_threads()  # restored at the end
+    torch.set_num_threads(max(1, cfg.threads))
     discrete = act_spec.kind == "discrete"
     n_act = int(act_spec.n or 0) if discrete else act_spec.dim
     low = None if discrete else np.asarray(act_spec.low, np.float32)
