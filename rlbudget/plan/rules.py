@@ -67,7 +67,7 @@ RULES = {
         Rule(
             "model-based",
             "PETS learns a model and plans in it, reaching its return in fewer env steps "
-            "than SAC (≈1/8 in Chua et al. 2018; 0.37-0.73 on Pendulum-v1 here), but plans "
+            "than SAC (≈1/8 in Chua et al. 2018; 0.37-1.0 on Pendulum-v1 here), but plans "
             "at every step (≈5 env steps/s on the "
             "host, against SAC's 44 and PPO's 1,900): first when env steps are expensive "
             "or scarce, else below model-free options. It deploys a small MLP distilled "
