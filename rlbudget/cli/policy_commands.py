@@ -48,8 +48,11 @@ def evaluate(
     json_out: JsonOpt = False,
     planner: Annotated[
         bool,
-        typer.Option("--planner", help="A pets run: act with its planner (the model in the "
-                     "run folder, torch, on the host) instead of the distilled policy."),
+        typer.Option(
+            "--planner",
+            help="A pets run: act with its planner (the model in the "
+            "run folder, torch, on the host) instead of the distilled policy.",
+        ),
     ] = False,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns.
