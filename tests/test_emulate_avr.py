@@ -173,8 +173,8 @@ def test_the_tables_stay_in_flash(tmp_path: Path) -> None:
     as strict C99, where __flash does not exist, the same table is copied to SRAM."""
     export_c(big_table(2048), tmp_path / "c")
     image = avr.link_policy(tmp_path / "c", tmp_path, UNO)
-    assert image.data == 0 and image.text > 16 * 1024
-    assert image.bss == 4 + 2 + 4  # rlb_obs[1]; rlb_out: int16 and float[1] (no padding on AVR)
+    assert image.sizes.data == 0 and image.sizes.text > 16 * 1024
+    assert image.sizes.bss == 4 + 2 + 4  # rlb_obs[1]; rlb_out int16 + float[1], no padding
     harness = tmp_path / "rlb_avr_main.c"  # link_policy wrote it
     strict = subprocess.run(
         ["avr-gcc", "-mmcu=atmega328p", "-std=c99", "-Os", f"-I{tmp_path / 'c'}", str(harness),

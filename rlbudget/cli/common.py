@@ -29,7 +29,7 @@ app = typer.Typer(
         "Describe a device and a task in a budget YAML file; rlbudget plans what to train "
         "and trains it (built-in numpy agents or Stable-Baselines3), imports SB3 models "
         "safely, compresses it (int8, fp16, pruning, distillation, packed tables), each step "
-        "judged by the episode return it keeps, and exports it as C99 or ONNX.\n\n"
+        "judged by the episode return it keeps, and exports it as C99, ONNX or TFLite.\n\n"
         "Examples:\n\n"
         "  rlbudget plan                          # the bundled default budget\n\n"
         "  rlbudget plan budgets/esp32-cartpole.yaml --json\n\n"

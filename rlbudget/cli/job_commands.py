@@ -74,10 +74,11 @@ def profile(
 ) -> None:
     """Check a deployable policy against a budget, with its safety margin: PASS or FAIL.
 
-    Memory (flash, RAM) of the deployed format on the target, decision latency (estimated
-    on the target, measured here: p50/p90/p99), energy per decision, and the return with
-    the deployed runtime; every figure says whether it was measured or estimated, and
-    how. A run folder adds the training limits (time, env steps, peak RAM, energy).
+    Memory (flash, RAM) of the deployed format on the target, decision latency (on a
+    Cortex-M or AVR device emulated on its core when the toolchain is installed, else
+    estimated; measured here: p50/p90/p99), energy per decision, and the return with the
+    deployed runtime; every figure says whether it was measured, emulated or estimated,
+    and how. A run folder adds the training limits (time, env steps, peak RAM, energy).
     Exit 0 when every limit passes, 1 when one fails (the binding limit is named), 2 for
     bad input.
 

@@ -42,6 +42,7 @@ from rlbudget.devices import Device, Range
 from rlbudget.emulate.image import read_elf
 from rlbudget.emulate.latency import ENV_SWITCH, PROFILE_OBSERVATIONS, EmulatedLatency
 from rlbudget.errors import RlbudgetError
+from rlbudget.export.arm import SectionSizes
 from rlbudget.policy.model import Policy
 
 MCUS = {"arduino-uno": "atmega328p"}
@@ -235,22 +236,20 @@ def _run(cmd: list[str], what: str, timeout: float = 120) -> subprocess.Complete
 
 @dataclass(frozen=True)
 class AvrImage:
-    """A linked AVR image and its sections (bytes), as ``avr-size`` reads them."""
+    """A linked AVR image and its sections, as ``avr-size`` reads them (flash = code and
+    ``__flash`` constants plus ``.data``'s initial values; static SRAM = ``.data`` + ``.bss``,
+    the stack comes on top)."""
 
     elf: Path
-    text: int
-    data: int
-    bss: int
+    sizes: SectionSizes
 
     @property
     def flash_bytes(self) -> int:
-        """Flash: code and ``__flash`` constants (``.text``) plus ``.data``'s initial values."""
-        return self.text + self.data
+        return self.sizes.flash_bytes
 
     @property
     def sram_bytes(self) -> int:
-        """Static SRAM: ``.data`` and ``.bss`` (the stack comes on top)."""
-        return self.data + self.bss
+        return self.sizes.ram_bytes
 
 
 def link_avr(sources: list[Path], elf: Path, part: str, clock_hz: float,
@@ -275,7 +274,7 @@ def link_avr(sources: list[Path], elf: Path, part: str, clock_hz: float,
                          "32,767 B, the most one avr-gcc object may hold (the chip has "
                          f"{FLASH_BYTES // 1024} KiB of flash in all)") from None  # fmt: skip
     fields = _run(["avr-size", str(elf)], "avr-size").stdout.splitlines()[1].split()
-    return AvrImage(elf, int(fields[0]), int(fields[1]), int(fields[2]))
+    return AvrImage(elf, SectionSizes(int(fields[0]), int(fields[1]), int(fields[2])))
 
 
 def link_policy(export_dir: Path, out_dir: Path, device: Device) -> AvrImage:

@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 
 from rlbudget import __version__
-from rlbudget.errors import PolicyError, RlbudgetError
-from rlbudget.fileio import atomic_write_bytes
+from rlbudget.errors import PolicyError
+from rlbudget.export.single_file import write_single_file
 from rlbudget.policy.model import (
     MLP,
     Array,
@@ -510,17 +510,8 @@ def export_onnx(policy: Policy, out_dir: str | os.PathLike[str]) -> OnnxExportRe
     """
     model = build_model(policy)
     data = model.SerializeToString()
-    folder = Path(out_dir)
-    for other, what in (("policy.h", "a C export"), ("policy.json", "a policy")):
-        if (folder / other).exists():
-            raise RlbudgetError(f"{folder}: holds {what} ({other}); write policy.onnx to "
-                                "another folder (nothing written)")  # fmt: skip
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / FILENAME, data)
-    except OSError as exc:
-        raise RlbudgetError(f"{folder}: cannot write {FILENAME} there ({exc.strerror})") from None
-    return OnnxExportResult((folder / FILENAME,), len(data), OPSET, len(model.graph.node))
+    path = write_single_file(out_dir, FILENAME, data)
+    return OnnxExportResult((path,), len(data), OPSET, len(model.graph.node))
 
 
 def onnx_runner(path: str | os.PathLike[str]) -> Callable[[Any], Array]:

@@ -67,7 +67,8 @@ import numpy as np
 
 from rlbudget import __version__
 from rlbudget.compress.quantize import tflite_rounding as tflite_rounding
-from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.errors import PolicyError
+from rlbudget.export.single_file import write_single_file
 from rlbudget.export.tflite_schema import (
     FLOAT32,
     INT8,
@@ -79,7 +80,6 @@ from rlbudget.export.tflite_schema import (
     Op,
     Tensor,
 )
-from rlbudget.fileio import atomic_write_bytes
 from rlbudget.policy.model import MLP, Array, Normalize, Policy, QDense, QuantizedMLP, dequantize
 
 FILENAME = "policy.tflite"
@@ -414,19 +414,8 @@ def export_tflite(
             "(LiteRT's reference kernels round once, as it does); nothing written"
         )
     data = build_model(policy)
-    folder = Path(out_dir)
-    for other, what in (("policy.h", "a C export"), ("policy.json", "a policy")):
-        if (folder / other).exists():
-            raise RlbudgetError(f"{folder}: holds {what} ({other}); write {FILENAME} to "
-                                "another folder (nothing written)")  # fmt: skip
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(folder / FILENAME, data)
-    except OSError as exc:
-        raise RlbudgetError(f"{folder}: cannot write {FILENAME} there ({exc.strerror})") from None
-    return TfliteExportResult(
-        (folder / FILENAME,), len(data), _count_ops(data), rounding_warnings(policy)
-    )
+    path = write_single_file(out_dir, FILENAME, data)
+    return TfliteExportResult((path,), len(data), _count_ops(data), rounding_warnings(policy))
 
 
 def _count_ops(data: bytes) -> int:
