@@ -81,6 +81,8 @@ def plan(
 def devices(json_out: JsonOpt = False) -> None:
     """List the named devices a budget can use (device: ID).
 
+    Each row says which latency model plan uses there: fitted to emulation, or per MAC.
+
     Example: rlbudget devices --json
     """
     from rlbudget.devices import list_devices
