@@ -35,9 +35,9 @@ the same chip vary up to ~3× between software stacks, so that estimate is a
 with ``SPREAD = 1.75`` (high/low ≈ 3×). **Energy** per decision = active power × latency.
 
 Where the model is weak: a published measurement gives ≈1 ms for a 33×20×10×4 int8 MLP
-(900 MACs) on an 80 MHz Cortex-M4F, about ten times what our C export takes there (the
-fitted model). The published figure probably includes an interpreter, I/O or unoptimized
-kernels; for a stack like that, treat the estimate as a lower bound and let
+(900 MACs) on an 80 MHz Cortex-M4F, about twenty times what our C export takes there (the
+fitted model: 4,098 cycles, 51 µs). The published figure probably includes an interpreter,
+I/O or unoptimized kernels; for a stack like that, treat the estimate as a lower bound and let
 ``rlbudget profile`` measure.
 
 **Training** on the host: RAM = process baseline + 16 B per trained parameter (weights,

@@ -155,3 +155,35 @@ def fitted_latency(device: Device, shape: Shape | None) -> Fitted | None:
         f"{cycles:,.0f} cycles at {device.clock_hz / 1e6:g} MHz; range ×{low:g}–×{high:g}"
     )
     return Fitted(cycles, Range(typical * low, typical, typical * high), how)
+
+
+def latency_model(device: Device) -> dict[str, Any]:
+    """Which latency model ``plan`` (and ``profile``'s estimate) uses on ``device``.
+
+    ``kind`` is ``fitted`` where ``fitted.yaml`` has the device's core (``core``: its key),
+    else ``per-mac`` (``devices.yaml``'s MACs/cycle and overheads). The MACs/cycle given
+    are what the model charges per MAC: on a fitted core the inverse of the MLP models'
+    MAC coefficient, per-layer and per-unit cycles not included; elsewhere the device's own
+    figures. On a fitted core ``devices.yaml``'s figures serve only the bodies the file has
+    no model for (float16 MLPs, sparse tables)."""
+    key = core_key(device)
+    core = load_fitted()["cores"].get(key) if key else None
+    if not core:
+        return {"kind": "per-mac", "core": None,
+                "int8_macs_per_cycle": device.int8_macs_per_cycle,
+                "fp32_macs_per_cycle": device.fp32_macs_per_cycle}  # fmt: skip
+    models = core.get("models", {})
+
+    def per_cycle(model: str, fallback: float) -> float:
+        macs = float(models.get(model, {}).get("macs", 0.0))
+        return 1.0 / macs if macs > 0 else fallback
+
+    return {"kind": "fitted", "core": key,
+            "int8_macs_per_cycle": per_cycle("mlp-int8", device.int8_macs_per_cycle),
+            "fp32_macs_per_cycle": per_cycle("mlp-fp32", device.fp32_macs_per_cycle),
+            "range": [float(f) for f in core["range"]]}  # fmt: skip
+
+
+def device_entry(device: Device) -> dict[str, Any]:
+    """``device.to_dict()`` with its ``latency_model`` (``rlbudget devices --json``)."""
+    return {**device.to_dict(), "latency_model": latency_model(device)}

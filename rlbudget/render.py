@@ -127,16 +127,29 @@ def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
         console.print("[red]nothing fits and no option can be trained yet[/red]", markup=True)
 
 
+def _per_cycle(x: float) -> str:
+    return f"{x:,.0f}" if x >= 1000 else f"{x:.3g}"
+
+
 def render_devices(console: Console, devs: Sequence[Device]) -> None:
-    """The named devices, one row each."""
-    t = Table(title="Named devices (use 'device: ID' in a budget)")
-    for col in ("id", "class", "core", "clock", "SRAM/RAM", "flash", "FPU", "int8 MAC/cyc",
-                "power"):  # fmt: skip
+    """The named devices, one row each, with the latency model plan uses on each."""
+    from rlbudget.fitted import latency_model
+
+    t = Table(title="Named devices (use 'device: ID' in a budget)",
+              caption="latency model: 'fitted (CORE)' = cycles fitted to emulation of the C "
+                      "export (rlbudget/data/cycles/fitted.yaml), its MAC/cyc the fit's cost "
+                      "per MAC alone (per-layer and per-unit cycles come on top); 'per MAC' = "
+                      "devices.yaml's MACs/cycle and overheads")  # fmt: skip
+    for col in ("id", "class", "core", "clock", "SRAM/RAM", "flash", "FPU", "latency model",
+                "int8 MAC/cyc", "fp32 MAC/cyc", "power"):  # fmt: skip
         t.add_column(col)
     for d in devs:
+        m = latency_model(d)
+        model = f"fitted ({m['core']})" if m["kind"] == "fitted" else "per MAC"
         t.add_row(d.id, d.device_class, d.core, units.format_frequency(d.clock_hz),
                   units.format_bytes(d.sram_bytes), units.format_bytes(d.flash_bytes),
-                  "yes" if d.fpu else "no", f"{d.int8_macs_per_cycle:g}",
+                  "yes" if d.fpu else "no", model, _per_cycle(m["int8_macs_per_cycle"]),
+                  _per_cycle(m["fp32_macs_per_cycle"]),
                   units.format_power(d.active_power_w))  # fmt: skip
     console.print(t)
 

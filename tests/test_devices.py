@@ -142,3 +142,84 @@ def test_published_anchor_within_documented_gap() -> None:
     r = estimate_latency(d, macs=900, layers=3, dtype="int8")
     assert 30e-6 < r.typical < 150e-6
     assert r.high < 1e-3
+
+
+# The devices listing names the latency model plan uses (issue 16): on the cores fitted to
+# emulation devices.yaml's MACs/cycle above are only a fallback, so the listing must not
+# show them there.
+FITTED_IDS = {"arduino-uno", "nrf52840", "stm32f103", "rp2040", "rp2350", "stm32f446",
+              "stm32h743", "teensy-4", "max78000"}  # fmt: skip
+
+
+def test_latency_model_kind_per_device() -> None:
+    from rlbudget.fitted import latency_model
+
+    kinds = {d.id: latency_model(d)["kind"] for d in list_devices()}
+    assert {i for i, k in kinds.items() if k == "fitted"} == FITTED_IDS
+    assert latency_model(get_device("nrf52840"))["core"] == "cortex-m4f"
+    assert latency_model(get_device("max78000"))["core"] == "cortex-m4f"
+    assert latency_model(get_device("arduino-uno"))["core"] == "avr"
+    # elsewhere the listing shows devices.yaml's own figures (REFERENCE.md's, as pinned above)
+    esp = latency_model(get_device("esp32"))
+    assert (esp["kind"], esp["int8_macs_per_cycle"], esp["fp32_macs_per_cycle"]) == (
+        "per-mac",
+        0.3,
+        0.066,
+    )
+
+
+@pytest.mark.parametrize(
+    ("device_id", "dtype"),
+    [("nrf52840", "int8"), ("rp2040", "int8"), ("teensy-4", "fp32"), ("arduino-uno", "int8")],
+)
+def test_listed_macs_per_cycle_is_what_plan_charges_per_mac(device_id: str, dtype: str) -> None:
+    """Two nets that differ only in their MACs (4 vs 8 inputs into the first 64-unit layer:
+    256 MACs more, the same layers and units): plan's cycles differ by 256 / the listed rate."""
+    from rlbudget.costs import inference, mlp_body
+    from rlbudget.envs import SpaceSpec
+    from rlbudget.fitted import latency_model
+
+    device = get_device(device_id)
+    act = SpaceSpec("discrete", (), 2, None, None, "int64")
+
+    def cycles(inputs: int) -> float:
+        obs = SpaceSpec("box", (inputs,), None, (-1.0,) * inputs, (1.0,) * inputs, "float32")
+        body = mlp_body(obs, act, [64, 64], "tanh", dtype, device.fpu)
+        return inference(body, dtype, device, obs).latency_s.typical * device.clock_hz
+
+    rate = latency_model(device)[f"{dtype}_macs_per_cycle"]
+    assert 256 / (cycles(8) - cycles(4)) == pytest.approx(rate, rel=1e-9)
+    assert rate != (device.int8_macs_per_cycle if dtype == "int8" else device.fp32_macs_per_cycle)
+
+
+def test_m4f_int8_rate_matches_the_readme() -> None:
+    # README "plan's latency, fitted to emulation": 1.82 cycles per int8 MAC on the M4F
+    from rlbudget.fitted import latency_model
+
+    assert 1 / latency_model(get_device("stm32f446"))["int8_macs_per_cycle"] == pytest.approx(
+        1.82, abs=0.01
+    )
+
+
+def test_devices_command_names_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    monkeypatch.setenv("COLUMNS", "250")
+    runner = CliRunner()
+    r = runner.invoke(app, ["devices"])
+    assert r.exit_code == 0, r.output
+    rows = {line.split("│")[1].strip(): line for line in r.stdout.splitlines()
+            if line.startswith("│")}  # fmt: skip
+    assert "fitted (cortex-m4f)" in rows["nrf52840"] and "0.548" in rows["nrf52840"]
+    assert "0.4 " not in rows["nrf52840"]
+    assert "per MAC" in rows["esp32"] and "│ 0.3 " in rows["esp32"]
+    assert "16,000" in rows["jetson-orin-nano"]
+    data = json.loads(runner.invoke(app, ["devices", "--json"]).stdout)
+    by_id = {d["id"]: d for d in data}
+    assert by_id["nrf52840"]["latency_model"]["kind"] == "fitted"
+    assert by_id["nrf52840"]["int8_macs_per_cycle"] == 0.4  # devices.yaml's, kept in the data
+    assert by_id["esp32"]["latency_model"]["kind"] == "per-mac"

@@ -81,13 +81,16 @@ def plan(
 def devices(json_out: JsonOpt = False) -> None:
     """List the named devices a budget can use (device: ID).
 
+    Each row says which latency model plan uses there: fitted to emulation, or per MAC.
+
     Example: rlbudget devices --json
     """
     from rlbudget.devices import list_devices
+    from rlbudget.fitted import device_entry
 
     devs = list_devices()
     if json_out:
-        common.print_json([d.to_dict() for d in devs])
+        common.print_json([device_entry(d) for d in devs])
         return
     from rlbudget.render import render_devices
 
