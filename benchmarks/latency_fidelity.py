@@ -417,7 +417,9 @@ def write_fitted(cores: dict[str, Any], devices: list[Device]) -> None:
         "source": (f"python benchmarks/latency_fidelity.py --fit, "
                    f"{datetime.date.today().isoformat()}: the grid in that file's docstring, "
                    "emulated by rlbudget.emulate (Cortex-M: policy.c at -O2, cycles from "
-                   "data/cycles/<core>.yaml, zero wait states; AVR: avr-gcc -Os, simavr)"),
+                   "data/cycles/<core>.yaml, zero wait states except cortex-m3, emulated on the "
+                   "stm32f103 with its 2 flash wait states counted (no cache); AVR: "
+                   "avr-gcc -Os, simavr)"),
         "toolchain": versions(devices),
         "split": ("fit: MLP 16-16/64-64/256-256/32-32-32 (CartPole tanh, Pendulum relu); linear "
                   "Pendulum, Acrobot, MountainCar; tables FrozenLake, Taxi, MountainCar, CartPole, "

@@ -350,16 +350,18 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
                   f"[{style}]{c.status}[/{style}]", headroom_text(c))  # fmt: skip
     console.print(t)
     if result.footprint.build:
-        emulated = result.target_latency_source == "emulated"
         console.print(f"C build: {result.footprint.build} (its flash, RAM"
-                      f"{' and emulated latency' if emulated else ''})")  # fmt: skip
+                      f"{' and emulated latency' if result.one_build else ''})")  # fmt: skip
     host = result.host_latency
     lat = result.target_latency
     source = result.target_latency_source
-    console.print(f"target latency ({source}): {format_figure(lat.low, 's')} – "
-                  f"{format_figure(lat.high, 's')}, "
-                  f"{'mean' if source == 'emulated' else 'typical'} "
-                  f"{format_figure(lat.typical, 's')}")  # fmt: skip
+    if any(c.limit == "inference.latency" and c.figure is None for c in result.checks):
+        console.print(f"target latency: {result.target_latency_how}", markup=False, soft_wrap=True)
+    else:
+        console.print(f"target latency ({source}): {format_figure(lat.low, 's')} – "
+                      f"{format_figure(lat.high, 's')}, "
+                      f"{'mean' if source == 'emulated' else 'typical'} "
+                      f"{format_figure(lat.typical, 's')}")  # fmt: skip
     if host is not None:
         console.print(f"host latency ({host.format}, measured over {host.calls} calls): p50 "
                       f"{format_figure(host.p50_s, 's')}, p90 {format_figure(host.p90_s, 's')}, "
@@ -370,7 +372,7 @@ def render_profile(console: Console, result: ProfileReport, report: Path | None)
         console.print(f"return: {r.mean:.2f} ± {r.std:.2f} over {r.episodes} episodes, "
                       f"target {target}")  # fmt: skip
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False)
     if report is not None:
         console.print(f"report written to {report} (chart {report.with_suffix('.png')})")
     binding = result.binding

@@ -227,3 +227,16 @@ def test_pendulum_student_reaches_minus_200(tmp_path: Path) -> None:
     run = train_run(settings, tmp_path / "run")
     assert run.stopped_by == "target" and run.steps <= 3_000
     assert run.target_check is not None and run.target_check.lower_95 >= -200
+
+
+def test_a_saved_model_of_another_shape_is_refused_not_broadcast() -> None:
+    """A weight or normalizer of the wrong shape would broadcast into the ensemble (torch's
+    copy_) and plan with garbage: loading names the array and both shapes instead."""
+    ens = Ensemble(4, 3, members=2, hidden=[8], seed=0)
+    good = ens.arrays()
+    Ensemble(4, 3, members=2, hidden=[8], seed=1).load_arrays(good)  # same shapes: loads
+    for key, bad in (("w0", np.zeros((1, 1, 1), np.float32)), ("x_mean", np.zeros(3))):
+        with pytest.raises(ValueError) as err:
+            ens.load_arrays({**good, key: bad})
+        assert str(err.value) == (f"array '{key}' has shape {bad.shape}, the model needs "
+                                  f"{good[key].shape}")  # fmt: skip

@@ -153,3 +153,48 @@ def test_cli_profile_names_the_build(tmp_path: Path) -> None:
     assert "C build: arm-none-eabi-gcc -Os (its flash, RAM)" in result.output
     bad = CliRunner().invoke(app, [*args, "--optimize", "O3"])
     assert bad.exit_code == 2 and "'O3' is not one of" in bad.output
+
+
+def test_an_os_build_is_not_priced_by_the_o2_fit(tmp_path: Path) -> None:
+    """plan's model is fitted to -O2 emulation; at -Os an int8 MLP loses the DSP path
+    (2.3-3.3x slower), so without the emulator the latency and energy are NOT CHECKED
+    rather than passed on the -O2 figure. -O2 keeps the fitted estimate."""
+    path = tmp_path / "nrf.yaml"
+    path.write_text(BUDGET)  # RLBUDGET_EMULATE=0 here (conftest): the estimate path
+    budget, policy = load_budget(path), int8_policy()
+    small = profile(policy, budget, episodes=1, calls=1000, optimize="Os")
+    checks = {c.limit: c for c in small.checks}
+    for limit in ("inference.latency", "inference.energy"):
+        assert checks[limit].status == "NOT CHECKED" and checks[limit].figure is None
+        assert checks[limit].how.startswith("not checked: plan's model is fitted to -O2 "
+                                            "emulation and a -Os build is slower")  # fmt: skip
+    fast = {c.limit: c for c in profile(policy, budget, episodes=1, calls=1000).checks}
+    assert fast["inference.latency"].status == "PASS"
+    assert "fitted to emulation" in fast["inference.latency"].how
+
+
+def test_tflite_latency_on_a_microcontroller_is_not_checked(tmp_path: Path) -> None:
+    """The cost model is of the C export: TFLite Micro's interpreter is not in it."""
+    pytest.importorskip("tflite_micro", reason="needs tflite-micro")
+    from rlbudget.compress.quantize import tflite_rounding
+
+    path = tmp_path / "nrf.yaml"
+    path.write_text(BUDGET)
+    report = profile(tflite_rounding(int8_policy()), load_budget(path), episodes=1,
+                     calls=1000, fmt="tflite")  # fmt: skip
+    latency = next(c for c in report.checks if c.limit == "inference.latency")
+    assert latency.status == "NOT CHECKED"
+    assert latency.how.startswith("not checked: TFLite Micro's interpreter and kernels")
+
+
+def test_memory_and_latency_are_one_build_only_where_the_core_is_built() -> None:
+    """The M0+/M4F footprints are the builds the emulator runs (the M7 runs the M4F
+    build, its cycles scaled); an M3 or M33 is emulated on its own core while its
+    footprint is a stand-in's, so the output must not call them one build."""
+    from rlbudget.profile.verdict import same_build
+
+    assert same_build(get_device("rp2040"), "cortex-m0plus")
+    assert same_build(get_device("nrf52840"), "cortex-m4f")
+    assert same_build(get_device("teensy-4"), "cortex-m4f")
+    assert not same_build(get_device("stm32f103"), "cortex-m0plus")
+    assert not same_build(get_device("rp2350"), "cortex-m4f")

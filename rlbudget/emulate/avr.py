@@ -40,7 +40,13 @@ import numpy as np
 
 from rlbudget.devices import Device, Range
 from rlbudget.emulate.image import read_elf
-from rlbudget.emulate.latency import ENV_SWITCH, PROFILE_OBSERVATIONS, EmulatedLatency
+from rlbudget.emulate.latency import (
+    AGREEMENT,
+    ENV_SWITCH,
+    PROFILE_OBSERVATIONS,
+    EmulatedLatency,
+    same_action,
+)
 from rlbudget.errors import RlbudgetError
 from rlbudget.export.arm import SectionSizes
 from rlbudget.policy.model import Policy
@@ -373,14 +379,6 @@ def simulate(elf: Path, part: str, clock_hz: float, obs: bytes, n: int, obs_at: 
     return out
 
 
-def _same(policy: Policy, obs: Any, got: Any) -> tuple[bool, Any]:
-    want = policy.act(obs)
-    if policy.action_space.kind == "discrete":
-        return int(got) == int(want), want
-    want = np.asarray(want, dtype=np.float32)
-    return bool(np.allclose(got, want, rtol=1e-5, atol=1e-5)), want
-
-
 def emulate_avr(policy: Policy, device: Device, observations: Any, *,
                 exported: Path | None = None,
                 max_cycles: int | None = None) -> EmulatedLatency:  # fmt: skip
@@ -416,7 +414,7 @@ def emulate_avr(policy: Policy, device: Device, observations: Any, *,
     for i, (obs, d) in enumerate(zip(obs_all, decisions, strict=True)):
         got: Any = (int.from_bytes(d.out[:2], "little", signed=True) if discrete
                     else np.frombuffer(d.out[2 : 2 + 4 * dim], dtype="<f4").copy())  # fmt: skip
-        same, want = _same(policy, obs, got)
+        same, want = same_action(policy, obs, got)
         if not same:
             raise RlbudgetError(
                 f"the emulated AVR C policy chose {got!r} on observation {i}, numpy chose "
@@ -424,7 +422,7 @@ def emulate_avr(policy: Policy, device: Device, observations: Any, *,
     c = np.array([d.cycles for d in decisions], dtype=np.float64)
     clock = device.clock_hz
     how = (f"emulated: policy.c avr-gcc -Os -mmcu={part}, cycle-accurate in simavr; every "
-           f"action on {len(c)} observations equal to numpy's; flash {image.flash_bytes:,} B, "
+           f"action on {len(c)} observations {AGREEMENT}; flash {image.flash_bytes:,} B, "
            f"static SRAM {image.sram_bytes:,} B (whole image, avr-size); no flash wait "
            "states on AVR")  # fmt: skip
     mean_s = float(c.mean()) / clock

@@ -107,13 +107,23 @@ class EmulatedLatency:
         return {**asdict(self), "energy_j": self.energy_j}
 
 
-def _check_action(policy: Policy, obs: Any, got: Any, i: int) -> None:
+AGREEMENT = "equal to numpy's (a continuous action within 1e-5)"
+"""What :func:`same_action` checks, in the words of a profile's ``how``."""
+
+
+def same_action(policy: Policy, obs: Any, got: Any) -> tuple[bool, Any]:
+    """Whether the emulated action ``got`` is numpy's on ``obs`` (a discrete action equal, a
+    continuous one within 1e-5: libm's tanh and float rounding may differ in the last
+    bits), and numpy's action."""
     want = policy.act(obs)
     if policy.action_space.kind == "discrete":
-        same = int(got) == int(want)
-    else:
-        want = np.asarray(want, dtype=np.float32)
-        same = bool(np.allclose(got, want, rtol=1e-5, atol=1e-5))
+        return int(got) == int(want), want
+    want = np.asarray(want, dtype=np.float32)
+    return bool(np.allclose(got, want, rtol=1e-5, atol=1e-5)), want
+
+
+def _check_action(policy: Policy, obs: Any, got: Any, i: int) -> None:
+    same, want = same_action(policy, obs, got)
     if not same:
         raise RlbudgetError(f"the emulated C policy chose {got!r} on observation {i}, numpy "
                             f"chose {want!r}: the export and the policy disagree")  # fmt: skip
@@ -190,7 +200,7 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
                  else f"flash {ws} wait state(s) at {clock / 1e6:g} MHz counted on every taken "
                  "branch and every data read from flash (no cache)")  # fmt: skip
     how = (f"emulated: policy.c {opt_flag(optimize)} for {label}; every action on {len(obs_all)} "
-           f"observations equal to numpy's, cycles counted on {len(c)}; cycles from "
+           f"observations {AGREEMENT}, cycles counted on {len(c)}; cycles from "
            f"{machine.table.source}; {flash_how} ({flash['source']})")  # fmt: skip
     if machine.table.unclassified:
         how += (f"; {len(machine.table.unclassified)} instruction kind(s) not in the table, "

@@ -76,12 +76,13 @@ def markdown(report: ProfileReport, chart: str | None = None) -> str:
         f"working buffers of the body {units.format_bytes(fp.buffer_bytes)}; code/runtime "
         f"{units.format_bytes(fp.code_bytes)} ({fp.target})"
         + (f"; C build {fp.build}" if fp.build else "")
-        + (", the one emulated" if fp.build and report.target_latency_source == "emulated"
-           else "") + ".",
+        + (", the one emulated" if fp.build and report.one_build else "") + ".",
         "",
         "## Latency",
         "",
-        f"On the target ({report.device}, {report.target_latency_source}): "
+        f"On the target ({report.device}): {report.target_latency_how}."
+        if any(c.limit == "inference.latency" and c.figure is None for c in report.checks)
+        else f"On the target ({report.device}, {report.target_latency_source}): "
         f"{format_figure(lat.low, 's')} – {format_figure(lat.high, 's')}, "
         f"{'mean' if report.target_latency_source == 'emulated' else 'typical'} "
         f"{format_figure(lat.typical, 's')}; {report.target_latency_how}.",

@@ -48,7 +48,7 @@ import numpy as np
 
 from rlbudget.budget import Budget
 from rlbudget.costs import estimate_energy, host_energy_j
-from rlbudget.devices import Range, get_device
+from rlbudget.devices import Device, Range, get_device
 from rlbudget.errors import PolicyError
 from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
@@ -157,6 +157,8 @@ class ProfileReport:
     notes: tuple[str, ...] = field(default=())
     alternatives: tuple[FormatOption, ...] = field(default=())
     """The other formats, when a memory check fails (see the module docstring)."""
+    one_build: bool = False
+    """The emulated latency and the memory figures come from one compile."""
 
     @property
     def verdict(self) -> str:
@@ -343,10 +345,18 @@ def profile(
 
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
+    unmodelled = None
     if emulated is not None:
         target_latency, how, latency_source = emulated, why, "emulated"
-    elif why:
-        notes.append(why)
+        if not same_build(device, memory.target):
+            notes.append(
+                f"flash and RAM are of the {memory.target} build (a stand-in for "
+                f"{device.core}); the latency is of the device's own core's build"
+            )
+    else:
+        if why:
+            notes.append(why)
+        unmodelled = unmodelled_latency(device, fmt, optimize)
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
@@ -359,14 +369,15 @@ def profile(
             source="measured",
             how=f"p99 of {calls} single decisions on this host ({fmt})",
         )
-        energy_figure = host.p99_s * device.active_power_w
+        energy_figure: float | None = host.p99_s * device.active_power_w
         energy_how = f"host p99 × {device.active_power_w:g} W"
         # the energy block follows the latency that was checked: p50 .. p99 on this host
         energy = Range(host.p50_s, host.p99_s, host.p99_s) * device.active_power_w
     else:
-        latency_check = check_budget("inference.latency", target_latency.typical, budget,
-                                     source=latency_source, how=how)  # fmt: skip
-        energy_figure = energy.typical
+        latency_check = check_budget(
+            "inference.latency", None if unmodelled else target_latency.typical, budget,
+            source=latency_source, how=unmodelled or how)  # fmt: skip
+        energy_figure = None if unmodelled else energy.typical
         energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
                       "latency")  # fmt: skip
         if latency_source == "emulated":
@@ -378,7 +389,7 @@ def profile(
         inference_ram,
         latency_check,
         check_budget("inference.energy", energy_figure, budget, source=latency_source,
-                     how=energy_how),
+                     how=unmodelled or energy_how),
         device_flash,
         device_ram,
         check("task.min_return", None if returns is None else returns.mean,
@@ -395,9 +406,49 @@ def profile(
                              for f in deployable_formats(budget) if f != fmt)  # fmt: skip
     return ProfileReport(
         policy_name, budget.name, device.id, device.device_class, fmt, m, memory, host,
-        target_latency, how, energy, energy_how, returns, run_summary, tuple(checks),
-        tuple(notes), alternatives,
+        target_latency, unmodelled or how, energy, energy_how, returns, run_summary,
+        tuple(checks), tuple(notes), alternatives,
+        one_build=emulated is not None and same_build(device, memory.target),
     )  # fmt: skip
+
+
+STAND_IN_BUILDS = {"cortex-m0plus": "cortex-m0plus", "cortex-m4": "cortex-m4f"}
+"""Emulated build → the footprint's build that is the same compile (the M7 runs the M4F
+build: same object, its cycles scaled)."""
+
+
+def same_build(device: Device, target: str) -> bool:
+    """Whether ``device``'s emulated latency and a footprint built for ``target`` (its
+    ``Footprint.target``) come from one compile."""
+    from rlbudget.emulate.avr import is_avr
+    from rlbudget.emulate.latency import emulated_core
+
+    if is_avr(device):
+        return True
+    core = emulated_core(device)
+    return core is not None and STAND_IN_BUILDS.get(core[0]) == target
+
+
+def unmodelled_latency(device: Device, fmt: str, optimize: str) -> str | None:
+    """Why a target latency on ``device`` cannot be estimated for this deployment (one line,
+    the latency and energy are then NOT CHECKED), or None when the model applies. Asked only
+    when the latency was not emulated."""
+    from rlbudget.emulate.avr import is_avr
+    from rlbudget.fitted import core_key
+
+    if device.device_class not in ("mcu", "mcu-accel"):
+        return None
+    if fmt == "tflite":
+        return ("not checked: TFLite Micro's interpreter and kernels on the target are not "
+                "modelled (the cost model is of the C export, a lower bound); "
+                "profile --format c checks the C export")  # fmt: skip
+    if fmt == "c" and optimize != DEFAULT_OPTIMIZE and core_key(device) and not is_avr(device):
+        return (f"not checked: plan's model is fitted to {opt_flag(DEFAULT_OPTIMIZE)} "
+                f"emulation and a {opt_flag(optimize)} build is slower (an int8 MLP loses the "
+                "DSP path: 2.3-3.3x on the M4F); install the emulator (arm-none-eabi-gcc and "
+                'pip install "rlbudget[emulate]") to emulate this build, or profile '
+                f"--optimize {DEFAULT_OPTIMIZE}")  # fmt: skip
+    return None
 
 
 def _space_samples(policy: Policy, seed: int, n: int = 500) -> Any:

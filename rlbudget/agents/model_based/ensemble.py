@@ -143,9 +143,18 @@ class Ensemble:
         return out
 
     def load_arrays(self, arrays: dict[str, Array]) -> None:
-        """Put saved weights, bounds and normalizers in place (same shapes)."""
+        """Put saved weights, bounds and normalizers in place.
+
+        :raises ValueError: an array's shape is not the one this ensemble has (no
+            broadcasting: a file for another env or architecture is refused).
+        """
         import torch
 
+        expected = {k: np.shape(v) for k, v in self.arrays().items()}
+        for key, shape in expected.items():
+            got = np.shape(arrays[key])
+            if got != shape:
+                raise ValueError(f"array '{key}' has shape {got}, the model needs {shape}")
         with torch.no_grad():
             for i, w in enumerate(self.weights):
                 w.copy_(torch.from_numpy(np.asarray(arrays[f"w{i}"])))
