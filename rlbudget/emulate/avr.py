@@ -49,6 +49,7 @@ from rlbudget.emulate.latency import (
 )
 from rlbudget.errors import RlbudgetError
 from rlbudget.export.arm import SectionSizes
+from rlbudget.fitted import core_key
 from rlbudget.policy.model import Policy
 
 MCUS = {"arduino-uno": "atmega328p"}
@@ -194,7 +195,7 @@ class Unavailable(RlbudgetError):
 
 def is_avr(device: Device) -> bool:
     """Whether ``device``'s core is an 8-bit AVR."""
-    return device.core.startswith("AVR")
+    return core_key(device) == "avr"
 
 
 def mcu(device: Device) -> str:

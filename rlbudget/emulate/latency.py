@@ -37,6 +37,7 @@ from rlbudget.emulate.machine import Machine
 from rlbudget.emulate.timing import load_table
 from rlbudget.errors import RlbudgetError
 from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
+from rlbudget.fitted import core_key
 from rlbudget.policy.model import Policy
 
 INSTALL_HINT = 'pip install "rlbudget[emulate]"'
@@ -49,19 +50,16 @@ observations run at native speed for the numpy check alone (every one is checked
 
 
 def emulated_core(device: Device) -> tuple[str, float] | None:
-    """The emulated build and the factor on its cycle count for ``device``'s core, or None."""
-    core = device.core
-    if core.startswith("Cortex-M0+"):
-        return "cortex-m0plus", 1.0
-    if core.startswith("Cortex-M33"):  # before "Cortex-M3": the M4 table, labelled (YAML)
-        return ("cortex-m33" if device.fpu else "cortex-m33-nofp"), 1.0
-    if core.startswith("Cortex-M3"):
-        return "cortex-m3", 1.0
-    if core.startswith("Cortex-M4") and device.fpu:
+    """The emulated build and the factor on its cycle count for ``device``'s core, or None
+    (the core names are :func:`rlbudget.fitted.core_key`'s: one mapping of device cores)."""
+    key = core_key(device)
+    if key is None or key == "avr":  # the AVR runs in simavr (rlbudget.emulate.avr)
+        return None
+    if key == "cortex-m4f":
         return "cortex-m4", 1.0
-    if core.startswith("Cortex-M7"):
+    if key == "cortex-m7":  # the M4F build, its count × the dual-issue factor (YAML)
         return "cortex-m4", float(load_table("cortex-m7")["factor"])
-    return None
+    return key, 1.0
 
 
 def unavailable(device: Device) -> str | None:
@@ -176,12 +174,12 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
     buffer = np.zeros(policy.observation_space.dim, dtype=np.float32)
     view = buffer.reshape(policy.observation_space.shape or (1,))
     cycles: list[float] = []
-    instructions: list[int] = []
+    counted = 0  # instructions counted so far
     taken: list[int] = []
     for i, obs in enumerate(obs_all):
         view[...] = obs
         machine.write(obs_at, buffer.tobytes())
-        counting = sum(instructions) < count_instructions
+        counting = counted < count_instructions
         r0, stats = machine.call("rlb_policy_act", obs_at, act_at, count=counting)
         got: Any = (r0 - (1 << 32) if r0 >= 1 << 31 else r0) if discrete else np.frombuffer(
             machine.read(act_at, 4 * dim), dtype=np.float32).copy()  # fmt: skip
@@ -190,7 +188,7 @@ def emulate_policy(policy: Policy, device: Device, observations: Any, *,
             continue
         waits = 0 if hidden else ws * (stats.taken_branches + stats.flash_reads)
         cycles.append(stats.cycles * factor + waits)
-        instructions.append(stats.instructions)
+        counted += stats.instructions
         taken.append(stats.taken_branches)
     c = np.asarray(cycles)
     clock = device.clock_hz
