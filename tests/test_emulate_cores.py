@@ -19,11 +19,11 @@ from rlbudget.devices import get_device
 from rlbudget.emulate import emulate_policy, emulated_core
 from rlbudget.emulate.image import build_image, link
 from rlbudget.emulate.machine import Machine
-from rlbudget.envs import env_spec
 from rlbudget.export.c import export_c
-from rlbudget.policy import MLP, Dense, Head, Policy
+from rlbudget.policy import Policy
 from rlbudget.profile.verdict import profile
 from rlbudget.render import render_profile
+from tests.test_emulate import cartpole_mlp, cartpole_obs
 
 MISSING = [m for m in ("unicorn", "capstone") if importlib.util.find_spec(m) is None]
 pytestmark = [
@@ -34,20 +34,6 @@ pytestmark = [
 DEVICES = ["stm32f103", "rp2350"]  # Cortex-M3 (software float), Cortex-M33 with FPU
 
 
-def cartpole_mlp() -> Policy:
-    s = env_spec("CartPole-v1", measure_steps=0)
-    rng = np.random.default_rng(0)
-    w1 = (0.5 * rng.standard_normal((4, 8))).astype(np.float32)
-    w2 = (0.5 * rng.standard_normal((8, 2))).astype(np.float32)
-    body = MLP((Dense(w1, np.full(8, 0.1, np.float32), "tanh"),
-                Dense(w2, np.zeros(2, np.float32))))  # fmt: skip
-    return Policy(s.observation, s.action, (), body, Head("argmax"), {"env": "CartPole-v1"})
-
-
-def cartpole_obs(n: int = 20) -> np.ndarray:
-    return np.random.default_rng(1).uniform(-2, 2, (n, 4)).astype(np.float32)
-
-
 def test_the_cores_map_to_their_builds() -> None:
     assert emulated_core(get_device("stm32f103")) == ("cortex-m3", 1.0)
     assert emulated_core(get_device("rp2350")) == ("cortex-m33", 1.0)  # not the M3's
@@ -56,7 +42,7 @@ def test_the_cores_map_to_their_builds() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("body", ["fp32", "int8"])
 def test_emulated_actions_equal_numpy(device: str, body: str) -> None:
-    policy, obs = cartpole_mlp(), cartpole_obs()
+    policy, obs = cartpole_mlp(), cartpole_obs(20)
     if body == "int8":
         policy = quantize_int8(policy, cartpole_obs(200))
     # every action checked; cycles counted on the first decisions only (seconds, not ten)
