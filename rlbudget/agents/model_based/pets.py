@@ -74,13 +74,13 @@ class PETSConfig:
     model_batch_size: int = 32
     model_epochs: int = 5
     model_max_updates: int = 1000
-    horizon: int = 15
-    cem_population: int = 500
-    cem_iterations: int = 5
-    cem_elite_fraction: float = 0.1
-    cem_alpha: float = 0.1
-    particles_per_member: int = 1
-    aleatoric: bool = False
+    horizon: int = CEM.horizon  # the planner's settings, flat in the file; defaults: CEM's
+    cem_population: int = CEM.population
+    cem_iterations: int = CEM.iterations
+    cem_elite_fraction: float = CEM.elite_fraction
+    cem_alpha: float = CEM.alpha
+    particles_per_member: int = CEM.particles_per_member
+    aleatoric: bool = CEM.aleatoric
     random_steps: int = 200
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
