@@ -18,14 +18,16 @@ project's one 95 % interval). ``clip`` caps ``w`` (biased, less variance); defau
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from rlbudget.bandits.data import Logged
+from rlbudget.bandits.data import Logged, read_logged
 from rlbudget.bandits.offline import reward_model
 from rlbudget.bandits.ridge import with_intercept
+from rlbudget.errors import DataError
 from rlbudget.policy.kernels import Array
 from rlbudget.policy.model import Policy
 from rlbudget.stats import t95
@@ -112,3 +114,26 @@ def _cross_fitted(logged: Logged, ridge: float) -> Array:
             continue
         out[held] = reward_model(logged, ridge, rows=~held).scores(X1[held])
     return out
+
+
+def evaluate_on_data(policy: Policy, path: str, *, context: Sequence[str] | None = None,
+                     clip: float | None = None) -> OffPolicyValue:  # fmt: skip
+    """:func:`off_policy_value` of ``policy`` on the logged decisions in ``path``. The
+    context columns are ``context``, else those the policy was trained on (its provenance),
+    else ``x0``, ``x1``, …; a logged action the policy does not have is an error.
+
+    :raises DataError: bad data (:func:`~rlbudget.bandits.data.read_logged`), or a
+        context of another width than the policy's observation.
+    """
+    space = policy.action_space
+    if space.kind != "discrete" or not space.n or len(policy.observation_space.shape) != 1:
+        raise DataError(f"{path}: off-policy evaluation needs a policy with a flat Box "
+                        "observation and Discrete actions (a bandit policy)")  # fmt: skip
+    names = context or policy.provenance.get("context_columns") or None
+    logged = read_logged(path, context=names, n_actions=space.n)
+    if logged.features != policy.observation_space.dim:
+        raise DataError(f"{path}: {logged.features} context columns "
+                        f"({', '.join(logged.context_columns)}) but the policy observes "
+                        f"{policy.observation_space.dim} values; name the policy's context "
+                        "columns with --context")  # fmt: skip
+    return off_policy_value(policy, logged, clip=clip)

@@ -14,13 +14,16 @@ with a uniform share, so every action has a known propensity of at least
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from rlbudget.bandits.data import Logged
+from rlbudget.bandits.data import Logged, write_logged
 from rlbudget.bandits.ridge import linear_policy, with_intercept
+from rlbudget.errors import DataError
 from rlbudget.policy.kernels import Array
 from rlbudget.policy.model import Policy
 
@@ -120,3 +123,27 @@ def log_decisions(problem: LinearProblem, n: int, *, seed: int = 0, temperature:
         n_actions=problem.actions,
         source="synthetic",
     )
+
+
+def write_synthetic(path: str | os.PathLike[str], rows: int, *, features: int = 5,
+                    actions: int = 4, noise: float = 0.5, problem_seed: int = 0, seed: int = 0,
+                    temperature: float = 1.0, uniform: float = 0.2) -> dict[str, Any]:  # fmt: skip
+    """Write ``rows`` logged decisions of the problem ``make_problem(features, actions,
+    noise, problem_seed)`` to ``path`` (CSV or Parquet) and return the ground truth: the
+    optimal policy's value, the logging policy's, and θ. The problem is the one the env
+    ``rlbudget.bandits.env:LinearBandit-v0`` with the same arguments is."""
+    if rows < 1 or features < 1 or actions < 2 or noise < 0 or not 0 < uniform <= 1:
+        raise DataError("bandit-data: give rows ≥ 1, features ≥ 1, actions ≥ 2, noise ≥ 0 "
+                        "and a uniform share in (0, 1]")  # fmt: skip
+    problem = make_problem(features, actions, noise, problem_seed)
+    write_logged(log_decisions(problem, rows, seed=seed, temperature=temperature,
+                               uniform=uniform), path)  # fmt: skip
+    X = problem.contexts(VALUE_CONTEXTS, np.random.default_rng(12345))
+    P = logging_probabilities(problem, X, temperature=temperature, uniform=uniform)
+    return {
+        "path": str(path), "rows": rows, "features": features, "actions": actions,
+        "noise": noise, "problem_seed": problem_seed, "seed": seed,
+        "optimal_value": problem.optimal_value(),
+        "logging_value": float((P * problem.means(X)).sum(axis=1).mean()),
+        "theta": problem.theta.tolist(),
+    }  # fmt: skip
