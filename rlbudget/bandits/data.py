@@ -64,8 +64,10 @@ def data_format(path: str | os.PathLike[str]) -> str:
     """
     fmt = SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: logged data must be a .csv or .parquet file "
-                        f"(got '{Path(path).suffix or 'no suffix'}'); save it as one")  # fmt: skip
+        raise DataError(
+            f"{path}: logged data must be a .csv or .parquet file "
+            f"(got '{Path(path).suffix or 'no suffix'}'); save it as one"
+        )
     return fmt
 
 
@@ -104,19 +106,34 @@ def read_logged(
     actions = values["action"]
     bad = np.flatnonzero((actions != np.round(actions)) | (actions < 0))
     if bad.size:
-        raise _bad(source, int(bad[0]), "action", actions[bad[0]],
-                   "an action is an integer from 0 (the index of the action taken)")  # fmt: skip
+        raise _bad(
+            source,
+            int(bad[0]),
+            "action",
+            actions[bad[0]],
+            "an action is an integer from 0 (the index of the action taken)",
+        )
     if n_actions is not None:
         unknown = np.flatnonzero(actions >= n_actions)
         if unknown.size:
-            raise _bad(source, int(unknown[0]), "action", actions[unknown[0]],
-                       f"unknown action: the policy has actions 0..{n_actions - 1}")  # fmt: skip
+            raise _bad(
+                source,
+                int(unknown[0]),
+                "action",
+                actions[unknown[0]],
+                f"unknown action: the policy has actions 0..{n_actions - 1}",
+            )
     p = values["propensity"]
     bad = np.flatnonzero((p <= 0) | (p > 1))
     if bad.size:
-        raise _bad(source, int(bad[0]), "propensity", p[bad[0]],
-                   "a propensity is the probability the logging policy gave the logged "
-                   "action, in (0, 1]; a 0 means the action could not have been logged")  # fmt: skip
+        raise _bad(
+            source,
+            int(bad[0]),
+            "propensity",
+            p[bad[0]],
+            "a propensity is the probability the logging policy gave the logged "
+            "action, in (0, 1]; a 0 means the action could not have been logged",
+        )
     return Logged(
         contexts=np.stack([values[c] for c in names], axis=1),
         actions=actions.astype(np.int64),
@@ -133,12 +150,16 @@ def _context_names(source: str, header: Sequence[str], context: Sequence[str] | 
         return list(context)
     numbered = sorted((int(m.group(1)), c) for c in header if (m := _CONTEXT.fullmatch(c)))
     if not numbered:
-        raise DataError(f"{source}: no context columns x0, x1, …; name them so, or list the "
-                        "context columns (budget task.context)")  # fmt: skip
+        raise DataError(
+            f"{source}: no context columns x0, x1, …; name them so, or list the "
+            "context columns (budget task.context)"
+        )
     expected = [f"x{i}" for i in range(len(numbered))]
     if [c for _, c in numbered] != expected:
-        raise DataError(f"{source}: context columns must be x0..x{len(numbered) - 1} without "
-                        f"gaps (got {', '.join(c for _, c in numbered)})")  # fmt: skip
+        raise DataError(
+            f"{source}: context columns must be x0..x{len(numbered) - 1} without "
+            f"gaps (got {', '.join(c for _, c in numbered)})"
+        )
     return expected
 
 
@@ -157,6 +178,8 @@ def _numbers(source: str, col: str, cells: Sequence[str | float | None]) -> Arra
     """float64 values of one column; the first empty, non-numeric or non-finite cell is an
     error naming its row."""
     try:
+        if None in cells:  # a Parquet null (numpy would read it as NaN)
+            raise ValueError
         out = np.asarray(cells, dtype=np.float64)
     except (TypeError, ValueError):
         for i, cell in enumerate(cells):
@@ -165,8 +188,10 @@ def _numbers(source: str, col: str, cells: Sequence[str | float | None]) -> Arra
             except (TypeError, ValueError):
                 text = "" if cell is None else str(cell)
                 why = "the cell is empty" if not text.strip() else "not a number"
-                raise DataError(f"{_where(source, i)}, column '{col}': {text!r} is not valid; "
-                                f"{why}, give a finite number") from None  # fmt: skip
+                raise DataError(
+                    f"{_where(source, i)}, column '{col}': {text!r} is not valid; "
+                    f"{why}, give a finite number"
+                ) from None
         raise  # pragma: no cover - numpy and float() agree
     bad = np.flatnonzero(~np.isfinite(out))
     if bad.size:
@@ -184,14 +209,17 @@ def _csv_columns(source: str) -> tuple[list[str], _Column]:
         raise DataError(f"{source}: not UTF-8 text; save the CSV as UTF-8") from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
-        raise DataError(f"{source}: empty; the first line is the header (x0,...,action,reward,"
-                        "propensity)")  # fmt: skip
+        raise DataError(
+            f"{source}: empty; the first line is the header (x0,...,action,reward,propensity)"
+        )
     header = [h.strip() for h in rows[0]]
     body = [r for r in rows[1:] if r]  # a trailing blank line is not a row
     for i, r in enumerate(body):
         if len(r) != len(header):
-            raise DataError(f"{_where(source, i)}: {len(r)} fields, the header has "
-                            f"{len(header)}; every row needs one value per column")  # fmt: skip
+            raise DataError(
+                f"{_where(source, i)}: {len(r)} fields, the header has "
+                f"{len(header)}; every row needs one value per column"
+            )
     index = {h: k for k, h in enumerate(header)}
 
     def column(name: str) -> Array:
@@ -205,19 +233,21 @@ def _parquet_columns(source: str) -> tuple[list[str], _Column]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise DataError(f"{source}: reading Parquet needs pyarrow: pip install "
-                        "'rlbudget[parquet]' (or save the data as CSV)") from None  # fmt: skip
+        raise DataError(
+            f"{source}: reading Parquet needs pyarrow: pip install "
+            "'rlbudget[parquet]' (or save the data as CSV)"
+        ) from None
     try:
         table = pq.read_table(source)
     except Exception as exc:  # pyarrow raises its own error types for a bad file
-        raise DataError(f"{source}: not a readable Parquet file ({exc}); "
-                        "check that it was written completely") from None  # fmt: skip
+        raise DataError(
+            f"{source}: not a readable Parquet file ({exc}); check that it was written completely"
+        ) from None
 
     def column(name: str) -> Array:
         return _numbers(source, name, table.column(name).to_pylist())
 
     return list(table.column_names), column
-
 
 
 def write_logged(logged: Logged, path: str | os.PathLike[str]) -> Path:
@@ -232,8 +262,10 @@ def write_logged(logged: Logged, path: str | os.PathLike[str]) -> Path:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError:
-            raise DataError(f"{path}: writing Parquet needs pyarrow: pip install "
-                            "'rlbudget[parquet]' (or write CSV)") from None  # fmt: skip
+            raise DataError(
+                f"{path}: writing Parquet needs pyarrow: pip install "
+                "'rlbudget[parquet]' (or write CSV)"
+            ) from None
         sink = io.BytesIO()
         pq.write_table(pa.table(dict(zip(names, cols, strict=True))), sink)
         data = sink.getvalue()

@@ -44,8 +44,9 @@ def config(algo: str, overrides: Mapping[str, Any] | None = None) -> dict[str, f
     if algo not in algorithms():
         close = difflib.get_close_matches(algo, list(algorithms()), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise PlanError(f"unknown bandit algorithm '{algo}'; {hint}one of: "
-                        f"{', '.join(algorithms())}")  # fmt: skip
+        raise PlanError(
+            f"unknown bandit algorithm '{algo}'; {hint}one of: {', '.join(algorithms())}"
+        )
     cfg = {k: float(v) for k, v in algorithms()[algo]["hyperparameters"].items()}
     for key, value in (overrides or {}).items():
         if key not in cfg:
@@ -65,8 +66,14 @@ class Learner:
     """One online algorithm: :meth:`choose` an arm for a context, :meth:`update` with its
     reward; ``model`` holds what was learned."""
 
-    def __init__(self, algo: str, arms: int, features: int, cfg: Mapping[str, float],
-                 rng: np.random.Generator) -> None:  # fmt: skip
+    def __init__(
+        self,
+        algo: str,
+        arms: int,
+        features: int,
+        cfg: Mapping[str, float],
+        rng: np.random.Generator,
+    ) -> None:
         if not algorithms()[algo]["online"]:
             raise PlanError(f"{algo} learns from logged data (task.data / --data), not online")
         self.algo, self.arms, self.cfg, self.rng = algo, arms, cfg, rng
@@ -120,8 +127,16 @@ class OnlineRun:
         return None if self.regret is None else float(self.regret.sum())
 
 
-def run_online(algo: str, world: World, arms: int, features: int, steps: int, *, seed: int = 0,
-               cfg: Mapping[str, float] | None = None) -> OnlineRun:  # fmt: skip
+def run_online(
+    algo: str,
+    world: World,
+    arms: int,
+    features: int,
+    steps: int,
+    *,
+    seed: int = 0,
+    cfg: Mapping[str, float] | None = None,
+) -> OnlineRun:
     """Run ``algo`` for ``steps`` decisions in ``world``, seeded by ``seed`` (contexts,
     rewards and the learner's draws from one generator: the same seed, the same run)."""
     rng = np.random.default_rng(seed)

@@ -71,8 +71,9 @@ def _interval(name: str, terms: Array) -> Estimate:
     return Estimate(name, mean, mean - half, mean + half)
 
 
-def off_policy_value(policy: Policy | Array, logged: Logged, *, clip: float | None = None,
-                     ridge: float = 1.0) -> OffPolicyValue:  # fmt: skip
+def off_policy_value(
+    policy: Policy | Array, logged: Logged, *, clip: float | None = None, ridge: float = 1.0
+) -> OffPolicyValue:
     """IPS, SNIPS and DR estimates of the value of ``policy`` (a :class:`Policy`, or its
     actions on ``logged``'s contexts) with 95 % intervals."""
     n = len(logged)
@@ -98,9 +99,14 @@ def off_policy_value(policy: Policy | Array, logged: Logged, *, clip: float | No
     dr = _interval("dr", rhat[rows, chosen] + w * (r - rhat[rows, a]))
     ess = total**2 / float((w**2).sum()) if total > 0 else 0.0
     return OffPolicyValue(
-        data=logged.source, rows=n, matched=int((chosen == a).sum()), effective_rows=ess,
-        logged_value=float(r.mean()), estimates=(ips, snips, dr), clip=clip,
-    )  # fmt: skip
+        data=logged.source,
+        rows=n,
+        matched=int((chosen == a).sum()),
+        effective_rows=ess,
+        logged_value=float(r.mean()),
+        estimates=(ips, snips, dr),
+        clip=clip,
+    )
 
 
 def _cross_fitted(logged: Logged, ridge: float) -> Array:
@@ -116,8 +122,9 @@ def _cross_fitted(logged: Logged, ridge: float) -> Array:
     return out
 
 
-def evaluate_on_data(policy: Policy, path: str, *, context: Sequence[str] | None = None,
-                     clip: float | None = None) -> OffPolicyValue:  # fmt: skip
+def evaluate_on_data(
+    policy: Policy, path: str, *, context: Sequence[str] | None = None, clip: float | None = None
+) -> OffPolicyValue:
     """:func:`off_policy_value` of ``policy`` on the logged decisions in ``path``. The
     context columns are ``context``, else those the policy was trained on (its provenance),
     else ``x0``, ``x1``, …; a logged action the policy does not have is an error.
@@ -127,13 +134,17 @@ def evaluate_on_data(policy: Policy, path: str, *, context: Sequence[str] | None
     """
     space = policy.action_space
     if space.kind != "discrete" or not space.n or len(policy.observation_space.shape) != 1:
-        raise DataError(f"{path}: off-policy evaluation needs a policy with a flat Box "
-                        "observation and Discrete actions (a bandit policy)")  # fmt: skip
+        raise DataError(
+            f"{path}: off-policy evaluation needs a policy with a flat Box "
+            "observation and Discrete actions (a bandit policy)"
+        )
     names = context or policy.provenance.get("context_columns") or None
     logged = read_logged(path, context=names, n_actions=space.n)
     if logged.features != policy.observation_space.dim:
-        raise DataError(f"{path}: {logged.features} context columns "
-                        f"({', '.join(logged.context_columns)}) but the policy observes "
-                        f"{policy.observation_space.dim} values; name the policy's context "
-                        "columns with --context")  # fmt: skip
+        raise DataError(
+            f"{path}: {logged.features} context columns "
+            f"({', '.join(logged.context_columns)}) but the policy observes "
+            f"{policy.observation_space.dim} values; name the policy's context "
+            "columns with --context"
+        )
     return off_policy_value(policy, logged, clip=clip)

@@ -81,10 +81,10 @@ def linear_policy(
     observation the ``d`` context values in ``[low, high]``, action the argmax arm."""
     K, dim = theta.shape
     d = dim - 1
-    obs = SpaceSpec("box", (d,), None, tuple(map(float, low)), tuple(map(float, high)),
-                    "float32")  # fmt: skip
+    obs = SpaceSpec("box", (d,), None, tuple(map(float, low)), tuple(map(float, high)), "float32")
     act = SpaceSpec("discrete", (), K, None, None, "int64")
-    body = Linear(np.ascontiguousarray(theta[:, :d].T, dtype=np.float32),
-                  theta[:, d].astype(np.float32))  # fmt: skip
+    body = Linear(
+        np.ascontiguousarray(theta[:, :d].T, dtype=np.float32), theta[:, d].astype(np.float32)
+    )
     prov = {**provenance, "context_columns": list(context_columns)}
     return Policy(obs, act, (), body, Head("argmax"), prov)

@@ -67,8 +67,13 @@ class LinearProblem:
 
     def optimal_policy(self) -> Policy:
         ones = np.ones(self.features)
-        return linear_policy(self.theta, self.columns, -ones, ones,
-                             {"source": "rlbudget.bandits.synthetic", "algorithm": "optimal"})  # fmt: skip
+        return linear_policy(
+            self.theta,
+            self.columns,
+            -ones,
+            ones,
+            {"source": "rlbudget.bandits.synthetic", "algorithm": "optimal"},
+        )
 
     def value(self, act: Callable[[Array], Array] | Policy, *, seed: int = 12345) -> float:
         """Mean expected reward of ``act`` (a policy, or a function contexts → actions)
@@ -83,15 +88,22 @@ class LinearProblem:
         return float(self.means(X).max(axis=1).mean())
 
 
-def make_problem(features: int = 5, actions: int = 4, noise: float = 0.5,
-                 seed: int = 0) -> LinearProblem:  # fmt: skip
+def make_problem(
+    features: int = 5, actions: int = 4, noise: float = 0.5, seed: int = 0
+) -> LinearProblem:
     """A problem with standard normal θ (intercepts included), drawn with ``seed``."""
     rng = np.random.default_rng(seed)
     return LinearProblem(rng.standard_normal((actions, features + 1)), noise)
 
 
-def logging_probabilities(problem: LinearProblem, X: Array, *, temperature: float = 1.0,
-                          uniform: float = 0.2, seed: int = 1) -> Array:  # fmt: skip
+def logging_probabilities(
+    problem: LinearProblem,
+    X: Array,
+    *,
+    temperature: float = 1.0,
+    uniform: float = 0.2,
+    seed: int = 1,
+) -> Array:
     """``[n, K]`` action probabilities of the logging policy: softmax of a perturbed θ's
     scores (θ plus N(0, 1) noise drawn with ``seed``) over ``temperature``, mixed with the
     uniform policy in the share ``uniform``."""
@@ -105,8 +117,9 @@ def logging_probabilities(problem: LinearProblem, X: Array, *, temperature: floa
     return out
 
 
-def log_decisions(problem: LinearProblem, n: int, *, seed: int = 0, temperature: float = 1.0,
-                  uniform: float = 0.2) -> Logged:  # fmt: skip
+def log_decisions(
+    problem: LinearProblem, n: int, *, seed: int = 0, temperature: float = 1.0, uniform: float = 0.2
+) -> Logged:
     """``n`` decisions of the logging policy (:func:`logging_probabilities`) with their
     propensities and noisy rewards, drawn with ``seed``."""
     rng = np.random.default_rng(seed)
@@ -125,25 +138,42 @@ def log_decisions(problem: LinearProblem, n: int, *, seed: int = 0, temperature:
     )
 
 
-def write_synthetic(path: str | os.PathLike[str], rows: int, *, features: int = 5,
-                    actions: int = 4, noise: float = 0.5, problem_seed: int = 0, seed: int = 0,
-                    temperature: float = 1.0, uniform: float = 0.2) -> dict[str, Any]:  # fmt: skip
+def write_synthetic(
+    path: str | os.PathLike[str],
+    rows: int,
+    *,
+    features: int = 5,
+    actions: int = 4,
+    noise: float = 0.5,
+    problem_seed: int = 0,
+    seed: int = 0,
+    temperature: float = 1.0,
+    uniform: float = 0.2,
+) -> dict[str, Any]:
     """Write ``rows`` logged decisions of the problem ``make_problem(features, actions,
     noise, problem_seed)`` to ``path`` (CSV or Parquet) and return the ground truth: the
     optimal policy's value, the logging policy's, and θ. The problem is the one the env
     ``rlbudget.bandits.env:LinearBandit-v0`` with the same arguments is."""
     if rows < 1 or features < 1 or actions < 2 or noise < 0 or not 0 < uniform <= 1:
-        raise DataError("bandit-data: give rows ≥ 1, features ≥ 1, actions ≥ 2, noise ≥ 0 "
-                        "and a uniform share in (0, 1]")  # fmt: skip
+        raise DataError(
+            "bandit-data: give rows ≥ 1, features ≥ 1, actions ≥ 2, noise ≥ 0 "
+            "and a uniform share in (0, 1]"
+        )
     problem = make_problem(features, actions, noise, problem_seed)
-    write_logged(log_decisions(problem, rows, seed=seed, temperature=temperature,
-                               uniform=uniform), path)  # fmt: skip
+    write_logged(
+        log_decisions(problem, rows, seed=seed, temperature=temperature, uniform=uniform), path
+    )
     X = problem.contexts(VALUE_CONTEXTS, np.random.default_rng(12345))
     P = logging_probabilities(problem, X, temperature=temperature, uniform=uniform)
     return {
-        "path": str(path), "rows": rows, "features": features, "actions": actions,
-        "noise": noise, "problem_seed": problem_seed, "seed": seed,
+        "path": str(path),
+        "rows": rows,
+        "features": features,
+        "actions": actions,
+        "noise": noise,
+        "problem_seed": problem_seed,
+        "seed": seed,
         "optimal_value": problem.optimal_value(),
         "logging_value": float((P * problem.means(X)).sum(axis=1).mean()),
         "theta": problem.theta.tolist(),
-    }  # fmt: skip
+    }

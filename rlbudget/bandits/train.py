@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 
 from rlbudget import __version__
-from rlbudget.bandits.data import Logged, read_logged
+from rlbudget.bandits.data import read_logged
 from rlbudget.bandits.learners import algorithms, config, run_online
 from rlbudget.bandits.offline import learn_offline
 from rlbudget.bandits.ridge import linear_policy
@@ -70,8 +70,10 @@ class EnvWorld:
     def rewards(self, X: Array, actions: Array, rng: np.random.Generator) -> Array:
         _, reward, terminated, truncated, _ = self.env.step(int(actions[0]))
         if not (terminated or truncated):
-            raise EnvError(f"{self.env_id}: an episode went on after one step; a bandit env "
-                           "ends every episode after one decision (max_episode_steps: 1)")  # fmt: skip
+            raise EnvError(
+                f"{self.env_id}: an episode went on after one step; a bandit env "
+                "ends every episode after one decision (max_episode_steps: 1)"
+            )
         return np.array([float(reward)])
 
 
@@ -103,44 +105,74 @@ def train_bandit(
     regret: float | None = None
     if online:
         if env_id is None:
-            raise PlanError(f"{algo} learns by acting: give a one-step env (--env, task.env), "
-                            "or learn from logged data with --algo ips or dr")  # fmt: skip
+            raise PlanError(
+                f"{algo} learns by acting: give a one-step env (--env, task.env), "
+                "or learn from logged data with --algo ips or dr"
+            )
         n = int(steps if steps is not None else cfg["n_timesteps"])
         theta, mean, regret, low, high, names = _online(algo, env_id, n, seed, cfg, gym_packages)
         trained_on: str = env_id
     else:
         if data is None:
-            raise PlanError(f"{algo} learns from logged decisions: give them with --data FILE "
-                            "(or task.data); online algorithms: "
-                            f"{', '.join(a for a, i in algorithms().items() if i['online'])}")  # fmt: skip
+            raise PlanError(
+                f"{algo} learns from logged decisions: give them with --data FILE "
+                "(or task.data); online algorithms: "
+                f"{', '.join(a for a, i in algorithms().items() if i['online'])}"
+            )
         logged = read_logged(data, context=context)
         theta = learn_offline(algo, logged, cfg)
         n, mean, names = len(logged), float(logged.rewards.mean()), logged.context_columns
         low, high = logged.contexts.min(axis=0), logged.contexts.max(axis=0)
         trained_on = str(data)
-    prov = {"source": SOURCE, "algorithm": algo, "env": env_id or "logged-data",
-            "data": None if data is None else str(data), "seed": seed, "steps": n,
-            "hyperparameters": cfg, "rlbudget_version": __version__, "transforms": []}  # fmt: skip
+    prov: dict[str, Any] = {
+        "source": SOURCE,
+        "algorithm": algo,
+        "env": env_id,
+        "data": None if data is None else str(data),
+        "seed": seed,
+        "steps": n,
+        "hyperparameters": cfg,
+        "rlbudget_version": __version__,
+        "transforms": [],
+    }
     policy = linear_policy(theta, names, low, high, prov)
-    return _write(run_dir, policy, BanditRun(
-        algorithm=algo, trained_on=trained_on, seed=seed, decisions=n, hyperparameters=cfg,
-        mean_reward=mean, cumulative_regret=regret, wall_s=time.perf_counter() - start,
-        policy_dir=str(Path(run_dir) / "policy"),
-    ))  # fmt: skip
+    return _write(
+        run_dir,
+        policy,
+        BanditRun(
+            algorithm=algo,
+            trained_on=trained_on,
+            seed=seed,
+            decisions=n,
+            hyperparameters=cfg,
+            mean_reward=mean,
+            cumulative_regret=regret,
+            wall_s=time.perf_counter() - start,
+            policy_dir=str(Path(run_dir) / "policy"),
+        ),
+    )
 
 
-def _online(algo: str, env_id: str, steps: int, seed: int, cfg: Mapping[str, float],
-            gym_packages: Sequence[str]) -> tuple[Array, float, float | None, Array, Array,
-                                                  tuple[str, ...]]:  # fmt: skip
+def _online(
+    algo: str,
+    env_id: str,
+    steps: int,
+    seed: int,
+    cfg: Mapping[str, float],
+    gym_packages: Sequence[str],
+) -> tuple[Array, float, float | None, Array, Array, tuple[str, ...]]:
     from rlbudget.agents.common import open_env
 
     env, obs, act = open_env(env_id, gym_packages)
     try:
         if obs.kind != "box" or len(obs.shape) != 1 or act.kind != "discrete" or not act.n:
-            raise EnvError(f"{env_id}: a bandit needs a flat Box context and Discrete actions "
-                           f"(got {obs.kind} {list(obs.shape)} → {act.kind})")  # fmt: skip
-        run = run_online(algo, EnvWorld(env, env_id, seed), act.n, obs.dim, steps, seed=seed,
-                         cfg=cfg)  # fmt: skip
+            raise EnvError(
+                f"{env_id}: a bandit needs a flat Box context and Discrete actions "
+                f"(got {obs.kind} {list(obs.shape)} → {act.kind})"
+            )
+        run = run_online(
+            algo, EnvWorld(env, env_id, seed), act.n, obs.dim, steps, seed=seed, cfg=cfg
+        )
     finally:
         env.close()
     low = np.asarray(obs.low if obs.low is not None else [-np.inf] * obs.dim)
@@ -154,8 +186,13 @@ def _write(run_dir: str | os.PathLike[str], policy: Policy, run: BanditRun) -> B
 
     folder = Path(run_dir)
     save_policy(policy, folder / "policy")
-    settings = {"algorithm": run.algorithm, "trained_on": run.trained_on, "seed": run.seed,
-                "decisions": run.decisions, "hyperparameters": dict(run.hyperparameters)}  # fmt: skip
+    settings = {
+        "algorithm": run.algorithm,
+        "trained_on": run.trained_on,
+        "seed": run.seed,
+        "decisions": run.decisions,
+        "hyperparameters": dict(run.hyperparameters),
+    }
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(settings, sort_keys=False))
     atomic_write_text(folder / "summary.json", json.dumps(run.to_dict(), indent=2) + "\n")
     return run

@@ -10,7 +10,13 @@ The verbs are registered below in the order ``rlbudget --help`` lists them.
 
 from __future__ import annotations
 
-from rlbudget.cli import bandit_commands, job_commands, plan_commands, policy_commands, train_command
+from rlbudget.cli import (
+    bandit_commands,
+    job_commands,
+    plan_commands,
+    policy_commands,
+    train_command,
+)
 from rlbudget.cli.common import app, main
 
 for _name, _command in (

@@ -16,8 +16,8 @@ from rlbudget.cli.common import JsonOpt, handles_errors
 @handles_errors
 def bandit_data(
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="File to write: .csv or .parquet.",
-                           show_default=False)  # fmt: skip
+        Path,
+        typer.Option("-o", "--output", help="File to write: .csv or .parquet.", show_default=False),
     ],
     rows: Annotated[int, typer.Option("--rows", "-n", min=1, help="Logged decisions.")] = 10_000,
     features: Annotated[int, typer.Option("--features", min=1, help="Context size d.")] = 5,
@@ -29,8 +29,11 @@ def bandit_data(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the decisions.")] = 0,
     uniform: Annotated[
         float,
-        typer.Option("--uniform", help="Share of uniform exploration in the logging policy "
-                     "(the smallest propensity is uniform/K)."),  # fmt: skip
+        typer.Option(
+            "--uniform",
+            help="Share of uniform exploration in the logging policy "
+            "(the smallest propensity is uniform/K).",
+        ),
     ] = 0.2,
     json_out: JsonOpt = False,
 ) -> None:
@@ -46,8 +49,16 @@ def bandit_data(
     """
     from rlbudget.bandits.synthetic import write_synthetic
 
-    truth = write_synthetic(output, rows, features=features, actions=actions, noise=noise,
-                            problem_seed=problem_seed, seed=seed, uniform=uniform)  # fmt: skip
+    truth = write_synthetic(
+        output,
+        rows,
+        features=features,
+        actions=actions,
+        noise=noise,
+        problem_seed=problem_seed,
+        seed=seed,
+        uniform=uniform,
+    )
     if json_out:
         common.print_json(truth)
         return
@@ -58,8 +69,9 @@ def bandit_data(
     )
 
 
-def evaluate_data(policy: Path, data: Path, *, context: str | None, clip: float | None,
-                  json_out: bool) -> None:  # fmt: skip
+def evaluate_data(
+    policy: Path, data: Path, *, context: str | None, clip: float | None, json_out: bool
+) -> None:
     """``rlbudget evaluate POLICY --data FILE``: IPS, SNIPS and DR estimates with 95 %
     intervals."""
     from rlbudget.bandits.ope import evaluate_on_data
@@ -81,28 +93,51 @@ def evaluate_data(policy: Path, data: Path, *, context: str | None, clip: float 
     common.out.print(
         f"the policy agrees with {result.matched:,} logged actions (effective sample size "
         f"{result.effective_rows:,.0f}); the logging policy's mean reward: "
-        f"{result.logged_value:.4f}" + (f"; weights clipped at {result.clip:g}"
-                                        if result.clip is not None else "")  # fmt: skip
+        f"{result.logged_value:.4f}"
+        + (f"; weights clipped at {result.clip:g}" if result.clip is not None else "")
     )
 
 
-def train(algo: str, output: Path | None, *, env: str | None, data: Path | None,
-          context: str | None, steps: int | None, seed: int, overrides: dict[str, Any] | None,
-          gym_packages: list[str], json_out: bool) -> None:  # fmt: skip
+def train(
+    algo: str,
+    output: Path | None,
+    *,
+    env: str | None,
+    data: Path | None,
+    context: str | None,
+    steps: int | None,
+    seed: int,
+    overrides: dict[str, Any] | None,
+    gym_packages: list[str],
+    json_out: bool,
+) -> None:
     """``rlbudget train --algo BANDIT_ALGO``: the run folder, then one line or JSON."""
     from rlbudget.bandits.train import train_bandit
     from rlbudget.train import prepare_run_dir
 
     source = env or (data.stem if data is not None else "data")
-    run_dir = prepare_run_dir(output or Path("runs") / f"{algo}-{source}-s{seed}",
-                              say=None if json_out else common.say)  # fmt: skip
+    run_dir = prepare_run_dir(
+        output or Path("runs") / f"{algo}-{source}-s{seed}", say=None if json_out else common.say
+    )
     names = None if context is None else [c.strip() for c in context.split(",")]
-    run = train_bandit(algo, run_dir, env_id=env, data=data, context=names, steps=steps,
-                       seed=seed, overrides=overrides, gym_packages=gym_packages)  # fmt: skip
+    run = train_bandit(
+        algo,
+        run_dir,
+        env_id=env,
+        data=data,
+        context=names,
+        steps=steps,
+        seed=seed,
+        overrides=overrides,
+        gym_packages=gym_packages,
+    )
     if json_out:
         common.print_json(run.to_dict())
         return
-    regret = ("" if run.cumulative_regret is None
-              else f", cumulative regret {run.cumulative_regret:.1f}")  # fmt: skip
-    common.out.print(f"{algo} on {run.trained_on}: {run.decisions:,} decisions, mean reward "
-                     f"{run.mean_reward:.4f}{regret} in {run.wall_s:.2f} s → {run.policy_dir}")  # fmt: skip
+    regret = (
+        "" if run.cumulative_regret is None else f", cumulative regret {run.cumulative_regret:.1f}"
+    )
+    common.out.print(
+        f"{algo} on {run.trained_on}: {run.decisions:,} decisions, mean reward "
+        f"{run.mean_reward:.4f}{regret} in {run.wall_s:.2f} s → {run.policy_dir}"
+    )

@@ -56,20 +56,31 @@ def evaluate(
     ] = False,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Logged bandit decisions (.csv/.parquet: context columns, "
-                     "action, reward, propensity): estimate the policy's value off-policy "
-                     "(IPS, SNIPS, DR with 95 % intervals) instead of running episodes.",
-                     show_default=False),
+        typer.Option(
+            "--data",
+            help="Logged bandit decisions (.csv/.parquet: context columns, "
+            "action, reward, propensity): estimate the policy's value off-policy "
+            "(IPS, SNIPS, DR with 95 % intervals) instead of running episodes.",
+            show_default=False,
+        ),
     ] = None,
     context: Annotated[
         str | None,
-        typer.Option("--context", help="With --data: the context columns, comma-separated "
-                     "(default: the policy's, else x0, x1, ...).", show_default=False),
+        typer.Option(
+            "--context",
+            help="With --data: the context columns, comma-separated "
+            "(default: the policy's, else x0, x1, ...).",
+            show_default=False,
+        ),
     ] = None,
     clip: Annotated[
         float | None,
-        typer.Option("--clip", min=1.0, help="With --data: cap the importance weights "
-                     "(less variance, some bias).", show_default=False),
+        typer.Option(
+            "--clip",
+            min=1.0,
+            help="With --data: cap the importance weights (less variance, some bias).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns, or

@@ -84,13 +84,20 @@ def train(
     json_out: JsonOpt = False,
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="Logged bandit decisions (.csv/.parquet) for --algo ips "
-                     "or dr (default: the budget's task.data).", show_default=False),
+        typer.Option(
+            "--data",
+            help="Logged bandit decisions (.csv/.parquet) for --algo ips "
+            "or dr (default: the budget's task.data).",
+            show_default=False,
+        ),
     ] = None,
     context: Annotated[
         str | None,
-        typer.Option("--context", help="With --data: the context columns, comma-separated "
-                     "(default x0, x1, ...).", show_default=False),
+        typer.Option(
+            "--context",
+            help="With --data: the context columns, comma-separated (default x0, x1, ...).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
