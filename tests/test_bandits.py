@@ -22,6 +22,7 @@ from rlbudget.bandits.synthetic import log_decisions, make_problem
 from rlbudget.budget import parse_budget
 from rlbudget.cli import app
 from rlbudget.errors import BudgetError, DataError
+from rlbudget.plan import Plan, make_plan
 
 runner = CliRunner()
 HEADER = "x0,x1,action,reward,propensity\n"
@@ -338,3 +339,48 @@ def test_cli_bad_data_is_exit_2_one_line(tmp_path: Path) -> None:
     r = runner.invoke(app, ["train", "--algo", "linucb", "-o", str(tmp_path / "r2")])
     assert r.exit_code == 2
     assert "linucb learns by acting: give a one-step env" in r.output
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
+def test_learning_cost_by_hand() -> None:
+    """d = 5 context values, K = 4 arms, m = d + 1 = 6 with the intercept. State per arm:
+    A⁻¹ (36) + b (6) + θ (6) = 48 floats, ×4 arms = 192, plus the scratch u (6) = 198
+    floats = 792 B, plus a 4 B RNG state: 796 B. Update: A⁻¹x (36) + the rank-one update
+    (36 + 6) + θ = A⁻¹b (36) = 114 MACs; LinUCB's score: xᵀA⁻¹x per arm (4 · 42 = 168)."""
+    from rlbudget.bandits.plan import learning_cost
+
+    ucb = learning_cost("linucb", 5, 4)
+    assert (ucb.ram_bytes, ucb.macs, ucb.nonlinear) == (796, 114 + 168, 4)
+    greedy = learning_cost("epsilon-greedy", 5, 4)
+    assert (greedy.ram_bytes, greedy.macs) == (796, 114)
+
+
+def _plan(tmp_path: Path, task: str, inference: str = "{latency: 1ms}") -> Plan:
+
+    text = f"device: nrf52840\ninference: {inference}\ntask: {task}\n"
+    return make_plan(parse_budget(text, str(tmp_path / "b.yaml")))
+
+
+def test_plan_from_logged_data_ranks_dr_first(tmp_path: Path) -> None:
+    write_logged(log_decisions(make_problem(), 300, seed=0), tmp_path / "logs.csv")
+    plan = _plan(tmp_path, "{kind: bandit, data: logs.csv}")
+    assert [o.algorithm for o in plan.options] == ["dr", "ips"]
+    first = plan.options[0]
+    assert first.paradigm == "bandit" and first.estimates.macs == 5 * 4
+    assert first.estimates.env_steps == 300  # the logged rows
+    assert {a for a, _ in plan.excluded} == {"epsilon-greedy", "softmax", "linucb", "thompson"}
+
+
+def test_one_step_env_is_planned_as_a_bandit_and_learning_adds_its_state(tmp_path: Path) -> None:
+    env = "{env: 'rlbudget.bandits.env:LinearBandit-v0'}"  # no kind: max_episode_steps is 1
+    frozen = _plan(tmp_path, env)
+    learning = _plan(tmp_path, env, "{latency: 1ms, learn: true}")
+    assert frozen.options[0].algorithm == "linucb"
+    by_algo = {o.algorithm: o for o in learning.options}
+    base = {o.algorithm: o for o in frozen.options}
+    assert by_algo["linucb"].estimates.ram_bytes - base["linucb"].estimates.ram_bytes == 796
+    assert (by_algo["linucb"].estimates.latency_s.typical
+            > base["linucb"].estimates.latency_s.typical)  # fmt: skip
+    assert any("inference.learn" in r for r in by_algo["linucb"].reasons)
