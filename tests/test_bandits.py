@@ -384,3 +384,20 @@ def test_one_step_env_is_planned_as_a_bandit_and_learning_adds_its_state(tmp_pat
     assert (by_algo["linucb"].estimates.latency_s.typical
             > base["linucb"].estimates.latency_s.typical)  # fmt: skip
     assert any("inference.learn" in r for r in by_algo["linucb"].reasons)
+
+
+def test_train_a_bandit_plan_option(tmp_path: Path) -> None:
+    """plan -o then train PLAN: the plan's first option (dr, from task.data) is trained on
+    the budget's data; rlbudget run refuses a bandit budget with one line, exit 2."""
+    write_logged(log_decisions(make_problem(), 500, seed=0), tmp_path / "logs.csv")
+    budget = tmp_path / "b.yaml"
+    budget.write_text("device: host\ntask: {kind: bandit, data: logs.csv}\n")
+    plan = tmp_path / "plan.yaml"
+    assert runner.invoke(app, ["plan", str(budget), "-o", str(plan)]).exit_code == 0
+    r = runner.invoke(app, ["train", str(plan), "-o", str(tmp_path / "run"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["algorithm"], out["decisions"]) == ("dr", 500)
+    assert out["trained_on"] == str(tmp_path / "logs.csv")
+    r = runner.invoke(app, ["run", str(budget), "-o", str(tmp_path / "job")])
+    assert r.exit_code == 2 and "rlbudget run does not run a contextual bandit yet" in r.output

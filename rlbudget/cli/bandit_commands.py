@@ -4,13 +4,17 @@ estimates) and ``train`` (an algorithm of ``rlbudget/data/bandits.yaml``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rlbudget.cli import common
 from rlbudget.cli.common import JsonOpt, handles_errors
+
+if TYPE_CHECKING:
+    from rlbudget.budget import Budget, Task
 
 
 @handles_errors
@@ -98,8 +102,43 @@ def evaluate_data(
     )
 
 
+@dataclass(frozen=True)
+class BanditChoice:
+    """What ``train`` trains: the algorithm, the task (from the budget or the plan) and the
+    plan option's hyperparameters."""
+
+    algo: str
+    task: Task | None
+    params: dict[str, Any]
+
+
+def bandit_choice(
+    algo: str | None, plan_file: Path | None, option: int, budget: Budget | None
+) -> BanditChoice | None:
+    """The bandit ``train`` should train (``--algo``, or the plan's option), else None."""
+    from rlbudget.bandits.learners import is_bandit_algorithm
+
+    if algo is not None:
+        if not is_bandit_algorithm(algo):
+            return None
+        return BanditChoice(algo, budget.task if budget is not None else None, {})
+    if plan_file is None:
+        return None
+    from rlbudget.errors import PlanError
+    from rlbudget.plan import load_plan
+
+    saved = load_plan(plan_file)
+    try:
+        choice = saved.choose(option)
+    except PlanError as exc:
+        raise PlanError(f"{plan_file}: {exc}") from None
+    if not is_bandit_algorithm(choice.algorithm):
+        return None
+    return BanditChoice(choice.algorithm, saved.task, dict(choice.params))
+
+
 def train(
-    algo: str,
+    chosen: BanditChoice,
     output: Path | None,
     *,
     env: str | None,
@@ -111,15 +150,22 @@ def train(
     gym_packages: list[str],
     json_out: bool,
 ) -> None:
-    """``rlbudget train --algo BANDIT_ALGO``: the run folder, then one line or JSON."""
+    """``rlbudget train`` of a bandit: the run folder, then one line or JSON. The command
+    line's env, data and context come first, then the task's."""
     from rlbudget.bandits.train import train_bandit
     from rlbudget.train import prepare_run_dir
 
+    algo, task = chosen.algo, chosen.task
+    env = env or (task.env_id if task is not None else None)
+    if data is None and task is not None and task.data is not None:
+        data = Path(task.data)
+    names = [c.strip() for c in context.split(",")] if context is not None else None
+    if names is None and task is not None and task.context:
+        names = list(task.context)
     source = env or (data.stem if data is not None else "data")
     run_dir = prepare_run_dir(
         output or Path("runs") / f"{algo}-{source}-s{seed}", say=None if json_out else common.say
     )
-    names = None if context is None else [c.strip() for c in context.split(",")]
     run = train_bandit(
         algo,
         run_dir,
@@ -128,7 +174,7 @@ def train(
         context=names,
         steps=steps,
         seed=seed,
-        overrides=overrides,
+        overrides={**chosen.params, **(overrides or {})},
         gym_packages=gym_packages,
     )
     if json_out:

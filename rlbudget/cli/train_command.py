@@ -149,15 +149,12 @@ def train(
         from rlbudget.budget import load_budget
 
         loaded = load_budget(budget)
-    from rlbudget.bandits.learners import is_bandit_algorithm
+    from rlbudget.cli import bandit_commands
 
-    if is_bandit_algorithm(algo) and algo is not None:
-        from rlbudget.cli import bandit_commands
-
-        task = loaded.task if loaded is not None else None
+    chosen = bandit_commands.bandit_choice(algo, plan_file, option, loaded)
+    if chosen is not None:  # a contextual bandit (rlbudget.bandits)
         bandit_commands.train(
-            algo, output, env=env or (task.env_id if task else None),
-            data=data or (Path(task.data) if task and task.data else None), context=context,
+            chosen, output, env=env, data=data, context=context,
             steps=None if steps is None else option_value(units.parse_count, steps, "--steps"),
             seed=seed, overrides=parse_hyperparams(hyperparams) if hyperparams else None,
             gym_packages=gym_package or [], json_out=json_out,
