@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -224,6 +225,21 @@ def test_linear_policy_acts_as_the_argmax_of_the_scores() -> None:
     expected = np.argmax(with_intercept(X) @ theta.T, axis=1)
     assert np.array_equal(policy.act(X), expected)
     assert policy.provenance["context_columns"] == ["a", "b", "c", "d"]
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc on the PATH")
+def test_learned_policy_in_c_acts_as_numpy(tmp_path: Path) -> None:
+    """The deployed form: a DR policy's C export (compiled for this host) takes the same
+    actions as Policy.act on 2,000 contexts, bit for bit (both argmax float32 scores)."""
+    from rlbudget.export.host import HostPolicy
+
+    problem = make_problem()
+    logged = log_decisions(problem, 2000, seed=0)
+    theta = learn_offline("dr", logged, config("dr"))
+    policy = linear_policy(theta, logged.context_columns, -np.ones(5), np.ones(5), {})
+    X = problem.contexts(2000, np.random.default_rng(8)).astype(np.float32)
+    host = HostPolicy(policy, tmp_path / "c")
+    assert [host.act(x) for x in X] == policy.act(X).tolist()
 
 
 def test_bad_hyperparameters() -> None:
