@@ -16,6 +16,16 @@ from rlbudget.cli.common import JsonOpt, handles_errors
 if TYPE_CHECKING:
     from rlbudget.budget import Budget, Task
 
+ContextOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--context",
+        help="With --data: the context columns, comma-separated (default: the budget's "
+        "task.context or the policy's, else x0, x1, ...).",
+        show_default=False,
+    ),
+]
+
 
 @handles_errors
 def bandit_data(

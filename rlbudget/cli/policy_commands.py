@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from rlbudget.cli import common
+from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, ints
 
 
@@ -64,15 +65,7 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
-    context: Annotated[
-        str | None,
-        typer.Option(
-            "--context",
-            help="With --data: the context columns, comma-separated "
-            "(default: the policy's, else x0, x1, ...).",
-            show_default=False,
-        ),
-    ] = None,
+    context: ContextOpt = None,
     clip: Annotated[
         float | None,
         typer.Option(

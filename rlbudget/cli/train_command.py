@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rlbudget.cli import common
+from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, option_value
 
 if TYPE_CHECKING:
@@ -91,14 +92,7 @@ def train(
             show_default=False,
         ),
     ] = None,
-    context: Annotated[
-        str | None,
-        typer.Option(
-            "--context",
-            help="With --data: the context columns, comma-separated (default x0, x1, ...).",
-            show_default=False,
-        ),
-    ] = None,
+    context: ContextOpt = None,
 ) -> None:
     """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
     ARS) or Stable-Baselines3 (ppo, a2c, dqn, sac, td3; qrdqn, tqc, trpo with
