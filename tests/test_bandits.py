@@ -417,3 +417,30 @@ def test_train_a_bandit_plan_option(tmp_path: Path) -> None:
     assert out["trained_on"] == str(tmp_path / "logs.csv")
     r = runner.invoke(app, ["run", str(budget), "-o", str(tmp_path / "job")])
     assert r.exit_code == 2 and "rlbudget run does not run a contextual bandit yet" in r.output
+
+
+def test_online_limits_from_the_budget_and_the_clock(tmp_path: Path) -> None:
+    """training.env_steps bounds an online run's decisions; a time limit stops it at the
+    next check (every 100 decisions): with 0 s, after exactly the first 100."""
+    assert len(run_online("linucb", make_problem(), 4, 5, 10_000, time_s=0.0).actions) == 100
+    budget = tmp_path / "b.yaml"
+    env = "'rlbudget.bandits.env:LinearBandit-v0'"
+    budget.write_text(
+        f"device: host\ntraining: {{env_steps: 300}}\ntask: {{kind: bandit, env: {env}}}\n"
+    )
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            "--algo",
+            "thompson",
+            "--budget",
+            str(budget),
+            "-o",
+            str(tmp_path / "run"),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["decisions"] == 300 and out["cumulative_regret"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -136,16 +137,23 @@ def run_online(
     *,
     seed: int = 0,
     cfg: Mapping[str, float] | None = None,
+    time_s: float | None = None,
 ) -> OnlineRun:
     """Run ``algo`` for ``steps`` decisions in ``world``, seeded by ``seed`` (contexts,
-    rewards and the learner's draws from one generator: the same seed, the same run)."""
+    rewards and the learner's draws from one generator: the same seed, the same run), or
+    until ``time_s`` seconds have passed (checked every 100 decisions)."""
+    deadline = None if time_s is None else time.perf_counter() + time_s
     rng = np.random.default_rng(seed)
     learner = Learner(algo, arms, features, cfg or config(algo), rng)
     means = getattr(world, "means", None)
     actions = np.zeros(steps, dtype=np.int64)
     rewards = np.zeros(steps)
     regret = np.zeros(steps) if means is not None else None
+    done = steps
     for t in range(steps):
+        if deadline is not None and t and t % 100 == 0 and time.perf_counter() > deadline:
+            done = t
+            break
         x = world.contexts(1, rng)
         x1 = with_intercept(x)[0]
         a = learner.choose(x1)
@@ -155,4 +163,5 @@ def run_online(
         if regret is not None and means is not None:
             mu = means(x)[0]
             regret[t] = mu.max() - mu[a]
-    return OnlineRun(learner.model.theta.copy(), actions, rewards, regret)
+    return OnlineRun(learner.model.theta.copy(), actions[:done], rewards[:done],
+                     None if regret is None else regret[:done])  # fmt: skip

@@ -22,7 +22,7 @@ import yaml
 
 from rlbudget import __version__
 from rlbudget.bandits.data import read_logged
-from rlbudget.bandits.learners import algorithms, config, run_online
+from rlbudget.bandits.learners import OnlineRun, algorithms, config, run_online
 from rlbudget.bandits.offline import learn_offline
 from rlbudget.bandits.ridge import linear_policy
 from rlbudget.errors import EnvError, PlanError
@@ -85,6 +85,7 @@ def train_bandit(
     data: str | os.PathLike[str] | None = None,
     context: Sequence[str] | None = None,
     steps: int | None = None,
+    time_s: float | None = None,
     seed: int = 0,
     overrides: Mapping[str, Any] | None = None,
     gym_packages: Sequence[str] = (),
@@ -96,6 +97,7 @@ def train_bandit(
     :param data: logged decisions, CSV or Parquet (``ips``, ``dr``).
     :param context: the data's context columns (default ``x0``, ``x1``, …).
     :param steps: online decisions (default the algorithm's ``n_timesteps``).
+    :param time_s: online: stop after this many seconds (the decisions made so far count).
     :raises PlanError: the algorithm does not fit the source (online without an env,
         offline without data) or a bad hyperparameter.
     """
@@ -109,8 +111,10 @@ def train_bandit(
                 f"{algo} learns by acting: give a one-step env (--env, task.env), "
                 "or learn from logged data with --algo ips or dr"
             )
-        n = int(steps if steps is not None else cfg["n_timesteps"])
-        theta, mean, regret, low, high, names = _online(algo, env_id, n, seed, cfg, gym_packages)
+        run, low, high, names = _online(algo, env_id, int(steps or cfg["n_timesteps"]), seed,
+                                        cfg, gym_packages, time_s)  # fmt: skip
+        theta, n, regret = run.theta, len(run.actions), run.cumulative_regret
+        mean = float(run.rewards.mean())
         trained_on: str = env_id
     else:
         if data is None:
@@ -160,7 +164,8 @@ def _online(
     seed: int,
     cfg: Mapping[str, float],
     gym_packages: Sequence[str],
-) -> tuple[Array, float, float | None, Array, Array, tuple[str, ...]]:
+    time_s: float | None,
+) -> tuple[OnlineRun, Array, Array, tuple[str, ...]]:
     from rlbudget.agents.common import open_env
 
     env, obs, act = open_env(env_id, gym_packages)
@@ -170,15 +175,14 @@ def _online(
                 f"{env_id}: a bandit needs a flat Box context and Discrete actions "
                 f"(got {obs.kind} {list(obs.shape)} → {act.kind})"
             )
-        run = run_online(
-            algo, EnvWorld(env, env_id, seed), act.n, obs.dim, steps, seed=seed, cfg=cfg
-        )
+        world = EnvWorld(env, env_id, seed)
+        run = run_online(algo, world, act.n, obs.dim, steps, seed=seed, cfg=cfg, time_s=time_s)
     finally:
         env.close()
     low = np.asarray(obs.low if obs.low is not None else [-np.inf] * obs.dim)
     high = np.asarray(obs.high if obs.high is not None else [np.inf] * obs.dim)
     names = tuple(f"x{i}" for i in range(obs.dim))
-    return run.theta, float(run.rewards.mean()), run.cumulative_regret, low, high, names
+    return run, low, high, names
 
 
 def _write(run_dir: str | os.PathLike[str], policy: Policy, run: BanditRun) -> BanditRun:

@@ -14,7 +14,7 @@ from rlbudget.cli import common
 from rlbudget.cli.common import JsonOpt, handles_errors
 
 if TYPE_CHECKING:
-    from rlbudget.budget import Budget, Task
+    from rlbudget.budget import Budget, Task, TrainingLimits
 
 ContextOpt = Annotated[
     str | None,
@@ -114,11 +114,12 @@ def evaluate_data(
 
 @dataclass(frozen=True)
 class BanditChoice:
-    """What ``train`` trains: the algorithm, the task (from the budget or the plan) and the
-    plan option's hyperparameters."""
+    """What ``train`` trains: the algorithm, the task and training limits (from the budget
+    or the plan) and the plan option's hyperparameters."""
 
     algo: str
     task: Task | None
+    training: TrainingLimits | None
     params: dict[str, Any]
 
 
@@ -131,7 +132,9 @@ def bandit_choice(
     if algo is not None:
         if not is_bandit_algorithm(algo):
             return None
-        return BanditChoice(algo, budget.task if budget is not None else None, {})
+        if budget is None:
+            return BanditChoice(algo, None, None, {})
+        return BanditChoice(algo, budget.task, budget.training, {})
     if plan_file is None:
         return None
     from rlbudget.errors import PlanError
@@ -144,7 +147,7 @@ def bandit_choice(
         raise PlanError(f"{plan_file}: {exc}") from None
     if not is_bandit_algorithm(choice.algorithm):
         return None
-    return BanditChoice(choice.algorithm, saved.task, dict(choice.params))
+    return BanditChoice(choice.algorithm, saved.task, saved.training, dict(choice.params))
 
 
 def train(
@@ -155,17 +158,22 @@ def train(
     data: Path | None,
     context: str | None,
     steps: int | None,
+    time_s: float | None,
     seed: int,
     overrides: dict[str, Any] | None,
     gym_packages: list[str],
     json_out: bool,
 ) -> None:
     """``rlbudget train`` of a bandit: the run folder, then one line or JSON. The command
-    line's env, data and context come first, then the task's."""
+    line's env, data, context, steps and time come first, then the task's and the training
+    limits'."""
     from rlbudget.bandits.train import train_bandit
     from rlbudget.train import prepare_run_dir
 
-    algo, task = chosen.algo, chosen.task
+    algo, task, limits = chosen.algo, chosen.task, chosen.training
+    if limits is not None:
+        steps = steps if steps is not None else limits.env_steps
+        time_s = time_s if time_s is not None else limits.time_s
     env = env or (task.env_id if task is not None else None)
     if data is None and task is not None and task.data is not None:
         data = Path(task.data)
@@ -183,6 +191,7 @@ def train(
         data=data,
         context=names,
         steps=steps,
+        time_s=time_s,
         seed=seed,
         overrides={**chosen.params, **(overrides or {})},
         gym_packages=gym_packages,

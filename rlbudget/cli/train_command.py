@@ -150,6 +150,7 @@ def train(
         bandit_commands.train(
             chosen, output, env=env, data=data, context=context,
             steps=None if steps is None else option_value(units.parse_count, steps, "--steps"),
+            time_s=None if time is None else option_value(units.parse_time, time, "--time"),
             seed=seed, overrides=parse_hyperparams(hyperparams) if hyperparams else None,
             gym_packages=gym_package or [], json_out=json_out,
         )  # fmt: skip
