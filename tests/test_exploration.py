@@ -1,0 +1,91 @@
+"""Exploration bonuses: the count bonus of Sarsa(λ) (rlbudget.agents.linear.count_bonus)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlbudget.agents.common import Checkpoint
+from rlbudget.agents.linear import SarsaLambdaConfig, count_bonus, train_sarsa_lambda
+from rlbudget.hyperparams import get_hyperparams
+from rlbudget.policy import Linear, TileCode
+
+
+def test_count_bonus_by_hand_on_a_tiny_tile_coder() -> None:
+    # 1 dim over [0, 1], 2 tilings of 2 tiles (+1 for the offset): 3 tiles per tiling, the
+    # second tiling's indices start at 3. Cells are quarters (tilings × tiles = 4):
+    # x=0.1 is cell 0 → tiles (0+0)//2=0 and 3+(0+1)//2=3; x=0.3 is cell 1 → 0 and 3+1=4.
+    tiles = TileCode(np.array([0.0]), np.array([1.0]), tilings=2, tiles_per_dim=2)
+    a, b = tiles.apply(np.array([[0.1], [0.3]], dtype=np.float32))
+    assert a.tolist() == [0, 3] and b.tolist() == [0, 4]
+    counts = np.zeros(tiles.features)
+    beta = 0.5
+    assert count_bonus(counts, a, beta) == beta  # first visit: n̂ = (1 + 1) / 2 = 1
+    assert count_bonus(counts, a, beta) == pytest.approx(beta / math.sqrt(2))  # n̂ = 2
+    # A neighbour shares tile 0 (seen twice) and has a new tile 4: n̂ = (3 + 1) / 2 = 2.
+    assert count_bonus(counts, b, beta) == pytest.approx(beta / math.sqrt(2))
+    assert counts.tolist() == [3, 0, 0, 2, 1, 0]
+
+
+def test_count_bonus_counts_a_hashed_collision_once() -> None:
+    counts = np.zeros(4)
+    # Two tilings hashed to the same feature: that feature counts both visits.
+    assert count_bonus(counts, np.array([1, 1]), 1.0) == pytest.approx(1 / math.sqrt(2))
+    assert counts.tolist() == [0, 2, 0, 0]
+
+
+def test_bonus_off_by_default() -> None:
+    assert SarsaLambdaConfig().bonus_coef == 0.0
+    for env_id in ("MountainCar-v0", "CartPole-v1", "Acrobot-v1", "Pendulum-v1"):
+        assert get_hyperparams("sarsa-lambda", env_id).params["bonus_coef"] == 0.0
+
+
+def test_bonus_off_is_the_agent_before_the_bonus() -> None:
+    """bonus_coef 0 trains exactly as the agent did before the bonus existed: the episode
+    returns and the weights' sum below were printed by commit fabf501's linear.py (main
+    before this change) with the same config; the checkpoint holds no counts."""
+    cfg = SarsaLambdaConfig(n_timesteps=8_000, seed=1, epsilon=0.05)
+    r = train_sarsa_lambda("MountainCar-v0", cfg)
+    before = [-200.0] * 23 + [-169.0, -200.0, -166.0, -171.0, -131.0, -117.0, -200.0, -177.0,
+              -200.0, -173.0, -153.0, -157.0, -167.0, -200.0, -170.0, -144.0, -123.0,
+              -167.0, -178.0, -154.0]  # fmt: skip
+    assert [e.ret for e in r.episodes] == before
+    assert isinstance(r.policy.body, Linear)
+    assert float(r.policy.body.W.astype(np.float64).sum()) == pytest.approx(-6683.284269997632)
+    assert r.checkpoint is not None and "counts" not in r.checkpoint.arrays
+
+
+def test_bonus_changes_learning_not_the_logged_return() -> None:
+    cfg = SarsaLambdaConfig(n_timesteps=2_000, seed=1, bonus_coef=1.0)
+    r = train_sarsa_lambda("MountainCar-v0", cfg)
+    # The logged returns are the env's (-1 a step, 200-step episodes), not the bonus's.
+    assert [e.ret for e in r.episodes] == [-200.0] * 10
+    assert r.checkpoint is not None
+    counts = r.checkpoint.arrays["counts"]
+    assert counts.sum() == 2_000 * 8  # every step's next state, 8 tilings
+    (tiles,) = r.policy.preprocess
+    assert isinstance(tiles, TileCode) and counts.shape == (tiles.features,)
+
+
+def test_resume_with_counts_is_exact(tmp_path: Path) -> None:
+    cfg = SarsaLambdaConfig(n_timesteps=6_000, seed=2, bonus_coef=0.5)
+    straight = train_sarsa_lambda("MountainCar-v0", cfg)
+    calls = {"n": 0}
+
+    def stop() -> bool:  # before step 2,345: mid-episode
+        calls["n"] += 1
+        return calls["n"] > 2_345
+
+    half = train_sarsa_lambda("MountainCar-v0", cfg, should_stop=stop)
+    assert half.steps == 2_345 and half.checkpoint is not None
+    assert half.checkpoint.arrays["counts"].sum() == 2_345 * 8
+    half.checkpoint.save(tmp_path / "ck")
+    rest = train_sarsa_lambda("MountainCar-v0", cfg, resume=Checkpoint.load(tmp_path / "ck"))
+    assert isinstance(rest.policy.body, Linear) and isinstance(straight.policy.body, Linear)
+    assert np.array_equal(rest.policy.body.W, straight.policy.body.W)
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
+    assert rest.checkpoint is not None and straight.checkpoint is not None
+    assert np.array_equal(rest.checkpoint.arrays["counts"], straight.checkpoint.arrays["counts"])
