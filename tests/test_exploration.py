@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from rlbudget.agents.common import Checkpoint
 from rlbudget.agents.linear import SarsaLambdaConfig, count_bonus, train_sarsa_lambda
+from rlbudget.budget import parse_budget
+from rlbudget.errors import BudgetError
 from rlbudget.hyperparams import get_hyperparams
+from rlbudget.plan import RULES, Plan, make_plan, sparse
 from rlbudget.policy import Linear, TileCode
+
+
+def torch_no_grad() -> Any:
+    import torch
+
+    return torch.no_grad()
 
 
 def test_count_bonus_by_hand_on_a_tiny_tile_coder() -> None:
@@ -89,3 +99,97 @@ def test_resume_with_counts_is_exact(tmp_path: Path) -> None:
     assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
     assert rest.checkpoint is not None and straight.checkpoint is not None
     assert np.array_equal(rest.checkpoint.arrays["counts"], straight.checkpoint.arrays["counts"])
+
+
+# --- plan: rule sparse-reward -------------------------------------------------------------
+
+
+def _plan(env: str, task: str = "") -> Plan:
+    text = f"device: raspberry-pi-4\ntask: {{env: {env}{task}}}\n"
+    return make_plan(parse_budget(text, "test.yaml"))
+
+
+def test_sparse_reward_rule_fires_for_mountaincar_and_turns_the_bonus_on() -> None:
+    p = _plan("MountainCar-v0")
+    assert "sparse-reward" in RULES
+    assert p.context.sparse_reward.startswith("MountainCar-v0: -1 every step")
+    for o in p.options:
+        fired = [r for r in o.reasons if r.startswith("[sparse-reward]")]
+        assert len(fired) == 1
+        key = {"sarsa-lambda": "bonus_coef", "ppo": "rnd_coef", "dqn": "rnd_coef"}.get(o.algorithm)
+        if key is None:
+            assert f"{o.algorithm} has none in rlbudget" in fired[0]
+            assert "rnd_coef" not in o.hyperparams and "bonus_coef" not in o.hyperparams
+        else:
+            assert o.hyperparams[key] == sparse.bonus(o.algorithm)[key] > 0
+            assert f"turned on: {key} = " in fired[0]
+
+
+def test_sparse_reward_rule_not_for_cartpole_unless_the_budget_says_so() -> None:
+    p = _plan("CartPole-v1")
+    assert p.context.sparse_reward == ""
+    assert not any(r.startswith("[sparse-reward]") for o in p.options for r in o.reasons)
+    assert all(o.hyperparams.get("bonus_coef", 0.0) == 0.0 for o in p.options)
+    assert all("rnd_coef" not in o.hyperparams for o in p.options)
+    declared = _plan("CartPole-v1", ", sparse_reward: true")
+    assert declared.context.sparse_reward == "task.sparse_reward is true in the budget"
+    ppo = next(o for o in declared.options if o.algorithm == "ppo")
+    assert ppo.hyperparams["rnd_coef"] == sparse.bonus("ppo")["rnd_coef"]
+    off = _plan("MountainCar-v0", ", sparse_reward: false")
+    assert off.context.sparse_reward == ""
+    sarsa = next(o for o in off.options if o.algorithm == "sarsa-lambda")
+    assert sarsa.hyperparams["bonus_coef"] == 0.0
+
+
+def test_sparse_reward_key_must_be_a_boolean() -> None:
+    with pytest.raises(BudgetError) as e:
+        parse_budget("device: esp32\ntask:\n  env: MountainCar-v0\n  sparse_reward: maybe\n",
+                     "b.yaml")  # fmt: skip
+    assert str(e.value) == "b.yaml:4: task.sparse_reward: 'maybe' is not true or false"
+
+
+# --- Random Network Distillation ----------------------------------------------------------
+
+
+def test_rnd_bonus_shape_and_normalization() -> None:
+    pytest.importorskip("torch")
+    from rlbudget.sb3.rnd import RND
+
+    rng = np.random.default_rng(0)
+    obs = [rng.normal(size=(4, 3)) for _ in range(50)]
+    dones = np.zeros(4, dtype=bool)
+    a, b = RND(3, 4, seed=1), RND(3, 4, seed=1)
+    with torch_no_grad():  # b's target says 10× a's: raw errors 100× larger
+        for p in b.target[-1].parameters():
+            p.mul_(10.0)
+    for x in obs:
+        ra, rb = a.bonus(x, dones), b.bonus(x, dones)
+        assert ra.shape == (4,) and ra.dtype == np.float64 and np.all(ra >= 0)
+    # Normalized by the running std of the discounted intrinsic return, the last rewards
+    # do not depend on the raw scale (the predictors learn differently, so not exactly).
+    assert np.all(rb > 0) and 0.2 < float(rb.mean() / ra.mean()) < 5
+    assert float(b.error(obs[-1]).mean() / a.error(obs[-1]).mean()) > 20
+
+
+def test_rnd_bonus_is_larger_for_novel_observations() -> None:
+    pytest.importorskip("torch")
+    from rlbudget.sb3.rnd import RND
+
+    rnd = RND(2, 1, seed=0, batch=32)
+    seen = np.array([[0.5, -0.5]])
+    for _ in range(600):  # the predictor learns the one observation it sees
+        rnd.bonus(seen + 0.01 * np.random.default_rng(_).normal(size=(1, 2)), np.zeros(1))
+    rnd.obs_stats.var[:] = 1.0  # compare both points on the same normalization
+    assert rnd.error(np.array([[3.0, 3.0]]))[0] > 10 * rnd.error(seen)[0]
+
+
+def test_rnd_training_keeps_the_env_return_and_the_policy_kind() -> None:
+    pytest.importorskip("stable_baselines3")
+    from rlbudget.sb3.training import SB3Config, train_sb3
+
+    hp = {"n_steps": 64, "batch_size": 64, "n_epochs": 1, "rnd_coef": 5.0}
+    r = train_sb3("CartPole-v1", SB3Config("ppo", n_timesteps=512, hyperparameters=hp))
+    assert r.steps == 512 and r.episodes
+    # CartPole pays 1 a step: a logged return equal to the length carries no bonus.
+    assert all(e.ret == e.length for e in r.episodes)
+    assert r.policy.body.kind == "mlp" and r.policy.head.kind == "argmax"

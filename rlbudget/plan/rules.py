@@ -16,6 +16,7 @@ from rlbudget.devices import Device
 from rlbudget.envs import EnvSpec
 from rlbudget.hyperparams import AlgorithmInfo, get_hyperparams
 from rlbudget.limits import target_return
+from rlbudget.plan.sparse import bonus, sparse_reason
 
 # Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
 MAX_TABLE_STATES = 2**24
@@ -92,6 +93,12 @@ RULES = {
             "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
             "sampling, softmax and ε-greedy online, DR before IPS from logged data.",
         ),
+        Rule(
+            "sparse-reward",
+            "Sparse reward: an exploration bonus is added to the training reward (Sarsa(λ): "
+            "a count bonus on the active tiles; PPO/SAC/DQN: Random Network Distillation); "
+            "the deployed policy is unchanged.",
+        ),
     )
 }
 
@@ -110,6 +117,7 @@ class Context:
     step_cost_source: str
     cores: int
     target_return: float | None
+    sparse_reward: str = ""  # why the reward is sparse (rule sparse-reward), "" if not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +162,7 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
         step_cost_source=step_source,
         cores=budget.training.cores or 1,
         target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
+        sparse_reward=sparse_reason(env.env_id, budget.task.sparse_reward),
     )
 
 
@@ -259,4 +268,9 @@ def preference(
         )
     if not info.trainable:
         reasons.append(rule("not-yet"))
+    if ctx.sparse_reward:
+        on = ", ".join(f"{k} = {v:g}" for k, v in bonus(info.id).items())
+        then = f"turned on: {on}" if on else f"{info.id} has none in rlbudget"
+        reasons.append(rule("sparse-reward", f"Sparse reward ({ctx.sparse_reward}): an "
+                            f"exploration bonus for training only, {then}."))  # fmt: skip
     return score, reasons
