@@ -15,7 +15,7 @@ import yaml
 
 @functools.cache
 def _table() -> dict[str, Any]:
-    path = resources.files("rlbudget").joinpath("data", "exploration.yaml")
+    path = resources.files("rlbudget").joinpath("data").joinpath("exploration.yaml")
     data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data
 

@@ -129,7 +129,7 @@ def rnd_wrapper() -> type:
     """The VecEnv wrapper class (built on first use: SB3 is imported lazily)."""
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
-    class RNDReward(VecEnvWrapper):  # type: ignore[misc]
+    class RNDReward(VecEnvWrapper):
         """Adds ``coef`` × the RND bonus of the next observation to each reward (for a
         finished episode, of its terminal observation, not the reset one)."""
 
