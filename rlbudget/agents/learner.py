@@ -69,6 +69,18 @@ def sat(x: Any) -> Any:
     return np.clip(np.asarray(x, dtype=np.int64), INT32_MIN, INT32_MAX)
 
 
+def _wide(x: Any) -> Any:
+    """A Q16.16 scalar as a Python int, an array as int64: room for any sum or product."""
+    return x.astype(np.int64) if isinstance(x, np.ndarray) and x.ndim else int(x)
+
+
+def _sat(x: Any) -> Any:
+    """A wide value clamped to int32's range: an int32 array, or a Python int."""
+    if isinstance(x, np.ndarray):
+        return sat(x).astype(np.int32)
+    return INT32_MAX if x > INT32_MAX else INT32_MIN if x < INT32_MIN else x
+
+
 def to_fixed(x: Any) -> Any:
     """``sat(trunc(float32(x) · 65536))`` as int32, NaN → 0 (the C ``rlb_to_fixed``)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -107,29 +119,29 @@ class Arithmetic:
 
     def clamp(self, v: Any) -> Any:
         if self.fixed:
-            return sat(v).astype(np.int32)
+            return _sat(v)
         return np.minimum(np.maximum(v, -LIMIT), LIMIT).astype(np.float32)
 
     def add(self, a: Any, b: Any) -> Any:
         if self.fixed:
-            return sat(np.int64(a) + np.asarray(b, dtype=np.int64)).astype(np.int32)
+            return _sat(_wide(a) + _wide(b))
         return np.float32(a) + np.asarray(b, dtype=np.float32)
 
     def sub(self, a: Any, b: Any) -> Any:
         if self.fixed:
-            return sat(np.int64(a) - np.asarray(b, dtype=np.int64)).astype(np.int32)
+            return _sat(_wide(a) - _wide(b))
         return np.float32(a) - np.asarray(b, dtype=np.float32)
 
     def mul(self, a: Any, b: Any) -> Any:
         if self.fixed:
-            return sat((np.int64(a) * np.asarray(b, dtype=np.int64)) >> FRAC_BITS).astype(np.int32)
+            return _sat((_wide(a) * _wide(b)) >> FRAC_BITS)
         return np.float32(a) * np.asarray(b, dtype=np.float32)
 
     def total(self, values: Array) -> Any:
         """The sum of ``values`` in order (float32: one rounding per addition; q16.16:
         exact in 64 bits, saturated once)."""
         if self.fixed:
-            return sat(np.asarray(values, dtype=np.int64).sum(axis=0)).astype(np.int32)
+            return _sat(np.asarray(values, dtype=np.int64).sum(axis=0))
         acc = np.zeros(values.shape[1:], dtype=np.float32)
         for row in values:
             acc = acc + row
@@ -304,8 +316,11 @@ class Learner:
         """One update from ``(obs, action, reward, next_obs, done)``; returns the next action
         (ε-greedy at ``next_obs``, drawn before the update). An action outside
         ``0..n_actions-1`` updates nothing."""
+        return self.update(self.features(obs), action, reward, self.features(next_obs), done)
+
+    def update(self, f: Any, action: int, reward: float, f2: Any, done: bool) -> int:
+        """:meth:`learn` from the features of ``obs`` and ``next_obs`` (:meth:`features`)."""
         ar = self.ar
-        f, f2 = self.features(obs), self.features(next_obs)
         a2 = self.explore(f2)
         if not 0 <= action < self.n_actions:
             return a2

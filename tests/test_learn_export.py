@@ -1,0 +1,177 @@
+"""The on-device learner (``export --format c --learn``): the C, driven through ctypes,
+against the numpy reference (:class:`rlbudget.agents.learner.Learner`) bit for bit after
+every step of a 10,000-step trajectory, in float32 and Q16.16; saturation; reset."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlbudget.agents.learner import INT32_MAX, INT32_MIN, LIMIT, Learner, LearnParams
+from rlbudget.errors import PolicyError
+from rlbudget.export.host_learn import HostLearner
+from rlbudget.export.learn import export_learner
+from rlbudget.policy import Head, Linear, Policy, TileCode
+from tests.factories import cartpole_table, env_policy, f32, frozenlake_table
+
+GCC = shutil.which("gcc")
+ARM_GCC = shutil.which("arm-none-eabi-gcc")
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-O2"]
+needs_gcc = pytest.mark.skipif(GCC is None, reason="needs gcc on the PATH")
+DTYPES = ("float32", "q16.16")
+
+
+def mountaincar_learner() -> Policy:
+    """8 tilings of 8 × 8 tiles hashed into 256 features → linear (zero bias) → argmax."""
+    rng = np.random.default_rng(6)
+    tc = TileCode(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), 8, 8, 256)
+    body = Linear(f32(rng, tc.features, 3), np.zeros(3, dtype=np.float32))
+    return env_policy("MountainCar-v0", (tc,), body, Head("argmax"))
+
+
+# (policy, learner hyperparameters, observation sampler)
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
+CASES: dict[str, tuple[Callable[[], Policy], LearnParams, Sampler]] = {
+    "frozenlake-q-learning": (
+        frozenlake_table,
+        LearnParams("q-learning", 0.1, 0.99, 0.0, 0.2, 3, "test"),
+        lambda rng, n: rng.integers(0, 16, (n, 1)).astype(np.float32),
+    ),
+    "frozenlake-sarsa": (
+        frozenlake_table,
+        LearnParams("sarsa", 0.5, 0.9, 0.0, 0.05, 4, "test"),
+        lambda rng, n: rng.integers(-2, 18, (n, 1)).astype(np.float32),  # clamped states too
+    ),
+    "cartpole-discretize-q-learning": (
+        cartpole_table,
+        LearnParams("q-learning", 0.2, 1.0, 0.0, 0.1, 5, "test"),
+        lambda rng, n: rng.uniform(-4, 4, (n, 4)).astype(np.float32),
+    ),
+    "mountaincar-tiles-sarsa-lambda": (
+        mountaincar_learner,
+        LearnParams("sarsa-lambda", 0.5 / 8, 0.99, 0.9, 0.1, 6, "test"),
+        lambda rng, n: rng.uniform([-1.3, -0.08], [0.7, 0.08], (n, 2)).astype(np.float32),
+    ),
+}
+# Rewards: mostly ordinary, sometimes beyond Q16.16's range or float32's, inf and NaN.
+REWARDS = np.array([0.0, 1.0, -1.0, 0.25, 3e4, -5e4, 1e38, np.inf, -np.inf, np.nan])
+REWARD_P = np.array([0.4, 0.2, 0.2, 0.12, 0.02, 0.02, 0.01, 0.01, 0.01, 0.01])
+
+
+SLOW = pytest.mark.slow  # a few seconds each on a shared 2-core machine; two run by default
+TRAJECTORY_CASES = [c if c in ("frozenlake-q-learning", "mountaincar-tiles-sarsa-lambda")
+                    else pytest.param(c, marks=SLOW) for c in sorted(CASES)]  # fmt: skip
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TRAJECTORY_CASES)
+def test_c_learner_matches_numpy_bit_for_bit_every_step(
+    case: str, dtype: str, tmp_path: Path
+) -> None:
+    make, params, sample = CASES[case]
+    policy = make()
+    ref, dev = Learner(policy, params, dtype), HostLearner(policy, params, dtype, tmp_path)
+    n = 10_000
+    rng = np.random.default_rng(7)
+    obs = sample(rng, n + 1)
+    # The features of all observations at once (numpy's TileCode/Discretize, batched).
+    feats = policy.preprocess[0].apply(obs) if policy.preprocess else [ref.features(o) for o in obs]
+    feats = [int(f) for f in feats] if ref.kind == "table" else feats
+    rewards = rng.choice(REWARDS, n, p=REWARD_P)
+    done = rng.random(n) < 0.05
+    truncate = rng.random(n) < 0.01
+    assert ref.dump() == dev.dump()  # the state before any call: reset on first use
+    a = ref.explore(feats[0])
+    assert dev.act_explore(obs[0]) == a
+    diverged = []
+    for t in range(n):
+        a2 = ref.update(feats[t], a, rewards[t], feats[t + 1], bool(done[t]))
+        if dev.learn(obs[t], a, rewards[t], obs[t + 1], bool(done[t])) != a2 or (
+            ref.dump() != dev.dump()
+        ):
+            diverged.append(t)
+            break
+        if truncate[t]:
+            ref.end_episode()
+            dev.end_episode()
+        a = a2
+    assert diverged == []
+    values = ref.ar.to_float(ref.values)
+    assert np.all(np.isfinite(values))
+    assert ref.steps == n
+    # The trajectory moved the values (the comparison is not of untouched tables).
+    assert not np.array_equal(ref.values, ref.shipped)
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_values_saturate_instead_of_overflowing(dtype: str, tmp_path: Path) -> None:
+    """With α = 1 and ``done`` the value becomes the reward in the learner's format:
+    an infinite or huge reward gives the largest value (not inf, not a wrapped negative
+    number), γ = 1 on the largest value stays the largest, NaN gives 0."""
+    policy = frozenlake_table()
+    params = LearnParams("q-learning", 1.0, 1.0, 0.0, 0.0, 0, "test")
+    top, bottom = (INT32_MAX, INT32_MIN) if dtype == "q16.16" else (LIMIT, -LIMIT)
+    for lr in (Learner(policy, params, dtype), HostLearner(policy, params, dtype, tmp_path)):
+        seen = []
+        for reward, done in ((np.inf, True), (1e38, True), (0.0, False), (np.nan, True),
+                             (-np.inf, True)):  # fmt: skip
+            lr.learn([5.0], 2, reward, [5.0], done)
+            state = np.frombuffer(lr.dump()[32:], dtype="<i4" if dtype == "q16.16" else "<f4")
+            seen.append(state[5 * 4 + 2])
+        assert seen == [top, top, top, 0, bottom]
+
+
+@needs_gcc
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reset_restores_the_shipped_policy(dtype: str, tmp_path: Path) -> None:
+    """After learning, ``rlb_policy_reset`` gives back the first state, and the greedy
+    action of the reset learner is the frozen policy's on every observation."""
+    make, params, sample = CASES["cartpole-discretize-q-learning"]
+    policy = make()
+    dev = HostLearner(policy, params, dtype, tmp_path)
+    first = dev.dump()
+    rng = np.random.default_rng(0)
+    obs = sample(rng, 2001)
+    a = dev.act_explore(obs[0])
+    for t in range(2000):
+        a = dev.learn(obs[t], a, 1.0, obs[t + 1], False)
+    assert dev.dump() != first
+    dev.reset()
+    assert dev.dump() == first
+    frozen = policy.act(obs)
+    assert [dev.act(o) for o in obs] == frozen.tolist()
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc on the PATH")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_learner_compiles_without_warnings(case: str, dtype: str, tmp_path: Path) -> None:
+    make, params, _ = CASES[case]
+    export_learner(make(), tmp_path / "c", params, dtype)
+    compilers = [["gcc", *CFLAGS]]
+    if ARM_GCC is not None:
+        compilers.append(["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb", *CFLAGS])
+    for cc in compilers:
+        done = subprocess.run([*cc, "-c", str(tmp_path / "c" / "policy.c"), "-o",
+                               str(tmp_path / "policy.o")], capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+def test_policies_the_learner_cannot_run_are_one_clear_error() -> None:
+    params = LearnParams("q-learning", 0.1, 0.99, 0.0, 0.1, 0, "test")
+    tiles = mountaincar_learner()
+    with pytest.raises(PolicyError, match="does not fit a tiles policy"):
+        Learner(tiles, params, "float32")
+    with pytest.raises(PolicyError, match="unknown learner dtype 'q8.8'"):
+        Learner(frozenlake_table(), params, "q8.8")
+    with pytest.raises(PolicyError, match=r"learner alpha = 1.5 is outside \[0, 1\]"):
+        LearnParams("q-learning", 1.5, 0.99, 0.0, 0.1, 0, "test")
+    with pytest.raises(PolicyError, match="runs q-learning, sarsa, sarsa-lambda, not 'dyna-q'"):
+        LearnParams("dyna-q", 0.1, 0.99, 0.0, 0.1, 0, "test")
