@@ -159,8 +159,9 @@ def test_learner_compiles_without_warnings(case: str, dtype: str, tmp_path: Path
     if ARM_GCC is not None:
         compilers.append(["arm-none-eabi-gcc", "-mcpu=cortex-m0plus", "-mthumb", *CFLAGS])
     for cc in compilers:
-        done = subprocess.run([*cc, "-c", str(tmp_path / "c" / "policy.c"), "-o",
-                               str(tmp_path / "policy.o")], capture_output=True, text=True)  # fmt: skip
+        obj = str(tmp_path / "policy.o")
+        cmd = [*cc, "-c", str(tmp_path / "c" / "policy.c"), "-o", obj]
+        done = subprocess.run(cmd, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
 
 
@@ -169,9 +170,112 @@ def test_policies_the_learner_cannot_run_are_one_clear_error() -> None:
     tiles = mountaincar_learner()
     with pytest.raises(PolicyError, match="does not fit a tiles policy"):
         Learner(tiles, params, "float32")
-    with pytest.raises(PolicyError, match="unknown learner dtype 'q8.8'"):
+    with pytest.raises(PolicyError, match=r"unknown learner dtype 'q8\.8'"):
         Learner(frozenlake_table(), params, "q8.8")
     with pytest.raises(PolicyError, match=r"learner alpha = 1.5 is outside \[0, 1\]"):
         LearnParams("q-learning", 1.5, 0.99, 0.0, 0.1, 0, "test")
     with pytest.raises(PolicyError, match="runs q-learning, sarsa, sarsa-lambda, not 'dyna-q'"):
         LearnParams("dyna-q", 0.1, 0.99, 0.0, 0.1, 0, "test")
+
+
+# --- the CLI: export --learn, import-state ----------------------------------------------------
+
+
+def trained_table(tmp_path: Path) -> Path:
+    """frozenlake_table with a built-in Q-learning provenance, saved as a policy folder."""
+    from dataclasses import asdict, replace
+
+    from rlbudget.agents.common import provenance
+    from rlbudget.agents.tabular import TabularConfig
+    from rlbudget.policy import save_policy
+
+    cfg = TabularConfig(alpha=0.25, gamma=0.9, epsilon_end=0.125, seed=9)
+    p = frozenlake_table()
+    prov = provenance("rlbudget.agents.tabular", "q-learning", "FrozenLake-v1", cfg, 100)
+    assert prov["hyperparameters"] == asdict(cfg)
+    return save_policy(replace(p, provenance=prov), tmp_path / "policy")
+
+
+@needs_gcc
+def test_export_learn_then_import_state_round_trip(tmp_path: Path) -> None:
+    """The CLI's learner takes α, γ, ε and the seed from the training config; its dump,
+    read back by import-state, is a policy whose greedy actions are the device's."""
+    from typer.testing import CliRunner
+
+    from rlbudget.agents.learner import learn_params
+    from rlbudget.cli import app
+    from rlbudget.policy import load_policy
+
+    folder = trained_table(tmp_path)
+    r = CliRunner().invoke(app, ["export", str(folder), "--format", "c", "--learn", "--dtype",
+                                 "q16.16", "-o", str(tmp_path / "fw"), "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    h = (tmp_path / "fw" / "learn.h").read_text()
+    assert "alpha 0.25, gamma 0.9, lambda 0, epsilon 0.125, seed 9" in h
+    p = load_policy(folder)
+    params = learn_params(p)
+    dev = HostLearner(p, params, "q16.16", tmp_path / "dev")
+    rng = np.random.default_rng(2)
+    a = dev.act_explore([0.0])
+    for _ in range(3000):
+        s, s2 = rng.integers(0, 16, 2)
+        a = dev.learn([s], a, float(rng.random() < 0.1), [s2], bool(rng.random() < 0.1))
+    (tmp_path / "STATE.bin").write_bytes(dev.dump())
+    state, out = str(tmp_path / "STATE.bin"), str(tmp_path / "learned")
+    r = CliRunner().invoke(app, ["import-state", state, "--policy", str(folder), "-o", out])
+    assert r.exit_code == 0, r.output
+    learned = load_policy(tmp_path / "learned")
+    states = np.arange(16)
+    assert learned.act(states).tolist() == [dev.act([s]) for s in states]
+    assert learned.provenance["transforms"][-1]["method"] == "import-state"
+    assert learned.provenance["transforms"][-1]["learn_steps"] == 3000
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda b: b[:20], "STATE.bin: 20 bytes is too short for a learner state"),
+        (lambda b: b[:-4], "STATE.bin: truncated (284 bytes, expected 288)"),
+        (lambda b: b + b"\0" * 4, "STATE.bin: longer than the state (292 bytes, expected 288)"),
+        (lambda b: b"XXXX" + b[4:], "STATE.bin: not a learner state"),
+        (lambda b: b[:12] + b"\1\2\3\4" + b[16:], "STATE.bin: the state belongs to another policy"),
+        (lambda b: b[:32] + np.float32(np.nan).tobytes() + b[36:], "STATE.bin: value 0 is nan"),
+    ],
+)
+def test_import_state_refuses_a_bad_dump_with_one_line(
+    tmp_path: Path, damage: Callable[[bytes], bytes], message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from typer.testing import CliRunner
+
+    from rlbudget.agents.learner import learn_params
+    from rlbudget.cli import app
+    from rlbudget.policy import load_policy
+
+    folder = trained_table(tmp_path)
+    good = Learner(load_policy(folder), learn_params(load_policy(folder)), "float32").dump()
+    (tmp_path / "STATE.bin").write_bytes(damage(good))
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["import-state", "STATE.bin", "--policy", str(folder), "-o",
+                                 str(tmp_path / "out")])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.output.count("\n") == 1 and message in r.output.replace("\n", "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_learn_options_are_checked(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    folder = trained_table(tmp_path)
+    cases = [
+        (["--dtype", "q16.16"], "--dtype and --learn-param apply to --learn only; add --learn"),
+        (["--learn", "--learn-param", "beta=1"], "--learn-param 'beta=1': expected NAME=VALUE"),
+        (["--learn", "--learn-param", "alpha=2"], "learner alpha = 2.0 is outside [0, 1]"),
+    ]
+    for extra, message in cases:
+        r = CliRunner().invoke(app, ["export", str(folder), "-f", "c", "-o",
+                                     str(tmp_path / "fw"), *extra])  # fmt: skip
+        assert r.exit_code == 2 and message in r.output.replace("\n", ""), r.output
+    assert not (tmp_path / "fw").exists()

@@ -193,7 +193,7 @@ def learn_params(policy: Policy, **overrides: float) -> LearnParams:
         raise PolicyError("the policy's provenance has no learner hyperparameters (it was not "
                           "trained by a built-in tabular or sarsa-lambda agent); retrain it "
                           "with rlbudget train")  # fmt: skip
-    eps = hp.get("epsilon", hp.get("epsilon_end", 0.0))
+    eps = hp.get("epsilon", hp.get("epsilon_end")) or 0.0
     where = f"policy provenance hyperparameters ({prov.get('source', '?')}, {algorithm})"
     if overrides:
         where += "; overridden: " + ", ".join(f"{k}={v}" for k, v in overrides.items())
@@ -216,12 +216,16 @@ def shipped_values(policy: Policy) -> tuple[str, Array]:
             return "table", body.values
         if len(pre) == 1 and isinstance(pre[0], Discretize):
             return "table", body.values
-    if isinstance(body, Linear) and body.scale is None and len(pre) == 1:
-        if isinstance(pre[0], TileCode):
-            if np.any(body.b != 0):
-                raise PolicyError("a tile-coded linear body with a nonzero bias cannot learn on "
-                                  "the device (Sarsa(lambda) has no bias); zero it")  # fmt: skip
-            return "tiles", body.W
+    if (
+        isinstance(body, Linear)
+        and body.scale is None
+        and len(pre) == 1
+        and (isinstance(pre[0], TileCode))
+    ):
+        if np.any(body.b != 0):
+            raise PolicyError("a tile-coded linear body with a nonzero bias cannot learn on "
+                              "the device (Sarsa(lambda) has no bias); zero it")  # fmt: skip
+        return "tiles", body.W
     raise PolicyError(f"the on-device learner supports a float32 table (Discrete or discretize) "
                       f"or tile_code -> float linear; this policy is "
                       f"{' -> '.join([*(p.kind for p in pre), body.kind])}")  # fmt: skip
@@ -366,3 +370,73 @@ class Learner:
             parts.append(self.traces.astype("<" + self.traces.dtype.str[1:]).tobytes())
         return b"".join(parts)
 
+
+# --- reading a dump back ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LearnedState:
+    """A learner's dump, checked against the policy it was exported from."""
+
+    policy: Policy  # the policy with the learned values
+    dtype: str
+    steps: int  # learn calls since the last reset (saturates at 2^32 - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "steps": self.steps}
+
+
+def read_state(data: bytes, policy: Policy, where: str = "STATE.bin") -> LearnedState:
+    """The policy with the values of a learner's dump (the layout: the module docstring).
+
+    :param where: the file's name, for messages.
+    :raises PolicyError: the bytes are not a learner state of this version, are truncated or
+        longer, belong to another policy (fingerprint, sizes), or hold a float value that is
+        NaN, infinite or beyond ``±LIMIT``.
+    """
+    from rlbudget.compress import with_transform
+
+    kind, shipped = shipped_values(policy)
+    if len(data) < 4 * HEADER_WORDS:
+        raise PolicyError(
+            f"{where}: {len(data)} bytes is too short for a learner state "
+            f"(a {4 * HEADER_WORDS}-byte header first); copy the whole dump"
+        )
+    magic, version, code, print_, n_values, n_traces, steps, _ = (
+        int(v) for v in np.frombuffer(data[: 4 * HEADER_WORDS], dtype="<u4"))  # fmt: skip
+    if magic != MAGIC:
+        raise PolicyError(f"{where}: not a learner state (it does not start with 'RLBL'); "
+                          "save the bytes rlb_policy_state() gives")  # fmt: skip
+    if version != VERSION or code >= len(DTYPES):
+        raise PolicyError(f"{where}: learner state version {version}, dtype code {code}; this "
+                          f"rlbudget reads version {VERSION}, dtype 0 or 1")  # fmt: skip
+    if print_ != fingerprint(shipped):
+        raise PolicyError(f"{where}: the state belongs to another policy (fingerprint "
+                          f"{print_:08x}, this policy's is {fingerprint(shipped):08x}); pass "
+                          "the policy folder it was exported from")  # fmt: skip
+    traces = shipped.size if kind == "tiles" else 0
+    if n_values != shipped.size or n_traces != traces:
+        raise PolicyError(f"{where}: {n_values} values and {n_traces} traces; the policy has "
+                          f"{shipped.size} and {traces}")  # fmt: skip
+    expected = 4 * (HEADER_WORDS + n_values + n_traces)
+    if len(data) != expected:
+        state = "truncated" if len(data) < expected else "longer than the state"
+        raise PolicyError(f"{where}: {state} ({len(data):,} bytes, expected {expected:,}); "
+                          "copy the whole dump")  # fmt: skip
+    dtype = DTYPES[code]
+    raw = data[4 * HEADER_WORDS : 4 * (HEADER_WORDS + n_values)]
+    if dtype == "q16.16":
+        values = to_float(np.frombuffer(raw, dtype="<i4"))
+    else:
+        values = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        bad = ~np.isfinite(values) | (np.abs(values) > LIMIT)
+        if bad.any():
+            raise PolicyError(f"{where}: value {int(np.argmax(bad))} is {values[bad][0]}, "
+                              "which the learner never writes; the dump is corrupt")  # fmt: skip
+    values = values.reshape(shipped.shape)
+    body = policy.body
+    new_body = Table(values) if kind == "table" else Linear(values, body.b)  # type: ignore[union-attr]
+    child = Policy(policy.observation_space, policy.action_space, policy.preprocess, new_body,
+                   policy.head, policy.provenance)  # fmt: skip
+    out = with_transform(policy, child, "import-state", dtype=dtype, learn_steps=steps)
+    return LearnedState(out, dtype, steps)

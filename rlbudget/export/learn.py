@@ -119,6 +119,7 @@ static int32_t rlb_value(float x)
 }
 #define rlb_clamp(v) (v)"""
 
+LIM = c_float(LIMIT)
 FLOAT_OPS = f"""/* float32, one operation per function: no contraction (rlbudget.agents.learner) */
 static float rlb_add(float a, float b)
 {{
@@ -135,7 +136,7 @@ static float rlb_mul(float a, float b)
 /* values stay within +-{c_float(LIMIT)}: sums of them cannot overflow */
 static float rlb_clamp(float v)
 {{
-    return v > {c_float(LIMIT)} ? {c_float(LIMIT)} : (v < -{c_float(LIMIT)} ? -{c_float(LIMIT)} : v);
+    return v > {LIM} ? {LIM} : (v < -{LIM} ? -{LIM} : v);
 }}
 /* a float (the reward) as a value: NaN -> 0, clamped */
 static float rlb_value(float x)
@@ -157,7 +158,9 @@ def _features(w: CWriter, tc: TileCode) -> None:
     tilings, tpd, dims = tc.tilings, tc.tiles_per_dim, len(tc.low)
     hashed = (f"\n        f[t] = (int32_t)((uint32_t)((uint32_t)f[t] * UINT32_C(2654435761)) % "
               f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
-    w.helper("rlb_features", f"""/* tile coding in float32, then integers (TileCode.apply) */
+    w.helper(
+        "rlb_features",
+        f"""/* tile coding in float32, then integers (TileCode.apply) */
 static void rlb_features(const float *obs, int32_t *f)
 {{
     int32_t d, t, q[{dims}], r[{dims}];
@@ -176,7 +179,8 @@ static void rlb_features(const float *obs, int32_t *f)
         }}
         f[t] += t * {tc.per_tiling};{hashed}
     }}
-}}""")
+}}""",
+    )
 
 
 def _learner_code(lr: Learner, tilings: int) -> str:
@@ -196,13 +200,15 @@ def _learner_code(lr: Learner, tilings: int) -> str:
     header_set = "\n".join(f"    rlb_l.header[{i}] = UINT32_C({h});" for i, h in
                            enumerate(header[1:], start=1))  # fmt: skip
     if lr.eps > 0:
-        explore = (f"    if (rlb_next() < UINT32_C({lr.eps})) {{ /* epsilon = "
-                   f"{lr.params.epsilon:g} */\n        return (int)(rlb_next() % {n}u);\n    }}")
+        explore = (
+            f"    if (rlb_next() < UINT32_C({lr.eps})) {{ /* epsilon = "
+            f"{lr.params.epsilon:g} */\n        return (int)(rlb_next() % {n}u);\n    }}"
+        )
     else:
         explore = "    (void)rlb_next(); /* epsilon = 0: the draw is kept, as numpy */"
     table = lr.kind == "table"
-    at, at_decl = ("s", "int32_t s") if table else ("f", "const int32_t *f")
-    greedy = (f"rlb_best(rlb_l.values + s * {n})" if table else "rlb_best_tiles(f)")
+    at_decl = "int32_t s" if table else "const int32_t *f"
+    greedy = f"rlb_best(rlb_l.values + s * {n})" if table else "rlb_best_tiles(f)"
     text = f"""/* --- the learner's state (RAM), also the dump: 32-bit little-endian words --- */
 struct rlb_learner {{
     uint32_t header[{HEADER_WORDS}]; /* magic "RLBL", version, dtype (0 float32, 1 q16.16),
@@ -302,9 +308,10 @@ def _entry_points(lr: Learner, tilings: int) -> str:
                 for x in (lr.alpha, lr.gamma, lr.gamma_lambda))  # fmt: skip
     one = str(ONE) if fixed else "1.0f"
     p = lr.params
-    head = """int rlb_policy_learn(const float *obs, int action, float reward, const float *next_obs,
-                     int done)
-{"""
+    head = (
+        "int rlb_policy_learn(const float *obs, int action, float reward,\n"
+        "                     const float *next_obs, int done)\n{"
+    )
     count = """    if (rlb_l.header[6] != UINT32_MAX) {
         ++rlb_l.header[6];
     }"""
@@ -510,5 +517,3 @@ def export_learner(
     folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER,
                               parents=parents)  # fmt: skip
     return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, False)
-
-
