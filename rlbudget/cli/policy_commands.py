@@ -339,6 +339,7 @@ def export(
         str,
         typer.Option(
             "--dtype",
+            metavar="<float32|q16.16>",
             help="--learn: the learner's numbers: float32 (a core with an FPU) or q16.16 "
             "(saturating fixed point, for cores without one).",
         ),
@@ -347,6 +348,7 @@ def export(
         list[str] | None,
         typer.Option(
             "--learn-param",
+            metavar="<name=value>",
             help="--learn: override a hyperparameter, NAME=VALUE (alpha, gamma, lam, epsilon, "
             "seed); repeatable.",
         ),
