@@ -151,6 +151,49 @@ class Arithmetic:
         return to_float(v) if self.fixed else np.asarray(v, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class Rates:
+    """α, γ and γλ in the learner's format (γλ: the float32 product, then converted)."""
+
+    alpha: Any
+    gamma: Any
+    gamma_lambda: Any
+
+    @classmethod
+    def of(cls, ar: Arithmetic, alpha: float, gamma: float, lam: float = 0.0) -> Rates:
+        gl = np.float32(gamma) * np.float32(lam)
+        return cls(ar.value(alpha), ar.value(gamma), ar.value(gl))
+
+
+def table_update(ar: Arithmetic, rates: Rates, q: Array, s: int, a: int, reward: float,
+                 s2: int, a2: int, done: bool, *, q_learning: bool) -> None:  # fmt: skip
+    """Q-learning's or SARSA's update of ``q[s, a]`` in place (the module docstring)."""
+    r = ar.value(reward)
+    q_sa = q[s, a]
+    if done:
+        target = r
+    else:
+        q2 = q[s2].max() if q_learning else q[s2, a2]
+        target = ar.add(r, ar.mul(rates.gamma, q2))
+    delta = ar.sub(target, q_sa)
+    q[s, a] = ar.clamp(ar.add(q_sa, ar.mul(rates.alpha, delta)))
+
+
+def tiles_update(ar: Arithmetic, rates: Rates, w: Array, z: Array, f: Array, a: int,
+                 reward: float, f2: Array, a2: int, done: bool) -> None:  # fmt: skip
+    """Sarsa(λ)'s update of the weights ``w`` and traces ``z`` in place (replacing traces;
+    ``z`` is cleared when ``done``)."""
+    delta = ar.sub(ar.value(reward), ar.total(w[f, a]))
+    z[f, a] = ONE if ar.fixed else np.float32(1)
+    if not done:
+        delta = ar.add(delta, ar.mul(rates.gamma, ar.total(w[f2, a2])))
+    w[...] = ar.clamp(ar.add(w, ar.mul(ar.mul(rates.alpha, delta), z)))
+    if done:
+        z[...] = 0
+    else:
+        z[...] = ar.mul(rates.gamma_lambda, z)
+
+
 # --- what is learned, and with which hyperparameters ----------------------------------------
 
 
@@ -264,9 +307,7 @@ class Learner:
         self.fingerprint = fingerprint(values)
         self.shipped = np.asarray(self.ar.value(values), dtype=self.ar.np_dtype)
         self.n_actions = int(values.shape[1])
-        self.alpha, self.gamma = self.ar.value(params.alpha), self.ar.value(params.gamma)
-        gl = np.float32(params.gamma) * np.float32(params.lam)
-        self.gamma_lambda = self.ar.value(gl)
+        self.rates = Rates.of(self.ar, params.alpha, params.gamma, params.lam)
         self.eps = epsilon_threshold(params.epsilon)
         self.reset()
 
@@ -324,34 +365,18 @@ class Learner:
 
     def update(self, f: Any, action: int, reward: float, f2: Any, done: bool) -> int:
         """:meth:`learn` from the features of ``obs`` and ``next_obs`` (:meth:`features`)."""
-        ar = self.ar
         a2 = self.explore(f2)
         if not 0 <= action < self.n_actions:
             return a2
         self.steps = min(self.steps + 1, 2**32 - 1)
-        r = ar.value(reward)
         if self.kind == "table":
-            q_sa = self.values[f, action]
-            if done:
-                target = r
-            else:
-                q2 = self.values[f2].max() if self.params.algorithm == "q-learning" else (
-                    self.values[f2, a2])  # fmt: skip
-                target = ar.add(r, ar.mul(self.gamma, q2))
-            delta = ar.sub(target, q_sa)
-            self.values[f, action] = ar.clamp(ar.add(q_sa, ar.mul(self.alpha, delta)))
-            return a2
-        assert self.traces is not None
-        delta = ar.sub(r, ar.total(self.values[f, action]))
-        self.traces[f, action] = ONE if ar.fixed else np.float32(1)
-        if not done:
-            delta = ar.add(delta, ar.mul(self.gamma, ar.total(self.values[f2, a2])))
-        step = ar.mul(ar.mul(self.alpha, delta), self.traces)
-        self.values = ar.clamp(ar.add(self.values, step))
-        if done:
-            self.traces[...] = 0
+            q_learning = self.params.algorithm == "q-learning"
+            table_update(self.ar, self.rates, self.values, f, action, reward, f2, a2, done,
+                         q_learning=q_learning)  # fmt: skip
         else:
-            self.traces = np.asarray(ar.mul(self.gamma_lambda, self.traces), dtype=ar.np_dtype)
+            assert self.traces is not None
+            tiles_update(self.ar, self.rates, self.values, self.traces, f, action, reward, f2,
+                         a2, done)  # fmt: skip
         return a2
 
     # --- the state as bytes ------------------------------------------------------------------

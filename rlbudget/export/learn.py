@@ -305,7 +305,7 @@ def _entry_points(lr: Learner, tilings: int) -> str:
     v = "int32_t" if fixed else "float"
     n_values = lr.values.size
     a, g, gl = (int(x) if fixed else c_float(float(x))
-                for x in (lr.alpha, lr.gamma, lr.gamma_lambda))  # fmt: skip
+                for x in (lr.rates.alpha, lr.rates.gamma, lr.rates.gamma_lambda))  # fmt: skip
     one = str(ONE) if fixed else "1.0f"
     p = lr.params
     head = (
