@@ -279,3 +279,26 @@ def test_learn_options_are_checked(tmp_path: Path) -> None:
                                      str(tmp_path / "fw"), *extra])  # fmt: skip
         assert r.exit_code == 2 and message in r.output.replace("\n", ""), r.output
     assert not (tmp_path / "fw").exists()
+
+
+# --- the trainers in the exported precision ---------------------------------------------------
+
+
+def test_tabular_trainer_learns_in_the_devices_fixed_point() -> None:
+    """precision q16.16: every trained value is a whole number of 2^-16 (float64 training
+    leaves fractions of that almost everywhere), the training still learns FrozenLake's
+    goal values, and an algorithm without an on-device learner is refused."""
+    from rlbudget.agents.tabular import TabularConfig, train_tabular
+    from rlbudget.errors import TrainingError
+
+    cfg = TabularConfig(n_timesteps=5000, alpha=0.3, precision="q16.16")
+    values = train_tabular("FrozenLake-v1", cfg).policy.body.values  # type: ignore[union-attr]
+    scaled = values.astype(np.float64) * 65536
+    assert np.array_equal(scaled, np.round(scaled)) and values.max() > 0
+    float64 = train_tabular("FrozenLake-v1", TabularConfig(n_timesteps=5000, alpha=0.3))
+    scaled = float64.policy.body.values.astype(np.float64) * 65536  # type: ignore[union-attr]
+    assert not np.array_equal(scaled, np.round(scaled))
+    with pytest.raises(TrainingError, match="train dyna-q in float64"):
+        train_tabular("FrozenLake-v1", TabularConfig(algorithm="dyna-q", precision="q16.16"))
+    with pytest.raises(TrainingError, match="precision 'int8': use float64, float32 or q16.16"):
+        train_tabular("FrozenLake-v1", TabularConfig(precision="int8"))

@@ -194,6 +194,25 @@ def tiles_update(ar: Arithmetic, rates: Rates, w: Array, z: Array, f: Array, a: 
         z[...] = ar.mul(rates.gamma_lambda, z)
 
 
+def exported_precision(
+    precision: str, algorithm: str, supported: tuple[str, ...]
+) -> Arithmetic | None:
+    """A trainer's ``precision``: None for float64, else the learner's arithmetic.
+
+    :raises TrainingError: an unknown precision, or one the algorithm has no learner for.
+    """
+    from rlbudget.errors import TrainingError
+
+    if precision == "float64":
+        return None
+    if precision not in DTYPES:
+        raise TrainingError(f"precision '{precision}': use float64, {' or '.join(DTYPES)}")
+    if algorithm not in supported:
+        raise TrainingError(f"precision '{precision}' is the on-device learner's, which runs "
+                            f"{', '.join(ALGORITHMS)}; train {algorithm} in float64")  # fmt: skip
+    return Arithmetic(precision)
+
+
 # --- what is learned, and with which hyperparameters ----------------------------------------
 
 
