@@ -47,6 +47,7 @@ class InferenceLimits:
     flash_bytes: int | None = None
     latency_s: float | None = None
     energy_j: float | None = None
+    learn: bool = False  # the policy keeps learning on the device (its state in RAM)
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ def _tag_text(token: Any) -> str:
 # --- the schema -------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
-INFERENCE_KEYS = ("ram", "flash", "latency", "energy")
+INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
 TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
 TASK_KEYS = ("env", "min_return", "env_step_cost")
 INLINE_DEVICE_KEYS = ("class", "name", "clock", "sram", "flash", "fpu", "power")
@@ -306,6 +307,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         flash_bytes=_opt(r, inf, "flash", units.parse_bytes),
         latency_s=_opt(r, inf, "latency", units.parse_time),
         energy_j=_opt(r, inf, "energy", units.parse_energy),
+        learn=r.boolean(inf["learn"]) if "learn" in inf else False,
     )
     _check_against_device(r, inf, inference, device)
 

@@ -300,5 +300,5 @@ def test_tabular_trainer_learns_in_the_devices_fixed_point() -> None:
     assert not np.array_equal(scaled, np.round(scaled))
     with pytest.raises(TrainingError, match="train dyna-q in float64"):
         train_tabular("FrozenLake-v1", TabularConfig(algorithm="dyna-q", precision="q16.16"))
-    with pytest.raises(TrainingError, match="precision 'int8': use float64, float32 or q16.16"):
+    with pytest.raises(TrainingError, match=r"precision 'int8': use float64, float32 or q16\.16"):
         train_tabular("FrozenLake-v1", TabularConfig(precision="int8"))
