@@ -76,9 +76,11 @@ class EmulatedUpdate:
 def emulate_update(policy: Policy, params: LearnParams, dtype: str, device: Device,
                    observations: Any, rewards: Any, dones: Any, *,
                    optimize: str = DEFAULT_OPTIMIZE) -> EmulatedUpdate:  # fmt: skip
-    """Emulate ``len(rewards)`` learning steps of ``policy``'s learner on ``device``: step
-    ``t`` learns from ``observations[t] → observations[t + 1]`` with ``rewards[t]`` and
-    ``dones[t]``, the action being the one the previous step returned.
+    """Emulate ``len(rewards)`` learning steps (at least 2) of ``policy``'s learner on
+    ``device``: step ``t`` learns from ``observations[t] → observations[t + 1]`` with
+    ``rewards[t]`` and ``dones[t]``, the action being the one the previous step returned.
+    Every step's state is checked; the cycles are of steps 1.. (step 0 also copies the
+    shipped values into RAM, once after power-up or a reset).
 
     :raises RlbudgetError: the device's core has no emulated model, the toolchain or
         unicorn is missing (:func:`~rlbudget.emulate.latency.unavailable`), or the emulated
@@ -112,11 +114,14 @@ def emulate_update(policy: Policy, params: LearnParams, dtype: str, device: Devi
             m.write(at["rlb_done"], struct.pack("<i", int(bool(dones[t]))))
             _, stats = m.call("rlb_learn_step")
             assert stats is not None
-            cycles.append(stats.cycles)
+            if t > 0:  # step 0 also copies the shipped values (the lazy reset): once
+                cycles.append(stats.cycles)
             a = ref.learn(obs[t], a, float(rewards[t]), obs[t + 1], bool(dones[t]))
             if m.read(address, size) != ref.dump():
                 raise RlbudgetError(f"the emulated learner's state differs from numpy's after "
                                     f"step {t} on {core}; report this as a bug")  # fmt: skip
+    if not cycles:
+        raise RlbudgetError("emulate_update: give at least 2 steps")
     worst = max(cycles) * factor
     seconds = worst / device.clock_hz
     how = (f"emulated: {len(cycles)} steps of rlb_policy_learn on {core} (unicorn, "

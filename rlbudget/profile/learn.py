@@ -1,0 +1,103 @@
+"""What learning on the device adds (budget ``inference.learn: true``): the learner's
+state in RAM, and the update's latency and energy per step.
+
+- RAM: the learner's state struct (header, the values, the traces of a tile-coded
+  Sarsa(λ)), exact (:func:`~rlbudget.export.learn.learner_size`); the shipped values stay
+  in flash for ``rlb_policy_reset``, so flash is the frozen export's.
+- Update latency: **emulated** where the device's core is (Cortex-M, with
+  ``arm-none-eabi-gcc`` and unicorn: :func:`~rlbudget.emulate.learn.emulate_update`, every
+  step checked against numpy), else **estimated** from the cycles per update measured that
+  way (``rlbudget/data/cycles/learner.yaml``: a fixed part plus a part per value for the
+  traces' sweep), else not checked. The number format is the device's
+  (:func:`~rlbudget.export.learn.learner_dtype`: float32 with an FPU, else Q16.16).
+
+Each step the device decides and learns, so latency and energy are checked as the decision
+plus the update.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+
+from rlbudget.agents.learner import learn_params, shipped_values
+from rlbudget.devices import Device
+from rlbudget.export.learn import LearnerSize, learner_dtype, learner_size
+from rlbudget.fitted import core_key
+from rlbudget.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class LearnerCost:
+    """The learner's RAM and one update's seconds on the device (None: not modelled)."""
+
+    size: LearnerSize
+    dtype: str
+    update_s: float | None
+    source: str  # emulated or estimated
+    how: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size.to_dict(), "dtype": self.dtype, "update_s": self.update_s,
+                "source": self.source, "how": self.how}  # fmt: skip
+
+
+@functools.cache
+def update_cycles() -> dict[str, Any]:
+    """``rlbudget/data/cycles/learner.yaml``."""
+    text = (resources.files("rlbudget") / "data" / "cycles" / "learner.yaml").read_text("utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+def estimate_update(policy: Policy, device: Device, dtype: str) -> tuple[float | None, str]:
+    """One update's seconds from ``learner.yaml`` (None where the core has no entry)."""
+    kind, values = shipped_values(policy)
+    key = core_key(device)
+    cores = update_cycles()["cores"]
+    entry = cores.get("cortex-m4" if key == "cortex-m4f" else key or "", {}).get(dtype)
+    if entry is None:
+        return None, (f"{device.core}: no measured update cost ({', '.join(cores)} have one); "
+                      "not checked")  # fmt: skip
+    cycles = entry[kind]["fixed"] + entry[kind]["per_value"] * (values.size if kind == "tiles"
+                                                                 else 0)  # fmt: skip
+    return cycles / device.clock_hz, (
+        f"estimated: {cycles:,.0f} cycles of one {kind} update in {dtype} on {key} "
+        f"(data/cycles/learner.yaml) at {device.clock_hz / 1e6:g} MHz")
+
+
+def learner_cost(policy: Policy, device: Device, observations: Any, *,
+                 emulate: bool = True, seed: int = 0) -> LearnerCost:  # fmt: skip
+    """The learner of ``policy`` on ``device``: RAM, and one update's seconds.
+
+    :param observations: observations the device sees (visited states): the emulated steps
+        walk through them (at most 40 steps, rewards ±1, an episode end in 20).
+    :raises PolicyError: the policy cannot learn on the device, or its provenance has no
+        learner hyperparameters.
+    """
+    import os
+
+    from rlbudget.emulate.latency import ENV_SWITCH, unavailable
+
+    emulate = emulate and os.environ.get(ENV_SWITCH, "1") != "0"
+    size = learner_size(policy)
+    params = learn_params(policy)
+    dtype = learner_dtype(device.fpu)
+    why = unavailable(device)
+    if emulate and why is None:
+        from rlbudget.emulate.learn import emulate_update
+
+        obs = np.asarray(observations, dtype=np.float32)[:41]
+        rng = np.random.default_rng(seed)
+        n = len(obs) - 1
+        rewards = rng.choice([-1.0, 1.0], n)
+        dones = rng.random(n) < 0.05
+        e = emulate_update(policy, params, dtype, device, obs, rewards, dones)
+        return LearnerCost(size, dtype, e.latency_s, "emulated", e.how)
+    seconds, how = estimate_update(policy, device, dtype)
+    return LearnerCost(size, dtype, seconds, "estimated", how)
