@@ -4,6 +4,7 @@ every step of a 10,000-step trajectory, in float32 and Q16.16; saturation; reset
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -302,3 +303,69 @@ def test_tabular_trainer_learns_in_the_devices_fixed_point() -> None:
         train_tabular("FrozenLake-v1", TabularConfig(algorithm="dyna-q", precision="q16.16"))
     with pytest.raises(TrainingError, match=r"precision 'int8': use float64, float32 or q16\.16"):
         train_tabular("FrozenLake-v1", TabularConfig(precision="int8"))
+
+
+# --- the budget: inference.learn, and the emulated target on an M0+ ---------------------------
+
+EMULATOR = ARM_GCC is not None and all(
+    importlib.util.find_spec(m) is not None for m in ("unicorn", "capstone")
+)
+
+
+@pytest.mark.skipif(not EMULATOR, reason="needs arm-none-eabi-gcc, unicorn and capstone")
+def test_frozenlake_learner_on_an_m0plus_fits_4kib_and_50us() -> None:
+    """The issue's target, emulated: on a Cortex-M0+ at 48 MHz (the RP2040's core at a
+    SAMD21's clock) the FrozenLake Q16.16 learner's state fits in 4 KiB of RAM and its worst
+    update takes at most 50 µs; every emulated step equals numpy's bit for bit (else
+    emulate_update raises)."""
+    from dataclasses import replace
+
+    from rlbudget.devices import get_device
+    from rlbudget.emulate.learn import emulate_update
+    from rlbudget.export.learn import learner_size
+
+    policy = frozenlake_table()
+    params = LearnParams("q-learning", 0.1, 0.99, 0.0, 0.1, 0, "test")
+    m0plus = replace(get_device("rp2040"), clock_hz=48e6)
+    rng = np.random.default_rng(0)
+    obs = rng.integers(0, 16, (61, 1)).astype(np.float32)
+    e = emulate_update(policy, params, "q16.16", m0plus, obs, rng.random(60) < 0.1,
+                       rng.random(60) < 0.1)  # fmt: skip
+    assert e.core == "cortex-m0plus" and e.steps == 59
+    assert learner_size(policy).ram_bytes == 4 * (8 + 64) <= 4096
+    assert e.latency_s <= 50e-6, e
+
+
+def test_profile_counts_the_learner_when_the_budget_says_learn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """inference.learn: RAM is the frozen build's plus the learner's state; the latency is
+    the decision plus the update (estimated here: RLBUDGET_EMULATE=0), and the energy
+    follows it."""
+    from dataclasses import replace
+
+    from rlbudget.budget import load_budget
+    from rlbudget.policy import load_policy
+    from rlbudget.profile.verdict import profile
+
+    monkeypatch.setenv("RLBUDGET_EMULATE", "0")
+    policy = load_policy(trained_table(tmp_path))
+    text = ("device: rp2040\ninference: {{ram: 4KiB, latency: 1ms, learn: {learn}}}\n"
+            "task: {{env: FrozenLake-v1}}\n")  # fmt: skip
+    (tmp_path / "frozen.yaml").write_text(text.format(learn="false"))
+    (tmp_path / "learn.yaml").write_text(text.format(learn="true"))
+    frozen = profile(policy, load_budget(tmp_path / "frozen.yaml"), episodes=2, calls=1000)
+    learn = profile(policy, load_budget(tmp_path / "learn.yaml"), episodes=2, calls=1000)
+    assert learn.footprint.ram_bytes == frozen.footprint.ram_bytes + 4 * (8 + 64)
+    update = 1089 / 133e6  # learner.yaml: cortex-m0plus, q16.16 (no FPU), table-discrete
+    assert learn.target_latency.typical == pytest.approx(frozen.target_latency.typical + update)
+    lat = {c.limit: c for c in learn.checks}["inference.latency"]
+    assert "learner.yaml" in lat.how and lat.status == "PASS"
+    assert any("inference.learn" in n for n in learn.notes)
+    with pytest.raises(PolicyError, match="the on-device learner is exported as C"):
+        profile(policy, load_budget(tmp_path / "learn.yaml"), fmt="numpy", episodes=1,
+                calls=1000)  # fmt: skip
+    tiles = replace(mountaincar_learner(), provenance={"algorithm": "sarsa-lambda"})
+    (tmp_path / "tiles.yaml").write_text("device: rp2040\ninference: {learn: true}\n")
+    with pytest.raises(PolicyError, match="no learner hyperparameters"):
+        profile(tiles, load_budget(tmp_path / "tiles.yaml"), episodes=1, calls=1000)

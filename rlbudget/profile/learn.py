@@ -64,8 +64,9 @@ def estimate_update(policy: Policy, device: Device, dtype: str) -> tuple[float |
     if entry is None:
         return None, (f"{device.core}: no measured update cost ({', '.join(cores)} have one); "
                       "not checked")  # fmt: skip
-    cycles = entry[kind]["fixed"] + entry[kind]["per_value"] * (values.size if kind == "tiles"
-                                                                 else 0)  # fmt: skip
+    row = "table-discrete" if kind == "table" and not policy.preprocess else kind
+    cycles = entry[row]["fixed"] + entry[row]["per_value"] * (values.size if kind == "tiles"
+                                                               else 0)  # fmt: skip
     return cycles / device.clock_hz, (
         f"estimated: {cycles:,.0f} cycles of one {kind} update in {dtype} on {key} "
         f"(data/cycles/learner.yaml) at {device.clock_hz / 1e6:g} MHz")
