@@ -82,7 +82,7 @@ def _mountaincar() -> Policy:
 def weaker_engine(force: float) -> Any:
     """MountainCar-v0 with ``force`` instead of 0.001 (set on the unwrapped env)."""
     env = gym.make("MountainCar-v0")
-    env.unwrapped.force = force
+    env.unwrapped.force = force  # type: ignore[attr-defined]
     return env
 
 
@@ -167,7 +167,9 @@ def emulated_m0plus() -> list[str]:
     o, _ = env.reset(seed=0)
     for _ in range(300):  # a random walk on the lake: the states a learner visits
         o2, r, te, tr, _ = env.step(int(rng.integers(4)))
-        obs.append([o]), rewards.append(r), dones.append(te)
+        obs.append([o])
+        rewards.append(float(r))
+        dones.append(te)
         o = env.reset()[0] if te or tr else o2
     obs.append([o])
     rp2040 = get_device("rp2040")
@@ -209,8 +211,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.scenarios:
             results.append(run(SCENARIOS[name], Path(tmp)))
-    print("| scenario | change | learner | target | frozen: before → after | device after "
-          "learning | steps to 90 % | learner RAM | host s (train / learn) |")
+    print(
+        "| scenario | change | learner | target | frozen: before → after | device after "
+        "learning | steps to 90 % | learner RAM | host s (train / learn) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s, p = r["scenario"], r["params"]
@@ -220,11 +224,15 @@ def main() -> None:
               f" | {r['final']:.3g} | {rec} | {r['ram']:,} B | {r['train_s']:.0f} / "
               f"{r['learn_s']:.0f} |")  # fmt: skip
     for r in results:
-        print(f"\n{r['scenario'].env_id} curve (step: greedy return): "
-              + ", ".join(f"{st}: {v:.3g}" for st, v in r["curve"]))
+        print(
+            f"\n{r['scenario'].env_id} curve (step: greedy return): "
+            + ", ".join(f"{st}: {v:.3g}" for st, v in r["curve"])
+        )
     if args.emulate:
-        print("\n| M0+ learner (emulated) | state RAM | cycles mean / max | RP2040 133 MHz (max) "
-              "| 48 MHz (max) |\n|---|---|---|---|---|")
+        print(
+            "\n| M0+ learner (emulated) | state RAM | cycles mean / max | RP2040 133 MHz (max) "
+            "| 48 MHz (max) |\n|---|---|---|---|---|"
+        )
         print("\n".join(emulated_m0plus()))
     if args.png:
         plot(results, args.png)
@@ -233,4 +241,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

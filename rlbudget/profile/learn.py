@@ -69,7 +69,8 @@ def estimate_update(policy: Policy, device: Device, dtype: str) -> tuple[float |
                                                                else 0)  # fmt: skip
     return cycles / device.clock_hz, (
         f"estimated: {cycles:,.0f} cycles of one {kind} update in {dtype} on {key} "
-        f"(data/cycles/learner.yaml) at {device.clock_hz / 1e6:g} MHz")
+        f"(data/cycles/learner.yaml) at {device.clock_hz / 1e6:g} MHz"
+    )
 
 
 def learner_cost(policy: Policy, device: Device, observations: Any, *,
