@@ -103,7 +103,7 @@ BAD = {
     "unknown-key": (
         "device: esp32\ninference:\n  ramm: 64KiB\n",
         "3: inference.ramm: unknown key; did you mean 'ram'? allowed here: ram, flash, latency, "
-        "energy",
+        "energy, learn",
     ),
     "unknown-top-key": (
         "device: esp32\ntrainig:\n  time: 10min\n",
@@ -159,7 +159,7 @@ BAD = {
     ),
     "section-not-mapping": (
         "device: esp32\ninference: 64KiB\n",
-        "2: inference: expected a mapping with keys ram, flash, latency, energy; indent them "
+        "2: inference: expected a mapping with keys ram, flash, latency, energy, learn; indent them "
         "under 'inference' as 'key: value' lines",
     ),
     "missing-device": (
