@@ -159,8 +159,8 @@ BAD = {
     ),
     "section-not-mapping": (
         "device: esp32\ninference: 64KiB\n",
-        "2: inference: expected a mapping with keys ram, flash, latency, energy, learn; indent them "
-        "under 'inference' as 'key: value' lines",
+        "2: inference: expected a mapping with keys ram, flash, latency, energy, learn; indent "
+        "them under 'inference' as 'key: value' lines",
     ),
     "missing-device": (
         "name: x\ninference:\n  ram: 1KiB\n",

@@ -369,3 +369,24 @@ def test_profile_counts_the_learner_when_the_budget_says_learn(
     (tmp_path / "tiles.yaml").write_text("device: rp2040\ninference: {learn: true}\n")
     with pytest.raises(PolicyError, match="no learner hyperparameters"):
         profile(tiles, load_budget(tmp_path / "tiles.yaml"), episodes=1, calls=1000)
+
+
+def test_plan_adds_the_learner_to_each_option_that_has_one(tmp_path: Path) -> None:
+    """inference.learn in plan: Q-learning's FrozenLake option gains the learner's state
+    (8 header words and 64 values, 4 B each) and one estimated update per step
+    (learner.yaml: 1,089 cycles on the M0+ in Q16.16, at the RP2040's 133 MHz); an
+    algorithm without an exported learner says so."""
+    from rlbudget.budget import load_budget
+    from rlbudget.plan import make_plan
+
+    text = (
+        "device: rp2040\ninference: {{ram: 4KiB, learn: {learn}}}\ntask: {{env: FrozenLake-v1}}\n"
+    )
+    (tmp_path / "a.yaml").write_text(text.format(learn="false"))
+    (tmp_path / "b.yaml").write_text(text.format(learn="true"))
+    frozen = {o.algorithm: o for o in make_plan(load_budget(tmp_path / "a.yaml")).options}
+    learn = {o.algorithm: o for o in make_plan(load_budget(tmp_path / "b.yaml")).options}
+    a, b = frozen["q-learning"].estimates, learn["q-learning"].estimates
+    assert b.ram_bytes == a.ram_bytes + 4 * (8 + 64)
+    assert b.latency_s.typical == pytest.approx(a.latency_s.typical + 1089 / 133e6)
+    assert any("has no exported learner" in r for r in learn["dyna-q"].reasons)

@@ -18,15 +18,16 @@ plus the update.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
 import numpy as np
 import yaml
 
-from rlbudget.agents.learner import learn_params, shipped_values
-from rlbudget.devices import Device
+from rlbudget.agents.learner import HEADER_WORDS, learn_params, shipped_values
+from rlbudget.costs import Inference, estimate_energy
+from rlbudget.devices import Device, Range
 from rlbudget.export.learn import LearnerSize, learner_dtype, learner_size
 from rlbudget.fitted import core_key
 from rlbudget.policy.model import Policy
@@ -55,22 +56,54 @@ def update_cycles() -> dict[str, Any]:
     return data
 
 
-def estimate_update(policy: Policy, device: Device, dtype: str) -> tuple[float | None, str]:
-    """One update's seconds from ``learner.yaml`` (None where the core has no entry)."""
-    kind, values = shipped_values(policy)
+def update_estimate(kind: str, values: int, discrete_obs: bool, device: Device,
+                    dtype: str) -> tuple[float | None, str]:  # fmt: skip
+    """One update's seconds from ``learner.yaml`` (None where the core has no entry):
+    ``kind`` ``table`` or ``tiles``, ``values`` the table's or weights' count."""
     key = core_key(device)
     cores = update_cycles()["cores"]
     entry = cores.get("cortex-m4" if key == "cortex-m4f" else key or "", {}).get(dtype)
     if entry is None:
         return None, (f"{device.core}: no measured update cost ({', '.join(cores)} have one); "
                       "not checked")  # fmt: skip
-    row = "table-discrete" if kind == "table" and not policy.preprocess else kind
-    cycles = entry[row]["fixed"] + entry[row]["per_value"] * (values.size if kind == "tiles"
-                                                               else 0)  # fmt: skip
+    row = "table-discrete" if kind == "table" and discrete_obs else kind
+    cycles = entry[row]["fixed"] + entry[row]["per_value"] * (values if kind == "tiles" else 0)
     return cycles / device.clock_hz, (
         f"estimated: {cycles:,.0f} cycles of one {kind} update in {dtype} on {key} "
         f"(data/cycles/learner.yaml) at {device.clock_hz / 1e6:g} MHz"
     )
+
+
+def estimate_update(policy: Policy, device: Device, dtype: str) -> tuple[float | None, str]:
+    """:func:`update_estimate` for ``policy``'s learner."""
+    kind, values = shipped_values(policy)
+    return update_estimate(kind, values.size, not policy.preprocess, device, dtype)
+
+
+LEARNERS = {"q-learning": "table", "sarsa": "table", "sarsa-lambda": "tiles"}
+"""The algorithms with an exported learner, and what it learns."""
+
+
+def planned_learner(target: Inference, algorithm: str, parameters: int, discrete_obs: bool,
+                    device: Device) -> tuple[Inference, str]:  # fmt: skip
+    """For ``plan`` under ``inference.learn``: ``target`` (one decision's cost model) plus
+    the learner's state in RAM and one update in latency and energy, and a note."""
+    kind = LEARNERS.get(algorithm)
+    if kind is None:
+        return target, (f"[on-device-learning] {algorithm} has no exported learner (export "
+                        f"--learn runs {', '.join(LEARNERS)}): this option cannot keep "
+                        "learning on the device as inference.learn asks")  # fmt: skip
+    dtype = learner_dtype(device.fpu)
+    traces = parameters if kind == "tiles" else 0
+    ram = 4 * (HEADER_WORDS + parameters + traces)
+    seconds, how = update_estimate(kind, parameters, discrete_obs, device, dtype)
+    latency = target.latency_s
+    if seconds is not None:
+        latency = Range(latency.low + seconds, latency.typical + seconds, latency.high + seconds)
+    note = (f"[on-device-learning] {algorithm} keeps learning ({dtype}): + {ram:,} B of "
+            f"learner state in RAM; each step also updates, {how}")  # fmt: skip
+    return replace(target, ram_bytes=target.ram_bytes + ram, latency_s=latency,
+                   energy_j=estimate_energy(device, latency)), note  # fmt: skip
 
 
 def learner_cost(policy: Policy, device: Device, observations: Any, *,
