@@ -390,3 +390,14 @@ def test_plan_adds_the_learner_to_each_option_that_has_one(tmp_path: Path) -> No
     assert b.ram_bytes == a.ram_bytes + 4 * (8 + 64)
     assert b.latency_s.typical == pytest.approx(a.latency_s.typical + 1089 / 133e6)
     assert any("has no exported learner" in r for r in learn["dyna-q"].reasons)
+
+
+def test_sarsa_lambda_trainer_learns_in_the_devices_fixed_point() -> None:
+    """precision q16.16 in the Sarsa(λ) trainer: every weight is a whole number of 2^-16,
+    and MountainCar's steps of -1 have moved them below zero."""
+    from rlbudget.agents.linear import SarsaLambdaConfig, train_sarsa_lambda
+
+    cfg = SarsaLambdaConfig(n_timesteps=1000, gamma=1.0, precision="q16.16")
+    w = train_sarsa_lambda("MountainCar-v0", cfg).policy.body.W  # type: ignore[union-attr]
+    scaled = w.astype(np.float64) * 65536
+    assert np.array_equal(scaled, np.round(scaled)) and w.min() < 0
