@@ -213,6 +213,13 @@ def test_export_learn_then_import_state_round_trip(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     h = (tmp_path / "fw" / "learn.h").read_text()
     assert "alpha 0.25, gamma 0.9, lambda 0, epsilon 0.125, seed 9" in h
+    assert "values in Q16.16" in h
+    for device, fmt in (("rp2040", "Q16.16"), ("nrf52840", "float32")):  # no FPU, an FPU
+        r = CliRunner().invoke(app, ["export", str(folder), "-f", "c", "--learn", "--device",
+                                     device, "-o", str(tmp_path / device)])  # fmt: skip
+        assert (
+            r.exit_code == 0 and f"values in {fmt}" in (tmp_path / device / "learn.h").read_text()
+        )
     p = load_policy(folder)
     params = learn_params(p)
     dev = HostLearner(p, params, "q16.16", tmp_path / "dev")
@@ -271,7 +278,8 @@ def test_learn_options_are_checked(tmp_path: Path) -> None:
 
     folder = trained_table(tmp_path)
     cases = [
-        (["--dtype", "q16.16"], "--dtype and --learn-param apply to --learn only; add --learn"),
+        (["--dtype", "q16.16"], "--dtype, --device and --learn-param apply to --learn only"),
+        (["--learn", "--device", "rp2041"], "unknown device 'rp2041'"),
         (["--learn", "--learn-param", "beta=1"], "--learn-param 'beta=1': expected NAME=VALUE"),
         (["--learn", "--learn-param", "alpha=2"], "learner alpha = 2.0 is outside [0, 1]"),
     ]

@@ -336,14 +336,23 @@ def export(
         ),
     ] = False,
     dtype: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--dtype",
             metavar="<float32|q16.16>",
             help="--learn: the learner's numbers: float32 (a core with an FPU) or q16.16 "
-            "(saturating fixed point, for cores without one).",
+            "(saturating fixed point, for cores without one). Default: the --device's "
+            "choice, else float32.",
         ),
-    ] = "float32",
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            metavar="<device>",
+            help="--learn: the target (rlbudget devices): q16.16 where it has no FPU.",
+        ),
+    ] = None,
     learn_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -379,8 +388,9 @@ def export(
 
     if allow_rounding_mismatch and fmt is not ExportFormat.tflite:
         raise PolicyError("--allow-rounding-mismatch applies to --format tflite only; drop it")
-    if (learn_param or dtype != "float32") and not learn:
-        raise PolicyError("--dtype and --learn-param apply to --learn only; add --learn")
+    if (learn_param or dtype or device) and not learn:
+        raise PolicyError("--dtype, --device and --learn-param apply to --learn only; add "
+                          "--learn")  # fmt: skip
     if learn and fmt is not ExportFormat.c:
         raise PolicyError("--learn applies to --format c only; use --format c")
     p = load_policy(policy)
@@ -394,9 +404,12 @@ def export(
 
         if learn:
             from rlbudget.agents.learner import learn_params
-            from rlbudget.export.learn import export_learner
+            from rlbudget.devices import get_device
+            from rlbudget.export.learn import export_learner, learner_dtype
 
             params = learn_params(p, **_overrides(learn_param or []))
+            if dtype is None:
+                dtype = learner_dtype(get_device(device).fpu) if device else "float32"
             info = export_learner(p, output, params, dtype, parents=True).to_dict()
             info["learner"] = {"dtype": dtype, "algorithm": params.algorithm,
                                "alpha": params.alpha, "gamma": params.gamma,
