@@ -409,3 +409,18 @@ def test_sarsa_lambda_trainer_learns_in_the_devices_fixed_point() -> None:
     w = train_sarsa_lambda("MountainCar-v0", cfg).policy.body.W  # type: ignore[union-attr]
     scaled = w.astype(np.float64) * 65536
     assert np.array_equal(scaled, np.round(scaled)) and w.min() < 0
+
+
+@pytest.mark.skipif(not EMULATOR, reason="needs arm-none-eabi-gcc, unicorn and capstone")
+def test_float32_learner_on_an_m4f_matches_numpy() -> None:
+    """The float32 learner built for a Cortex-M4F (hard float, -O2) computes numpy's bits
+    in every emulated step (emulate_update raises otherwise), huge and NaN rewards too."""
+    from rlbudget.devices import get_device
+    from rlbudget.emulate.learn import emulate_update
+
+    make, params, sample = CASES["cartpole-discretize-q-learning"]
+    rng = np.random.default_rng(3)
+    rewards = rng.choice(REWARDS, 40, p=REWARD_P)
+    e = emulate_update(make(), params, "float32", get_device("nrf52840"), sample(rng, 41),
+                       rewards, rng.random(40) < 0.1)  # fmt: skip
+    assert e.core == "cortex-m4" and e.steps == 39 and e.cycles_max > 0
