@@ -131,10 +131,14 @@ def test_values_saturate_instead_of_overflowing(dtype: str, tmp_path: Path) -> N
 
 @needs_gcc
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_reset_restores_the_shipped_policy(dtype: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "case", ["cartpole-discretize-q-learning", "mountaincar-tiles-sarsa-lambda"]
+)
+def test_reset_restores_the_shipped_policy(case: str, dtype: str, tmp_path: Path) -> None:
     """After learning, ``rlb_policy_reset`` gives back the first state, and the greedy
-    action of the reset learner is the frozen policy's on every observation."""
-    make, params, sample = CASES["cartpole-discretize-q-learning"]
+    action of the reset learner is the frozen policy's on every observation (the learner's
+    discretizer and tile coder are the frozen export's arithmetic)."""
+    make, params, sample = CASES[case]
     policy = make()
     dev = HostLearner(policy, params, dtype, tmp_path)
     first = dev.dump()
