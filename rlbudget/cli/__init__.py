@@ -29,6 +29,7 @@ for _name, _command in (
     ("devices", plan_commands.devices),
     ("compress", policy_commands.compress),
     ("export", policy_commands.export),
+    ("import-state", policy_commands.import_state),
     ("profile", job_commands.profile),
     ("run", job_commands.run_command),
     ("sweep", job_commands.sweep),

@@ -106,6 +106,13 @@ def _estimate(
         replay_bytes = replay.bytes
         train_ram += replay_bytes
     train_energy = costs.host_energy_j(train_time * busy_cores)
+    if budget.inference.learn:  # the device keeps learning: its state, its update (issue 21)
+        from rlbudget.profile.learn import planned_learner
+
+        discrete = env.observation.kind == "discrete"
+        target, learn_note = planned_learner(target, cand.info.id, body.parameters, discrete,
+                                             budget.device)  # fmt: skip
+        notes.append(learn_note)
 
     t = budget.training
     feasible = None
