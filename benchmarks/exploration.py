@@ -3,6 +3,7 @@
 Run: nice python benchmarks/exploration.py [--seeds 0 1 2] [--sarsa-steps 50000]
      [--sb3-algo ppo] [--sb3-steps 20000] [--mc-target -130] [--mcc-target 90]
      [--eval-every 2000] [--beta 0.5] [--rnd-coef 1.0] [--only sarsa|sb3] [--png out.png]
+     [--arms off on] [--from-json OUT.jsonl ...]
 
 Two pairs, each seed with and without the bonus, in the same run:
 
@@ -21,7 +22,9 @@ MountainCar-v0 target, −130, is ``benchmarks/time_to_threshold.py``'s; pass ``
 -110`` for the env's reward threshold.
 
 Prints one JSON line per run, then a Markdown table (per seed, the median of each arm and
-the ratio bonus/no bonus), and draws the PNG (steps to target per seed, both arms).
+the ratio bonus/no bonus), and draws the PNG (steps to target per seed, both arms). On a
+shared machine, split the runs over processes (``--seeds 1 --arms on``) and make the
+table from their outputs with ``--from-json``.
 """
 
 from __future__ import annotations
@@ -68,15 +71,17 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         mine = [r for r in rows if r["env"] == env]
         algo = mine[0]["algo"]
         for seed in dict.fromkeys(r["seed"] for r in mine):
-            off = next(r for r in mine if r["seed"] == seed and not r["bonus"])
-            on = next(r for r in mine if r["seed"] == seed and r["bonus"])
-            out.append(f"| {env} ({algo}) | {seed} | {cell(off)} | {cell(on)} |")
+            arms = [[r for r in mine if r["seed"] == seed and r["bonus"] == b] for b in (0, 1)]
+            off, on = (cell(a[0]) if a else "—" for a in arms)
+            out.append(f"| {env} ({algo}) | {seed} | {off} | {on} |")
+        if {r["bonus"] for r in mine} != {False, True}:
+            continue
         med = {b: statistics.median(r["steps"] for r in mine if r["bonus"] == b) for b in (0, 1)}
         n = {b: sum(r["reached"] for r in mine if r["bonus"] == b) for b in (0, 1)}
-        k = len(mine) // 2
+        k = {b: sum(r["bonus"] == b for r in mine) for b in (0, 1)}
         out.append(
-            f"| {env} ({algo}) | **median** | **{med[0]:,.0f}** ({n[0]}/{k} reached) | "
-            f"**{med[1]:,.0f}** ({n[1]}/{k} reached); ratio {med[1] / med[0]:.2f} |"
+            f"| {env} ({algo}) | **median** | **{med[0]:,.0f}** ({n[0]}/{k[0]} reached) | "
+            f"**{med[1]:,.0f}** ({n[1]}/{k[1]} reached); ratio {med[1] / med[0]:.2f} |"
         )
     return out
 
@@ -119,9 +124,14 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=2_000)
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--rnd-coef", type=float, default=1.0)
+    ap.add_argument("--arms", choices=["off", "on"], nargs="+", default=["off", "on"])
+    ap.add_argument("--from-json", nargs="+", default=[],
+                    help="only print the table and draw the PNG from these files of JSON lines "
+                    "(the runs' output, e.g. of runs split over processes)")  # fmt: skip
     ap.add_argument("--png", default="exploration.png")
     args = ap.parse_args()
-    rows = []
+    rows = [json.loads(line) for path in args.from_json
+            for line in Path(path).read_text().splitlines() if line.startswith("{")]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
             env_id, algo, key = PAIRS[name]
@@ -129,8 +139,8 @@ def main() -> None:
             coef = args.beta if name == "sarsa" else args.rnd_coef
             target = args.mc_target if name == "sarsa" else args.mcc_target
             steps = args.sarsa_steps if name == "sarsa" else args.sb3_steps
-            for seed in args.seeds:
-                for c in (0.0, coef):
+            for seed in args.seeds if not args.from_json else []:
+                for c in [c for c, arm in ((0.0, "off"), (coef, "on")) if arm in args.arms]:
                     rows.append(one_run(env_id, algo, key, c, target, seed, steps,
                                         args.eval_every, Path(tmp)))  # fmt: skip
                     print(json.dumps(rows[-1]), flush=True)
