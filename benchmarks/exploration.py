@@ -102,7 +102,8 @@ def draw(rows: list[dict[str, Any]], path: str) -> None:
                 face = "C0" if r["reached"] else "none"
                 marker = "o" if r["reached"] else "^"
                 ax.scatter(x, r["steps"], marker=marker, facecolors=face, edgecolors="C0")
-            ax.hlines(statistics.median(r["steps"] for r in arm), x - 0.25, x + 0.25, "C3")
+            if arm:
+                ax.hlines(statistics.median(r["steps"] for r in arm), x - 0.25, x + 0.25, "C3")
         ax.set_xticks([0, 1], ["no bonus", "bonus"])
         ax.set_xlim(-0.6, 1.6)
         ax.set_title(f"{env} ({mine[0]['algo']})", fontsize=9)
