@@ -193,3 +193,18 @@ def test_rnd_training_keeps_the_env_return_and_the_policy_kind() -> None:
     # CartPole pays 1 a step: a logged return equal to the length carries no bonus.
     assert all(e.ret == e.length for e in r.episodes)
     assert r.policy.body.kind == "mlp" and r.policy.head.kind == "argmax"
+
+
+@pytest.mark.parametrize(
+    ("algo", "env_id"),
+    [("sarsa-lambda", "MountainCar-v0"), ("ppo", "MountainCar-v0"), ("dqn", "MountainCar-v0"),
+     ("sac", "MountainCarContinuous-v0")],
+)  # fmt: skip
+def test_the_planned_bonus_is_a_hyperparameter_the_trainer_takes(algo: str, env_id: str) -> None:
+    if algo != "sarsa-lambda":
+        pytest.importorskip("stable_baselines3")
+    from rlbudget.train import resolve
+
+    ((key, value),) = sparse.bonus(algo).items()
+    settings = resolve(algo, env_id, overrides={key: value})  # refuses an unknown key
+    assert settings.hyperparameters[key] == value > 0
