@@ -411,8 +411,9 @@ def render_run(console: Console, report: RunReport) -> None:
     console.print(t)
     if report.export:
         console.print(f"exported ({report.export.format}): {', '.join(report.export.files)}")
+    curve = ", train/curve.png" if (report.out / "train" / "curve.png").is_file() else ""
     console.print(f"report: {report.out / 'report.md'} (report.json, profile.png, "
-                  "candidates.png, train/curve.png)")  # fmt: skip
+                  f"candidates.png{curve})")  # fmt: skip
     verdict = "FITS" if report.fits else "DOES NOT FIT"
     chosen = f": {report.chosen.name}" if report.chosen else ""
     console.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")

@@ -241,6 +241,18 @@ def _candidates(
     return out
 
 
+def _no_device_learner(algorithm: str) -> str | None:
+    """Under ``inference.learn``: why ``algorithm`` cannot keep learning on the device
+    (rule ``on-device-learning``), or None when ``export --learn`` exports its learner."""
+    from rlbudget.profile.learn import LEARNERS
+
+    if algorithm in LEARNERS:
+        return None
+    return rule("on-device-learning", f"{algorithm} has no on-device learner (export --learn "
+                f"exports {', '.join(LEARNERS)}); inference.learn asks the deployed policy "
+                "to keep learning")  # fmt: skip
+
+
 def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
     """Rank every compatible algorithm for ``budget`` on ``env``.
 
@@ -284,6 +296,9 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             excluded.append(
                 (info.id, "[not-yet] deep model-based; listed only when the env is expensive")
             )
+            continue
+        if budget.inference.learn and (why := _no_device_learner(info.id)):
+            excluded.append((info.id, why))
             continue
         cands = _candidates(budget, env, ctx, info)
         if not cands:

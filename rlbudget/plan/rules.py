@@ -87,6 +87,14 @@ RULES = {
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
         Rule(
+            "on-device-learning",
+            "inference.learn: the deployed policy keeps learning on the device, so only "
+            "options with an on-device learner are planned: tabular Q-learning and SARSA "
+            "and tile-coded Sarsa(λ) (rlbudget export --learn), and for a one-step task "
+            "the online bandit learners (LinUCB, Thompson sampling, softmax, ε-greedy); "
+            "the others are excluded.",
+        ),
+        Rule(
             "bandit",
             "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
             "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
