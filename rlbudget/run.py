@@ -383,10 +383,10 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
 
     run_dir = out / "train"
     if bandit_job.is_bandit_choice(plan):  # rlbudget.bandits: one decision per episode
-        summary = bandit_job.train_stage(budget, plan, seed, run_dir)
-        say(f"train: {summary.algorithm} on {summary.env}: {summary.steps:,} decisions in "
-            f"{summary.wall_s:.1f} s; value {summary.last_eval_return:.4f}")  # fmt: skip
-        return summary
+        bandit = bandit_job.train_stage(budget, plan, seed, run_dir)
+        say(f"train: {bandit.algorithm} on {bandit.env}: {bandit.steps:,} decisions in "
+            f"{bandit.wall_s:.1f} s; value {bandit.last_eval_return:.4f}")  # fmt: skip
+        return bandit
     summary = read_summary(run_dir)
     if summary is not None and summary.stopped_by not in INTERRUPTED:
         say("train: finished before the kill; not run again")

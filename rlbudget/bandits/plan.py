@@ -111,8 +111,8 @@ def bandit_plan(budget: Budget, env: EnvSpec | None) -> Plan:
             excluded.append((algo, rule("bandit", why)))
             continue
         if not online and budget.inference.learn:
-            excluded.append((algo, rule("on-device-learning", f"{algo} learns on the host from "
-                                        "logs; inference.learn asks for an online learner")))
+            why = f"{algo} learns on the host from logs; inference.learn asks for an online learner"
+            excluded.append((algo, rule("on-device-learning", why)))
             continue
         options.append(_option(algo, info, budget, env, rows))
     ranked = sorted(options, key=lambda o: (not o.fits, -o.score, o.estimates.latency_s.typical))
