@@ -117,6 +117,7 @@ def with_learner(prof: ProfileReport, policy: Policy, budget: Budget,
     energy (:func:`~rlbudget.bandits.plan.learning_cost`)."""
     from rlbudget.bandits.plan import learning_cost, learning_latency
     from rlbudget.costs import estimate_energy
+    from rlbudget.devices import Range
     from rlbudget.limits import check_budget
     from rlbudget.profile.verdict import memory_checks
 
@@ -126,8 +127,8 @@ def with_learner(prof: ProfileReport, policy: Policy, budget: Budget,
     memory = replace(prof.footprint, ram_bytes=prof.footprint.ram_bytes + learn.ram_bytes,
                      ram_how=f"{prof.footprint.ram_how}; + {learn.ram_bytes:,} B of "
                      f"{algorithm}'s learner state (A⁻¹, b, θ per arm, float32)")  # fmt: skip
-    adds = {"inference.latency": extra.typical,
-            "inference.energy": estimate_energy(budget.device, extra).typical}  # fmt: skip
+    energy = estimate_energy(budget.device, extra)
+    adds = {"inference.latency": extra.typical, "inference.energy": energy.typical}
     how = (f"; + {algorithm}'s exploration score and update, estimated: {learn.macs:,} "
            "MACs in float32 (rlbudget.bandits.plan.learning_cost)")  # fmt: skip
     new = {c.limit: c for c in memory_checks(memory, budget)}
@@ -136,11 +137,12 @@ def with_learner(prof: ProfileReport, policy: Policy, budget: Budget,
             new[c.limit] = check_budget(c.limit, c.figure + adds[c.limit], budget,
                                         source="estimated", how=c.how + how)  # fmt: skip
     checks = tuple(new.get(c.limit, c) for c in prof.checks)
-    latency = prof.target_latency
+    latency, joules = prof.target_latency, prof.energy
     return replace(prof, footprint=memory, checks=checks,
-                   target_latency=type(latency)(latency.low + extra.low,
-                                                latency.typical + extra.typical,
-                                                latency.high + extra.high),
+                   target_latency=Range(latency.low + extra.low, latency.typical
+                                        + extra.typical, latency.high + extra.high),
+                   energy=Range(joules.low + energy.low, joules.typical + energy.typical,
+                                joules.high + energy.high),
                    notes=(*prof.notes, f"inference.learn: each decision also pays"
                           f"{how[1:]}"))  # fmt: skip
 
