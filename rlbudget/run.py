@@ -345,7 +345,7 @@ def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
     search = state.search
 
     if not state.exported:
-        state.export, state.exported = _export_stage(search, out), True
+        state.export, state.exported = _export_stage(search, out, budget), True
         state.save(out)
 
     if state.outcome is None:
@@ -510,8 +510,9 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
     return Search(fmt, tuple(tried), chosen)
 
 
-def _export_stage(search: Search, out: Path) -> Export | None:
+def _export_stage(search: Search, out: Path, budget: Budget) -> Export | None:
     from rlbudget.policy import load_policy
+    from rlbudget.profile.learn import LEARNERS
 
     chosen = search.chosen
     if chosen is None:
@@ -520,6 +521,16 @@ def _export_stage(search: Search, out: Path) -> Export | None:
     target = out / "export"
     if target.exists():
         shutil.rmtree(target)  # a half-finished export of a killed run
+    if search.format == "c" and budget.inference.learn and (
+            policy.provenance.get("algorithm") in LEARNERS):  # fmt: skip
+        # the policy keeps learning on the device: the learner that profile counted
+        from rlbudget.agents.learner import learn_params
+        from rlbudget.export.learn import export_learner, learner_dtype
+
+        result = export_learner(policy, target, learn_params(policy),
+                                learner_dtype(budget.device.fpu))  # fmt: skip
+        return Export("c", tuple(str(f) for f in result.files), result.ram_bytes,
+                      result.flash_bytes, result.needs_libm)  # fmt: skip
     if search.format == "c":
         from rlbudget.export.c import export_c
 

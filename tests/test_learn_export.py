@@ -481,3 +481,22 @@ def test_bandit_plan_under_learn_excludes_the_offline_learners(tmp_path: Path) -
         "[on-device-learning] dr learns on the host from logs; inference.learn asks for an "
         "online learner"
     )
+
+
+def test_run_under_learn_trains_the_top_option_and_exports_its_learner(tmp_path: Path) -> None:
+    """rlbudget run with inference.learn: the plan's first option is Q-learning (the rule
+    above), and the export is the learner that profile counted: learn.h beside policy.c,
+    its RAM the state struct (8 header words + 16 states × 4 actions, 4 B each)."""
+    from rlbudget.budget import load_budget
+    from rlbudget.run import run_job
+
+    (tmp_path / "b.yaml").write_text(
+        "device: rp2040\ninference: {ram: 4KiB, learn: true}\ntraining: {env_steps: 20k}\n"
+        "task: {env: FrozenLake-v1, min_return: 0}\n"
+    )
+    report = run_job(load_budget(tmp_path / "b.yaml"), tmp_path / "job", episodes=20)
+    assert report.plan.algorithm == "q-learning" and report.fits
+    assert report.export is not None and report.export.ram_bytes == 4 * (8 + 16 * 4)
+    assert {Path(f).name for f in report.export.files} == {"policy.h", "learn.h", "policy.c",
+                                                           "main.c"}  # fmt: skip
+    assert "rlb_policy_learn" in (tmp_path / "job" / "export" / "policy.c").read_text()
