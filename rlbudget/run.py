@@ -34,6 +34,12 @@ from its last completed stage (and a killed training from its checkpoint):
 
 Without a fitting candidate the result names the binding limit of the closest one and
 what would fit (``needs 18 KiB more RAM, or a device with ≥ 82 KiB``).
+
+A contextual bandit (the plan's option is one) goes through the same stages;
+:mod:`rlbudget.bandits.job` trains it and, with logged data only, takes the DR off-policy
+estimate as its value (no episodes: the trained policy is the only candidate). Under
+``inference.learn`` the export is the on-device learner (``export --learn``) where the
+policy has one.
 """
 
 from __future__ import annotations
