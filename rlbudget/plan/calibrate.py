@@ -233,12 +233,12 @@ def _sb3_steps_per_s(algorithm: str, width: int, steps: int, env_id: str) -> flo
 
 
 def _lean_steps_per_s(algorithm: str, width: int, steps: int, env_id: str) -> float:
-    """The built-in lean SAC/TD3's own throughput measurement (issue 18.2): its module's
-    ``throughput(algorithm, env_id, hidden, steps)``."""
+    """The built-in lean SAC/TD3's own measurement (issue 18.2):
+    ``measure_throughput(algorithm, env_id, width, steps=…)`` of :data:`LEAN_MODULE`."""
     import importlib
 
     module = importlib.import_module(LEAN_MODULE)
-    return float(module.throughput(algorithm, env_id, (width, width), steps))
+    return float(module.measure_throughput(algorithm, env_id, width, steps=steps))
 
 
 def _env_step_s(env_id: str, steps: int = 2000) -> float:

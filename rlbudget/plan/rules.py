@@ -243,7 +243,7 @@ def preference(
     elif body.kind == "table" and env.observation.kind == "box":
         score -= 1  # a discretized grid is a last resort when an MLP fits comfortably
     if env.action.kind == "box":
-        if info.id in ("sac", "td3"):
+        if info.id in ("sac", "td3", "lean-sac", "lean-td3"):
             score += 1
             reasons.append(rule("continuous-actions"))
         elif info.id == "ars" and (ctx.mcu or ctx.tight_memory):
