@@ -204,3 +204,17 @@ def test_calibrate_refuses_an_unknown_algorithm() -> None:
     r = runner.invoke(app, ["calibrate", "--algo", "dqn"])
     assert r.exit_code == 2
     assert "--algo dqn: cannot be calibrated; choose from sac, td3, ppo" in r.output
+
+
+def test_the_m7_pendulum_budget_plans_a_width_it_can_train_in_5_minutes() -> None:
+    # Not calibrated: SAC's 256-256 at algorithms.yaml's 44 steps/s needs 20k steps ≈ 7.6 min
+    # (9.5 with the margin) > 5 min; 64-64 (the width law, and data/widths.yaml's measured
+    # steps to -200) trains in time. Whatever ranks first is a small network that fits.
+    plan = make_plan(load_budget(BUDGETS / "stm32h743-pendulum-5min.yaml"), calibration=False)
+    assert plan.context.throughput.startswith("not calibrated: ")
+    sac = next(o for o in plan.options if o.algorithm == "sac")
+    assert sac.fits and sac.network["hidden"] == [64, 64]
+    assert any(r.startswith("[width] 64-64, chosen by training.time: 256-256 (tuned) is over "
+                            "training.time;") for r in sac.reasons)  # fmt: skip
+    assert plan.best is not None and plan.best.paradigm == "mlp"
+    assert max(plan.best.network["hidden"]) <= 64
