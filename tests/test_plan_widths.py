@@ -218,3 +218,13 @@ def test_the_m7_pendulum_budget_plans_a_width_it_can_train_in_5_minutes() -> Non
                             "training.time;") for r in sac.reasons)  # fmt: skip
     assert plan.best is not None and plan.best.paradigm == "mlp"
     assert max(plan.best.network["hidden"]) <= 64
+
+
+def test_width_data_has_a_source_for_every_figure() -> None:
+    data = widths.width_data()
+    for algo, law in data["law"].items():
+        assert set(law) == {"net", "observation_dim", "action_dim", "fixed", "source"}, algo
+        assert 0.0 <= law["fixed"] <= 1.0 and law["source"].startswith("net: "), algo
+    for algo, envs in data["steps"].items():
+        for env_id, entry in envs.items():
+            assert entry["source"] and all(f > 0 for f in entry["widths"].values()), (algo, env_id)
