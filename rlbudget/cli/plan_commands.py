@@ -132,8 +132,8 @@ def calibrate(
     """Measure this host's training throughput per algorithm and hidden width, for plan.
 
     Trains each algorithm for a few hundred Pendulum-v1 steps at each width (one torch
-    thread; about a minute on a quiet 2-core host) and caches env steps/s, updates
-    included, in ~/.cache/rlbudget/calibration.yaml (RLBUDGET_CACHE_DIR moves it), keyed
+    thread; run it on an otherwise idle host: it measures what it gets) and caches env
+    steps/s, updates included, in ~/.cache/rlbudget/calibration.yaml (RLBUDGET_CACHE_DIR moves it), keyed
     by CPU model, torch version and cores. plan then estimates training time per width
     from it; without it, plan says "not calibrated".
 

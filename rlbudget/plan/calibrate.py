@@ -262,7 +262,7 @@ def calibrate(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> Calibration:
-    """Measure training throughput on this host (imports torch; about a minute).
+    """Measure training throughput on this host (imports torch; seconds per point).
 
     :param algorithms: ids to measure (default: those of :data:`ALGORITHMS` the algorithms
         table knows).
