@@ -82,10 +82,11 @@ def test_expensive_continuous_env_ranks_pets_first() -> None:
 
 
 def test_too_little_training_time_for_model_free_ranks_pets_first() -> None:
-    # 2 minutes: SAC's quickest Pendulum training (its cheapest measured width, 64-64: 11k
-    # steps by data/widths.yaml) takes longer at its host throughput; PPO's 100k, TD3's
-    # 100k, TQC's 20k and ARS's 5M exceed training.env_steps: PETS ranks first (whether
-    # its own training fits depends on its measured throughput).
+    # 2 minutes and 12k steps: SAC's quickest Pendulum training (its cheapest measured
+    # width, 64-64: 14.6k steps by data/widths.yaml, ≈3.7 min at its host throughput) needs
+    # more of both; PPO's 100k, TD3's 100k, TQC's 20k and ARS's 5M exceed
+    # training.env_steps: PETS ranks first (whether its own training fits depends on its
+    # measured throughput).
     p = plan_for(
         "device: teensy-4\ntraining: {env_steps: 12k, time: 2min}\n"
         "task: {env: Pendulum-v1, min_return: -200}\n"
