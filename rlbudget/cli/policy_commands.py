@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from rlbudget.cli import common
+from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, ints
 
 
@@ -54,11 +55,41 @@ def evaluate(
             "run folder, torch, on the host) instead of the distilled policy.",
         ),
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Logged bandit decisions (.csv/.parquet: context columns, "
+            "action, reward, propensity): estimate the policy's value off-policy "
+            "(IPS, SNIPS, DR with 95 % intervals) instead of running episodes.",
+            show_default=False,
+        ),
+    ] = None,
+    context: ContextOpt = None,
+    clip: Annotated[
+        float | None,
+        typer.Option(
+            "--clip",
+            min=1.0,
+            help="With --data: cap the importance weights (less variance, some bias).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run a policy with the numpy runtime (no torch) and report its episode returns.
+    """Run a policy with the numpy runtime (no torch) and report its episode returns, or
+    (--data) estimate a bandit policy's value from logged decisions.
 
-    Example: rlbudget evaluate runs/frozenlake/policy --episodes 100 --json
+    Examples:
+
+      rlbudget evaluate runs/frozenlake/policy --episodes 100 --json
+
+      rlbudget evaluate runs/dr/policy --data logs.csv
     """
+    if data is not None:
+        from rlbudget.cli.bandit_commands import evaluate_data
+
+        evaluate_data(policy, data, context=context, clip=clip, json_out=json_out)
+        return
     from rlbudget.policy import load_policy
     from rlbudget.profile.evaluate import evaluate as run_evaluation
     from rlbudget.profile.evaluate import policy_env

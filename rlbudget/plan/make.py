@@ -268,6 +268,10 @@ def make_plan(
     :raises PlanError: no env given anywhere.
     :raises RlbudgetError: the calibration cache exists but cannot be read.
     """
+    if budget.task.kind == "bandit" and env is None and budget.task.env_id is None:
+        from rlbudget.bandits.plan import bandit_plan  # logged data only
+
+        return bandit_plan(budget, None)
     if not isinstance(env, EnvSpec):
         from rlbudget.envs import env_spec
 
@@ -278,6 +282,10 @@ def make_plan(
                 "or pass --env (for example --env CartPole-v1)"
             )
         env = env_spec(env_id)
+    if budget.task.kind == "bandit" or env.max_episode_steps == 1:
+        from rlbudget.bandits.plan import bandit_plan
+
+        return bandit_plan(budget, env)
     infos = list(algorithms().values())
     excluded: list[tuple[str, str]] = []
     usable: list[AlgorithmInfo] = []

@@ -98,6 +98,12 @@ RULES = {
         ),
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
+        Rule(
+            "bandit",
+            "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
+            "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
+            "sampling, softmax and ε-greedy online, DR before IPS from logged data.",
+        ),
     )
 }
 
