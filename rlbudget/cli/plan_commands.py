@@ -133,9 +133,9 @@ def calibrate(
 
     Trains each algorithm for a few hundred Pendulum-v1 steps at each width (one torch
     thread; run it on an otherwise idle host: it measures what it gets) and caches env
-    steps/s, updates included, in ~/.cache/rlbudget/calibration.yaml (RLBUDGET_CACHE_DIR moves it), keyed
-    by CPU model, torch version and cores. plan then estimates training time per width
-    from it; without it, plan says "not calibrated".
+    steps/s, updates included, in ~/.cache/rlbudget/calibration.yaml (RLBUDGET_CACHE_DIR
+    moves it), keyed by CPU model, torch version and cores. plan then estimates training
+    time per width from it; without it, plan says "not calibrated".
 
     Example: rlbudget calibrate --algo sac --width 32 --width 64
     """
