@@ -1,5 +1,5 @@
 """Env steps and wall time to a return target per hidden width: the source of the
-``width_steps`` figures in ``rlbudget/data/hyperparams/sac.yaml`` that the planner reads
+``steps`` figures in ``rlbudget/data/widths.yaml`` that the planner reads
 (:mod:`rlbudget.plan.widths`).
 
 Plain Stable-Baselines3 SAC (RL Zoo's Pendulum-v1 settings, ``net_arch`` [w, w]), one torch
