@@ -78,7 +78,7 @@ def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
         f"[bold]Plan[/bold] for '{b.name}': {b.device.id} ({b.device.device_class}) × {env.env_id} "
         f"(obs {env.observation.kind}{list(env.observation.shape) or ''}, "
         f"actions {env.action.kind}), target return {target}, margin {b.margin:.0%}, "
-        f"env step {step} ({ctx.step_cost_source})",
+        f"env step {step} ({ctx.step_cost_source}); training throughput {ctx.throughput}",
         markup=True,
     )
     t = Table(title="Options (estimated; ✗ = over the limit with the margin)")

@@ -16,6 +16,8 @@ from rlbudget.devices import Device
 from rlbudget.envs import EnvSpec
 from rlbudget.hyperparams import AlgorithmInfo, get_hyperparams
 from rlbudget.limits import target_return
+from rlbudget.plan.calibrate import Calibration
+from rlbudget.plan.widths import quickest
 
 # Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
 MAX_TABLE_STATES = 2**24
@@ -83,7 +85,17 @@ RULES = {
             "Training time × throughput bounds the env steps; options needing more are marked.",
         ),
         Rule("int8", "Latency/energy/memory limits: deploy int8 (4× smaller than fp32)."),
-        Rule("narrow", "The tuned network does not fit: narrower layers are tried."),
+        Rule(
+            "width",
+            "An MLP's hidden width is chosen for the device and the training budget: of the "
+            "widths with measured steps to the target, the cheapest to train that fits every "
+            "limit with the margin; the reason names the limit that ruled out the others.",
+        ),
+        Rule(
+            "throughput",
+            "Training seconds per env step at each width: calibrated on this host "
+            "(`rlbudget calibrate`), else algorithms.yaml's figure scaled by the width law.",
+        ),
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
         Rule(
@@ -118,12 +130,16 @@ class Context:
     step_cost_source: str
     cores: int
     target_return: float | None
+    throughput: str = ""  # how training seconds per step were obtained (calibrated or not)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Context:
+def facts(
+    budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo], cal: Calibration | None = None
+) -> Context:
+    """The facts the rules read (``cal``: this host's calibration, for training times)."""
     device = budget.device
     mcu = device.device_class in ("mcu", "mcu-accel")
     inf = budget.inference
@@ -150,7 +166,7 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
                 f"({units.format_count(min(model_free))})"
             )
     if not why:
-        why = _model_free_out_of_reach(budget, env, usable)
+        why = _model_free_out_of_reach(budget, env, usable, cal)
     return Context(
         device_class=device.device_class,
         mcu=mcu,
@@ -165,10 +181,13 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
     )
 
 
-def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> str:
+def _model_free_out_of_reach(
+    budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo], cal: Calibration | None
+) -> str:
     """Why no trainable model-free option can train as long as it typically needs within
-    ``training.env_steps`` and ``training.time`` (its steps at its host throughput plus the
-    declared env step cost), or "" when one can (or no limit is set)."""
+    ``training.env_steps`` and ``training.time`` (its steps at its host throughput, at its
+    cheapest measured width, plus the declared env step cost), or "" when one can (or no
+    limit is set)."""
     t = budget.training
     if t.env_steps is None and t.time_s is None:
         return ""
@@ -177,8 +196,8 @@ def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[Algo
     for a in usable:
         if a.model_based or not a.trainable:
             continue
-        steps = get_hyperparams(a.id, env.env_id).n_timesteps
-        seconds = steps * (1.0 / a.host_steps_per_s + cost)
+        steps, per_step = quickest(a, env, cal)
+        seconds = steps * (per_step + cost)
         if (t.env_steps is None or steps <= t.env_steps) and (
             t.time_s is None or seconds <= t.time_s
         ):
@@ -238,7 +257,7 @@ def preference(
     elif body.kind == "table" and env.observation.kind == "box":
         score -= 1  # a discretized grid is a last resort when an MLP fits comfortably
     if env.action.kind == "box":
-        if info.id in ("sac", "td3"):
+        if info.id in ("sac", "td3", "lean-sac", "lean-td3"):
             score += 1
             reasons.append(rule("continuous-actions"))
         elif info.id == "ars" and (ctx.mcu or ctx.tight_memory):
