@@ -183,12 +183,15 @@ def adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
 
 
 def load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
+    """Put :func:`adam_arrays`'s arrays back into ``optimizer``. A step count may come back
+    from a saved checkpoint as shape ``(1,)`` (``Checkpoint.save`` stores arrays
+    contiguous, which makes a 0-d array 1-d)."""
     import torch
 
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
         if f"{prefix}{i}_m" in arrays:
             optimizer.state[p] = {
-                "step": torch.tensor(float(arrays[f"{prefix}{i}_t"])),
+                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}{i}_t"]).reshape(-1)[0])),
                 "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
                 "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
             }

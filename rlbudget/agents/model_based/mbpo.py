@@ -156,7 +156,7 @@ def _mixed_buffer() -> type:
     return MixedReplay
 
 
-def _sac(env: Any, cfg: MBPOConfig) -> Any:
+def make_sac(env: Any, cfg: MBPOConfig) -> Any:
     """SB3's SAC with the config's settings, its real buffer holding every real step."""
     import torch
     from stable_baselines3 import SAC
@@ -232,7 +232,7 @@ def train_mbpo(
 
     threads_before = torch.get_num_threads()  # restored at the end
     torch.set_num_threads(max(1, cfg.threads))
-    sac = _sac(env, cfg)
+    sac = make_sac(env, cfg)
     real = sac.replay_buffer
     k_max = max(cfg.rollout_length, *(cfg.rollout_schedule[2:] or [1]))
     mbuf = _model_buffer(env, cfg.rollout_batch * k_max * max(1, cfg.model_retain))
