@@ -143,3 +143,18 @@ def test_run_folder_keeps_the_model(tmp_path: Path) -> None:
     settings = resolve("mbpo", "Pendulum-v1", env_steps=100_000, time_s=1.0, overrides=TINY)
     run = train_run(settings, tmp_path / "time")
     assert run.stopped_by == "time" and run.steps < 100_000
+
+
+@pytest.mark.slow
+def test_pendulum_actor_reaches_minus_200(tmp_path: Path) -> None:
+    """mbpo.yaml's Pendulum-v1 settings, seed 0: the SAC actor meets -200 (the loop's
+    screen and 95 % confirmation) within the 5,000-step budget. Measured: 2,200 steps,
+    1,716 s on the shared 2-core host under heavy load."""
+    from dataclasses import replace
+
+    from rlbudget.train import resolve, train_run
+
+    settings = replace(resolve("mbpo", "Pendulum-v1", min_return=-200.0, seed=0), eval_every=200)
+    run = train_run(settings, tmp_path / "run")
+    assert run.stopped_by == "target" and run.steps <= 5_000
+    assert run.target_check is not None and run.target_check.lower_95 >= -200
