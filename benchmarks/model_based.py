@@ -1,8 +1,7 @@
 """PETS (with its distilled policy) vs SAC: env steps and wall time to a target return.
 
 Run: nice python benchmarks/model_based.py [--env Pendulum-v1] [--target -200]
-     [--seeds 0 1] [--pets-steps 3000] [--mbpo-steps 5000] [--sac-steps 20000]
-     [--eval-every 200] [--algos pets mbpo sac]
+     [--seeds 0 1] [--pets-steps 3000] [--sac-steps 20000] [--eval-every 200]
 
 Each seed trains both algorithms through ``rlbudget train``'s own loop
 (:func:`rlbudget.train.train_run`) with their hyperparameter files (PETS:
@@ -61,7 +60,7 @@ def visited(policy: Any, env_id: str, steps: int, seed: int) -> np.ndarray:
 def one_run(algo: str, env_id: str, target: float, seed: int, steps: int, eval_every: int,
             folder: Path) -> dict[str, Any]:  # fmt: skip
     settings = resolve(algo, env_id, env_steps=steps, min_return=target, seed=seed)
-    if algo in ("pets", "mbpo"):
+    if algo == "pets":
         settings = replace(settings, eval_every=eval_every)
     t0 = time.perf_counter()
     run = train_run(settings, folder / f"{algo}-{seed}")
@@ -89,14 +88,13 @@ def main() -> None:
     ap.add_argument("--pets-steps", type=int, default=3000)
     ap.add_argument("--sac-steps", type=int, default=20000)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--mbpo-steps", type=int, default=5000)
-    ap.add_argument("--algos", nargs="+", default=["pets", "mbpo", "sac"])
+    ap.add_argument("--algos", nargs="+", default=["pets", "sac"])
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for algo in args.algos:
-                steps = {"pets": args.pets_steps, "mbpo": args.mbpo_steps}.get(algo, args.sac_steps)
+                steps = args.pets_steps if algo == "pets" else args.sac_steps
                 rows.append(one_run(algo, args.env, args.target, seed, steps, args.eval_every,
                                     Path(tmp)))  # fmt: skip
                 print(json.dumps(rows[-1]), flush=True)

@@ -50,7 +50,7 @@ from rlbudget.agents.common import (
     provenance,
     rng_from_state,
 )
-from rlbudget.agents.model_based.ensemble import Ensemble, adam_arrays, load_adam
+from rlbudget.agents.model_based.ensemble import Ensemble
 from rlbudget.agents.model_based.host import FORMAT, MODEL_FILE, MODEL_INFO
 from rlbudget.agents.model_based.planner import CEM, Planner
 from rlbudget.agents.model_based.student import Student
@@ -173,8 +173,8 @@ def train_pets(
         ens.load_arrays(dict(arr))
         student.load_arrays(arr)
         student.trained = bool(ck["student_trained"])
-        load_adam(ens.optimizer, arr, "m_")
-        load_adam(student.optimizer, arr, "s_")
+        _load_adam(ens.optimizer, arr, "m_")
+        _load_adam(student.optimizer, arr, "s_")
         data = _Data(list(arr["x"]), list(arr["y"]), list(arr["done"]),
                      list(arr["label_obs"]), list(arr["labels"]))  # fmt: skip
         _tell(planner, data)
@@ -195,7 +195,7 @@ def train_pets(
             "agent_rng": rng.bit_generator.state, "env_rng": env_rng_state(env),
         }  # fmt: skip
         arrays = {**data.arrays(), **ens.arrays(), **student.arrays(),
-                  **adam_arrays(ens.optimizer, "m_"), **adam_arrays(student.optimizer, "s_"),
+                  **_adam_arrays(ens.optimizer, "m_"), **_adam_arrays(student.optimizer, "s_"),
                   "planner_gen": planner.gen.get_state().numpy().copy()}  # fmt: skip
         return Checkpoint(state, arrays)
 
@@ -302,6 +302,30 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
             raise TrainingError(f"pets: the student's loss became {s_loss} at step {steps} "
                                 "(lower student_lr)")  # fmt: skip
     return loss
+
+
+def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
+    """Adam's moments and step counts, as arrays (a checkpoint has no pickles)."""
+    out: dict[str, Array] = {}
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        st = optimizer.state.get(p)
+        if st:
+            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
+            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
+            out[f"{prefix}{i}_t"] = np.asarray(float(st["step"]), np.float64)
+    return out
+
+
+def _load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
+    import torch
+
+    for i, p in enumerate(optimizer.param_groups[0]["params"]):
+        if f"{prefix}{i}_m" in arrays:
+            optimizer.state[p] = {
+                "step": torch.tensor(float(arrays[f"{prefix}{i}_t"])),
+                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
+                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
+            }
 
 
 def _summary(episodes: list[Episode], kinds: list[str], loss: float, transitions: int,
