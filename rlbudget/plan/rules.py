@@ -68,14 +68,14 @@ RULES = {
             "model-based",
             "PETS and MBPO learn a model and reach their return in fewer env steps than "
             "SAC (PETS ≈1/8 in Chua et al. 2018, MBPO ≈1/2.5-1/8 in Janner et al. 2019; "
-            "on Pendulum-v1 here PETS 0.37-1.0 of SAC's steps, MBPO 0.37-0.47 on 2 seeds), "
+            "on Pendulum-v1 here PETS 0.37-1.0 of SAC's steps, MBPO 0.37-0.47), "
             "but pay in host time per env step (PETS plans at every step, "
             "≈5 env steps/s; MBPO takes 10 SAC updates per step, ≈8 per CPU-second; SAC "
             "44, PPO 1,900): first when env steps are expensive or scarce, else below "
-            "model-free options. PETS ranks above MBPO: no actor-critic to tune and no "
-            "stable-baselines3 needed; MBPO's 1,400 and 2,200 Pendulum-v1 steps (seeds 1, "
-            "0) against PETS's 2,200 and 2,200 come from different runs and two seeds, not "
-            "yet enough to rank it first; "
+            "model-free options. PETS ranks above MBPO for now: no actor-critic to tune and "
+            "no stable-baselines3 needed; MBPO took fewer Pendulum-v1 steps (1,200-2,200 "
+            "over 3 seeds, PETS 2,200-3,000) but against an older PETS in another run, so "
+            "the order waits on one run comparing both; "
             "MBPO deploys the SAC actor it trained, PETS a small MLP distilled from its "
             "planner.",
         ),
