@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from rlbudget.envs import EnvSpec
     from rlbudget.plan import PlanChoice
 
-BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets")
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
+           "mbpo")  # fmt: skip
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -89,6 +90,10 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         from rlbudget.agents.model_based import pets
 
         return pets.PETSConfig, pets.train_pets
+    if algorithm == "mbpo":
+        from rlbudget.agents.model_based import mbpo
+
+        return mbpo.MBPOConfig, mbpo.train_mbpo
     return linear.ARSConfig, linear.train_ars
 
 
