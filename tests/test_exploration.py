@@ -117,7 +117,11 @@ def test_sparse_reward_rule_fires_for_mountaincar_and_turns_the_bonus_on() -> No
         fired = [r for r in o.reasons if r.startswith("[sparse-reward]")]
         assert len(fired) == 1
         key = {"sarsa-lambda": "bonus_coef", "ppo": "rnd_coef", "dqn": "rnd_coef"}.get(o.algorithm)
-        if key is None:
+        if key == "rnd_coef":  # offered, not turned on: RND was not measured to help here
+            assert "rnd_coef" not in o.hyperparams
+            offered = "not turned on (not measured to help here; to try it: -p rnd_coef=1)"
+            assert offered in fired[0]
+        elif key is None:
             assert f"{o.algorithm} has none in rlbudget" in fired[0]
             assert "rnd_coef" not in o.hyperparams and "bonus_coef" not in o.hyperparams
         else:
@@ -133,8 +137,8 @@ def test_sparse_reward_rule_not_for_cartpole_unless_the_budget_says_so() -> None
     assert all("rnd_coef" not in o.hyperparams for o in p.options)
     declared = _plan("CartPole-v1", ", sparse_reward: true")
     assert declared.context.sparse_reward == "task.sparse_reward is true in the budget"
-    ppo = next(o for o in declared.options if o.algorithm == "ppo")
-    assert ppo.hyperparams["rnd_coef"] == sparse.bonus("ppo")["rnd_coef"]
+    sarsa_on = next(o for o in declared.options if o.algorithm == "sarsa-lambda")
+    assert sarsa_on.hyperparams["bonus_coef"] == sparse.bonus("sarsa-lambda")["bonus_coef"]
     off = _plan("MountainCar-v0", ", sparse_reward: false")
     assert off.context.sparse_reward == ""
     sarsa = next(o for o in off.options if o.algorithm == "sarsa-lambda")
@@ -200,11 +204,11 @@ def test_rnd_training_keeps_the_env_return_and_the_policy_kind() -> None:
     [("sarsa-lambda", "MountainCar-v0"), ("ppo", "MountainCar-v0"), ("dqn", "MountainCar-v0"),
      ("sac", "MountainCarContinuous-v0")],
 )  # fmt: skip
-def test_the_planned_bonus_is_a_hyperparameter_the_trainer_takes(algo: str, env_id: str) -> None:
+def test_the_offered_bonus_is_a_hyperparameter_the_trainer_takes(algo: str, env_id: str) -> None:
     if algo != "sarsa-lambda":
         pytest.importorskip("stable_baselines3")
     from rlbudget.train import resolve
 
-    ((key, value),) = sparse.bonus(algo).items()
+    ((key, value),) = sparse.bonus(algo, planned=False).items()
     settings = resolve(algo, env_id, overrides={key: value})  # refuses an unknown key
     assert settings.hyperparameters[key] == value > 0

@@ -122,8 +122,9 @@ RULES = {
         Rule(
             "sparse-reward",
             "Sparse reward: an exploration bonus is added to the training reward (Sarsa(λ): "
-            "a count bonus on the active tiles; PPO/SAC/DQN: Random Network Distillation); "
-            "the deployed policy is unchanged.",
+            "a count bonus on the active tiles, turned on; PPO/SAC/DQN: Random Network "
+            "Distillation, offered but not turned on until measured); the deployed policy "
+            "is unchanged.",
         ),
     )
 }
@@ -304,7 +305,10 @@ def preference(
         reasons.append(rule("not-yet"))
     if ctx.sparse_reward:
         on = ", ".join(f"{k} = {v:g}" for k, v in bonus(info.id).items())
-        then = f"turned on: {on}" if on else f"{info.id} has none in rlbudget"
+        offered = " ".join(f"-p {k}={v:g}" for k, v in bonus(info.id, planned=False).items())
+        then = (f"turned on: {on}" if on
+                else f"not turned on (not measured to help here; to try it: {offered})"
+                if offered else f"{info.id} has none in rlbudget")  # fmt: skip
         reasons.append(rule("sparse-reward", f"Sparse reward ({ctx.sparse_reward}): an "
                             f"exploration bonus for training only, {then}."))  # fmt: skip
     return score, reasons

@@ -33,8 +33,14 @@ def sparse_reason(env_id: str, declared: bool | None) -> str:
     return "task.sparse_reward is true in the budget" if declared else ""
 
 
-def bonus(algorithm: str) -> dict[str, float]:
+def bonus(algorithm: str, *, planned: bool = True) -> dict[str, float]:
     """The hyperparameter that turns ``algorithm``'s exploration bonus on, with its
-    coefficient, or {} when the algorithm has none."""
+    coefficient, or {} when the algorithm has none.
+
+    :param planned: only a bonus that plan turns on (``planned: true`` in the table: one
+        measured to help here); False: any bonus the algorithm has.
+    """
     entry = _table()["bonus"].get(algorithm)
-    return {str(entry["key"]): float(entry["value"])} if entry is not None else {}
+    if entry is None or (planned and not entry["planned"]):
+        return {}
+    return {str(entry["key"]): float(entry["value"])}
