@@ -81,6 +81,7 @@ class PETSConfig:
     cem_alpha: float = CEM.alpha
     particles_per_member: int = CEM.particles_per_member
     aleatoric: bool = CEM.aleatoric
+    replan_every: int = CEM.replan_every
     random_steps: int = 200
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
@@ -149,7 +150,8 @@ def train_pets(
     ens = Ensemble(obs_dim + n_act, obs_dim, cfg.ensemble, list(cfg.model_arch), cfg.seed,
                    cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
     cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
-              cfg.cem_alpha, cfg.particles_per_member, cfg.aleatoric)  # fmt: skip
+              cfg.cem_alpha, cfg.particles_per_member, cfg.aleatoric,
+              cfg.replan_every)  # fmt: skip
     o_low, o_high = np.asarray(obs_spec.low, np.float32), np.asarray(obs_spec.high, np.float32)
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
                       terminates=False, seed=cfg.seed, obs_low=o_low, obs_high=o_high)  # fmt: skip
@@ -366,6 +368,6 @@ def _model_files(ens: Ensemble, planner: Planner, cfg: PETSConfig, obs_dim: int,
         "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
                     "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
                     "alpha": cfg.cem_alpha, "particles_per_member": cfg.particles_per_member,
-                    "aleatoric": cfg.aleatoric},
+                    "aleatoric": cfg.aleatoric, "replan_every": cfg.replan_every},
     }  # fmt: skip
     return {MODEL_FILE: save(ens.arrays()), MODEL_INFO: json.dumps(info, indent=1).encode()}
