@@ -82,12 +82,14 @@ class PETSConfig:
     particles_per_member: int = CEM.particles_per_member
     aleatoric: bool = CEM.aleatoric
     replan_every: int = CEM.replan_every
+    cem_keep_elites: float = CEM.keep_elites
     random_steps: int = 200
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
     student_every: int = 3
     student_updates: int = 500
     label_window: int = 0  # the student learns the last this many labels (0: all of them)
+    final_relabel: int = 0  # at the step budget's end: relabel this many, refit the student
     student_lr: float = 1e-3
     student_batch_size: int = 256
     threads: int = 1
@@ -151,7 +153,7 @@ def train_pets(
                    cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
     cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
               cfg.cem_alpha, cfg.particles_per_member, cfg.aleatoric,
-              cfg.replan_every)  # fmt: skip
+              cfg.replan_every, cfg.cem_keep_elites)  # fmt: skip
     o_low, o_high = np.asarray(obs_spec.low, np.float32), np.asarray(obs_spec.high, np.float32)
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
                       terminates=False, seed=cfg.seed, obs_low=o_low, obs_high=o_high)  # fmt: skip
@@ -202,7 +204,7 @@ def train_pets(
         return Checkpoint(state, arrays)
 
     next_ck = (steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
-    stopped = False
+    stopped = requested = False  # requested: by should_stop or on_episode (time, target)
     try:
         while steps < cfg.n_timesteps:
             at_start = snapshot()  # a stop in the middle of this episode returns it
@@ -214,7 +216,7 @@ def train_pets(
             done = False
             while not done and steps < cfg.n_timesteps:
                 if should_stop is not None and should_stop():
-                    stopped = True
+                    stopped = requested = True
                     break
                 x = np.asarray(obs, np.float32).ravel()
                 if kind == "random":
@@ -250,10 +252,13 @@ def train_pets(
                               + (f", planned return {p:.4g}" if planned else ""))  # fmt: skip
             episodes.append(ep)
             if on_episode is not None and on_episode(ep, current):
+                requested = True
                 break
             if on_checkpoint is not None and checkpoint_every and steps >= next_ck:
                 on_checkpoint(snapshot())
                 next_ck = (steps // checkpoint_every + 1) * checkpoint_every
+        if not requested and steps >= cfg.n_timesteps and cfg.final_relabel > 0 and data.labels:
+            _final_pass(planner, student, data, cfg, rng, steps)
     finally:
         env.close()
         torch.set_num_threads(threads_before)
@@ -304,6 +309,25 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
             raise TrainingError(f"pets: the student's loss became {s_loss} at step {steps} "
                                 "(lower student_lr)")  # fmt: skip
     return loss
+
+
+def _final_pass(planner: Planner, student: Student, data: _Data, cfg: PETSConfig,
+                rng: np.random.Generator, steps: int) -> None:  # fmt: skip
+    """DAgger's last round at the step budget's end (no env steps): the final planner
+    relabels the last ``final_relabel`` labelled states (the early planner's labels
+    contradict its later ones) and the student refits on them. Not done on a stop by
+    time (no time left) nor by target (the confirmed policy is the one saved)."""
+    n = min(cfg.final_relabel, len(data.labels))
+    planner.reset()
+    for i in range(len(data.labels) - n, len(data.labels)):
+        data.labels[i] = planner.label(data.label_obs[i])
+    window = max(cfg.label_window, n)
+    obs, labels = np.asarray(data.label_obs[-window:], np.float32), np.asarray(data.labels[-window:])
+    loss = student.fit(obs, labels, updates=cfg.student_updates, batch_size=cfg.student_batch_size,
+                       rng=rng)  # fmt: skip
+    if not math.isfinite(loss):
+        raise TrainingError(f"pets: the student's loss became {loss} at step {steps} "
+                            "(lower student_lr)")  # fmt: skip
 
 
 def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
@@ -368,6 +392,7 @@ def _model_files(ens: Ensemble, planner: Planner, cfg: PETSConfig, obs_dim: int,
         "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
                     "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
                     "alpha": cfg.cem_alpha, "particles_per_member": cfg.particles_per_member,
-                    "aleatoric": cfg.aleatoric, "replan_every": cfg.replan_every},
+                    "aleatoric": cfg.aleatoric, "replan_every": cfg.replan_every,
+                    "keep_elites": cfg.cem_keep_elites},
     }  # fmt: skip
     return {MODEL_FILE: save(ens.arrays()), MODEL_INFO: json.dumps(info, indent=1).encode()}

@@ -15,7 +15,11 @@ differing too, returns after 600 / 800 steps were -1,056 / -1,038 with the noise
 CEM keeps the ``elite_fraction`` best candidates, moves the sampling distribution towards
 them (``alpha``: the weight kept on the old one, as mbrl-lib's ``CEMOptimizer``), and
 after ``iterations`` rounds acts with the first action of the elites' mean; the rest of
-that mean warm-starts the next decision.
+that mean warm-starts the next decision. Two of iCEM's changes (Pinneri et al. 2020,
+"Sample-efficient cross-entropy method for real-time planning", §3) let a smaller
+population and fewer rounds plan as well: ``keep_elites`` (their 0.3) carries that
+fraction of a round's elites into the next round, and into the next decision shifted by
+the steps taken; and ``replan_every`` k > 1 acts on k steps of one plan.
 
 Two guards keep CEM from exploiting the model where it has no data: predicted states are
 clipped to the observation space's finite bounds, and predicted rewards to the range of
@@ -51,6 +55,7 @@ class CEM:
     particles_per_member: int = 1
     aleatoric: bool = False  # sample each member's Gaussian (PETS), else use its mean
     replan_every: int = 1  # optimize every this many steps, acting on the plan between
+    keep_elites: float = 0.0  # iCEM: this fraction of the elites joins the next round
 
 
 class Planner:
@@ -81,6 +86,7 @@ class Planner:
         self.dim = self.n if self.discrete else int(np.asarray(low).size)
         self.mean = self._initial(cem.horizon)
         self._ahead: list[Any] = []  # planned actions still to take (replan_every > 1)
+        self._kept: Any = None  # the last decision's best plans, shifted (keep_elites)
         self._layers: tuple[list[Any], list[Any]] | None = None  # folded, for one decision
         self.last_planned = float("nan")  # the elites' mean predicted return, last decision
 
@@ -95,7 +101,7 @@ class Planner:
     def reset(self) -> None:
         """A new episode: forget the warm start."""
         self.mean = self._initial(self.cem.horizon)
-        self._ahead = []
+        self._ahead, self._kept = [], None
 
     def _sample(self, mean: Any, std: Any) -> Any:
         """``population`` candidates: ``[population, horizon, dim]`` (Discrete: one-hot)."""
@@ -156,11 +162,28 @@ class Planner:
         ``replan_every`` k > 1, the plan's next action for k - 1 more calls."""
         import torch
 
-        cem = self.cem
         if self._ahead:  # the rest of the last plan's first replan_every actions
             self.mean = torch.cat([self.mean[1:], self._initial(1)], dim=0)
             return self._action(self._ahead.pop(0))
+        mean = self._optimize(obs, min(self.cem.replan_every, self.cem.horizon))
+        self._ahead = [mean[i] for i in range(1, min(self.cem.replan_every, self.cem.horizon))]
+        return self._action(mean[0])
+
+    def label(self, obs: Array) -> Any:
+        """A fresh decision for ``obs`` whatever ``replan_every`` says (relabelling the
+        states of a trajectory, in order: each warm-starts the next)."""
+        self._ahead = []
+        return self._action(self._optimize(obs, 1)[0])
+
+    def _optimize(self, obs: Array, skip: int) -> Any:
+        """CEM's rounds for ``obs``: the elites' mean plan ``[horizon, dim]``; the warm
+        start for the next decision is set as if it comes after one step, the kept elites
+        (``keep_elites``) as if after ``skip``."""
+        import torch
+
+        cem = self.cem
         n_elite = max(1, round(cem.elite_fraction * cem.population))
+        n_keep = round(cem.keep_elites * n_elite)
         mean = self.mean
         std = None
         if not self.discrete:
@@ -168,21 +191,26 @@ class Planner:
             std = ((self.high - self.low) / 4).expand(cem.horizon, -1).clone()
         with torch.inference_mode():
             self._layers = self.ens.folded(logvar=cem.aleatoric)
+            kept = self._kept
             for _ in range(cem.iterations):
                 cand = self._sample(mean, std)
+                if kept is not None:
+                    cand = torch.cat([cand, kept], dim=0)
                 ret = self.returns(obs, cand)
-                top = torch.topk(ret, n_elite).indices
+                top = torch.topk(ret, n_elite).indices  # best first
                 elites = cand[top]
+                kept = elites[:n_keep] if n_keep else None
                 mean = cem.alpha * mean + (1 - cem.alpha) * elites.mean(dim=0)
                 if std is not None:
                     var = cem.alpha * std**2 + (1 - cem.alpha) * elites.var(dim=0, unbiased=False)
                     std = torch.sqrt(var)
             self.last_planned = float(ret[top].mean())
             self._layers = None
-        self._ahead = [mean[i] for i in range(1, min(cem.replan_every, cem.horizon))]
+        if kept is not None:  # the best plans, shifted to the next decision (last step kept)
+            self._kept = torch.cat([kept[:, skip:], kept[:, -1:].expand(-1, skip, -1)], dim=1)
         # warm start: the plan shifted by one step, the new last step from scratch
         self.mean = torch.cat([mean[1:], self._initial(1)], dim=0)
-        return self._action(mean[0])
+        return mean
 
     def _action(self, step: Any) -> Any:
         import torch
