@@ -116,7 +116,7 @@ def test_kept_elites_are_the_best_plans_shifted_to_the_next_decision() -> None:
         seen.append(float(out.max()))
         return out
 
-    planner.returns = spy  # type: ignore[method-assign]
+    planner.returns = spy  # type: ignore[method-assign,assignment]
     planner.act(obs)
     assert seen[0] >= float(scores.max()) - 1e-4
 
@@ -132,7 +132,8 @@ def test_final_relabel_runs_at_the_step_budget_only() -> None:
     # the same run up to the budget (same transitions), then a different student
     assert plain.checkpoint is not None and relabel.checkpoint is not None
     assert np.array_equal(plain.checkpoint.arrays["x"], relabel.checkpoint.arrays["x"])
-    assert not np.array_equal(plain.policy.arrays()["body.0.W"], relabel.policy.arrays()["body.0.W"])
+    w = "body.0.W"
+    assert not np.array_equal(plain.policy.arrays()[w], relabel.policy.arrays()[w])
     # a stop on request (time, target) keeps the student it had: no pass
     stopped = train_pets("Pendulum-v1", PETSConfig(**tiny, final_relabel=50),
                          should_stop=_stop_at(399))  # fmt: skip

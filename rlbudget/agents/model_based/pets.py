@@ -84,6 +84,7 @@ class PETSConfig:
     replan_every: int = CEM.replan_every
     cem_keep_elites: float = CEM.keep_elites
     random_steps: int = 200
+    random_noise_beta: float = 0.0  # random episodes' Box actions: 0 uniform, 1 pink noise
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
     student_every: int = 3
@@ -212,6 +213,11 @@ def train_pets(
             obs, _ = env.reset()
             planner.reset()
             acting = student.policy({}) if kind == "student" else None  # fixed for the episode
+            noise = None
+            if kind == "random" and cfg.random_noise_beta > 0 and low is not None:
+                assert high is not None
+                seq = colored_noise(cfg.random_noise_beta, _episode_limit(env), len(low), rng)
+                noise = np.clip((low + high) / 2 + seq * (high - low) / 2, low, high)
             ret, n, planned = 0.0, 0, []
             done = False
             while not done and steps < cfg.n_timesteps:
@@ -221,6 +227,7 @@ def train_pets(
                 x = np.asarray(obs, np.float32).ravel()
                 if kind == "random":
                     action: Any = (int(rng.integers(n_act)) if low is None or high is None
+                                   else noise[n % len(noise)] if noise is not None
                                    else rng.uniform(low, high).astype(np.float32))  # fmt: skip
                 else:
                     label = planner.act(x)
@@ -268,6 +275,27 @@ def train_pets(
     files = _model_files(ens, planner, cfg, obs_spec.dim, n_act, low, high)
     return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
                        extra=extra, files=files)  # fmt: skip
+
+
+def colored_noise(beta: float, n: int, dim: int, rng: np.random.Generator) -> Array:
+    """``[n, dim]`` Gaussian noise with power spectrum ∝ 1/f^beta and unit variance (beta
+    0: white, 1: pink, 2: red). Random actions correlated in time explore much further
+    than independent ones: pink noise reaches MountainCarContinuous's goal where white
+    noise does not (Eberhard et al. 2023, "Pink noise is all you need", ICLR)."""
+    freqs = np.fft.rfftfreq(n)
+    freqs[0] = freqs[1] if n > 1 else 1.0
+    shape = (dim, len(freqs))
+    spectrum = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * freqs ** (-beta / 2)
+    x = np.fft.irfft(spectrum, n=n, axis=-1)
+    std = x.std(axis=-1, keepdims=True)
+    return np.asarray((x / np.where(std > 0, std, 1.0)).T, np.float32)
+
+
+def _episode_limit(env: Any) -> int:
+    """The env's episode length limit (its TimeLimit), else 1,000."""
+    spec = getattr(env, "spec", None)
+    limit = getattr(spec, "max_episode_steps", None)
+    return int(limit) if limit else 1000
 
 
 def _tell(planner: Planner, data: _Data) -> None:
@@ -322,9 +350,9 @@ def _final_pass(planner: Planner, student: Student, data: _Data, cfg: PETSConfig
     for i in range(len(data.labels) - n, len(data.labels)):
         data.labels[i] = planner.label(data.label_obs[i])
     window = max(cfg.label_window, n)
-    obs, labels = np.asarray(data.label_obs[-window:], np.float32), np.asarray(data.labels[-window:])
-    loss = student.fit(obs, labels, updates=cfg.student_updates, batch_size=cfg.student_batch_size,
-                       rng=rng)  # fmt: skip
+    obs = np.asarray(data.label_obs[-window:], np.float32)
+    loss = student.fit(obs, np.asarray(data.labels[-window:]), updates=cfg.student_updates,
+                       batch_size=cfg.student_batch_size, rng=rng)  # fmt: skip
     if not math.isfinite(loss):
         raise TrainingError(f"pets: the student's loss became {loss} at step {steps} "
                             "(lower student_lr)")  # fmt: skip
