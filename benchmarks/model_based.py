@@ -2,6 +2,7 @@
 
 Run: nice python benchmarks/model_based.py [--envs pendulum mountaincar] [--seeds 0 1 2]
      [--algos pets sac] [--results mb.jsonl] [--png model_based.png] [--kept-episodes 10]
+     python benchmarks/model_based.py --planner-speed 30   (the planner's decisions/s only)
 
 Cases (``--envs``): ``pendulum`` (Pendulum-v1 to −200), ``mountaincar``
 (MountainCarContinuous-v0 to 90), and ``pendulum-50ms``: the Pendulum runs again, with a
@@ -49,6 +50,7 @@ from rlbudget.profile.evaluate import evaluate
 from rlbudget.train import resolve, train_run
 
 FRESH_SEED = 1_000_000
+ALGOS = ["pets", "sac"]  # the default --algos; another algorithm gets SAC's step budget
 
 
 @dataclass(frozen=True)
@@ -107,8 +109,8 @@ def planner_returns(policy_dir: Path, env_id: str, episodes: int) -> list[float]
 
 def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: int,
             folder: Path) -> dict[str, Any]:  # fmt: skip
-    settings = resolve(algo, case.env, env_steps=case.steps[algo], min_return=case.target,
-                       seed=seed)  # fmt: skip
+    steps = case.steps.get(algo, case.steps["sac"])
+    settings = resolve(algo, case.env, env_steps=steps, min_return=case.target, seed=seed)
     if algo == "pets":
         settings = replace(settings, eval_every=eval_every)
     run_dir = folder / f"{algo}-{case.env}-{seed}"
@@ -130,6 +132,85 @@ def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: in
         row["student"] = evaluate(policy, case.env, episodes=kept_episodes,
                                   seed=FRESH_SEED).return_mean  # fmt: skip
     return row
+
+
+def planner_speed(rounds: int, decisions: int) -> None:
+    """Planner decisions/s on one fitted 5 × 64-64 Pendulum ensemble (1,000 random
+    transitions): the previous settings (300 candidates × 5 rounds) scored through
+    :meth:`Ensemble.forward` as before (normalize, forward with the log-variance,
+    denormalize), the same settings through the folded pass, and pets.yaml's Pendulum
+    settings; the three alternate ``rounds`` times, so a shared CPU slows each alike."""
+    import gymnasium as gym
+    import torch
+
+    from rlbudget.agents.model_based.ensemble import Ensemble
+    from rlbudget.agents.model_based.planner import CEM, Planner
+    from rlbudget.train import resolve
+
+    torch.set_num_threads(1)
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    xs, ys = [], []
+    for _ in range(1000):
+        a = rng.uniform(-2, 2, 1).astype(np.float32)
+        nxt, r, terminated, truncated, _ = env.step(a)
+        xs.append(np.concatenate([obs, a]))
+        ys.append(np.concatenate([nxt - obs, [r]]))
+        obs = nxt if not (terminated or truncated) else env.reset()[0]
+    x, y = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+    ens = Ensemble(4, 3, 5, [64, 64], 0)
+    ens.fit(x, y, np.zeros(len(x)), epochs=10, batch_size=64, rng=rng, max_updates=300)
+    hp = resolve("pets", "Pendulum-v1").hyperparameters
+    now = CEM(hp["horizon"], hp["cem_population"], hp["cem_iterations"],
+              hp["cem_elite_fraction"], hp["cem_alpha"], 1, False,
+              hp.get("replan_every", 1), hp.get("cem_keep_elites", 0.0))  # fmt: skip
+    before = CEM(15, 300, 5, 0.1, 0.1)
+    kw: dict[str, Any] = {"low": np.array([-2.0], np.float32), "high": np.array([2.0], np.float32),
+                          "n": None, "terminates": False, "seed": 0,
+                          "obs_low": env.observation_space.low,
+                          "obs_high": env.observation_space.high}  # fmt: skip
+    unfolded = Planner(ens, before, **kw)
+    unfolded.returns = lambda o, acts: _forward_returns(unfolded, o, acts)  # type: ignore[method-assign]
+    planners = {"before: 300 × 5, forward()": unfolded,
+                "300 × 5, folded pass": Planner(ens, before, **kw),
+                f"pets.yaml: {now.population} × {now.iterations}, keep {now.keep_elites}, "
+                f"replan every {now.replan_every}": Planner(ens, now, **kw)}  # fmt: skip
+    rates: dict[str, list[float]] = {k: [] for k in planners}
+    states = x[:decisions, :3]
+    for _ in range(rounds):
+        for name, planner in planners.items():
+            planner.reset()
+            t0 = time.perf_counter()
+            for s in states:
+                planner.act(s)
+            rates[name].append(decisions / (time.perf_counter() - t0))
+    print("| planner | env steps/s (median of rounds) | × before |\n|---|---|---|")
+    base = statistics.median(rates["before: 300 × 5, forward()"])
+    for name, r in rates.items():
+        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} |")
+
+
+def _forward_returns(planner: Any, obs: np.ndarray, actions: Any) -> Any:
+    """Candidates scored as before the folded pass: normalize, Ensemble.forward (with the
+    log-variance head), denormalize, every step."""
+    import torch
+
+    ens = planner.ens
+    m, pop = ens.members, actions.shape[0]
+    xm, xs = torch.from_numpy(ens.x_scale.mean), torch.from_numpy(ens.x_scale.std)
+    ym, ys = torch.from_numpy(ens.y_scale.mean), torch.from_numpy(ens.y_scale.std)
+    state = torch.as_tensor(obs).reshape(1, 1, -1).expand(m, pop, -1)
+    total = torch.zeros(m, pop)
+    acts = actions.expand(m, -1, -1, -1)
+    with torch.no_grad():
+        for t in range(actions.shape[1]):
+            x = (torch.cat([state, acts[:, :, t]], dim=-1) - xm) / xs
+            mean, _, _ = ens.forward(x)
+            yv = mean * ys + ym
+            state = torch.clamp(state + yv[..., :-1], planner.obs_low, planner.obs_high)
+            total = total + torch.clamp(yv[..., -1], *planner.reward_range)
+    return total.mean(dim=0)
 
 
 def kept(planner: float, int8: float) -> float:
@@ -207,13 +288,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--envs", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--algos", nargs="+", default=["pets", "sac"], choices=["pets", "sac"])
+    ap.add_argument("--algos", nargs="+", default=ALGOS)
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--kept-episodes", type=int, default=10)
     ap.add_argument("--results", type=Path, default=None, help="JSON lines, reused and grown")
     ap.add_argument("--table-only", action="store_true", help="tabulate --results, train none")
     ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--planner-speed", type=int, default=0, metavar="DECISIONS",
+                    help="only time the planner: DECISIONS per setting, 3 rounds")  # fmt: skip
     args = ap.parse_args()
+    if args.planner_speed:
+        planner_speed(3, args.planner_speed)
+        return
     rows: list[dict[str, Any]] = []
     if args.results is not None and args.results.is_file():
         rows = [json.loads(line) for line in args.results.read_text().splitlines() if line]
