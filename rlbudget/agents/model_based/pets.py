@@ -366,7 +366,8 @@ def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
         if st:
             out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
             out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
-            out[f"{prefix}{i}_t"] = np.asarray(float(st["step"]), np.float64)
+            # shape (1,): a checkpoint on disk holds no 0-d arrays (np.ascontiguousarray)
+            out[f"{prefix}{i}_t"] = np.asarray([float(st["step"])], np.float64)
     return out
 
 
@@ -376,7 +377,7 @@ def _load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
     for i, p in enumerate(optimizer.param_groups[0]["params"]):
         if f"{prefix}{i}_m" in arrays:
             optimizer.state[p] = {
-                "step": torch.tensor(float(arrays[f"{prefix}{i}_t"])),
+                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}{i}_t"]).reshape(-1)[0])),
                 "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
                 "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
             }
