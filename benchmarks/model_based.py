@@ -276,7 +276,8 @@ def plot(rows: list[dict[str, Any]], names: list[str], algos: list[str], path: P
                           strict=True):  # fmt: skip
         ax.set_yticks(range(len(labels)), labels if ax is axes[0] else [""] * len(labels))
         ax.invert_yaxis()
-        charts.log_axis(ax, "x")
+        ax.set_xlim(left=0)
+        ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(xlabel)
     title = ("PETS (deployed: its distilled student) vs SAC (RL Zoo): one dot per seed, "
              "hollow = not reached within the budget")  # fmt: skip
