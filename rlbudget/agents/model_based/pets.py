@@ -5,13 +5,17 @@ contract (env-step budget, ``should_stop`` before every step, ``on_episode`` aft
 episode, checkpoints, resume), so ``rlbudget train``/``run`` drive it like any built-in
 agent. Per episode:
 
-1. the first ``random_steps`` env steps take uniformly random actions (the model's first
-   data, as mbrl-lib's ``initial_exploration_steps``);
+1. the first ``random_steps`` env steps take random actions (the model's first data, as
+   mbrl-lib's ``initial_exploration_steps``): uniform, or with ``random_noise_beta``
+   colored noise (:func:`colored_noise`; pink noise reaches a far, sparse goal);
 2. later episodes act with the planner (:class:`~rlbudget.agents.model_based.planner.Planner`,
    CEM through the ensemble) — except every ``student_every``-th one, where the distilled
    student acts (DAgger); in both the planner labels every state it sees;
 3. after each episode the ensemble is refit on every real transition and the student on
-   every label (:mod:`~rlbudget.agents.model_based.student`).
+   every label (:mod:`~rlbudget.agents.model_based.student`);
+4. when the step budget ends the run, the final planner relabels the last
+   ``final_relabel`` labelled states and the student refits on them (DAgger's last
+   round, with labels that no longer contradict each other).
 
 The policy the loop evaluates, saves and deploys is the student — an ordinary
 ``normalize → mlp → clip`` Policy. The ensemble is returned as files for the run folder
