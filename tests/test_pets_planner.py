@@ -145,3 +145,21 @@ def test_final_relabel_runs_at_the_step_budget_only() -> None:
 def _stop_at(n: int) -> Any:
     steps = iter(range(10_000))
     return lambda: next(steps) >= n  # should_stop is asked before every step
+
+
+def test_relabel_per_episode_replaces_one_run_of_labels_inside_the_window() -> None:
+    tiny: dict[str, Any] = {
+        "ensemble": 2, "model_arch": [16], "model_epochs": 2, "model_max_updates": 20,
+        "horizon": 3, "cem_population": 16, "cem_iterations": 2, "random_steps": 200,
+        "net_arch": [8], "student_updates": 20, "student_batch_size": 32, "n_timesteps": 400,
+        "label_window": 100,
+    }  # fmt: skip
+    plain = train_pets("Pendulum-v1", PETSConfig(**tiny))
+    relabel = train_pets("Pendulum-v1", PETSConfig(**tiny, relabel_per_episode=30))
+    assert plain.checkpoint is not None and relabel.checkpoint is not None
+    a, b = plain.checkpoint.arrays, relabel.checkpoint.arrays
+    # the same states were visited and labelled (the relabelling follows the episode)...
+    assert np.array_equal(a["label_obs"], b["label_obs"]) and len(a["labels"]) == 200
+    # ...and 30 consecutive labels among the window's last 100 were replaced
+    changed = np.flatnonzero(np.any(a["labels"] != b["labels"], axis=-1))
+    assert len(changed) == 30 and changed[-1] - changed[0] == 29 and changed[0] >= 100

@@ -95,6 +95,7 @@ class PETSConfig:
     student_updates: int = 500
     label_window: int = 0  # the student learns the last this many labels (0: all of them)
     final_relabel: int = 0  # at the step budget's end: relabel this many, refit the student
+    relabel_per_episode: int = 0  # after each refit: relabel this many states in the window
     student_lr: float = 1e-3
     student_batch_size: int = 256
     threads: int = 1
@@ -253,7 +254,7 @@ def train_pets(
             if stopped or not done:  # stopped, or the step budget ran out mid-episode
                 stopped = True
                 break
-            model_loss = _learn(ens, student, data, cfg, rng, steps)
+            model_loss = _learn(ens, planner, student, data, cfg, rng, steps)
             _tell(planner, data)
             p = float(np.mean(planned)) if planned else math.nan
             kinds.append(kind)
@@ -320,9 +321,11 @@ def _who_acts(steps: int, cfg: PETSConfig, trained: bool, kinds: list[str]) -> s
     return "student" if since % cfg.student_every == cfg.student_every - 1 else "planner"
 
 
-def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
+def _learn(ens: Ensemble, planner: Planner, student: Student, data: _Data, cfg: PETSConfig,
            rng: np.random.Generator, steps: int) -> float:  # fmt: skip
-    """Refit the ensemble on every transition and the student on every label."""
+    """Refit the ensemble on every transition, relabel ``relabel_per_episode`` states of
+    the label window with the refit planner (a random run of consecutive ones, so each
+    decision warm-starts the next), and refit the student on the window's labels."""
     arrays = data.arrays()
     loss = ens.fit(arrays["x"], arrays["y"], arrays["done"], epochs=cfg.model_epochs,
                    batch_size=cfg.model_batch_size, rng=rng,
@@ -330,6 +333,13 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
     if not math.isfinite(loss):
         raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
                             "(lower model_lr)")  # fmt: skip
+    if cfg.relabel_per_episode > 0 and data.labels:
+        _tell(planner, data)
+        first = max(0, len(data.labels) - cfg.label_window) if cfg.label_window > 0 else 0
+        count = min(cfg.relabel_per_episode, len(data.labels) - first)
+        start = int(rng.integers(first, len(data.labels) - count + 1))
+        _relabel(planner, data, start, count)
+        arrays = data.arrays()
     if len(data.labels):
         # The planner improves as its model does: its early labels contradict its later
         # ones, so the student may learn only the most recent (label_window).
@@ -350,9 +360,7 @@ def _final_pass(planner: Planner, student: Student, data: _Data, cfg: PETSConfig
     contradict its later ones) and the student refits on them. Not done on a stop by
     time (no time left) nor by target (the confirmed policy is the one saved)."""
     n = min(cfg.final_relabel, len(data.labels))
-    planner.reset()
-    for i in range(len(data.labels) - n, len(data.labels)):
-        data.labels[i] = planner.label(data.label_obs[i])
+    _relabel(planner, data, len(data.labels) - n, n)
     window = max(cfg.label_window, n)
     obs = np.asarray(data.label_obs[-window:], np.float32)
     loss = student.fit(obs, np.asarray(data.labels[-window:]), updates=cfg.student_updates,
@@ -360,6 +368,14 @@ def _final_pass(planner: Planner, student: Student, data: _Data, cfg: PETSConfig
     if not math.isfinite(loss):
         raise TrainingError(f"pets: the student's loss became {loss} at step {steps} "
                             "(lower student_lr)")  # fmt: skip
+
+
+def _relabel(planner: Planner, data: _Data, start: int, count: int) -> None:
+    """The planner's labels for states ``start`` … ``start + count - 1``, in order."""
+    planner.reset()
+    for i in range(start, start + count):
+        data.labels[i] = planner.label(data.label_obs[i])
+    planner.reset()
 
 
 def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
