@@ -120,7 +120,7 @@ def resolve(
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
-    :param cores: ``training.cores``: SB3's torch threads (None: 1).
+    :param cores: ``training.cores``: SB3's and pets's torch threads (None: 1).
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -145,6 +145,8 @@ def resolve(
         params = merged
     else:
         params = _builtin_params(info.id, merged)
+        if info.id == "pets" and cores is not None and "threads" not in merged:
+            params["threads"] = int(cores)  # the planner's torch threads: training.cores
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,
