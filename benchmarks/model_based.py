@@ -50,7 +50,7 @@ from rlbudget.profile.evaluate import evaluate
 from rlbudget.train import resolve, train_run
 
 FRESH_SEED = 1_000_000
-ALGOS = ["pets", "sac"]  # the default --algos; another algorithm gets SAC's step budget
+ALGOS = ["pets", "mbpo", "sac"]  # the default --algos; another gets SAC's step budget
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ class Case:
 
 
 CASES = {
-    "pendulum": Case("Pendulum-v1", -200.0, {"pets": 3000, "sac": 20000}),
+    "pendulum": Case("Pendulum-v1", -200.0, {"pets": 3000, "mbpo": 5000, "sac": 20000}),
     "mountaincar": Case("MountainCarContinuous-v0", 90.0, {"pets": 6000, "sac": 50000}),
     "pendulum-50ms": Case(
-        "Pendulum-v1", -200.0, {"pets": 3000, "sac": 20000}, 0.05, runs_of="pendulum"
+        "Pendulum-v1", -200.0, {"pets": 3000, "mbpo": 5000, "sac": 20000}, 0.05, runs_of="pendulum"
     ),
 }
 
@@ -111,7 +111,7 @@ def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: in
             folder: Path) -> dict[str, Any]:  # fmt: skip
     steps = case.steps.get(algo, case.steps["sac"])
     settings = resolve(algo, case.env, env_steps=steps, min_return=case.target, seed=seed)
-    if algo == "pets":
+    if algo in ("pets", "mbpo"):
         settings = replace(settings, eval_every=eval_every)
     run_dir = folder / f"{algo}-{case.env}-{seed}"
     t0 = time.perf_counter()

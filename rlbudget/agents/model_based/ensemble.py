@@ -210,7 +210,8 @@ def adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
         if st:
             out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
             out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
-            out[f"{prefix}{i}_t"] = np.asarray(float(st["step"]), np.float64)
+            # shape (1,): a checkpoint on disk holds no 0-d arrays (np.ascontiguousarray)
+            out[f"{prefix}{i}_t"] = np.asarray([float(st["step"])], np.float64)
     return out
 
 

@@ -54,7 +54,7 @@ from rlbudget.agents.common import (
     provenance,
     rng_from_state,
 )
-from rlbudget.agents.model_based.ensemble import Ensemble
+from rlbudget.agents.model_based.ensemble import Ensemble, adam_arrays, load_adam
 from rlbudget.agents.model_based.host import FORMAT, MODEL_FILE, MODEL_INFO
 from rlbudget.agents.model_based.planner import CEM, Planner
 from rlbudget.agents.model_based.student import Student
@@ -183,8 +183,8 @@ def train_pets(
         ens.load_arrays(dict(arr))
         student.load_arrays(arr)
         student.trained = bool(ck["student_trained"])
-        _load_adam(ens.optimizer, arr, "m_")
-        _load_adam(student.optimizer, arr, "s_")
+        load_adam(ens.optimizer, arr, "m_")
+        load_adam(student.optimizer, arr, "s_")
         data = _Data(list(arr["x"]), list(arr["y"]), list(arr["done"]),
                      list(arr["label_obs"]), list(arr["labels"]))  # fmt: skip
         _tell(planner, data)
@@ -205,7 +205,7 @@ def train_pets(
             "agent_rng": rng.bit_generator.state, "env_rng": env_rng_state(env),
         }  # fmt: skip
         arrays = {**data.arrays(), **ens.arrays(), **student.arrays(),
-                  **_adam_arrays(ens.optimizer, "m_"), **_adam_arrays(student.optimizer, "s_"),
+                  **adam_arrays(ens.optimizer, "m_"), **adam_arrays(student.optimizer, "s_"),
                   "planner_gen": planner.gen.get_state().numpy().copy()}  # fmt: skip
         return Checkpoint(state, arrays)
 
@@ -376,31 +376,6 @@ def _relabel(planner: Planner, data: _Data, start: int, count: int) -> None:
     for i in range(start, start + count):
         data.labels[i] = planner.label(data.label_obs[i])
     planner.reset()
-
-
-def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
-    """Adam's moments and step counts, as arrays (a checkpoint has no pickles)."""
-    out: dict[str, Array] = {}
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        st = optimizer.state.get(p)
-        if st:
-            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
-            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
-            # shape (1,): a checkpoint on disk holds no 0-d arrays (np.ascontiguousarray)
-            out[f"{prefix}{i}_t"] = np.asarray([float(st["step"])], np.float64)
-    return out
-
-
-def _load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
-    import torch
-
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        if f"{prefix}{i}_m" in arrays:
-            optimizer.state[p] = {
-                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}{i}_t"]).reshape(-1)[0])),
-                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
-                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
-            }
 
 
 def _summary(episodes: list[Episode], kinds: list[str], loss: float, transitions: int,
