@@ -49,7 +49,6 @@ from rlbudget.agents.common import (
     open_env,
     provenance,
     restore_env,
-    rng_from_state,
 )
 from rlbudget.errors import EnvError, PlanError, TrainingError
 from rlbudget.finite import sync
@@ -57,6 +56,7 @@ from rlbudget.policy.model import MLP, Dense, Head, Policy
 
 ALGORITHMS = ("lean-sac", "lean-td3")
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, SpinningUp)
+LOG_STD_HALF = 0.5 * (LOG_STD_MAX - LOG_STD_MIN)
 Array = np.ndarray
 
 
@@ -78,7 +78,7 @@ class OffPolicyConfig:
     gamma: float = 0.99
     train_freq: int = 1  # env steps between updates
     gradient_steps: int = 1  # updates each time
-    policy_delay: int = 1  # critic updates per actor update (TD3: 2)
+    policy_delay: int | None = None  # critic updates per actor update; None: SAC 1, TD3 2
     ent_coef: float | str = "auto"  # SAC: a fixed α, "auto" or "auto_<initial α>"
     target_entropy: float | None = None  # SAC: None is −(action dims)
     exploration_noise: float = 0.1  # TD3: Gaussian noise σ, in units of the half range
@@ -164,7 +164,7 @@ class Nets:
                 self.log_alpha.data.fill_(math.log(start))
             else:
                 self.fixed_alpha = float(coef)
-        policy_lr = cfg.learning_rate if cfg.policy_learning_rate is None else cfg.policy_learning_rate  # fmt: skip
+        policy_lr = cfg.policy_learning_rate or cfg.learning_rate
         # One fused Adam for everything: one step per update; a parameter without a
         # gradient (the actor between TD3's delayed updates, a fixed α) is left alone.
         self.optimizer = torch.optim.Adam(
@@ -174,7 +174,9 @@ class Nets:
         self.actor_np = [p.detach().numpy() for p in self.actor]
 
     def alpha(self) -> float:
-        return self.fixed_alpha if self.fixed_alpha is not None else float(self.log_alpha.detach().exp())
+        if self.fixed_alpha is not None:
+            return self.fixed_alpha
+        return float(self.log_alpha.detach().exp())
 
     def named(self) -> dict[str, Any]:
         """Every learned tensor by its checkpoint name."""
@@ -207,7 +209,7 @@ def optimizer_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
         if st:
             out[f"{prefix}.{i}.m"] = st["exp_avg"].numpy().copy()
             out[f"{prefix}.{i}.v"] = st["exp_avg_sq"].numpy().copy()
-            out[f"{prefix}.{i}.t"] = np.asarray(float(st["step"]), np.float32)
+            out[f"{prefix}.{i}.t"] = np.asarray([float(st["step"])], np.float32)
     return out
 
 
@@ -220,7 +222,7 @@ def load_optimizer(optimizer: Any, arrays: Any, prefix: str) -> None:
     for i, p in enumerate(_params(optimizer)):
         if f"{prefix}.{i}.m" in arrays:
             optimizer.state[p] = {
-                "step": torch.tensor(float(arrays[f"{prefix}.{i}.t"])),
+                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}.{i}.t"]).reshape(-1)[0])),
                 "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}.{i}.m"])),
                 "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}.{i}.v"])),
             }
@@ -234,7 +236,7 @@ def _sac_sample(nets: Nets, obs: Any) -> tuple[Any, Any]:
     torch = _torch()
     out = _forward(nets.actor, obs, nets.activation)
     mean, log_std = out[:, : nets.act_dim], out[:, nets.act_dim :]
-    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(log_std) + 1)
+    log_std = LOG_STD_MIN + LOG_STD_HALF * (torch.tanh(log_std) + 1)
     eps = torch.randn(mean.shape, generator=nets.gen)
     action = torch.tanh(mean + log_std.exp() * eps)
     logp = (-0.5 * eps.square() - log_std - 0.5 * math.log(2 * math.pi)
@@ -277,7 +279,7 @@ def update(nets: Nets, batch: tuple[Any, ...], cfg: OffPolicyConfig, target_entr
         target = reward + cfg.gamma * (1.0 - done) * next_q
     critic_loss = (_q(nets, nets.critic, obs, action) - target).square().mean(dim=(1, 2)).sum()
     loss = critic_loss
-    actor_step = n_update % cfg.policy_delay == 0
+    actor_step = n_update % (cfg.policy_delay or 1) == 0
     if actor_step:
         frozen = [p.detach() for p in nets.critic]  # the critics get no gradient from it
         if nets.sac:
@@ -320,6 +322,8 @@ def train_offpolicy(
     resume)."""
     if cfg.algorithm not in ALGORITHMS:
         raise PlanError(f"unknown algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
+    if cfg.policy_delay is None:
+        cfg = replace(cfg, policy_delay=1 if cfg.algorithm == "lean-sac" else 2)
     env, obs_spec, act_spec = open_env(env_id, gym_packages)
     low = np.asarray(act_spec.low, np.float32) if act_spec.low is not None else None
     high = np.asarray(act_spec.high, np.float32) if act_spec.high is not None else None
@@ -338,9 +342,8 @@ def train_offpolicy(
     rng = np.random.default_rng([cfg.seed, 2])  # exploration: random actions, noise
     # The replay buffer, preallocated; torch reads it without a copy.
     cap = max(1, min(cfg.buffer_size, cfg.n_timesteps))
-    buf = {"obs": np.zeros((cap, obs_dim), np.float32), "action": np.zeros((cap, act_dim), np.float32),
-           "reward": np.zeros((cap, 1), np.float32), "next_obs": np.zeros((cap, obs_dim), np.float32),
-           "done": np.zeros((cap, 1), np.float32)}  # fmt: skip
+    widths = {"obs": obs_dim, "action": act_dim, "reward": 1, "next_obs": obs_dim, "done": 1}
+    buf = {k: np.zeros((cap, n), np.float32) for k, n in widths.items()}
     views = [torch.from_numpy(buf[k]) for k in ("obs", "action", "reward", "next_obs", "done")]
     size, ptr, n_update = 0, 0, 0
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
@@ -391,13 +394,15 @@ def train_offpolicy(
                 a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
             elif sac:
                 out = _np_forward(actor_np, x, cfg.activation_fn)
-                log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(out[act_dim:]) + 1)  # fmt: skip
+                log_std = LOG_STD_MIN + LOG_STD_HALF * (np.tanh(out[act_dim:]) + 1)
                 eps = rng.standard_normal(act_dim).astype(np.float32)
                 a = np.tanh(out[:act_dim] + np.exp(log_std) * eps)
             else:
                 out = np.tanh(_np_forward(actor_np, x, cfg.activation_fn))
                 eps = rng.standard_normal(act_dim).astype(np.float32)
                 a = np.clip(out + noise * eps, -1.0, 1.0)
+            if t >= cfg.learning_starts and not np.isfinite(a).all():
+                raise _diverged(cfg, "the actor's action", a, t + 1)
             action = (a * half + mid).astype(np.float32)
             obs, reward, terminated, truncated, _ = env.step(action)  # the guard stops at NaN/inf
             r = float(reward)
@@ -407,7 +412,7 @@ def train_offpolicy(
             buf["next_obs"][ptr], buf["done"][ptr] = x2, float(terminated)
             ptr = (ptr + 1) % cap
             size = min(size + 1, cap)
-            if t + 1 >= cfg.learning_starts and size >= 1 and (t + 1) % cfg.train_freq == 0:
+            if t + 1 > cfg.learning_starts and (t + 1) % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
                     idx = torch.randint(size, (cfg.batch_size,), generator=nets.gen)
                     batch = tuple(v.index_select(0, idx) for v in views)
@@ -417,8 +422,7 @@ def train_offpolicy(
             if terminated or truncated:
                 critic_loss = math.nan if loss is None else float(loss)
                 if loss is not None and not math.isfinite(critic_loss):
-                    raise TrainingError(f"{cfg.algorithm}: the critics' loss became {critic_loss} "
-                                        f"at step {log.steps} (lower learning_rate)")  # fmt: skip
+                    raise _diverged(cfg, "the critics' loss", critic_loss, log.steps)
                 exploration = nets.alpha() if sac else noise
                 ep = log.end_episode(env, time.perf_counter() - start, exploration)
                 ep = replace(ep, note=f"critic loss {critic_loss:.3g}"
@@ -433,6 +437,12 @@ def train_offpolicy(
         torch.set_num_threads(threads_before)
     wall = time.perf_counter() - start
     return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
+
+
+def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> TrainingError:
+    shown = value.tolist() if isinstance(value, np.ndarray) else value
+    return TrainingError(f"{cfg.algorithm}: training diverged at step {step}: {what} became "
+                         f"{shown} (lower learning_rate)")  # fmt: skip
 
 
 def deterministic_action(nets: Nets, obs: Any) -> Any:

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from rlbudget.envs import EnvSpec
     from rlbudget.plan import PlanChoice
 
-BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
-           "lean-sac", "lean-td3")
+LEAN = ("lean-sac", "lean-td3")  # the built-in torch SAC/TD3 (agents/offpolicy.py)
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets", *LEAN)
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -90,7 +90,7 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         from rlbudget.agents.model_based import pets
 
         return pets.PETSConfig, pets.train_pets
-    if algorithm in ("lean-sac", "lean-td3"):
+    if algorithm in LEAN:
         from rlbudget.agents import offpolicy
 
         return offpolicy.OffPolicyConfig, offpolicy.train_offpolicy
@@ -145,7 +145,7 @@ def resolve(
         params = merged
     else:
         params = _builtin_params(info.id, merged)
-        if info.id in ("lean-sac", "lean-td3"):  # torch threads from training.cores
+        if info.id in LEAN:  # torch threads from training.cores
             params.setdefault("threads", int(cores or 1))
             extra = {"torch_threads": params["threads"]}
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
