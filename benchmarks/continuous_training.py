@@ -25,7 +25,8 @@ shown as not reached, with the time and steps it had.
   ``rltools[mkl]``), its SAC defaults (64-64-64 MLP, batch 100), each in a subprocess
   (RLtools refuses MKL in a process that imported torch); said why when it cannot run.
 
-Prints a Markdown table (median over seeds, and each seed) and steps/s; ``--png`` a chart.
+Prints a Markdown table (median over seeds, and each seed) and steps/s; ``--png`` a chart;
+``--json`` keeps every run's figures as they come, ``--from-json`` redraws from them.
 """
 
 from __future__ import annotations
@@ -203,7 +204,7 @@ def rltools_worker(name: str, env_id: str, seed: int, cap_s: float) -> None:
         try:
             version("mkl")
         except PackageNotFoundError:
-            raise SystemExit("the mkl extra is not installed (pip install 'rltools[mkl]')") from None
+            raise SystemExit("the mkl extra is not installed: pip install 'rltools[mkl]'") from None
 
     def factory() -> Any:
         e = gym.wrappers.RescaleAction(gym.make(env_id), -1.0, 1.0)
@@ -223,7 +224,8 @@ def rltools_worker(name: str, env_id: str, seed: int, cap_s: float) -> None:
             obs, _ = ev.reset(seed=seed + 10_000 + episode)
             done = False
             while not done:
-                obs, r, terminated, truncated, _ = ev.step(state.action(np.asarray(obs, np.float32)))
+                action = state.action(np.asarray(obs, np.float32))
+                obs, r, terminated, truncated, _ = ev.step(action)
                 total += float(r)
                 done = terminated or truncated
         return total / EVAL_EPISODES
@@ -261,13 +263,13 @@ def table(results: list[Result]) -> str:
         ok = [r for r in rs if r.reached]
         steps = f"{statistics.median(r.steps for r in ok):,.0f}" if ok else "–"
         wall = f"{statistics.median(r.train_s for r in ok):.1f}" if ok else "–"
-        sps = statistics.median(r.steps_per_s for r in rs if r.steps)  if any(r.steps for r in rs) else 0.0  # fmt: skip
+        ran = [r.steps_per_s for r in rs if r.steps]
+        sps = statistics.median(ran) if ran else 0.0
         ratios = [r.int8_ratio for r in rs if r.int8_ratio is not None]
         int8 = f"{statistics.median(ratios):.3f}" if ratios else "–"
-        each = "; ".join(
-            (f"{r.train_s:.1f}, {r.steps:,}" if r.reached else f"not reached ({r.train_s:.0f} s, {r.steps:,}; {r.note})")  # fmt: skip
-            for r in rs
-        )
+        each = "; ".join(f"{r.train_s:.1f}, {r.steps:,}" if r.reached
+                         else f"not reached ({r.train_s:.0f} s, {r.steps:,}; {r.note})"
+                         for r in rs)  # fmt: skip
         rows.append(f"| {trainer} | {env} | {len(ok)}/{len(rs)} | {steps} | {wall} | "
                     f"{sps:,.0f} | {int8} | {each} |")  # fmt: skip
     return "\n".join(rows)
@@ -308,9 +310,14 @@ def main() -> None:
     parser.add_argument("--cap-s", type=float, default=300.0, help="per run, training seconds")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every run's figures")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="no runs: the table (and --png) of a file --json wrote")  # fmt: skip
     args = parser.parse_args()
     results: list[Result] = []
-    for env_id in args.envs.split(","):
+    if args.from_json is not None:
+        results = [Result(**r) for r in json.loads(args.from_json.read_text())]
+        args.envs = ""
+    for env_id in filter(None, args.envs.split(",")):
         for seed in range(args.seeds):
             for name in args.trainers.split(","):
                 r = run(name, env_id, seed, args.cap_s)
