@@ -425,8 +425,9 @@ def train_offpolicy(
                     raise _diverged(cfg, "the critics' loss", critic_loss, log.steps)
                 exploration = nets.alpha() if sac else noise
                 ep = log.end_episode(env, time.perf_counter() - start, exploration)
-                ep = replace(ep, note=f"critic loss {critic_loss:.3g}"
-                             + (f", alpha {exploration:.3g}" if sac else ""))  # fmt: skip
+                if loss is not None:
+                    ep = replace(ep, note=f"critic loss {critic_loss:.3g}"
+                                 + (f", alpha {exploration:.3g}" if sac else ""))  # fmt: skip
                 log.episodes[-1] = ep
                 obs, _ = env.reset()
                 x = np.asarray(obs, np.float32).ravel()
