@@ -16,9 +16,9 @@ shown as not reached, with the time and steps it had.
 
 - ``lean-sac-64`` … ``lean-td3-256``: :func:`rlbudget.agents.offpolicy.train_offpolicy`
   with ``lean-sac.yaml``/``lean-td3.yaml``'s settings for the env, at two layers of 64 or
-  256 units; for the 64-64 runs that reach the target, the int8 policy
-  (``quantize_int8`` calibrated on states the float policy visits) is scored over 50
-  episodes against the float policy on the same seeds.
+  256 units; for the 64-64 runs that reach the target, the policy goes through
+  ``rlbudget compress -m int8``'s pipeline and the int8 policy's return retention over 50
+  paired episodes is kept.
 - ``sb3-sac``: plain ``SAC("MlpPolicy", env)`` with the RL Zoo's settings for the env
   (Pendulum: learning_rate 1e-3, 256-256; MountainCar: the Zoo's tuned entry, gSDE).
 - ``rltools`` / ``rltools-mkl``: RLtools' Python interface (``pip install rltools``,
@@ -61,7 +61,7 @@ class Result:
     steps: int
     train_s: float  # wall time without evaluations
     note: str = ""
-    int8_ratio: float | None = None  # int8 return / float return (64-64 lean runs)
+    int8_ratio: float | None = None  # int8 return retention (64-64 lean runs)
 
     @property
     def steps_per_s(self) -> float:
@@ -122,26 +122,12 @@ def run_lean(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
 
 def int8_ratio(policy: Any, env_id: str, seed: int) -> float:
-    """The int8 policy's mean return over the float policy's, same episodes (returns are
-    negative on Pendulum: a ratio above 1 is a loss; the table says which way)."""
-    import numpy as np
+    """What ``rlbudget compress -m int8`` keeps: the int8 policy's return as a part of the
+    float policy's (:func:`~rlbudget.compress.pipeline.return_drop`'s rule, so 0.95 is a 5 %
+    loss whatever the sign of the returns), over the same ``INT8_EPISODES`` episodes."""
+    from rlbudget.compress.pipeline import compress
 
-    from rlbudget.compress.quantize import quantize_int8
-    from rlbudget.envs import make_env
-
-    env, seen = make_env(env_id), []
-    for episode in range(5):  # calibration: states the float policy visits
-        obs, _ = env.reset(seed=seed + 30_000 + episode)
-        done = False
-        while not done:
-            seen.append(np.asarray(obs, np.float32))
-            obs, _, terminated, truncated, _ = env.step(policy.act(obs))
-            done = terminated or truncated
-    env.close()
-    q = quantize_int8(policy, np.asarray(seen))
-    f_ret = _score(policy, env_id, seed + 1, INT8_EPISODES)
-    q_ret = _score(q, env_id, seed + 1, INT8_EPISODES)
-    return q_ret / f_ret
+    return float(compress(policy, "int8", env_id, episodes=INT8_EPISODES, seed=seed + 1).retention)
 
 
 def run_sb3(env_id: str, seed: int, cap_s: float) -> Result:
@@ -255,7 +241,7 @@ def run(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
 def table(results: list[Result]) -> str:
     rows = ["| trainer | env | reached | env steps (median) | wall s to target (median) | "
-            "steps/s | int8 / float return | per seed (s, steps) |",
+            "steps/s | int8 return kept | per seed (s, steps) |",
             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = dict.fromkeys((r.trainer, r.env) for r in results)
     for trainer, env in keys:
