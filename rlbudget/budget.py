@@ -47,6 +47,7 @@ class InferenceLimits:
     flash_bytes: int | None = None
     latency_s: float | None = None
     energy_j: float | None = None
+    learn: bool = False  # the policy keeps learning on the device (its state in RAM)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class Task:
     env_id: str | None = None
     min_return: float | None = None
     env_step_cost_s: float | None = None
+    # A contextual bandit (rlbudget.bandits): kind "bandit", learned in a one-step env or
+    # from logged decisions (data, relative to the budget's folder; context: its columns).
+    kind: str = "rl"
+    data: str | None = None
+    context: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -272,9 +278,10 @@ def _tag_text(token: Any) -> str:
 # --- the schema -------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
-INFERENCE_KEYS = ("ram", "flash", "latency", "energy")
+INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
 TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
-TASK_KEYS = ("env", "min_return", "env_step_cost")
+TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context")
+TASK_KINDS = ("rl", "bandit")
 INLINE_DEVICE_KEYS = ("class", "name", "clock", "sram", "flash", "fpu", "power")
 
 
@@ -306,6 +313,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         flash_bytes=_opt(r, inf, "flash", units.parse_bytes),
         latency_s=_opt(r, inf, "latency", units.parse_time),
         energy_j=_opt(r, inf, "energy", units.parse_energy),
+        learn=r.boolean(inf["learn"]) if "learn" in inf else False,
     )
     _check_against_device(r, inf, inference, device)
 
@@ -332,6 +340,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         env_id=r.string(tk["env"]) if "env" in tk else None,
         min_return=r.number(tk["min_return"]) if "min_return" in tk else None,
         env_step_cost_s=_opt(r, tk, "env_step_cost", units.parse_time),
+        **_bandit_task(r, tk, source),
     )
 
     margin = DEFAULT_MARGIN
@@ -361,6 +370,29 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _bandit_task(r: _Reader, tk: dict[str, _Node], source: str) -> dict[str, Any]:
+    """task.kind, task.data (a path relative to the budget's folder) and task.context."""
+    kind = r.string(tk["kind"]) if "kind" in tk else "rl"
+    if kind not in TASK_KINDS:
+        raise r.fail(tk["kind"].line, "task.kind", f"'{kind}' is not one of: "
+                     f"{', '.join(TASK_KINDS)}")  # fmt: skip
+    for key in ("data", "context"):
+        if key in tk and kind != "bandit":
+            raise r.fail(tk[key].line, f"task.{key}", "is for a contextual bandit; add "
+                         "'kind: bandit' to the task")  # fmt: skip
+    if kind == "bandit" and "env" not in tk and "data" not in tk:
+        raise r.fail(tk["kind"].line, "task.kind", "a bandit learns in a one-step env or "
+                     "from logged decisions: give task.env or task.data (a .csv/.parquet "
+                     "file, see 'rlbudget bandit-data')")  # fmt: skip
+    data = r.string(tk["data"]) if "data" in tk else None
+    if data is not None and not (Path(data).is_absolute() or source.startswith("<")):
+        data = str(Path(source).parent / data)
+    context = None
+    if "context" in tk:
+        context = tuple(c.strip() for c in r.string(tk["context"]).split(",") if c.strip())
+    return {"kind": kind, "data": data, "context": context}
 
 
 def default_budget_path() -> Path:

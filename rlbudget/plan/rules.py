@@ -86,6 +86,12 @@ RULES = {
         Rule("narrow", "The tuned network does not fit: narrower layers are tried."),
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
+        Rule(
+            "bandit",
+            "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
+            "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
+            "sampling, softmax and ε-greedy online, DR before IPS from logged data.",
+        ),
     )
 }
 
