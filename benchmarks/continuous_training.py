@@ -115,10 +115,14 @@ def run_lean(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
     result = train_offpolicy(env_id, cfg, on_episode=on_episode)
     out = Result(name, env_id, seed, state["reached"], result.steps, clock.elapsed(),
-                 f"last eval {state['last']}")  # fmt: skip
+                 _last(state["last"]))  # fmt: skip
     if state["reached"] and width == "64":
         out.int8_ratio = int8_ratio(state["policy"], env_id, seed)
     return out
+
+
+def _last(score: float | None) -> str:
+    return "no evaluation yet" if score is None else f"last eval {score:.0f}"
 
 
 def int8_ratio(policy: Any, env_id: str, seed: int) -> float:
@@ -162,7 +166,7 @@ def run_sb3(env_id: str, seed: int, cap_s: float) -> Result:
 
     model.learn(STEP_CAP[env_id], callback=Rule())
     return Result("sb3-sac", env_id, seed, state["reached"], int(model.num_timesteps),
-                  clock.elapsed(), f"last eval {state['last']}")  # fmt: skip
+                  clock.elapsed(), _last(state["last"]))  # fmt: skip
 
 
 def run_rltools(name: str, env_id: str, seed: int, cap_s: float) -> Result:
@@ -228,7 +232,7 @@ def rltools_worker(name: str, env_id: str, seed: int, cap_s: float) -> None:
         if finished:
             break
     print(json.dumps(asdict(Result(name, env_id, seed, reached, steps, clock.elapsed(),
-                                   f"last eval {last}"))))  # fmt: skip
+                                   _last(last)))))  # fmt: skip
 
 
 def run(name: str, env_id: str, seed: int, cap_s: float) -> Result:
