@@ -78,7 +78,7 @@ def render_plan(console: Console, p: Plan, *, show_all: bool = False) -> None:
         f"[bold]Plan[/bold] for '{b.name}': {b.device.id} ({b.device.device_class}) × {env.env_id} "
         f"(obs {env.observation.kind}{list(env.observation.shape) or ''}, "
         f"actions {env.action.kind}), target return {target}, margin {b.margin:.0%}, "
-        f"env step {step} ({ctx.step_cost_source})",
+        f"env step {step} ({ctx.step_cost_source}); training throughput {ctx.throughput}",
         markup=True,
     )
     t = Table(title="Options (estimated; ✗ = over the limit with the margin)")
@@ -411,8 +411,9 @@ def render_run(console: Console, report: RunReport) -> None:
     console.print(t)
     if report.export:
         console.print(f"exported ({report.export.format}): {', '.join(report.export.files)}")
+    curve = ", train/curve.png" if (report.out / "train" / "curve.png").is_file() else ""
     console.print(f"report: {report.out / 'report.md'} (report.json, profile.png, "
-                  "candidates.png, train/curve.png)")  # fmt: skip
+                  f"candidates.png{curve})")  # fmt: skip
     verdict = "FITS" if report.fits else "DOES NOT FIT"
     chosen = f": {report.chosen.name}" if report.chosen else ""
     console.print(f"{verdict}{chosen} — {report.advice} ({report.wall_s:.1f} s)")

@@ -34,6 +34,12 @@ from its last completed stage (and a killed training from its checkpoint):
 
 Without a fitting candidate the result names the binding limit of the closest one and
 what would fit (``needs 18 KiB more RAM, or a device with ≥ 82 KiB``).
+
+A contextual bandit (the plan's option is one) goes through the same stages;
+:mod:`rlbudget.bandits.job` trains it and, with logged data only, takes the DR off-policy
+estimate as its value (no episodes: the trained policy is the only candidate). Under
+``inference.learn`` the export is the on-device learner (``export --learn``) where the
+policy has one.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget import units
+from rlbudget.bandits import job as bandit_job
 from rlbudget.budget import Budget
 from rlbudget.candidates import (
     Candidate,
@@ -62,7 +69,7 @@ from rlbudget.candidates import (
     gate_words,
     hopeless,
 )
-from rlbudget.errors import PlanError, RlbudgetError
+from rlbudget.errors import RlbudgetError
 from rlbudget.fileio import atomic_write_text, is_empty_dir
 from rlbudget.plan import PlanChoice, SavedPlan
 from rlbudget.profile.evaluate import default_episodes
@@ -344,7 +351,7 @@ def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
     search = state.search
 
     if not state.exported:
-        state.export, state.exported = _export_stage(search, out), True
+        state.export, state.exported = _export_stage(search, out, budget), True
         state.save(out)
 
     if state.outcome is None:
@@ -364,13 +371,7 @@ def _run_stages(budget: Budget, out: Path, state: RunState, env_id: str | None,
 def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Path) -> PlanChoice:
     from rlbudget.plan import make_plan
 
-    plan = make_plan(budget, env_id)
-    if plan.options and plan.options[0].paradigm == "bandit":
-        raise PlanError(f"{budget.source or 'budget'}: rlbudget run does not run a contextual "
-                        "bandit yet; run its steps: rlbudget plan BUDGET -o plan.yaml, rlbudget "
-                        "train plan.yaml, rlbudget evaluate POLICY --data FILE, rlbudget "
-                        "export POLICY")  # fmt: skip
-    doc = plan.to_dict()
+    doc = make_plan(budget, env_id).to_dict()
     atomic_write_text(out / "plan.json", json.dumps(doc, indent=2, default=str))
     return SavedPlan.from_dict(doc).choose(option)
 
@@ -387,6 +388,11 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
     )
 
     run_dir = out / "train"
+    if bandit_job.is_bandit_choice(plan):  # rlbudget.bandits: one decision per episode
+        bandit = bandit_job.train_stage(budget, plan, seed, run_dir)
+        say(f"train: {bandit.algorithm} on {bandit.env}: {bandit.steps:,} decisions in "
+            f"{bandit.wall_s:.1f} s; value {bandit.last_eval_return:.4f}")  # fmt: skip
+        return bandit
     summary = read_summary(run_dir)
     if summary is not None and summary.stopped_by not in INTERRUPTED:
         say("train: finished before the kill; not run again")
@@ -437,12 +443,17 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
 
     trained = load_policy(out / "train" / "policy")
     fmt = default_format(budget)
+    env: str | None = plan.env
+    specs = candidate_specs(trained)
+    if bandit_job.is_bandit_choice(plan) and bandit_job.episode_env(plan) is None:
+        env, specs = None, specs[:1]
+        say(f"compress: {bandit_job.NO_ENV}")
     if state.tried is None:
         state.tried = []
     tried = state.tried
     done = {c.index: c for c in tried}
     chosen = next((c for c in tried if c.fits), None)
-    for i, spec in enumerate(candidate_specs(trained)):
+    for i, spec in enumerate(specs):
         if chosen is not None:
             break
         if i > 0 and hopeless(done.get(0)):
@@ -463,8 +474,13 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
                                   options=spec.options)  # fmt: skip
                 policy, retention, gate = report.policy, report.retention, report.gate
             save_policy(policy, folder / "policy", parents=True)
-            prof = profile(policy, budget, fmt=fmt, env_id=plan.env, episodes=episodes,
-                           seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
+            if bandit_job.is_bandit_choice(plan):  # logged data: DR; learn: its learner
+                prof = bandit_job.profile_bandit(policy, budget, plan.algorithm, fmt=fmt,
+                                                 env_id=env, episodes=episodes, seed=seed,
+                                                 policy_name=str(folder / "policy"))  # fmt: skip
+            else:
+                prof = profile(policy, budget, fmt=fmt, env_id=env, episodes=episodes,
+                               seed=seed, policy_name=str(folder / "policy"))  # fmt: skip
         except RlbudgetError as exc:
             record = replace(base, retention=retention, gate=gate, error=str(exc))
             say(f"candidate {i} ({spec.name}): error: {exc}")
@@ -475,13 +491,14 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
             atomic_write_text(folder / "profile.md", markdown(prof, "profile.png"))
             usage_chart(prof, folder / "profile.png")
             latency = ProfileRecord.from_dict(data).check("inference.latency")
-            assert latency is not None
+            value = ProfileRecord.from_dict(data).check("task.min_return")
+            assert latency is not None and value is not None
             record = replace(
                 base, fits=prof.verdict == "PASS" and (gate is None or gate.passed),
                 retention=retention, gate=gate, binding=data["binding"],
                 flash_bytes=prof.footprint.flash_bytes, ram_bytes=prof.footprint.ram_bytes,
                 latency_s=latency.figure,
-                return_mean=None if prof.returns is None else prof.returns.mean,
+                return_mean=value.figure,  # the episodes' mean (bandit logs: DR estimate)
                 verdict=prof.verdict,
             )  # fmt: skip
             say(f"candidate {i} ({spec.name}): {prof.verdict}"
@@ -499,8 +516,9 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
     return Search(fmt, tuple(tried), chosen)
 
 
-def _export_stage(search: Search, out: Path) -> Export | None:
+def _export_stage(search: Search, out: Path, budget: Budget) -> Export | None:
     from rlbudget.policy import load_policy
+    from rlbudget.profile.learn import LEARNERS
 
     chosen = search.chosen
     if chosen is None:
@@ -509,6 +527,16 @@ def _export_stage(search: Search, out: Path) -> Export | None:
     target = out / "export"
     if target.exists():
         shutil.rmtree(target)  # a half-finished export of a killed run
+    if search.format == "c" and budget.inference.learn and (
+            policy.provenance.get("algorithm") in LEARNERS):  # fmt: skip
+        # the policy keeps learning on the device: the learner that profile counted
+        from rlbudget.agents.learner import learn_params
+        from rlbudget.export.learn import export_learner, learner_dtype
+
+        result = export_learner(policy, target, learn_params(policy),
+                                learner_dtype(budget.device.fpu))  # fmt: skip
+        return Export("c", tuple(str(f) for f in result.files), result.ram_bytes,
+                      result.flash_bytes, result.needs_libm)  # fmt: skip
     if search.format == "c":
         from rlbudget.export.c import export_c
 

@@ -4,6 +4,7 @@ writer for budget text. Test policies come from :mod:`tests.factories`."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import tests.fake_envs  # noqa: F401  (registers the fake envs; their module cou
 # profile's emulated latency (issue 16) stays off except in tests/test_emulate.py, which
 # turns it on: it takes seconds per profile and changes the latency figure the older tests pin
 os.environ.setdefault("RLBUDGET_EMULATE", "0")
+# plan reads this host's training-throughput calibration (issue 18.3) from a user cache: the
+# tests read an empty one of their own, so that plans do not depend on who ran `calibrate`
+os.environ.setdefault("RLBUDGET_CACHE_DIR", tempfile.mkdtemp(prefix="rlbudget-test-cache-"))
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGETS = ROOT / "budgets"

@@ -404,7 +404,7 @@ def test_one_step_env_is_planned_as_a_bandit_and_learning_adds_its_state(tmp_pat
 
 def test_train_a_bandit_plan_option(tmp_path: Path) -> None:
     """plan -o then train PLAN: the plan's first option (dr, from task.data) is trained on
-    the budget's data; rlbudget run refuses a bandit budget with one line, exit 2."""
+    the budget's data (rlbudget run on a bandit budget: tests/test_run_bandit.py)."""
     write_logged(log_decisions(make_problem(), 500, seed=0), tmp_path / "logs.csv")
     budget = tmp_path / "b.yaml"
     budget.write_text("device: host\ntask: {kind: bandit, data: logs.csv}\n")
@@ -415,8 +415,6 @@ def test_train_a_bandit_plan_option(tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert (out["algorithm"], out["decisions"]) == ("dr", 500)
     assert out["trained_on"] == str(tmp_path / "logs.csv")
-    r = runner.invoke(app, ["run", str(budget), "-o", str(tmp_path / "job")])
-    assert r.exit_code == 2 and "rlbudget run does not run a contextual bandit yet" in r.output
 
 
 def test_online_limits_from_the_budget_and_the_clock(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from rlbudget.cli import app
 from .conftest import BUDGETS
 
 runner = CliRunner()
-COMMANDS = ["check", "plan", "train", "show", "evaluate", "import", "devices", "compress",
-            "export", "profile", "run", "sweep"]  # fmt: skip
+COMMANDS = ["check", "plan", "calibrate", "train", "show", "evaluate", "import", "devices",
+            "compress", "export", "profile", "run", "sweep"]  # fmt: skip
 DATA = Path(__file__).resolve().parents[1] / "rlbudget" / "data"
 
 

@@ -387,7 +387,7 @@ def test_plan_adds_the_learner_to_each_option_that_has_one(tmp_path: Path) -> No
     """inference.learn in plan: Q-learning's FrozenLake option gains the learner's state
     (8 header words and 64 values, 4 B each) and one estimated update per step
     (learner.yaml: 1,089 cycles on the M0+ in Q16.16, at the RP2040's 133 MHz); an
-    algorithm without an exported learner says so."""
+    algorithm without an exported learner is not planned (rule on-device-learning)."""
     from rlbudget.budget import load_budget
     from rlbudget.plan import make_plan
 
@@ -401,7 +401,38 @@ def test_plan_adds_the_learner_to_each_option_that_has_one(tmp_path: Path) -> No
     a, b = frozen["q-learning"].estimates, learn["q-learning"].estimates
     assert b.ram_bytes == a.ram_bytes + 4 * (8 + 64)
     assert b.latency_s.typical == pytest.approx(a.latency_s.typical + 1089 / 133e6)
-    assert any("has no exported learner" in r for r in learn["dyna-q"].reasons)
+    assert "dyna-q" in frozen and "dyna-q" not in learn
+
+
+def test_plan_under_learn_fails_options_without_an_on_device_learner(tmp_path: Path) -> None:
+    """inference.learn on FrozenLake (Discrete observations) and an M0+: export --learn
+    exports Q-learning, SARSA and tile-coded Sarsa(λ), and Sarsa(λ) needs Box
+    observations, so exactly the two tables are ranked, Q-learning first (the table order
+    of the frozen plan); PPO, Dyna-Q and expected SARSA fit the frozen budget and are
+    excluded with the rule's id and one sentence."""
+    from rlbudget.budget import load_budget
+    from rlbudget.plan import make_plan
+    from rlbudget.plan.rules import RULES
+
+    text = (
+        "device: rp2040\ninference: {{ram: 16KiB, learn: {learn}}}\ntask: {{env: FrozenLake-v1}}\n"
+    )
+    (tmp_path / "a.yaml").write_text(text.format(learn="false"))
+    (tmp_path / "b.yaml").write_text(text.format(learn="true"))
+    frozen = make_plan(load_budget(tmp_path / "a.yaml"))
+    plan = make_plan(load_budget(tmp_path / "b.yaml"))
+    assert {"ppo", "dyna-q", "expected-sarsa"} <= {o.algorithm for o in frozen.options if o.fits}
+    assert [o.algorithm for o in plan.options] == ["q-learning", "sarsa"]
+    assert plan.best is not None and plan.best.algorithm == "q-learning"
+    excluded = dict(plan.excluded)
+    for algo in ("ppo", "dyna-q", "expected-sarsa"):
+        assert excluded[algo] == (
+            f"[on-device-learning] {algo} has no on-device learner (export --learn exports "
+            "q-learning, sarsa, sarsa-lambda); inference.learn asks the deployed policy to "
+            "keep learning"
+        )
+    assert "LinUCB" in RULES["on-device-learning"].text
+    assert "tile-coded Sarsa(λ)" in RULES["on-device-learning"].text
 
 
 def test_sarsa_lambda_trainer_learns_in_the_devices_fixed_point() -> None:
@@ -428,3 +459,44 @@ def test_float32_learner_on_an_m4f_matches_numpy() -> None:
     e = emulate_update(make(), params, "float32", get_device("nrf52840"), sample(rng, 41),
                        rewards, rng.random(40) < 0.1)  # fmt: skip
     assert e.core == "cortex-m4" and e.steps == 39 and e.cycles_max > 0
+
+
+def test_bandit_plan_under_learn_excludes_the_offline_learners(tmp_path: Path) -> None:
+    """A bandit with both a one-step env and logs: under inference.learn IPS and DR (they
+    learn on the host from the logs) are excluded by the same rule; the online four stay."""
+    from rlbudget.bandits.data import write_logged
+    from rlbudget.bandits.synthetic import log_decisions, make_problem
+    from rlbudget.budget import load_budget
+    from rlbudget.plan import make_plan
+
+    write_logged(log_decisions(make_problem(), 50, seed=0), tmp_path / "logs.csv")
+    (tmp_path / "b.yaml").write_text(
+        "device: nrf52840\ninference: {learn: true}\ntask: {kind: bandit, data: logs.csv, "
+        "env: 'rlbudget.bandits.env:LinearBandit-v0'}\n"
+    )
+    plan = make_plan(load_budget(tmp_path / "b.yaml"))
+    assert {o.algorithm for o in plan.options} == {"linucb", "thompson", "softmax",
+                                                    "epsilon-greedy"}  # fmt: skip
+    assert dict(plan.excluded)["dr"] == (
+        "[on-device-learning] dr learns on the host from logs; inference.learn asks for an "
+        "online learner"
+    )
+
+
+def test_run_under_learn_trains_the_top_option_and_exports_its_learner(tmp_path: Path) -> None:
+    """rlbudget run with inference.learn: the plan's first option is Q-learning (the rule
+    above), and the export is the learner that profile counted: learn.h beside policy.c,
+    its RAM the state struct (8 header words + 16 states × 4 actions, 4 B each)."""
+    from rlbudget.budget import load_budget
+    from rlbudget.run import run_job
+
+    (tmp_path / "b.yaml").write_text(
+        "device: rp2040\ninference: {ram: 4KiB, learn: true}\ntraining: {env_steps: 20k}\n"
+        "task: {env: FrozenLake-v1, min_return: 0}\n"
+    )
+    report = run_job(load_budget(tmp_path / "b.yaml"), tmp_path / "job", episodes=20)
+    assert report.plan.algorithm == "q-learning" and report.fits
+    assert report.export is not None and report.export.ram_bytes == 4 * (8 + 16 * 4)
+    assert {Path(f).name for f in report.export.files} == {"policy.h", "learn.h", "policy.c",
+                                                           "main.c"}  # fmt: skip
+    assert "rlb_policy_learn" in (tmp_path / "job" / "export" / "policy.c").read_text()

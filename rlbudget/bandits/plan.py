@@ -107,10 +107,12 @@ def bandit_plan(budget: Budget, env: EnvSpec | None) -> Plan:
             why = "learns by acting: needs task.env, a one-step env"
         elif not online and rows is None:
             why = "learns from logged decisions: needs task.data"
-        elif not online and budget.inference.learn:
-            why = "learns on the host from logs; inference.learn asks for an online learner"
         if why:
-            excluded.append((algo, f"[bandit] {why}"))
+            excluded.append((algo, rule("bandit", why)))
+            continue
+        if not online and budget.inference.learn:
+            why = f"{algo} learns on the host from logs; inference.learn asks for an online learner"
+            excluded.append((algo, rule("on-device-learning", why)))
             continue
         options.append(_option(algo, info, budget, env, rows))
     ranked = sorted(options, key=lambda o: (not o.fits, -o.score, o.estimates.latency_s.typical))
@@ -135,7 +137,7 @@ def _option(
     if budget.inference.learn:
         learn = learning_cost(algo, d, K)
         ram += learn.ram_bytes
-        extra = _learning_latency(device, learn)
+        extra = learning_latency(device, learn)
         latency = Range(latency.low + extra.low, latency.typical + extra.typical,
                         latency.high + extra.high)  # fmt: skip
         state = units.format_bytes(learn.ram_bytes)
@@ -173,7 +175,7 @@ def _option(
     )  # fmt: skip
 
 
-def _learning_latency(device: Device, learn: Learning) -> Range:
+def learning_latency(device: Device, learn: Learning) -> Range:
     """The update and exploration score in float32 on ``device`` (the per-MAC model; a
     square root or exponential ≈ the cycles :func:`rlbudget.costs.extra_cycles` gives a
     tanh)."""

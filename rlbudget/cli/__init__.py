@@ -22,6 +22,7 @@ from rlbudget.cli.common import app, main
 for _name, _command in (
     ("check", plan_commands.check),
     ("plan", plan_commands.plan),
+    ("calibrate", plan_commands.calibrate),
     ("train", train_command.train),
     ("show", policy_commands.show),
     ("evaluate", policy_commands.evaluate),

@@ -1,5 +1,5 @@
-"""``rlbudget check``, ``plan`` and ``devices``: the budget, what to train for it, and the
-devices a budget can name."""
+"""``rlbudget check``, ``plan``, ``calibrate`` and ``devices``: the budget, what to train for
+it, this host's training throughput, and the devices a budget can name."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ def plan(
     show_all: Annotated[
         bool, typer.Option("--all", help="Show the reasons of every option, not only the first.")
     ] = False,
+    no_calibration: Annotated[
+        bool,
+        typer.Option(
+            "--no-calibration",
+            help="Ignore this host's calibration (rlbudget calibrate): use algorithms.yaml's "
+            "throughputs scaled by the width law.",
+        ),
+    ] = False,
 ) -> None:
     """Recommend what to train for a budget: ranked options, estimates and the rules that fired.
 
@@ -60,7 +68,7 @@ def plan(
     b = load_budget(budget or default_budget_path())
     env_id = env or b.task.env_id
     spec = env_spec(env_id, gym_packages=gym_package or ()) if env_id else None
-    p = make_plan(b, spec)
+    p = make_plan(b, spec, calibration=not no_calibration)
     if output is not None:
         save_plan(p, output)
     if json_out:
@@ -95,3 +103,51 @@ def devices(json_out: JsonOpt = False) -> None:
     from rlbudget.render import render_devices
 
     render_devices(common.out, devs)
+
+
+@handles_errors
+def calibrate(
+    algo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--algo",
+            metavar="<id>",
+            help="Algorithm to measure (repeatable). "
+            "Default: sac, td3, ppo and the built-in lean-sac/lean-td3 if present.",
+        ),
+    ] = None,
+    width: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--width",
+            metavar="<units>",
+            help="Hidden width, two layers of it (repeatable). Default: 16, 32, 64, 256.",
+        ),
+    ] = None,
+    steps: Annotated[
+        int, typer.Option("--steps", metavar="<count>", help="Timed env steps per point.")
+    ] = 300,
+    json_out: JsonOpt = False,
+) -> None:
+    """Measure this host's training throughput per algorithm and hidden width, for plan.
+
+    Trains each algorithm for a few hundred Pendulum-v1 steps at each width (one torch
+    thread; run it on an otherwise idle host: it measures what it gets) and caches env
+    steps/s, updates included, in ~/.cache/rlbudget/calibration.yaml (RLBUDGET_CACHE_DIR
+    moves it), keyed by CPU model, torch version and cores. plan then estimates training
+    time per width from it; without it, plan says "not calibrated".
+
+    Example: rlbudget calibrate --algo sac --width 32 --width 64
+    """
+    from rlbudget.plan.calibrate import WIDTHS, save_calibration
+    from rlbudget.plan.calibrate import calibrate as measure
+
+    def progress(line: str) -> None:
+        common.err.print(line, markup=False, highlight=False)
+
+    cal = measure(algo or None, tuple(width or WIDTHS), steps, progress=progress)
+    path = save_calibration(cal)
+    if json_out:
+        common.print_json({"cache": str(path), "host": cal.key.text, **cal.to_dict()})
+        return
+    common.out.print(f"calibrated {cal.key.text}; written to {path}", markup=False)

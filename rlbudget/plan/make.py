@@ -1,6 +1,6 @@
-"""Making a plan: one candidate per compatible algorithm (and, for MLPs, narrower shapes
-when the tuned one does not fit), each estimated by the cost model, checked against the
-budget, and ranked by the rules."""
+"""Making a plan: one candidate per compatible algorithm (for MLPs, the width that fits the
+device and the training budget, :mod:`rlbudget.plan.widths`), each estimated by the cost
+model, checked against the budget, and ranked by the rules."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from rlbudget.envs import EnvSpec
 from rlbudget.errors import PlanError
 from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
 from rlbudget.limits import LIMITS, Check, check_budget
+from rlbudget.plan import sparse
+from rlbudget.plan.calibrate import Calibration, cache_path, load_calibration
 from rlbudget.plan.model import Estimates, Option, Plan
 from rlbudget.plan.rules import (
     MAX_TABLE_STATES,
@@ -25,11 +27,8 @@ from rlbudget.plan.rules import (
     preference,
     rule,
 )
+from rlbudget.plan.widths import REFERENCE_STEP_S, Shape, Tried, choose, shapes, step_seconds
 
-# Raw CartPole-v1 step ≈52k steps/s (measured on a 2-core x86 host); measured algorithm
-# throughputs include it.
-REFERENCE_STEP_S = 1 / 52_000
-NARROW_WIDTHS = (64, 32, 16, 8)
 # How each figure of an option is obtained (:mod:`rlbudget.costs`), as each check says.
 HOW = {
     "inference.ram": "cost model: the largest pair of live activations, one layer's "
@@ -40,7 +39,7 @@ HOW = {
     "device.ram": "the inference.ram figure against the device's SRAM/RAM",
     "device.flash": "the inference.flash figure against the device's flash",
     "training.env_steps": "the hyperparameters' n_timesteps",
-    "training.time": "env steps at the algorithm's measured throughput + the env step cost",
+    "training.time": "env steps at the algorithm's throughput at this width + the env step cost",
     "training.ram": "process baseline + 16 B per parameter + the replay buffer",
     "training.energy": "training time × busy cores × the host's power per core",
 }
@@ -57,6 +56,7 @@ class _Candidate:
     reasons: tuple[str, ...]
     score: float
     params: dict[str, Any]
+    shape: Shape | None = None  # an MLP's hidden shape and its steps to the target
 
 
 def _ensemble_parameters(params: dict[str, Any], env: EnvSpec) -> int:
@@ -70,13 +70,20 @@ def _ensemble_parameters(params: dict[str, Any], env: EnvSpec) -> int:
 
 
 def _estimate(
-    cand: _Candidate, budget: Budget, env: EnvSpec, ctx: Context
+    cand: _Candidate, budget: Budget, env: EnvSpec, ctx: Context, cal: Calibration | None
 ) -> tuple[Estimates, tuple[Check, ...], tuple[str, ...]]:
     body = cand.body
     target = costs.inference(body, cand.dtype, budget.device, env.observation)
 
     notes: list[str] = []
-    steps = int(cand.hp.n_timesteps / max(cand.info.sample_efficiency, 1.0))
+    factor = cand.shape.steps_factor if cand.shape else 1.0
+    steps = int(cand.hp.n_timesteps * factor / max(cand.info.sample_efficiency, 1.0))
+    update_s, how = 1.0 / cand.info.host_steps_per_s, HOW["training.time"]
+    if cand.shape is not None:
+        cost = step_seconds(cand.info, cand.shape.hidden, body.macs, cal)
+        update_s = cost.seconds
+        how = f"env steps × seconds per step ({cost.how}) + the env step cost"
+        notes.append(f"[throughput] {cand.label}: {cost.how}")
     # Env time beyond what the measured throughput already includes (a CartPole step).
     excess = max(0.0, (ctx.step_cost_s or 0.0) - REFERENCE_STEP_S)
     parallel = 1
@@ -85,7 +92,7 @@ def _estimate(
     # A simulated env's cost spreads over worker processes; a declared real step (a robot)
     # does not.
     env_workers = parallel if ctx.step_cost_source.startswith("measured") else 1
-    per_step = 1.0 / cand.info.host_steps_per_s + excess / env_workers
+    per_step = update_s + excess / env_workers
     train_time = steps * per_step
     busy_cores = parallel
 
@@ -133,7 +140,8 @@ def _estimate(
         "training.env_steps": steps, "training.time": train_time,
         "training.ram": train_ram, "training.energy": train_energy,
     }  # fmt: skip
-    checks = tuple(check_budget(name, figures[name], budget, how=HOW[name])
+    hows = {**HOW, "training.time": how}
+    checks = tuple(check_budget(name, figures[name], budget, how=hows[name])
                    for name in LIMITS if name in figures)  # fmt: skip
     est = Estimates(
         parameters=body.parameters,
@@ -175,7 +183,8 @@ def _candidates(
                   f"worker process(es) for {n_envs} env(s).")
         )  # fmt: skip
 
-    bodies: list[tuple[Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
+    # body, dtype, fmt, label, reasons, shape
+    bodies: list[tuple[Body, str, str, str, list[str], Shape | None]] = []
     fmt_small = "c" if ctx.mcu else "numpy"
     if info.tabular:
         if obs.kind == "discrete" and obs.n is not None:
@@ -187,15 +196,15 @@ def _candidates(
             return []
         body = costs.table_body(states, n_actions, obs, bins)
         grid = f" {bins}^{obs.dim} grid" if bins else ""
-        bodies.append((body, "uint8", fmt_small, f"{info.id} table{grid}", []))
+        bodies.append((body, "uint8", fmt_small, f"{info.id} table{grid}", [], None))
     elif info.id == "sarsa-lambda":
         body = costs.tile_coding_body(obs, n_actions, hp.params, device.fpu)
         dtype = "fp32" if device.fpu else "int16"
-        bodies.append((body, dtype, fmt_small, f"sarsa-lambda tile coding ({dtype})", []))
+        bodies.append((body, dtype, fmt_small, f"sarsa-lambda tile coding ({dtype})", [], None))
     elif info.family == "linear":
         dtype = "fp32" if device.fpu or not ctx.mcu else "int16"
         body = costs.linear_body(obs, act, 4 if dtype == "fp32" else 2)
-        bodies.append((body, dtype, fmt_small, f"{info.id} linear ({dtype})", []))
+        bodies.append((body, dtype, fmt_small, f"{info.id} linear ({dtype})", [], None))
     else:
         if ctx.eight_bit:
             return []
@@ -203,12 +212,11 @@ def _candidates(
         default_act = "tanh" if info.id in ("ppo", "a2c") else "relu"
         activation = str(params.get("activation_fn", default_act))
         fmt = "c" if ctx.mcu else ("onnx" if device.device_class == "gpu" else "numpy")
-        # Preference order; the planner keeps the first that fits (see make_plan).
+        # Per shape, dtypes in preference order; make_plan keeps the first that fits and
+        # chooses among the shapes (rlbudget.plan.widths.choose).
         # MCUs deploy int8 only; elsewhere fp32 first, int8 when fp32 does not fit.
         dtypes = ("int8",) if ctx.mcu else ("fp32", "int8")
-        shape = "-".join(map(str, hidden))
-        shapes = [hidden] + [[w] * len(hidden) for w in NARROW_WIDTHS if w < max(hidden)]
-        for widths in shapes:
+        for shape in shapes(info.id, env.env_id, hidden):
             for dtype in dtypes:
                 reasons: list[str] = []
                 if dtype == "int8":
@@ -217,37 +225,70 @@ def _candidates(
                         if ctx.mcu
                         else rule("int8", "fp32 does not fit the limits: deploy int8.")
                     )
-                if widths is not hidden:
-                    name = "-".join(map(str, widths))
-                    reasons.append(
-                        rule("narrow", f"The tuned {shape} network does not fit: "
-                              f"{name} is the widest that does.")
-                    )  # fmt: skip
-                body = costs.mlp_body(obs, act, widths, activation, dtype, device.fpu)
-                label = f"{info.id} mlp {'-'.join(map(str, widths))} {dtype}"
-                bodies.append((body, dtype, fmt, label, reasons))
+                body = costs.mlp_body(obs, act, shape.hidden, activation, dtype, device.fpu)
+                label = f"{info.id} mlp {shape.name} {dtype}"
+                bodies.append((body, dtype, fmt, label, reasons, shape))
 
     out: list[_Candidate] = []
-    for body, dtype, fmt, label, extra in bodies:
+    for body, dtype, fmt, label, extra, mlp_shape in bodies:
         score, reasons = preference(info, env, ctx, body)
         if body.kind == "mlp":
             params_out = {**params, "net_arch": body.network["hidden"]}
         else:
             params_out = dict(params)
+        if ctx.sparse_reward:  # rule sparse-reward: the exploration bonus, training only
+            params_out.update(sparse.bonus(info.id))
         out.append(
             _Candidate(info, hp, body, dtype, fmt, label,
-                       tuple(base_reasons + reasons + extra), score, params_out)
+                       tuple(base_reasons + reasons + extra), score, params_out, mlp_shape)
         )  # fmt: skip
     return out
 
 
-def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
+def _no_device_learner(algorithm: str) -> str | None:
+    """Under ``inference.learn``: why ``algorithm`` cannot keep learning on the device
+    (rule ``on-device-learning``), or None when ``export --learn`` exports its learner."""
+    from rlbudget.profile.learn import LEARNERS
+
+    if algorithm in LEARNERS:
+        return None
+    return rule("on-device-learning", f"{algorithm} has no on-device learner (export --learn "
+                f"exports {', '.join(LEARNERS)}); inference.learn asks the deployed policy "
+                "to keep learning")  # fmt: skip
+
+
+Evaluated = tuple[_Candidate, Estimates, tuple[Check, ...], tuple[str, ...]]
+
+
+def _pick_width(evaluated: list[Evaluated]) -> Evaluated:
+    """An MLP algorithm's candidates (shapes × dtypes) → the one to plan: per shape the
+    first dtype that fits (else the first), then the shape :func:`~rlbudget.plan.widths.choose`
+    keeps, with its ``[width]`` reason."""
+    by_shape: dict[tuple[int, ...], list[Evaluated]] = {}
+    for e in evaluated:
+        assert e[0].shape is not None
+        by_shape.setdefault(e[0].shape.hidden, []).append(e)
+    best = [next((e for e in group if all(c.status != "FAIL" for c in e[2])), group[0])
+            for group in by_shape.values()]  # fmt: skip
+    tried = [Tried(e[0].shape, e[2], e[1].train_time_s) for e in best if e[0].shape]
+    index, why = choose(tried)
+    cand, est, checks, notes = best[index]
+    return cand, est, checks, (*notes, why) if why else notes
+
+
+def make_plan(
+    budget: Budget, env: EnvSpec | str | None = None, *, calibration: Calibration | bool = True
+) -> Plan:
     """Rank every compatible algorithm for ``budget`` on ``env``.
 
     :param budget: a loaded :class:`~rlbudget.budget.Budget`.
     :param env: an :class:`EnvSpec`, a gymnasium id (overrides ``task.env``), or None for
         ``task.env``.
+    :param calibration: True: this host's calibration from the cache, if measured
+        (``rlbudget calibrate``); False: none (algorithms.yaml's figures and the width law);
+        or a :class:`~rlbudget.plan.calibrate.Calibration` to use.
     :raises PlanError: no env given anywhere.
+    :raises RlbudgetError: the calibration cache exists but cannot be read.
     """
     if budget.task.kind == "bandit" and env is None and budget.task.env_id is None:
         from rlbudget.bandits.plan import bandit_plan  # logged data only
@@ -276,7 +317,11 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             usable.append(info)
         else:
             excluded.append((info.id, f"[spaces] {why}"))
-    ctx = facts(budget, env, usable)
+    cal = load_calibration() if calibration is True else calibration or None
+    ctx = replace(facts(budget, env, usable, cal), throughput=(
+        f"calibrated on this host ({cal.measured[:10]}, {cal.key.text})" if cal else
+        "not calibrated: algorithms.yaml's figures scaled by the width law; "
+        f"`rlbudget calibrate` measures this host (cache: {cache_path()})"))  # fmt: skip
 
     options: list[Option] = []
     for info in usable:
@@ -284,6 +329,9 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
             excluded.append(
                 (info.id, "[not-yet] deep model-based; listed only when the env is expensive")
             )
+            continue
+        if budget.inference.learn and (why := _no_device_learner(info.id)):
+            excluded.append((info.id, why))
             continue
         cands = _candidates(budget, env, ctx, info)
         if not cands:
@@ -293,15 +341,9 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
                 why = f"[spaces] a table here would have over {MAX_TABLE_STATES:,} states"
             excluded.append((info.id, why))
             continue
-        evaluated = []
-        for cand in cands:
-            est, checks, notes = _estimate(cand, budget, env, ctx)
-            evaluated.append((cand, est, checks, notes))
-        # MLPs: candidates come in preference order (tuned shape first, fp32 before int8
-        # off-MCU, then narrower). Keep the first that fits; if none does, the first.
-        if len(evaluated) > 1:
-            fitting = [e for e in evaluated if all(c.status != "FAIL" for c in e[2])]
-            evaluated = fitting[:1] or evaluated[:1]
+        evaluated = [(cand, *_estimate(cand, budget, env, ctx, cal)) for cand in cands]
+        if len(evaluated) > 1:  # an MLP's shapes and dtypes: keep one
+            evaluated = [_pick_width(evaluated)]
         for cand, est, checks, notes in evaluated:
             options.append(
                 Option(

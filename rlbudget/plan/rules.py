@@ -16,6 +16,9 @@ from rlbudget.devices import Device
 from rlbudget.envs import EnvSpec
 from rlbudget.hyperparams import AlgorithmInfo, get_hyperparams
 from rlbudget.limits import target_return
+from rlbudget.plan.calibrate import Calibration
+from rlbudget.plan.sparse import bonus, sparse_reason
+from rlbudget.plan.widths import quickest
 
 # Low-dimensional limits: a uniform grid over more dims explodes; tile coding hashes up to ~8.
 MAX_TABLE_STATES = 2**24
@@ -66,12 +69,18 @@ RULES = {
         ),
         Rule(
             "model-based",
-            "PETS learns a model and plans in it, reaching its return in fewer env steps "
-            "than SAC (≈1/8 in Chua et al. 2018; 0.37-1.0 on Pendulum-v1 here), but plans "
-            "at every step (≈5 env steps/s on the "
-            "host, against SAC's 44 and PPO's 1,900): first when env steps are expensive "
-            "or scarce, else below model-free options. It deploys a small MLP distilled "
-            "from the planner.",
+            "PETS and MBPO learn a model and reach their return in fewer env steps than "
+            "SAC (PETS ≈1/8 in Chua et al. 2018, MBPO ≈1/2.5-1/8 in Janner et al. 2019; "
+            "on Pendulum-v1 here PETS 0.37-1.0 of SAC's steps, MBPO 0.37-0.47), "
+            "but pay in host time per env step (PETS plans at every step, "
+            "≈5 env steps/s; MBPO takes 10 SAC updates per step, ≈8 per CPU-second; SAC "
+            "44, PPO 1,900): first when env steps are expensive or scarce, else below "
+            "model-free options. PETS ranks above MBPO for now: no actor-critic to tune and "
+            "no stable-baselines3 needed; MBPO took fewer Pendulum-v1 steps (1,200-2,200 "
+            "over 3 seeds, PETS 2,200-3,000) but against an older PETS in another run, so "
+            "the order waits on one run comparing both; "
+            "MBPO deploys the SAC actor it trained, PETS a small MLP distilled from its "
+            "planner.",
         ),
         Rule("not-yet", "Not yet supported by rlbudget's trainers: shown, never ranked first."),
         Rule(
@@ -83,14 +92,39 @@ RULES = {
             "Training time × throughput bounds the env steps; options needing more are marked.",
         ),
         Rule("int8", "Latency/energy/memory limits: deploy int8 (4× smaller than fp32)."),
-        Rule("narrow", "The tuned network does not fit: narrower layers are tried."),
+        Rule(
+            "width",
+            "An MLP's hidden width is chosen for the device and the training budget: of the "
+            "widths with measured steps to the target, the cheapest to train that fits every "
+            "limit with the margin; the reason names the limit that ruled out the others.",
+        ),
+        Rule(
+            "throughput",
+            "Training seconds per env step at each width: calibrated on this host "
+            "(`rlbudget calibrate`), else algorithms.yaml's figure scaled by the width law.",
+        ),
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
+        Rule(
+            "on-device-learning",
+            "inference.learn: the deployed policy keeps learning on the device, so only "
+            "options with an on-device learner are planned: tabular Q-learning and SARSA "
+            "and tile-coded Sarsa(λ) (rlbudget export --learn), and for a one-step task "
+            "the online bandit learners (LinUCB, Thompson sampling, softmax, ε-greedy); "
+            "the others are excluded.",
+        ),
         Rule(
             "bandit",
             "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
             "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
             "sampling, softmax and ε-greedy online, DR before IPS from logged data.",
+        ),
+        Rule(
+            "sparse-reward",
+            "Sparse reward: an exploration bonus is added to the training reward (Sarsa(λ): "
+            "a count bonus on the active tiles, turned on; PPO/SAC/DQN: Random Network "
+            "Distillation, offered but not turned on until measured); the deployed policy "
+            "is unchanged.",
         ),
     )
 }
@@ -110,12 +144,17 @@ class Context:
     step_cost_source: str
     cores: int
     target_return: float | None
+    throughput: str = ""  # how training seconds per step were obtained (calibrated or not)
+    sparse_reward: str = ""  # why the reward is sparse (rule sparse-reward), "" if not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Context:
+def facts(
+    budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo], cal: Calibration | None = None
+) -> Context:
+    """The facts the rules read (``cal``: this host's calibration, for training times)."""
     device = budget.device
     mcu = device.device_class in ("mcu", "mcu-accel")
     inf = budget.inference
@@ -142,7 +181,7 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
                 f"({units.format_count(min(model_free))})"
             )
     if not why:
-        why = _model_free_out_of_reach(budget, env, usable)
+        why = _model_free_out_of_reach(budget, env, usable, cal)
     return Context(
         device_class=device.device_class,
         mcu=mcu,
@@ -154,13 +193,17 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
         step_cost_source=step_source,
         cores=budget.training.cores or 1,
         target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
+        sparse_reward=sparse_reason(env.env_id, budget.task.sparse_reward),
     )
 
 
-def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> str:
+def _model_free_out_of_reach(
+    budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo], cal: Calibration | None
+) -> str:
     """Why no trainable model-free option can train as long as it typically needs within
-    ``training.env_steps`` and ``training.time`` (its steps at its host throughput plus the
-    declared env step cost), or "" when one can (or no limit is set)."""
+    ``training.env_steps`` and ``training.time`` (its steps at its host throughput, at its
+    cheapest measured width, plus the declared env step cost), or "" when one can (or no
+    limit is set)."""
     t = budget.training
     if t.env_steps is None and t.time_s is None:
         return ""
@@ -169,8 +212,8 @@ def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[Algo
     for a in usable:
         if a.model_based or not a.trainable:
             continue
-        steps = get_hyperparams(a.id, env.env_id).n_timesteps
-        seconds = steps * (1.0 / a.host_steps_per_s + cost)
+        steps, per_step = quickest(a, env, cal)
+        seconds = steps * (per_step + cost)
         if (t.env_steps is None or steps <= t.env_steps) and (
             t.time_s is None or seconds <= t.time_s
         ):
@@ -230,7 +273,7 @@ def preference(
     elif body.kind == "table" and env.observation.kind == "box":
         score -= 1  # a discretized grid is a last resort when an MLP fits comfortably
     if env.action.kind == "box":
-        if info.id in ("sac", "td3"):
+        if info.id in ("sac", "td3", "lean-sac", "lean-td3"):
             score += 1
             reasons.append(rule("continuous-actions"))
         elif info.id == "ars" and (ctx.mcu or ctx.tight_memory):
@@ -242,6 +285,7 @@ def preference(
         score += 0.5  # tile coding generalizes across a Box observation; a grid does not
     if info.model_based and info.trainable:
         score += 0 if ctx.expensive_env else -2
+        score -= 0.25 if info.id == "mbpo" else 0  # PETS first (the rule says why)
         reasons.append(rule("model-based"))
     if ctx.expensive_env:
         if info.model_based:
@@ -259,4 +303,12 @@ def preference(
         )
     if not info.trainable:
         reasons.append(rule("not-yet"))
+    if ctx.sparse_reward:
+        on = ", ".join(f"{k} = {v:g}" for k, v in bonus(info.id).items())
+        offered = " ".join(f"-p {k}={v:g}" for k, v in bonus(info.id, planned=False).items())
+        then = (f"turned on: {on}" if on
+                else f"not turned on (not measured to help here; to try it: {offered})"
+                if offered else f"{info.id} has none in rlbudget")  # fmt: skip
+        reasons.append(rule("sparse-reward", f"Sparse reward ({ctx.sparse_reward}): an "
+                            f"exploration bonus for training only, {then}."))  # fmt: skip
     return score, reasons

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from rlbudget.plan import PlanChoice
 
 LEAN = ("lean-sac", "lean-td3")  # the built-in torch SAC/TD3 (agents/offpolicy.py)
-BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets", *LEAN)
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
+           "mbpo", *LEAN)  # fmt: skip
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -90,6 +91,10 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         from rlbudget.agents.model_based import pets
 
         return pets.PETSConfig, pets.train_pets
+    if algorithm == "mbpo":
+        from rlbudget.agents.model_based import mbpo
+
+        return mbpo.MBPOConfig, mbpo.train_mbpo
     if algorithm in LEAN:
         from rlbudget.agents import offpolicy
 
@@ -120,7 +125,8 @@ def resolve(
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
-    :param cores: ``training.cores``: SB3's and lean-sac/lean-td3's torch threads (None: 1).
+    :param cores: ``training.cores``: the torch threads of SB3, pets, lean-sac and lean-td3
+        (None: 1).
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -145,6 +151,8 @@ def resolve(
         params = merged
     else:
         params = _builtin_params(info.id, merged)
+        if info.id == "pets" and cores is not None and "threads" not in merged:
+            params["threads"] = int(cores)  # the planner's torch threads: training.cores
         if info.id in LEAN:  # torch threads from training.cores
             params.setdefault("threads", int(cores or 1))
             extra = {"torch_threads": params["threads"]}
