@@ -14,6 +14,7 @@ def test_known_algorithms() -> None:
     assert set(ALGOS) == {
         "q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars",
         "ppo", "a2c", "dqn", "sac", "td3", "qrdqn", "tqc", "trpo", "pets", "mbpo",
+        "lean-sac", "lean-td3",
     }  # fmt: skip
 
 

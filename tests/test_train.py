@@ -97,8 +97,8 @@ def test_untrainable_algorithm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert r.exit_code == 2
     assert r.stderr == (
         "error: algorithm 'mbpo': rlbudget cannot train it yet; trainable algorithms: "
-        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, ppo, a2c, dqn, sac, "
-        "td3, qrdqn, tqc, trpo\n"
+        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, lean-sac, lean-td3, "
+        "ppo, a2c, dqn, sac, td3, qrdqn, tqc, trpo\n"
     )
 
 
