@@ -166,10 +166,10 @@ def test_replay_capacity_from_training_ram() -> None:
     assert params == 67_586 and room == 914_198
     assert s.replay_bytes_per_transition == 52 and s.replay_capacity == room // 52 == 17_580
     assert s.replay_from is not None and "capped at 17.6k transitions" in s.replay_from
-    from rlbudget.sb3.training import SB3Config, _model_kwargs
+    from rlbudget.sb3.training import SB3Config, model_kwargs
 
     cfg = SB3Config("dqn", s.n_timesteps, 0, dict(s.hyperparameters), 1, 1, s.replay_capacity)
-    assert _model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
+    assert model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
     # Without training.ram: the tuned size, but never more than the run's steps.
     assert resolve("dqn", "CartPole-v1").replay_capacity == 50_000
     assert resolve("dqn", "CartPole-v1", ram_bytes=2**40).replay_capacity == 50_000
