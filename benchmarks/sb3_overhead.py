@@ -19,8 +19,9 @@ Each run is a fresh Python process (torch, SB3 and gymnasium imported before the
 starts, on both sides); the clock runs from building the model (plain) or calling
 ``train_run`` (rlbudget) to the end. Runs alternate plain, rlbudget, plain, …; each
 rlbudget run is divided by the plain run just before it, and the table gives every ratio
-and their median. "same policy" says whether the two policies' weights are equal bit for
-bit (rlbudget's wrappers must not change what SB3 learns).
+and their median (the CPU time ratio too: process CPU time, less sensitive to a shared
+machine's load than wall time). "same policy" says whether the two policies' weights are
+equal bit for bit (rlbudget's wrappers must not change what SB3 learns).
 
 ``--profile ALGO`` instead runs rlbudget's side once under cProfile (CPU time) and prints
 the entries with the most cumulative time: overall, then rlbudget's own and SB3's
@@ -78,7 +79,7 @@ def plain(algo: str, steps: int, seed: int) -> dict[str, Any]:
     cfg = SB3Config(algo, steps, seed, dict(s.hyperparameters), s.n_envs, 1, s.replay_capacity)
     cls = algorithm_class(algo)
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     env: Any = DummyVecEnv([lambda: Monitor(gym.make(s.env_id))] * s.n_envs)
     vecnorm = None
     if s.hyperparameters.get("normalize"):
@@ -88,8 +89,8 @@ def plain(algo: str, steps: int, seed: int) -> dict[str, Any]:
     model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
                 **model_kwargs(cfg, n_actions))  # fmt: skip
     model.learn(steps, progress_bar=False)
-    wall = time.perf_counter() - start
-    return {"wall_s": wall, "steps": int(model.num_timesteps),
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"wall_s": wall, "cpu_s": cpu, "steps": int(model.num_timesteps),
             "digest": _digest(from_model(model, vecnorm))}  # fmt: skip
 
 
@@ -100,10 +101,10 @@ def through_rlbudget(algo: str, steps: int, seed: int) -> dict[str, Any]:
 
     s = _settings(algo, steps, seed)
     run_dir = Path(tempfile.mkdtemp()) / "run"
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     result = train_run(s, run_dir)
-    wall = time.perf_counter() - start
-    return {"wall_s": wall, "steps": result.steps,
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"wall_s": wall, "cpu_s": cpu, "steps": result.steps,
             "digest": _digest(load_policy(run_dir / "policy"))}  # fmt: skip
 
 
@@ -156,23 +157,33 @@ def main() -> None:
     if args.profile:
         profile(args.profile, steps_of[args.profile], args.seed)
         return
-    print("| algorithm (env, steps) | plain SB3 s | rlbudget s | ratio | same policy |")
-    print("|---|---|---|---|---|")
+    print(
+        "| algorithm (env, steps) | plain SB3 wall s | rlbudget wall s | wall ratio "
+        "| CPU ratio | same policy |"
+    )
+    print("|---|---|---|---|---|---|")
     for algo in args.algos.split(","):
         steps = steps_of[algo]
-        ratios, plains, ours, same = [], [], [], []
+        pairs = []
         for _ in range(args.runs):
             p = _child("plain", algo, steps, args.seed)
             r = _child("rlbudget", algo, steps, args.seed)
             assert p["steps"] == r["steps"] == steps, (p, r)
-            plains.append(p["wall_s"])
-            ours.append(r["wall_s"])
-            ratios.append(r["wall_s"] / p["wall_s"])
-            same.append(p["digest"] == r["digest"])
-        print(f"| {algo} ({CASES[algo]}, {steps:,}) | "
-              f"{', '.join(f'{w:.1f}' for w in plains)} | {', '.join(f'{w:.1f}' for w in ours)} | "
-              f"{', '.join(f'{x:.3f}' for x in ratios)}; median **{statistics.median(ratios):.3f}** | "
-              f"{'yes' if all(same) else 'no'} |", flush=True)  # fmt: skip
+            pairs.append((p, r))
+        walls = [r["wall_s"] / p["wall_s"] for p, r in pairs]
+        cpus = [r["cpu_s"] / p["cpu_s"] for p, r in pairs]
+        same = all(p["digest"] == r["digest"] for p, r in pairs)
+        print(
+            f"| {algo} ({CASES[algo]}, {steps:,}) | {_join(p['wall_s'] for p, _ in pairs)} "
+            f"| {_join(r['wall_s'] for _, r in pairs)} | {_join(walls, 3)}; median "
+            f"**{statistics.median(walls):.3f}** | {_join(cpus, 3)}; median "
+            f"{statistics.median(cpus):.3f} | {'yes' if same else 'no'} |",
+            flush=True,
+        )
+
+
+def _join(values: Any, digits: int = 1) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
 
 
 if __name__ == "__main__":

@@ -32,16 +32,18 @@ PPO/A2C/TRPO with Box actions the policy's standard deviation ``exp(log_std)`` (
 with Discrete actions the policy's entropy in nats (mean over the current observations
 of all envs).
 
-**NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward
-before SB3 (or the running statistics) sees them and stops with the env step named
+**NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward before
+SB3 (or the running statistics) sees them and stops with the env step named
 (:class:`~rlbudget.errors.EnvError`; one vectorized check per step, env by env only when
 it fails). Every weight is checked (:class:`~rlbudget.errors.TrainingError`, naming the
 tensor and the steps since the last check) whenever the model leaves the training loop:
 before a checkpoint is taken, before a policy is converted for an evaluation, and at the
-end. Either way no checkpoint or policy is written with bad numbers: the last good
-checkpoint stays. The hyperparameter ``check_every_update: true`` (rlbudget's own key, e.g.
-``--hyperparams check_every_update=true``) also checks after every update (at each rollout
-start), to name the first bad update's step; it costs ≈ 10 % of a SAC step at 256-256.
+end, and when training fails (NaN weights fail in SB3's own ways first: a distribution's
+``ValueError``, a NaN action the env answers with a NaN observation). Either way no
+checkpoint or policy is written with bad numbers: the last good checkpoint stays. The
+hyperparameter ``check_every_update: true`` (rlbudget's own key, e.g. ``--hyperparams
+check_every_update=true``) also checks after every update (at each rollout start), to
+name the first bad update's step; it costs ≈ 10 % of a SAC step at 256-256.
 
 **Checkpoints and resume**: :mod:`rlbudget.sb3.checkpoint` says what a checkpoint holds
 and what a resumed run reproduces (a faithful, reproducible continuation, not a
@@ -434,8 +436,14 @@ def train_sb3(
             return steps >= n_timesteps and _rollout_ends(self.locals)
 
     if done_steps + n_envs <= n_timesteps:
-        model.learn(n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
-                    progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
+        try:
+            model.learn(n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
+                        progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
+        except Exception:
+            # NaN weights fail in SB3's own ways before the next check (a distribution's
+            # ValueError, a NaN action that the env returns as a NaN observation): say so.
+            check_weights()
+            raise
     steps = int(model.num_timesteps)
     env.close()
     ck = snapshot()  # checks the weights
