@@ -13,8 +13,10 @@ from typer.testing import CliRunner
 import tests.fake_envs  # noqa: F401  (registers the fake envs)
 from rlbudget.cli import app
 from rlbudget.policy import load_policy
+from rlbudget.policy.model import Head
 from rlbudget.profile.evaluate import evaluate
 from rlbudget.run import default_episodes
+from tests.factories import env_policy, random_mlp
 
 runner = CliRunner()
 LUCKY_SEED = 77  # Coin-v0's 100 screen episodes (seed 77 + 10,000) average 0.61
@@ -54,3 +56,21 @@ def test_a_confirmed_stop_says_how(
     assert s["target_check"] == {"episodes": default_episodes(10), "seed": 0 + 20_000 + 1000,
                                  "mean": 10.0, "lower_95": 10.0}  # fmt: skip
     assert s["last_eval_return"] == 10.0
+
+
+def test_a_screen_ends_once_its_interval_is_clear_of_the_target() -> None:
+    from rlbudget.train.loop import screen_decided
+
+    # mean 103, s = √145 = 12.04, half-width t95(4) 2.776 · 12.04 / √5 = 14.95: 117.95 < 475
+    assert screen_decided([100.0, 120.0, 90.0, 110.0, 95.0], 475.0)
+    # mean 470, s = √1700 = 41.23, half-width 51.19: 418.8 to 521.2 holds 475, play on
+    assert not screen_decided([400.0, 500.0, 480.0, 500.0, 470.0], 475.0)
+    # no spread: the interval is the mean, at or above (confirm) or below (fail) the target
+    assert screen_decided([500.0] * 5, 475.0) and screen_decided([500.0] * 5, 501.0)
+    assert not screen_decided([500.0] * 4, 475.0)  # 4 episodes is not a look
+    assert not screen_decided([500.0] * 6, 475.0)  # nor is 6
+    # TinyBox returns 10 in every episode: its screen stops at the first look, 5 episodes
+    policy = env_policy("TinyBox-v0", (), random_mlp([2, 4, 3]), Head("argmax"))
+    screen = evaluate(policy, "TinyBox-v0", episodes=100, seed=0,
+                      enough=lambda returns: screen_decided(returns, 9.0))  # fmt: skip
+    assert (screen.episodes, screen.returns) == (5, (10.0,) * 5)

@@ -4,7 +4,9 @@ resume and signals. Tiny nets and a few thousand steps: each test takes seconds.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -54,6 +56,9 @@ class NanRewardEnv(gym.Env[Any, Any]):
 
 
 register(id="NanReward-v0", entry_point="tests.test_train_sb3:NanRewardEnv")
+# Rewards of 3e38 every step: finite even in float32 (max 3.4e38), but two of them sum to inf.
+register(id="BigReward-v0", entry_point="tests.fake_envs:BadNumberEnv", max_episode_steps=10,
+         kwargs={"at": 0, "reward": 3e38})  # fmt: skip
 
 TINY = {"net_arch": [16, 16]}
 OFF_POLICY = {**TINY, "learning_starts": 100, "batch_size": 32}
@@ -166,10 +171,10 @@ def test_replay_capacity_from_training_ram() -> None:
     assert params == 67_586 and room == 914_198
     assert s.replay_bytes_per_transition == 52 and s.replay_capacity == room // 52 == 17_580
     assert s.replay_from is not None and "capped at 17.6k transitions" in s.replay_from
-    from rlbudget.sb3.training import SB3Config, _model_kwargs
+    from rlbudget.sb3.training import SB3Config, model_kwargs
 
     cfg = SB3Config("dqn", s.n_timesteps, 0, dict(s.hyperparameters), 1, 1, s.replay_capacity)
-    assert _model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
+    assert model_kwargs(cfg, None)["buffer_size"] == 17_580  # what SB3 is given
     # Without training.ram: the tuned size, but never more than the run's steps.
     assert resolve("dqn", "CartPole-v1").replay_capacity == 50_000
     assert resolve("dqn", "CartPole-v1", ram_bytes=2**40).replay_capacity == 50_000
@@ -228,6 +233,100 @@ def test_nan_weights_are_named() -> None:
     assert str(e.value).startswith(
         "training diverged at step 1234: policy.q_net.q_net.0.weight holds NaN/inf after an update"
     )
+
+
+def test_diverged_weights_are_caught_when_they_leave_the_loop(tmp_path: Path) -> None:
+    # A learning rate of 1e30 sends DQN's weights to inf, then NaN, within its first updates
+    # (from step 100, one every 4 steps); DQN acts on NaN Q values without failing. By
+    # default the weights are checked when they leave the loop: here the first checkpoint
+    # and the first screen, both at step 300, so the message names everything since step 0.
+    import tests.fake_envs  # noqa: F401  (registers TinyBox-v0)
+    from rlbudget.errors import TrainingError
+
+    overrides = {**OFF_POLICY, "train_freq": 4, "gradient_steps": 1, "learning_rate": 1e30}
+    settings = resolve("dqn", "TinyBox-v0", env_steps=400, min_return=1e9, overrides=overrides)
+    settings = dataclasses.replace(settings, checkpoint_every=300, eval_every=300)
+    with pytest.raises(TrainingError) as e:
+        train_run(settings, tmp_path / "a")
+    assert str(e.value).startswith("training diverged between step 0 and step 300: policy.")
+    assert str(e.value).endswith("Training stopped: no checkpoint had been written yet; no "
+                                 "policy was written")  # fmt: skip
+    assert set(p.name for p in (tmp_path / "a").iterdir()) <= {"config.yaml", "metrics.csv"}
+    # Asked to, after every update: one rollout of 4 steps, the first bad update's.
+    settings = dataclasses.replace(
+        settings, hyperparameters={**settings.hyperparameters, "check_every_update": True}
+    )
+    with pytest.raises(TrainingError) as e:
+        train_run(settings, tmp_path / "b")
+    steps = re.match(r"training diverged between step (\d+) and step (\d+): policy\.",
+                     str(e.value))  # fmt: skip
+    assert steps is not None, str(e.value)
+    first, last = int(steps[1]), int(steps[2])
+    assert first >= 100 and last == first + 4
+
+
+def test_nan_weights_that_fail_inside_sb3_are_named(tmp_path: Path) -> None:
+    # Rewards of 3e38 are finite (the env check passes them) but their discounted sums
+    # overflow float32 in SB3's rollout buffer: PPO's loss and weights are NaN after its
+    # first update (the first rollout: 64 steps), and the next rollout's Categorical
+    # refuses the NaN logits with a ValueError. That failure is reported as what it is.
+    from rlbudget.errors import TrainingError
+
+    overrides = {**TINY, "n_steps": 64, "batch_size": 64, "n_epochs": 1}
+    settings = resolve("ppo", "BigReward-v0", env_steps=400, overrides=overrides)
+    with pytest.raises(TrainingError) as e:
+        train_run(settings, tmp_path / "run")
+    assert str(e.value).startswith("training diverged between step 0 and step 64: policy.")
+    assert "holds NaN/inf after an update" in str(e.value)
+
+
+def _plain_sb3(algo: str, env_id: str, steps: int, overrides: dict[str, Any]) -> Any:
+    """Plain SB3: ``learn(steps)`` with the settings rlbudget resolves, nothing else."""
+    import torch
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rlbudget.sb3.convert import from_model
+    from rlbudget.sb3.training import SB3Config, algorithm_class, model_kwargs
+
+    s = resolve(algo, env_id, env_steps=steps, overrides=overrides)
+    cfg = SB3Config(algo, steps, 0, dict(s.hyperparameters), s.n_envs, 1, s.replay_capacity)
+    torch.set_num_threads(1)
+    env = DummyVecEnv([lambda: Monitor(gym.make(env_id))] * s.n_envs)
+    shape = env.action_space.shape
+    model = algorithm_class(algo)(
+        "MlpPolicy",
+        env,
+        seed=0,
+        device="cpu",
+        **model_kwargs(cfg, int(np.prod(shape)) if shape else None),
+    )
+    model.learn(steps)  # fmt: skip
+    return from_model(model)
+
+
+@pytest.mark.parametrize(
+    ("algo", "env", "steps", "overrides"),
+    [
+        # 2 full rollouts of 8 envs × 32 steps: SB3 trains on both
+        ("ppo", "CartPole-v1", 512, {**TINY, "n_epochs": 2}),
+        # every step an update from step 100 on, the last one included
+        ("sac", "Pendulum-v1", 300, OFF_POLICY),
+    ],
+)
+def test_same_weights_as_plain_sb3(
+    tmp_path: Path, algo: str, env: str, steps: int, overrides: dict[str, Any]
+) -> None:
+    # rlbudget's wrappers (NaN/inf check, Monitor, the loop's callback, checkpoints) change
+    # nothing SB3 learns: N steps through train_run are plain SB3's learn(N), bit for bit.
+    settings = resolve(algo, env, env_steps=steps, min_return=_no_target(env),
+                       overrides=overrides)  # fmt: skip
+    result = train_run(settings, tmp_path / "run")
+    assert result.steps == steps
+    ours = load_policy(tmp_path / "run" / "policy").arrays()
+    plain = _plain_sb3(algo, env, steps, overrides).arrays()
+    assert ours.keys() == plain.keys()
+    assert all(np.array_equal(ours[k], plain[k]) for k in ours)
 
 
 @pytest.mark.parametrize(

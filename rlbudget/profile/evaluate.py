@@ -98,6 +98,7 @@ def evaluate(
     gym_packages: Sequence[str] = (),
     act: Callable[[Any], Any] | None = None,
     seeds: Sequence[int] | None = None,
+    enough: Callable[[Sequence[float]], bool] | None = None,
 ) -> EvalResult:
     """Run ``episodes`` greedy episodes of ``policy`` and summarize the raw env reward.
 
@@ -108,6 +109,8 @@ def evaluate(
         ONNX runtime of the same policy (:func:`rlbudget.profile.latency.deployed_actor`).
     :param seeds: one seed per episode (then ``episodes`` is ``len(seeds)`` and ``seed`` is
         not used): paired comparisons (see the module docstring).
+    :param enough: asked after every episode with the returns so far; True ends the
+        evaluation there (training's screen, :func:`rlbudget.train.loop.screen_decided`).
     :raises EnvError: the env's spaces differ from the policy's.
     :raises NonFiniteError: a NaN/inf observation or reward (env step and episode named),
         or an episode's return that overflows to inf: no mean is made of it.
@@ -134,6 +137,9 @@ def evaluate(
             lengths.append(steps)
             if "is_success" in info:
                 successes.append(float(bool(info["is_success"])))
+            if enough is not None and enough(returns):
+                episodes = episode
+                break
     finally:
         env.close()
     r = np.asarray(returns, dtype=np.float64)

@@ -23,9 +23,11 @@ in-process beats the IPC of worker processes; ``training.cores`` sets the torch 
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
 
 **Stops.** The run never exceeds its step budget: it stops before the vectorized step
-that would (so with ``n_envs`` envs it ends on a multiple of ``n_envs``). On-policy
-algorithms stopped mid-rollout drop that partial rollout (it is counted in the steps but
-not trained on); SB3 would otherwise overshoot to the next full rollout.
+that would (so with ``n_envs`` envs it ends on a multiple of ``n_envs``). A budget that
+ends with a rollout is trained on that rollout, as SB3's own ``learn(N)`` does (a run of N
+steps is then the same as plain SB3's, weight for weight: ``benchmarks/sb3_overhead.py``);
+one that ends mid-rollout drops that partial rollout (it is counted in the steps but not
+trained on), where SB3 would overshoot to the next full rollout.
 
 **Exploration column** of metrics.csv: DQN/QR-DQN ε (``exploration_rate``); SAC/TQC the
 entropy coefficient α; TD3 the action-noise standard deviation (mean over dimensions);
@@ -33,12 +35,18 @@ PPO/A2C/TRPO with Box actions the policy's standard deviation ``exp(log_std)`` (
 with Discrete actions the policy's entropy in nats (mean over the current observations
 of all envs).
 
-**NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward
-before SB3 (or the running statistics) sees them and stops with the env step named
-(:class:`~rlbudget.errors.EnvError`); after every update (at each rollout start, before
-a checkpoint is written) and at the end, every weight is checked
-(:class:`~rlbudget.errors.TrainingError`). Either way no checkpoint or policy is written
-with bad numbers: the last good checkpoint stays.
+**NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward before
+SB3 (or the running statistics) sees them and stops with the env step named
+(:class:`~rlbudget.errors.EnvError`; one vectorized check per step, env by env only when
+it fails). Every weight is checked (:class:`~rlbudget.errors.TrainingError`, naming the
+tensor and the steps since the last check) whenever the model leaves the training loop:
+before a checkpoint is taken, before a policy is converted for an evaluation, and at the
+end, and when training fails (NaN weights fail in SB3's own ways first: a distribution's
+``ValueError``, a NaN action the env answers with a NaN observation). Either way no
+checkpoint or policy is written with bad numbers: the last good checkpoint stays. The
+hyperparameter ``check_every_update: true`` (rlbudget's own key, e.g. ``--hyperparams
+check_every_update=true``) also checks after every update (at each rollout start), to
+name the first bad update's step; it costs ≈ 10 % of a SAC step at 256-256.
 
 **Checkpoints and resume**: :mod:`rlbudget.sb3.checkpoint` says what a checkpoint holds
 and what a resumed run reproduces (a faithful, reproducible continuation, not a
@@ -93,7 +101,7 @@ POLICY_KWARGS = (
     "n_quantiles",
     "n_critics",
 )
-WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef")
+WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef", "check_every_update")
 # Constructor arguments rlbudget sets itself.
 RESERVED = ("policy", "env", "seed", "verbose", "device", "_init_setup_model", "tensorboard_log")
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
@@ -162,8 +170,9 @@ def _value(v: Any) -> Any:
     return v
 
 
-def _model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
-    """SB3 constructor arguments from the hyperparameter file's keys."""
+def model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
+    """SB3 constructor arguments from the hyperparameter file's keys (what
+    ``benchmarks/sb3_overhead.py`` gives plain SB3 too)."""
     import torch
 
     hp = dict(cfg.hyperparameters)
@@ -188,6 +197,11 @@ def _model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
     return kwargs
 
 
+def _all_finite(values: Any) -> bool:
+    arr = np.asarray(values)
+    return arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
+
+
 @functools.cache
 def _finite_wrapper() -> type:
     """A VecEnv wrapper that stops at the first NaN/inf observation or reward (built on
@@ -210,20 +224,23 @@ def _finite_wrapper() -> type:
 
         def step_wait(self) -> Any:
             obs, rewards, dones, infos = self.venv.step_wait()
-            for i, r in enumerate(rewards):
-                check_reward(r, self.env_id, f"at env step {self.steps + i + 1}")
-            self._check_obs(obs, self.steps + 1)
+            if not (_all_finite(rewards) and _all_finite(obs)):  # then find which, env by env
+                for i, r in enumerate(rewards):
+                    check_reward(r, self.env_id, f"at env step {self.steps + i + 1}")
+                self._check_obs(obs, self.steps + 1)
             self.steps += self.num_envs
             return obs, rewards, dones, infos
 
     return FiniteCheck
 
 
-def check_finite(model: Any, step: int) -> None:
-    """Every weight of ``model`` finite, else stop: training diverged at ``step``.
+def check_finite(model: Any, step: int, since: int | None = None) -> None:
+    """Every weight of ``model`` finite, else stop: training diverged by ``step`` (after
+    ``since``, the step of the last check that passed, when given).
 
     :raises TrainingError: the first tensor with NaN/inf, named.
     """
+    when = f"at step {step}" if since is None else f"between step {since} and step {step}"
     state_dicts, variables = model._get_torch_save_params()
     for name in state_dicts:
         obj = attribute(model, name)
@@ -231,13 +248,25 @@ def check_finite(model: Any, step: int) -> None:
         for key, tensor in tensors:
             if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
                 raise TrainingError(
-                    f"training diverged at step {step}: {name}.{key} holds NaN/inf after an "
+                    f"training diverged {when}: {name}.{key} holds NaN/inf after an "
                     "update; nothing was saved over the last good checkpoint (lower the "
                     "learning rate, or normalize observations and rewards)"
                 )
     for name in variables:
         if not bool(attribute(model, name).isfinite().all()):
-            raise TrainingError(f"training diverged at step {step}: {name} holds NaN/inf")
+            raise TrainingError(f"training diverged {when}: {name} holds NaN/inf")
+
+
+def _rollout_ends(local: Mapping[str, Any]) -> bool:
+    """Whether the env step SB3 just took (its ``collect_rollouts`` locals) completes the
+    rollout, so that SB3 trains on it next."""
+    from stable_baselines3.common.utils import should_collect_more_steps
+
+    if "n_rollout_steps" in local:  # on-policy: n_steps is counted after the callback
+        return int(local["n_steps"]) + 1 >= int(local["n_rollout_steps"])
+    episodes = int(local["num_collected_episodes"]) + int(np.sum(local["dones"]))
+    return not should_collect_more_steps(local["train_freq"], local["num_collected_steps"],
+                                         episodes)  # fmt: skip
 
 
 EXPLORATION = (
@@ -343,7 +372,7 @@ def train_sb3(
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
     model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
-                tensorboard_log=cfg.tensorboard_log, **_model_kwargs(cfg, n_actions))  # fmt: skip
+                tensorboard_log=cfg.tensorboard_log, **model_kwargs(cfg, n_actions))  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
     if resume is not None:
@@ -354,8 +383,15 @@ def train_sb3(
         env.seed(cfg.seed + done_steps)
     start = time.perf_counter() - wall0
     read_as = _observation_read_as(env_id)
+    checked = [done_steps]  # the last step at which every weight was finite
+
+    def check_weights() -> None:
+        steps = int(model.num_timesteps)
+        check_finite(model, steps, since=checked[0])
+        checked[0] = steps
 
     def current() -> Policy:
+        check_weights()
         prov = provenance(f"rlbudget.sb3 (Stable-Baselines3 {cls.__name__})",
                           cfg.algorithm, env_id, cfg, int(model.num_timesteps))  # fmt: skip
         policy: Policy = from_model(model, vecnorm, provenance=prov)
@@ -364,41 +400,60 @@ def train_sb3(
         return policy
 
     def snapshot() -> Checkpoint:
+        check_weights()
         wall_s = time.perf_counter() - start
         return model_checkpoint(model, vecnorm, episodes, wall_s, cfg.algorithm)
 
     hooks = StepHooks(None, on_checkpoint, checkpoint_every, done_steps)
-    n_envs = cfg.n_envs
+    n_envs, n_timesteps = cfg.n_envs, cfg.n_timesteps
+    every_update = bool(cfg.hyperparameters.get("check_every_update", False))
 
     class Loop(BaseCallback):
-        """Episodes → on_episode, stop checks, weight checks and checkpoints."""
+        """Episodes → on_episode, stop checks, checkpoints (and weight checks when asked).
+        Called after every vectorized env step: nothing here that can wait."""
 
         def _on_rollout_start(self) -> None:
-            check_finite(model, int(model.num_timesteps))
+            if every_update:
+                check_weights()
             hooks.stop(int(model.num_timesteps), snapshot)
+
+        def _episodes_end(self, steps: int, ended: list[int]) -> bool:
+            """Log the episodes that ``ended`` (env indices) at ``steps``; True: stop."""
+            # one exploration value and time for all: the same model and observations
+            explore = _exploration(model, cfg.algorithm, self.locals["new_obs"])
+            wall_s = time.perf_counter() - start
+            for i in ended:
+                ep_info = self.locals["infos"][i]["episode"]
+                ep = Episode(steps - n_envs + i + 1, len(episodes), float(ep_info["r"]),
+                             int(ep_info["l"]), wall_s, explore)  # fmt: skip
+                episodes.append(ep)
+                if on_episode is not None and on_episode(ep, current):
+                    return True
+            return False
 
         def _on_step(self) -> bool:
             steps = int(model.num_timesteps)
-            for i, info in enumerate(self.locals["infos"]):
-                ep_info = info.get("episode")
-                if ep_info is None:
-                    continue
-                obs = self.locals["new_obs"]
-                ep = Episode(steps - n_envs + i + 1, len(episodes), float(ep_info["r"]),
-                             int(ep_info["l"]), time.perf_counter() - start,
-                             _exploration(model, cfg.algorithm, obs))  # fmt: skip
-                episodes.append(ep)
-                if on_episode is not None and on_episode(ep, current):
-                    return False
+            ended = [i for i, info in enumerate(self.locals["infos"]) if "episode" in info]
+            if ended and self._episodes_end(steps, ended):
+                return False
             if should_stop is not None and should_stop():
                 return False
-            return steps + n_envs <= cfg.n_timesteps
+            if steps + n_envs <= n_timesteps:
+                return True
+            # The budget ends here: a complete rollout is trained on (SB3 stops after it
+            # by itself), a partial one dropped.
+            return steps >= n_timesteps and _rollout_ends(self.locals)
 
-    if done_steps + n_envs <= cfg.n_timesteps:
-        model.learn(cfg.n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
-                    progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
+    if done_steps + n_envs <= n_timesteps:
+        try:
+            model.learn(n_timesteps - done_steps, callback=Loop(), reset_num_timesteps=False,
+                        progress_bar=False, tb_log_name=cfg.algorithm)  # fmt: skip
+        except Exception:
+            # NaN weights fail in SB3's own ways before the next check (a distribution's
+            # ValueError, a NaN action that the env returns as a NaN observation): say so.
+            check_weights()
+            raise
     steps = int(model.num_timesteps)
-    check_finite(model, steps)
     env.close()
-    ck = snapshot()
+    ck = snapshot()  # checks the weights
     return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, ck)

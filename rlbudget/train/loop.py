@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,8 +191,10 @@ def _train_locked(
         if settings.target_return is not None and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
             policy = current()
+            target = settings.target_return
             screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
-                              seed=settings.seed + 10_000)  # fmt: skip
+                              seed=settings.seed + 10_000,
+                              enough=lambda returns: screen_decided(returns, target))  # fmt: skip
             last_eval = screen.return_mean
             evals.append((ep.step, last_eval))
             if board is not None:
@@ -257,6 +259,33 @@ def _train_locked(
                     dict(result.extra) or None)  # fmt: skip
     write_summary(run.summary, out)
     return run
+
+
+SCREEN_LOOKS = (5, 10, 20, 40, 80)
+"""Episodes after which a screen may end early: doubling, so that it looks a few times only
+and a clear screen (most of them, far below the target) costs 5 episodes, not 100."""
+
+
+def screen_decided(returns: Sequence[float], target: float) -> bool:
+    """Whether a screen's episodes so far settle it: at a look (:data:`SCREEN_LOOKS`), the
+    95 % interval of their mean (:func:`rlbudget.stats.mean_ci95`) lies wholly below the
+    target (the screen fails) or wholly at or above it (on to the confirmation,
+    :func:`target_met`). Otherwise the screen plays on, to ``eval_episodes`` (100).
+
+    >>> screen_decided([100.0, 120.0, 90.0, 110.0, 95.0], 475.0)  # far below
+    True
+    >>> screen_decided([400.0, 500.0, 480.0, 500.0, 470.0], 475.0)  # 470 ± 51: go on
+    False
+    >>> screen_decided([500.0] * 5, 475.0), screen_decided([500.0] * 4, 475.0)
+    (True, False)
+    """
+    from rlbudget.stats import mean_ci95
+
+    if len(returns) not in SCREEN_LOOKS:
+        return False
+    mean, half = mean_ci95(returns)
+    assert mean is not None and half is not None
+    return mean + half < target or mean - half >= target
 
 
 CONFIRM_SEED = 20_000  # confirmation episodes: seed + this + the step (fresh every time)

@@ -1,0 +1,190 @@
+"""What rlbudget's SB3 path costs over plain Stable-Baselines3 at equal settings.
+
+Run: python benchmarks/sb3_overhead.py [--runs 3] [--sac-steps 3000] [--ppo-steps 50000]
+     [--profile sac]
+
+The same algorithm, env, seed, hyperparameters (RL Zoo's, as ``rlbudget.train.resolve``
+gives them: :func:`rlbudget.sb3.training.model_kwargs` builds SB3's arguments for both
+sides), replay capacity, one torch thread and step count, trained two ways:
+
+- **plain**: ``SAC("MlpPolicy", env, ...).learn(N)`` on ``DummyVecEnv([Monitor(gym.make(id))]
+  × n_envs)`` (VecNormalize where the Zoo normalizes), nothing else;
+- **rlbudget**: ``rlbudget.train.train_run`` (what ``rlbudget train`` runs): its
+  evaluations, NaN/inf checks, checkpoints, RSS sampling, metrics.csv, curve.png, the policy
+  folder. The target return is set out of reach (``min_return`` 1e9) so that every scheduled
+  evaluation runs and the run ends at N steps like the plain one: the worst case of a run
+  with a target (one that reaches it stops early instead).
+
+Each run is a fresh Python process (torch, SB3 and gymnasium imported before the clock
+starts, on both sides); the clock runs from building the model (plain) or calling
+``train_run`` (rlbudget) to the end. Runs alternate plain, rlbudget, plain, …; each
+rlbudget run is divided by the plain run just before it, and the table gives every ratio
+and their median (the CPU time ratio too: process CPU time, less sensitive to a shared
+machine's load than wall time). "same policy" says whether the two policies' weights are
+equal bit for bit (rlbudget's wrappers must not change what SB3 learns).
+
+``--profile ALGO`` instead runs rlbudget's side once under cProfile (CPU time) and prints
+the entries with the most cumulative time: overall, then rlbudget's own and SB3's
+callbacks and wrappers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CASES = {  # algorithm → env (RL Zoo's tuned entries)
+    "sac": "Pendulum-v1",
+    "ppo": "CartPole-v1",
+}
+UNREACHABLE = 1e9
+
+
+def _settings(algo: str, steps: int, seed: int) -> Any:
+    from rlbudget.train import resolve
+
+    return resolve(algo, CASES[algo], env_steps=steps, min_return=UNREACHABLE, seed=seed)
+
+
+def _digest(policy: Any) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    arrays = policy.arrays()
+    for name in sorted(arrays):
+        h.update(name.encode())
+        h.update(arrays[name].tobytes())
+    return h.hexdigest()[:16]
+
+
+def plain(algo: str, steps: int, seed: int) -> dict[str, Any]:
+    """SB3 alone, with the settings rlbudget resolves (no callback, no evaluation)."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rlbudget.sb3.convert import from_model
+    from rlbudget.sb3.training import SB3Config, algorithm_class, model_kwargs
+
+    s = _settings(algo, steps, seed)
+    cfg = SB3Config(algo, steps, seed, dict(s.hyperparameters), s.n_envs, 1, s.replay_capacity)
+    cls = algorithm_class(algo)
+    torch.set_num_threads(1)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    env: Any = DummyVecEnv([lambda: Monitor(gym.make(s.env_id))] * s.n_envs)
+    vecnorm = None
+    if s.hyperparameters.get("normalize"):
+        env = vecnorm = VecNormalize(env, gamma=float(s.hyperparameters.get("gamma", 0.99)))
+    shape = env.action_space.shape
+    n_actions = int(np.prod(shape)) if shape else None
+    model = cls("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                **model_kwargs(cfg, n_actions))  # fmt: skip
+    model.learn(steps, progress_bar=False)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"wall_s": wall, "cpu_s": cpu, "steps": int(model.num_timesteps),
+            "digest": _digest(from_model(model, vecnorm))}  # fmt: skip
+
+
+def through_rlbudget(algo: str, steps: int, seed: int) -> dict[str, Any]:
+    """``rlbudget.train.train_run`` with the same settings."""
+    from rlbudget.policy import load_policy
+    from rlbudget.train import train_run
+
+    s = _settings(algo, steps, seed)
+    run_dir = Path(tempfile.mkdtemp()) / "run"
+    start, cpu0 = time.perf_counter(), time.process_time()
+    result = train_run(s, run_dir)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"wall_s": wall, "cpu_s": cpu, "steps": result.steps,
+            "digest": _digest(load_policy(run_dir / "policy"))}  # fmt: skip
+
+
+def _child(side: str, algo: str, steps: int, seed: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, "--algo", algo, "--steps", str(steps),
+         "--seed", str(seed)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def profile(algo: str, steps: int, seed: int) -> None:
+    import cProfile
+    import pstats
+
+    import stable_baselines3  # noqa: F401  (imported before profiling, as in the timing)
+    import torch  # noqa: F401
+
+    prof = cProfile.Profile(time.process_time)  # CPU time: other processes' load left out
+    prof.enable()
+    r = through_rlbudget(algo, steps, seed)
+    prof.disable()
+    print(f"{algo} on {CASES[algo]}, {steps:,} steps through train_run: {r['wall_s']:.1f} s wall")
+    stats = pstats.Stats(prof).sort_stats("cumulative")
+    stats.print_stats(12)
+    stats.print_stats(r"rlbudget|callbacks|vec_env|monitor", 30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="pairs of runs per algorithm")
+    parser.add_argument("--sac-steps", type=int, default=3000)
+    parser.add_argument("--ppo-steps", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algos", default="sac,ppo")
+    parser.add_argument("--profile", choices=sorted(CASES), default=None)
+    parser.add_argument("--child", choices=("plain", "rlbudget"), help=argparse.SUPPRESS)
+    parser.add_argument("--algo", choices=sorted(CASES), help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    steps_of = {"sac": args.sac_steps, "ppo": args.ppo_steps}
+    if args.child:
+        import stable_baselines3  # noqa: F401  (before the clock, on both sides)
+        import torch  # noqa: F401
+
+        run = plain if args.child == "plain" else through_rlbudget
+        print(json.dumps(run(args.algo, args.steps, args.seed)))
+        return
+    if args.profile:
+        profile(args.profile, steps_of[args.profile], args.seed)
+        return
+    print(
+        "| algorithm (env, steps) | plain SB3 wall s | rlbudget wall s | wall ratio "
+        "| CPU ratio | same policy |"
+    )
+    print("|---|---|---|---|---|---|")
+    for algo in args.algos.split(","):
+        steps = steps_of[algo]
+        pairs = []
+        for _ in range(args.runs):
+            p = _child("plain", algo, steps, args.seed)
+            r = _child("rlbudget", algo, steps, args.seed)
+            assert p["steps"] == r["steps"] == steps, (p, r)
+            pairs.append((p, r))
+        walls = [r["wall_s"] / p["wall_s"] for p, r in pairs]
+        cpus = [r["cpu_s"] / p["cpu_s"] for p, r in pairs]
+        same = all(p["digest"] == r["digest"] for p, r in pairs)
+        print(
+            f"| {algo} ({CASES[algo]}, {steps:,}) | {_join(p['wall_s'] for p, _ in pairs)} "
+            f"| {_join(r['wall_s'] for _, r in pairs)} | {_join(walls, 3)}; median "
+            f"**{statistics.median(walls):.3f}** | {_join(cpus, 3)}; median "
+            f"{statistics.median(cpus):.3f} | {'yes' if same else 'no'} |",
+            flush=True,
+        )
+
+
+def _join(values: Any, digits: int = 1) -> str:
+    return ", ".join(f"{v:.{digits}f}" for v in values)
+
+
+if __name__ == "__main__":
+    main()
