@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rlbudget.errors import PolicyError, RlbudgetError
+from rlbudget.errors import PlanError, PolicyError, RlbudgetError
 from rlbudget.policy.model import Policy
+
+if TYPE_CHECKING:
+    from rlbudget.train.settings import RunSettings
 
 DEMO_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 """The arrays of a demos ``.npz`` (``numpy.savez(path, observations=..., ...)``), one row
@@ -267,3 +271,51 @@ def describe_env_kwargs(kwargs: dict[str, Any] | None) -> str:
     if not kwargs:
         return "none"
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
+
+
+IMITATION = ("bc", "dagger")
+
+
+def _absolute(path: str | None) -> str | None:
+    if path is None or path.startswith("minari:"):
+        return path
+    return str(Path(path).resolve())
+
+
+def check_prior(
+    settings: RunSettings,
+    *,
+    teacher: str | None,
+    demos: str | None,
+    init: str | None,
+    env_kwargs: Mapping[str, Any] | None,
+) -> RunSettings:
+    """``settings`` with what the run starts from, each checked against the env (made with
+    ``env_kwargs``) before anything is written; paths made absolute (config.yaml).
+
+    :raises RlbudgetError: a teacher or demos for an algorithm that does not imitate, a
+        missing one for one that does, or any problem :func:`load_teacher`,
+        :func:`load_demos` and :func:`rlbudget.agents.warmstart.check_init` find.
+    """
+    from rlbudget.agents.imitation import check_sources
+    from rlbudget.envs import env_kwargs_applied, make_env
+
+    algo, env_id = settings.algorithm, settings.env_id
+    if algo in IMITATION:
+        check_sources(algo, teacher, demos)
+    elif teacher or demos:
+        given = "--teacher" if teacher else "--demos"
+        raise PlanError(f"{given} is for --algo bc or dagger; to start {algo} from an existing "
+                        "policy, use --init POLICY")  # fmt: skip
+    with env_kwargs_applied(env_id, env_kwargs):
+        make_env(env_id).close()  # bad env kwargs: one line, here
+        if teacher:
+            load_teacher(teacher, env_id)
+        if demos:
+            load_demos(demos, env_id)
+        if init:
+            from rlbudget.agents.warmstart import check_init
+
+            check_init(algo, env_id, init)
+    return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
+                   init=_absolute(init), env_kwargs=dict(env_kwargs) if env_kwargs else None)  # fmt: skip
