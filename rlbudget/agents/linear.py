@@ -56,6 +56,7 @@ class SarsaLambdaConfig:
     epsilon: float = 0.0
     range_steps: int = 5_000
     seed: int = 0
+    init: str | None = None  # warm start: a tile-coded policy folder (agents.warmstart)
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,32 @@ def train_sarsa_lambda(
             f"environment '{env_id}': Sarsa(lambda) needs Box observations and Discrete actions"
         )
     n_actions = act_spec.n
+    warm = None
+    if cfg.init and resume is None:
+        from rlbudget.agents.warmstart import warm_tiles
+
+        warm = warm_tiles(cfg.init, env_id)  # its tile coder and weights
     if resume is not None:
         low, high = resume.arrays["tiles_low"], resume.arrays["tiles_high"]
+    elif warm is not None:
+        low, high = warm[0].low, warm[0].high
     else:
         low, high = observation_bounds(env, cfg.range_steps, cfg.seed)
     full = cfg.tilings * (cfg.tiles_per_dim + 1) ** len(low)
     hash_size = cfg.hash_size if cfg.hash_size is not None and full > cfg.hash_size else None
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
+    if warm is not None and tiles.features != warm[0].features:
+        from rlbudget.errors import PolicyError
+
+        raise PolicyError(
+            f"--init {cfg.init}: its tile coder ({warm[0].tilings} tilings × "
+            f"{warm[0].tiles_per_dim} tiles, {warm[0].features} features) is not this run's "
+            f"({cfg.tilings} × {cfg.tiles_per_dim}, {tiles.features}); train with the same "
+            "tilings and tiles_per_dim"
+        )
     w = np.zeros((tiles.features, n_actions))
+    if warm is not None:
+        w[...] = warm[1]
     z = np.zeros_like(w)
     draws = Draws(cfg.seed, n_actions)
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()

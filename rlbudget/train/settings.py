@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
            "bc", "dagger")  # fmt: skip
 # Config fields that are a run's inputs, not hyperparameters (imitation: where from).
-INPUTS = {"algorithm", "teacher", "demos"}
+INPUTS = {"algorithm", "teacher", "demos", "init"}
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
