@@ -289,7 +289,7 @@ def _env_kwargs(r: _Reader, n: _Node) -> dict[str, Any]:
     from rlbudget.agents.prior import parse_env_kwargs
 
     if not isinstance(n.node, yaml.MappingNode):
-        raise r.fail(n.line, n.key, 'expected a mapping of gymnasium.make kwargs, e.g. {g: 5.0}')
+        raise r.fail(n.line, n.key, "expected a mapping of gymnasium.make kwargs, e.g. {g: 5.0}")
     value = yaml.SafeLoader("").construct_object(n.node, deep=True)
     try:
         out = parse_env_kwargs(dict(value), n.key)

@@ -157,6 +157,27 @@ def train_imitation(
     :raises RlbudgetError: a teacher or demos file that cannot be read or does not match
         the env (:mod:`rlbudget.agents.prior`).
     """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a small student trains fastest on one thread (as distill's)
+    try:
+        return _train(env_id, cfg, gym_packages, on_episode, should_stop, resume, on_checkpoint,
+                      checkpoint_every)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    env_id: str,
+    cfg: ImitationConfig,
+    gym_packages: Sequence[str],
+    on_episode: OnEpisode | None,
+    should_stop: Callable[[], bool] | None,
+    resume: Checkpoint | None,
+    on_checkpoint: Callable[[Checkpoint], None] | None,
+    checkpoint_every: int,
+) -> TrainResult:
     from rlbudget.agents.prior import load_demos, load_teacher
 
     if cfg.algorithm not in ALGORITHMS:

@@ -150,7 +150,8 @@ def load_demos(path: str | Path, env_id: str) -> Demos:
             raise RlbudgetError(f"{where}: '{key}' holds NaN or inf (first at row {row}); "
                                 "drop those transitions")  # fmt: skip
     if act_spec.kind == "discrete":
-        if not np.issubdtype(actions.dtype, np.integer) and not (actions == np.round(actions)).all():
+        whole = np.issubdtype(actions.dtype, np.integer) or (actions == np.round(actions)).all()
+        if not whole:
             raise RlbudgetError(f"{where}: 'actions' holds fractions; {env_id}'s actions are "
                                 f"Discrete({act_spec.n}) integers")  # fmt: skip
         outside = (actions < 0) | (actions >= int(act_spec.n or 0))
@@ -217,7 +218,7 @@ def _minari(dataset_id: str) -> dict[str, np.ndarray]:
                             "'rlbudget[minari]'") from None  # fmt: skip
     try:
         dataset = minari.load_dataset(dataset_id)
-    except Exception as exc:  # noqa: BLE001 — Minari raises many types; one line for all
+    except Exception as exc:  # Minari raises many types; one line for all
         raise RlbudgetError(f"{where}: cannot be loaded ({exc})") from None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in DEMO_KEYS}
     for ep in dataset.iterate_episodes():
@@ -256,7 +257,7 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
                                 """as '{"g": 9.81}'""") from None  # fmt: skip
     if not isinstance(value, dict):
         raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
-                            """'{"g": 9.81}', not {type(value).__name__}""")  # fmt: skip
+                            f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
     attrs = value.get(ATTRIBUTES, {})
     if not isinstance(attrs, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
@@ -317,5 +318,6 @@ def check_prior(
             from rlbudget.agents.warmstart import check_init
 
             check_init(algo, env_id, init)
+    kwargs = dict(env_kwargs) if env_kwargs else None
     return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
-                   init=_absolute(init), env_kwargs=dict(env_kwargs) if env_kwargs else None)  # fmt: skip
+                   init=_absolute(init), env_kwargs=kwargs)  # fmt: skip

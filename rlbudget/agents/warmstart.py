@@ -79,8 +79,10 @@ def _tiles(policy: Policy, path: str) -> tuple[TileCode, Linear]:
     body = policy.body
     coder = policy.preprocess[0] if len(policy.preprocess) == 1 else None
     if not isinstance(body, Linear) or body.scale is not None or not isinstance(coder, TileCode):
-        raise PolicyError(f"--init {path}: sarsa-lambda starts from a float32 tile-coded "
-                          f"linear policy (as it trains); this one has a {body.kind} body")  # fmt: skip
+        raise PolicyError(
+            f"--init {path}: sarsa-lambda starts from a float32 tile-coded linear policy (as "
+            f"it trains); this one has a {body.kind} body"
+        )
     return coder, body
 
 

@@ -79,32 +79,46 @@ def train(
     ] = None,
     teacher: Annotated[
         str | None,
-        typer.Option("--teacher", metavar="<policy>",
-                     help="bc/dagger: the policy to imitate: a policy folder, an SB3 .zip or "
-                     "an RL Zoo folder (read as 'rlbudget import' reads it; nothing is "
-                     "unpickled). Default: the budget's task.teacher.", show_default=False),
+        typer.Option(
+            "--teacher",
+            metavar="<policy>",
+            help="bc/dagger: the policy to imitate: a policy folder, an SB3 .zip or "
+            "an RL Zoo folder (read as 'rlbudget import' reads it; nothing is "
+            "unpickled). Default: the budget's task.teacher.",
+            show_default=False,
+        ),
     ] = None,
     demos: Annotated[
         str | None,
-        typer.Option("--demos", metavar="<file.npz>",
-                     help="bc/dagger: recorded transitions, an .npz with observations, "
-                     "actions, rewards, terminations, truncations (or minari:DATASET_ID). "
-                     "Default: the budget's task.demos.", show_default=False),
+        typer.Option(
+            "--demos",
+            metavar="<file.npz>",
+            help="bc/dagger: recorded transitions, an .npz with observations, "
+            "actions, rewards, terminations, truncations (or minari:DATASET_ID). "
+            "Default: the budget's task.demos.",
+            show_default=False,
+        ),
     ] = None,
     init: Annotated[
         str | None,
-        typer.Option("--init", metavar="<policy>",
-                     help="Warm start: begin from this policy folder (same spaces): a table "
-                     "or weights for the built-in agents, BC-pretrained actor or copied "
-                     "weights for ppo/sac/td3.", show_default=False),
+        typer.Option(
+            "--init",
+            metavar="<policy>",
+            help="Warm start: begin from this policy folder (same spaces): a table "
+            "(and grid) for tabular agents, tile coder and weights for sarsa-lambda.",
+            show_default=False,
+        ),
     ] = None,
     env_kwargs: Annotated[
         str | None,
-        typer.Option("--env-kwargs", metavar="<json>",
-                     help='gymnasium.make kwargs as JSON, e.g. \'{"g": 5.0}\' for '
-                     "Pendulum-v1; {\"attributes\": {\"force_mag\": 8.0}} sets physics a "
-                     "constructor lacks. Default: the budget's task.env_kwargs.",
-                     show_default=False),
+        typer.Option(
+            "--env-kwargs",
+            metavar="<json>",
+            help="gymnasium.make kwargs as JSON, e.g. '{\"g\": 5.0}' for "
+            'Pendulum-v1; {"attributes": {"force_mag": 8.0}} sets physics a '
+            "constructor lacks. Default: the budget's task.env_kwargs.",
+            show_default=False,
+        ),
     ] = None,
     gym_package: GymPackageOpt = None,
     quiet: Annotated[
