@@ -170,7 +170,8 @@ def _candidates(
 
     bodies: list[tuple[Body, str, str, str, list[str]]] = []  # body, dtype, fmt, label, reasons
     fmt_small = "c" if ctx.mcu else "numpy"
-    if info.tabular:
+    imitation_table = info.family == "imitation" and obs.kind == act.kind == "discrete"
+    if info.tabular or imitation_table:
         if obs.kind == "discrete" and obs.n is not None:
             states, bins = obs.n, None
         else:
@@ -234,6 +235,12 @@ def _candidates(
     return out
 
 
+def _prior_fits(info: AlgorithmInfo, budget: Budget) -> bool:
+    """bc needs a teacher or demos in the budget, dagger a teacher."""
+    task = budget.task
+    return bool(task.teacher) if info.id == "dagger" else bool(task.teacher or task.demos)
+
+
 def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
     """Rank every compatible algorithm for ``budget`` on ``env``.
 
@@ -265,6 +272,10 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
 
     options: list[Option] = []
     for info in usable:
+        if info.family == "imitation" and not _prior_fits(info, budget):
+            need = "task.teacher" if info.id == "dagger" else "task.teacher or task.demos"
+            excluded.append((info.id, f"[prior-knowledge] learns from a teacher: needs {need}"))
+            continue
         if not info.trainable and not ctx.expensive_env:
             excluded.append(
                 (info.id, "[not-yet] deep model-based; listed only when the env is expensive")

@@ -86,6 +86,12 @@ RULES = {
         Rule("narrow", "The tuned network does not fit: narrower layers are tried."),
         Rule("cores", "Training cores set the number of parallel envs."),
         Rule("fits", "Options that fit every limit with the margin rank first."),
+        Rule(
+            "prior-knowledge",
+            "Prior knowledge available (task.teacher or task.demos): start from it. Imitation "
+            "(DAgger with a teacher, behaviour cloning from demos) ranks first; it needs a "
+            "few thousand env steps where training from scratch needs 10-100x more.",
+        ),
     )
 }
 
@@ -104,12 +110,14 @@ class Context:
     step_cost_source: str
     cores: int
     target_return: float | None
+    prior: str | None = None  # the budget's task.teacher / task.demos, in words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Context:
+    usable = [a for a in usable if a.family != "imitation"]  # they learn from a teacher
     device = budget.device
     mcu = device.device_class in ("mcu", "mcu-accel")
     inf = budget.inference
@@ -148,7 +156,16 @@ def facts(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> Cont
         step_cost_source=step_source,
         cores=budget.training.cores or 1,
         target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
+        prior=prior_knowledge(budget),
     )
+
+
+def prior_knowledge(budget: Budget) -> str | None:
+    """What the budget says a run may start from, in words (None: nothing)."""
+    task = budget.task
+    parts = [f"task.teacher {task.teacher}" if task.teacher else "",
+             f"task.demos {task.demos}" if task.demos else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p) or None
 
 
 def _model_free_out_of_reach(budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo]) -> str:
@@ -251,6 +268,11 @@ def preference(
                 + RULES["expensive-env"].text[len("Expensive environment: ") :],
             )
         )
+    if info.family == "imitation" and ctx.prior:
+        score += 10  # ahead of every option that starts from zero
+        if info.id == "dagger":
+            score += 0.5  # with a teacher, DAgger also learns the student's own states
+        reasons.append(rule("prior-knowledge", f"{RULES['prior-knowledge'].text} ({ctx.prior})"))
     if not info.trainable:
         reasons.append(rule("not-yet"))
     return score, reasons
