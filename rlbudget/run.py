@@ -279,7 +279,6 @@ def run_job(
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
     from rlbudget.envs import env_kwargs_applied
-    from rlbudget.fileio import check_unlocked, dir_lock
 
     out = Path(out_dir)
     key = job_key(budget, env_id, option, seed, overrides or {})
