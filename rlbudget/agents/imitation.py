@@ -178,7 +178,7 @@ def _train(
     on_checkpoint: Callable[[Checkpoint], None] | None,
     checkpoint_every: int,
 ) -> TrainResult:
-    from rlbudget.agents.prior import load_demos, load_teacher
+    from rlbudget.agents.prior import check_sources, load_demos, load_teacher
 
     if cfg.algorithm not in ALGORITHMS:
         raise PlanError(f"unknown imitation algorithm '{cfg.algorithm}'; use bc or dagger")
@@ -275,16 +275,3 @@ def _train(
              "demo_episodes": None if demos is None else demos.episodes}  # fmt: skip
     return TrainResult(current(), tuple(log.episodes), log.steps,
                        time.perf_counter() - start, snapshot(), extra)  # fmt: skip
-
-
-def check_sources(algorithm: str, teacher: str | None, demos: str | None) -> None:
-    """What each algorithm needs: bc a teacher or demos, dagger a teacher.
-
-    :raises PlanError: one line saying which option to add.
-    """
-    if algorithm == "dagger" and not teacher:
-        raise PlanError("dagger needs a teacher to label the student's states: add --teacher "
-                        "POLICY (or use --algo bc with --demos FILE)")  # fmt: skip
-    if algorithm == "bc" and not teacher and not demos:
-        raise PlanError("bc needs a teacher (--teacher POLICY: a policy folder, an SB3 zip or "
-                        "an RL Zoo folder) or demonstrations (--demos FILE.npz)")  # fmt: skip

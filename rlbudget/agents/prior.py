@@ -298,7 +298,6 @@ def check_prior(
         missing one for one that does, or any problem :func:`load_teacher`,
         :func:`load_demos` and :func:`rlbudget.agents.warmstart.check_init` find.
     """
-    from rlbudget.agents.imitation import check_sources
     from rlbudget.envs import env_kwargs_applied, make_env
 
     algo, env_id = settings.algorithm, settings.env_id
@@ -321,3 +320,16 @@ def check_prior(
     kwargs = dict(env_kwargs) if env_kwargs else None
     return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
                    init=_absolute(init), env_kwargs=kwargs)  # fmt: skip
+
+
+def check_sources(algorithm: str, teacher: str | None, demos: str | None) -> None:
+    """What each algorithm needs: bc a teacher or demos, dagger a teacher.
+
+    :raises PlanError: one line saying which option to add.
+    """
+    if algorithm == "dagger" and not teacher:
+        raise PlanError("dagger needs a teacher to label the student's states: add --teacher "
+                        "POLICY (or use --algo bc with --demos FILE)")  # fmt: skip
+    if algorithm == "bc" and not teacher and not demos:
+        raise PlanError("bc needs a teacher (--teacher POLICY: a policy folder, an SB3 zip or "
+                        "an RL Zoo folder) or demonstrations (--demos FILE.npz)")  # fmt: skip
