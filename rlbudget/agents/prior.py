@@ -317,6 +317,10 @@ def check_prior(
             from rlbudget.agents.warmstart import check_init
 
             check_init(algo, env_id, init)
+            if settings.library == "sb3" and settings.hyperparameters.get("normalize"):
+                raise PlanError(f"--init {init}: {algo} with normalize: true cannot start from "
+                                "a policy (its actor sees normalized observations); add "
+                                "-p normalize=false")  # fmt: skip
     kwargs = dict(env_kwargs) if env_kwargs else None
     return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
                    init=_absolute(init), env_kwargs=kwargs)  # fmt: skip

@@ -6,16 +6,20 @@ physics (``--env-kwargs``), starting from the first run's policy instead of from
 - Tabular agents (q-learning, sarsa, expected-sarsa, dyna-q): the Q table and, for Box
   observations, its discretizer (the grid the table was learned on) are copied.
 - Sarsa(λ): the tile coder (its box, tilings, tiles, hashing) and the weights are copied.
+- Stable-Baselines3 PPO, SAC, TD3 (:func:`pretrain_sb3`): the actor is behaviour-cloned
+  from the init policy (any body: its actions on the states it visits in
+  :data:`PRETRAIN_STEPS` env steps, which are not counted against the run's budget), so
+  the architecture need not match; the critic starts fresh.
 
 The init policy must have the env's spaces and the body the agent learns (a ``table``
 for tabular agents, a tile-coded ``linear`` for Sarsa(λ)), in float32 (not int8 or
-packed: compress after training); otherwise one line says what would fit. Stable-
-Baselines3 algorithms are not warm-started yet (the error says so).
+packed: compress after training); otherwise one line says what would fit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +27,10 @@ from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Discretize, Linear, Policy, Table, TileCode
 
 TABULAR = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
-WARM = (*TABULAR, "sarsa-lambda")
+SB3 = ("ppo", "sac", "td3")
+WARM = (*TABULAR, "sarsa-lambda", *SB3)
+PRETRAIN_STEPS = 2_000  # states the init policy visits to clone an SB3 actor from
+PRETRAIN_UPDATES = 1_000  # Adam steps of the actor's cloning
 
 
 def load_init(path: str, env_id: str) -> Policy:
@@ -57,13 +64,12 @@ def check_init(algorithm: str, env_id: str, path: str) -> None:
     if algorithm not in WARM:
         raise PolicyError(
             f"--init: {algorithm} cannot start from a policy yet; warm start works for "
-            f"{', '.join(WARM)} (for ppo/sac/td3, imitate the policy first: --algo dagger "
-            f"--teacher {path})"
+            f"{', '.join(WARM)} (or imitate the policy: --algo dagger --teacher {path})"
         )
     policy = load_init(path, env_id)
     if algorithm in TABULAR:
         _table(policy, path, algorithm)
-    else:
+    elif algorithm == "sarsa-lambda":
         _tiles(policy, path)
 
 
@@ -114,3 +120,55 @@ def warm_tiles(path: str, env_id: str) -> tuple[TileCode, np.ndarray]:
     """The init policy's tile coder and weights ``[features, actions]`` (float64)."""
     coder, body = _tiles(load_init(path, env_id), path)
     return coder, np.asarray(body.W, dtype=np.float64)
+
+
+def pretrain_sb3(model: Any, algorithm: str, path: str, env_id: str, seed: int) -> int:
+    """Clone the init policy into ``model``'s actor (PPO: its action distribution's
+    log-likelihood of the init policy's actions; SAC/TD3: mean squared error of the
+    deterministic action, in SB3's [-1, 1] scale; TD3's target actor is copied after).
+
+    :return: the states cloned from.
+    """
+    import torch
+
+    from rlbudget.envs import make_env
+
+    init = load_init(path, env_id)
+    env = make_env(env_id)
+    rng = np.random.default_rng(seed)
+    states, obs = [], env.reset(seed=seed)[0]
+    for _ in range(PRETRAIN_STEPS):
+        states.append(np.asarray(obs, dtype=np.float32))
+        obs, _, terminated, truncated, _ = env.step(init.act(obs))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    env.close()
+    x = np.stack(states)
+    labels = np.asarray(init.act(x))
+    policy = model.policy
+    obs_t = torch.as_tensor(x)
+    discrete = init.action_space.kind == "discrete"
+    if algorithm == "ppo":
+        params = [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters()]
+        y = torch.as_tensor(labels.astype(np.int64 if discrete else np.float32))
+    else:
+        params = list(policy.actor.parameters())
+        y = torch.as_tensor(policy.scale_action(labels.reshape(len(x), -1)).astype(np.float32))
+    optimizer = torch.optim.Adam(params, lr=1e-3)
+    policy.set_training_mode(True)
+    for _ in range(PRETRAIN_UPDATES):
+        idx = torch.as_tensor(rng.integers(0, len(x), 256))
+        if algorithm == "ppo":
+            dist = policy.get_distribution(obs_t[idx])
+            loss = -dist.log_prob(y[idx]).mean()
+        else:
+            out = policy.actor(obs_t[idx], deterministic=True) if algorithm == "sac" \
+                else policy.actor(obs_t[idx])  # fmt: skip
+            loss = torch.nn.functional.mse_loss(out, y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    policy.set_training_mode(False)
+    if algorithm == "td3":
+        policy.actor_target.load_state_dict(policy.actor.state_dict())
+    return len(x)

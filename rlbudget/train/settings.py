@@ -428,7 +428,8 @@ def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | Non
         return config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
                           dict(settings.hyperparameters), settings.n_envs,
                           settings.torch_threads or 1, settings.replay_capacity,
-                          None if tensorboard is None else str(tensorboard))  # fmt: skip
+                          None if tensorboard is None else str(tensorboard),
+                          settings.init)  # fmt: skip
     # TabularConfig serves four algorithms and must be told which.
     names = _field_names(config_cls)
     which = {k: getattr(settings, k) for k in INPUTS if k in names}
