@@ -93,8 +93,8 @@ def test_untrainable_algorithm(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert r.stderr == (
         "error: algorithm 'mbpo': rlbudget cannot train it yet; trainable algorithms: "
-        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, bc, dagger, ppo, a2c, dqn, "
-        "sac, td3, qrdqn, tqc, trpo\n"
+        "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, bc, dagger, ppo, "
+        "a2c, dqn, sac, td3, qrdqn, tqc, trpo\n"
     )
 
 
