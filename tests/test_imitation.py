@@ -224,3 +224,58 @@ def test_env_kwargs_reach_training_and_evaluation() -> None:
     with env_kwargs_applied("CartPole-v1", {"attributes": {"force_mag": 8.0}}):
         assert make_env("CartPole-v1").unwrapped.force_mag == 8.0
     assert make_env("CartPole-v1").unwrapped.force_mag == 10.0  # only within the block
+
+
+# --- warm start, budget keys, plan ---------------------------------------------------------
+
+
+def test_tabular_warm_start_begins_from_the_init_table(tmp_path: Path) -> None:
+    from rlbudget.agents.tabular import TabularConfig, train_tabular
+
+    best = frozenlake_best_table()
+    init = save_policy(best, tmp_path / "init")
+    cfg = TabularConfig("q-learning", n_timesteps=1, init=str(init))
+    values = train_tabular("FrozenLake-v1", cfg).policy.body.values  # type: ignore[union-attr]
+    changed = np.argwhere(values != best.body.values)  # type: ignore[union-attr]
+    assert len(changed) <= 1  # one step: one Q update, the rest is the init table
+
+
+def test_sarsa_lambda_init_with_other_tiling(tmp_path: Path) -> None:
+    from .factories import mountaincar_tiles
+
+    init = save_policy(mountaincar_tiles(), tmp_path / "init")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--algo", "sarsa-lambda", "--env", "MountainCar-v0", "-o",
+                            str(out), "-q", "--init", str(init), "-p", "tilings=4", "-n", "10"])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert (
+        "its tile coder (" in r.output
+        and "train with the same tilings and tiles_per_dim" in r.output
+    )
+
+
+def test_budget_prior_keys(tmp_path: Path) -> None:
+    from rlbudget.budget import parse_budget
+
+    text = ("device: raspberry-pi-4\ntask:\n  env: Pendulum-v1\n  teacher: zoo/sac\n"
+            "  env_kwargs: {g: 5.0}\n")  # fmt: skip
+    b = parse_budget(text, str(tmp_path / "b.yaml"))
+    assert b.task.teacher == str(tmp_path / "zoo" / "sac")  # relative to the budget's folder
+    assert b.task.env_kwargs == {"g": 5.0}
+
+
+def test_plan_ranks_imitation_first_only_with_prior_knowledge(tmp_path: Path) -> None:
+    from rlbudget.budget import parse_budget
+    from rlbudget.envs import env_spec
+    from rlbudget.plan import make_plan
+
+    spec = env_spec("CartPole-v1", measure_steps=0)
+    plain = make_plan(parse_budget("device: raspberry-pi-4\n"), spec)
+    assert all(o.algorithm not in ("bc", "dagger") for o in plain.options)
+    assert ("dagger", "[prior-knowledge] learns from a teacher: needs task.teacher") in (
+        plain.excluded
+    )
+    text = "device: raspberry-pi-4\ntask: {env: CartPole-v1, teacher: /t}\n"
+    plan = make_plan(parse_budget(text), spec)
+    assert [o.algorithm for o in plan.options[:2]] == ["dagger", "bc"]
+    assert any(r.startswith("[prior-knowledge]") for r in plan.options[0].reasons)
