@@ -244,13 +244,15 @@ def test_sarsa_lambda_init_with_other_tiling(tmp_path: Path) -> None:
     from .factories import mountaincar_tiles
 
     init = save_policy(mountaincar_tiles(), tmp_path / "init")
+    line = _refused(tmp_path, ["--algo", "sarsa-lambda", "--init", str(init), "-p", "tilings=4"])
+    assert line.startswith(f"--init {init}: environment 'CartPole-v1' has a box observation")
     out = tmp_path / "run"
     r = runner.invoke(app, ["train", "--algo", "sarsa-lambda", "--env", "MountainCar-v0", "-o",
-                            str(out), "-q", "--init", str(init), "-p", "tilings=4", "-n", "10"])  # fmt: skip
-    assert r.exit_code == 2, r.output
-    assert (
-        "its tile coder (" in r.output
-        and "train with the same tilings and tiles_per_dim" in r.output
+                            str(out), "-q", "--init", str(init), "-p", "tilings=4"])  # fmt: skip
+    assert r.exit_code == 2 and not out.exists()
+    assert r.output.strip() == (
+        f"error: --init {init}: its tile coder has 8 tilings × 8 tiles, this run 4 × 8; train "
+        "with -p tilings=8 -p tiles_per_dim=8"
     )
 
 

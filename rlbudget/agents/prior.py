@@ -316,7 +316,7 @@ def check_prior(
         if init:
             from rlbudget.agents.warmstart import check_init
 
-            check_init(algo, env_id, init)
+            check_init(algo, env_id, init, settings.hyperparameters)
             if settings.library == "sb3" and settings.hyperparameters.get("normalize"):
                 raise PlanError(f"--init {init}: {algo} with normalize: true cannot start from "
                                 "a policy (its actor sees normalized observations); add "

@@ -18,6 +18,7 @@ packed: compress after training); otherwise one line says what would fit.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +57,10 @@ def load_init(path: str, env_id: str) -> Policy:
     return policy
 
 
-def check_init(algorithm: str, env_id: str, path: str) -> None:
+def check_init(algorithm: str, env_id: str, path: str, params: Mapping[str, Any]) -> None:
     """Refuse an init policy this algorithm cannot start from (one line, before training).
 
+    :param params: the run's hyperparameters (Sarsa(λ): its tilings must be the policy's).
     :raises PolicyError: an algorithm without warm start, other spaces, another body.
     """
     if algorithm not in WARM:
@@ -70,7 +72,14 @@ def check_init(algorithm: str, env_id: str, path: str) -> None:
     if algorithm in TABULAR:
         _table(policy, path, algorithm)
     elif algorithm == "sarsa-lambda":
-        _tiles(policy, path)
+        coder, _ = _tiles(policy, path)
+        tilings, tiles = int(params.get("tilings", 8)), int(params.get("tiles_per_dim", 8))
+        if (coder.tilings, coder.tiles_per_dim) != (tilings, tiles):
+            raise PolicyError(
+                f"--init {path}: its tile coder has {coder.tilings} tilings × "
+                f"{coder.tiles_per_dim} tiles, this run {tilings} × {tiles}; train with "
+                f"-p tilings={coder.tilings} -p tiles_per_dim={coder.tiles_per_dim}"
+            )
 
 
 def _table(policy: Policy, path: str, algorithm: str) -> Table:
