@@ -1,6 +1,7 @@
 """Env steps to a target: from scratch, from a teacher (BC, DAgger), and fine-tuning.
 
     python benchmarks/prior_knowledge.py [--seeds 0 1 2] [--out benchmarks/results/prior]
+    python benchmarks/prior_knowledge.py --merge OUT0 OUT1 OUT2 --out OUT   # seeds run apart
 
 Each row trains through :func:`rlbudget.train.train_run` (the early stop of ``rlbudget
 train``: a 100-episode screen, then fresh episodes whose 95 % lower confidence bound must
@@ -68,7 +69,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prior")
     ap.add_argument("--rows", nargs="+", default=["cartpole", "pendulum", "finetune"])
+    ap.add_argument("--pendulum-steps", type=int, default=20_000)
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        help="table and chart of these runs' results.json (seeds run as separate processes)",
+    )
     args = ap.parse_args(argv)
+    if args.merge:
+        merged = [r for d in args.merge for r in json.loads((d / "results.json").read_text())]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(merged, indent=1))
+        table(merged)
+        chart(merged, args.out / "prior_knowledge.png")
+        return 0
     if not ZOO.is_dir():
         print(f"the RL Zoo teachers are not here ({ZOO} is missing)", file=sys.stderr)
         return 2
@@ -95,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if "pendulum" in args.rows:
             mean, target = teacher_target("Pendulum-v1", ZOO / "sac-Pendulum-v1")
             for algo in ("dagger", "bc"):
-                r = train(algo, "Pendulum-v1", seed, 20_000, target, run / f"pendulum-{algo}",
+                r = train(algo, "Pendulum-v1", seed, args.pendulum_steps, target,
+                          run / f"pendulum-{algo}",
                           teacher=str(ZOO / "sac-Pendulum-v1"))  # fmt: skip
                 record({**r, "case": f"Pendulum-v1 {algo} (Zoo SAC teacher)", "target": target,
                         "teacher_return": mean})  # fmt: skip
