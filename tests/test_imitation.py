@@ -281,3 +281,16 @@ def test_plan_ranks_imitation_first_only_with_prior_knowledge(tmp_path: Path) ->
     plan = make_plan(parse_budget(text), spec)
     assert [o.algorithm for o in plan.options[:2]] == ["dagger", "bc"]
     assert any(r.startswith("[prior-knowledge]") for r in plan.options[0].reasons)
+
+
+def test_dagger_resumes_from_its_checkpoint(teacher: Path) -> None:
+    cfg = ImitationConfig("dagger", n_timesteps=1_500, teacher=str(teacher), net_arch=[8],
+                          round_steps=500, updates=10, seed=0)  # fmt: skip
+    calls = iter(range(10_000))
+    first = train_imitation("CartPole-v1", cfg, should_stop=lambda: next(calls) >= 700)
+    assert first.steps == 700 and first.checkpoint is not None
+    # the unfinished round's 200 states are not labelled: the dataset is round 0's
+    assert len(first.checkpoint.arrays["data_obs"]) == 500
+    rest = train_imitation("CartPole-v1", cfg, resume=first.checkpoint)
+    assert rest.steps == 1_500
+    assert rest.extra["dataset_states"] == 1_500 - 200 and rest.extra["rounds"] == 3
