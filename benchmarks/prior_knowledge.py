@@ -5,7 +5,8 @@
 
 Each row trains through :func:`rlbudget.train.train_run` (the early stop of ``rlbudget
 train``: a 100-episode screen, then fresh episodes whose 95 % lower confidence bound must
-reach the target) and reports the env steps at which it stopped, the median over seeds.
+reach the target) and reports the env steps at which it stopped, the median over seeds. Every row screens its
+policy every 1,000 env steps, so steps to target are known to within 1,000.
 
 - Imitation (CartPole-v1, Pendulum-v1): the target is the teacher's mean return over 100
   episodes minus 5 % of its magnitude; the teachers are the RL Zoo models in
@@ -23,6 +24,7 @@ Writes ``OUT/results.json`` and ``OUT/prior_knowledge.png`` and prints a Markdow
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -33,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT.parent / "shared" / "zoo"
 FINE_TUNE = {"attributes": {"force_mag": 6.0}}
+EVAL_EVERY = 1_000  # env steps between screens, every row
 ZOO_SAC_PENDULUM_STEPS = 20_000  # RL Zoo hyperparams/sac.yml, Pendulum-v1: n_timesteps
 
 
@@ -57,6 +60,9 @@ def train(algorithm: str, env_id: str, seed: int, steps: int, target: float, out
         settings = resolve(algorithm, env_id, env_steps=steps, min_return=target, seed=seed)
     settings = check_prior(settings, teacher=prior.get("teacher"), demos=None,
                            init=prior.get("init"), env_kwargs=env_kwargs)  # fmt: skip
+    # one evaluation grid for every row (train's default is n_timesteps / 20: 10k steps for
+    # a 200k budget would round a from-scratch run up to the next 10k)
+    settings = dataclasses.replace(settings, eval_every=EVAL_EVERY)
     t0 = time.perf_counter()
     result = train_run(settings, out)
     return {"algorithm": algorithm, "env": env_id, "seed": seed, "steps": result.steps,
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prior")
-    ap.add_argument("--rows", nargs="+", default=["cartpole", "pendulum", "finetune"])
+    ap.add_argument("--rows", nargs="+", default=["cartpole", "scratch", "pendulum", "finetune"])
     ap.add_argument("--pendulum-steps", type=int, default=20_000)
     ap.add_argument(
         "--merge",
@@ -78,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     if args.merge:
-        merged = [r for d in args.merge for r in json.loads((d / "results.json").read_text())]
+        latest = {(r["case"], r["seed"]): r for d in args.merge
+                  for r in json.loads((d / "results.json").read_text())}  # fmt: skip
+        merged = list(latest.values())  # a later run of the same case and seed replaces it
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.json").write_text(json.dumps(merged, indent=1))
         table(merged)
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                           teacher=str(ZOO / "ppo-CartPole-v1"))  # fmt: skip
                 record({**r, "case": f"CartPole-v1 {algo} (Zoo PPO teacher)", "target": target,
                         "teacher_return": mean})  # fmt: skip
+        if "scratch" in args.rows:
+            _, target = teacher_target("CartPole-v1", ZOO / "ppo-CartPole-v1")
             r = train("sarsa-lambda", "CartPole-v1", seed, 200_000, target, run / "cartpole-sl")
             record({**r, "case": "CartPole-v1 from scratch (sarsa-lambda)", "target": target})
         if "pendulum" in args.rows:
