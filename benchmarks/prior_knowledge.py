@@ -5,8 +5,9 @@
 
 Each row trains through :func:`rlbudget.train.train_run` (the early stop of ``rlbudget
 train``: a 100-episode screen, then fresh episodes whose 95 % lower confidence bound must
-reach the target) and reports the env steps at which it stopped, the median over seeds. Every row screens its
-policy every 1,000 env steps, so steps to target are known to within 1,000.
+reach the target) and reports the env steps at which it stopped, the median over seeds.
+Every row screens its policy every 1,000 env steps, so steps to target are known to within
+1,000.
 
 - Imitation (CartPole-v1, Pendulum-v1): the target is the teacher's mean return over 100
   episodes minus 5 % of its magnitude; the teachers are the RL Zoo models in
