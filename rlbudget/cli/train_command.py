@@ -152,8 +152,8 @@ def train(
 
       rlbudget train --algo dagger --env CartPole-v1 --teacher zoo/ppo-CartPole-v1 --steps 5k
 
-      rlbudget train --algo sarsa-lambda --env CartPole-v1 --init runs/a/policy \\
-        --env-kwargs '{"attributes": {"force_mag": 8.0}}'
+      rlbudget train --algo sarsa-lambda --env CartPole-v1 --init runs/a/policy --env-kwargs
+      '{"attributes": {"force_mag": 6.0}}'
     """
     from rlbudget import units
     from rlbudget.agents.prior import parse_env_kwargs
