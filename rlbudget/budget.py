@@ -47,6 +47,7 @@ class InferenceLimits:
     flash_bytes: int | None = None
     latency_s: float | None = None
     energy_j: float | None = None
+    learn: bool = False  # the policy keeps learning on the device (its state in RAM)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class Task:
     teacher: str | None = None
     demos: str | None = None
     env_kwargs: dict[str, Any] | None = None
+    # A contextual bandit (rlbudget.bandits): kind "bandit", learned in a one-step env or
+    # from logged decisions (data, relative to the budget's folder; context: its columns).
+    kind: str = "rl"
+    data: str | None = None
+    context: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -302,9 +308,11 @@ def _env_kwargs(r: _Reader, n: _Node) -> dict[str, Any]:
 # --- the schema -------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
-INFERENCE_KEYS = ("ram", "flash", "latency", "energy")
+INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
 TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
-TASK_KEYS = ("env", "min_return", "env_step_cost", "teacher", "demos", "env_kwargs")
+TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context", "teacher",
+             "demos", "env_kwargs")  # fmt: skip
+TASK_KINDS = ("rl", "bandit")
 INLINE_DEVICE_KEYS = ("class", "name", "clock", "sram", "flash", "fpu", "power")
 
 
@@ -336,6 +344,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         flash_bytes=_opt(r, inf, "flash", units.parse_bytes),
         latency_s=_opt(r, inf, "latency", units.parse_time),
         energy_j=_opt(r, inf, "energy", units.parse_energy),
+        learn=r.boolean(inf["learn"]) if "learn" in inf else False,
     )
     _check_against_device(r, inf, inference, device)
 
@@ -365,6 +374,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         teacher=_path(r, tk, "teacher", source),
         demos=_path(r, tk, "demos", source),
         env_kwargs=_env_kwargs(r, tk["env_kwargs"]) if "env_kwargs" in tk else None,
+        **_bandit_task(r, tk, source),
     )
 
     margin = DEFAULT_MARGIN
@@ -394,6 +404,29 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         source=source,
         warnings=tuple(warnings),
     )
+
+
+def _bandit_task(r: _Reader, tk: dict[str, _Node], source: str) -> dict[str, Any]:
+    """task.kind, task.data (a path relative to the budget's folder) and task.context."""
+    kind = r.string(tk["kind"]) if "kind" in tk else "rl"
+    if kind not in TASK_KINDS:
+        raise r.fail(tk["kind"].line, "task.kind", f"'{kind}' is not one of: "
+                     f"{', '.join(TASK_KINDS)}")  # fmt: skip
+    for key in ("data", "context"):
+        if key in tk and kind != "bandit":
+            raise r.fail(tk[key].line, f"task.{key}", "is for a contextual bandit; add "
+                         "'kind: bandit' to the task")  # fmt: skip
+    if kind == "bandit" and "env" not in tk and "data" not in tk:
+        raise r.fail(tk["kind"].line, "task.kind", "a bandit learns in a one-step env or "
+                     "from logged decisions: give task.env or task.data (a .csv/.parquet "
+                     "file, see 'rlbudget bandit-data')")  # fmt: skip
+    data = r.string(tk["data"]) if "data" in tk else None
+    if data is not None and not (Path(data).is_absolute() or source.startswith("<")):
+        data = str(Path(source).parent / data)
+    context = None
+    if "context" in tk:
+        context = tuple(c.strip() for c in r.string(tk["context"]).split(",") if c.strip())
+    return {"kind": kind, "data": data, "context": context}
 
 
 def default_budget_path() -> Path:

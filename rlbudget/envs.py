@@ -387,11 +387,15 @@ def budget_loaded(path: str | os.PathLike[str], env_id: str | None) -> None:
         _trusted_ids.add(env_id)
 
 
+OWN_ENV_MODULES = ("rlbudget.bandits.env",)
+"""rlbudget's own env modules: importing one runs no code but rlbudget's."""
+
+
 def _check_imports(env_id: str, module: str, name: str, trusted: bool) -> None:
     """Refuse an id whose making would import a module the user did not name."""
     if trusted or env_id in _trusted_ids or os.environ.get(TRUST_ENV_VAR) == "1":
         return
-    if module and module not in sys.modules:
+    if module and module not in sys.modules and module not in OWN_ENV_MODULES:
         raise EnvError(
             f"environment id '{env_id}' names module '{module}': making it would import that "
             f"module and run its code, and the id was not given by you. Pass --env {env_id} "

@@ -39,3 +39,7 @@ class PolicyError(RlbudgetError):
 
 class TrainingError(RlbudgetError):
     """Training that cannot go on: diverged (NaN/inf weights) or a missing optional extra."""
+
+
+class DataError(RlbudgetError):
+    """Logged bandit data that cannot be read: a missing column, a bad value (row named)."""

@@ -326,6 +326,11 @@ def render_export(console: Console, info: dict[str, Any]) -> None:
         f"{units.format_bytes(info['flash_bytes'])} (const arrays), libm "
         + ("needed" if info["needs_libm"] else "not needed")
     )
+    if "learner" in info:
+        lr = info["learner"]
+        console.print(f"learner: {lr['algorithm']}, {lr['dtype']}, alpha {lr['alpha']:g}, gamma "
+                      f"{lr['gamma']:g}, lambda {lr['lambda']:g}, epsilon {lr['epsilon']:g} "
+                      f"(from {lr['source']}); RAM counts its state")  # fmt: skip
     cortex_m = info["cortex_m"]
     if not cortex_m["available"]:
         console.print(f"Cortex-M sizes: skipped, {cortex_m['note']}")

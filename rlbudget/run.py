@@ -62,7 +62,7 @@ from rlbudget.candidates import (
     gate_words,
     hopeless,
 )
-from rlbudget.errors import RlbudgetError
+from rlbudget.errors import PlanError, RlbudgetError
 from rlbudget.fileio import atomic_write_text, is_empty_dir
 from rlbudget.plan import PlanChoice, SavedPlan
 from rlbudget.profile.evaluate import default_episodes
@@ -376,6 +376,11 @@ def _plan_stage(budget: Budget, env_id: str | None, option: int | None, out: Pat
     from rlbudget.plan import make_plan
 
     plan = make_plan(budget, env_id)
+    if plan.options and plan.options[0].paradigm == "bandit":
+        raise PlanError(f"{budget.source or 'budget'}: rlbudget run does not run a contextual "
+                        "bandit yet; run its steps: rlbudget plan BUDGET -o plan.yaml, rlbudget "
+                        "train plan.yaml, rlbudget evaluate POLICY --data FILE, rlbudget "
+                        "export POLICY")  # fmt: skip
     doc = plan.to_dict()
     atomic_write_text(out / "plan.json", json.dumps(doc, indent=2, default=str))
     return SavedPlan.from_dict(doc).choose(option)

@@ -37,6 +37,7 @@ from rlbudget.agents.common import (
     provenance,
     rng_from_state,
 )
+from rlbudget.agents.learner import Rates, exported_precision, tiles_update
 from rlbudget.errors import EnvError
 from rlbudget.finite import sync
 from rlbudget.policy.model import Head, Linear, Normalize, Policy, TileCode
@@ -57,6 +58,8 @@ class SarsaLambdaConfig:
     range_steps: int = 5_000
     seed: int = 0
     init: str | None = None  # warm start: a tile-coded policy folder (agents.warmstart)
+    # float64, or the on-device learner's float32 / q16.16 (rlbudget.agents.learner)
+    precision: str = "float64"
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def train_sarsa_lambda(
         from rlbudget.agents.warmstart import warm_tiles
 
         warm = warm_tiles(cfg.init, env_id)  # its tile coder and weights
+    ar = exported_precision(cfg.precision, "sarsa-lambda", ("sarsa-lambda",))
     if resume is not None:
         low, high = resume.arrays["tiles_low"], resume.arrays["tiles_high"]
     elif warm is not None:
@@ -113,10 +117,11 @@ def train_sarsa_lambda(
             f"({cfg.tilings} × {cfg.tiles_per_dim}, {tiles.features}); train with the same "
             "tilings and tiles_per_dim"
         )
-    w = np.zeros((tiles.features, n_actions))
-    if warm is not None:
-        w[...] = warm[1]
+    w = np.zeros((tiles.features, n_actions), dtype=np.float64 if ar is None else ar.np_dtype)
+    if warm is not None:  # in the run's precision (the on-device learner's format)
+        w[...] = warm[1] if ar is None else ar.value(warm[1])
     z = np.zeros_like(w)
+    rates = None if ar is None else Rates.of(ar, cfg.alpha, cfg.gamma, cfg.lam)
     draws = Draws(cfg.seed, n_actions)
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
     a, start = 0, 0.0  # the pending action and the clock's origin, set below
@@ -132,7 +137,8 @@ def train_sarsa_lambda(
         return int(np.argmax(w[f].sum(axis=0)))
 
     def current() -> Policy:
-        body = Linear(w.astype(np.float32), np.zeros(n_actions, dtype=np.float32))
+        weights = w.astype(np.float32) if ar is None else ar.to_float(w)
+        body = Linear(weights, np.zeros(n_actions, dtype=np.float32))
         prov = provenance("rlbudget.agents.linear", "sarsa-lambda", env_id, cfg, log.steps)
         return Policy(obs_spec, act_spec, (tiles,), body, Head("argmax"), prov)
 
@@ -166,16 +172,22 @@ def train_sarsa_lambda(
         obs, reward, terminated, truncated, _ = env.step(a)  # the guard stops at NaN/inf
         r = float(reward)
         log.record(a, r)
-        delta = r - w[f, a].sum()
-        z[f, a] = 1.0  # replacing traces
-        if terminated:
-            w += cfg.alpha * delta * z
-        else:
+        if ar is not None:  # the on-device learner's arithmetic
+            assert rates is not None
             f2 = features(obs)
-            a2 = choose(f2)
-            delta += cfg.gamma * w[f2, a2].sum()
-            w += cfg.alpha * delta * z
-            z *= cfg.gamma * cfg.lam
+            a2 = choose(f2) if not terminated else a
+            tiles_update(ar, rates, w, z, f, a, r, f2, a2, terminated)
+        else:
+            delta = r - w[f, a].sum()
+            z[f, a] = 1.0  # replacing traces
+            if terminated:
+                w += cfg.alpha * delta * z
+            else:
+                f2 = features(obs)
+                a2 = choose(f2)
+                delta += cfg.gamma * w[f2, a2].sum()
+                w += cfg.alpha * delta * z
+                z *= cfg.gamma * cfg.lam
         if terminated or truncated:
             ep = log.end_episode(env, time.perf_counter() - start, cfg.epsilon)
             z[:] = 0.0

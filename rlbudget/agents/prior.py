@@ -212,7 +212,7 @@ def _minari(dataset_id: str) -> dict[str, np.ndarray]:
     """A Minari dataset's episodes as :data:`DEMO_KEYS` arrays (flat Box/Discrete only)."""
     where = f"--demos minari:{dataset_id}"
     try:
-        import minari  # type: ignore[import-not-found,unused-ignore]
+        import minari  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         raise RlbudgetError(f"{where}: Minari is not installed; pip install "
                             "'rlbudget[minari]'") from None  # fmt: skip

@@ -42,6 +42,7 @@ from rlbudget.agents.common import (
     open_env,
     provenance,
 )
+from rlbudget.agents.learner import Rates, exported_precision, table_update
 from rlbudget.errors import EnvError, RlbudgetError
 from rlbudget.finite import sync
 from rlbudget.policy.model import Discretize, Head, Policy, Preprocess, Table
@@ -67,6 +68,9 @@ class TabularConfig:
     range_steps: int = 5_000  # random steps to measure infinite ranges
     seed: int = 0
     init: str | None = None  # warm start: a table policy folder (rlbudget.agents.warmstart)
+    # float64, or the on-device learner's float32 / q16.16 (rlbudget.agents.learner):
+    # Q-learning and SARSA only
+    precision: str = "float64"
 
 
 def train_tabular(
@@ -91,6 +95,7 @@ def train_tabular(
     """
     if cfg.algorithm not in ALGORITHMS:
         raise EnvError(f"unknown tabular algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
+    ar = exported_precision(cfg.precision, cfg.algorithm, ("q-learning", "sarsa"))
     # The env, and the map from its observation to a table row.
     env, obs_spec, act_spec = open_env(env_id, gym_packages)
     if act_spec.kind != "discrete" or act_spec.n is None:
@@ -125,9 +130,10 @@ def train_tabular(
 
     # The agent: Q values, visit counts, Dyna-Q's model, and its random streams.
     rng = np.random.default_rng(cfg.seed)
-    q = np.zeros((n_states, n_actions), dtype=np.float64)
-    if warm is not None:
-        q[...] = warm.values
+    q = np.zeros((n_states, n_actions), dtype=np.float64 if ar is None else ar.np_dtype)
+    if warm is not None:  # in the run's precision (the on-device learner's format)
+        q[...] = warm.values if ar is None else ar.value(warm.values)
+    rates = None if ar is None else Rates.of(ar, cfg.alpha, cfg.gamma)
     counts = np.zeros((n_states, n_actions), dtype=np.int64)
     # Dyna-Q's model: the last MODEL_SAMPLES outcomes (reward, next state, terminal) per
     # (s, a), sampled uniformly when planning. S&B's one-outcome model assumes a
@@ -167,8 +173,8 @@ def train_tabular(
 
     def current() -> Policy:
         prov = provenance("rlbudget.agents.tabular", cfg.algorithm, env_id, cfg, log.steps)
-        return Policy(obs_spec, act_spec, preprocess, Table(q.astype(np.float32)),
-                      Head("argmax"), prov)  # fmt: skip
+        values = q.astype(np.float32) if ar is None else ar.to_float(q)
+        return Policy(obs_spec, act_spec, preprocess, Table(values), Head("argmax"), prov)
 
     def snapshot() -> Checkpoint:
         arrays: dict[str, Any] = {"q": q, "counts": counts, "model_r": model_r,
@@ -222,7 +228,12 @@ def train_tabular(
         t_next = min(t + 1, cfg.n_timesteps - 1)
         a2 = choose(s2, t_next)
         eps = epsilon_at(t)
-        q[s, a] += cfg.alpha * (target(r, s2, terminated, a2, eps) - q[s, a])
+        if ar is None:
+            q[s, a] += cfg.alpha * (target(r, s2, terminated, a2, eps) - q[s, a])
+        else:  # the on-device learner's arithmetic
+            assert rates is not None
+            table_update(ar, rates, q, s, a, r, s2, a2, terminated,
+                         q_learning=cfg.algorithm == "q-learning")  # fmt: skip
         counts[s, a] += 1
         if cfg.algorithm == "dyna-q":
             if counts[s, a] == 1:

@@ -10,7 +10,13 @@ The verbs are registered below in the order ``rlbudget --help`` lists them.
 
 from __future__ import annotations
 
-from rlbudget.cli import job_commands, plan_commands, policy_commands, train_command
+from rlbudget.cli import (
+    bandit_commands,
+    job_commands,
+    plan_commands,
+    policy_commands,
+    train_command,
+)
 from rlbudget.cli.common import app, main
 
 for _name, _command in (
@@ -23,9 +29,11 @@ for _name, _command in (
     ("devices", plan_commands.devices),
     ("compress", policy_commands.compress),
     ("export", policy_commands.export),
+    ("import-state", policy_commands.import_state),
     ("profile", job_commands.profile),
     ("run", job_commands.run_command),
     ("sweep", job_commands.sweep),
+    ("bandit-data", bandit_commands.bandit_data),
 ):
     app.command(_name)(_command)
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from rlbudget.cli import common
+from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, ints
 
 
@@ -54,11 +55,41 @@ def evaluate(
             "run folder, torch, on the host) instead of the distilled policy.",
         ),
     ] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Logged bandit decisions (.csv/.parquet: context columns, "
+            "action, reward, propensity): estimate the policy's value off-policy "
+            "(IPS, SNIPS, DR with 95 % intervals) instead of running episodes.",
+            show_default=False,
+        ),
+    ] = None,
+    context: ContextOpt = None,
+    clip: Annotated[
+        float | None,
+        typer.Option(
+            "--clip",
+            min=1.0,
+            help="With --data: cap the importance weights (less variance, some bias).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run a policy with the numpy runtime (no torch) and report its episode returns.
+    """Run a policy with the numpy runtime (no torch) and report its episode returns, or
+    (--data) estimate a bandit policy's value from logged decisions.
 
-    Example: rlbudget evaluate runs/frozenlake/policy --episodes 100 --json
+    Examples:
+
+      rlbudget evaluate runs/frozenlake/policy --episodes 100 --json
+
+      rlbudget evaluate runs/dr/policy --data logs.csv
     """
+    if data is not None:
+        from rlbudget.cli.bandit_commands import evaluate_data
+
+        evaluate_data(policy, data, context=context, clip=clip, json_out=json_out)
+        return
     from rlbudget.policy import load_policy
     from rlbudget.profile.evaluate import evaluate as run_evaluation
     from rlbudget.profile.evaluate import policy_env
@@ -325,6 +356,43 @@ def export(
             "kernels as the policy); refused without it.",
         ),
     ] = False,
+    learn: Annotated[
+        bool,
+        typer.Option(
+            "--learn",
+            help="c: keep learning on the device: values in RAM, rlb_policy_learn, "
+            "rlb_policy_act_explore, rlb_policy_reset, rlb_policy_state (learn.h). Tabular "
+            "Q-learning/SARSA or tile-coded Sarsa(lambda) policies trained by rlbudget; "
+            "alpha, gamma, lambda, epsilon from the policy's training config.",
+        ),
+    ] = False,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            "--dtype",
+            metavar="<float32|q16.16>",
+            help="--learn: the learner's numbers: float32 (a core with an FPU) or q16.16 "
+            "(saturating fixed point, for cores without one). Default: the --device's "
+            "choice, else float32.",
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            "--device",
+            metavar="<device>",
+            help="--learn: the target (rlbudget devices): q16.16 where it has no FPU.",
+        ),
+    ] = None,
+    learn_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--learn-param",
+            metavar="<name=value>",
+            help="--learn: override a hyperparameter, NAME=VALUE (alpha, gamma, lam, epsilon, "
+            "seed); repeatable.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Export a policy (preprocess, body and head) as C99, ONNX or TFLite.
@@ -351,6 +419,11 @@ def export(
 
     if allow_rounding_mismatch and fmt is not ExportFormat.tflite:
         raise PolicyError("--allow-rounding-mismatch applies to --format tflite only; drop it")
+    if (learn_param or dtype or device) and not learn:
+        raise PolicyError("--dtype, --device and --learn-param apply to --learn only; add "
+                          "--learn")  # fmt: skip
+    if learn and fmt is not ExportFormat.c:
+        raise PolicyError("--learn applies to --format c only; use --format c")
     p = load_policy(policy)
     warning = gate_warning(p, str(policy))
     if warning is not None:
@@ -360,7 +433,21 @@ def export(
         from rlbudget.export.arm import cortex_m_sizes, sizes_to_dict
         from rlbudget.export.c import export_c
 
-        info = export_c(p, output, parents=True).to_dict()
+        if learn:
+            from rlbudget.agents.learner import learn_params
+            from rlbudget.devices import get_device
+            from rlbudget.export.learn import export_learner, learner_dtype
+
+            params = learn_params(p, **_overrides(learn_param or []))
+            if dtype is None:
+                dtype = learner_dtype(get_device(device).fpu) if device else "float32"
+            info = export_learner(p, output, params, dtype, parents=True).to_dict()
+            info["learner"] = {"dtype": dtype, "algorithm": params.algorithm,
+                               "alpha": params.alpha, "gamma": params.gamma,
+                               "lambda": params.lam, "epsilon": params.epsilon,
+                               "seed": params.seed, "source": params.source}  # fmt: skip
+        else:
+            info = export_c(p, output, parents=True).to_dict()
         info["cortex_m"] = sizes_to_dict(cortex_m_sizes(output))
     elif fmt is ExportFormat.tflite:
         from rlbudget.export.tflite import export_tflite
@@ -380,3 +467,64 @@ def export(
     from rlbudget.render import render_export
 
     render_export(common.out, info)
+
+
+def _overrides(items: list[str]) -> dict[str, float]:
+    """``--learn-param NAME=VALUE`` items as a dict (one clear error for a bad one)."""
+    from rlbudget.errors import PolicyError
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in ("alpha", "gamma", "lam", "epsilon", "seed"):
+            raise PolicyError(f"--learn-param '{item}': expected NAME=VALUE with NAME one of "
+                              "alpha, gamma, lam, epsilon, seed")  # fmt: skip
+        try:
+            out[name] = float(value) if name != "seed" else int(value)
+        except ValueError:
+            raise PolicyError(f"--learn-param '{item}': '{value}' is not a number") from None
+    return out
+
+
+@handles_errors
+def import_state(
+    state: Annotated[
+        Path,
+        typer.Argument(help="A learner's dump (rlb_policy_state's bytes).", show_default=False),
+    ],
+    policy: Annotated[
+        Path,
+        typer.Option(
+            "--policy", "-p", help="The policy folder it was exported from.", show_default=False
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Policy folder to write.", show_default=False)
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Read a device's learned state back into a policy folder.
+
+    STATE.bin is the bytes rlb_policy_state() hands out (export --format c --learn; the
+    layout is in learn.h): a header naming the policy it belongs to, then the values. A
+    dump that is truncated, corrupt or of another policy is refused.
+
+    Example:
+
+      rlbudget import-state field/STATE.bin --policy runs/q/policy -o runs/q/learned
+    """
+    from rlbudget.agents.learner import HEADER_WORDS, read_state
+    from rlbudget.fileio import read_capped
+    from rlbudget.policy import load_policy, save_policy
+
+    p = load_policy(policy)
+    limit = 4 * HEADER_WORDS + 8 * p.parameters  # a header, values and traces at most
+    data = read_capped(state, limit, "a learner state of this policy")
+    learned = read_state(data, p, str(state))
+    save_policy(learned.policy, output, parents=True)
+    info = {**learned.to_dict(), "output": str(output)}
+    if json_out:
+        common.print_json(info)
+        return
+    common.out.print(f"wrote {output}: {learned.dtype} values after {learned.steps:,} learn "
+                     "calls")  # fmt: skip

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from rlbudget.cli import common
+from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, option_value
 
 if TYPE_CHECKING:
@@ -125,10 +126,21 @@ def train(
         bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
     ] = False,
     json_out: JsonOpt = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Logged bandit decisions (.csv/.parquet) for --algo ips "
+            "or dr (default: the budget's task.data).",
+            show_default=False,
+        ),
+    ] = None,
+    context: ContextOpt = None,
 ) -> None:
     """Train within the budget's training limits: a built-in agent (tabular, Sarsa(lambda),
     ARS) or Stable-Baselines3 (ppo, a2c, dqn, sac, td3; qrdqn, tqc, trpo with
-    pip install 'rlbudget[contrib]').
+    pip install 'rlbudget[contrib]'), or a contextual bandit (epsilon-greedy, softmax,
+    linucb, thompson in a one-step env; ips, dr from logged decisions with --data).
 
     Stops at training.env_steps (else the tuned step count), at training.time, or when the
     greedy policy reaches the target return on a separate evaluation env (a 100-episode
@@ -154,6 +166,8 @@ def train(
 
       rlbudget train --algo sarsa-lambda --env CartPole-v1 --init runs/a/policy --env-kwargs
       '{"attributes": {"force_mag": 6.0}}'
+
+      rlbudget train --algo dr --data logs.csv -o runs/dr
     """
     from rlbudget import units
     from rlbudget.agents.prior import parse_env_kwargs
@@ -179,6 +193,18 @@ def train(
         from rlbudget.budget import load_budget
 
         loaded = load_budget(budget)
+    from rlbudget.cli import bandit_commands
+
+    chosen = bandit_commands.bandit_choice(algo, plan_file, option, loaded)
+    if chosen is not None:  # a contextual bandit (rlbudget.bandits)
+        bandit_commands.train(
+            chosen, output, env=env, data=data, context=context,
+            steps=None if steps is None else option_value(units.parse_count, steps, "--steps"),
+            time_s=None if time is None else option_value(units.parse_time, time, "--time"),
+            seed=seed, overrides=parse_hyperparams(hyperparams) if hyperparams else None,
+            gym_packages=gym_package or [], json_out=json_out,
+        )  # fmt: skip
+        return
     settings = run_settings(
         algo, env, plan=plan_file, option=option, budget=loaded, seed=seed,
         env_steps=None if steps is None else option_value(units.parse_count, steps, "--steps"),

@@ -155,7 +155,7 @@ def _check_arrays(policy: Policy) -> None:
             raise _fail(f"array '{name}' contains NaN or inf; C constants must be finite")
 
 
-def _split_preprocess(
+def split_preprocess(
     policy: Policy,
 ) -> tuple[Normalize | None, Discretize | TileCode | OneHot | None]:
     steps = list(policy.preprocess)
@@ -171,7 +171,7 @@ def _split_preprocess(
     return norm, last
 
 
-def _input_function(w: CWriter, norm: Normalize | None, clip: bool = True) -> None:
+def input_function(w: CWriter, norm: Normalize | None, clip: bool = True) -> None:
     """``rlb_input(obs, i)``: observation element i after the float preprocess (without
     the normalize step's clip where ``clip`` is False:
     :func:`~rlbudget.export.c_int8.int8_saturates_first`)."""
@@ -189,7 +189,7 @@ def _input_function(w: CWriter, norm: Normalize | None, clip: bool = True) -> No
 FLOAT_WHOLE = 1 << 24
 
 
-def _check_grid(what: str, scale: Array, top: int) -> None:
+def check_grid(what: str, scale: Array, top: int) -> None:
     """The C export's float32 grid needs a finite scale and a largest cell float32 holds."""
     if not np.all(np.isfinite(scale)):
         raise _fail(f"{what}: high - low is too small for a float32 scale (count / (high - "
@@ -199,7 +199,7 @@ def _check_grid(what: str, scale: Array, top: int) -> None:
                     f"{FLOAT_WHOLE:,}")  # fmt: skip
 
 
-def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None:
+def state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None:
     """``rlb_state(obs)``: the table row, from a Discrete observation or a discretizer."""
     if last is None:
         n = policy.observation_space.n
@@ -209,7 +209,7 @@ def _state_function(w: CWriter, policy: Policy, last: Discretize | None) -> None
         w.helper("rlb_state", instance("state.c", RLB_DISCRETIZE=0, RLB_LAST_STATE=n - 1))
         return
     bins = np.asarray(last.bins)
-    _check_grid("discretize", last.scale, int(bins.max()) - 1)
+    check_grid("discretize", last.scale, int(bins.max()) - 1)
     w.array("rlb_disc_low", last.low, "discretize: low")
     w.array("rlb_disc_scale", last.scale,
             "discretize: bins / (high - low), computed in float32 as numpy does")  # fmt: skip
@@ -221,7 +221,7 @@ def _vector(w: CWriter, policy: Policy, last: OneHot | None, target: str, width:
             q: tuple[float, int] | None = None) -> None:  # fmt: skip
     """Fill ``target[0..width)`` with the body input (int8 when ``q`` gives scale, zero point)."""
     if isinstance(last, OneHot):
-        _state_function(w, policy, None)
+        state_function(w, policy, None)
         if q is None:
             w.line(loop("i", width, f"{target}[i] = 0.0f;"))
             w.line(f"    {target}[rlb_state(obs)] = 1.0f; /* one_hot */")
@@ -346,7 +346,7 @@ def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
     a tile (float32), split once into ``q = c / tilings`` and ``r = c % tilings``; tiling
     ``t``'s tile is then ``(c + t) / tilings = q + (r + t >= tilings)``, no divide per tiling."""
     n_features, n_out = body.W.shape
-    _check_grid("tile_code", tc.scale, tc.top)
+    check_grid("tile_code", tc.scale, tc.top)
     w.array("rlb_tile_low", tc.low, "tile coding: low")
     w.array("rlb_tile_scale", tc.scale, "tile coding: tilings * tiles_per_dim / (high - low), "
             "computed in float32 as numpy does")  # fmt: skip
@@ -464,9 +464,9 @@ def _generate(policy: Policy) -> CWriter:
     """The writer filled with everything ``policy.c`` holds for ``policy``."""
     _check_arrays(policy)
     w = CWriter()
-    norm, last = _split_preprocess(policy)
+    norm, last = split_preprocess(policy)
     if policy.observation_space.kind == "box":
-        _input_function(w, norm, not int8_saturates_first(policy, norm))
+        input_function(w, norm, not int8_saturates_first(policy, norm))
     body = policy.body
     if isinstance(body, MLP | QuantizedMLP | Linear) and isinstance(last, Discretize):
         raise _fail(f"a {body.kind} body after discretize is not supported")
@@ -484,7 +484,7 @@ def _generate(policy: Policy) -> CWriter:
     elif isinstance(body, Table | PackedTable):
         if isinstance(last, TileCode | OneHot):
             raise _fail(f"a {body.kind} body after {last.kind} is not supported")
-        _state_function(w, policy, last)
+        state_function(w, policy, last)
         if isinstance(body, Table):
             n = int(body.values.shape[1])
             w.array("rlb_values", body.values, f"table [{body.values.shape[0]}][{n}]")

@@ -105,6 +105,13 @@ def _estimate(
         replay_bytes = replay.bytes
         train_ram += replay_bytes
     train_energy = costs.host_energy_j(train_time * busy_cores)
+    if budget.inference.learn:  # the device keeps learning: its state, its update (issue 21)
+        from rlbudget.profile.learn import planned_learner
+
+        discrete = env.observation.kind == "discrete"
+        target, learn_note = planned_learner(target, cand.info.id, body.parameters, discrete,
+                                             budget.device)  # fmt: skip
+        notes.append(learn_note)
 
     t = budget.training
     feasible = None
@@ -249,6 +256,10 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
         ``task.env``.
     :raises PlanError: no env given anywhere.
     """
+    if budget.task.kind == "bandit" and env is None and budget.task.env_id is None:
+        from rlbudget.bandits.plan import bandit_plan  # logged data only
+
+        return bandit_plan(budget, None)
     if not isinstance(env, EnvSpec):
         from rlbudget.envs import env_spec
 
@@ -259,6 +270,10 @@ def make_plan(budget: Budget, env: EnvSpec | str | None = None) -> Plan:
                 "or pass --env (for example --env CartPole-v1)"
             )
         env = env_spec(env_id)
+    if budget.task.kind == "bandit" or env.max_episode_steps == 1:
+        from rlbudget.bandits.plan import bandit_plan
+
+        return bandit_plan(budget, env)
     infos = list(algorithms().values())
     excluded: list[tuple[str, str]] = []
     usable: list[AlgorithmInfo] = []

@@ -92,6 +92,12 @@ RULES = {
             "(DAgger with a teacher, behaviour cloning from demos) ranks first; it needs a "
             "few thousand env steps where training from scratch needs 10-100x more.",
         ),
+        Rule(
+            "bandit",
+            "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
+            "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
+            "sampling, softmax and ε-greedy online, DR before IPS from logged data.",
+        ),
     )
 }
 

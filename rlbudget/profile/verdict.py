@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +343,19 @@ def profile(
                 emulated, why = profile_latency(policy, device, obs, exported=folder,
                                                 optimize=optimize)  # fmt: skip
 
+    learner = None
+    if budget.inference.learn:  # the device learns each step: its state, its update
+        if fmt != "c":
+            raise PolicyError(f"inference.learn: the on-device learner is exported as C; "
+                              f"profile --format c, not {fmt}")  # fmt: skip
+        from rlbudget.profile.learn import learner_cost
+
+        learner = learner_cost(policy, device, obs, seed=seed)
+        memory = replace(memory, ram_bytes=memory.ram_bytes + learner.size.ram_bytes,
+                         ram_how=f"{memory.ram_how}; + {learner.size.ram_bytes:,} B of "
+                         f"learner state ({learner.dtype} values and traces, exact)")  # fmt: skip
+        notes.append(f"inference.learn: each step is a decision plus an update; the update "
+                     f"{learner.how}")  # fmt: skip
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
     unmodelled = None
@@ -361,6 +374,17 @@ def profile(
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
     energy = estimate_energy(device, target_latency)
+    if learner is not None:  # decision + update, each step
+        if learner.update_s is None:
+            unmodelled = unmodelled or learner.how
+        else:
+            u = learner.update_s
+            target_latency = Range(target_latency.low + u, target_latency.typical + u,
+                                   target_latency.high + u)  # fmt: skip
+            energy = estimate_energy(device, target_latency)
+            how += f"; + the update: {learner.how}"
+            if learner.source == "estimated":
+                latency_source = "estimated"
     if device.device_class == "host":
         latency_check = check_budget(
             "inference.latency",
