@@ -7,7 +7,8 @@ Each row trains through :func:`rlbudget.train.train_run` (the early stop of ``rl
 train``: a 100-episode screen, then fresh episodes whose 95 % lower confidence bound must
 reach the target) and reports the env steps at which it stopped, the median over seeds.
 Every row screens its policy every 1,000 env steps, so steps to target are known to within
-1,000.
+1,000; the row ``dagger-250`` (DAgger with 250-step rounds of 250 Adam steps) is screened
+every 250.
 
 - Imitation (CartPole-v1, Pendulum-v1): the target is the teacher's mean return over 100
   episodes minus 5 % of its magnitude; the teachers are the RL Zoo models in
@@ -36,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT.parent / "shared" / "zoo"
 FINE_TUNE = {"attributes": {"force_mag": 6.0}}
-EVAL_EVERY = 1_000  # env steps between screens, every row
+FINE = {"round_steps": 250, "updates": 250}  # the dagger-250 row: screened every 250 steps
 ZOO_SAC_PENDULUM_STEPS = 20_000  # RL Zoo hyperparams/sac.yml, Pendulum-v1: n_timesteps
 
 
@@ -50,6 +51,7 @@ def teacher_target(env_id: str, teacher: Path) -> tuple[float, float]:
 
 
 def train(algorithm: str, env_id: str, seed: int, steps: int, target: float, out: Path,
+          eval_every: int = 1_000, overrides: dict[str, Any] | None = None,
           **prior: Any) -> dict[str, Any]:  # fmt: skip
     """One run to the target; its summary (steps, wall time, why it stopped)."""
     from rlbudget.agents.prior import check_prior
@@ -58,12 +60,13 @@ def train(algorithm: str, env_id: str, seed: int, steps: int, target: float, out
 
     env_kwargs = prior.pop("env_kwargs", None)
     with env_kwargs_applied(env_id, env_kwargs):
-        settings = resolve(algorithm, env_id, env_steps=steps, min_return=target, seed=seed)
+        settings = resolve(algorithm, env_id, env_steps=steps, min_return=target, seed=seed,
+                           overrides=overrides)  # fmt: skip
     settings = check_prior(settings, teacher=prior.get("teacher"), demos=None,
                            init=prior.get("init"), env_kwargs=env_kwargs)  # fmt: skip
     # one evaluation grid for every row (train's default is n_timesteps / 20: 10k steps for
     # a 200k budget would round a from-scratch run up to the next 10k)
-    settings = dataclasses.replace(settings, eval_every=EVAL_EVERY)
+    settings = dataclasses.replace(settings, eval_every=eval_every)
     t0 = time.perf_counter()
     result = train_run(settings, out)
     return {"algorithm": algorithm, "env": env_id, "seed": seed, "steps": result.steps,
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prior")
-    ap.add_argument("--rows", nargs="+", default=["cartpole", "scratch", "pendulum", "finetune"])
+    ap.add_argument("--rows", nargs="+",
+                    default=["cartpole", "dagger-250", "scratch", "pendulum", "finetune"])  # fmt: skip
     ap.add_argument("--pendulum-steps", type=int, default=20_000)
     ap.add_argument(
         "--merge",
@@ -114,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                           teacher=str(ZOO / "ppo-CartPole-v1"))  # fmt: skip
                 record({**r, "case": f"CartPole-v1 {algo} (Zoo PPO teacher)", "target": target,
                         "teacher_return": mean})  # fmt: skip
+        if "dagger-250" in args.rows:
+            mean, target = teacher_target("CartPole-v1", ZOO / "ppo-CartPole-v1")
+            r = train("dagger", "CartPole-v1", seed, 20_000, target, run / "cartpole-dagger-250",
+                      eval_every=250, overrides=FINE, teacher=str(ZOO / "ppo-CartPole-v1"))  # fmt: skip
+            record({**r, "case": "CartPole-v1 dagger, 250-step rounds (Zoo PPO teacher)",
+                    "target": target, "teacher_return": mean})  # fmt: skip
         if "scratch" in args.rows:
             _, target = teacher_target("CartPole-v1", ZOO / "ppo-CartPole-v1")
             r = train("sarsa-lambda", "CartPole-v1", seed, 200_000, target, run / "cartpole-sl")
