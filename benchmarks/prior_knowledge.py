@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "prior")
-    ap.add_argument("--rows", nargs="+",
-                    default=["cartpole", "dagger-250", "scratch", "pendulum", "finetune"])  # fmt: skip
+    rows = ["cartpole", "dagger-250", "scratch", "pendulum", "finetune"]
+    ap.add_argument("--rows", nargs="+", default=rows)
     ap.add_argument("--pendulum-steps", type=int, default=20_000)
     ap.add_argument(
         "--merge",
@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                         "teacher_return": mean})  # fmt: skip
         if "dagger-250" in args.rows:
             mean, target = teacher_target("CartPole-v1", ZOO / "ppo-CartPole-v1")
-            r = train("dagger", "CartPole-v1", seed, 20_000, target, run / "cartpole-dagger-250",
-                      eval_every=250, overrides=FINE, teacher=str(ZOO / "ppo-CartPole-v1"))  # fmt: skip
+            r = train("dagger", "CartPole-v1", seed, 20_000, target,
+                      run / "cartpole-dagger-250", eval_every=250, overrides=FINE,
+                      teacher=str(ZOO / "ppo-CartPole-v1"))  # fmt: skip
             record({**r, "case": "CartPole-v1 dagger, 250-step rounds (Zoo PPO teacher)",
                     "target": target, "teacher_return": mean})  # fmt: skip
         if "scratch" in args.rows:
