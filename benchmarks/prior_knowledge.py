@@ -175,15 +175,18 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     cases: dict[str, list[int]] = {}
+    reached: dict[str, bool] = {}
     for r in rows:
         cases.setdefault(r["case"], []).append(r["steps"])
+        reached[r["case"]] = reached.get(r["case"], True) and r["stopped_by"] == "target"
     fig, ax = plt.subplots(figsize=(9, 0.5 * len(cases) + 1.5))
     names = list(cases)
-    ax.barh(names, [statistics.median(v) for v in cases.values()], color="tab:blue")
+    colors = ["tab:blue" if reached[n] else "lightgrey" for n in names]
+    ax.barh(names, [statistics.median(v) for v in cases.values()], color=colors)
     for i, v in enumerate(cases.values()):
         ax.plot(v, [i] * len(v), "k.", label="seeds" if i == 0 else None)
     ax.set_xscale("log")
-    ax.set_xlabel("env steps to target (median bar, seeds as dots)")
+    ax.set_xlabel("env steps to target (median bar, seeds as dots; grey: not reached, the cap)")
     ax.invert_yaxis()
     ax.legend()
     fig.tight_layout()
