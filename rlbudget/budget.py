@@ -68,6 +68,11 @@ class Task:
     env_id: str | None = None
     min_return: float | None = None
     env_step_cost_s: float | None = None
+    # Prior knowledge (rlbudget.agents.prior): a teacher policy or a demos file to start
+    # from, and the env's gymnasium.make kwargs.
+    teacher: str | None = None
+    demos: str | None = None
+    env_kwargs: dict[str, Any] | None = None
     # A contextual bandit (rlbudget.bandits): kind "bandit", learned in a one-step env or
     # from logged decisions (data, relative to the budget's folder; context: its columns).
     kind: str = "rl"
@@ -277,12 +282,38 @@ def _tag_text(token: Any) -> str:
     return f"{handle or ''}{suffix}"
 
 
+def _path(r: _Reader, keys: dict[str, _Node], key: str, source: str) -> str | None:
+    """A file the budget names, relative to the budget's folder (``minari:ID`` as is)."""
+    if key not in keys:
+        return None
+    text = r.string(keys[key])
+    if text.startswith("minari:") or Path(text).is_absolute() or source.startswith("<"):
+        return text
+    return str(Path(source).parent / text)
+
+
+def _env_kwargs(r: _Reader, n: _Node) -> dict[str, Any]:
+    """task.env_kwargs: a mapping of gymnasium.make kwargs (plain values only)."""
+    from rlbudget.agents.prior import parse_env_kwargs
+
+    if not isinstance(n.node, yaml.MappingNode):
+        raise r.fail(n.line, n.key, "expected a mapping of gymnasium.make kwargs, e.g. {g: 5.0}")
+    value = yaml.SafeLoader("").construct_object(n.node, deep=True)
+    try:
+        out = parse_env_kwargs(dict(value), n.key)
+    except RlbudgetError as exc:
+        raise r.fail(n.line, None, str(exc)) from None
+    assert out is not None
+    return out
+
+
 # --- the schema -------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
 INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
 TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
-TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context", "sparse_reward")
+TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context", "sparse_reward",
+             "teacher", "demos", "env_kwargs")  # fmt: skip
 TASK_KINDS = ("rl", "bandit")
 INLINE_DEVICE_KEYS = ("class", "name", "clock", "sram", "flash", "fpu", "power")
 
@@ -343,6 +374,9 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         min_return=r.number(tk["min_return"]) if "min_return" in tk else None,
         env_step_cost_s=_opt(r, tk, "env_step_cost", units.parse_time),
         sparse_reward=r.boolean(tk["sparse_reward"]) if "sparse_reward" in tk else None,
+        teacher=_path(r, tk, "teacher", source),
+        demos=_path(r, tk, "demos", source),
+        env_kwargs=_env_kwargs(r, tk["env_kwargs"]) if "env_kwargs" in tk else None,
         **_bandit_task(r, tk, source),
     )
 

@@ -48,7 +48,8 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -459,6 +460,44 @@ def import_gym_packages(gym_packages: Sequence[str]) -> None:
         _import(package, f"--gym-package {package}")
 
 
+_env_kwargs: dict[str, dict[str, Any]] = {}
+
+
+@contextmanager
+def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, every :func:`make_env` of ``env_id`` gets ``kwargs`` (a run's
+    ``task.env_kwargs``: its training env, evaluations and confirmations alike).
+
+    The key ``attributes`` is not passed to ``gymnasium.make``: its numbers are set on the
+    unwrapped env after it is made (physics a constructor does not take, e.g. CartPole's
+    ``force_mag``, ``gravity``, ``masscart``).
+    """
+    if not kwargs:
+        yield
+        return
+    before = _env_kwargs.get(env_id)
+    _env_kwargs[env_id] = dict(kwargs)
+    try:
+        yield
+    finally:
+        if before is None:
+            _env_kwargs.pop(env_id, None)
+        else:
+            _env_kwargs[env_id] = before
+
+
+def _set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> None:
+    base = env.unwrapped
+    for name, value in attributes.items():
+        old = getattr(base, name, None)
+        if isinstance(old, bool) or not isinstance(old, int | float):
+            raise EnvError(
+                f"env kwargs attributes.{name}: environment '{env_id}' has no numeric "
+                f"attribute '{name}' to set; name one of its physics constants"
+            )
+        setattr(base, name, type(old)(value))
+
+
 def make_env(
     env_id: str,
     *,
@@ -482,7 +521,8 @@ def make_env(
         passed to :func:`trust_env_ids` may.
     :param guard: wrap it in the NaN/inf guard (False: the caller checks, as SB3's
         vectorized training does with its own step count).
-    :param kwargs: passed to ``gymnasium.make``.
+    :param kwargs: passed to ``gymnasium.make``, after those of
+        :func:`env_kwargs_applied` for this id.
     :return: the env; one with a Tuple or Dict observation space comes wrapped so that its
         observations are read as :func:`composite_observation` says (the spec with its note:
         :func:`observation_spec`).
@@ -502,14 +542,30 @@ def make_env(
     # back so a failure is one line, and show them only when the env was made.
     with warnings.catch_warnings(record=True) as held:
         warnings.simplefilter("always")
+        kwargs = {**_env_kwargs.get(env_id, {}), **kwargs}
+        attributes = kwargs.pop("attributes", None)
         try:
             env = gym.make(env_id, **kwargs)
+        except TypeError as exc:
+            if not kwargs or "argument" not in str(exc):
+                raise
+            raise EnvError(
+                f"environment '{env_id}' does not take the env kwargs "
+                f"{', '.join(sorted(kwargs))} (gymnasium.make refused them); for physics its "
+                'constructor lacks, write {"attributes": {"NAME": VALUE}}'
+            ) from None
         except (gym_error.UnregisteredEnv, gym_error.DeprecatedEnv) as exc:
             raise _unknown_env(env_id, module, name, exc) from None
         except gym_error.DependencyNotInstalled as exc:
             raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if attributes:
+        try:
+            _set_attributes(env, env_id, attributes)
+        except EnvError:
+            env.close()
+            raise
     try:
         env = _read_composite(env, env_id)
     except EnvError:

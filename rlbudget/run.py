@@ -285,10 +285,21 @@ def run_job(
     :param train_only: stop after training (the report then has no candidates).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
-    from rlbudget.fileio import check_unlocked, dir_lock
+    from rlbudget.envs import env_kwargs_applied
 
     out = Path(out_dir)
     key = job_key(budget, env_id, option, seed, overrides or {})
+    # task.env_kwargs: the whole job (training, candidates' returns, the profile) sees them
+    with env_kwargs_applied(env_id or budget.task.env_id or "", budget.task.env_kwargs):
+        return _run_locked(budget, out, key, env_id, option, seed, episodes, progress,
+                           overrides, train_only)  # fmt: skip
+
+
+def _run_locked(budget: Budget, out: Path, key: str, env_id: str | None, option: int | None,
+                seed: int, episodes: int | None, progress: Progress | None,
+                overrides: dict[str, Any] | None, train_only: bool) -> RunReport:  # fmt: skip
+    from rlbudget.fileio import check_unlocked, dir_lock
+
     check_unlocked(out)  # a running job's folder: say so, not "another run"
     _open_state(out, key, budget, env_id)  # creates the folder, or checks it is this job's
     with dir_lock(out):
@@ -414,6 +425,13 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
             overrides=plan.params, ram_bytes=limits.ram_bytes, cores=limits.cores,
             margin=limits.margin,
         )  # fmt: skip
+        from rlbudget.agents.prior import IMITATION, check_prior
+
+        task = budget.task  # the plan's prior-knowledge option learns from the budget's teacher
+        imitates = settings.algorithm in IMITATION
+        settings = check_prior(settings, teacher=task.teacher if imitates else None,
+                               demos=task.demos if imitates else None, init=None,
+                               env_kwargs=task.env_kwargs)  # fmt: skip
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
             f"{settings.target_return}")  # fmt: skip

@@ -98,7 +98,7 @@ def test_untrainable_algorithm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert r.stderr == (
         "error: algorithm 'mbpo': rlbudget cannot train it yet; trainable algorithms: "
         "q-learning, sarsa, expected-sarsa, dyna-q, sarsa-lambda, ars, pets, lean-sac, lean-td3, "
-        "ppo, a2c, dqn, sac, td3, qrdqn, tqc, trpo\n"
+        "bc, dagger, ppo, a2c, dqn, sac, td3, qrdqn, tqc, trpo\n"
     )
 
 

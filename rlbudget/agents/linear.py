@@ -59,6 +59,7 @@ class SarsaLambdaConfig:
     range_steps: int = 5_000
     bonus_coef: float = 0.0  # β of count_bonus; 0 = off
     seed: int = 0
+    init: str | None = None  # warm start: a tile-coded policy folder (agents.warmstart)
     # float64, or the on-device learner's float32 / q16.16 (rlbudget.agents.learner)
     precision: str = "float64"
 
@@ -107,15 +108,33 @@ def train_sarsa_lambda(
             f"environment '{env_id}': Sarsa(lambda) needs Box observations and Discrete actions"
         )
     n_actions = act_spec.n
+    warm = None
+    if cfg.init and resume is None:
+        from rlbudget.agents.warmstart import warm_tiles
+
+        warm = warm_tiles(cfg.init, env_id)  # its tile coder and weights
     ar = exported_precision(cfg.precision, "sarsa-lambda", ("sarsa-lambda",))
     if resume is not None:
         low, high = resume.arrays["tiles_low"], resume.arrays["tiles_high"]
+    elif warm is not None:
+        low, high = warm[0].low, warm[0].high
     else:
         low, high = observation_bounds(env, cfg.range_steps, cfg.seed)
     full = cfg.tilings * (cfg.tiles_per_dim + 1) ** len(low)
     hash_size = cfg.hash_size if cfg.hash_size is not None and full > cfg.hash_size else None
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
+    if warm is not None and tiles.features != warm[0].features:
+        from rlbudget.errors import PolicyError
+
+        raise PolicyError(
+            f"--init {cfg.init}: its tile coder ({warm[0].tilings} tilings × "
+            f"{warm[0].tiles_per_dim} tiles, {warm[0].features} features) is not this run's "
+            f"({cfg.tilings} × {cfg.tiles_per_dim}, {tiles.features}); train with the same "
+            "tilings and tiles_per_dim"
+        )
     w = np.zeros((tiles.features, n_actions), dtype=np.float64 if ar is None else ar.np_dtype)
+    if warm is not None:  # in the run's precision (the on-device learner's format)
+        w[...] = warm[1] if ar is None else ar.value(warm[1])
     z = np.zeros_like(w)
     counts = np.zeros(tiles.features)  # visits per tile, for the exploration bonus
     rates = None if ar is None else Rates.of(ar, cfg.alpha, cfg.gamma, cfg.lam)

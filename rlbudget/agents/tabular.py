@@ -67,6 +67,7 @@ class TabularConfig:
     bins: int = 8  # Box observations only
     range_steps: int = 5_000  # random steps to measure infinite ranges
     seed: int = 0
+    init: str | None = None  # warm start: a table policy folder (rlbudget.agents.warmstart)
     # float64, or the on-device learner's float32 / q16.16 (rlbudget.agents.learner):
     # Q-learning and SARSA only
     precision: str = "float64"
@@ -101,8 +102,15 @@ def train_tabular(
         raise EnvError(f"environment '{env_id}' has Box actions; tabular agents need Discrete")
     n_actions = act_spec.n
     preprocess: tuple[Preprocess, ...] = ()
+    warm = None
+    if cfg.init and resume is None:
+        from rlbudget.agents.warmstart import warm_table
+
+        warm = warm_table(cfg.init, env_id, cfg.algorithm, obs_spec.n)
     if obs_spec.kind == "box":
-        if resume is not None:
+        if warm is not None and warm.discretize is not None:
+            disc = warm.discretize  # the grid the init table was learned on
+        elif resume is not None:
             disc = Discretize(resume.arrays["disc_low"], resume.arrays["disc_high"],
                               (cfg.bins,) * obs_spec.dim)  # fmt: skip
         else:
@@ -123,6 +131,8 @@ def train_tabular(
     # The agent: Q values, visit counts, Dyna-Q's model, and its random streams.
     rng = np.random.default_rng(cfg.seed)
     q = np.zeros((n_states, n_actions), dtype=np.float64 if ar is None else ar.np_dtype)
+    if warm is not None:  # in the run's precision (the on-device learner's format)
+        q[...] = warm.values if ar is None else ar.value(warm.values)
     rates = None if ar is None else Rates.of(ar, cfg.alpha, cfg.gamma)
     counts = np.zeros((n_states, n_actions), dtype=np.int64)
     # Dyna-Q's model: the last MODEL_SAMPLES outcomes (reward, next state, terminal) per

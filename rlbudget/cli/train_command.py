@@ -78,6 +78,49 @@ def train(
             "true/false, a list); an unknown key is refused.",
         ),
     ] = None,
+    teacher: Annotated[
+        str | None,
+        typer.Option(
+            "--teacher",
+            metavar="<policy>",
+            help="bc/dagger: the policy to imitate: a policy folder, an SB3 .zip or "
+            "an RL Zoo folder (read as 'rlbudget import' reads it; nothing is "
+            "unpickled). Default: the budget's task.teacher.",
+            show_default=False,
+        ),
+    ] = None,
+    demos: Annotated[
+        str | None,
+        typer.Option(
+            "--demos",
+            metavar="<file.npz>",
+            help="bc/dagger: recorded transitions, an .npz with observations, "
+            "actions, rewards, terminations, truncations (or minari:DATASET_ID). "
+            "Default: the budget's task.demos.",
+            show_default=False,
+        ),
+    ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            metavar="<policy>",
+            help="Warm start: begin from this policy folder (same spaces): a table "
+            "(and grid) for tabular agents, tile coder and weights for sarsa-lambda.",
+            show_default=False,
+        ),
+    ] = None,
+    env_kwargs: Annotated[
+        str | None,
+        typer.Option(
+            "--env-kwargs",
+            metavar="<json>",
+            help="gymnasium.make kwargs as JSON, e.g. '{\"g\": 5.0}' for "
+            'Pendulum-v1; {"attributes": {"force_mag": 8.0}} sets physics a '
+            "constructor lacks. Default: the budget's task.env_kwargs.",
+            show_default=False,
+        ),
+    ] = None,
     gym_package: GymPackageOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
@@ -119,16 +162,23 @@ def train(
 
       rlbudget train --algo sac --env Pendulum-v1 --steps 20k --time 10m -p learning_rate=1e-3
 
+      rlbudget train --algo dagger --env CartPole-v1 --teacher zoo/ppo-CartPole-v1 --steps 5k
+
+      rlbudget train --algo sarsa-lambda --env CartPole-v1 --init runs/a/policy --env-kwargs
+      '{"attributes": {"force_mag": 6.0}}'
+
       rlbudget train --algo dr --data logs.csv -o runs/dr
     """
     from rlbudget import units
+    from rlbudget.agents.prior import parse_env_kwargs
     from rlbudget.envs import import_gym_packages
     from rlbudget.errors import PlanError
     from rlbudget.train import load_settings, parse_hyperparams, prepare_run_dir, run_settings
 
     import_gym_packages(gym_package or ())
     if resume is not None:
-        given = (plan_file, algo, env, budget, output, steps, time, hyperparams)
+        given = (plan_file, algo, env, budget, output, steps, time, hyperparams, teacher, demos,
+                 init, env_kwargs)  # fmt: skip
         if any(v is not None for v in given):
             raise PlanError(
                 "--resume continues a run with the settings in its config.yaml; "
@@ -160,7 +210,8 @@ def train(
         env_steps=None if steps is None else option_value(units.parse_count, steps, "--steps"),
         time_s=None if time is None else option_value(units.parse_time, time, "--time"),
         overrides=parse_hyperparams(hyperparams) if hyperparams else None,
-        env_steps_from="--steps",
+        env_steps_from="--steps", teacher=teacher, demos=demos, init=init,
+        env_kwargs=parse_env_kwargs(env_kwargs, "--env-kwargs"),
     )  # fmt: skip
     show = not quiet and not json_out
     run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{settings.env_id}"

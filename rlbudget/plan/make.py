@@ -186,7 +186,8 @@ def _candidates(
     # body, dtype, fmt, label, reasons, shape
     bodies: list[tuple[Body, str, str, str, list[str], Shape | None]] = []
     fmt_small = "c" if ctx.mcu else "numpy"
-    if info.tabular:
+    imitation_table = info.family == "imitation" and obs.kind == act.kind == "discrete"
+    if info.tabular or imitation_table:
         if obs.kind == "discrete" and obs.n is not None:
             states, bins = obs.n, None
         else:
@@ -276,6 +277,12 @@ def _pick_width(evaluated: list[Evaluated]) -> Evaluated:
     return cand, est, checks, (*notes, why) if why else notes
 
 
+def _prior_fits(info: AlgorithmInfo, budget: Budget) -> bool:
+    """bc needs a teacher or demos in the budget, dagger a teacher."""
+    task = budget.task
+    return bool(task.teacher) if info.id == "dagger" else bool(task.teacher or task.demos)
+
+
 def make_plan(
     budget: Budget, env: EnvSpec | str | None = None, *, calibration: Calibration | bool = True
 ) -> Plan:
@@ -325,6 +332,10 @@ def make_plan(
 
     options: list[Option] = []
     for info in usable:
+        if info.family == "imitation" and not _prior_fits(info, budget):
+            need = "task.teacher" if info.id == "dagger" else "task.teacher or task.demos"
+            excluded.append((info.id, f"[prior-knowledge] learns from a teacher: needs {need}"))
+            continue
         if not info.trainable and not ctx.expensive_env:
             excluded.append(
                 (info.id, "[not-yet] deep model-based; listed only when the env is expensive")

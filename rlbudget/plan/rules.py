@@ -114,6 +114,12 @@ RULES = {
             "the others are excluded.",
         ),
         Rule(
+            "prior-knowledge",
+            "Prior knowledge available (task.teacher or task.demos): start from it. Imitation "
+            "(DAgger with a teacher, behaviour cloning from demos) ranks first; it needs a "
+            "few thousand env steps where training from scratch needs 10-100x more.",
+        ),
+        Rule(
             "bandit",
             "One-step task (task.kind: bandit, or max_episode_steps 1): a contextual bandit "
             "deploys a linear policy, argmax over per-arm scores; LinUCB, then Thompson "
@@ -146,6 +152,7 @@ class Context:
     target_return: float | None
     throughput: str = ""  # how training seconds per step were obtained (calibrated or not)
     sparse_reward: str = ""  # why the reward is sparse (rule sparse-reward), "" if not
+    prior: str | None = None  # the budget's task.teacher / task.demos, in words
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +162,7 @@ def facts(
     budget: Budget, env: EnvSpec, usable: Sequence[AlgorithmInfo], cal: Calibration | None = None
 ) -> Context:
     """The facts the rules read (``cal``: this host's calibration, for training times)."""
+    usable = [a for a in usable if a.family != "imitation"]  # they learn from a teacher
     device = budget.device
     mcu = device.device_class in ("mcu", "mcu-accel")
     inf = budget.inference
@@ -194,7 +202,16 @@ def facts(
         cores=budget.training.cores or 1,
         target_return=target_return(budget.task, env.env_id, env.reward_threshold).value,
         sparse_reward=sparse_reason(env.env_id, budget.task.sparse_reward),
+        prior=prior_knowledge(budget),
     )
+
+
+def prior_knowledge(budget: Budget) -> str | None:
+    """What the budget says a run may start from, in words (None: nothing)."""
+    task = budget.task
+    parts = [f"task.teacher {task.teacher}" if task.teacher else "",
+             f"task.demos {task.demos}" if task.demos else ""]  # fmt: skip
+    return ", ".join(p for p in parts if p) or None
 
 
 def _model_free_out_of_reach(
@@ -301,6 +318,11 @@ def preference(
                 + RULES["expensive-env"].text[len("Expensive environment: ") :],
             )
         )
+    if info.family == "imitation" and ctx.prior:
+        score += 10  # ahead of every option that starts from zero
+        if info.id == "dagger":
+            score += 0.5  # with a teacher, DAgger also learns the student's own states
+        reasons.append(rule("prior-knowledge", f"{RULES['prior-knowledge'].text} ({ctx.prior})"))
     if not info.trainable:
         reasons.append(rule("not-yet"))
     if ctx.sparse_reward:

@@ -119,6 +119,7 @@ class SB3Config:
     torch_threads: int = 1
     replay_capacity: int | None = None
     tensorboard_log: str | None = None  # SB3's own TensorBoard logger writes here
+    init: str | None = None  # warm start: a policy folder to clone the actor from
 
 
 def algorithm_class(algorithm: str) -> Any:
@@ -375,6 +376,11 @@ def train_sb3(
                 tensorboard_log=cfg.tensorboard_log, **model_kwargs(cfg, n_actions))  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
+    if cfg.init and resume is None:
+        from rlbudget.agents.warmstart import pretrain_sb3
+
+        assert vecnorm is None, "checked by rlbudget.agents.prior.check_prior"
+        pretrain_sb3(model, cfg.algorithm, cfg.init, env_id, cfg.seed)
     if resume is not None:
         restore_model(model, vecnorm, resume)
         episodes = [Episode(**e) for e in resume.state["episodes"]]

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 LEAN = ("lean-sac", "lean-td3")  # the built-in torch SAC/TD3 (agents/offpolicy.py)
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
-           "mbpo", *LEAN)  # fmt: skip
+           "mbpo", *LEAN, "bc", "dagger")  # fmt: skip
+# Config fields that are a run's inputs, not hyperparameters (imitation: where from).
+INPUTS = {"algorithm", "teacher", "demos", "init"}
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -54,6 +56,12 @@ class RunSettings:
     replay_bytes_per_transition: int | None = None
     replay_from: str | None = None
     exploration: str | None = None
+    # Prior knowledge (rlbudget.agents.prior): what the run starts from, and the env's
+    # gymnasium.make kwargs (task.env_kwargs).
+    teacher: str | None = None
+    demos: str | None = None
+    init: str | None = None
+    env_kwargs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,10 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         from rlbudget.agents import offpolicy
 
         return offpolicy.OffPolicyConfig, offpolicy.train_offpolicy
+    if algorithm in ("bc", "dagger"):
+        from rlbudget.agents import imitation
+
+        return imitation.ImitationConfig, imitation.train_imitation
     return linear.ARSConfig, linear.train_ars
 
 
@@ -239,7 +251,7 @@ def _field_names(config_cls: type) -> set[str]:
 
 def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     config_cls, _ = agent(algorithm)
-    names = _field_names(config_cls) - {"algorithm"}  # the algorithm is not a hyperparameter
+    names = _field_names(config_cls) - INPUTS  # the algorithm, the teacher: not hyperparameters
     params: dict[str, Any] = {}
     for key, value in merged.items():
         key = RENAMED.get(key, key)
@@ -327,6 +339,10 @@ def run_settings(
     time_s: float | None = None,
     overrides: Mapping[str, Any] | None = None,
     env_steps_from: str = "the env_steps argument",
+    teacher: str | None = None,
+    demos: str | None = None,
+    init: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> RunSettings:
     """What ``rlbudget train`` runs. Later inputs win: a plan option (its algorithm, env,
     hyperparameters and its budget's training limits), then ``budget`` (its training
@@ -336,9 +352,44 @@ def run_settings(
 
     :param plan: a plan written by ``rlbudget plan -o``; its option ``option`` (from 1).
     :param env_steps_from: where ``env_steps`` came from, in words (config.yaml says it).
+    :param teacher: bc/dagger: a policy folder, SB3 zip or RL Zoo folder (else the budget's
+        ``task.teacher``).
+    :param demos: bc/dagger: a demos ``.npz`` (else the budget's ``task.demos``).
+    :param init: a policy to start from (warm start; :mod:`rlbudget.agents.warmstart`).
+    :param env_kwargs: ``gymnasium.make`` kwargs (else the budget's ``task.env_kwargs``).
     :raises PlanError: nothing says what to train, a bad plan file or option, or an
         algorithm that cannot train on the env (and everything :func:`resolve` raises).
+    :raises RlbudgetError: a teacher, demos file or init policy that cannot be read or does
+        not fit the env (checked here, before anything is written).
     """
+    from rlbudget.agents.prior import IMITATION, check_prior
+    from rlbudget.envs import env_kwargs_applied
+
+    if budget is not None and env_kwargs is None:
+        env_kwargs = budget.task.env_kwargs
+    with env_kwargs_applied(env_id or (budget.task.env_id if budget else None) or "",
+                            env_kwargs):  # fmt: skip
+        settings = _run_settings(algorithm, env_id, plan=plan, option=option, budget=budget,
+                                 seed=seed, env_steps=env_steps, time_s=time_s,
+                                 overrides=overrides, env_steps_from=env_steps_from)  # fmt: skip
+    if budget is not None and settings.algorithm in IMITATION:  # else the budget's are unused
+        teacher, demos = teacher or budget.task.teacher, demos or budget.task.demos
+    return check_prior(settings, teacher=teacher, demos=demos, init=init, env_kwargs=env_kwargs)
+
+
+def _run_settings(
+    algorithm: str | None,
+    env_id: str | None,
+    *,
+    plan: Path | None,
+    option: int,
+    budget: Budget | None,
+    seed: int,
+    env_steps: int | None,
+    time_s: float | None,
+    overrides: Mapping[str, Any] | None,
+    env_steps_from: str,
+) -> RunSettings:
     from rlbudget.envs import env_spec
 
     limits = Limits()
@@ -392,8 +443,10 @@ def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | Non
         return config_cls(settings.algorithm, settings.n_timesteps, settings.seed,
                           dict(settings.hyperparameters), settings.n_envs,
                           settings.torch_threads or 1, settings.replay_capacity,
-                          None if tensorboard is None else str(tensorboard))  # fmt: skip
+                          None if tensorboard is None else str(tensorboard),
+                          settings.init)  # fmt: skip
     # TabularConfig serves four algorithms and must be told which.
-    which = {"algorithm": settings.algorithm} if "algorithm" in _field_names(config_cls) else {}
+    names = _field_names(config_cls)
+    which = {k: getattr(settings, k) for k in INPUTS if k in names}
     return config_cls(**settings.hyperparameters, **which, n_timesteps=settings.n_timesteps,
                       seed=settings.seed)  # fmt: skip
