@@ -68,7 +68,12 @@ BAD_ROWS = {
     "fractional-action": (
         "0.1,0.2,1.5,1.0,0.5\n",
         "row 1 (line 2), column 'action': '1.5' is not valid; an action is "
-        "an integer from 0 (the index of the action taken)",
+        "an integer from 0 to 1,048,575 (the index of the action taken)",
+    ),
+    "huge-action": (  # was a MemoryError/ValueError (exit 3): int(1e18) + 1 arms allocated
+        "0.1,0.2,1,1.0,0.5\n0.1,0.2,1e18,1.0,0.5\n",
+        "row 2 (line 3), column 'action': '1e+18' is not valid; an action is "
+        "an integer from 0 to 1,048,575 (the index of the action taken)",
     ),
     "short-row": (
         "0.1,0.2,1,1.0\n",
@@ -84,6 +89,40 @@ def test_bad_rows_are_one_line_naming_row_and_column(case: str, tmp_path: Path) 
     with pytest.raises(DataError) as e:
         read_logged(path)
     assert str(e.value) == f"{path}: {expected}"
+
+
+def test_data_too_large_to_learn_from_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows × actions and actions × (d + 1)² float64s must fit the working-memory limit:
+    here 2 rows × 1,000 arms = 16,000 B, 1,000 × 3² × 8 = 72,000 B, over a 50,000 B limit."""
+    monkeypatch.setattr("rlbudget.bandits.data.MAX_WORK_BYTES", 50_000)
+    path = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n0.1,0.2,999,1.0,0.5\n")
+    with pytest.raises(DataError) as e:
+        read_logged(path)
+    assert str(e.value) == (
+        f"{path}: 2 rows, 1,000 actions (the largest logged action + 1) and 2 context columns "
+        "need 70.3 KiB of float64 working memory (rows × actions, actions × (columns + 1)²), "
+        "over the 48.8 KiB limit; number the actions from 0, or use fewer rows, actions or "
+        "context columns"
+    )
+    small = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n", "small.csv")
+    assert read_logged(small, n_actions=600).n_actions == 600  # 43,200 B: within the limit
+
+
+def test_rewards_that_overflow_the_regression_write_no_policy(tmp_path: Path) -> None:
+    """Finite rewards of 1e308 overflow Σ w·r·x to inf: one line, exit 2, no policy (it was
+    written with NaN weights, exit 0, and could not be loaded)."""
+    path = _csv(tmp_path, HEADER + "0.1,0.2,0,1e308,0.5\n0.2,0.1,1,1e308,0.5\n")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--algo", "dr", "--data", str(path), "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: dr on {path}: the learned weights overflowed to NaN/inf (mean reward inf); "
+        "scale the rewards and contexts to moderate magnitudes (e.g. within ±1e6) and train "
+        "again"
+    ]
+    assert not (out / "policy").exists()
 
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:
