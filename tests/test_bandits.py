@@ -342,6 +342,12 @@ def test_budget_bandit_task(tmp_path: Path) -> None:
         ("age", "clicks"),
     )
     assert b.inference.learn is True
+    # a YAML list names the same columns (it was "expected a string, got a nested block")
+    listed = parse_budget(text.replace("'age, clicks'", "[age, clicks]"), "b.yaml")
+    assert listed.task.context == ("age", "clicks")
+    with pytest.raises(BudgetError) as e:
+        parse_budget(text.replace("'age, clicks'", "' , '"), "b.yaml")
+    assert str(e.value) == "b.yaml:3: task.context: names no column; list the context columns"
     with pytest.raises(BudgetError) as e:
         parse_budget("device: esp32\ntask: {env: CartPole-v1, data: logs.csv}\n", "b.yaml")
     assert str(e.value) == (
