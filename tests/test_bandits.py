@@ -163,6 +163,18 @@ def test_csv_and_parquet_round_trip_exactly(tmp_path: Path) -> None:
             assert np.array_equal(getattr(back, field), getattr(logged, field)), (name, field)
 
 
+def test_parquet_is_read_within_the_size_cap_like_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet file was handed to pyarrow whatever its size; CSV was capped at MAX_BYTES."""
+    pytest.importorskip("pyarrow")
+    path = write_logged(log_decisions(make_problem(3, 3), 50, seed=4), tmp_path / "a.parquet")
+    monkeypatch.setattr("rlbudget.bandits.data.MAX_BYTES", 100)
+    with pytest.raises(DataError) as e:
+        read_logged(path)
+    assert str(e.value) == f"{path}: longer than 100 bytes; not logged data"
+
+
 def test_parquet_null_is_named_and_missing_pyarrow_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

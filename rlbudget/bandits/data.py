@@ -258,8 +258,14 @@ def _parquet_columns(source: str) -> tuple[list[str], _Column]:
             f"{source}: reading Parquet needs pyarrow: pip install "
             "'rlbudget[parquet]' (or save the data as CSV)"
         ) from None
+    import pyarrow as pa
+
     try:
-        table = pq.read_table(source)
+        raw = read_capped(source, MAX_BYTES, "logged data")
+    except RlbudgetError as exc:
+        raise DataError(str(exc)) from None
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
     except Exception as exc:  # pyarrow raises its own error types for a bad file
         raise DataError(
             f"{source}: not a readable Parquet file ({exc}); check that it was written completely"
