@@ -22,7 +22,7 @@ from rlbudget.bandits.ridge import ArmRidge, linear_policy, with_intercept
 from rlbudget.bandits.synthetic import log_decisions, make_problem
 from rlbudget.budget import parse_budget
 from rlbudget.cli import app
-from rlbudget.errors import BudgetError, DataError
+from rlbudget.errors import BudgetError, DataError, PlanError
 from rlbudget.plan import Plan, make_plan
 
 runner = CliRunner()
@@ -434,6 +434,18 @@ def _plan(tmp_path: Path, task: str, inference: str = "{latency: 1ms}") -> Plan:
 
     text = f"device: nrf52840\ninference: {inference}\ntask: {task}\n"
     return make_plan(parse_budget(text, str(tmp_path / "b.yaml")))
+
+
+def test_a_bandit_task_in_a_multi_step_env_is_refused_by_plan(tmp_path: Path) -> None:
+    """CartPole's episodes are 500 steps: it was planned as a bandit (LinUCB first) and
+    only training stopped, at the second step of the first episode."""
+    with pytest.raises(PlanError) as e:
+        _plan(tmp_path, "{kind: bandit, env: CartPole-v1}")
+    assert str(e.value) == (
+        "CartPole-v1: its episodes last up to 500 steps; a bandit (task.kind: bandit) decides "
+        "once per episode: give a one-step env (max_episode_steps: 1), or drop task.kind to "
+        "plan RL"
+    )
 
 
 def test_plan_from_logged_data_ranks_dr_first(tmp_path: Path) -> None:
