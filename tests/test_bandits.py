@@ -27,6 +27,7 @@ from rlbudget.plan import Plan, make_plan
 
 runner = CliRunner()
 HEADER = "x0,x1,action,reward,propensity\n"
+ENV = "rlbudget.bandits.env:LinearBandit-v0"
 
 
 def _csv(tmp_path: Path, text: str, name: str = "logs.csv") -> Path:
@@ -118,10 +119,33 @@ def test_rewards_that_overflow_the_regression_write_no_policy(tmp_path: Path) ->
     r = runner.invoke(app, ["train", "--algo", "dr", "--data", str(path), "-o", str(out)])
     assert r.exit_code == 2, r.output
     assert r.output.strip().splitlines() == [
-        f"error: dr on {path}: the learned weights overflowed to NaN/inf (mean reward inf); "
-        "scale the rewards and contexts to moderate magnitudes (e.g. within ±1e6) and train "
-        "again"
+        f"error: dr on {path}: the learned weights overflowed to NaN/inf (mean reward inf, "
+        "ridge 1); keep the rewards and contexts moderate (e.g. within ±1e6) and the ridge "
+        "near 1, and train again"
     ]
+    assert not (out / "policy").exists()
+
+
+@pytest.mark.parametrize(
+    ("algo", "message"),
+    [("thompson", "thompson: an arm's A⁻¹ is no longer positive definite (ridge=1e-300, 4 "
+                  "arms); a larger ridge (-p ridge=1) keeps it well conditioned"),
+     ("linucb", f"linucb on {ENV}: the learned weights overflowed to NaN/inf (mean reward "
+                "MEAN, ridge 1e-300); keep the rewards and contexts moderate (e.g. within "
+                "±1e6) and the ridge near 1, and train again")],
+)  # fmt: skip
+def test_a_ridge_too_small_to_learn_with_is_one_line(
+    tmp_path: Path, algo: str, message: str
+) -> None:
+    """A⁻¹ = I/1e-300 overflows: Thompson's Cholesky failed (LinAlgError, exit 3) and
+    LinUCB wrote a policy of NaN weights (exit 0)."""
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--algo", algo, "--env", ENV, "--steps", "200",
+                            "-p", "ridge=1e-300", "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().replace("\n", "")
+    mean = line.split("mean reward ")[1].split(",")[0] if "MEAN" in message else ""
+    assert line == "error: " + message.replace("MEAN", mean)
     assert not (out / "policy").exists()
 
 

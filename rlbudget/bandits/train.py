@@ -133,8 +133,8 @@ def train_bandit(
     if not np.isfinite(theta).all():
         raise TrainingError(
             f"{algo} on {trained_on}: the learned weights overflowed to NaN/inf "
-            f"(mean reward {mean:g}); scale the rewards and contexts to moderate "
-            "magnitudes (e.g. within ±1e6) and train again"
+            f"(mean reward {mean:g}, ridge {cfg['ridge']:g}); keep the rewards and contexts "
+            "moderate (e.g. within ±1e6) and the ridge near 1, and train again"
         )
     prov: dict[str, Any] = {
         "source": SOURCE,
@@ -184,7 +184,9 @@ def _online(
                 f"(got {obs.kind} {list(obs.shape)} → {act.kind})"
             )
         world = EnvWorld(env, env_id, seed)
-        run = run_online(algo, world, act.n, obs.dim, steps, seed=seed, cfg=cfg, time_s=time_s)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite θ is reported after
+            run = run_online(algo, world, act.n, obs.dim, steps, seed=seed, cfg=cfg,
+                             time_s=time_s)  # fmt: skip
     finally:
         env.close()
     low = np.asarray(obs.low if obs.low is not None else [-np.inf] * obs.dim)
