@@ -266,3 +266,20 @@ def test_a_cache_figure_plan_cannot_use_is_refused(tmp_path: Path, rates: str, w
         f"{path}: not a readable calibration cache (hosts.{key.text}: {why}); delete it, "
         "or run `rlbudget calibrate` to measure again and replace it"
     )
+
+
+def test_calibrate_checks_the_cache_folder_before_measuring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache folder that is a file raised FileExistsError (exit 3) after the minutes of
+    measuring; now one line before any (measure is replaced by a failure to prove it)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("RLBUDGET_CACHE_DIR", str(blocker))
+    monkeypatch.setattr("rlbudget.plan.calibrate.calibrate", lambda *a, **k: pytest.fail("ran"))
+    r = runner.invoke(app, ["calibrate", "--algo", "sac"], terminal_width=400)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        f"error: {blocker}: cannot hold the calibration cache (File exists); set "
+        "RLBUDGET_CACHE_DIR to a writable folder"
+    )

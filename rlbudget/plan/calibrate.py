@@ -195,6 +195,28 @@ def load_calibration(path: Path | None = None, key: HostKey | None = None) -> Ca
     return None if doc is None else _entry(key, doc, path)
 
 
+def writable_cache(path: Path | None = None) -> Path:
+    """``path`` (default :func:`cache_path`) with its folder created and writable; checked
+    before minutes of measuring are spent.
+
+    :raises RlbudgetError: the folder cannot be created or written (names it, and
+        ``RLBUDGET_CACHE_DIR`` to move it).
+    """
+    path = path or cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok = os.access(path.parent, os.W_OK)
+        why = "not writable"
+    except OSError as exc:
+        ok, why = False, exc.strerror or type(exc).__name__
+    if not ok:
+        raise RlbudgetError(
+            f"{path.parent}: cannot hold the calibration cache ({why}); set "
+            f"{CACHE_ENV} to a writable folder"
+        )
+    return path
+
+
 def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     """Write ``cal`` under its host key (atomically), keeping other hosts' entries and this
     host's figures of algorithms ``cal`` did not measure (``calibrate --algo sac`` adds to
@@ -213,7 +235,7 @@ def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
         kept = {a: w for a, w in previous.steps_per_s.items() if a not in cal.steps_per_s}
         cal = replace(cal, steps_per_s={**kept, **cal.steps_per_s})
     hosts[cal.key.text] = cal.to_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_cache(path)
     header = (
         "# rlbudget host calibration: env steps per second of training (updates included)\n"
         "# per algorithm and hidden width, written by `rlbudget calibrate`. Safe to delete.\n"
