@@ -536,3 +536,17 @@ def test_import_state_refuses_to_overwrite_its_policy_and_names_a_policy_without
     assert r.exit_code == 2
     assert "the on-device learner supports a float32 table" in r.output.replace("\n", "")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_policy_of_another_algorithm_is_named_not_called_untrained(tmp_path: Path) -> None:
+    """A LinUCB bandit policy (its provenance has alpha but no gamma) was told it "was not
+    trained by a built-in agent; retrain it with rlbudget train", which it was."""
+    from dataclasses import replace
+
+    from rlbudget.agents.learner import learn_params
+
+    prov = {"algorithm": "linucb", "hyperparameters": {"alpha": 1.0, "ridge": 1.0}}
+    with pytest.raises(PolicyError) as e:
+        learn_params(replace(frozenlake_table(), provenance=prov))
+    assert str(e.value) == ("the on-device learner runs q-learning, sarsa, sarsa-lambda, not "
+                            "'linucb'; train with one of them")  # fmt: skip
