@@ -24,6 +24,7 @@ from rlbudget.budget import parse_budget
 from rlbudget.cli import app
 from rlbudget.errors import BudgetError, DataError, PlanError
 from rlbudget.plan import Plan, make_plan
+from rlbudget.policy import save_policy
 
 runner = CliRunner()
 HEADER = "x0,x1,action,reward,propensity\n"
@@ -346,6 +347,23 @@ def test_estimates_by_hand() -> None:
     assert est.matched == 2 and est.effective_rows == pytest.approx(36 / 20)
     clipped = off_policy_value(np.zeros(4, dtype=np.int64), logged, clip=3.0)
     assert clipped.estimate("ips").value == pytest.approx((2 * 1 + 3 * 3) / 4)
+
+
+def test_a_policy_that_never_agrees_with_the_log_is_valid_json(tmp_path: Path) -> None:
+    """No matched row: SNIPS is 0/0 (NaN, interval ±inf), which `evaluate --json` could
+    not write (ValueError, exit 3); it is null, and IPS is 0 (every weight is 0)."""
+    data = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n0.3,0.1,1,0.0,0.5\n")
+    always_0 = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # intercepts 1 and 0
+    policy = linear_policy(always_0, ("x0", "x1"), -np.ones(2), np.ones(2), {})
+    save_policy(policy, tmp_path / "policy")
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "policy"), "--data", str(data),
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    snips, ips = doc["estimates"][1], doc["estimates"][0]
+    assert doc["matched"] == 0 and snips == {"estimator": "snips", "value": None,
+                                             "low": None, "high": None}  # fmt: skip
+    assert (ips["value"], ips["low"], ips["high"]) == (0.0, 0.0, 0.0)
 
 
 def test_dr_interval_covers_the_true_value() -> None:
