@@ -1,24 +1,35 @@
-"""PETS (with its distilled policy) vs SAC: env steps and wall time to a target return.
+"""PETS (with its distilled policy) vs SAC: env steps and time to a target return.
 
-Run: nice python benchmarks/model_based.py [--env Pendulum-v1] [--target -200]
-     [--seeds 0 1] [--pets-steps 3000] [--sac-steps 20000] [--eval-every 200]
+Run: nice python benchmarks/model_based.py [--envs pendulum mountaincar] [--seeds 0 1 2]
+     [--algos pets sac] [--results mb.jsonl] [--png model_based.png] [--kept-episodes 10]
+     python benchmarks/model_based.py --planner-speed 30   (the planner's decisions/s only)
 
-Each seed trains both algorithms through ``rlbudget train``'s own loop
-(:func:`rlbudget.train.train_run`) with their hyperparameter files (PETS:
-``data/hyperparams/pets.yaml``; SAC: RL Zoo's tuned settings in ``sac.yaml``), the target
-as ``task.min_return``: the loop screens the deployed policy (PETS: the distilled student,
-not the planner) on 100 episodes every ``--eval-every`` steps (SAC: every 1,000, its
-default grid) and stops when a confirmation's 95 % lower bound reaches the target. The
-table gives the env steps and wall time at that stop (a run that never stops by target
-shows its budget with "not reached").
+Cases (``--envs``): ``pendulum`` (Pendulum-v1 to −200), ``mountaincar``
+(MountainCarContinuous-v0 to 90), and ``pendulum-50ms``: the Pendulum runs again, with a
+simulated ``env_step_cost`` of 50 ms charged per training env step (the runs are not
+repeated: time = the measured wall time + 0.05 s × the env steps the trainer took;
+evaluation episodes are not charged, for either algorithm: on a real system they would be
+the same price for both, and the loop's screens are not part of the method).
 
-For PETS it also gives the planner's return (mean of its last 5 training episodes,
-from summary.json), the student's on 100 fresh episodes, and the student quantized to int8
-(``rlbudget.compress.quantize.quantize_int8``, calibrated on the states it visits) on the
-same episodes; "kept" is planner return / int8 return (returns are negative: ≥ 0.95 means
-the int8 policy is at most 5 % worse than the planner).
+Each (algorithm, env, seed) trains through ``rlbudget train``'s own loop
+(:func:`rlbudget.train.train_run`) with its hyperparameter file (PETS:
+``data/hyperparams/pets.yaml``; SAC: RL Zoo's tuned settings in ``sac.yaml``) and the
+target as ``task.min_return``: the loop screens the deployed policy (PETS: the distilled
+student, not the planner) on 100 episodes every ``--eval-every`` steps (SAC: every 1,000,
+its default grid) and stops when a confirmation's 95 % lower bound reaches the target.
+A run that never stops by target shows its budget with "not reached".
 
-Prints a Markdown table, one row per (algorithm, seed), and the mean over seeds.
+For PETS it also runs, at that stop, the planner itself (rebuilt from the run's
+``model/``, as ``rlbudget evaluate --planner``) and the student quantized to int8
+(:func:`rlbudget.compress.quantize.quantize_int8`, calibrated on states it visits) on the
+same ``--kept-episodes`` fresh episodes: "kept" is int8 / planner for positive returns
+and planner / int8 for negative ones (Pendulum), so ≥ 0.95 means the int8 policy is at
+most 5 % worse than the planner.
+
+Rows go to ``--results`` (JSON lines) as they finish, and rows already there are reused,
+so the cases can run in separate processes (the CPU is shared) and be tabulated at the
+end (``--table-only``). Prints a Markdown table and the mean per (case, algorithm); with
+``--png`` a chart: env steps and time to the target per seed.
 """
 
 from __future__ import annotations
@@ -28,7 +39,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,25 @@ from rlbudget.profile.evaluate import evaluate
 from rlbudget.train import resolve, train_run
 
 FRESH_SEED = 1_000_000
+ALGOS = ["pets", "mbpo", "sac"]  # the default --algos; another gets SAC's step budget
+
+
+@dataclass(frozen=True)
+class Case:
+    env: str
+    target: float
+    steps: dict[str, int]  # the env-step budget per algorithm
+    step_cost_s: float = 0.0  # simulated, added per training env step
+    runs_of: str = ""  # reuse another case's runs (only the step cost differs)
+
+
+CASES = {
+    "pendulum": Case("Pendulum-v1", -200.0, {"pets": 3000, "mbpo": 5000, "sac": 20000}),
+    "mountaincar": Case("MountainCarContinuous-v0", 90.0, {"pets": 6000, "sac": 50000}),
+    "pendulum-50ms": Case(
+        "Pendulum-v1", -200.0, {"pets": 3000, "mbpo": 5000, "sac": 20000}, 0.05, runs_of="pendulum"
+    ),
+}
 
 
 def visited(policy: Any, env_id: str, steps: int, seed: int) -> np.ndarray:
@@ -57,75 +87,247 @@ def visited(policy: Any, env_id: str, steps: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
-def one_run(algo: str, env_id: str, target: float, seed: int, steps: int, eval_every: int,
+def planner_returns(policy_dir: Path, env_id: str, episodes: int) -> list[float]:
+    """The run's planner (host, torch) on ``episodes`` fresh episodes."""
+    from rlbudget.agents.model_based.host import planner_for
+    from rlbudget.envs import make_env
+
+    env = make_env(env_id)
+    out = []
+    for e in range(episodes):
+        act = planner_for(policy_dir, seed=e)  # a fresh warm start per episode
+        obs, _ = env.reset(seed=FRESH_SEED + e)
+        total, done = 0.0, False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(act(obs))
+            total += float(r)
+            done = bool(terminated or truncated)
+        out.append(total)
+    env.close()
+    return out
+
+
+def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: int,
             folder: Path) -> dict[str, Any]:  # fmt: skip
-    settings = resolve(algo, env_id, env_steps=steps, min_return=target, seed=seed)
-    if algo == "pets":
+    steps = case.steps.get(algo, case.steps["sac"])
+    settings = resolve(algo, case.env, env_steps=steps, min_return=case.target, seed=seed)
+    if algo in ("pets", "mbpo"):
         settings = replace(settings, eval_every=eval_every)
+    run_dir = folder / f"{algo}-{case.env}-{seed}"
     t0 = time.perf_counter()
-    run = train_run(settings, folder / f"{algo}-{seed}")
+    run = train_run(settings, run_dir)
     row: dict[str, Any] = {
-        "algo": algo, "seed": seed, "steps": run.steps, "wall_s": time.perf_counter() - t0,
-        "reached": run.stopped_by == "target",
+        "algo": algo, "env": case.env, "seed": seed, "steps": run.steps,
+        "wall_s": time.perf_counter() - t0, "reached": run.stopped_by == "target",
     }  # fmt: skip
     if algo == "pets":
         from rlbudget.compress.quantize import quantize_int8
 
-        summary = json.loads((folder / f"{algo}-{seed}" / "summary.json").read_text())
-        policy = load_policy(folder / f"{algo}-{seed}" / "policy")
-        int8 = quantize_int8(policy, visited(policy, env_id, 2000, seed))
-        row["planner"] = summary["extra"]["planner_return_last5"]
-        row["student"] = evaluate(policy, env_id, episodes=100, seed=FRESH_SEED).return_mean
-        row["int8"] = evaluate(int8, env_id, episodes=100, seed=FRESH_SEED).return_mean
+        policy = load_policy(run_dir / "policy")
+        int8 = quantize_int8(policy, visited(policy, case.env, 2000, seed))
+        row["planner"] = float(np.mean(planner_returns(run_dir / "policy", case.env,
+                                                       kept_episodes)))  # fmt: skip
+        row["int8"] = evaluate(int8, case.env, episodes=kept_episodes,
+                               seed=FRESH_SEED).return_mean  # fmt: skip
+        row["student"] = evaluate(policy, case.env, episodes=kept_episodes,
+                                  seed=FRESH_SEED).return_mean  # fmt: skip
     return row
+
+
+def planner_speed(rounds: int, decisions: int) -> None:
+    """Planner decisions/s on one fitted 5 × 64-64 Pendulum ensemble (1,000 random
+    transitions): the previous settings (300 candidates × 5 rounds) scored through
+    :meth:`Ensemble.forward` as before (normalize, forward with the log-variance,
+    denormalize), the same settings through the folded pass, and pets.yaml's Pendulum
+    settings; the three alternate ``rounds`` times, so a shared CPU slows each alike."""
+    import gymnasium as gym
+    import torch
+
+    from rlbudget.agents.model_based.ensemble import Ensemble
+    from rlbudget.agents.model_based.planner import CEM, Planner
+    from rlbudget.train import resolve
+
+    torch.set_num_threads(1)
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    xs, ys = [], []
+    for _ in range(1000):
+        a = rng.uniform(-2, 2, 1).astype(np.float32)
+        nxt, r, terminated, truncated, _ = env.step(a)
+        xs.append(np.concatenate([obs, a]))
+        ys.append(np.concatenate([nxt - obs, [r]]))
+        obs = nxt if not (terminated or truncated) else env.reset()[0]
+    x, y = np.asarray(xs, np.float32), np.asarray(ys, np.float32)
+    ens = Ensemble(4, 3, 5, [64, 64], 0)
+    ens.fit(x, y, np.zeros(len(x)), epochs=10, batch_size=64, rng=rng, max_updates=300)
+    hp = resolve("pets", "Pendulum-v1").hyperparameters
+    now = CEM(hp["horizon"], hp["cem_population"], hp["cem_iterations"],
+              hp["cem_elite_fraction"], hp["cem_alpha"], 1, False,
+              hp.get("replan_every", 1), hp.get("cem_keep_elites", 0.0))  # fmt: skip
+    before = CEM(15, 300, 5, 0.1, 0.1)
+    kw: dict[str, Any] = {"low": np.array([-2.0], np.float32), "high": np.array([2.0], np.float32),
+                          "n": None, "terminates": False, "seed": 0,
+                          "obs_low": env.observation_space.low,
+                          "obs_high": env.observation_space.high}  # fmt: skip
+    unfolded = Planner(ens, before, **kw)
+    unfolded.returns = lambda o, acts: _forward_returns(unfolded, o, acts)  # type: ignore[method-assign]
+    planners = {"before: 300 × 5, forward()": unfolded,
+                "300 × 5, folded pass": Planner(ens, before, **kw),
+                f"pets.yaml: {now.population} × {now.iterations}, keep {now.keep_elites}, "
+                f"replan every {now.replan_every}": Planner(ens, now, **kw)}  # fmt: skip
+    rates: dict[str, list[float]] = {k: [] for k in planners}
+    states = x[:decisions, :3]
+    for _ in range(rounds):
+        for name, planner in planners.items():
+            planner.reset()
+            t0 = time.perf_counter()
+            for s in states:
+                planner.act(s)
+            rates[name].append(decisions / (time.perf_counter() - t0))
+    print("| planner | env steps/s (median of rounds) | × before |\n|---|---|---|")
+    base = statistics.median(rates["before: 300 × 5, forward()"])
+    for name, r in rates.items():
+        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} |")
+
+
+def _forward_returns(planner: Any, obs: np.ndarray, actions: Any) -> Any:
+    """Candidates scored as before the folded pass: normalize, Ensemble.forward (with the
+    log-variance head), denormalize, every step."""
+    import torch
+
+    ens = planner.ens
+    m, pop = ens.members, actions.shape[0]
+    xm, xs = torch.from_numpy(ens.x_scale.mean), torch.from_numpy(ens.x_scale.std)
+    ym, ys = torch.from_numpy(ens.y_scale.mean), torch.from_numpy(ens.y_scale.std)
+    state = torch.as_tensor(obs).reshape(1, 1, -1).expand(m, pop, -1)
+    total = torch.zeros(m, pop)
+    acts = actions.expand(m, -1, -1, -1)
+    with torch.no_grad():
+        for t in range(actions.shape[1]):
+            x = (torch.cat([state, acts[:, :, t]], dim=-1) - xm) / xs
+            mean, _, _ = ens.forward(x)
+            yv = mean * ys + ym
+            state = torch.clamp(state + yv[..., :-1], planner.obs_low, planner.obs_high)
+            total = total + torch.clamp(yv[..., -1], *planner.reward_range)
+    return total.mean(dim=0)
+
+
+def kept(planner: float, int8: float) -> float:
+    """int8 against the planner: planner / int8 for negative returns (Pendulum),
+    int8 / planner for positive ones."""
+    if planner < 0 and int8 < 0:
+        return planner / int8
+    return int8 / planner if planner else float("nan")
+
+
+def with_cost(row: dict[str, Any], case: Case) -> float:
+    """Wall time plus the simulated step cost of the training env steps."""
+    return float(row["wall_s"]) + case.step_cost_s * int(row["steps"])
+
+
+def table(rows: list[dict[str, Any]], names: list[str], algos: list[str]) -> str:
+    lines = ["| case | algorithm | seed | env steps to target | time s | planner | "
+             "student | int8 | kept |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    summary = []
+    for name in names:
+        case = CASES[name]
+        for algo in algos:
+            mine = [r for r in rows if r["algo"] == algo and r["env"] == case.env]
+            for r in sorted(mine, key=lambda r: r["seed"]):
+                steps = f"{r['steps']:,}" if r["reached"] else f"not reached in {r['steps']:,}"
+                extra = ["", "", "", ""]
+                if algo == "pets":
+                    extra = [f"{r['planner']:.1f}", f"{r['student']:.1f}", f"{r['int8']:.1f}",
+                             f"{kept(r['planner'], r['int8']):.2f}"]  # fmt: skip
+                lines.append(f"| {name} | {algo} | {r['seed']} | {steps} | "
+                             f"{with_cost(r, case):.0f} | " + " | ".join(extra) + " |")  # fmt: skip
+            reached = [r for r in mine if r["reached"]]
+            if reached:
+                steps = statistics.mean(r["steps"] for r in reached)
+                secs = statistics.mean(with_cost(r, case) for r in reached)
+                summary.append(f"{name} {algo}: {len(reached)}/{len(mine)} reached; mean steps "
+                               f"{steps:,.0f}, mean time {secs:.0f} s")  # fmt: skip
+            elif mine:
+                summary.append(f"{name} {algo}: 0/{len(mine)} reached")
+    return "\n".join(lines) + "\n\n" + "\n".join(summary)
+
+
+def plot(rows: list[dict[str, Any]], names: list[str], algos: list[str], path: Path) -> None:
+    """Per case, env steps (left) and time (right) to the target, one dot per seed
+    (hollow: not reached, at its budget)."""
+    from rlbudget import charts
+
+    fig, axes = charts.figure(10, 0.9 * len(names) * len(algos) + 1.4, ncols=2)
+    labels, y = [], 0
+    colors = {"pets": "tab:blue", "sac": "tab:orange"}
+    for name in names:
+        case = CASES[name]
+        for algo in algos:
+            mine = [r for r in rows if r["algo"] == algo and r["env"] == case.env]
+            for r in mine:
+                face = colors.get(algo, "tab:gray") if r["reached"] else "none"
+                for ax, value in zip(axes, (r["steps"], with_cost(r, case)), strict=True):
+                    ax.scatter([value], [y], edgecolors=colors.get(algo, "tab:gray"),
+                               facecolors=face, s=40)  # fmt: skip
+            labels.append(f"{name}: {algo}")
+            y += 1
+    for ax, xlabel in zip(axes, ("env steps to target", "time to target, s (with step cost)"),
+                          strict=True):  # fmt: skip
+        ax.set_yticks(range(len(labels)), labels if ax is axes[0] else [""] * len(labels))
+        ax.invert_yaxis()
+        ax.set_xlim(left=0)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(xlabel)
+    title = ("PETS (deployed: its distilled student) vs SAC (RL Zoo): one dot per seed, "
+             "hollow = not reached within the budget")  # fmt: skip
+    fig.suptitle(charts.wrap(title, 90))
+    charts.save(fig, path, dpi=120)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--env", default="Pendulum-v1")
-    ap.add_argument("--target", type=float, default=-200.0)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--pets-steps", type=int, default=3000)
-    ap.add_argument("--sac-steps", type=int, default=20000)
+    ap.add_argument("--envs", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--algos", nargs="+", default=ALGOS)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--algos", nargs="+", default=["pets", "sac"])
+    ap.add_argument("--kept-episodes", type=int, default=10)
+    ap.add_argument("--results", type=Path, default=None, help="JSON lines, reused and grown")
+    ap.add_argument("--table-only", action="store_true", help="tabulate --results, train none")
+    ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--planner-speed", type=int, default=0, metavar="DECISIONS",
+                    help="only time the planner: DECISIONS per setting, 3 rounds")  # fmt: skip
     args = ap.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            for algo in args.algos:
-                steps = args.pets_steps if algo == "pets" else args.sac_steps
-                rows.append(one_run(algo, args.env, args.target, seed, steps, args.eval_every,
-                                    Path(tmp)))  # fmt: skip
-                print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{args.env}, target {args.target:g}\n")
-    print(
-        "| algorithm | seed | env steps to target | wall s | planner return | "
-        "student return | int8 return | kept (planner/int8) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        steps = f"{r['steps']:,}" if r["reached"] else f"not reached in {r['steps']:,}"
-        extra = ["", "", "", ""]
-        if r["algo"] == "pets":
-            kept = r["planner"] / r["int8"] if r["planner"] is not None and r["int8"] else None
-            extra = [f"{r['planner']:.1f}" if r["planner"] is not None else "-",
-                     f"{r['student']:.1f}", f"{r['int8']:.1f}",
-                     f"{kept:.2f}" if kept is not None else "-"]  # fmt: skip
-        print(
-            f"| {r['algo']} | {r['seed']} | {steps} | {r['wall_s']:.0f} | "
-            + " | ".join(extra)
-            + " |"
-        )
-    for algo in args.algos:
-        mine = [r for r in rows if r["algo"] == algo]
-        reached = [r for r in mine if r["reached"]]
-        if reached:
-            print(f"\n{algo}: {len(reached)}/{len(mine)} reached; mean steps "
-                  f"{statistics.mean(r['steps'] for r in reached):,.0f}, mean wall "
-                  f"{statistics.mean(r['wall_s'] for r in reached):.0f} s")  # fmt: skip
-        else:
-            print(f"\n{algo}: 0/{len(mine)} reached")
+    if args.planner_speed:
+        planner_speed(3, args.planner_speed)
+        return
+    rows: list[dict[str, Any]] = []
+    if args.results is not None and args.results.is_file():
+        rows = [json.loads(line) for line in args.results.read_text().splitlines() if line]
+    if not args.table_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.envs:
+                case = CASES[name]
+                if case.runs_of:
+                    continue  # tabulated from another case's runs
+                for seed in args.seeds:
+                    for algo in args.algos:
+                        if any(r["algo"] == algo and r["env"] == case.env and r["seed"] == seed
+                               for r in rows):  # fmt: skip
+                            continue
+                        row = one_run(algo, case, seed, args.eval_every, args.kept_episodes,
+                                      Path(tmp))  # fmt: skip
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                        if args.results is not None:
+                            with args.results.open("a") as f:
+                                f.write(json.dumps(row) + "\n")
+    wanted = [r for r in rows if r["seed"] in args.seeds]
+    print()
+    print(table(wanted, args.envs, args.algos))
+    if args.png:
+        plot(wanted, args.envs, args.algos, args.png)
+        print(f"\nwrote {args.png}")
 
 
 if __name__ == "__main__":

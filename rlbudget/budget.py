@@ -73,6 +73,8 @@ class Task:
     kind: str = "rl"
     data: str | None = None
     context: tuple[str, ...] | None = None
+    # Sparse reward (plan rule sparse-reward): None lets rlbudget/data/exploration.yaml decide.
+    sparse_reward: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,7 @@ def _tag_text(token: Any) -> str:
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
 INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
 TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
-TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context")
+TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context", "sparse_reward")
 TASK_KINDS = ("rl", "bandit")
 INLINE_DEVICE_KEYS = ("class", "name", "clock", "sram", "flash", "fpu", "power")
 
@@ -340,6 +342,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         env_id=r.string(tk["env"]) if "env" in tk else None,
         min_return=r.number(tk["min_return"]) if "min_return" in tk else None,
         env_step_cost_s=_opt(r, tk, "env_step_cost", units.parse_time),
+        sparse_reward=r.boolean(tk["sparse_reward"]) if "sparse_reward" in tk else None,
         **_bandit_task(r, tk, source),
     )
 

@@ -14,6 +14,7 @@ def test_known_algorithms() -> None:
     assert set(ALGOS) == {
         "q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars",
         "ppo", "a2c", "dqn", "sac", "td3", "qrdqn", "tqc", "trpo", "pets", "mbpo",
+        "lean-sac", "lean-td3",
     }  # fmt: skip
 
 
@@ -29,7 +30,7 @@ def test_flags_consistent(algo: str) -> None:
     a = algorithm_info(algo)
     assert a.host_steps_per_s > 0 and a.sample_efficiency >= 1
     assert a.family in ("tabular", "linear", "mlp", "model-based")
-    assert a.trainable == (algo != "mbpo")
+    assert a.trainable
     if a.replay_buffer:
         assert a.off_policy
     if a.family == "tabular":

@@ -177,7 +177,12 @@ def test_diverging_model_stops_training() -> None:
         train_pets("Pendulum-v1", cfg)
 
 
-def test_resume_equals_straight_run() -> None:
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_resume_equals_straight_run(on_disk: bool, tmp_path: Path) -> None:
+    # on_disk: through Checkpoint.save/load, as `rlbudget train --resume` and `run` do (a
+    # resume from disk once failed on Adam's step counts saved as 0-d arrays)
+    from rlbudget.agents.common import Checkpoint
+
     cfg = PETSConfig(n_timesteps=600, **TINY)
     straight = train_pets("Pendulum-v1", cfg)
     calls = {"n": 0}
@@ -189,7 +194,10 @@ def test_resume_equals_straight_run() -> None:
     first = train_pets("Pendulum-v1", cfg, should_stop=stop)
     assert first.steps == 300 and first.checkpoint is not None
     assert first.checkpoint.state["steps"] == 200  # the interrupted episode's start
-    resumed = train_pets("Pendulum-v1", cfg, resume=first.checkpoint)
+    checkpoint = first.checkpoint
+    if on_disk:
+        checkpoint = Checkpoint.load(checkpoint.save(tmp_path / "checkpoint"))
+    resumed = train_pets("Pendulum-v1", cfg, resume=checkpoint)
     assert resumed.steps == 600
     assert [e.ret for e in resumed.episodes] == [e.ret for e in straight.episodes]
     a, b = straight.policy.arrays(), resumed.policy.arrays()

@@ -5,7 +5,8 @@ One file, top to bottom: configs, then each algorithm's loop.
 - **Sarsa(λ)** (Sutton & Barto 2018, §12.7, MountainCar §10.1): Box observations,
   Discrete actions. Features are the active tiles of a :class:`TileCode`; one weight per
   (feature, action); replacing traces; ε-greedy. The policy is ``tile_code → linear →
-  argmax``.
+  argmax``. With ``bonus_coef`` β > 0 the training reward gets a count-based exploration
+  bonus (:func:`count_bonus`); the deployed policy is the same kind.
 - **ARS** (Mania, Guy & Recht 2018, V2-t): Box observations, Box or Discrete actions.
   Each iteration perturbs the weight matrix in ``n_delta`` random directions (±), runs one
   episode per perturbation, and steps along the ``n_top`` best directions scaled by the
@@ -56,9 +57,23 @@ class SarsaLambdaConfig:
     gamma: float = 1.0
     epsilon: float = 0.0
     range_steps: int = 5_000
+    bonus_coef: float = 0.0  # β of count_bonus; 0 = off
     seed: int = 0
     # float64, or the on-device learner's float32 / q16.16 (rlbudget.agents.learner)
     precision: str = "float64"
+
+
+def count_bonus(counts: np.ndarray, active: np.ndarray, beta: float) -> float:
+    """Count the visit of the state whose active tiles are ``active`` (in place) and
+    return its exploration bonus β / √n̂, n̂ the mean visit count of the active tiles.
+
+    The form β/√n is MBIE-EB's (Strehl & Littman 2008) as used with hashed state counts by
+    Tang et al. 2017 (#Exploration, r + β/√n(φ(s))); each tiling is such a hash, and the
+    mean over tilings is a smoothed pseudo-count (Bellemare et al. 2016), so a state near
+    visited ones gets a smaller bonus than a state in unvisited tiles.
+    """
+    np.add.at(counts, active, 1.0)
+    return beta / float(np.sqrt(counts[active].mean()))
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ def train_sarsa_lambda(
     tiles = TileCode(low, high, cfg.tilings, cfg.tiles_per_dim, hash_size)
     w = np.zeros((tiles.features, n_actions), dtype=np.float64 if ar is None else ar.np_dtype)
     z = np.zeros_like(w)
+    counts = np.zeros(tiles.features)  # visits per tile, for the exploration bonus
     rates = None if ar is None else Rates.of(ar, cfg.alpha, cfg.gamma, cfg.lam)
     draws = Draws(cfg.seed, n_actions)
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
@@ -131,6 +147,8 @@ def train_sarsa_lambda(
             "draws": draws.snapshot(),
         }
         arrays = {"w": w.copy(), "z": z.copy(), "tiles_low": tiles.low, "tiles_high": tiles.high}
+        if cfg.bonus_coef:
+            arrays["counts"] = counts.copy()
         return Checkpoint(state, arrays)
 
     env.action_space.seed(cfg.seed)
@@ -141,6 +159,8 @@ def train_sarsa_lambda(
     else:
         ck = resume.state
         w[...], z[...] = resume.arrays["w"], resume.arrays["z"]
+        if cfg.bonus_coef:
+            counts[...] = resume.arrays["counts"]
         draws.restore(ck["draws"])
         f = features(log.restore_env(env, cfg.seed))
         a = int(ck["a"])
@@ -152,7 +172,9 @@ def train_sarsa_lambda(
             break
         obs, reward, terminated, truncated, _ = env.step(a)  # the guard stops at NaN/inf
         r = float(reward)
-        log.record(a, r)
+        log.record(a, r)  # the env's reward; the bonus is for learning only
+        if cfg.bonus_coef:
+            r += count_bonus(counts, features(obs), cfg.bonus_coef)
         if ar is not None:  # the on-device learner's arithmetic
             assert rates is not None
             f2 = features(obs)

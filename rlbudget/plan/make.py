@@ -16,6 +16,7 @@ from rlbudget.envs import EnvSpec
 from rlbudget.errors import PlanError
 from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
 from rlbudget.limits import LIMITS, Check, check_budget
+from rlbudget.plan import sparse
 from rlbudget.plan.calibrate import Calibration, cache_path, load_calibration
 from rlbudget.plan.model import Estimates, Option, Plan
 from rlbudget.plan.rules import (
@@ -235,6 +236,8 @@ def _candidates(
             params_out = {**params, "net_arch": body.network["hidden"]}
         else:
             params_out = dict(params)
+        if ctx.sparse_reward:  # rule sparse-reward: the exploration bonus, training only
+            params_out.update(sparse.bonus(info.id))
         out.append(
             _Candidate(info, hp, body, dtype, fmt, label,
                        tuple(base_reasons + reasons + extra), score, params_out, mlp_shape)

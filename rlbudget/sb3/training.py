@@ -19,6 +19,9 @@ in-process beats the IPC of worker processes; ``training.cores`` sets the torch 
 (``torch.set_num_threads``, default 1). The replay capacity comes from
 :func:`rlbudget.costs.replay_buffer` (the planner's formula), never SB3's 1M default.
 
+**Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
+reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
+
 **Stops.** The run never exceeds its step budget: it stops before the vectorized step
 that would (so with ``n_envs`` envs it ends on a multiple of ``n_envs``). On-policy
 algorithms stopped mid-rollout drop that partial rollout (it is counted in the steps but
@@ -90,7 +93,7 @@ POLICY_KWARGS = (
     "n_quantiles",
     "n_critics",
 )
-WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std")
+WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef")
 # Constructor arguments rlbudget sets itself.
 RESERVED = ("policy", "env", "seed", "verbose", "device", "_init_setup_model", "tensorboard_log")
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
@@ -266,7 +269,8 @@ def _exploration(model: Any, algorithm: str, obs: Any) -> float:
         return float(model.policy.get_distribution(tensor).entropy().mean())
 
 
-def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int) -> Any:
+def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int,
+             rnd_coef: float = 0.0, seed: int = 0) -> Any:  # fmt: skip
     """``n_envs`` Monitor-wrapped envs in a DummyVecEnv, the NaN/inf check, then
     VecNormalize when ``normalize``. Returns (venv, vecnormalize or None)."""
     from stable_baselines3.common.monitor import Monitor
@@ -278,6 +282,10 @@ def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int
         return Monitor(make_env(env_id, guard=False))  # FiniteCheck counts the steps
 
     venv = _finite_wrapper()(DummyVecEnv([one] * n_envs), env_id, steps)
+    if rnd_coef:  # the RND exploration bonus, training only (rlbudget.sb3.rnd)
+        from rlbudget.sb3.rnd import rnd_wrapper
+
+        venv = rnd_wrapper()(venv, rnd_coef, seed)
     if not normalize:
         return venv, None
     vecnorm = VecNormalize(venv, gamma=gamma)
@@ -329,8 +337,9 @@ def train_sb3(
     cls = algorithm_class(cfg.algorithm)
     done_steps = int(resume.state["steps"]) if resume is not None else 0
     gamma = float(cfg.hyperparameters.get("gamma", 0.99))
+    rnd_coef = float(cfg.hyperparameters.get("rnd_coef", 0.0))
     env, vecnorm = _vec_env(env_id, cfg.n_envs, bool(cfg.hyperparameters.get("normalize")),
-                                gamma, done_steps)  # fmt: skip
+                                gamma, done_steps, rnd_coef, cfg.seed)  # fmt: skip
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
     model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from rlbudget.envs import EnvSpec
     from rlbudget.plan import PlanChoice
 
-BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets")
+LEAN = ("lean-sac", "lean-td3")  # the built-in torch SAC/TD3 (agents/offpolicy.py)
+BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
+           "mbpo", *LEAN)  # fmt: skip
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations
@@ -89,6 +91,14 @@ def agent(algorithm: str) -> tuple[type, Callable[..., TrainResult]]:
         from rlbudget.agents.model_based import pets
 
         return pets.PETSConfig, pets.train_pets
+    if algorithm == "mbpo":
+        from rlbudget.agents.model_based import mbpo
+
+        return mbpo.MBPOConfig, mbpo.train_mbpo
+    if algorithm in LEAN:
+        from rlbudget.agents import offpolicy
+
+        return offpolicy.OffPolicyConfig, offpolicy.train_offpolicy
     return linear.ARSConfig, linear.train_ars
 
 
@@ -115,7 +125,8 @@ def resolve(
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
-    :param cores: ``training.cores``: SB3's torch threads (None: 1).
+    :param cores: ``training.cores``: the torch threads of SB3, pets, lean-sac and lean-td3
+        (None: 1).
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -140,6 +151,11 @@ def resolve(
         params = merged
     else:
         params = _builtin_params(info.id, merged)
+        if info.id == "pets" and cores is not None and "threads" not in merged:
+            params["threads"] = int(cores)  # the planner's torch threads: training.cores
+        if info.id in LEAN:  # torch threads from training.cores
+            params.setdefault("threads", int(cores or 1))
+            extra = {"torch_threads": params["threads"]}
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,

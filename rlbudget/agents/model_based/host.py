@@ -52,7 +52,8 @@ def planner_for(policy_dir: str | Path, seed: int = 0) -> Callable[[Any], Any]:
         p = info["planner"]
         cem = CEM(int(p["horizon"]), int(p["population"]), int(p["iterations"]),
                   float(p["elite_fraction"]), float(p["alpha"]),
-                  int(p["particles_per_member"]), bool(p["aleatoric"]))  # fmt: skip
+                  int(p["particles_per_member"]), bool(p["aleatoric"]),
+                  int(p.get("replan_every", 1)), float(p.get("keep_elites", 0.0)))  # fmt: skip
         discrete = bool(info["discrete"])
         low = None if discrete else np.asarray(info["action_low"], np.float32)
         high = None if discrete else np.asarray(info["action_high"], np.float32)

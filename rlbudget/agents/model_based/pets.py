@@ -5,13 +5,17 @@ contract (env-step budget, ``should_stop`` before every step, ``on_episode`` aft
 episode, checkpoints, resume), so ``rlbudget train``/``run`` drive it like any built-in
 agent. Per episode:
 
-1. the first ``random_steps`` env steps take uniformly random actions (the model's first
-   data, as mbrl-lib's ``initial_exploration_steps``);
+1. the first ``random_steps`` env steps take random actions (the model's first data, as
+   mbrl-lib's ``initial_exploration_steps``): uniform, or with ``random_noise_beta``
+   colored noise (:func:`colored_noise`; pink noise reaches a far, sparse goal);
 2. later episodes act with the planner (:class:`~rlbudget.agents.model_based.planner.Planner`,
    CEM through the ensemble) — except every ``student_every``-th one, where the distilled
    student acts (DAgger); in both the planner labels every state it sees;
 3. after each episode the ensemble is refit on every real transition and the student on
-   every label (:mod:`~rlbudget.agents.model_based.student`).
+   every label (:mod:`~rlbudget.agents.model_based.student`);
+4. when the step budget ends the run, the final planner relabels the last
+   ``final_relabel`` labelled states and the student refits on them (DAgger's last
+   round, with labels that no longer contradict each other).
 
 The policy the loop evaluates, saves and deploys is the student — an ordinary
 ``normalize → mlp → clip`` Policy. The ensemble is returned as files for the run folder
@@ -50,7 +54,7 @@ from rlbudget.agents.common import (
     provenance,
     rng_from_state,
 )
-from rlbudget.agents.model_based.ensemble import Ensemble
+from rlbudget.agents.model_based.ensemble import Ensemble, adam_arrays, load_adam
 from rlbudget.agents.model_based.host import FORMAT, MODEL_FILE, MODEL_INFO
 from rlbudget.agents.model_based.planner import CEM, Planner
 from rlbudget.agents.model_based.student import Student
@@ -81,12 +85,17 @@ class PETSConfig:
     cem_alpha: float = CEM.alpha
     particles_per_member: int = CEM.particles_per_member
     aleatoric: bool = CEM.aleatoric
+    replan_every: int = CEM.replan_every
+    cem_keep_elites: float = CEM.keep_elites
     random_steps: int = 200
+    random_noise_beta: float = 0.0  # random episodes' Box actions: 0 uniform, 1 pink noise
     net_arch: list[int] = field(default_factory=lambda: [64, 64])  # the deployed student
     activation_fn: str = "relu"  # the student's hidden activation: relu or tanh
     student_every: int = 3
     student_updates: int = 500
     label_window: int = 0  # the student learns the last this many labels (0: all of them)
+    final_relabel: int = 0  # at the step budget's end: relabel this many, refit the student
+    relabel_per_episode: int = 0  # after each refit: relabel this many states in the window
     student_lr: float = 1e-3
     student_batch_size: int = 256
     threads: int = 1
@@ -149,7 +158,8 @@ def train_pets(
     ens = Ensemble(obs_dim + n_act, obs_dim, cfg.ensemble, list(cfg.model_arch), cfg.seed,
                    cfg.model_lr, cfg.model_weight_decay)  # fmt: skip
     cem = CEM(cfg.horizon, cfg.cem_population, cfg.cem_iterations, cfg.cem_elite_fraction,
-              cfg.cem_alpha, cfg.particles_per_member, cfg.aleatoric)  # fmt: skip
+              cfg.cem_alpha, cfg.particles_per_member, cfg.aleatoric,
+              cfg.replan_every, cfg.cem_keep_elites)  # fmt: skip
     o_low, o_high = np.asarray(obs_spec.low, np.float32), np.asarray(obs_spec.high, np.float32)
     planner = Planner(ens, cem, low=low, high=high, n=n_act if discrete else None,
                       terminates=False, seed=cfg.seed, obs_low=o_low, obs_high=o_high)  # fmt: skip
@@ -173,8 +183,8 @@ def train_pets(
         ens.load_arrays(dict(arr))
         student.load_arrays(arr)
         student.trained = bool(ck["student_trained"])
-        _load_adam(ens.optimizer, arr, "m_")
-        _load_adam(student.optimizer, arr, "s_")
+        load_adam(ens.optimizer, arr, "m_")
+        load_adam(student.optimizer, arr, "s_")
         data = _Data(list(arr["x"]), list(arr["y"]), list(arr["done"]),
                      list(arr["label_obs"]), list(arr["labels"]))  # fmt: skip
         _tell(planner, data)
@@ -195,12 +205,12 @@ def train_pets(
             "agent_rng": rng.bit_generator.state, "env_rng": env_rng_state(env),
         }  # fmt: skip
         arrays = {**data.arrays(), **ens.arrays(), **student.arrays(),
-                  **_adam_arrays(ens.optimizer, "m_"), **_adam_arrays(student.optimizer, "s_"),
+                  **adam_arrays(ens.optimizer, "m_"), **adam_arrays(student.optimizer, "s_"),
                   "planner_gen": planner.gen.get_state().numpy().copy()}  # fmt: skip
         return Checkpoint(state, arrays)
 
     next_ck = (steps // checkpoint_every + 1) * checkpoint_every if checkpoint_every else 0
-    stopped = False
+    stopped = requested = False  # requested: by should_stop or on_episode (time, target)
     try:
         while steps < cfg.n_timesteps:
             at_start = snapshot()  # a stop in the middle of this episode returns it
@@ -208,15 +218,21 @@ def train_pets(
             obs, _ = env.reset()
             planner.reset()
             acting = student.policy({}) if kind == "student" else None  # fixed for the episode
+            noise = None
+            if kind == "random" and cfg.random_noise_beta > 0 and low is not None:
+                assert high is not None
+                seq = colored_noise(cfg.random_noise_beta, _episode_limit(env), len(low), rng)
+                noise = np.clip((low + high) / 2 + seq * (high - low) / 2, low, high)
             ret, n, planned = 0.0, 0, []
             done = False
             while not done and steps < cfg.n_timesteps:
                 if should_stop is not None and should_stop():
-                    stopped = True
+                    stopped = requested = True
                     break
                 x = np.asarray(obs, np.float32).ravel()
                 if kind == "random":
                     action: Any = (int(rng.integers(n_act)) if low is None or high is None
+                                   else noise[n % len(noise)] if noise is not None
                                    else rng.uniform(low, high).astype(np.float32))  # fmt: skip
                 else:
                     label = planner.act(x)
@@ -238,7 +254,7 @@ def train_pets(
             if stopped or not done:  # stopped, or the step budget ran out mid-episode
                 stopped = True
                 break
-            model_loss = _learn(ens, student, data, cfg, rng, steps)
+            model_loss = _learn(ens, planner, student, data, cfg, rng, steps)
             _tell(planner, data)
             p = float(np.mean(planned)) if planned else math.nan
             kinds.append(kind)
@@ -248,10 +264,13 @@ def train_pets(
                               + (f", planned return {p:.4g}" if planned else ""))  # fmt: skip
             episodes.append(ep)
             if on_episode is not None and on_episode(ep, current):
+                requested = True
                 break
             if on_checkpoint is not None and checkpoint_every and steps >= next_ck:
                 on_checkpoint(snapshot())
                 next_ck = (steps // checkpoint_every + 1) * checkpoint_every
+        if not requested and steps >= cfg.n_timesteps and cfg.final_relabel > 0 and data.labels:
+            _final_pass(planner, student, data, cfg, rng, steps)
     finally:
         env.close()
         torch.set_num_threads(threads_before)
@@ -261,6 +280,27 @@ def train_pets(
     files = _model_files(ens, planner, cfg, obs_spec.dim, n_act, low, high)
     return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
                        extra=extra, files=files)  # fmt: skip
+
+
+def colored_noise(beta: float, n: int, dim: int, rng: np.random.Generator) -> Array:
+    """``[n, dim]`` Gaussian noise with power spectrum ∝ 1/f^beta and unit variance (beta
+    0: white, 1: pink, 2: red). Random actions correlated in time explore much further
+    than independent ones: pink noise reaches MountainCarContinuous's goal where white
+    noise does not (Eberhard et al. 2023, "Pink noise is all you need", ICLR)."""
+    freqs = np.fft.rfftfreq(n)
+    freqs[0] = freqs[1] if n > 1 else 1.0
+    shape = (dim, len(freqs))
+    spectrum = (rng.normal(size=shape) + 1j * rng.normal(size=shape)) * freqs ** (-beta / 2)
+    x = np.fft.irfft(spectrum, n=n, axis=-1)
+    std = x.std(axis=-1, keepdims=True)
+    return np.asarray((x / np.where(std > 0, std, 1.0)).T, np.float32)
+
+
+def _episode_limit(env: Any) -> int:
+    """The env's episode length limit (its TimeLimit), else 1,000."""
+    spec = getattr(env, "spec", None)
+    limit = getattr(spec, "max_episode_steps", None)
+    return int(limit) if limit else 1000
 
 
 def _tell(planner: Planner, data: _Data) -> None:
@@ -281,9 +321,11 @@ def _who_acts(steps: int, cfg: PETSConfig, trained: bool, kinds: list[str]) -> s
     return "student" if since % cfg.student_every == cfg.student_every - 1 else "planner"
 
 
-def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
+def _learn(ens: Ensemble, planner: Planner, student: Student, data: _Data, cfg: PETSConfig,
            rng: np.random.Generator, steps: int) -> float:  # fmt: skip
-    """Refit the ensemble on every transition and the student on every label."""
+    """Refit the ensemble on every transition, relabel ``relabel_per_episode`` states of
+    the label window with the refit planner (a random run of consecutive ones, so each
+    decision warm-starts the next), and refit the student on the window's labels."""
     arrays = data.arrays()
     loss = ens.fit(arrays["x"], arrays["y"], arrays["done"], epochs=cfg.model_epochs,
                    batch_size=cfg.model_batch_size, rng=rng,
@@ -291,6 +333,13 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
     if not math.isfinite(loss):
         raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
                             "(lower model_lr)")  # fmt: skip
+    if cfg.relabel_per_episode > 0 and data.labels:
+        _tell(planner, data)
+        first = max(0, len(data.labels) - cfg.label_window) if cfg.label_window > 0 else 0
+        count = min(cfg.relabel_per_episode, len(data.labels) - first)
+        start = int(rng.integers(first, len(data.labels) - count + 1))
+        _relabel(planner, data, start, count)
+        arrays = data.arrays()
     if len(data.labels):
         # The planner improves as its model does: its early labels contradict its later
         # ones, so the student may learn only the most recent (label_window).
@@ -304,28 +353,29 @@ def _learn(ens: Ensemble, student: Student, data: _Data, cfg: PETSConfig,
     return loss
 
 
-def _adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
-    """Adam's moments and step counts, as arrays (a checkpoint has no pickles)."""
-    out: dict[str, Array] = {}
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        st = optimizer.state.get(p)
-        if st:
-            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
-            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
-            out[f"{prefix}{i}_t"] = np.asarray(float(st["step"]), np.float64)
-    return out
+def _final_pass(planner: Planner, student: Student, data: _Data, cfg: PETSConfig,
+                rng: np.random.Generator, steps: int) -> None:  # fmt: skip
+    """DAgger's last round at the step budget's end (no env steps): the final planner
+    relabels the last ``final_relabel`` labelled states (the early planner's labels
+    contradict its later ones) and the student refits on them. Not done on a stop by
+    time (no time left) nor by target (the confirmed policy is the one saved)."""
+    n = min(cfg.final_relabel, len(data.labels))
+    _relabel(planner, data, len(data.labels) - n, n)
+    window = max(cfg.label_window, n)
+    obs = np.asarray(data.label_obs[-window:], np.float32)
+    loss = student.fit(obs, np.asarray(data.labels[-window:]), updates=cfg.student_updates,
+                       batch_size=cfg.student_batch_size, rng=rng)  # fmt: skip
+    if not math.isfinite(loss):
+        raise TrainingError(f"pets: the student's loss became {loss} at step {steps} "
+                            "(lower student_lr)")  # fmt: skip
 
 
-def _load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
-    import torch
-
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        if f"{prefix}{i}_m" in arrays:
-            optimizer.state[p] = {
-                "step": torch.tensor(float(arrays[f"{prefix}{i}_t"])),
-                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
-                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
-            }
+def _relabel(planner: Planner, data: _Data, start: int, count: int) -> None:
+    """The planner's labels for states ``start`` … ``start + count - 1``, in order."""
+    planner.reset()
+    for i in range(start, start + count):
+        data.labels[i] = planner.label(data.label_obs[i])
+    planner.reset()
 
 
 def _summary(episodes: list[Episode], kinds: list[str], loss: float, transitions: int,
@@ -366,6 +416,7 @@ def _model_files(ens: Ensemble, planner: Planner, cfg: PETSConfig, obs_dim: int,
         "planner": {"horizon": cfg.horizon, "population": cfg.cem_population,
                     "iterations": cfg.cem_iterations, "elite_fraction": cfg.cem_elite_fraction,
                     "alpha": cfg.cem_alpha, "particles_per_member": cfg.particles_per_member,
-                    "aleatoric": cfg.aleatoric},
+                    "aleatoric": cfg.aleatoric, "replan_every": cfg.replan_every,
+                    "keep_elites": cfg.cem_keep_elites},
     }  # fmt: skip
     return {MODEL_FILE: save(ens.arrays()), MODEL_INFO: json.dumps(info, indent=1).encode()}
