@@ -351,7 +351,8 @@ def test_estimates_by_hand() -> None:
 
 def test_a_policy_that_never_agrees_with_the_log_is_valid_json(tmp_path: Path) -> None:
     """No matched row: SNIPS is 0/0 (NaN, interval ±inf), which `evaluate --json` could
-    not write (ValueError, exit 3); it is null, and IPS is 0 (every weight is 0)."""
+    not write (ValueError, exit 3); it is null. IPS is 0 (every weight is 0) with no
+    interval: its terms are all 0, and [0, 0] claimed a certainty the data do not give."""
     data = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n0.3,0.1,1,0.0,0.5\n")
     always_0 = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # intercepts 1 and 0
     policy = linear_policy(always_0, ("x0", "x1"), -np.ones(2), np.ones(2), {})
@@ -363,7 +364,7 @@ def test_a_policy_that_never_agrees_with_the_log_is_valid_json(tmp_path: Path) -
     snips, ips = doc["estimates"][1], doc["estimates"][0]
     assert doc["matched"] == 0 and snips == {"estimator": "snips", "value": None,
                                              "low": None, "high": None}  # fmt: skip
-    assert (ips["value"], ips["low"], ips["high"]) == (0.0, 0.0, 0.0)
+    assert (ips["value"], ips["low"], ips["high"]) == (0.0, None, None)
 
 
 def test_dr_interval_covers_the_true_value() -> None:

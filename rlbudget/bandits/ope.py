@@ -90,6 +90,8 @@ def off_policy_value(
     if clip is not None:
         w = np.minimum(w, clip)
     ips = _interval("ips", w * r)
+    if not (chosen == a).any():  # every term 0: a zero-width interval would claim certainty
+        ips = Estimate("ips", ips.value, -math.inf, math.inf)
     total = float(w.sum())
     if total > 0:
         v = float((w * r).sum()) / total
