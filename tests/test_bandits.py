@@ -150,6 +150,14 @@ def test_a_ridge_too_small_to_learn_with_is_one_line(
     assert not (out / "policy").exists()
 
 
+def test_a_path_that_is_not_a_file_is_named_so(tmp_path: Path) -> None:
+    """A folder (or a device such as /dev/zero) was reported as "no such file"."""
+    for path, what in ((tmp_path, "not a regular file"), (tmp_path / "a.csv", "no such file")):
+        with pytest.raises(DataError) as e:
+            read_logged(path)
+        assert str(e.value) == f"{path}: {what}; check the path of the logged data"
+
+
 def test_missing_columns_are_named(tmp_path: Path) -> None:
     path = _csv(tmp_path, "x0,x1,action,reward\n0.1,0.2,1,1.0\n")
     with pytest.raises(DataError) as e:

@@ -91,7 +91,8 @@ def read_logged(
     """
     source = str(path)
     if not Path(path).is_file():
-        raise DataError(f"{source}: no such file; check the path of the logged data")
+        what = "not a regular file" if Path(path).exists() else "no such file"
+        raise DataError(f"{source}: {what}; check the path of the logged data")
     if data_format(path) == "parquet":
         header, column = _parquet_columns(source)
     else:
