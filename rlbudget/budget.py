@@ -427,8 +427,13 @@ def _bandit_task(r: _Reader, tk: dict[str, _Node], source: str) -> dict[str, Any
     if data is not None and not (Path(data).is_absolute() or source.startswith("<")):
         data = str(Path(source).parent / data)
     context = None
-    if "context" in tk:
-        context = tuple(c.strip() for c in r.string(tk["context"]).split(",") if c.strip())
+    if "context" in tk:  # "age, clicks" or a YAML list [age, clicks]
+        node = tk["context"]
+        items = ([_Node(n, node.key) for n in node.node.value]
+                 if isinstance(node.node, yaml.SequenceNode) else [node])  # fmt: skip
+        context = tuple(c.strip() for n in items for c in r.string(n).split(",") if c.strip())
+        if not context:
+            raise r.fail(node.line, node.key, "names no column; list the context columns")
     return {"kind": kind, "data": data, "context": context}
 
 

@@ -22,11 +22,13 @@ from rlbudget.bandits.ridge import ArmRidge, linear_policy, with_intercept
 from rlbudget.bandits.synthetic import log_decisions, make_problem
 from rlbudget.budget import parse_budget
 from rlbudget.cli import app
-from rlbudget.errors import BudgetError, DataError
+from rlbudget.errors import BudgetError, DataError, PlanError
 from rlbudget.plan import Plan, make_plan
+from rlbudget.policy import save_policy
 
 runner = CliRunner()
 HEADER = "x0,x1,action,reward,propensity\n"
+ENV = "rlbudget.bandits.env:LinearBandit-v0"
 
 
 def _csv(tmp_path: Path, text: str, name: str = "logs.csv") -> Path:
@@ -68,7 +70,12 @@ BAD_ROWS = {
     "fractional-action": (
         "0.1,0.2,1.5,1.0,0.5\n",
         "row 1 (line 2), column 'action': '1.5' is not valid; an action is "
-        "an integer from 0 (the index of the action taken)",
+        "an integer from 0 to 1,048,575 (the index of the action taken)",
+    ),
+    "huge-action": (  # was a MemoryError/ValueError (exit 3): int(1e18) + 1 arms allocated
+        "0.1,0.2,1,1.0,0.5\n0.1,0.2,1e18,1.0,0.5\n",
+        "row 2 (line 3), column 'action': '1e+18' is not valid; an action is "
+        "an integer from 0 to 1,048,575 (the index of the action taken)",
     ),
     "short-row": (
         "0.1,0.2,1,1.0\n",
@@ -84,6 +91,71 @@ def test_bad_rows_are_one_line_naming_row_and_column(case: str, tmp_path: Path) 
     with pytest.raises(DataError) as e:
         read_logged(path)
     assert str(e.value) == f"{path}: {expected}"
+
+
+def test_data_too_large_to_learn_from_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows × actions and actions × (d + 1)² float64s must fit the working-memory limit:
+    here 2 rows × 1,000 arms = 16,000 B, 1,000 × 3² × 8 = 72,000 B, over a 50,000 B limit."""
+    monkeypatch.setattr("rlbudget.bandits.data.MAX_WORK_BYTES", 50_000)
+    path = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n0.1,0.2,999,1.0,0.5\n")
+    with pytest.raises(DataError) as e:
+        read_logged(path)
+    assert str(e.value) == (
+        f"{path}: 2 rows, 1,000 actions (the largest logged action + 1) and 2 context columns "
+        "need 70.3 KiB of float64 working memory (rows × actions, actions × (columns + 1)²), "
+        "over the 48.8 KiB limit; number the actions from 0, or use fewer rows, actions or "
+        "context columns"
+    )
+    small = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n", "small.csv")
+    assert read_logged(small, n_actions=600).n_actions == 600  # 43,200 B: within the limit
+
+
+def test_rewards_that_overflow_the_regression_write_no_policy(tmp_path: Path) -> None:
+    """Finite rewards of 1e308 overflow Σ w·r·x to inf: one line, exit 2, no policy (it was
+    written with NaN weights, exit 0, and could not be loaded)."""
+    path = _csv(tmp_path, HEADER + "0.1,0.2,0,1e308,0.5\n0.2,0.1,1,1e308,0.5\n")
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--algo", "dr", "--data", str(path), "-o", str(out)])
+    assert r.exit_code == 2, r.output
+    assert r.output.strip().splitlines() == [
+        f"error: dr on {path}: the learned weights overflowed to NaN/inf (mean reward inf, "
+        "ridge 1); keep the rewards and contexts moderate (e.g. within ±1e6) and the ridge "
+        "near 1, and train again"
+    ]
+    assert not (out / "policy").exists()
+
+
+@pytest.mark.parametrize(
+    ("algo", "message"),
+    [("thompson", "thompson: an arm's A⁻¹ is no longer positive definite (ridge=1e-300, 4 "
+                  "arms); a larger ridge (-p ridge=1) keeps it well conditioned"),
+     ("linucb", f"linucb on {ENV}: the learned weights overflowed to NaN/inf (mean reward "
+                "MEAN, ridge 1e-300); keep the rewards and contexts moderate (e.g. within "
+                "±1e6) and the ridge near 1, and train again")],
+)  # fmt: skip
+def test_a_ridge_too_small_to_learn_with_is_one_line(
+    tmp_path: Path, algo: str, message: str
+) -> None:
+    """A⁻¹ = I/1e-300 overflows: Thompson's Cholesky failed (LinAlgError, exit 3) and
+    LinUCB wrote a policy of NaN weights (exit 0)."""
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["train", "--algo", algo, "--env", ENV, "--steps", "200",
+                            "-p", "ridge=1e-300", "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().replace("\n", "")
+    mean = line.split("mean reward ")[1].split(",")[0] if "MEAN" in message else ""
+    assert line == "error: " + message.replace("MEAN", mean)
+    assert not (out / "policy").exists()
+
+
+def test_a_path_that_is_not_a_file_is_named_so(tmp_path: Path) -> None:
+    """A folder (or a device such as /dev/zero) was reported as "no such file"."""
+    for path, what in ((tmp_path, "not a regular file"), (tmp_path / "a.csv", "no such file")):
+        with pytest.raises(DataError) as e:
+            read_logged(path)
+        assert str(e.value) == f"{path}: {what}; check the path of the logged data"
 
 
 def test_missing_columns_are_named(tmp_path: Path) -> None:
@@ -122,6 +194,18 @@ def test_csv_and_parquet_round_trip_exactly(tmp_path: Path) -> None:
         back = read_logged(write_logged(logged, tmp_path / name))
         for field in ("contexts", "actions", "rewards", "propensities"):
             assert np.array_equal(getattr(back, field), getattr(logged, field)), (name, field)
+
+
+def test_parquet_is_read_within_the_size_cap_like_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Parquet file was handed to pyarrow whatever its size; CSV was capped at MAX_BYTES."""
+    pytest.importorskip("pyarrow")
+    path = write_logged(log_decisions(make_problem(3, 3), 50, seed=4), tmp_path / "a.parquet")
+    monkeypatch.setattr("rlbudget.bandits.data.MAX_BYTES", 100)
+    with pytest.raises(DataError) as e:
+        read_logged(path)
+    assert str(e.value) == f"{path}: longer than 100 bytes; not logged data"
 
 
 def test_parquet_null_is_named_and_missing_pyarrow_is_one_line(
@@ -273,6 +357,24 @@ def test_estimates_by_hand() -> None:
     assert clipped.estimate("ips").value == pytest.approx((2 * 1 + 3 * 3) / 4)
 
 
+def test_a_policy_that_never_agrees_with_the_log_is_valid_json(tmp_path: Path) -> None:
+    """No matched row: SNIPS is 0/0 (NaN, interval ±inf), which `evaluate --json` could
+    not write (ValueError, exit 3); it is null. IPS is 0 (every weight is 0) with no
+    interval: its terms are all 0, and [0, 0] claimed a certainty the data do not give."""
+    data = _csv(tmp_path, HEADER + "0.1,0.2,1,1.0,0.5\n0.3,0.1,1,0.0,0.5\n")
+    always_0 = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # intercepts 1 and 0
+    policy = linear_policy(always_0, ("x0", "x1"), -np.ones(2), np.ones(2), {})
+    save_policy(policy, tmp_path / "policy")
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "policy"), "--data", str(data),
+                            "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    snips, ips = doc["estimates"][1], doc["estimates"][0]
+    assert doc["matched"] == 0 and snips == {"estimator": "snips", "value": None,
+                                             "low": None, "high": None}  # fmt: skip
+    assert (ips["value"], ips["low"], ips["high"]) == (0.0, None, None)
+
+
 def test_dr_interval_covers_the_true_value() -> None:
     """DR with a well-specified, cross-fitted reward model is unbiased, and on 2,000 rows
     its mean is close to normal, so its 95 % interval covers the true value in ≈95 % of
@@ -303,6 +405,12 @@ def test_budget_bandit_task(tmp_path: Path) -> None:
         ("age", "clicks"),
     )
     assert b.inference.learn is True
+    # a YAML list names the same columns (it was "expected a string, got a nested block")
+    listed = parse_budget(text.replace("'age, clicks'", "[age, clicks]"), "b.yaml")
+    assert listed.task.context == ("age", "clicks")
+    with pytest.raises(BudgetError) as e:
+        parse_budget(text.replace("'age, clicks'", "' , '"), "b.yaml")
+    assert str(e.value) == "b.yaml:3: task.context: names no column; list the context columns"
     with pytest.raises(BudgetError) as e:
         parse_budget("device: esp32\ntask: {env: CartPole-v1, data: logs.csv}\n", "b.yaml")
     assert str(e.value) == (
@@ -377,6 +485,18 @@ def _plan(tmp_path: Path, task: str, inference: str = "{latency: 1ms}") -> Plan:
 
     text = f"device: nrf52840\ninference: {inference}\ntask: {task}\n"
     return make_plan(parse_budget(text, str(tmp_path / "b.yaml")))
+
+
+def test_a_bandit_task_in_a_multi_step_env_is_refused_by_plan(tmp_path: Path) -> None:
+    """CartPole's episodes are 500 steps: it was planned as a bandit (LinUCB first) and
+    only training stopped, at the second step of the first episode."""
+    with pytest.raises(PlanError) as e:
+        _plan(tmp_path, "{kind: bandit, env: CartPole-v1}")
+    assert str(e.value) == (
+        "CartPole-v1: its episodes last up to 500 steps; a bandit (task.kind: bandit) decides "
+        "once per episode: give a one-step env (max_episode_steps: 1), or drop task.kind to "
+        "plan RL"
+    )
 
 
 def test_plan_from_logged_data_ranks_dr_first(tmp_path: Path) -> None:

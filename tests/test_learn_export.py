@@ -500,3 +500,53 @@ def test_run_under_learn_trains_the_top_option_and_exports_its_learner(tmp_path:
     assert {Path(f).name for f in report.export.files} == {"policy.h", "learn.h", "policy.c",
                                                            "main.c"}  # fmt: skip
     assert "rlb_policy_learn" in (tmp_path / "job" / "export" / "policy.c").read_text()
+
+
+def test_import_state_refuses_to_overwrite_its_policy_and_names_a_policy_without_learner(
+    tmp_path: Path,
+) -> None:
+    """-o onto --policy would replace the shipped values that every later dump's
+    fingerprint is checked against (it was written, exit 0); a policy no learner can be
+    exported from is named as such, not as "longer than N bytes"."""
+    from typer.testing import CliRunner
+
+    from rlbudget.agents.learner import learn_params
+    from rlbudget.cli import app
+    from rlbudget.policy import load_policy
+
+    folder = trained_table(tmp_path)
+    before = (folder / "policy.safetensors").read_bytes()
+    state = tmp_path / "STATE.bin"
+    state.write_bytes(Learner(load_policy(folder), learn_params(load_policy(folder)),
+                              "float32").dump())  # fmt: skip
+    r = CliRunner().invoke(app, ["import-state", str(state), "--policy", str(folder),
+                                 "-o", str(folder)])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.output.replace("\n", "") == (
+        f"error: -o {folder} is the input policy; write the result to another folder "
+        "(nothing written)"
+    )
+    assert (folder / "policy.safetensors").read_bytes() == before
+    bandit = tmp_path / "bandit"
+    CliRunner().invoke(app, ["train", "--algo", "linucb", "--env",
+                             "rlbudget.bandits.env:LinearBandit-v0", "--steps", "50", "-o",
+                             str(bandit)])  # fmt: skip
+    r = CliRunner().invoke(app, ["import-state", str(state), "--policy", str(bandit / "policy"),
+                                 "-o", str(tmp_path / "out")])  # fmt: skip
+    assert r.exit_code == 2
+    assert "the on-device learner supports a float32 table" in r.output.replace("\n", "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_policy_of_another_algorithm_is_named_not_called_untrained(tmp_path: Path) -> None:
+    """A LinUCB bandit policy (its provenance has alpha but no gamma) was told it "was not
+    trained by a built-in agent; retrain it with rlbudget train", which it was."""
+    from dataclasses import replace
+
+    from rlbudget.agents.learner import learn_params
+
+    prov = {"algorithm": "linucb", "hyperparameters": {"alpha": 1.0, "ridge": 1.0}}
+    with pytest.raises(PolicyError) as e:
+        learn_params(replace(frozenlake_table(), provenance=prov))
+    assert str(e.value) == ("the on-device learner runs q-learning, sarsa, sarsa-lambda, not "
+                            "'linucb'; train with one of them")  # fmt: skip

@@ -5,6 +5,7 @@ plan reads a cache without importing torch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from rlbudget.budget import load_budget
 from rlbudget.cli import app
+from rlbudget.errors import RlbudgetError
 from rlbudget.hyperparams import algorithm_info, get_hyperparams
 from rlbudget.plan import make_plan, widths
 from rlbudget.plan.calibrate import (
@@ -228,3 +231,55 @@ def test_width_data_has_a_source_for_every_figure() -> None:
     for algo, envs in data["steps"].items():
         for env_id, entry in envs.items():
             assert entry["source"] and all(f > 0 for f in entry["widths"].values()), (algo, env_id)
+
+
+def test_calibrating_one_algorithm_keeps_the_others_of_this_host(tmp_path: Path) -> None:
+    """`calibrate --algo td3` after a full calibration adds td3; SAC's figures stay."""
+    path = tmp_path / "calibration.yaml"
+    save_calibration(fake_calibration(), path)
+    td3 = dataclasses.replace(fake_calibration(), steps_per_s={"td3": {64: 300.0}})
+    save_calibration(td3, path)
+    assert load_calibration(path, td3.key).steps_per_s == {  # type: ignore[union-attr]
+        "sac": RATES, "td3": {64: 300.0}}  # fmt: skip
+    again = dataclasses.replace(fake_calibration(), steps_per_s={"sac": {32: 10.0}})
+    save_calibration(again, path)  # an algorithm measured again replaces its own figures
+    assert load_calibration(path, td3.key).steps_per_s == {  # type: ignore[union-attr]
+        "td3": {64: 300.0}, "sac": {32: 10.0}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rates", "why"),
+    [("{0: 100.0}", "a width is below 1"),
+     ("{16: .inf}", "a steps_per_s figure is not a finite positive number"),
+     ("{16: true}", "a steps_per_s figure is True, not a number"),
+     ("{wide: 5.0}", "a width is 'wide', not a number")],
+)  # fmt: skip
+def test_a_cache_figure_plan_cannot_use_is_refused(tmp_path: Path, rates: str, why: str) -> None:
+    key = host_key()
+    path = tmp_path / "calibration.yaml"
+    entry = dict(fake_calibration().to_dict(), steps_per_s="RATES")
+    text = yaml.safe_dump({"schema": SCHEMA, "hosts": {key.text: entry}})
+    path.write_text(text.replace("RATES", f"\n      sac: {rates}"), encoding="utf-8")
+    with pytest.raises(RlbudgetError) as exc:
+        load_calibration(path, key)
+    assert str(exc.value) == (
+        f"{path}: not a readable calibration cache (hosts.{key.text}: {why}); delete it, "
+        "or run `rlbudget calibrate` to measure again and replace it"
+    )
+
+
+def test_calibrate_checks_the_cache_folder_before_measuring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache folder that is a file raised FileExistsError (exit 3) after the minutes of
+    measuring; now one line before any (measure is replaced by a failure to prove it)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("RLBUDGET_CACHE_DIR", str(blocker))
+    monkeypatch.setattr("rlbudget.plan.calibrate.calibrate", lambda *a, **k: pytest.fail("ran"))
+    r = runner.invoke(app, ["calibrate", "--algo", "sac"], terminal_width=400)
+    assert r.exit_code == 2, r.output
+    assert r.output.strip() == (
+        f"error: {blocker}: cannot hold the calibration cache (File exists); set "
+        "RLBUDGET_CACHE_DIR to a writable folder"
+    )

@@ -249,6 +249,9 @@ def learn_params(policy: Policy, **overrides: float) -> LearnParams:
     algorithm = str(hp.get("algorithm", prov.get("algorithm", "")))
     if prov.get("algorithm") == "sarsa-lambda":
         algorithm = "sarsa-lambda"
+    if algorithm and algorithm not in ALGORITHMS:  # before "no hyperparameters": say why
+        raise PolicyError(f"the on-device learner runs {', '.join(ALGORITHMS)}, not "
+                          f"'{algorithm}'; train with one of them")  # fmt: skip
     hp.update({k: v for k, v in overrides.items() if v is not None})
     missing = [k for k in ("alpha", "gamma") if k not in hp]
     if missing or not algorithm:

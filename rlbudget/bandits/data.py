@@ -28,9 +28,13 @@ import numpy as np
 from rlbudget.errors import DataError, RlbudgetError
 from rlbudget.fileio import atomic_write_bytes, read_capped
 from rlbudget.policy.kernels import Array
+from rlbudget.units import format_bytes
 
 REQUIRED = ("action", "reward", "propensity")
 MAX_BYTES = 2 * 1024**3
+# Learning and evaluating hold rows × actions and actions × (d + 1)² float64 values.
+MAX_WORK_BYTES = 1024**3
+MAX_ACTION = 2**20 - 1
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _CONTEXT = re.compile(r"x(\d+)")
 _Column = Callable[[str], Array]
@@ -87,7 +91,8 @@ def read_logged(
     """
     source = str(path)
     if not Path(path).is_file():
-        raise DataError(f"{source}: no such file; check the path of the logged data")
+        what = "not a regular file" if Path(path).exists() else "no such file"
+        raise DataError(f"{source}: {what}; check the path of the logged data")
     if data_format(path) == "parquet":
         header, column = _parquet_columns(source)
     else:
@@ -104,14 +109,14 @@ def read_logged(
     if len(values["action"]) == 0:
         raise DataError(f"{source}: no rows; logged data needs at least one decision")
     actions = values["action"]
-    bad = np.flatnonzero((actions != np.round(actions)) | (actions < 0))
+    bad = np.flatnonzero((actions != np.round(actions)) | (actions < 0) | (actions > MAX_ACTION))
     if bad.size:
         raise _bad(
             source,
             int(bad[0]),
             "action",
             actions[bad[0]],
-            "an action is an integer from 0 (the index of the action taken)",
+            f"an action is an integer from 0 to {MAX_ACTION:,} (the index of the action taken)",
         )
     if n_actions is not None:
         unknown = np.flatnonzero(actions >= n_actions)
@@ -123,6 +128,8 @@ def read_logged(
                 actions[unknown[0]],
                 f"unknown action: the policy has actions 0..{n_actions - 1}",
             )
+    k = n_actions if n_actions is not None else int(actions.max()) + 1
+    _check_size(source, len(actions), k, len(names), n_actions is None)
     p = values["propensity"]
     bad = np.flatnonzero((p <= 0) | (p > 1))
     if bad.size:
@@ -140,9 +147,24 @@ def read_logged(
         rewards=values["reward"],
         propensities=p,
         context_columns=tuple(names),
-        n_actions=n_actions if n_actions is not None else int(actions.max()) + 1,
+        n_actions=k,
         source=source,
     )
+
+
+def _check_size(source: str, rows: int, actions: int, features: int, logged: bool) -> None:
+    """Refuse data whose model and per-row estimates would not fit in memory (``logged``:
+    the action count is the largest logged action + 1)."""
+    counted = " (the largest logged action + 1)" if logged else ""
+    need = 8 * max(rows * actions, actions * (features + 1) ** 2)
+    if need > MAX_WORK_BYTES:
+        raise DataError(
+            f"{source}: {rows:,} rows, {actions:,} actions{counted} "
+            f"and {features:,} context columns need {format_bytes(need)} of float64 "
+            f"working memory (rows × actions, actions × (columns + 1)²), over the "
+            f"{format_bytes(MAX_WORK_BYTES)} limit; number the actions from 0, or use "
+            "fewer rows, actions or context columns"
+        )
 
 
 def _context_names(source: str, header: Sequence[str], context: Sequence[str] | None) -> list[str]:
@@ -237,8 +259,14 @@ def _parquet_columns(source: str) -> tuple[list[str], _Column]:
             f"{source}: reading Parquet needs pyarrow: pip install "
             "'rlbudget[parquet]' (or save the data as CSV)"
         ) from None
+    import pyarrow as pa
+
     try:
-        table = pq.read_table(source)
+        raw = read_capped(source, MAX_BYTES, "logged data")
+    except RlbudgetError as exc:
+        raise DataError(str(exc)) from None
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
     except Exception as exc:  # pyarrow raises its own error types for a bad file
         raise DataError(
             f"{source}: not a readable Parquet file ({exc}); check that it was written completely"

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from rlbudget.bandits.ridge import ArmRidge, with_intercept
-from rlbudget.errors import PlanError
+from rlbudget.errors import PlanError, TrainingError
 from rlbudget.policy.kernels import Array
 
 
@@ -87,7 +87,14 @@ class Learner:
             scores = m.theta @ x1 + cfg["alpha"] * m.widths(x1[None])[0]
         elif self.algo == "thompson":
             # θ̃_a = θ_a + v · L_a z with L_a Lᵀ_a = A_a⁻¹ (A⁻¹ is symmetric positive definite)
-            L = np.linalg.cholesky(m.A_inv)
+            try:
+                L = np.linalg.cholesky(m.A_inv)
+            except np.linalg.LinAlgError:
+                raise TrainingError(
+                    f"thompson: an arm's A⁻¹ is no longer positive definite (ridge="
+                    f"{cfg['ridge']:g}, {self.model.b.shape[0]} arms); a larger ridge "
+                    "(-p ridge=1) keeps it well conditioned"
+                ) from None
             z = rng.standard_normal(m.theta.shape)
             sampled = m.theta + cfg["scale"] * np.einsum("kij,kj->ki", L, z)
             scores = sampled @ x1

@@ -24,11 +24,18 @@ from rlbudget.bandits.ridge import ArmRidge, with_intercept
 from rlbudget.policy.kernels import Array
 
 
+def one_hot(logged: Logged) -> Array:
+    """``[n, K]``: 1 where the row's logged action is the arm (no ``K × K`` identity)."""
+    out = np.zeros((len(logged), logged.n_actions))
+    out[np.arange(len(logged)), logged.actions] = 1.0
+    return out
+
+
 def reward_model(logged: Logged, ridge: float = 1.0, rows: Array | None = None) -> ArmRidge:
     """The direct method: per-arm ridge of the reward on the rows where the arm was logged
     (all rows, or those selected by the boolean mask ``rows``)."""
     X1 = with_intercept(logged.contexts)
-    taken = np.eye(logged.n_actions)[logged.actions]
+    taken = one_hot(logged)
     if rows is not None:
         taken = taken * rows[:, None]
     model = ArmRidge(logged.n_actions, logged.features, ridge)
@@ -40,7 +47,7 @@ def learn_offline(algo: str, logged: Logged, cfg: Mapping[str, float]) -> Array:
     """Per-arm weights ``θ`` ``[K, d + 1]`` learned by ``algo`` (``ips`` or ``dr``)."""
     X1 = with_intercept(logged.contexts)
     n, K = len(logged), logged.n_actions
-    taken = np.eye(K)[logged.actions]
+    taken = one_hot(logged)
     w = np.minimum(1.0 / logged.propensities, cfg["clip"])
     if algo == "dr":
         rhat = reward_model(logged, cfg["ridge"]).scores(X1)

@@ -61,7 +61,11 @@ class OffPolicyValue:
         return next(e for e in self.estimates if e.estimator == estimator)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "estimates": [asdict(e) for e in self.estimates]}
+        """JSON-ready: a value or bound that is not finite (SNIPS when the policy never
+        agrees with the log, any interval of one row) is None."""
+        estimates = [{k: None if isinstance(v, float) and not math.isfinite(v) else v
+                      for k, v in asdict(e).items()} for e in self.estimates]  # fmt: skip
+        return {**asdict(self), "estimates": estimates}
 
 
 def _interval(name: str, terms: Array) -> Estimate:
@@ -86,6 +90,8 @@ def off_policy_value(
     if clip is not None:
         w = np.minimum(w, clip)
     ips = _interval("ips", w * r)
+    if not (chosen == a).any():  # every term 0: a zero-width interval would claim certainty
+        ips = Estimate("ips", ips.value, -math.inf, math.inf)
     total = float(w.sum())
     if total > 0:
         v = float((w * r).sum()) / total

@@ -98,6 +98,11 @@ def bandit_plan(budget: Budget, env: EnvSpec | None) -> Plan:
         raise PlanError(f"{env.env_id}: a linear bandit needs a flat Box context and Discrete "
                         f"actions (got {obs.kind} {list(obs.shape)} → {act.kind})")  # fmt: skip
     has_env = not env.env_id.startswith("logged data")
+    if has_env and env.max_episode_steps not in (None, 1):  # training would stop at step 2
+        raise PlanError(f"{env.env_id}: its episodes last up to {env.max_episode_steps} steps; "
+                        "a bandit (task.kind: bandit) decides once per episode: give a "
+                        "one-step env (max_episode_steps: 1), or drop task.kind to plan "
+                        "RL")  # fmt: skip
     ctx = facts(budget, env, [])
     options, excluded = [], []
     for algo, info in algorithms().items():

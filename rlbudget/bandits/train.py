@@ -25,7 +25,7 @@ from rlbudget.bandits.data import read_logged
 from rlbudget.bandits.learners import OnlineRun, algorithms, config, run_online
 from rlbudget.bandits.offline import learn_offline
 from rlbudget.bandits.ridge import linear_policy
-from rlbudget.errors import EnvError, PlanError
+from rlbudget.errors import EnvError, PlanError, TrainingError
 from rlbudget.fileio import atomic_write_text
 from rlbudget.policy.kernels import Array
 from rlbudget.policy.model import Policy
@@ -124,10 +124,18 @@ def train_bandit(
                 f"{', '.join(a for a, i in algorithms().items() if i['online'])}"
             )
         logged = read_logged(data, context=context)
-        theta = learn_offline(algo, logged, cfg)
-        n, mean, names = len(logged), float(logged.rewards.mean()), logged.context_columns
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            theta = learn_offline(algo, logged, cfg)
+            mean = float(logged.rewards.mean())
+        n, names = len(logged), logged.context_columns
         low, high = logged.contexts.min(axis=0), logged.contexts.max(axis=0)
         trained_on = str(data)
+    if not np.isfinite(theta).all():
+        raise TrainingError(
+            f"{algo} on {trained_on}: the learned weights overflowed to NaN/inf "
+            f"(mean reward {mean:g}, ridge {cfg['ridge']:g}); keep the rewards and contexts "
+            "moderate (e.g. within ±1e6) and the ridge near 1, and train again"
+        )
     prov: dict[str, Any] = {
         "source": SOURCE,
         "algorithm": algo,
@@ -176,7 +184,9 @@ def _online(
                 f"(got {obs.kind} {list(obs.shape)} → {act.kind})"
             )
         world = EnvWorld(env, env_id, seed)
-        run = run_online(algo, world, act.n, obs.dim, steps, seed=seed, cfg=cfg, time_s=time_s)
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite θ is reported after
+            run = run_online(algo, world, act.n, obs.dim, steps, seed=seed, cfg=cfg,
+                             time_s=time_s)  # fmt: skip
     finally:
         env.close()
     low = np.asarray(obs.low if obs.low is not None else [-np.inf] * obs.dim)

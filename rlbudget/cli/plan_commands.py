@@ -139,8 +139,10 @@ def calibrate(
 
     Example: rlbudget calibrate --algo sac --width 32 --width 64
     """
-    from rlbudget.plan.calibrate import WIDTHS, save_calibration
+    from rlbudget.plan.calibrate import WIDTHS, save_calibration, writable_cache
     from rlbudget.plan.calibrate import calibrate as measure
+
+    writable_cache()  # before minutes of measuring
 
     def progress(line: str) -> None:
         common.err.print(line, markup=False, highlight=False)

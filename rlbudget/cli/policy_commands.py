@@ -513,11 +513,14 @@ def import_state(
 
       rlbudget import-state field/STATE.bin --policy runs/q/policy -o runs/q/learned
     """
-    from rlbudget.agents.learner import HEADER_WORDS, read_state
+    from rlbudget.agents.learner import HEADER_WORDS, read_state, shipped_values
+    from rlbudget.compress import check_output
     from rlbudget.fileio import read_capped
     from rlbudget.policy import load_policy, save_policy
 
+    check_output(policy, output)  # not over the policy the device's dump is checked against
     p = load_policy(policy)
+    shipped_values(p)  # a policy no learner was exported from: say so before reading
     limit = 4 * HEADER_WORDS + 8 * p.parameters  # a header, values and traces at most
     data = read_capped(state, limit, "a learner state of this policy")
     learned = read_state(data, p, str(state))

@@ -27,11 +27,12 @@ The cache is plain YAML, one entry per host, safe to read and to delete::
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,23 +151,36 @@ def _read_hosts(path: Path) -> dict[str, Any]:
 def _entry(key: HostKey, doc: Any, path: Path) -> Calibration:
     where = f"hosts.{key.text}"
     try:
-        fields = {
-            "measured": str(doc["measured"]), "env_id": str(doc["env"]),
-            "observation_dim": int(doc["observation_dim"]), "action_dim": int(doc["action_dim"]),
-            "env_step_s": float(doc["env_step_s"]), "steps": int(doc["steps"]),
-            "threads": int(doc["threads"]),
-        }  # fmt: skip
+        measured, env_id = str(doc["measured"]), str(doc["env"])
+        env_step_s = float(doc["env_step_s"])
+        dims = int(doc["observation_dim"]), int(doc["action_dim"])
         rates = {
-            str(algo): {int(w): float(v) for w, v in widths.items()}
+            str(algo): {_number(int, w, "a width"): _number(float, v, "a steps_per_s figure")
+                        for w, v in widths.items()}
             for algo, widths in doc["steps_per_s"].items()
-        }
-        if any(not v > 0 for w in rates.values() for v in w.values()):
-            raise ValueError("a steps_per_s figure is not a positive number")
-        return Calibration(key=key, steps_per_s=rates, **fields)  # type: ignore[arg-type]
+        }  # fmt: skip
+        if any(not (math.isfinite(v) and v > 0) for w in rates.values() for v in w.values()):
+            raise ValueError("a steps_per_s figure is not a finite positive number")
+        if any(w < 1 for ws in rates.values() for w in ws):
+            raise ValueError("a width is below 1")
+        if not (math.isfinite(env_step_s) and env_step_s >= 0) or min(dims) < 1:
+            raise ValueError("env_step_s must be a finite number ≥ 0, the dimensions ≥ 1")
+        return Calibration(
+            key=key, measured=measured, env_id=env_id,
+            observation_dim=dims[0], action_dim=dims[1], env_step_s=env_step_s,
+            steps=int(doc["steps"]), threads=int(doc["threads"]), steps_per_s=rates,
+        )  # fmt: skip
     except KeyError as exc:
         raise _corrupt(path, f"{where} has no {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
         raise _corrupt(path, f"{where}: {exc}") from None
+
+
+def _number(kind: type[int] | type[float], value: Any, what: str) -> Any:
+    """``kind(value)`` of a YAML number (a bool or a text is not one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    return kind(value)
 
 
 def load_calibration(path: Path | None = None, key: HostKey | None = None) -> Calibration | None:
@@ -181,9 +195,32 @@ def load_calibration(path: Path | None = None, key: HostKey | None = None) -> Ca
     return None if doc is None else _entry(key, doc, path)
 
 
+def writable_cache(path: Path | None = None) -> Path:
+    """``path`` (default :func:`cache_path`) with its folder created and writable; checked
+    before minutes of measuring are spent.
+
+    :raises RlbudgetError: the folder cannot be created or written (names it, and
+        ``RLBUDGET_CACHE_DIR`` to move it).
+    """
+    path = path or cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok = os.access(path.parent, os.W_OK)
+        why = "not writable"
+    except OSError as exc:
+        ok, why = False, exc.strerror or type(exc).__name__
+    if not ok:
+        raise RlbudgetError(
+            f"{path.parent}: cannot hold the calibration cache ({why}); set "
+            f"{CACHE_ENV} to a writable folder"
+        )
+    return path
+
+
 def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
-    """Write ``cal`` under its host key (atomically), keeping other hosts' entries; a
-    cache that cannot be read is replaced."""
+    """Write ``cal`` under its host key (atomically), keeping other hosts' entries and this
+    host's figures of algorithms ``cal`` did not measure (``calibrate --algo sac`` adds to
+    a full calibration); a cache that cannot be read is replaced."""
     import yaml
 
     from rlbudget.fileio import atomic_write_text
@@ -191,10 +228,14 @@ def save_calibration(cal: Calibration, path: Path | None = None) -> Path:
     path = path or cache_path()
     try:
         hosts = _read_hosts(path)
+        previous = _entry(cal.key, hosts[cal.key.text], path) if cal.key.text in hosts else None
     except RlbudgetError:
-        hosts = {}
+        hosts, previous = {}, None
+    if previous is not None and previous.env_id == cal.env_id:
+        kept = {a: w for a, w in previous.steps_per_s.items() if a not in cal.steps_per_s}
+        cal = replace(cal, steps_per_s={**kept, **cal.steps_per_s})
     hosts[cal.key.text] = cal.to_dict()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_cache(path)
     header = (
         "# rlbudget host calibration: env steps per second of training (updates included)\n"
         "# per algorithm and hidden width, written by `rlbudget calibrate`. Safe to delete.\n"
