@@ -25,6 +25,8 @@ from rlbudget.policy.int8 import (
 )
 from rlbudget.policy.kernels import ACTIVATIONS, Array
 from rlbudget.policy.knots import KNOTS, knot_table
+from rlbudget.policy.cascade import RULES as CASCADE_RULES
+from rlbudget.policy.cascade import Cascade
 from rlbudget.policy.model import (
     HEADS,
     MLP,
@@ -268,6 +270,8 @@ class _Loader:
     def body(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
         kind = d.get("kind")
         what = f"body ({kind})"
+        if kind == "cascade":
+            return self.cascade(d, width, indices)
         if kind == "mlp":
             layers: list[Dense] = []
             for i, la in enumerate(d.get("layers", [])):
@@ -337,9 +341,38 @@ class _Loader:
             return Linear(w, b, scale), int(w.shape[1])
         raise self.fail(
             f"unknown body kind {kind!r}; this rlbudget knows mlp, mlp_int8, table, packed_table, "
-            "linear "
+            "linear, cascade "
             "(a newer rlbudget may have written it)"
         )
+
+    def cascade(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
+        """A cascade: its rule, threshold, int8 small bodies and full body, all reading the
+        same input and giving the same number of outputs."""
+        what = "body (cascade)"
+        rule, threshold, small = d.get("rule"), d.get("threshold"), d.get("small")
+        if rule not in CASCADE_RULES:
+            raise self.fail(f"{what}: rule must be one of {', '.join(CASCADE_RULES)}, not "
+                            f"{rule!r}")  # fmt: skip
+        t = _real(threshold, "threshold", what, nonnegative=True)
+        if not isinstance(small, list) or len(small) != CASCADE_RULES[rule]:
+            raise self.fail(f"{what}: rule {rule!r} reads {CASCADE_RULES[rule]} small bod(ies) "
+                            f"in 'small', not {small!r:.40}")  # fmt: skip
+        if not all(isinstance(s, Mapping) for s in (*small, d.get("full"))):
+            raise self.fail(f"{what}: 'small' and 'full' must be body objects")
+        parts, outs = [], set()
+        for i, entry in enumerate((*small, d["full"])):
+            name = "full" if i == len(small) else f"small[{i}]"
+            if entry.get("kind") not in (("mlp", "mlp_int8") if name == "full" else ("mlp_int8",)):
+                raise self.fail(f"{what}: {name} must be an int8 mlp (mlp_int8)"
+                                + (" or an mlp" if name == "full" else "")
+                                + f", not {entry.get('kind')!r}")  # fmt: skip
+            body, out = self.body(entry, width, indices)
+            parts.append(body)
+            outs.add(out)
+        if len(outs) != 1:
+            raise self.fail(f"{what}: its bodies give {sorted(outs)} outputs; they must agree")
+        small_bodies = tuple(p for p in parts[:-1] if isinstance(p, QuantizedMLP))
+        return Cascade(small_bodies, parts[-1], str(rule), t), outs.pop()
 
     def packed_table(self, d: Mapping[str, Any], what: str, width: int) -> PackedTable:
         """A packed table: bits, state count, array sizes; sparse (``stored`` present): the
@@ -567,6 +600,10 @@ def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> P
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
     head = L.head(doc.get("head", {}), width, act, body)
+    if isinstance(body, Cascade) and (body.rule == "gap") != (act.kind == "discrete"):
+        raise PolicyError(f"{where}: body (cascade): rule {body.rule!r} is for "
+                          f"{'discrete' if body.rule == 'gap' else 'continuous'} actions; this "
+                          f"policy's are {act.kind} (gap: discrete, agreement: box)")  # fmt: skip
     L.packed.check()
     extra = set(arrays) - L.used
     if extra:

@@ -1,0 +1,138 @@
+"""The ``cascade`` body: a tiny int8 body decides alone when it is confident, otherwise the
+full body decides (adaptive complexity; built by ``rlbudget compress --method cascade``,
+:mod:`rlbudget.compress.cascade`).
+
+Both bodies read the same preprocessed input and feed the same head. The confidence rule,
+computed on the small bodies' float32 outputs (what the head would read) in float32:
+
+- ``gap`` (discrete actions, one small body): the gap between its two largest action
+  scores, ``top1 - top2``; the small body decides when ``gap >= threshold``.
+- ``agreement`` (continuous actions, two small bodies distilled from different seeds: an
+  ensemble of two): their largest disagreement over the action dimensions,
+  ``max_j |y0_j - y1_j|``; the first small body decides when it is ``<= threshold``.
+  Where two independently trained students agree, they are usually both near the teacher
+  (the ensemble's spread as an uncertainty estimate).
+
+Worst case per decision: every small body and the full one (:meth:`Cascade.macs`); the
+mean depends on how often the small one decides (:meth:`Cascade.small_macs`,
+:meth:`Cascade.confident`). The C export computes the same float32 figures in the same
+order, so a decision takes the same branch in numpy and C.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from rlbudget.policy.int8 import QuantizedMLP
+from rlbudget.policy.kernels import Array, Document
+
+RULES = {"gap": 1, "agreement": 2}
+"""Confidence rule → the number of small bodies it reads."""
+
+
+class SubBody(Protocol):
+    """What the cascade asks of its full body (an ``mlp`` or ``mlp_int8``)."""
+
+    kind: str
+
+    @property
+    def parameters(self) -> int: ...
+
+    def macs(self) -> int: ...
+
+    def apply(self, x: Array) -> Array: ...
+
+    def document(self, prefix: str) -> Document: ...
+
+
+def confidence(rule: str, outputs: list[Array]) -> Array:
+    """The float32 confidence figure per row: the top-two gap (``gap``) or the largest
+    disagreement (``agreement``) of the small bodies' outputs ``[batch, n]``.
+
+    >>> confidence("gap", [np.array([[1.0, 3.5, 2.0]], np.float32)])
+    array([1.5], dtype=float32)
+    >>> confidence("agreement", [np.array([[0.5, -1.0]], np.float32),
+    ...                          np.array([[0.25, -2.0]], np.float32)])
+    array([1.], dtype=float32)
+    """
+    y = outputs[0].astype(np.float32, copy=False)
+    if rule == "gap":
+        if y.shape[1] < 2:
+            return np.full(len(y), np.inf, np.float32)
+        top = np.sort(y, axis=1)
+        gap: Array = (top[:, -1] - top[:, -2]).astype(np.float32)
+        return gap
+    diff = np.abs(y - outputs[1].astype(np.float32, copy=False))
+    worst: Array = diff.max(axis=1).astype(np.float32)
+    return worst
+
+
+def decides(rule: str, figure: Array, threshold: float) -> Array:
+    """Whether the small body decides: ``gap >= threshold`` or ``disagreement <=
+    threshold`` (float32 comparisons, as in C)."""
+    t = np.float32(threshold)
+    out: Array = figure >= t if rule == "gap" else figure <= t
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Cascade:
+    """Small int8 bodies, a full body, the rule and its float32 threshold (module docstring)."""
+
+    small: tuple[QuantizedMLP, ...]
+    full: Any  # SubBody: MLP or QuantizedMLP (typed loosely: they live in model.py)
+    rule: str
+    threshold: float
+    kind: str = field(default="cascade", init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold", float(np.float32(self.threshold)))
+
+    @property
+    def parameters(self) -> int:
+        return sum(int(s.parameters) for s in self.small) + int(self.full.parameters)
+
+    def small_macs(self) -> int:
+        """Multiply-accumulates of a decision the small body takes alone."""
+        return sum(s.macs() for s in self.small)
+
+    def macs(self) -> int:
+        """The worst case: the small bodies, then the full one."""
+        return self.small_macs() + int(self.full.macs())
+
+    def mean_macs(self, share_small: float) -> float:
+        """MACs per decision when the small body decides ``share_small`` of them."""
+        return self.small_macs() + (1.0 - share_small) * int(self.full.macs())
+
+    def confident(self, x: Array) -> Array:
+        """Whether the small body decides, per row of the preprocessed input ``x``."""
+        return decides(self.rule, confidence(self.rule, [s.apply(x) for s in self.small]),
+                       self.threshold)  # fmt: skip
+
+    def document(self, prefix: str) -> Document:
+        arrays: dict[str, Array] = {}
+        small = []
+        for i, s in enumerate(self.small):
+            entry, a = s.document(f"{prefix}.small.{i}")
+            small.append(entry)
+            arrays.update(a)
+        full, a = self.full.document(f"{prefix}.full")
+        arrays.update(a)
+        return {"kind": self.kind, "rule": self.rule, "threshold": self.threshold,
+                "small": small, "full": full}, arrays  # fmt: skip
+
+    def apply(self, x: Array) -> Array:
+        outputs = [s.apply(x) for s in self.small]
+        ok = decides(self.rule, confidence(self.rule, outputs), self.threshold)
+        y = outputs[0].astype(np.float32, copy=False)
+        if ok.all():
+            return y
+        if len(x) == 1:
+            full: Array = self.full.apply(x).astype(np.float32, copy=False)
+            return full
+        out = y.copy()
+        out[~ok] = self.full.apply(x[~ok])
+        return out
