@@ -246,7 +246,8 @@ def compress(
     widths: Annotated[
         str | None,
         typer.Option(
-            "--widths", help="distill, cascade: student hidden widths, e.g. 8,8 (distill: or --budget)."
+            "--widths",
+            help="distill, cascade: student hidden widths, e.g. 8,8 (distill: or --budget).",
         ),
     ] = None,
     budget: Annotated[

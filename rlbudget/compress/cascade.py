@@ -134,8 +134,8 @@ def build(
     for k in range(RULES[rule]):
         student = distill(parent, env_id, widths=hidden, seed=seed + k,
                           gym_packages=gym_packages)  # fmt: skip
-        if len(student.preprocess) != len(parent.preprocess) or any(
-                a is not b for a, b in zip(student.preprocess, parent.preprocess, strict=True)):  # fmt: skip
+        same = [a is b for a, b in zip(student.preprocess, parent.preprocess, strict=False)]
+        if len(student.preprocess) != len(parent.preprocess) or not all(same):
             raise PolicyError("cascade: the student does not read the parent's preprocess "
                               "(a tile-coded parent?); distill it instead")  # fmt: skip
         q = quantize_int8(student, visited, per_channel=True).body

@@ -133,6 +133,6 @@ class Cascade:
         if len(x) == 1:
             full: Array = self.full.apply(x).astype(np.float32, copy=False)
             return full
-        out = y.copy()
+        out: Array = y.copy()
         out[~ok] = self.full.apply(x[~ok])
         return out

@@ -72,12 +72,39 @@ from rlbudget.policy.preprocess import Discretize, Normalize, OneHot, Preprocess
 # The int8 body and the shared array names live in their own modules; the policy's
 # users import every part from here.
 __all__ = [
-    "ACTIVATIONS", "Cascade", "HEADS", "INT32_MAX", "INT32_MIN", "LUT_OUTPUT", "MLP",
-    "QUANTIZATION_ARRAYS", "REQUANTIZE", "SPARSE_INDEX_ARRAYS", "Array", "Body", "Dense",
-    "Discretize", "Head", "Linear", "Normalize", "OneHot", "PackedTable", "Policy",
-    "Preprocess", "QDense", "QuantizedMLP", "Table", "TileCode", "dequantize",
-    "multiply_by_quantized_multiplier", "odd_half", "odd_table", "quantize_input",
-    "rounded_high_mul", "rounding_divide_by_pot", "saturating_rounding_doubling_high_mul"
+    "ACTIVATIONS",
+    "HEADS",
+    "INT32_MAX",
+    "INT32_MIN",
+    "LUT_OUTPUT",
+    "MLP",
+    "QUANTIZATION_ARRAYS",
+    "REQUANTIZE",
+    "SPARSE_INDEX_ARRAYS",
+    "Array",
+    "Body",
+    "Cascade",
+    "Dense",
+    "Discretize",
+    "Head",
+    "Linear",
+    "Normalize",
+    "OneHot",
+    "PackedTable",
+    "Policy",
+    "Preprocess",
+    "QDense",
+    "QuantizedMLP",
+    "Table",
+    "TileCode",
+    "dequantize",
+    "multiply_by_quantized_multiplier",
+    "odd_half",
+    "odd_table",
+    "quantize_input",
+    "rounded_high_mul",
+    "rounding_divide_by_pot",
+    "saturating_rounding_doubling_high_mul"
 ]  # fmt: skip
 
 # --- bodies -------------------------------------------------------------------------------

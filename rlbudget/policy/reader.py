@@ -15,6 +15,8 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
+from rlbudget.policy.cascade import RULES as CASCADE_RULES
+from rlbudget.policy.cascade import Cascade
 from rlbudget.policy.int8 import (
     INT32_MAX,
     PER_TENSOR_SCALARS,
@@ -25,8 +27,6 @@ from rlbudget.policy.int8 import (
 )
 from rlbudget.policy.kernels import ACTIVATIONS, Array
 from rlbudget.policy.knots import KNOTS, knot_table
-from rlbudget.policy.cascade import RULES as CASCADE_RULES
-from rlbudget.policy.cascade import Cascade
 from rlbudget.policy.model import (
     HEADS,
     MLP,
