@@ -29,6 +29,7 @@ import numpy as np
 from rlbudget.errors import PolicyError
 from rlbudget.policy.cascade import RULES, Cascade, confidence
 from rlbudget.policy.model import MLP, Array, Policy, QuantizedMLP
+from rlbudget.stats import return_drop
 
 DEFAULT_TARGET = 0.99
 """The part of the parent's mean return the cascade keeps on the calibration episodes."""
@@ -121,7 +122,6 @@ def build(
     """
     from rlbudget.compress import with_transform
     from rlbudget.compress.distill import distill
-    from rlbudget.compress.pipeline import return_drop
     from rlbudget.compress.quantize import quantize_int8
     from rlbudget.profile.evaluate import evaluate, visited_observations
 
