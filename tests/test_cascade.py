@@ -27,13 +27,21 @@ from tests.factories import cartpole_obs, cartpole_tanh, pendulum_obs, pendulum_
 
 def _cascade(discrete: bool = True, threshold: float = 0.5) -> Policy:
     """A 4-4-2 int8 student (or two 3-4-1 ones) before a 64-64 full body."""
-    if discrete:
+    if discrete:  # the student reads the full policy's normalization
         full, obs = cartpole_tanh(0), cartpole_obs(200)
-        small = [quantize_int8(cartpole_tanh(1, (4, 4, 2)), obs).body]
-    else:
+        students = [quantize_int8(cartpole_tanh(1, (4, 4, 2)), obs)]
+    else:  # no preprocess: int8 folds each student's input range in front of it
         full, obs = pendulum_relu(0), pendulum_obs(200)
-        small = [quantize_int8(pendulum_relu(s), obs).body for s in (1, 2)]
-    body = Cascade(tuple(small), full.body, "gap" if discrete else "agreement", threshold)
+        students = [quantize_int8(pendulum_relu(s), obs) for s in (1, 2)]
+    small = tuple(s.body for s in students)
+    inputs = tuple(s.preprocess[-1] if not discrete else None for s in students)
+    body = Cascade(
+        small,
+        full.body,
+        "gap" if discrete else "agreement",
+        threshold,  # type: ignore[arg-type]
+        inputs,
+    )  # type: ignore[arg-type]
     return Policy(full.observation_space, full.action_space, full.preprocess, body, full.head,
                   {"env": "CartPole-v1" if discrete else "Pendulum-v1"})  # fmt: skip
 
@@ -70,13 +78,23 @@ def test_branch_takes_small_or_full(discrete: bool) -> None:
         x = step.apply(x)
     ok = body.confident(x)
     assert 0 < ok.mean() < 1  # both branches taken
-    expected = np.where(ok[:, None], body.small[0].apply(x), body.full.apply(x))
+    first = x if body.inputs[0] is None else body.inputs[0].apply(x)
+    expected = np.where(ok[:, None], body.small[0].apply(first), body.full.apply(x))
     got = body.apply(x)
     np.testing.assert_array_equal(got, expected.astype(np.float32))
     batch = np.asarray(p.act(obs))
     one = np.array([p.act(o) for o in obs])
     np.testing.assert_array_equal(batch, one)
     assert small_share(p, obs) == pytest.approx(float(ok.mean()))
+
+
+def test_student_alone_when_always_confident() -> None:
+    """A disagreement threshold no pair reaches: the cascade acts as its first int8 student
+    policy, the student's own input normalization included."""
+    p = _cascade(False, threshold=1e9)  # agreement within 1e9: always the first student
+    student = quantize_int8(pendulum_relu(1), pendulum_obs(200))
+    obs = pendulum_obs(300, seed=7)
+    np.testing.assert_array_equal(np.asarray(p.act(obs)), np.asarray(student.act(obs)))
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:

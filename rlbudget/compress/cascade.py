@@ -28,7 +28,7 @@ import numpy as np
 
 from rlbudget.errors import PolicyError
 from rlbudget.policy.cascade import RULES, Cascade, confidence
-from rlbudget.policy.model import MLP, Array, Policy, QuantizedMLP
+from rlbudget.policy.model import MLP, Array, Normalize, Policy, QuantizedMLP
 from rlbudget.stats import return_drop
 
 DEFAULT_TARGET = 0.99
@@ -130,22 +130,27 @@ def build(
                           f"{parent.body.kind} body")  # fmt: skip
     rule = "gap" if parent.action_space.kind == "discrete" else "agreement"
     hidden = tuple(widths) if widths else default_widths(parent)
-    small = []
+    small: list[QuantizedMLP] = []
+    inputs: list[Normalize | None] = []
     for k in range(RULES[rule]):
         student = distill(parent, env_id, widths=hidden, seed=seed + k,
                           gym_packages=gym_packages)  # fmt: skip
-        same = [a is b for a, b in zip(student.preprocess, parent.preprocess, strict=False)]
-        if len(student.preprocess) != len(parent.preprocess) or not all(same):
+        q = quantize_int8(student, visited, per_channel=True)
+        folded = q.preprocess[len(parent.preprocess) :]  # the input range int8 folded in
+        same = [a is b for a, b in zip(q.preprocess, parent.preprocess, strict=False)]
+        if len(same) != len(parent.preprocess) or not all(same) or len(folded) > 1 or any(
+                not isinstance(n, Normalize) for n in folded):  # fmt: skip
             raise PolicyError("cascade: the student does not read the parent's preprocess "
                               "(a tile-coded parent?); distill it instead")  # fmt: skip
-        q = quantize_int8(student, visited, per_channel=True).body
-        assert isinstance(q, QuantizedMLP)
-        small.append(q)
+        assert isinstance(q.body, QuantizedMLP)
+        small.append(q.body)
+        inputs.append(folded[0] if folded and isinstance(folded[0], Normalize) else None)
     x = features(parent, visited)
-    figures = confidence(rule, [s.apply(x) for s in small])
+    figures = confidence(rule, Cascade(tuple(small), parent.body, rule, 0.0,
+                                       tuple(inputs)).small_outputs(x))  # fmt: skip
 
     def with_threshold(t: float) -> Policy:
-        body = Cascade(tuple(small), parent.body, rule, t)
+        body = Cascade(tuple(small), parent.body, rule, t, tuple(inputs))
         return Policy(parent.observation_space, parent.action_space, parent.preprocess, body,
                       parent.head, parent.provenance)  # fmt: skip
 

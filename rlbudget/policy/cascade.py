@@ -2,8 +2,11 @@
 full body decides (adaptive complexity; built by ``rlbudget compress --method cascade``,
 :mod:`rlbudget.compress.cascade`).
 
-Both bodies read the same preprocessed input and feed the same head. The confidence rule,
-computed on the small bodies' float32 outputs (what the head would read) in float32:
+Both bodies read the same preprocessed input and feed the same head; a small body may
+first normalize it on its own (``inputs``: the input range int8 quantization folds in
+front of a policy without preprocess, :func:`~rlbudget.compress.quantize.quantize_int8`).
+The confidence rule, computed on the small bodies' float32 outputs (what the head would
+read) in float32:
 
 - ``gap`` (discrete actions, one small body): the gap between its two largest action
   scores, ``top1 - top2``; the small body decides when ``gap >= threshold``.
@@ -28,6 +31,7 @@ import numpy as np
 
 from rlbudget.policy.int8 import QuantizedMLP
 from rlbudget.policy.kernels import Array, Document
+from rlbudget.policy.preprocess import Normalize
 
 RULES = {"gap": 1, "agreement": 2}
 """Confidence rule → the number of small bodies it reads."""
@@ -80,16 +84,27 @@ def decides(rule: str, figure: Array, threshold: float) -> Array:
 
 @dataclass(frozen=True, eq=False)
 class Cascade:
-    """Small int8 bodies, a full body, the rule and its float32 threshold (module docstring)."""
+    """Small int8 bodies, a full body, the rule, its float32 threshold, and each small
+    body's own input normalization or None (module docstring)."""
 
     small: tuple[QuantizedMLP, ...]
     full: Any  # SubBody: MLP or QuantizedMLP (typed loosely: they live in model.py)
     rule: str
     threshold: float
+    inputs: tuple[Normalize | None, ...] = ()  # () = None for every small body
     kind: str = field(default="cascade", init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold", float(np.float32(self.threshold)))
+        if not self.inputs:
+            object.__setattr__(self, "inputs", (None,) * len(self.small))
+        if len(self.inputs) != len(self.small):
+            raise ValueError(f"cascade: {len(self.inputs)} inputs for {len(self.small)} bodies")
+
+    def small_outputs(self, x: Array) -> list[Array]:
+        """Each small body's float32 output for the preprocessed input ``x``."""
+        return [s.apply(x if n is None else n.apply(x))
+                for s, n in zip(self.small, self.inputs, strict=True)]  # fmt: skip
 
     @property
     def parameters(self) -> int:
@@ -109,23 +124,26 @@ class Cascade:
 
     def confident(self, x: Array) -> Array:
         """Whether the small body decides, per row of the preprocessed input ``x``."""
-        return decides(self.rule, confidence(self.rule, [s.apply(x) for s in self.small]),
-                       self.threshold)  # fmt: skip
+        return decides(self.rule, confidence(self.rule, self.small_outputs(x)), self.threshold)
 
     def document(self, prefix: str) -> Document:
         arrays: dict[str, Array] = {}
         small = []
-        for i, s in enumerate(self.small):
+        for i, (s, n) in enumerate(zip(self.small, self.inputs, strict=True)):
             entry, a = s.document(f"{prefix}.small.{i}")
-            small.append(entry)
             arrays.update(a)
+            if n is not None:
+                norm, a = n.document(f"{prefix}.small.{i}.input")
+                arrays.update(a)
+                entry = {**entry, "input": norm}
+            small.append(entry)
         full, a = self.full.document(f"{prefix}.full")
         arrays.update(a)
         return {"kind": self.kind, "rule": self.rule, "threshold": self.threshold,
                 "small": small, "full": full}, arrays  # fmt: skip
 
     def apply(self, x: Array) -> Array:
-        outputs = [s.apply(x) for s in self.small]
+        outputs = self.small_outputs(x)
         ok = decides(self.rule, confidence(self.rule, outputs), self.threshold)
         y = outputs[0].astype(np.float32, copy=False)
         if ok.all():

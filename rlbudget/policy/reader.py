@@ -369,10 +369,20 @@ class _Loader:
             body, out = self.body(entry, width, indices)
             parts.append(body)
             outs.add(out)
+        inputs: list[Normalize | None] = []
+        for i, entry in enumerate(small):
+            norm = None
+            if "input" in entry:
+                if not isinstance(entry["input"], Mapping) or entry["input"].get("kind") != (
+                        "normalize"):  # fmt: skip
+                    raise self.fail(f"{what}: small[{i}]'s input must be a normalize step")
+                step, _ = self.preprocess(entry["input"], i, width)
+                norm = step if isinstance(step, Normalize) else None
+            inputs.append(norm)
         if len(outs) != 1:
             raise self.fail(f"{what}: its bodies give {sorted(outs)} outputs; they must agree")
         small_bodies = tuple(p for p in parts[:-1] if isinstance(p, QuantizedMLP))
-        return Cascade(small_bodies, parts[-1], str(rule), t), outs.pop()
+        return Cascade(small_bodies, parts[-1], str(rule), t, tuple(inputs)), outs.pop()
 
     def packed_table(self, d: Mapping[str, Any], what: str, width: int) -> PackedTable:
         """A packed table: bits, state count, array sizes; sparse (``stored`` present): the
