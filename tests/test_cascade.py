@@ -4,6 +4,8 @@ threshold calibration, and bad input."""
 from __future__ import annotations
 
 import json
+import shutil
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -173,3 +175,36 @@ def test_cascade_applies_to_mlps_only() -> None:
                                           "table body"):  # fmt: skip
         check_plan(frozenlake_table(), ["cascade"], MethodOptions())
     check_plan(cartpole_tanh(), ["cascade"], MethodOptions(widths=(4, 4)))  # accepted
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc is not installed")
+@pytest.mark.parametrize("discrete", [True, False])
+def test_c_export_agrees_with_numpy(tmp_path: Path, discrete: bool) -> None:
+    """Both branches taken. With an int8 full body every action is bit-exact. With a float
+    full body the states the int8 student decides are bit-exact, and the float body agrees
+    as any float export does (continuous: within 1e-5; discrete: the same argmax but where
+    its two scores are within float rounding)."""
+    from rlbudget.export.host import HostPolicy
+
+    p = _cascade(discrete, threshold=0.3 if discrete else 0.2)
+    body = p.body
+    assert isinstance(body, Cascade)
+    obs = cartpole_obs(300, seed=3) if discrete else pendulum_obs(300, seed=3)
+    full_int8 = quantize_int8(replace(p, body=body.full, provenance={}), obs).body
+    int8_full = replace(p, body=replace(body, full=full_int8))
+    x = obs
+    for step in p.preprocess:
+        x = step.apply(x)
+    small = body.confident(x)
+    assert 0 < small.mean() < 1  # both branches taken
+    for policy, exact in ((int8_full, True), (p, False)):
+        host = HostPolicy(policy, tmp_path / f"c-{exact}")
+        c = np.array([host.act(o) for o in obs])
+        n = np.array([policy.act(o) for o in obs])
+        np.testing.assert_array_equal(c[small], n[small])
+        if exact:
+            np.testing.assert_array_equal(c, n)
+        elif discrete:
+            assert np.mean(c == n) >= 0.98
+        else:
+            np.testing.assert_allclose(c, n, atol=1e-5)

@@ -334,7 +334,8 @@ def profile(
                 "return is not checked; host latency used random observations"
             )
         host = measure_host(actor, obs, fmt, calls=calls)
-        if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
+        cascade = isinstance(policy.body, Cascade)  # two paths: each by the device model
+        if fmt == "c" and device.device_class in ("mcu", "mcu-accel") and not cascade:
             from rlbudget.emulate import profile_latency
             from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
@@ -366,7 +367,6 @@ def profile(
 
         paths = cascade_latency(policy, device, obs)
         target_latency, mean_latency, how = paths.worst, paths.mean, paths.how
-        emulated, why = None, ""
         notes.append(f"{paths.how}: inference.latency is checked at the worst case (small + "
                      f"full, {paths.worst.typical * 1e6:.3g} µs), inference.energy at the mean "
                      f"({paths.mean.typical * 1e6:.3g} µs; small path "
