@@ -208,3 +208,28 @@ def test_c_export_agrees_with_numpy(tmp_path: Path, discrete: bool) -> None:
             assert np.mean(c == n) >= 0.98
         else:
             np.testing.assert_allclose(c, n, atol=1e-5)
+
+
+def test_cli_refuses_bad_input(tmp_path: Path) -> None:
+    """One line, exit 2, nothing written: cascade on a table, --widths 0, ONNX export."""
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+    from tests.factories import frozenlake_table
+
+    runner = CliRunner()
+    lake = save_policy(frozenlake_table(), tmp_path / "lake")
+    r = runner.invoke(app, ["compress", str(lake), "-m", "cascade", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and not (tmp_path / "o").exists()
+    assert r.output.strip() == (
+        "error: method 'cascade' does not apply to this policy's table body; methods for "
+        "table bodies: pack, drop-unvisited"
+    )
+    folder = save_policy(_cascade(), tmp_path / "cascade")
+    r = runner.invoke(app, ["export", str(folder), "--format", "onnx", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and not (tmp_path / "x").exists()
+    assert r.output.strip() == (
+        "error: export_onnx: a cascade's branch (the full body runs only where the small one "
+        "is not confident) is not exported to ONNX; export it as C (--format c), or export "
+        "the full policy"
+    )
