@@ -233,3 +233,27 @@ def test_cli_refuses_bad_input(tmp_path: Path) -> None:
         "is not confident) is not exported to ONNX; export it as C (--format c), or export "
         "the full policy"
     )
+
+
+@pytest.mark.slow
+def test_compress_cascade_end_to_end(tmp_path: Path) -> None:
+    """``compress -m cascade`` on a CartPole policy that balances: the written policy is a
+    cascade whose reported mean MACs follow from its share, and it loads and acts."""
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+    from tests.factories import balancing_mlp
+
+    src = save_policy(balancing_mlp(), tmp_path / "cartpole")
+    out = tmp_path / "cascade"
+    r = CliRunner().invoke(app, ["compress", str(src), "-m", "cascade", "--widths", "4",
+                                 "--episodes", "5", "--states", "300", "-o", str(out),
+                                 "--json"])  # fmt: skip
+    assert r.exit_code in (0, 1), r.output
+    params = json.loads(r.stdout)["steps"][0]["params"]
+    p = load_policy(out)
+    assert isinstance(p.body, Cascade) and p.body.threshold == params["threshold"]
+    share, full = params["share_small"], params["macs_full"]
+    assert params["macs_mean"] == pytest.approx(params["macs_small"] + (1 - share) * full)
+    assert params["macs_worst"] == p.macs == params["macs_small"] + full
+    assert params["macs_small"] == 4 * 4 + 4 * 2
