@@ -31,7 +31,8 @@ from tests.factories import balancing_mlp, frozenlake_best_table
 runner = CliRunner()
 FAST = ["--episodes", "3", "--states", "300"]
 METHOD_LIST = (
-    "int8, tflite-rounding, int16, fp16, prune, prune-neurons, distill, cascade, pack, drop-unvisited"
+    "int8, tflite-rounding, int16, fp16, prune, prune-neurons, distill, cascade, pack, "
+    "drop-unvisited"
 )
 
 
