@@ -119,7 +119,7 @@ def _edit(tmp_path: Path, change: dict[str, object], discrete: bool = True) -> P
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"rule": "vote"}, "body (cascade): rule must be one of gap, agreement, not 'vote'"),
-    ({"threshold": -1}, "body (cascade): threshold must be a number ≥ 0"),
+    ({"threshold": -1}, "body (cascade): threshold must be a number ≥ 0, at most 1e+10, not -1"),
     ({"rule": "agreement"}, "rule 'agreement' reads 2 small bod(ies)"),
 ])  # fmt: skip
 def test_bad_cascade_file(tmp_path: Path, change: dict[str, object], message: str) -> None:

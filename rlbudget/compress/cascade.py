@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget.errors import PolicyError
-from rlbudget.policy.cascade import RULES, Cascade, confidence
+from rlbudget.policy.cascade import MAX_THRESHOLD, RULES, Cascade, confidence
 from rlbudget.policy.model import MLP, Array, Normalize, Policy, QuantizedMLP
 from rlbudget.stats import return_drop
 
@@ -41,8 +41,8 @@ SAFETY = 0.005
 """Calibration asks ``target + SAFETY`` of its own episodes: the gate's episodes are
 others, and a share tuned to 99.0 % on one set kept 98.5 % on the other (SAC Pendulum,
 8-8 students, 30 calibration episodes: ``benchmarks/cascade.py``)."""
-NEVER = 1e10
-"""A gap threshold no decision reaches (share 0); the loader's largest number."""
+NEVER = MAX_THRESHOLD
+"""A gap threshold no decision reaches (share 0): the largest a policy file holds."""
 
 
 def features(policy: Policy, obs: Array) -> Array:

@@ -24,11 +24,14 @@ order, so a decision takes the same branch in numpy and C.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from rlbudget.errors import PolicyError
 from rlbudget.policy.int8 import QuantizedMLP
 from rlbudget.policy.kernels import Array, Document
 from rlbudget.policy.preprocess import Normalize
@@ -154,3 +157,60 @@ class Cascade:
         out: Array = y.copy()
         out[~ok] = self.full.apply(x[~ok])
         return out
+
+
+MAX_THRESHOLD = 1e10
+"""The largest threshold a policy file may hold (the loader's largest number)."""
+
+
+def read_cascade(
+    d: Mapping[str, Any],
+    width: int,
+    indices: bool,
+    body: Callable[[Mapping[str, Any], int, bool], tuple[Any, int]],
+    preprocess: Callable[[Mapping[str, Any], int, int], tuple[Any, int]],
+    fail: Callable[[str], PolicyError],
+) -> tuple[Cascade, int]:
+    """A ``cascade`` entry of ``policy.json`` → the body and its output width, every value
+    checked (its rule, threshold, int8 small bodies and full body, all reading the same
+    input and giving the same number of outputs); ``body``, ``preprocess`` and ``fail`` are
+    the policy loader's (:mod:`rlbudget.policy.reader`).
+
+    :raises PolicyError: the first problem, one line.
+    """
+    what = "body (cascade)"
+    rule, t, small = d.get("rule"), d.get("threshold"), d.get("small")
+    if rule not in RULES:
+        raise fail(f"{what}: rule must be one of {', '.join(RULES)}, not {rule!r}")
+    if (isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
+            or not 0 <= t <= MAX_THRESHOLD):  # fmt: skip
+        raise fail(f"{what}: threshold must be a number ≥ 0, at most {MAX_THRESHOLD:g}, "
+                   f"not {t!r}")  # fmt: skip
+    if not isinstance(small, list) or len(small) != RULES[rule]:
+        raise fail(f"{what}: rule {rule!r} reads {RULES[rule]} small bod(ies) in 'small', not "
+                   f"{small!r:.40}")  # fmt: skip
+    if not all(isinstance(s, Mapping) for s in (*small, d.get("full"))):
+        raise fail(f"{what}: 'small' and 'full' must be body objects")
+    parts, outs = [], set()
+    for i, entry in enumerate((*small, d["full"])):
+        name = "full" if i == len(small) else f"small[{i}]"
+        if entry.get("kind") not in (("mlp", "mlp_int8") if name == "full" else ("mlp_int8",)):
+            raise fail(f"{what}: {name} must be an int8 mlp (mlp_int8)"
+                       + (" or an mlp" if name == "full" else "")
+                       + f", not {entry.get('kind')!r}")  # fmt: skip
+        part, out = body(entry, width, indices)
+        parts.append(part)
+        outs.add(out)
+    inputs: list[Normalize | None] = []
+    for i, entry in enumerate(small):
+        step = None
+        if "input" in entry:
+            given = entry["input"]
+            if not isinstance(given, Mapping) or given.get("kind") != "normalize":
+                raise fail(f"{what}: small[{i}]'s input must be a normalize step")
+            step, _ = preprocess(given, i, width)
+        inputs.append(step if isinstance(step, Normalize) else None)
+    if len(outs) != 1:
+        raise fail(f"{what}: its bodies give {sorted(outs)} outputs; they must agree")
+    bodies = tuple(p for p in parts[:-1] if isinstance(p, QuantizedMLP))
+    return Cascade(bodies, parts[-1], str(rule), float(t), tuple(inputs)), outs.pop()

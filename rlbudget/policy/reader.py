@@ -15,8 +15,7 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
-from rlbudget.policy.cascade import RULES as CASCADE_RULES
-from rlbudget.policy.cascade import Cascade
+from rlbudget.policy.cascade import Cascade, read_cascade
 from rlbudget.policy.int8 import (
     INT32_MAX,
     PER_TENSOR_SCALARS,
@@ -270,8 +269,8 @@ class _Loader:
     def body(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
         kind = d.get("kind")
         what = f"body ({kind})"
-        if kind == "cascade":
-            return self.cascade(d, width, indices)
+        if kind == "cascade":  # bodies of the kinds below, read by this loader
+            return read_cascade(d, width, indices, self.body, self.preprocess, self.fail)
         if kind == "mlp":
             layers: list[Dense] = []
             for i, la in enumerate(d.get("layers", [])):
@@ -344,45 +343,6 @@ class _Loader:
             "linear, cascade "
             "(a newer rlbudget may have written it)"
         )
-
-    def cascade(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
-        """A cascade: its rule, threshold, int8 small bodies and full body, all reading the
-        same input and giving the same number of outputs."""
-        what = "body (cascade)"
-        rule, threshold, small = d.get("rule"), d.get("threshold"), d.get("small")
-        if rule not in CASCADE_RULES:
-            raise self.fail(f"{what}: rule must be one of {', '.join(CASCADE_RULES)}, not "
-                            f"{rule!r}")  # fmt: skip
-        t = _real(threshold, "threshold", what, nonnegative=True)
-        if not isinstance(small, list) or len(small) != CASCADE_RULES[rule]:
-            raise self.fail(f"{what}: rule {rule!r} reads {CASCADE_RULES[rule]} small bod(ies) "
-                            f"in 'small', not {small!r:.40}")  # fmt: skip
-        if not all(isinstance(s, Mapping) for s in (*small, d.get("full"))):
-            raise self.fail(f"{what}: 'small' and 'full' must be body objects")
-        parts, outs = [], set()
-        for i, entry in enumerate((*small, d["full"])):
-            name = "full" if i == len(small) else f"small[{i}]"
-            if entry.get("kind") not in (("mlp", "mlp_int8") if name == "full" else ("mlp_int8",)):
-                raise self.fail(f"{what}: {name} must be an int8 mlp (mlp_int8)"
-                                + (" or an mlp" if name == "full" else "")
-                                + f", not {entry.get('kind')!r}")  # fmt: skip
-            body, out = self.body(entry, width, indices)
-            parts.append(body)
-            outs.add(out)
-        inputs: list[Normalize | None] = []
-        for i, entry in enumerate(small):
-            norm = None
-            if "input" in entry:
-                if not isinstance(entry["input"], Mapping) or entry["input"].get("kind") != (
-                        "normalize"):  # fmt: skip
-                    raise self.fail(f"{what}: small[{i}]'s input must be a normalize step")
-                step, _ = self.preprocess(entry["input"], i, width)
-                norm = step if isinstance(step, Normalize) else None
-            inputs.append(norm)
-        if len(outs) != 1:
-            raise self.fail(f"{what}: its bodies give {sorted(outs)} outputs; they must agree")
-        small_bodies = tuple(p for p in parts[:-1] if isinstance(p, QuantizedMLP))
-        return Cascade(small_bodies, parts[-1], str(rule), t, tuple(inputs)), outs.pop()
 
     def packed_table(self, d: Mapping[str, Any], what: str, width: int) -> PackedTable:
         """A packed table: bits, state count, array sizes; sparse (``stored`` present): the
