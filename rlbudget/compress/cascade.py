@@ -11,9 +11,11 @@ confident, otherwise the full policy decides (the body: :mod:`rlbudget.policy.ca
    decide a share ``s`` of them is a quantile of the confidence figure
    (:func:`threshold_for_share`: monotone, a larger share → a looser threshold). Shares
    are tried from the largest down (:data:`SHARES`); the first whose cascade keeps
-   ``target`` (99 %) of the parent's mean return plus :data:`SAFETY`, on paired
-   calibration episodes (as many as the gate's, seeds ``seed + 30000 + i``, none of the
-   gate's), is kept (:func:`calibrate`). Share 0 is the
+   ``target`` (99 %) of the parent's mean return at the low end of its paired 95 %
+   interval, on calibration episodes (as many as the gate's, seeds ``seed + 30000 + i``,
+   none of the gate's), is kept (:func:`calibrate`): the gate's own episodes are others,
+   and a share tuned to a 99.0 % mean on one set kept 98.5 % on the other (SAC Pendulum,
+   8-8 students: ``benchmarks/cascade.py``). Share 0 is the
    full policy (always kept).
 3. **Report.** The share of decisions the small body takes on the states the cascade
    itself visits (:func:`small_share`), the MACs of a small decision, the worst case
@@ -30,17 +32,13 @@ import numpy as np
 from rlbudget.errors import PolicyError
 from rlbudget.policy.cascade import MAX_THRESHOLD, RULES, Cascade, confidence
 from rlbudget.policy.model import MLP, Array, Normalize, Policy, QuantizedMLP
-from rlbudget.stats import return_drop
+from rlbudget.stats import return_drop, t95
 
 DEFAULT_TARGET = 0.99
 """The part of the parent's mean return the cascade keeps on the calibration episodes."""
 SHARES = (1.0, 0.99, 0.98, 0.97, 0.95, 0.93, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.25, 0.0)
 """Shares of the visited states the small body may decide, tried in this order."""
 CALIBRATION_SEED_OFFSET = 30_000
-SAFETY = 0.005
-"""Calibration asks ``target + SAFETY`` of its own episodes: the gate's episodes are
-others, and a share tuned to 99.0 % on one set kept 98.5 % on the other (SAC Pendulum,
-8-8 students, 30 calibration episodes: ``benchmarks/cascade.py``)."""
 NEVER = MAX_THRESHOLD
 """A gap threshold no decision reaches (share 0): the largest a policy file holds."""
 
@@ -169,12 +167,15 @@ def build(
     seeds = range(seed + CALIBRATION_SEED_OFFSET, seed + CALIBRATION_SEED_OFFSET + episodes)
     base = evaluate(parent, env_id, seeds=seeds, seed=seeds[0], gym_packages=gym_packages)
 
-    def retention(t: float) -> float:
+    def retention(t: float) -> float:  # the low end of its paired 95 % interval
         r = evaluate(with_threshold(t), env_id, seeds=seeds, seed=seeds[0],
                      gym_packages=gym_packages)  # fmt: skip
-        return 1 - return_drop(base.return_mean, r.return_mean)
+        d = np.asarray(base.returns) - np.asarray(r.returns)
+        half = t95(len(d) - 1) * float(d.std(ddof=1)) / np.sqrt(len(d)) if len(d) > 1 else 0.0
+        scale = abs(base.return_mean) or 1.0
+        return 1 - return_drop(base.return_mean, r.return_mean) - half / scale
 
-    threshold, tries = calibrate(retention, rule, figures, target + SAFETY)
+    threshold, tries = calibrate(retention, rule, figures, target)
     child = with_threshold(threshold)
     own = visited_observations(child, env_id, states=len(visited), seed=seed + 1,
                                gym_packages=gym_packages)  # fmt: skip
@@ -184,7 +185,7 @@ def build(
     full_macs = int(parent.body.macs())
     params: dict[str, Any] = {
         "rule": rule, "threshold": body.threshold, "widths": list(hidden),
-        "students": len(small), "target_retention": target, "calibrated_to": target + SAFETY,
+        "students": len(small), "target_retention": target, "calibrated_to": "low end of the paired 95 % interval of the retention",
         "calibration_episodes": episodes, "calibration": tries,
         "share_small": share, "share_measured_on": f"{len(own)} states the cascade visits",
         "macs_small": body.small_macs(), "macs_full": full_macs, "macs_worst": body.macs(),
