@@ -185,7 +185,8 @@ def build(
     full_macs = int(parent.body.macs())
     params: dict[str, Any] = {
         "rule": rule, "threshold": body.threshold, "widths": list(hidden),
-        "students": len(small), "target_retention": target, "calibrated_to": "low end of the paired 95 % interval of the retention",
+        "students": len(small), "target_retention": target,
+        "calibrated_on": "the low end of the paired 95 % interval of the retention",
         "calibration_episodes": episodes, "calibration": tries,
         "share_small": share, "share_measured_on": f"{len(own)} states the cascade visits",
         "macs_small": body.small_macs(), "macs_full": full_macs, "macs_worst": body.macs(),
