@@ -289,6 +289,13 @@ def render_compress(console: Console, report: CompressReport, output: Path) -> N
         markup=False,
     )
     for s in report.steps:
+        if s.method == "cascade":  # its MACs column is the worst case
+            p = s.params
+            console.print(f"cascade: the small body ({p['macs_small']:,} MACs) decides "
+                          f"{p['share_small']:.1%} alone ({p['share_measured_on']}); MACs per "
+                          f"decision: mean {p['macs_mean']:,.0f} ({p['macs_mean_ratio']:.1%} of "
+                          f"the full {p['macs_full']:,}), worst {p['macs_worst']:,}; "
+                          f"{p['rule']} threshold {p['threshold']:.4g}", markup=False)  # fmt: skip
         if s.bytes_after > s.bytes_before:
             console.print(f"note: '{s.method}' made the policy larger ({s.bytes_before:,} → "
                           f"{s.bytes_after:,} B): its constants outweigh what it saved on so "

@@ -60,3 +60,12 @@ def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None]:
         return None, None
     half = ci95_half_width(values)
     return statistics.fmean(values), None if half is None else round(half, 4)
+
+
+def return_drop(before: float, after: float) -> float:
+    """``(before - after) / |before|``; ``before - after`` when ``before`` is 0.
+
+    >>> return_drop(200.0, 190.0), return_drop(-150.0, -165.0), return_drop(0.0, -1.0)
+    (0.05, 0.1, 1.0)
+    """
+    return (before - after) / abs(before) if before != 0 else before - after

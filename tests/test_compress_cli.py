@@ -31,7 +31,8 @@ from tests.factories import balancing_mlp, frozenlake_best_table
 runner = CliRunner()
 FAST = ["--episodes", "3", "--states", "300"]
 METHOD_LIST = (
-    "int8, tflite-rounding, int16, fp16, prune, prune-neurons, distill, pack, drop-unvisited"
+    "int8, tflite-rounding, int16, fp16, prune, prune-neurons, distill, cascade, pack, "
+    "drop-unvisited"
 )
 
 
@@ -274,10 +275,10 @@ def test_output_replaced_only_when_complete(cartpole: Path, tmp_path: Path) -> N
          "bodies: pack, drop-unvisited"),
         ("cartpole", ["-m", "pack"],
          "method 'pack' does not apply to this policy's mlp body; methods for mlp bodies: "
-         "int8, fp16, prune, prune-neurons, distill"),
+         "int8, fp16, prune, prune-neurons, distill, cascade"),
         ("cartpole", ["-m", "int8,fp16"],
          "method 'fp16' does not apply to the mlp_int8 body left by 'int8'; methods for "
-         "mlp_int8 bodies: tflite-rounding, prune, distill"),
+         "mlp_int8 bodies: tflite-rounding, prune, distill, cascade"),
         ("cartpole", ["-m", "int8", "--recover"],
          "--recover applies to prune and prune-neurons; the methods given are int8"),
         ("cartpole", ["-m", "int8,prune", "--recover"],

@@ -245,7 +245,10 @@ def compress(
     ] = None,
     widths: Annotated[
         str | None,
-        typer.Option("--widths", help="distill: student hidden widths, e.g. 8,8 (or --budget)."),
+        typer.Option(
+            "--widths",
+            help="distill, cascade: student hidden widths, e.g. 8,8 (distill: or --budget).",
+        ),
     ] = None,
     budget: Annotated[
         Path | None,

@@ -25,6 +25,9 @@ Methods (:data:`METHODS`, by name; each lists the body kinds it applies to):
   (:func:`~rlbudget.compress.distill.distill`), with ``widths`` given or chosen from a
   budget (:func:`~rlbudget.compress.distill.widths_for_budget`, counting 1 byte per weight
   when an ``int8`` step follows, 2 when ``fp16`` follows, else 4).
+- ``cascade``: an ``mlp`` / ``mlp_int8`` → a ``cascade`` body: a tiny distilled int8
+  student decides alone when confident, else the full policy
+  (:func:`~rlbudget.compress.cascade.build`; ``widths``: the student's hidden widths).
 - ``pack``: a value ``table`` → its greedy actions, ⌈log2 |A|⌉ bits each.
 - ``drop-unvisited``: a ``table`` / ``packed_table`` whose states the parent never visits
   act ``default_action`` (:func:`~rlbudget.compress.tabular.drop_unvisited`).
@@ -68,7 +71,7 @@ OPTION_USERS = {
     "sparsity": ("--sparsity", ("prune",)),
     "keep": ("--keep", ("prune-neurons",)),
     "neurons": ("--neurons", ("prune-neurons",)),
-    "widths": ("--widths", ("distill",)),
+    "widths": ("--widths", ("distill", "cascade")),
     "budget": ("--budget", ("distill",)),
     "default_action": ("--default-action", ("drop-unvisited",)),
 }
@@ -246,6 +249,13 @@ def _distill(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     return child, {"widths": list(widths), "widths_from": source}
 
 
+def _cascade(ctx: Context) -> tuple[Policy, dict[str, Any]]:
+    from rlbudget.compress.cascade import build
+
+    return build(ctx.parent, ctx.visited, ctx.env_id, seed=ctx.seed, widths=ctx.options.widths,
+                 gym_packages=ctx.gym_packages)  # fmt: skip
+
+
 def _pack(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     from rlbudget.compress.tabular import pack_table
 
@@ -268,6 +278,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("prune", {"mlp": "mlp", "mlp_int8": "mlp_int8"}, _prune),
     Method("prune-neurons", {"mlp": "mlp"}, _prune_neurons),
     Method("distill", {"mlp": "mlp", "mlp_int8": "mlp", "linear": "mlp"}, _distill),
+    Method("cascade", {"mlp": "cascade", "mlp_int8": "cascade"}, _cascade),
     Method("pack", {"table": "packed_table"}, _pack),
     Method("drop-unvisited", {"table": "packed_table", "packed_table": "packed_table"},
            _drop_unvisited),

@@ -71,6 +71,7 @@ from rlbudget.compress.methods import MethodOptions as MethodOptions  # compress
 from rlbudget.errors import PolicyError
 from rlbudget.policy.model import Array, Policy
 from rlbudget.profile.evaluate import visited_observations
+from rlbudget.stats import return_drop as return_drop  # compress's measure
 from rlbudget.stats import t95
 
 SCHEMA = "rlbudget.compress/1"
@@ -125,15 +126,6 @@ class Returns:
 
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "returns": list(self.returns)}
-
-
-def return_drop(before: float, after: float) -> float:
-    """``(before - after) / |before|``; ``before - after`` when ``before`` is 0.
-
-    >>> return_drop(200.0, 190.0), return_drop(-150.0, -165.0), return_drop(0.0, -1.0)
-    (0.05, 0.1, 1.0)
-    """
-    return (before - after) / abs(before) if before != 0 else before - after
 
 
 def cvar(returns: Sequence[float] | Array, fraction: float = TAIL_FRACTION) -> float:

@@ -80,6 +80,7 @@ from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
     MLP,
     Array,
+    Cascade,
     Discretize,
     Linear,
     Normalize,
@@ -521,8 +522,17 @@ def export_c(
     """
     from rlbudget.fileio import atomic_write_dir
 
-    w = _generate(policy)
-    files = {HEADER: policy_h(policy, w), SOURCE: policy_c(policy, w), HARNESS: HARNESS_TEXT}
+    if isinstance(policy.body, Cascade):  # each body as exported alone, then the branch
+        from rlbudget.export.c_cascade import cascade_source
+
+        def head(w: CWriter, p: Policy, y: str, n: int) -> None:
+            _head(w, p, y, n, None)
+
+        text, w = cascade_source(policy, _generate, head)
+    else:
+        w = _generate(policy)
+        text = policy_c(policy, w)
+    files = {HEADER: policy_h(policy, w), SOURCE: text, HARNESS: HARNESS_TEXT}
     folder = atomic_write_dir(out_dir, {k: v.encode() for k, v in files.items()}, marker=HEADER,
                               parents=parents)  # fmt: skip
     return ExportResult(tuple(folder / name for name in files), w.ram, w.flash, w.libm)

@@ -409,6 +409,10 @@ def _body(g: _Graph, x: _Tensor, policy: Policy) -> _Tensor:
         return _Tensor(g.op("Gather", actions, _index(g, x, body.kind).name, axis=0), INT64, 1)
     if isinstance(body, Linear):
         return _linear(g, x, body)
+    if getattr(body, "kind", None) == "cascade":  # a per-decision branch: an If per row
+        raise _fail("a cascade's branch (the full body runs only where the small one is not "
+                    "confident) is not exported to ONNX; export it as C (--format c), or "
+                    "export the full policy")  # fmt: skip
     raise _fail(f"body kind {getattr(body, 'kind', type(body).__name__)!r} is not supported; "
                 "the ONNX export handles mlp, mlp_int8, table, packed_table, linear")  # fmt: skip
 

@@ -29,13 +29,14 @@ Components (``kind`` is the name used in ``policy.json``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from rlbudget.envs import SpaceSpec
+from rlbudget.policy.cascade import Cascade
 from rlbudget.policy.int8 import (
     INT32_MAX,
     INT32_MIN,
@@ -71,12 +72,39 @@ from rlbudget.policy.preprocess import Discretize, Normalize, OneHot, Preprocess
 # The int8 body and the shared array names live in their own modules; the policy's
 # users import every part from here.
 __all__ = [
-    "ACTIVATIONS", "HEADS", "INT32_MAX", "INT32_MIN", "LUT_OUTPUT", "MLP",
-    "QUANTIZATION_ARRAYS", "REQUANTIZE", "SPARSE_INDEX_ARRAYS", "Array", "Body", "Dense",
-    "Discretize", "Head", "Linear", "Normalize", "OneHot", "PackedTable", "Policy",
-    "Preprocess", "QDense", "QuantizedMLP", "Table", "TileCode", "dequantize",
-    "multiply_by_quantized_multiplier", "odd_half", "odd_table", "quantize_input",
-    "rounded_high_mul", "rounding_divide_by_pot", "saturating_rounding_doubling_high_mul"
+    "ACTIVATIONS",
+    "HEADS",
+    "INT32_MAX",
+    "INT32_MIN",
+    "LUT_OUTPUT",
+    "MLP",
+    "QUANTIZATION_ARRAYS",
+    "REQUANTIZE",
+    "SPARSE_INDEX_ARRAYS",
+    "Array",
+    "Body",
+    "Cascade",
+    "Dense",
+    "Discretize",
+    "Head",
+    "Linear",
+    "Normalize",
+    "OneHot",
+    "PackedTable",
+    "Policy",
+    "Preprocess",
+    "QDense",
+    "QuantizedMLP",
+    "Table",
+    "TileCode",
+    "dequantize",
+    "multiply_by_quantized_multiplier",
+    "odd_half",
+    "odd_table",
+    "quantize_input",
+    "rounded_high_mul",
+    "rounding_divide_by_pot",
+    "saturating_rounding_doubling_high_mul"
 ]  # fmt: skip
 
 # --- bodies -------------------------------------------------------------------------------
@@ -327,7 +355,7 @@ class Linear:
         return affine(x, self.W, self.b)
 
 
-Body = MLP | QuantizedMLP | Table | PackedTable | Linear
+Body = MLP | QuantizedMLP | Table | PackedTable | Linear | Cascade
 
 # --- heads --------------------------------------------------------------------------------
 
@@ -453,6 +481,9 @@ class Policy:
         """Working buffers for one decision: the largest pair of live activations (fp32: 4 B
         each, int8: 1 B)."""
         body = self.body
+        if isinstance(body, Cascade):  # one body at a time, then the chosen output
+            parts = [replace(self, body=b).buffer_bytes for b in (*body.small, body.full)]
+            return max(parts) + 4 * int(body.small[0].layers[-1].W.shape[1]) * len(body.small)
         if isinstance(body, MLP | QuantizedMLP):
             widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
             width_bytes = 1 if isinstance(body, QuantizedMLP) else 4

@@ -15,6 +15,7 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
+from rlbudget.policy.cascade import Cascade, read_cascade
 from rlbudget.policy.int8 import (
     INT32_MAX,
     PER_TENSOR_SCALARS,
@@ -268,6 +269,8 @@ class _Loader:
     def body(self, d: Mapping[str, Any], width: int, indices: bool) -> tuple[Body, int]:
         kind = d.get("kind")
         what = f"body ({kind})"
+        if kind == "cascade":  # bodies of the kinds below, read by this loader
+            return read_cascade(d, width, indices, self.body, self.preprocess, self.fail)
         if kind == "mlp":
             layers: list[Dense] = []
             for i, la in enumerate(d.get("layers", [])):
@@ -337,7 +340,7 @@ class _Loader:
             return Linear(w, b, scale), int(w.shape[1])
         raise self.fail(
             f"unknown body kind {kind!r}; this rlbudget knows mlp, mlp_int8, table, packed_table, "
-            "linear "
+            "linear, cascade "
             "(a newer rlbudget may have written it)"
         )
 
@@ -567,6 +570,10 @@ def _build(doc: Mapping[str, Any], arrays: Mapping[str, Array], where: str) -> P
     indices = bool(steps) and isinstance(steps[-1], TileCode)
     body, width = L.body(doc.get("body", {}), width, indices)
     head = L.head(doc.get("head", {}), width, act, body)
+    if isinstance(body, Cascade) and (body.rule == "gap") != (act.kind == "discrete"):
+        raise PolicyError(f"{where}: body (cascade): rule {body.rule!r} is for "
+                          f"{'discrete' if body.rule == 'gap' else 'continuous'} actions; this "
+                          f"policy's are {act.kind} (gap: discrete, agreement: box)")  # fmt: skip
     L.packed.check()
     extra = set(arrays) - L.used
     if extra:

@@ -53,6 +53,7 @@ from rlbudget.errors import PolicyError
 from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
 from rlbudget.limits import FAIL, MEMORY_LIMITS, PASS, Check, binding, check, check_budget
 from rlbudget.limits import target_return as target_rule
+from rlbudget.policy.cascade import Cascade
 from rlbudget.policy.model import Policy
 from rlbudget.profile.footprint import FORMATS, Footprint, deployed, footprint
 from rlbudget.profile.latency import HostLatency, estimate_target, measure_host
@@ -333,7 +334,8 @@ def profile(
                 "return is not checked; host latency used random observations"
             )
         host = measure_host(actor, obs, fmt, calls=calls)
-        if fmt == "c" and device.device_class in ("mcu", "mcu-accel"):  # issue 16: emulate
+        cascade = isinstance(policy.body, Cascade)  # two paths: each by the device model
+        if fmt == "c" and device.device_class in ("mcu", "mcu-accel") and not cascade:
             from rlbudget.emulate import profile_latency
             from rlbudget.emulate.avr import is_avr, profile_latency_avr
 
@@ -359,6 +361,16 @@ def profile(
     target_latency, how = estimate_target(policy, device)
     latency_source = "estimated"
     unmodelled = None
+    mean_latency = None
+    if isinstance(policy.body, Cascade):  # worst case for the deadline, mean for energy
+        from rlbudget.profile.cascade import cascade_latency
+
+        paths = cascade_latency(policy, device, obs)
+        target_latency, mean_latency, how = paths.worst, paths.mean, paths.how
+        notes.append(f"{paths.how}: inference.latency is checked at the worst case (small + "
+                     f"full, {paths.worst.typical * 1e6:.3g} µs), inference.energy at the mean "
+                     f"({paths.mean.typical * 1e6:.3g} µs; small path "
+                     f"{paths.small.typical * 1e6:.3g} µs)")  # fmt: skip
     if emulated is not None:
         target_latency, how, latency_source = emulated, why, "emulated"
         if not same_build(device, memory.target):
@@ -373,7 +385,7 @@ def profile(
     if fmt != "c":
         how += (f"; it models compiled C: the {fmt} runtime's own per-call cost is in the "
                 "host measurement")  # fmt: skip
-    energy = estimate_energy(device, target_latency)
+    energy = estimate_energy(device, mean_latency or target_latency)
     if learner is not None:  # decision + update, each step
         if learner.update_s is None:
             unmodelled = unmodelled or learner.how
@@ -404,6 +416,8 @@ def profile(
         energy_figure = None if unmodelled else energy.typical
         energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the typical target "
                       "latency")  # fmt: skip
+        if mean_latency is not None:
+            energy_how += " (the cascade's mean over the visited states)"
         if latency_source == "emulated":
             energy_how = (f"{device.active_power_w * 1e3:g} mW active power × the emulated "
                           "mean latency")  # fmt: skip
