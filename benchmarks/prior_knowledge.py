@@ -81,8 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = ["cartpole", "dagger-250", "scratch", "pendulum", "finetune"]
     ap.add_argument("--rows", nargs="+", default=rows)
     ap.add_argument("--pendulum-steps", type=int, default=20_000)
-    ap.add_argument("--finetune-cap", type=int, default=200_000,
-                    help="env steps after which the fine-tune rows stop (not reached: the cap)")
+    ap.add_argument(
+        "--finetune-cap",
+        type=int,
+        default=200_000,
+        help="env steps after which the fine-tune rows stop (not reached: the cap)",
+    )
     ap.add_argument(
         "--merge",
         type=Path,
