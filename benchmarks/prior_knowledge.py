@@ -82,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", nargs="+", default=rows)
     ap.add_argument("--pendulum-steps", type=int, default=20_000)
     ap.add_argument(
+        "--finetune-cap",
+        type=int,
+        default=200_000,
+        help="env steps after which the fine-tune rows stop (not reached: the cap)",
+    )
+    ap.add_argument(
         "--merge",
         type=Path,
         nargs="+",
@@ -141,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             source = run / "cartpole-sl" / "policy"
             if not source.is_dir():  # the default-physics policy this seed starts from
                 train("sarsa-lambda", "CartPole-v1", seed, 200_000, 475.0, run / "cartpole-sl")
-            for name, init in (("from scratch", None), ("fine-tuned (--init)", str(source))):
+            for name, init in (("fine-tuned (--init)", str(source)), ("from scratch", None)):
                 slug = "scratch" if init is None else "init"
-                r = train("sarsa-lambda", "CartPole-v1", seed, 200_000, 475.0,
+                r = train("sarsa-lambda", "CartPole-v1", seed, args.finetune_cap, 475.0,
                           run / f"finetune-{slug}", init=init, env_kwargs=FINE_TUNE)  # fmt: skip
                 record({**r, "case": f"CartPole-v1 force_mag 6, {name}", "target": 475.0})
     table(rows)

@@ -6,10 +6,13 @@ physics (``--env-kwargs``), starting from the first run's policy instead of from
 - Tabular agents (q-learning, sarsa, expected-sarsa, dyna-q): the Q table and, for Box
   observations, its discretizer (the grid the table was learned on) are copied.
 - Sarsa(λ): the tile coder (its box, tilings, tiles, hashing) and the weights are copied.
-- Stable-Baselines3 PPO, SAC, TD3 (:func:`pretrain_sb3`): the actor is behaviour-cloned
-  from the init policy (any body: its actions on the states it visits in
-  :data:`PRETRAIN_STEPS` env steps, which are not counted against the run's budget), so
-  the architecture need not match; the critic starts fresh.
+- Stable-Baselines3 PPO, SAC, TD3 (:func:`pretrain_sb3`): where the init policy has the
+  actor's architecture (the layers, widths, activation, head and preprocessing that
+  :func:`rlbudget.sb3.convert.from_model` reads from the fresh model), its weights are
+  copied into the actor; otherwise the actor is behaviour-cloned from the init policy (any
+  body: its actions on the states it visits in :data:`PRETRAIN_STEPS` env steps, which are
+  not counted against the run's budget). The critic starts fresh either way; the run's
+  summary says which happened (``extra.warm_start``).
 
 The init policy must have the env's spaces and the body the agent learns (a ``table``
 for tabular agents, a tile-coded ``linear`` for Sarsa(λ)), in float32 (not int8 or
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget.errors import PolicyError
-from rlbudget.policy.model import Discretize, Linear, Policy, Table, TileCode
+from rlbudget.policy.model import MLP, Discretize, Linear, Policy, Table, TileCode
 
 TABULAR = ("q-learning", "sarsa", "expected-sarsa", "dyna-q")
 SB3 = ("ppo", "sac", "td3")
@@ -131,18 +134,73 @@ def warm_tiles(path: str, env_id: str) -> tuple[TileCode, np.ndarray]:
     return coder, np.asarray(body.W, dtype=np.float64)
 
 
-def pretrain_sb3(model: Any, algorithm: str, path: str, env_id: str, seed: int) -> int:
-    """Clone the init policy into ``model``'s actor (PPO: its action distribution's
-    log-likelihood of the init policy's actions; SAC/TD3: mean squared error of the
-    deterministic action, in SB3's [-1, 1] scale; TD3's target actor is copied after).
+def _layout(policy: Policy) -> tuple[Any, ...] | None:
+    """What must be equal for a weight copy: preprocessing, layer shapes, dtypes and
+    activations, the head and its bounds (None: not an MLP)."""
+    body = policy.body
+    if not isinstance(body, MLP):
+        return None
+    head = policy.head
+    bounds = tuple(None if a is None else np.asarray(a).tolist() for a in (head.low, head.high))
+    return (tuple(type(p).__name__ for p in policy.preprocess),
+            tuple((d.W.shape, str(d.W.dtype), d.activation) for d in body.layers),
+            head.kind, bounds)  # fmt: skip
 
-    :return: the states cloned from.
+
+def _actor_linears(policy: Any, algorithm: str) -> list[Any]:
+    """The actor's ``nn.Linear`` layers in order (what ``from_model`` reads as the body)."""
+    import torch
+
+    if algorithm == "ppo":
+        modules = [*policy.mlp_extractor.policy_net.modules(), policy.action_net]
+    elif algorithm == "sac":
+        modules = [*policy.actor.latent_pi.modules(), policy.actor.mu]
+    else:
+        modules = [*policy.actor.mu.modules()]
+    return [m for m in modules if isinstance(m, torch.nn.Linear)]
+
+
+def copy_sb3_actor(model: Any, algorithm: str, init: Policy) -> bool:
+    """Copy ``init``'s MLP into ``model``'s actor when the fresh actor, read as a policy,
+    has the same layout; TD3's target actor too. Nothing changes when it has not.
+
+    :return: whether the weights were copied.
+    """
+    import torch
+
+    from rlbudget.sb3.convert import from_model
+
+    layout = _layout(init)
+    if layout is None or layout != _layout(from_model(model)):
+        return False
+    linears = _actor_linears(model.policy, algorithm)
+    assert isinstance(init.body, MLP)
+    if len(linears) != len(init.body.layers):
+        return False
+    with torch.no_grad():
+        for module, dense in zip(linears, init.body.layers, strict=True):
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(dense.W.T)))
+            module.bias.copy_(torch.from_numpy(np.asarray(dense.b)))
+    if algorithm == "td3":
+        model.policy.actor_target.load_state_dict(model.policy.actor.state_dict())
+    return True
+
+
+def pretrain_sb3(model: Any, algorithm: str, path: str, env_id: str, seed: int) -> str:
+    """Start ``model``'s actor from the init policy: its weights copied where the
+    architecture matches (:func:`copy_sb3_actor`), else cloned (PPO: its action
+    distribution's log-likelihood of the init policy's actions; SAC/TD3: mean squared error
+    of the deterministic action, in SB3's [-1, 1] scale; TD3's target actor is copied after).
+
+    :return: which happened, for the run's summary.
     """
     import torch
 
     from rlbudget.envs import make_env
 
     init = load_init(path, env_id)
+    if copy_sb3_actor(model, algorithm, init):
+        return "weights copied (same architecture)"
     env = make_env(env_id)
     rng = np.random.default_rng(seed)
     states, obs = [], env.reset(seed=seed)[0]
@@ -180,4 +238,4 @@ def pretrain_sb3(model: Any, algorithm: str, path: str, env_id: str, seed: int) 
     policy.set_training_mode(False)
     if algorithm == "td3":
         policy.actor_target.load_state_dict(policy.actor.state_dict())
-    return len(x)
+    return f"actor behaviour-cloned on {len(x):,} states (another architecture)"

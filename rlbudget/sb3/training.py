@@ -376,11 +376,12 @@ def train_sb3(
                 tensorboard_log=cfg.tensorboard_log, **model_kwargs(cfg, n_actions))  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
+    warm_start = None
     if cfg.init and resume is None:
         from rlbudget.agents.warmstart import pretrain_sb3
 
         assert vecnorm is None, "checked by rlbudget.agents.prior.check_prior"
-        pretrain_sb3(model, cfg.algorithm, cfg.init, env_id, cfg.seed)
+        warm_start = pretrain_sb3(model, cfg.algorithm, cfg.init, env_id, cfg.seed)
     if resume is not None:
         restore_model(model, vecnorm, resume)
         episodes = [Episode(**e) for e in resume.state["episodes"]]
@@ -462,4 +463,5 @@ def train_sb3(
     steps = int(model.num_timesteps)
     env.close()
     ck = snapshot()  # checks the weights
-    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, ck)
+    extra = {"warm_start": warm_start} if warm_start else {}
+    return TrainResult(current(), tuple(episodes), steps, time.perf_counter() - start, ck, extra)
