@@ -211,11 +211,32 @@ def test_init_with_another_body(tmp_path: Path, teacher: Path) -> None:
          "constants"),
         ("[1]", "--env-kwargs: write a JSON object of gymnasium.make kwargs, such as "
          """'{"g": 9.81}', not list"""),
+        # JSON's NaN/Infinity reached the physics (NaN observations after the run folder
+        # was written); render_mode "human" opened a window or failed at the first reset
+        ('{"attributes": {"force_mag": NaN}}', "--env-kwargs: 'attributes.force_mag' is "
+         "nan; env kwargs hold finite numbers (NaN or inf would reach the physics)"),
+        ('{"render_mode": "human"}', "--env-kwargs: 'render_mode' is not an env kwarg "
+         "rlbudget trains with (it changes how the env is stepped or rendered); remove it"),
+        # the constructor's own ValueError was exit 3
+        ('{"max_episode_steps": -5}', "environment 'CartPole-v1' cannot be made with the "
+         "env kwargs max_episode_steps (ValueError: Expect the `max_episode_steps` to be "
+         "positive, actually: -5); fix their values"),
     ],
 )  # fmt: skip
 def test_bad_env_kwargs(tmp_path: Path, text: str, expected: str) -> None:
     line = _refused(tmp_path, ["--algo", "q-learning", "--env-kwargs", text])
     assert line == expected
+
+
+def test_an_int_attribute_takes_whole_numbers_only() -> None:
+    from rlbudget.envs import make_env
+    from rlbudget.errors import EnvError
+
+    # Pendulum's max_speed is the int 8: int(8.5) was 8 silently, int(inf) an OverflowError
+    with pytest.raises(EnvError, match=r"^env kwargs attributes.max_speed: 8.5 for "
+                       r"'Pendulum-v1', whose max_speed is a whole number \(8\)$"):  # fmt: skip
+        make_env("Pendulum-v1", attributes={"max_speed": 8.5})
+    assert make_env("Pendulum-v1", attributes={"max_speed": 9.0}).unwrapped.max_speed == 9
 
 
 def test_env_kwargs_reach_training_and_evaluation() -> None:

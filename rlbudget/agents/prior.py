@@ -258,6 +258,14 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
     if not isinstance(value, dict):
         raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
                             f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
+    for key in NOT_KWARGS:
+        if key in value:
+            raise RlbudgetError(f"{what}: '{key}' is not an env kwarg rlbudget trains with (it "
+                                "changes how the env is stepped or rendered); remove it")  # fmt: skip
+    bad = _non_finite(value)
+    if bad is not None:
+        raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
+                            "(NaN or inf would reach the physics)")  # fmt: skip
     attrs = value.get(ATTRIBUTES, {})
     if not isinstance(attrs, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
@@ -265,6 +273,24 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
         raise RlbudgetError(f"{what}: '{ATTRIBUTES}' must map attribute names to numbers, "
                             """e.g. {"attributes": {"force_mag": 8.0}}""")  # fmt: skip
     return dict(value)
+
+
+NOT_KWARGS = ("render_mode", "autoreset", "apply_api_compatibility")
+"""``gymnasium.make`` options that change how the env is stepped or rendered (a window, an
+automatic reset rlbudget's loops do not expect), refused in env kwargs."""
+
+
+def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
+    """The first NaN/inf number in ``value`` (nested dicts and lists), with its key path."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return key, value
+    items: Any = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())  # fmt: skip
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def describe_env_kwargs(kwargs: dict[str, Any] | None) -> str:
