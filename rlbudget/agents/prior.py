@@ -260,8 +260,10 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
                             f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
     for key in NOT_KWARGS:
         if key in value:
-            raise RlbudgetError(f"{what}: '{key}' is not an env kwarg rlbudget trains with (it "
-                                "changes how the env is stepped or rendered); remove it")  # fmt: skip
+            raise RlbudgetError(
+                f"{what}: '{key}' is not an env kwarg rlbudget trains with "
+                "(it changes how the env is stepped or rendered); remove it"
+            )
     bad = _non_finite(value)
     if bad is not None:
         raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
