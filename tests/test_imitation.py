@@ -4,6 +4,8 @@ exact step budget, and every bad input as one line, exit 2, nothing written."""
 from __future__ import annotations
 
 import pickle
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -174,6 +176,33 @@ class _Touch:
 
     def __reduce__(self) -> tuple[object, tuple[Path]]:
         return (Path.touch, (self.marker,))
+
+
+def _npy(shape: tuple[int, ...]) -> bytes:
+    """A float32 ``.npy`` header declaring ``shape``, with no data after it."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape!r}, }}"
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+
+
+def test_demos_declaring_huge_arrays_are_refused_before_reading(tmp_path: Path) -> None:
+    # a 1 kB file whose header declares 1.5 TiB: numpy allocated it first (MemoryError, exit
+    # 3); a compressed file of zeros under the 2 GiB file cap likewise took all memory
+    path = _demos(tmp_path / "d.npz")
+    with zipfile.ZipFile(path, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the duplicate name: the last entry is read
+        zf.writestr("observations.npy", _npy((10**11, 4)))
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(path)])
+    assert (
+        line == f"--demos {path}: its arrays hold 1490.1 GiB once read (more than 2 GiB); split it"
+    )
+
+
+def test_complex_demos_are_refused(tmp_path: Path) -> None:
+    # numpy counts complex as a number; the float cast dropped the imaginary part silently
+    path = _demos(tmp_path / "d.npz", rewards=np.ones(40, complex))
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(path)])
+    assert line == f"--demos {path}: 'rewards' has dtype complex128; write real numbers"
 
 
 def test_demos_that_are_a_pickle_are_never_unpickled(tmp_path: Path) -> None:

@@ -142,8 +142,8 @@ def load_demos(path: str | Path, env_id: str) -> Demos:
             f"{env_id}'s actions are {act_spec.kind} {list(act_spec.shape) or act_spec.n}"
         )
     for key, a in (("observations", obs), ("actions", actions), ("rewards", arrays["rewards"])):
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-            raise RlbudgetError(f"{where}: '{key}' has dtype {a.dtype}; write numbers")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.iscomplexobj(a):
+            raise RlbudgetError(f"{where}: '{key}' has dtype {a.dtype}; write real numbers")
         bad = ~np.isfinite(np.asarray(a, dtype=np.float64))
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
@@ -185,6 +185,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                             f"numpy.savez(path, {'=..., '.join(DEMO_KEYS)}=...)")  # fmt: skip
     out: dict[str, np.ndarray] = {}
     try:
+        declared = _declared_bytes(path)
+        if declared > MAX_DEMOS_BYTES:
+            raise RlbudgetError(f"{where}: its arrays hold {declared / 2**30:.1f} GiB once read "
+                                f"(more than {MAX_DEMOS_BYTES >> 30} GiB); split it")  # fmt: skip
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             missing = [k for k in DEMO_KEYS if k not in names]
@@ -206,6 +210,24 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise RlbudgetError(f"{where}: cannot be read as an .npz ({exc})") from None
     return out
+
+
+def _declared_bytes(path: Path) -> int:
+    """What the :data:`DEMO_KEYS` arrays of the ``.npz`` at ``path`` take once read, from
+    their ``.npy`` headers (a compressed file of a few MB may hold terabytes of zeros)."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        for key in DEMO_KEYS:
+            if f"{key}.npy" not in names:
+                continue  # named as missing by the caller
+            with zf.open(f"{key}.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, _, dtype = read(f)
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
 
 
 def _minari(dataset_id: str) -> dict[str, np.ndarray]:
