@@ -198,6 +198,14 @@ def test_demos_declaring_huge_arrays_are_refused_before_reading(tmp_path: Path) 
     )
 
 
+def test_demos_that_are_a_folder_or_a_device_are_named_so(tmp_path: Path) -> None:
+    # both were "no such file"
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(tmp_path)])
+    assert line.startswith(f"--demos {tmp_path}: a folder; give an .npz written by numpy")
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", "/dev/null"])
+    assert line.startswith("--demos /dev/null: not a regular file; give an .npz")
+
+
 def test_complex_demos_are_refused(tmp_path: Path) -> None:
     # numpy counts complex as a number; the float cast dropped the imaginary part silently
     path = _demos(tmp_path / "d.npz", rewards=np.ones(40, complex))

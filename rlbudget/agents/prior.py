@@ -176,7 +176,9 @@ def load_demos(path: str | Path, env_id: str) -> Demos:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     where = f"--demos {path}"
     if not path.is_file():
-        raise RlbudgetError(f"{where}: no such file; give an .npz written by numpy.savez with "
+        what = "no such file" if not path.exists() else (
+            "a folder" if path.is_dir() else "not a regular file")  # fmt: skip
+        raise RlbudgetError(f"{where}: {what}; give an .npz written by numpy.savez with "
                             f"the keys {', '.join(DEMO_KEYS)}")  # fmt: skip
     if path.stat().st_size > MAX_DEMOS_BYTES:
         raise RlbudgetError(f"{where}: larger than {MAX_DEMOS_BYTES >> 30} GiB; split it")
