@@ -199,3 +199,17 @@ def test_bad_counts_are_one_line(change: dict[str, Any], expected: str) -> None:
     with pytest.raises(PlanError) as info:
         train_offpolicy("Pendulum-v1", cfg)
     assert str(info.value) == expected
+
+
+def test_bad_count_on_the_command_line_writes_no_run_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    out = tmp_path / "run"  # was left with config.yaml and metrics.csv
+    r = CliRunner().invoke(app, ["train", "--algo", "lean-td3", "--env", "Pendulum-v1", "-n",
+                                 "300", "-p", "train_freq=0", "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert r.stderr == ("error: lean-td3: hyperparameter train_freq = 0; write a whole number "
+                        "of at least 1\n")  # fmt: skip
+    assert not out.exists()

@@ -396,9 +396,23 @@ def run_settings(
         settings = _run_settings(algorithm, env_id, plan=plan, option=option, budget=budget,
                                  seed=seed, env_steps=env_steps, time_s=time_s,
                                  overrides=overrides, env_steps_from=env_steps_from)  # fmt: skip
+    _check_trainer_config(settings)
     if budget is not None and settings.algorithm in IMITATION:  # else the budget's are unused
         teacher, demos = teacher or budget.task.teacher, demos or budget.task.demos
     return check_prior(settings, teacher=teacher, demos=demos, init=init, env_kwargs=env_kwargs)
+
+
+def _check_trainer_config(settings: RunSettings) -> None:
+    """The hyperparameter checks of lean-sac/lean-td3 and mbpo, before the run folder is
+    made (they run again when training starts)."""
+    if settings.algorithm in ("lean-sac", "lean-td3"):
+        from rlbudget.agents.offpolicy import check_config
+
+        check_config(make_config(settings))
+    elif settings.algorithm == "mbpo":
+        from rlbudget.agents.model_based.mbpo import check_config as check_mbpo
+
+        check_mbpo(make_config(settings))
 
 
 def _run_settings(
