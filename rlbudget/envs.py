@@ -486,6 +486,12 @@ def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterato
             _env_kwargs[env_id] = before
 
 
+def _refused_kwargs(env_id: str, kwargs: Mapping[str, Any], exc: Exception) -> EnvError:
+    return EnvError(f"environment '{env_id}' cannot be made with the env kwargs "
+                    f"{', '.join(sorted(kwargs))} ({type(exc).__name__}: {exc}); fix their "
+                    "values")  # fmt: skip
+
+
 def _set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> None:
     base = env.unwrapped
     for name, value in attributes.items():
@@ -495,6 +501,10 @@ def _set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> Non
                 f"env kwargs attributes.{name}: environment '{env_id}' has no numeric "
                 f"attribute '{name}' to set; name one of its physics constants"
             )
+        if not math.isfinite(value) or (isinstance(old, int) and not float(value).is_integer()):
+            kind = "a whole number" if isinstance(old, int) else "a finite number"
+            raise EnvError(f"env kwargs attributes.{name}: {value} for '{env_id}', whose "
+                           f"{name} is {kind} ({old})")  # fmt: skip
         setattr(base, name, type(old)(value))
 
 
@@ -547,8 +557,10 @@ def make_env(
         try:
             env = gym.make(env_id, **kwargs)
         except TypeError as exc:
-            if not kwargs or "argument" not in str(exc):
+            if not kwargs:
                 raise
+            if "argument" not in str(exc):
+                raise _refused_kwargs(env_id, kwargs, exc) from None
             raise EnvError(
                 f"environment '{env_id}' does not take the env kwargs "
                 f"{', '.join(sorted(kwargs))} (gymnasium.make refused them); for physics its "
@@ -558,6 +570,10 @@ def make_env(
             raise _unknown_env(env_id, module, name, exc) from None
         except gym_error.DependencyNotInstalled as exc:
             raise EnvError(f"environment '{env_id}' needs an extra package: {exc}") from None
+        except Exception as exc:  # the env's own constructor, refusing a value it was given
+            if not kwargs:
+                raise
+            raise _refused_kwargs(env_id, kwargs, exc) from None
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if attributes:

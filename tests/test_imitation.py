@@ -4,6 +4,8 @@ exact step budget, and every bad input as one line, exit 2, nothing written."""
 from __future__ import annotations
 
 import pickle
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -176,6 +178,41 @@ class _Touch:
         return (Path.touch, (self.marker,))
 
 
+def _npy(shape: tuple[int, ...]) -> bytes:
+    """A float32 ``.npy`` header declaring ``shape``, with no data after it."""
+    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape!r}, }}"
+    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+
+
+def test_demos_declaring_huge_arrays_are_refused_before_reading(tmp_path: Path) -> None:
+    # a 1 kB file whose header declares 1.5 TiB: numpy allocated it first (MemoryError, exit
+    # 3); a compressed file of zeros under the 2 GiB file cap likewise took all memory
+    path = _demos(tmp_path / "d.npz")
+    with zipfile.ZipFile(path, "a") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the duplicate name: the last entry is read
+        zf.writestr("observations.npy", _npy((10**11, 4)))
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(path)])
+    assert (
+        line == f"--demos {path}: its arrays hold 1490.1 GiB once read (more than 2 GiB); split it"
+    )
+
+
+def test_demos_that_are_a_folder_or_a_device_are_named_so(tmp_path: Path) -> None:
+    # both were "no such file"
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(tmp_path)])
+    assert line.startswith(f"--demos {tmp_path}: a folder; give an .npz written by numpy")
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", "/dev/null"])
+    assert line.startswith("--demos /dev/null: not a regular file; give an .npz")
+
+
+def test_complex_demos_are_refused(tmp_path: Path) -> None:
+    # numpy counts complex as a number; the float cast dropped the imaginary part silently
+    path = _demos(tmp_path / "d.npz", rewards=np.ones(40, complex))
+    line = _refused(tmp_path, ["--algo", "bc", "--demos", str(path)])
+    assert line == f"--demos {path}: 'rewards' has dtype complex128; write real numbers"
+
+
 def test_demos_that_are_a_pickle_are_never_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     marker = tmp_path / "ran"
@@ -211,11 +248,32 @@ def test_init_with_another_body(tmp_path: Path, teacher: Path) -> None:
          "constants"),
         ("[1]", "--env-kwargs: write a JSON object of gymnasium.make kwargs, such as "
          """'{"g": 9.81}', not list"""),
+        # JSON's NaN/Infinity reached the physics (NaN observations after the run folder
+        # was written); render_mode "human" opened a window or failed at the first reset
+        ('{"attributes": {"force_mag": NaN}}', "--env-kwargs: 'attributes.force_mag' is "
+         "nan; env kwargs hold finite numbers (NaN or inf would reach the physics)"),
+        ('{"render_mode": "human"}', "--env-kwargs: 'render_mode' is not an env kwarg "
+         "rlbudget trains with (it changes how the env is stepped or rendered); remove it"),
+        # the constructor's own ValueError was exit 3
+        ('{"max_episode_steps": -5}', "environment 'CartPole-v1' cannot be made with the "
+         "env kwargs max_episode_steps (ValueError: Expect the `max_episode_steps` to be "
+         "positive, actually: -5); fix their values"),
     ],
 )  # fmt: skip
 def test_bad_env_kwargs(tmp_path: Path, text: str, expected: str) -> None:
     line = _refused(tmp_path, ["--algo", "q-learning", "--env-kwargs", text])
     assert line == expected
+
+
+def test_an_int_attribute_takes_whole_numbers_only() -> None:
+    from rlbudget.envs import make_env
+    from rlbudget.errors import EnvError
+
+    # Pendulum's max_speed is the int 8: int(8.5) was 8 silently, int(inf) an OverflowError
+    with pytest.raises(EnvError, match=r"^env kwargs attributes.max_speed: 8.5 for "
+                       r"'Pendulum-v1', whose max_speed is a whole number \(8\)$"):  # fmt: skip
+        make_env("Pendulum-v1", attributes={"max_speed": 8.5})
+    assert make_env("Pendulum-v1", attributes={"max_speed": 9.0}).unwrapped.max_speed == 9
 
 
 def test_env_kwargs_reach_training_and_evaluation() -> None:

@@ -158,3 +158,25 @@ def test_pendulum_actor_reaches_minus_200(tmp_path: Path) -> None:
     run = train_run(settings, tmp_path / "run")
     assert run.stopped_by == "target" and run.steps <= 5_000
     assert run.target_check is not None and run.target_check.lower_95 >= -200
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # was ZeroDivisionError (exit 3)
+        ({"model_train_freq": 0}, "mbpo: hyperparameter model_train_freq = 0; write a whole "
+         "number of at least 1"),
+        # was "negative dimensions are not allowed" (exit 3)
+        ({"real_ratio": 1.5}, "mbpo: hyperparameter real_ratio = 1.5; write a share in [0, 1] "
+         "(MBPO's 0.05)"),
+        # was "not enough values to unpack" (exit 3)
+        ({"rollout_schedule": [1, 2, 3]}, "mbpo: hyperparameter rollout_schedule = [1, 2, 3]; "
+         "write [from step, to step, from length, to length], e.g. [1000, 3000, 1, 5]"),
+    ],
+)  # fmt: skip
+def test_bad_hyperparameters_are_one_line(change: dict[str, Any], expected: str) -> None:
+    from rlbudget.errors import PlanError
+
+    with pytest.raises(PlanError) as info:
+        train_mbpo("Pendulum-v1", MBPOConfig(n_timesteps=10, **change))
+    assert str(info.value) == expected

@@ -173,3 +173,43 @@ def test_lean_sac_reaches_minus_200_on_pendulum(tmp_path: Path) -> None:
 
     policy = load_policy(tmp_path / "run" / "policy")
     assert evaluate(policy, "Pendulum-v1", episodes=50, seed=123).return_mean >= -200
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # was ZeroDivisionError (exit 3)
+        ({"train_freq": 0}, "lean-td3: hyperparameter train_freq = 0; write a whole number "
+         "of at least 1"),
+        ({"net_arch": [0]}, "lean-td3: hyperparameter net_arch[0] = 0; write a whole number "
+         "of at least 1"),
+        # was a NaN loss reported as divergence; -1 gradient steps trained nothing silently
+        ({"batch_size": 0}, "lean-td3: hyperparameter batch_size = 0; write a whole number "
+         "of at least 1"),
+        ({"gradient_steps": -1}, "lean-td3: hyperparameter gradient_steps = -1; write a whole "
+         "number of at least 1"),
+        ({"tau": 2.0}, "lean-td3: tau = 2.0, gamma = 0.99; tau must lie in (0, 1] and gamma "
+         "in [0, 1]"),
+    ],
+)  # fmt: skip
+def test_bad_counts_are_one_line(change: dict[str, Any], expected: str) -> None:
+    from rlbudget.errors import PlanError
+
+    cfg = OffPolicyConfig("lean-td3", n_timesteps=10, **change)
+    with pytest.raises(PlanError) as info:
+        train_offpolicy("Pendulum-v1", cfg)
+    assert str(info.value) == expected
+
+
+def test_bad_count_on_the_command_line_writes_no_run_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    out = tmp_path / "run"  # was left with config.yaml and metrics.csv
+    r = CliRunner().invoke(app, ["train", "--algo", "lean-td3", "--env", "Pendulum-v1", "-n",
+                                 "300", "-p", "train_freq=0", "-o", str(out)])  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert r.stderr == ("error: lean-td3: hyperparameter train_freq = 0; write a whole number "
+                        "of at least 1\n")  # fmt: skip
+    assert not out.exists()

@@ -335,6 +335,17 @@ def test_bad_train_options_are_one_line(tmp_path: Path) -> None:
     assert bad_train(tmp_path, "-p", "gamma=[").startswith(
         "error: --hyperparams gamma: value '[' is not valid YAML ("
     )
+    # a string or NaN for a number reached the trainer's arithmetic (TypeError, exit 3)
+    assert bad_train(tmp_path, "-p", "alpha=abc") == (
+        "error: hyperparameter 'alpha' = 'abc': q-learning takes a finite number, e.g. alpha=0.1\n"
+    )
+    assert bad_train(tmp_path, "-p", "alpha=.nan") == (
+        "error: hyperparameter 'alpha' = nan: q-learning takes a finite number, e.g. alpha=0.1\n"
+    )
+    # the config got n_timesteps twice (TypeError, exit 3)
+    assert bad_train(tmp_path, "-p", "n_timesteps=1k") == (
+        "error: hyperparameter 'n_timesteps' is the run's --steps; give --steps instead\n"
+    )
     assert bad_train(tmp_path, "--steps", "2x") == (
         "error: --steps: '2x': unknown count unit 'x'; use one of: k, M, G.\n"
     )

@@ -306,6 +306,28 @@ def update(nets: Nets, batch: tuple[Any, ...], cfg: OffPolicyConfig, target_entr
 # --- the loop -----------------------------------------------------------------------------
 
 
+def check_config(cfg: OffPolicyConfig) -> None:
+    """Counts and widths at least 1, ``tau`` in (0, 1], ``gamma`` in [0, 1].
+
+    :raises PlanError: one line naming the hyperparameter (a 0 ``train_freq`` or width
+        was a ZeroDivisionError, a 0 ``batch_size`` a NaN loss called divergence).
+    """
+    counts = {"batch_size": cfg.batch_size, "buffer_size": cfg.buffer_size,
+              "train_freq": cfg.train_freq, "gradient_steps": cfg.gradient_steps,
+              "policy_delay": cfg.policy_delay or 1, "threads": cfg.threads}  # fmt: skip
+    counts.update({f"net_arch[{i}]": w for i, w in enumerate(cfg.net_arch)})
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PlanError(f"{cfg.algorithm}: hyperparameter {key} = {value!r}; write a whole "
+                            "number of at least 1")  # fmt: skip
+    if not isinstance(cfg.learning_starts, int) or cfg.learning_starts < 0:
+        raise PlanError(f"{cfg.algorithm}: hyperparameter learning_starts = "
+                        f"{cfg.learning_starts!r}; write a whole number of at least 0")  # fmt: skip
+    if not 0.0 < cfg.tau <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
+        raise PlanError(f"{cfg.algorithm}: tau = {cfg.tau}, gamma = {cfg.gamma}; tau must lie "
+                        "in (0, 1] and gamma in [0, 1]")  # fmt: skip
+
+
 def train_offpolicy(
     env_id: str,
     cfg: OffPolicyConfig,
@@ -324,6 +346,7 @@ def train_offpolicy(
         raise PlanError(f"unknown algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
     if cfg.policy_delay is None:
         cfg = replace(cfg, policy_delay=1 if cfg.algorithm == "lean-sac" else 2)
+    check_config(cfg)
     env, obs_spec, act_spec = open_env(env_id, gym_packages)
     low = np.asarray(act_spec.low, np.float32) if act_spec.low is not None else None
     high = np.asarray(act_spec.high, np.float32) if act_spec.high is not None else None

@@ -142,8 +142,8 @@ def load_demos(path: str | Path, env_id: str) -> Demos:
             f"{env_id}'s actions are {act_spec.kind} {list(act_spec.shape) or act_spec.n}"
         )
     for key, a in (("observations", obs), ("actions", actions), ("rewards", arrays["rewards"])):
-        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_):
-            raise RlbudgetError(f"{where}: '{key}' has dtype {a.dtype}; write numbers")
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.iscomplexobj(a):
+            raise RlbudgetError(f"{where}: '{key}' has dtype {a.dtype}; write real numbers")
         bad = ~np.isfinite(np.asarray(a, dtype=np.float64))
         if bad.any():
             row = int(np.argwhere(bad)[0][0])
@@ -176,7 +176,9 @@ def load_demos(path: str | Path, env_id: str) -> Demos:
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     where = f"--demos {path}"
     if not path.is_file():
-        raise RlbudgetError(f"{where}: no such file; give an .npz written by numpy.savez with "
+        what = "no such file" if not path.exists() else (
+            "a folder" if path.is_dir() else "not a regular file")  # fmt: skip
+        raise RlbudgetError(f"{where}: {what}; give an .npz written by numpy.savez with "
                             f"the keys {', '.join(DEMO_KEYS)}")  # fmt: skip
     if path.stat().st_size > MAX_DEMOS_BYTES:
         raise RlbudgetError(f"{where}: larger than {MAX_DEMOS_BYTES >> 30} GiB; split it")
@@ -185,6 +187,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                             f"numpy.savez(path, {'=..., '.join(DEMO_KEYS)}=...)")  # fmt: skip
     out: dict[str, np.ndarray] = {}
     try:
+        declared = _declared_bytes(path)
+        if declared > MAX_DEMOS_BYTES:
+            raise RlbudgetError(f"{where}: its arrays hold {declared / 2**30:.1f} GiB once read "
+                                f"(more than {MAX_DEMOS_BYTES >> 30} GiB); split it")  # fmt: skip
         with np.load(path, allow_pickle=False) as npz:
             names = set(npz.files)
             missing = [k for k in DEMO_KEYS if k not in names]
@@ -206,6 +212,24 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise RlbudgetError(f"{where}: cannot be read as an .npz ({exc})") from None
     return out
+
+
+def _declared_bytes(path: Path) -> int:
+    """What the :data:`DEMO_KEYS` arrays of the ``.npz`` at ``path`` take once read, from
+    their ``.npy`` headers (a compressed file of a few MB may hold terabytes of zeros)."""
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        names = set(zf.namelist())
+        for key in DEMO_KEYS:
+            if f"{key}.npy" not in names:
+                continue  # named as missing by the caller
+            with zf.open(f"{key}.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, _, dtype = read(f)
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
 
 
 def _minari(dataset_id: str) -> dict[str, np.ndarray]:
@@ -258,6 +282,16 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
     if not isinstance(value, dict):
         raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
                             f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
+    for key in NOT_KWARGS:
+        if key in value:
+            raise RlbudgetError(
+                f"{what}: '{key}' is not an env kwarg rlbudget trains with "
+                "(it changes how the env is stepped or rendered); remove it"
+            )
+    bad = _non_finite(value)
+    if bad is not None:
+        raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
+                            "(NaN or inf would reach the physics)")  # fmt: skip
     attrs = value.get(ATTRIBUTES, {})
     if not isinstance(attrs, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
@@ -265,6 +299,24 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
         raise RlbudgetError(f"{what}: '{ATTRIBUTES}' must map attribute names to numbers, "
                             """e.g. {"attributes": {"force_mag": 8.0}}""")  # fmt: skip
     return dict(value)
+
+
+NOT_KWARGS = ("render_mode", "autoreset", "apply_api_compatibility")
+"""``gymnasium.make`` options that change how the env is stepped or rendered (a window, an
+automatic reset rlbudget's loops do not expect), refused in env kwargs."""
+
+
+def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
+    """The first NaN/inf number in ``value`` (nested dicts and lists), with its key path."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return key, value
+    items: Any = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())  # fmt: skip
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found is not None:
+            return found
+    return None
 
 
 def describe_env_kwargs(kwargs: dict[str, Any] | None) -> str:

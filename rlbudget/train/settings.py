@@ -4,6 +4,7 @@ back from config.yaml (:func:`load_settings`), and the agent they configure."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -249,13 +250,36 @@ def _field_names(config_cls: type) -> set[str]:
     return {f.name for f in fields(config_cls)}
 
 
+def _check_number(algorithm: str, key: str, value: Any, default: Any) -> None:
+    """A hyperparameter whose default is a number (bool: a bool) gets a finite one (a
+    string such as ``nan`` or ``abc`` reached the trainer's arithmetic: exit 3).
+
+    :raises PlanError: one line naming the key and the value.
+    """
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise PlanError(f"hyperparameter '{key}' = {value!r}: {algorithm} takes true or "
+                            "false")  # fmt: skip
+    elif isinstance(default, int | float):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
+            raise PlanError(f"hyperparameter '{key}' = {value!r}: {algorithm} takes a finite "
+                            f"number, e.g. {key}={default}")  # fmt: skip
+
+
 def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     config_cls, _ = agent(algorithm)
     names = _field_names(config_cls) - INPUTS  # the algorithm, the teacher: not hyperparameters
+    defaults = {f.name: f.default for f in fields(config_cls)}
     params: dict[str, Any] = {}
     for key, value in merged.items():
         key = RENAMED.get(key, key)
+        if key in ("n_timesteps", "seed"):  # the run's own settings, not hyperparameters
+            option = "--steps" if key == "n_timesteps" else "--seed"
+            raise PlanError(f"hyperparameter '{key}' is the run's {option}; give {option} "
+                            "instead")  # fmt: skip
         if key in names:
+            _check_number(algorithm, key, value, defaults[key])
             params[key] = value
         elif key not in IGNORED:
             raise PlanError(
@@ -372,9 +396,23 @@ def run_settings(
         settings = _run_settings(algorithm, env_id, plan=plan, option=option, budget=budget,
                                  seed=seed, env_steps=env_steps, time_s=time_s,
                                  overrides=overrides, env_steps_from=env_steps_from)  # fmt: skip
+    _check_trainer_config(settings)
     if budget is not None and settings.algorithm in IMITATION:  # else the budget's are unused
         teacher, demos = teacher or budget.task.teacher, demos or budget.task.demos
     return check_prior(settings, teacher=teacher, demos=demos, init=init, env_kwargs=env_kwargs)
+
+
+def _check_trainer_config(settings: RunSettings) -> None:
+    """The hyperparameter checks of lean-sac/lean-td3 and mbpo, before the run folder is
+    made (they run again when training starts)."""
+    if settings.algorithm in ("lean-sac", "lean-td3"):
+        from rlbudget.agents.offpolicy import check_config
+
+        check_config(make_config(settings))
+    elif settings.algorithm == "mbpo":
+        from rlbudget.agents.model_based.mbpo import check_config as check_mbpo
+
+        check_mbpo(make_config(settings))
 
 
 def _run_settings(

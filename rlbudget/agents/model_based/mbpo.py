@@ -207,6 +207,34 @@ def _filled(buf: Any, name: str) -> Array:
     return np.asarray(getattr(buf, name)[:n, 0])
 
 
+def check_config(cfg: MBPOConfig) -> None:
+    """Counts at least 1, ``real_ratio`` in [0, 1], a four-number ``rollout_schedule``.
+
+    :raises PlanError: one line naming the hyperparameter (``model_train_freq: 0`` was a
+        ZeroDivisionError, ``real_ratio: 1.5`` a negative batch, exit 3).
+    """
+    counts = {k: getattr(cfg, k) for k in (
+        "ensemble", "model_batch_size", "model_epochs", "model_max_updates",
+        "model_train_freq", "rollout_batch", "rollout_length", "model_retain",
+        "updates_per_step", "batch_size", "threads")}  # fmt: skip
+    counts.update({f"net_arch[{i}]": w for i, w in enumerate(cfg.net_arch)})
+    counts.update({f"model_arch[{i}]": w for i, w in enumerate(cfg.model_arch)})
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PlanError(f"mbpo: hyperparameter {key} = {value!r}; write a whole number "
+                            "of at least 1")  # fmt: skip
+    if not 0.0 <= cfg.real_ratio <= 1.0:
+        raise PlanError(f"mbpo: hyperparameter real_ratio = {cfg.real_ratio}; write a share "
+                        "in [0, 1] (MBPO's 0.05)")  # fmt: skip
+    schedule = cfg.rollout_schedule
+    if schedule and (len(schedule) != 4 or not all(isinstance(v, int) and v >= 0
+                                                   for v in schedule)):  # fmt: skip
+        raise PlanError(
+            f"mbpo: hyperparameter rollout_schedule = {schedule!r}; write [from step, to "
+            "step, from length, to length], e.g. [1000, 3000, 1, 5]"
+        )
+
+
 def train_mbpo(
     env_id: str,
     cfg: MBPOConfig,
@@ -220,6 +248,7 @@ def train_mbpo(
 ) -> TrainResult:
     """MBPO; the keyword arguments work as for :class:`~rlbudget.agents.common.Trainer`
     (see the module docstring)."""
+    check_config(cfg)
     env, obs_spec, act_spec = open_env(env_id, gym_packages)
     if obs_spec.kind != "box" or act_spec.kind != "box":
         env.close()
