@@ -55,7 +55,7 @@ def train(algorithm: str, env_id: str, seed: int, steps: int, target: float, out
           **prior: Any) -> dict[str, Any]:  # fmt: skip
     """One run to the target; its summary (steps, wall time, why it stopped)."""
     from rlbudget.agents.prior import check_prior
-    from rlbudget.envs import env_kwargs_applied
+    from rlbudget.env_kwargs import env_kwargs_applied
     from rlbudget.train import resolve, train_run
 
     env_kwargs = prior.pop("env_kwargs", None)

@@ -48,11 +48,11 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlbudget.env_kwargs import applied_kwargs, refused_kwargs, set_attributes
 from rlbudget.errors import EnvError
 
 # gymnasium writes "unbounded" float bounds as ±inf, but some envs use huge finite values.
@@ -460,54 +460,6 @@ def import_gym_packages(gym_packages: Sequence[str]) -> None:
         _import(package, f"--gym-package {package}")
 
 
-_env_kwargs: dict[str, dict[str, Any]] = {}
-
-
-@contextmanager
-def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterator[None]:
-    """Within the block, every :func:`make_env` of ``env_id`` gets ``kwargs`` (a run's
-    ``task.env_kwargs``: its training env, evaluations and confirmations alike).
-
-    The key ``attributes`` is not passed to ``gymnasium.make``: its numbers are set on the
-    unwrapped env after it is made (physics a constructor does not take, e.g. CartPole's
-    ``force_mag``, ``gravity``, ``masscart``).
-    """
-    if not kwargs:
-        yield
-        return
-    before = _env_kwargs.get(env_id)
-    _env_kwargs[env_id] = dict(kwargs)
-    try:
-        yield
-    finally:
-        if before is None:
-            _env_kwargs.pop(env_id, None)
-        else:
-            _env_kwargs[env_id] = before
-
-
-def _refused_kwargs(env_id: str, kwargs: Mapping[str, Any], exc: Exception) -> EnvError:
-    return EnvError(f"environment '{env_id}' cannot be made with the env kwargs "
-                    f"{', '.join(sorted(kwargs))} ({type(exc).__name__}: {exc}); fix their "
-                    "values")  # fmt: skip
-
-
-def _set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> None:
-    base = env.unwrapped
-    for name, value in attributes.items():
-        old = getattr(base, name, None)
-        if isinstance(old, bool) or not isinstance(old, int | float):
-            raise EnvError(
-                f"env kwargs attributes.{name}: environment '{env_id}' has no numeric "
-                f"attribute '{name}' to set; name one of its physics constants"
-            )
-        if not math.isfinite(value) or (isinstance(old, int) and not float(value).is_integer()):
-            kind = "a whole number" if isinstance(old, int) else "a finite number"
-            raise EnvError(f"env kwargs attributes.{name}: {value} for '{env_id}', whose "
-                           f"{name} is {kind} ({old})")  # fmt: skip
-        setattr(base, name, type(old)(value))
-
-
 def make_env(
     env_id: str,
     *,
@@ -532,7 +484,7 @@ def make_env(
     :param guard: wrap it in the NaN/inf guard (False: the caller checks, as SB3's
         vectorized training does with its own step count).
     :param kwargs: passed to ``gymnasium.make``, after those of
-        :func:`env_kwargs_applied` for this id.
+        :func:`rlbudget.env_kwargs.env_kwargs_applied` for this id.
     :return: the env; one with a Tuple or Dict observation space comes wrapped so that its
         observations are read as :func:`composite_observation` says (the spec with its note:
         :func:`observation_spec`).
@@ -552,7 +504,7 @@ def make_env(
     # back so a failure is one line, and show them only when the env was made.
     with warnings.catch_warnings(record=True) as held:
         warnings.simplefilter("always")
-        kwargs = {**_env_kwargs.get(env_id, {}), **kwargs}
+        kwargs = {**applied_kwargs(env_id), **kwargs}
         attributes = kwargs.pop("attributes", None)
         try:
             env = gym.make(env_id, **kwargs)
@@ -560,7 +512,7 @@ def make_env(
             if not kwargs:
                 raise
             if "argument" not in str(exc):
-                raise _refused_kwargs(env_id, kwargs, exc) from None
+                raise refused_kwargs(env_id, kwargs, exc) from None
             raise EnvError(
                 f"environment '{env_id}' does not take the env kwargs "
                 f"{', '.join(sorted(kwargs))} (gymnasium.make refused them); for physics its "
@@ -573,12 +525,12 @@ def make_env(
         except Exception as exc:  # the env's own constructor, refusing a value it was given
             if not kwargs:
                 raise
-            raise _refused_kwargs(env_id, kwargs, exc) from None
+            raise refused_kwargs(env_id, kwargs, exc) from None
     for w in held:
         warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if attributes:
         try:
-            _set_attributes(env, env_id, attributes)
+            set_attributes(env, env_id, attributes)
         except EnvError:
             env.close()
             raise

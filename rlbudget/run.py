@@ -285,7 +285,7 @@ def run_job(
     :param train_only: stop after training (the report then has no candidates).
     :raises RlbudgetError: bad input, a folder holding something else, nothing trainable.
     """
-    from rlbudget.envs import env_kwargs_applied
+    from rlbudget.env_kwargs import env_kwargs_applied
 
     out = Path(out_dir)
     key = job_key(budget, env_id, option, seed, overrides or {})

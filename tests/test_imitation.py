@@ -277,7 +277,8 @@ def test_an_int_attribute_takes_whole_numbers_only() -> None:
 
 
 def test_env_kwargs_reach_training_and_evaluation() -> None:
-    from rlbudget.envs import env_kwargs_applied, make_env
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.envs import make_env
 
     with env_kwargs_applied("CartPole-v1", {"attributes": {"force_mag": 8.0}}):
         assert make_env("CartPole-v1").unwrapped.force_mag == 8.0

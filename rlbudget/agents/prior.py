@@ -350,7 +350,8 @@ def check_prior(
         missing one for one that does, or any problem :func:`load_teacher`,
         :func:`load_demos` and :func:`rlbudget.agents.warmstart.check_init` find.
     """
-    from rlbudget.envs import env_kwargs_applied, make_env
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.envs import make_env
 
     algo, env_id = settings.algorithm, settings.env_id
     if algo in IMITATION:

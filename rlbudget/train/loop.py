@@ -104,7 +104,7 @@ def train_run(
         say = None  # said once; prepare_run_dir clears the folder
     if not resume:
         prepare_run_dir(out, say)
-    from rlbudget.envs import env_kwargs_applied
+    from rlbudget.env_kwargs import env_kwargs_applied
 
     with dir_lock(out), env_kwargs_applied(settings.env_id, settings.env_kwargs):
         return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard)

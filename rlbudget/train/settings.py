@@ -387,7 +387,7 @@ def run_settings(
         not fit the env (checked here, before anything is written).
     """
     from rlbudget.agents.prior import IMITATION, check_prior
-    from rlbudget.envs import env_kwargs_applied
+    from rlbudget.env_kwargs import env_kwargs_applied
 
     if budget is not None and env_kwargs is None:
         env_kwargs = budget.task.env_kwargs

@@ -1,0 +1,69 @@
+"""A run's env kwargs (``task.env_kwargs``, ``--env-kwargs``): held for an env id while a
+run lasts, so every :func:`rlbudget.envs.make_env` of that id gets them, and the
+``attributes`` key, set on the unwrapped env after it is made (physics a constructor does
+not take). Parsing and checking the JSON is :func:`rlbudget.agents.prior.parse_env_kwargs`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rlbudget.errors import EnvError
+
+_env_kwargs: dict[str, dict[str, Any]] = {}
+
+
+def applied_kwargs(env_id: str) -> dict[str, Any]:
+    """The env kwargs :func:`env_kwargs_applied` holds for ``env_id`` now ({} if none)."""
+    return dict(_env_kwargs.get(env_id, {}))
+
+
+@contextmanager
+def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterator[None]:
+    """Within the block, every :func:`make_env` of ``env_id`` gets ``kwargs`` (a run's
+    ``task.env_kwargs``: its training env, evaluations and confirmations alike).
+
+    The key ``attributes`` is not passed to ``gymnasium.make``: its numbers are set on the
+    unwrapped env after it is made (physics a constructor does not take, e.g. CartPole's
+    ``force_mag``, ``gravity``, ``masscart``).
+    """
+    if not kwargs:
+        yield
+        return
+    before = _env_kwargs.get(env_id)
+    _env_kwargs[env_id] = dict(kwargs)
+    try:
+        yield
+    finally:
+        if before is None:
+            _env_kwargs.pop(env_id, None)
+        else:
+            _env_kwargs[env_id] = before
+
+
+def refused_kwargs(env_id: str, kwargs: Mapping[str, Any], exc: Exception) -> EnvError:
+    """The env's constructor refused a value it was given: one line naming the kwargs."""
+    return EnvError(f"environment '{env_id}' cannot be made with the env kwargs "
+                    f"{', '.join(sorted(kwargs))} ({type(exc).__name__}: {exc}); fix their "
+                    "values")  # fmt: skip
+
+
+def set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> None:
+    """Set ``attributes`` (an env kwargs' ``attributes``) on the unwrapped env: existing
+    numbers only, of their own kind (a whole number stays whole)."""
+    base = env.unwrapped
+    for name, value in attributes.items():
+        old = getattr(base, name, None)
+        if isinstance(old, bool) or not isinstance(old, int | float):
+            raise EnvError(
+                f"env kwargs attributes.{name}: environment '{env_id}' has no numeric "
+                f"attribute '{name}' to set; name one of its physics constants"
+            )
+        if not math.isfinite(value) or (isinstance(old, int) and not float(value).is_integer()):
+            kind = "a whole number" if isinstance(old, int) else "a finite number"
+            raise EnvError(f"env kwargs attributes.{name}: {value} for '{env_id}', whose "
+                           f"{name} is {kind} ({old})")  # fmt: skip
+        setattr(base, name, type(old)(value))
