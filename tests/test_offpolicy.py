@@ -67,7 +67,7 @@ def test_stops_on_the_env_step_budget(algo: str) -> None:
     assert result.checkpoint.arrays["buffer.obs"].shape == (250, 3)
     # 200 updates (steps 50..249); SAC's actor takes each, TD3's every second one
     assert result.checkpoint.state["n_update"] == 200
-    steps = result.checkpoint.arrays["adam.6.t"]  # the actor's first weight
+    steps = result.checkpoint.arrays["adam6_t"]  # the actor's first weight
     assert float(steps[0]) == (200 if algo == "lean-sac" else 100)
 
 

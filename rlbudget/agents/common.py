@@ -348,3 +348,40 @@ class StepHooks:
             self.on_checkpoint(snapshot())
             self.next = (steps // self.every + 1) * self.every
         return False
+
+
+# --- an optimizer's state as arrays (checkpoints) ---------------------------------------
+
+
+def adam_arrays(optimizer: Any, prefix: str) -> dict[str, np.ndarray]:
+    """Adam's moments and step counts, as arrays named ``{prefix}{i}_m/_v/_t`` with ``i``
+    counting the parameters of every group (a checkpoint has no pickles);
+    :func:`load_adam` puts them back."""
+    out: dict[str, np.ndarray] = {}
+    for i, p in enumerate(_adam_params(optimizer)):
+        st = optimizer.state.get(p)
+        if st:
+            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
+            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
+            # shape (1,): a checkpoint on disk holds no 0-d arrays (np.ascontiguousarray)
+            out[f"{prefix}{i}_t"] = np.asarray([float(st["step"])], np.float64)
+    return out
+
+
+def load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
+    """Put :func:`adam_arrays`'s arrays back into ``optimizer``. A step count may come back
+    from a saved checkpoint as shape ``(1,)`` (``Checkpoint.save`` stores arrays
+    contiguous, which makes a 0-d array 1-d)."""
+    import torch
+
+    for i, p in enumerate(_adam_params(optimizer)):
+        if f"{prefix}{i}_m" in arrays:
+            optimizer.state[p] = {
+                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}{i}_t"]).reshape(-1)[0])),
+                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
+                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
+            }
+
+
+def _adam_params(optimizer: Any) -> list[Any]:
+    return [p for group in optimizer.param_groups for p in group["params"]]

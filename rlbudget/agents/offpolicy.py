@@ -46,6 +46,8 @@ from rlbudget.agents.common import (
     OnEpisode,
     StepHooks,
     TrainResult,
+    adam_arrays,
+    load_adam,
     open_env,
     provenance,
     restore_env,
@@ -188,7 +190,7 @@ class Nets:
 
     def arrays(self) -> dict[str, Array]:
         out = {k: p.detach().numpy().copy() for k, p in self.named().items()}
-        out.update(optimizer_arrays(self.optimizer, "adam"))
+        out.update(adam_arrays(self.optimizer, "adam"))
         out["torch_gen"] = self.gen.get_state().numpy().copy()
         return out
 
@@ -197,35 +199,8 @@ class Nets:
         with torch.no_grad():
             for k, p in self.named().items():
                 p.copy_(torch.from_numpy(np.array(arrays[k])))
-        load_optimizer(self.optimizer, arrays, "adam")
+        load_adam(self.optimizer, arrays, "adam")
         self.gen.set_state(torch.from_numpy(np.array(arrays["torch_gen"])))
-
-
-def optimizer_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
-    """Adam's moments and step counts as arrays (a checkpoint holds no pickles)."""
-    out: dict[str, Array] = {}
-    for i, p in enumerate(_params(optimizer)):
-        st = optimizer.state.get(p)
-        if st:
-            out[f"{prefix}.{i}.m"] = st["exp_avg"].numpy().copy()
-            out[f"{prefix}.{i}.v"] = st["exp_avg_sq"].numpy().copy()
-            out[f"{prefix}.{i}.t"] = np.asarray([float(st["step"])], np.float32)
-    return out
-
-
-def _params(optimizer: Any) -> list[Any]:
-    return [p for group in optimizer.param_groups for p in group["params"]]
-
-
-def load_optimizer(optimizer: Any, arrays: Any, prefix: str) -> None:
-    torch = _torch()
-    for i, p in enumerate(_params(optimizer)):
-        if f"{prefix}.{i}.m" in arrays:
-            optimizer.state[p] = {
-                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}.{i}.t"]).reshape(-1)[0])),
-                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}.{i}.m"])),
-                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}.{i}.v"])),
-            }
 
 
 # --- the updates --------------------------------------------------------------------------

@@ -196,35 +196,3 @@ class Ensemble:
             self.min_logvar.copy_(torch.from_numpy(np.asarray(arrays["min_logvar"])))
         self.x_scale = Scaler(np.asarray(arrays["x_mean"]), np.asarray(arrays["x_std"]))
         self.y_scale = Scaler(np.asarray(arrays["y_mean"]), np.asarray(arrays["y_std"]))
-
-
-# --- an optimizer's state as arrays (checkpoints) ---------------------------------------
-
-
-def adam_arrays(optimizer: Any, prefix: str) -> dict[str, Array]:
-    """Adam's moments and step counts, as arrays named ``{prefix}{i}_m/_v/_t`` (a
-    checkpoint has no pickles); :func:`load_adam` puts them back."""
-    out: dict[str, Array] = {}
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        st = optimizer.state.get(p)
-        if st:
-            out[f"{prefix}{i}_m"] = st["exp_avg"].numpy().copy()
-            out[f"{prefix}{i}_v"] = st["exp_avg_sq"].numpy().copy()
-            # shape (1,): a checkpoint on disk holds no 0-d arrays (np.ascontiguousarray)
-            out[f"{prefix}{i}_t"] = np.asarray([float(st["step"])], np.float64)
-    return out
-
-
-def load_adam(optimizer: Any, arrays: Any, prefix: str) -> None:
-    """Put :func:`adam_arrays`'s arrays back into ``optimizer``. A step count may come back
-    from a saved checkpoint as shape ``(1,)`` (``Checkpoint.save`` stores arrays
-    contiguous, which makes a 0-d array 1-d)."""
-    import torch
-
-    for i, p in enumerate(optimizer.param_groups[0]["params"]):
-        if f"{prefix}{i}_m" in arrays:
-            optimizer.state[p] = {
-                "step": torch.tensor(float(np.asarray(arrays[f"{prefix}{i}_t"]).reshape(-1)[0])),
-                "exp_avg": torch.from_numpy(np.array(arrays[f"{prefix}{i}_m"])),
-                "exp_avg_sq": torch.from_numpy(np.array(arrays[f"{prefix}{i}_v"])),
-            }

@@ -51,12 +51,14 @@ from rlbudget.agents.common import (
     Episode,
     OnEpisode,
     TrainResult,
+    adam_arrays,
     env_rng_state,
+    load_adam,
     open_env,
     provenance,
     rng_from_state,
 )
-from rlbudget.agents.model_based.ensemble import Ensemble, adam_arrays, load_adam
+from rlbudget.agents.model_based.ensemble import Ensemble
 from rlbudget.agents.model_based.host import MODEL_FILE, MODEL_INFO
 from rlbudget.errors import EnvError, PlanError, TrainingError
 from rlbudget.finite import sync
