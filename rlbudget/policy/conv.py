@@ -64,7 +64,8 @@ Shape = tuple[int, int, int]
 class DenseBody(Protocol):
     """What a CNN asks of the dense layers after its flatten (an ``mlp`` or ``mlp_int8``)."""
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     @property
     def parameters(self) -> int: ...
