@@ -151,42 +151,56 @@ class Conv:
 
     def apply(self, x: Array) -> Array:
         """float32 [batch, H, W, C] → float32 [batch, out_h, out_w, out_c]."""
-        win = windows(x, self.kernel, self.stride, self.padding, 0.0)
-        n, oh, ow = win.shape[:3]
-        if self.op == "maxpool":
-            out: Array = win.max(axis=(3, 4))
-            return out
-        if self.op == "avgpool":
+        if self.op in POOL_OPS:
+            win = windows(x, self.kernel, self.stride, self.padding, 0.0)
+            if self.op == "maxpool":
+                out: Array = win.max(axis=(3, 4))
+                return out
             area = np.float32(self.kernel[0] * self.kernel[1])
             summed: Array = win.sum(axis=(3, 4), dtype=np.float32) / area
             return summed
+        z, (n, oh, ow) = self.pre_activation(x)
+        return activate(z, self.activation).reshape(n, oh, ow, -1)
+
+    def pre_activation(self, x: Array) -> tuple[Array, tuple[int, int, int]]:
+        """A convolution's float32 output before its activation, one row per output pixel
+        [batch × out_h × out_w, out_c], and (batch, out_h, out_w)."""
         assert self.W is not None and self.b is not None
+        win = windows(x, self.kernel, self.stride, self.padding, 0.0)
+        n, oh, ow = win.shape[:3]
         if self.op == "conv2d":
             z = affine(win.reshape(n * oh * ow, -1), self.W, self.b)
         else:
             rows = win.reshape(n * oh * ow, -1, win.shape[-1])
             z = (rows * self.W).sum(axis=1, dtype=np.float32) + self.b
-        return activate(z, self.activation).reshape(n, oh, ow, -1)
+        return z, (n, oh, ow)
 
-    def apply_int(self, x: Array) -> Array:
-        """int8 [batch, H, W, C] → int8 [batch, out_h, out_w, out_c], integers only."""
+    def accumulate(self, x: Array) -> tuple[Array, tuple[int, int, int]]:
+        """An int8 convolution's int32 accumulators (bias included; int64 here, as C's int32
+        exactly), one row per output pixel, and (batch, out_h, out_w)."""
         q = self.q
-        fill = 0 if q is None else q.input_zero_point
-        win = windows(x, self.kernel, self.stride, self.padding, fill)
+        assert q is not None
+        win = windows(x, self.kernel, self.stride, self.padding, q.input_zero_point)
         n, oh, ow = win.shape[:3]
-        if q is None:
-            if self.op == "maxpool":
-                top: Array = win.max(axis=(3, 4))
-                return top
-            total = win.sum(axis=(3, 4), dtype=np.int64)
-            mean = round_divide(total, self.kernel[0] * self.kernel[1])
-            return np.clip(mean, -128, 127).astype(np.int8)
         rows = win.reshape(n * oh * ow, -1).astype(np.int64) - q.input_zero_point
         if self.op == "conv2d":
             acc = rows @ q.W.astype(np.int64)
         else:
             acc = (rows.reshape(n * oh * ow, -1, win.shape[-1]) * q.W).sum(axis=1)
-        return q.output(acc + q.b.astype(np.int64)).reshape(n, oh, ow, -1)
+        return acc + q.b.astype(np.int64), (n, oh, ow)
+
+    def apply_int(self, x: Array) -> Array:
+        """int8 [batch, H, W, C] → int8 [batch, out_h, out_w, out_c], integers only."""
+        if self.q is not None:
+            acc, (n, oh, ow) = self.accumulate(x)
+            return self.q.output(acc).reshape(n, oh, ow, -1)
+        win = windows(x, self.kernel, self.stride, self.padding, 0)
+        if self.op == "maxpool":
+            top: Array = win.max(axis=(3, 4))
+            return top
+        total = win.sum(axis=(3, 4), dtype=np.int64)
+        mean = round_divide(total, self.kernel[0] * self.kernel[1])
+        return np.clip(mean, -128, 127).astype(np.int8)
 
 
 @dataclass(frozen=True, eq=False)
