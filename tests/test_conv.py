@@ -31,9 +31,11 @@ def conv(rng: np.random.Generator, op: str, k: int, c_in: int, c_out: int, strid
     return Conv(op, (k, k), (stride, stride), (padding, padding), W, b, activation)
 
 
-def random_cnn(seed: int = 0, actions: int = 4, channels_first: bool = False) -> Policy:
+def random_cnn(seed: int = 0, actions: int = 4, channels_first: bool = False,
+               box: bool = False) -> Policy:  # fmt: skip
     """conv 3×3/1 pad 1 → 8, maxpool 2, depthwise 3×3/1 + pointwise 1×1 → 6, avgpool 2/1,
-    flatten, dense 16 relu, dense to the actions (argmax): every op, on a 12×10×3 image."""
+    flatten, dense 16 relu, dense to the actions (argmax; ``box``: that many continuous
+    actions in [-1, 1], clipped): every op, on a 12×10×3 image."""
     rng = np.random.default_rng(seed)
     layers = (
         conv(rng, "conv2d", 3, 3, 8, padding=1),
@@ -55,6 +57,10 @@ def random_cnn(seed: int = 0, actions: int = 4, channels_first: bool = False) ->
     h, w, c = IMAGE
     obs = image_space((c, h, w) if channels_first else IMAGE)
     body = CNN(IMAGE, layers, dense, channels_first, 255.0)
+    if box:
+        bounds = np.ones(actions, np.float32)
+        space = SpaceSpec("box", (actions,), None, (-1.0,) * actions, (1.0,) * actions, "float32")
+        return Policy(obs, space, (), body, Head("clip", -bounds, bounds), {"algorithm": "test"})
     return Policy(obs, SpaceSpec("discrete", (), actions, None, None, "int64"), (), body,
                   Head("argmax"), {"algorithm": "test"})  # fmt: skip
 

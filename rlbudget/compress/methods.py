@@ -154,8 +154,8 @@ def _int8(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     if ctx.parent.body.kind == "cnn":  # convolutions: a weight scale per channel (TFLite's)
         from rlbudget.compress.quantize_conv import quantize_cnn
 
-        return quantize_cnn(ctx.parent, obs, requantize=rule), {**params,
-                                                                "weight_scales": "per channel"}
+        child = quantize_cnn(ctx.parent, obs, requantize=rule)
+        return child, {**params, "weight_scales": "per channel"}
     child = quantize_int8(ctx.parent, obs, requantize=rule)
     if _scales(child) != "per channel":
         # one scale per layer saves bytes; keep it unless it costs agreement (DQN CartPole)

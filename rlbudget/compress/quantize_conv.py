@@ -82,8 +82,9 @@ def quantize_cnn(
         layer = replace(layer, q=correct_bias(q, acc, z))
         layers.append(layer)
         x, xq, quant = a.reshape(n, oh, ow, -1), layer.apply_int(xq), q.out_quant
+    float_head = policy.head.kind != "tanh_rescale"
     dense = _quantize_dense(body.dense, x.reshape(len(x), -1), xq.reshape(len(xq), -1), quant,
-                            policy.head.kind != "tanh_rescale", per_channel, requantize)  # fmt: skip
+                            float_head, per_channel, requantize)  # fmt: skip
     child = replace(policy, body=CNN(body.shape, tuple(layers), dense, body.channels_first,
                                      body.divide))  # fmt: skip
     rule = {"requantize": requantize} if requantize != "auto" else {}
