@@ -94,3 +94,24 @@ def test_int8_kernels_need_no_libm(built: dict[str, Built]) -> None:
     assert not built["int8-argmax"].result.needs_libm
     text = (built["int8-box"].result.files[1]).read_text()
     assert "rlb_depthwise_int8" in text and "rlb_avgpool_int8" in text and "_f32(" not in text
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_onnx_matches_numpy(name: str, tmp_path: Path) -> None:
+    """int8: ConvInteger and the exact requantization give numpy's actions bit for bit;
+    float: Conv within float32 rounding."""
+    pytest.importorskip("onnxruntime")
+    from rlbudget.export.onnx import export_onnx, run_onnx
+
+    policy = CASES[name]()
+    obs = images(300, seed=13, shape=policy.observation_space.shape)
+    result = export_onnx(policy, tmp_path)
+    got, ours = run_onnx(result.files[0], obs.astype(np.float32)), policy.act(obs)
+    if name.startswith("int8") or policy.action_space.kind == "discrete":
+        assert np.array_equal(got, ours)
+    else:
+        np.testing.assert_allclose(got, ours, rtol=1e-5, atol=1e-6)
+    ops = {n.op_type for n in __import__("onnx").load(result.files[0]).graph.node}
+    expected = {"ConvInteger", "MaxPool", "AveragePool"} if name.startswith("int8") else {
+        "Conv", "MaxPool", "AveragePool", "Flatten"}  # fmt: skip
+    assert expected <= ops
