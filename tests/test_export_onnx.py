@@ -287,7 +287,7 @@ def test_unsupported_parts_are_refused(tmp_path: Path) -> None:
     forest = env_policy("CartPole-v1", (), Forest(), Head("argmax"))
     assert error(forest) == (
         "export_onnx: body kind 'forest' is not supported; the ONNX export handles mlp, "
-        "mlp_int8, table, packed_table, linear"
+        "mlp_int8, table, packed_table, linear, cnn, cnn_int8"
     )
     assert not (tmp_path / "out").exists()
 
