@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -16,6 +18,36 @@ from rlbudget.policy import MLP, Dense, Head, Policy, load_policy, save_policy
 from rlbudget.policy.conv import CNN, Conv
 
 IMAGE = (12, 10, 3)  # height, width, channels
+SIDE = 36  # the smallest image NatureCNN accepts (8/4 → 8, 4/2 → 3, 3/1 → 1)
+ENV_ID = "RlbudgetTestPixels-v0"  # 36×36×3, 3 actions (SB3's NatureCNN)
+SMALL_ENV_ID = "RlbudgetTestSmallPixels-v0"  # 12×10×3, 4 actions (random_cnn)
+
+
+class Pixels(gym.Env[np.ndarray, int]):
+    """Random uint8 images (channels last, as gymnasium's image envs), episodes of 10 steps,
+    reward 1 a step (a return every policy keeps: the tests judge the conversion)."""
+
+    def __init__(self, shape: tuple[int, int, int] = (SIDE, SIDE, 3), actions: int = 3) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, shape, np.uint8)
+        self.action_space = gym.spaces.Discrete(actions)
+        self.t = 0
+
+    def _image(self) -> np.ndarray:
+        return self.np_random.integers(0, 256, self.observation_space.shape, dtype=np.uint8)
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]
+        super().reset(seed=seed)
+        self.t = 0
+        return self._image(), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:  # type: ignore[type-arg]
+        self.t += 1
+        return self._image(), 1.0, self.t >= 10, False, {}
+
+
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point=Pixels)
+    gym.register(SMALL_ENV_ID, entry_point=Pixels, kwargs={"shape": IMAGE, "actions": 4})
 
 
 def image_space(shape: tuple[int, ...] = IMAGE) -> SpaceSpec:

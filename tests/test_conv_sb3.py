@@ -15,35 +15,10 @@ import pytest
 from rlbudget.errors import PolicyError
 from rlbudget.policy import Policy
 from rlbudget.policy.conv import CNN
+from tests.test_conv import ENV_ID, SIDE, Pixels
 
 pytest.importorskip("stable_baselines3")
 torch = pytest.importorskip("torch")
-
-SIDE = 36  # the smallest image NatureCNN accepts (8/4 → 8, 4/2 → 3, 3/1 → 1)
-ENV_ID = "RlbudgetTestPixels-v0"
-
-
-class Pixels(gym.Env[np.ndarray, int]):
-    """Random 36×36 RGB images (channels last, as gymnasium's image envs), 3 actions."""
-
-    def __init__(self, side: int = SIDE) -> None:
-        self.observation_space = gym.spaces.Box(0, 255, (side, side, 3), np.uint8)
-        self.action_space = gym.spaces.Discrete(3)
-        self.t = 0
-
-    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:  # type: ignore[type-arg]
-        super().reset(seed=seed)
-        self.t = 0
-        return self.observation_space.sample(), {}
-
-    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:  # type: ignore[type-arg]
-        self.t += 1
-        return self.observation_space.sample(), float(action == 1), self.t >= 10, False, {}
-
-
-if ENV_ID not in gym.registry:
-    gym.register(ENV_ID, entry_point=Pixels)
-
 
 def images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)

@@ -43,7 +43,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,15 @@ import yaml
 from rlbudget.devices import Device
 from rlbudget.errors import PolicyError
 from rlbudget.export.arm import DEFAULT_OPTIMIZE, opt_flag
-from rlbudget.policy.model import MLP, Linear, PackedTable, Policy, QuantizedMLP, TileCode
+from rlbudget.policy.model import (
+    CNN,
+    MLP,
+    Linear,
+    PackedTable,
+    Policy,
+    QuantizedMLP,
+    TileCode,
+)
 from rlbudget.profile.latency import Actor, deployed_actor
 
 if TYPE_CHECKING:
@@ -101,6 +109,8 @@ def cortex_target(device: Device) -> str:
 def body_variant(policy: Policy) -> str:
     """The key of :func:`code_sizes` ``code`` for this policy's C export."""
     body = policy.body
+    if isinstance(body, CNN):  # no sizes of the conv kernels yet: its dense part's (fewer)
+        return body_variant(replace(policy, body=body.dense))  # type: ignore[arg-type]
     if isinstance(body, QuantizedMLP):
         from rlbudget.export.c import argmax_on_acc
 
@@ -138,11 +148,12 @@ def dsp_scratch_bytes(policy: Policy, target: str, optimize: str) -> int:
     """RAM that the int8 DSP path adds to ``policy``'s static buffers in an ``-{optimize}``
     build for ``target`` (``rlb_x16``, :func:`~rlbudget.export.c_int8.dsp_buffer_bytes`):
     only an int8 body, built for the M4F (a core with the DSP extension) not at ``-Os``."""
-    if not isinstance(policy.body, QuantizedMLP) or target != "cortex-m4f" or optimize == "Os":
+    body = policy.body.dense if isinstance(policy.body, CNN) else policy.body  # its dense part
+    if not isinstance(body, QuantizedMLP) or target != "cortex-m4f" or optimize == "Os":
         return 0
     from rlbudget.export.c_int8 import dsp_buffer_bytes
 
-    return dsp_buffer_bytes(policy.body.layers)
+    return dsp_buffer_bytes(body.layers)
 
 
 def _avr_footprint(policy: Policy, device: Device, exported: ExportResult) -> Footprint | None:

@@ -40,6 +40,7 @@ from rlbudget.fitted import (
     tile_shape,
 )
 from rlbudget.policy.model import (
+    CNN,
     MLP,
     Array,
     Discretize,
@@ -146,6 +147,8 @@ def measure_host(actor: Actor, observations: Array, fmt: str, *, calls: int = 20
 def arithmetic(policy: Policy) -> str:
     """The dtype the body computes in on the device: int8, int16, fp16 or fp32."""
     body = policy.body
+    if isinstance(body, CNN):
+        return "int8" if body.int8 else "fp32"
     if isinstance(body, QuantizedMLP):
         return "int8"
     if isinstance(body, MLP):
@@ -190,11 +193,13 @@ def estimate_target(policy: Policy, device: Device) -> tuple[Range, str]:
         return fitted.latency_s, fitted.how
     body = policy.body
     dtype = arithmetic(policy)
-    layers = len(body.layers) if isinstance(body, MLP | QuantizedMLP) else (
-        1 if isinstance(body, Linear) else 0)  # fmt: skip
+    dense = body.dense if isinstance(body, CNN) else body  # a CNN: its convolutions, then this
+    layers = len(dense.layers) if isinstance(dense, MLP | QuantizedMLP) else (
+        1 if isinstance(dense, Linear) else 0)  # fmt: skip
+    layers += len(body.layers) if isinstance(body, CNN) else 0
     nonlinear = 0
-    if isinstance(body, MLP | QuantizedMLP):
-        nonlinear = sum(int(la.W.shape[1]) for la in body.layers
+    if isinstance(dense, MLP | QuantizedMLP):
+        nonlinear = sum(int(la.W.shape[1]) for la in dense.layers
                         if la.activation in ("tanh", "sigmoid"))  # fmt: skip
     if policy.head.kind == "tanh_rescale":
         nonlinear += policy.action_space.dim
