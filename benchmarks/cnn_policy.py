@@ -79,8 +79,8 @@ def main() -> None:
         s = p.summary()
         print(f"  {name}: {s['parameters']:,} parameters, {s['bytes']:,} B of arrays, "
               f"{s['macs']:,} MACs, {s['buffer_bytes']:,} B of activation buffers")  # fmt: skip
-    print(f"  numpy fp32 agrees with SB3 predict on {np.mean(policy.act(obs[:1000]) == theirs):.1%} "
-          "of 1,000 random frames")  # fmt: skip
+    agree = np.mean(policy.act(obs[:1000]) == theirs)
+    print(f"  numpy fp32 agrees with SB3 predict on {agree:.1%} of 1,000 random frames")
     print(f"  numpy int8 agrees with numpy fp32 on "
           f"{np.mean(int8.act(obs[:1000]) == policy.act(obs[:1000])):.1%}")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:

@@ -47,8 +47,9 @@ def test_compress_int8_writes_a_cnn_int8_policy(compressed: tuple[Path, dict]) -
 
 def _budget(tmp_path: Path, latency: str) -> Path:
     path = tmp_path / "budget.yaml"
-    path.write_text(f"name: pixels\ndevice: esp32\ninference:\n  ram: 64KiB\n  flash: 256KiB\n"
-                    f"  latency: {latency}\ntask:\n  env: {SMALL_ENV_ID}\nmargin: 0.25\n")  # fmt: skip
+    path.write_text(f"name: pixels\ndevice: esp32\ninference:\n  ram: 64KiB\n"
+                    f"  flash: 256KiB\n  latency: {latency}\ntask:\n  env: {SMALL_ENV_ID}\n"
+                    "margin: 0.25\n")  # fmt: skip
     return path
 
 
@@ -70,7 +71,10 @@ def test_profile_counts_the_convolutions(compressed: tuple[Path, dict], tmp_path
     assert json.loads(failed.stdout)["binding"] == "inference.latency"
 
 
-def test_profile_onnx_runs_the_deployed_graph(compressed: tuple[Path, dict], tmp_path: Path) -> None:  # type: ignore[type-arg]
+Compressed = tuple[Path, dict]  # type: ignore[type-arg]
+
+
+def test_profile_onnx_runs_the_deployed_graph(compressed: Compressed, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     root, _ = compressed
     budget = tmp_path / "host.yaml"

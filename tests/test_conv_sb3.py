@@ -20,6 +20,7 @@ from tests.test_conv import ENV_ID, SIDE, Pixels
 pytest.importorskip("stable_baselines3")
 torch = pytest.importorskip("torch")
 
+
 def images(n: int, shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
 
