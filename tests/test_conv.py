@@ -237,3 +237,22 @@ def test_cli_show_bad_cnn_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "input.divide must be a positive number (255 for uint8 images), not -1" in result.output
     assert "Traceback" not in result.output
+
+
+def test_int8_policy_files_round_trip(tmp_path: Path) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    from rlbudget.compress.quantize_conv import quantize_cnn
+
+    q = quantize_cnn(random_cnn(), images(50))
+    folder = save_policy(q, tmp_path / "q")
+    back = load_policy(folder)
+    obs = images(100, seed=3)
+    assert back.body.kind == "cnn_int8"
+    assert np.array_equal(back.body.apply(obs), q.body.apply(obs))
+    arrays = load_file(folder / "policy.safetensors")
+    arrays["body.conv.0.shift"] = np.full(8, 40, np.int8)  # beyond int32 requantization
+    save_file(arrays, folder / "policy.safetensors")
+    with pytest.raises(PolicyError) as err:
+        load_policy(folder)
+    assert str(err.value) == f"{folder}: body (cnn_int8) conv[0]: every shift must lie in [-31, 30]"

@@ -141,9 +141,15 @@ class Conv:
         entry: dict[str, Any] = {"op": self.op, "kernel": list(self.kernel),
                                  "stride": list(self.stride),
                                  "padding": list(self.padding)}  # fmt: skip
-        if self.q is not None:
+        if self.q is not None:  # one int8 dense layer's entry, its arrays named <prefix>.<x>
             layer, arrays = QuantizedMLP((self.q,)).document(prefix)
-            return {**entry, **layer["layers"][0]}, arrays
+
+            def named(v: Any) -> Any:
+                if isinstance(v, str) and v.startswith(f"{prefix}.0."):
+                    return prefix + v[len(prefix) + 2 :]
+                return {k: named(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+            return {**entry, **named(layer["layers"][0])}, {named(k): a for k, a in arrays.items()}
         if self.W is None or self.b is None:
             return entry, {}
         entry.update(activation=self.activation, W=f"{prefix}.W", b=f"{prefix}.b")
