@@ -7,7 +7,7 @@ in-process; int8 calibrated on random images (no Atari env is installed here: th
 are of the conversion and the runtimes, not of a trained agent's return). Latency: batch 1,
 one thread, mean per call, median of ``--repeats`` passes over ``--calls`` images.
 
-    python benchmarks/cnn_policy.py --calls 300 --repeats 3
+    python benchmarks/cnn_policy.py --calls 300 --repeats 3 --check 1000
 """
 
 from __future__ import annotations
@@ -56,7 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--check", type=int, default=1000, help="frames compared")
+    parser.add_argument("--calibration", type=int, default=500, help="int8 calibration frames")
     args = parser.parse_args()
+    n = args.check
 
     import torch
     from stable_baselines3 import PPO
@@ -71,24 +74,24 @@ def main() -> None:
     model = PPO("CnnPolicy", Frames(), n_steps=8, batch_size=8, seed=0, device="cpu")
     policy = from_model(model)
     rng = np.random.default_rng(0)
-    obs = rng.integers(0, 256, (max(args.calls, 1000), *SHAPE), dtype=np.uint8)
-    int8 = quantize_cnn(policy, obs[:500])
-    theirs = model.predict(obs[:1000], deterministic=True)[0]
+    obs = rng.integers(0, 256, (max(args.calls, n, args.calibration), *SHAPE), dtype=np.uint8)
+    int8 = quantize_cnn(policy, obs[: args.calibration])
+    theirs = model.predict(obs[:n], deterministic=True)[0]
     print(f"NatureCNN PPO on {SHAPE} uint8, {ACTIONS} actions (untrained)")
     for name, p in (("fp32", policy), ("int8", int8)):
         s = p.summary()
         print(f"  {name}: {s['parameters']:,} parameters, {s['bytes']:,} B of arrays, "
               f"{s['macs']:,} MACs, {s['buffer_bytes']:,} B of activation buffers")  # fmt: skip
-    agree = np.mean(policy.act(obs[:1000]) == theirs)
-    print(f"  numpy fp32 agrees with SB3 predict on {agree:.1%} of 1,000 random frames")
-    print(f"  numpy int8 agrees with numpy fp32 on "
-          f"{np.mean(int8.act(obs[:1000]) == policy.act(obs[:1000])):.1%}")  # fmt: skip
+    ours, mine = policy.act(obs[:n]), int8.act(obs[:n])
+    print(f"  numpy fp32 agrees with SB3 predict on {np.mean(ours == theirs):.1%} of {n:,} "
+          "random frames")  # fmt: skip
+    print(f"  numpy int8 agrees with numpy fp32 on {np.mean(mine == ours):.1%}")
     with tempfile.TemporaryDirectory() as tmp:
         host = HostPolicy(int8, f"{tmp}/c")
-        c = np.array([host.act(o) for o in obs[:1000]])
-        print(f"  C int8 equals numpy int8 on {np.sum(c == int8.act(obs[:1000]))} of 1,000")
-        onnx = run_onnx(export_onnx(int8, f"{tmp}/onnx").files[0], obs[:1000].astype(np.float32))
-        print(f"  ONNX int8 equals numpy int8 on {np.sum(onnx == int8.act(obs[:1000]))} of 1,000")
+        c = np.array([host.act(o) for o in obs[:n]])
+        print(f"  C int8 equals numpy int8 on {np.sum(c == mine):,} of {n:,}")
+        onnx = run_onnx(export_onnx(int8, f"{tmp}/onnx").files[0], obs[:n].astype(np.float32))
+        print(f"  ONNX int8 equals numpy int8 on {np.sum(onnx == mine):,} of {n:,}", flush=True)
     timed = obs[: args.calls]
     times = {"SB3 predict": per_call_us(lambda o: model.predict(o, deterministic=True), timed,
                                         args.repeats)}  # fmt: skip

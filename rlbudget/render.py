@@ -252,7 +252,9 @@ def render_import(console: Console, info: dict[str, Any]) -> None:
         s = info[what]
         t.add_row(what.replace("_", " "), f"{s['kind']} {s['shape'] or s['n']}")
     layers = " → ".join(f"{i}×{o} {a}" for i, o, a in info["layers"])
-    t.add_row("pipeline", " → ".join([*info["preprocess"], f"mlp [{layers}]", info["head"]]))
+    convs = " → ".join(f"{op} {k} → {n}" for op, k, n in info.get("conv", []))
+    body = f"{info.get('body', 'mlp')} [{convs + ' → ' if convs else ''}{layers}]"
+    t.add_row("pipeline", " → ".join([*info["preprocess"], body, info["head"]]))
     t.add_row("parameters", f"{info['parameters']:,} ({units.format_bytes(info['bytes'])})")
     t.add_row("sha256", info["sha256"])
     t.add_row("SB3 version", str(info["sb3_version"] or "not recorded"))

@@ -5,6 +5,7 @@ a live model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,21 @@ def separable_extractor() -> type:
             return self.inner(x)
 
     return SeparableExtractor
+
+
+def test_cli_import_names_the_convolutions(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    make("dqn").save(tmp_path / "dqn.zip")
+    args = ["import", str(tmp_path / "dqn.zip"), "-o", str(tmp_path / "p"), "--algo", "dqn"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["body"] == "cnn"
+    assert info["conv"] == [["conv2d", "8×8/4", 32], ["conv2d", "4×4/2", 64],
+                            ["conv2d", "3×3/1", 64]]  # fmt: skip
+    assert info["layers"] == [[64, 512, "relu"], [512, 3, "identity"]]
+    shown = CliRunner().invoke(app, [*args[:3], str(tmp_path / "q"), *args[4:]], terminal_width=200)
+    assert shown.exit_code == 0 and "cnn [conv2d 8×8/4 → 32 →" in shown.output

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget.errors import PolicyError, RlbudgetError
-from rlbudget.policy.model import MLP, Policy
+from rlbudget.policy.model import CNN, MLP, Policy
 from rlbudget.sb3.cnn import channels_last, channels_last_policy
 from rlbudget.sb3.convert import (
     ACTOR_CRITIC,
@@ -51,6 +51,12 @@ class ImportResult:
     def to_dict(self) -> dict[str, Any]:
         info = self.policy.summary()
         body = self.policy.body
+        convs = []
+        if isinstance(body, CNN):  # its convolutions: [op, "kh×kw/stride", outputs]
+            shapes = body.shapes()
+            convs = [[la.op, f"{la.kernel[0]}×{la.kernel[1]}/{la.stride[0]}", shapes[k + 1][2]]
+                     for k, la in enumerate(body.layers)]  # fmt: skip
+            body = body.dense  # type: ignore[assignment]
         layers = (
             [[int(la.W.shape[0]), int(la.W.shape[1]), la.activation] for la in body.layers]
             if isinstance(body, MLP)
@@ -68,6 +74,8 @@ class ImportResult:
             "observation_space": info["observation_space"],
             "action_space": info["action_space"],
             "preprocess": info["preprocess"],
+            "body": info["body"],
+            "conv": convs,
             "layers": layers,
             "head": info["head"],
             "parameters": info["parameters"],
