@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rlbudget import units
@@ -254,7 +255,7 @@ def render_import(console: Console, info: dict[str, Any]) -> None:
     layers = " → ".join(f"{i}×{o} {a}" for i, o, a in info["layers"])
     convs = " → ".join(f"{op} {k} → {n}" for op, k, n in info.get("conv", []))
     body = f"{info.get('body', 'mlp')} [{convs + ' → ' if convs else ''}{layers}]"
-    t.add_row("pipeline", " → ".join([*info["preprocess"], body, info["head"]]))
+    t.add_row("pipeline", escape(" → ".join([*info["preprocess"], body, info["head"]])))
     t.add_row("parameters", f"{info['parameters']:,} ({units.format_bytes(info['bytes'])})")
     t.add_row("sha256", info["sha256"])
     t.add_row("SB3 version", str(info["sb3_version"] or "not recorded"))
