@@ -34,6 +34,7 @@ RLB_API void rlb_conv_f32(const float *x, float *y, RLB_CONST float *w, RLB_CONS
     const int32_t h = g[0], wd = g[1], c = g[2], oh = g[3], ow = g[4], co = g[5];
     const int32_t kh = g[6], kw = g[7], sh = g[8], sw = g[9];
     int32_t oy, ox, o, ky, kx;
+    float acc;
 #if !RLB_POOL
     const int32_t ph = g[10], pw = g[11];
 #endif
@@ -42,48 +43,52 @@ RLB_API void rlb_conv_f32(const float *x, float *y, RLB_CONST float *w, RLB_CONS
 #endif
     (void)h;
     for (oy = 0; oy < oh; ++oy) {
+#if RLB_POOL
+        const int32_t y0 = oy * sh, ky0 = 0, ky1 = kh;
+#else
+        /* the kernel rows inside the image: the padding adds nothing */
+        const int32_t y0 = oy * sh - ph;
+        const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > h ? h - y0 : kh;
+#endif
         for (ox = 0; ox < ow; ++ox) {
+#if RLB_POOL
+            const int32_t x0 = ox * sw, kx0 = 0, kx1 = kw;
+#else
+            const int32_t x0 = ox * sw - pw;
+            const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > wd ? wd - x0 : kw;
+#endif
             for (o = 0; o < co; ++o) {
 #if RLB_POOL && RLB_AVG
-                float acc = 0.0f;
+                acc = 0.0f;
 #elif RLB_POOL
-                float acc = x[(oy * sh * wd + ox * sw) * c + o];
+                acc = x[(y0 * wd + x0) * c + o];
 #else
-                float acc = 0.0f;
+                acc = 0.0f;
 #endif
-                for (ky = 0; ky < kh; ++ky) {
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const float *px = x + ((y0 + ky) * wd + x0 + kx0) * c;
 #if RLB_POOL
-                    const int32_t iy = oy * sh + ky;
-#else
-                    const int32_t iy = oy * sh - ph + ky;
-                    if (iy < 0 || iy >= h) {
-                        continue;
-                    }
-#endif
-                    for (kx = 0; kx < kw; ++kx) {
-#if RLB_POOL
-                        const float v = x[(iy * wd + ox * sw + kx) * c + o];
+                    for (kx = kx0; kx < kx1; ++kx, px += c) {
 #if RLB_AVG
-                        acc += v;
+                        acc += px[o];
 #else
-                        acc = v > acc ? v : acc;
-#endif
-#else
-                        const int32_t ix = ox * sw - pw + kx;
-                        const float *px;
-                        if (ix < 0 || ix >= wd) {
-                            continue;
-                        }
-                        px = x + (iy * wd + ix) * c;
-#if RLB_DEPTHWISE
-                        acc += px[o] * w[(ky * kw + kx) * c + o];
-#else
-                        for (i = 0; i < c; ++i) {
-                            acc += px[i] * w[((o * kh + ky) * kw + kx) * c + i];
-                        }
-#endif
+                        acc = px[o] > acc ? px[o] : acc;
 #endif
                     }
+#elif RLB_DEPTHWISE
+                    RLB_CONST float *wk = w + (ky * kw + kx0) * c + o;
+                    for (kx = kx0; kx < kx1; ++kx, px += c, wk += c) {
+                        acc += px[o] * *wk;
+                    }
+#else
+                    /* the row's taps and channels lie next to each other in x and in w */
+                    RLB_CONST float *wk = w + ((o * kh + ky) * kw + kx0) * c;
+                    const int32_t m = (kx1 - kx0) * c;
+                    (void)kx;
+                    for (i = 0; i < m; ++i) {
+                        acc += px[i] * wk[i];
+                    }
+#endif
                 }
 #if RLB_POOL && RLB_AVG
                 acc = acc / (float)(kh * kw);

@@ -64,49 +64,52 @@ RLB_API void rlb_conv_int8(const int8_t *x, int8_t *y, RLB_CONST int8_t *w,
 #endif
     (void)h;
     for (oy = 0; oy < oh; ++oy) {
+#if RLB_POOL
+        const int32_t y0 = oy * sh, ky0 = 0, ky1 = kh;
+#else
+        /* the kernel rows inside the image: the padding adds nothing */
+        const int32_t y0 = oy * sh - ph;
+        const int32_t ky0 = y0 < 0 ? -y0 : 0, ky1 = y0 + kh > h ? h - y0 : kh;
+#endif
         for (ox = 0; ox < ow; ++ox) {
+#if RLB_POOL
+            const int32_t x0 = ox * sw, kx0 = 0, kx1 = kw;
+#else
+            const int32_t x0 = ox * sw - pw;
+            const int32_t kx0 = x0 < 0 ? -x0 : 0, kx1 = x0 + kw > wd ? wd - x0 : kw;
+#endif
             for (o = 0; o < co; ++o) {
 #if RLB_POOL && RLB_AVG
                 acc = 0;
 #elif RLB_POOL
-                acc = x[(oy * sh * wd + ox * sw) * c + o];
+                acc = x[(y0 * wd + x0) * c + o];
 #else
                 acc = b[o];
 #endif
-                for (ky = 0; ky < kh; ++ky) {
+                for (ky = ky0; ky < ky1; ++ky) {
+                    const int8_t *px = x + ((y0 + ky) * wd + x0 + kx0) * c;
 #if RLB_POOL
-                    const int32_t iy = oy * sh + ky;
-#else
-                    const int32_t iy = oy * sh - ph + ky;
-                    if (iy < 0 || iy >= h) {
-                        continue;
-                    }
-#endif
-                    for (kx = 0; kx < kw; ++kx) {
-#if RLB_POOL
-                        const int32_t v = x[(iy * wd + ox * sw + kx) * c + o];
+                    for (kx = kx0; kx < kx1; ++kx, px += c) {
 #if RLB_AVG
-                        acc += v;
+                        acc += px[o];
 #else
-                        acc = v > acc ? v : acc;
-#endif
-#else
-                        const int32_t ix = ox * sw - pw + kx;
-                        const int8_t *px;
-                        if (ix < 0 || ix >= wd) {
-                            continue;
-                        }
-                        px = x + (iy * wd + ix) * c;
-#if RLB_DEPTHWISE
-                        acc += ((int32_t)px[o] - in_zp) * (int32_t)w[(ky * kw + kx) * c + o];
-#else
-                        for (i = 0; i < c; ++i) {
-                            acc += ((int32_t)px[i] - in_zp)
-                                 * (int32_t)w[((o * kh + ky) * kw + kx) * c + i];
-                        }
-#endif
+                        acc = px[o] > acc ? px[o] : acc;
 #endif
                     }
+#elif RLB_DEPTHWISE
+                    RLB_CONST int8_t *wk = w + (ky * kw + kx0) * c + o;
+                    for (kx = kx0; kx < kx1; ++kx, px += c, wk += c) {
+                        acc += ((int32_t)px[o] - in_zp) * (int32_t)*wk;
+                    }
+#else
+                    /* the row's taps and channels lie next to each other in x and in w */
+                    RLB_CONST int8_t *wk = w + ((o * kh + ky) * kw + kx0) * c;
+                    const int32_t m = (kx1 - kx0) * c;
+                    (void)kx;
+                    for (i = 0; i < m; ++i) {
+                        acc += ((int32_t)px[i] - in_zp) * (int32_t)wk[i];
+                    }
+#endif
                 }
 #if RLB_POOL && RLB_AVG
                 /* rounded half away from zero, with C's truncating division */
