@@ -13,10 +13,7 @@ one thread, mean per call, median of ``--repeats`` passes over ``--calls`` image
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -40,18 +37,6 @@ class Frames(gym.Env[np.ndarray, int]):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
-def per_call_us(fn: Callable[[Any], Any], obs: np.ndarray, repeats: int) -> float:
-    for o in obs[:20]:  # warm-up
-        fn(o)
-    means = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        for o in obs:
-            fn(o)
-        means.append((time.perf_counter() - t) / len(obs) * 1e6)
-    return statistics.median(means)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=300)
@@ -62,6 +47,7 @@ def main() -> None:
     n = args.check
 
     import torch
+    from decision_latency import per_call_us  # this folder is on sys.path when run as a script
     from stable_baselines3 import PPO
 
     from rlbudget.compress.quantize_conv import quantize_cnn
