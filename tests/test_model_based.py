@@ -213,13 +213,56 @@ def test_stops_on_time_and_on_target(tmp_path: Path) -> None:
     settings = resolve("pets", "Pendulum-v1", env_steps=100_000, time_s=1.0, overrides=TINY)
     run = train_run(settings, tmp_path / "time")
     assert run.stopped_by == "time" and run.steps < 100_000
-    # target: TinyBox-v0 pays 1 per step for 10 steps (reward_threshold 9), so the student
-    # meets it whatever it does; the first screen falls at step 1,000 (eval_every)
+    # target: TinyBox-v0 pays 1 per step for 10 steps (reward_threshold 9), so the planner
+    # meets it whatever it does: its first episode (steps 11-20) starts the planner's check
+    # on fresh episodes, and the run stops there, long before the loop's first screen of
+    # the student (eval_every 1,000); the student is distilled after, without env steps
     tiny = {**TINY, "random_steps": 10}
     settings = resolve("pets", "TinyBox-v0", env_steps=5_000, min_return=9.0, overrides=tiny)
     settings = replace(settings, eval_every=1_000)
     run = train_run(settings, tmp_path / "target")
-    assert run.stopped_by == "target" and run.steps == 1_000
+    assert run.stopped_by == "target" and run.steps == 20
+    extra = json.loads((tmp_path / "target" / "summary.json").read_text())["extra"]
+    assert extra["target_step"] == 20 and extra["planner_checks"] == [[20, 10.0]]
+    assert extra["planner_return"] == 10.0 and extra["int8_return"] == 10.0
+    assert extra["int8_kept"] == 1.0 and extra["distill_rounds"] == 0
+    assert run.last_eval == 10.0  # the deployed (int8) student's return, measured then
+
+
+def test_the_planners_target_stops_the_run_and_distils_in_the_model() -> None:
+    """A target every planner episode meets (-5,000 on Pendulum, whose worst return is about
+    -1,900): the run stops after its first planner episode, checked on 2 fresh episodes.
+    The student is then distilled with no env step: the transitions are the 250 the run
+    took, and one DAgger round in the model (the int8 student cannot keep 200 % of the
+    planner's return) labels 2 rollouts of 30 model steps besides the 100 relabelled real
+    states."""
+    cfg = PETSConfig(n_timesteps=5_000, **{**TINY, "random_steps": 50}, target_return=-5_000.0,
+                     planner_eval_episodes=2, final_relabel=100, distill_keep=2.0,
+                     distill_rounds=1, distill_rollouts=2, distill_horizon=30)  # fmt: skip
+    result = train_pets("Pendulum-v1", cfg)
+    assert result.stopped_by == "target" and result.steps == 250
+    assert [(e.step, e.length) for e in result.episodes] == [(50, 50), (250, 200)]
+    assert result.checkpoint is not None and len(result.checkpoint.arrays["x"]) == 250
+    extra = result.extra
+    assert extra["target_step"] == 250 and len(extra["planner_returns"]) == 2
+    assert extra["planner_return"] == pytest.approx(np.mean(extra["planner_returns"]))
+    assert extra["distill_rounds"] == 1 and len(extra["distill_int8_returns"]) == 2
+    assert extra["distill_labels"] == 100 + 2 * 30
+    assert result.eval_return == extra["int8_return"]
+    assert extra["int8_return"] == max(extra["distill_int8_returns"])  # the best is kept
+
+
+def test_model_train_freq_refits_inside_an_episode() -> None:
+    """model_train_freq 50: the model is refit at steps 100, 150 and 200 of the planner's
+    first episode, so its later actions (and so the states) differ from a run that refits
+    only at the episode's end; the random first episode is the same."""
+    tiny = {**TINY, "random_steps": 50}
+    plain = train_pets("Pendulum-v1", PETSConfig(n_timesteps=250, **tiny))
+    refit = train_pets("Pendulum-v1", PETSConfig(n_timesteps=250, **tiny, model_train_freq=50))
+    assert plain.checkpoint is not None and refit.checkpoint is not None
+    a, b = plain.checkpoint.arrays["x"], refit.checkpoint.arrays["x"]
+    assert np.array_equal(a[:100], b[:100])  # the random episode, then 50 planner steps
+    assert not np.array_equal(a[100:], b[100:])
 
 
 @pytest.mark.slow
