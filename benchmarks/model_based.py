@@ -283,8 +283,9 @@ def paired(rows: list[dict[str, Any]], name: str, algos: list[str]) -> list[str]
             if not sac:
                 continue
             mark = "" if r["reached"] and sac[0]["reached"] else "*"
+            time_ratio = with_cost(r, case) / with_cost(sac[0], case)
             parts.append(f"seed {r['seed']}: steps {r['steps'] / sac[0]['steps']:.2f}, "
-                         f"time {with_cost(r, case) / with_cost(sac[0], case):.2f}{mark}")  # fmt: skip
+                         f"time {time_ratio:.2f}{mark}")  # fmt: skip
         if parts:
             out.append(f"{name} {algo}/sac: " + "; ".join(parts))
     return out

@@ -82,7 +82,8 @@ def start_states(env_id: str, seeds: Sequence[int], gym_packages: Sequence[str] 
 
 
 def model_rollout(ens: Ensemble, student: Student, start: Array, steps: int, member: int,
-                  obs_low: Array, obs_high: Array, encode: Callable[[Array], Array]) -> Array:  # fmt: skip
+                  obs_low: Array, obs_high: Array,
+                  encode: Callable[[Array], Array]) -> Array:  # fmt: skip
     """The states the student reaches in ensemble member ``member`` from ``start``
     (``[steps, obs_dim]``, ``start`` first; each clipped to the observation bounds)."""
     states = [start]
@@ -136,8 +137,8 @@ def distil(*, planner: Planner, ens: Ensemble, student: Student, obs: list[Array
         if good or round_ == cfg.distill_rounds:
             break
         # DAgger round: the student acts in the model, the planner labels what it reaches
-        starts = start_states(env_id, [int(s) for s in rng.integers(0, 2**31, cfg.distill_rollouts)],
-                              gym_packages)  # fmt: skip
+        seeds = [int(s) for s in rng.integers(0, 2**31, cfg.distill_rollouts)]
+        starts = start_states(env_id, seeds, gym_packages)
         for k, s0 in enumerate(starts):
             member = int(rng.integers(ens.members)) if k else 0
             states = model_rollout(ens, student, s0, horizon, member, o_low, o_high, encode)
@@ -149,5 +150,6 @@ def distil(*, planner: Planner, ens: Ensemble, student: Student, obs: list[Array
     assert best is not None
     student.load_arrays(best[1])
     fp32 = evaluate(student.policy({}), env_id, seeds=list(eval_seeds), gym_packages=gym_packages)
-    return {"student_return": fp32.return_mean, "int8_return": best[2], "int8_kept": best[0], "distill_rounds": len(history) - 1,
-            "distill_int8_returns": history, "distill_labels": len(data_lab)}  # fmt: skip
+    return {"student_return": fp32.return_mean, "int8_return": best[2], "int8_kept": best[0],
+            "distill_rounds": len(history) - 1, "distill_int8_returns": history,
+            "distill_labels": len(data_lab)}  # fmt: skip

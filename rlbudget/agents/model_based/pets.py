@@ -314,7 +314,8 @@ def train_pets(
             if on_checkpoint is not None and checkpoint_every and steps >= next_ck:
                 on_checkpoint(snapshot())
                 next_ck = (steps // checkpoint_every + 1) * checkpoint_every
-        if not requested and not reached and steps >= cfg.n_timesteps and cfg.final_relabel > 0 and data.labels:
+        at_budget = not requested and not reached and steps >= cfg.n_timesteps
+        if at_budget and cfg.final_relabel > 0 and data.labels:
             _final_pass(planner, student, data, cfg, rng, steps)
     finally:
         env.close()
