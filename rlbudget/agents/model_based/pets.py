@@ -6,21 +6,32 @@ episode, checkpoints, resume), so ``rlbudget train``/``run`` drive it like any b
 agent. Per episode:
 
 1. the first ``random_steps`` env steps take random actions (the model's first data, as
-   mbrl-lib's ``initial_exploration_steps``): uniform, or with ``random_noise_beta``
-   colored noise (:func:`colored_noise`; pink noise reaches a far, sparse goal);
+   mbrl-lib's ``initial_exploration_steps``), and the episode ends with them (a short
+   first episode): uniform, or with ``random_noise_beta`` colored noise
+   (:func:`colored_noise`; pink noise reaches a far, sparse goal);
 2. later episodes act with the planner (:class:`~rlbudget.agents.model_based.planner.Planner`,
-   CEM through the ensemble) — except every ``student_every``-th one, where the distilled
-   student acts (DAgger); in both the planner labels every state it sees;
+   CEM through the ensemble) — except every ``student_every``-th one (0: none), where the
+   distilled student acts (DAgger in the real env); in both the planner labels every
+   state it sees; with ``model_train_freq`` the ensemble is also refit every that many
+   env steps inside an episode (as mbrl-lib's ``freq_train_model``);
 3. after each episode the ensemble is refit on every real transition and the student on
-   every label (:mod:`~rlbudget.agents.model_based.student`);
-4. when the step budget ends the run, the final planner relabels the last
+   the recent labels (:mod:`~rlbudget.agents.model_based.student`);
+4. with a target (``target_return``, the run's): a planner episode at or above it starts
+   a check of the planner on ``planner_eval_episodes`` fresh episodes (evaluation, not
+   training: nothing learns from them, as the loop's screens of other agents). If their
+   mean meets the target the run stops there — the planner is what was trained, and its
+   env steps are the run's — and the student is distilled from it with no more env steps
+   (:func:`~rlbudget.agents.model_based.distill.distil`: DAgger in the model, until the
+   int8 student keeps ``distill_keep`` of the planner's return on the same episodes);
+5. when the step budget ends the run instead, the final planner relabels the last
    ``final_relabel`` labelled states and the student refits on them (DAgger's last
    round, with labels that no longer contradict each other).
 
 The policy the loop evaluates, saves and deploys is the student — an ordinary
 ``normalize → mlp → clip`` Policy. The ensemble is returned as files for the run folder
 (``model/ensemble.safetensors`` and ``model/model.json``), and the summary records the
-planner's and the student's training returns and the model's loss.
+planner's and the student's returns (training episodes; at a target stop, the check's
+episodes: planner, fp32 and int8 student) and the model's loss.
 
 Why PETS is the default rather than MBPO: it has no actor-critic to tune (the planner
 needs only the model), and it reached its asymptote in the fewest env steps of the
