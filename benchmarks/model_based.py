@@ -1,4 +1,4 @@
-"""PETS (with its distilled policy) vs SAC: env steps and time to a target return.
+"""PETS (with its distilled policy) and MBPO vs SAC: env steps and time to a target return.
 
 Run: nice python benchmarks/model_based.py [--envs pendulum mountaincar] [--seeds 0 1 2]
      [--algos pets sac] [--results mb.jsonl] [--png model_based.png] [--kept-episodes 10]
@@ -13,18 +13,23 @@ the same price for both, and the loop's screens are not part of the method).
 
 Each (algorithm, env, seed) trains through ``rlbudget train``'s own loop
 (:func:`rlbudget.train.train_run`) with its hyperparameter file (PETS:
-``data/hyperparams/pets.yaml``; SAC: RL Zoo's tuned settings in ``sac.yaml``) and the
-target as ``task.min_return``: the loop screens the deployed policy (PETS: the distilled
-student, not the planner) on 100 episodes every ``--eval-every`` steps (SAC: every 1,000,
-its default grid) and stops when a confirmation's 95 % lower bound reaches the target.
-A run that never stops by target shows its budget with "not reached".
+``data/hyperparams/pets.yaml``; MBPO: ``mbpo.yaml``; SAC: RL Zoo's tuned settings in
+``sac.yaml``) and the target as ``task.min_return``. SAC and MBPO stop by the loop: it
+screens the deployed policy every ``--sac-eval-every`` steps (500; SAC's default grid is
+1,000, which would round its counts up to the next thousand) or ``--eval-every`` (MBPO,
+200), and stops when a confirmation's 95 % lower bound reaches the target. PETS stops on
+its planner (pets.py): a planner episode at the target starts a check on fresh episodes,
+and their mean meeting it stops the run; the student is distilled after, in the model,
+with no env step (its time is shown apart: "+ distilling"). Evaluation episodes (the
+loop's screens, PETS's checks) are not training steps for any algorithm. A run that
+never stops by target shows its budget with "not reached".
 
 For PETS it also runs, at that stop, the planner itself (rebuilt from the run's
 ``model/``, as ``rlbudget evaluate --planner``) and the student quantized to int8
 (:func:`rlbudget.compress.quantize.quantize_int8`, calibrated on states it visits) on the
-same ``--kept-episodes`` fresh episodes: "kept" is int8 / planner for positive returns
-and planner / int8 for negative ones (Pendulum), so ≥ 0.95 means the int8 policy is at
-most 5 % worse than the planner.
+same ``--kept-episodes`` fresh episodes (0: the run's own figures, from its planner
+check's episodes): "kept" is :func:`rlbudget.agents.model_based.distill.kept`, so
+≥ 0.95 means the int8 policy is at most 5 % worse than the planner.
 
 Rows go to ``--results`` (JSON lines) as they finish, and rows already there are reused,
 so the cases can run in separate processes (the CPU is shared) and be tabulated at the
@@ -133,7 +138,11 @@ def one_run(algo: str, case: Case, seed: int, eval_every: int, sac_eval_every: i
         row["in_run"] = {k: extra.get(k) for k in ("planner_return", "student_return",
                                                    "int8_return", "int8_kept", "distill_rounds",
                                                    "distill_labels")}  # fmt: skip
-    if algo == "pets":
+    if algo == "pets" and kept_episodes == 0 and "in_run" in row:  # the check's episodes
+        row.update(planner=row["in_run"]["planner_return"],
+                   student=row["in_run"]["student_return"], int8=row["in_run"]["int8_return"],
+                   steps_per_s=run.steps / row["target_wall_s"])  # fmt: skip
+    elif algo == "pets":
         from rlbudget.compress.quantize import quantize_int8
 
         policy = load_policy(run_dir / "policy")
@@ -332,7 +341,9 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=200)
     ap.add_argument("--sac-eval-every", type=int, default=500,
                     help="SAC's screens (its default grid: 1,000)")  # fmt: skip
-    ap.add_argument("--kept-episodes", type=int, default=10)
+    ap.add_argument("--kept-episodes", type=int, default=10,
+                    help="fresh episodes for planner/student/int8 after a pets run (0: "
+                         "take the run's own, its planner check's episodes)")  # fmt: skip
     ap.add_argument("--results", type=Path, default=None, help="JSON lines, reused and grown")
     ap.add_argument("--table-only", action="store_true", help="tabulate --results, train none")
     ap.add_argument("--png", type=Path, default=None)
