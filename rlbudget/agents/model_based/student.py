@@ -108,11 +108,11 @@ class Student:
 
         with torch.no_grad():
             x = torch.from_numpy(((obs - self.mean) / np.sqrt(self.var)).astype(np.float32))
-            out = self._forward(x).numpy()
+            out: Array = np.asarray(self._forward(x).numpy())
         if self.discrete:
             return np.asarray(out.argmax(axis=-1))
         low, high = np.asarray(self.act_spec.low), np.asarray(self.act_spec.high)
-        return np.clip(out, low, high).astype(np.float32)
+        return np.asarray(np.clip(out, low, high), np.float32)
 
     def policy(self, provenance: Mapping[str, Any]) -> Policy:
         """The student as a numpy Policy: ``normalize → mlp → clip`` (Box) / ``argmax``."""
