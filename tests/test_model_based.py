@@ -295,3 +295,13 @@ def test_a_saved_model_of_another_shape_is_refused_not_broadcast() -> None:
             ens.load_arrays({**good, key: bad})
         assert str(err.value) == (f"array '{key}' has shape {bad.shape}, the model needs "
                                   f"{good[key].shape}")  # fmt: skip
+
+
+def test_kept_share_of_the_planners_return() -> None:
+    """int8 against the planner: 5 % worse is 0.95 whatever the sign of the returns."""
+    from rlbudget.agents.model_based.distill import kept
+
+    assert kept(-190.0, -200.0) == pytest.approx(0.95)  # Pendulum: costs, the smaller wins
+    assert kept(100.0, 95.0) == pytest.approx(0.95)  # MountainCarContinuous: rewards
+    assert kept(-150.0, 10.0) == 1.0  # a positive return beats a negative one
+    assert kept(-150.0, -140.0) > 1.0
