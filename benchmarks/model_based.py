@@ -200,18 +200,29 @@ def planner_speed(rounds: int, decisions: int) -> None:
                 f"pets.yaml: {now.population} × {now.iterations}, keep {now.keep_elites}, "
                 f"replan every {now.replan_every}": Planner(ens, now, **kw)}  # fmt: skip
     rates: dict[str, list[float]] = {k: [] for k in planners}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in planners}
     states = x[:decisions, :3]
     for _ in range(rounds):
         for name, planner in planners.items():
             planner.reset()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for s in states:
                 planner.act(s)
             rates[name].append(decisions / (time.perf_counter() - t0))
-    print("| planner | env steps/s (median of rounds) | × before |\n|---|---|---|")
+            cpu_ms[name].append(1000 * (time.process_time() - c0) / decisions)
+    # CPU time per decision (one torch thread) barely depends on a shared host's load
+    print("| planner | env steps/s (median of rounds) | × before | CPU ms per decision |\n"
+          "|---|---|---|---|")  # fmt: skip
     base = statistics.median(rates["before: 300 × 5, forward()"])
     for name, r in rates.items():
-        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} |")
+        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} | "
+              f"{statistics.median(cpu_ms[name]):.1f} |")  # fmt: skip
+    t0 = time.process_time()
+    ens.fit(x[:650], y[:650], np.zeros(650), epochs=hp["model_epochs"],
+            batch_size=hp["model_batch_size"], rng=rng,
+            max_updates=hp["model_max_updates"])  # fmt: skip
+    print(f"\none model refit on 650 transitions (pets.yaml's Pendulum settings): "
+          f"{time.process_time() - t0:.2f} s of CPU")  # fmt: skip
 
 
 def _forward_returns(planner: Any, obs: np.ndarray, actions: Any) -> Any:
