@@ -72,7 +72,7 @@ RULES = {
             "PETS and MBPO learn a model and reach their return in fewer env steps than SAC"
             " (PETS ≈1/8 in Chua et al. 2018, MBPO ≈1/2.5-1/8 in Janner et al. 2019; on "
             "Pendulum-v1 here a PETS planner episode returned above -200 after 450-650 env "
-            "steps on 2 of 3 seeds, not yet confirmed on fresh episodes; SAC needed "
+            "steps on 3 of 3 seeds, not yet confirmed on fresh episodes; SAC needed "
             "3,000-6,000 in an earlier run, MBPO 1,200-2,200), but pay in host time per env"
             " step (PETS plans at every step, ≈5 env steps/s; MBPO takes 10 SAC updates per"
             " step, ≈8 per CPU-second; SAC 44, PPO 1,900): first when env steps are "
