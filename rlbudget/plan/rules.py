@@ -74,7 +74,7 @@ RULES = {
             "Pendulum-v1 here a PETS planner episode returned above -200 after 450-650 env "
             "steps on 3 of 3 seeds, not yet confirmed on fresh episodes; SAC needed "
             "3,000-6,000 in an earlier run, MBPO 1,200-2,200), but pay in host time per env"
-            " step (PETS plans at every step, ≈5 env steps/s; MBPO takes 10 SAC updates per"
+            " step (PETS plans at every step, ≈9 per CPU-second; MBPO takes 10 SAC updates per"
             " step, ≈8 per CPU-second; SAC 44, PPO 1,900): first when env steps are "
             "expensive or scarce, else below model-free options. PETS ranks above MBPO: no "
             "actor-critic to tune, no stable-baselines3 needed, and its planner got there "
