@@ -214,8 +214,8 @@ def planner_speed(rounds: int, decisions: int) -> None:
     print("| planner | env steps/s (median of rounds) | × before | CPU ms per decision |\n"
           "|---|---|---|---|")  # fmt: skip
     base = statistics.median(rates["before: 300 × 5, forward()"])
-    for name, r in rates.items():
-        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} | "
+    for name, rate in rates.items():
+        print(f"| {name} | {statistics.median(rate):.1f} | {statistics.median(rate) / base:.1f} | "
               f"{statistics.median(cpu_ms[name]):.1f} |")  # fmt: skip
     t0 = time.process_time()
     ens.fit(x[:650], y[:650], np.zeros(650), epochs=hp["model_epochs"],
@@ -272,10 +272,10 @@ def table(rows: list[dict[str, Any]], names: list[str], algos: list[str]) -> str
                 if algo == "pets":
                     extra = [f"{r['planner']:.1f}", f"{r['student']:.1f}", f"{r['int8']:.1f}",
                              f"{kept(r['planner'], r['int8']):.2f}"]  # fmt: skip
-                secs = f"{with_cost(r, case):.0f}"
+                shown = f"{with_cost(r, case):.0f}"
                 if "distill_s" in r:
-                    secs += f" (+{r['distill_s']:.0f})"
-                lines.append(f"| {name} | {algo} | {r['seed']} | {steps} | {secs} | "
+                    shown += f" (+{r['distill_s']:.0f})"
+                lines.append(f"| {name} | {algo} | {r['seed']} | {steps} | {shown} | "
                              + " | ".join(extra) + " |")  # fmt: skip
             reached = [r for r in mine if r["reached"]]
             if reached:
