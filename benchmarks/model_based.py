@@ -1,4 +1,4 @@
-"""PETS (with its distilled policy) vs SAC: env steps and time to a target return.
+"""PETS (with its distilled policy) and MBPO vs SAC: env steps and time to a target return.
 
 Run: nice python benchmarks/model_based.py [--envs pendulum mountaincar] [--seeds 0 1 2]
      [--algos pets sac] [--results mb.jsonl] [--png model_based.png] [--kept-episodes 10]
@@ -13,18 +13,23 @@ the same price for both, and the loop's screens are not part of the method).
 
 Each (algorithm, env, seed) trains through ``rlbudget train``'s own loop
 (:func:`rlbudget.train.train_run`) with its hyperparameter file (PETS:
-``data/hyperparams/pets.yaml``; SAC: RL Zoo's tuned settings in ``sac.yaml``) and the
-target as ``task.min_return``: the loop screens the deployed policy (PETS: the distilled
-student, not the planner) on 100 episodes every ``--eval-every`` steps (SAC: every 1,000,
-its default grid) and stops when a confirmation's 95 % lower bound reaches the target.
-A run that never stops by target shows its budget with "not reached".
+``data/hyperparams/pets.yaml``; MBPO: ``mbpo.yaml``; SAC: RL Zoo's tuned settings in
+``sac.yaml``) and the target as ``task.min_return``. SAC and MBPO stop by the loop: it
+screens the deployed policy every ``--sac-eval-every`` steps (500; SAC's default grid is
+1,000, which would round its counts up to the next thousand) or ``--eval-every`` (MBPO,
+200), and stops when a confirmation's 95 % lower bound reaches the target. PETS stops on
+its planner (pets.py): a planner episode at the target starts a check on fresh episodes,
+and their mean meeting it stops the run; the student is distilled after, in the model,
+with no env step (its time is shown apart: "+ distilling"). Evaluation episodes (the
+loop's screens, PETS's checks) are not training steps for any algorithm. A run that
+never stops by target shows its budget with "not reached".
 
 For PETS it also runs, at that stop, the planner itself (rebuilt from the run's
 ``model/``, as ``rlbudget evaluate --planner``) and the student quantized to int8
 (:func:`rlbudget.compress.quantize.quantize_int8`, calibrated on states it visits) on the
-same ``--kept-episodes`` fresh episodes: "kept" is int8 / planner for positive returns
-and planner / int8 for negative ones (Pendulum), so ≥ 0.95 means the int8 policy is at
-most 5 % worse than the planner.
+same ``--kept-episodes`` fresh episodes (0: the run's own figures, from its planner
+check's episodes): "kept" is :func:`rlbudget.agents.model_based.distill.kept`, so
+≥ 0.95 means the int8 policy is at most 5 % worse than the planner.
 
 Rows go to ``--results`` (JSON lines) as they finish, and rows already there are reused,
 so the cases can run in separate processes (the CPU is shared) and be tabulated at the
@@ -45,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from rlbudget.agents.model_based.distill import kept
 from rlbudget.policy import load_policy
 from rlbudget.profile.evaluate import evaluate
 from rlbudget.train import resolve, train_run
@@ -87,32 +93,37 @@ def visited(policy: Any, env_id: str, steps: int, seed: int) -> np.ndarray:
     return np.stack(out)
 
 
-def planner_returns(policy_dir: Path, env_id: str, episodes: int) -> list[float]:
-    """The run's planner (host, torch) on ``episodes`` fresh episodes."""
+def planner_returns(policy_dir: Path, env_id: str, episodes: int) -> tuple[list[float], float]:
+    """The run's planner (host, torch, as ``evaluate --planner``) on ``episodes`` fresh
+    episodes, and its mean time per decision in ms (the env's own step time excluded)."""
     from rlbudget.agents.model_based.host import planner_for
     from rlbudget.envs import make_env
 
     env = make_env(env_id)
-    out = []
+    out, spent, decisions = [], 0.0, 0
     for e in range(episodes):
         act = planner_for(policy_dir, seed=e)  # a fresh warm start per episode
         obs, _ = env.reset(seed=FRESH_SEED + e)
         total, done = 0.0, False
         while not done:
-            obs, r, terminated, truncated, _ = env.step(act(obs))
+            t0 = time.perf_counter()
+            action = act(obs)
+            spent += time.perf_counter() - t0
+            decisions += 1
+            obs, r, terminated, truncated, _ = env.step(action)
             total += float(r)
             done = bool(terminated or truncated)
         out.append(total)
     env.close()
-    return out
+    return out, 1000 * spent / max(1, decisions)
 
 
-def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: int,
-            folder: Path) -> dict[str, Any]:  # fmt: skip
+def one_run(algo: str, case: Case, seed: int, eval_every: int, sac_eval_every: int,
+            kept_episodes: int, folder: Path) -> dict[str, Any]:  # fmt: skip
     steps = case.steps.get(algo, case.steps["sac"])
     settings = resolve(algo, case.env, env_steps=steps, min_return=case.target, seed=seed)
-    if algo in ("pets", "mbpo"):
-        settings = replace(settings, eval_every=eval_every)
+    settings = replace(settings, eval_every=eval_every if algo in ("pets", "mbpo")
+                       else sac_eval_every)  # fmt: skip
     run_dir = folder / f"{algo}-{case.env}-{seed}"
     t0 = time.perf_counter()
     run = train_run(settings, run_dir)
@@ -120,13 +131,25 @@ def one_run(algo: str, case: Case, seed: int, eval_every: int, kept_episodes: in
         "algo": algo, "env": case.env, "seed": seed, "steps": run.steps,
         "wall_s": time.perf_counter() - t0, "reached": run.stopped_by == "target",
     }  # fmt: skip
-    if algo == "pets":
+    extra = run.extra or {}
+    if "target_wall_s" in extra:  # pets stopped by its planner: time to it, then distilling
+        row["target_wall_s"] = extra["target_wall_s"]
+        row["distill_s"] = extra["distill_s"]
+        row["in_run"] = {k: extra.get(k) for k in ("planner_return", "student_return",
+                                                   "int8_return", "int8_kept", "distill_rounds",
+                                                   "distill_labels")}  # fmt: skip
+    if algo == "pets" and kept_episodes == 0 and "in_run" in row:  # the check's episodes
+        row.update(planner=row["in_run"]["planner_return"],
+                   student=row["in_run"]["student_return"], int8=row["in_run"]["int8_return"],
+                   steps_per_s=run.steps / row["target_wall_s"])  # fmt: skip
+    elif algo == "pets":
         from rlbudget.compress.quantize import quantize_int8
 
         policy = load_policy(run_dir / "policy")
         int8 = quantize_int8(policy, visited(policy, case.env, 2000, seed))
-        row["planner"] = float(np.mean(planner_returns(run_dir / "policy", case.env,
-                                                       kept_episodes)))  # fmt: skip
+        returns, row["planner_ms"] = planner_returns(run_dir / "policy", case.env, kept_episodes)
+        row["planner"] = float(np.mean(returns))
+        row["steps_per_s"] = run.steps / row.get("target_wall_s", row["wall_s"])
         row["int8"] = evaluate(int8, case.env, episodes=kept_episodes,
                                seed=FRESH_SEED).return_mean  # fmt: skip
         row["student"] = evaluate(policy, case.env, episodes=kept_episodes,
@@ -177,18 +200,29 @@ def planner_speed(rounds: int, decisions: int) -> None:
                 f"pets.yaml: {now.population} × {now.iterations}, keep {now.keep_elites}, "
                 f"replan every {now.replan_every}": Planner(ens, now, **kw)}  # fmt: skip
     rates: dict[str, list[float]] = {k: [] for k in planners}
+    cpu_ms: dict[str, list[float]] = {k: [] for k in planners}
     states = x[:decisions, :3]
     for _ in range(rounds):
         for name, planner in planners.items():
             planner.reset()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for s in states:
                 planner.act(s)
             rates[name].append(decisions / (time.perf_counter() - t0))
-    print("| planner | env steps/s (median of rounds) | × before |\n|---|---|---|")
+            cpu_ms[name].append(1000 * (time.process_time() - c0) / decisions)
+    # CPU time per decision (one torch thread) barely depends on a shared host's load
+    print("| planner | env steps/s (median of rounds) | × before | CPU ms per decision |\n"
+          "|---|---|---|---|")  # fmt: skip
     base = statistics.median(rates["before: 300 × 5, forward()"])
-    for name, r in rates.items():
-        print(f"| {name} | {statistics.median(r):.1f} | {statistics.median(r) / base:.1f} |")
+    for name, rate in rates.items():
+        print(f"| {name} | {statistics.median(rate):.1f} | {statistics.median(rate) / base:.1f} | "
+              f"{statistics.median(cpu_ms[name]):.1f} |")  # fmt: skip
+    t0 = time.process_time()
+    ens.fit(x[:650], y[:650], np.zeros(650), epochs=hp["model_epochs"],
+            batch_size=hp["model_batch_size"], rng=rng,
+            max_updates=hp["model_max_updates"])  # fmt: skip
+    print(f"\none model refit on 650 transitions (pets.yaml's Pendulum settings): "
+          f"{time.process_time() - t0:.2f} s of CPU")  # fmt: skip
 
 
 def _forward_returns(planner: Any, obs: np.ndarray, actions: Any) -> Any:
@@ -213,22 +247,20 @@ def _forward_returns(planner: Any, obs: np.ndarray, actions: Any) -> Any:
     return total.mean(dim=0)
 
 
-def kept(planner: float, int8: float) -> float:
-    """int8 against the planner: planner / int8 for negative returns (Pendulum),
-    int8 / planner for positive ones."""
-    if planner < 0 and int8 < 0:
-        return planner / int8
-    return int8 / planner if planner else float("nan")
-
-
-def with_cost(row: dict[str, Any], case: Case) -> float:
-    """Wall time plus the simulated step cost of the training env steps."""
-    return float(row["wall_s"]) + case.step_cost_s * int(row["steps"])
+def with_cost(row: dict[str, Any], case: Case, *, distilling: bool = False) -> float:
+    """Time to the target plus the simulated step cost of the training env steps. The
+    time to the target is the run's wall time, except for a pets run stopped by its
+    planner: the time of that stop (``distilling``: with the distillation after it)."""
+    wall = float(row.get("target_wall_s", row["wall_s"]))
+    if distilling:
+        wall += float(row.get("distill_s", 0.0))
+    return wall + case.step_cost_s * int(row["steps"])
 
 
 def table(rows: list[dict[str, Any]], names: list[str], algos: list[str]) -> str:
-    lines = ["| case | algorithm | seed | env steps to target | time s | planner | "
-             "student | int8 | kept |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| case | algorithm | seed | env steps to target | time s (+ distilling) | "
+             "planner | student | int8 | kept |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     summary = []
     for name in names:
         case = CASES[name]
@@ -240,8 +272,11 @@ def table(rows: list[dict[str, Any]], names: list[str], algos: list[str]) -> str
                 if algo == "pets":
                     extra = [f"{r['planner']:.1f}", f"{r['student']:.1f}", f"{r['int8']:.1f}",
                              f"{kept(r['planner'], r['int8']):.2f}"]  # fmt: skip
-                lines.append(f"| {name} | {algo} | {r['seed']} | {steps} | "
-                             f"{with_cost(r, case):.0f} | " + " | ".join(extra) + " |")  # fmt: skip
+                shown = f"{with_cost(r, case):.0f}"
+                if "distill_s" in r:
+                    shown += f" (+{r['distill_s']:.0f})"
+                lines.append(f"| {name} | {algo} | {r['seed']} | {steps} | {shown} | "
+                             + " | ".join(extra) + " |")  # fmt: skip
             reached = [r for r in mine if r["reached"]]
             if reached:
                 steps = statistics.mean(r["steps"] for r in reached)
@@ -250,7 +285,30 @@ def table(rows: list[dict[str, Any]], names: list[str], algos: list[str]) -> str
                                f"{steps:,.0f}, mean time {secs:.0f} s")  # fmt: skip
             elif mine:
                 summary.append(f"{name} {algo}: 0/{len(mine)} reached")
+        summary.extend(paired(rows, name, algos))
     return "\n".join(lines) + "\n\n" + "\n".join(summary)
+
+
+def paired(rows: list[dict[str, Any]], name: str, algos: list[str]) -> list[str]:
+    """Per seed, each model-based algorithm against SAC: env steps and time, as ratios
+    (a run that did not reach the target counts at its budget, marked)."""
+    case = CASES[name]
+    out = []
+    for algo in (a for a in algos if a != "sac"):
+        parts = []
+        for r in sorted((r for r in rows if r["algo"] == algo and r["env"] == case.env),
+                        key=lambda r: r["seed"]):  # fmt: skip
+            sac = [q for q in rows if q["algo"] == "sac" and q["env"] == case.env
+                   and q["seed"] == r["seed"]]  # fmt: skip
+            if not sac:
+                continue
+            mark = "" if r["reached"] and sac[0]["reached"] else "*"
+            time_ratio = with_cost(r, case) / with_cost(sac[0], case)
+            parts.append(f"seed {r['seed']}: steps {r['steps'] / sac[0]['steps']:.2f}, "
+                         f"time {time_ratio:.2f}{mark}")  # fmt: skip
+        if parts:
+            out.append(f"{name} {algo}/sac: " + "; ".join(parts))
+    return out
 
 
 def plot(rows: list[dict[str, Any]], names: list[str], algos: list[str], path: Path) -> None:
@@ -260,7 +318,7 @@ def plot(rows: list[dict[str, Any]], names: list[str], algos: list[str], path: P
 
     fig, axes = charts.figure(10, 0.9 * len(names) * len(algos) + 1.4, ncols=2)
     labels, y = [], 0
-    colors = {"pets": "tab:blue", "sac": "tab:orange"}
+    colors = {"pets": "tab:blue", "sac": "tab:orange", "mbpo": "tab:green"}
     for name in names:
         case = CASES[name]
         for algo in algos:
@@ -279,8 +337,9 @@ def plot(rows: list[dict[str, Any]], names: list[str], algos: list[str], path: P
         ax.set_xlim(left=0)
         ax.grid(axis="x", alpha=0.3)
         ax.set_xlabel(xlabel)
-    title = ("PETS (deployed: its distilled student) vs SAC (RL Zoo): one dot per seed, "
-             "hollow = not reached within the budget")  # fmt: skip
+    title = ("PETS (stopped on its planner, then distilled) vs MBPO vs SAC (RL Zoo): env "
+             "steps and time to the target, one dot per seed, hollow = not reached within "
+             "the budget")  # fmt: skip
     fig.suptitle(charts.wrap(title, 90))
     charts.save(fig, path, dpi=120)
 
@@ -291,7 +350,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--algos", nargs="+", default=ALGOS)
     ap.add_argument("--eval-every", type=int, default=200)
-    ap.add_argument("--kept-episodes", type=int, default=10)
+    ap.add_argument("--sac-eval-every", type=int, default=500,
+                    help="SAC's screens (its default grid: 1,000)")  # fmt: skip
+    ap.add_argument("--kept-episodes", type=int, default=10,
+                    help="fresh episodes for planner/student/int8 after a pets run (0: "
+                         "take the run's own, its planner check's episodes)")  # fmt: skip
     ap.add_argument("--results", type=Path, default=None, help="JSON lines, reused and grown")
     ap.add_argument("--table-only", action="store_true", help="tabulate --results, train none")
     ap.add_argument("--png", type=Path, default=None)
@@ -315,8 +378,8 @@ def main() -> None:
                         if any(r["algo"] == algo and r["env"] == case.env and r["seed"] == seed
                                for r in rows):  # fmt: skip
                             continue
-                        row = one_run(algo, case, seed, args.eval_every, args.kept_episodes,
-                                      Path(tmp))  # fmt: skip
+                        row = one_run(algo, case, seed, args.eval_every, args.sac_eval_every,
+                                      args.kept_episodes, Path(tmp))  # fmt: skip
                         rows.append(row)
                         print(json.dumps(row), flush=True)
                         if args.results is not None:

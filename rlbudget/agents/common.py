@@ -70,6 +70,10 @@ class TrainResult:
     # model-based trainers: figures for summary.json, and files for the run folder
     extra: Mapping[str, Any] = field(default_factory=dict)
     files: Mapping[str, bytes] = field(default_factory=dict)
+    # a trainer that checks the target itself (pets: its planner): "target", and the
+    # deployed policy's return measured then
+    stopped_by: str | None = None
+    eval_return: float | None = None
 
     @property
     def steps_per_s(self) -> float:

@@ -238,6 +238,8 @@ def _train_locked(
         metrics.close()
         if board is not None:
             board.close()
+    if result.stopped_by is not None:  # the trainer checked the target itself (pets)
+        stopped_by, last_eval = result.stopped_by, result.eval_return
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 LEAN = ("lean-sac", "lean-td3")  # the built-in torch SAC/TD3 (agents/offpolicy.py)
 BUILTIN = ("q-learning", "sarsa", "expected-sarsa", "dyna-q", "sarsa-lambda", "ars", "pets",
            "mbpo", *LEAN, "bc", "dagger")  # fmt: skip
-# Config fields that are a run's inputs, not hyperparameters (imitation: where from).
-INPUTS = {"algorithm", "teacher", "demos", "init"}
+# Config fields that are a run's inputs, not hyperparameters (imitation: where from;
+# pets: the target its planner is checked against).
+INPUTS = {"algorithm", "teacher", "demos", "init", "target_return"}
 # Hyperparameter-file keys that are names for a config field, or that the agents ignore.
 RENAMED = {"lambda": "lam"}
 IGNORED = {"normalize"}  # ARS always normalizes observations

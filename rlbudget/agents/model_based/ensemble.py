@@ -163,6 +163,16 @@ class Ensemble:
             pred = mean.mean(dim=0).numpy() * self.y_scale.std + self.y_scale.mean
         return float((((pred - y) / self.y_scale.std) ** 2).mean())
 
+    def predict(self, x: Array) -> Array:
+        """Every member's mean prediction for raw ``[observation, action]`` rows: raw
+        ``[Δobservation, reward]``, ``[members, batch, obs_dim + 1]``."""
+        import torch
+
+        with torch.no_grad():
+            xs = torch.from_numpy(((x - self.x_scale.mean) / self.x_scale.std).astype(np.float32))
+            mean, _, _ = self.forward(xs.expand(self.members, -1, -1))
+        return np.asarray(mean.numpy() * self.y_scale.std + self.y_scale.mean)
+
     # --- to and from arrays (safetensors) ---------------------------------------------
 
     def arrays(self) -> dict[str, Array]:

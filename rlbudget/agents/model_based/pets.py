@@ -6,21 +6,32 @@ episode, checkpoints, resume), so ``rlbudget train``/``run`` drive it like any b
 agent. Per episode:
 
 1. the first ``random_steps`` env steps take random actions (the model's first data, as
-   mbrl-lib's ``initial_exploration_steps``): uniform, or with ``random_noise_beta``
-   colored noise (:func:`colored_noise`; pink noise reaches a far, sparse goal);
+   mbrl-lib's ``initial_exploration_steps``), and the episode ends with them (a short
+   first episode): uniform, or with ``random_noise_beta`` colored noise
+   (:func:`colored_noise`; pink noise reaches a far, sparse goal);
 2. later episodes act with the planner (:class:`~rlbudget.agents.model_based.planner.Planner`,
-   CEM through the ensemble) — except every ``student_every``-th one, where the distilled
-   student acts (DAgger); in both the planner labels every state it sees;
+   CEM through the ensemble) — except every ``student_every``-th one (0: none), where the
+   distilled student acts (DAgger in the real env); in both the planner labels every
+   state it sees; with ``model_train_freq`` the ensemble is also refit every that many
+   env steps inside an episode (as mbrl-lib's ``freq_train_model``);
 3. after each episode the ensemble is refit on every real transition and the student on
-   every label (:mod:`~rlbudget.agents.model_based.student`);
-4. when the step budget ends the run, the final planner relabels the last
+   the recent labels (:mod:`~rlbudget.agents.model_based.student`);
+4. with a target (``target_return``, the run's): a planner episode at or above it starts
+   a check of the planner on ``planner_eval_episodes`` fresh episodes (evaluation, not
+   training: nothing learns from them, as the loop's screens of other agents). If their
+   mean meets the target the run stops there — the planner is what was trained, and its
+   env steps are the run's — and the student is distilled from it with no more env steps
+   (:func:`~rlbudget.agents.model_based.distill.distil`: DAgger in the model, until the
+   int8 student keeps ``distill_keep`` of the planner's return on the same episodes);
+5. when the step budget ends the run instead, the final planner relabels the last
    ``final_relabel`` labelled states and the student refits on them (DAgger's last
    round, with labels that no longer contradict each other).
 
 The policy the loop evaluates, saves and deploys is the student — an ordinary
 ``normalize → mlp → clip`` Policy. The ensemble is returned as files for the run folder
 (``model/ensemble.safetensors`` and ``model/model.json``), and the summary records the
-planner's and the student's training returns and the model's loss.
+planner's and the student's returns (training episodes; at a target stop, the check's
+episodes: planner, fp32 and int8 student) and the model's loss.
 
 Why PETS is the default rather than MBPO: it has no actor-critic to tune (the planner
 needs only the model), and it reached its asymptote in the fewest env steps of the
@@ -56,6 +67,7 @@ from rlbudget.agents.common import (
     provenance,
     rng_from_state,
 )
+from rlbudget.agents.model_based.distill import distil, planner_returns
 from rlbudget.agents.model_based.ensemble import Ensemble
 from rlbudget.agents.model_based.host import FORMAT, MODEL_FILE, MODEL_INFO
 from rlbudget.agents.model_based.planner import CEM, Planner
@@ -65,6 +77,7 @@ from rlbudget.finite import sync
 from rlbudget.policy.model import Policy
 
 Array = np.ndarray
+PLANNER_EVAL_SEED = 30_000  # the planner's target checks: seed + this + the step
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,16 @@ class PETSConfig:
     student_batch_size: int = 256
     threads: int = 1
     seed: int = 0
+    # the run's target (RunSettings.target_return, not a hyperparameter): a planner episode
+    # at or above it starts a check on planner_eval_episodes fresh episodes; if their mean
+    # is too, the run stops there and the student is distilled in the model (distill.py)
+    target_return: float | None = None
+    model_train_freq: int = 0  # also refit the model every this many env steps (0: never)
+    planner_eval_episodes: int = 5
+    distill_rounds: int = 6  # DAgger rounds in the model, at most
+    distill_rollouts: int = 2  # model rollouts of the student per round
+    distill_horizon: int = 0  # their length (0: the env's episode limit)
+    distill_keep: float = 0.95  # stop when int8 keeps this share of the planner's return
 
 
 @dataclass
@@ -173,12 +196,15 @@ def train_pets(
     kinds: list[str] = []  # who acted in each episode: random, planner, student
     model_loss = float("nan")
     steps, wall0 = 0, 0.0
+    checks: list[list[float]] = []  # the planner's target checks: [step, mean return]
+    reached: dict[str, Any] = {}  # the planner's target: when, its return, the distillation
     env.reset(seed=cfg.seed)
     if resume is not None:
         ck, arr = resume.state, resume.arrays
         steps, wall0 = int(ck["steps"]), float(ck["wall_s"])
         episodes = [Episode(**e) for e in ck["episodes"]]
         kinds, model_loss = list(ck["kinds"]), float(ck["model_loss"])
+        checks = [list(c) for c in ck.get("planner_checks", [])]
         rng.bit_generator.state = ck["agent_rng"]
         env.unwrapped.np_random = rng_from_state(ck["env_rng"])
         planner.gen.set_state(torch.from_numpy(np.asarray(arr["planner_gen"])))
@@ -204,6 +230,7 @@ def train_pets(
             "algorithm": "pets", "steps": steps, "wall_s": time.perf_counter() - start,
             "episodes": [asdict(e) for e in episodes], "kinds": kinds,
             "model_loss": model_loss, "student_trained": student.trained,
+            "planner_checks": checks,
             "agent_rng": rng.bit_generator.state, "env_rng": env_rng_state(env),
         }  # fmt: skip
         arrays = {**data.arrays(), **ens.arrays(), **student.arrays(),
@@ -252,7 +279,13 @@ def train_pets(
                 steps += 1
                 ret += r
                 n += 1
-                done = bool(terminated or truncated)
+                # a random episode ends with the random steps (a short first episode)
+                done = bool(terminated or truncated) or (kind == "random"
+                                                         and steps >= cfg.random_steps)  # fmt: skip
+                if (cfg.model_train_freq and kind != "random" and not done
+                        and steps % cfg.model_train_freq == 0):  # fmt: skip
+                    model_loss = _fit_model(ens, data, cfg, rng, steps)
+                    _tell(planner, data)
             if stopped or not done:  # stopped, or the step budget ran out mid-episode
                 stopped = True
                 break
@@ -268,20 +301,44 @@ def train_pets(
             if on_episode is not None and on_episode(ep, current):
                 requested = True
                 break
+            target = cfg.target_return
+            if target is not None and kind == "planner" and ret >= target:
+                seeds = [cfg.seed + PLANNER_EVAL_SEED + steps + i
+                         for i in range(cfg.planner_eval_episodes)]  # fmt: skip
+                returns = planner_returns(planner, env_id, seeds, gym_packages)
+                checks.append([steps, float(np.mean(returns))])
+                if float(np.mean(returns)) >= target:
+                    at = time.perf_counter() - start
+                    reached = {"target_step": steps, "target_wall_s": at,
+                               "planner_return": float(np.mean(returns)),
+                               "planner_returns": returns}  # fmt: skip
+                    reached.update(distil(
+                        planner=planner, ens=ens, student=student, obs=data.label_obs,
+                        labels=data.labels, cfg=cfg, env_id=env_id, eval_seeds=seeds,
+                        planner_return=reached["planner_return"], target=target, rng=rng,
+                        episode_steps=_episode_limit(env), gym_packages=gym_packages,
+                        encode=(lambda a: np.eye(n_act, dtype=np.float32)[int(a)])
+                        if discrete else (lambda a: np.asarray(a, np.float32).ravel()),
+                    ))  # fmt: skip
+                    reached["distill_s"] = time.perf_counter() - start - at
+                    break
             if on_checkpoint is not None and checkpoint_every and steps >= next_ck:
                 on_checkpoint(snapshot())
                 next_ck = (steps // checkpoint_every + 1) * checkpoint_every
-        if not requested and steps >= cfg.n_timesteps and cfg.final_relabel > 0 and data.labels:
+        at_budget = not requested and not reached and steps >= cfg.n_timesteps
+        if at_budget and cfg.final_relabel > 0 and data.labels:
             _final_pass(planner, student, data, cfg, rng, steps)
     finally:
         env.close()
         torch.set_num_threads(threads_before)
     policy = current()
     checkpoint = at_start if stopped else snapshot()
-    extra = _summary(episodes, kinds, model_loss, len(data.x), len(data.labels), student)
+    extra = {**_summary(episodes, kinds, model_loss, len(data.x), len(data.labels), student),
+             "planner_checks": checks, **reached}  # fmt: skip
     files = _model_files(ens, planner, cfg, obs_spec.dim, n_act, low, high)
     return TrainResult(policy, tuple(episodes), steps, time.perf_counter() - start, checkpoint,
-                       extra=extra, files=files)  # fmt: skip
+                       extra=extra, files=files, stopped_by="target" if reached else None,
+                       eval_return=reached.get("int8_return"))  # fmt: skip
 
 
 def colored_noise(beta: float, n: int, dim: int, rng: np.random.Generator) -> Array:
@@ -328,13 +385,8 @@ def _learn(ens: Ensemble, planner: Planner, student: Student, data: _Data, cfg: 
     """Refit the ensemble on every transition, relabel ``relabel_per_episode`` states of
     the label window with the refit planner (a random run of consecutive ones, so each
     decision warm-starts the next), and refit the student on the window's labels."""
+    loss = _fit_model(ens, data, cfg, rng, steps)
     arrays = data.arrays()
-    loss = ens.fit(arrays["x"], arrays["y"], arrays["done"], epochs=cfg.model_epochs,
-                   batch_size=cfg.model_batch_size, rng=rng,
-                   max_updates=cfg.model_max_updates)  # fmt: skip
-    if not math.isfinite(loss):
-        raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
-                            "(lower model_lr)")  # fmt: skip
     if cfg.relabel_per_episode > 0 and data.labels:
         _tell(planner, data)
         first = max(0, len(data.labels) - cfg.label_window) if cfg.label_window > 0 else 0
@@ -352,6 +404,19 @@ def _learn(ens: Ensemble, planner: Planner, student: Student, data: _Data, cfg: 
         if not math.isfinite(s_loss):
             raise TrainingError(f"pets: the student's loss became {s_loss} at step {steps} "
                                 "(lower student_lr)")  # fmt: skip
+    return loss
+
+
+def _fit_model(ens: Ensemble, data: _Data, cfg: PETSConfig, rng: np.random.Generator,
+               steps: int) -> float:  # fmt: skip
+    """Refit the ensemble on every real transition; its loss (NaN/inf: one line)."""
+    loss = ens.fit(np.asarray(data.x, np.float32), np.asarray(data.y, np.float32),
+                   np.asarray(data.done, np.float32), epochs=cfg.model_epochs,
+                   batch_size=cfg.model_batch_size, rng=rng,
+                   max_updates=cfg.model_max_updates)  # fmt: skip
+    if not math.isfinite(loss):
+        raise TrainingError(f"pets: the model's loss became {loss} at step {steps} "
+                            "(lower model_lr)")  # fmt: skip
     return loss
 
 

@@ -101,6 +101,19 @@ class Student:
         self.last_loss = float(np.mean(tail)) if tail else float("nan")
         return self.last_loss
 
+    def actions(self, obs: Array) -> Array:
+        """The student's actions for a batch ``[n, obs_dim]`` (Box: clipped to the bounds;
+        Discrete: the argmax), as its :meth:`policy` acts."""
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(((obs - self.mean) / np.sqrt(self.var)).astype(np.float32))
+            out: Array = np.asarray(self._forward(x).numpy())
+        if self.discrete:
+            return np.asarray(out.argmax(axis=-1))
+        low, high = np.asarray(self.act_spec.low), np.asarray(self.act_spec.high)
+        return np.asarray(np.clip(out, low, high), np.float32)
+
     def policy(self, provenance: Mapping[str, Any]) -> Policy:
         """The student as a numpy Policy: ``normalize → mlp → clip`` (Box) / ``argmax``."""
         n = len(self.weights)
