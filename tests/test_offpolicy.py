@@ -266,7 +266,7 @@ def _torch_losses(torch: Any, nets: Nets, theta: Any, batch: list[Any], noise: l
             next_q = q(critic_t, s2, a2).amin(0)
         y = r + cfg.gamma * (1 - done) * next_q
     critic_loss = ((q(critic, s, a) - y) ** 2).mean(dim=(1, 2)).sum()
-    frozen = [p.detach() for p in critic]
+    frozen = [w.detach() for w in critic]
     if nets.sac:
         pi, logp = sample(s, noise[1])
         actor_loss = (alpha * logp - q(frozen, s, pi).amin(0)).mean()

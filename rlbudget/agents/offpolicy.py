@@ -136,14 +136,16 @@ def forward(params: list[Array], x: Array, activation: str) -> tuple[Array, list
 
 
 def backward(params: list[Array], grads: list[Array] | None, inputs: list[Array], d_out: Array,
-             activation: str) -> Array:  # fmt: skip
+             activation: str) -> Array | None:  # fmt: skip
     """Back through :func:`forward` from the output's gradient ``d_out``: writes the weights'
-    gradients into ``grads`` (None: none wanted) and returns the input's gradient."""
+    gradients into ``grads``; with ``grads`` None, returns the input's gradient instead."""
     for i in range(len(params) // 2 - 1, -1, -1):
         h = inputs[i]
         if grads is not None:
             np.matmul(h.swapaxes(-1, -2), d_out, out=grads[2 * i])
             np.sum(d_out, axis=-2, keepdims=True, out=grads[2 * i + 1])
+            if i == 0:
+                return None
         d_out = d_out @ params[2 * i].swapaxes(-1, -2)
         if i > 0:  # through the activation: relu' is h > 0, tanh' is 1 − h²
             d_out *= (h > 0) if activation == "relu" else 1 - h * h
@@ -176,7 +178,8 @@ class Nets:
         for params in (self.critic, self.actor):
             for w, b in zip(params[::2], params[1::2], strict=True):
                 bound = 1.0 / math.sqrt(w.shape[-2])
-                w[...], b[...] = rng.uniform(-bound, bound, w.shape), rng.uniform(-bound, bound, b.shape)
+                w[...] = rng.uniform(-bound, bound, w.shape)
+                b[...] = rng.uniform(-bound, bound, b.shape)
         self.fixed_alpha: float | None = None
         if self.sac:
             coef = str(cfg.ent_coef)
@@ -209,7 +212,8 @@ class Nets:
 
     def arrays(self) -> dict[str, Array]:
         names = {"theta": self.theta, "critic_target": self.critic_target_flat,
-                 "actor_target": self.actor_target_flat, "adam_m": self.m, "adam_v": self.v}  # fmt: skip
+                 "actor_target": self.actor_target_flat, "adam_m": self.m,
+                 "adam_v": self.v}  # fmt: skip
         return {k: a.copy() for k, a in names.items()}
 
     def load(self, arrays: Any, state: Any) -> None:
@@ -281,7 +285,9 @@ def gradients(nets: Nets, batch: Sequence[Array], cfg: OffPolicyConfig, noise: S
         q_pi, critic_inputs = forward(nets.critic, _cat(obs, pi), act)
         second = q_pi[1] < q_pi[0]  # which critic is the minimum (the gradient goes there)
         d_q = np.stack((~second, second)).astype(np.float32) * (-1.0 / n)
-        d_pi = backward(nets.critic, None, critic_inputs, d_q, act).sum(0)[:, nets.obs_dim :]
+        d_input = backward(nets.critic, None, critic_inputs, d_q, act)
+        assert d_input is not None
+        d_pi = d_input.sum(0)[:, nets.obs_dim :]
         d_pi += (alpha / n) * 2 * pi / (1 - pi * pi + 1e-6)  # α log π's −log(1 − ã² + 1e-6)
         d_u = d_pi * (1 - pi * pi)  # through tanh
         d_log_std = d_u * std * noise[1] - alpha / n  # the sample's σ ε, and −log σ in log π
@@ -292,7 +298,9 @@ def gradients(nets: Nets, batch: Sequence[Array], cfg: OffPolicyConfig, noise: S
         first = [p[0] for p in nets.critic]  # TD3's actor follows the first critic
         _, critic_inputs = forward(first, _cat(obs, pi), act)
         d_q = np.full((n, 1), -1.0 / n, np.float32)
-        d_out = backward(first, None, critic_inputs, d_q, act)[:, nets.obs_dim :] * (1 - pi * pi)
+        d_input = backward(first, None, critic_inputs, d_q, act)
+        assert d_input is not None
+        d_out = d_input[:, nets.obs_dim :] * (1 - pi * pi)
     backward(nets.actor, nets.actor_grad, actor_inputs, d_out, act)
     return float(np.square(error).mean(axis=(1, 2)).sum())
 
