@@ -305,13 +305,14 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--envs", default="Pendulum-v1", help="comma-separated")
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated")
     parser.add_argument("--cap-s", type=float, default=300.0, help="per run, training seconds")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every run's figures")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="no runs: the table (and --png) of a file --json wrote")  # fmt: skip
+    parser.add_argument("--from-json", default=None,
+                        help="no runs: the table (and --png) of --json files: a,b")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a lean hyperparameter for every run: batch_size=128")  # fmt: skip
     args = parser.parse_args()
@@ -322,10 +323,11 @@ def main() -> None:
         OVERRIDES[key] = yaml.safe_load(value)
     results: list[Result] = []
     if args.from_json is not None:
-        results = [Result(**r) for r in json.loads(args.from_json.read_text())]
+        results = [Result(**r) for f in args.from_json.split(",")
+                   for r in json.loads(Path(f).read_text())]  # fmt: skip
         args.envs = ""
     for env_id in filter(None, args.envs.split(",")):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.trainers.split(","):
                 r = run(name, env_id, seed, args.cap_s)
                 results.append(r)

@@ -71,9 +71,12 @@ def test_stops_on_the_env_step_budget(algo: str) -> None:
     assert result.checkpoint.state["t_actor"] == (200 if algo == "lean-sac" else 100)
 
 
-@pytest.mark.parametrize("algo", ALGOS)
-def test_resume_equals_straight_run(algo: str) -> None:
-    cfg = OffPolicyConfig(algorithm=algo, n_timesteps=260, **TINY)
+@pytest.mark.parametrize(
+    ("algo", "noise"), [("lean-sac", "normal"), ("lean-td3", "normal"),
+                        ("lean-td3", "ornstein-uhlenbeck"), ("lean-td3", "pink")],
+)  # fmt: skip
+def test_resume_equals_straight_run(algo: str, noise: str) -> None:
+    cfg = OffPolicyConfig(algorithm=algo, n_timesteps=260, noise_type=noise, **TINY)
     straight = train_offpolicy("Pendulum-v1", cfg)
     first = train_offpolicy("Pendulum-v1", cfg, should_stop=_stop_after(130))  # mid-episode
     assert first.steps == 130 and first.checkpoint is not None
@@ -190,6 +193,8 @@ def test_lean_sac_reaches_minus_200_on_pendulum(tmp_path: Path) -> None:
          "number of at least 1"),
         ({"tau": 2.0}, "lean-td3: tau = 2.0, gamma = 0.99; tau must lie in (0, 1] and gamma "
          "in [0, 1]"),
+        ({"noise_type": "brown"}, "lean-td3: hyperparameter noise_type = 'brown'; write one of "
+         "normal, ornstein-uhlenbeck, pink"),
     ],
 )  # fmt: skip
 def test_bad_counts_are_one_line(change: dict[str, Any], expected: str) -> None:
@@ -343,3 +348,23 @@ def test_adam_matches_torch() -> None:
     np.testing.assert_allclose(nets.theta[n_c:-1], actor.detach().numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(nets.theta[-1:], log_alpha.detach().numpy(), rtol=0, atol=1e-6)
     assert not np.allclose(nets.theta[n_c:], Nets(cfg, 3, 1).theta[n_c:])  # it moved
+
+
+@pytest.mark.parametrize(("noise", "ratio"), [("ornstein-uhlenbeck", 0.2), ("pink", 0.75)])
+def test_correlated_noise_moves_actions_less_per_step_than_white(noise: str, ratio: float) -> None:
+    """TD3's correlated noise (σ 0.5) changes the action from one step to the next less than
+    white noise of the same σ: the mean |a(t+1) − a(t)| over the 100 noisy steps after a
+    100-step random phase, against white noise's. OU's increments are σ√dt ε (0.05 against
+    white's ≈ 0.56 before clipping); pink noise's successive values are correlated (lag-1
+    correlation ≈ 0.5–0.7 over a 200-step episode, so differences ≈ 0.6–0.7× white's)."""
+
+    def jitter(kind: str) -> float:
+        tiny = {**TINY, "learning_starts": 100}
+        cfg = OffPolicyConfig(algorithm="lean-td3", n_timesteps=200, noise_type=kind,
+                              exploration_noise=0.5, **tiny)  # fmt: skip
+        result = train_offpolicy("Pendulum-v1", cfg)
+        assert result.checkpoint is not None
+        a = result.checkpoint.arrays["buffer"][100:200, 3]  # actions (in [-1, 1]) after it
+        return float(np.abs(np.diff(a)).mean())
+
+    assert jitter(noise) < ratio * jitter("normal")

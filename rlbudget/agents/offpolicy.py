@@ -8,9 +8,10 @@ Box observations and Box actions with finite bounds.
   "applications" paper): a tanh-squashed Gaussian actor, twin critics, soft target
   critics, ``ent_coef="auto"`` tunes α towards ``target_entropy`` (−action dims).
 - **TD3** (Fujimoto et al. 2018): a deterministic tanh actor with exploration noise
-  (Gaussian, or Ornstein-Uhlenbeck as the RL Zoo uses on MountainCarContinuous), twin
-  critics, target policy smoothing, the actor and the targets updated every
-  ``policy_delay`` critic updates.
+  (Gaussian; Ornstein-Uhlenbeck as the RL Zoo uses on MountainCarContinuous; or pink noise,
+  Eberhard et al. 2023, "Pink noise is all you need": correlated in time, it reaches a far
+  sparse goal where white noise does not), twin critics, target policy smoothing, the actor
+  and the targets updated every ``policy_delay`` critic updates.
 
 Why numpy and not torch: at 16–256 units and a batch of 256 an update is ≈ 20 small matrix
 products and ≈ 60 element-wise operations. torch spends more time dispatching them, in its
@@ -61,7 +62,7 @@ from rlbudget.finite import sync
 from rlbudget.policy.model import MLP, Dense, Head, Policy
 
 ALGORITHMS = ("lean-sac", "lean-td3")
-NOISE_TYPES = ("normal", "ornstein-uhlenbeck")
+NOISE_TYPES = ("normal", "ornstein-uhlenbeck", "pink")
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, SpinningUp)
 LOG_STD_HALF = 0.5 * (LOG_STD_MAX - LOG_STD_MIN)
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
@@ -92,7 +93,8 @@ class OffPolicyConfig:
     ent_coef: float | str = "auto"  # SAC: a fixed α, "auto" or "auto_<initial α>"
     target_entropy: float | None = None  # SAC: None is −(action dims)
     exploration_noise: float = 0.1  # TD3: the noise's σ, in units of the half range
-    noise_type: str = "normal"  # TD3: "normal", or "ornstein-uhlenbeck" (SB3's, θ 0.15, dt 0.01)
+    noise_type: str = "normal"  # TD3: "normal", "ornstein-uhlenbeck" (SB3's, θ 0.15, dt 0.01)
+    # or "pink" (1/f, Eberhard et al. 2023: one sequence per episode; also the random phase's)
     policy_noise: float = 0.2  # TD3: target policy smoothing σ
     noise_clip: float = 0.5  # TD3: … clipped to ±this
     threads: int = 1  # BLAS threads (training.cores)
@@ -394,6 +396,8 @@ def train_offpolicy(
     buf = np.zeros((cap, int(cols[-1])), np.float32)
     size, ptr, n_update = 0, 0, 0
     ou = np.zeros(act_dim, np.float32)  # TD3's Ornstein-Uhlenbeck state (reset per episode)
+    limit = int(getattr(env.spec, "max_episode_steps", None) or 1000)
+    pink = _pink(cfg, limit, act_dim, rng)  # this episode's pink noise (None: not pink)
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
     loss: float | None = None
     env.action_space.seed(cfg.seed)
@@ -405,7 +409,8 @@ def train_offpolicy(
         size, ptr, n_update = int(ck["size"]), int(ck["ptr"]), int(ck["n_update"])
         buf[:size] = arr["buffer"]
         rng.bit_generator.state = ck["rng"]
-        ou[:] = ck.get("ou", ou.tolist())
+        ou[:] = ck["ou"]
+        pink = np.array(arr["pink"]) if "pink" in arr else None
         loss = ck.get("loss")
         actions = [np.asarray(a, np.float32) for a in log.episode_actions]
         obs = restore_env(env, cfg.seed, log.episode_start, actions)
@@ -428,11 +433,12 @@ def train_offpolicy(
                  "size": size, "ptr": ptr, "n_update": n_update, "t_critic": nets.t_critic,
                  "t_actor": nets.t_actor, "rng": rng.bit_generator.state, "ou": ou.tolist(),
                  "loss": loss}  # fmt: skip
-        return Checkpoint(state, {**nets.arrays(), "buffer": buf[:size].copy()})
+        extra = {} if pink is None else {"pink": pink.copy()}
+        return Checkpoint(state, {**nets.arrays(), "buffer": buf[:size].copy(), **extra})
 
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
     sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
-    sac, sigma, ou_noise = nets.sac, cfg.exploration_noise, cfg.noise_type != "normal"
+    sac, sigma, ou_noise = nets.sac, cfg.exploration_noise, cfg.noise_type == "ornstein-uhlenbeck"
     ou_decay, ou_scale = 1.0 - OU_THETA * OU_DT, sigma * math.sqrt(OU_DT)
     # NaN/inf in the weights is caught below, with one line instead of numpy's warnings
     with threadpool_limits(limits=cfg.threads, user_api="blas"), np.errstate(all="ignore"):
@@ -441,7 +447,8 @@ def train_offpolicy(
                 if hooks.stop(t, snapshot):
                     break
                 if t < cfg.learning_starts:
-                    a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
+                    a = (rng.uniform(-1.0, 1.0, act_dim).astype(np.float32) if pink is None
+                         else np.clip(pink[log.ep_len % limit], -1.0, 1.0))  # fmt: skip
                 elif sac:
                     out = forward(nets.actor, x[None], cfg.activation_fn)[0][0]
                     log_std = LOG_STD_MIN + LOG_STD_HALF * (np.tanh(out[act_dim:]) + 1)
@@ -449,7 +456,10 @@ def train_offpolicy(
                     a = np.tanh(out[:act_dim] + np.exp(log_std) * eps)
                 else:
                     out = np.tanh(forward(nets.actor, x[None], cfg.activation_fn)[0][0])
-                    eps = rng.standard_normal(act_dim, np.float32)
+                    if pink is not None:
+                        eps = pink[log.ep_len % limit]
+                    else:
+                        eps = rng.standard_normal(act_dim, np.float32)
                     if ou_noise:  # x ← x − θ x dt + σ √dt ε (SB3's, mean 0)
                         ou[:] = ou_decay * ou + ou_scale * eps
                     a = np.clip(out + (ou if ou_noise else sigma * eps), -1.0, 1.0)
@@ -482,6 +492,7 @@ def train_offpolicy(
                                      + (f", alpha {exploration:.3g}" if sac else ""))  # fmt: skip
                     log.episodes[-1] = ep
                     ou[:] = 0.0
+                    pink = _pink(cfg, limit, act_dim, rng)
                     obs, _ = env.reset()
                     x = np.asarray(obs, np.float32).ravel()
                     if on_episode is not None and on_episode(ep, current):
@@ -490,6 +501,16 @@ def train_offpolicy(
             env.close()
     wall = time.perf_counter() - start
     return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
+
+
+def _pink(cfg: OffPolicyConfig, n: int, act_dim: int, rng: np.random.Generator) -> Array | None:
+    """An episode's pink noise, ``[n, act_dim]`` with unit variance, when ``noise_type`` is
+    pink (TD3); None otherwise."""
+    if cfg.algorithm != "lean-td3" or cfg.noise_type != "pink":
+        return None
+    from rlbudget.agents.model_based.pets import colored_noise
+
+    return colored_noise(1.0, n, act_dim, rng)
 
 
 def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> TrainingError:
@@ -507,10 +528,13 @@ def deterministic_action(nets: Nets, obs: Any) -> Array:
 
 def measure_throughput(algorithm: str, env_id: str, width: int, *, steps: int = 300,
                        layers: int = 2, threads: int = 1, seed: int = 0,
+                       clock: Callable[[], float] = time.perf_counter,
                        **overrides: Any) -> float:  # fmt: skip
     """Env steps per second of training (one update per step) at ``layers`` × ``width``
     units on this host: ``steps`` steps after one batch of random ones, timed from the
-    first update. For the planner's host calibration.
+    first update. For the planner's host calibration. ``clock=time.process_time`` counts
+    this process's CPU time instead of wall time (on a shared host: what the host would do
+    alone, with one thread).
 
     >>> measure_throughput("lean-sac", "Pendulum-v1", 16, steps=20) > 0
     True
@@ -521,9 +545,9 @@ def measure_throughput(algorithm: str, env_id: str, width: int, *, steps: int = 
     cfg = replace(cfg, learning_starts=warm, n_timesteps=warm + steps)
     calls: list[float] = []
 
-    def clock() -> bool:
-        calls.append(time.perf_counter())
+    def tick() -> bool:
+        calls.append(clock())
         return False
 
-    train_offpolicy(env_id, cfg, should_stop=clock)
-    return steps / (time.perf_counter() - calls[warm]) if len(calls) > warm else math.nan
+    train_offpolicy(env_id, cfg, should_stop=tick)
+    return steps / (clock() - calls[warm]) if len(calls) > warm else math.nan
