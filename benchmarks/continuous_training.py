@@ -25,7 +25,9 @@ shown as not reached, with the time and steps it had.
   ``rltools[mkl]``), its SAC defaults (64-64-64 MLP, batch 100), each in a subprocess
   (RLtools refuses MKL in a process that imported torch); said why when it cannot run.
 
-Prints a Markdown table (median over seeds, and each seed) and steps/s; ``--png`` a chart;
+Prints a Markdown table (median over seeds, and each seed): wall time to the target without
+and then with the evaluations, CPU time (on a shared host, what the run would take alone:
+one thread), steps/s by wall and by CPU time; ``--png`` a chart;
 ``--json`` keeps every run's figures as they come, ``--from-json`` redraws from them.
 """
 
@@ -255,8 +257,9 @@ def run(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
 def table(results: list[Result]) -> str:
     rows = ["| trainer | env | reached | env steps (median) | wall s to target (median) | "
-            "steps/s | int8 return kept | per seed (s, steps) |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            "+ evaluations s | CPU s to target (median) | steps/s (wall; CPU) | "
+            "int8 return kept | per seed (wall s, steps) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = dict.fromkeys((r.trainer, r.env) for r in results)
     for trainer, env in keys:
         rs = [r for r in results if r.trainer == trainer and r.env == env]
@@ -265,13 +268,17 @@ def table(results: list[Result]) -> str:
         wall = f"{statistics.median(r.train_s for r in ok):.1f}" if ok else "–"
         ran = [r.steps_per_s for r in rs if r.steps]
         sps = statistics.median(ran) if ran else 0.0
+        cpu_rates = [r.steps / r.cpu_s for r in rs if r.steps and r.cpu_s > 0]
+        cpu_sps = f"{statistics.median(cpu_rates):,.0f}" if cpu_rates else "–"
+        evals = f"{statistics.median(r.eval_s for r in ok):.1f}" if ok else "–"
+        cpu = f"{statistics.median(r.cpu_s for r in ok):.1f}" if ok else "–"
         ratios = [r.int8_ratio for r in rs if r.int8_ratio is not None]
         int8 = f"{statistics.median(ratios):.3f}" if ratios else "–"
         each = "; ".join(f"{r.train_s:.1f}, {r.steps:,}" if r.reached
                          else f"not reached ({r.train_s:.0f} s, {r.steps:,}; {r.note})"
                          for r in rs)  # fmt: skip
-        rows.append(f"| {trainer} | {env} | {len(ok)}/{len(rs)} | {steps} | {wall} | "
-                    f"{sps:,.0f} | {int8} | {each} |")  # fmt: skip
+        rows.append(f"| {trainer} | {env} | {len(ok)}/{len(rs)} | {steps} | {wall} | {evals} | "
+                    f"{cpu} | {sps:,.0f}; {cpu_sps} | {int8} | {each} |")  # fmt: skip
     return "\n".join(rows)
 
 
