@@ -227,17 +227,17 @@ def _torch_losses(torch: Any, nets: Nets, theta: Any, batch: list[Any], noise: l
                   cfg: OffPolicyConfig, target_entropy: float) -> tuple[Any, Any, Any]:  # fmt: skip
     """The losses of the SAC and TD3 papers, written with torch (float64) from the same
     weights: (critics' loss, actor's loss, log α's loss)."""
-    from rlbudget.agents.offpolicy import _shapes, _views
+    from rlbudget.agents.offpolicy import layer_shapes, param_views
 
     hidden = list(cfg.net_arch)
     out_dim = 2 * nets.act_dim if nets.sac else nets.act_dim
-    c_shapes = _shapes([nets.obs_dim + nets.act_dim, *hidden, 1], copies=2)
-    a_shapes = _shapes([nets.obs_dim, *hidden, out_dim])
+    c_shapes = layer_shapes([nets.obs_dim + nets.act_dim, *hidden, 1], copies=2)
+    a_shapes = layer_shapes([nets.obs_dim, *hidden, out_dim])
     n_c = nets.n_critic
-    critic, actor = _views(theta[:n_c], c_shapes), _views(theta[n_c:-1], a_shapes)
+    critic, actor = param_views(theta[:n_c], c_shapes), param_views(theta[n_c:-1], a_shapes)
     log_alpha = theta[-1]
-    critic_t = _views(torch.tensor(nets.critic_target_flat, dtype=torch.float64), c_shapes)
-    actor_t = _views(torch.tensor(nets.actor_target_flat, dtype=torch.float64), a_shapes)
+    critic_t = param_views(torch.tensor(nets.critic_target_flat, dtype=torch.float64), c_shapes)
+    actor_t = param_views(torch.tensor(nets.actor_target_flat, dtype=torch.float64), a_shapes)
     act = torch.relu if cfg.activation_fn == "relu" else torch.tanh
 
     def mlp(params: list[Any], x: Any) -> Any:
@@ -368,3 +368,19 @@ def test_correlated_noise_moves_actions_less_per_step_than_white(noise: str, rat
         return float(np.abs(np.diff(a)).mean())
 
     assert jitter(noise) < ratio * jitter("normal")
+
+
+def test_a_checkpoint_of_the_torch_version_is_refused_in_one_line() -> None:
+    from rlbudget.agents.common import Checkpoint
+
+    cfg = OffPolicyConfig(n_timesteps=60, **TINY)
+    first = train_offpolicy("Pendulum-v1", cfg)
+    assert first.checkpoint is not None
+    # the torch version's keys: actor.0, critic.0, …, adam0_m; no flat "theta"
+    arrays = {k: v for k, v in first.checkpoint.arrays.items() if k != "theta"}
+    with pytest.raises(TrainingError) as err:
+        train_offpolicy("Pendulum-v1", cfg, resume=Checkpoint(first.checkpoint.state, arrays))
+    assert str(err.value) == (
+        "the checkpoint's 'theta' is missing or has another shape: it was written by another "
+        "version of lean-sac/lean-td3 or another network; train afresh without --resume"
+    )

@@ -104,13 +104,13 @@ class OffPolicyConfig:
 # --- the networks -------------------------------------------------------------------------
 
 
-def _shapes(sizes: list[int], copies: int = 0) -> list[tuple[int, ...]]:
+def layer_shapes(sizes: list[int], copies: int = 0) -> list[tuple[int, ...]]:
     """[W0, b0, W1, b1, …]'s shapes; with ``copies`` a leading dimension of that many nets."""
     lead = (copies,) if copies else ()
     return [s for n_in, n_out in pairwise(sizes) for s in ((*lead, n_in, n_out), (*lead, 1, n_out))]
 
 
-def _views(flat: Array, shapes: list[tuple[int, ...]]) -> list[Array]:
+def param_views(flat: Array, shapes: list[tuple[int, ...]]) -> list[Array]:
     """Consecutive views of ``flat`` with these shapes."""
     out, at = [], 0
     for shape in shapes:
@@ -166,15 +166,15 @@ class Nets:
         self.obs_dim, self.act_dim, self.activation = obs_dim, act_dim, cfg.activation_fn
         hidden = [int(w) for w in cfg.net_arch]
         out = 2 * act_dim if self.sac else act_dim  # SAC: mean and log σ
-        critic_shapes = _shapes([obs_dim + act_dim, *hidden, 1], copies=2)
-        actor_shapes = _shapes([obs_dim, *hidden, out])
+        critic_shapes = layer_shapes([obs_dim + act_dim, *hidden, 1], copies=2)
+        actor_shapes = layer_shapes([obs_dim, *hidden, out])
         self.n_critic, n_actor = _size(critic_shapes), _size(actor_shapes)
         self.theta = np.zeros(self.n_critic + n_actor + 1, np.float32)
         self.grad = np.zeros_like(self.theta)
-        self.critic = _views(self.theta[: self.n_critic], critic_shapes)
-        self.actor = _views(self.theta[self.n_critic : -1], actor_shapes)
-        self.critic_grad = _views(self.grad[: self.n_critic], critic_shapes)
-        self.actor_grad = _views(self.grad[self.n_critic : -1], actor_shapes)
+        self.critic = param_views(self.theta[: self.n_critic], critic_shapes)
+        self.actor = param_views(self.theta[self.n_critic : -1], actor_shapes)
+        self.critic_grad = param_views(self.grad[: self.n_critic], critic_shapes)
+        self.actor_grad = param_views(self.grad[self.n_critic : -1], actor_shapes)
         # torch's nn.Linear initialisation, U(±1/√in) for weights and biases
         rng = np.random.default_rng([cfg.seed, 1])
         for params in (self.critic, self.actor):
@@ -191,8 +191,8 @@ class Nets:
                 self.fixed_alpha = float(coef)
         self.critic_target_flat = self.theta[: self.n_critic].copy()
         self.actor_target_flat = self.theta[self.n_critic : -1].copy()
-        self.critic_target = _views(self.critic_target_flat, critic_shapes)
-        self.actor_target = _views(self.actor_target_flat, actor_shapes)
+        self.critic_target = param_views(self.critic_target_flat, critic_shapes)
+        self.actor_target = param_views(self.actor_target_flat, actor_shapes)
         # Adam: the critics' part steps every update, the actor's and log α's with the actor
         self.m, self.v = np.zeros_like(self.theta), np.zeros_like(self.theta)
         self.lr = np.full_like(self.theta, cfg.learning_rate)
@@ -405,7 +405,11 @@ def train_offpolicy(
         obs, _ = env.reset(seed=cfg.seed)
     else:
         ck, arr = resume.state, resume.arrays
-        nets.load(arr, ck)
+        try:
+            nets.load(arr, ck)
+        except TrainingError:
+            env.close()
+            raise
         size, ptr, n_update = int(ck["size"]), int(ck["ptr"]), int(ck["n_update"])
         buf[:size] = arr["buffer"]
         rng.bit_generator.state = ck["rng"]
