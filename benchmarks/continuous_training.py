@@ -25,7 +25,9 @@ shown as not reached, with the time and steps it had.
   ``rltools[mkl]``), its SAC defaults (64-64-64 MLP, batch 100), each in a subprocess
   (RLtools refuses MKL in a process that imported torch); said why when it cannot run.
 
-Prints a Markdown table (median over seeds, and each seed) and steps/s; ``--png`` a chart;
+Prints a Markdown table (median over seeds, and each seed): wall time to the target without
+and then with the evaluations, CPU time (on a shared host, what the run would take alone:
+one thread), steps/s by wall and by CPU time; ``--png`` a chart;
 ``--json`` keeps every run's figures as they come, ``--from-json`` redraws from them.
 """
 
@@ -48,6 +50,7 @@ STEP_CAP = {"Pendulum-v1": 20_000, "MountainCarContinuous-v0": 50_000}
 EVAL_EVERY = {"Pendulum-v1": 1_000, "MountainCarContinuous-v0": 5_000}
 EVAL_EPISODES = 10
 INT8_EPISODES = 50
+OVERRIDES: dict[str, Any] = {}  # --set KEY=VALUE: lean trainers' hyperparameters (YAML values)
 LEAN = ("lean-sac-64", "lean-td3-64", "lean-sac-256", "lean-td3-256")
 TRAINERS = (*LEAN, "sb3-sac", "rltools", "rltools-mkl")
 
@@ -62,6 +65,9 @@ class Result:
     train_s: float  # wall time without evaluations
     note: str = ""
     int8_ratio: float | None = None  # int8 return retention (64-64 lean runs)
+    eval_s: float = 0.0  # wall time of the evaluations (train_s + eval_s: the whole run)
+    cpu_s: float = 0.0  # process CPU time of training, evaluations out (a shared host's
+    # fairer figure: with one thread it is the wall time the run would take alone)
 
     @property
     def steps_per_s(self) -> float:
@@ -69,21 +75,25 @@ class Result:
 
 
 class Clock:
-    """Wall time with the evaluations taken out."""
+    """Wall and CPU time with the evaluations taken out (and kept: ``paused``)."""
 
     def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.paused = 0.0
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.paused, self.cpu_paused = 0.0, 0.0
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start - self.paused
 
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu_start - self.cpu_paused
+
     def evaluate(self, fn: Callable[[], float]) -> float:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             return fn()
         finally:
             self.paused += time.perf_counter() - t
+            self.cpu_paused += time.process_time() - c
 
 
 def _score(policy: Any, env_id: str, seed: int, episodes: int = EVAL_EPISODES) -> float:
@@ -97,7 +107,7 @@ def run_lean(name: str, env_id: str, seed: int, cap_s: float) -> Result:
     from rlbudget.hyperparams import get_hyperparams
 
     algo, width = name.rsplit("-", 1)
-    params = {**get_hyperparams(algo, env_id).params, "net_arch": [int(width)] * 2}
+    params = {**get_hyperparams(algo, env_id).params, "net_arch": [int(width)] * 2, **OVERRIDES}
     cfg = OffPolicyConfig(algorithm=algo, n_timesteps=STEP_CAP[env_id], seed=seed, **params)
     target, every = TARGETS[env_id], EVAL_EVERY[env_id]
     state: dict[str, Any] = {"next": every, "reached": False, "policy": None, "last": None}
@@ -115,7 +125,7 @@ def run_lean(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
     result = train_offpolicy(env_id, cfg, on_episode=on_episode)
     out = Result(name, env_id, seed, state["reached"], result.steps, clock.elapsed(),
-                 _last(state["last"]))  # fmt: skip
+                 _last(state["last"]), eval_s=clock.paused, cpu_s=clock.cpu())  # fmt: skip
     if state["reached"] and width == "64":
         out.int8_ratio = int8_ratio(state["policy"], env_id, seed)
     return out
@@ -166,7 +176,8 @@ def run_sb3(env_id: str, seed: int, cap_s: float) -> Result:
 
     model.learn(STEP_CAP[env_id], callback=Rule())
     return Result("sb3-sac", env_id, seed, state["reached"], int(model.num_timesteps),
-                  clock.elapsed(), _last(state["last"]))  # fmt: skip
+                  clock.elapsed(), _last(state["last"]), eval_s=clock.paused,
+                  cpu_s=clock.cpu())  # fmt: skip
 
 
 def run_rltools(name: str, env_id: str, seed: int, cap_s: float) -> Result:
@@ -231,8 +242,9 @@ def rltools_worker(name: str, env_id: str, seed: int, cap_s: float) -> None:
                 break
         if finished:
             break
-    print(json.dumps(asdict(Result(name, env_id, seed, reached, steps, clock.elapsed(),
-                                   _last(last)))))  # fmt: skip
+    result = Result(name, env_id, seed, reached, steps, clock.elapsed(), _last(last),
+                    eval_s=clock.paused, cpu_s=clock.cpu())  # fmt: skip
+    print(json.dumps(asdict(result)))
 
 
 def run(name: str, env_id: str, seed: int, cap_s: float) -> Result:
@@ -245,8 +257,9 @@ def run(name: str, env_id: str, seed: int, cap_s: float) -> Result:
 
 def table(results: list[Result]) -> str:
     rows = ["| trainer | env | reached | env steps (median) | wall s to target (median) | "
-            "steps/s | int8 return kept | per seed (s, steps) |",
-            "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            "+ evaluations s | CPU s to target (median) | steps/s (wall; CPU) | "
+            "int8 return kept | per seed (wall s, steps) |",
+            "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     keys = dict.fromkeys((r.trainer, r.env) for r in results)
     for trainer, env in keys:
         rs = [r for r in results if r.trainer == trainer and r.env == env]
@@ -255,13 +268,17 @@ def table(results: list[Result]) -> str:
         wall = f"{statistics.median(r.train_s for r in ok):.1f}" if ok else "–"
         ran = [r.steps_per_s for r in rs if r.steps]
         sps = statistics.median(ran) if ran else 0.0
+        cpu_rates = [r.steps / r.cpu_s for r in rs if r.steps and r.cpu_s > 0]
+        cpu_sps = f"{statistics.median(cpu_rates):,.0f}" if cpu_rates else "–"
+        evals = f"{statistics.median(r.eval_s for r in ok):.1f}" if ok else "–"
+        cpu = f"{statistics.median(r.cpu_s for r in ok):.1f}" if ok else "–"
         ratios = [r.int8_ratio for r in rs if r.int8_ratio is not None]
         int8 = f"{statistics.median(ratios):.3f}" if ratios else "–"
         each = "; ".join(f"{r.train_s:.1f}, {r.steps:,}" if r.reached
                          else f"not reached ({r.train_s:.0f} s, {r.steps:,}; {r.note})"
                          for r in rs)  # fmt: skip
-        rows.append(f"| {trainer} | {env} | {len(ok)}/{len(rs)} | {steps} | {wall} | "
-                    f"{sps:,.0f} | {int8} | {each} |")  # fmt: skip
+        rows.append(f"| {trainer} | {env} | {len(ok)}/{len(rs)} | {steps} | {wall} | {evals} | "
+                    f"{cpu} | {sps:,.0f}; {cpu_sps} | {int8} | {each} |")  # fmt: skip
     return "\n".join(rows)
 
 
@@ -295,20 +312,29 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--envs", default="Pendulum-v1", help="comma-separated")
     parser.add_argument("--trainers", default=",".join(TRAINERS), help="comma-separated")
     parser.add_argument("--cap-s", type=float, default=300.0, help="per run, training seconds")
     parser.add_argument("--png", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="write every run's figures")
-    parser.add_argument("--from-json", type=Path, default=None,
-                        help="no runs: the table (and --png) of a file --json wrote")  # fmt: skip
+    parser.add_argument("--from-json", default=None,
+                        help="no runs: the table (and --png) of --json files: a,b")  # fmt: skip
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a lean hyperparameter for every run: batch_size=128")  # fmt: skip
     args = parser.parse_args()
+    import yaml
+
+    for item in args.set:
+        key, _, value = item.partition("=")
+        OVERRIDES[key] = yaml.safe_load(value)
     results: list[Result] = []
     if args.from_json is not None:
-        results = [Result(**r) for r in json.loads(args.from_json.read_text())]
+        results = [Result(**r) for f in args.from_json.split(",")
+                   for r in json.loads(Path(f).read_text())]  # fmt: skip
         args.envs = ""
     for env_id in filter(None, args.envs.split(",")):
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.trainers.split(","):
                 r = run(name, env_id, seed, args.cap_s)
                 results.append(r)

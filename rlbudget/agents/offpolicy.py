@@ -1,32 +1,39 @@
-"""Lean SAC and TD3 for the small networks a device runs: torch, one file, CleanRL-style.
+"""Lean SAC and TD3 for the small networks a device runs: numpy, one file, CleanRL-style.
 
-One file, top to bottom: the config, the networks (plain lists of tensors), the update of
-each algorithm, the loop. Box observations and Box actions with finite bounds.
+One file, top to bottom: the config, the networks (views into one flat parameter vector),
+their forward and backward passes written out, the update of each algorithm, the loop.
+Box observations and Box actions with finite bounds.
 
 - **SAC** (Haarnoja et al. 2018, with the automatic entropy coefficient of the 2018
   "applications" paper): a tanh-squashed Gaussian actor, twin critics, soft target
   critics, ``ent_coef="auto"`` tunes α towards ``target_entropy`` (−action dims).
-- **TD3** (Fujimoto et al. 2018): a deterministic tanh actor with Gaussian exploration
-  noise, twin critics, target policy smoothing, the actor and the targets updated every
-  ``policy_delay`` critic updates.
+- **TD3** (Fujimoto et al. 2018): a deterministic tanh actor with exploration noise
+  (Gaussian; Ornstein-Uhlenbeck as the RL Zoo uses on MountainCarContinuous; or pink noise,
+  Eberhard et al. 2023, "Pink noise is all you need": correlated in time, it reaches a far
+  sparse goal where white noise does not), twin critics, target policy smoothing, the actor
+  and the targets updated every ``policy_delay`` critic updates.
 
-What keeps it lean at 16–256 units (each step of Python costs as much as the maths):
+Why numpy and not torch: at 16–256 units and a batch of 256 an update is ≈ 20 small matrix
+products and ≈ 60 element-wise operations. torch spends more time dispatching them, in its
+autograd engine and in ``torch.optim.Adam``'s Python than in the maths; numpy calls BLAS
+directly. The gradients are written out (each layer's backward is three lines) and
+checked against torch's autograd in ``tests/test_offpolicy.py``. What keeps it lean:
 
-- the twin critics are one batched module: weights ``[2, in, out]``, one ``baddbmm``
-  per layer for both (no ``nn.Module``, no per-critic loop);
-- Adam is ``fused``; the target networks follow with one ``_foreach_lerp_``; the actor's
-  loss differentiates only the actor (``torch.autograd.grad``), α's gradient is written out;
-- the replay buffer is preallocated numpy arrays that torch reads without copying;
-- the env loop acts in numpy on views of the live actor weights (no autograd, no tensor
-  per step); torch runs with ``threads`` threads (``training.cores``).
+- every learned number is in one float32 vector (critics, then actor, then log α); each
+  layer's weights are views into it, so Adam and the target networks' Polyak averaging are
+  a few operations on one vector, not a loop over tensors;
+- the twin critics are stacked: weights ``[2, in, out]``, one batched product per layer;
+- the replay buffer is one preallocated array (a sampled batch is one gather);
+- acting in the env loop is the same forward pass on one observation, on the live weights.
 
 Actions are learned in [−1, 1] (rescaled to the env's bounds when taken), as SB3 does. The
 deployed policy is the deterministic actor: ``mlp → tanh_rescale`` (SAC: the Gaussian's
 mean, squashed), so compress, export and profile take it unchanged.
 
-Checkpoints fall on any step: every weight, Adam's moments, α, the replay buffer, both RNGs
-and the env (:class:`~rlbudget.agents.common.EpisodeLog`): a resumed run continues
-exactly as a straight one would (with the same ``threads``).
+Checkpoints fall on any step: the parameter vector, the targets, Adam's moments, the
+replay buffer, the RNG, the exploration noise and the env
+(:class:`~rlbudget.agents.common.EpisodeLog`): a resumed run continues exactly as a
+straight one would (with the same ``threads``: BLAS threads, ``training.cores``).
 """
 
 from __future__ import annotations
@@ -46,8 +53,6 @@ from rlbudget.agents.common import (
     OnEpisode,
     StepHooks,
     TrainResult,
-    adam_arrays,
-    load_adam,
     open_env,
     provenance,
     restore_env,
@@ -57,8 +62,12 @@ from rlbudget.finite import sync
 from rlbudget.policy.model import MLP, Dense, Head, Policy
 
 ALGORITHMS = ("lean-sac", "lean-td3")
+NOISE_TYPES = ("normal", "ornstein-uhlenbeck", "pink")
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0  # SAC's log σ range (CleanRL, SpinningUp)
 LOG_STD_HALF = 0.5 * (LOG_STD_MAX - LOG_STD_MIN)
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as SB3 and CleanRL
+OU_THETA, OU_DT = 0.15, 1e-2  # SB3's OrnsteinUhlenbeckActionNoise defaults
 Array = np.ndarray
 
 
@@ -83,206 +92,247 @@ class OffPolicyConfig:
     policy_delay: int | None = None  # critic updates per actor update; None: SAC 1, TD3 2
     ent_coef: float | str = "auto"  # SAC: a fixed α, "auto" or "auto_<initial α>"
     target_entropy: float | None = None  # SAC: None is −(action dims)
-    exploration_noise: float = 0.1  # TD3: Gaussian noise σ, in units of the half range
+    exploration_noise: float = 0.1  # TD3: the noise's σ, in units of the half range
+    noise_type: str = "normal"  # TD3: "normal", "ornstein-uhlenbeck" (SB3's, θ 0.15, dt 0.01)
+    # or "pink" (1/f, Eberhard et al. 2023: one sequence per episode; also the random phase's)
     policy_noise: float = 0.2  # TD3: target policy smoothing σ
     noise_clip: float = 0.5  # TD3: … clipped to ±this
-    threads: int = 1  # torch threads (training.cores)
+    threads: int = 1  # BLAS threads (training.cores)
     seed: int = 0
 
 
 # --- the networks -------------------------------------------------------------------------
 
 
-def _torch() -> Any:
-    try:
-        import torch
-    except ImportError:
-        raise TrainingError("lean-sac and lean-td3 need torch: pip install torch (see README, "
-                            "'Choosing your torch build')") from None  # fmt: skip
-    return torch
+def layer_shapes(sizes: list[int], copies: int = 0) -> list[tuple[int, ...]]:
+    """[W0, b0, W1, b1, …]'s shapes; with ``copies`` a leading dimension of that many nets."""
+    lead = (copies,) if copies else ()
+    return [s for n_in, n_out in pairwise(sizes) for s in ((*lead, n_in, n_out), (*lead, 1, n_out))]
 
 
-def _init(sizes: list[int], gen: Any, copies: int = 0) -> list[Any]:
-    """[W0, b0, W1, b1, …], torch's ``nn.Linear`` initialisation (U(±1/√in)); with
-    ``copies`` > 0 each tensor has a leading dimension of that many independent nets."""
-    torch = _torch()
-    params = []
-    for n_in, n_out in pairwise(sizes):
-        bound = 1.0 / math.sqrt(n_in)
-        lead = (copies,) if copies else ()
-        w = (torch.rand(*lead, n_in, n_out, generator=gen) * 2 - 1) * bound
-        b = (torch.rand(*lead, 1, n_out, generator=gen) * 2 - 1) * bound
-        params += [w.requires_grad_(), b.requires_grad_()]
-    return params
+def param_views(flat: Array, shapes: list[tuple[int, ...]]) -> list[Array]:
+    """Consecutive views of ``flat`` with these shapes."""
+    out, at = [], 0
+    for shape in shapes:
+        n = math.prod(shape)
+        out.append(flat[at : at + n].reshape(shape))
+        at += n
+    return out
 
 
-def _forward(params: list[Any], x: Any, activation: Any) -> Any:
-    """The MLP: one ``addmm`` per layer, or ``baddbmm`` for stacked (twin) weights."""
-    torch = _torch()
+def _size(shapes: list[tuple[int, ...]]) -> int:
+    return sum(math.prod(s) for s in shapes)
+
+
+def forward(params: list[Array], x: Array, activation: str) -> tuple[Array, list[Array]]:
+    """The MLP; returns its output and each layer's input (for :func:`backward`). Stacked
+    (twin) weights ``[2, in, out]`` give ``[2, batch, out]``, from a shared ``x``."""
+    inputs = [x]
     last = len(params) // 2 - 1
     for i in range(last + 1):
-        w, b = params[2 * i], params[2 * i + 1]
-        x = torch.baddbmm(b, x, w) if w.dim() == 3 else torch.addmm(b, x, w)
-        if i < last:
-            x = activation(x)
-    return x
+        z = inputs[-1] @ params[2 * i] + params[2 * i + 1]
+        if i == last:
+            return z, inputs
+        inputs.append(np.maximum(z, 0, out=z) if activation == "relu" else np.tanh(z, out=z))
+    raise AssertionError("unreachable")
 
 
-def _np_forward(params: list[Array], x: Array, activation: str) -> Array:
-    """The same MLP on one observation in numpy (the env loop's actor, on weight views)."""
-    last = len(params) // 2 - 1
-    for i in range(last + 1):
-        x = x @ params[2 * i] + params[2 * i + 1][0]
-        if i < last:
-            x = np.maximum(x, 0, out=x) if activation == "relu" else np.tanh(x, out=x)
-    return x
+def backward(params: list[Array], grads: list[Array] | None, inputs: list[Array], d_out: Array,
+             activation: str) -> Array | None:  # fmt: skip
+    """Back through :func:`forward` from the output's gradient ``d_out``: writes the weights'
+    gradients into ``grads``; with ``grads`` None, returns the input's gradient instead."""
+    for i in range(len(params) // 2 - 1, -1, -1):
+        h = inputs[i]
+        if grads is not None:
+            np.matmul(h.swapaxes(-1, -2), d_out, out=grads[2 * i])
+            np.sum(d_out, axis=-2, keepdims=True, out=grads[2 * i + 1])
+            if i == 0:
+                return None
+        d_out = d_out @ params[2 * i].swapaxes(-1, -2)
+        if i > 0:  # through the activation: relu' is h > 0, tanh' is 1 − h²
+            d_out *= (h > 0) if activation == "relu" else 1 - h * h
+    return d_out
 
 
 class Nets:
-    """The actor, the twin critics and their targets (and TD3's target actor), with their
-    optimizers; what a checkpoint saves and restores."""
+    """The actor, the twin critics, log α (one vector ``theta``: critics, actor, log α), the
+    targets, Adam's state; what a checkpoint saves and restores."""
 
     def __init__(self, cfg: OffPolicyConfig, obs_dim: int, act_dim: int) -> None:
-        torch = _torch()
         if cfg.activation_fn not in ("relu", "tanh"):
             raise PlanError(f"{cfg.algorithm}: activation_fn '{cfg.activation_fn}' is not one it "
                             "takes; write relu or tanh")  # fmt: skip
         self.sac = cfg.algorithm == "lean-sac"
-        self.act_dim = act_dim
-        self.activation = getattr(torch, cfg.activation_fn)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.obs_dim, self.act_dim, self.activation = obs_dim, act_dim, cfg.activation_fn
         hidden = [int(w) for w in cfg.net_arch]
         out = 2 * act_dim if self.sac else act_dim  # SAC: mean and log σ
-        self.actor = _init([obs_dim, *hidden, out], self.gen)
-        self.critic = _init([obs_dim + act_dim, *hidden, 1], self.gen, copies=2)
-        self.critic_target = [p.detach().clone() for p in self.critic]
-        self.actor_target = [] if self.sac else [p.detach().clone() for p in self.actor]
-        self.log_alpha = torch.zeros(1, requires_grad=True)
+        critic_shapes = layer_shapes([obs_dim + act_dim, *hidden, 1], copies=2)
+        actor_shapes = layer_shapes([obs_dim, *hidden, out])
+        self.n_critic, n_actor = _size(critic_shapes), _size(actor_shapes)
+        self.theta = np.zeros(self.n_critic + n_actor + 1, np.float32)
+        self.grad = np.zeros_like(self.theta)
+        self.critic = param_views(self.theta[: self.n_critic], critic_shapes)
+        self.actor = param_views(self.theta[self.n_critic : -1], actor_shapes)
+        self.critic_grad = param_views(self.grad[: self.n_critic], critic_shapes)
+        self.actor_grad = param_views(self.grad[self.n_critic : -1], actor_shapes)
+        # torch's nn.Linear initialisation, U(±1/√in) for weights and biases
+        rng = np.random.default_rng([cfg.seed, 1])
+        for params in (self.critic, self.actor):
+            for w, b in zip(params[::2], params[1::2], strict=True):
+                bound = 1.0 / math.sqrt(w.shape[-2])
+                w[...] = rng.uniform(-bound, bound, w.shape)
+                b[...] = rng.uniform(-bound, bound, b.shape)
         self.fixed_alpha: float | None = None
         if self.sac:
             coef = str(cfg.ent_coef)
             if coef.startswith("auto"):
-                start = float(coef[5:]) if coef.startswith("auto_") else 1.0
-                self.log_alpha.data.fill_(math.log(start))
+                self.theta[-1] = math.log(float(coef[5:]) if coef.startswith("auto_") else 1.0)
             else:
                 self.fixed_alpha = float(coef)
-        policy_lr = cfg.policy_learning_rate or cfg.learning_rate
-        # One fused Adam for everything: one step per update; a parameter without a
-        # gradient (the actor between TD3's delayed updates, a fixed α) is left alone.
-        self.optimizer = torch.optim.Adam(
-            [{"params": self.critic}, {"params": self.actor, "lr": policy_lr},
-             {"params": [self.log_alpha]}], lr=cfg.learning_rate, fused=True)  # fmt: skip
-        # numpy views of the live actor weights (Adam updates them in place)
-        self.actor_np = [p.detach().numpy() for p in self.actor]
+        self.critic_target_flat = self.theta[: self.n_critic].copy()
+        self.actor_target_flat = self.theta[self.n_critic : -1].copy()
+        self.critic_target = param_views(self.critic_target_flat, critic_shapes)
+        self.actor_target = param_views(self.actor_target_flat, actor_shapes)
+        # Adam: the critics' part steps every update, the actor's and log α's with the actor
+        self.m, self.v = np.zeros_like(self.theta), np.zeros_like(self.theta)
+        self.lr = np.full_like(self.theta, cfg.learning_rate)
+        self.lr[self.n_critic : -1] = cfg.policy_learning_rate or cfg.learning_rate
+        self.t_critic, self.t_actor = 0, 0
 
     def alpha(self) -> float:
-        if self.fixed_alpha is not None:
-            return self.fixed_alpha
-        return float(self.log_alpha.detach().exp())
+        return self.fixed_alpha if self.fixed_alpha is not None else math.exp(self.theta[-1])
 
-    def named(self) -> dict[str, Any]:
-        """Every learned tensor by its checkpoint name."""
-        groups = {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target,
-                  "actor_target": self.actor_target}  # fmt: skip
-        out = {f"{k}.{i}": p for k, ps in groups.items() for i, p in enumerate(ps)}
-        out["log_alpha"] = self.log_alpha
-        return out
+    def adam(self, part: slice, t: int) -> None:
+        """One Adam step (torch.optim.Adam's arithmetic) of ``theta[part]``."""
+        (b1, b2), g, m, v = ADAM_BETAS, self.grad[part], self.m[part], self.v[part]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * g * g
+        denom = np.sqrt(v) / math.sqrt(1 - b2**t) + ADAM_EPS
+        self.theta[part] -= self.lr[part] / (1 - b1**t) * m / denom
 
     def arrays(self) -> dict[str, Array]:
-        out = {k: p.detach().numpy().copy() for k, p in self.named().items()}
-        out.update(adam_arrays(self.optimizer, "adam"))
-        out["torch_gen"] = self.gen.get_state().numpy().copy()
-        return out
+        names = {"theta": self.theta, "critic_target": self.critic_target_flat,
+                 "actor_target": self.actor_target_flat, "adam_m": self.m,
+                 "adam_v": self.v}  # fmt: skip
+        return {k: a.copy() for k, a in names.items()}
 
-    def load(self, arrays: Any) -> None:
-        torch = _torch()
-        with torch.no_grad():
-            for k, p in self.named().items():
-                p.copy_(torch.from_numpy(np.array(arrays[k])))
-        load_adam(self.optimizer, arrays, "adam")
-        self.gen.set_state(torch.from_numpy(np.array(arrays["torch_gen"])))
+    def load(self, arrays: Any, state: Any) -> None:
+        for k, a in self.arrays().items():
+            if k not in arrays or np.shape(arrays[k]) != a.shape:
+                raise TrainingError(
+                    f"the checkpoint's '{k}' is missing or has another shape: it was written by "
+                    "another version of lean-sac/lean-td3 or another network; train afresh "
+                    "without --resume")  # fmt: skip
+        self.theta[:] = arrays["theta"]
+        self.critic_target_flat[:] = arrays["critic_target"]
+        self.actor_target_flat[:] = arrays["actor_target"]
+        self.m[:], self.v[:] = arrays["adam_m"], arrays["adam_v"]
+        self.t_critic, self.t_actor = int(state["t_critic"]), int(state["t_actor"])
 
 
 # --- the updates --------------------------------------------------------------------------
 
 
-def _sac_sample(nets: Nets, obs: Any) -> tuple[Any, Any]:
-    """Reparameterized tanh-Gaussian actions in [−1, 1] and their log-probabilities."""
-    torch = _torch()
-    out = _forward(nets.actor, obs, nets.activation)
-    mean, log_std = out[:, : nets.act_dim], out[:, nets.act_dim :]
-    log_std = LOG_STD_MIN + LOG_STD_HALF * (torch.tanh(log_std) + 1)
-    eps = torch.randn(mean.shape, generator=nets.gen)
-    action = torch.tanh(mean + log_std.exp() * eps)
-    logp = (-0.5 * eps.square() - log_std - 0.5 * math.log(2 * math.pi)
-            - torch.log1p(-action.square() + 1e-6)).sum(1, keepdim=True)  # fmt: skip
-    return action, logp
+def _cat(obs: Array, action: Array) -> Array:
+    return np.concatenate((obs, action), axis=1)
 
 
-def _td3_target_action(nets: Nets, obs: Any, cfg: OffPolicyConfig) -> Any:
-    """The target actor's action with clipped Gaussian noise (target policy smoothing)."""
-    torch = _torch()
-    action = torch.tanh(_forward(nets.actor_target, obs, nets.activation))
-    noise = torch.randn(action.shape, generator=nets.gen) * cfg.policy_noise
-    return (action + noise.clamp_(-cfg.noise_clip, cfg.noise_clip)).clamp_(-1.0, 1.0)
+def _sac_sample(nets: Nets, out: Array, eps: Array) -> tuple[Array, Array, Array, Array]:
+    """Reparameterized tanh-Gaussian actions in [−1, 1] from the actor's output and the
+    noise ``eps``; their log-probabilities, σ and tanh of the raw log σ (for the backward)."""
+    a = nets.act_dim
+    tanh_raw = np.tanh(out[:, a:])
+    log_std = LOG_STD_MIN + LOG_STD_HALF * (tanh_raw + 1)
+    std = np.exp(log_std)
+    action = np.tanh(out[:, :a] + std * eps)
+    logp = (-0.5 * eps * eps - log_std - LOG_SQRT_2PI
+            - np.log1p(-action * action + 1e-6)).sum(1, keepdims=True)  # fmt: skip
+    return action, logp, std, tanh_raw
 
 
-def _q(nets: Nets, params: list[Any], obs: Any, action: Any) -> Any:
-    """Both critics at once: ``[2, batch, 1]``."""
-    torch = _torch()
-    x = torch.cat((obs, action), 1)
-    return _forward(params, x.expand(2, *x.shape), nets.activation)
+def gradients(nets: Nets, batch: Sequence[Array], cfg: OffPolicyConfig, noise: Sequence[Array],
+              actor_step: bool, target_entropy: float) -> float:  # fmt: skip
+    """Write the gradient of the losses into ``nets.grad`` (critics always; actor and log α
+    when ``actor_step``); return the critics' loss. ``noise``: SAC's ε for the next and the
+    current states' actions, TD3's target smoothing noise, each ``[batch, action dims]``.
 
-
-def update(nets: Nets, batch: tuple[Any, ...], cfg: OffPolicyConfig, target_entropy: float,
-           n_update: int) -> Any:  # fmt: skip
-    """One gradient step of the critics and, every ``policy_delay``-th, of the actor, α and
-    the targets. As in the SAC paper's algorithm, all take their step at once, from the
-    same critics: the actor's loss reads detached critic weights, so one backward pass
-    and one fused Adam step serve both. Returns the critics' loss (a tensor)."""
-    torch = _torch()
+    The losses (all from the weights before the step, as in the SAC paper's algorithm):
+    critics Σᵢ mean (Qᵢ(s, a) − y)², y = r + γ (1 − done) (minᵢ Q'ᵢ(s', a') [− α log π(a'|s')]);
+    SAC's actor mean(α log π(ã|s) − minᵢ Qᵢ(s, ã)), TD3's −mean Q₁(s, π(s)); log α:
+    −log α · mean(log π + target entropy). The critics get no gradient from the actor's loss.
+    """
     obs, action, reward, next_obs, done = batch
-    alpha = nets.alpha()
-    with torch.no_grad():
-        if nets.sac:
-            next_action, next_logp = _sac_sample(nets, next_obs)
-            next_q = _q(nets, nets.critic_target, next_obs, next_action).amin(0)
-            next_q -= alpha * next_logp
-        else:
-            next_action = _td3_target_action(nets, next_obs, cfg)
-            next_q = _q(nets, nets.critic_target, next_obs, next_action).amin(0)
-        target = reward + cfg.gamma * (1.0 - done) * next_q
-    critic_loss = (_q(nets, nets.critic, obs, action) - target).square().mean(dim=(1, 2)).sum()
-    loss = critic_loss
+    n, act, alpha = obs.shape[0], nets.activation, nets.alpha()
+    if nets.sac:
+        next_action, next_logp, _, _ = _sac_sample(nets, forward(nets.actor, next_obs, act)[0],
+                                                   noise[0])  # fmt: skip
+        next_q = forward(nets.critic_target, _cat(next_obs, next_action), act)[0].min(0)
+        next_q -= alpha * next_logp
+    else:
+        smoothing = np.clip(noise[0] * cfg.policy_noise, -cfg.noise_clip, cfg.noise_clip)
+        target_action = np.tanh(forward(nets.actor_target, next_obs, act)[0])
+        next_action = np.clip(target_action + smoothing, -1.0, 1.0)
+        next_q = forward(nets.critic_target, _cat(next_obs, next_action), act)[0].min(0)
+    y = reward + cfg.gamma * (1.0 - done) * next_q
+    q, inputs = forward(nets.critic, _cat(obs, action), act)
+    error = q - y  # [2, batch, 1]
+    backward(nets.critic, nets.critic_grad, inputs, error * (2.0 / n), act)
+    if not actor_step:
+        return float(np.square(error).mean(axis=(1, 2)).sum())
+    out, actor_inputs = forward(nets.actor, obs, act)
+    if nets.sac:
+        pi, logp, std, tanh_raw = _sac_sample(nets, out, noise[1])
+        q_pi, critic_inputs = forward(nets.critic, _cat(obs, pi), act)
+        second = q_pi[1] < q_pi[0]  # which critic is the minimum (the gradient goes there)
+        d_q = np.stack((~second, second)).astype(np.float32) * (-1.0 / n)
+        d_input = backward(nets.critic, None, critic_inputs, d_q, act)
+        assert d_input is not None
+        d_pi = d_input.sum(0)[:, nets.obs_dim :]
+        d_pi += (alpha / n) * 2 * pi / (1 - pi * pi + 1e-6)  # α log π's −log(1 − ã² + 1e-6)
+        d_u = d_pi * (1 - pi * pi)  # through tanh
+        d_log_std = d_u * std * noise[1] - alpha / n  # the sample's σ ε, and −log σ in log π
+        d_out = np.concatenate((d_u, d_log_std * LOG_STD_HALF * (1 - tanh_raw * tanh_raw)), 1)
+        nets.grad[-1] = 0.0 if nets.fixed_alpha is not None else -(logp.mean() + target_entropy)
+    else:
+        pi = np.tanh(out)
+        first = [p[0] for p in nets.critic]  # TD3's actor follows the first critic
+        _, critic_inputs = forward(first, _cat(obs, pi), act)
+        d_q = np.full((n, 1), -1.0 / n, np.float32)
+        d_input = backward(first, None, critic_inputs, d_q, act)
+        assert d_input is not None
+        d_out = d_input[:, nets.obs_dim :] * (1 - pi * pi)
+    backward(nets.actor, nets.actor_grad, actor_inputs, d_out, act)
+    return float(np.square(error).mean(axis=(1, 2)).sum())
+
+
+def update(nets: Nets, batch: Sequence[Array], cfg: OffPolicyConfig, target_entropy: float,
+           n_update: int, rng: np.random.Generator) -> float:  # fmt: skip
+    """One gradient step of the critics and, every ``policy_delay``-th, of the actor, α and
+    the targets (Polyak averaging). Returns the critics' loss."""
     actor_step = n_update % (cfg.policy_delay or 1) == 0
+    shape = (batch[0].shape[0], nets.act_dim)
+    noise = [rng.standard_normal(shape, np.float32) for _ in range(2 if nets.sac else 1)]
+    loss = gradients(nets, batch, cfg, noise, actor_step, target_entropy)
+    nets.t_critic += 1
+    nets.adam(slice(0, nets.n_critic), nets.t_critic)
     if actor_step:
-        frozen = [p.detach() for p in nets.critic]  # the critics get no gradient from it
-        if nets.sac:
-            pi, logp = _sac_sample(nets, obs)
-            loss = loss + (alpha * logp - _q(nets, frozen, obs, pi).amin(0)).mean()
-        else:
-            pi = torch.tanh(_forward(nets.actor, obs, nets.activation))
-            loss = loss - _q(nets, frozen, obs, pi)[0].mean()  # TD3: the first critic
-    nets.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if actor_step and nets.sac and nets.fixed_alpha is None:
-        # d/dlog α of −log α · mean(log π + H̄), written out
-        nets.log_alpha.grad = -(logp.detach().mean() + target_entropy).reshape(1)
-    nets.optimizer.step()
-    if actor_step:
-        with torch.no_grad():
-            torch._foreach_lerp_(nets.critic_target, [p.detach() for p in nets.critic], cfg.tau)
-            if not nets.sac:
-                torch._foreach_lerp_(nets.actor_target, [p.detach() for p in nets.actor],
-                                     cfg.tau)  # fmt: skip
-    return critic_loss.detach()
+        nets.t_actor += 1
+        nets.adam(slice(nets.n_critic, None), nets.t_actor)
+        nets.critic_target_flat += cfg.tau * (nets.theta[: nets.n_critic] - nets.critic_target_flat)
+        if not nets.sac:
+            actor = nets.theta[nets.n_critic : -1]
+            nets.actor_target_flat += cfg.tau * (actor - nets.actor_target_flat)
+    return loss
 
 
 # --- the loop -----------------------------------------------------------------------------
 
 
 def check_config(cfg: OffPolicyConfig) -> None:
-    """Counts and widths at least 1, ``tau`` in (0, 1], ``gamma`` in [0, 1].
+    """Counts and widths at least 1, ``tau`` in (0, 1], ``gamma`` in [0, 1], a known
+    ``noise_type``.
 
     :raises PlanError: one line naming the hyperparameter (a 0 ``train_freq`` or width
         was a ZeroDivisionError, a 0 ``batch_size`` a NaN loss called divergence).
@@ -301,6 +351,9 @@ def check_config(cfg: OffPolicyConfig) -> None:
     if not 0.0 < cfg.tau <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
         raise PlanError(f"{cfg.algorithm}: tau = {cfg.tau}, gamma = {cfg.gamma}; tau must lie "
                         "in (0, 1] and gamma in [0, 1]")  # fmt: skip
+    if cfg.noise_type not in NOISE_TYPES:
+        raise PlanError(f"{cfg.algorithm}: hyperparameter noise_type = {cfg.noise_type!r}; "
+                        f"write one of {', '.join(NOISE_TYPES)}")  # fmt: skip
 
 
 def train_offpolicy(
@@ -317,6 +370,8 @@ def train_offpolicy(
     """Lean SAC or TD3 (``cfg.algorithm``); the keyword arguments work as for
     :class:`~rlbudget.agents.common.Trainer` (stop before any step, checkpoint, exact
     resume)."""
+    from threadpoolctl import threadpool_limits
+
     if cfg.algorithm not in ALGORITHMS:
         raise PlanError(f"unknown algorithm '{cfg.algorithm}'; use {', '.join(ALGORITHMS)}")
     if cfg.policy_delay is None:
@@ -330,32 +385,37 @@ def train_offpolicy(
         env.close()
         raise EnvError(f"environment '{env_id}': {cfg.algorithm} needs Box observations and "
                        "Box actions with finite bounds")  # fmt: skip
-    torch = _torch()
-    threads_before = torch.get_num_threads()  # restored at the end
-    torch.set_num_threads(max(1, cfg.threads))
     obs_dim, act_dim = obs_spec.dim, act_spec.dim
     half, mid = (high - low) / 2, (high + low) / 2
     nets = Nets(cfg, obs_dim, act_dim)
     target_entropy = -float(act_dim) if cfg.target_entropy is None else cfg.target_entropy
-    rng = np.random.default_rng([cfg.seed, 2])  # exploration: random actions, noise
-    # The replay buffer, preallocated; torch reads it without a copy.
+    rng = np.random.default_rng([cfg.seed, 2])  # exploration, batches, the updates' noise
+    # The replay buffer: one row per transition, [obs | action | reward | next_obs | done].
     cap = max(1, min(cfg.buffer_size, cfg.n_timesteps))
-    widths = {"obs": obs_dim, "action": act_dim, "reward": 1, "next_obs": obs_dim, "done": 1}
-    buf = {k: np.zeros((cap, n), np.float32) for k, n in widths.items()}
-    views = [torch.from_numpy(buf[k]) for k in ("obs", "action", "reward", "next_obs", "done")]
+    cols = np.cumsum([0, obs_dim, act_dim, 1, obs_dim, 1])
+    buf = np.zeros((cap, int(cols[-1])), np.float32)
     size, ptr, n_update = 0, 0, 0
+    ou = np.zeros(act_dim, np.float32)  # TD3's Ornstein-Uhlenbeck state (reset per episode)
+    limit = int(getattr(env.spec, "max_episode_steps", None) or 1000)
+    pink = _pink(cfg, limit, act_dim, rng)  # this episode's pink noise (None: not pink)
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
-    loss: Any = None
+    loss: float | None = None
     env.action_space.seed(cfg.seed)
     if resume is None:
         obs, _ = env.reset(seed=cfg.seed)
     else:
         ck, arr = resume.state, resume.arrays
-        nets.load(arr)
+        try:
+            nets.load(arr, ck)
+        except TrainingError:
+            env.close()
+            raise
         size, ptr, n_update = int(ck["size"]), int(ck["ptr"]), int(ck["n_update"])
-        for k, a in buf.items():
-            a[:size] = arr[f"buffer.{k}"]
+        buf[:size] = arr["buffer"]
         rng.bit_generator.state = ck["rng"]
+        ou[:] = ck["ou"]
+        pink = np.array(arr["pink"]) if "pink" in arr else None
+        loss = ck.get("loss")
         actions = [np.asarray(a, np.float32) for a in log.episode_actions]
         obs = restore_env(env, cfg.seed, log.episode_start, actions)
     start = time.perf_counter() - log.wall0
@@ -363,9 +423,7 @@ def train_offpolicy(
 
     def current() -> Policy:
         """The deterministic actor: the mean's layers (SAC), tanh rescaled to the bounds."""
-        w = [p.detach().numpy() for p in nets.actor]
-        n = len(w) // 2
-        act = cfg.activation_fn
+        w, n, act = nets.actor, len(nets.actor) // 2, cfg.activation_fn
         layers = [Dense(w[2 * i].copy(), w[2 * i + 1][0].copy(), act if i < n - 1 else "identity")
                   for i in range(n)]  # fmt: skip
         last = layers[-1]
@@ -376,66 +434,87 @@ def train_offpolicy(
 
     def snapshot() -> Checkpoint:
         state = {**log.state(time.perf_counter() - start), "algorithm": cfg.algorithm,
-                 "size": size, "ptr": ptr, "n_update": n_update,
-                 "rng": rng.bit_generator.state}  # fmt: skip
-        arrays = {**nets.arrays(), **{f"buffer.{k}": a[:size].copy() for k, a in buf.items()}}
-        return Checkpoint(state, arrays)
+                 "size": size, "ptr": ptr, "n_update": n_update, "t_critic": nets.t_critic,
+                 "t_actor": nets.t_actor, "rng": rng.bit_generator.state, "ou": ou.tolist(),
+                 "loss": loss}  # fmt: skip
+        extra = {} if pink is None else {"pink": pink.copy()}
+        return Checkpoint(state, {**nets.arrays(), "buffer": buf[:size].copy(), **extra})
 
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
     sync(env, log.steps, len(log.episodes) + 1)  # NaN/inf messages name the training step
-    actor_np, sac, noise = nets.actor_np, nets.sac, cfg.exploration_noise
-    try:
-        for t in range(log.steps, cfg.n_timesteps):
-            if hooks.stop(t, snapshot):
-                break
-            if t < cfg.learning_starts:
-                a = rng.uniform(-1.0, 1.0, act_dim).astype(np.float32)
-            elif sac:
-                out = _np_forward(actor_np, x, cfg.activation_fn)
-                log_std = LOG_STD_MIN + LOG_STD_HALF * (np.tanh(out[act_dim:]) + 1)
-                eps = rng.standard_normal(act_dim).astype(np.float32)
-                a = np.tanh(out[:act_dim] + np.exp(log_std) * eps)
-            else:
-                out = np.tanh(_np_forward(actor_np, x, cfg.activation_fn))
-                eps = rng.standard_normal(act_dim).astype(np.float32)
-                a = np.clip(out + noise * eps, -1.0, 1.0)
-            if t >= cfg.learning_starts and not np.isfinite(a).all():
-                raise _diverged(cfg, "the actor's action", a, t + 1)
-            action = (a * half + mid).astype(np.float32)
-            obs, reward, terminated, truncated, _ = env.step(action)  # the guard stops at NaN/inf
-            r = float(reward)
-            log.record(action.tolist(), r)
-            x2 = np.asarray(obs, np.float32).ravel()
-            buf["obs"][ptr], buf["action"][ptr], buf["reward"][ptr] = x, a, r
-            buf["next_obs"][ptr], buf["done"][ptr] = x2, float(terminated)
-            ptr = (ptr + 1) % cap
-            size = min(size + 1, cap)
-            if t + 1 > cfg.learning_starts and (t + 1) % cfg.train_freq == 0:
-                for _ in range(cfg.gradient_steps):
-                    idx = torch.randint(size, (cfg.batch_size,), generator=nets.gen)
-                    batch = tuple(v.index_select(0, idx) for v in views)
-                    n_update += 1
-                    loss = update(nets, batch, cfg, target_entropy, n_update)
-            x = x2
-            if terminated or truncated:
-                critic_loss = math.nan if loss is None else float(loss)
-                if loss is not None and not math.isfinite(critic_loss):
-                    raise _diverged(cfg, "the critics' loss", critic_loss, log.steps)
-                exploration = nets.alpha() if sac else noise
-                ep = log.end_episode(env, time.perf_counter() - start, exploration)
-                if loss is not None:
-                    ep = replace(ep, note=f"critic loss {critic_loss:.3g}"
-                                 + (f", alpha {exploration:.3g}" if sac else ""))  # fmt: skip
-                log.episodes[-1] = ep
-                obs, _ = env.reset()
-                x = np.asarray(obs, np.float32).ravel()
-                if on_episode is not None and on_episode(ep, current):
+    sac, sigma, ou_noise = nets.sac, cfg.exploration_noise, cfg.noise_type == "ornstein-uhlenbeck"
+    ou_decay, ou_scale = 1.0 - OU_THETA * OU_DT, sigma * math.sqrt(OU_DT)
+    # NaN/inf in the weights is caught below, with one line instead of numpy's warnings
+    with threadpool_limits(limits=cfg.threads, user_api="blas"), np.errstate(all="ignore"):
+        try:
+            for t in range(log.steps, cfg.n_timesteps):
+                if hooks.stop(t, snapshot):
                     break
-    finally:
-        env.close()
-        torch.set_num_threads(threads_before)
+                if t < cfg.learning_starts:
+                    a = (rng.uniform(-1.0, 1.0, act_dim).astype(np.float32) if pink is None
+                         else np.clip(pink[log.ep_len % limit], -1.0, 1.0))  # fmt: skip
+                elif sac:
+                    out = forward(nets.actor, x[None], cfg.activation_fn)[0][0]
+                    log_std = LOG_STD_MIN + LOG_STD_HALF * (np.tanh(out[act_dim:]) + 1)
+                    eps = rng.standard_normal(act_dim, np.float32)
+                    a = np.tanh(out[:act_dim] + np.exp(log_std) * eps)
+                else:
+                    out = np.tanh(forward(nets.actor, x[None], cfg.activation_fn)[0][0])
+                    if pink is not None:
+                        eps = pink[log.ep_len % limit]
+                    else:
+                        eps = rng.standard_normal(act_dim, np.float32)
+                    if ou_noise:  # x ← x − θ x dt + σ √dt ε (SB3's, mean 0)
+                        ou[:] = ou_decay * ou + ou_scale * eps
+                    a = np.clip(out + (ou if ou_noise else sigma * eps), -1.0, 1.0)
+                if t >= cfg.learning_starts and not np.isfinite(a).all():
+                    raise _diverged(cfg, "the actor's action", a, t + 1)
+                action = (a * half + mid).astype(np.float32)
+                obs, reward, terminated, truncated, _ = env.step(action)  # guarded: NaN/inf
+                r = float(reward)
+                log.record(action.tolist(), r)
+                x2 = np.asarray(obs, np.float32).ravel()
+                row = buf[ptr]
+                row[cols[0] : cols[1]], row[cols[1] : cols[2]], row[cols[2]] = x, a, r
+                row[cols[3] : cols[4]], row[cols[4]] = x2, float(terminated)
+                ptr = (ptr + 1) % cap
+                size = min(size + 1, cap)
+                if t + 1 > cfg.learning_starts and (t + 1) % cfg.train_freq == 0:
+                    for _ in range(cfg.gradient_steps):
+                        rows = buf[rng.integers(0, size, cfg.batch_size)]
+                        batch = [rows[:, cols[i] : cols[i + 1]] for i in range(5)]
+                        n_update += 1
+                        loss = update(nets, batch, cfg, target_entropy, n_update, rng)
+                x = x2
+                if terminated or truncated:
+                    if loss is not None and not math.isfinite(loss):
+                        raise _diverged(cfg, "the critics' loss", loss, log.steps)
+                    exploration = nets.alpha() if sac else sigma
+                    ep = log.end_episode(env, time.perf_counter() - start, exploration)
+                    if loss is not None:
+                        ep = replace(ep, note=f"critic loss {loss:.3g}"
+                                     + (f", alpha {exploration:.3g}" if sac else ""))  # fmt: skip
+                    log.episodes[-1] = ep
+                    ou[:] = 0.0
+                    pink = _pink(cfg, limit, act_dim, rng)
+                    obs, _ = env.reset()
+                    x = np.asarray(obs, np.float32).ravel()
+                    if on_episode is not None and on_episode(ep, current):
+                        break
+        finally:
+            env.close()
     wall = time.perf_counter() - start
     return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
+
+
+def _pink(cfg: OffPolicyConfig, n: int, act_dim: int, rng: np.random.Generator) -> Array | None:
+    """An episode's pink noise, ``[n, act_dim]`` with unit variance, when ``noise_type`` is
+    pink (TD3); None otherwise."""
+    if cfg.algorithm != "lean-td3" or cfg.noise_type != "pink":
+        return None
+    from rlbudget.agents.model_based.pets import colored_noise
+
+    return colored_noise(1.0, n, act_dim, rng)
 
 
 def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> TrainingError:
@@ -444,21 +523,22 @@ def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> Trainin
                          f"{shown} (lower learning_rate)")  # fmt: skip
 
 
-def deterministic_action(nets: Nets, obs: Any) -> Any:
-    """The torch actor's deterministic action in [−1, 1] (SAC: tanh of the mean) for a
-    batch of observations; what the deployed policy computes before rescaling."""
-    torch = _torch()
-    with torch.no_grad():
-        out = _forward(nets.actor, torch.as_tensor(obs, dtype=torch.float32), nets.activation)
-        return torch.tanh(out[:, : nets.act_dim])
+def deterministic_action(nets: Nets, obs: Any) -> Array:
+    """The actor's deterministic action in [−1, 1] (SAC: tanh of the mean) for a batch of
+    observations; what the deployed policy computes before rescaling."""
+    out = forward(nets.actor, np.asarray(obs, np.float32), nets.activation)[0]
+    return np.asarray(np.tanh(out[:, : nets.act_dim]))
 
 
 def measure_throughput(algorithm: str, env_id: str, width: int, *, steps: int = 300,
                        layers: int = 2, threads: int = 1, seed: int = 0,
+                       clock: Callable[[], float] = time.perf_counter,
                        **overrides: Any) -> float:  # fmt: skip
     """Env steps per second of training (one update per step) at ``layers`` × ``width``
     units on this host: ``steps`` steps after one batch of random ones, timed from the
-    first update. For the planner's host calibration.
+    first update. For the planner's host calibration. ``clock=time.process_time`` counts
+    this process's CPU time instead of wall time (on a shared host: what the host would do
+    alone, with one thread).
 
     >>> measure_throughput("lean-sac", "Pendulum-v1", 16, steps=20) > 0
     True
@@ -469,9 +549,9 @@ def measure_throughput(algorithm: str, env_id: str, width: int, *, steps: int = 
     cfg = replace(cfg, learning_starts=warm, n_timesteps=warm + steps)
     calls: list[float] = []
 
-    def clock() -> bool:
-        calls.append(time.perf_counter())
+    def tick() -> bool:
+        calls.append(clock())
         return False
 
-    train_offpolicy(env_id, cfg, should_stop=clock)
-    return steps / (time.perf_counter() - calls[warm]) if len(calls) > warm else math.nan
+    train_offpolicy(env_id, cfg, should_stop=tick)
+    return steps / (clock() - calls[warm]) if len(calls) > warm else math.nan
