@@ -16,7 +16,9 @@ What keeps it lean at 16–256 units (each step of Python costs as much as the m
   per layer for both (no ``nn.Module``, no per-critic loop);
 - Adam is ``fused``; the target networks follow with one ``_foreach_lerp_``; the actor's
   loss differentiates only the actor (``torch.autograd.grad``), α's gradient is written out;
-- the replay buffer is preallocated numpy arrays that torch reads without copying;
+- the replay buffer is preallocated numpy arrays that torch reads without copying
+  (``replay_storage``/``replay_compress`` other than float32/none: a
+  :class:`~rlbudget.replay.CompactReplay`, decoded to float32 per batch);
 - the env loop acts in numpy on views of the live actor weights (no autograd, no tensor
   per step); torch runs with ``threads`` threads (``training.cores``).
 
@@ -88,6 +90,8 @@ class OffPolicyConfig:
     noise_clip: float = 0.5  # TD3: … clipped to ±this
     threads: int = 1  # torch threads (training.cores)
     seed: int = 0
+    replay_storage: str = "float32"  # rlbudget.replay: float32, float16, uint8
+    replay_compress: str = "none"  # zstd, lz4
 
 
 # --- the networks -------------------------------------------------------------------------
@@ -298,6 +302,10 @@ def check_config(cfg: OffPolicyConfig) -> None:
     if not isinstance(cfg.learning_starts, int) or cfg.learning_starts < 0:
         raise PlanError(f"{cfg.algorithm}: hyperparameter learning_starts = "
                         f"{cfg.learning_starts!r}; write a whole number of at least 0")  # fmt: skip
+    from rlbudget.replay import Storage
+
+    Storage.from_params({"replay_storage": cfg.replay_storage,
+                         "replay_compress": cfg.replay_compress})  # fmt: skip
     if not 0.0 < cfg.tau <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
         raise PlanError(f"{cfg.algorithm}: tau = {cfg.tau}, gamma = {cfg.gamma}; tau must lie "
                         "in (0, 1] and gamma in [0, 1]")  # fmt: skip
@@ -341,7 +349,8 @@ def train_offpolicy(
     # The replay buffer, preallocated; torch reads it without a copy.
     cap = max(1, min(cfg.buffer_size, cfg.n_timesteps))
     widths = {"obs": obs_dim, "action": act_dim, "reward": 1, "next_obs": obs_dim, "done": 1}
-    buf = {k: np.zeros((cap, n), np.float32) for k, n in widths.items()}
+    compact = _compact_buffer(cfg, obs_spec, act_spec, cap, env_id)
+    buf = {k: np.zeros((0 if compact else cap, n), np.float32) for k, n in widths.items()}
     views = [torch.from_numpy(buf[k]) for k in ("obs", "action", "reward", "next_obs", "done")]
     size, ptr, n_update = 0, 0, 0
     log = EpisodeLog.from_state(resume.state) if resume is not None else EpisodeLog()
@@ -355,6 +364,8 @@ def train_offpolicy(
         size, ptr, n_update = int(ck["size"]), int(ck["ptr"]), int(ck["n_update"])
         for k, a in buf.items():
             a[:size] = arr[f"buffer.{k}"]
+        if compact is not None:
+            compact.load(arr, "buffer.compact.")
         rng.bit_generator.state = ck["rng"]
         actions = [np.asarray(a, np.float32) for a in log.episode_actions]
         obs = restore_env(env, cfg.seed, log.episode_start, actions)
@@ -379,6 +390,8 @@ def train_offpolicy(
                  "size": size, "ptr": ptr, "n_update": n_update,
                  "rng": rng.bit_generator.state}  # fmt: skip
         arrays = {**nets.arrays(), **{f"buffer.{k}": a[:size].copy() for k, a in buf.items()}}
+        if compact is not None:
+            arrays.update(compact.arrays("buffer.compact."))
         return Checkpoint(state, arrays)
 
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
@@ -406,14 +419,23 @@ def train_offpolicy(
             r = float(reward)
             log.record(action.tolist(), r)
             x2 = np.asarray(obs, np.float32).ravel()
-            buf["obs"][ptr], buf["action"][ptr], buf["reward"][ptr] = x, a, r
-            buf["next_obs"][ptr], buf["done"][ptr] = x2, float(terminated)
-            ptr = (ptr + 1) % cap
-            size = min(size + 1, cap)
+            if compact is None:
+                buf["obs"][ptr], buf["action"][ptr], buf["reward"][ptr] = x, a, r
+                buf["next_obs"][ptr], buf["done"][ptr] = x2, float(terminated)
+                ptr = (ptr + 1) % cap
+                size = min(size + 1, cap)
+            else:
+                compact.add(x, x2, a, r, terminated, False)
+                size = compact.size
             if t + 1 > cfg.learning_starts and (t + 1) % cfg.train_freq == 0:
                 for _ in range(cfg.gradient_steps):
                     idx = torch.randint(size, (cfg.batch_size,), generator=nets.gen)
-                    batch = tuple(v.index_select(0, idx) for v in views)
+                    if compact is None:
+                        batch = tuple(v.index_select(0, idx) for v in views)
+                    else:
+                        b = compact.gather(idx.numpy())
+                        batch = tuple(torch.from_numpy(v.reshape(len(v), -1)) for v in
+                                      (b.obs, b.action, b.reward, b.next_obs, b.done))  # fmt: skip
                     n_update += 1
                     loss = update(nets, batch, cfg, target_entropy, n_update)
             x = x2
@@ -436,6 +458,19 @@ def train_offpolicy(
         torch.set_num_threads(threads_before)
     wall = time.perf_counter() - start
     return TrainResult(current(), tuple(log.episodes), log.steps, wall, snapshot())
+
+
+def _compact_buffer(cfg: OffPolicyConfig, obs: Any, act: Any, cap: int, env_id: str) -> Any:
+    """A :class:`~rlbudget.replay.CompactReplay` for ``cfg``'s replay storage (byte cap:
+    ``cap`` transitions at the estimated size), or None for the float32 arrays."""
+    from rlbudget.replay import CompactReplay, Storage, transition_bytes
+
+    storage = Storage.from_params({"replay_storage": cfg.replay_storage,
+                                   "replay_compress": cfg.replay_compress})  # fmt: skip
+    if not storage.compact:
+        return None
+    per = math.ceil(transition_bytes(obs, act, storage).estimate)
+    return CompactReplay(obs, act, cap, storage, cap * per, f"environment '{env_id}'")
 
 
 def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> TrainingError:
