@@ -269,4 +269,3 @@ def training_ram_bytes(library: str, parameters: int, *, table: bool = False) ->
     table: 4 B per value)."""
     base = BASE_TRAIN_RAM.get(library, BASE_TRAIN_RAM["none"])
     return base + parameters * (4 if table else 16)
-

@@ -270,7 +270,7 @@ def _codec(name: str) -> tuple[Any, Any]:
 
             c, d = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
             return c.compress, d.decompress
-        import lz4.block
+        import lz4.block  # type: ignore[import-untyped]
 
         return (lambda b: lz4.block.compress(b, store_size=True)), lz4.block.decompress
     except ImportError:
@@ -339,10 +339,10 @@ class CompactReplay:
     # -- adding ------------------------------------------------------------------------
 
     def _encode_obs(self, x: Any) -> np.ndarray:
-        x = np.asarray(x, np.float32).reshape(-1, self.obs_dim)
+        flat: np.ndarray = np.asarray(x, np.float32).reshape(-1, self.obs_dim)
         if self.inv_scale is None:
-            return x
-        q = np.rint((x - self.low) * self.inv_scale)
+            return flat
+        q: np.ndarray = np.rint((flat - self.low) * self.inv_scale)
         return np.clip(q, 0, 255, out=q)
 
     def add(self, obs: Any, next_obs: Any, action: Any, reward: Any, done: Any,
@@ -385,7 +385,8 @@ class CompactReplay:
     def records(self, t: np.ndarray) -> np.ndarray:
         """The stored records of transitions numbered ``t`` (structured array)."""
         if not self.compressed:
-            return self.rows[t % self.chunk]
+            held: np.ndarray = self.rows[t % self.chunk]
+            return held
         out = np.empty(len(t), self.record)
         ids, rows = t // self.chunk, t % self.chunk
         hot = ids == self.total // self.chunk
@@ -408,10 +409,10 @@ class CompactReplay:
                      rec["timeout"].astype(np.float32))  # fmt: skip
 
     def _decode_obs(self, q: np.ndarray) -> np.ndarray:
-        if self.scale is None:
-            return q.astype(np.float32).reshape(-1, *self.obs_shape)
-        x = self.low + q.astype(np.float32) * self.scale
-        return x.astype(np.float32).reshape(-1, *self.obs_shape)
+        x: np.ndarray = q.astype(np.float32)
+        if self.scale is not None:
+            x = (self.low + x * self.scale).astype(np.float32)
+        return x.reshape(-1, *self.obs_shape)
 
     # -- checkpoints -------------------------------------------------------------------
 

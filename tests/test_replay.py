@@ -251,7 +251,7 @@ def test_sac_trains_and_resumes_from_a_compact_buffer(tmp_path: Path) -> None:
 
     first = train_run(settings, tmp_path / "a", should_stop=stop)
     assert first.steps == 500
-    ck = (tmp_path / "a" / "checkpoint")
+    ck = tmp_path / "a" / "checkpoint"
     assert ck.exists()
     a = train_run(load_settings(tmp_path / "a"), tmp_path / "a", resume=True)
     assert a.steps == 1000

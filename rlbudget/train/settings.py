@@ -335,10 +335,12 @@ def _replay(
     )  # fmt: skip
     batch = int(params.get("batch_size", 256))
     if replay.capacity < batch:
+        compact = ", store them compactly (training.replay: float16+zstd)"
+        compact = compact if replay.capacity and not storage.compact else ""
         raise PlanError(
             f"training.ram leaves room for {replay.capacity} replay transitions, fewer than "
-            f"one batch ({batch}) of {info.id}; raise training.ram, store them compactly "
-            "(training.replay: float16+zstd) or choose an on-policy algorithm (ppo, a2c)"
+            f"one batch ({batch}) of {info.id}; raise training.ram{compact} or choose an "
+            "on-policy algorithm (ppo, a2c)"
         )
     return {"replay_capacity": replay.capacity,
             "replay_bytes_per_transition": replay.bytes_per_transition,
