@@ -282,3 +282,50 @@ def test_lean_sac_resume_equals_straight_run_with_a_compact_buffer(storage: str)
     assert straight.checkpoint is not None
     held = straight.checkpoint.arrays["buffer.compact.records"]
     assert len(held) <= 150
+
+
+def test_sb3_constructor_arguments_per_storage() -> None:
+    from rlbudget.sb3.replay import compact_buffer_class
+    from rlbudget.sb3.training import SB3Config, model_kwargs
+
+    def kwargs(**hp: Any) -> dict[str, Any]:
+        return model_kwargs(SB3Config("sac", 1000, 0, hp, 1, 1, 500, None, None, 6000), 1)
+
+    assert "replay_buffer_class" not in kwargs() and "replay_buffer_kwargs" not in kwargs()
+    # SB3 raises ValueError for optimize_memory_usage with handle_timeout_termination
+    assert kwargs(optimize_memory_usage=True)["replay_buffer_kwargs"] == {
+        "handle_timeout_termination": False}  # fmt: skip
+    k = kwargs(replay_storage="uint8", replay_compress="lz4")
+    assert k["replay_buffer_class"] is compact_buffer_class()
+    assert k["replay_buffer_kwargs"] == {"storage": Storage("uint8", "lz4"), "max_bytes": 6000}
+    assert "replay_storage" not in k and "replay_compress" not in k
+
+
+def test_dqn_samples_float16_observations_and_index_actions(tmp_path: Path) -> None:
+    pytest.importorskip("lz4")
+    import torch
+
+    from rlbudget.sb3.training import SB3Config, train_sb3
+
+    hp = {"net_arch": [8], "learning_starts": 100, "batch_size": 32, "train_freq": 4,
+          "replay_storage": "float16", "replay_compress": "lz4"}  # fmt: skip
+    result = train_sb3("CartPole-v1", SB3Config("dqn", 400, 0, hp, 1, 1, 400))
+    assert result.steps == 400
+    assert result.checkpoint is not None
+    held = result.checkpoint.arrays["replay/compact/records"]
+    assert held.shape == (400, 4 * 2 * 2 + 1 + 4 + 1 + 1)  # obs, next_obs f16; uint8 action
+    from rlbudget.sb3.replay import compact_buffer_class
+
+    buf = compact_buffer_class()(400, *_cartpole_spaces(), "cpu", storage=Storage("float16"))
+    buf.compact.load(result.checkpoint.arrays, "replay/compact/")
+    batch = buf.sample(64)
+    assert batch.actions.dtype == torch.int64 and set(batch.actions.flatten().tolist()) <= {0, 1}
+    obs = batch.observations
+    assert obs.dtype == torch.float32 and bool((obs == obs.half().float()).all())
+
+
+def _cartpole_spaces() -> tuple[Any, Any]:
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    return env.observation_space, env.action_space
