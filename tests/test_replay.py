@@ -329,3 +329,26 @@ def _cartpole_spaces() -> tuple[Any, Any]:
 
     env = gym.make("CartPole-v1")
     return env.observation_space, env.action_space
+
+
+def test_plan_sizes_the_buffer_with_the_budgets_storage() -> None:
+    from rlbudget.budget import parse_budget
+    from rlbudget.envs import env_spec
+    from rlbudget.plan import make_plan
+
+    def sac(replay: str) -> Any:
+        text = ("device: raspberry-pi-4\ntraining: {ram: 562.8MiB" + replay +
+                "}\ntask: {env: Pendulum-v1}\n")  # fmt: skip
+        plan = make_plan(parse_budget(text), env_spec("Pendulum-v1", measure_steps=0))
+        return next(o for o in plan.options if o.algorithm == "sac")
+
+    plain, packed = sac(""), sac(", replay: float16+zstd")
+    assert plain.estimates.bytes_per_transition == 40
+    assert packed.estimates.bytes_per_transition == 12
+    # 562.8 MiB / 1.25 = 450.24 MiB, less 450 MiB of SB3 and the 64-64 net: ≈ 160 KB of
+    # room, fewer than the run's 14.6k steps at 40 B and at 12 B: both capped by RAM
+    a, b = plain.estimates.replay_capacity, packed.estimates.replay_capacity
+    assert a is not None and b is not None and b < 14_600
+    assert b / a == pytest.approx(40 / 12, rel=1e-3)
+    note = next(r for r in packed.reasons if r.startswith("[replay-ram]"))
+    assert "float16+zstd: obs 6, next_obs 6, action 2, reward 4, done 1, timeout 1 B" in note
