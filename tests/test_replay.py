@@ -352,3 +352,17 @@ def test_plan_sizes_the_buffer_with_the_budgets_storage() -> None:
     assert b / a == pytest.approx(40 / 12, rel=1e-3)
     note = next(r for r in packed.reasons if r.startswith("[replay-ram]"))
     assert "float16+zstd: obs 6, next_obs 6, action 2, reward 4, done 1, timeout 1 B" in note
+
+
+def test_bad_storage_on_the_command_line_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    run = tmp_path / "r"
+    r = CliRunner().invoke(app, ["train", "--algo", "lean-sac", "--env", "Pendulum-v1", "-o",
+                                 str(run), "-p", "replay_storage=half"])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr == ("error: hyperparameters: replay storage 'half' is not one rlbudget "
+                        "takes; write float32, float16, uint8\n")  # fmt: skip
+    assert not run.exists()
