@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ENV = "Pendulum-v1"
 STORAGES = ("float32", "float16", "uint8", "float16+zstd", "float16+lz4", "uint8+zstd")
 EVAL_SEEDS = list(range(1000, 1020))
@@ -108,6 +110,59 @@ def sb3_run(storage: str, steps: int) -> dict[str, Any]:
             "train_s": time.perf_counter() - t0}  # fmt: skip
 
 
+def buffer_costs(storages: list[str], size: int, rounds: int = 5) -> list[dict[str, Any]]:
+    """µs to add one transition and to sample a batch of 256, per storage, for a buffer of
+    ``size`` Pendulum transitions (random actions); the storages take turns each round, so
+    that the machine's load falls on all alike; the median round is kept. float32 is
+    lean-sac's own buffer: five float32 arrays, torch ``index_select``."""
+    import gymnasium as gym
+    import torch
+
+    from rlbudget.replay import CompactReplay, Storage
+    from rlbudget.sb3.replay import space_spec
+
+    env = gym.make(ENV)
+    obs, _ = env.reset(seed=0)
+    data = []
+    for _ in range(size):
+        a = env.action_space.sample()
+        nxt, r, term, trunc, _ = env.step(a)
+        data.append((obs, nxt, a / 2, r, term, trunc))
+        obs = nxt if not (term or trunc) else env.reset()[0]
+    o_spec, a_spec = space_spec(env.observation_space), space_spec(env.action_space)
+    times: dict[str, dict[str, list[float]]] = {s: {"add": [], "sample": []} for s in storages}
+    idx = torch.randint(size, (256,), generator=torch.Generator().manual_seed(0))
+    for _ in range(rounds):
+        for s in storages:
+            t0 = time.perf_counter()
+            if s == "float32":
+                arrays = {k: np.zeros((size, n), np.float32) for k, n in
+                          (("obs", 3), ("action", 1), ("reward", 1), ("next_obs", 3),
+                           ("done", 1))}  # fmt: skip
+                for i, (o, n, a, r, d, _) in enumerate(data):
+                    arrays["obs"][i], arrays["action"][i], arrays["reward"][i] = o, a, r
+                    arrays["next_obs"][i], arrays["done"][i] = n, float(d)
+                views = [torch.from_numpy(v) for v in arrays.values()]
+                t1 = time.perf_counter()
+                for _ in range(100):
+                    tuple(v.index_select(0, idx) for v in views)
+            else:
+                buf = CompactReplay(o_spec, a_spec, size, Storage.parse(s))
+                for tr in data:
+                    buf.add(*tr)
+                t1 = time.perf_counter()
+                assert buf.size == size
+                for _ in range(100):
+                    b = buf.gather(idx.numpy())
+                    tuple(torch.from_numpy(v.reshape(len(v), -1)) for v in b[:5])
+            t2 = time.perf_counter()
+            times[s]["add"].append((t1 - t0) / size * 1e6)
+            times[s]["sample"].append((t2 - t1) / 100 * 1e6)
+    return [{"kind": "cost", "storage": s, "size": size,
+             "add_us": statistics.median(times[s]["add"]),
+             "sample_us": statistics.median(times[s]["sample"])} for s in storages]  # fmt: skip
+
+
 def measured_bytes(lean: list[dict[str, Any]], storages: list[str]) -> dict[str, float]:
     """Median measured bytes per transition per storage (float32: SB3's arrays)."""
     out: dict[str, float] = {"float32": SB3_FLOAT32_BYTES}
@@ -154,6 +209,18 @@ def tables(runs: list[dict[str, Any]], ram: int, storages: list[str]) -> str:
                    f"{', '.join(f'{x:.1f}' for x in rets)} | {speed[s]:.0f} | "
                    f"{speed[s] / speed['float32']:.2f} | {'' if b is None else f'{b:.0f}'} | "
                    f"{'' if b is None or b0 is None else f'{b / b0:.2f}'} |")  # fmt: skip
+    costs = [r for r in runs if r["kind"] == "cost"]
+    if costs:
+        f32 = {c["size"]: c for c in costs if c["storage"] == "float32"}
+        out += ["", "Buffer cost alone (µs per transition added, per batch of 256 sampled and "
+                "decoded to float32 tensors; median of 5 interleaved rounds)", "",
+                "| storage | buffer size | add µs | sample µs | × float32 sample |",
+                "|---|---|---|---|---|"]  # fmt: skip
+        for c in costs:
+            base = f32.get(c["size"])
+            ratio = f"{c['sample_us'] / base['sample_us']:.1f}" if base else ""
+            out.append(f"| {c['storage']} | {c['size']:,} | {c['add_us']:.1f} | "
+                       f"{c['sample_us']:.0f} | {ratio} |")  # fmt: skip
     return "\n".join(out)
 
 
@@ -195,6 +262,8 @@ def main() -> None:
                         help="these seeds, not 0..seeds-1 (e.g. a process per seed)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=15_000)
     parser.add_argument("--sb3-steps", type=int, default=2_000)
+    parser.add_argument("--cost-sizes", default="4000,100000",
+                        help="buffer sizes of the add/sample timing ('' : none)")  # fmt: skip
     parser.add_argument("--ram", default="600MiB")
     parser.add_argument("--storages", default=",".join(STORAGES))
     parser.add_argument("--png", type=Path, default=None)
@@ -227,6 +296,9 @@ def main() -> None:
         if args.sb3_steps:
             for s in storages:
                 keep(sb3_run(s, args.sb3_steps))
+        for size in [int(x) for x in args.cost_sizes.split(",") if x]:
+            for run in buffer_costs(storages, size):
+                keep(run)
     print(tables(runs, ram, storages))
     if args.png is not None:
         chart(runs, ram, storages, args.png)

@@ -364,10 +364,10 @@ class CompactReplay:
         if not self.compressed:
             self.oldest = max(self.oldest, self.total + 1 - self.capacity)
             return
-        if self.total % self.chunk:  # inside the chunk being filled: room was made at its start
-            return
-        cap = math.inf if self.max_bytes is None else self.max_bytes
-        while self.blobs and (self.size + self.chunk > self.capacity
+        # Full: the oldest chunk goes. At a chunk's start, also while the chunk to come
+        # (counted uncompressed) would pass the byte cap.
+        cap = math.inf if self.max_bytes is None or self.total % self.chunk else self.max_bytes
+        while self.blobs and (self.size >= self.capacity
                               or self.nbytes + self.rows.nbytes > cap):  # fmt: skip
             first = self.oldest // self.chunk
             self.blob_bytes -= len(self.blobs.pop(first))

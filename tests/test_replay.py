@@ -131,9 +131,11 @@ def test_compression_round_trips_exactly(compress: str) -> None:
 def test_ring_keeps_the_newest_whole_chunks() -> None:
     buf = _filled("float16+zstd", n=250, capacity=100)  # chunks of 100 // 8 = 12 rows
     assert buf.chunk == 12 and buf.total == 250
-    # Before chunk 20 starts (at 240), old chunks go until 12 more rows fit in 100: at most
-    # 88 held, so the oldest held is ≥ 152, a chunk start: 156; then 240…249 come in.
+    # Full at 100 held: the oldest chunk of 12 goes before transitions 100, 112, …, 244
+    # come in (13 times), so 156 is the oldest held, and 94 are held.
     assert buf.oldest == 156 and buf.size == 94
+    full = _filled("float16+zstd", n=100, capacity=100)
+    assert (full.oldest, full.size) == (0, 100)  # every one of capacity
     newest = np.array([t[0] for t in _transitions(250)[buf.oldest :]])
     assert np.array_equal(buf.gather(np.arange(buf.size)).obs,
                           newest.astype(np.float16).astype(np.float32))  # fmt: skip
