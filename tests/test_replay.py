@@ -241,7 +241,7 @@ def test_sac_trains_and_resumes_from_a_compact_buffer(tmp_path: Path) -> None:
 
     over = {"net_arch": [16, 16], "learning_starts": 100, "batch_size": 32, "train_freq": 8,
             "gradient_steps": 2}  # fmt: skip
-    settings = resolve("sac", "Pendulum-v1", env_steps=1000, replay="float16+zstd",
+    settings = resolve("sac", "Pendulum-v1", env_steps=600, replay="float16+zstd",
                        overrides=over)  # fmt: skip
     assert settings.hyperparameters["replay_storage"] == "float16"
     assert settings.replay_bytes_per_transition == 12
@@ -249,14 +249,14 @@ def test_sac_trains_and_resumes_from_a_compact_buffer(tmp_path: Path) -> None:
 
     def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] >= 500
+        return calls["n"] >= 300
 
     first = train_run(settings, tmp_path / "a", should_stop=stop)
-    assert first.steps == 500
+    assert first.steps == 300
     ck = tmp_path / "a" / "checkpoint"
     assert ck.exists()
     a = train_run(load_settings(tmp_path / "a"), tmp_path / "a", resume=True)
-    assert a.steps == 1000
+    assert a.steps == 600
 
 
 @pytest.mark.parametrize("storage", ("float16+zstd", "uint8"))
