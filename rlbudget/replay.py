@@ -364,11 +364,10 @@ class CompactReplay:
         if not self.compressed:
             self.oldest = max(self.oldest, self.total + 1 - self.capacity)
             return
-        # Full: the oldest chunk goes. At a chunk's start, also while the chunk to come
-        # (counted uncompressed) would pass the byte cap.
+        # Full: the oldest chunk goes. At a chunk's start, also while past the byte cap
+        # (so it is passed by at most the one chunk's compressed block sealed last).
         cap = math.inf if self.max_bytes is None or self.total % self.chunk else self.max_bytes
-        while self.blobs and (self.size >= self.capacity
-                              or self.nbytes + self.rows.nbytes > cap):  # fmt: skip
+        while self.blobs and (self.size >= self.capacity or self.nbytes > cap):
             first = self.oldest // self.chunk
             self.blob_bytes -= len(self.blobs.pop(first))
             self.oldest = (first + 1) * self.chunk
