@@ -240,12 +240,17 @@ def chart(runs: list[dict[str, Any]], ram: int, storages: list[str], path: Path)
     for i, s in enumerate(names):
         rets = [r["return"] for r in lean if r["storage"] == s]
         b.scatter(rets, [i] * len(rets), color="C1")
-        sp = [r["steps"] / r["train_s"] for r in lean if r["storage"] == s]
-        c.scatter(sp, [i] * len(sp), color="C2")
+        for k, size in enumerate(sorted({r["size"] for r in runs if r["kind"] == "cost"})):
+            us = [r["sample_us"] / 1e3 for r in runs if r["kind"] == "cost"
+                  and r["storage"] == s and r["size"] == size]  # fmt: skip
+            c.scatter(us, [i] * len(us), color=f"C{2 + k}",
+                      label=f"{size:,} held" if i == 0 else None)  # fmt: skip
     b.set_yticks(range(len(names)), names)
     c.set_yticks(range(len(names)), names)
     b.set_xlabel("return after training (each seed)")
-    c.set_xlabel("lean-sac training steps/s (each seed)")
+    c.set_xlabel("ms to sample a batch of 256 (interleaved rounds)")
+    c.set_xscale("log")
+    c.legend(fontsize=8)
     a.set_title(f"{ENV}: what fits")
     b.set_title("what it learns")
     c.set_title("what it costs")
