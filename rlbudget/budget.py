@@ -59,6 +59,7 @@ class TrainingLimits:
     ram_bytes: int | None = None
     energy_j: float | None = None
     cores: int | None = None
+    replay: str | None = None  # replay storage, e.g. "float16+zstd" (rlbudget.replay)
 
 
 @dataclass(frozen=True)
@@ -307,11 +308,23 @@ def _env_kwargs(r: _Reader, n: _Node) -> dict[str, Any]:
     return out
 
 
+def _replay(r: _Reader, n: _Node) -> str:
+    """training.replay: a replay storage such as float16+zstd, checked."""
+    from rlbudget.replay import Storage
+
+    text = r.string(n)
+    try:
+        return Storage.parse(text).label
+    except RlbudgetError as exc:
+        message = str(exc).removeprefix("training.replay: ")
+        raise r.fail(n.line, "training.replay", message) from None
+
+
 # --- the schema -------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "device", "inference", "training", "task", "margin")
 INFERENCE_KEYS = ("ram", "flash", "latency", "energy", "learn")
-TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores")
+TRAINING_KEYS = ("time", "env_steps", "ram", "energy", "cores", "replay")
 TASK_KEYS = ("env", "min_return", "env_step_cost", "kind", "data", "context", "sparse_reward",
              "teacher", "demos", "env_kwargs")  # fmt: skip
 TASK_KINDS = ("rl", "bandit")
@@ -366,6 +379,7 @@ def parse_budget(text: str, source: str = "<budget>") -> Budget:
         ram_bytes=_opt(r, tr, "ram", units.parse_bytes),
         energy_j=_opt(r, tr, "energy", units.parse_energy),
         cores=cores,
+        replay=_replay(r, tr["replay"]) if "replay" in tr else None,
     )
 
     tk = r.mapping(top["task"], TASK_KEYS) if "task" in top else {}

@@ -2,7 +2,8 @@
 
 ``plan`` sizes each option with it, ``profile`` estimates the target latency of a real
 policy with it, ``distill`` sizes students with it and ``train`` bounds replay buffers
-with it. Every figure here is an *estimate* (profile measures what can be measured).
+with it (:mod:`rlbudget.replay`). Every figure here is an *estimate* (profile measures what
+can be measured).
 
 **A body** (:class:`Body`): parameters, weight bytes, working-RAM bytes, MACs, dense
 layers and the cycles outside the MACs, from :func:`table_body`, :func:`tile_coding_body`,
@@ -41,8 +42,9 @@ I/O or unoptimized kernels; for a stack like that, treat the estimate as a lower
 ``rlbudget profile`` measure.
 
 **Training** on the host: RAM = process baseline + 16 B per trained parameter (weights,
-gradients, Adam moments) + the replay buffer (:func:`replay_buffer`); energy = CPU time ×
-the ``host`` device's active power per busy core (:func:`host_energy_j`).
+gradients, Adam moments) + the replay buffer (:func:`rlbudget.replay.replay_buffer`);
+energy = CPU time × the ``host`` device's active power per busy core
+(:func:`host_energy_j`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from rlbudget import units
 from rlbudget.devices import Device, Range, get_device
 from rlbudget.envs import SpaceSpec
 from rlbudget.fitted import (
@@ -268,76 +269,3 @@ def training_ram_bytes(library: str, parameters: int, *, table: bool = False) ->
     table: 4 B per value)."""
     base = BASE_TRAIN_RAM.get(library, BASE_TRAIN_RAM["none"])
     return base + parameters * (4 if table else 16)
-
-
-@dataclass(frozen=True)
-class Replay:
-    """A replay buffer's size, and the [replay-ram] sentence that explains it."""
-
-    capacity: int
-    bytes_per_transition: int
-    note: str
-
-    @property
-    def bytes(self) -> int:
-        return self.capacity * self.bytes_per_transition
-
-
-def bytes_per_transition(
-    obs: SpaceSpec, act: SpaceSpec, *, optimize_memory_usage: bool = False
-) -> int:
-    """Bytes one transition takes in Stable-Baselines3's ``ReplayBuffer``.
-
-    Its arrays: observations and next_observations in the observation space's dtype
-    (Discrete: one int64), actions (Discrete: one int64; Box: float32 per element, SB3
-    casts float64 down), and float32 rewards, dones and timeouts.
-    ``optimize_memory_usage`` drops next_observations (the next row holds them).
-
-    >>> from rlbudget.envs import SpaceSpec
-    >>> pendulum = SpaceSpec("box", (3,), None, None, None, "float32")
-    >>> torque = SpaceSpec("box", (1,), None, None, None, "float32")
-    >>> bytes_per_transition(pendulum, torque)  # 2 × 3 × 4 + 4 + 3 × 4
-    40
-    """
-    import numpy as np
-
-    obs_bytes = obs.dim * np.dtype(obs.dtype).itemsize if obs.kind == "box" else 8
-    act_bytes = 4 * act.dim if act.kind == "box" else 8
-    return (1 if optimize_memory_usage else 2) * obs_bytes + act_bytes + 3 * 4
-
-
-def replay_buffer(
-    wanted: int,
-    steps: int,
-    obs: SpaceSpec,
-    act: SpaceSpec,
-    *,
-    other_ram_bytes: int,
-    ram_bytes: int | None,
-    margin: float,
-    optimize_memory_usage: bool = False,
-) -> Replay:
-    """The replay capacity for a run of ``steps`` env steps: the tuned ``buffer_size``
-    (``wanted``), at most ``steps`` (SB3's 1M default would mostly sit empty), and at most
-    what fits in 90 % of ``training.ram / (1 + margin)`` after ``other_ram_bytes`` (the
-    process, weights and optimizer state). The planner and ``rlbudget train`` both use it.
-    """
-    per = bytes_per_transition(obs, act, optimize_memory_usage=optimize_memory_usage)
-    capacity = min(wanted, max(steps, 1))
-    if ram_bytes is None:
-        return Replay(capacity, per, (
-            f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B "
-            f"= {units.format_bytes(capacity * per)}; set training.ram to bound it"
-        ))  # fmt: skip
-    room = int((ram_bytes / (1 + margin) - other_ram_bytes) * 0.9)
-    by_ram = max(room // per, 0)
-    if by_ram < capacity:
-        return Replay(by_ram, per, (
-            f"[replay-ram] replay buffer capped at {units.format_count(by_ram)} transitions × "
-            f"{per} B = {units.format_bytes(by_ram * per)} to fit training.ram "
-            f"({units.format_bytes(ram_bytes)}) with the margin"
-        ))  # fmt: skip
-    return Replay(capacity, per, (
-        f"[replay-ram] replay buffer {units.format_count(capacity)} transitions × {per} B = "
-        f"{units.format_bytes(capacity * per)}"
-    ))  # fmt: skip

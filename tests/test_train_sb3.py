@@ -170,7 +170,8 @@ def test_replay_capacity_from_training_ram() -> None:
     room = int((565 * 2**20 / 1.25 - (450 * 2**20 + 16 * params)) * 0.9)
     assert params == 67_586 and room == 914_198
     assert s.replay_bytes_per_transition == 52 and s.replay_capacity == room // 52 == 17_580
-    assert s.replay_from is not None and "capped at 17.6k transitions" in s.replay_from
+    assert s.replay_from is not None
+    assert s.replay_from.startswith("[replay-ram] 17.6k transitions fit in training.ram")
     from rlbudget.sb3.training import SB3Config, model_kwargs
 
     cfg = SB3Config("dqn", s.n_timesteps, 0, dict(s.hyperparameters), 1, 1, s.replay_capacity)

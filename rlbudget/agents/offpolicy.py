@@ -23,7 +23,9 @@ checked against torch's autograd in ``tests/test_offpolicy.py``. What keeps it l
   layer's weights are views into it, so Adam and the target networks' Polyak averaging are
   a few operations on one vector, not a loop over tensors;
 - the twin critics are stacked: weights ``[2, in, out]``, one batched product per layer;
-- the replay buffer is one preallocated array (a sampled batch is one gather);
+- the replay buffer is one preallocated array (a sampled batch is one gather); with
+  ``replay_storage``/``replay_compress`` other than float32/none it is a
+  :class:`~rlbudget.replay.CompactReplay`, decoded to float32 per batch;
 - acting in the env loop is the same forward pass on one observation, on the live weights.
 
 Actions are learned in [−1, 1] (rescaled to the env's bounds when taken), as SB3 does. The
@@ -99,6 +101,8 @@ class OffPolicyConfig:
     noise_clip: float = 0.5  # TD3: … clipped to ±this
     threads: int = 1  # BLAS threads (training.cores)
     seed: int = 0
+    replay_storage: str = "float32"  # rlbudget.replay: float32, float16, uint8
+    replay_compress: str = "none"  # zstd, lz4
 
 
 # --- the networks -------------------------------------------------------------------------
@@ -348,6 +352,10 @@ def check_config(cfg: OffPolicyConfig) -> None:
     if not isinstance(cfg.learning_starts, int) or cfg.learning_starts < 0:
         raise PlanError(f"{cfg.algorithm}: hyperparameter learning_starts = "
                         f"{cfg.learning_starts!r}; write a whole number of at least 0")  # fmt: skip
+    from rlbudget.replay import Storage
+
+    Storage.from_params({"replay_storage": cfg.replay_storage,
+                         "replay_compress": cfg.replay_compress})  # fmt: skip
     if not 0.0 < cfg.tau <= 1.0 or not 0.0 <= cfg.gamma <= 1.0:
         raise PlanError(f"{cfg.algorithm}: tau = {cfg.tau}, gamma = {cfg.gamma}; tau must lie "
                         "in (0, 1] and gamma in [0, 1]")  # fmt: skip
@@ -393,7 +401,8 @@ def train_offpolicy(
     # The replay buffer: one row per transition, [obs | action | reward | next_obs | done].
     cap = max(1, min(cfg.buffer_size, cfg.n_timesteps))
     cols = np.cumsum([0, obs_dim, act_dim, 1, obs_dim, 1])
-    buf = np.zeros((cap, int(cols[-1])), np.float32)
+    compact = _compact_buffer(cfg, obs_spec, act_spec, cap, env_id)
+    buf = np.zeros((0 if compact else cap, int(cols[-1])), np.float32)
     size, ptr, n_update = 0, 0, 0
     ou = np.zeros(act_dim, np.float32)  # TD3's Ornstein-Uhlenbeck state (reset per episode)
     limit = int(getattr(env.spec, "max_episode_steps", None) or 1000)
@@ -412,6 +421,8 @@ def train_offpolicy(
             raise
         size, ptr, n_update = int(ck["size"]), int(ck["ptr"]), int(ck["n_update"])
         buf[:size] = arr["buffer"]
+        if compact is not None:
+            compact.load(arr, "buffer.compact.")
         rng.bit_generator.state = ck["rng"]
         ou[:] = ck["ou"]
         pink = np.array(arr["pink"]) if "pink" in arr else None
@@ -438,6 +449,8 @@ def train_offpolicy(
                  "t_actor": nets.t_actor, "rng": rng.bit_generator.state, "ou": ou.tolist(),
                  "loss": loss}  # fmt: skip
         extra = {} if pink is None else {"pink": pink.copy()}
+        if compact is not None:
+            extra.update(compact.arrays("buffer.compact."))
         return Checkpoint(state, {**nets.arrays(), "buffer": buf[:size].copy(), **extra})
 
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
@@ -474,15 +487,25 @@ def train_offpolicy(
                 r = float(reward)
                 log.record(action.tolist(), r)
                 x2 = np.asarray(obs, np.float32).ravel()
-                row = buf[ptr]
-                row[cols[0] : cols[1]], row[cols[1] : cols[2]], row[cols[2]] = x, a, r
-                row[cols[3] : cols[4]], row[cols[4]] = x2, float(terminated)
-                ptr = (ptr + 1) % cap
-                size = min(size + 1, cap)
+                if compact is None:
+                    row = buf[ptr]
+                    row[cols[0] : cols[1]], row[cols[1] : cols[2]], row[cols[2]] = x, a, r
+                    row[cols[3] : cols[4]], row[cols[4]] = x2, float(terminated)
+                    ptr = (ptr + 1) % cap
+                    size = min(size + 1, cap)
+                else:
+                    compact.add(x, x2, a, r, terminated, False)
+                    size = compact.size
                 if t + 1 > cfg.learning_starts and (t + 1) % cfg.train_freq == 0:
                     for _ in range(cfg.gradient_steps):
-                        rows = buf[rng.integers(0, size, cfg.batch_size)]
-                        batch = [rows[:, cols[i] : cols[i + 1]] for i in range(5)]
+                        idx = rng.integers(0, size, cfg.batch_size)
+                        if compact is None:
+                            rows = buf[idx]
+                            batch = [rows[:, cols[i] : cols[i + 1]] for i in range(5)]
+                        else:
+                            b = compact.gather(idx)
+                            batch = [v.reshape(len(v), -1) for v in
+                                     (b.obs, b.action, b.reward, b.next_obs, b.done)]  # fmt: skip
                         n_update += 1
                         loss = update(nets, batch, cfg, target_entropy, n_update, rng)
                 x = x2
@@ -515,6 +538,19 @@ def _pink(cfg: OffPolicyConfig, n: int, act_dim: int, rng: np.random.Generator) 
     from rlbudget.agents.model_based.pets import colored_noise
 
     return colored_noise(1.0, n, act_dim, rng)
+
+
+def _compact_buffer(cfg: OffPolicyConfig, obs: Any, act: Any, cap: int, env_id: str) -> Any:
+    """A :class:`~rlbudget.replay.CompactReplay` for ``cfg``'s replay storage (byte cap:
+    ``cap`` transitions at the estimated size), or None for the float32 array."""
+    from rlbudget.replay import CompactReplay, Storage, transition_bytes
+
+    storage = Storage.from_params({"replay_storage": cfg.replay_storage,
+                                   "replay_compress": cfg.replay_compress})  # fmt: skip
+    if not storage.compact:
+        return None
+    per = math.ceil(transition_bytes(obs, act, storage).estimate)
+    return CompactReplay(obs, act, cap, storage, cap * per, f"environment '{env_id}'")
 
 
 def _diverged(cfg: OffPolicyConfig, what: str, value: Any, step: int) -> TrainingError:

@@ -28,6 +28,7 @@ from rlbudget.plan.rules import (
     rule,
 )
 from rlbudget.plan.widths import REFERENCE_STEP_S, Shape, Tried, choose, shapes, step_seconds
+from rlbudget.replay import Storage, replay_buffer
 
 # How each figure of an option is obtained (:mod:`rlbudget.costs`), as each check says.
 HOW = {
@@ -103,9 +104,12 @@ def _estimate(
         train_ram = costs.training_ram_bytes("sb3", body.parameters + _ensemble_parameters(
             cand.params, env))  # fmt: skip
     if cand.info.replay_buffer:
-        replay = costs.replay_buffer(
+        storage = Storage.from_params(cand.params, Storage.parse(budget.training.replay or
+                                                                 "float32"))  # fmt: skip
+        replay = replay_buffer(
             int(cand.params.get("buffer_size", 1_000_000)), steps, env.observation, env.action,
             other_ram_bytes=train_ram, ram_bytes=budget.training.ram_bytes, margin=budget.margin,
+            storage=storage,
         )  # fmt: skip
         notes.append(replay.note)
         replay_capacity, per_transition = replay.capacity, replay.bytes_per_transition

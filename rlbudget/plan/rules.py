@@ -86,7 +86,9 @@ RULES = {
         Rule("not-yet", "Not yet supported by rlbudget's trainers: shown, never ranked first."),
         Rule(
             "replay-ram",
-            "Training RAM bounds the replay buffer: capacity × bytes per transition.",
+            "Training RAM bounds the replay buffer: capacity × bytes per transition in the "
+            "storage training.replay names (float32 as SB3, float16, uint8, each +zstd or "
+            "+lz4); the plan says how many transitions fit.",
         ),
         Rule(
             "feasible-steps",

@@ -11,7 +11,8 @@ rollout boundaries (the start of a rollout, i.e. just after an update) every
 
 **Resume** rebuilds the model with the same settings and loads that state. Identical to
 the stopped run: weights, target networks, optimizer moments and step counts, the entropy
-coefficient, the replay buffer (contents, position, full flag), VecNormalize's running
+coefficient, the replay buffer (contents, position, full flag; a compact one's stored
+rows, :mod:`rlbudget.sb3.replay`), VecNormalize's running
 means/variances/counts, ``num_timesteps``, ``_n_updates``, ``_n_calls`` (DQN's target
 update clock), hence every schedule (learning rate, clip range, ε), the global python,
 numpy and torch RNG states and the action space's RNG, and the episode log. Not
@@ -104,7 +105,10 @@ def model_checkpoint(
         "variables": torch_vars,
     }
     buffer = getattr(model, "replay_buffer", None)
-    if buffer is not None:
+    if buffer is not None and hasattr(buffer, "compact"):  # rlbudget.sb3.replay's
+        arrays.update(buffer.compact.arrays("replay/compact/"))
+        state["replay"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
+    elif buffer is not None:
         filled = buffer.buffer_size if buffer.full else buffer.pos
         for name in REPLAY_ARRAYS:
             if hasattr(buffer, name):
@@ -141,6 +145,8 @@ def restore_model(model: Any, vecnorm: Any, ck: Checkpoint) -> None:
         setattr(model, key, int(value))
     if "replay" in state:
         buffer = model.replay_buffer
+        if hasattr(buffer, "compact"):
+            buffer.compact.load(arrays, "replay/compact/")
         for name in REPLAY_ARRAYS:
             if f"replay/{name}" in arrays:
                 saved = arrays[f"replay/{name}"]

@@ -17,7 +17,9 @@ statistics become the policy's normalize step, so the policy acts on raw observa
 (``DummyVecEnv``): the tuned rollout shape is kept, and for cheap simulated envs stepping
 in-process beats the IPC of worker processes; ``training.cores`` sets the torch threads
 (``torch.set_num_threads``, default 1). The replay capacity comes from
-:func:`rlbudget.costs.replay_buffer` (the planner's formula), never SB3's 1M default.
+:func:`rlbudget.replay.replay_buffer` (the planner's formula), never SB3's 1M default; the
+hyperparameters ``replay_storage`` and ``replay_compress`` store it compactly
+(:mod:`rlbudget.sb3.replay`).
 
 **Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
@@ -101,7 +103,8 @@ POLICY_KWARGS = (
     "n_quantiles",
     "n_critics",
 )
-WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef", "check_every_update")
+WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef", "check_every_update",
+                "replay_storage", "replay_compress")  # fmt: skip
 # Constructor arguments rlbudget sets itself.
 RESERVED = ("policy", "env", "seed", "verbose", "device", "_init_setup_model", "tensorboard_log")
 ACTIVATIONS = {"tanh": "Tanh", "relu": "ReLU", "elu": "ELU", "leaky_relu": "LeakyReLU"}
@@ -120,6 +123,7 @@ class SB3Config:
     replay_capacity: int | None = None
     tensorboard_log: str | None = None  # SB3's own TensorBoard logger writes here
     init: str | None = None  # warm start: a policy folder to clone the actor from
+    replay_max_bytes: int | None = None  # a compact replay buffer's byte cap
 
 
 def algorithm_class(algorithm: str) -> Any:
@@ -189,6 +193,12 @@ def model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
         kwargs["policy_kwargs"] = policy_kwargs
     if cfg.replay_capacity is not None:
         kwargs["buffer_size"] = cfg.replay_capacity
+    if any(k in hp for k in ("replay_storage", "replay_compress", "optimize_memory_usage")):
+        from rlbudget.replay import Storage
+        from rlbudget.sb3.replay import buffer_kwargs
+
+        given = kwargs.pop("replay_buffer_kwargs", None)
+        kwargs.update(buffer_kwargs(Storage.from_params(hp), cfg.replay_max_bytes, given))
     if "noise_type" in hp and n_actions is not None:
         from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 

@@ -37,7 +37,7 @@ CPU time), accumulated over resumes.
 Stable-Baselines3 algorithms (PPO, A2C, DQN, SAC, TD3; QR-DQN, TQC, TRPO with
 ``rlbudget[contrib]``) run through the same ``train_run``: :func:`resolve` also fixes
 their ``n_envs``, torch threads (``training.cores``, default 1) and replay capacity
-(:func:`rlbudget.costs.replay_buffer`, from ``training.ram``), all written to config.yaml.
+(:func:`rlbudget.replay.replay_buffer`, from ``training.ram``), all written to config.yaml.
 
 The package, by concern: :mod:`~rlbudget.train.settings` (what to train: resolving the
 settings, reading a plan, config.yaml), :mod:`~rlbudget.train.loop` (the loop and its

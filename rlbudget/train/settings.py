@@ -76,11 +76,12 @@ class Limits:
     ram_bytes: int | None = None
     cores: int | None = None
     margin: float = DEFAULT_MARGIN
+    replay: str | None = None  # training.replay: the replay storage
 
     @classmethod
     def of(cls, training: TrainingLimits, task: Task, margin: float) -> Limits:
         return cls(training.env_steps, training.time_s, task.min_return, training.ram_bytes,
-                   training.cores, margin)  # fmt: skip
+                   training.cores, margin, training.replay)  # fmt: skip
 
     @classmethod
     def from_budget(cls, budget: Budget) -> Limits:
@@ -130,6 +131,7 @@ def resolve(
     cores: int | None = None,
     margin: float = DEFAULT_MARGIN,
     env_steps_from: str = "training.env_steps in the budget",
+    replay: str | None = None,
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
@@ -141,6 +143,8 @@ def resolve(
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
     :param cores: ``training.cores``: the torch threads of SB3, pets, lean-sac and lean-td3
         (None: 1).
+    :param replay: ``training.replay``: the replay storage (e.g. ``float16+zstd``) unless the
+        hyperparameters ``replay_storage``/``replay_compress`` say otherwise.
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -159,9 +163,20 @@ def resolve(
         n_timesteps, n_from = env_steps, env_steps_from
     else:
         n_timesteps, n_from = hp.n_timesteps, f"n_timesteps of the hyperparameter file, {tuned}"
+    if replay is not None and info.replay_buffer:  # training.replay, under -p's keys
+        from rlbudget.replay import Storage
+
+        budget_storage = Storage.parse(replay)
+        merged.setdefault("replay_storage", budget_storage.dtype)
+        merged.setdefault("replay_compress", budget_storage.compress)
     extra: dict[str, Any] = {}
     if info.id in sb3_ids:
-        extra = _resolve_sb3(info, env_id, merged, n_timesteps, ram_bytes, cores, margin)
+        from rlbudget.sb3.training import EXPLORATION, check_hyperparameters
+
+        check_hyperparameters(info.id, merged)
+        extra = {"library": "sb3", "n_envs": int(merged.get("n_envs", 1)),
+                 "torch_threads": int(cores or 1), "exploration": EXPLORATION,
+                 **_replay(info, env_id, merged, n_timesteps, ram_bytes, margin)}  # fmt: skip
         params = merged
     else:
         params = _builtin_params(info.id, merged)
@@ -170,6 +185,9 @@ def resolve(
         if info.id in LEAN:  # torch threads from training.cores
             params.setdefault("threads", int(cores or 1))
             extra = {"torch_threads": params["threads"]}
+            extra.update(_replay(info, env_id, params, n_timesteps, ram_bytes, margin))
+            if extra.get("replay_capacity") is not None:
+                params["buffer_size"] = extra["replay_capacity"]
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,
@@ -290,48 +308,44 @@ def _builtin_params(algorithm: str, merged: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _resolve_sb3(
+def _replay(
     info: AlgorithmInfo,
     env_id: str,
     params: dict[str, Any],
     n_timesteps: int,
     ram_bytes: int | None,
-    cores: int | None,
     margin: float,
 ) -> dict[str, Any]:
-    """n_envs, torch threads and the replay capacity of an SB3 run (RunSettings fields)."""
-    from rlbudget.sb3.training import EXPLORATION, check_hyperparameters
+    """The replay capacity of an SB3 or lean run (RunSettings fields), from
+    :func:`rlbudget.replay.replay_buffer` with the storage the hyperparameters ask for."""
+    if not info.replay_buffer:
+        return {}
+    from rlbudget.costs import mlp_parameters, training_ram_bytes
+    from rlbudget.envs import env_spec
+    from rlbudget.replay import Storage, replay_buffer
 
-    check_hyperparameters(info.id, params)
-    out: dict[str, Any] = {
-        "library": "sb3",
-        "n_envs": int(params.get("n_envs", 1)),
-        "torch_threads": int(cores or 1),
-        "exploration": EXPLORATION,
-    }
-    if info.replay_buffer:
-        from rlbudget.costs import mlp_parameters, replay_buffer, training_ram_bytes
-        from rlbudget.envs import env_spec
-
-        spec = env_spec(env_id, measure_steps=0)
-        hidden = [int(w) for w in params.get("net_arch", [64, 64])]
-        other = training_ram_bytes("sb3", mlp_parameters(spec.observation, spec.action, hidden))
-        replay = replay_buffer(
-            int(params.get("buffer_size", 1_000_000)), n_timesteps, spec.observation,
-            spec.action, other_ram_bytes=other, ram_bytes=ram_bytes, margin=margin,
-            optimize_memory_usage=bool(params.get("optimize_memory_usage", False)),
-        )  # fmt: skip
-        batch = int(params.get("batch_size", 256))
-        if replay.capacity < batch:
-            raise PlanError(
-                f"training.ram leaves room for {replay.capacity} replay transitions, fewer than "
-                f"one batch ({batch}) of {info.id}; raise training.ram or choose an on-policy "
-                "algorithm (ppo, a2c)"
-            )
-        out.update(replay_capacity=replay.capacity,
-                   replay_bytes_per_transition=replay.bytes_per_transition,
-                   replay_from=replay.note)  # fmt: skip
-    return out
+    spec = env_spec(env_id, measure_steps=0)
+    storage = Storage.from_params(params)
+    storage.check(spec.observation, f"environment '{env_id}'")
+    hidden = [int(w) for w in params.get("net_arch", [64, 64])]
+    other = training_ram_bytes(info.library, mlp_parameters(spec.observation, spec.action, hidden))
+    replay = replay_buffer(
+        int(params.get("buffer_size", 1_000_000)), n_timesteps, spec.observation,
+        spec.action, other_ram_bytes=other, ram_bytes=ram_bytes, margin=margin,
+        storage=storage,
+    )  # fmt: skip
+    batch = int(params.get("batch_size", 256))
+    if replay.capacity < batch:
+        compact = ", store them compactly (training.replay: float16+zstd)"
+        compact = compact if replay.capacity and not storage.compact else ""
+        raise PlanError(
+            f"training.ram leaves room for {replay.capacity} replay transitions, fewer than "
+            f"one batch ({batch}) of {info.id}; raise training.ram{compact} or choose an "
+            "on-policy algorithm (ppo, a2c)"
+        )
+    return {"replay_capacity": replay.capacity,
+            "replay_bytes_per_transition": replay.bytes_per_transition,
+            "replay_from": replay.note}  # fmt: skip
 
 
 def read_plan(path: str | os.PathLike[str], option: int | None = 1) -> tuple[PlanChoice, Limits]:
@@ -453,7 +467,7 @@ def _run_settings(
         time_s=limits.time_s if time_s is None else time_s, min_return=limits.min_return,
         reward_threshold=spec.reward_threshold, seed=seed,
         overrides={**params, **(overrides or {})}, ram_bytes=limits.ram_bytes,
-        cores=limits.cores, margin=limits.margin,
+        cores=limits.cores, margin=limits.margin, replay=limits.replay,
     )  # fmt: skip
 
 
@@ -475,6 +489,13 @@ def load_settings(run_dir: str | os.PathLike[str]) -> RunSettings:
         raise RlbudgetError(f"{path}: cannot be read as a run configuration ({exc})") from None
 
 
+def _replay_max_bytes(settings: RunSettings) -> int | None:
+    """A compact replay buffer's byte cap: the capacity at the estimated bytes each."""
+    if settings.replay_capacity is None or settings.replay_bytes_per_transition is None:
+        return None
+    return settings.replay_capacity * settings.replay_bytes_per_transition
+
+
 def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | None = None) -> Any:
     """The agent's own config dataclass for ``settings`` (SB3: with its TensorBoard folder)."""
     config_cls, _ = agent(settings.algorithm)
@@ -483,7 +504,7 @@ def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | Non
                           dict(settings.hyperparameters), settings.n_envs,
                           settings.torch_threads or 1, settings.replay_capacity,
                           None if tensorboard is None else str(tensorboard),
-                          settings.init)  # fmt: skip
+                          settings.init, _replay_max_bytes(settings))  # fmt: skip
     # TabularConfig serves four algorithms and must be told which.
     names = _field_names(config_cls)
     which = {k: getattr(settings, k) for k in INPUTS if k in names}
