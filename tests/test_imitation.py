@@ -342,14 +342,26 @@ def test_plan_ranks_imitation_first_only_with_prior_knowledge(tmp_path: Path) ->
     assert any(r.startswith("[prior-knowledge]") for r in plan.options[0].reasons)
 
 
-def test_dagger_resumes_from_its_checkpoint(teacher: Path) -> None:
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_dagger_resume_mid_round_equals_a_straight_run(env_id: str, tmp_path: Path) -> None:
+    from rlbudget.agents.common import Checkpoint
+
+    made = balancing_mlp() if env_id == "CartPole-v1" else pendulum_relu()
+    teacher = save_policy(made, tmp_path / "teacher")
     cfg = ImitationConfig("dagger", n_timesteps=1_500, teacher=str(teacher), net_arch=[8],
                           round_steps=500, updates=10, seed=0)  # fmt: skip
+    straight = train_imitation(env_id, cfg)
     calls = iter(range(10_000))
-    first = train_imitation("CartPole-v1", cfg, should_stop=lambda: next(calls) >= 700)
+    first = train_imitation(env_id, cfg, should_stop=lambda: next(calls) >= 700)
     assert first.steps == 700 and first.checkpoint is not None
-    # the unfinished round's 200 states are not labelled: the dataset is round 0's
+    # round 1 is under way: its 200 states wait in the checkpoint, unlabelled
     assert len(first.checkpoint.arrays["data_obs"]) == 500
-    rest = train_imitation("CartPole-v1", cfg, resume=first.checkpoint)
-    assert rest.steps == 1_500
-    assert rest.extra["dataset_states"] == 1_500 - 200 and rest.extra["rounds"] == 3
+    assert len(first.checkpoint.arrays["round_obs"]) == 200
+    # through the files, as `rlbudget train --resume` reads it
+    checkpoint = Checkpoint.load(first.checkpoint.save(tmp_path / "checkpoint"))
+    rest = train_imitation(env_id, cfg, resume=checkpoint)
+    assert rest.steps == 1_500 and rest.extra == straight.extra
+    assert rest.extra["dataset_states"] == 1_500 and rest.extra["rounds"] == 3
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
+    a, b = straight.policy.arrays(), rest.policy.arrays()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

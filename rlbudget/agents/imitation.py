@@ -27,9 +27,9 @@ The student is what the plan chose (``student``):
 - ``table`` (Discrete observations and actions): each state's most frequent label, a
   ``table`` policy (unlabelled states act 0).
 
-A resumed run continues with the dataset, the student's weights and the env where the
-checkpoint left them; Adam's moments start afresh, so it is not bit-identical to a run
-that never stopped.
+A resumed run continues exactly where the checkpoint left it: the dataset, the states of
+the unfinished round (labelled when it ends), the student's weights, normalization and
+Adam moments, the random stream and the env, so it equals a run that never stopped.
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ from rlbudget.agents.common import (
     OnEpisode,
     StepHooks,
     TrainResult,
+    adam_arrays,
+    load_adam,
     open_env,
     provenance,
+    restore_env,
     rng_from_state,
 )
 from rlbudget.envs import SpaceSpec
@@ -211,23 +214,43 @@ def _train(
         policy: Policy = student.policy(prov)
         return policy
 
+    obs_shape = tuple(env.observation_space.shape or ())
+    round_obs: list[Any] = []  # the states of the round under way, labelled when it ends
+
     def snapshot() -> Checkpoint:
         obs, labels = dataset() if data_obs else (np.zeros(0), np.zeros(0))
+        pending = np.asarray(round_obs).reshape(len(round_obs), *obs_shape)
+        trained = not isinstance(student, TableStudent) and student.trained
         state = {**log.state(time.perf_counter() - start), "rounds": rounds,
-                 "rng": dict(rng.bit_generator.state), "algorithm": cfg.algorithm}  # fmt: skip
-        return Checkpoint(state, {**student.arrays(), "data_obs": obs, "data_labels": labels})
+                 "rng": dict(rng.bit_generator.state), "algorithm": cfg.algorithm,
+                 "student_trained": trained}  # fmt: skip
+        optimizer = {} if isinstance(student, TableStudent) else adam_arrays(student.optimizer,
+                                                                             "adam_")  # fmt: skip
+        return Checkpoint(state, {**student.arrays(), **optimizer, "data_obs": obs,
+                                  "data_labels": labels, "round_obs": pending})  # fmt: skip
 
     if resume is not None:
         rounds = int(resume.state["rounds"])
         rng = rng_from_state(resume.state["rng"])
         data_obs[:] = [np.asarray(resume.arrays["data_obs"])]
         data_labels[:] = [np.asarray(resume.arrays["data_labels"])]
+        if not len(data_obs[0]):  # stopped before the first label: no dataset yet
+            data_obs.clear()
+            data_labels.clear()
+        if "round_obs" in resume.arrays:  # (a checkpoint of rlbudget 0.x before it lacks them)
+            round_obs[:] = list(np.asarray(resume.arrays["round_obs"]))
         if isinstance(student, TableStudent):
-            student.load_arrays(dict(resume.arrays), len(data_obs[0]))
-        elif len(data_obs[0]):
-            fit(1)  # fixes the normalization from the dataset, then the saved weights
+            student.load_arrays(dict(resume.arrays), len(data_obs[0]) if data_obs else 0)
+        else:
             student.load_arrays(resume.arrays)
-        obs = log.restore_env(env, cfg.seed)
+            student.trained = bool(resume.state.get("student_trained", bool(data_obs)))
+            load_adam(student.optimizer, resume.arrays, "adam_")
+        # Box actions replayed as the float32 arrays the policies gave, not the logged lists
+        # (Pendulum's physics in float64 would drift from the run's)
+        box = act_spec.kind == "box"
+        actions = [np.asarray(a, env.action_space.dtype) if box else a
+                   for a in log.episode_actions]  # fmt: skip
+        obs = restore_env(env, cfg.seed, log.episode_start, actions)
     else:
         if demos is not None:
             fit(cfg.demo_updates)
@@ -235,8 +258,7 @@ def _train(
         obs, _ = env.reset(seed=cfg.seed)
     policy = current()
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
-    round_obs: list[Any] = []
-    round_start = log.steps
+    round_start = log.steps - len(round_obs)
     stop = False
     while teacher is not None and log.steps < cfg.n_timesteps and not stop:
         if hooks.stop(log.steps, snapshot):
@@ -265,8 +287,8 @@ def _train(
                 stop = on_episode(ep, current)
             obs, _ = env.reset()
     env.close()
-    # States of an unfinished round (a stop before its end) are not labelled: the policy
-    # returned is the one the last evaluation saw.
+    # States of an unfinished round (a stop before its end) are not labelled (the checkpoint
+    # keeps them for a resume): the policy returned is the one the last evaluation saw.
     if not data_obs:
         raise PlanError(f"{cfg.algorithm}: stopped before any state was labelled; give more "
                         "steps")  # fmt: skip
