@@ -60,6 +60,10 @@ from rlbudget.policy.model import Head, Policy, Table
 
 ALGORITHMS = ("bc", "dagger")
 STUDENTS = ("auto", "mlp", "table")
+TEACHER_MARGIN = 0.05
+"""How far below its teacher a student may stay and count as having reached it: 5 % of the
+teacher's mean return (issue 19: "the teacher's return within 5 %")."""
+PAIRED_TARGET = "the teacher's return on the same start states, less 5 % (paired)"
 
 
 @dataclass(frozen=True)
@@ -140,6 +144,83 @@ def _labels(teacher: Policy, obs: np.ndarray) -> np.ndarray:
     if teacher.action_space.kind == "discrete":
         return acts.astype(np.int64)
     return acts.reshape(len(obs), -1).astype(np.float32)
+
+
+class TeacherBar:
+    """bc and dagger's stop rule with a teacher: the student against the teacher on the
+    *same* start states, not against a fixed return.
+
+    Episode ``i`` of a measurement is reset with seed ``seed + i`` for both, and the student
+    passes when its mean return is at most :data:`TEACHER_MARGIN` of the teacher's mean
+    below the teacher's mean on those episodes. On envs whose return depends mostly on the
+    start state (Pendulum-v1: the teacher's standard deviation over 100 episodes is ≈ 80),
+    a fixed target with a confidence bound over fresh episodes is one the teacher itself
+    fails about half the time; the paired difference removes the start state's share.
+    ``rlbudget.train``'s loop asks :meth:`screen` at each evaluation, then :meth:`confirm`.
+    """
+
+    def __init__(self, teacher: Policy, env_id: str, margin: float = TEACHER_MARGIN) -> None:
+        self.teacher, self.env_id, self.margin = teacher, env_id, margin
+        self._screens: dict[tuple[int, int], np.ndarray] = {}
+
+    def _teacher(self, seed: int, episodes: int) -> np.ndarray:
+        from rlbudget.profile.evaluate import evaluate
+
+        seeds = list(range(seed, seed + episodes))
+        return np.asarray(evaluate(self.teacher, self.env_id, seeds=seeds).returns)
+
+    def bar(self, teacher_returns: np.ndarray) -> float:
+        """The lowest mean of (student − teacher) that passes: −margin × |teacher's mean|."""
+        return -self.margin * abs(float(np.mean(teacher_returns)))
+
+    def screen(
+        self, policy: Policy, seed: int, episodes: int,
+        decided: Callable[[Sequence[float], float], bool],
+    ) -> tuple[float, bool]:  # fmt: skip
+        """The student's mean return over up to ``episodes`` (``decided``: whether the paired
+        differences so far settle it, :func:`rlbudget.train.loop.screen_decided`), and
+        whether it passes. The teacher's returns on the screen's seeds are measured once."""
+        from rlbudget.profile.evaluate import evaluate
+
+        key = (seed, episodes)
+        if key not in self._screens:
+            self._screens[key] = self._teacher(seed, episodes)
+        t = self._screens[key]
+
+        def enough(returns: Sequence[float]) -> bool:
+            k = len(returns)
+            return decided([r - x for r, x in zip(returns, t[:k], strict=True)], self.bar(t[:k]))
+
+        seeds = list(range(seed, seed + episodes))
+        s = np.asarray(evaluate(policy, self.env_id, seeds=seeds, enough=enough).returns)
+        k = len(s)
+        return float(s.mean()), float(np.mean(s - t[:k])) >= self.bar(t[:k])
+
+    def confirm(self, policy: Policy, seed: int, episodes: int) -> tuple[float, float] | None:
+        """Fresh paired episodes: the student's mean and the 95 % lower bound of its mean
+        measured against the teacher's (the teacher's mean + the lower bound of the mean
+        paired difference, Student's t), when that bound reaches the bar; else None."""
+        from rlbudget.profile.evaluate import evaluate
+        from rlbudget.stats import mean_ci95
+
+        t = self._teacher(seed, episodes)
+        seeds = list(range(seed, seed + episodes))
+        s = np.asarray(evaluate(policy, self.env_id, seeds=seeds).returns)
+        gap, half = mean_ci95(list(s - t))
+        assert gap is not None
+        lower = gap - (half or 0.0)
+        if lower < self.bar(t):
+            return None
+        return float(s.mean()), float(t.mean()) + lower
+
+
+def teacher_bar(algorithm: str, env_id: str, teacher: str | None) -> TeacherBar | None:
+    """The paired stop rule for a bc/dagger run with a teacher; None for any other run."""
+    if algorithm not in ALGORITHMS or not teacher:
+        return None
+    from rlbudget.agents.prior import load_teacher
+
+    return TeacherBar(load_teacher(teacher, env_id), env_id)
 
 
 def train_imitation(

@@ -375,8 +375,13 @@ def check_prior(
                                 "a policy (its actor sees normalized observations); add "
                                 "-p normalize=false")  # fmt: skip
     kwargs = dict(env_kwargs) if env_kwargs else None
-    return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
-                   init=_absolute(init), env_kwargs=kwargs)  # fmt: skip
+    settings = replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
+                       init=_absolute(init), env_kwargs=kwargs)  # fmt: skip
+    if algo in IMITATION and teacher:  # the stop rule: imitation.TeacherBar, not a fixed return
+        from rlbudget.agents.imitation import PAIRED_TARGET
+
+        settings = replace(settings, target_return=None, target_from=PAIRED_TARGET)
+    return settings
 
 
 def check_sources(algorithm: str, teacher: str | None, demos: str | None) -> None:
