@@ -214,9 +214,11 @@ class TeacherBar:
         return float(s.mean()), float(t.mean()) + lower
 
 
-def teacher_bar(algorithm: str, env_id: str, teacher: str | None) -> TeacherBar | None:
-    """The paired stop rule for a bc/dagger run with a teacher; None for any other run."""
-    if algorithm not in ALGORITHMS or not teacher:
+def teacher_bar(env_id: str, teacher: str | None) -> TeacherBar | None:
+    """The paired stop rule of a run with a teacher (``RunSettings.teacher``: bc/dagger, or
+    in a library call any run measured against a teacher, as
+    ``benchmarks/prior_knowledge.py`` measures training from scratch); None without one."""
+    if not teacher:
         return None
     from rlbudget.agents.prior import load_teacher
 

@@ -147,7 +147,7 @@ def _train_locked(
     cfg = make_config(settings, tensorboard)
     from rlbudget.agents.imitation import teacher_bar
 
-    bar = teacher_bar(settings.algorithm, settings.env_id, settings.teacher)  # bc/dagger: paired
+    bar = teacher_bar(settings.env_id, settings.teacher)  # bc/dagger: against the teacher
 
     stopped_by = "steps"
     last_eval: float | None = None
