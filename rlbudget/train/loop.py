@@ -199,16 +199,17 @@ def _train_locked(
         if (settings.target_return is not None or bar is not None) and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
             policy = current()
-            target = settings.target_return
             if bar is not None:  # imitation: against the teacher on the same episodes
                 last_eval, passed = bar.screen(policy, settings.seed + 10_000,
                                                settings.eval_episodes, screen_decided)  # fmt: skip
             else:
+                target = settings.target_return
+                assert target is not None
                 screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
                                   seed=settings.seed + 10_000,
-                                  enough=lambda returns: screen_decided(returns, target))  # fmt: skip
+                                  enough=lambda rs: screen_decided(rs, target))  # fmt: skip
                 last_eval = screen.return_mean
-                passed = target is not None and last_eval >= target
+                passed = last_eval >= target
             evals.append((ep.step, last_eval))
             if board is not None:
                 board.scalars(ep.step, {"eval/mean_reward": last_eval})
