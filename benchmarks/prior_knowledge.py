@@ -63,8 +63,7 @@ def train(algorithm: str, env_id: str, seed: int, steps: int, target: float | No
     :param against: a teacher to measure a from-scratch run against, paired (the stop rule
         of bc/dagger, :class:`rlbudget.agents.imitation.TeacherBar`), instead of ``target``.
     """
-    from rlbudget.agents.imitation import PAIRED_TARGET
-    from rlbudget.agents.prior import check_prior
+    from rlbudget.agents.prior import PAIRED_TARGET, check_prior
     from rlbudget.env_kwargs import env_kwargs_applied
     from rlbudget.train import resolve, train_run
 

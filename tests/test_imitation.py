@@ -413,8 +413,7 @@ def test_a_worse_student_fails_screen_and_confirmation() -> None:
 def test_dagger_run_stops_at_the_teachers_return_on_the_same_episodes(tmp_path: Path) -> None:
     import dataclasses
 
-    from rlbudget.agents.imitation import PAIRED_TARGET
-    from rlbudget.agents.prior import check_prior
+    from rlbudget.agents.prior import PAIRED_TARGET, check_prior
     from rlbudget.train import resolve, train_run
 
     # FrozenLake (slippery): the same seeds and the same actions slip the same way, so a

@@ -54,16 +54,13 @@ from rlbudget.agents.common import (
     restore_env,
     rng_from_state,
 )
+from rlbudget.agents.prior import TEACHER_MARGIN
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PlanError
 from rlbudget.policy.model import Head, Policy, Table
 
 ALGORITHMS = ("bc", "dagger")
 STUDENTS = ("auto", "mlp", "table")
-TEACHER_MARGIN = 0.05
-"""How far below its teacher a student may stay and count as having reached it: 5 % of the
-teacher's mean return (issue 19: "the teacher's return within 5 %")."""
-PAIRED_TARGET = "the teacher's return on the same start states, less 5 % (paired)"
 
 
 @dataclass(frozen=True)
