@@ -2,6 +2,11 @@
 run lasts, so every :func:`rlbudget.envs.make_env` of that id gets them, and the
 ``attributes`` key, set on the unwrapped env after it is made (physics a constructor does
 not take). Parsing and checking the JSON is :func:`rlbudget.agents.prior.parse_env_kwargs`.
+
+A policy trained with env kwargs records them in its provenance (``env_kwargs``, by
+:func:`rlbudget.agents.common.provenance`); :func:`policy_physics` applies them again where
+the policy is evaluated, compressed or profiled (``--env-kwargs`` overrides them, ``'{}'``
+is the env's default physics).
 """
 
 from __future__ import annotations
@@ -9,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlbudget.errors import EnvError
+
+if TYPE_CHECKING:
+    from rlbudget.policy.model import Policy
 
 _env_kwargs: dict[str, dict[str, Any]] = {}
 
@@ -42,6 +50,31 @@ def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterato
             _env_kwargs.pop(env_id, None)
         else:
             _env_kwargs[env_id] = before
+
+
+def recorded_kwargs(policy: Policy) -> dict[str, Any] | None:
+    """The env kwargs the policy was trained with (its provenance's ``env_kwargs``), if any."""
+    kwargs = policy.provenance.get("env_kwargs")
+    return dict(kwargs) if isinstance(kwargs, dict) and kwargs else None
+
+
+@contextmanager
+def policy_physics(
+    policy: Policy, env_id: str, given: Mapping[str, Any] | None = None
+) -> Iterator[dict[str, Any] | None]:
+    """Within the block, ``env_id`` is made with the physics ``policy`` was trained with:
+    ``given`` (``--env-kwargs``; ``{}``: the env's default) when not None, else the env
+    kwargs its provenance records when ``env_id`` is the env it was trained on.
+
+    :yields: the env kwargs applied (None: the default physics).
+    """
+    if given is not None:
+        kwargs = dict(given) or None
+    else:
+        own = policy.provenance.get("env") in (None, env_id)
+        kwargs = recorded_kwargs(policy) if own else None
+    with env_kwargs_applied(env_id, kwargs):
+        yield kwargs
 
 
 def refused_kwargs(env_id: str, kwargs: Mapping[str, Any], exc: Exception) -> EnvError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import warnings
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 from rlbudget.agents.imitation import ImitationConfig, train_imitation
 from rlbudget.cli import app
 from rlbudget.policy import save_policy
+from rlbudget.policy.model import MLP, Dense, Head, Policy
 
 from .conftest import ZOO, needs_zoo
 from .factories import balancing_mlp, frozenlake_best_table, pendulum_relu
@@ -342,14 +344,87 @@ def test_plan_ranks_imitation_first_only_with_prior_knowledge(tmp_path: Path) ->
     assert any(r.startswith("[prior-knowledge]") for r in plan.options[0].reasons)
 
 
-def test_dagger_resumes_from_its_checkpoint(teacher: Path) -> None:
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_dagger_resume_mid_round_equals_a_straight_run(env_id: str, tmp_path: Path) -> None:
+    from rlbudget.agents.common import Checkpoint
+
+    made = balancing_mlp() if env_id == "CartPole-v1" else pendulum_relu()
+    teacher = save_policy(made, tmp_path / "teacher")
     cfg = ImitationConfig("dagger", n_timesteps=1_500, teacher=str(teacher), net_arch=[8],
                           round_steps=500, updates=10, seed=0)  # fmt: skip
+    straight = train_imitation(env_id, cfg)
     calls = iter(range(10_000))
-    first = train_imitation("CartPole-v1", cfg, should_stop=lambda: next(calls) >= 700)
+    first = train_imitation(env_id, cfg, should_stop=lambda: next(calls) >= 700)
     assert first.steps == 700 and first.checkpoint is not None
-    # the unfinished round's 200 states are not labelled: the dataset is round 0's
+    # round 1 is under way: its 200 states wait in the checkpoint, unlabelled
     assert len(first.checkpoint.arrays["data_obs"]) == 500
-    rest = train_imitation("CartPole-v1", cfg, resume=first.checkpoint)
-    assert rest.steps == 1_500
-    assert rest.extra["dataset_states"] == 1_500 - 200 and rest.extra["rounds"] == 3
+    assert len(first.checkpoint.arrays["round_obs"]) == 200
+    # through the files, as `rlbudget train --resume` reads it
+    checkpoint = Checkpoint.load(first.checkpoint.save(tmp_path / "checkpoint"))
+    rest = train_imitation(env_id, cfg, resume=checkpoint)
+    assert rest.steps == 1_500 and rest.extra == straight.extra
+    assert rest.extra["dataset_states"] == 1_500 and rest.extra["rounds"] == 3
+    assert [e.ret for e in rest.episodes] == [e.ret for e in straight.episodes]
+    a, b = straight.policy.arrays(), rest.policy.arrays()
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# --- the paired stop rule: the student against the teacher on the same start states ------
+
+
+def _pusher() -> Policy:
+    """A CartPole policy that always pushes left (the pole falls within ≈ 10 steps)."""
+    s = balancing_mlp()
+    layer = Dense(np.zeros((4, 2), np.float32), np.array([1.0, 0.0], np.float32), "identity")
+    return Policy(s.observation_space, s.action_space, (), MLP((layer,)), Head("argmax"), {})
+
+
+def test_a_copy_of_the_teacher_passes_the_paired_bar_exactly() -> None:
+    from rlbudget.agents.imitation import TeacherBar
+    from rlbudget.profile.evaluate import evaluate
+
+    teacher = pendulum_relu(0)  # a random net: its return depends on the start state
+    returns = evaluate(teacher, "Pendulum-v1", seeds=list(range(5, 35))).returns
+    mean = float(np.mean(returns))
+    bar = TeacherBar(pendulum_relu(0), "Pendulum-v1")
+    # paired differences are all 0: the lower bound is the teacher's mean itself
+    assert bar.confirm(pendulum_relu(0), 5, 30) == (mean, mean)
+    assert bar.bar(np.asarray(returns)) == -0.05 * abs(mean)
+
+
+def test_a_worse_student_fails_screen_and_confirmation() -> None:
+    from rlbudget.agents.imitation import TeacherBar
+    from rlbudget.train.loop import screen_decided
+
+    bar = TeacherBar(balancing_mlp(), "CartPole-v1")
+    looks: list[int] = []
+
+    def decided(gaps: Sequence[float], target: float) -> bool:
+        looks.append(len(gaps))
+        assert target == -0.05 * 500.0  # 5 % of the teacher's 500 on these episodes
+        return screen_decided(gaps, target)
+
+    mean, passed = bar.screen(_pusher(), 0, 20, decided)
+    assert not passed and mean < 20 and looks[-1] == 5  # settled at the first look
+    assert bar.confirm(_pusher(), 0, 20) is None
+    assert bar.confirm(balancing_mlp(), 0, 20) == (500.0, 500.0)
+
+
+def test_dagger_run_stops_at_the_teachers_return_on_the_same_episodes(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rlbudget.agents.prior import PAIRED_TARGET, check_prior
+    from rlbudget.train import resolve, train_run
+
+    # FrozenLake (slippery): the same seeds and the same actions slip the same way, so a
+    # table student that acts as the teacher on every state it meets returns what it returns
+    teacher = save_policy(frozenlake_best_table(), tmp_path / "teacher")
+    settings = resolve("dagger", "FrozenLake-v1", env_steps=20_000, min_return=0.1,
+                       overrides={"round_steps": 500})  # fmt: skip
+    settings = check_prior(settings, teacher=str(teacher), demos=None, init=None,
+                           env_kwargs=None)  # fmt: skip
+    assert settings.target_return is None and settings.target_from == PAIRED_TARGET
+    run = train_run(dataclasses.replace(settings, eval_every=500), tmp_path / "run")
+    assert run.stopped_by == "target" and run.target_check is not None and run.steps < 20_000
+    t = run.target_check
+    assert t.mean >= t.lower_95 > 0.0

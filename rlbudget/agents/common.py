@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rlbudget import __version__
+from rlbudget.env_kwargs import applied_kwargs
 from rlbudget.envs import SpaceSpec, make_env, observation_spec, space_spec
 from rlbudget.errors import RlbudgetError
 from rlbudget.policy.model import Policy
@@ -156,8 +157,9 @@ class Trainer(Protocol):
 
 
 def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -> dict[str, Any]:
-    """Where a trained policy came from: algorithm, env, seed, steps, every hyperparameter."""
-    return {
+    """Where a trained policy came from: algorithm, env, seed, steps, every hyperparameter,
+    and the env kwargs it was trained with, when any (:mod:`rlbudget.env_kwargs`)."""
+    prov = {
         "source": source,
         "algorithm": algorithm,
         "env": env_id,
@@ -167,6 +169,10 @@ def provenance(source: str, algorithm: str, env_id: str, cfg: Any, steps: int) -
         "rlbudget_version": __version__,
         "transforms": [],
     }
+    kwargs = applied_kwargs(env_id)
+    if kwargs:
+        prov["env_kwargs"] = kwargs
+    return prov
 
 
 # --- the env ------------------------------------------------------------------------------

@@ -27,9 +27,9 @@ The student is what the plan chose (``student``):
 - ``table`` (Discrete observations and actions): each state's most frequent label, a
   ``table`` policy (unlabelled states act 0).
 
-A resumed run continues with the dataset, the student's weights and the env where the
-checkpoint left them; Adam's moments start afresh, so it is not bit-identical to a run
-that never stopped.
+A resumed run continues exactly where the checkpoint left it: the dataset, the states of
+the unfinished round (labelled when it ends), the student's weights, normalization and
+Adam moments, the random stream and the env, so it equals a run that never stopped.
 """
 
 from __future__ import annotations
@@ -47,10 +47,14 @@ from rlbudget.agents.common import (
     OnEpisode,
     StepHooks,
     TrainResult,
+    adam_arrays,
+    load_adam,
     open_env,
     provenance,
+    restore_env,
     rng_from_state,
 )
+from rlbudget.agents.prior import TEACHER_MARGIN
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PlanError
 from rlbudget.policy.model import Head, Policy, Table
@@ -139,6 +143,85 @@ def _labels(teacher: Policy, obs: np.ndarray) -> np.ndarray:
     return acts.reshape(len(obs), -1).astype(np.float32)
 
 
+class TeacherBar:
+    """bc and dagger's stop rule with a teacher: the student against the teacher on the
+    *same* start states, not against a fixed return.
+
+    Episode ``i`` of a measurement is reset with seed ``seed + i`` for both, and the student
+    passes when its mean return is at most :data:`TEACHER_MARGIN` of the teacher's mean
+    below the teacher's mean on those episodes. On envs whose return depends mostly on the
+    start state (Pendulum-v1: the teacher's standard deviation over 100 episodes is ≈ 80),
+    a fixed target with a confidence bound over fresh episodes is one the teacher itself
+    fails about half the time; the paired difference removes the start state's share.
+    ``rlbudget.train``'s loop asks :meth:`screen` at each evaluation, then :meth:`confirm`.
+    """
+
+    def __init__(self, teacher: Policy, env_id: str, margin: float = TEACHER_MARGIN) -> None:
+        self.teacher, self.env_id, self.margin = teacher, env_id, margin
+        self._screens: dict[tuple[int, int], np.ndarray] = {}
+
+    def _teacher(self, seed: int, episodes: int) -> np.ndarray:
+        from rlbudget.profile.evaluate import evaluate
+
+        seeds = list(range(seed, seed + episodes))
+        return np.asarray(evaluate(self.teacher, self.env_id, seeds=seeds).returns)
+
+    def bar(self, teacher_returns: np.ndarray) -> float:
+        """The lowest mean of (student − teacher) that passes: −margin × |teacher's mean|."""
+        return -self.margin * abs(float(np.mean(teacher_returns)))
+
+    def screen(
+        self, policy: Policy, seed: int, episodes: int,
+        decided: Callable[[Sequence[float], float], bool],
+    ) -> tuple[float, bool]:  # fmt: skip
+        """The student's mean return over up to ``episodes`` (``decided``: whether the paired
+        differences so far settle it, :func:`rlbudget.train.loop.screen_decided`), and
+        whether it passes. The teacher's returns on the screen's seeds are measured once."""
+        from rlbudget.profile.evaluate import evaluate
+
+        key = (seed, episodes)
+        if key not in self._screens:
+            self._screens[key] = self._teacher(seed, episodes)
+        t = self._screens[key]
+
+        def enough(returns: Sequence[float]) -> bool:
+            k = len(returns)
+            return decided([r - x for r, x in zip(returns, t[:k], strict=True)], self.bar(t[:k]))
+
+        seeds = list(range(seed, seed + episodes))
+        s = np.asarray(evaluate(policy, self.env_id, seeds=seeds, enough=enough).returns)
+        k = len(s)
+        return float(s.mean()), float(np.mean(s - t[:k])) >= self.bar(t[:k])
+
+    def confirm(self, policy: Policy, seed: int, episodes: int) -> tuple[float, float] | None:
+        """Fresh paired episodes: the student's mean and the 95 % lower bound of its mean
+        measured against the teacher's (the teacher's mean + the lower bound of the mean
+        paired difference, Student's t), when that bound reaches the bar; else None."""
+        from rlbudget.profile.evaluate import evaluate
+        from rlbudget.stats import mean_ci95
+
+        t = self._teacher(seed, episodes)
+        seeds = list(range(seed, seed + episodes))
+        s = np.asarray(evaluate(policy, self.env_id, seeds=seeds).returns)
+        gap, half = mean_ci95(list(s - t))
+        assert gap is not None
+        lower = gap - (half or 0.0)
+        if lower < self.bar(t):
+            return None
+        return float(s.mean()), float(t.mean()) + lower
+
+
+def teacher_bar(env_id: str, teacher: str | None) -> TeacherBar | None:
+    """The paired stop rule of a run with a teacher (``RunSettings.teacher``: bc/dagger, or
+    in a library call any run measured against a teacher, as
+    ``benchmarks/prior_knowledge.py`` measures training from scratch); None without one."""
+    if not teacher:
+        return None
+    from rlbudget.agents.prior import load_teacher
+
+    return TeacherBar(load_teacher(teacher, env_id), env_id)
+
+
 def train_imitation(
     env_id: str,
     cfg: ImitationConfig,
@@ -211,23 +294,43 @@ def _train(
         policy: Policy = student.policy(prov)
         return policy
 
+    obs_shape = tuple(env.observation_space.shape or ())
+    round_obs: list[Any] = []  # the states of the round under way, labelled when it ends
+
     def snapshot() -> Checkpoint:
         obs, labels = dataset() if data_obs else (np.zeros(0), np.zeros(0))
+        pending = np.asarray(round_obs).reshape(len(round_obs), *obs_shape)
+        trained = not isinstance(student, TableStudent) and student.trained
         state = {**log.state(time.perf_counter() - start), "rounds": rounds,
-                 "rng": dict(rng.bit_generator.state), "algorithm": cfg.algorithm}  # fmt: skip
-        return Checkpoint(state, {**student.arrays(), "data_obs": obs, "data_labels": labels})
+                 "rng": dict(rng.bit_generator.state), "algorithm": cfg.algorithm,
+                 "student_trained": trained}  # fmt: skip
+        optimizer = {} if isinstance(student, TableStudent) else adam_arrays(student.optimizer,
+                                                                             "adam_")  # fmt: skip
+        return Checkpoint(state, {**student.arrays(), **optimizer, "data_obs": obs,
+                                  "data_labels": labels, "round_obs": pending})  # fmt: skip
 
     if resume is not None:
         rounds = int(resume.state["rounds"])
         rng = rng_from_state(resume.state["rng"])
         data_obs[:] = [np.asarray(resume.arrays["data_obs"])]
         data_labels[:] = [np.asarray(resume.arrays["data_labels"])]
+        if not len(data_obs[0]):  # stopped before the first label: no dataset yet
+            data_obs.clear()
+            data_labels.clear()
+        if "round_obs" in resume.arrays:  # (a checkpoint of rlbudget 0.x before it lacks them)
+            round_obs[:] = list(np.asarray(resume.arrays["round_obs"]))
         if isinstance(student, TableStudent):
-            student.load_arrays(dict(resume.arrays), len(data_obs[0]))
-        elif len(data_obs[0]):
-            fit(1)  # fixes the normalization from the dataset, then the saved weights
+            student.load_arrays(dict(resume.arrays), len(data_obs[0]) if data_obs else 0)
+        else:
             student.load_arrays(resume.arrays)
-        obs = log.restore_env(env, cfg.seed)
+            student.trained = bool(resume.state.get("student_trained", bool(data_obs)))
+            load_adam(student.optimizer, resume.arrays, "adam_")
+        # Box actions replayed as the float32 arrays the policies gave, not the logged lists
+        # (Pendulum's physics in float64 would drift from the run's)
+        box = act_spec.kind == "box"
+        actions = [np.asarray(a, env.action_space.dtype) if box else a
+                   for a in log.episode_actions]  # fmt: skip
+        obs = restore_env(env, cfg.seed, log.episode_start, actions)
     else:
         if demos is not None:
             fit(cfg.demo_updates)
@@ -235,8 +338,7 @@ def _train(
         obs, _ = env.reset(seed=cfg.seed)
     policy = current()
     hooks = StepHooks(should_stop, on_checkpoint, checkpoint_every, log.steps)
-    round_obs: list[Any] = []
-    round_start = log.steps
+    round_start = log.steps - len(round_obs)
     stop = False
     while teacher is not None and log.steps < cfg.n_timesteps and not stop:
         if hooks.stop(log.steps, snapshot):
@@ -265,8 +367,8 @@ def _train(
                 stop = on_episode(ep, current)
             obs, _ = env.reset()
     env.close()
-    # States of an unfinished round (a stop before its end) are not labelled: the policy
-    # returned is the one the last evaluation saw.
+    # States of an unfinished round (a stop before its end) are not labelled (the checkpoint
+    # keeps them for a resume): the policy returned is the one the last evaluation saw.
     if not data_obs:
         raise PlanError(f"{cfg.algorithm}: stopped before any state was labelled; give more "
                         "steps")  # fmt: skip

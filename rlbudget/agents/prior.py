@@ -327,6 +327,11 @@ def describe_env_kwargs(kwargs: dict[str, Any] | None) -> str:
 
 
 IMITATION = ("bc", "dagger")
+TEACHER_MARGIN = 0.05
+"""How far below its teacher a student may stay and count as having reached it: 5 % of the
+teacher's mean return (issue 19: "the teacher's return within 5 %")."""
+PAIRED_TARGET = "the teacher's return on the same start states, less 5 % (paired)"
+"""``target_from`` of a run with a teacher (:class:`rlbudget.agents.imitation.TeacherBar`)."""
 
 
 def _absolute(path: str | None) -> str | None:
@@ -375,8 +380,11 @@ def check_prior(
                                 "a policy (its actor sees normalized observations); add "
                                 "-p normalize=false")  # fmt: skip
     kwargs = dict(env_kwargs) if env_kwargs else None
-    return replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
-                   init=_absolute(init), env_kwargs=kwargs)  # fmt: skip
+    settings = replace(settings, teacher=_absolute(teacher), demos=_absolute(demos),
+                       init=_absolute(init), env_kwargs=kwargs)  # fmt: skip
+    if algo in IMITATION and teacher:  # the stop rule: imitation.TeacherBar, not a fixed return
+        settings = replace(settings, target_return=None, target_from=PAIRED_TARGET)
+    return settings
 
 
 def check_sources(algorithm: str, teacher: str | None, demos: str | None) -> None:

@@ -159,6 +159,16 @@ BudgetArg = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+PhysicsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--env-kwargs",
+        metavar="<json>",
+        help="gymnasium.make kwargs as JSON (as train's --env-kwargs); '{}': the env's "
+        "default physics. Default: those the policy was trained with (its provenance).",
+        show_default=False,
+    ),
+]
 GymPackageOpt = Annotated[
     list[str] | None,
     typer.Option(

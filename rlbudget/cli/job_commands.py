@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from rlbudget.cli import common
-from rlbudget.cli.common import BudgetArg, GymPackageOpt, JsonOpt, handles_errors
+from rlbudget.cli.common import BudgetArg, GymPackageOpt, JsonOpt, PhysicsOpt, handles_errors
 
 
 class Optimize(str, Enum):
@@ -69,6 +69,7 @@ def profile(
             "emulated latency all describe it.",
         ),
     ] = Optimize.O2,
+    env_kwargs: PhysicsOpt = None,
     gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -90,24 +91,29 @@ def profile(
 
       rlbudget profile small --budget b.yaml --format onnx --json
     """
+    from rlbudget.agents.prior import parse_env_kwargs
     from rlbudget.budget import load_budget
+    from rlbudget.env_kwargs import policy_physics
     from rlbudget.policy import load_policy
     from rlbudget.profile.report import check_report_path, write_report
     from rlbudget.profile.verdict import profile as run_profile
     from rlbudget.profile.verdict import read_run
     from rlbudget.train import locate_run
 
+    given = parse_env_kwargs(env_kwargs, "--env-kwargs")
     loaded = load_budget(budget)
     if report is not None:
         check_report_path(report)
     policy_dir, run_dir = locate_run(target)
     p = load_policy(policy_dir)
-    result = run_profile(
-        p, loaded, fmt=None if fmt is None else fmt.value, env_id=env, episodes=episodes,
-        seed=seed, calls=calls, run_summary=None if run_dir is None else read_run(run_dir),
-        policy_name=str(policy_dir), gym_packages=tuple(gym_package or ()),
-        optimize=optimize.value,
-    )  # fmt: skip
+    env_id = env or p.provenance.get("env") or loaded.task.env_id or ""
+    with policy_physics(p, env_id, given):
+        result = run_profile(
+            p, loaded, fmt=None if fmt is None else fmt.value, env_id=env, episodes=episodes,
+            seed=seed, calls=calls, run_summary=None if run_dir is None else read_run(run_dir),
+            policy_name=str(policy_dir), gym_packages=tuple(gym_package or ()),
+            optimize=optimize.value,
+        )  # fmt: skip
     if report is not None:
         write_report(result, report)
     if json_out:

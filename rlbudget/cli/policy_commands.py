@@ -11,7 +11,7 @@ import typer
 
 from rlbudget.cli import common
 from rlbudget.cli.bandit_commands import ContextOpt
-from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, ints
+from rlbudget.cli.common import GymPackageOpt, JsonOpt, PhysicsOpt, handles_errors, ints
 
 
 @handles_errors
@@ -75,6 +75,7 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    env_kwargs: PhysicsOpt = None,
 ) -> None:
     """Run a policy with the numpy runtime (no torch) and report its episode returns, or
     (--data) estimate a bandit policy's value from logged decisions.
@@ -90,18 +91,23 @@ def evaluate(
 
         evaluate_data(policy, data, context=context, clip=clip, json_out=json_out)
         return
+    from rlbudget.agents.prior import parse_env_kwargs
+    from rlbudget.env_kwargs import policy_physics
     from rlbudget.policy import load_policy
     from rlbudget.profile.evaluate import evaluate as run_evaluation
     from rlbudget.profile.evaluate import policy_env
 
+    given = parse_env_kwargs(env_kwargs, "--env-kwargs")
     p = load_policy(policy)
     act = None
     if planner:
         from rlbudget.agents.model_based.host import planner_for
 
         act = planner_for(policy, seed=seed)
-    result = run_evaluation(p, policy_env(p, env, str(policy)), episodes=episodes, seed=seed,
-                            gym_packages=gym_package or (), act=act)  # fmt: skip
+    env_id = policy_env(p, env, str(policy))
+    with policy_physics(p, env_id, given):
+        result = run_evaluation(p, env_id, episodes=episodes, seed=seed,
+                                gym_packages=gym_package or (), act=act)  # fmt: skip
     if json_out:
         common.print_json(result.to_dict())
         return
@@ -265,6 +271,7 @@ def compress(
             help="Fine-tune after prune/prune-neurons from the unpruned parent (distillation).",
         ),
     ] = False,
+    env_kwargs: PhysicsOpt = None,
     gym_package: GymPackageOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -288,14 +295,17 @@ def compress(
 
       rlbudget compress frozenlake -m pack,drop-unvisited -o packed
     """
+    from rlbudget.agents.prior import parse_env_kwargs
     from rlbudget.compress import check_output
     from rlbudget.compress.pipeline import MethodOptions, parse_fraction
     from rlbudget.compress.pipeline import compress as run_compress
+    from rlbudget.env_kwargs import policy_physics
     from rlbudget.fileio import load_npy
     from rlbudget.policy import load_policy, save_policy
     from rlbudget.profile.evaluate import policy_env
 
     drop = parse_fraction(max_return_drop)
+    given = parse_env_kwargs(env_kwargs, "--env-kwargs")
     check_output(policy, output)
     p = load_policy(policy)
     env_id = policy_env(p, env, str(policy))
@@ -312,9 +322,10 @@ def compress(
         widths=ints(widths, "--widths"), budget=loaded_budget,
         default_action=default_action, recover=recover,
     )  # fmt: skip
-    report = run_compress(p, method, env_id, episodes=episodes, states=states, seed=seed,
-                          max_return_drop=drop, options=options,
-                          gym_packages=gym_package or ())  # fmt: skip
+    with policy_physics(p, env_id, given):
+        report = run_compress(p, method, env_id, episodes=episodes, states=states, seed=seed,
+                              max_return_drop=drop, options=options,
+                              gym_packages=gym_package or ())  # fmt: skip
     save_policy(report.policy, output, parents=True)
     if json_out:
         common.print_json({**report.to_dict(), "output": str(output)})

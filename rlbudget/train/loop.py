@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlbudget.agents.common import Episode
 from rlbudget.fileio import atomic_write_bytes, atomic_write_text, check_unlocked, dir_lock
@@ -27,6 +27,9 @@ from rlbudget.train.folder import (
 )
 from rlbudget.train.meters import PeakRSS, RaplEnergy, TensorBoardLog
 from rlbudget.train.settings import RunSettings, agent, make_config
+
+if TYPE_CHECKING:
+    from rlbudget.agents.imitation import TeacherBar
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,9 @@ def _train_locked(
         write_config(settings, out)
     _, train_fn = agent(settings.algorithm)
     cfg = make_config(settings, tensorboard)
+    from rlbudget.agents.imitation import teacher_bar
+
+    bar = teacher_bar(settings.env_id, settings.teacher)  # bc/dagger: against the teacher
 
     stopped_by = "steps"
     last_eval: float | None = None
@@ -190,19 +196,25 @@ def _train_locked(
             on_progress(ep)
         if caught or out_of_time():
             return True
-        if settings.target_return is not None and ep.step >= next_eval:
+        if (settings.target_return is not None or bar is not None) and ep.step >= next_eval:
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
             policy = current()
-            target = settings.target_return
-            screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
-                              seed=settings.seed + 10_000,
-                              enough=lambda returns: screen_decided(returns, target))  # fmt: skip
-            last_eval = screen.return_mean
+            if bar is not None:  # imitation: against the teacher on the same episodes
+                last_eval, passed = bar.screen(policy, settings.seed + 10_000,
+                                               settings.eval_episodes, screen_decided)  # fmt: skip
+            else:
+                target = settings.target_return
+                assert target is not None
+                screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
+                                  seed=settings.seed + 10_000,
+                                  enough=lambda rs: screen_decided(rs, target))  # fmt: skip
+                last_eval = screen.return_mean
+                passed = last_eval >= target
             evals.append((ep.step, last_eval))
             if board is not None:
                 board.scalars(ep.step, {"eval/mean_reward": last_eval})
-            if last_eval >= settings.target_return:
-                check = target_met(policy, settings, ep.step)
+            if passed:
+                check = target_met(policy, settings, ep.step, bar)
                 if check is not None:
                     stopped_by, last_eval = "target", check.mean
                     target_check.append(check)
@@ -307,20 +319,27 @@ def confirm_episodes(env_id: str) -> int:
         env.close()
 
 
-def target_met(policy: Policy, settings: RunSettings, step: int) -> TargetCheck | None:
+def target_met(
+    policy: Policy, settings: RunSettings, step: int, bar: TeacherBar | None = None
+) -> TargetCheck | None:
     """Confirm a policy whose screen reached the target: its mean return over
     :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
     an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
 
+    :param bar: bc/dagger with a teacher: the same episodes compared with the teacher's
+        (:meth:`~rlbudget.agents.imitation.TeacherBar.confirm`) instead of a fixed target.
     :return: the confirmation when the bound is at or above the target; None when it is
         not (training goes on).
     """
     from rlbudget.profile.evaluate import evaluate
     from rlbudget.stats import mean_ci95
 
-    assert settings.target_return is not None
     n = confirm_episodes(settings.env_id)
     seed = settings.seed + CONFIRM_SEED + step
+    if bar is not None:
+        met = bar.confirm(policy, seed, n)
+        return None if met is None else TargetCheck(n, seed, *met)
+    assert settings.target_return is not None
     result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
     mean, half = mean_ci95(result.returns)
     assert mean is not None
