@@ -423,7 +423,7 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
             plan.algorithm, plan.env, env_steps=limits.env_steps, time_s=limits.time_s,
             min_return=limits.min_return, reward_threshold=plan.reward_threshold, seed=seed,
             overrides=plan.params, ram_bytes=limits.ram_bytes, cores=limits.cores,
-            margin=limits.margin,
+            margin=limits.margin, env_step_cost_s=limits.env_step_cost_s,
         )  # fmt: skip
         from rlbudget.agents.prior import IMITATION, check_prior
 

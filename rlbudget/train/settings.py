@@ -63,6 +63,11 @@ class RunSettings:
     demos: str | None = None
     init: str | None = None
     env_kwargs: dict[str, Any] | None = None
+    # Parallel collection (training.cores > 1, rlbudget.parallel): SB3's envs in
+    # env_workers processes, evaluation episodes in eval_workers, and why.
+    env_workers: int = 1
+    eval_workers: int = 1
+    parallel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,12 @@ class Limits:
     ram_bytes: int | None = None
     cores: int | None = None
     margin: float = DEFAULT_MARGIN
+    env_step_cost_s: float | None = None  # task.env_step_cost
 
     @classmethod
     def of(cls, training: TrainingLimits, task: Task, margin: float) -> Limits:
         return cls(training.env_steps, training.time_s, task.min_return, training.ram_bytes,
-                   training.cores, margin)  # fmt: skip
+                   training.cores, margin, task.env_step_cost_s)  # fmt: skip
 
     @classmethod
     def from_budget(cls, budget: Budget) -> Limits:
@@ -129,6 +135,7 @@ def resolve(
     cores: int | None = None,
     margin: float = DEFAULT_MARGIN,
     env_steps_from: str = "training.env_steps in the budget",
+    env_step_cost_s: float | None = None,
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
@@ -139,7 +146,9 @@ def resolve(
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
     :param cores: ``training.cores``: the torch threads of SB3, pets, lean-sac and lean-td3
-        (None: 1).
+        (None: 1), and the worker processes of SB3's envs and of evaluation episodes where
+        the env's step cost makes them pay (:mod:`rlbudget.parallel`).
+    :param env_step_cost_s: ``task.env_step_cost`` (None: measured when ``cores`` > 1).
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -169,6 +178,9 @@ def resolve(
         if info.id in LEAN:  # torch threads from training.cores
             params.setdefault("threads", int(cores or 1))
             extra = {"torch_threads": params["threads"]}
+    if cores is not None and cores > 1:
+        extra.update(_parallel(env_id, info.id, extra.get("n_envs"), cores, env_step_cost_s,
+                               n_timesteps))  # fmt: skip
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,
@@ -186,6 +198,22 @@ def resolve(
         checkpoint_every=max(1_000, n_timesteps // 10),
         **extra,
     )
+
+
+def _parallel(env_id: str, algorithm: str, n_envs: int | None, cores: int,
+              declared_s: float | None, steps: int) -> dict[str, Any]:  # fmt: skip
+    """env_workers, eval_workers and why (RunSettings fields), from the step cost; SB3's
+    envs only (``n_envs`` not None: the built-in agents learn from one env, step by step)."""
+    from rlbudget import parallel
+
+    cost, source = parallel.cost_from(declared_s, env_id)
+    if n_envs is None:
+        layout = parallel.Layout(1, f"{algorithm} learns from one env, step by step")
+    else:
+        layout = parallel.collection(n_envs, cores, cost, source, steps)
+    evals = parallel.evaluation(cores, cost, parallel.episode_steps(env_id))
+    return {"env_workers": layout.workers, "eval_workers": evals,
+            "parallel": f"{layout.why}; {parallel.describe_eval(evals)}"}
 
 
 def check_spaces(algorithm: str, spec: EnvSpec) -> None:
@@ -452,7 +480,7 @@ def _run_settings(
         time_s=limits.time_s if time_s is None else time_s, min_return=limits.min_return,
         reward_threshold=spec.reward_threshold, seed=seed,
         overrides={**params, **(overrides or {})}, ram_bytes=limits.ram_bytes,
-        cores=limits.cores, margin=limits.margin,
+        cores=limits.cores, margin=limits.margin, env_step_cost_s=limits.env_step_cost_s,
     )  # fmt: skip
 
 
@@ -482,7 +510,7 @@ def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | Non
                           dict(settings.hyperparameters), settings.n_envs,
                           settings.torch_threads or 1, settings.replay_capacity,
                           None if tensorboard is None else str(tensorboard),
-                          settings.init)  # fmt: skip
+                          settings.init, env_workers=settings.env_workers)  # fmt: skip
     # TabularConfig serves four algorithms and must be told which.
     names = _field_names(config_cls)
     which = {k: getattr(settings, k) for k in INPUTS if k in names}
