@@ -17,10 +17,10 @@ declares one (a slow simulator), else a quick measurement of the env
   each running whole episodes (:func:`rlbudget.profile.evaluate.evaluate`, ``workers``).
 - :func:`speedup`: Amdahl's law with the measured overhead: the plan's ``cores`` rule.
 
-A worker process ignores SIGINT and SIGTERM (:func:`worker_init`): Ctrl-C reaches the
-whole process group, and the training process, which stops at a step boundary and saves
-a checkpoint, closes its workers itself; a worker whose parent died sees its pipe close
-and exits.
+A worker process ignores SIGINT (and an env worker SIGTERM: :func:`worker_init`): Ctrl-C
+reaches the whole process group, and the training process, which stops at a step
+boundary and saves a checkpoint, closes its workers itself; a worker whose parent died
+is killed with it.
 """
 
 from __future__ import annotations
@@ -162,13 +162,24 @@ def describe_eval(workers: int) -> str:
             else f"evaluation episodes in {workers} worker processes")  # fmt: skip
 
 
-def worker_init() -> None:
-    """In a worker process: leave SIGINT and SIGTERM to the parent (see the module
-    docstring)."""
+def worker_init(ignore_sigterm: bool = True) -> None:
+    """In a worker process: leave SIGINT (and SIGTERM, unless the parent stops its workers
+    with it, as a process pool's ``terminate`` does) to the parent, and die with the
+    process that started it (Linux's parent-death signal: a pool worker holds both ends of
+    its task queue and would not see it close)."""
+    import contextlib
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if ignore_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 PRELOAD = ["numpy", "gymnasium", "rlbudget.envs", "rlbudget.policy.model"]
@@ -192,23 +203,25 @@ def context() -> Any:
 class ChildEnv:
     """What a worker process needs to make the run's env as the parent does: the id, the
     env kwargs the parent holds for it (``task.env_kwargs``), and its registration (a
-    ``--gym-package`` import registered it in the parent only)."""
+    ``--gym-package`` import registered it in the parent only; a ``module:EnvId``'s module
+    registers it again in the worker)."""
 
     env_id: str
     kwargs: dict[str, Any]
     registration: Any  # gymnasium's EnvSpec, or None
 
-    def make(self) -> Any:
-        """The env, as :func:`rlbudget.envs.make_env` makes it without its NaN guard (the
-        parent checks what comes back). The parent made it first, so its module is trusted."""
+    def make(self, guard: bool = False) -> Any:
+        """The env, as :func:`rlbudget.envs.make_env` makes it (``guard``: with its NaN/inf
+        guard; SB3's parent checks what comes back itself). The parent made the env first,
+        so its module is trusted."""
         from gymnasium.envs.registration import registry
 
         from rlbudget.envs import make_env
 
         spec = self.registration
-        if spec is not None and spec.id not in registry:
+        if spec is not None and ":" not in self.env_id and spec.id not in registry:
             registry[spec.id] = spec
-        return make_env(self.env_id, guard=False, trusted=True, **self.kwargs)
+        return make_env(self.env_id, guard=guard, trusted=True, **self.kwargs)
 
 
 def child_env(env_id: str) -> ChildEnv:

@@ -7,11 +7,17 @@ reproducible sequence of episodes. A comparison of two policies (the compression
 passes ``seeds`` instead: episode ``i`` is reset with ``seeds[i]``, so the two policies'
 episode ``i`` start from the same state and draw the same env randomness even after one
 of them ended an earlier episode sooner.
+
+With ``seeds``, episodes are independent of one another, so ``workers`` > 1 runs them in
+worker processes (each with its own env and a copy of the policy; the results come back
+in episode order, so they are the serial ones, number for number). The training loop's
+evaluations do that when ``training.cores`` > 1 and the env's step cost pays for it
+(:func:`rlbudget.parallel.evaluation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -89,6 +95,28 @@ def policy_env(policy: Policy, env_id: str | None, where: str) -> str:
     return str(env)
 
 
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """One reset seed per episode, drawn from ``seed`` (numpy's ``SeedSequence``: nearby
+    seeds give unrelated lists, so two evaluations seeded ``s`` and ``s + 1`` share no
+    episode).
+
+    >>> a, b = episode_seeds(0, 3), episode_seeds(1, 3)
+    >>> len(a), a == episode_seeds(0, 3), bool(set(a) & set(b))
+    (3, True, False)
+    """
+    return [int(x) for x in np.random.SeedSequence(seed).generate_state(episodes)]
+
+
+def seeding(seed: int, episodes: int, workers: int | EvalWorkers) -> dict[str, Any]:
+    """:func:`evaluate`'s seeding arguments for ``episodes`` episodes from ``seed``: run
+    back to back from one reset (``workers`` 1: SB3's convention), or, for ``workers`` > 1,
+    one seed per episode (:func:`episode_seeds`), which lets them run in worker processes.
+    """
+    if isinstance(workers, int) and workers <= 1:
+        return {"seed": seed, "episodes": episodes}
+    return {"seed": seed, "seeds": episode_seeds(seed, episodes), "workers": workers}
+
+
 def evaluate(
     policy: Policy,
     env_id: str,
@@ -99,6 +127,7 @@ def evaluate(
     act: Callable[[Any], Any] | None = None,
     seeds: Sequence[int] | None = None,
     enough: Callable[[Sequence[float]], bool] | None = None,
+    workers: int | EvalWorkers = 1,
 ) -> EvalResult:
     """Run ``episodes`` greedy episodes of ``policy`` and summarize the raw env reward.
 
@@ -111,37 +140,37 @@ def evaluate(
         not used): paired comparisons (see the module docstring).
     :param enough: asked after every episode with the returns so far; True ends the
         evaluation there (training's screen, :func:`rlbudget.train.loop.screen_decided`).
+    :param workers: worker processes for the episodes, or an :class:`EvalWorkers` pool
+        kept by the caller, with ``seeds`` and the policy's own ``act`` only (else the
+        episodes run here): the same results as ``workers=1``.
     :raises EnvError: the env's spaces differ from the policy's.
     :raises NonFiniteError: a NaN/inf observation or reward (env step and episode named),
         or an episode's return that overflows to inf: no mean is made of it.
     """
     choose = policy.act if act is None else act
     env = matching_env(policy, env_id, gym_packages)
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[float] = []
+    if seeds is not None:
+        episodes = len(seeds)
+    many = isinstance(workers, EvalWorkers) or workers > 1
+    if many and seeds is not None and act is None and episodes > 1:
+        env.close()  # the workers make their own (it was made here to check its spaces)
+        played = _in_workers(policy, env_id, seeds, workers)
+    else:
+        played = _here(env, choose, seed, seeds, episodes)
     try:
-        returns, lengths, successes = [], [], []
-        if seeds is not None:
-            episodes = len(seeds)
-        obs, _ = env.reset(seed=seed if seeds is None else seeds[0])
-        env.action_space.seed(seed)
-        for episode in range(1, episodes + 1):
-            if episode > 1:
-                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[episode - 1])
-            total, steps, done = 0.0, 0, False
-            info: dict[str, Any] = {}
-            while not done:
-                obs, reward, terminated, truncated, info = env.step(choose(obs))
-                total += float(reward)
-                steps += 1
-                done = bool(terminated or truncated)
+        for episode, (total, steps, success) in enumerate(played, start=1):
             returns.append(check_return(total, env_id, episode, episodes))
             lengths.append(steps)
-            if "is_success" in info:
-                successes.append(float(bool(info["is_success"])))
+            if success is not None:
+                successes.append(success)
             if enough is not None and enough(returns):
                 episodes = episode
                 break
     finally:
-        env.close()
+        played.close()  # closes the env, or stops the worker processes
     r = np.asarray(returns, dtype=np.float64)
     return EvalResult(
         env_id=env_id,
@@ -155,6 +184,110 @@ def evaluate(
         success_rate=float(np.mean(successes)) if len(successes) == episodes else None,
         returns=tuple(returns),
     )
+
+
+Played = tuple[float, int, float | None]  # an episode's return, length, success (or None)
+
+
+def _episode(env: Any, choose: Callable[[Any], Any], obs: Any) -> Played:
+    """Play one episode from ``obs`` (the env just reset)."""
+    total, steps, done = 0.0, 0, False
+    info: dict[str, Any] = {}
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(choose(obs))
+        total += float(reward)
+        steps += 1
+        done = bool(terminated or truncated)
+    success = float(bool(info["is_success"])) if "is_success" in info else None
+    return total, steps, success
+
+
+def _here(env: Any, choose: Callable[[Any], Any], seed: int, seeds: Sequence[int] | None,
+          episodes: int) -> Generator[Played, None, None]:  # fmt: skip
+    """The episodes, played in this process (seeded as the module docstring says); the env
+    is closed when the generator is."""
+    try:
+        obs, _ = env.reset(seed=seed if seeds is None else seeds[0])
+        env.action_space.seed(seed)
+        for episode in range(1, episodes + 1):
+            if episode > 1:
+                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[episode - 1])
+            yield _episode(env, choose, obs)
+    finally:
+        env.close()
+
+
+_worker_state: dict[str, Any] = {}  # a worker process's env and its pool's generation
+
+
+def _worker_start(child: Any, generation: Any) -> None:
+    from rlbudget.parallel import worker_init
+
+    worker_init(ignore_sigterm=False)  # Pool.terminate stops its workers with SIGTERM
+    _worker_state.update(env=child.make(guard=True), generation=generation)
+
+
+def _worker_episode(task: tuple[Policy, int, int]) -> Played | None:
+    """One episode of ``task``'s policy from its seed; None (not played) when the
+    evaluation that asked for it has ended (an early stop)."""
+    policy, seed, generation = task
+    if _worker_state["generation"].value != generation:
+        return None
+    env = _worker_state["env"]
+    obs, _ = env.reset(seed=seed)
+    return _episode(env, policy.act, obs)
+
+
+class EvalWorkers:
+    """Worker processes for evaluation episodes of one env, kept from one evaluation to
+    the next (a training run's screens and confirmations): started at the first, stopped
+    by :meth:`close` (or ``with``). An evaluation that stops early tells the workers to
+    skip the episodes it no longer needs."""
+
+    def __init__(self, env_id: str, workers: int) -> None:
+        self.env_id, self.workers = env_id, workers
+        self.pool: Any = None
+        self.generation: Any = None
+
+    def play(self, policy: Policy, seeds: Sequence[int]) -> Generator[Played, None, None]:
+        """The episodes of ``seeds``, in order."""
+        from rlbudget.parallel import child_env, context
+
+        if self.pool is None:
+            ctx = context()
+            self.generation = ctx.Value("q", 0)
+            self.pool = ctx.Pool(self.workers, initializer=_worker_start,
+                                 initargs=(child_env(self.env_id), self.generation))  # fmt: skip
+        now = int(self.generation.value)
+        try:
+            for played in self.pool.imap(_worker_episode, [(policy, int(s), now) for s in seeds]):
+                assert played is not None  # only skipped after this generator ends
+                yield played
+        finally:
+            self.generation.value = now + 1  # what is still queued is skipped
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+    def __enter__(self) -> EvalWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _in_workers(policy: Policy, env_id: str, seeds: Sequence[int],
+                workers: int | EvalWorkers) -> Generator[Played, None, None]:  # fmt: skip
+    """The episodes of ``seeds`` in worker processes (``workers`` of them for this call,
+    or a pool kept by the caller), yielded in episode order."""
+    if isinstance(workers, EvalWorkers):
+        yield from workers.play(policy, seeds)
+        return
+    with EvalWorkers(env_id, min(workers, len(seeds))) as pool:
+        yield from pool.play(policy, seeds)
 
 
 def visited_observations(

@@ -111,7 +111,7 @@ def _grouped_class() -> type:
         """``sum(shares)`` envs in ``len(shares)`` worker processes."""
 
         def __init__(self, child: ChildEnv, shares: Sequence[int], spaces: tuple[Any, Any],
-                     render_mode: str | None) -> None:  # fmt: skip
+                     known: dict[str, Any]) -> None:  # fmt: skip
             ctx = context()
             self.shares = tuple(int(s) for s in shares)
             self.remotes: list[Any] = []
@@ -126,7 +126,7 @@ def _grouped_class() -> type:
                 work_remote.close()
                 self.remotes.append(remote)
                 self.processes.append(p)
-            self.render_mode_value = render_mode
+            self.known = known  # attributes every env has alike, answered after close too
             super().__init__(sum(self.shares), *spaces)
 
         def _ask(self, messages: Sequence[tuple[str, Any]]) -> list[Any]:
@@ -194,8 +194,9 @@ def _grouped_class() -> type:
             return [r for w in which for r in self.remotes[w].recv()]
 
         def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-            if attr_name == "render_mode":  # asked by VecEnv.__init__, before num_envs is set
-                return [self.render_mode_value for _ in self.owner]
+            if attr_name in self.known:  # render_mode: asked before num_envs is set
+                n = len(self.owner) if indices is None else len(list(self._get_indices(indices)))
+                return [self.known[attr_name]] * n
             return self._call("get_attr", indices, attr_name)
 
         def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
@@ -228,7 +229,7 @@ def grouped_vec_env(env_id: str, shares: Sequence[int]) -> Any:
     probe = make_env(env_id, guard=False)
     try:
         spaces = (probe.observation_space, probe.action_space)
-        render_mode = getattr(probe, "render_mode", None)
+        known = {"render_mode": getattr(probe, "render_mode", None), "spec": probe.spec}
     finally:
         probe.close()
-    return _grouped_class()(child_env(env_id), shares, spaces, render_mode)
+    return _grouped_class()(child_env(env_id), shares, spaces, known)

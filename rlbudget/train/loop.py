@@ -126,7 +126,7 @@ def _train_locked(
     from rlbudget.errors import TrainingError
     from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import EvalWorkers, evaluate, seeding
 
     checkpoint = None
     # what the sessions before a resume used: CPU time, peak RSS, package energy
@@ -161,6 +161,10 @@ def _train_locked(
         board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
                                done_steps)  # fmt: skip
 
+    # training.cores > 1 and a costly env step: evaluation episodes in worker processes
+    workers = (EvalWorkers(settings.env_id, settings.eval_workers)
+               if settings.eval_workers > 1 else 1)  # fmt: skip
+
     def handler(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
 
@@ -194,15 +198,16 @@ def _train_locked(
             next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
             policy = current()
             target = settings.target_return
-            screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
-                              seed=settings.seed + 10_000,
+            screen = evaluate(policy, settings.env_id,
+                              **seeding(settings.seed + 10_000, settings.eval_episodes,
+                                        workers),
                               enough=lambda returns: screen_decided(returns, target))  # fmt: skip
             last_eval = screen.return_mean
             evals.append((ep.step, last_eval))
             if board is not None:
                 board.scalars(ep.step, {"eval/mean_reward": last_eval})
             if last_eval >= settings.target_return:
-                check = target_met(policy, settings, ep.step)
+                check = target_met(policy, settings, ep.step, workers)
                 if check is not None:
                     stopped_by, last_eval = "target", check.mean
                     target_check.append(check)
@@ -238,6 +243,8 @@ def _train_locked(
         metrics.close()
         if board is not None:
             board.close()
+        if isinstance(workers, EvalWorkers):
+            workers.close()
     if caught:
         stopped_by = caught[0]
     wall = time.perf_counter() - start  # the whole run, setup and evaluations included
@@ -305,21 +312,23 @@ def confirm_episodes(env_id: str) -> int:
         env.close()
 
 
-def target_met(policy: Policy, settings: RunSettings, step: int) -> TargetCheck | None:
+def target_met(policy: Policy, settings: RunSettings, step: int,
+               workers: Any = 1) -> TargetCheck | None:  # fmt: skip
     """Confirm a policy whose screen reached the target: its mean return over
     :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
     an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
 
+    :param workers: worker processes (or an ``EvalWorkers`` pool) for the episodes.
     :return: the confirmation when the bound is at or above the target; None when it is
         not (training goes on).
     """
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import evaluate, seeding
     from rlbudget.stats import mean_ci95
 
     assert settings.target_return is not None
     n = confirm_episodes(settings.env_id)
     seed = settings.seed + CONFIRM_SEED + step
-    result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
+    result = evaluate(policy, settings.env_id, **seeding(seed, n, workers))
     mean, half = mean_ci95(result.returns)
     assert mean is not None
     lower = mean - (half or 0.0)
