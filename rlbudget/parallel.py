@@ -17,10 +17,10 @@ declares one (a slow simulator), else a quick measurement of the env
   each running whole episodes (:func:`rlbudget.profile.evaluate.evaluate`, ``workers``).
 - :func:`speedup`: Amdahl's law with the measured overhead: the plan's ``cores`` rule.
 
-A worker process ignores SIGINT (and an env worker SIGTERM: :func:`worker_init`): Ctrl-C
-reaches the whole process group, and the training process, which stops at a step
-boundary and saves a checkpoint, closes its workers itself; a worker whose parent died
-is killed with it.
+A worker process ignores SIGINT and SIGTERM (:func:`worker_init`): Ctrl-C (or a SIGTERM to
+the process group) reaches every process, and the training process, which stops at a
+step boundary and saves a checkpoint, closes its workers itself; a worker whose training
+process died ends by itself.
 """
 
 from __future__ import annotations
@@ -162,24 +162,33 @@ def describe_eval(workers: int) -> str:
             else f"evaluation episodes in {workers} worker processes")  # fmt: skip
 
 
-def worker_init(ignore_sigterm: bool = True) -> None:
-    """In a worker process: leave SIGINT (and SIGTERM, unless the parent stops its workers
-    with it, as a process pool's ``terminate`` does) to the parent, and die with the
-    process that started it (Linux's parent-death signal: a pool worker holds both ends of
-    its task queue and would not see it close)."""
-    import contextlib
+WATCHDOG_S = 1.0  # how often a worker checks that the training process is still there
+
+
+def worker_init(parent: int) -> None:
+    """In a worker process: leave SIGINT and SIGTERM to the training process ``parent``
+    (see the module docstring), and end when it has gone (a process pool's worker holds
+    both ends of its task queue and would never see it close; with the ``forkserver``
+    start method the worker's parent is the server, not ``parent``)."""
+    import os
     import signal
-    import sys
+    import threading
+    import time
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if ignore_sigterm:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if sys.platform == "linux":
-        import ctypes
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
-        pr_set_pdeathsig = 1
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    def watchdog() -> None:
+        while True:
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # another user's process took the pid: ours is gone
+                os._exit(0)
+            time.sleep(WATCHDOG_S)
+
+    threading.Thread(target=watchdog, daemon=True).start()
 
 
 PRELOAD = ["numpy", "gymnasium", "rlbudget.envs", "rlbudget.policy.model"]

@@ -106,6 +106,7 @@ def test_cheap_envs_stay_in_one_process() -> None:
     assert lake.parallel is not None and "learns from one env" in lake.parallel
 
 
+@pytest.mark.slow  # a CLI process that imports torch and SB3: ≈ 10-30 s
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_to_the_process_group_saves_and_ends_the_workers(
     tmp_path: Path, sig: signal.Signals
@@ -113,7 +114,7 @@ def test_a_signal_to_the_process_group_saves_and_ends_the_workers(
     import os
 
     budget = tmp_path / "b.yaml"
-    budget.write_text(f"device: host\ntraining: {{env_steps: 200k, cores: 2}}\n"
+    budget.write_text(f"device: host\ntraining: {{env_steps: 20k, cores: 2}}\n"
                       f"task: {{env: {SLOW}, env_step_cost: 1ms}}\n")  # fmt: skip
     out = tmp_path / "run"
     proc = start(rlbudget("train", "--algo", "ppo", "--budget", str(budget), "-o", str(out),

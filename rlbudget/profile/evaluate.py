@@ -217,60 +217,127 @@ def _here(env: Any, choose: Callable[[Any], Any], seed: int, seeds: Sequence[int
         env.close()
 
 
-_worker_state: dict[str, Any] = {}  # a worker process's env and its pool's generation
-
-
-def _worker_start(child: Any, generation: Any) -> None:
+def _eval_worker(remote: Any, child: Any, parent: int) -> None:
+    """A worker process: one env; ("policy", p) sets the policy, ("episode", seed) plays
+    one episode and sends it back, ("close", None) ends it (so does a closed pipe)."""
     from rlbudget.parallel import worker_init
 
-    worker_init(ignore_sigterm=False)  # Pool.terminate stops its workers with SIGTERM
-    _worker_state.update(env=child.make(guard=True), generation=generation)
-
-
-def _worker_episode(task: tuple[Policy, int, int]) -> Played | None:
-    """One episode of ``task``'s policy from its seed; None (not played) when the
-    evaluation that asked for it has ended (an early stop)."""
-    policy, seed, generation = task
-    if _worker_state["generation"].value != generation:
-        return None
-    env = _worker_state["env"]
-    obs, _ = env.reset(seed=seed)
-    return _episode(env, policy.act, obs)
+    worker_init(parent)
+    env, policy = child.make(guard=True), None
+    try:
+        while True:
+            try:
+                cmd, data = remote.recv()
+            except (EOFError, OSError):
+                return
+            if cmd == "policy":
+                policy = data
+            elif cmd == "episode":
+                assert policy is not None
+                obs, _ = env.reset(seed=data)
+                remote.send(_episode(env, policy.act, obs))
+            else:
+                return
+    finally:
+        env.close()
 
 
 class EvalWorkers:
     """Worker processes for evaluation episodes of one env, kept from one evaluation to
     the next (a training run's screens and confirmations): started at the first, stopped
-    by :meth:`close` (or ``with``). An evaluation that stops early tells the workers to
-    skip the episodes it no longer needs."""
+    by :meth:`close` (or ``with``). Each worker plays one episode at a time, the next seed
+    going to the first that is free; the episodes come back in order. A worker that dies
+    (a signal before it could ignore it) hands its episode to the others, and the last
+    episodes run here if none is left: the results are the same."""
 
     def __init__(self, env_id: str, workers: int) -> None:
         self.env_id, self.workers = env_id, workers
-        self.pool: Any = None
-        self.generation: Any = None
+        self.remotes: list[Any] = []
+        self.processes: list[Any] = []
+        self.busy: dict[Any, int] = {}  # a worker's pipe → the episode it plays
+
+    def _start(self) -> None:
+        import os
+
+        from rlbudget.parallel import child_env, context
+
+        ctx, child = context(), child_env(self.env_id)
+        for _ in range(self.workers):
+            remote, work_remote = ctx.Pipe()
+            p = ctx.Process(target=_eval_worker, args=(work_remote, child, os.getpid()),
+                            daemon=True)  # fmt: skip
+            p.start()
+            work_remote.close()
+            self.remotes.append(remote)
+            self.processes.append(p)
+
+    def _drain(self) -> None:
+        """Wait for the episodes still under way (an earlier evaluation stopped early)."""
+        for remote in list(self.busy):
+            try:
+                remote.recv()
+            except (EOFError, OSError):
+                self.remotes.remove(remote)
+            del self.busy[remote]
 
     def play(self, policy: Policy, seeds: Sequence[int]) -> Generator[Played, None, None]:
         """The episodes of ``seeds``, in order."""
-        from rlbudget.parallel import child_env, context
+        from multiprocessing.connection import wait
 
-        if self.pool is None:
-            ctx = context()
-            self.generation = ctx.Value("q", 0)
-            self.pool = ctx.Pool(self.workers, initializer=_worker_start,
-                                 initargs=(child_env(self.env_id), self.generation))  # fmt: skip
-        now = int(self.generation.value)
-        try:
-            for played in self.pool.imap(_worker_episode, [(policy, int(s), now) for s in seeds]):
-                assert played is not None  # only skipped after this generator ends
-                yield played
-        finally:
-            self.generation.value = now + 1  # what is still queued is skipped
+        if not self.processes:
+            self._start()
+        self._drain()
+        for remote in list(self.remotes):
+            try:
+                remote.send(("policy", policy))
+            except OSError:
+                self.remotes.remove(remote)
+        done: dict[int, Played] = {}
+        todo = list(range(len(seeds)))[::-1]  # popped from the end: episode 0 first
+        for i in range(len(seeds)):
+            while i not in done:
+                for remote in self.remotes:
+                    if remote not in self.busy and todo:
+                        k = todo.pop()
+                        try:
+                            remote.send(("episode", int(seeds[k])))
+                            self.busy[remote] = k
+                        except OSError:
+                            todo.append(k)
+                if not self.busy:  # no worker left: play the rest here
+                    env = make_env(self.env_id)
+                    try:
+                        for k in sorted(todo):
+                            obs, _ = env.reset(seed=int(seeds[k]))
+                            done[k] = _episode(env, policy.act, obs)
+                    finally:
+                        env.close()
+                    todo.clear()
+                    break
+                for remote in wait(list(self.busy)):
+                    k = self.busy.pop(remote)
+                    try:
+                        done[k] = remote.recv()
+                    except (EOFError, OSError):  # the worker died: another plays it
+                        self.remotes.remove(remote)
+                        todo.append(k)
+            yield done.pop(i)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-            self.pool = None
+        """Stop the workers (an episode under way finishes first)."""
+        for remote in self.remotes:
+            try:
+                remote.send(("close", None))
+            except OSError:
+                pass
+        for p in self.processes:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        for remote in self.remotes:
+            remote.close()
+        self.remotes, self.processes, self.busy = [], [], {}
 
     def __enter__(self) -> EvalWorkers:
         return self

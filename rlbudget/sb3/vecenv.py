@@ -17,6 +17,7 @@ rounded to 6 decimals, ``l``, ``t``). Workers ignore SIGINT and SIGTERM
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -62,9 +63,9 @@ def _wrapped(env: Any, cls: type) -> bool:
     return False
 
 
-def _worker(remote: Any, parent_remote: Any, child: ChildEnv, n: int) -> None:
+def _worker(remote: Any, parent_remote: Any, child: ChildEnv, n: int, parent: int) -> None:
     """A worker process: ``n`` envs, served until "close" or the pipe closes."""
-    worker_init()
+    worker_init(parent)
     parent_remote.close()
     envs = [_Episodes(child.make()) for _ in range(n)]
     try:
@@ -120,8 +121,8 @@ def _grouped_class() -> type:
             self.closed = False
             for n in self.shares:
                 remote, work_remote = ctx.Pipe()
-                p = ctx.Process(target=_worker, args=(work_remote, remote, child, n),
-                                daemon=True)  # fmt: skip
+                p = ctx.Process(target=_worker, daemon=True,
+                                args=(work_remote, remote, child, n, os.getpid()))  # fmt: skip
                 p.start()
                 work_remote.close()
                 self.remotes.append(remote)
