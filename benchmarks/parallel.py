@@ -183,22 +183,35 @@ def main() -> None:
     rows, before = [], load()
     for seed in args.seeds:
         for cores in (1, 2):
-            cmd = [sys.executable, __file__, "--one", str(cores), str(seed), "--step-cost",
-                   args.step_cost, "--time", args.time, *(["--spin"] if args.spin else [])]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--one",
+                str(cores),
+                str(seed),
+                "--step-cost",
+                args.step_cost,
+                "--time",
+                args.time,
+                *(["--spin"] if args.spin else []),
+            ]
             done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     after = load()
-    print(f"| seed | 1 core: wall s (steps, stopped by) | 2 cores: wall s (steps, stopped by) "
-          f"| speed-up |\n|---|---|---|---|")  # fmt: skip
+    print("| seed | 1 core: wall s (steps, stopped by) | 2 cores: wall s (steps, stopped by) "
+          "| speed-up |\n|---|---|---|---|")  # fmt: skip
     ratios = []
     for seed in args.seeds:
         a, b = (next(r for r in rows if r["seed"] == seed and r["cores"] == c) for c in (1, 2))
         ratios.append(a["wall_s"] / b["wall_s"])
-        print(f"| {seed} | {a['wall_s']:.1f} ({a['steps']:,}, {a['stopped_by']}) | "
-              f"{b['wall_s']:.1f} ({b['steps']:,}, {b['stopped_by']}) | ×{ratios[-1]:.2f} |")
+        print(
+            f"| {seed} | {a['wall_s']:.1f} ({a['steps']:,}, {a['stopped_by']}) | "
+            f"{b['wall_s']:.1f} ({b['steps']:,}, {b['stopped_by']}) | ×{ratios[-1]:.2f} |"
+        )
     total = sum(r["wall_s"] for r in rows if r["cores"] == 1) / sum(
-        r["wall_s"] for r in rows if r["cores"] == 2)
+        r["wall_s"] for r in rows if r["cores"] == 2
+    )
     print(f"\nspeed-up: ×{total:.2f} in total wall time, median per seed "
           f"×{statistics.median(ratios):.2f}; load average (1, 5, 15 min) before {before}, "
           f"after {after}; {'spun' if args.spin else 'slept'} {args.step_cost} per step; "

@@ -262,4 +262,3 @@ def cost_from(declared_s: float | None, env_id: str) -> tuple[float | None, str]
 
     measured = env_spec(env_id, measure_steps=50).step_cost_s
     return measured, "measured on this host"
-

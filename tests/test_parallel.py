@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rlbudget.step_cost  # noqa: F401  (registers SlowCartPole-v1)
+import rlbudget.step_cost
 from rlbudget import parallel
 from rlbudget.policy.model import Head
 from rlbudget.profile.evaluate import EvalWorkers, episode_seeds, evaluate

@@ -17,6 +17,7 @@ evaluations do that when ``training.cores`` > 1 and the env's step cost pays for
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -280,6 +281,10 @@ class EvalWorkers:
                 self.remotes.remove(remote)
             del self.busy[remote]
 
+    def busy_pipe(self, ready: object) -> Any:
+        """The pipe that ``multiprocessing.connection.wait`` said is ready."""
+        return next(r for r in self.busy if r is ready)
+
     def play(self, policy: Policy, seeds: Sequence[int]) -> Generator[Played, None, None]:
         """The episodes of ``seeds``, in order."""
         from multiprocessing.connection import wait
@@ -314,7 +319,8 @@ class EvalWorkers:
                         env.close()
                     todo.clear()
                     break
-                for remote in wait(list(self.busy)):
+                for ready in wait(list(self.busy)):
+                    remote = self.busy_pipe(ready)
                     k = self.busy.pop(remote)
                     try:
                         done[k] = remote.recv()
@@ -326,10 +332,8 @@ class EvalWorkers:
     def close(self) -> None:
         """Stop the workers (an episode under way finishes first)."""
         for remote in self.remotes:
-            try:
+            with contextlib.suppress(OSError):
                 remote.send(("close", None))
-            except OSError:
-                pass
         for p in self.processes:
             p.join(10)
             if p.is_alive():

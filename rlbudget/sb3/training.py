@@ -17,8 +17,9 @@ statistics become the policy's normalize step, so the policy acts on raw observa
 shape is kept) run in one process (``DummyVecEnv``), or in ``env_workers`` worker
 processes where ``training.cores`` > 1 and the env's step cost pays for their IPC
 (:mod:`rlbudget.parallel`, :mod:`rlbudget.sb3.vecenv`: the same weights either way);
-``training.cores`` sets the torch threads (``torch.set_num_threads``, default 1). The replay capacity comes from
-:func:`rlbudget.costs.replay_buffer` (the planner's formula), never SB3's 1M default.
+``training.cores`` sets the torch threads (``torch.set_num_threads``, default 1). The
+replay capacity comes from :func:`rlbudget.costs.replay_buffer` (the planner's formula),
+never SB3's 1M default.
 
 **Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.

@@ -37,7 +37,8 @@ class _Episodes:
 
     def reset(self, seed: int | None, options: Any) -> tuple[Any, dict[str, Any]]:
         self.rewards = []
-        return self.env.reset(seed=seed, **({"options": options} if options else {}))
+        obs, info = self.env.reset(seed=seed, **({"options": options} if options else {}))
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, dict[str, Any], dict[str, Any]]:
         """One step as SB3's vectorized envs return it (resetting at the episode's end):
@@ -108,7 +109,7 @@ def _grouped_class() -> type:
     """The VecEnv class (built on first use: SB3 is imported lazily)."""
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-    class GroupedSubprocVecEnv(VecEnv):  # type: ignore[misc]
+    class GroupedSubprocVecEnv(VecEnv):
         """``sum(shares)`` envs in ``len(shares)`` worker processes."""
 
         def __init__(self, child: ChildEnv, shares: Sequence[int], spaces: tuple[Any, Any],
@@ -147,7 +148,8 @@ def _grouped_class() -> type:
 
         def step_wait(self) -> Any:
             results = [r for remote in self.remotes for r in remote.recv()]
-            obs, rews, dones, infos, self.reset_infos = zip(*results, strict=True)
+            obs, rews, dones, infos, reset_infos = zip(*results, strict=True)
+            self.reset_infos = list(reset_infos)
             # float32 rewards, as DummyVecEnv's buffer holds them
             return (np.stack(obs), np.asarray(rews, dtype=np.float32), np.asarray(dones),
                     list(infos))  # fmt: skip

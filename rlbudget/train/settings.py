@@ -212,8 +212,11 @@ def _parallel(env_id: str, algorithm: str, n_envs: int | None, cores: int,
     else:
         layout = parallel.collection(n_envs, cores, cost, source, steps)
     evals = parallel.evaluation(cores, cost, parallel.episode_steps(env_id))
-    out: dict[str, Any] = {"env_workers": layout.workers, "eval_workers": evals,
-                           "parallel": f"{layout.why}; {parallel.describe_eval(evals)}"}
+    out: dict[str, Any] = {
+        "env_workers": layout.workers,
+        "eval_workers": evals,
+        "parallel": f"{layout.why}; {parallel.describe_eval(evals)}",
+    }
     if layout.workers > 1:  # the cores go to the env workers: torch's threads would spin
         out.update(torch_threads=1, parallel=f"{out['parallel']}; 1 torch thread")
     return out
