@@ -161,8 +161,12 @@ def render_train_start(console: Console, s: RunSettings) -> None:
                   f"{units.format_count(s.n_timesteps)} steps ({s.n_timesteps_from}); "
                   f"target {s.target_return} ({s.target_from})")  # fmt: skip
     if s.library == "sb3":
-        console.print(f"{s.n_envs} env(s) in one process, {s.torch_threads} torch thread(s) "
+        where = ("in one process" if s.env_workers <= 1
+                 else f"in {s.env_workers} worker processes")  # fmt: skip
+        console.print(f"{s.n_envs} env(s) {where}, {s.torch_threads} torch thread(s) "
                       "(training.cores)")  # fmt: skip
+    if s.parallel is not None:
+        console.print(f"[cores] {s.parallel}", markup=False)
     if s.replay_from is not None:
         console.print(s.replay_from, markup=False)
 

@@ -423,7 +423,7 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
             plan.algorithm, plan.env, env_steps=limits.env_steps, time_s=limits.time_s,
             min_return=limits.min_return, reward_threshold=plan.reward_threshold, seed=seed,
             overrides=plan.params, ram_bytes=limits.ram_bytes, cores=limits.cores,
-            margin=limits.margin,
+            margin=limits.margin, env_step_cost_s=limits.env_step_cost_s,
         )  # fmt: skip
         from rlbudget.agents.prior import IMITATION, check_prior
 
@@ -435,6 +435,8 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
             f"{settings.target_return}")  # fmt: skip
+        if settings.parallel is not None:
+            say(f"train: [cores] {settings.parallel}")
         result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),
                            say=say)  # fmt: skip
     if result.stopped_by in INTERRUPTED:  # checkpoint saved; the job stops here

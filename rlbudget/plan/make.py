@@ -87,15 +87,12 @@ def _estimate(
         notes.append(f"[throughput] {cand.label}: {cost.how}")
     # Env time beyond what the measured throughput already includes (a CartPole step).
     excess = max(0.0, (ctx.step_cost_s or 0.0) - REFERENCE_STEP_S)
-    parallel = 1
-    if cand.info.library == "sb3" and not cand.info.off_policy:
-        parallel = max(1, min(ctx.cores, int(cand.params.get("n_envs", 1))))
-    # A simulated env's cost spreads over worker processes; a declared real step (a robot)
-    # does not.
-    env_workers = parallel if ctx.step_cost_source.startswith("measured") else 1
-    per_step = update_s + excess / env_workers
+    # training.cores > 1: the envs in worker processes where the step cost pays (rule
+    # cores); the env's cost then spreads over them, each adding its IPC per step.
+    workers, ipc_s = env_workers(cand.info, cand.params, ctx, steps)
+    per_step = update_s + excess / workers + ipc_s
     train_time = steps * per_step
-    busy_cores = parallel
+    busy_cores = workers
 
     replay_capacity = replay_bytes = per_transition = None
     train_ram = costs.training_ram_bytes(cand.info.library, body.parameters,
@@ -167,6 +164,45 @@ def _estimate(
     return est, checks, tuple(notes)
 
 
+def env_workers(info: AlgorithmInfo, params: dict[str, Any], ctx: Context,
+                steps: int) -> tuple[int, float]:  # fmt: skip
+    """The worker processes an SB3 option's envs step in (:func:`rlbudget.parallel.
+    collection`, as ``rlbudget train`` decides it) and the IPC they add per env step."""
+    if ctx.cores <= 1 or not info.library.startswith("sb3"):
+        return 1, 0.0
+    from rlbudget import parallel
+
+    n_envs = int(params.get("n_envs", 1))
+    layout = parallel.collection(n_envs, ctx.cores, ctx.step_cost_s, ctx.step_cost_source, steps)
+    if layout.workers <= 1:
+        return 1, 0.0
+    return layout.workers, layout.workers * parallel.overhead().step_s / n_envs
+
+
+def cores_reason(info: AlgorithmInfo, params: dict[str, Any], ctx: Context, steps: int) -> str:
+    """Rule ``cores``: where the envs step, and the speed-up it buys (Amdahl's law: the
+    env's step cost spreads over the workers, the policy and the updates stay serial)."""
+    from rlbudget import parallel
+
+    head = f"training.cores = {ctx.cores}:"
+    cost = ctx.step_cost_s or 0.0
+    evals = parallel.evaluation(ctx.cores, cost, None)
+    tail = f"; {parallel.describe_eval(evals)}."
+    if not info.library.startswith("sb3"):  # sb3 or sb3-contrib
+        return f"{head} {info.id} learns from one env, step by step{tail}"
+    n_envs = int(params.get("n_envs", 1))
+    layout = parallel.collection(n_envs, ctx.cores, cost, ctx.step_cost_source, steps)
+    if layout.workers <= 1:
+        return f"{head} {layout.why}{tail}"
+    workers, ipc_s = env_workers(info, params, ctx, steps)
+    other = 1.0 / info.host_steps_per_s  # the policy, the updates: serial
+    gain = parallel.speedup(cost, other, workers, ipc_s)
+    return (f"{head} {layout.why}. Training ≈×{gain:.2f} faster (Amdahl: "
+            f"{units.format_time(cost)} of env per step over {workers} processes + "
+            f"{units.format_time(ipc_s)} IPC, {units.format_time(other)} of policy and "
+            f"updates per step stay serial){tail}")  # fmt: skip
+
+
 def _candidates(
     budget: Budget, env: EnvSpec, ctx: Context, info: AlgorithmInfo
 ) -> list[_Candidate]:
@@ -180,12 +216,8 @@ def _candidates(
         rule("spaces", f"{info.id} handles {obs.kind} observations and {act.kind} actions "
               f"({info.description}){read_as}")
     ]  # fmt: skip
-    if info.library == "sb3" and not info.off_policy and ctx.cores > 1:
-        n_envs = int(params.get("n_envs", 1))
-        base_reasons.append(
-            rule("cores", f"training.cores = {ctx.cores}: {min(ctx.cores, n_envs)} env "
-                  f"worker process(es) for {n_envs} env(s).")
-        )  # fmt: skip
+    if ctx.cores > 1:
+        base_reasons.append(rule("cores", cores_reason(info, params, ctx, hp.n_timesteps)))
 
     # body, dtype, fmt, label, reasons, shape
     bodies: list[tuple[Body, str, str, str, list[str], Shape | None]] = []

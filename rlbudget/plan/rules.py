@@ -106,7 +106,12 @@ RULES = {
             "Training seconds per env step at each width: calibrated on this host "
             "(`rlbudget calibrate`), else algorithms.yaml's figure scaled by the width law.",
         ),
-        Rule("cores", "Training cores set the number of parallel envs."),
+        Rule(
+            "cores",
+            "Training cores: SB3's envs step in worker processes, and evaluation "
+            "episodes run in them, where the env's step cost pays for their IPC (measured: "
+            "rlbudget/data/parallel.yaml); the speed-up is estimated by Amdahl's law.",
+        ),
         Rule("fits", "Options that fit every limit with the margin rank first."),
         Rule(
             "on-device-learning",

@@ -7,11 +7,18 @@ reproducible sequence of episodes. A comparison of two policies (the compression
 passes ``seeds`` instead: episode ``i`` is reset with ``seeds[i]``, so the two policies'
 episode ``i`` start from the same state and draw the same env randomness even after one
 of them ended an earlier episode sooner.
+
+With ``seeds``, episodes are independent of one another, so ``workers`` > 1 runs them in
+worker processes (each with its own env and a copy of the policy; the results come back
+in episode order, so they are the serial ones, number for number). The training loop's
+evaluations do that when ``training.cores`` > 1 and the env's step cost pays for it
+(:func:`rlbudget.parallel.evaluation`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -89,6 +96,28 @@ def policy_env(policy: Policy, env_id: str | None, where: str) -> str:
     return str(env)
 
 
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """One reset seed per episode, drawn from ``seed`` (numpy's ``SeedSequence``: nearby
+    seeds give unrelated lists, so two evaluations seeded ``s`` and ``s + 1`` share no
+    episode).
+
+    >>> a, b = episode_seeds(0, 3), episode_seeds(1, 3)
+    >>> len(a), a == episode_seeds(0, 3), bool(set(a) & set(b))
+    (3, True, False)
+    """
+    return [int(x) for x in np.random.SeedSequence(seed).generate_state(episodes)]
+
+
+def seeding(seed: int, episodes: int, workers: int | EvalWorkers) -> dict[str, Any]:
+    """:func:`evaluate`'s seeding arguments for ``episodes`` episodes from ``seed``: run
+    back to back from one reset (``workers`` 1: SB3's convention), or, for ``workers`` > 1,
+    one seed per episode (:func:`episode_seeds`), which lets them run in worker processes.
+    """
+    if isinstance(workers, int) and workers <= 1:
+        return {"seed": seed, "episodes": episodes}
+    return {"seed": seed, "seeds": episode_seeds(seed, episodes), "workers": workers}
+
+
 def evaluate(
     policy: Policy,
     env_id: str,
@@ -99,6 +128,7 @@ def evaluate(
     act: Callable[[Any], Any] | None = None,
     seeds: Sequence[int] | None = None,
     enough: Callable[[Sequence[float]], bool] | None = None,
+    workers: int | EvalWorkers = 1,
 ) -> EvalResult:
     """Run ``episodes`` greedy episodes of ``policy`` and summarize the raw env reward.
 
@@ -111,37 +141,37 @@ def evaluate(
         not used): paired comparisons (see the module docstring).
     :param enough: asked after every episode with the returns so far; True ends the
         evaluation there (training's screen, :func:`rlbudget.train.loop.screen_decided`).
+    :param workers: worker processes for the episodes, or an :class:`EvalWorkers` pool
+        kept by the caller, with ``seeds`` and the policy's own ``act`` only (else the
+        episodes run here): the same results as ``workers=1``.
     :raises EnvError: the env's spaces differ from the policy's.
     :raises NonFiniteError: a NaN/inf observation or reward (env step and episode named),
         or an episode's return that overflows to inf: no mean is made of it.
     """
     choose = policy.act if act is None else act
     env = matching_env(policy, env_id, gym_packages)
+    returns: list[float] = []
+    lengths: list[int] = []
+    successes: list[float] = []
+    if seeds is not None:
+        episodes = len(seeds)
+    many = isinstance(workers, EvalWorkers) or workers > 1
+    if many and seeds is not None and act is None and episodes > 1:
+        env.close()  # the workers make their own (it was made here to check its spaces)
+        played = _in_workers(policy, env_id, seeds, workers)
+    else:
+        played = _here(env, choose, seed, seeds, episodes)
     try:
-        returns, lengths, successes = [], [], []
-        if seeds is not None:
-            episodes = len(seeds)
-        obs, _ = env.reset(seed=seed if seeds is None else seeds[0])
-        env.action_space.seed(seed)
-        for episode in range(1, episodes + 1):
-            if episode > 1:
-                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[episode - 1])
-            total, steps, done = 0.0, 0, False
-            info: dict[str, Any] = {}
-            while not done:
-                obs, reward, terminated, truncated, info = env.step(choose(obs))
-                total += float(reward)
-                steps += 1
-                done = bool(terminated or truncated)
+        for episode, (total, steps, success) in enumerate(played, start=1):
             returns.append(check_return(total, env_id, episode, episodes))
             lengths.append(steps)
-            if "is_success" in info:
-                successes.append(float(bool(info["is_success"])))
+            if success is not None:
+                successes.append(success)
             if enough is not None and enough(returns):
                 episodes = episode
                 break
     finally:
-        env.close()
+        played.close()  # closes the env, or stops the worker processes
     r = np.asarray(returns, dtype=np.float64)
     return EvalResult(
         env_id=env_id,
@@ -155,6 +185,180 @@ def evaluate(
         success_rate=float(np.mean(successes)) if len(successes) == episodes else None,
         returns=tuple(returns),
     )
+
+
+Played = tuple[float, int, float | None]  # an episode's return, length, success (or None)
+
+
+def _episode(env: Any, choose: Callable[[Any], Any], obs: Any) -> Played:
+    """Play one episode from ``obs`` (the env just reset)."""
+    total, steps, done = 0.0, 0, False
+    info: dict[str, Any] = {}
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(choose(obs))
+        total += float(reward)
+        steps += 1
+        done = bool(terminated or truncated)
+    success = float(bool(info["is_success"])) if "is_success" in info else None
+    return total, steps, success
+
+
+def _here(env: Any, choose: Callable[[Any], Any], seed: int, seeds: Sequence[int] | None,
+          episodes: int) -> Generator[Played, None, None]:  # fmt: skip
+    """The episodes, played in this process (seeded as the module docstring says); the env
+    is closed when the generator is."""
+    try:
+        obs, _ = env.reset(seed=seed if seeds is None else seeds[0])
+        env.action_space.seed(seed)
+        for episode in range(1, episodes + 1):
+            if episode > 1:
+                obs, _ = env.reset() if seeds is None else env.reset(seed=seeds[episode - 1])
+            yield _episode(env, choose, obs)
+    finally:
+        env.close()
+
+
+def _eval_worker(remote: Any, child: Any, parent: int) -> None:
+    """A worker process: one env; ("policy", p) sets the policy, ("episode", seed) plays
+    one episode and sends it back, ("close", None) ends it (so does a closed pipe)."""
+    from rlbudget.parallel import worker_init
+
+    worker_init(parent)
+    env, policy = child.make(guard=True), None
+    try:
+        while True:
+            try:
+                cmd, data = remote.recv()
+            except (EOFError, OSError):
+                return
+            if cmd == "policy":
+                policy = data
+            elif cmd == "episode":
+                assert policy is not None
+                obs, _ = env.reset(seed=data)
+                remote.send(_episode(env, policy.act, obs))
+            else:
+                return
+    finally:
+        env.close()
+
+
+class EvalWorkers:
+    """Worker processes for evaluation episodes of one env, kept from one evaluation to
+    the next (a training run's screens and confirmations): started at the first, stopped
+    by :meth:`close` (or ``with``). Each worker plays one episode at a time, the next seed
+    going to the first that is free; the episodes come back in order. A worker that dies
+    (a signal before it could ignore it) hands its episode to the others, and the last
+    episodes run here if none is left: the results are the same."""
+
+    def __init__(self, env_id: str, workers: int) -> None:
+        self.env_id, self.workers = env_id, workers
+        self.remotes: list[Any] = []
+        self.processes: list[Any] = []
+        self.busy: dict[Any, int] = {}  # a worker's pipe → the episode it plays
+
+    def _start(self) -> None:
+        import os
+
+        from rlbudget.parallel import child_env, context
+
+        ctx, child = context(), child_env(self.env_id)
+        for _ in range(self.workers):
+            remote, work_remote = ctx.Pipe()
+            p = ctx.Process(target=_eval_worker, args=(work_remote, child, os.getpid()),
+                            daemon=True)  # fmt: skip
+            p.start()
+            work_remote.close()
+            self.remotes.append(remote)
+            self.processes.append(p)
+
+    def _drain(self) -> None:
+        """Wait for the episodes still under way (an earlier evaluation stopped early)."""
+        for remote in list(self.busy):
+            try:
+                remote.recv()
+            except (EOFError, OSError):
+                self.remotes.remove(remote)
+            del self.busy[remote]
+
+    def busy_pipe(self, ready: object) -> Any:
+        """The pipe that ``multiprocessing.connection.wait`` said is ready."""
+        return next(r for r in self.busy if r is ready)
+
+    def play(self, policy: Policy, seeds: Sequence[int]) -> Generator[Played, None, None]:
+        """The episodes of ``seeds``, in order."""
+        from multiprocessing.connection import wait
+
+        if not self.processes:
+            self._start()
+        self._drain()
+        for remote in list(self.remotes):
+            try:
+                remote.send(("policy", policy))
+            except OSError:
+                self.remotes.remove(remote)
+        done: dict[int, Played] = {}
+        todo = list(range(len(seeds)))[::-1]  # popped from the end: episode 0 first
+        for i in range(len(seeds)):
+            while i not in done:
+                for remote in self.remotes:
+                    if remote not in self.busy and todo:
+                        k = todo.pop()
+                        try:
+                            remote.send(("episode", int(seeds[k])))
+                            self.busy[remote] = k
+                        except OSError:
+                            todo.append(k)
+                if not self.busy:  # no worker left: play the rest here
+                    env = make_env(self.env_id)
+                    try:
+                        for k in sorted(todo):
+                            obs, _ = env.reset(seed=int(seeds[k]))
+                            done[k] = _episode(env, policy.act, obs)
+                    finally:
+                        env.close()
+                    todo.clear()
+                    break
+                for ready in wait(list(self.busy)):
+                    remote = self.busy_pipe(ready)
+                    k = self.busy.pop(remote)
+                    try:
+                        done[k] = remote.recv()
+                    except (EOFError, OSError):  # the worker died: another plays it
+                        self.remotes.remove(remote)
+                        todo.append(k)
+            yield done.pop(i)
+
+    def close(self) -> None:
+        """Stop the workers (an episode under way finishes first)."""
+        for remote in self.remotes:
+            with contextlib.suppress(OSError):
+                remote.send(("close", None))
+        for p in self.processes:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        for remote in self.remotes:
+            remote.close()
+        self.remotes, self.processes, self.busy = [], [], {}
+
+    def __enter__(self) -> EvalWorkers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _in_workers(policy: Policy, env_id: str, seeds: Sequence[int],
+                workers: int | EvalWorkers) -> Generator[Played, None, None]:  # fmt: skip
+    """The episodes of ``seeds`` in worker processes (``workers`` of them for this call,
+    or a pool kept by the caller), yielded in episode order."""
+    if isinstance(workers, EvalWorkers):
+        yield from workers.play(policy, seeds)
+        return
+    with EvalWorkers(env_id, min(workers, len(seeds))) as pool:
+        yield from pool.play(policy, seeds)
 
 
 def visited_observations(

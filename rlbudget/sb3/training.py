@@ -13,13 +13,14 @@ a linear schedule from X to 0 over the run; ``net_arch``, ``activation_fn``,
 ``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``normalize: true`` wraps the
 envs in ``VecNormalize`` (observation and reward, as the Zoo does; the observation
 statistics become the policy's normalize step, so the policy acts on raw observations);
-``noise_type``/``noise_std`` make TD3's action noise. ``n_envs`` envs run in one process
-(``DummyVecEnv``): the tuned rollout shape is kept, and for cheap simulated envs stepping
-in-process beats the IPC of worker processes; ``training.cores`` sets the torch threads
-(``torch.set_num_threads``, default 1). The replay capacity comes from
-:func:`rlbudget.replay.replay_buffer` (the planner's formula), never SB3's 1M default; the
-hyperparameters ``replay_storage`` and ``replay_compress`` store it compactly
-(:mod:`rlbudget.sb3.replay`).
+``noise_type``/``noise_std`` make TD3's action noise. ``n_envs`` envs (the tuned rollout
+shape is kept) run in one process (``DummyVecEnv``), or in ``env_workers`` worker
+processes where ``training.cores`` > 1 and the env's step cost pays for their IPC
+(:mod:`rlbudget.parallel`, :mod:`rlbudget.sb3.vecenv`: the same weights either way);
+``training.cores`` sets the torch threads (``torch.set_num_threads``, default 1). The
+replay capacity comes from :func:`rlbudget.replay.replay_buffer` (the planner's formula),
+never SB3's 1M default; the hyperparameters ``replay_storage`` and ``replay_compress``
+store it compactly (:mod:`rlbudget.sb3.replay`).
 
 **Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
@@ -124,6 +125,7 @@ class SB3Config:
     tensorboard_log: str | None = None  # SB3's own TensorBoard logger writes here
     init: str | None = None  # warm start: a policy folder to clone the actor from
     replay_max_bytes: int | None = None  # a compact replay buffer's byte cap
+    env_workers: int = 1  # processes the envs step in (1: DummyVecEnv in this process)
 
 
 def algorithm_class(algorithm: str) -> Any:
@@ -310,9 +312,10 @@ def _exploration(model: Any, algorithm: str, obs: Any) -> float:
 
 
 def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int,
-             rnd_coef: float = 0.0, seed: int = 0) -> Any:  # fmt: skip
-    """``n_envs`` Monitor-wrapped envs in a DummyVecEnv, the NaN/inf check, then
-    VecNormalize when ``normalize``. Returns (venv, vecnormalize or None)."""
+             rnd_coef: float = 0.0, seed: int = 0, workers: int = 1) -> Any:  # fmt: skip
+    """``n_envs`` Monitor-wrapped envs in a DummyVecEnv (or in ``workers`` processes), the
+    NaN/inf check, then VecNormalize when ``normalize``. Returns (venv, vecnormalize or
+    None)."""
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
@@ -321,7 +324,14 @@ def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int
     def one() -> Any:
         return Monitor(make_env(env_id, guard=False))  # FiniteCheck counts the steps
 
-    venv = _finite_wrapper()(DummyVecEnv([one] * n_envs), env_id, steps)
+    if workers > 1:
+        from rlbudget.parallel import split
+        from rlbudget.sb3.vecenv import grouped_vec_env
+
+        inner = grouped_vec_env(env_id, split(n_envs, workers))
+    else:
+        inner = DummyVecEnv([one] * n_envs)
+    venv = _finite_wrapper()(inner, env_id, steps)
     if rnd_coef:  # the RND exploration bonus, training only (rlbudget.sb3.rnd)
         from rlbudget.sb3.rnd import rnd_wrapper
 
@@ -379,7 +389,9 @@ def train_sb3(
     gamma = float(cfg.hyperparameters.get("gamma", 0.99))
     rnd_coef = float(cfg.hyperparameters.get("rnd_coef", 0.0))
     env, vecnorm = _vec_env(env_id, cfg.n_envs, bool(cfg.hyperparameters.get("normalize")),
-                                gamma, done_steps, rnd_coef, cfg.seed)  # fmt: skip
+                                gamma, done_steps, rnd_coef, cfg.seed,
+                                cfg.env_workers)  # fmt: skip
+
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
     model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,

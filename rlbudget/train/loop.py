@@ -129,7 +129,7 @@ def _train_locked(
     from rlbudget.errors import TrainingError
     from rlbudget.finite import NonFiniteError, check_learned
     from rlbudget.policy.io import save_policy
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import EvalWorkers, evaluate, seeding
 
     checkpoint = None
     # what the sessions before a resume used: CPU time, peak RSS, package energy
@@ -166,6 +166,10 @@ def _train_locked(
     if tensorboard is not None and settings.library != "sb3":
         board = TensorBoardLog(Path(tensorboard), max(1, settings.n_timesteps // 1000),
                                done_steps)  # fmt: skip
+
+    # training.cores > 1 and a costly env step: evaluation episodes in worker processes
+    workers = (EvalWorkers(settings.env_id, settings.eval_workers)
+               if settings.eval_workers > 1 else 1)  # fmt: skip
 
     def handler(signum: int, _frame: Any) -> None:
         caught.append(signal.Signals(signum).name)
@@ -205,8 +209,9 @@ def _train_locked(
             else:
                 target = settings.target_return
                 assert target is not None
-                screen = evaluate(policy, settings.env_id, episodes=settings.eval_episodes,
-                                  seed=settings.seed + 10_000,
+                screen = evaluate(policy, settings.env_id,
+                                  **seeding(settings.seed + 10_000, settings.eval_episodes,
+                                            workers),
                                   enough=lambda rs: screen_decided(rs, target))  # fmt: skip
                 last_eval = screen.return_mean
                 passed = last_eval >= target
@@ -214,7 +219,7 @@ def _train_locked(
             if board is not None:
                 board.scalars(ep.step, {"eval/mean_reward": last_eval})
             if passed:
-                check = target_met(policy, settings, ep.step, bar)
+                check = target_met(policy, settings, ep.step, bar, workers)
                 if check is not None:
                     stopped_by, last_eval = "target", check.mean
                     target_check.append(check)
@@ -250,6 +255,8 @@ def _train_locked(
         metrics.close()
         if board is not None:
             board.close()
+        if isinstance(workers, EvalWorkers):
+            workers.close()
     if result.stopped_by is not None:  # the trainer checked the target itself (pets)
         stopped_by, last_eval = result.stopped_by, result.eval_return
     if caught:
@@ -319,19 +326,19 @@ def confirm_episodes(env_id: str) -> int:
         env.close()
 
 
-def target_met(
-    policy: Policy, settings: RunSettings, step: int, bar: TeacherBar | None = None
-) -> TargetCheck | None:
+def target_met(policy: Policy, settings: RunSettings, step: int,
+               bar: TeacherBar | None = None, workers: Any = 1) -> TargetCheck | None:  # fmt: skip
     """Confirm a policy whose screen reached the target: its mean return over
     :func:`confirm_episodes` fresh episodes (seeded from ``step``: never the screen's, nor
     an earlier confirmation's), with the 95 % lower confidence bound (Student's t).
 
     :param bar: bc/dagger with a teacher: the same episodes compared with the teacher's
         (:meth:`~rlbudget.agents.imitation.TeacherBar.confirm`) instead of a fixed target.
+    :param workers: worker processes (or an ``EvalWorkers`` pool) for the episodes.
     :return: the confirmation when the bound is at or above the target; None when it is
         not (training goes on).
     """
-    from rlbudget.profile.evaluate import evaluate
+    from rlbudget.profile.evaluate import evaluate, seeding
     from rlbudget.stats import mean_ci95
 
     n = confirm_episodes(settings.env_id)
@@ -340,7 +347,7 @@ def target_met(
         met = bar.confirm(policy, seed, n)
         return None if met is None else TargetCheck(n, seed, *met)
     assert settings.target_return is not None
-    result = evaluate(policy, settings.env_id, episodes=n, seed=seed)
+    result = evaluate(policy, settings.env_id, **seeding(seed, n, workers))
     mean, half = mean_ci95(result.returns)
     assert mean is not None
     lower = mean - (half or 0.0)

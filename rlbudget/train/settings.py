@@ -64,6 +64,11 @@ class RunSettings:
     demos: str | None = None
     init: str | None = None
     env_kwargs: dict[str, Any] | None = None
+    # Parallel collection (training.cores > 1, rlbudget.parallel): SB3's envs in
+    # env_workers processes, evaluation episodes in eval_workers, and why.
+    env_workers: int = 1
+    eval_workers: int = 1
+    parallel: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,11 +82,12 @@ class Limits:
     cores: int | None = None
     margin: float = DEFAULT_MARGIN
     replay: str | None = None  # training.replay: the replay storage
+    env_step_cost_s: float | None = None  # task.env_step_cost
 
     @classmethod
     def of(cls, training: TrainingLimits, task: Task, margin: float) -> Limits:
         return cls(training.env_steps, training.time_s, task.min_return, training.ram_bytes,
-                   training.cores, margin, training.replay)  # fmt: skip
+                   training.cores, margin, training.replay, task.env_step_cost_s)  # fmt: skip
 
     @classmethod
     def from_budget(cls, budget: Budget) -> Limits:
@@ -132,6 +138,7 @@ def resolve(
     margin: float = DEFAULT_MARGIN,
     env_steps_from: str = "training.env_steps in the budget",
     replay: str | None = None,
+    env_step_cost_s: float | None = None,
 ) -> RunSettings:
     """Resolve hyperparameters, the step budget and the target for one run.
 
@@ -141,10 +148,13 @@ def resolve(
     :param min_return: ``task.min_return`` (None: the env's ``reward_threshold``).
     :param overrides: hyperparameters that replace the file's (e.g. a plan's).
     :param ram_bytes: ``training.ram``: bounds an SB3 replay buffer (with ``margin``).
-    :param cores: ``training.cores``: the torch threads of SB3, pets, lean-sac and lean-td3
-        (None: 1).
+    :param cores: ``training.cores``: the torch threads of SB3 and pets, the BLAS threads
+        of lean-sac and lean-td3
+        (None: 1), and the worker processes of SB3's envs and of evaluation episodes where
+        the env's step cost makes them pay (:mod:`rlbudget.parallel`).
     :param replay: ``training.replay``: the replay storage (e.g. ``float16+zstd``) unless the
         hyperparameters ``replay_storage``/``replay_compress`` say otherwise.
+    :param env_step_cost_s: ``task.env_step_cost`` (None: measured when ``cores`` > 1).
 
     :raises PlanError: an unknown algorithm, one rlbudget cannot train, an unknown
         hyperparameter, or a replay buffer that ``training.ram`` leaves no room for.
@@ -182,12 +192,15 @@ def resolve(
         params = _builtin_params(info.id, merged)
         if info.id == "pets" and cores is not None and "threads" not in merged:
             params["threads"] = int(cores)  # the planner's torch threads: training.cores
-        if info.id in LEAN:  # torch threads from training.cores
+        if info.id in LEAN:  # BLAS threads from training.cores
             params.setdefault("threads", int(cores or 1))
             extra = {"torch_threads": params["threads"]}
             extra.update(_replay(info, env_id, params, n_timesteps, ram_bytes, margin))
             if extra.get("replay_capacity") is not None:
                 params["buffer_size"] = extra["replay_capacity"]
+    if cores is not None and cores > 1:
+        extra.update(_parallel(env_id, info.id, extra.get("n_envs"), cores, env_step_cost_s,
+                               n_timesteps))  # fmt: skip
     target = target_return(Task(env_id, min_return), env_id, reward_threshold)
     return RunSettings(
         algorithm=info.id,
@@ -205,6 +218,28 @@ def resolve(
         checkpoint_every=max(1_000, n_timesteps // 10),
         **extra,
     )
+
+
+def _parallel(env_id: str, algorithm: str, n_envs: int | None, cores: int,
+              declared_s: float | None, steps: int) -> dict[str, Any]:  # fmt: skip
+    """env_workers, eval_workers and why (RunSettings fields), from the step cost; SB3's
+    envs only (``n_envs`` not None: the built-in agents learn from one env, step by step)."""
+    from rlbudget import parallel
+
+    cost, source = parallel.cost_from(declared_s, env_id)
+    if n_envs is None:
+        layout = parallel.Layout(1, f"{algorithm} learns from one env, step by step")
+    else:
+        layout = parallel.collection(n_envs, cores, cost, source, steps)
+    evals = parallel.evaluation(cores, cost, parallel.episode_steps(env_id))
+    out: dict[str, Any] = {
+        "env_workers": layout.workers,
+        "eval_workers": evals,
+        "parallel": f"{layout.why}; {parallel.describe_eval(evals)}",
+    }
+    if layout.workers > 1:  # the cores go to the env workers: torch's threads would spin
+        out.update(torch_threads=1, parallel=f"{out['parallel']}; 1 torch thread")
+    return out
 
 
 def check_spaces(algorithm: str, spec: EnvSpec) -> None:
@@ -468,6 +503,7 @@ def _run_settings(
         reward_threshold=spec.reward_threshold, seed=seed,
         overrides={**params, **(overrides or {})}, ram_bytes=limits.ram_bytes,
         cores=limits.cores, margin=limits.margin, replay=limits.replay,
+        env_step_cost_s=limits.env_step_cost_s,
     )  # fmt: skip
 
 
@@ -504,7 +540,8 @@ def make_config(settings: RunSettings, tensorboard: str | os.PathLike[str] | Non
                           dict(settings.hyperparameters), settings.n_envs,
                           settings.torch_threads or 1, settings.replay_capacity,
                           None if tensorboard is None else str(tensorboard),
-                          settings.init, _replay_max_bytes(settings))  # fmt: skip
+                          settings.init, _replay_max_bytes(settings),
+                          env_workers=settings.env_workers)  # fmt: skip
     # TabularConfig serves four algorithms and must be told which.
     names = _field_names(config_cls)
     which = {k: getattr(settings, k) for k in INPUTS if k in names}
