@@ -171,7 +171,7 @@ def main() -> None:
         "| algorithm (env, steps) | runs | plain SB3 wall s (median) | side | wall ratio, "
         "median (min–max) | CPU ratio, median (min–max) | same policy |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|", flush=True)
     for algo in args.algos.split(","):
         steps = steps_of[algo]
         rounds = []
@@ -180,6 +180,9 @@ def main() -> None:
             got = {side: _child(side, algo, steps, args.seed) for side in order}
             assert all(r["steps"] == steps for r in got.values()), got
             rounds.append(got)
+            print(f"  round {i + 1} ({_load()}): " + json.dumps(  # every run, for the record
+                {side: {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
+                 for side, r in got.items()}), flush=True)  # fmt: skip
         plain_wall = statistics.median(r["plain"]["wall_s"] for r in rounds)
         for side in SIDES[1:]:
             walls = [r[side]["wall_s"] / r["plain"]["wall_s"] for r in rounds]
@@ -187,10 +190,6 @@ def main() -> None:
             same = all(r[side]["digest"] == r["plain"]["digest"] for r in rounds)
             print(f"| {algo} ({CASES[algo]}, {steps:,}) | {args.runs} | {plain_wall:.1f} "
                   f"| {side} | {_spread(walls)} | {_spread(cpus)} | {'yes' if same else 'no'} |",
-                  flush=True)  # fmt: skip
-        for r in rounds:  # every run, for the record
-            print("  " + json.dumps({side: {k: round(v, 3) if isinstance(v, float) else v
-                                            for k, v in r[side].items()} for side in SIDES}),
                   flush=True)  # fmt: skip
     print(f"load average after: {_load()}")
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ from rlbudget.budget import load_budget
 from rlbudget.costs import inference, mlp_body
 from rlbudget.envs import env_spec
 from rlbudget.plan import SavedPlan, make_plan
+from rlbudget.policy.model import MLP, Dense, Normalize, Policy
 from rlbudget.run import candidate_specs, run_job
 from tests.factories import balancing_mlp
 
@@ -92,9 +94,19 @@ def test_run_picks_the_cascade_when_only_it_fits_the_energy(
         write_summary(result.summary, run_dir)
         return result
 
-    def fake_distill(teacher: Any, env_id: str, *, widths: Any, seed: int = 0,
-                     **_kwargs: Any) -> Any:  # fmt: skip
-        return balancing_mlp(hidden=int(widths[0]), seed=seed)
+    def fake_distill(teacher: Policy, env_id: str, *, widths: Any, seed: int = 0,
+                     **_kwargs: Any) -> Policy:  # fmt: skip
+        # as distill's students do, it reads the teacher's preprocess (int8's input
+        # normalization z = (x - μ) / σ): folded back, W·x + b = (σ W)·z + (b + μ·W)
+        hand = balancing_mlp(hidden=int(widths[0]), seed=seed)
+        first, last = hand.body.layers  # type: ignore[union-attr]
+        W, b = first.W, first.b
+        for step in teacher.preprocess:
+            assert isinstance(step, Normalize)
+            sigma = np.sqrt(step.var + np.float32(step.eps))
+            W, b = (W * sigma[:, None]).astype(np.float32), (b + step.mean @ W).astype(np.float32)
+        return Policy(teacher.observation_space, teacher.action_space, teacher.preprocess,
+                      MLP((Dense(W, b, "relu"), last)), hand.head, {})  # fmt: skip
 
     monkeypatch.setattr(train_module, "train_run", fake_train_run)
     monkeypatch.setattr(distill_module, "distill", fake_distill)
