@@ -27,9 +27,11 @@ ratios with their range (min–max over the rounds), for wall time and for proce
 and after. "same policy" says whether every rlbudget run's weights equal the plain run's
 bit for bit (rlbudget's wrappers must not change what SB3 learns).
 
-``--profile ALGO`` instead runs rlbudget's side once under cProfile (CPU time) and prints
-the entries with the most cumulative time: overall, then rlbudget's own and SB3's
-callbacks and wrappers.
+``--parts ALGO`` runs rlbudget's side once and prints the process time of each piece it
+adds (curve.png, screens, the exploration column, checkpoints, weight checks), timed
+without a profiler. ``--profile ALGO`` instead runs rlbudget's side once under cProfile
+(CPU time) and prints the entries with the most cumulative time: overall, then rlbudget's
+own and SB3's callbacks and wrappers.
 """
 
 from __future__ import annotations
@@ -139,6 +141,52 @@ def profile(algo: str, steps: int, seed: int) -> None:
     stats.print_stats(r"rlbudget|callbacks|vec_env|monitor", 30)
 
 
+def parts(algo: str, steps: int, seed: int) -> None:
+    """rlbudget's side once, with the process time of each piece rlbudget adds (no
+    profiler: cProfile inflates Python-heavy code several-fold)."""
+    import collections
+    import functools
+
+    import stable_baselines3  # noqa: F401  (imported before the clock, as in the timing)
+    import torch  # noqa: F401
+
+    import rlbudget.agents.common as common
+    import rlbudget.profile.evaluate as evaluate
+    import rlbudget.sb3.training as training
+    import rlbudget.train.loop as loop
+
+    spent: dict[str, float] = collections.defaultdict(float)
+    calls: collections.Counter[str] = collections.Counter()
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        f = getattr(owner, name)
+
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            t = time.process_time()
+            try:
+                return f(*args, **kwargs)
+            finally:
+                spent[label] += time.process_time() - t
+                calls[label] += 1
+
+        setattr(owner, name, wrapper)
+
+    for owner, name, label in (
+        (loop, "write_curve", "curve.png"), (evaluate, "evaluate", "screens"),
+        (training, "_exploration", "exploration column"),
+        (training, "model_checkpoint", "checkpoint: build"),
+        (common.Checkpoint, "save", "checkpoint: write"),
+        (training, "check_finite", "weight checks"),
+    ):  # fmt: skip
+        timed(owner, name, label)
+    r = through_rlbudget(algo, steps, seed)
+    print(f"{algo} on {CASES[algo]}, {steps:,} steps through train_run: {r['cpu_s']:.2f} s CPU, "
+          f"{r['wall_s']:.1f} s wall (load average {_load()})")  # fmt: skip
+    for label, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"  {label}: {seconds:.3f} s CPU in {calls[label]} calls")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="rounds of runs per algorithm")
@@ -147,6 +195,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--algos", default="sac,ppo")
     parser.add_argument("--profile", choices=sorted(CASES), default=None)
+    parser.add_argument("--parts", choices=sorted(CASES), default=None,
+                        help="time each piece rlbudget adds, without a profiler")  # fmt: skip
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--algo", choices=sorted(CASES), help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -165,6 +215,9 @@ def main() -> None:
         return
     if args.profile:
         profile(args.profile, steps_of[args.profile], args.seed)
+        return
+    if args.parts:
+        parts(args.parts, steps_of[args.parts], args.seed)
         return
     print(f"load average before: {_load()}")
     print(
