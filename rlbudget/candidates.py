@@ -33,14 +33,20 @@ class CandidateSpec:
     options: MethodOptions = field(default_factory=MethodOptions)
 
 
-def candidate_specs(policy: Policy) -> list[CandidateSpec]:
-    """The candidates for ``policy``'s body, cheapest first (see :mod:`rlbudget.run`)."""
+def candidate_specs(policy: Policy, planned: str | None = None) -> list[CandidateSpec]:
+    """The candidates for ``policy``'s body, cheapest first (see :mod:`rlbudget.run`).
+
+    :param planned: compress methods the plan's option deploys with (rule ``cascade``:
+        ``int8,cascade`` or ``cascade``), tried right after ``int8`` for an MLP.
+    """
     kind = policy.body.kind
     if isinstance(policy.body, MLP):
         widest = max(int(layer.W.shape[1]) for layer in policy.body.layers[:-1]) if len(
             policy.body.layers) > 1 else 8  # fmt: skip
         depth = max(len(policy.body.layers) - 1, 1)
         specs = [CandidateSpec("as trained", None), CandidateSpec("int8", "int8")]
+        if planned is not None and "cascade" in planned.split(","):
+            specs.append(CandidateSpec(planned.replace(",", " + "), planned))
         for keep in (0.5, 0.25):
             options = MethodOptions(keep=keep, recover=True)
             specs.append(CandidateSpec(f"prune-neurons {keep:.0%} + recover + int8",

@@ -14,7 +14,8 @@ from its last completed stage (and a killed training from its checkpoint):
    and its worst 5 % of episodes' (CVaR) each within 5 % of the trained policy's on the
    same seeded episodes (:class:`rlbudget.compress.pipeline.Gate`):
 
-   - an MLP: as trained, ``int8``, ``prune-neurons`` keeping 50 % then 25 % with recovery
+   - an MLP: as trained, ``int8``, where the plan deploys a cascade (rule ``cascade``)
+     ``int8 + cascade``, then ``prune-neurons`` keeping 50 % then 25 % with recovery
      + ``int8``, then ``distill`` into students of ¼ and ⅛ of the widest hidden layer
      (at least 4 units) + ``int8``;
    - a table: as trained, ``pack``, ``pack,drop-unvisited``;
@@ -464,7 +465,7 @@ def _compress_stage(budget: Budget, plan: PlanChoice, out: Path, state: RunState
     trained = load_policy(out / "train" / "policy")
     fmt = default_format(budget)
     env: str | None = plan.env
-    specs = candidate_specs(trained)
+    specs = candidate_specs(trained, plan.compress)  # + a cascade where the plan chose one
     if bandit_job.is_bandit_choice(plan) and bandit_job.episode_env(plan) is None:
         env, specs = None, specs[:1]
         say(f"compress: {bandit_job.NO_ENV}")

@@ -350,3 +350,32 @@ def test_bad_train_options_are_one_line(tmp_path: Path) -> None:
         "error: --steps: '2x': unknown count unit 'x'; use one of: k, M, G.\n"
     )
     assert bad_train(tmp_path, "--time", "10").startswith("error: --time: ")
+
+
+def test_curve_drawn_later_from_the_folder_and_screens_kept_over_a_resume(
+    tmp_path: Path,
+) -> None:
+    # curve=False leaves curve.png out (matplotlib's import is ≈1 s of a short run);
+    # summary.json keeps every screen, the screens before a resume included, so that
+    # draw_curve draws the same curve later: a resumed q-learning run screens exactly
+    # where and what a straight one does.
+    from rlbudget.train import draw_curve, read_summary, resolve, train_run
+
+    settings = resolve("q-learning", "FrozenLake-v1", env_steps=6_000, min_return=1e9, seed=2)
+    straight = train_run(settings, tmp_path / "straight", curve=False)
+    assert [s // 1000 for s, _ in straight.evals] == [1, 2, 3, 4, 5]  # one per 1,000 steps
+    assert not (tmp_path / "straight" / "curve.png").exists()
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3_000
+
+    halves = tmp_path / "halves"
+    train_run(settings, halves, should_stop=stop, curve=False)
+    resumed = train_run(settings, halves, resume=True, curve=False)
+    assert resumed.evals == straight.evals
+    summary = read_summary(halves)
+    assert summary is not None and summary.evals == straight.evals
+    png = draw_curve(halves)
+    assert png == halves / "curve.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -104,7 +104,9 @@ class Checkpoint:
 
         files = {
             self.ARRAYS: save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}),
-            self.STATE: json.dumps(self.state, indent=1).encode(),
+            # compact: json's C encoder (indent= falls back to the pure-Python one,
+            # which grows with the episode log at every checkpoint)
+            self.STATE: json.dumps(self.state).encode(),
         }
         return atomic_write_dir(path, files, marker=self.STATE)
 

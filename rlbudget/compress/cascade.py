@@ -99,12 +99,22 @@ def calibrate(
     return threshold, tries
 
 
+def student_widths(hidden: Sequence[int]) -> tuple[int, ...]:
+    """⅛ of a parent's hidden widths, at least 4 each (8-8 for 64-64): the students'
+    default, which the plan's cascade estimate (:mod:`rlbudget.plan.cascade`) prices too.
+
+    >>> student_widths([64, 64]), student_widths([16]), student_widths([])
+    ((8, 8), (4,), (4,))
+    """
+    return tuple(max(4, int(w) // 8) for w in hidden) or (4,)
+
+
 def default_widths(parent: Policy) -> tuple[int, ...]:
-    """⅛ of the parent's hidden widths, at least 4 each (8-8 for a 64-64 parent)."""
+    """:func:`student_widths` of the parent's hidden widths."""
     body = parent.body
     hidden = [int(la.W.shape[1]) for la in body.layers[:-1]] if isinstance(
         body, MLP | QuantizedMLP) else [64, 64]  # fmt: skip
-    return tuple(max(4, w // 8) for w in hidden) or (4,)
+    return student_widths(hidden)
 
 
 def build(

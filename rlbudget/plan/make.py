@@ -16,7 +16,7 @@ from rlbudget.envs import EnvSpec
 from rlbudget.errors import PlanError
 from rlbudget.hyperparams import AlgorithmInfo, Hyperparams, algorithms, get_hyperparams
 from rlbudget.limits import LIMITS, Check, check_budget
-from rlbudget.plan import sparse
+from rlbudget.plan import cascade, sparse
 from rlbudget.plan.calibrate import Calibration, cache_path, load_calibration
 from rlbudget.plan.model import Estimates, Option, Plan
 from rlbudget.plan.rules import (
@@ -58,6 +58,7 @@ class _Candidate:
     score: float
     params: dict[str, Any]
     shape: Shape | None = None  # an MLP's hidden shape and its steps to the target
+    method: str | None = None  # deployed through a compress method (rule cascade)
 
 
 def _ensemble_parameters(params: dict[str, Any], env: EnvSpec) -> int:
@@ -77,6 +78,14 @@ def _estimate(
     target = costs.inference(body, cand.dtype, budget.device, env.observation)
 
     notes: list[str] = []
+    hows = dict(HOW)
+    if cand.method == cascade.METHOD:  # rule cascade: worst case for latency, mean for energy
+        target, why = cascade.cascade_inference(
+            target, env.observation, env.action, body.network["hidden"],
+            body.network["activation"], budget.device)  # fmt: skip
+        notes.append(why)
+        hows["inference.latency"] += ", the cascade's worst case (students + full)"
+        hows["inference.energy"] = "active power × the cascade's mean latency (rule cascade)"
     factor = cand.shape.steps_factor if cand.shape else 1.0
     steps = int(cand.hp.n_timesteps * factor / max(cand.info.sample_efficiency, 1.0))
     update_s, how = 1.0 / cand.info.host_steps_per_s, HOW["training.time"]
@@ -141,7 +150,7 @@ def _estimate(
         "training.env_steps": steps, "training.time": train_time,
         "training.ram": train_ram, "training.energy": train_energy,
     }  # fmt: skip
-    hows = {**HOW, "training.time": how}
+    hows["training.time"] = how
     checks = tuple(check_budget(name, figures[name], budget, how=hows[name])
                    for name in LIMITS if name in figures)  # fmt: skip
     est = Estimates(
@@ -313,6 +322,22 @@ def _pick_width(evaluated: list[Evaluated]) -> Evaluated:
     return cand, est, checks, (*notes, why) if why else notes
 
 
+def _cascades(
+    evaluated: list[Evaluated], budget: Budget, env: EnvSpec, ctx: Context, cal: Calibration | None
+) -> list[Evaluated]:
+    """Rule ``cascade``: when no plain candidate of an MLP algorithm fits, a cascade of each
+    one that :func:`~rlbudget.plan.cascade.fires` (energy over, the rest met), estimated;
+    :func:`_pick_width` takes one only where no plain dtype of its shape fits."""
+    if budget.inference.learn or any(all(c.status != "FAIL" for c in e[2]) for e in evaluated):
+        return []
+    out = []
+    for cand, _, checks, _ in evaluated:
+        if cand.body.kind == "mlp" and cand.shape is not None and cascade.fires(checks):
+            variant = replace(cand, method=cascade.METHOD, label=f"{cand.label} + cascade")
+            out.append((variant, *_estimate(variant, budget, env, ctx, cal)))
+    return out
+
+
 def _prior_fits(info: AlgorithmInfo, budget: Budget) -> bool:
     """bc needs a teacher or demos in the budget, dagger a teacher."""
     task = budget.task
@@ -389,6 +414,7 @@ def make_plan(
             excluded.append((info.id, why))
             continue
         evaluated = [(cand, *_estimate(cand, budget, env, ctx, cal)) for cand in cands]
+        evaluated += _cascades(evaluated, budget, env, ctx, cal)
         if len(evaluated) > 1:  # an MLP's shapes and dtypes: keep one
             evaluated = [_pick_width(evaluated)]
         for cand, est, checks, notes in evaluated:
@@ -403,6 +429,7 @@ def make_plan(
                     network=cand.body.network,
                     deploy_dtype=cand.dtype,
                     deploy_format=cand.fmt,
+                    deploy_method=cand.method,
                     hyperparams=cand.params,
                     hyperparams_source=cand.hp.source,
                     hyperparams_tuned=cand.hp.tuned,

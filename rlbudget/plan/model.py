@@ -59,6 +59,7 @@ class Option:
     reasons: tuple[str, ...]
     score: float
     rank: int = 0
+    deploy_method: str | None = None  # a compress method the deployment needs (cascade)
 
     @property
     def fits(self) -> bool:
@@ -75,7 +76,11 @@ class Option:
             "fits": self.fits,
             "score": self.score,
             "network": self.network,
-            "deploy": {"dtype": self.deploy_dtype, "format": self.deploy_format},
+            "deploy": {
+                "dtype": self.deploy_dtype,
+                "format": self.deploy_format,
+                "method": self.deploy_method,
+            },
             "hyperparams": {
                 "params": self.hyperparams,
                 "source": self.hyperparams_source,

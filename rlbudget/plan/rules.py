@@ -96,6 +96,15 @@ RULES = {
         ),
         Rule("int8", "Latency/energy/memory limits: deploy int8 (4× smaller than fp32)."),
         Rule(
+            "cascade",
+            "Energy per decision over its limit while the latency is met even in the worst "
+            "case: when no plain option of the algorithm fits, deploy a cascade (compress "
+            "--method cascade: a tiny int8 student decides alone when confident, else the "
+            "full policy), priced at its mean decision for energy, small + (1 − share) × "
+            "full, with the share measured (data/cascade.yaml), and at its worst case, small "
+            "+ full, for latency; run tries it right after int8.",
+        ),
+        Rule(
             "width",
             "An MLP's hidden width is chosen for the device and the training budget: of the "
             "widths with measured steps to the target, the cheapest to train that fits every "

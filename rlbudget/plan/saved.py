@@ -27,6 +27,9 @@ class PlanChoice:
     fits_estimate: bool
     reward_threshold: float | None
     max_episode_steps: int | None
+    # compress methods the option's deployment needs, for run's search (rule cascade:
+    # "int8,cascade"); None: none beyond run's usual candidates
+    compress: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,7 +66,7 @@ class SavedPlan:
             for i, o in enumerate(options, start=1):
                 choices.append(PlanChoice(i, str(o["label"]), str(o["algorithm"]), facts[0],
                                           dict(o["hyperparams"]["params"]), bool(o["fits"]),
-                                          *facts[1:]))  # fmt: skip
+                                          *facts[1:], _compress(o["deploy"])))  # fmt: skip
             return cls(tuple(choices), tuple(bool(o["trainable"]) for o in options),
                        TrainingLimits(**budget["training"]), Task(**budget["task"]),
                        float(budget["margin"]))  # fmt: skip
@@ -89,6 +92,15 @@ class SavedPlan:
             raise PlanError(f"--option {option} ({chosen.label}) cannot be trained by "
                             "rlbudget; choose a trainable option (rlbudget plan)")  # fmt: skip
         return chosen
+
+
+def _compress(deploy: Mapping[str, Any]) -> str | None:
+    """The compress methods of a plan option's ``deploy`` block: its ``method`` after int8
+    when it deploys int8 (a plan of an earlier version has no ``method``)."""
+    method = deploy.get("method")
+    if not method:
+        return None
+    return f"int8,{method}" if deploy.get("dtype") == "int8" else str(method)
 
 
 def load_plan(path: str | os.PathLike[str]) -> SavedPlan:

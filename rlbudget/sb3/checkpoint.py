@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,8 @@ def _decode(node: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
 
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 COUNTERS = ("num_timesteps", "_n_updates", "_n_calls", "_episode_num")
+# an Episode as a dict (dataclasses.asdict deep-copies field by field: 10× slower)
+EPISODE_KEYS = tuple(f.name for f in fields(Episode))
 
 
 def model_checkpoint(
@@ -99,7 +101,7 @@ def model_checkpoint(
         "algorithm": algorithm,
         "steps": int(model.num_timesteps),
         "wall_s": wall_s,
-        "episodes": [asdict(e) for e in episodes],
+        "episodes": [{k: getattr(e, k) for k in EPISODE_KEYS} for e in episodes],
         "counters": {k: int(getattr(model, k)) for k in COUNTERS if hasattr(model, k)},
         "state_dicts": torch_state,
         "variables": torch_vars,

@@ -35,8 +35,8 @@ trained on), where SB3 would overshoot to the next full rollout.
 **Exploration column** of metrics.csv: DQN/QR-DQN ε (``exploration_rate``); SAC/TQC the
 entropy coefficient α; TD3 the action-noise standard deviation (mean over dimensions);
 PPO/A2C/TRPO with Box actions the policy's standard deviation ``exp(log_std)`` (mean),
-with Discrete actions the policy's entropy in nats (mean over the current observations
-of all envs).
+with Discrete actions the policy's entropy in nats (mean over the observations of all
+envs at the first episode end after each update: the policy is the same until the next).
 
 **NaN/inf.** A wrapper under ``VecNormalize`` checks every observation and reward before
 SB3 (or the running statistics) sees them and stops with the env step named
@@ -289,8 +289,10 @@ EXPLORATION = (
 )
 
 
-def _exploration(model: Any, algorithm: str, obs: Any) -> float:
-    """The metrics.csv exploration value (see the module docstring)."""
+def _exploration(model: Any, algorithm: str, obs: Any, entropy: dict[int, float]) -> float:
+    """The metrics.csv exploration value (see the module docstring). A Discrete policy's
+    entropy (a forward pass, ≈1 ms) is computed once per update: ``entropy`` caches it by
+    ``model._n_updates`` (on the observations of the first episode end after the update)."""
     import torch
 
     if hasattr(model, "exploration_rate"):
@@ -306,9 +308,14 @@ def _exploration(model: Any, algorithm: str, obs: Any) -> float:
     log_std = getattr(model.policy, "log_std", None)
     if log_std is not None:
         return float(torch.exp(log_std.detach()).mean())
-    with torch.no_grad():
-        tensor, _ = model.policy.obs_to_tensor(obs)
-        return float(model.policy.get_distribution(tensor).entropy().mean())
+    updates = int(model._n_updates)
+    if updates not in entropy:
+        with torch.no_grad():
+            tensor, _ = model.policy.obs_to_tensor(obs)
+            value = float(model.policy.get_distribution(tensor).entropy().mean())
+        entropy.clear()
+        entropy[updates] = value
+    return entropy[updates]
 
 
 def _vec_env(env_id: str, n_envs: int, normalize: bool, gamma: float, steps: int,
@@ -436,6 +443,7 @@ def train_sb3(
     hooks = StepHooks(None, on_checkpoint, checkpoint_every, done_steps)
     n_envs, n_timesteps = cfg.n_envs, cfg.n_timesteps
     every_update = bool(cfg.hyperparameters.get("check_every_update", False))
+    entropy: dict[int, float] = {}  # _exploration's cache
 
     class Loop(BaseCallback):
         """Episodes → on_episode, stop checks, checkpoints (and weight checks when asked).
@@ -449,7 +457,7 @@ def train_sb3(
         def _episodes_end(self, steps: int, ended: list[int]) -> bool:
             """Log the episodes that ``ended`` (env indices) at ``steps``; True: stop."""
             # one exploration value and time for all: the same model and observations
-            explore = _exploration(model, cfg.algorithm, self.locals["new_obs"])
+            explore = _exploration(model, cfg.algorithm, self.locals["new_obs"], entropy)
             wall_s = time.perf_counter() - start
             for i in ended:
                 ep_info = self.locals["infos"][i]["episode"]

@@ -22,8 +22,9 @@ and writes the run folder::
     RUN_DIR/config.yaml    everything resolved: algorithm, env, seed, hyperparameters
                            (with their source), limits, versions
     RUN_DIR/metrics.csv    step, episode, return, length, wall_s, exploration
-    RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, last evaluation
-    RUN_DIR/curve.png      the learning curve
+    RUN_DIR/summary.json   why it stopped, steps, wall time, steps/s, the screens' returns
+    RUN_DIR/curve.png      the learning curve (train_run(curve=False): drawn later from the
+                           folder by draw_curve)
 
 Every file is written atomically, and ``RUN_DIR/checkpoint/`` is kept (every
 ``checkpoint_every`` steps and at the stop; ARS at iteration boundaries, SB3 at rollout
@@ -53,7 +54,7 @@ from rlbudget.train.folder import (
     read_summary,
     start_step,
 )
-from rlbudget.train.loop import RunResult, confirm_episodes, target_met, train_run
+from rlbudget.train.loop import RunResult, confirm_episodes, draw_curve, target_met, train_run
 from rlbudget.train.meters import PeakRSS, ProgressLog, RaplEnergy, TensorBoardLog
 from rlbudget.train.settings import (
     Limits,
@@ -78,6 +79,7 @@ __all__ = [
     "TrainSummary",
     "check_spaces",
     "confirm_episodes",
+    "draw_curve",
     "load_settings",
     "locate_run",
     "parse_hyperparams",

@@ -64,6 +64,7 @@ class TrainSummary:
     last_eval_return: float | None = None
     target_check: TargetCheck | None = None
     extra: dict[str, Any] | None = None  # the trainer's own figures (pets: planner returns)
+    evals: tuple[tuple[int, float], ...] = ()  # (step, mean return) of each screen: the curve
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +73,9 @@ class TrainSummary:
     def from_dict(cls, data: Mapping[str, Any]) -> TrainSummary:
         """:raises TypeError: a missing or unknown key (a summary of another version)."""
         check = data.get("target_check")
-        return cls(**{**data, "target_check": None if check is None else TargetCheck(**check)})
+        evals = tuple((int(s), float(r)) for s, r in data.get("evals", ()))
+        return cls(**{**data, "target_check": None if check is None else TargetCheck(**check),
+                      "evals": evals})  # fmt: skip
 
 
 def read_summary(run_dir: str | os.PathLike[str]) -> TrainSummary | None:
@@ -190,6 +193,15 @@ class MetricsLog:
 
     def close(self) -> None:
         self.file.close()
+
+
+def read_metrics(path: Path) -> tuple[Episode, ...]:
+    """The episodes of a ``metrics.csv`` (as :func:`metrics_csv` writes it), rounded as
+    written."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    return tuple(Episode(int(r[0]), int(r[1]), float(r[2]), int(r[3]), float(r[4]), float(r[5]))
+                 for r in rows)  # fmt: skip
 
 
 def metrics_csv(episodes: tuple[Episode, ...]) -> str:

@@ -20,6 +20,7 @@ from rlbudget.train.folder import (
     abandoned,
     metrics_csv,
     prepare_run_dir,
+    read_metrics,
     read_summary,
     write_config,
     write_curve,
@@ -48,6 +49,7 @@ class RunResult:
     rapl_energy_j: float | None = None
     target_check: TargetCheck | None = None  # the confirmation that stopped it at its target
     extra: dict[str, Any] | None = None  # the trainer's own figures (model-based: planner)
+    evals: tuple[tuple[int, float], ...] = ()  # (step, mean return) of each screen
 
     @property
     def steps_per_s(self) -> float:
@@ -61,7 +63,7 @@ class RunResult:
                             self.steps, self.episodes, self.wall_s, self.cpu_s,
                             self.peak_rss_bytes, self.rapl_energy_j, self.steps_per_s,
                             s.target_return, self.last_eval, self.target_check,
-                            self.extra)  # fmt: skip
+                            self.extra, self.evals)  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return self.summary.to_dict()
@@ -76,6 +78,7 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
     say: Callable[[str], None] | None = None,
     tensorboard: str | os.PathLike[str] | None = None,
+    curve: bool = True,
 ) -> RunResult:
     """Train with ``settings`` and write the run folder (see the module docstring).
 
@@ -90,6 +93,10 @@ def train_run(
         iteration; SB3: after every vectorized step) — for tests and embedding.
     :param say: told what happens beyond training itself (a run started over).
     :param tensorboard: write TensorBoard scalars under this folder (SB3: its own logger).
+    :param curve: draw ``curve.png`` at the end. Drawing it imports matplotlib, ≈1 s of
+        CPU: a tenth of a 10k-step PPO run (``benchmarks/sb3_overhead.py``); a caller that
+        trains many short runs (a sweep's trials, a benchmark) can leave it out and draw
+        it later from the folder (:func:`draw_curve`).
     :raises RlbudgetError: RUN_DIR is not empty (new run) or in use by another job;
         NaN/inf in the env or the weights (the last good checkpoint is kept).
     """
@@ -110,7 +117,8 @@ def train_run(
     from rlbudget.env_kwargs import env_kwargs_applied
 
     with dir_lock(out), env_kwargs_applied(settings.env_id, settings.env_kwargs):
-        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard)
+        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard,
+                             curve)  # fmt: skip
 
 
 def _train_locked(
@@ -120,6 +128,7 @@ def _train_locked(
     resume: bool,
     should_stop: Callable[[], bool] | None,
     tensorboard: str | os.PathLike[str] | None,
+    curve: bool,
 ) -> RunResult:
     import signal
 
@@ -135,12 +144,24 @@ def _train_locked(
     # what the sessions before a resume used: CPU time, peak RSS, package energy
     cpu_before, rss_before = 0.0, 0
     rapl_before: float | None = 0.0
+    evals: list[tuple[int, float]] = []  # (step, mean return) of each screen
+    last_eval: float | None = None
+    every = settings.eval_every
+    # Evaluations fall on a fixed grid of steps (the first episode end at or after each
+    # multiple of eval_every), so a resumed run evaluates where a straight run would have.
+    next_eval = every
     if resume:
         checkpoint = Checkpoint.load(out / "checkpoint")
+        done = int(checkpoint.state["steps"])
+        next_eval = (done // every + 1) * every
         previous = read_summary(out)
         if previous is not None:
             cpu_before, rss_before = previous.cpu_s, previous.peak_rss_bytes
             rapl_before = previous.rapl_energy_j
+        if previous is not None and previous.steps == done:  # written with the checkpoint
+            evals, last_eval = list(previous.evals), previous.last_eval_return
+            # a stop on a grid step before its screen: the screen is still due
+            next_eval = (evals[-1][0] // every + 1) * every if evals else every
     else:
         write_config(settings, out)
     _, train_fn = agent(settings.algorithm)
@@ -150,12 +171,7 @@ def _train_locked(
     bar = teacher_bar(settings.env_id, settings.teacher)  # bc/dagger: against the teacher
 
     stopped_by = "steps"
-    last_eval: float | None = None
-    evals: list[tuple[int, float]] = []
     done_steps = int(checkpoint.state["steps"]) if checkpoint else 0
-    # Evaluations fall on a fixed grid of steps, so a resumed run evaluates where a
-    # straight run would have.
-    next_eval = (done_steps // settings.eval_every + 1) * settings.eval_every
     start = time.perf_counter() - (float(checkpoint.state["wall_s"]) if checkpoint else 0.0)
     cpu0 = time.process_time()
     caught: list[str] = []
@@ -201,7 +217,7 @@ def _train_locked(
         if caught or out_of_time():
             return True
         if (settings.target_return is not None or bar is not None) and ep.step >= next_eval:
-            next_eval = (ep.step // settings.eval_every + 1) * settings.eval_every
+            next_eval = (ep.step // every + 1) * every
             policy = current()
             if bar is not None:  # imitation: against the teacher on the same episodes
                 last_eval, passed = bar.screen(policy, settings.seed + 10_000,
@@ -272,16 +288,36 @@ def _train_locked(
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out / name, data)
     atomic_write_text(out / "metrics.csv", metrics_csv(result.episodes))
-    write_curve(result.episodes, evals, settings, out / "curve.png")
+    if curve:
+        write_curve(result.episodes, evals, settings, out / "curve.png")
     run = RunResult(settings, out, stopped_by, result.steps, wall, len(result.episodes),
                     last_eval, cpu_before + time.process_time() - cpu0,
                     max(rss_before, rss.peak),
                     None if rapl.joules is None or rapl_before is None
                     else rapl_before + rapl.joules,
                     target_check[0] if target_check else None,
-                    dict(result.extra) or None)  # fmt: skip
+                    dict(result.extra) or None, tuple(evals))  # fmt: skip
     write_summary(run.summary, out)
     return run
+
+
+def draw_curve(run_dir: str | os.PathLike[str]) -> Path:
+    """Draw ``RUN_DIR/curve.png`` of a finished run from its folder (metrics.csv, the
+    screens in summary.json, config.yaml): the curve of a run trained with ``curve=False``.
+
+    :raises RlbudgetError: not a finished run folder.
+    """
+    from rlbudget.errors import RlbudgetError
+    from rlbudget.train.settings import load_settings
+
+    out = Path(run_dir)
+    settings = load_settings(out)
+    summary = read_summary(out)
+    if summary is None or not (out / "metrics.csv").is_file():
+        raise RlbudgetError(f"{out}: not a finished run (no summary.json or metrics.csv)")
+    write_curve(read_metrics(out / "metrics.csv"), list(summary.evals), settings,
+                out / "curve.png")  # fmt: skip
+    return out / "curve.png"
 
 
 SCREEN_LOOKS = (5, 10, 20, 40, 80)
