@@ -10,7 +10,8 @@ inside the functions only.
 
 **Hyperparameters** are the RL Zoo files' (``rlbudget/data/hyperparams/``): ``lin_X`` is
 a linear schedule from X to 0 over the run; ``net_arch``, ``activation_fn``,
-``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``normalize: true`` wraps the
+``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``features_extractor``
+(``depthwise`` or ``nature``) picks an image encoder (:mod:`rlbudget.pixels.encoder`); ``normalize: true`` wraps the
 envs in ``VecNormalize`` (observation and reward, as the Zoo does; the observation
 statistics become the policy's normalize step, so the policy acts on raw observations);
 ``noise_type``/``noise_std`` make TD3's action noise. ``n_envs`` envs run in one process
@@ -100,6 +101,7 @@ POLICY_KWARGS = (
     "ortho_init",
     "n_quantiles",
     "n_critics",
+    "features_extractor",
 )
 WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef", "check_every_update")
 # Constructor arguments rlbudget sets itself.
@@ -185,6 +187,10 @@ def model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
         )
     if "net_arch" in policy_kwargs:
         policy_kwargs["net_arch"] = [int(w) for w in policy_kwargs["net_arch"]]
+    if "features_extractor" in policy_kwargs:  # image observations (rlbudget.pixels)
+        from rlbudget.pixels.encoder import policy_kwargs as encoder_kwargs
+
+        policy_kwargs = encoder_kwargs(policy_kwargs.pop("features_extractor"), policy_kwargs)
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     if cfg.replay_capacity is not None:
