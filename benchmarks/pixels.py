@@ -3,6 +3,7 @@ PixelCartPole-v0 (issue 22.4).
 
     python benchmarks/pixels.py [--steps 100000] [--seeds 0 1 2] [--episodes 20]
                                 [--out benchmarks/results/pixels]
+    python benchmarks/pixels.py --merge OUT0 OUT1 OUT2 --out OUT   # seeds run apart
 
 Each (encoder, seed) trains PPO for the same ``--steps`` env steps with the same
 hyperparameters (``rlbudget/data/hyperparams/ppo.yaml``, entry
@@ -62,25 +63,33 @@ def policy_macs(model: Any) -> tuple[int | None, str]:
     return int(policy.macs), ""
 
 
-def train_one(encoder: str, seed: int, steps: int, episodes: int) -> dict[str, Any]:
-    """Train PPO with ``encoder`` for ``steps``, then evaluate greedily."""
-    import torch
+def make_model(encoder: str, seed: int) -> Any:
+    """PPO with ``encoder`` on PixelCartPole with the ppo.yaml entry's settings."""
     from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
 
     import rlbudget.pixels.env  # noqa: F401  (registers the env)
     from rlbudget.hyperparams import get_hyperparams
     from rlbudget.sb3.training import SB3Config, model_kwargs
 
-    torch.set_num_threads(1)
     hp = dict(get_hyperparams("ppo", ENV).params)
     hp["features_extractor"] = encoder
     n_envs = int(hp.pop("n_envs", 1))
     env = make_vec_env(ENV, n_envs=n_envs, seed=seed)
-    cfg = SB3Config(algorithm="ppo", n_timesteps=steps, seed=seed, hyperparameters=hp)
-    model = PPO("MlpPolicy", env, seed=seed, device="cpu", **model_kwargs(cfg, None))
+    cfg = SB3Config(algorithm="ppo", seed=seed, hyperparameters=hp)
+    return PPO("MlpPolicy", env, seed=seed, device="cpu", **model_kwargs(cfg, None))
+
+
+def train_one(encoder: str, seed: int, steps: int, episodes: int, out: Path) -> dict[str, Any]:
+    """Train PPO with ``encoder`` for ``steps``, then evaluate greedily; the policy's
+    weights go to ``out/ENCODER-SEED.pt`` (a state dict: ``torch.load(weights_only=True)``)."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    torch.set_num_threads(1)
+    model = make_model(encoder, seed)
     curve: list[tuple[int, float]] = []
 
     class Log(BaseCallback):
@@ -93,10 +102,11 @@ def train_one(encoder: str, seed: int, steps: int, episodes: int) -> dict[str, A
     t0 = time.perf_counter()
     model.learn(steps, callback=Log())
     wall = time.perf_counter() - t0
+    torch.save(model.policy.state_dict(), out / f"{encoder}-{seed}.pt")
     test_env = make_vec_env(ENV, n_envs=1, seed=10_000 + seed)
     returns, _ = evaluate_policy(model, test_env, n_eval_episodes=episodes, deterministic=True,
                                  return_episode_rewards=True)  # fmt: skip
-    macs, params = actor_counts(encoder, int(env.action_space.n))
+    macs, params = actor_counts(encoder, int(model.action_space.n))
     converted, why = policy_macs(model)
     return {"encoder": encoder, "seed": seed, "steps": int(model.num_timesteps),
             "wall_s": wall, "return": float(np.mean(returns)), "returns": list(map(float, returns)),
@@ -181,12 +191,21 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=20)
     ap.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=ENCODERS)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pixels")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="results folders of runs made apart (e.g. one per seed) to combine",
+    )
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for seed in args.seeds:
+    rows: list[dict[str, Any]] = []
+    for folder in args.merge:
+        rows += json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    for seed in [] if args.merge else args.seeds:
         for enc in args.encoders:
-            r = train_one(enc, seed, args.steps, args.episodes)
+            r = train_one(enc, seed, args.steps, args.episodes, args.out)
             rows.append(r)
             print(f"{enc} seed {seed}: return {r['return']:.1f}, {r['wall_s']:.0f} s"
                   + (f" (not converted: {r['not_converted']})" if r["not_converted"] else ""),

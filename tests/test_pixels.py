@@ -4,6 +4,8 @@ seeding; the encoders' MAC and parameter counts by hand and against torch's laye
 
 from __future__ import annotations
 
+import itertools
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -39,7 +41,7 @@ def test_observations_are_two_uint8_frames_inside_the_space() -> None:
     assert all(space.contains(o) for o in seen)
     # reset: no motion seen yet, both frames equal; each step shifts the newest to slot 1
     assert np.array_equal(seen[0][0], seen[0][1])
-    for before, after in zip(seen, seen[1:], strict=False):
+    for before, after in itertools.pairwise(seen):
         assert np.array_equal(after[1], before[0])
         assert not np.array_equal(after[0], after[1])  # the cart or pole moved
 

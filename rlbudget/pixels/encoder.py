@@ -143,7 +143,7 @@ def depthwise_class() -> type:
     from gymnasium import spaces
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
-    class DepthwiseEncoder(BaseFeaturesExtractor):  # type: ignore[misc]
+    class DepthwiseEncoder(BaseFeaturesExtractor):
         """:class:`DepthwiseArch` on a channels-first image Box."""
 
         def __init__(self, observation_space: spaces.Box) -> None:

@@ -78,25 +78,27 @@ def draw(x: float, theta: float, size: int = SIZE) -> Array:
     t = np.clip(((rows - top[0]) * d[0] + (cols - top[1]) * d[1]) / float(d @ d), 0.0, 1.0)
     seg = np.hypot(rows - (top[0] + t * d[0]), cols - (top[1] + t * d[1])) - POLE_HALF_WIDTH
     cover = np.maximum(_coverage(box), _coverage(seg))
-    return np.round(cover * 255.0).astype(np.uint8)
+    frame: Array = np.round(cover * 255.0).astype(np.uint8)
+    return frame
 
 
 class PixelCartPoleEnv(gym.Env[Array, np.int64]):
     """CartPole-v1 whose observation is its last two frames (see the module docstring)."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012 (gymnasium's)
 
     def __init__(self, render_mode: str | None = None) -> None:
         self.cartpole = CartPoleEnv()
         self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, (FRAMES, SIZE, SIZE), np.uint8)
-        self.action_space = self.cartpole.action_space
+        self.action_space = gym.spaces.Discrete(2)  # CartPole's: push left, push right
         self._frames = np.zeros((FRAMES, SIZE, SIZE), np.uint8)
 
     def _observe(self, state: Array) -> Array:
         self._frames[1:] = self._frames[:-1]
         self._frames[0] = draw(float(state[0]), float(state[2]))
-        return self._frames.copy()
+        frames: Array = self._frames.copy()
+        return frames
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -109,7 +111,7 @@ class PixelCartPoleEnv(gym.Env[Array, np.int64]):
         return self._frames.copy(), info
 
     def step(self, action: np.int64) -> tuple[Array, float, bool, bool, dict[str, Any]]:
-        state, reward, terminated, truncated, info = self.cartpole.step(action)
+        state, reward, terminated, truncated, info = self.cartpole.step(action)  # type: ignore[no-untyped-call]
         return self._observe(state), float(reward), terminated, truncated, info
 
     def render(self) -> Array:

@@ -10,8 +10,7 @@ inside the functions only.
 
 **Hyperparameters** are the RL Zoo files' (``rlbudget/data/hyperparams/``): ``lin_X`` is
 a linear schedule from X to 0 over the run; ``net_arch``, ``activation_fn``,
-``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``features_extractor``
-(``depthwise`` or ``nature``) picks an image encoder (:mod:`rlbudget.pixels.encoder`); ``normalize: true`` wraps the
+``log_std_init`` and ``ortho_init`` go to ``policy_kwargs``; ``normalize: true`` wraps the
 envs in ``VecNormalize`` (observation and reward, as the Zoo does; the observation
 statistics become the policy's normalize step, so the policy acts on raw observations);
 ``noise_type``/``noise_std`` make TD3's action noise. ``n_envs`` envs run in one process
@@ -19,6 +18,8 @@ statistics become the policy's normalize step, so the policy acts on raw observa
 in-process beats the IPC of worker processes; ``training.cores`` sets the torch threads
 (``torch.set_num_threads``, default 1). The replay capacity comes from
 :func:`rlbudget.costs.replay_buffer` (the planner's formula), never SB3's 1M default.
+``features_extractor`` (``depthwise`` or ``nature``) picks an image encoder for pixel
+observations (:mod:`rlbudget.pixels.encoder`).
 
 **Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
