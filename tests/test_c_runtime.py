@@ -52,6 +52,18 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
     "state.c": [{"RLB_DISCRETIZE": "0"}, {"RLB_DISCRETIZE": "1"}],
     "packed.c": [{"RLB_BITS": "1", "RLB_SPARSE": "0"}, {"RLB_BITS": "3", "RLB_SPARSE": "1"}],
     "dsp_int8.c": [{}],
+    "conv_float.c": [
+        {"RLB_POOL": "0", "RLB_DEPTHWISE": "0"},
+        {"RLB_POOL": "0", "RLB_DEPTHWISE": "1"},
+        {"RLB_POOL": "1", "RLB_AVG": "0"},
+        {"RLB_POOL": "1", "RLB_AVG": "1"},
+    ],
+    "conv_int8.c": [
+        {"RLB_POOL": "0", "RLB_DEPTHWISE": "0", "RLB_BIAS": "int16_t"},
+        {"RLB_POOL": "0", "RLB_DEPTHWISE": "1", "RLB_REQUANTIZE": "rlb_rhm"},
+        {"RLB_POOL": "1", "RLB_AVG": "0"},
+        {"RLB_POOL": "1", "RLB_AVG": "1"},
+    ],
 }
 """Each file and sets of values of its parameters (the rest keep the file's defaults):
 every ``#if`` branch is built at least once."""

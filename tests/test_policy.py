@@ -259,7 +259,7 @@ def test_unknown_body_kind(saved: Path) -> None:
     rewrite_json(saved, lambda d: d["body"].update({"kind": "transformer"}))
     assert load_error(saved) == (
         f"{saved}: unknown body kind 'transformer'; this rlbudget knows mlp, mlp_int8, table, "
-        "packed_table, linear, cascade (a newer rlbudget may have written it)"
+        "packed_table, linear, cascade, cnn, cnn_int8 (a newer rlbudget may have written it)"
     )
 
 

@@ -151,6 +151,11 @@ def _int8(ctx: Context) -> tuple[Policy, dict[str, Any]]:
     rule = ctx.options.requantize or "auto"
     if rule != "auto":
         params["requantize"] = rule
+    if ctx.parent.body.kind == "cnn":  # convolutions: a weight scale per channel (TFLite's)
+        from rlbudget.compress.quantize_conv import quantize_cnn
+
+        child = quantize_cnn(ctx.parent, obs, requantize=rule)
+        return child, {**params, "weight_scales": "per channel"}
     child = quantize_int8(ctx.parent, obs, requantize=rule)
     if _scales(child) != "per channel":
         # one scale per layer saves bytes; keep it unless it costs agreement (DQN CartPole)
@@ -271,7 +276,7 @@ def _drop_unvisited(ctx: Context) -> tuple[Policy, dict[str, Any]]:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("int8", {"mlp": "mlp_int8", "linear": "linear"}, _int8),
+    Method("int8", {"mlp": "mlp_int8", "linear": "linear", "cnn": "cnn_int8"}, _int8),
     Method("tflite-rounding", {"mlp_int8": "mlp_int8"}, _tflite_rounding),
     Method("int16", {"linear": "linear"}, _int16),
     Method("fp16", {"mlp": "mlp"}, _fp16),

@@ -195,7 +195,7 @@ def _range(values: Array, activation: str) -> tuple[float, float]:
     return float(max(values.min(), -limit)), float(min(values.max(), limit))
 
 
-def _quantize_layer(
+def quantize_layer(
     W: Array,
     b: Array,
     activation: str,
@@ -282,6 +282,7 @@ def quantize_int8(
         raise PolicyError(
             f"int8 quantization applies to an mlp body; this policy has a {body.kind} body"
             + (" (use quantize_linear for a linear body)" if body.kind == "linear" else "")
+            + (" (use rlbudget.compress.quantize_conv.quantize_cnn)" if body.kind == "cnn" else "")
         )
     obs = np.asarray(calibration_obs)
     obs_ndim = len(policy.observation_space.shape)
@@ -307,7 +308,7 @@ def quantize_int8(
     low, high = (-1.0, 1.0) if folded else (float(x.min()), float(x.max()))
     quant = _symmetric((low, high)) if folded else activation_params(low, high)
     float_last = policy.head.kind != "tanh_rescale" and dense_layers[-1].activation == "identity"
-    ranges = _float_ranges(x, dense_layers)
+    ranges = float_ranges(x, dense_layers)
     shared = shared_table and sum(d.activation == "tanh" for d in dense_layers) > 1
     if shared:
         ranges = _share_tanh_ranges(ranges, dense_layers)
@@ -316,7 +317,7 @@ def quantize_int8(
     for i, dense in enumerate(dense_layers):
         z = affine(x, dense.W, dense.b)
         a = activate(z, dense.activation)
-        layer = _quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
+        layer = quantize_layer(dense.W, dense.b, dense.activation, quant, ranges[i][0],
                                 float_last and i == len(dense_layers) - 1,
                                 ranges[i][1], per_channel, tanh_knots,
                                 requantize)  # fmt: skip
@@ -357,7 +358,7 @@ def tflite_rounding(policy: Policy) -> Policy:
 Ranges = list[tuple[tuple[float, float], tuple[float, float]]]
 
 
-def _float_ranges(x: Array, layers: tuple[Dense, ...]) -> Ranges:
+def float_ranges(x: Array, layers: tuple[Dense, ...]) -> Ranges:
     """Per layer, the calibrated range of what its int8 output quantizes (the
     pre-activation, clipped where the table saturates; relu's output, folded into the
     clamp) and of its activation (a tanh / sigmoid table's output)."""
@@ -388,7 +389,13 @@ def _correct_bias(layer: QDense, xq: Array, z: Array) -> QDense:
     against the float pre-activation ``z``: empirical bias correction (Nagel et al., 2019),
     which removes the systematic part of the error this and the earlier layers add."""
     acc = (xq.astype(np.int64) - layer.input_zero_point) @ layer.W.astype(np.int64)
-    acc = acc + layer.b.astype(np.int64)
+    return correct_bias(layer, acc + layer.b.astype(np.int64), z)
+
+
+def correct_bias(layer: QDense, acc: Array, z: Array) -> QDense:
+    """:func:`_correct_bias` given the int8 path's accumulators ``acc`` (bias included,
+    [rows, outputs]) and the float pre-activations ``z`` of the same rows (a convolution's
+    rows are its output pixels, :mod:`rlbudget.compress.quantize_conv`)."""
     bias_scale = np.float64(layer.input_scale) * layer.w_scale.astype(np.float64)
     error = (z.astype(np.float64) - acc * bias_scale).mean(axis=0)
     headroom = INT32_MAX - 255 * 128 * layer.W.shape[0]

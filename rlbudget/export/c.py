@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget.errors import PolicyError
+from rlbudget.export.c_conv import conv_chain
 from rlbudget.export.c_int8 import QUANTIZE as QUANTIZE
 from rlbudget.export.c_int8 import QUANTIZE_FULL_SCALE as QUANTIZE_FULL_SCALE
 from rlbudget.export.c_int8 import argmax_on_acc as argmax_on_acc
@@ -78,6 +79,7 @@ from rlbudget.export.c_source import (
 from rlbudget.export.kernels import instance, source
 from rlbudget.policy.io import sparse_weights
 from rlbudget.policy.model import (
+    CNN,
     MLP,
     Array,
     Cascade,
@@ -240,21 +242,28 @@ def _vector(w: CWriter, policy: Policy, last: OneHot | None, target: str, width:
     w.line(loop("i", width, f"{target}[i] = {quantize};"))
 
 
-def _mlp(w: CWriter, policy: Policy, body: MLP, last: OneHot | None) -> str:
+Chain = tuple[int, str, int]
+"""Where a ``cnn`` body's dense layers start (:func:`~rlbudget.export.c_conv.conv_chain`):
+the arena's size, the buffer holding the features, the layers written before."""
+
+
+def _mlp(
+    w: CWriter, policy: Policy, body: MLP, last: OneHot | None, chain: Chain | None = None
+) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
-    size = max(a + b for a, b in pairwise(widths))
-    w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
-    _vector(w, policy, last, "rlb_arena", widths[0])
+    size, x, before = chain or (max(a + b for a, b in pairwise(widths)), "rlb_arena", 0)
+    if chain is None:
+        w.buffer("rlb_arena", "float", size, "activations: the largest pair of live layers")
+        _vector(w, policy, last, "rlb_arena", widths[0])
     half = body.half
     if half:  # float16 weights: halves in flash, float32 sums, activations rounded to half
         w.helper("half", HALF)
         w.line(loop("i", widths[0], "rlb_arena[i] = rlb_round_half(rlb_arena[i]);"))
     activations = {la.activation for la in body.layers}
     w.libm |= bool(activations & {"tanh", "sigmoid"})
-    x = "rlb_arena"
     for i, la in enumerate(body.layers):
         n_in, n_out = la.W.shape
-        y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
+        y = f"(rlb_arena + {size - n_out})" if (i + before) % 2 == 0 else "rlb_arena"
         dtype = "float16 bit patterns" if half else "float32"
 
         def values(a: Array) -> Array:
@@ -283,19 +292,23 @@ def _mlp(w: CWriter, policy: Policy, body: MLP, last: OneHot | None) -> str:
     return x
 
 
-def _mlp_int8(w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | None) -> str:
+def _mlp_int8(
+    w: CWriter, policy: Policy, body: QuantizedMLP, last: OneHot | None, chain: Chain | None = None
+) -> str:
     widths = [int(body.layers[0].W.shape[0])] + [int(la.W.shape[1]) for la in body.layers]
-    size = max(a + b for a, b in pairwise(widths))
-    w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live layers")
-    first = body.layers[0]
-    _vector(w, policy, last, "rlb_arena", widths[0], (first.input_scale, first.input_zero_point))
+    size, x, before = chain or (max(a + b for a, b in pairwise(widths)), "rlb_arena", 0)
+    if chain is None:
+        w.buffer("rlb_arena", "int8_t", size, "int8 activations: the largest pair of live "
+                 "layers")  # fmt: skip
+        first = body.layers[0]
+        _vector(w, policy, last, "rlb_arena", widths[0],
+                (first.input_scale, first.input_zero_point))  # fmt: skip
     requantize_helpers(w, body.layers)
     dsp_buffer(w, body.layers)
-    x = "rlb_arena"
     tables: dict[bytes, str] = {}  # equal odd tables: one array
     for i, la in enumerate(body.layers):
         n_in, n_out = la.W.shape
-        y = f"(rlb_arena + {size - n_out})" if i % 2 == 0 else "rlb_arena"
+        y = f"(rlb_arena + {size - n_out})" if (i + before) % 2 == 0 else "rlb_arena"
         w.array(f"rlb_w{i}", la.W.T, f"layer {i}: int8 W [{n_out}][{n_in}]")
         w.array(f"rlb_b{i}", la.b, f"layer {i}: {la.b.dtype} bias")
         ch = int(la.w_scale.size > 1)
@@ -465,6 +478,8 @@ def _generate(policy: Policy) -> CWriter:
     """The writer filled with everything ``policy.c`` holds for ``policy``."""
     _check_arrays(policy)
     w = CWriter()
+    if isinstance(policy.body, CNN):
+        return _cnn(w, policy, policy.body)
     norm, last = split_preprocess(policy)
     if policy.observation_space.kind == "box":
         input_function(w, norm, not int8_saturates_first(policy, norm))
@@ -496,7 +511,26 @@ def _generate(policy: Policy) -> CWriter:
             _packed_table(w, body)
     else:
         raise _fail(f"body kind {body.kind!r} is not supported; the C export handles mlp, "
-                    "mlp_int8, table, packed_table, linear")  # fmt: skip
+                    "mlp_int8, table, packed_table, linear, cnn, cnn_int8")  # fmt: skip
+    return w
+
+
+def _cnn(w: CWriter, policy: Policy, body: CNN) -> CWriter:
+    """A ``cnn`` / ``cnn_int8`` body: its convolutions (:mod:`rlbudget.export.c_conv`),
+    then its dense layers continuing the same arena, then the head."""
+    if policy.preprocess:
+        raise _fail("a cnn body reads the observation itself; a preprocess before it is not "
+                    "supported")  # fmt: skip
+    chain = (*conv_chain(w, body), len(body.layers))
+    dense = body.dense
+    if isinstance(dense, MLP):
+        y = _mlp(w, policy, dense, None, chain)
+        _head(w, policy, y, int(dense.layers[-1].W.shape[1]), None)
+        return w
+    assert isinstance(dense, QuantizedMLP)
+    y = _mlp_int8(w, policy, dense, None, chain)
+    int8 = not dense.layers[-1].float_output
+    _head(w, policy, y, int(dense.layers[-1].W.shape[1]), dense if int8 else None)
     return w
 
 

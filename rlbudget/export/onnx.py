@@ -36,6 +36,9 @@ model's ``metadata_props``. What the graph computes, and how it matches
   int8/int16 ``W`` (int32 sums), float sums within 1e-5 (summation order). ``linear`` on
   features (MatMul): within 1e-5; an int8/int16 ``W`` stays int8/int16 in the file and is
   cast and scaled in the graph, as numpy does.
+- ``cnn`` / ``cnn_int8``: Conv (``group`` for depthwise), MaxPool, AveragePool, then the
+  features flattened channels last and the dense layers above; int8 as ConvInteger and
+  the same exact requantization, **bit-exact** (:mod:`rlbudget.export.onnx_conv`).
 - heads: ArgMax (the first largest, as numpy), Max/Min (``clip``), Tanh·half_span + mid
   (within 1e-6); after an int8 output, ``tanh_rescale`` is a table of its 256 results per
   dimension (GatherElements), exact, as in the C export.
@@ -54,8 +57,10 @@ import numpy as np
 
 from rlbudget import __version__
 from rlbudget.errors import PolicyError
+from rlbudget.export.onnx_conv import conv_graph
 from rlbudget.export.single_file import write_single_file
 from rlbudget.policy.model import (
+    CNN,
     MLP,
     Array,
     Discretize,
@@ -343,10 +348,13 @@ def _dequantize(g: _Graph, q: str, scale: float, zero_point: int) -> str:
     return g.op("Mul", g.op("Cast", shifted, to=FLOAT), g.const(np.float32(scale), "scale"))
 
 
-def _mlp_int8(g: _Graph, x: _Tensor, body: QuantizedMLP) -> _Tensor:
+def _mlp_int8(g: _Graph, x: _Tensor, body: QuantizedMLP, int8_input: bool = False) -> _Tensor:
+    """The int8 layers on the float input ``x`` (quantized first), or on ``x`` already int8
+    (``int8_input``: a ``cnn_int8`` body's features)."""
     _features(x, body.kind)
     first = body.layers[0]
-    q = _quantize_input(g, g.cast(x, FLOAT).name, first.input_scale, first.input_zero_point)
+    q = x.name if int8_input else _quantize_input(g, g.cast(x, FLOAT).name, first.input_scale,
+                                                  first.input_zero_point)  # fmt: skip
     for i, layer in enumerate(body.layers):
         acc = g.op("MatMulInteger", q, g.weights(layer.W.astype(np.int8), f"W{i}"),
                    g.const(layer.input_zero_point, "in_zp", np.int8))  # fmt: skip
@@ -409,12 +417,20 @@ def _body(g: _Graph, x: _Tensor, policy: Policy) -> _Tensor:
         return _Tensor(g.op("Gather", actions, _index(g, x, body.kind).name, axis=0), INT64, 1)
     if isinstance(body, Linear):
         return _linear(g, x, body)
+    if isinstance(body, CNN):  # the convolutions (onnx_conv.py), then the dense layers
+        features = _Tensor(conv_graph(g, x.name, body, _quantize_input, _requantize),
+                           INT8 if body.int8 else FLOAT, 2)  # fmt: skip
+        if isinstance(body.dense, QuantizedMLP):
+            return _mlp_int8(g, features, body.dense, int8_input=True)
+        assert isinstance(body.dense, MLP)
+        return _mlp(g, features, body.dense)
     if getattr(body, "kind", None) == "cascade":  # a per-decision branch: an If per row
         raise _fail("a cascade's branch (the full body runs only where the small one is not "
                     "confident) is not exported to ONNX; export it as C (--format c), or "
                     "export the full policy")  # fmt: skip
     raise _fail(f"body kind {getattr(body, 'kind', type(body).__name__)!r} is not supported; "
-                "the ONNX export handles mlp, mlp_int8, table, packed_table, linear")  # fmt: skip
+                "the ONNX export handles mlp, mlp_int8, table, packed_table, linear, cnn, "
+                "cnn_int8")  # fmt: skip
 
 
 # --- head and model ------------------------------------------------------------------------

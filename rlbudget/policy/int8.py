@@ -171,7 +171,12 @@ class QDense:
         """int8 [batch, in] → int8 [batch, out] (float32 with ``float_output``); int64
         arithmetic emulates C's int32 exactly."""
         acc = (x.astype(np.int64) - self.input_zero_point) @ self.W.astype(np.int64)
-        acc = acc + self.b.astype(np.int64)
+        return self.output(acc + self.b.astype(np.int64))
+
+    def output(self, acc: Array) -> Array:
+        """The int32 accumulators (bias included, held in int64) → the layer's output: int8
+        after requantization, clamp and lookup table, or float32 with ``float_output``. A
+        convolution (:mod:`rlbudget.policy.conv`) ends the same way."""
         if self.float_output:
             dequantized: Array = acc.astype(np.float32) * self.dequant_scale
             return dequantized
@@ -208,13 +213,19 @@ class QuantizedMLP:
         """Float32 body input → the last layer's output: int8, or float32 with
         ``float_output`` (dequantized int32 accumulators)."""
         first = self.layers[0]
-        q = quantize_input(x, first.input_scale, first.input_zero_point)
+        return self.run_int(quantize_input(x, first.input_scale, first.input_zero_point))
+
+    def run_int(self, q: Array) -> Array:
+        """int8 body input (the first layer's input quantization) → as :meth:`apply_int`."""
         for layer in self.layers:
             q = layer.apply(q)
         return q
 
     def apply(self, x: Array) -> Array:
-        y = self.apply_int(x)
+        return self.finish(self.apply_int(x))
+
+    def finish(self, y: Array) -> Array:
+        """The last layer's output (:meth:`apply_int`) → the float32 values the head reads."""
         if self.layers[-1].float_output:
             return y
         return dequantize(y, *self.layers[-1].out_quant)

@@ -15,6 +15,8 @@ Components (``kind`` is the name used in ``policy.json``):
   vector); they live in :mod:`rlbudget.policy.preprocess` (float32 arithmetic, as the C export).
 - body: ``mlp`` (dense layers ``x @ W + b`` then activation), ``mlp_int8`` (the same with
   int8 weights and activations, integer-only as TFLite Micro: :class:`QuantizedMLP`),
+  ``cnn`` / ``cnn_int8`` (convolutions and pooling over an image, then an ``mlp`` /
+  ``mlp_int8``: :mod:`rlbudget.policy.conv`),
   ``table`` (values indexed by state: ``[states, actions]``), ``packed_table`` (a table's
   greedy actions,
   ``bits`` bits per state, or only some states' with a default for the rest, see
@@ -37,6 +39,7 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.policy.cascade import Cascade
+from rlbudget.policy.conv import CNN, Conv
 from rlbudget.policy.int8 import (
     INT32_MAX,
     INT32_MIN,
@@ -73,6 +76,7 @@ from rlbudget.policy.preprocess import Discretize, Normalize, OneHot, Preprocess
 # users import every part from here.
 __all__ = [
     "ACTIVATIONS",
+    "CNN",
     "HEADS",
     "INT32_MAX",
     "INT32_MIN",
@@ -84,6 +88,7 @@ __all__ = [
     "Array",
     "Body",
     "Cascade",
+    "Conv",
     "Dense",
     "Discretize",
     "Head",
@@ -355,7 +360,7 @@ class Linear:
         return affine(x, self.W, self.b)
 
 
-Body = MLP | QuantizedMLP | Table | PackedTable | Linear | Cascade
+Body = MLP | QuantizedMLP | Table | PackedTable | Linear | Cascade | CNN
 
 # --- heads --------------------------------------------------------------------------------
 
@@ -481,6 +486,8 @@ class Policy:
         """Working buffers for one decision: the largest pair of live activations (fp32: 4 B
         each, int8: 1 B)."""
         body = self.body
+        if isinstance(body, CNN):
+            return body.buffer_bytes()
         if isinstance(body, Cascade):  # one body at a time, then the chosen output
             parts = [replace(self, body=b).buffer_bytes for b in (*body.small, body.full)]
             return max(parts) + 4 * int(body.small[0].layers[-1].W.shape[1]) * len(body.small)

@@ -16,6 +16,7 @@ import numpy as np
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
 from rlbudget.policy.cascade import Cascade, read_cascade
+from rlbudget.policy.conv import read_cnn
 from rlbudget.policy.int8 import (
     INT32_MAX,
     PER_TENSOR_SCALARS,
@@ -271,6 +272,8 @@ class _Loader:
         what = f"body ({kind})"
         if kind == "cascade":  # bodies of the kinds below, read by this loader
             return read_cascade(d, width, indices, self.body, self.preprocess, self.fail)
+        if kind in ("cnn", "cnn_int8"):  # convolutions, then an mlp body read by this loader
+            return read_cnn(d, width, self.body, self.qdense, self.fail)
         if kind == "mlp":
             layers: list[Dense] = []
             for i, la in enumerate(d.get("layers", [])):
@@ -340,7 +343,7 @@ class _Loader:
             return Linear(w, b, scale), int(w.shape[1])
         raise self.fail(
             f"unknown body kind {kind!r}; this rlbudget knows mlp, mlp_int8, table, packed_table, "
-            "linear, cascade "
+            "linear, cascade, cnn, cnn_int8 "
             "(a newer rlbudget may have written it)"
         )
 

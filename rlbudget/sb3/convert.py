@@ -43,7 +43,32 @@ import numpy as np
 
 from rlbudget.envs import SpaceSpec
 from rlbudget.errors import PolicyError
-from rlbudget.policy.model import ACTIVATIONS, MLP, Array, Dense, Head, Normalize, OneHot, Policy
+from rlbudget.policy.model import (
+    ACTIVATIONS,
+    CNN,
+    MLP,
+    Array,
+    Conv,
+    Dense,
+    Head,
+    Normalize,
+    OneHot,
+    Policy,
+)
+from rlbudget.sb3.cnn import (
+    Op,
+    channels_last,
+    channels_last_policy,
+    check_features,
+    cnn_body,
+    extractor_module,
+    extractor_prefix,
+    hwc_rows,
+    image_divide,
+    module_ops,
+    nature_ops,
+)
+from rlbudget.sb3.cnn import features as features_of
 
 ACTOR_CRITIC = ("ppo", "a2c", "trpo")
 ALGORITHMS = (*ACTOR_CRITIC, "dqn", "qrdqn", "sac", "tqc", "td3", "ddpg", "ars")
@@ -79,11 +104,13 @@ def activation_name(name: str, *, where: str = "policy_kwargs.activation_fn") ->
 
 
 def _check_spaces(algorithm: str, obs: SpaceSpec, act: SpaceSpec) -> None:
-    if obs.kind == "box" and len(obs.shape) != 1:
+    if obs.kind == "box" and len(obs.shape) == 3 and algorithm != "ars":
+        pass  # an image: a CNN features extractor (rlbudget.sb3.cnn)
+    elif obs.kind == "box" and len(obs.shape) != 1:
         raise PolicyError(
-            f"{algorithm} model: observation space Box{list(obs.shape)} is not supported "
-            "(image/CNN policies and multi-dimensional observations are not); rlbudget imports "
-            "MLP policies on flat Box or Discrete observations"
+            f"{algorithm} model: observation space Box{list(obs.shape)} is not supported; "
+            "rlbudget imports MLP policies on flat Box or Discrete observations and CNN "
+            "policies on [channels, height, width] images"
         )
     if obs.kind not in ("box", "discrete") or act.kind not in ("box", "discrete"):
         raise PolicyError(
@@ -266,6 +293,8 @@ def convert(
     provenance: Mapping[str, Any] | None = None,
     squash_output: bool = False,
     clip_mean: float = DEFAULT_CLIP_MEAN,
+    features_ops: list[Op] | None = None,
+    normalize_images: bool = True,
 ) -> Policy:
     """Turn an SB3 policy's state dict (numpy arrays) into a :class:`Policy`.
 
@@ -280,6 +309,13 @@ def convert(
     :param squash_output: PPO/A2C/TRPO with gSDE and ``squash_output=True``, or ARS's
         MlpPolicy: the output is tanh-squashed and rescaled to the bounds, not clipped.
     :param clip_mean: SAC/TQC gSDE actors only (``actor.mu`` followed by ``Hardtanh``).
+    :param features_ops: an image observation (a ``[C, H, W]`` Box, SB3's channels-first
+        layout): the features extractor's layers (:func:`rlbudget.sb3.cnn.module_ops`);
+        None reads NatureCNN (``CnnPolicy``) from the state dict. The policy gets a ``cnn``
+        body on channels-first observations (:func:`rlbudget.sb3.cnn.channels_last_policy`
+        moves it to the env's ``[H, W, C]``).
+    :param normalize_images: SB3's policy keyword: a uint8 image in [0, 255] is divided by
+        255 first.
     :raises PolicyError: unknown algorithm, unsupported spaces or layout, an unsupported
         activation, NaN/inf weights, shapes that do not fit the spaces.
     """
@@ -290,16 +326,34 @@ def convert(
         )
     act = activation_name(activation)
     _check_spaces(algo, observation_space, action_space)
+    obs = observation_space
+    image = obs.kind == "box" and len(obs.shape) == 3
+    convs: list[Conv] = []
+    features: list[Dense] = []
+    if image:
+        ops = features_ops or nature_ops(state_dict, extractor_prefix(algo, state_dict))
+        convs, features = features_of(ops, (obs.shape[0], obs.shape[1], obs.shape[2]))
+        state_dict = {k: v for k, v in state_dict.items() if "features_extractor." not in k}
     _unsupported_layout(algo, list(state_dict))
     layers, squashed = _actor_layers(algo, state_dict, act, clip_mean)
     discrete = action_space.kind == "discrete"
     n_out = int(action_space.n or 0) if discrete else action_space.dim
     if algo == "qrdqn":
         layers[-1] = _fold_quantiles(layers[-1], n_out)
-    obs = observation_space
     width = int(obs.n or 0) if obs.kind == "discrete" else obs.dim
+    if image:
+        shape = channels_last(obs.shape)
+        for la in convs:
+            shape = la.out_shape(shape)
+        width = int(features[-1].W.shape[1]) if features else math.prod(shape)
     _check_chain(layers, width, n_out, algo)
+    if image and not features:  # the actor reads torch's flatten of the last activation
+        layers[0] = Dense(hwc_rows(layers[0].W, shape), layers[0].b, layers[0].activation)
     steps: list[Normalize | OneHot] = []
+    if image and normalize is not None:
+        raise PolicyError("VecNormalize statistics were given for an image observation; "
+                          "rlbudget imports CNN policies on raw images (leave --vecnormalize "
+                          "out, or retrain without VecNormalize's norm_obs)")  # fmt: skip
     if obs.kind == "discrete":
         if normalize is not None:
             raise PolicyError(
@@ -331,7 +385,11 @@ def convert(
     if algo in ("sac", "tqc") and "actor.mu.weight" not in state_dict:
         prov["gsde_clip_mean"] = clip_mean  # the two layers after actor.mu are its Hardtanh
     prov.update(provenance or {})
-    return Policy(observation_space, action_space, tuple(steps), MLP(tuple(layers)), head, prov)
+    body: MLP | CNN = MLP(tuple(layers))
+    if image:
+        divide = image_divide(obs.low, obs.high, obs.dtype, normalize_images)
+        body = cnn_body(convs, features + layers, channels_last(obs.shape), True, divide)
+    return Policy(observation_space, action_space, tuple(steps), body, head, prov)
 
 
 # --- live models -------------------------------------------------------------------------
@@ -426,6 +484,10 @@ def from_model(
         normalize = normalize_from_stats(
             rms.mean, rms.var, float(vecnormalize.clip_obs), float(vecnormalize.epsilon)
         )
+    image = isinstance(model.observation_space.shape, tuple) and len(
+        model.observation_space.shape) == 3  # fmt: skip
+    extractor = extractor_module(policy, algo) if image else None
+    normalize_images = bool(getattr(policy, "normalize_images", True))
     squash = algo in (*ACTOR_CRITIC, "ars") and bool(getattr(policy, "squash_output", False))
     clip_mean = float(getattr(getattr(policy, "actor", None), "clip_mean", DEFAULT_CLIP_MEAN))
     prov: dict[str, Any] = {
@@ -436,7 +498,17 @@ def from_model(
         "transforms": [],
     }
     prov.update(provenance or {})
-    return convert(
+    out = convert(
         algo, state, obs, act, activation=activation, normalize=normalize, provenance=prov,
         squash_output=squash, clip_mean=clip_mean,
+        features_ops=None if extractor is None else module_ops(extractor),
+        normalize_images=normalize_images,
     )  # fmt: skip
+    if extractor is None:
+        return out
+    check_features(out, extractor, model.observation_space, normalize_images)
+    from stable_baselines3.common.vec_env import VecTransposeImage, unwrap_vec_wrapper
+
+    env = model.get_env()
+    transposed = env is not None and unwrap_vec_wrapper(env, VecTransposeImage) is not None
+    return channels_last_policy(out) if transposed else out

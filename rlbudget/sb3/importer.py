@@ -21,6 +21,7 @@ from typing import Any
 
 from rlbudget.errors import PolicyError, RlbudgetError
 from rlbudget.policy.model import MLP, Policy
+from rlbudget.sb3.cnn import channels_last, channels_last_policy
 from rlbudget.sb3.convert import (
     ACTOR_CRITIC,
     ALGORITHMS,
@@ -76,9 +77,10 @@ class ImportResult:
         }
 
 
-def _check_env(policy: Policy, env_id: str, *, required: bool, notes: list[str]) -> None:
+def _check_env(policy: Policy, env_id: str, *, required: bool, notes: list[str]) -> Policy:
     """The env's spaces must be the policy's; an env that cannot be made is an error only
-    when the user named it."""
+    when the user named it. A CNN policy on SB3's channels-first images is moved to the
+    env's channels-last ones where SB3 transposed them (``VecTransposeImage``)."""
     from rlbudget.envs import make_env, space_mismatch
 
     try:
@@ -87,14 +89,21 @@ def _check_env(policy: Policy, env_id: str, *, required: bool, notes: list[str])
         if required:
             raise
         notes.append(f"env '{env_id}' (from the file names) could not be made: {exc}")
-        return
+        return policy
     try:
+        shape = tuple(getattr(env.observation_space, "shape", None) or ())
+        model_shape = policy.observation_space.shape
+        if len(shape) == 3 and len(model_shape) == 3 and shape == channels_last(model_shape):
+            policy = channels_last_policy(policy)
+            notes.append(f"the model reads [C, H, W] images (SB3's VecTransposeImage); the "
+                         f"policy reads the env's {list(shape)} images as they come")  # fmt: skip
         problem = space_mismatch(env, env_id, policy.observation_space, policy.action_space,
                                  "the model's")  # fmt: skip
         if problem:
             raise PolicyError(f"{problem}; pass the env the model was trained on")
     finally:
         env.close()
+    return policy
 
 
 def _zoo_warnings(config: Mapping[str, Any], has_vecnormalize: bool, where: str) -> list[str]:
@@ -187,11 +196,12 @@ def import_model(
             algo, state_dict, obs, act, activation=activation, normalize=normalize,
             provenance=provenance, squash_output=squash,
             clip_mean=kwargs.clip_mean if kwargs.clip_mean is not None else DEFAULT_CLIP_MEAN,
+            normalize_images=kwargs.normalize_images,
         )  # fmt: skip
     except PolicyError as exc:
         raise PolicyError(f"{where}: {exc}") from None
     if env is not None:
-        _check_env(policy, env, required=env_id is not None, notes=notes)
+        policy = _check_env(policy, env, required=env_id is not None, notes=notes)
     return ImportResult(
         policy=policy,
         algorithm=algo,

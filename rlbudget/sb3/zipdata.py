@@ -129,6 +129,7 @@ def read_space(data: Mapping[str, Any], key: str, where: str, notes: list[str]) 
 # policy class name → algorithm (a family for the actor-critic class shared by several).
 POLICY_CLASSES = {
     "ActorCriticPolicy": "actor-critic",
+    "ActorCriticCnnPolicy": "actor-critic",
     "MaskableActorCriticPolicy": "actor-critic",
     "DQNPolicy": "dqn",
     "QRDQNPolicy": "qrdqn",
@@ -138,9 +139,10 @@ POLICY_CLASSES = {
     "ARSPolicy": "ars",
     "ARSLinearPolicy": "ars",
 }
+CNN_FAMILIES = ("dqn", "qrdqn", "sac", "tqc", "td3")
+"""The algorithms whose ``CnnPolicy`` class (``stable_baselines3.<algo>.policies.CnnPolicy``)
+is their MLP policy class with SB3's NatureCNN features extractor."""
 _UNSUPPORTED_CLASSES = {
-    "ActorCriticCnnPolicy": "a CNN policy",
-    "CnnPolicy": "a CNN policy",
     "MultiInputActorCriticPolicy": "a Dict-observation policy (MultiInputPolicy)",
     "MultiInputPolicy": "a Dict-observation policy (MultiInputPolicy)",
     "RecurrentActorCriticPolicy": "a recurrent (LSTM) policy",
@@ -170,6 +172,7 @@ class PolicyKwargs:
     activation: str | None  # torch class name, e.g. "ReLU"; None: the algorithm's default
     squash_output: bool | None
     clip_mean: float | None
+    normalize_images: bool = True  # an image observation is divided by 255 first
 
 
 def policy_kwargs(data: Mapping[str, Any], where: str, notes: list[str]) -> PolicyKwargs:
@@ -200,6 +203,7 @@ def policy_kwargs(data: Mapping[str, Any], where: str, notes: list[str]) -> Poli
         activation,
         squash if isinstance(squash, bool) else None,
         float(clip) if isinstance(clip, (int, float)) and not isinstance(clip, bool) else None,
+        kwargs.get("normalize_images") is not False,
     )
 
 
@@ -230,6 +234,8 @@ def detect_algorithm(
             "MlpPolicy models (flat Box or Discrete observations)"
         )
     family = POLICY_CLASSES.get(cls.name)
+    if cls.name == "CnnPolicy":
+        family = next((f for f in CNN_FAMILIES if f in cls.module.split(".")), None)
     if family is None:
         raise PolicyError(
             f"{where}: policy class {cls.path} is not one rlbudget imports "
