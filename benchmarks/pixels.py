@@ -54,9 +54,9 @@ def actor_counts(encoder: str, n_actions: int) -> tuple[int, int]:
 
 def policy_macs(model: Any) -> tuple[int | None, str]:
     """The converted policy's own MAC count, or None and why it did not convert."""
-    from rlbudget.sb3.convert import from_model
-
     try:
+        from rlbudget.sb3.convert import from_model
+
         policy = from_model(model, None)
     except Exception as err:  # report, not fail: the table says why
         return None, f"{type(err).__name__}: {err}"

@@ -168,3 +168,46 @@ def test_unknown_features_extractor_is_refused() -> None:
         "hyperparameter features_extractor is 'resnet'; use one of depthwise, nature "
         "(e.g. --hyperparams features_extractor=depthwise)"
     )
+
+
+# --- conversion to rlbudget's policy ------------------------------------------------------
+
+
+def test_depthwise_model_converts_to_a_cnn_body_with_torchs_scores() -> None:
+    torch = pytest.importorskip("torch")
+    from stable_baselines3 import PPO
+
+    from rlbudget.policy.conv import CNN
+    from rlbudget.sb3.convert import from_model
+    from rlbudget.sb3.training import SB3Config, model_kwargs
+
+    hp = {"features_extractor": "depthwise", "n_steps": 8, "batch_size": 8}
+    model = PPO("MlpPolicy", gym.make(ENV), seed=0, device="cpu",
+                **model_kwargs(SB3Config(hyperparameters=hp), None))  # fmt: skip
+    with torch.no_grad():  # clear gaps between the two logits, so argmax is not float noise
+        model.policy.action_net.weight.mul_(300.0)
+    # frames the env draws, from states CartPole visits
+    obs = np.concatenate([np.stack(_episode(s, [s % 2] * 12)) for s in range(4)])
+    with torch.no_grad():  # move the boundary into the widest gap: both actions occur
+        logits = model.policy.get_distribution(torch.as_tensor(obs)).distribution.logits
+        gap = np.sort((logits[:, 1] - logits[:, 0]).numpy())
+        i = int(np.argmax(np.diff(gap)))
+        model.policy.action_net.bias[1] -= float(gap[i] + gap[i + 1]) / 2
+        logits = model.policy.get_distribution(torch.as_tensor(obs)).distribution.logits.numpy()
+    policy = from_model(model)
+    body = policy.body
+    assert isinstance(body, CNN) and body.divide == 255.0
+    assert [(la.op, la.kernel, la.stride) for la in body.layers] == [
+        ("conv2d", (4, 4), (4, 4)), ("depthwise", (3, 3), (2, 2)), ("conv2d", (1, 1), (1, 1)),
+        ("depthwise", (3, 3), (1, 1)), ("conv2d", (1, 1), (1, 1))]  # fmt: skip
+    # the policy's own counts are the hand counts plus the action layer (64 → 2)
+    counts = encoder_macs("depthwise", (2, 40, 40))
+    assert policy.macs == sum(c.macs for c in counts) + 64 * 2 == 39_744
+    assert policy.parameters == sum(c.params for c in counts) + 65 * 2
+    # scores and actions as torch's
+    scores = body.apply(obs)
+    np.testing.assert_allclose(scores - scores.max(axis=1, keepdims=True),
+                               logits - logits.max(axis=1, keepdims=True), rtol=1e-4,
+                               atol=1e-4 * np.abs(logits).max())  # fmt: skip
+    expected, _ = model.predict(obs, deterministic=True)
+    assert np.array_equal(policy.act(obs), expected) and len(set(expected.tolist())) == 2
