@@ -5,6 +5,8 @@ seeding; the encoders' MAC and parameter counts by hand and against torch's laye
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -173,27 +175,37 @@ def test_unknown_features_extractor_is_refused() -> None:
 # --- conversion to rlbudget's policy ------------------------------------------------------
 
 
-def test_depthwise_model_converts_to_a_cnn_body_with_torchs_scores() -> None:
+@pytest.fixture(scope="module")
+def depthwise_model() -> tuple[Any, np.ndarray, np.ndarray]:
+    """An untrained PPO with the depthwise encoder whose action boundary lies in the widest
+    gap of its logit differences on frames the env draws (so both actions occur, none by a
+    float whisker); with those frames and torch's logits on them."""
     torch = pytest.importorskip("torch")
     from stable_baselines3 import PPO
 
-    from rlbudget.policy.conv import CNN
-    from rlbudget.sb3.convert import from_model
     from rlbudget.sb3.training import SB3Config, model_kwargs
 
     hp = {"features_extractor": "depthwise", "n_steps": 8, "batch_size": 8}
     model = PPO("MlpPolicy", gym.make(ENV), seed=0, device="cpu",
                 **model_kwargs(SB3Config(hyperparameters=hp), None))  # fmt: skip
-    with torch.no_grad():  # clear gaps between the two logits, so argmax is not float noise
-        model.policy.action_net.weight.mul_(300.0)
-    # frames the env draws, from states CartPole visits
     obs = np.concatenate([np.stack(_episode(s, [s % 2] * 12)) for s in range(4)])
-    with torch.no_grad():  # move the boundary into the widest gap: both actions occur
+    with torch.no_grad():
+        model.policy.action_net.weight.mul_(300.0)  # clear gaps between the two logits
         logits = model.policy.get_distribution(torch.as_tensor(obs)).distribution.logits
         gap = np.sort((logits[:, 1] - logits[:, 0]).numpy())
         i = int(np.argmax(np.diff(gap)))
         model.policy.action_net.bias[1] -= float(gap[i] + gap[i + 1]) / 2
-        logits = model.policy.get_distribution(torch.as_tensor(obs)).distribution.logits.numpy()
+        logits = model.policy.get_distribution(torch.as_tensor(obs)).distribution.logits
+    return model, obs, logits.numpy()
+
+
+def test_depthwise_model_converts_to_a_cnn_body_with_torchs_scores(
+    depthwise_model: tuple[Any, np.ndarray, np.ndarray],
+) -> None:
+    from rlbudget.policy.conv import CNN
+    from rlbudget.sb3.convert import from_model
+
+    model, obs, logits = depthwise_model
     policy = from_model(model)
     body = policy.body
     assert isinstance(body, CNN) and body.divide == 255.0
@@ -211,3 +223,26 @@ def test_depthwise_model_converts_to_a_cnn_body_with_torchs_scores() -> None:
                                atol=1e-4 * np.abs(logits).max())  # fmt: skip
     expected, _ = model.predict(obs, deterministic=True)
     assert np.array_equal(policy.act(obs), expected) and len(set(expected.tolist())) == 2
+
+
+def test_depthwise_int8_c_is_bit_exact_with_numpy(
+    depthwise_model: tuple[Any, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    from rlbudget.compress.quantize_conv import quantize_cnn
+    from rlbudget.export import export_c
+    from rlbudget.sb3.convert import from_model
+    from tests.test_export_c import CFLAGS, GCC, compile_program, run_program
+
+    if GCC is None:
+        pytest.skip("gcc is not installed: the C export is not compiled")
+    model, obs, _ = depthwise_model
+    policy = quantize_cnn(from_model(model), obs)
+    assert policy.body.kind == "cnn_int8"
+    result = export_c(policy, tmp_path / "c")
+    assert "rlb_depthwise_int8" in result.files[1].read_text()
+    program = compile_program(tmp_path / "c", result, CFLAGS)
+    more = np.concatenate([np.stack(_episode(s, [1, 0, 0, 1] * 8)) for s in range(10, 16)])
+    test = np.concatenate([obs, more])
+    ours = policy.act(test)
+    c = np.array([int(v) for v in run_program(program, test)])
+    assert np.array_equal(c, ours) and len(set(ours.tolist())) == 2
