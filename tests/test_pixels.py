@@ -167,7 +167,8 @@ def test_unknown_features_extractor_is_refused() -> None:
     with pytest.raises(PlanError) as err:
         model_kwargs(SB3Config(hyperparameters={"features_extractor": "resnet"}), None)
     assert str(err.value) == (
-        "hyperparameter features_extractor is 'resnet'; use one of depthwise, nature "
+        "hyperparameter features_extractor is 'resnet'; use one of depthwise, depthwise-wide, "
+        "nature "
         "(e.g. --hyperparams features_extractor=depthwise)"
     )
 

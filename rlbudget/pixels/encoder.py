@@ -1,5 +1,5 @@
 """Image encoders for SB3 training, chosen by the hyperparameter ``features_extractor``
-(``--hyperparams features_extractor=depthwise`` or ``=nature``):
+(``--hyperparams features_extractor=depthwise``, ``=depthwise-wide`` or ``=nature``):
 
 - ``nature``: SB3's ``NatureCNN`` (Mnih et al. 2015): 8×8/4 → 4×4/2 → 3×3/1 convs of
   32, 64, 64 channels, then a 512-wide linear layer;
@@ -8,8 +8,9 @@
   blocks of a depthwise 3×3 conv (one filter per channel) and a pointwise 1×1 conv, then
   flatten and a small linear layer. No padding and no batch norm, so that each layer is
   one conv2d, depthwise conv2d or dense layer of rlbudget's policy with nothing to fold.
+- ``depthwise-wide``: the same with twice the channels (16, 32, 64) and 128 features.
 
-Both keep NatureCNN's structure, a ``cnn`` ``nn.Sequential`` ending in ``Flatten`` and a
+All keep NatureCNN's structure, a ``cnn`` ``nn.Sequential`` ending in ``Flatten`` and a
 ``linear`` one (``Linear`` + ``ReLU``), so a converter reads either the same way. SB3
 scales ``uint8`` images by 1/255 before the encoder (``normalize_images``). With an
 encoder and no ``net_arch`` given, the heads read the features directly (``net_arch:
@@ -27,7 +28,7 @@ from typing import Any
 
 from rlbudget.errors import PlanError
 
-EXTRACTORS = ("depthwise", "nature")
+EXTRACTORS = ("depthwise", "depthwise-wide", "nature")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class DepthwiseArch:
     features_dim: int = 64
 
 
-DEPTHWISE = DepthwiseArch()
+DEPTHWISE = {
+    "depthwise": DepthwiseArch(),
+    "depthwise-wide": DepthwiseArch(16, 4, ((32, 2), (64, 1)), 128),  # twice the channels
+}
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def conv_specs(name: str, in_channels: int) -> tuple[list[ConvSpec], int]:
         convs = [ConvSpec("conv1", in_channels, 32, 8, 4), ConvSpec("conv2", 32, 64, 4, 2),
                  ConvSpec("conv3", 64, 64, 3, 1)]  # fmt: skip
         return convs, 512
-    a = DEPTHWISE
+    a = DEPTHWISE[name]
     convs = [ConvSpec("stem", in_channels, a.stem_channels, a.stem_kernel, a.stem_kernel)]
     c = a.stem_channels
     for i, (out, stride) in enumerate(a.blocks, start=1):
@@ -136,7 +140,7 @@ def check_extractor(value: Any) -> str:
 
 
 @functools.cache
-def depthwise_class() -> type:
+def depthwise_class(name: str = "depthwise") -> type:
     """The depthwise-separable encoder as an SB3 ``BaseFeaturesExtractor`` (built on first
     use: torch and SB3 are imported lazily)."""
     import torch
@@ -148,8 +152,8 @@ def depthwise_class() -> type:
 
         def __init__(self, observation_space: spaces.Box) -> None:
             shape = observation_space.shape
-            convs, features = conv_specs("depthwise", int(shape[0]))
-            counts = encoder_macs("depthwise", (int(shape[0]), int(shape[1]), int(shape[2])))
+            convs, features = conv_specs(name, int(shape[0]))
+            counts = encoder_macs(name, (int(shape[0]), int(shape[1]), int(shape[2])))
             super().__init__(observation_space, features)
             layers: list[torch.nn.Module] = []
             for s in convs:
@@ -171,5 +175,5 @@ def policy_kwargs(name: str, given: dict[str, Any]) -> dict[str, Any]:
     read the features directly unless ``net_arch`` is given)."""
     from stable_baselines3.common.torch_layers import NatureCNN
 
-    cls = NatureCNN if check_extractor(name) == "nature" else depthwise_class()
+    cls = NatureCNN if check_extractor(name) == "nature" else depthwise_class(name)
     return {"net_arch": [], **given, "features_extractor_class": cls}
