@@ -214,6 +214,7 @@ def main() -> None:
                   + (f" (not converted: {r['not_converted']})" if r["not_converted"] else ""),
                   flush=True)  # fmt: skip
             (args.out / "results.json").write_text(json.dumps(rows), encoding="utf-8")
+    (args.out / "results.json").write_text(json.dumps(rows), encoding="utf-8")
     summary = summarize(rows)
     print(table(summary))
     plot(rows, summary, args.out / "pixels.png")
