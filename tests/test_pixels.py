@@ -133,7 +133,7 @@ def test_an_image_too_small_for_nature_is_refused() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["depthwise", "nature"])
+@pytest.mark.parametrize("name", ["depthwise", "depthwise-wide", "nature"])
 def test_torch_encoders_match_the_counts(name: str) -> None:
     torch = pytest.importorskip("torch")
     from stable_baselines3 import PPO
