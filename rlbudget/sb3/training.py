@@ -21,6 +21,8 @@ processes where ``training.cores`` > 1 and the env's step cost pays for their IP
 replay capacity comes from :func:`rlbudget.replay.replay_buffer` (the planner's formula),
 never SB3's 1M default; the hyperparameters ``replay_storage`` and ``replay_compress``
 store it compactly (:mod:`rlbudget.sb3.replay`).
+``features_extractor`` (``depthwise`` or ``nature``) picks an image encoder for pixel
+observations (:mod:`rlbudget.pixels.encoder`).
 
 **Exploration bonus.** ``rnd_coef`` > 0 adds Random Network Distillation's bonus to the
 reward SB3 learns from, above Monitor (:mod:`rlbudget.sb3.rnd`): training only.
@@ -103,6 +105,7 @@ POLICY_KWARGS = (
     "ortho_init",
     "n_quantiles",
     "n_critics",
+    "features_extractor",
 )
 WRAPPER_KEYS = ("n_envs", "normalize", "noise_type", "noise_std", "rnd_coef", "check_every_update",
                 "replay_storage", "replay_compress")  # fmt: skip
@@ -191,6 +194,10 @@ def model_kwargs(cfg: SB3Config, n_actions: int | None) -> dict[str, Any]:
         )
     if "net_arch" in policy_kwargs:
         policy_kwargs["net_arch"] = [int(w) for w in policy_kwargs["net_arch"]]
+    if "features_extractor" in policy_kwargs:  # image observations (rlbudget.pixels)
+        from rlbudget.pixels.encoder import policy_kwargs as encoder_kwargs
+
+        policy_kwargs = encoder_kwargs(policy_kwargs.pop("features_extractor"), policy_kwargs)
     if policy_kwargs:
         kwargs["policy_kwargs"] = policy_kwargs
     if cfg.replay_capacity is not None:
