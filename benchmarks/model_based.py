@@ -189,12 +189,12 @@ def planner_speed(rounds: int, decisions: int) -> None:
               hp["cem_elite_fraction"], hp["cem_alpha"], 1, False,
               hp.get("replan_every", 1), hp.get("cem_keep_elites", 0.0))  # fmt: skip
     before = CEM(15, 300, 5, 0.1, 0.1)
+    box: Any = env.observation_space  # a Box
     kw: dict[str, Any] = {"low": np.array([-2.0], np.float32), "high": np.array([2.0], np.float32),
                           "n": None, "terminates": False, "seed": 0,
-                          "obs_low": env.observation_space.low,
-                          "obs_high": env.observation_space.high}  # fmt: skip
+                          "obs_low": box.low, "obs_high": box.high}  # fmt: skip
     unfolded = Planner(ens, before, **kw)
-    unfolded.returns = lambda o, acts: _forward_returns(unfolded, o, acts)  # type: ignore[method-assign]
+    unfolded.returns = lambda o, acts: _forward_returns(unfolded, o, acts)  # type: ignore[method-assign,assignment]
     planners = {"before: 300 × 5, forward()": unfolded,
                 "300 × 5, folded pass": Planner(ens, before, **kw),
                 f"pets.yaml: {now.population} × {now.iterations}, keep {now.keep_elites}, "

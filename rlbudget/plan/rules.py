@@ -71,17 +71,17 @@ RULES = {
             "model-based",
             "PETS and MBPO learn a model and reach their return in fewer env steps than SAC"
             " (PETS ≈1/8 in Chua et al. 2018, MBPO ≈1/2.5-1/8 in Janner et al. 2019; on "
-            "Pendulum-v1 here a PETS planner episode returned above -200 after 450-650 env "
-            "steps on 3 of 3 seeds, not yet confirmed on fresh episodes; SAC needed "
-            "3,000-6,000 in an earlier run, MBPO 1,200-2,200), but pay in host time per env"
-            " step (PETS plans at every step, ≈9 per CPU-second; MBPO takes 10 SAC updates per"
-            " step, ≈8 per CPU-second; SAC 44, PPO 1,900): first when env steps are "
-            "expensive or scarce, else below model-free options. PETS ranks above MBPO: no "
-            "actor-critic to tune, no stable-baselines3 needed, and its planner got there "
-            "in fewer env steps than MBPO's runs (a run comparing both on the same seeds is"
-            " still to be made); a PETS run stops when its planner meets the target and "
-            "then distils a small MLP from it in the learned model, with no more env steps;"
-            " MBPO deploys the SAC actor it trained.",
+            "Pendulum-v1 here PETS's planner met -200 on fresh episodes after 450 and 650 "
+            "env steps where SAC needed 6,000 and 3,000 in the same run (2 seeds), MBPO "
+            "1,200-2,200 in an earlier run), but pay in host time per env step (PETS plans "
+            "at every step, ≈9 per CPU-second; MBPO takes 10 SAC updates per step, ≈8 per "
+            "CPU-second; SAC 44, PPO 1,900): first when env steps are expensive or scarce, "
+            "else below model-free options. PETS ranks above MBPO: no actor-critic to tune,"
+            " no stable-baselines3 needed, and its planner got there in fewer env steps "
+            "than MBPO's runs (a run comparing both on the same seeds is still to be made);"
+            " a PETS run stops when its planner meets the target and then distils a small "
+            "MLP from it in the learned model, with no more env steps; MBPO deploys the SAC"
+            " actor it trained.",
         ),
         Rule("not-yet", "Not yet supported by rlbudget's trainers: shown, never ranked first."),
         Rule(
