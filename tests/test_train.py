@@ -379,3 +379,14 @@ def test_curve_drawn_later_from_the_folder_and_screens_kept_over_a_resume(
     assert summary is not None and summary.evals == straight.evals
     png = draw_curve(halves)
     assert png == halves / "curve.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_no_curve_option_leaves_the_png_out(tmp_path: Path) -> None:
+    # --no-curve reaches train_run: the run folder holds everything but curve.png.
+    for flag, drawn in (("--no-curve", False), ("--curve", True)):
+        out = tmp_path / flag
+        r = runner.invoke(app, ["train", "--algo", "q-learning", "--env", "FrozenLake-v1",
+                                "--steps", "500", "-q", "-o", str(out), flag])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert (out / "summary.json").exists()
+        assert (out / "curve.png").exists() is drawn

@@ -126,6 +126,14 @@ def train(
         bool, typer.Option("--quiet", "-q", help="No progress bar (or progress lines).")
     ] = False,
     json_out: JsonOpt = False,
+    curve: Annotated[
+        bool,
+        typer.Option(
+            "--curve/--no-curve",
+            help="Draw curve.png at the end (importing matplotlib costs about a second; "
+            "rlbudget.train.draw_curve(RUN_DIR) draws it later).",
+        ),
+    ] = True,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -148,9 +156,9 @@ def train(
     env stops training with the step named (exit 2). SB3 runs take
     their torch threads from training.cores and size the replay buffer from training.ram.
     The run folder holds policy/ (numpy, no torch needed), config.yaml, metrics.csv,
-    summary.json, curve.png and checkpoint/; metrics.csv grows as episodes finish. When
-    stderr is not a terminal (CI, nohup, tee), progress is printed as plain lines every
-    10 s instead of a bar.
+    summary.json, curve.png (not with --no-curve) and checkpoint/; metrics.csv grows as
+    episodes finish. When stderr is not a terminal (CI, nohup, tee), progress is printed as
+    plain lines every 10 s instead of a bar.
 
     Examples:
 
@@ -186,7 +194,7 @@ def train(
             )
         settings = load_settings(resume)
         _finish(settings, resume, quiet=quiet, json_out=json_out, resume=True,
-                tensorboard=tensorboard)  # fmt: skip
+                tensorboard=tensorboard, curve=curve)  # fmt: skip
         return
     loaded = None
     if budget is not None:
@@ -221,16 +229,16 @@ def train(
 
         render_train_start(common.err, settings)
     _finish(settings, run_dir, quiet=quiet, json_out=json_out, resume=False,
-            tensorboard=tensorboard)  # fmt: skip
+            tensorboard=tensorboard, curve=curve)  # fmt: skip
 
 
 def _finish(
     settings: RunSettings, run_dir: Path, *, quiet: bool, json_out: bool, resume: bool,
-    tensorboard: Path | None = None,
+    tensorboard: Path | None = None, curve: bool = True,
 ) -> None:  # fmt: skip
     """Run the training with a progress bar, print the outcome, exit 130/143 on a signal."""
     result = _train(settings, run_dir, show=not quiet and not json_out, resume=resume,
-                    tensorboard=tensorboard)  # fmt: skip
+                    tensorboard=tensorboard, curve=curve)  # fmt: skip
     if json_out:
         common.print_json(result.to_dict())
     else:
@@ -246,18 +254,18 @@ def _finish(
 
 
 def _train(settings: RunSettings, run_dir: Path, *, show: bool, resume: bool,
-           tensorboard: Path | None) -> RunResult:  # fmt: skip
+           tensorboard: Path | None, curve: bool = True) -> RunResult:  # fmt: skip
     """``train_run``, showing progress as a bar on a terminal, as lines in a log file."""
     from rlbudget.render import progress_bar
     from rlbudget.train import ProgressLog, start_step, train_run
 
     first = start_step(run_dir) if resume else 0
     if not show:
-        return train_run(settings, run_dir, resume=resume, tensorboard=tensorboard)
+        return train_run(settings, run_dir, resume=resume, tensorboard=tensorboard, curve=curve)
     if not common.err.is_terminal:  # a log file: plain lines, not a bar redrawn in place
         log = ProgressLog(settings.n_timesteps, common.say, start_step=first)
         return train_run(settings, run_dir, on_progress=log, say=common.say, resume=resume,
-                         tensorboard=tensorboard)  # fmt: skip
+                         tensorboard=tensorboard, curve=curve)  # fmt: skip
     with progress_bar(common.err, settings.n_timesteps, first) as progress:
         return train_run(settings, run_dir, on_progress=progress, say=common.say,
-                         resume=resume, tensorboard=tensorboard)  # fmt: skip
+                         resume=resume, tensorboard=tensorboard, curve=curve)  # fmt: skip
