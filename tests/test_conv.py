@@ -242,7 +242,8 @@ def test_a_conv_that_grows_the_image_past_the_cap_is_refused(tmp_path: Path) -> 
         load_policy(folder)
     assert str(err.value) == (
         f"{folder}: body (cnn) conv[0]: its output 8×4103×1 with 4096 inputs a pixel needs more "
-        "than 67,108,864 values a decision; use a smaller kernel, padding or image")
+        "than 67,108,864 values a decision; use a smaller kernel, padding or image"
+    )
 
 
 def test_cli_show_bad_cnn_exits_2(tmp_path: Path) -> None:
