@@ -368,13 +368,13 @@ def read_cnn(
     layers: list[Conv] = []
     for i, e in enumerate(entries):
         layer = _read_layer(e, f"{what} conv[{i}]", current, int8, body, qdense, fail)
-        out = layer.out_shape(current)
+        after = layer.out_shape(current)
         window = layer.kernel[0] * layer.kernel[1] * current[2]
-        if max(math.prod(out[:2]) * window, math.prod(out)) > MAX_VALUES:
-            raise fail(f"{what} conv[{i}]: its output {out[0]}×{out[1]}×{out[2]} with "
+        if max(math.prod(after[:2]) * window, math.prod(after)) > MAX_VALUES:
+            raise fail(f"{what} conv[{i}]: its output {after[0]}×{after[1]}×{after[2]} with "
                        f"{window} inputs a pixel needs more than {MAX_VALUES:,} values a "
                        f"decision; use a smaller kernel, padding or image")  # fmt: skip
-        current = out
+        current = after
         layers.append(layer)
     if int8 and all(la.q is None for la in layers):
         raise fail(f"{what}: an int8 body needs at least one convolution (its input scale)")
