@@ -42,7 +42,7 @@ import numpy as np
 
 from rlbudget import units
 from rlbudget.envs import SpaceSpec
-from rlbudget.errors import PlanError
+from rlbudget.errors import PlanError, TrainingError
 
 STORAGES = ("float32", "float16", "uint8")
 COMPRESSORS = ("none", "zstd", "lz4")
@@ -424,9 +424,25 @@ class CompactReplay:
 
     def load(self, arrays: Mapping[str, Any], prefix: str) -> None:
         """Restore :meth:`arrays` into a buffer built with the same settings: the same
-        transitions at the same numbers, so sampling goes on as it would have."""
-        total, oldest = (int(v) for v in np.asarray(arrays[f"{prefix}counters"]))
-        saved = np.ascontiguousarray(arrays[f"{prefix}records"], np.uint8).view(self.record)
+        transitions at the same numbers, so sampling goes on as it would have.
+
+        :raises TrainingError: the arrays are missing or were written for other settings.
+        """
+        counters, records = arrays.get(f"{prefix}counters"), arrays.get(f"{prefix}records")
+        total = oldest = -1
+        if counters is not None and np.shape(counters) == (2,):
+            total, oldest = (int(v) for v in np.asarray(counters))
+        shape = (total - oldest, self.row_bytes)
+        if (records is None or not 0 <= oldest <= total or total - oldest > self.capacity
+                or np.shape(records) != shape
+                or np.asarray(records).dtype != np.uint8):  # fmt: skip
+            raise TrainingError(
+                f"the checkpoint's replay buffer ('{prefix}records' "
+                f"{list(np.shape(records)) if records is not None else 'missing'}) does not "
+                f"fit this run's {self.storage.label} buffer of {self.capacity} transitions "
+                f"({self.row_bytes} B each): it was written with other replay settings or is "
+                "corrupt; train afresh without --resume")  # fmt: skip
+        saved = np.ascontiguousarray(records, np.uint8).view(self.record)
         self.total = self.oldest = oldest
         self.blobs, self.blob_bytes = {}, 0
         for i in range(total - oldest):

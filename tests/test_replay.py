@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rlbudget.envs import SpaceSpec
-from rlbudget.errors import PlanError
+from rlbudget.errors import PlanError, TrainingError
 from rlbudget.replay import CompactReplay, Storage, replay_buffer, transition_bytes
 
 PENDULUM = SpaceSpec("box", (3,), None, (-1.0, -1.0, -8.0), (1.0, 1.0, 8.0), "float32")
@@ -160,6 +160,26 @@ def test_checkpoint_arrays_restore_the_same_buffer() -> None:
     assert b.blobs == a.blobs
     every = np.arange(a.oldest, a.total)
     assert a.records(every).tobytes() == b.records(every).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("saved", "capacity", "shown"),
+    [("float16", 100, "[100, 20]"), ("uint8+lz4", 50, "[94, 14]"), (None, 100, "missing")],
+)
+def test_a_checkpoint_for_other_settings_is_refused_in_one_line(
+    saved: str | None, capacity: int, shown: str
+) -> None:
+    """Rows of another size, more rows than the buffer holds, or no rows: one line, not
+    numpy's view error (or a ring silently overfilled)."""
+    arrays = {} if saved is None else _filled(saved, n=250, capacity=100).arrays("x/")
+    b = CompactReplay(PENDULUM, TORQUE, capacity, Storage("uint8", "lz4"))
+    with pytest.raises(TrainingError) as e:
+        b.load(arrays, "x/")
+    assert str(e.value) == (
+        f"the checkpoint's replay buffer ('x/records' {shown}) does not fit this run's "
+        f"uint8+lz4 buffer of {capacity} transitions (14 B each): it was written with other "
+        "replay settings or is corrupt; train afresh without --resume"
+    )
 
 
 # --- refusals -----------------------------------------------------------------------------
