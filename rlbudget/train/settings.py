@@ -370,6 +370,14 @@ def _replay(
         storage=storage,
     )  # fmt: skip
     batch = int(params.get("batch_size", 256))
+    wanted = min(int(params.get("buffer_size", 1_000_000)), max(n_timesteps, 1))
+    if replay.capacity < batch and replay.capacity == wanted:  # the steps or buffer_size
+        raise PlanError(
+            f"{info.id}: a replay buffer of {replay.capacity} transitions (the run's "
+            f"{n_timesteps} steps, buffer_size {params.get('buffer_size', 1_000_000)}) is "
+            f"fewer than one batch ({batch}); train for more steps or lower batch_size "
+            f"(-p batch_size={max(1, replay.capacity)})"
+        )
     if replay.capacity < batch:
         compact = ", store them compactly (training.replay: float16+zstd)"
         compact = compact if replay.capacity and not storage.compact else ""
