@@ -261,7 +261,7 @@ class Batch(NamedTuple):
     timeout: np.ndarray  # [batch], 0/1
 
 
-def _codec(name: str) -> tuple[Any, Any]:
+def codec(name: str) -> tuple[Any, Any]:
     """(compress, decompress) functions of ``name``; one line naming the extra if its
     package is missing."""
     try:
@@ -318,7 +318,7 @@ class CompactReplay:
         self.blob_bytes = 0
         if self.compressed:
             self.chunk = max(1, min(CHUNK, self.capacity // 8))
-            self.compress, self.decompress = _codec(storage.compress)
+            self.compress, self.decompress = codec(storage.compress)
         else:
             self.chunk = self.capacity
         self.rows = np.zeros(self.chunk, self.record)  # the ring, or the chunk being filled

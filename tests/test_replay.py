@@ -210,6 +210,26 @@ def test_missing_compressor_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
                             "'rlbudget[replay]' (or replay_compress=none)")  # fmt: skip
 
 
+def test_missing_compressor_refuses_train_before_the_run_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Checked with the settings, so no config.yaml/metrics.csv is left behind."""
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--algo", "lean-sac", "--env", "Pendulum-v1", "--steps",
+                                 "400", "-p", "replay_compress=zstd", "-o", str(run)])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        "error: replay_compress=zstd needs the zstandard package: pip install "
+        "'rlbudget[replay]' (or replay_compress=none)"
+    )
+    assert not run.exists()
+
+
 def test_budget_key_is_checked_at_its_line(tmp_path: Path) -> None:
     from rlbudget.budget import load_budget
     from rlbudget.errors import BudgetError

@@ -362,6 +362,10 @@ def _replay(
     spec = env_spec(env_id, measure_steps=0)
     storage = Storage.from_params(params)
     storage.check(spec.observation, f"environment '{env_id}'")
+    if storage.compress != "none":  # its package, before the run folder is written
+        from rlbudget.replay import codec
+
+        codec(storage.compress)
     hidden = [int(w) for w in params.get("net_arch", [64, 64])]
     other = training_ram_bytes(info.library, mlp_parameters(spec.observation, spec.action, hidden))
     replay = replay_buffer(
