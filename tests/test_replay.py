@@ -407,6 +407,23 @@ def test_plan_sizes_the_buffer_with_the_budgets_storage() -> None:
     assert "float16+zstd: obs 6, next_obs 6, action 2, reward 4, done 1, timeout 1 B" in note
 
 
+def test_plan_rules_out_replay_algorithms_whose_env_the_storage_cannot_hold() -> None:
+    """uint8 on CartPole's unbounded dimensions: train refuses it, so the plan may not rank
+    dqn (it used to, at 15 B a transition); the algorithms without replay stay."""
+    from rlbudget.budget import parse_budget
+    from rlbudget.envs import env_spec
+    from rlbudget.plan import make_plan
+
+    text = "device: esp32\ntraining: {ram: 4GiB, replay: uint8}\ntask: {env: CartPole-v1}\n"
+    plan = make_plan(parse_budget(text), env_spec("CartPole-v1", measure_steps=0))
+    assert "dqn" not in {o.algorithm for o in plan.options}
+    assert "ppo" in {o.algorithm for o in plan.options}
+    assert dict(plan.excluded)["dqn"] == (
+        "[replay-ram] training.replay: uint8: replay_storage=uint8 needs bounded observations; "
+        "environment 'CartPole-v1''s dimensions 1, 3 are unbounded; use replay_storage=float16"
+    )
+
+
 def test_bad_storage_on_the_command_line_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
