@@ -10,7 +10,8 @@ compact buffer that stores them in less.
   with ``handle_timeout_termination``, so rlbudget turns that off (a time-limit truncation
   then counts as a termination: the bias SB3's docs warn of).
 - ``float16``: observations and Box actions as IEEE half floats (rounding error ≤ 2⁻¹¹
-  relative); rewards stay float32; done and timeout flags one byte each.
+  relative; an observation beyond ±65504 is stored as ±65504, not inf); rewards stay
+  float32; done and timeout flags one byte each.
 - ``uint8``: each observation dimension quantized to 256 levels between the space's bounds
   (``x ≈ low + q × scale``, ``scale = (high − low) / 255``, error ≤ scale / 2); refused for an
   unbounded dimension. Box actions as float16, rewards float32, flags one byte.
@@ -48,6 +49,7 @@ STORAGES = ("float32", "float16", "uint8")
 COMPRESSORS = ("none", "zstd", "lz4")
 PACKAGES = {"zstd": "zstandard", "lz4": "lz4"}
 CHUNK = 64  # rows per compressed chunk (Pendulum float16: 1.3 KB; benchmarks/replay_memory.py)
+F16_MAX = float(np.finfo(np.float16).max)  # 65504: beyond it float16 would store inf
 ROOM = 0.9  # share of the RAM left after the process that the buffer may take
 
 
@@ -341,6 +343,9 @@ class CompactReplay:
     def _encode_obs(self, x: Any) -> np.ndarray:
         flat: np.ndarray = np.asarray(x, np.float32).reshape(-1, self.obs_dim)
         if self.inv_scale is None:
+            if self.record["obs"].base == np.float16:  # saturate (a copy), as uint8 does
+                saturated: np.ndarray = np.clip(flat, -F16_MAX, F16_MAX)
+                return saturated
             return flat
         q: np.ndarray = np.rint((flat - self.low) * self.inv_scale)
         return np.clip(q, 0, 255, out=q)

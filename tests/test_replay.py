@@ -143,6 +143,17 @@ def test_ring_keeps_the_newest_whole_chunks() -> None:
     assert (plain.oldest, plain.size) == (150, 100)
 
 
+def test_float16_saturates_instead_of_storing_inf() -> None:
+    """An observation past float16's range (an unbounded Box dimension) comes back as
+    ±65504; it used to come back inf, and a critic fed inf turns NaN."""
+    buf = CompactReplay(CARTPOLE, TWO, 10, Storage("float16"))
+    big = np.array([1.0, 1e6, 0.1, -1e9], np.float32)
+    buf.add(big, big, 1, 1.0, False, False)
+    got = buf.gather([0])
+    assert np.array_equal(got.obs[0], np.array([1.0, 65504.0, 0.1, -65504.0], np.float16))
+    assert np.all(np.isfinite(got.next_obs))
+
+
 def test_byte_cap_drops_old_chunks() -> None:
     free = _filled("float16+zstd", n=1000, capacity=1000)
     capped = _filled("float16+zstd", n=1000, capacity=1000, max_bytes=free.nbytes // 2)
