@@ -149,6 +149,7 @@ def test_float16_saturates_instead_of_storing_inf() -> None:
     buf = CompactReplay(CARTPOLE, TWO, 10, Storage("float16"))
     big = np.array([1.0, 1e6, 0.1, -1e9], np.float32)
     buf.add(big, big, 1, 1.0, False, False)
+    assert big[1] == 1e6  # the caller's array is left as it was
     got = buf.gather([0])
     assert np.array_equal(got.obs[0], np.array([1.0, 65504.0, 0.1, -65504.0], np.float16))
     assert np.all(np.isfinite(got.next_obs))
