@@ -210,6 +210,23 @@ def test_a_channels_last_image_is_checked_as_sb3_transposes_it() -> None:
         check_image("nature", gym.spaces.Box(0, 255, (20, 20, 3), np.uint8), "pixels")
 
 
+def test_the_pixel_env_id_read_from_a_policy_file_is_rlbudgets_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trained policy's provenance names this id; compress/evaluate/profile make it from
+    there. It used to be refused as an untrusted module (as a stranger's would be)."""
+    import sys
+
+    from rlbudget import envs
+
+    monkeypatch.setattr(envs, "_trusted_ids", set())
+    monkeypatch.delenv(envs.TRUST_ENV_VAR, raising=False)
+    monkeypatch.delitem(sys.modules, "rlbudget.pixels.env")
+    env = envs.make_env(ENV)
+    assert env.observation_space.shape == (2, SIZE, SIZE)
+    env.close()
+
+
 # --- conversion to rlbudget's policy ------------------------------------------------------
 
 
