@@ -387,7 +387,7 @@ def budget_loaded(path: str | os.PathLike[str], env_id: str | None) -> None:
         _trusted_ids.add(env_id)
 
 
-OWN_ENV_MODULES = ("rlbudget.bandits.env",)
+OWN_ENV_MODULES = ("rlbudget.bandits.env", "rlbudget.pixels.env")
 """rlbudget's own env modules: importing one runs no code but rlbudget's."""
 
 

@@ -10,7 +10,8 @@ compact buffer that stores them in less.
   with ``handle_timeout_termination``, so rlbudget turns that off (a time-limit truncation
   then counts as a termination: the bias SB3's docs warn of).
 - ``float16``: observations and Box actions as IEEE half floats (rounding error ≤ 2⁻¹¹
-  relative); rewards stay float32; done and timeout flags one byte each.
+  relative; an observation beyond ±65504 is stored as ±65504, not inf); rewards stay
+  float32; done and timeout flags one byte each.
 - ``uint8``: each observation dimension quantized to 256 levels between the space's bounds
   (``x ≈ low + q × scale``, ``scale = (high − low) / 255``, error ≤ scale / 2); refused for an
   unbounded dimension. Box actions as float16, rewards float32, flags one byte.
@@ -42,12 +43,13 @@ import numpy as np
 
 from rlbudget import units
 from rlbudget.envs import SpaceSpec
-from rlbudget.errors import PlanError
+from rlbudget.errors import PlanError, TrainingError
 
 STORAGES = ("float32", "float16", "uint8")
 COMPRESSORS = ("none", "zstd", "lz4")
 PACKAGES = {"zstd": "zstandard", "lz4": "lz4"}
 CHUNK = 64  # rows per compressed chunk (Pendulum float16: 1.3 KB; benchmarks/replay_memory.py)
+F16_MAX = float(np.finfo(np.float16).max)  # 65504: beyond it float16 would store inf
 ROOM = 0.9  # share of the RAM left after the process that the buffer may take
 
 
@@ -261,7 +263,7 @@ class Batch(NamedTuple):
     timeout: np.ndarray  # [batch], 0/1
 
 
-def _codec(name: str) -> tuple[Any, Any]:
+def codec(name: str) -> tuple[Any, Any]:
     """(compress, decompress) functions of ``name``; one line naming the extra if its
     package is missing."""
     try:
@@ -318,7 +320,7 @@ class CompactReplay:
         self.blob_bytes = 0
         if self.compressed:
             self.chunk = max(1, min(CHUNK, self.capacity // 8))
-            self.compress, self.decompress = _codec(storage.compress)
+            self.compress, self.decompress = codec(storage.compress)
         else:
             self.chunk = self.capacity
         self.rows = np.zeros(self.chunk, self.record)  # the ring, or the chunk being filled
@@ -341,6 +343,9 @@ class CompactReplay:
     def _encode_obs(self, x: Any) -> np.ndarray:
         flat: np.ndarray = np.asarray(x, np.float32).reshape(-1, self.obs_dim)
         if self.inv_scale is None:
+            if self.record["obs"].base == np.float16:  # saturate (a copy), as uint8 does
+                saturated: np.ndarray = np.clip(flat, -F16_MAX, F16_MAX)
+                return saturated
             return flat
         q: np.ndarray = np.rint((flat - self.low) * self.inv_scale)
         return np.clip(q, 0, 255, out=q)
@@ -424,9 +429,25 @@ class CompactReplay:
 
     def load(self, arrays: Mapping[str, Any], prefix: str) -> None:
         """Restore :meth:`arrays` into a buffer built with the same settings: the same
-        transitions at the same numbers, so sampling goes on as it would have."""
-        total, oldest = (int(v) for v in np.asarray(arrays[f"{prefix}counters"]))
-        saved = np.ascontiguousarray(arrays[f"{prefix}records"], np.uint8).view(self.record)
+        transitions at the same numbers, so sampling goes on as it would have.
+
+        :raises TrainingError: the arrays are missing or were written for other settings.
+        """
+        counters, records = arrays.get(f"{prefix}counters"), arrays.get(f"{prefix}records")
+        total = oldest = -1
+        if counters is not None and np.shape(counters) == (2,):
+            total, oldest = (int(v) for v in np.asarray(counters))
+        shape = (total - oldest, self.row_bytes)
+        if (records is None or not 0 <= oldest <= total or total - oldest > self.capacity
+                or np.shape(records) != shape
+                or np.asarray(records).dtype != np.uint8):  # fmt: skip
+            raise TrainingError(
+                f"the checkpoint's replay buffer ('{prefix}records' "
+                f"{list(np.shape(records)) if records is not None else 'missing'}) does not "
+                f"fit this run's {self.storage.label} buffer of {self.capacity} transitions "
+                f"({self.row_bytes} B each): it was written with other replay settings or is "
+                "corrupt; train afresh without --resume")  # fmt: skip
+        saved = np.ascontiguousarray(records, np.uint8).view(self.record)
         self.total = self.oldest = oldest
         self.blobs, self.blob_bytes = {}, 0
         for i in range(total - oldest):

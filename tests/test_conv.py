@@ -227,6 +227,25 @@ def test_mis_shaped_array_is_refused(tmp_path: Path) -> None:
         load_policy(folder)
 
 
+def test_a_conv_that_grows_the_image_past_the_cap_is_refused(tmp_path: Path) -> None:
+    """A 1×4096 depthwise kernel padded by 4095 widens an 8×8 image to 8×4103: a 40 KB file
+    whose every decision would copy 134M window values (GBs after a few such layers)."""
+    layer = Conv("depthwise", (1, 4096), (1, 1), (0, 4095), np.full((4096, 1), 1e-3, np.float32),
+                 np.zeros(1, np.float32), "relu")  # fmt: skip
+    shape = (8, 8, 1)
+    flat = math.prod(layer.out_shape(shape))
+    dense = MLP((Dense(np.full((flat, 2), 1e-3, np.float32), np.zeros(2, np.float32)),))
+    policy = Policy(image_space(shape), SpaceSpec("discrete", (), 2, None, None, "int64"), (),
+                    CNN(shape, (layer,), dense, False, 255.0), Head("argmax"), {})  # fmt: skip
+    folder = save_policy(policy, tmp_path / "p")
+    with pytest.raises(PolicyError) as err:
+        load_policy(folder)
+    assert str(err.value) == (
+        f"{folder}: body (cnn) conv[0]: its output 8×4103×1 with 4096 inputs a pixel needs more "
+        "than 67,108,864 values a decision; use a smaller kernel, padding or image"
+    )
+
+
 def test_cli_show_bad_cnn_exits_2(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

@@ -148,6 +148,39 @@ def test_zip_with_another_extractor_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("layer", ["cnn.2", "linear.0"])
+def test_zip_with_a_mis_shaped_bias_is_refused(layer: str, tmp_path: Path) -> None:
+    """A bias of another length than its layer's outputs: one line at import (it used to
+    write a policy that its own loader then refused)."""
+    import io
+    import zipfile
+
+    from rlbudget.sb3.importer import import_model
+
+    make("ppo").save(tmp_path / "ppo.zip")
+    key = f"pi_features_extractor.{layer}.bias"
+    with (
+        zipfile.ZipFile(tmp_path / "ppo.zip") as zin,
+        zipfile.ZipFile(tmp_path / "bad.zip", "w") as zout,
+    ):
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "policy.pth":
+                sd = torch.load(io.BytesIO(data), weights_only=True)
+                sd[key] = torch.zeros(7)
+                buf = io.BytesIO()
+                torch.save(sd, buf)
+                data = buf.getvalue()
+            zout.writestr(item, data)
+    with pytest.raises(PolicyError) as err:
+        import_model(tmp_path / "bad.zip")
+    outputs = 64 if layer == "cnn.2" else 512
+    assert str(err.value) == (
+        f"{tmp_path / 'bad.zip'}: state dict: '{key}' has shape [7]; expected [{outputs}] "
+        f"(the outputs of 'pi_features_extractor.{layer}.weight')"
+    )
+
+
 def separable_extractor() -> type:
     """An SB3 features extractor class around :class:`Separable`."""
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor

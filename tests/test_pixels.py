@@ -173,6 +173,60 @@ def test_unknown_features_extractor_is_refused() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "env_id", "seen"),
+    [
+        ("depthwise", "CartPole-v1", "Box [4] float32"),
+        ("nature", "Pendulum-v1", "Box [3] float32"),
+    ],
+)
+def test_an_encoder_on_a_vector_env_exits_2_in_one_line(
+    name: str, env_id: str, seen: str, tmp_path: Path
+) -> None:
+    """It used to reach the encoder (IndexError) or SB3's NatureCNN (AssertionError): exit 3."""
+    pytest.importorskip("stable_baselines3")
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    algo = "ppo" if name == "depthwise" else "sac"
+    result = CliRunner().invoke(app, ["train", "--algo", algo, "--env", env_id, "-p",
+                                      f"features_extractor={name}", "--steps", "1000", "-o",
+                                      str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 2
+    image = "[channels, height, width]" + (", uint8" if name == "nature" else "")
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: features_extractor={name} encodes images ({image}); environment "
+        f"'{env_id}' observes {seen}; leave features_extractor out for it"
+    )
+
+
+def test_a_channels_last_image_is_checked_as_sb3_transposes_it() -> None:
+    pytest.importorskip("stable_baselines3")
+    from rlbudget.pixels.encoder import check_image
+
+    check_image("nature", gym.spaces.Box(0, 255, (36, 36, 3), np.uint8), "pixels")  # fits
+    with pytest.raises(PlanError, match=r"layer conv3 \(3×3\) does not fit the 1×1 map"):
+        check_image("nature", gym.spaces.Box(0, 255, (20, 20, 3), np.uint8), "pixels")
+
+
+def test_the_pixel_env_id_read_from_a_policy_file_is_rlbudgets_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trained policy's provenance names this id; compress/evaluate/profile make it from
+    there. It used to be refused as an untrusted module (as a stranger's would be)."""
+    import sys
+
+    from rlbudget import envs
+
+    monkeypatch.setattr(envs, "_trusted_ids", set())
+    monkeypatch.delenv(envs.TRUST_ENV_VAR, raising=False)
+    monkeypatch.delitem(sys.modules, "rlbudget.pixels.env")
+    env = envs.make_env(ENV)
+    assert env.observation_space.shape == (2, SIZE, SIZE)
+    env.close()
+
+
 # --- conversion to rlbudget's policy ------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rlbudget.envs import SpaceSpec
-from rlbudget.errors import PlanError
+from rlbudget.errors import PlanError, TrainingError
 from rlbudget.replay import CompactReplay, Storage, replay_buffer, transition_bytes
 
 PENDULUM = SpaceSpec("box", (3,), None, (-1.0, -1.0, -8.0), (1.0, 1.0, 8.0), "float32")
@@ -143,6 +143,18 @@ def test_ring_keeps_the_newest_whole_chunks() -> None:
     assert (plain.oldest, plain.size) == (150, 100)
 
 
+def test_float16_saturates_instead_of_storing_inf() -> None:
+    """An observation past float16's range (an unbounded Box dimension) comes back as
+    ±65504; it used to come back inf, and a critic fed inf turns NaN."""
+    buf = CompactReplay(CARTPOLE, TWO, 10, Storage("float16"))
+    big = np.array([1.0, 1e6, 0.1, -1e9], np.float32)
+    buf.add(big, big, 1, 1.0, False, False)
+    assert big[1] == 1e6  # the caller's array is left as it was
+    got = buf.gather([0])
+    assert np.array_equal(got.obs[0], np.array([1.0, 65504.0, 0.1, -65504.0], np.float16))
+    assert np.all(np.isfinite(got.next_obs))
+
+
 def test_byte_cap_drops_old_chunks() -> None:
     free = _filled("float16+zstd", n=1000, capacity=1000)
     capped = _filled("float16+zstd", n=1000, capacity=1000, max_bytes=free.nbytes // 2)
@@ -160,6 +172,26 @@ def test_checkpoint_arrays_restore_the_same_buffer() -> None:
     assert b.blobs == a.blobs
     every = np.arange(a.oldest, a.total)
     assert a.records(every).tobytes() == b.records(every).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("saved", "capacity", "shown"),
+    [("float16", 100, "[100, 20]"), ("uint8+lz4", 50, "[94, 14]"), (None, 100, "missing")],
+)
+def test_a_checkpoint_for_other_settings_is_refused_in_one_line(
+    saved: str | None, capacity: int, shown: str
+) -> None:
+    """Rows of another size, more rows than the buffer holds, or no rows: one line, not
+    numpy's view error (or a ring silently overfilled)."""
+    arrays = {} if saved is None else _filled(saved, n=250, capacity=100).arrays("x/")
+    b = CompactReplay(PENDULUM, TORQUE, capacity, Storage("uint8", "lz4"))
+    with pytest.raises(TrainingError) as e:
+        b.load(arrays, "x/")
+    assert str(e.value) == (
+        f"the checkpoint's replay buffer ('x/records' {shown}) does not fit this run's "
+        f"uint8+lz4 buffer of {capacity} transitions (14 B each): it was written with other "
+        "replay settings or is corrupt; train afresh without --resume"
+    )
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -188,6 +220,26 @@ def test_missing_compressor_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> 
         CompactReplay(PENDULUM, TORQUE, 10, Storage("float16", "zstd"))
     assert str(e.value) == ("replay_compress=zstd needs the zstandard package: pip install "
                             "'rlbudget[replay]' (or replay_compress=none)")  # fmt: skip
+
+
+def test_missing_compressor_refuses_train_before_the_run_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Checked with the settings, so no config.yaml/metrics.csv is left behind."""
+    from typer.testing import CliRunner
+
+    from rlbudget.cli import app
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)
+    run = tmp_path / "run"
+    r = CliRunner().invoke(app, ["train", "--algo", "lean-sac", "--env", "Pendulum-v1", "--steps",
+                                 "400", "-p", "replay_compress=zstd", "-o", str(run)])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines()[-1] == (
+        "error: replay_compress=zstd needs the zstandard package: pip install "
+        "'rlbudget[replay]' (or replay_compress=none)"
+    )
+    assert not run.exists()
 
 
 def test_budget_key_is_checked_at_its_line(tmp_path: Path) -> None:
@@ -365,6 +417,23 @@ def test_plan_sizes_the_buffer_with_the_budgets_storage() -> None:
     assert b / a == pytest.approx(40 / 12, rel=1e-3)
     note = next(r for r in packed.reasons if r.startswith("[replay-ram]"))
     assert "float16+zstd: obs 6, next_obs 6, action 2, reward 4, done 1, timeout 1 B" in note
+
+
+def test_plan_rules_out_replay_algorithms_whose_env_the_storage_cannot_hold() -> None:
+    """uint8 on CartPole's unbounded dimensions: train refuses it, so the plan may not rank
+    dqn (it used to, at 15 B a transition); the algorithms without replay stay."""
+    from rlbudget.budget import parse_budget
+    from rlbudget.envs import env_spec
+    from rlbudget.plan import make_plan
+
+    text = "device: esp32\ntraining: {ram: 4GiB, replay: uint8}\ntask: {env: CartPole-v1}\n"
+    plan = make_plan(parse_budget(text), env_spec("CartPole-v1", measure_steps=0))
+    assert "dqn" not in {o.algorithm for o in plan.options}
+    assert "ppo" in {o.algorithm for o in plan.options}
+    assert dict(plan.excluded)["dqn"] == (
+        "[replay-ram] training.replay: uint8: replay_storage=uint8 needs bounded observations; "
+        "environment 'CartPole-v1''s dimensions 1, 3 are unbounded; use replay_storage=float16"
+    )
 
 
 def test_bad_storage_on_the_command_line_is_one_line_and_writes_nothing(tmp_path: Path) -> None:

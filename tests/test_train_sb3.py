@@ -194,6 +194,22 @@ def test_replay_that_does_not_fit(tmp_path: Path, write_budget: Callable[[str, s
     assert not run.exists()
 
 
+def test_replay_smaller_than_a_batch_by_steps_does_not_blame_training_ram(
+    tmp_path: Path,
+) -> None:
+    """No training.ram at all: the run's steps cap the buffer, and the line says so."""
+    run = tmp_path / "r"
+    r = runner.invoke(app, ["train", "--algo", "sac", "--env", "Pendulum-v1", "--steps", "64",
+                            "-o", str(run)])  # fmt: skip
+    assert r.exit_code == 2
+    assert r.stderr == (
+        "error: sac: a replay buffer of 64 transitions (the run's 64 steps, buffer_size "
+        "1000000) is fewer than one batch (256); train for more steps or lower batch_size "
+        "(-p batch_size=64)\n"
+    )
+    assert not run.exists()
+
+
 def test_nan_reward_stops_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, write_budget: Callable[[str, str], Path]
 ) -> None:

@@ -139,6 +139,33 @@ def check_extractor(value: Any) -> str:
     return str(value)
 
 
+def check_image(name: Any, space: Any, env_id: str) -> None:
+    """Refuse encoder ``name`` on an observation ``space`` it cannot read: not a 3-D image
+    Box, NatureCNN's not uint8 (SB3 asserts it), or too small for the layers
+    (:func:`encoder_macs`, on the image as SB3 gives it: channels first).
+
+    :raises PlanError: one line naming the env and its observation shape.
+    """
+    name = check_extractor(name)
+    shape = tuple(getattr(space, "shape", None) or ())
+    dtype = str(getattr(space, "dtype", ""))
+    if type(space).__name__ != "Box" or len(shape) != 3 or (name == "nature" and dtype != "uint8"):
+        raise PlanError(
+            f"features_extractor={name} encodes images ([channels, height, width]"
+            f"{', uint8' if name == 'nature' else ''}); environment '{env_id}' observes "
+            f"{type(space).__name__} {list(shape)} {dtype}; leave features_extractor out for "
+            "it"
+        )
+    from stable_baselines3.common.preprocessing import (
+        is_image_space,
+        is_image_space_channels_first,
+    )
+
+    if is_image_space(space) and not is_image_space_channels_first(space):
+        shape = (shape[2], shape[0], shape[1])  # SB3 transposes it (VecTransposeImage)
+    encoder_macs(name, (int(shape[0]), int(shape[1]), int(shape[2])))
+
+
 @functools.cache
 def depthwise_class(name: str = "depthwise") -> type:
     """The depthwise-separable encoder as an SB3 ``BaseFeaturesExtractor`` (built on first

@@ -379,12 +379,21 @@ def make_plan(
     infos = list(algorithms().values())
     excluded: list[tuple[str, str]] = []
     usable: list[AlgorithmInfo] = []
+    replay_refused = None  # training.replay that this env's observations cannot be stored in
+    if budget.training.replay:
+        try:
+            where = f"environment '{env.env_id}'"
+            Storage.parse(budget.training.replay).check(env.observation, where)
+        except PlanError as exc:
+            replay_refused = f"[replay-ram] training.replay: {budget.training.replay}: {exc}"
     for info in infos:
         why = info.incompatibility(env)
-        if why is None:
-            usable.append(info)
-        else:
+        if why is not None:
             excluded.append((info.id, f"[spaces] {why}"))
+        elif info.replay_buffer and replay_refused:  # train would refuse it the same way
+            excluded.append((info.id, replay_refused))
+        else:
+            usable.append(info)
     cal = load_calibration() if calibration is True else calibration or None
     ctx = replace(facts(budget, env, usable, cal), throughput=(
         f"calibrated on this host ({cal.measured[:10]}, {cal.key.text})" if cal else

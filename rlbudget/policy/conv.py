@@ -311,6 +311,10 @@ class CNN:
 
 MAX_SIDE = 4096
 """The largest image side, kernel, stride or padding a policy file may hold."""
+MAX_VALUES = 2**26
+"""The most values one layer's windows or output may hold per decision (256 MiB as float32;
+NatureCNN on an 84×84×4 image needs 102,400): a padded kernel grows the image, so a small
+file could otherwise ask for gigabytes on every decision."""
 
 
 def _pair(v: Any, name: str, what: str, fail: Callable[[str], PolicyError], low: int) -> Pair:
@@ -364,7 +368,13 @@ def read_cnn(
     layers: list[Conv] = []
     for i, e in enumerate(entries):
         layer = _read_layer(e, f"{what} conv[{i}]", current, int8, body, qdense, fail)
-        current = layer.out_shape(current)
+        after = layer.out_shape(current)
+        window = layer.kernel[0] * layer.kernel[1] * current[2]
+        if max(math.prod(after[:2]) * window, math.prod(after)) > MAX_VALUES:
+            raise fail(f"{what} conv[{i}]: its output {after[0]}×{after[1]}×{after[2]} with "
+                       f"{window} inputs a pixel needs more than {MAX_VALUES:,} values a "
+                       f"decision; use a smaller kernel, padding or image")  # fmt: skip
+        current = after
         layers.append(layer)
     if int8 and all(la.q is None for la in layers):
         raise fail(f"{what}: an int8 body needs at least one convolution (its input scale)")

@@ -94,13 +94,22 @@ def nature_ops(sd: Mapping[str, Any], prefix: str) -> list[Op]:
 
     :raises PolicyError: a missing or mis-shaped parameter, or more layers than NatureCNN's.
     """
+
+    def layer(name: str, ndim: int) -> tuple[Array, Array]:
+        W = _floats(sd, f"{prefix}.{name}.weight", ndim)
+        b = _floats(sd, f"{prefix}.{name}.bias", 1)
+        if b.shape != W.shape[:1]:
+            raise PolicyError(
+                f"state dict: '{prefix}.{name}.bias' has shape {list(b.shape)}; expected "
+                f"[{W.shape[0]}] (the outputs of '{prefix}.{name}.weight')"
+            )
+        return W, b
+
     ops: list[Op] = []
     for name, stride in NATURE:
-        W = _floats(sd, f"{prefix}.{name}.weight", 4)
-        b = _floats(sd, f"{prefix}.{name}.bias", 1)
+        W, b = layer(name, 4)
         ops += [Op("conv", W, b, (stride, stride), (0, 0), (W.shape[2], W.shape[3])), Op("relu")]
-    W = _floats(sd, f"{prefix}.linear.0.weight", 2)
-    b = _floats(sd, f"{prefix}.linear.0.bias", 1)
+    W, b = layer("linear.0", 2)
     known = {
         f"{prefix}.{n}.{p}"
         for n in ("cnn.0", "cnn.2", "cnn.4", "linear.0")

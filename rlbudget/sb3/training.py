@@ -405,6 +405,14 @@ def train_sb3(
     env, vecnorm = _vec_env(env_id, cfg.n_envs, bool(cfg.hyperparameters.get("normalize")),
                                 gamma, done_steps, rnd_coef, cfg.seed,
                                 cfg.env_workers)  # fmt: skip
+    if "features_extractor" in cfg.hyperparameters:  # SB3 would assert, or torch fail, later
+        from rlbudget.pixels.encoder import check_image
+
+        try:
+            check_image(cfg.hyperparameters["features_extractor"], env.observation_space, env_id)
+        except PlanError:
+            env.close()
+            raise
 
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None

@@ -362,6 +362,10 @@ def _replay(
     spec = env_spec(env_id, measure_steps=0)
     storage = Storage.from_params(params)
     storage.check(spec.observation, f"environment '{env_id}'")
+    if storage.compress != "none":  # its package, before the run folder is written
+        from rlbudget.replay import codec
+
+        codec(storage.compress)
     hidden = [int(w) for w in params.get("net_arch", [64, 64])]
     other = training_ram_bytes(info.library, mlp_parameters(spec.observation, spec.action, hidden))
     replay = replay_buffer(
@@ -370,6 +374,14 @@ def _replay(
         storage=storage,
     )  # fmt: skip
     batch = int(params.get("batch_size", 256))
+    wanted = min(int(params.get("buffer_size", 1_000_000)), max(n_timesteps, 1))
+    if replay.capacity < batch and replay.capacity == wanted:  # the steps or buffer_size
+        raise PlanError(
+            f"{info.id}: a replay buffer of {replay.capacity} transitions (the run's "
+            f"{n_timesteps} steps, buffer_size {params.get('buffer_size', 1_000_000)}) is "
+            f"fewer than one batch ({batch}); train for more steps or lower batch_size "
+            f"(-p batch_size={max(1, replay.capacity)})"
+        )
     if replay.capacity < batch:
         compact = ", store them compactly (training.replay: float16+zstd)"
         compact = compact if replay.capacity and not storage.compact else ""
