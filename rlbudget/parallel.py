@@ -146,7 +146,7 @@ def evaluation(cores: int | None, step_cost_s: float | None, episode_steps: int 
     (``episode_steps`` × ``step_cost_s``) is at least 20× the per-episode IPC and one
     worker's start-up spreads over the first few episodes; else 1.
 
-    >>> evaluation(2, 1e-3, 500), evaluation(2, 2e-5, 500), evaluation(1, 1e-3, 500)
+    >>> evaluation(2, 1e-3, 500), evaluation(2, 1e-6, 500), evaluation(1, 1e-3, 500)
     (2, 1, 1)
     """
     cores = cores or 1

@@ -97,7 +97,7 @@ def test_a_run_in_workers_checkpoints_resumes_and_keeps_its_budget(tmp_path: Pat
 def test_cheap_envs_stay_in_one_process() -> None:
     from rlbudget.train.settings import resolve
 
-    s = resolve("ppo", "CartPole-v1", cores=2, env_step_cost_s=2e-5)
+    s = resolve("ppo", "CartPole-v1", cores=2, env_step_cost_s=1e-6)
     assert (s.env_workers, s.eval_workers) == (1, 1)
     assert s.parallel is not None and "DummyVecEnv" in s.parallel
     assert resolve("ppo", "CartPole-v1").parallel is None  # no cores, no decision
