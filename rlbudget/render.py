@@ -159,7 +159,8 @@ def render_train_start(console: Console, s: RunSettings) -> None:
     """What a training run is about to do: steps, target, and for SB3 envs and threads."""
     console.print(f"training {s.algorithm} on {s.env_id} for up to "
                   f"{units.format_count(s.n_timesteps)} steps ({s.n_timesteps_from}); "
-                  f"target {s.target_return} ({s.target_from})")  # fmt: skip
+                  f"target {'' if s.target_return is None else f'{s.target_return} '}"
+                  f"({s.target_from})")  # fmt: skip
     if s.library == "sb3":
         where = ("in one process" if s.env_workers <= 1
                  else f"in {s.env_workers} worker processes")  # fmt: skip

@@ -435,7 +435,8 @@ def _train_stage(budget: Budget, plan: PlanChoice, seed: int, out: Path,
                                env_kwargs=task.env_kwargs)  # fmt: skip
         say(f"train: {settings.algorithm} on {settings.env_id}, up to "
             f"{units.format_count(settings.n_timesteps)} steps, target "
-            f"{settings.target_return}")  # fmt: skip
+            f"{settings.target_return if settings.target_return is not None else ''}"
+            f"{'' if settings.target_return is not None else settings.target_from}")  # fmt: skip
         if settings.parallel is not None:
             say(f"train: [cores] {settings.parallel}")
         result = train_run(settings, run_dir, on_progress=ProgressLog(settings.n_timesteps, say),

@@ -241,7 +241,8 @@ def write_curve(
     ax.set_xlabel("env steps")
     ax.set_ylabel("return")
     ax.set_title(f"{s.algorithm} on {s.env_id} (seed {s.seed})")
-    ax.legend(loc="best", fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # an empty run has nothing to label
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)
