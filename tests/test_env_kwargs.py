@@ -115,4 +115,5 @@ def test_bad_recorded_env_kwargs_are_refused_in_one_line(
                            "--env-kwargs): ")  # fmt: skip
     assert says in line
     # --env-kwargs '{}' replaces them: the policy runs on the default physics
-    assert runner.invoke(app, ["evaluate", str(path), "-n", "2", "--env-kwargs", "{}"]).exit_code == 0
+    default = runner.invoke(app, ["evaluate", str(path), "-n", "2", "--env-kwargs", "{}"])
+    assert default.exit_code == 0, default.output
