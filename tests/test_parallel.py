@@ -181,3 +181,17 @@ def test_closing_workers_stuck_in_a_step_does_not_hang() -> None:
     venv.close()
     assert time.monotonic() - start < 30
     assert not any(p.is_alive() for p in venv.processes)
+
+
+def test_slow_cartpole_imports_no_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SlowCartPole's ``env_id`` kwarg (from a budget or policy file) named a module:EnvId
+    that gymnasium imported, past make_env's check of modules nobody named."""
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.envs import make_env
+    from rlbudget.errors import EnvError
+
+    (tmp_path / "planted_r2.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    refused = pytest.raises(EnvError, match="name a registered env id, not module:EnvId")
+    with env_kwargs_applied(SLOW, {"env_id": "planted_r2:X-v0"}), refused:
+        make_env(SLOW)
