@@ -219,6 +219,18 @@ def answer(remote: Any, env_id: str) -> Any:
     return out
 
 
+def stop(processes: list[Any], remotes: list[Any], wait_s: float) -> None:
+    """End worker processes told to close: each waited for ``wait_s`` (it finishes what it
+    is doing), then killed (a worker stuck in its env would never end), its pipe closed."""
+    for p in processes:
+        p.join(wait_s)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+    for remote in remotes:
+        remote.close()
+
+
 PRELOAD = ["numpy", "gymnasium", "rlbudget.envs", "rlbudget.policy.model"]
 
 

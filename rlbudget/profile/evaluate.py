@@ -341,16 +341,12 @@ class EvalWorkers:
 
     def close(self) -> None:
         """Stop the workers (an episode under way finishes first)."""
+        from rlbudget.parallel import stop
+
         for remote in self.remotes:
             with contextlib.suppress(OSError):
                 remote.send(("close", None))
-        for p in self.processes:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(1)
-        for remote in self.remotes:
-            remote.close()
+        stop(self.processes, self.remotes, 10)
         self.remotes, self.processes, self.busy = [], [], {}
 
     def __enter__(self) -> EvalWorkers:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.parallel import ChildEnv, answer, context, reported, worker_init
+from rlbudget.parallel import ChildEnv, answer, context, reported, stop, worker_init
 
 
 class _Episodes:
@@ -194,13 +194,7 @@ def _grouped_class() -> type:
                         remote.recv()
                 except (EOFError, OSError):
                     pass
-            for p in self.processes:
-                p.join(2)
-                if p.is_alive():
-                    p.kill()
-                    p.join(1)
-            for remote in self.remotes:
-                remote.close()
+            stop(self.processes, self.remotes, 2)
 
         def _by_worker(self, indices: Any) -> dict[int, list[int]]:
             which: dict[int, list[int]] = {}
