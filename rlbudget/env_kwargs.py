@@ -53,9 +53,19 @@ def env_kwargs_applied(env_id: str, kwargs: Mapping[str, Any] | None) -> Iterato
 
 
 def recorded_kwargs(policy: Policy) -> dict[str, Any] | None:
-    """The env kwargs the policy was trained with (its provenance's ``env_kwargs``), if any."""
+    """The env kwargs the policy was trained with (its provenance's ``env_kwargs``), if any,
+    checked as ``--env-kwargs`` is (a policy file is user input: no ``render_mode``, no
+    ``attributes`` that are not numbers).
+
+    :raises RlbudgetError: the recorded env kwargs would be refused on the command line.
+    """
+    from rlbudget.agents.prior import parse_env_kwargs
+
     kwargs = policy.provenance.get("env_kwargs")
-    return dict(kwargs) if isinstance(kwargs, dict) and kwargs else None
+    if kwargs is None or kwargs == {}:
+        return None
+    return parse_env_kwargs(kwargs, "the policy's provenance env_kwargs (override them with "
+                                    "--env-kwargs)")  # fmt: skip
 
 
 @contextmanager

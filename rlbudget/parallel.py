@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from rlbudget import units
-from rlbudget.errors import RlbudgetError
+from rlbudget.errors import EnvError, RlbudgetError
 
 DATA = Path(__file__).resolve().parent / "data" / "parallel.yaml"
 PAYS = 1.2
@@ -189,6 +189,46 @@ def worker_init(parent: int) -> None:
             time.sleep(WATCHDOG_S)
 
     threading.Thread(target=watchdog, daemon=True).start()
+
+
+def reported(exc: Exception, env_id: str) -> RlbudgetError:
+    """What a worker process sends back, instead of dying with a traceback on stderr, for an
+    exception its env raised: an rlbudget error as it is (its one line), any other as an
+    :class:`EnvError` naming it. The training process raises it (:func:`answer`)."""
+    if isinstance(exc, RlbudgetError):
+        return exc
+    return EnvError(f"environment '{env_id}' raised {type(exc).__name__} in a worker "
+                    f"process: {exc}; fix the environment, or run with training.cores: 1 "
+                    "to see where")  # fmt: skip
+
+
+def answer(remote: Any, env_id: str) -> Any:
+    """A worker's answer on ``remote``.
+
+    :raises RlbudgetError: the error the worker reported (:func:`reported`), or an
+        :class:`EnvError` when the worker ended without answering (killed, out of memory).
+    """
+    try:
+        out = remote.recv()
+    except (EOFError, OSError):
+        raise EnvError(f"a worker process running '{env_id}' ended without answering "
+                       "(killed, or out of memory?); run again, or with training.cores: 1"
+                       ) from None  # fmt: skip
+    if isinstance(out, RlbudgetError):
+        raise out
+    return out
+
+
+def stop(processes: list[Any], remotes: list[Any], wait_s: float) -> None:
+    """End worker processes told to close: each waited for ``wait_s`` (it finishes what it
+    is doing), then killed (a worker stuck in its env would never end), its pipe closed."""
+    for p in processes:
+        p.join(wait_s)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
+    for remote in remotes:
+        remote.close()
 
 
 PRELOAD = ["numpy", "gymnasium", "rlbudget.envs", "rlbudget.policy.model"]

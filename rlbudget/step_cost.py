@@ -41,7 +41,13 @@ class StepCost(gym.Wrapper[Any, Any, Any, Any]):
 
 def slow_env(env_id: str = "CartPole-v1", step_cost_s: float = 1e-3,
              spin: bool = False) -> gym.Env[Any, Any]:  # fmt: skip
-    """``env_id`` made by gymnasium, each step costing ``step_cost_s`` in all."""
+    """``env_id`` made by gymnasium, each step costing ``step_cost_s`` in all.
+
+    :raises ValueError: ``env_id`` is a ``module:EnvId`` (env kwargs come from budget and
+        policy files: gymnasium would import that module, unchecked by ``make_env``).
+    """
+    if ":" in env_id:
+        raise ValueError(f"env_id {env_id!r}: name a registered env id, not module:EnvId")
     return StepCost(gym.make(env_id), step_cost_s, spin)
 
 

@@ -77,3 +77,43 @@ def test_bad_env_kwargs_override_is_one_line(walker: Path) -> None:
     assert r.exit_code == 2
     assert r.output.strip() == ("error: --env-kwargs: write a JSON object of gymnasium.make "
                                 """kwargs, such as '{"g": 9.81}', not list""")  # fmt: skip
+
+
+def test_deeply_nested_env_kwargs_is_one_line(walker: Path) -> None:
+    r = runner.invoke(app, ["evaluate", str(walker), "--env-kwargs", "[" * 100_000])
+    assert r.exit_code == 2
+    assert r.output.strip() == ("error: --env-kwargs: nested too deeply to read; write a flat "
+                                """object such as '{"g": 9.81}'""")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recorded", "says"),
+    [
+        ({"attributes": {"nrow": "x"}}, "'attributes' must map attribute names to numbers"),
+        ({"attributes": [1]}, "'attributes' must map attribute names to numbers"),
+        ({"render_mode": "human"}, "'render_mode' is not an env kwarg"),
+        ([1, 2], "write a JSON object of gymnasium.make kwargs"),
+    ],
+)
+def test_bad_recorded_env_kwargs_are_refused_in_one_line(
+    tmp_path: Path, recorded: object, says: str
+) -> None:
+    """A policy file is user input: its provenance's env kwargs are checked as --env-kwargs
+    is (before: a TypeError/AttributeError 'this is a bug' line, or a window opened)."""
+    from rlbudget.envs import env_spec
+
+    s = env_spec("FrozenLake-v1", measure_steps=0)
+    prov = {"env": "FrozenLake-v1", "env_kwargs": recorded}
+    table = Table(np.zeros((16, 4), np.float32))
+    path = save_policy(Policy(s.observation, s.action, (), table, Head("argmax"), prov),
+                       tmp_path / "p")  # fmt: skip
+    r = runner.invoke(app, ["evaluate", str(path), "-n", "2"])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip()
+    assert "\n" not in line
+    assert line.startswith("error: the policy's provenance env_kwargs (override them with "
+                           "--env-kwargs): ")  # fmt: skip
+    assert says in line
+    # --env-kwargs '{}' replaces them: the policy runs on the default physics
+    default = runner.invoke(app, ["evaluate", str(path), "-n", "2", "--env-kwargs", "{}"])
+    assert default.exit_code == 0, default.output

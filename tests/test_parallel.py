@@ -131,3 +131,67 @@ def test_a_signal_to_the_process_group_saves_and_ends_the_workers(
     steps = json.loads((out / "checkpoint" / "state.json").read_text())["steps"]
     assert steps == summary["steps"] > 0
     assert (out / "policy" / "policy.json").is_file()
+
+
+def test_an_env_error_in_a_worker_is_one_line_not_a_worker_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Before: each worker died printing a traceback, the evaluation handed the episode to
+    the next worker (which died the same way), and SB3's vectorized step got an EOFError."""
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.errors import EnvError
+    from rlbudget.sb3.vecenv import grouped_vec_env
+    from tests import bad_envs
+
+    policy = env_policy(bad_envs.ID, (), random_mlp([2, 4, 2], rng=3), Head("argmax"))
+    with env_kwargs_applied(bad_envs.ID, {"mode": "raise"}):
+        with pytest.raises(EnvError, match="raised RuntimeError in a worker process: "
+                                           "simulator crashed"):  # fmt: skip
+            evaluate(policy, bad_envs.ID, seeds=episode_seeds(0, 4), workers=2,
+                     gym_packages=["tests.bad_envs"])  # fmt: skip
+        venv = grouped_vec_env(bad_envs.ID, (1, 1))
+        try:
+            venv.reset()
+            venv.step(np.zeros(2, np.int64))
+            venv.step(np.zeros(2, np.int64))
+            with pytest.raises(EnvError, match="simulator crashed"):
+                venv.step(np.zeros(2, np.int64))
+        finally:
+            venv.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_closing_workers_stuck_in_a_step_does_not_hang() -> None:
+    """Ctrl-C while the workers are in a step that never ends: close() used to wait for
+    their answer forever (an orphaned, hung training process)."""
+    import time
+
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.sb3.vecenv import grouped_vec_env
+    from tests import bad_envs
+
+    with env_kwargs_applied(bad_envs.ID, {"mode": "hang"}):
+        venv = grouped_vec_env(bad_envs.ID, (1, 1))
+    venv.reset()
+    venv.step(np.zeros(2, np.int64))
+    venv.step(np.zeros(2, np.int64))
+    venv.step_async(np.zeros(2, np.int64))  # the third step hangs in both workers
+    time.sleep(0.2)
+    start = time.monotonic()
+    venv.close()
+    assert time.monotonic() - start < 30
+    assert not any(p.is_alive() for p in venv.processes)
+
+
+def test_slow_cartpole_imports_no_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SlowCartPole's ``env_id`` kwarg (from a budget or policy file) named a module:EnvId
+    that gymnasium imported, past make_env's check of modules nobody named."""
+    from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.envs import make_env
+    from rlbudget.errors import EnvError
+
+    (tmp_path / "planted_r2.py").write_text("raise SystemExit('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    refused = pytest.raises(EnvError, match="name a registered env id, not module:EnvId")
+    with env_kwargs_applied(SLOW, {"env_id": "planted_r2:X-v0"}), refused:
+        make_env(SLOW)

@@ -279,6 +279,9 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
         except json.JSONDecodeError as exc:
             raise RlbudgetError(f"{what} '{text}': not JSON ({exc.msg}); write an object such "
                                 """as '{"g": 9.81}'""") from None  # fmt: skip
+        except RecursionError:  # '[[[[…' deeper than the parser goes
+            raise RlbudgetError(f"{what}: nested too deeply to read; write a flat object such "
+                                """as '{"g": 9.81}'""") from None  # fmt: skip
     if not isinstance(value, dict):
         raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
                             f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from rlbudget.envs import make_env, space_mismatch
-from rlbudget.errors import EnvError
+from rlbudget.errors import EnvError, RlbudgetError
 from rlbudget.finite import check_return
 from rlbudget.policy.model import Array, Policy
 
@@ -221,10 +221,10 @@ def _here(env: Any, choose: Callable[[Any], Any], seed: int, seeds: Sequence[int
 def _eval_worker(remote: Any, child: Any, parent: int) -> None:
     """A worker process: one env; ("policy", p) sets the policy, ("episode", seed) plays
     one episode and sends it back, ("close", None) ends it (so does a closed pipe)."""
-    from rlbudget.parallel import worker_init
+    from rlbudget.parallel import reported, worker_init
 
     worker_init(parent)
-    env, policy = child.make(guard=True), None
+    env, policy = None, None
     try:
         while True:
             try:
@@ -235,12 +235,18 @@ def _eval_worker(remote: Any, child: Any, parent: int) -> None:
                 policy = data
             elif cmd == "episode":
                 assert policy is not None
-                obs, _ = env.reset(seed=data)
-                remote.send(_episode(env, policy.act, obs))
+                try:  # the env's error goes back as the answer, not as a traceback here
+                    env = env or child.make(guard=True)
+                    obs, _ = env.reset(seed=data)
+                    played: Any = _episode(env, policy.act, obs)
+                except Exception as exc:
+                    played = reported(exc, child.env_id)
+                remote.send(played)
             else:
                 return
     finally:
-        env.close()
+        if env is not None:
+            env.close()
 
 
 class EvalWorkers:
@@ -323,24 +329,24 @@ class EvalWorkers:
                     remote = self.busy_pipe(ready)
                     k = self.busy.pop(remote)
                     try:
-                        done[k] = remote.recv()
+                        result = remote.recv()
                     except (EOFError, OSError):  # the worker died: another plays it
                         self.remotes.remove(remote)
                         todo.append(k)
+                        continue
+                    if isinstance(result, RlbudgetError):  # the env's error, as serial
+                        raise result
+                    done[k] = result
             yield done.pop(i)
 
     def close(self) -> None:
         """Stop the workers (an episode under way finishes first)."""
+        from rlbudget.parallel import stop
+
         for remote in self.remotes:
             with contextlib.suppress(OSError):
                 remote.send(("close", None))
-        for p in self.processes:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(1)
-        for remote in self.remotes:
-            remote.close()
+        stop(self.processes, self.remotes, 10)
         self.remotes, self.processes, self.busy = [], [], {}
 
     def __enter__(self) -> EvalWorkers:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rlbudget.parallel import ChildEnv, context, worker_init
+from rlbudget.parallel import ChildEnv, answer, context, reported, stop, worker_init
 
 
 class _Episodes:
@@ -64,40 +64,55 @@ def _wrapped(env: Any, cls: type) -> bool:
     return False
 
 
+def _answer(envs: list[_Episodes], cmd: str, data: Any) -> Any:
+    """A worker's answer to one command of the training process."""
+    if cmd == "step":
+        return [e.step(a) for e, a in zip(envs, data, strict=True)]
+    if cmd == "reset":
+        return [e.reset(s, o) for e, s, o in zip(envs, *data, strict=True)]
+    if cmd == "get_attr":
+        name, which = data
+        return [envs[i].env.get_wrapper_attr(name) for i in which]
+    if cmd == "set_attr":
+        name, value, which = data
+        for i in which:
+            setattr(envs[i].env, name, value)
+        return None
+    if cmd == "env_method":
+        name, args, kwargs, which = data
+        return [envs[i].env.get_wrapper_attr(name)(*args, **kwargs) for i in which]
+    if cmd == "is_wrapped":
+        cls, which = data
+        return [_wrapped(envs[i].env, cls) for i in which]
+    raise NotImplementedError(f"worker command {cmd!r}")
+
+
 def _worker(remote: Any, parent_remote: Any, child: ChildEnv, n: int, parent: int) -> None:
-    """A worker process: ``n`` envs, served until "close" or the pipe closes."""
+    """A worker process: ``n`` envs, served until "close" or the pipe closes. An exception
+    of an env goes back to the training process (:func:`rlbudget.parallel.reported`)."""
     worker_init(parent)
     parent_remote.close()
-    envs = [_Episodes(child.make()) for _ in range(n)]
+    envs: list[_Episodes] = []
     try:
+        try:
+            envs = [_Episodes(child.make()) for _ in range(n)]
+        except Exception as exc:  # told at the first command
+            made: Any = reported(exc, child.env_id)
+        else:
+            made = None
         while True:
             try:
                 cmd, data = remote.recv()
             except (EOFError, OSError):  # the training process is gone
                 return
-            if cmd == "step":
-                remote.send([e.step(a) for e, a in zip(envs, data, strict=True)])
-            elif cmd == "reset":
-                remote.send([e.reset(s, o) for e, s, o in zip(envs, *data, strict=True)])
-            elif cmd == "get_attr":
-                name, which = data
-                remote.send([envs[i].env.get_wrapper_attr(name) for i in which])
-            elif cmd == "set_attr":
-                name, value, which = data
-                for i in which:
-                    setattr(envs[i].env, name, value)
-                remote.send(None)
-            elif cmd == "env_method":
-                name, args, kwargs, which = data
-                remote.send([envs[i].env.get_wrapper_attr(name)(*args, **kwargs) for i in which])
-            elif cmd == "is_wrapped":
-                cls, which = data
-                remote.send([_wrapped(envs[i].env, cls) for i in which])
-            elif cmd == "close":
+            if cmd == "close":
                 remote.send(None)
                 return
-            else:
-                raise NotImplementedError(f"worker command {cmd!r}")
+            try:
+                reply = made if made is not None else _answer(envs, cmd, data)
+            except Exception as exc:
+                reply = reported(exc, child.env_id)
+            remote.send(reply)
     finally:
         for e in envs:
             e.env.close()
@@ -128,13 +143,14 @@ def _grouped_class() -> type:
                 work_remote.close()
                 self.remotes.append(remote)
                 self.processes.append(p)
+            self.env_id = child.env_id
             self.known = known  # attributes every env has alike, answered after close too
             super().__init__(sum(self.shares), *spaces)
 
         def _ask(self, messages: Sequence[tuple[str, Any]]) -> list[Any]:
             for remote, msg in zip(self.remotes, messages, strict=True):
                 remote.send(msg)
-            return [remote.recv() for remote in self.remotes]
+            return [answer(remote, self.env_id) for remote in self.remotes]
 
         def _chunks(self, values: Sequence[Any]) -> list[list[Any]]:
             out: list[list[Any]] = [[] for _ in self.shares]
@@ -147,7 +163,7 @@ def _grouped_class() -> type:
                 remote.send(("step", chunk))
 
         def step_wait(self) -> Any:
-            results = [r for remote in self.remotes for r in remote.recv()]
+            results = [r for remote in self.remotes for r in answer(remote, self.env_id)]
             obs, rews, dones, infos, reset_infos = zip(*results, strict=True)
             self.reset_infos = list(reset_infos)
             # float32 rewards, as DummyVecEnv's buffer holds them
@@ -170,18 +186,15 @@ def _grouped_class() -> type:
                 return
             self.closed = True
             for remote in self.remotes:
+                # a worker stuck in its env's step (or in one the training process stopped
+                # waiting for, at Ctrl-C) may never answer: killed below, not waited on
                 try:
                     remote.send(("close", None))
-                    remote.recv()
-                except (EOFError, OSError, BrokenPipeError):
+                    if remote.poll(5):
+                        remote.recv()
+                except (EOFError, OSError):
                     pass
-            for p in self.processes:
-                p.join(5)
-                if p.is_alive():
-                    p.kill()
-                    p.join(1)
-            for remote in self.remotes:
-                remote.close()
+            stop(self.processes, self.remotes, 2)
 
         def _by_worker(self, indices: Any) -> dict[int, list[int]]:
             which: dict[int, list[int]] = {}
@@ -194,7 +207,7 @@ def _grouped_class() -> type:
             which = self._by_worker(indices)
             for w, local in which.items():
                 self.remotes[w].send((cmd, (*head, local)))
-            return [r for w in which for r in self.remotes[w].recv()]
+            return [r for w in which for r in answer(self.remotes[w], self.env_id)]
 
         def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
             if attr_name in self.known:  # render_mode: asked before num_envs is set
@@ -207,7 +220,7 @@ def _grouped_class() -> type:
             for w, local in which.items():
                 self.remotes[w].send(("set_attr", (attr_name, value, local)))
             for w in which:
-                self.remotes[w].recv()
+                answer(self.remotes[w], self.env_id)
 
         def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
                        **method_kwargs: Any) -> list[Any]:  # fmt: skip
