@@ -295,7 +295,7 @@ def _path(r: _Reader, keys: dict[str, _Node], key: str, source: str) -> str | No
 
 def _env_kwargs(r: _Reader, n: _Node) -> dict[str, Any]:
     """task.env_kwargs: a mapping of gymnasium.make kwargs (plain values only)."""
-    from rlbudget.agents.prior import parse_env_kwargs
+    from rlbudget.env_kwargs import parse_env_kwargs
 
     if not isinstance(n.node, yaml.MappingNode):
         raise r.fail(n.line, n.key, "expected a mapping of gymnasium.make kwargs, e.g. {g: 5.0}")

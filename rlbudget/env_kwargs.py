@@ -1,7 +1,7 @@
 """A run's env kwargs (``task.env_kwargs``, ``--env-kwargs``): held for an env id while a
 run lasts, so every :func:`rlbudget.envs.make_env` of that id gets them, and the
 ``attributes`` key, set on the unwrapped env after it is made (physics a constructor does
-not take). Parsing and checking the JSON is :func:`rlbudget.agents.prior.parse_env_kwargs`.
+not take). Parsing and checking the JSON is :func:`parse_env_kwargs`.
 
 A policy trained with env kwargs records them in its provenance (``env_kwargs``, by
 :func:`rlbudget.agents.common.provenance`); :func:`policy_physics` applies them again where
@@ -11,12 +11,13 @@ is the env's default physics).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rlbudget.errors import EnvError
+from rlbudget.errors import EnvError, RlbudgetError
 
 if TYPE_CHECKING:
     from rlbudget.policy.model import Policy
@@ -59,8 +60,6 @@ def recorded_kwargs(policy: Policy) -> dict[str, Any] | None:
 
     :raises RlbudgetError: the recorded env kwargs would be refused on the command line.
     """
-    from rlbudget.agents.prior import parse_env_kwargs
-
     kwargs = policy.provenance.get("env_kwargs")
     if kwargs is None or kwargs == {}:
         return None
@@ -110,3 +109,67 @@ def set_attributes(env: Any, env_id: str, attributes: Mapping[str, Any]) -> None
             raise EnvError(f"env kwargs attributes.{name}: {value} for '{env_id}', whose "
                            f"{name} is {kind} ({old})")  # fmt: skip
         setattr(base, name, type(old)(value))
+
+
+ATTRIBUTES = "attributes"
+"""The one ``--env-kwargs`` key that is not a ``gymnasium.make`` kwarg: numbers set on the
+unwrapped env after it is made (``{"attributes": {"force_mag": 8.0}}`` changes CartPole's
+push, which its constructor does not take); each must already exist on the env."""
+
+
+def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, Any] | None:
+    """A JSON object of make kwargs (or an already parsed mapping, from a budget file).
+
+    :param what: how the message names its source (``--env-kwargs``, ``task.env_kwargs``).
+    :raises RlbudgetError: not JSON, not an object, or a bad ``attributes`` entry.
+    """
+    if text is None:
+        return None
+    value: Any = text
+    if isinstance(text, str):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RlbudgetError(f"{what} '{text}': not JSON ({exc.msg}); write an object such "
+                                """as '{"g": 9.81}'""") from None  # fmt: skip
+        except RecursionError:  # '[[[[…' deeper than the parser goes
+            raise RlbudgetError(f"{what}: nested too deeply to read; write a flat object such "
+                                """as '{"g": 9.81}'""") from None  # fmt: skip
+    if not isinstance(value, dict):
+        raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
+                            f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
+    for key in NOT_KWARGS:
+        if key in value:
+            raise RlbudgetError(
+                f"{what}: '{key}' is not an env kwarg rlbudget trains with "
+                "(it changes how the env is stepped or rendered); remove it"
+            )
+    bad = _non_finite(value)
+    if bad is not None:
+        raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
+                            "(NaN or inf would reach the physics)")  # fmt: skip
+    attrs = value.get(ATTRIBUTES, {})
+    if not isinstance(attrs, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
+    ):
+        raise RlbudgetError(f"{what}: '{ATTRIBUTES}' must map attribute names to numbers, "
+                            """e.g. {"attributes": {"force_mag": 8.0}}""")  # fmt: skip
+    return dict(value)
+
+
+NOT_KWARGS = ("render_mode", "autoreset", "apply_api_compatibility")
+"""``gymnasium.make`` options that change how the env is stepped or rendered (a window, an
+automatic reset rlbudget's loops do not expect), refused in env kwargs."""
+
+
+def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
+    """The first NaN/inf number in ``value`` (nested dicts and lists), with its key path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, value
+    items: Any = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())  # fmt: skip
+    for k, v in items:
+        found = _non_finite(v, f"{key}.{k}" if key else str(k))
+        if found is not None:
+            return found
+    return None

@@ -7,8 +7,8 @@
   ``allow_pickle=False`` and checked key by key against the env's spaces; or a Minari
   dataset id (``minari:ID``, optional extra ``rlbudget[minari]``) with flat Box/Discrete
   spaces.
-- :func:`parse_env_kwargs`: a JSON object of ``gymnasium.make`` kwargs (``--env-kwargs``,
-  budget key ``task.env_kwargs``), with the one rlbudget key ``attributes``.
+- env kwargs (``--env-kwargs``, budget key ``task.env_kwargs``) are read by
+  :func:`rlbudget.env_kwargs.parse_env_kwargs`.
 
 Every problem is one :class:`~rlbudget.errors.RlbudgetError` line naming the file and
 the key, raised before anything is written.
@@ -16,7 +16,6 @@ the key, raised before anything is written.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -256,77 +255,6 @@ def _minari(dataset_id: str) -> dict[str, np.ndarray]:
     if not parts["observations"]:
         raise RlbudgetError(f"{where}: holds no episodes")
     return {k: np.concatenate(v) for k, v in parts.items()}
-
-
-ATTRIBUTES = "attributes"
-"""The one ``--env-kwargs`` key that is not a ``gymnasium.make`` kwarg: numbers set on the
-unwrapped env after it is made (``{"attributes": {"force_mag": 8.0}}`` changes CartPole's
-push, which its constructor does not take); each must already exist on the env."""
-
-
-def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, Any] | None:
-    """A JSON object of make kwargs (or an already parsed mapping, from a budget file).
-
-    :param what: how the message names its source (``--env-kwargs``, ``task.env_kwargs``).
-    :raises RlbudgetError: not JSON, not an object, or a bad ``attributes`` entry.
-    """
-    if text is None:
-        return None
-    value: Any = text
-    if isinstance(text, str):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise RlbudgetError(f"{what} '{text}': not JSON ({exc.msg}); write an object such "
-                                """as '{"g": 9.81}'""") from None  # fmt: skip
-        except RecursionError:  # '[[[[…' deeper than the parser goes
-            raise RlbudgetError(f"{what}: nested too deeply to read; write a flat object such "
-                                """as '{"g": 9.81}'""") from None  # fmt: skip
-    if not isinstance(value, dict):
-        raise RlbudgetError(f"{what}: write a JSON object of gymnasium.make kwargs, such as "
-                            f"""'{{"g": 9.81}}', not {type(value).__name__}""")  # fmt: skip
-    for key in NOT_KWARGS:
-        if key in value:
-            raise RlbudgetError(
-                f"{what}: '{key}' is not an env kwarg rlbudget trains with "
-                "(it changes how the env is stepped or rendered); remove it"
-            )
-    bad = _non_finite(value)
-    if bad is not None:
-        raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
-                            "(NaN or inf would reach the physics)")  # fmt: skip
-    attrs = value.get(ATTRIBUTES, {})
-    if not isinstance(attrs, dict) or not all(
-        isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
-    ):
-        raise RlbudgetError(f"{what}: '{ATTRIBUTES}' must map attribute names to numbers, "
-                            """e.g. {"attributes": {"force_mag": 8.0}}""")  # fmt: skip
-    return dict(value)
-
-
-NOT_KWARGS = ("render_mode", "autoreset", "apply_api_compatibility")
-"""``gymnasium.make`` options that change how the env is stepped or rendered (a window, an
-automatic reset rlbudget's loops do not expect), refused in env kwargs."""
-
-
-def _non_finite(value: Any, key: str = "") -> tuple[str, float] | None:
-    """The first NaN/inf number in ``value`` (nested dicts and lists), with its key path."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return key, value
-    items: Any = value.items() if isinstance(value, dict) else (
-        enumerate(value) if isinstance(value, list) else ())  # fmt: skip
-    for k, v in items:
-        found = _non_finite(v, f"{key}.{k}" if key else str(k))
-        if found is not None:
-            return found
-    return None
-
-
-def describe_env_kwargs(kwargs: dict[str, Any] | None) -> str:
-    """``{"g": 5.0}`` as it is shown in config.yaml and messages (``g=5.0``)."""
-    if not kwargs:
-        return "none"
-    return ", ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
 
 
 IMITATION = ("bc", "dagger")

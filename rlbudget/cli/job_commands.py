@@ -91,9 +91,8 @@ def profile(
 
       rlbudget profile small --budget b.yaml --format onnx --json
     """
-    from rlbudget.agents.prior import parse_env_kwargs
     from rlbudget.budget import load_budget
-    from rlbudget.env_kwargs import policy_physics
+    from rlbudget.env_kwargs import parse_env_kwargs, policy_physics
     from rlbudget.policy import load_policy
     from rlbudget.profile.report import check_report_path, write_report
     from rlbudget.profile.verdict import profile as run_profile

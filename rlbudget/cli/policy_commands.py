@@ -91,8 +91,7 @@ def evaluate(
 
         evaluate_data(policy, data, context=context, clip=clip, json_out=json_out)
         return
-    from rlbudget.agents.prior import parse_env_kwargs
-    from rlbudget.env_kwargs import policy_physics
+    from rlbudget.env_kwargs import parse_env_kwargs, policy_physics
     from rlbudget.policy import load_policy
     from rlbudget.profile.evaluate import evaluate as run_evaluation
     from rlbudget.profile.evaluate import policy_env
@@ -295,11 +294,10 @@ def compress(
 
       rlbudget compress frozenlake -m pack,drop-unvisited -o packed
     """
-    from rlbudget.agents.prior import parse_env_kwargs
     from rlbudget.compress import check_output
     from rlbudget.compress.pipeline import MethodOptions, parse_fraction
     from rlbudget.compress.pipeline import compress as run_compress
-    from rlbudget.env_kwargs import policy_physics
+    from rlbudget.env_kwargs import parse_env_kwargs, policy_physics
     from rlbudget.fileio import load_npy
     from rlbudget.policy import load_policy, save_policy
     from rlbudget.profile.evaluate import policy_env

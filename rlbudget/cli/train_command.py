@@ -178,7 +178,7 @@ def train(
       rlbudget train --algo dr --data logs.csv -o runs/dr
     """
     from rlbudget import units
-    from rlbudget.agents.prior import parse_env_kwargs
+    from rlbudget.env_kwargs import parse_env_kwargs
     from rlbudget.envs import import_gym_packages
     from rlbudget.errors import PlanError
     from rlbudget.train import load_settings, parse_hyperparams, prepare_run_dir, run_settings
