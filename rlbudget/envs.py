@@ -180,6 +180,16 @@ def space_mismatch(env: Any, env_id: str, observation: SpaceSpec, action: SpaceS
     return None
 
 
+def env_mismatch(env_id: str, observation: SpaceSpec, action: SpaceSpec,
+                 whose: str) -> str | None:  # fmt: skip
+    """:func:`space_mismatch` against a fresh ``env_id`` env, closed afterwards."""
+    env = make_env(env_id)
+    try:
+        return space_mismatch(env, env_id, observation, action, whose)
+    finally:
+        env.close()
+
+
 def space_spec(space: Any, *, what: str = "observation", env_id: str = "") -> SpaceSpec:
     """Read a gymnasium ``Discrete`` (starting at 0) or ``Box`` space, or a ``Tuple`` or
     ``Dict`` observation space as :func:`composite_observation` reads it.

@@ -43,7 +43,7 @@ def load_teacher(path: str | Path, env_id: str, *, what: str = "--teacher") -> P
     :param path: a policy folder (``policy.json``), an SB3 ``.zip``, or an RL Zoo folder.
     :raises PolicyError: unreadable, unsupported, or for other spaces (one line).
     """
-    from rlbudget.envs import make_env, space_mismatch
+    from rlbudget.envs import env_mismatch
     from rlbudget.policy.io import JSON_NAME, load_policy
 
     p = Path(path)
@@ -59,12 +59,8 @@ def load_teacher(path: str | Path, env_id: str, *, what: str = "--teacher") -> P
             teacher = import_model(p).policy
         except PolicyError as exc:
             raise PolicyError(f"{what} {exc}") from None
-    env = make_env(env_id)
-    try:
-        problem = space_mismatch(env, env_id, teacher.observation_space, teacher.action_space,
-                                 "the teacher's")  # fmt: skip
-    finally:
-        env.close()
+    problem = env_mismatch(env_id, teacher.observation_space, teacher.action_space,
+                           "the teacher's")  # fmt: skip
     if problem:
         raise PolicyError(f"{what} {p}: {problem}; give a teacher trained on {env_id}")
     return teacher

@@ -42,19 +42,15 @@ def load_init(path: str, env_id: str) -> Policy:
 
     :raises PolicyError: no policy there, or spaces that differ from the env's.
     """
-    from rlbudget.envs import make_env, space_mismatch
+    from rlbudget.envs import env_mismatch
     from rlbudget.policy.io import load_policy
 
     try:
         policy = load_policy(path)
     except PolicyError as exc:
         raise PolicyError(f"--init {exc}") from None
-    env = make_env(env_id)
-    try:
-        problem = space_mismatch(env, env_id, policy.observation_space, policy.action_space,
-                                 "the --init policy's")  # fmt: skip
-    finally:
-        env.close()
+    problem = env_mismatch(env_id, policy.observation_space, policy.action_space,
+                           "the --init policy's")  # fmt: skip
     if problem:
         raise PolicyError(f"--init {path}: {problem}; start from a policy for {env_id}")
     return policy
