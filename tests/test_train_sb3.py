@@ -438,6 +438,25 @@ def test_unknown_hyperparameter() -> None:
     assert str(e.value).startswith("hyperparameter 'lernrate' is not one ppo takes; it takes ")
 
 
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_hyperparameter_sb3_refuses_is_one_line_and_leaves_nothing(
+    tmp_path: Path, existing: bool
+) -> None:
+    """SB3 checks n_steps × n_envs > 1 when the model is built, after the run folder was
+    made: exit 2 with SB3's reason, and no config.yaml or metrics.csv left (a folder the
+    user made is kept, empty; one the run made is removed)."""
+    out = tmp_path / "r"
+    if existing:
+        out.mkdir()
+    result = runner.invoke(app, ["train", "--algo", "ppo", "--env", "CartPole-v1", "--steps",
+                                 "1000", "-p", "n_steps=-5", "-o", str(out)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "error: ppo refused its hyperparameters: `n_steps * n_envs` must be greater " \
+        "than 1" in result.output  # fmt: skip
+    assert "Traceback" not in result.output
+    assert (list(out.iterdir()) == []) if existing else not out.exists()
+
+
 @pytest.mark.slow
 def test_ppo_reaches_cartpole_500(tmp_path: Path, write_budget: Callable[[str, str], Path]) -> None:
     budget = write_budget("device: host\ntask: {env: CartPole-v1, min_return: 500}\n")

@@ -11,6 +11,8 @@ import typer
 from rlbudget.cli import common
 from rlbudget.cli.bandit_commands import ContextOpt
 from rlbudget.cli.common import GymPackageOpt, JsonOpt, handles_errors, option_value
+from rlbudget.errors import RlbudgetError
+from rlbudget.fileio import is_empty_dir
 
 if TYPE_CHECKING:
     from rlbudget.train import RunResult, RunSettings
@@ -222,14 +224,20 @@ def train(
         env_kwargs=parse_env_kwargs(env_kwargs, "--env-kwargs"),
     )  # fmt: skip
     show = not quiet and not json_out
-    run_dir = prepare_run_dir(output or Path("runs") / f"{settings.algorithm}-{settings.env_id}"
-                              f"-s{seed}", say=common.say if show else None)  # fmt: skip
+    wanted = output or Path("runs") / f"{settings.algorithm}-{settings.env_id}-s{seed}"
+    created = not wanted.exists()
+    run_dir = prepare_run_dir(wanted, say=common.say if show else None)
     if show:
         from rlbudget.render import render_train_start
 
         render_train_start(common.err, settings)
-    _finish(settings, run_dir, quiet=quiet, json_out=json_out, resume=False,
-            tensorboard=tensorboard, curve=curve)  # fmt: skip
+    try:
+        _finish(settings, run_dir, quiet=quiet, json_out=json_out, resume=False,
+                tensorboard=tensorboard, curve=curve)  # fmt: skip
+    except RlbudgetError:
+        if created and is_empty_dir(run_dir):  # refused before it began: train_run cleared it
+            run_dir.rmdir()
+        raise
 
 
 def _finish(

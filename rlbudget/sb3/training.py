@@ -416,8 +416,14 @@ def train_sb3(
 
     shape = env.action_space.shape
     n_actions = int(np.prod(shape)) if shape else None
-    model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
-                tensorboard_log=cfg.tensorboard_log, **model_kwargs(cfg, n_actions))  # fmt: skip
+    kwargs = model_kwargs(cfg, n_actions)
+    try:
+        model = cls("MlpPolicy", env, seed=cfg.seed, device="cpu", verbose=0,
+                    tensorboard_log=cfg.tensorboard_log, **kwargs)  # fmt: skip
+    except (AssertionError, ValueError, TypeError) as exc:  # SB3's checks of its arguments
+        env.close()
+        raise PlanError(f"{cfg.algorithm} refused its hyperparameters: {exc} (fix them in "
+                        "--hyperparams or the hyperparameter file)") from None  # fmt: skip
     episodes: list[Episode] = []
     wall0 = 0.0
     warm_start = None

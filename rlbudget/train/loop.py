@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlbudget.agents.common import Episode
-from rlbudget.fileio import atomic_write_bytes, atomic_write_text, check_unlocked, dir_lock
+from rlbudget.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_unlocked,
+    dir_lock,
+    is_empty_dir,
+)
 from rlbudget.policy.model import Policy
 from rlbudget.train.folder import (
     MetricsLog,
@@ -112,13 +118,37 @@ def train_run(
             say(f"{out}: no checkpoint (the run was killed before its first one); "
                 "starting it over with its config.yaml")  # fmt: skip
         say = None  # said once; prepare_run_dir clears the folder
+    created = not out.exists()
     if not resume:
         prepare_run_dir(out, say)
     from rlbudget.env_kwargs import env_kwargs_applied
+    from rlbudget.errors import RlbudgetError, TrainingError
+    from rlbudget.finite import NonFiniteError
 
-    with dir_lock(out), env_kwargs_applied(settings.env_id, settings.env_kwargs):
-        return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard,
-                             curve)  # fmt: skip
+    try:
+        with dir_lock(out), env_kwargs_applied(settings.env_id, settings.env_kwargs):
+            return _train_locked(settings, out, on_progress, resume, should_stop, tensorboard,
+                                 curve)  # fmt: skip
+    except RlbudgetError as exc:
+        # Bad input found once training began (SB3 refusing a hyperparameter, an env that
+        # cannot be made): a new run that logged nothing leaves nothing behind.
+        if not resume and not isinstance(exc, (NonFiniteError, TrainingError)):
+            _clear_unstarted(out, created)
+        raise
+
+
+def _clear_unstarted(out: Path, created: bool) -> None:
+    """Remove what a new run wrote before its first episode (config.yaml, the header of
+    metrics.csv), and the folder itself if the run created it; anything more is kept."""
+    if not out.is_dir() or not abandoned(out):
+        return
+    metrics = out / "metrics.csv"
+    if metrics.is_file() and len(metrics.read_text().splitlines()) > 1:
+        return  # episodes were logged: keep them
+    for name in ("config.yaml", "metrics.csv"):
+        (out / name).unlink(missing_ok=True)
+    if created and is_empty_dir(out):
+        out.rmdir()
 
 
 def _train_locked(
