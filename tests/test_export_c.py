@@ -70,6 +70,13 @@ def tflite_requantize(p: Policy) -> Policy:
     return replace(p, body=QuantizedMLP(layers))
 
 
+def zero_layer(p: Policy) -> Policy:
+    """``p`` with its second layer's weights all zero (its bias kept)."""
+    layers = list(p.body.layers)
+    layers[1] = replace(layers[1], W=np.zeros_like(layers[1].W))
+    return replace(p, body=replace(p.body, layers=tuple(layers)))
+
+
 @dataclass(frozen=True)
 class Case:
     make: Callable[[], Policy]
@@ -133,6 +140,10 @@ CASES: dict[str, Case] = {
     ),
     "mountaincar-tiles-int8": Case(
         lambda: quantize_linear(mountaincar_tiles(), "int8"), "MountainCar-v0", True
+    ),
+    # an all-zero W is stored as CSR with no weight: C has no zero-length array
+    "pendulum-mlp-zero-layer": Case(
+        lambda: zero_layer(pendulum_mlp("relu", "clip")), "Pendulum-v1", False
     ),
     "pendulum-linear": Case(pendulum_linear, "Pendulum-v1", False),
     "pendulum-linear-int8": Case(

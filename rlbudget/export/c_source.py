@@ -60,6 +60,8 @@ class CWriter:
 
     def const(self, name: str, values: Iterable[Any], ctype: str, comment: str = "") -> str:
         items = list(values)
+        if not items:  # C has no zero-length array (an all-zero W in CSR stores nothing)
+            items, comment = [0], f"{comment} (empty: one unused 0)".lstrip()
         fmt: Callable[[Any], str] = {"float": c_float, "double": c_double}.get(ctype, _c_intv)
         per_line = 6 if ctype in ("float", "double") else 12
         rows = [", ".join(fmt(v) for v in items[i : i + per_line])
