@@ -80,7 +80,10 @@ class Storage:
 
         :raises PlanError: one line naming ``where`` and the values it takes.
         """
-        dtype, _, compress = str(text).partition("+")
+        dtype, plus, compress = str(text).partition("+")
+        if plus and not compress:
+            raise PlanError(f"{where}: {text!r} names no compression after '+'; write "
+                            f"{dtype}+zstd, {dtype}+lz4 or {dtype}")  # fmt: skip
         return cls.of(dtype, compress or "none", False, where)
 
     @classmethod

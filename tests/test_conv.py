@@ -246,15 +246,17 @@ def test_a_conv_that_grows_the_image_past_the_cap_is_refused(tmp_path: Path) -> 
     )
 
 
-def test_cli_show_bad_cnn_exits_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("divide", [-1, 1e-300])  # 1e-300 is 0 in float32: inf pixels
+def test_cli_show_bad_cnn_exits_2(tmp_path: Path, divide: float) -> None:
     from typer.testing import CliRunner
 
     from rlbudget.cli import app
 
-    folder = _edit(tmp_path, lambda b: b["input"].update(divide=-1))
+    folder = _edit(tmp_path, lambda b: b["input"].update(divide=divide))
     result = CliRunner().invoke(app, ["show", str(folder)])
     assert result.exit_code == 2
-    assert "input.divide must be a positive number (255 for uint8 images), not -1" in result.output
+    assert (f"input.divide must be a number from 1e-6 to 1e10 (255 for uint8 images), "
+            f"not {divide!r}") in result.output  # fmt: skip
     assert "Traceback" not in result.output
 
 

@@ -255,6 +255,11 @@ def test_budget_key_is_checked_at_its_line(tmp_path: Path) -> None:
         load_budget(bad)
     assert str(e.value) == (f"{bad}:3: training.replay: replay storage 'float8' is not one "
                             "rlbudget takes; write float32, float16, uint8")  # fmt: skip
+    bad.write_text("device: host\ntraining:\n  replay: float16+\n")
+    with pytest.raises(BudgetError) as e:
+        load_budget(bad)
+    assert str(e.value) == (f"{bad}:3: training.replay: 'float16+' names no compression after "
+                            "'+'; write float16+zstd, float16+lz4 or float16")  # fmt: skip
 
 
 # --- training from it ---------------------------------------------------------------------

@@ -357,9 +357,10 @@ def read_cnn(
     if layout not in LAYOUTS:
         raise fail(f"{what}: input.layout must be 'hwc' or 'chw', not {layout!r}")
     if divide is not None and (isinstance(divide, bool) or not isinstance(divide, int | float)
-                               or not 0 < divide < 1e10):  # fmt: skip
-        raise fail(f"{what}: input.divide must be a positive number (255 for uint8 images), "
-                   f"not {divide!r}")  # fmt: skip
+                               or not 1e-6 <= divide <= 1e10):  # fmt: skip
+        # float32 holds it (1e-300 would round to 0, and every pixel divided by it to inf)
+        raise fail(f"{what}: input.divide must be a number from 1e-6 to 1e10 (255 for uint8 "
+                   f"images), not {divide!r}")  # fmt: skip
     entries = d.get("conv")
     if not isinstance(entries, list) or not entries or not all(
             isinstance(e, Mapping) for e in entries):  # fmt: skip
