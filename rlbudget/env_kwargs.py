@@ -148,6 +148,11 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
     if bad is not None:
         raise RlbudgetError(f"{what}: '{bad[0]}' is {bad[1]}; env kwargs hold finite numbers "
                             "(NaN or inf would reach the physics)")  # fmt: skip
+    steps = value.get("max_episode_steps")
+    if steps is not None and (type(steps) is not int or not 1 <= steps <= MAX_EPISODE_STEPS):
+        raise RlbudgetError(f"{what}: 'max_episode_steps' must be an integer from 1 to "
+                            f"{MAX_EPISODE_STEPS:,}, not {steps!r} (an evaluation episode "
+                            "runs to it)")  # fmt: skip
     attrs = value.get(ATTRIBUTES, {})
     if not isinstance(attrs, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in attrs.values()
@@ -156,6 +161,10 @@ def parse_env_kwargs(text: str | dict[str, Any] | None, what: str) -> dict[str, 
                             """e.g. {"attributes": {"force_mag": 8.0}}""")  # fmt: skip
     return dict(value)
 
+
+MAX_EPISODE_STEPS = 1_000_000
+"""The longest episode env kwargs may ask for: evaluations play whole episodes, and a
+screen of Pendulum episodes 10**12 steps long would never end."""
 
 NOT_KWARGS = ("render_mode", "autoreset", "apply_api_compatibility")
 """``gymnasium.make`` options that change how the env is stepped or rendered (a window, an

@@ -256,10 +256,13 @@ def test_init_with_another_body(tmp_path: Path, teacher: Path) -> None:
          "nan; env kwargs hold finite numbers (NaN or inf would reach the physics)"),
         ('{"render_mode": "human"}', "--env-kwargs: 'render_mode' is not an env kwarg "
          "rlbudget trains with (it changes how the env is stepped or rendered); remove it"),
-        # the constructor's own ValueError was exit 3
-        ('{"max_episode_steps": -5}', "environment 'CartPole-v1' cannot be made with the "
-         "env kwargs max_episode_steps (ValueError: Expect the `max_episode_steps` to be "
-         "positive, actually: -5); fix their values"),
+        # the constructor's own ValueError was exit 3; 10**12 was taken and its first
+        # screen never ended
+        ('{"max_episode_steps": -5}', "--env-kwargs: 'max_episode_steps' must be an integer "
+         "from 1 to 1,000,000, not -5 (an evaluation episode runs to it)"),
+        ('{"max_episode_steps": 1000000000000}', "--env-kwargs: 'max_episode_steps' must be "
+         "an integer from 1 to 1,000,000, not 1000000000000 (an evaluation episode runs to "
+         "it)"),
     ],
 )  # fmt: skip
 def test_bad_env_kwargs(tmp_path: Path, text: str, expected: str) -> None:
