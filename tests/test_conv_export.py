@@ -115,3 +115,27 @@ def test_onnx_matches_numpy(name: str, tmp_path: Path) -> None:
     expected = {"ConvInteger", "MaxPool", "AveragePool"} if name.startswith("int8") else {
         "Conv", "MaxPool", "AveragePool", "Flatten"}  # fmt: skip
     assert expected <= ops
+
+
+def test_int8_of_a_cnn_with_only_pools_is_refused() -> None:
+    """The int8 input scale is the first convolution's: with none, quantize_cnn failed later
+    with a StopIteration inside evaluate (exit 3)."""
+    from dataclasses import replace
+
+    from rlbudget.errors import PolicyError
+
+    policy = random_cnn()
+    pools = tuple(la for la in policy.body.layers if la.W is None)
+    assert pools and len(pools) < len(policy.body.layers)
+    body = policy.body
+    shape = body.shape
+    for la in pools:
+        shape = la.out_shape(shape)
+    dense_in = int(np.prod(shape))
+    first = body.dense.layers[0]
+    dense = replace(body.dense, layers=(replace(first, W=np.ones((dense_in, first.W.shape[1]),
+                    np.float32)), *body.dense.layers[1:]))  # fmt: skip
+    only_pools = replace(policy, body=replace(body, layers=pools, dense=dense))
+    with pytest.raises(PolicyError, match=r"^int8 \(cnn\): this cnn has no convolution, only "
+                       r"pooling; an int8 cnn needs one"):  # fmt: skip
+        quantize_cnn(only_pools, images(20))

@@ -50,6 +50,10 @@ def quantize_cnn(
     body = policy.body
     if not isinstance(body, CNN) or not isinstance(body.dense, MLP):
         raise PolicyError(f"int8 (cnn): this policy has a {body.kind} body, not a cnn body")
+    if all(la.W is None for la in body.layers):  # the int8 input scale is the first conv's
+        raise PolicyError("int8 (cnn): this cnn has no convolution, only pooling; an int8 cnn "
+                          "needs one (add a 1×1 conv2d, or quantize the policy without its "
+                          "pools as an mlp)")  # fmt: skip
     if requantize not in REQUANTIZE_RULES:
         raise PolicyError(f"int8: unknown requantize rule '{requantize}'; use "
                           f"{' or '.join(REQUANTIZE_RULES)}")  # fmt: skip
