@@ -355,45 +355,56 @@ def _linear(w: CWriter, policy: Policy, body: Linear, last: TileCode | OneHot | 
     return "rlb_out"
 
 
-def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
-    """Tile coding as :meth:`TileCode.apply`: per dimension the cell ``c`` in ``1 / tilings`` of
-    a tile (float32), split once into ``q = c / tilings`` and ``r = c % tilings``; tiling
-    ``t``'s tile is then ``(c + t) / tilings = q + (r + t >= tilings)``, no divide per tiling."""
-    n_features, n_out = body.W.shape
+def tile_coding(w: CWriter, tc: TileCode, per_feature: str, indent: str) -> str:
+    """Tile coding as :meth:`TileCode.apply`, for the inference export (:func:`_tiles`) and
+    the on-device learner (:mod:`rlbudget.export.learn`): per dimension the cell ``c`` in
+    ``1 / tilings`` of a tile (float32), split once into ``q = c / tilings`` and
+    ``r = c % tilings``; tiling ``t``'s tile is then ``(c + t) / tilings = q + (r + t >=
+    tilings)``, no divide per tiling. Writes the grid's constants and returns the two loops
+    (``d``, ``t``, ``q``, ``r`` and ``f`` declared by the caller; ``per_feature`` runs with
+    ``f``, tiling ``t``'s active feature), indented by ``indent``."""
     check_grid("tile_code", tc.scale, tc.top)
     w.array("rlb_tile_low", tc.low, "tile coding: low")
     w.array("rlb_tile_scale", tc.scale, "tile coding: tilings * tiles_per_dim / (high - low), "
             "computed in float32 as numpy does")  # fmt: skip
+    tilings, tpd, dims = tc.tilings, tc.tiles_per_dim, len(tc.low)
+    hashed = (f"\n    f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
+              f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
+    text = f"""for (d = 0; d < {dims}; ++d) {{
+    const float v = rlb_input(obs, d) - rlb_tile_low[d];
+    const float u = v * rlb_tile_scale[d]; /* in 1/{tilings} of a tile */
+    const uint32_t c = !(u >= 0.0f) ? 0u /* clip(floor(u), 0, {tc.top}); NaN: 0 */
+        : (u >= {c_float(tc.top)} ? {tc.top}u : (uint32_t)u);
+    q[d] = (int32_t)(c / {tilings}u);
+    r[d] = (int32_t)(c % {tilings}u);
+}}
+for (t = 0; t < {tilings}; ++t) {{ /* one active feature per tiling */
+    f = 0;
+    for (d = 0; d < {dims}; ++d) {{ /* tile (c + t) / {tilings}, 0..{tpd} */
+        f = f * {tpd + 1} + q[d] + (r[d] + t >= {tilings});
+    }}
+    f += t * {tc.per_tiling};{hashed}
+{per_feature}
+}}"""
+    return "\n".join(indent + line if line else line for line in text.splitlines())
+
+
+def _tiles(w: CWriter, body: Linear, tc: TileCode) -> str:
+    """Tile coding (:func:`tile_coding`), then each output the sum of its active weights."""
+    n_features, n_out = body.W.shape
+    quantized = body.scale is not None
+    acc = "rlb_acc" if quantized else "rlb_out"
+    add = (f"    for (j = 0; j < {n_out}; ++j) {{\n"
+           f"        {acc}[j] += rlb_w[f * {n_out} + j];\n    }}")  # fmt: skip
+    features = tile_coding(w, tc, add, "        ")
     w.array("rlb_w", body.W, f"W [{n_features}][{n_out}], one row per feature")
     w.array("rlb_b", body.b, "b")
-    quantized = body.scale is not None
     if quantized:
         w.buffer("rlb_acc", "int32_t", n_out, "integer tile sums")
-    acc = "rlb_acc" if quantized else "rlb_out"
-    tilings, tpd, dims = tc.tilings, tc.tiles_per_dim, len(tc.low)
-    hashed = (f"\n            f = (int32_t)((uint32_t)((uint32_t)f * UINT32_C(2654435761)) % "
-              f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
     w.line(loop("j", n_out, f"{acc}[j] = 0;"))
     w.line(f"""    {{ /* tile coding in float32, then integers (TileCode.apply) */
-        int32_t d, q[{dims}], r[{dims}];
-        for (d = 0; d < {dims}; ++d) {{
-            const float v = rlb_input(obs, d) - rlb_tile_low[d];
-            const float u = v * rlb_tile_scale[d]; /* in 1/{tilings} of a tile */
-            const uint32_t c = !(u >= 0.0f) ? 0u /* clip(floor(u), 0, {tc.top}); NaN: 0 */
-                : (u >= {c_float(tc.top)} ? {tc.top}u : (uint32_t)u);
-            q[d] = (int32_t)(c / {tilings}u);
-            r[d] = (int32_t)(c % {tilings}u);
-        }}
-        for (t = 0; t < {tilings}; ++t) {{ /* one active feature per tiling */
-            int32_t f = 0;
-            for (d = 0; d < {dims}; ++d) {{ /* tile (c + t) / {tilings}, 0..{tpd} */
-                f = f * {tpd + 1} + q[d] + (r[d] + t >= {tilings});
-            }}
-            f += t * {tc.per_tiling};{hashed}
-            for (j = 0; j < {n_out}; ++j) {{
-                {acc}[j] += rlb_w[f * {n_out} + j];
-            }}
-        }}
+        int32_t d, f, q[{len(tc.low)}], r[{len(tc.low)}];
+{features}
     }}""")
     if quantized:
         w.line(loop("j", n_out, "rlb_out[j] = (float)(rlb_acc[j] + rlb_b[j]) * rlb_scale[j];"))

@@ -42,10 +42,10 @@ from rlbudget.export.c import (
     HARNESS_TEXT,
     SOURCE,
     ExportResult,
-    check_grid,
     input_function,
     split_preprocess,
     state_function,
+    tile_coding,
 )
 from rlbudget.export.c_source import HEADER, CWriter, c_float, origin, policy_h
 from rlbudget.export.kernels import CONST_MACRO
@@ -150,35 +150,16 @@ static float rlb_value(float x)
 
 def _features(w: CWriter, tc: TileCode) -> None:
     """``rlb_features(obs, f)``: the active feature of each tiling, as ``TileCode.apply``
-    (the C export's tile coding, :func:`rlbudget.export.c` ``_tiles``, one index each)."""
-    check_grid("tile_code", tc.scale, tc.top)
-    w.array("rlb_tile_low", tc.low, "tile coding: low")
-    w.array("rlb_tile_scale", tc.scale, "tile coding: tilings * tiles_per_dim / (high - low), "
-            "computed in float32 as numpy does")  # fmt: skip
-    tilings, tpd, dims = tc.tilings, tc.tiles_per_dim, len(tc.low)
-    hashed = (f"\n        f[t] = (int32_t)((uint32_t)((uint32_t)f[t] * UINT32_C(2654435761)) % "
-              f"{tc.hash_size}u);") if tc.hash_size else ""  # fmt: skip
+    (the C export's tile coding, :func:`rlbudget.export.c.tile_coding`)."""
+    dims = len(tc.low)
+    loops = tile_coding(w, tc, "    out[t] = f;", "    ")
     w.helper(
         "rlb_features",
         f"""/* tile coding in float32, then integers (TileCode.apply) */
-static void rlb_features(const float *obs, int32_t *f)
+static void rlb_features(const float *obs, int32_t *out)
 {{
-    int32_t d, t, q[{dims}], r[{dims}];
-    for (d = 0; d < {dims}; ++d) {{
-        const float v = rlb_input(obs, d) - rlb_tile_low[d];
-        const float u = v * rlb_tile_scale[d]; /* in 1/{tilings} of a tile */
-        const uint32_t c = !(u >= 0.0f) ? 0u /* clip(floor(u), 0, {tc.top}); NaN: 0 */
-            : (u >= {c_float(tc.top)} ? {tc.top}u : (uint32_t)u);
-        q[d] = (int32_t)(c / {tilings}u);
-        r[d] = (int32_t)(c % {tilings}u);
-    }}
-    for (t = 0; t < {tilings}; ++t) {{ /* one active feature per tiling */
-        f[t] = 0;
-        for (d = 0; d < {dims}; ++d) {{ /* tile (c + t) / {tilings}, 0..{tpd} */
-            f[t] = f[t] * {tpd + 1} + q[d] + (r[d] + t >= {tilings});
-        }}
-        f[t] += t * {tc.per_tiling};{hashed}
-    }}
+    int32_t d, t, f, q[{dims}], r[{dims}];
+{loops}
 }}""",
     )
 
